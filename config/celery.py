@@ -1,0 +1,79 @@
+"""The Celery configuration, derived from the settings and nothing else."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from config.settings import Settings
+
+__all__ = ["QUEUE", "STEP_TIME_LIMITS", "celery_config", "visibility_timeout"]
+
+QUEUE = "relaydance"
+
+# Soft time limit of each step, in seconds; the hard limit is 30 s above it. The download
+# gets the overall download timeout: a large clip on a slow link is not a hung task.
+STEP_TIME_LIMITS = {"prepare": 300.0, "submit": 60.0, "poll": 60.0, "finish": 30.0, "sweep": 60.0}
+
+
+def visibility_timeout(settings: Settings) -> int:
+    """Seconds before the Redis broker re-delivers an unacknowledged message.
+
+    It must be well above the longest countdown a message waits on a worker (a poll's
+    next interval, the first safety poll in webhook mode, a rate-limit deferral), or the
+    broker would hand the same message to a second worker while the first still holds it.
+    The sweeper, not this timeout, is what bounds the stall after a killed worker.
+    """
+    longest = max(
+        settings.poll_interval_max,
+        settings.poll_first_delay or 0.0,
+        settings.webhook_safety_poll_seconds,
+        settings.download_timeout,
+        settings.poll_deadline_seconds / 4,
+    )
+    return int(max(3600.0, 4 * longest))
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Every Celery setting the fleet uses; the Celery app loads this lazily."""
+    url = settings.redis_url or "redis://127.0.0.1:6379/0"
+    soft = settings.task_soft_time_limit
+    annotations: dict[str, dict[str, float]] = {
+        f"relaydance.{step}": {"soft_time_limit": limit, "time_limit": limit + 30}
+        for step, limit in STEP_TIME_LIMITS.items()
+    }
+    annotations["relaydance.download"] = {
+        "soft_time_limit": settings.download_timeout + 30,
+        "time_limit": settings.download_timeout + 60,
+    }
+    return {
+        "broker_url": url,
+        "result_backend": url,
+        "broker_connection_retry_on_startup": True,
+        "broker_transport_options": {"visibility_timeout": visibility_timeout(settings)},
+        "result_backend_transport_options": {"visibility_timeout": visibility_timeout(settings)},
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "task_acks_on_failure_or_timeout": True,
+        "worker_prefetch_multiplier": 1,
+        "task_soft_time_limit": soft,
+        "task_time_limit": soft + 30,
+        "task_annotations": annotations,
+        "task_ignore_result": True,  # the job record is the result
+        "result_expires": settings.job_retention_seconds,
+        "task_default_queue": QUEUE,
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "worker_hijack_root_logger": False,
+        "worker_redirect_stdouts": False,
+        "beat_schedule": {
+            "relaydance-sweep": {
+                "task": "relaydance.sweep",
+                "schedule": settings.sweep_interval_seconds,
+                "options": {"expires": settings.sweep_interval_seconds},
+            }
+        },
+        "include": ["tasks.render"],
+    }

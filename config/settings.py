@@ -1,0 +1,227 @@
+"""One source of configuration: environment variables prefixed ``RELAYDANCE_`` and ``.env``.
+
+Keys are :class:`~pydantic.SecretStr`; call ``get_secret_value()`` only at the point of use.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["ENV_PREFIX", "Settings", "SettingsError", "env_name", "get_settings"]
+
+ENV_PREFIX = "RELAYDANCE_"
+DEFAULT_ALIAS = "default"
+
+
+class SettingsError(ValueError):
+    """Invalid configuration; the message names each environment variable and the fix."""
+
+
+def env_name(field: str) -> str:
+    """The environment variable that sets a settings field."""
+    if field == "redis_url":
+        return "REDIS_URL"
+    return ENV_PREFIX + field.upper()
+
+
+class Settings(BaseSettings):
+    """Every setting of the fleet. See the README's configuration table."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
+    )
+
+    # Provider access.
+    api_key: SecretStr | None = Field(None, description="API key of the alias `default`.")
+    api_keys: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description='JSON object alias -> key for several keys, e.g. {"tenant-a": "sk-..."}.',
+    )
+    base_url: str = Field("https://relaydance.com/v1", description="Provider base URL.")
+    dialect: str = Field("relaydance", description="Provider API dialect.")
+
+    # Redis (broker, result store, job records, limits).
+    redis_url: str | None = Field(
+        None,
+        validation_alias=AliasChoices("RELAYDANCE_REDIS_URL", "REDIS_URL"),
+        description="Redis URL; unset means an embedded redis-server for `relaydance dev`.",
+    )
+    output_dir: Path = Field(Path("./renders"), description="Where finished mp4 files go.")
+
+    # Limits per key alias.
+    max_concurrency: int = Field(10, ge=1, le=1000, description="Tasks in flight per key.")
+    key_concurrency: dict[str, int] = Field(
+        default_factory=dict, description='Per-alias overrides, JSON, e.g. {"tenant-a": 4}.'
+    )
+    requests_per_second: float = Field(
+        20.0, gt=0, le=10000, description="HTTP requests per second per key (all calls)."
+    )
+    key_requests_per_second: dict[str, float] = Field(
+        default_factory=dict, description="Per-alias request-rate overrides, JSON."
+    )
+    slot_lease_seconds: float = Field(
+        90.0, ge=5, le=3600, description="A concurrency slot is lost if not renewed within this."
+    )
+
+    # Polling.
+    poll_first_delay: float | None = Field(
+        None, ge=0, description="First poll delay in seconds; unset means learned per model."
+    )
+    poll_interval_min: float = Field(2.0, gt=0, description="Shortest interval between polls.")
+    poll_interval_max: float = Field(30.0, gt=0, description="Longest interval between polls.")
+    poll_deadline_seconds: float = Field(
+        3600.0, gt=0, description="A job not finished remotely this long after submit fails."
+    )
+    sweep_interval_seconds: float = Field(20.0, gt=0, description="How often the sweeper runs.")
+
+    # HTTP.
+    http_connect_timeout: float = Field(10.0, gt=0, description="Connect timeout, seconds.")
+    http_read_timeout: float = Field(60.0, gt=0, description="Read timeout, seconds.")
+    download_timeout: float = Field(600.0, gt=0, description="Overall download timeout, s.")
+    download_max_bytes: int = Field(
+        1024**3, gt=0, description="Largest accepted mp4 download, bytes."
+    )
+    allow_local_urls: bool = Field(
+        False,
+        description="Permit http and loopback/private addresses in provider URLs (local dev).",
+    )
+
+    # Webhooks.
+    webhook_base_url: str | None = Field(
+        None, description="Public base URL of the `web` process, e.g. https://host/hooks."
+    )
+    webhook_secret: SecretStr | None = Field(
+        None, description="Secret for webhook URL tokens; required with a webhook base URL."
+    )
+    webhook_safety_poll_seconds: float = Field(
+        600.0, gt=0, description="With webhooks on, the first safety poll comes this late."
+    )
+
+    # Jobs and tasks.
+    job_retention_seconds: int = Field(
+        7 * 24 * 3600, gt=0, description="Finished jobs expire after this long."
+    )
+    task_soft_time_limit: float = Field(
+        120.0, gt=0, description="Soft time limit of every task except download, s."
+    )
+    max_transient_retries: int = Field(
+        8, ge=0, description="Retries of a step after transient errors before it fails."
+    )
+    log_json: bool = Field(False, description="Log one JSON object per line.")
+
+    @field_validator("api_keys", "key_concurrency", "key_requests_per_second", mode="before")
+    @classmethod
+    def _parse_json_object(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.strip()
+            if not value:
+                return {}
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f'must be a JSON object, e.g. {{"alias": ...}} ({exc})') from exc
+        return value
+
+    @field_validator("base_url", "webhook_base_url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"must be an absolute http(s) URL, got {value!r}")
+        return value.rstrip("/")
+
+    @field_validator("dialect")
+    @classmethod
+    def _check_dialect(cls, value: str) -> str:
+        if value not in ("relaydance",):
+            raise ValueError("unknown dialect; known: relaydance")
+        return value
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> Settings:
+        if self.poll_interval_min > self.poll_interval_max:
+            raise ValueError(
+                "RELAYDANCE_POLL_INTERVAL_MIN must not exceed RELAYDANCE_POLL_INTERVAL_MAX"
+            )
+        if self.webhook_base_url and not self.webhook_secret:
+            raise ValueError(
+                "RELAYDANCE_WEBHOOK_SECRET is required when RELAYDANCE_WEBHOOK_BASE_URL is set"
+            )
+        for alias in self.api_keys:
+            if not alias or not alias.replace("-", "").replace("_", "").isalnum():
+                raise ValueError(
+                    f"RELAYDANCE_API_KEYS: alias {alias!r} must be letters, digits, - or _"
+                )
+        return self
+
+    # Derived values -------------------------------------------------------------------------
+
+    def keys(self) -> dict[str, SecretStr]:
+        """Every configured key by alias; ``RELAYDANCE_API_KEY`` is the alias ``default``."""
+        keys = dict(self.api_keys)
+        if self.api_key is not None:
+            keys.setdefault(DEFAULT_ALIAS, self.api_key)
+        return keys
+
+    def key_for(self, alias: str) -> SecretStr:
+        """The key of an alias; raises :class:`SettingsError` naming the variables to set."""
+        try:
+            return self.keys()[alias]
+        except KeyError:
+            known = ", ".join(sorted(self.keys())) or "none"
+            raise SettingsError(
+                f"no API key for alias {alias!r} (configured aliases: {known}); set "
+                f"RELAYDANCE_API_KEY for 'default' or add it to RELAYDANCE_API_KEYS"
+            ) from None
+
+    def concurrency_for(self, alias: str) -> int:
+        """Configured concurrency limit of a key alias."""
+        return self.key_concurrency.get(alias, self.max_concurrency)
+
+    def rate_for(self, alias: str) -> float:
+        """Configured request rate (per second) of a key alias."""
+        return self.key_requests_per_second.get(alias, self.requests_per_second)
+
+
+def _format_error(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = err.get("loc") or ()
+        field = str(loc[0]) if loc else ""
+        name = env_name(field) if field else "settings"
+        lines.append(f"{name}: {err['msg']}")
+    return "invalid settings:\n  " + "\n  ".join(lines)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings from the environment, raising :class:`SettingsError` on bad values."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise SettingsError(_format_error(exc)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return load_settings()

@@ -1,0 +1,154 @@
+"""The one exception tree of the package. httpx types never leave the client.
+
+::
+
+    RelayDanceError
+    ├── InvalidRequest          bad input, refused before anything is enqueued or paid for
+    ├── TransientError          retry with backoff
+    │   ├── TransportFailure    connect/read errors and timeouts
+    │   ├── RateLimited         HTTP 429 (``retry_after`` seconds, when the provider said)
+    │   └── ServerError         HTTP 5xx
+    └── PermanentError          fail the job now
+        ├── BadRequest          HTTP 400, with the provider's message
+        ├── Unauthorized        HTTP 401
+        ├── InsufficientCredits HTTP 402
+        ├── Forbidden           HTTP 403
+        ├── NotFound            HTTP 404
+        ├── GenerationFailed    the provider reported the task ``failed``
+        ├── UnexpectedResponse  a response we cannot use (no task id, not JSON)
+        ├── UnsafeUrl           a provider URL refused by the SSRF rules
+        └── DownloadRejected    too large, not an mp4, or otherwise unusable
+
+Every error carries a short machine ``code`` that ends up in the job record.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BadRequest",
+    "DownloadRejected",
+    "Forbidden",
+    "GenerationFailed",
+    "InsufficientCredits",
+    "InvalidRequest",
+    "NotFound",
+    "PermanentError",
+    "RateLimited",
+    "RelayDanceError",
+    "ServerError",
+    "TransientError",
+    "TransportFailure",
+    "Unauthorized",
+    "UnexpectedResponse",
+    "UnsafeUrl",
+]
+
+
+class RelayDanceError(Exception):
+    """Root of every error this package raises."""
+
+    code = "error"
+
+    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status_code = status_code
+
+
+class InvalidRequest(RelayDanceError, ValueError):
+    """A render request that would be refused or wasted; names the field and the fix."""
+
+    code = "invalid_request"
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = problems
+        text = "; ".join(f"{field}: {msg}" for field, msg in problems)
+        super().__init__(f"invalid render request: {text}")
+
+
+class TransientError(RelayDanceError):
+    """A failure that may pass: retry with backoff."""
+
+    code = "transient"
+
+
+class TransportFailure(TransientError):
+    """The request did not complete: connection refused, reset, or timed out."""
+
+    code = "transport"
+
+
+class RateLimited(TransientError):
+    """HTTP 429: too many requests or too many tasks in progress for this key."""
+
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message, status_code=429)
+        self.retry_after = retry_after
+
+
+class ServerError(TransientError):
+    """HTTP 5xx from the provider."""
+
+    code = "server_error"
+
+
+class PermanentError(RelayDanceError):
+    """A failure that retrying will not fix: fail the job now."""
+
+    code = "permanent"
+
+
+class BadRequest(PermanentError):
+    """HTTP 400: the provider refused the request; ``message`` is the provider's."""
+
+    code = "bad_request"
+
+
+class Unauthorized(PermanentError):
+    """HTTP 401: the API key is missing or wrong."""
+
+    code = "unauthorized"
+
+
+class InsufficientCredits(PermanentError):
+    """HTTP 402: the account has not enough credits for this request."""
+
+    code = "insufficient_credits"
+
+
+class Forbidden(PermanentError):
+    """HTTP 403."""
+
+    code = "forbidden"
+
+
+class NotFound(PermanentError):
+    """HTTP 404: unknown task or path."""
+
+    code = "not_found"
+
+
+class GenerationFailed(PermanentError):
+    """The provider reported the task as failed (not billed)."""
+
+    code = "generation_failed"
+
+
+class UnexpectedResponse(PermanentError):
+    """The provider answered something this client cannot interpret."""
+
+    code = "unexpected_response"
+
+
+class UnsafeUrl(PermanentError):
+    """A provider-supplied URL that the SSRF rules refuse (scheme, address, redirect)."""
+
+    code = "unsafe_url"
+
+
+class DownloadRejected(PermanentError):
+    """The downloaded file is unusable: over the size cap or not an mp4."""
+
+    code = "download_rejected"

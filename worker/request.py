@@ -1,0 +1,360 @@
+"""The render request: validated before anything is enqueued or paid for.
+
+A request names a model, a prompt, a length and reference media (URLs, or local paths
+that the ``upload`` step hosts through ``POST /files``). :func:`validate_request` collects
+every problem at once and raises :class:`~worker.errors.InvalidRequest`, whose entries
+name the field and the fix. :meth:`RenderRequest.to_body` produces exactly the JSON the
+provider documents (seeds 001 and 004).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from worker.catalogue import Model, get_model, known_models
+from worker.errors import InvalidRequest
+from worker.media import MediaKind, sniff_file
+
+__all__ = [
+    "MAX_PROMPT_CHARS",
+    "MAX_SECONDS",
+    "RenderRequest",
+    "is_url",
+    "validate_request",
+]
+
+MAX_PROMPT_CHARS = 4000  # seed 003
+MAX_SECONDS = 15  # seeds 000, 002, 003
+LIMITS = {"image": 9, "video": 3, "audio": 3}  # seeds 000, 001
+_REF = re.compile(r"@(image|video|audio)(\d+)", re.IGNORECASE)
+_FIELD_OF_KIND: dict[str, str] = {"image": "images", "video": "videos", "audio": "audio"}
+_ROLE = {"image": "reference_image", "video": "reference_video", "audio": "reference_audio"}
+
+Problems = list[tuple[str, str]]
+
+
+def is_url(source: str) -> bool:
+    """Whether a media source is a URL (as opposed to a local path)."""
+    return "://" in source
+
+
+class RenderRequest(BaseModel):
+    """One clip to render. Build it with :func:`validate_request` to get every check."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+    model: str
+    prompt: str
+    seconds: int = 5
+    ratio: str | None = None
+    resolution: str | None = None
+    generate_audio: bool | None = None
+    images: tuple[str, ...] = Field(default=())
+    videos: tuple[str, ...] = Field(default=())
+    audio: tuple[str, ...] = Field(default=())
+    first_frame: str | None = None
+    last_frame: str | None = None
+    mode: Literal["auto", "reference", "frames"] = "auto"
+
+    @field_validator("seconds", mode="before")
+    @classmethod
+    def _seconds_from_text(cls, value: Any) -> Any:
+        # The provider takes seconds as a string; accept "5" as well as 5 from users.
+        if isinstance(value, str) and value.strip().isdigit():
+            return int(value.strip())
+        return value
+
+    @field_validator("images", "videos", "audio", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return (value,) if isinstance(value, str) else value
+
+    # Derived ------------------------------------------------------------------------------
+
+    @property
+    def catalogue_entry(self) -> Model:
+        """The catalogue entry of this request's model (validated to exist)."""
+        model = get_model(self.model)
+        if model is None:  # pragma: no cover - validate_request refuses this first
+            raise InvalidRequest([("model", f"unknown model {self.model!r}")])
+        return model
+
+    def media(self) -> list[tuple[str, str]]:
+        """Every (kind, source) in content order: images, videos, audio, then frames."""
+        items = [("image", s) for s in self.images]
+        items += [("video", s) for s in self.videos]
+        items += [("audio", s) for s in self.audio]
+        items += [("first_frame", s) for s in (self.first_frame,) if s]
+        items += [("last_frame", s) for s in (self.last_frame,) if s]
+        return items
+
+    def local_paths(self) -> list[str]:
+        """Sources that are local files, to be uploaded before submission."""
+        return [source for _, source in self.media() if not is_url(source)]
+
+    def estimated_cost(self) -> float:
+        """Estimated price in USD (failed generations are not billed)."""
+        return round(self.catalogue_entry.usd_per_second * self.seconds, 4)
+
+    def fingerprint(self) -> str:
+        """A content hash: identical requests have identical fingerprints."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    def summary(self, *, width: int = 40) -> str:
+        """A short, secret-free description for logs and Flower: model and prompt excerpt."""
+        prompt = self.prompt if len(self.prompt) <= width else self.prompt[: width - 1] + "…"
+        return f"{self.model} {self.seconds}s {prompt!r}"
+
+    def to_body(
+        self,
+        *,
+        callback_url: str | None = None,
+        media_urls: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """The documented ``POST /video/generations`` body; local paths via ``media_urls``."""
+        model = self.catalogue_entry
+        urls = media_urls or {}
+
+        def url_of(source: str) -> str:
+            if is_url(source):
+                return source
+            try:
+                return urls[source]
+            except KeyError:
+                raise InvalidRequest(
+                    [("media", f"local file {source!r} has not been uploaded yet")]
+                ) from None
+
+        content: list[dict[str, Any]] = []
+        for kind, source in self.media():
+            if kind in ("first_frame", "last_frame"):
+                entry_type, role = "image_url", kind
+            else:
+                entry_type, role = f"{kind}_url", _ROLE[kind]
+            content.append({"type": entry_type, entry_type: {"url": url_of(source)}, "role": role})
+
+        metadata: dict[str, Any] = {
+            "ratio": self.ratio or model.default_ratio,
+            "resolution": self.resolution or model.default_resolution,
+        }
+        if self.generate_audio is not None:
+            metadata["generate_audio"] = self.generate_audio
+        if callback_url:
+            metadata["callback_url"] = callback_url
+        if content:
+            metadata["content"] = content
+        return {
+            "model": self.model,
+            "prompt": self.prompt,
+            "seconds": str(self.seconds),
+            "metadata": metadata,
+        }
+
+
+def validate_request(
+    data: Mapping[str, Any] | RenderRequest, *, check_files: bool = True
+) -> RenderRequest:
+    """Parse and check a render request; raise :class:`InvalidRequest` listing every problem."""
+    if isinstance(data, RenderRequest):
+        request = data
+    else:
+        try:
+            request = RenderRequest.model_validate(dict(data))
+        except ValidationError as exc:
+            raise InvalidRequest(_pydantic_problems(exc)) from None
+    problems = _check(request, check_files=check_files)
+    if problems:
+        raise InvalidRequest(problems)
+    if check_files and request.local_paths():
+        request = request.model_copy(update=_absolute_paths(request))
+    return request
+
+
+def _pydantic_problems(exc: ValidationError) -> Problems:
+    problems: Problems = []
+    for err in exc.errors():
+        field = ".".join(str(part) for part in err["loc"]) or "request"
+        if err["type"] == "extra_forbidden":
+            known = ", ".join(RenderRequest.model_fields)
+            problems.append((field, f"unknown field; known fields are: {known}"))
+        elif err["type"] == "missing":
+            problems.append((field, "is required"))
+        else:
+            problems.append((field, err["msg"]))
+    return problems
+
+
+def _check(request: RenderRequest, *, check_files: bool) -> Problems:
+    problems: Problems = []
+    model = get_model(request.model)
+    if model is None:
+        problems.append(
+            ("model", f"unknown model {request.model!r}; known models: {', '.join(known_models())}")
+        )
+    problems += _check_prompt(request)
+    if model is not None:
+        problems += _check_options(request, model)
+        problems += _check_media_counts(request, model)
+    problems += _check_references(request)
+    for kind, source in request.media():
+        problems += _check_source(kind, source, check_files=check_files)
+    return problems
+
+
+def _check_prompt(request: RenderRequest) -> Problems:
+    if not request.prompt:
+        return [("prompt", "is empty; describe the clip to generate")]
+    if len(request.prompt) > MAX_PROMPT_CHARS:
+        return [
+            (
+                "prompt",
+                f"is {len(request.prompt)} characters; shorten it to at most {MAX_PROMPT_CHARS}",
+            )
+        ]
+    return []
+
+
+def _check_options(request: RenderRequest, model: Model) -> Problems:
+    problems: Problems = []
+    low, high = model.min_seconds, min(model.max_seconds, MAX_SECONDS)
+    if not low <= request.seconds <= high:
+        problems.append(
+            ("seconds", f"{request.seconds} is outside {model.id}'s range; use {low} to {high}")
+        )
+    if request.ratio is not None and request.ratio not in model.ratios:
+        problems.append(
+            ("ratio", f"{request.ratio!r} is not offered by {model.id}; use one of "
+             f"{', '.join(model.ratios)}")
+        )  # fmt: skip
+    if request.resolution is not None and request.resolution not in model.resolutions:
+        problems.append(
+            ("resolution", f"{request.resolution!r} is not offered by {model.id}; use one of "
+             f"{', '.join(model.resolutions)}")
+        )  # fmt: skip
+    if request.generate_audio and not model.generate_audio:
+        with_audio = ", ".join(m for m in known_models() if (get_model(m) or model).generate_audio)
+        problems.append(
+            ("generate_audio", f"{model.id} cannot generate audio; drop the option or use "
+             f"one of {with_audio}")
+        )  # fmt: skip
+    return problems
+
+
+def _check_media_counts(request: RenderRequest, model: Model) -> Problems:
+    problems: Problems = []
+    counts = {
+        "image": len(request.images),
+        "video": len(request.videos),
+        "audio": len(request.audio),
+    }
+    for kind, count in counts.items():
+        limit = min(
+            LIMITS[kind], getattr(model, f"max_{'audio' if kind == 'audio' else kind + 's'}")
+        )
+        if count > limit:
+            field = _FIELD_OF_KIND[kind]
+            problems.append(
+                (field, f"{count} given; {model.id} accepts at most {limit}, remove "
+                 f"{count - limit}")
+            )  # fmt: skip
+    frames = request.first_frame is not None or request.last_frame is not None
+    if frames and request.images:
+        problems.append(
+            ("images", "reference images cannot be mixed with first/last-frame mode; "
+             "use either images or first_frame/last_frame")
+        )  # fmt: skip
+    if frames and not model.frames:
+        problems.append(("first_frame", f"{model.id} does not take first/last frames"))
+    if request.mode == "frames" and not frames:
+        problems.append(("first_frame", "mode 'frames' needs first_frame or last_frame"))
+    if request.mode == "reference" and frames:
+        problems.append(("mode", "mode 'reference' cannot take first_frame/last_frame"))
+    for kind in model.requires:
+        if counts.get(kind, 0) == 0 and not (kind == "image" and frames):
+            problems.append(
+                (_FIELD_OF_KIND[kind], f"{model.id} needs at least one {kind}; add one")
+            )
+    return problems
+
+
+def _check_references(request: RenderRequest) -> Problems:
+    problems: Problems = []
+    counts = {
+        "image": len(request.images),
+        "video": len(request.videos),
+        "audio": len(request.audio),
+    }
+    seen: set[str] = set()
+    for match in _REF.finditer(request.prompt):
+        kind, index = match.group(1).lower(), int(match.group(2))
+        tag = f"@{kind}{index}"
+        if tag in seen:
+            continue
+        seen.add(tag)
+        if not 1 <= index <= counts[kind]:
+            have = counts[kind]
+            fix = f"there are {have} {_FIELD_OF_KIND[kind]}" if have else f"add a {kind}"
+            problems.append(
+                (
+                    "prompt",
+                    f"{match.group(0)} refers to {kind} {index}, which does not exist; {fix}",
+                )
+            )
+    return problems
+
+
+def _check_source(kind: str, source: str, *, check_files: bool) -> Problems:
+    field = _FIELD_OF_KIND.get(kind, kind)
+    expected: MediaKind = "image" if kind in ("image", "first_frame", "last_frame") else kind  # type: ignore[assignment]
+    if not source:
+        return [(field, "an entry is empty; give a URL or a file path")]
+    if is_url(source):
+        parts = urlsplit(source)
+        if parts.scheme not in ("http", "https") or not parts.hostname or " " in source:
+            shown = parts.scheme + "://" + (parts.hostname or "")
+            return [(field, f"malformed URL {shown!r}; use an http(s) URL with a host")]
+        return []
+    if not check_files:
+        return []
+    path = Path(source).expanduser()
+    if not path.is_file():
+        return [(field, f"local file {source!r} does not exist; check the path")]
+    found = sniff_file(path)
+    if found != expected:
+        what = f"a {found} file" if found else "not a recognised media file"
+        return [
+            (
+                field,
+                f"{source!r} is {what}; give {_article(expected)} {expected} file",
+            )
+        ]
+    return []
+
+
+def _article(kind: str) -> str:
+    return "an" if kind in ("image", "audio") else "a"
+
+
+def _absolute_paths(request: RenderRequest) -> dict[str, Any]:
+    def fix(source: str) -> str:
+        return source if is_url(source) else str(Path(source).expanduser().resolve())
+
+    update: dict[str, Any] = {
+        "images": tuple(fix(s) for s in request.images),
+        "videos": tuple(fix(s) for s in request.videos),
+        "audio": tuple(fix(s) for s in request.audio),
+    }
+    if request.first_frame:
+        update["first_frame"] = fix(request.first_frame)
+    if request.last_frame:
+        update["last_frame"] = fix(request.last_frame)
+    return update
