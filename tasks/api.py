@@ -1,0 +1,114 @@
+"""The producer API for Django, Flask, scripts and the CLI: enqueue, inspect, wait, cancel."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from config.settings import get_settings
+from tasks.canvas import chain_for
+from worker.engine import get_engine
+from worker.errors import InvalidRequest
+from worker.jobs import Job
+from worker.request import RenderRequest, validate_request
+
+__all__ = ["JobNotFound", "cancel", "enqueue_render", "get_job", "new_job_id", "wait"]
+
+
+class JobNotFound(LookupError):
+    """No job with this id (never created, or expired after the retention period)."""
+
+
+def new_job_id() -> str:
+    """A fresh job id."""
+    return "rdj_" + uuid.uuid4().hex
+
+
+def enqueue_render(
+    request: RenderRequest | Mapping[str, Any],
+    *,
+    key: str = "default",
+    on_done: str | None = None,
+) -> str:
+    """Validate a render request, record the job and enqueue it; return the job id at once.
+
+    Raises :class:`~worker.errors.InvalidRequest` (nothing is enqueued) on bad input.
+    ``on_done`` names a Celery task of the producer's own, sent the job summary when done.
+    """
+    valid = validate_request(request)
+    settings = get_settings()
+    configured = settings.keys()
+    if configured and key not in configured:
+        known = ", ".join(sorted(configured))
+        raise InvalidRequest([("key", f"unknown key alias {key!r}; configured aliases: {known}")])
+    if on_done is not None and not on_done.strip():
+        raise InvalidRequest([("on_done", "is empty; give a Celery task name or leave it out")])
+    engine = get_engine()
+    job_id = new_job_id()
+    engine.store.create(
+        job_id,
+        request=valid.model_dump(mode="json"),
+        alias=key,
+        cost=valid.estimated_cost(),
+        on_done=on_done,
+    )
+    job = engine.store.get(job_id)
+    assert job is not None
+    signature = chain_for(job)
+    if signature is not None:
+        signature.apply_async()
+    return job_id
+
+
+def get_job(job_id: str) -> Job:
+    """The job's current record; raises :class:`JobNotFound`."""
+    job = get_engine().store.get(job_id)
+    if job is None:
+        raise JobNotFound(f"no job {job_id!r} (unknown, or expired after the retention period)")
+    return job
+
+
+def wait(
+    job_id: str,
+    *,
+    timeout: float = 600.0,
+    on_change: Callable[[Job], None] | None = None,
+    interval: float = 0.25,
+) -> Job:
+    """Block until the job is final or ``timeout`` passes; return its record.
+
+    ``on_change`` is called with each new snapshot (for progress display). Raises
+    :class:`TimeoutError` with the job's state when the timeout passes first.
+    """
+    deadline = time.monotonic() + timeout
+    last: tuple[str, int] | None = None
+    while True:
+        job = get_job(job_id)
+        marker = (job.state.value, job.poll_count)
+        if on_change is not None and marker != last:
+            on_change(job)
+            last = marker
+        if job.is_final:
+            return job
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"job {job_id} still {job.state} after {timeout:.0f}s")
+        time.sleep(min(interval, max(deadline - time.monotonic(), 0.0)))
+
+
+def cancel(job_id: str) -> bool:
+    """Cancel a job that is not final yet; returns whether it was canceled.
+
+    A job already submitted is canceled locally (no further polls, no download); the
+    provider documents no cancel endpoint, so its generation may still be billed.
+    """
+    engine = get_engine()
+    job = get_job(job_id)
+    if not engine.store.cancel(job_id):
+        return False
+    limit = engine.settings.concurrency_for(job.alias)
+    engine.limits.remove_waiter(job.alias, job_id)
+    for granted in engine.limits.release(job.alias, job_id, limit=limit):
+        engine.send("relaydance.resume", granted)
+    return True

@@ -1,0 +1,55 @@
+"""The canvas: the chain of steps that takes a job from its current state to ``done``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import chain
+from celery.canvas import Signature
+
+from worker import app
+from worker.jobs import Job, JobState
+from worker.request import RenderRequest
+
+__all__ = ["chain_for", "describe", "steps_for"]
+
+S = JobState
+_FROM: dict[JobState, list[str]] = {
+    S.QUEUED: ["prepare", "submit", "poll", "download", "finish"],
+    S.WAITING_FOR_SLOT: ["submit", "poll", "download", "finish"],
+    S.SUBMITTING: ["submit", "poll", "download", "finish"],
+    S.SUBMITTED: ["poll", "download", "finish"],
+    S.RUNNING: ["poll", "download", "finish"],
+    S.GENERATED: ["download", "finish"],
+    S.DOWNLOADING: ["download", "finish"],
+}
+
+
+def steps_for(job: Job) -> list[str]:
+    """The steps still to run for a job, from its current state."""
+    steps = list(_FROM.get(job.state, []))
+    if steps[:1] == ["prepare"] and not RenderRequest.model_validate(job.request).local_paths():
+        steps = steps[1:]  # nothing to upload: skip a task
+    if job.state is S.DOWNLOADING and job.extra.get("downloaded") == "1":
+        steps = ["finish"]
+    return steps
+
+
+def describe(job: Job) -> str:
+    """What Flower shows for a step: job id, model and a prompt excerpt, never a secret."""
+    prompt = str(job.request.get("prompt", ""))
+    excerpt = prompt if len(prompt) <= 40 else prompt[:39] + "…"
+    return f"job={job.id} model={job.request.get('model')} prompt={excerpt!r}"
+
+
+def chain_for(job: Job) -> Signature | None:
+    """A chain of immutable step signatures for the job at its current ``seq``, or None."""
+    shown = describe(job)
+    signatures: list[Signature] = []
+    for step in steps_for(job):
+        kwargs: dict[str, Any] = {"job_id": job.id, "seq": job.seq}
+        sig = app.signature(f"relaydance.{step}", kwargs=kwargs, immutable=True)
+        signatures.append(sig.set(argsrepr="()", kwargsrepr=shown))
+    if not signatures:
+        return None
+    return signatures[0] if len(signatures) == 1 else chain(*signatures)

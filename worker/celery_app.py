@@ -1,0 +1,26 @@
+"""The Celery app: built at import (cheap), configured from the settings on first use."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+from celery.signals import worker_process_init
+
+from config.celery import celery_config
+from config.settings import get_settings
+
+__all__ = ["app"]
+
+app = Celery("relaydance")
+# add_defaults takes a callable that Celery evaluates when the configuration is first
+# read, so importing this module reads no environment and opens no connection.
+app.add_defaults(lambda: celery_config(get_settings()))
+
+
+@worker_process_init.connect
+def _fresh_clients_after_fork(**_: Any) -> None:
+    # Connections and pools made before a prefork worker forked belong to the parent.
+    from worker.engine import reset_engine
+
+    reset_engine()

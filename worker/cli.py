@@ -1,0 +1,234 @@
+"""The ``relaydance`` command line: an entry point, so it may use both ``tasks`` and ``worker``.
+
+Exit codes of ``render``: 0 done (or enqueued without --wait), 1 failed or canceled,
+2 invalid input or configuration.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import time
+from typing import Any
+
+import click
+
+from config.settings import SettingsError, get_settings
+from worker.errors import InvalidRequest
+from worker.request import RenderRequest, is_url, validate_request
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+
+
+def _die_invalid(exc: Exception) -> None:
+    if isinstance(exc, InvalidRequest):
+        click.echo("error: the render request is invalid; nothing was enqueued", err=True)
+        for field, message in exc.problems:
+            click.echo(f"  {field}: {message}", err=True)
+    else:
+        click.echo(f"error: {exc}", err=True)
+    sys.exit(EXIT_INVALID)
+
+
+@click.group()
+@click.version_option(package_name="relaydance-worker")
+def main() -> None:
+    """Render videos through RelayDance with a Celery + Redis worker fleet."""
+
+
+@main.command()
+@click.option("--model", required=True, help="Model id (see the README for the list).")
+@click.option("--prompt", required=True, help="What to generate; cite media as @image1...")
+@click.option("--seconds", type=int, default=5, show_default=True, help="Clip length.")
+@click.option("--ratio", help="Aspect ratio, e.g. 16:9.")
+@click.option("--resolution", help="480p, 720p or 1080p, as the model offers.")
+@click.option("--generate-audio", is_flag=True, default=None, help="Ask for a soundtrack.")
+@click.option("--image", "images", multiple=True, help="Reference image: URL or local path.")
+@click.option("--video", "videos", multiple=True, help="Reference video: URL or local path.")
+@click.option("--audio", "audio", multiple=True, help="Reference audio: URL or local path.")
+@click.option("--first-frame", help="First frame image (frame mode, not with --image).")
+@click.option("--last-frame", help="Last frame image (frame mode, not with --image).")
+@click.option("--key", default="default", show_default=True, help="API key alias.")
+@click.option("--on-done", help="Celery task name to send the job summary to when done.")
+@click.option("--wait", "wait_", is_flag=True, help="Show progress until the job is final.")
+@click.option("--timeout", type=float, default=1800, show_default=True, help="For --wait, s.")
+@click.option("--dry-run", is_flag=True, help="Print the request body and cost; enqueue nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def render(
+    key: str,
+    on_done: str | None,
+    wait_: bool,
+    timeout: float,
+    dry_run: bool,
+    as_json: bool,
+    **fields: Any,
+) -> None:
+    """Validate a render request and enqueue it (prints the job id)."""
+    data = {k: v for k, v in fields.items() if v not in (None, ())}
+    try:
+        request = validate_request(data)
+    except InvalidRequest as exc:
+        _die_invalid(exc)
+    if dry_run:
+        _print_dry_run(request, as_json=as_json)
+        return
+    from tasks import enqueue_render  # entry point: the producer API
+
+    try:
+        job_id = enqueue_render(request, key=key, on_done=on_done)
+    except (InvalidRequest, SettingsError) as exc:
+        _die_invalid(exc)
+    if not wait_:
+        click.echo(json.dumps({"job_id": job_id}) if as_json else job_id)
+        return
+    if not as_json:
+        click.echo(f"job {job_id} enqueued ({request.summary()})", err=True)
+    sys.exit(_wait_and_report(job_id, timeout=timeout, as_json=as_json))
+
+
+def _print_dry_run(request: RenderRequest, *, as_json: bool) -> None:
+    uploads = {p: f"<uploaded: {p}>" for p in request.local_paths()}
+    body = request.to_body(media_urls=uploads)
+    cost = request.estimated_cost()
+    if as_json:
+        click.echo(json.dumps({"body": body, "estimated_cost_usd": cost, "uploads": list(uploads)}))
+        return
+    click.echo(json.dumps(body, indent=2))
+    if uploads:
+        click.echo(f"uploads first: {', '.join(uploads)}")
+    click.echo(f"estimated cost: ${cost:.2f} (not enqueued: --dry-run)")
+
+
+def _wait_and_report(job_id: str, *, timeout: float, as_json: bool) -> int:
+    from tasks import wait
+
+    started = time.monotonic()
+    live = sys.stderr.isatty() and not as_json
+
+    def progress(job: Any) -> None:
+        if as_json:
+            return
+        line = f"[{time.monotonic() - started:6.1f}s] {job.state.value:<16} polls={job.poll_count}"
+        if live:
+            click.echo("\r" + line.ljust(60), nl=False, err=True)
+        else:
+            click.echo(line, err=True)
+
+    try:
+        job = wait(job_id, timeout=timeout, on_change=progress)
+    except TimeoutError as exc:
+        click.echo(f"\n{exc}" if live else str(exc), err=True)
+        return EXIT_FAILED
+    if live:
+        click.echo("", err=True)
+    if as_json:
+        click.echo(json.dumps(job.summary()))
+    elif job.state.value == "done":
+        click.echo(job.output_path)
+    else:
+        click.echo(f"job {job_id} {job.state.value}: {job.error_code}: {job.error_message}", err=True)
+    return EXIT_OK if job.state.value == "done" else EXIT_FAILED
+
+
+@main.command()
+@click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True)
+def status(job_id: str, as_json: bool) -> None:
+    """Show a job's state."""
+    from tasks import JobNotFound, get_job
+
+    try:
+        job = get_job(job_id)
+    except JobNotFound as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_INVALID)
+    summary = job.summary()
+    if as_json:
+        click.echo(json.dumps(summary))
+        return
+    for name, value in summary.items():
+        if value not in (None, {}, ""):
+            click.echo(f"{name:>15}: {value}")
+
+
+@main.command()
+@click.argument("job_id")
+def cancel(job_id: str) -> None:
+    """Cancel a job that is not final yet."""
+    from tasks import JobNotFound
+    from tasks import cancel as cancel_job
+
+    try:
+        canceled = cancel_job(job_id)
+    except JobNotFound as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_INVALID)
+    click.echo("canceled" if canceled else "already final; nothing to cancel")
+    sys.exit(EXIT_OK if canceled else EXIT_FAILED)
+
+
+@main.command()
+@click.option("--pool", default="threads", show_default=True, help="Worker pool.")
+@click.option("--concurrency", default=8, show_default=True, help="Worker concurrency.")
+def dev(pool: str, concurrency: int) -> None:
+    """Run the whole stack in the foreground until Ctrl-C."""
+    from worker.devstack import DevStack
+
+    stack = DevStack(pool=pool, concurrency=concurrency)
+    stopping = False
+
+    def _stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    with stack:
+        for note in stack.notes:
+            click.echo(f"relaydance dev: {note}", err=True)
+        click.echo("relaydance dev: worker and beat running; Ctrl-C stops", err=True)
+        try:
+            while not stopping and stack.alive():
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            pass
+        click.echo("relaydance dev: stopping", err=True)
+
+
+@main.command()
+@click.option("--model", default="doubao-seedance-2-0-fast-260128", show_default=True)
+@click.option("--prompt", default="A paper boat drifts down a rain-soaked street, cinematic")
+@click.option("--seconds", default=5, show_default=True)
+@click.option("--timeout", default=300.0, show_default=True)
+def demo(model: str, prompt: str, seconds: int, timeout: float) -> None:
+    """Start the stack, render one clip, print the mp4 path, stop."""
+    from worker.devstack import DevStack
+
+    try:
+        request = validate_request({"model": model, "prompt": prompt, "seconds": seconds})
+    except InvalidRequest as exc:
+        _die_invalid(exc)
+    with DevStack() as stack:
+        for note in stack.notes:
+            click.echo(f"demo: {note}", err=True)
+        from tasks import enqueue_render
+
+        job_id = enqueue_render(request)
+        click.echo(f"demo: job {job_id} enqueued ({request.summary()})", err=True)
+        code = _wait_and_report(job_id, timeout=timeout, as_json=False)
+    sys.exit(code)
+
+
+def _register_optional() -> None:
+    from simulator.cli import simulate
+
+    main.add_command(simulate)
+
+
+_register_optional()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

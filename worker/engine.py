@@ -1,0 +1,89 @@
+"""The per-process context every step uses: settings, Redis, job store, limits, clients.
+
+Built on first use, never at import; rebuilt after a prefork worker forks.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import redis
+
+from config.settings import Settings, get_settings
+from worker.client import ApiClient
+from worker.download import make_download_client
+from worker.jobs import JobStore
+from worker.limits import KeyLimits
+from worker.timing import Timing
+
+__all__ = ["Engine", "get_engine", "reset_engine"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Engine:
+    """Everything a step needs, made once per process."""
+
+    settings: Settings
+    redis: redis.Redis
+    store: JobStore
+    limits: KeyLimits
+    timing: Timing
+    client: ApiClient
+    downloads: httpx.Client
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Engine:
+        """Connect to Redis and build the clients the settings describe."""
+        url = settings.redis_url or "redis://127.0.0.1:6379/0"
+        client = redis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
+        return cls(
+            settings=settings,
+            redis=client,
+            store=JobStore(client, retention_seconds=settings.job_retention_seconds),
+            limits=KeyLimits(client, lease_seconds=settings.slot_lease_seconds),
+            timing=Timing(client),
+            client=ApiClient.from_settings(settings),
+            downloads=make_download_client(
+                connect_timeout=settings.http_connect_timeout,
+                read_timeout=settings.http_read_timeout,
+            ),
+        )
+
+    def send(self, name: str, *args: Any, countdown: float | None = None) -> None:
+        """Send a task by name: the engine never imports the tasks package."""
+        from worker.celery_app import app
+
+        app.send_task(name, args=list(args), countdown=countdown)
+
+    def close(self) -> None:
+        """Close connections and pools."""
+        self.client.close()
+        self.downloads.close()
+        self.redis.close()
+
+
+_lock = threading.Lock()
+_engine: Engine | None = None
+
+
+def get_engine() -> Engine:
+    """The process-wide engine, built on first use."""
+    global _engine
+    if _engine is None:
+        with _lock:
+            if _engine is None:
+                _engine = Engine.from_settings(get_settings())
+    return _engine
+
+
+def reset_engine() -> None:
+    """Forget the process-wide engine (after a fork, or between tests)."""
+    global _engine
+    with _lock:
+        _engine = None

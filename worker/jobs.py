@@ -1,0 +1,310 @@
+"""The job record: a Redis hash per job, the source of truth; Celery messages only nudge it.
+
+States are one-way::
+
+    queued -> waiting_for_slot -> submitting -> submitted -> running -> generated
+           -> downloading -> done            (or failed / canceled from any non-final state)
+
+Every change is one Lua compare-and-set: it applies only when the job is in an expected
+state and any expected field values hold, so a duplicate, late or stale message that
+finds the job past its step changes nothing. Non-final jobs sit in a sorted set scored by
+the time their next step is due; the sweeper reads it. Final jobs expire after the
+retention period.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import redis
+
+__all__ = ["FINAL_STATES", "Job", "JobState", "JobStore"]
+
+PREFIX = "rd"
+
+
+class JobState(StrEnum):
+    """Where a job is; the order of declaration is the order of progress."""
+
+    QUEUED = "queued"
+    WAITING_FOR_SLOT = "waiting_for_slot"
+    SUBMITTING = "submitting"
+    SUBMITTED = "submitted"
+    RUNNING = "running"
+    GENERATED = "generated"
+    DOWNLOADING = "downloading"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+
+FINAL_STATES = frozenset({JobState.DONE, JobState.FAILED, JobState.CANCELED})
+NON_FINAL_STATES = frozenset(JobState) - FINAL_STATES
+
+# KEYS: job hash, active zset, state counts hash.
+# ARGV: states (comma list, '*' = any non-final), new state ('' = keep), now, due
+# ('' keep, '-' drop), retention seconds, json {field: expected}, json {field: forbidden},
+# json {field: value} to set, json {field: n} to increment, job id.
+# Returns {1, previous state} when applied, {0, current state or ''} otherwise.
+_CAS = """
+local cur = redis.call('HGET', KEYS[1], 'state')
+if not cur then return {0, ''} end
+local finals = {done=true, failed=true, canceled=true}
+local ok = false
+if ARGV[1] == '*' then
+  ok = not finals[cur]
+else
+  for s in string.gmatch(ARGV[1], '[^,]+') do if s == cur then ok = true end end
+end
+if not ok then return {0, cur} end
+for f, v in pairs(cjson.decode(ARGV[6])) do
+  if (redis.call('HGET', KEYS[1], f) or '') ~= tostring(v) then return {0, cur} end
+end
+for f, v in pairs(cjson.decode(ARGV[7])) do
+  if (redis.call('HGET', KEYS[1], f) or '') == tostring(v) then return {0, cur} end
+end
+local now = ARGV[3]
+for f, v in pairs(cjson.decode(ARGV[8])) do redis.call('HSET', KEYS[1], f, tostring(v)) end
+for f, n in pairs(cjson.decode(ARGV[9])) do redis.call('HINCRBY', KEYS[1], f, n) end
+redis.call('HSET', KEYS[1], 'updated_at', now)
+local new = ARGV[2]
+if new ~= '' and new ~= cur then
+  redis.call('HSET', KEYS[1], 'state', new, 't_' .. new, now)
+  redis.call('HINCRBY', KEYS[3], cur, -1)
+  redis.call('HINCRBY', KEYS[3], new, 1)
+end
+local state = redis.call('HGET', KEYS[1], 'state')
+if finals[state] then
+  redis.call('ZREM', KEYS[2], ARGV[10])
+  redis.call('HDEL', KEYS[1], 'next_due')
+  redis.call('EXPIRE', KEYS[1], tonumber(ARGV[5]))
+elseif ARGV[4] == '-' then
+  redis.call('ZREM', KEYS[2], ARGV[10])
+  redis.call('HDEL', KEYS[1], 'next_due')
+elseif ARGV[4] ~= '' then
+  redis.call('ZADD', KEYS[2], tonumber(ARGV[4]), ARGV[10])
+  redis.call('HSET', KEYS[1], 'next_due', ARGV[4])
+end
+return {1, cur}
+"""
+
+_INT_FIELDS = ("seq", "poll_count", "size", "attempts", "duplicate_spend")
+_FLOAT_FIELDS = ("next_due", "cost", "created_at", "updated_at")
+
+
+@dataclass(frozen=True)
+class Job:
+    """A snapshot of one job record."""
+
+    id: str
+    state: JobState
+    alias: str
+    request: dict[str, Any]
+    seq: int = 0
+    poll_count: int = 0
+    remote_task_id: str | None = None
+    remote_status: str | None = None
+    next_due: float | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    output_path: str | None = None
+    size: int | None = None
+    sha256: str | None = None
+    cost: float | None = None
+    on_done: str | None = None
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    times: dict[str, float] = field(default_factory=dict)
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def is_final(self) -> bool:
+        """Whether the job has reached done, failed or canceled."""
+        return self.state in FINAL_STATES
+
+    def summary(self) -> dict[str, Any]:
+        """A JSON-ready view: what the CLI prints and the ``on_done`` callback receives."""
+        return {
+            "job_id": self.id,
+            "state": self.state.value,
+            "key": self.alias,
+            "model": self.request.get("model"),
+            "seconds": self.request.get("seconds"),
+            "remote_task_id": self.remote_task_id,
+            "polls": self.poll_count,
+            "output_path": self.output_path,
+            "size": self.size,
+            "sha256": self.sha256,
+            "estimated_cost": self.cost,
+            "error_code": self.error_code,
+            "error_message": self.error_message,
+            "times": self.times,
+        }
+
+    @classmethod
+    def from_hash(cls, job_id: str, data: Mapping[str, str]) -> Job:
+        """Build a snapshot from the raw Redis hash."""
+        known = {f.name for f in cls.__dataclass_fields__.values()}
+        kwargs: dict[str, Any] = {"times": {}, "extra": {}}
+        for key, value in data.items():
+            if key.startswith("t_"):
+                kwargs["times"][key[2:]] = float(value)
+            elif key == "request":
+                kwargs["request"] = json.loads(value)
+            elif key == "state":
+                kwargs["state"] = JobState(value)
+            elif key in _INT_FIELDS and key in known:
+                kwargs[key] = int(value)
+            elif key in _FLOAT_FIELDS:
+                kwargs[key] = float(value)
+            elif key in known and key not in ("id", "times", "extra"):
+                kwargs[key] = value or None
+            else:
+                kwargs["extra"][key] = value
+        return cls(id=job_id, **kwargs)
+
+
+class JobStore:
+    """Reads and changes job records; every change is an atomic compare-and-set."""
+
+    def __init__(self, client: redis.Redis, *, retention_seconds: int = 7 * 24 * 3600) -> None:
+        self._redis = client
+        self._retention = retention_seconds
+        self._cas = client.register_script(_CAS)
+        self.active_key = f"{PREFIX}:jobs:active"
+        self.counts_key = f"{PREFIX}:jobs:counts"
+
+    def key(self, job_id: str) -> str:
+        """The Redis key of a job's hash."""
+        return f"{PREFIX}:job:{job_id}"
+
+    def create(
+        self,
+        job_id: str,
+        *,
+        request: Mapping[str, Any],
+        alias: str,
+        cost: float,
+        on_done: str | None = None,
+        due_in: float = 120.0,
+        extra: Mapping[str, str] | None = None,
+    ) -> None:
+        """Write a new ``queued`` job; the record exists before any message is sent."""
+        now = time.time()
+        fields: dict[str, str] = {
+            "state": JobState.QUEUED.value,
+            "alias": alias,
+            "request": json.dumps(dict(request), sort_keys=True),
+            "seq": "0",
+            "poll_count": "0",
+            "cost": repr(cost),
+            "created_at": repr(now),
+            "updated_at": repr(now),
+            "t_queued": repr(now),
+            "next_due": repr(now + due_in),
+        }
+        if on_done:
+            fields["on_done"] = on_done
+        fields.update(extra or {})
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.hset(self.key(job_id), mapping=fields)
+        pipe.zadd(self.active_key, {job_id: now + due_in})
+        pipe.hincrby(self.counts_key, JobState.QUEUED.value, 1)
+        pipe.execute()
+
+    def get(self, job_id: str) -> Job | None:
+        """The job's current record, or None when unknown or expired."""
+        raw = self._redis.hgetall(self.key(job_id))
+        if not raw:
+            return None
+        data = {_text(k): _text(v) for k, v in raw.items()}
+        return Job.from_hash(job_id, data)
+
+    def change(
+        self,
+        job_id: str,
+        *,
+        states: Iterable[JobState] | None,
+        to: JobState | None = None,
+        where: Mapping[str, object] | None = None,
+        where_not: Mapping[str, object] | None = None,
+        set: Mapping[str, object] | None = None,
+        incr: Mapping[str, int] | None = None,
+        due: float | None = None,
+        drop_due: bool = False,
+    ) -> tuple[bool, JobState | None]:
+        """Compare-and-set: apply only if the job is in ``states`` (None: any non-final)
+        and every ``where`` field equals its value and no ``where_not`` field does.
+
+        Returns (applied, the state found before the change).
+        """
+        state_arg = "*" if states is None else ",".join(s.value for s in states)
+        due_arg = "-" if drop_due else ("" if due is None else repr(due))
+        applied, found = self._cas(
+            keys=[self.key(job_id), self.active_key, self.counts_key],
+            args=[
+                state_arg,
+                to.value if to else "",
+                repr(time.time()),
+                due_arg,
+                self._retention,
+                _json(where),
+                _json(where_not),
+                _json(set),
+                _json(incr),
+                job_id,
+            ],
+        )
+        found_text = _text(found)
+        return bool(applied), JobState(found_text) if found_text else None
+
+    def fail(self, job_id: str, *, code: str, message: str) -> bool:
+        """Move a non-final job to ``failed`` with its error code and message."""
+        applied, _ = self.change(
+            job_id,
+            states=None,
+            to=JobState.FAILED,
+            set={"error_code": code, "error_message": message[:2000]},
+        )
+        return applied
+
+    def cancel(self, job_id: str) -> bool:
+        """Move a non-final job to ``canceled``."""
+        applied, _ = self.change(job_id, states=None, to=JobState.CANCELED)
+        return applied
+
+    def due(self, *, before: float, limit: int = 1000) -> list[tuple[str, float]]:
+        """Non-final jobs whose next step was due before ``before``, oldest first."""
+        rows = self._redis.zrangebyscore(
+            self.active_key, "-inf", before, start=0, num=limit, withscores=True
+        )
+        return [(_text(member), float(score)) for member, score in rows]
+
+    def counts(self) -> dict[str, int]:
+        """Number of jobs per state (final jobs counted until they expire from the index)."""
+        raw = self._redis.hgetall(self.counts_key)
+        return {_text(k): int(v) for k, v in raw.items()}
+
+    def active_count(self) -> int:
+        """Number of non-final jobs."""
+        return int(self._redis.zcard(self.active_key))
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _json(mapping: Mapping[str, object] | None) -> str:
+    # cjson decodes '{}' and '[]' alike; an empty object must stay an object.
+    return json.dumps({k: _plain(v) for k, v in (mapping or {}).items()}) if mapping else "{}"
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, float):
+        return repr(value)
+    return value if isinstance(value, (str, int, bool)) else str(value)
