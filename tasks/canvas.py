@@ -8,6 +8,8 @@ from celery import chain
 from celery.canvas import Signature
 
 from worker import app
+from worker.engine import get_engine
+from worker.pipeline import first_poll_delay
 from worker.jobs import Job, JobState
 from worker.request import RenderRequest
 
@@ -45,11 +47,23 @@ def describe(job: Job) -> str:
 def chain_for(job: Job) -> Signature | None:
     """A chain of immutable step signatures for the job at its current ``seq``, or None."""
     shown = describe(job)
+    steps = steps_for(job)
     signatures: list[Signature] = []
-    for step in steps_for(job):
+    for step in steps:
         kwargs: dict[str, Any] = {"job_id": job.id, "seq": job.seq}
         sig = app.signature(f"relaydance.{step}", kwargs=kwargs, immutable=True)
-        signatures.append(sig.set(argsrepr="()", kwargsrepr=shown))
+        sig = sig.set(argsrepr="()", kwargsrepr=shown)
+        if step == "poll" and steps[0] in ("prepare", "submit"):
+            # Celery sends a chain's next step when the previous one returns, with the
+            # step's own options: the first poll then waits out the expected generation
+            # time on the broker instead of running once early and rescheduling.
+            request = job.request
+            sig = sig.set(
+                countdown=first_poll_delay(
+                    get_engine(), str(request["model"]), int(request["seconds"])
+                )
+            )
+        signatures.append(sig)
     if not signatures:
         return None
     return signatures[0] if len(signatures) == 1 else chain(*signatures)

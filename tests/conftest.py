@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+from simulator.testing import SimulatorProcess
 from worker.redis_server import RedisServer
 
 
@@ -32,3 +33,33 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     yield client
     client.close()
+
+
+@pytest.fixture(scope="session")
+def simulator_process() -> Iterator[SimulatorProcess]:
+    """One real simulator process (HTTP on loopback) for the whole session."""
+    with SimulatorProcess(gen_time_mean=0.3, gen_time_jitter=0.0, seed=7) as sim:
+        yield sim
+
+
+SIM_DEFAULTS = {
+    "gen_time_mean": 0.3,
+    "gen_time_jitter": 0.0,
+    "failure_rate": 0.0,
+    "concurrency_cap": 0,
+    "error_5xx_rate": 0.0,
+    "lost_response_rate": 0.0,
+    "latency": 0.0,
+    "webhooks": False,
+    "url_ttl": 3600.0,
+    "video_bytes": 0,
+    "download_redirect": "",
+}
+
+
+@pytest.fixture
+def sim(simulator_process: SimulatorProcess) -> SimulatorProcess:
+    """The session's simulator with counters cleared and default knobs."""
+    simulator_process.reset()
+    simulator_process.configure(**SIM_DEFAULTS)
+    return simulator_process

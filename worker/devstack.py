@@ -75,6 +75,8 @@ class DevStack:
             self._setenv("RELAYDANCE_ALLOW_LOCAL_URLS", "true")
             if settings.poll_first_delay is None:
                 self._setenv("RELAYDANCE_POLL_FIRST_DELAY", str(self.gen_time))
+                self._setenv("RELAYDANCE_POLL_INTERVAL_MIN", "0.5")
+                self._setenv("RELAYDANCE_POLL_INTERVAL_MAX", "1")
             self.notes.append(f"local simulator at {sim.url} (no API key set)")
         get_settings.cache_clear()
         reset_engine()
@@ -127,6 +129,9 @@ class DevStack:
         return self.start()
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.stop()

@@ -36,7 +36,16 @@ from worker.request import RenderRequest
 from worker.timing import next_poll_delay
 from worker.webhooks import callback_url_for
 
-__all__ = ["Outcome", "apply_remote", "download", "finish", "poll", "prepare", "submit"]
+__all__ = [
+    "Outcome",
+    "apply_remote",
+    "download",
+    "finish",
+    "first_poll_delay",
+    "poll",
+    "prepare",
+    "submit",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -84,9 +93,7 @@ def _key(engine: Engine, job: Job) -> SecretStr:
 def _log(job: Job, state: str, **details: Any) -> None:
     elapsed = time.time() - job.created_at if job.created_at else 0.0
     extra = " ".join(f"{k}={v}" for k, v in details.items())
-    logger.info(
-        "job %s key=%s state=%s elapsed=%.2fs %s", job.id, job.alias, state, elapsed, extra
-    )
+    logger.info("job %s key=%s state=%s elapsed=%.2fs %s", job.id, job.alias, state, elapsed, extra)
 
 
 def _backoff(attempt: int, *, hint: float | None = None) -> float:
@@ -206,8 +213,7 @@ def submit(engine: Engine, job_id: str, *, seq: int, attempt: int = 0) -> Outcom
         return _transient(engine, job, exc, attempt)
     except PermanentError as exc:
         return _fail(engine, job, exc.code, str(exc))
-    expected = engine.timing.expected(request.model, request.seconds)
-    first = _first_poll_delay(engine, expected)
+    first = first_poll_delay(engine, request.model, request.seconds)
     engine.store.change(
         job_id,
         states={S.SUBMITTING},
@@ -220,8 +226,10 @@ def submit(engine: Engine, job_id: str, *, seq: int, attempt: int = 0) -> Outcom
     return NEXT
 
 
-def _first_poll_delay(engine: Engine, expected: float) -> float:
+def first_poll_delay(engine: Engine, model: str, seconds: int) -> float:
+    """Seconds from submission to the first poll: near the expected generation time."""
     settings = engine.settings
+    expected = engine.timing.expected(model, seconds)
     if settings.webhook_base_url:
         return max(settings.webhook_safety_poll_seconds, expected)
     if settings.poll_first_delay is not None:

@@ -22,6 +22,7 @@ logger = logging.getLogger(__name__)
 
 GRACE = 20.0  # seconds past due before a step counts as stalled
 WAITING_RECHECK = 60.0
+RESUME_GRACE = 120.0
 
 
 @dataclass(frozen=True)
@@ -49,10 +50,18 @@ def sweep(engine: Engine, *, grace: float = GRACE, limit: int = 2000) -> SweepRe
         if job.state is JobState.WAITING_FOR_SLOT and not engine.limits.holds(job.alias, job_id):
             if engine.limits.position(job.alias, job_id) is not None:
                 # Still in line: nothing is lost, look again later.
-                engine.store.change(job_id, states={JobState.WAITING_FOR_SLOT}, due=now + WAITING_RECHECK)
+                engine.store.change(
+                    job_id, states={JobState.WAITING_FOR_SLOT}, due=now + WAITING_RECHECK
+                )
                 continue
+        # A resumed poll runs at once; other steps get time to run before the next sweep.
+        polling = job.state in (JobState.SUBMITTED, JobState.RUNNING)
         applied, _ = engine.store.change(
-            job_id, states=None, where={"seq": job.seq}, incr={"seq": 1}, due=now + 120.0
+            job_id,
+            states=None,
+            where={"seq": job.seq},
+            incr={"seq": 1},
+            due=now if polling else now + RESUME_GRACE,
         )
         if applied:
             engine.send("relaydance.resume", job_id)

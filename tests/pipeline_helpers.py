@@ -1,0 +1,101 @@
+"""Drive jobs through the pipeline steps in this process, as a worker would."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from config.settings import Settings
+from tasks.api import new_job_id
+from tasks.canvas import steps_for
+from worker import pipeline
+from worker.engine import Engine
+from worker.jobs import Job
+from worker.request import validate_request
+
+STEPS: dict[str, Callable[..., pipeline.Outcome]] = {
+    "prepare": pipeline.prepare,
+    "submit": pipeline.submit,
+    "poll": pipeline.poll,
+    "download": pipeline.download,
+    "finish": pipeline.finish,
+}
+
+
+class RecordingEngine(Engine):
+    """An engine whose task sends are recorded instead of going to a broker."""
+
+    sent: list[tuple[str, tuple[Any, ...], float | None]]
+
+    def send(self, name: str, *args: Any, countdown: float | None = None) -> None:
+        self.sent.append((name, args, countdown))
+
+
+def make_engine(settings: Settings) -> RecordingEngine:
+    engine = RecordingEngine.__new__(RecordingEngine)
+    base = Engine.from_settings(settings)
+    engine.__dict__.update(base.__dict__)
+    engine.sent = []
+    return engine
+
+
+def make_job(
+    engine: Engine, *, key: str = "default", on_done: str | None = None, **fields: Any
+) -> str:
+    """Validate and record a job, as enqueue_render does, without sending a message."""
+    request = validate_request(
+        {"model": "doubao-seedance-2-0-fast-260128", "prompt": "a boat", **fields}
+    )
+    job_id = new_job_id()
+    engine.store.create(
+        job_id,
+        request=request.model_dump(mode="json"),
+        alias=key,
+        cost=request.estimated_cost(),
+        on_done=on_done,
+    )
+    return job_id
+
+
+def run_step(engine: Engine, step: str, job_id: str, **kwargs: Any) -> pipeline.Outcome:
+    return STEPS[step](engine, job_id, **kwargs)
+
+
+def drive(engine: RecordingEngine, job_id: str, *, max_calls: int = 400, cap: float = 0.5) -> Job:
+    """Run the job's remaining steps, following outcomes and countdowns (capped) and
+    resuming when the engine asked for ``relaydance.resume``; returns the final record."""
+    calls = 0
+    while calls < max_calls:
+        job = engine.store.get(job_id)
+        assert job is not None
+        if job.is_final:
+            return job
+        steps = steps_for(job)
+        kwargs: dict[str, Any] = {"seq": job.seq}
+        stopped = False
+        for step in steps:
+            kwargs = {"seq": job.seq}
+            while calls < max_calls:
+                calls += 1
+                outcome = run_step(engine, step, job_id, **kwargs)
+                if outcome.action == "again":
+                    time.sleep(min(outcome.countdown, cap))
+                    kwargs.update(outcome.kwargs)
+                    continue
+                stopped = outcome.action == "stop"
+                break
+            if stopped:
+                break
+        resumes = [s for s in engine.sent if s[0] == "relaydance.resume" and s[1] == (job_id,)]
+        for entry in resumes:
+            engine.sent.remove(entry)
+        job = engine.store.get(job_id)
+        assert job is not None
+        if job.is_final:
+            return job
+        if stopped and not resumes and not any(s[0] == "relaydance.grant" for s in engine.sent):
+            return job
+        engine.sent[:] = [s for s in engine.sent if s[0] != "relaydance.grant"]
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} did not settle in {max_calls} step calls")

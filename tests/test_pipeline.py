@@ -1,0 +1,314 @@
+"""The pipeline's steps against a real redis-server and the simulator over real HTTP."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from config.settings import load_settings
+from simulator import PNG_BYTES, VIDEO_SHA256
+from simulator.testing import SimulatorProcess
+from tests.pipeline_helpers import RecordingEngine, drive, make_engine, make_job, run_step
+from worker.client import ApiClient
+from worker.jobs import JobState
+from worker.sweeper import sweep
+
+KEY = "sk-test-pipeline-key"
+
+
+@pytest.fixture
+def engine(redis_url: str, sim: SimulatorProcess, tmp_path: Path) -> Iterator[RecordingEngine]:
+    settings = load_settings(
+        redis_url=redis_url,
+        api_key=KEY,
+        base_url=sim.url,
+        allow_local_urls=True,
+        output_dir=tmp_path / "renders",
+        poll_first_delay=0.2,
+        poll_interval_min=0.1,
+        poll_interval_max=0.3,
+        max_transient_retries=2,
+    )
+    eng = make_engine(settings)
+    yield eng
+    eng.close()
+
+
+def _sha256(path: str | None) -> str:
+    assert path is not None
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def test_text_to_video_renders_the_simulators_mp4(
+    engine: RecordingEngine, sim: SimulatorProcess
+) -> None:
+    job_id = make_job(engine, prompt="a paper boat in the rain")
+    job = drive(engine, job_id)
+    assert job.state is JobState.DONE, job.error_message
+    assert _sha256(job.output_path) == VIDEO_SHA256
+    assert job.sha256 == VIDEO_SHA256
+    manifest = json.loads(Path(job.output_path or "").with_suffix(".json").read_text())
+    assert manifest["sha256"] == VIDEO_SHA256
+    assert manifest["request"]["prompt"] == "a paper boat in the rain"
+    assert set(job.times) >= {
+        "queued",
+        "submitting",
+        "submitted",
+        "generated",
+        "downloading",
+        "done",
+    }
+    stats = sim.stats()
+    assert stats["submissions"] == 1
+
+
+def test_image_to_video_uploads_the_local_file_first(
+    engine: RecordingEngine, sim: SimulatorProcess, tmp_path: Path
+) -> None:
+    image = tmp_path / "portrait.png"
+    image.write_bytes(PNG_BYTES)
+    job_id = make_job(engine, prompt="@image1 comes alive", images=[str(image)])
+    job = drive(engine, job_id)
+    assert job.state is JobState.DONE, job.error_message
+    assert _sha256(job.output_path) == VIDEO_SHA256
+    stats = sim.stats()
+    assert stats["uploads"] == 1
+    uploaded = json.loads(job.extra["media_urls"])
+    assert list(uploaded) == [str(image.resolve())]
+
+
+def test_a_second_submit_message_for_the_same_step_submits_nothing(
+    engine: RecordingEngine, sim: SimulatorProcess
+) -> None:
+    job_id = make_job(engine)
+    first = run_step(engine, "submit", job_id, seq=0)
+    duplicate = run_step(engine, "submit", job_id, seq=0)
+    assert first.action == "next"
+    assert duplicate.action == "stop"
+    assert sim.stats()["submissions"] == 1
+
+
+def test_a_stale_message_from_an_older_seq_changes_nothing(engine: RecordingEngine) -> None:
+    job_id = make_job(engine)
+    engine.store.change(job_id, states=None, incr={"seq": 1})
+    before = engine.store.get(job_id)
+    outcome = run_step(engine, "submit", job_id, seq=0)
+    after = engine.store.get(job_id)
+    assert outcome.action == "stop"
+    assert "stale" in outcome.reason
+    assert before is not None and after is not None
+    assert after.state is JobState.QUEUED
+    assert after.extra.get("submit_attempts") is None
+
+
+def test_duplicate_poll_download_and_finish_messages_do_nothing(
+    engine: RecordingEngine, sim: SimulatorProcess
+) -> None:
+    job_id = make_job(engine, on_done="app.record")
+    assert run_step(engine, "submit", job_id, seq=0).action == "next"
+    # Poll until generated, then replay the same poll message.
+    n = 0
+    for _ in range(100):
+        job = engine.store.get(job_id)
+        assert job is not None
+        if job.state is JobState.GENERATED:
+            break
+        outcome = run_step(engine, "poll", job_id, seq=0, n=n)
+        n = outcome.kwargs.get("n", n)
+        if outcome.action == "again":
+            import time
+
+            time.sleep(min(outcome.countdown, 0.3))
+    assert run_step(engine, "poll", job_id, seq=0, n=0).action == "stop"
+    assert run_step(engine, "download", job_id, seq=0).action == "next"
+    assert run_step(engine, "download", job_id, seq=0).action == "next"  # already downloaded
+    assert sim.stats()["downloads"] == 1
+    assert run_step(engine, "finish", job_id, seq=0).action == "next"
+    assert run_step(engine, "finish", job_id, seq=0).action == "stop"
+    notified = [s for s in engine.sent if s[0] == "app.record"]
+    assert len(notified) == 1
+    assert notified[0][1][0]["state"] == "done"
+    assert notified[0][1][0]["sha256"] == VIDEO_SHA256
+
+
+def test_a_failed_generation_fails_the_job_with_the_providers_message(
+    engine: RecordingEngine, sim: SimulatorProcess
+) -> None:
+    sim.configure(failure_rate=1.0)
+    job = drive(engine, make_job(engine))
+    assert job.state is JobState.FAILED
+    assert job.error_code == "generation_failed"
+    assert job.error_message
+
+
+def test_a_request_the_provider_refuses_fails_with_bad_request(
+    engine: RecordingEngine, sim: SimulatorProcess
+) -> None:
+    job_id = make_job(engine)
+    # Write a request the local checks would have refused, to see the provider's 400.
+    engine.store.change(
+        job_id,
+        states=None,
+        set={"request": json.dumps({"model": "doubao-seedance-2-0-fast-260128",
+                                    "prompt": "@image3 dances", "seconds": 5})},
+    )  # fmt: skip
+    job = drive(engine, job_id)
+    assert job.state is JobState.FAILED
+    assert job.error_code == "bad_request"
+    assert "image3" in (job.error_message or "").lower()
+
+
+def test_a_wrong_key_fails_with_unauthorized(
+    engine: RecordingEngine, sim: SimulatorProcess
+) -> None:
+    sim.configure(required_key_prefix="sk-live-")
+    try:
+        job = drive(engine, make_job(engine))
+    finally:
+        sim.configure(required_key_prefix="")
+    assert job.state is JobState.FAILED
+    assert job.error_code == "unauthorized"
+    assert KEY not in (job.error_message or "")
+
+
+def test_insufficient_credits_fails_with_its_own_code(engine: RecordingEngine) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(402, json={"error": {"message": "Insufficient credits"}})
+
+    engine.client = ApiClient(
+        base_url="https://relaydance.test/v1", transport=httpx.MockTransport(handler)
+    )
+    job = drive(engine, make_job(engine))
+    assert job.state is JobState.FAILED
+    assert job.error_code == "insufficient_credits"
+    assert "Insufficient credits" in (job.error_message or "")
+
+
+def test_repeated_server_errors_fail_the_job_after_bounded_retries(
+    engine: RecordingEngine, sim: SimulatorProcess
+) -> None:
+    sim.configure(error_5xx_rate=1.0)
+    job = drive(engine, make_job(engine))
+    assert job.state is JobState.FAILED
+    assert job.error_code == "server_error"
+    assert "3 attempts" in (job.error_message or "")
+
+
+def test_a_job_past_its_deadline_fails_and_others_finish(
+    redis_url: str, engine: RecordingEngine, sim: SimulatorProcess
+) -> None:
+    sim.configure(gen_time_mean=3.0)
+    engine.settings = engine.settings.model_copy(update={"poll_deadline_seconds": 0.5})
+    slow = drive(engine, make_job(engine))
+    assert slow.state is JobState.FAILED
+    assert slow.error_code == "deadline_exceeded"
+    assert "RELAYDANCE_POLL_DEADLINE_SECONDS" in (slow.error_message or "")
+    sim.configure(gen_time_mean=0.2)
+    engine.settings = engine.settings.model_copy(update={"poll_deadline_seconds": 60})
+    other = drive(engine, make_job(engine))
+    assert other.state is JobState.DONE
+
+
+def test_a_crash_between_post_and_record_resubmits_with_the_same_idempotency_key(
+    engine: RecordingEngine, sim: SimulatorProcess
+) -> None:
+    # The provider creates the task but the answer is lost: the worker saw a transport error.
+    sim.configure(lost_response_rate=1.0)
+    job_id = make_job(engine)
+    outcome = run_step(engine, "submit", job_id, seq=0)
+    assert outcome.action == "again"
+    job = engine.store.get(job_id)
+    assert job is not None and job.state is JobState.SUBMITTING and job.remote_task_id is None
+    sim.configure(lost_response_rate=0.0)
+    # The worker dies here. The sweeper finds the step overdue and resumes the job.
+    engine.store.change(job_id, states=None, due=0.0)
+    report = sweep(engine, grace=0.0)
+    assert job_id in report.resumed
+    job = drive(engine, job_id)
+    assert job.state is JobState.DONE
+    stats = sim.stats()
+    assert stats["submissions"] == 1
+    assert stats["duplicates"] == 1
+
+
+def test_the_sweeper_resumes_a_job_whose_poll_message_was_lost(engine: RecordingEngine) -> None:
+    job_id = make_job(engine)
+    assert run_step(engine, "submit", job_id, seq=0).action == "next"
+    engine.store.change(job_id, states=None, due=1.0)  # long overdue: the message is gone
+    report = sweep(engine, grace=0.0)
+    assert report.resumed == [job_id]
+    job = engine.store.get(job_id)
+    assert job is not None and job.seq == 1
+    # The old message is now stale; the resumed chain finishes the job.
+    assert run_step(engine, "poll", job_id, seq=0, n=0).action == "stop"
+    assert drive(engine, job_id).state is JobState.DONE
+
+
+def test_a_download_after_a_killed_worker_removes_its_partial_file(
+    engine: RecordingEngine, sim: SimulatorProcess
+) -> None:
+    job_id = make_job(engine)
+    out_dir = Path(engine.settings.output_dir)
+    out_dir.mkdir(parents=True)
+    partial = out_dir / f".{job_id}.abc123.part"
+    partial.write_bytes(b"half a file")
+    job = drive(engine, job_id)
+    assert job.state is JobState.DONE
+    assert not partial.exists()
+    assert sorted(p.name for p in out_dir.iterdir()) == [f"{job_id}.json", f"{job_id}.mp4"]
+
+
+class ExpiringOnce(httpx.BaseTransport):
+    """Real HTTP, except that the first download answers 403 as an expired signed url does."""
+
+    def __init__(self) -> None:
+        self.real = httpx.HTTPTransport()
+        self.refused = 0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if self.refused == 0:
+            self.refused += 1
+            return httpx.Response(403, text="expired")
+        return self.real.handle_request(request)
+
+
+def test_an_expired_download_url_is_refreshed_from_the_task(
+    engine: RecordingEngine, sim: SimulatorProcess
+) -> None:
+    transport = ExpiringOnce()
+    engine.downloads = httpx.Client(transport=transport)
+    job_id = make_job(engine)
+    job = drive(engine, job_id)
+    assert job.state is JobState.DONE, job.error_message
+    assert transport.refused == 1
+    assert sim.stats()["downloads"] == 1
+    # Each download attempt fetched the task afresh for its url: the expired one and the new.
+    assert (
+        json.loads(Path(job.output_path or "").with_suffix(".json").read_text())["sha256"]
+        == VIDEO_SHA256
+    )
+
+
+def test_a_download_url_that_never_works_fails_clearly_without_the_signature(
+    engine: RecordingEngine, sim: SimulatorProcess
+) -> None:
+    engine.downloads = httpx.Client(transport=httpx.MockTransport(lambda r: httpx.Response(404)))
+    job = drive(engine, make_job(engine))
+    assert job.state is JobState.FAILED
+    assert job.error_code == "url_expired"
+    assert "sig=" not in (job.error_message or "")
+
+
+def test_cancel_stops_a_running_job(engine: RecordingEngine, sim: SimulatorProcess) -> None:
+    sim.configure(gen_time_mean=5.0)
+    job_id = make_job(engine)
+    assert run_step(engine, "submit", job_id, seq=0).action == "next"
+    assert engine.store.cancel(job_id)
+    assert run_step(engine, "poll", job_id, seq=0, n=0).action == "stop"
+    job = engine.store.get(job_id)
+    assert job is not None and job.state is JobState.CANCELED
