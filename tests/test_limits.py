@@ -1,0 +1,449 @@
+"""Per-key limits against a real redis-server: slots, the waiting line, rate, 429 learning."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import redis
+
+from worker.limits import Acquire, AdaptiveLimit, KeyLimits
+
+START = 1_700_000_000.0
+
+
+class FakeClock:
+    """Seconds that move only when a test says so (replaces the Redis server's clock)."""
+
+    def __init__(self) -> None:
+        self.now = START
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def limits(redis_client: redis.Redis, clock: FakeClock) -> KeyLimits:
+    return KeyLimits(redis_client, lease_seconds=10.0, clock=clock, cooldown_seconds=5.0)
+
+
+# Slots ----------------------------------------------------------------------------------------
+
+
+def test_slots_are_granted_up_to_the_limit_then_callers_wait_in_line(limits: KeyLimits) -> None:
+    assert limits.acquire("k", "j1", limit=2) == Acquire(granted=True)
+    assert limits.acquire("k", "j2", limit=2) == Acquire(granted=True)
+    assert limits.acquire("k", "j3", limit=2) == Acquire(granted=False, position=1)
+    assert limits.acquire("k", "j4", limit=2) == Acquire(granted=False, position=2)
+    assert limits.in_use("k") == 2
+    assert limits.waiting("k") == 2
+    assert limits.holds("k", "j1")
+    assert not limits.holds("k", "j3")
+
+
+def test_taking_a_slot_you_already_hold_is_a_noop_that_renews_it(
+    limits: KeyLimits, clock: FakeClock
+) -> None:
+    limits.acquire("k", "j1", limit=1)
+    clock.advance(8)
+    assert limits.acquire("k", "j1", limit=1) == Acquire(granted=True)
+    clock.advance(8)  # 16 s after the first take, 8 s after the second: the lease is 10 s
+    assert limits.holds("k", "j1")
+    assert limits.in_use("k") == 1
+    assert limits.waiting("k") == 0
+
+
+def test_releasing_a_slot_you_do_not_hold_changes_nothing(limits: KeyLimits) -> None:
+    limits.acquire("k", "j1", limit=1)
+    limits.acquire("k", "j2", limit=1)
+    assert limits.release("k", "stranger", limit=1) == []
+    assert limits.holds("k", "j1")
+    assert limits.position("k", "j2") == 1
+    assert limits.in_use("k") == 1
+
+
+def test_release_hands_the_slot_to_the_next_waiter_at_once(limits: KeyLimits) -> None:
+    limits.acquire("k", "j1", limit=1)
+    limits.acquire("k", "j2", limit=1)
+    limits.acquire("k", "j3", limit=1)
+    assert limits.release("k", "j1", limit=1) == ["j2"]
+    assert limits.holds("k", "j2")
+    assert not limits.holds("k", "j1")
+    assert limits.position("k", "j3") == 1
+    # The waiter that was handed the slot finds it held when its nudge arrives.
+    assert limits.acquire("k", "j2", limit=1) == Acquire(granted=True)
+
+
+def test_waiters_are_served_in_arrival_order(limits: KeyLimits) -> None:
+    limits.acquire("k", "holder", limit=1)
+    for job in ("w1", "w2", "w3"):
+        limits.acquire("k", job, limit=1)
+    served = []
+    current = "holder"
+    for _ in range(3):
+        (current,) = limits.release("k", current, limit=1)
+        served.append(current)
+    assert served == ["w1", "w2", "w3"]
+
+
+def test_waiting_again_keeps_your_place_in_line(limits: KeyLimits) -> None:
+    limits.acquire("k", "holder", limit=1)
+    limits.acquire("k", "w1", limit=1)
+    limits.acquire("k", "w2", limit=1)
+    assert limits.acquire("k", "w1", limit=1) == Acquire(granted=False, position=1)
+    assert limits.waiting("k") == 2
+    assert limits.release("k", "holder", limit=1) == ["w1"]
+
+
+def test_acquire_without_wait_does_not_join_the_line(limits: KeyLimits) -> None:
+    limits.acquire("k", "j1", limit=1)
+    assert limits.acquire("k", "j2", limit=1, wait=False) == Acquire(granted=False)
+    assert limits.waiting("k") == 0
+    assert limits.position("k", "j2") is None
+
+
+def test_a_renewing_holder_keeps_its_slot_beyond_one_lease(
+    limits: KeyLimits, clock: FakeClock
+) -> None:
+    limits.acquire("k", "j1", limit=1)
+    for _ in range(5):
+        clock.advance(9)
+        assert limits.renew("k", "j1")
+    assert limits.acquire("k", "j2", limit=1).granted is False
+    assert limits.holds("k", "j1")
+
+
+def test_renew_fails_once_the_lease_has_run_out(limits: KeyLimits, clock: FakeClock) -> None:
+    limits.acquire("k", "j1", limit=1)
+    clock.advance(10.5)
+    assert not limits.renew("k", "j1")
+    assert not limits.holds("k", "j1")
+    assert not limits.renew("k", "never-held")
+
+
+def test_a_dead_holders_slot_is_freed_when_its_lease_expires(redis_client: redis.Redis) -> None:
+    limits = KeyLimits(redis_client, lease_seconds=0.3)  # the Redis server's own clock
+    assert limits.acquire("k", "dead", limit=1).granted
+    assert limits.acquire("k", "next", limit=1) == Acquire(granted=False, position=1)
+    deadline = time.monotonic() + 10
+    while limits.in_use("k") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert limits.in_use("k") == 0
+    assert limits.grant_waiters("k", limit=1) == ["next"]
+    assert limits.holds("k", "next")
+    assert not limits.renew("k", "dead")
+
+
+def test_grant_waiters_fills_every_free_slot_from_the_head_of_the_line(
+    limits: KeyLimits, clock: FakeClock
+) -> None:
+    for job in ("a", "b", "c"):
+        limits.acquire("k", job, limit=3)
+    for job in ("w1", "w2", "w3", "w4"):
+        limits.acquire("k", job, limit=3)
+    clock.advance(5)
+    limits.renew("k", "c")
+    clock.advance(6)  # a and b expired, c renewed
+    assert limits.grant_waiters("k", limit=3) == ["w1", "w2"]
+    assert limits.grant_waiters("k", limit=3) == []
+    assert limits.in_use("k") == 3
+    assert limits.position("k", "w3") == 1
+
+
+def test_a_newcomer_does_not_pass_waiters_when_a_slot_frees_silently(
+    limits: KeyLimits, clock: FakeClock
+) -> None:
+    limits.acquire("k", "dead", limit=1)
+    limits.acquire("k", "w1", limit=1)
+    clock.advance(11)  # the holder's lease ran out; nobody has released anything
+    result = limits.acquire("k", "newcomer", limit=1)
+    assert result == Acquire(granted=False, position=1, also_granted=("w1",))
+    assert limits.holds("k", "w1")
+
+
+def test_push_front_gives_up_the_slot_and_puts_the_job_at_the_head_of_the_line(
+    limits: KeyLimits,
+) -> None:
+    limits.acquire("k", "j1", limit=1)
+    limits.acquire("k", "w1", limit=1)
+    limits.acquire("k", "w2", limit=1)
+    limits.push_front("k", "j1")
+    assert not limits.holds("k", "j1")
+    assert [limits.position("k", j) for j in ("j1", "w1", "w2")] == [1, 2, 3]
+    limits.push_front("k", "w2")  # a waiter can be moved to the head too
+    assert [limits.position("k", j) for j in ("w2", "j1", "w1")] == [1, 2, 3]
+    assert limits.grant_waiters("k", limit=1) == ["w2"]
+
+
+def test_a_job_put_back_in_line_goes_before_later_arrivals(limits: KeyLimits) -> None:
+    limits.acquire("k", "j1", limit=1)
+    limits.push_front("k", "j1")
+    assert limits.acquire("k", "late", limit=1) == Acquire(
+        granted=False, position=1, also_granted=("j1",)
+    )
+
+
+def test_remove_waiter_takes_a_canceled_job_out_of_line(limits: KeyLimits) -> None:
+    limits.acquire("k", "j1", limit=1)
+    limits.acquire("k", "canceled", limit=1)
+    limits.acquire("k", "w2", limit=1)
+    assert limits.remove_waiter("k", "canceled")
+    assert not limits.remove_waiter("k", "canceled")
+    assert limits.position("k", "canceled") is None
+    assert limits.release("k", "j1", limit=1) == ["w2"]
+
+
+def test_release_of_a_waiting_job_gives_up_its_place(limits: KeyLimits) -> None:
+    limits.acquire("k", "j1", limit=1)
+    limits.acquire("k", "gone", limit=1)
+    limits.acquire("k", "w2", limit=1)
+    assert limits.release("k", "gone", limit=1) == []
+    assert limits.release("k", "j1", limit=1) == ["w2"]
+
+
+def test_a_lowered_limit_stops_new_grants_but_takes_no_slot_away(limits: KeyLimits) -> None:
+    for job in ("a", "b", "c", "d"):
+        limits.acquire("k", job, limit=4)
+    assert limits.on_rate_limited("k", limit=4) == 2
+    assert limits.holds("k", "d")
+    assert limits.acquire("k", "w1", limit=4).granted is False
+    assert limits.release("k", "a", limit=4) == []  # 3 in use, limit 2
+    assert limits.release("k", "b", limit=4) == []
+    assert limits.release("k", "c", limit=4) == ["w1"]
+    assert limits.in_use("k") == 2
+
+
+# Learned limit (AIMD) -------------------------------------------------------------------------
+
+
+def test_a_429_halves_the_effective_limit_once_per_cooldown(
+    limits: KeyLimits, clock: FakeClock
+) -> None:
+    assert limits.effective_limit("k", limit=10) == 10
+    assert limits.on_rate_limited("k", limit=10) == 5
+    clock.advance(1)
+    assert limits.on_rate_limited("k", limit=10) == 5  # same overload, counted once
+    assert limits.on_rate_limited("k", limit=10) == 5
+    clock.advance(5)
+    assert limits.on_rate_limited("k", limit=10) == 2
+    assert limits.effective_limit("k", limit=10) == 2
+
+
+def test_the_effective_limit_never_drops_below_one(limits: KeyLimits, clock: FakeClock) -> None:
+    for _ in range(6):
+        limits.on_rate_limited("k", limit=4)
+        clock.advance(6)
+    assert limits.effective_limit("k", limit=4) == 1
+
+
+def test_successes_raise_the_limit_by_one_up_to_the_configured_limit(
+    limits: KeyLimits, clock: FakeClock
+) -> None:
+    limits.on_rate_limited("k", limit=4)  # 2
+    assert [limits.on_success("k", limit=4) for _ in range(3)] == [2, 2, 2]  # in cooldown
+    clock.advance(6)
+    assert limits.on_success("k", limit=4) == 3  # a run of 3 and the cooldown is over
+    assert [limits.on_success("k", limit=4) for _ in range(3)] == [3, 3, 3]
+    clock.advance(6)
+    assert limits.on_success("k", limit=4) == 4
+    clock.advance(6)
+    assert [limits.on_success("k", limit=4) for _ in range(5)] == [4] * 5
+
+
+def test_a_429_restarts_the_run_of_successes(limits: KeyLimits, clock: FakeClock) -> None:
+    limits.on_rate_limited("k", limit=8)  # 4
+    clock.advance(1)
+    limits.on_success("k", limit=8)
+    limits.on_success("k", limit=8)
+    assert limits.on_rate_limited("k", limit=8) == 4  # within the cooldown: no cut
+    clock.advance(6)
+    assert limits.on_success("k", limit=8) == 4  # would be 5 had the run not restarted
+    assert limits.on_success("k", limit=8) == 4
+    assert limits.on_success("k", limit=8) == 5
+
+
+def test_the_effective_limit_follows_a_lowered_configuration(limits: KeyLimits) -> None:
+    limits.on_rate_limited("k", limit=10)  # learned 5
+    assert limits.effective_limit("k", limit=3) == 3
+    assert limits.effective_limit("k", limit=10) == 5
+
+
+def test_every_worker_applies_the_limit_another_worker_learned(
+    redis_client: redis.Redis, clock: FakeClock
+) -> None:
+    one = KeyLimits(redis_client, clock=clock)
+    other = KeyLimits(redis.Redis(connection_pool=redis_client.connection_pool), clock=clock)
+    one.on_rate_limited("k", limit=2)
+    assert other.effective_limit("k", limit=2) == 1
+    assert other.acquire("k", "j1", limit=2).granted
+    assert not other.acquire("k", "j2", limit=2).granted
+
+
+def test_a_learned_limit_is_forgotten_when_nothing_refreshes_it(
+    redis_client: redis.Redis,
+) -> None:
+    adaptive = AdaptiveLimit(redis_client, forget_seconds=0.2)
+    assert adaptive.on_rate_limited("k", limit=4) == 2
+    deadline = time.monotonic() + 10
+    while adaptive.effective_limit("k", limit=4) != 4 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert adaptive.effective_limit("k", limit=4) == 4
+
+
+# Request rate (GCRA) --------------------------------------------------------------------------
+
+
+def test_throttle_lets_a_burst_through_then_defers_the_next_request(
+    limits: KeyLimits, clock: FakeClock
+) -> None:
+    waits = [limits.throttle("k", rate=2, burst=3) for _ in range(4)]
+    assert waits[:3] == [0.0, 0.0, 0.0]
+    assert waits[3] == pytest.approx(0.5)
+    clock.advance(0.5)
+    assert limits.throttle("k", rate=2, burst=3) == 0.0
+
+
+def test_a_deferred_request_is_not_counted_against_the_rate(
+    limits: KeyLimits, clock: FakeClock
+) -> None:
+    assert limits.throttle("k", rate=1, burst=1) == 0.0
+    for _ in range(5):
+        assert limits.throttle("k", rate=1, burst=1) == pytest.approx(1.0)
+    clock.advance(1)
+    assert limits.throttle("k", rate=1, burst=1) == 0.0
+    assert limits.snapshot("k", limit=1)["requests_last_minute"] == 2
+
+
+def test_after_the_burst_requests_go_at_the_configured_rate(
+    limits: KeyLimits, clock: FakeClock
+) -> None:
+    sent = 0
+    for _ in range(100):  # 10 simulated seconds in steps of 0.1 s
+        while limits.throttle("k", rate=4, burst=2) == 0.0:
+            sent += 1
+        clock.advance(0.1)
+    assert sent == 2 + 4 * 10 - 1  # the burst, then one every 0.25 s
+
+
+def test_throttle_defaults_the_burst_to_one_seconds_worth(limits: KeyLimits) -> None:
+    waits = [limits.throttle("k", rate=5) for _ in range(6)]
+    assert waits[:5] == [0.0] * 5
+    assert waits[5] > 0
+
+
+def test_a_retry_after_pauses_every_request_of_the_key(limits: KeyLimits, clock: FakeClock) -> None:
+    limits.on_rate_limited("k", limit=4, retry_after=3)
+    assert limits.throttle("k", rate=100) == pytest.approx(3.0)
+    clock.advance(2)
+    limits.on_rate_limited("k", limit=4, retry_after=0.5)  # never shortens the pause
+    assert limits.throttle("k", rate=100) == pytest.approx(1.0)
+    clock.advance(1)
+    assert limits.throttle("k", rate=100) == 0.0
+    assert limits.throttle("other", rate=100) == 0.0
+
+
+# Fairness -------------------------------------------------------------------------------------
+
+
+def test_a_full_key_with_waiters_does_not_affect_another_key(
+    limits: KeyLimits, clock: FakeClock
+) -> None:
+    for n in range(5):
+        limits.acquire("busy", f"b{n}", limit=2)
+    limits.on_rate_limited("busy", limit=2, retry_after=30)
+    while limits.throttle("busy", rate=1, burst=1) == 0.0:
+        pass
+    assert limits.acquire("calm", "c1", limit=2) == Acquire(granted=True)
+    assert limits.acquire("calm", "c2", limit=2) == Acquire(granted=True)
+    assert limits.effective_limit("calm", limit=2) == 2
+    assert limits.throttle("calm", rate=1, burst=1) == 0.0
+    assert limits.release("calm", "c1", limit=2) == []
+    assert limits.snapshot("calm", limit=2)["waiting"] == 0
+    assert limits.snapshot("busy", limit=2)["waiting"] == 3
+
+
+# Visibility -----------------------------------------------------------------------------------
+
+
+def test_snapshot_reports_limits_slots_and_recent_traffic(
+    limits: KeyLimits, clock: FakeClock
+) -> None:
+    limits.acquire("k", "j1", limit=4)
+    limits.acquire("k", "j2", limit=4)
+    for _ in range(3):
+        limits.throttle("k", rate=100)
+    limits.on_rate_limited("k", limit=4)
+    assert limits.snapshot("k", limit=4) == {
+        "configured": 4,
+        "effective": 2,
+        "in_use": 2,
+        "waiting": 0,
+        "requests_last_minute": 3,
+        "rate_limited_last_hour": 1,
+    }
+
+
+def test_snapshot_forgets_requests_after_a_minute_and_429s_after_an_hour(
+    limits: KeyLimits, clock: FakeClock
+) -> None:
+    limits.on_rate_limited("k", limit=4)
+    limits.throttle("k", rate=100)
+    clock.advance(30)
+    limits.throttle("k", rate=100)
+    assert limits.snapshot("k", limit=4)["requests_last_minute"] == 2
+    clock.advance(45)
+    assert limits.snapshot("k", limit=4)["requests_last_minute"] == 1
+    clock.advance(60)
+    assert limits.snapshot("k", limit=4)["requests_last_minute"] == 0
+    clock.advance(1800)
+    limits.on_rate_limited("k", limit=4)
+    assert limits.snapshot("k", limit=4)["rate_limited_last_hour"] == 2
+    clock.advance(1900)
+    assert limits.snapshot("k", limit=4)["rate_limited_last_hour"] == 1
+
+
+def test_aliases_seen_lists_every_alias_that_used_the_limits(limits: KeyLimits) -> None:
+    assert limits.aliases_seen() == []
+    limits.acquire("tenant-b", "j1", limit=1)
+    limits.throttle("default", rate=1)
+    limits.on_rate_limited("tenant-a", limit=1)
+    assert limits.aliases_seen() == ["default", "tenant-a", "tenant-b"]
+
+
+# Plumbing -------------------------------------------------------------------------------------
+
+
+def test_a_client_that_returns_bytes_works_the_same(redis_url: str, clock: FakeClock) -> None:
+    raw = redis.Redis.from_url(redis_url)  # decode_responses=False
+    try:
+        limits = KeyLimits(raw, clock=clock)
+        limits.acquire("k", "j1", limit=1)
+        assert limits.acquire("k", "j2", limit=1) == Acquire(granted=False, position=1)
+        assert limits.release("k", "j1", limit=1) == ["j2"]
+        assert limits.aliases_seen() == ["k"]
+        assert limits.snapshot("k", limit=1)["in_use"] == 1
+    finally:
+        raw.close()
+
+
+@pytest.mark.parametrize("alias", ["", "a}b", "a{b", "has space", "x" * 101])
+def test_an_alias_that_could_break_key_names_is_refused(limits: KeyLimits, alias: str) -> None:
+    with pytest.raises(ValueError, match="alias"):
+        limits.acquire(alias, "j1", limit=1)
+
+
+def test_nonsense_limits_are_refused(limits: KeyLimits) -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        limits.acquire("k", "j1", limit=0)
+    with pytest.raises(ValueError, match="rate"):
+        limits.throttle("k", rate=0)
+    with pytest.raises(ValueError, match="holder"):
+        limits.release("k", "", limit=1)

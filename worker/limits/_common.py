@@ -1,0 +1,155 @@
+"""What the limit scripts share: Redis key names, the Lua prelude, the clock and decoding.
+
+Every key of one alias carries the alias as a Redis hash tag (``rd:limits:{alias}:...``),
+so a script touches the keys of one alias only (and the small set that registers aliases),
+and one key's traffic never shares a structure with another's. Times inside the scripts
+are integer microseconds from the Redis server's clock (``TIME``), one clock for every
+worker host (Redis 5+ replicates scripts by their effects, so reading ``TIME`` before
+writing is allowed); a caller-supplied clock replaces it where a test or a simulation needs
+to step time by hand.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+__all__ = [
+    "LUA_PRELUDE",
+    "Clock",
+    "LimitKeys",
+    "check_alias",
+    "now_arg",
+    "registry_key",
+    "text",
+]
+
+Clock = Callable[[], float]
+"""Returns the time in seconds; used instead of the Redis server's clock when given."""
+
+_ALIAS = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
+
+# Lua 5.1 inside Redis: numbers are doubles, exact for integers below 2**53, so microseconds
+# since the epoch (~1.7e15) are exact. Numbers are written back with %.0f because tostring()
+# would print 1.7e+15 and lose digits.
+LUA_PRELUDE = """
+local function clock(arg)
+  if arg ~= nil and arg ~= '' then return tonumber(arg) end
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+
+local function fmt(n) return string.format('%.0f', n) end
+
+-- The configured limit, or the lower one the key learned from 429s.
+local function effective(adaptive_key, configured)
+  local learned = tonumber(redis.call('HGET', adaptive_key, 'limit'))
+  if learned and learned < configured then return learned end
+  return configured
+end
+
+-- A ring of `slots` counters, each `width` microseconds wide: bounded memory, O(1) writes.
+local function ring_add(key, now, width, slots)
+  local epoch = math.floor(now / width)
+  local i = epoch % slots
+  if tonumber(redis.call('HGET', key, 'e' .. i)) == epoch then
+    redis.call('HINCRBY', key, 'n' .. i, 1)
+  else
+    redis.call('HSET', key, 'e' .. i, fmt(epoch), 'n' .. i, 1)
+  end
+  redis.call('PEXPIRE', key, math.ceil(width * slots / 1000))
+end
+
+-- The sum of the counters of the last `slots` buckets, the current one included.
+local function ring_sum(key, now, width, slots)
+  local epoch = math.floor(now / width)
+  local flat = redis.call('HGETALL', key)
+  local fields = {}
+  for j = 1, #flat, 2 do fields[flat[j]] = flat[j + 1] end
+  local total = 0
+  for i = 0, slots - 1 do
+    local e = tonumber(fields['e' .. i])
+    if e and e > epoch - slots and e <= epoch then total = total + tonumber(fields['n' .. i]) end
+  end
+  return total
+end
+"""
+
+
+@dataclass(frozen=True)
+class LimitKeys:
+    """Names of the Redis keys that hold one alias's limits."""
+
+    prefix: str
+    alias: str
+
+    def _key(self, name: str) -> str:
+        return f"{self.prefix}:{{{self.alias}}}:{name}"
+
+    @property
+    def holders(self) -> str:
+        """Sorted set: holder id -> lease expiry (microseconds)."""
+        return self._key("holders")
+
+    @property
+    def line(self) -> str:
+        """Sorted set: waiting holder id -> place in line (lower goes first)."""
+        return self._key("line")
+
+    @property
+    def seq(self) -> str:
+        """Counter that numbers arrivals at the tail of the line."""
+        return self._key("seq")
+
+    @property
+    def adaptive(self) -> str:
+        """Hash: learned limit, time of the last cut and change, successes since."""
+        return self._key("adaptive")
+
+    @property
+    def tat(self) -> str:
+        """GCRA theoretical arrival time of the next request (microseconds)."""
+        return self._key("tat")
+
+    @property
+    def pause(self) -> str:
+        """Time before which no request may go (a provider's ``Retry-After``)."""
+        return self._key("pause")
+
+    @property
+    def requests(self) -> str:
+        """Ring of per-second request counters (last minute)."""
+        return self._key("requests")
+
+    @property
+    def rejections(self) -> str:
+        """Ring of per-minute 429 counters (last hour)."""
+        return self._key("rejections")
+
+    @property
+    def registry(self) -> str:
+        """Set of every alias that used the limits (for ``relaydance limits``)."""
+        return registry_key(self.prefix)
+
+
+def registry_key(prefix: str) -> str:
+    """The set of every alias that used the limits under ``prefix``."""
+    return f"{prefix}:aliases"
+
+
+def check_alias(alias: str) -> str:
+    """The alias, if it is safe inside a key name; else ValueError."""
+    if not _ALIAS.match(alias):
+        raise ValueError(f"key alias must be 1-100 letters, digits, '.', '-' or '_': {alias!r}")
+    return alias
+
+
+def now_arg(clock: Clock | None) -> str:
+    """The script argument for "now": empty means the Redis server's clock."""
+    return "" if clock is None else str(round(clock() * 1_000_000))
+
+
+def text(value: bytes | str) -> str:
+    """A reply value as text, whether or not the client decodes responses."""
+    return value.decode() if isinstance(value, bytes) else value

@@ -1,0 +1,169 @@
+"""One object for every limit of every key alias: slots, line, request rate, learned limit.
+
+``limit`` arguments are always the CONFIGURED concurrency of the alias
+(``settings.concurrency_for(alias)``); the scripts apply the smaller of it and the limit the
+key learned from 429s. Each alias has its own Redis structures, so one key's backlog never
+delays another key's jobs.
+"""
+
+from __future__ import annotations
+
+from typing import TypedDict
+
+import redis
+
+from . import adaptive, rate
+from ._common import LUA_PRELUDE, Clock, LimitKeys, check_alias, now_arg, registry_key, text
+from .adaptive import AdaptiveLimit
+from .rate import RequestRate
+from .semaphore import Acquire, SlotQueue
+
+__all__ = ["KeyLimits", "LimitSnapshot"]
+
+# KEYS: holders line adaptive requests rejections; ARGV: now configured
+_SNAPSHOT = (
+    LUA_PRELUDE
+    + f"""
+local now = clock(ARGV[1])
+return {{
+  effective(KEYS[3], tonumber(ARGV[2])),
+  redis.call('ZCOUNT', KEYS[1], '(' .. fmt(now), '+inf'),
+  redis.call('ZCARD', KEYS[2]),
+  ring_sum(KEYS[4], now, {rate.REQUEST_BUCKET_US}, {rate.REQUEST_BUCKETS}),
+  ring_sum(KEYS[5], now, {adaptive.REJECTION_BUCKET_US}, {adaptive.REJECTION_BUCKETS}),
+}}
+"""
+)
+
+
+class LimitSnapshot(TypedDict):
+    """What ``relaydance limits`` shows for one alias."""
+
+    configured: int
+    effective: int
+    in_use: int
+    waiting: int
+    requests_last_minute: int
+    rate_limited_last_hour: int
+
+
+class KeyLimits:
+    """Per-key concurrency slots with a waiting line, request rate and 429 learning."""
+
+    def __init__(
+        self,
+        redis: redis.Redis,
+        *,
+        lease_seconds: float = 90.0,
+        prefix: str = "rd:limits",
+        clock: Clock | None = None,
+        cooldown_seconds: float = 5.0,
+        increase_after: int = 3,
+    ) -> None:
+        self._redis = redis
+        self._prefix = prefix
+        self._clock = clock
+        self.slots = SlotQueue(redis, lease_seconds=lease_seconds, prefix=prefix, clock=clock)
+        self.rate = RequestRate(redis, prefix=prefix, clock=clock)
+        self.adaptive = AdaptiveLimit(
+            redis,
+            prefix=prefix,
+            clock=clock,
+            cooldown_seconds=cooldown_seconds,
+            increase_after=increase_after,
+        )
+        self._snapshot = redis.register_script(_SNAPSHOT)
+
+    # Concurrency slots and the waiting line --------------------------------------------------
+
+    def acquire(self, alias: str, holder: str, *, limit: int, wait: bool = True) -> Acquire:
+        """Take a slot for ``holder`` or (``wait``) join the key's line; see :class:`Acquire`."""
+        return self.slots.acquire(alias, holder, limit=limit, wait=wait)
+
+    def renew(self, alias: str, holder: str) -> bool:
+        """Extend the holder's lease; False if it no longer holds a slot."""
+        return self.slots.renew(alias, holder)
+
+    def release(self, alias: str, holder: str, *, limit: int) -> list[str]:
+        """Free the holder's slot and hand free slots to the next waiters; returns them."""
+        return self.slots.release(alias, holder, limit=limit)
+
+    def grant_waiters(self, alias: str, *, limit: int) -> list[str]:
+        """Fill every free slot from the head of the line; returns the waiters granted."""
+        return self.slots.grant_waiters(alias, limit=limit)
+
+    def push_front(self, alias: str, holder: str) -> None:
+        """Give up the holder's slot, if any, and put it at the head of the line (a 429)."""
+        self.slots.push_front(alias, holder)
+
+    def remove_waiter(self, alias: str, holder: str) -> bool:
+        """Take the holder out of the line (on cancel); True if it was waiting."""
+        return self.slots.remove_waiter(alias, holder)
+
+    def position(self, alias: str, holder: str) -> int | None:
+        """The holder's place in line (1 = next), or None when not waiting."""
+        return self.slots.position(alias, holder)
+
+    def holds(self, alias: str, holder: str) -> bool:
+        """Whether the holder has a slot whose lease has not run out."""
+        return self.slots.holds(alias, holder)
+
+    def in_use(self, alias: str) -> int:
+        """Slots held under a live lease."""
+        return self.slots.in_use(alias)
+
+    def waiting(self, alias: str) -> int:
+        """Holders in line."""
+        return self.slots.waiting(alias)
+
+    # Learned limit ---------------------------------------------------------------------------
+
+    def effective_limit(self, alias: str, *, limit: int) -> int:
+        """The concurrency in force: the configured limit, or lower after 429s."""
+        return self.adaptive.effective_limit(alias, limit=limit)
+
+    def on_rate_limited(self, alias: str, *, limit: int, retry_after: float | None = None) -> int:
+        """Record a 429: cut the key's limit; with ``retry_after`` also pause its requests.
+
+        Returns the new effective limit. Call it before :meth:`push_front`, so the slot the
+        job gives up is not handed straight back while the key is overloaded.
+        """
+        if retry_after:
+            self.rate.pause(alias, retry_after)
+        return self.adaptive.on_rate_limited(alias, limit=limit)
+
+    def on_success(self, alias: str, *, limit: int) -> int:
+        """Record an accepted submit; returns the (possibly raised) effective limit.
+
+        Slots a raise frees go to waiters at the next release or :meth:`grant_waiters`.
+        """
+        return self.adaptive.on_success(alias, limit=limit)
+
+    # Request rate ----------------------------------------------------------------------------
+
+    def throttle(self, alias: str, *, rate: float, burst: int | None = None) -> float:
+        """0.0 if an HTTP request may go now (it is counted), else the seconds to defer it."""
+        return self.rate.throttle(alias, rate=rate, burst=burst)
+
+    # Visibility ------------------------------------------------------------------------------
+
+    def snapshot(self, alias: str, *, limit: int) -> LimitSnapshot:
+        """Configured and effective limit, slots in use, waiters, recent requests and 429s."""
+        k = LimitKeys(self._prefix, check_alias(alias))
+        effective, in_use, waiting, requests, rejected = self._snapshot(
+            keys=[k.holders, k.line, k.adaptive, k.requests, k.rejections],
+            args=[now_arg(self._clock), limit],
+        )
+        return LimitSnapshot(
+            configured=limit,
+            effective=int(effective),
+            in_use=int(in_use),
+            waiting=int(waiting),
+            requests_last_minute=int(requests),
+            rate_limited_last_hour=int(rejected),
+        )
+
+    def aliases_seen(self) -> list[str]:
+        """Every alias that took a slot, made a request or met a 429, sorted."""
+        members = self._redis.smembers(registry_key(self._prefix))
+        return sorted(text(m) for m in members)
