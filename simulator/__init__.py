@@ -1,0 +1,24 @@
+"""A local RelayDance: submit, poll, files, images, webhooks and mp4 downloads, with faults.
+
+``create_app()`` gives the Starlette app, ``serve()`` runs it under uvicorn, and
+``python -m simulator`` does the same from a shell. ``/_sim/stats`` counts what it saw.
+"""
+
+from __future__ import annotations
+
+from simulator.app import create_app
+from simulator.config import SimConfig, SimConfigError
+from simulator.media import PNG_BYTES, VIDEO_SHA256, iter_video, video_bytes, video_size
+from simulator.server import serve
+
+__all__ = [
+    "PNG_BYTES",
+    "VIDEO_SHA256",
+    "SimConfig",
+    "SimConfigError",
+    "create_app",
+    "iter_video",
+    "serve",
+    "video_bytes",
+    "video_size",
+]

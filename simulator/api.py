@@ -1,0 +1,224 @@
+"""The provider's ``/v1`` endpoints: submit, poll, upload and image generation."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from simulator.core import Simulator, Upload
+from simulator.media import PNG_BYTES
+from simulator.multipart import MultipartError, parse_form
+from simulator.validation import Refusal, validate_submit
+
+__all__ = ["base_url", "error", "routes"]
+
+Handler = Callable[[Request, Simulator, str], Awaitable[Response]]
+
+
+def error(
+    status: int,
+    message: str,
+    *,
+    kind: str = "invalid_request_error",
+    param: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    """An OpenAI-style error body: ``{"error": {"message", "type", "param", "code"}}``."""
+    body = {"error": {"message": message, "type": kind, "param": param, "code": status}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def base_url(request: Request, sim: Simulator) -> str:
+    """Scheme and host that handed-out urls start with: the knob, else the Host header."""
+    if sim.config.public_url:
+        return sim.config.public_url.rstrip("/")
+    host = request.headers.get("host")
+    if not host:
+        server = request.scope.get("server") or ("127.0.0.1", 80)
+        host = f"{server[0]}:{server[1]}"
+    return f"{request.scope.get('scheme', 'http')}://{host}"
+
+
+def _owner(header: str | None, prefix: str) -> str | None:
+    if not header:
+        return None
+    scheme, _, key = header.partition(" ")
+    key = key.strip()
+    if scheme.lower() != "bearer" or not key or not key.startswith(prefix):
+        return None
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def v1(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    """Wrap a /v1 handler in authentication, 5xx injection and added latency."""
+
+    async def endpoint(request: Request) -> Response:
+        sim: Simulator = request.app.state.sim
+        cfg = sim.config
+        owner = _owner(request.headers.get("authorization"), cfg.required_key_prefix)
+        if owner is None:
+            sim.store.counters["unauthorized"] += 1
+            response: Response = error(
+                401, "missing or invalid API key; send Authorization: Bearer <key>",
+                kind="authentication_error",
+            )  # fmt: skip
+        elif sim.chance(cfg.error_5xx_rate):
+            sim.store.counters["errors_5xx"] += 1
+            status = sim.rng.choice((500, 502, 503))
+            response = error(status, "upstream temporarily unavailable", kind="server_error")
+        else:
+            response = await handler(request, sim, owner)
+        if cfg.latency > 0:
+            await asyncio.sleep(cfg.latency)
+        return response
+
+    return endpoint
+
+
+async def _json_body(request: Request) -> Any:
+    try:
+        return json.loads(await request.body())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise Refusal("body", "must be valid JSON") from None
+
+
+async def submit(request: Request, sim: Simulator, owner: str) -> Response:
+    """``POST /v1/video/generations``."""
+    store = sim.store
+    try:
+        body = await _json_body(request)
+    except Refusal as exc:
+        store.counters["bad_requests"] += 1
+        return error(400, exc.message, param=exc.param)
+    body_hash = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+    idem = request.headers.get("idempotency-key") or None
+    if idem is not None:
+        found = store.find_idempotent(owner, idem)
+        if found is not None:
+            task, original_hash = found
+            if original_hash != body_hash:
+                return error(409, "Idempotency-Key was already used with a different body")
+            store.note_duplicate(task)
+            return JSONResponse({"task_id": task.task_id, "status": task.status(sim.clock())})
+    try:
+        valid = validate_submit(body)
+    except Refusal as exc:
+        store.counters["bad_requests"] += 1
+        return error(400, exc.message, param=exc.param)
+    cap = sim.config.concurrency_cap
+    if cap and store.in_flight(owner, sim.clock()) >= cap:
+        store.counters["rate_limited"] += 1
+        store.keys[owner].rate_limited += 1
+        return error(
+            429, f"too many tasks in progress for this key (limit {cap}); retry later",
+            kind="rate_limit_error", headers={"Retry-After": str(sim.retry_after(owner))},
+        )  # fmt: skip
+    task = sim.create_task(
+        valid,
+        owner=owner,
+        idempotency_key=idem,
+        body_hash=body_hash,
+        base_url=base_url(request, sim),
+    )
+    if sim.chance(sim.config.lost_response_rate):
+        # The task exists and will be billed; only the answer is lost on the way back.
+        store.counters["lost_responses"] += 1
+        return error(502, "bad gateway", kind="server_error")
+    return JSONResponse({"task_id": task.task_id, "status": "submitted"})
+
+
+async def poll(request: Request, sim: Simulator, owner: str) -> Response:
+    """``GET /v1/video/generations/{task_id}``."""
+    sim.store.counters["polls"] += 1
+    task = sim.store.get(request.path_params["task_id"], owner)
+    if task is None:
+        sim.store.counters["not_found"] += 1
+        return error(404, "no such task", kind="not_found_error", param="task_id")
+    return JSONResponse(sim.task_view(task, base_url(request, sim)))
+
+
+async def upload(request: Request, sim: Simulator, owner: str) -> Response:
+    """``POST /v1/files``: multipart field ``file``; answers the file object with its url."""
+    limit = sim.config.max_upload_bytes
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit + 64 * 1024:  # room for the multipart framing
+            return error(413, f"file too large; at most {limit} bytes", param="file")
+    try:
+        part = parse_form(bytes(body), request.headers.get("content-type", "")).get("file")
+    except MultipartError as exc:
+        sim.store.counters["bad_requests"] += 1
+        return error(400, str(exc), param="file")
+    if part is None or part.filename is None:
+        sim.store.counters["bad_requests"] += 1
+        return error(400, "multipart field 'file' with a filename is required", param="file")
+    if len(part.data) > limit:
+        return error(413, f"file too large; at most {limit} bytes", param="file")
+    item = Upload(
+        file_id=sim.new_id("file"),
+        owner=owner,
+        filename=part.filename,
+        content_type=part.content_type,
+        data=part.data,
+        created_at=sim.clock(),
+    )
+    sim.uploads[item.file_id] = item
+    sim.store.counters["uploads"] += 1
+    return JSONResponse(
+        {
+            "id": item.file_id,
+            "object": "file",
+            "bytes": len(item.data),
+            "created_at": int(item.created_at),
+            "filename": item.filename,
+            "content_type": item.content_type,
+            "url": f"{base_url(request, sim)}/_files/uploads/{item.file_id}",
+        }
+    )
+
+
+async def images(request: Request, sim: Simulator, owner: str) -> Response:
+    """``POST /v1/images/generations``: OpenAI-style ``{"created", "data": [{"url"}]}``."""
+    try:
+        body = await _json_body(request)
+        if not isinstance(body, dict):
+            raise Refusal("body", "must be a JSON object")
+        prompt, n = body.get("prompt"), body.get("n", 1)
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise Refusal("prompt", "is required")
+        if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 10:
+            raise Refusal("n", "must be a whole number from 1 to 10")
+        fmt = body.get("response_format", "url")
+        if fmt not in ("url", "b64_json"):
+            raise Refusal("response_format", "must be 'url' or 'b64_json'")
+    except Refusal as exc:
+        sim.store.counters["bad_requests"] += 1
+        return error(400, exc.message, param=exc.param)
+    sim.store.counters["images"] += n
+    base = base_url(request, sim)
+    data: list[dict[str, str]] = []
+    for _ in range(n):
+        if fmt == "b64_json":
+            data.append({"b64_json": base64.b64encode(PNG_BYTES).decode()})
+        else:
+            data.append({"url": sim.signed_url(base, f"images/{sim.new_id('img')}.png")})
+    return JSONResponse({"created": int(sim.clock()), "data": data})
+
+
+def routes() -> list[Route]:
+    """The routes mounted at ``/v1``."""
+    return [
+        Route("/video/generations", v1(submit), methods=["POST"]),
+        Route("/video/generations/{task_id}", v1(poll), methods=["GET"]),
+        Route("/files", v1(upload), methods=["POST"]),
+        Route("/images/generations", v1(images), methods=["POST"]),
+    ]

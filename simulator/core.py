@@ -1,0 +1,171 @@
+"""The simulated provider's state and rules, independent of HTTP routing."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import math
+import random
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+from simulator.config import SimConfig, update_config
+from simulator.store import Task, TaskStore
+from simulator.validation import ValidRequest
+from simulator.webhooks import WebhookDispatcher
+
+__all__ = ["Simulator", "Upload"]
+
+
+@dataclass(slots=True)
+class Upload:
+    """A file received on ``POST /v1/files``, served back at its url."""
+
+    file_id: str
+    owner: str
+    filename: str
+    content_type: str
+    data: bytes
+    created_at: float
+
+
+class Simulator:
+    """Config, random generator, tasks, uploads and the webhook dispatcher of one app."""
+
+    def __init__(self, config: SimConfig, *, clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.clock = clock
+        self.rng = random.Random(config.seed)  # noqa: S311 - simulation, not security
+        self.store = TaskStore()
+        self.uploads: dict[str, Upload] = {}
+        self.webhooks = WebhookDispatcher(self)
+        # Signs handed-out urls; fresh per process so old urls die with the process.
+        self._url_key = secrets.token_bytes(32)
+
+    # Configuration ---------------------------------------------------------------------------
+
+    def configure(self, changes: dict[str, Any]) -> SimConfig:
+        """Apply a partial update of the knobs; a new seed restarts the random sequence."""
+        self.config = update_config(self.config, changes)
+        if "seed" in changes:
+            self.rng.seed(self.config.seed)
+        return self.config
+
+    def reset(self) -> None:
+        """Forget tasks, uploads, pending webhooks and counters; keep the knobs."""
+        self.store.clear()
+        self.uploads.clear()
+        self.webhooks.clear()
+
+    def chance(self, rate: float) -> bool:
+        """True with probability ``rate`` (no random draw when the rate is 0 or 1)."""
+        if rate <= 0:
+            return False
+        return rate >= 1 or self.rng.random() < rate
+
+    def new_id(self, prefix: str) -> str:
+        """A fresh id such as ``task_3f9a...``, reproducible under a fixed seed."""
+        return f"{prefix}_{self.rng.getrandbits(96):024x}"
+
+    # Tasks -----------------------------------------------------------------------------------
+
+    def create_task(
+        self,
+        request: ValidRequest,
+        *,
+        owner: str,
+        idempotency_key: str | None,
+        body_hash: str,
+        base_url: str,
+    ) -> Task:
+        """Accept a validated submit: draw its duration and outcome, schedule its webhook."""
+        cfg, now = self.config, self.clock()
+        jitter = cfg.gen_time_jitter * (2 * self.rng.random() - 1) if cfg.gen_time_jitter else 0
+        duration = max(0.0, cfg.gen_time_mean * (1 + jitter))
+        task_id = self.new_id("task")
+        while task_id in self.store.tasks:
+            task_id = self.new_id("task")
+        task = Task(
+            task_id=task_id,
+            owner=owner,
+            model=request.model,
+            seconds=request.seconds,
+            ratio=request.ratio,
+            resolution=request.resolution,
+            generate_audio=request.generate_audio,
+            callback_url=request.callback_url,
+            idempotency_key=idempotency_key,
+            created_at=now,
+            start_at=now + duration * 0.2,  # queued for a fifth of the time, then running
+            ready_at=now + duration,
+            failed=self.chance(cfg.failure_rate),
+        )
+        self.store.add(task, now=now, body_hash=body_hash)
+        if task.callback_url is not None:
+            self.webhooks.schedule(task, base_url=base_url)
+        return task
+
+    def retry_after(self, owner: str) -> int:
+        """Seconds a refused submit should wait: the knob, or until a slot frees when 0."""
+        if self.config.retry_after > 0:
+            return math.ceil(self.config.retry_after)
+        earliest = self.store.earliest_ready(owner)
+        return max(1, math.ceil(earliest - self.clock())) if earliest is not None else 1
+
+    def task_view(self, task: Task, base_url: str, *, status: str | None = None) -> dict[str, Any]:
+        """The task JSON a poll or a webhook carries."""
+        now = self.clock()
+        status = status or task.status(now)
+        metadata: dict[str, Any] = {"ratio": task.ratio, "resolution": task.resolution}
+        if task.generate_audio:
+            metadata["generate_audio"] = True
+        view: dict[str, Any] = {
+            "task_id": task.task_id,
+            "status": status,
+            "model": task.model,
+            "seconds": str(task.seconds),
+            "url": None,
+            "format": "mp4",
+            "metadata": metadata,
+            "created_at": int(task.created_at),
+        }
+        if status == "succeeded":
+            view["url"] = self.signed_url(base_url, f"videos/{task.task_id}.mp4")
+        if status in ("succeeded", "failed"):
+            view["completed_at"] = int(task.ready_at)
+        if status == "failed":
+            view["error"] = {
+                "code": "generation_failed",
+                "message": "the generation failed; failed tasks are not billed",
+            }
+        return view
+
+    # Signed urls -----------------------------------------------------------------------------
+
+    def _signature(self, resource: str, expires: str) -> str:
+        mac = hmac.new(self._url_key, f"{resource}\n{expires}".encode(), hashlib.sha256)
+        return mac.hexdigest()[:32]
+
+    def signed_url(self, base_url: str, resource: str, *, prefix: str = "/_files/") -> str:
+        """An url for ``resource`` (e.g. ``videos/task_x.mp4``) valid for ``url_ttl`` seconds."""
+        expires = f"{self.clock() + self.config.url_ttl:.3f}"
+        query = urlencode({"expires": expires, "sig": self._signature(resource, expires)})
+        return f"{base_url}{prefix}{resource}?{query}"
+
+    def check_signature(self, resource: str, expires: str | None, sig: str | None) -> str | None:
+        """None when the url is genuine and unexpired, else the reason to refuse it."""
+        if not expires or not sig:
+            return "missing signature"
+        if not hmac.compare_digest(self._signature(resource, expires), sig):
+            return "bad signature"
+        try:
+            deadline = float(expires)
+        except ValueError:
+            return "bad signature"
+        if self.clock() >= deadline:
+            return "url expired; fetch the task again for a fresh url"
+        return None
