@@ -6,9 +6,11 @@ Keys are :class:`~pydantic.SecretStr`; call ``get_secret_value()`` only at the p
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -19,12 +21,25 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import SettingsError as SourceError
 
-__all__ = ["ENV_PREFIX", "Settings", "SettingsError", "env_name", "get_settings"]
+__all__ = [
+    "ENV_PREFIX",
+    "Settings",
+    "SettingsError",
+    "env_name",
+    "get_settings",
+    "load_settings",
+]
 
 ENV_PREFIX = "RELAYDANCE_"
 DEFAULT_ALIAS = "default"
+REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+socket", "sentinel")
+_REDIS_NAMES = ("RELAYDANCE_REDIS_URL", "REDIS_URL")
+
+Concurrency = Annotated[int, Field(ge=1, le=1000)]
+Rate = Annotated[float, Field(gt=0, le=10000)]
 
 
 class SettingsError(ValueError):
@@ -47,11 +62,17 @@ class Settings(BaseSettings):
         env_file_encoding="utf-8",
         extra="ignore",
         populate_by_name=True,
+        # `RELAYDANCE_API_KEY=` in a .env means unset, not an empty key that fails later.
+        env_ignore_empty=True,
     )
+
+    # The JSON objects below are NoDecode: our validator parses them, so malformed JSON is
+    # reported like any other bad setting, naming its variable, instead of escaping as the
+    # settings source's own exception.
 
     # Provider access.
     api_key: SecretStr | None = Field(None, description="API key of the alias `default`.")
-    api_keys: dict[str, SecretStr] = Field(
+    api_keys: Annotated[dict[str, SecretStr], NoDecode] = Field(
         default_factory=dict,
         description='JSON object alias -> key for several keys, e.g. {"tenant-a": "sk-..."}.',
     )
@@ -68,13 +89,13 @@ class Settings(BaseSettings):
 
     # Limits per key alias.
     max_concurrency: int = Field(10, ge=1, le=1000, description="Tasks in flight per key.")
-    key_concurrency: dict[str, int] = Field(
+    key_concurrency: Annotated[dict[str, Concurrency], NoDecode] = Field(
         default_factory=dict, description='Per-alias overrides, JSON, e.g. {"tenant-a": 4}.'
     )
     requests_per_second: float = Field(
         20.0, gt=0, le=10000, description="HTTP requests per second per key (all calls)."
     )
-    key_requests_per_second: dict[str, float] = Field(
+    key_requests_per_second: Annotated[dict[str, Rate], NoDecode] = Field(
         default_factory=dict, description="Per-alias request-rate overrides, JSON."
     )
     slot_lease_seconds: float = Field(
@@ -91,6 +112,9 @@ class Settings(BaseSettings):
         3600.0, gt=0, description="A job not finished remotely this long after submit fails."
     )
     sweep_interval_seconds: float = Field(20.0, gt=0, description="How often the sweeper runs.")
+    sweep_grace_seconds: float = Field(
+        20.0, ge=0, description="A step this long overdue is resumed by the sweeper."
+    )
 
     # HTTP.
     http_connect_timeout: float = Field(10.0, gt=0, description="Connect timeout, seconds.")
@@ -137,7 +161,45 @@ class Settings(BaseSettings):
             try:
                 value = json.loads(value)
             except json.JSONDecodeError as exc:
-                raise ValueError(f'must be a JSON object, e.g. {{"alias": ...}} ({exc})') from exc
+                # The position only: the text may hold keys.
+                raise ValueError(
+                    f'must be a JSON object, e.g. {{"alias": ...}} (invalid JSON at line '
+                    f"{exc.lineno} column {exc.colno})"
+                ) from None
+        return value
+
+    @field_validator("api_key", "webhook_secret", mode="before")
+    @classmethod
+    def _strip_secret(cls, value: Any) -> Any:
+        # A key read from a file often ends in a newline, which no HTTP header may carry.
+        if isinstance(value, str):
+            return value.strip() or None
+        return value
+
+    @field_validator("api_keys")
+    @classmethod
+    def _strip_keys(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        keys = {}
+        for alias, key in value.items():
+            secret = key.get_secret_value().strip()
+            if not secret:
+                raise ValueError(f"alias {alias!r} has an empty key; give its key or drop it")
+            keys[alias] = SecretStr(secret)
+        return keys
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        scheme = urlsplit(value).scheme
+        # The URL itself is never echoed: it may carry the Redis password.
+        if scheme not in REDIS_SCHEMES:
+            raise ValueError(
+                f"must be a Redis URL such as redis://127.0.0.1:6379/0 (scheme one of "
+                f"{', '.join(REDIS_SCHEMES)}), got scheme {scheme!r}"
+            )
         return value
 
     @field_validator("base_url", "webhook_base_url")
@@ -146,8 +208,11 @@ class Settings(BaseSettings):
         if value is None:
             return None
         parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(f"must be an absolute http(s) URL, got {value!r}")
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            shown = f"{parts.scheme}://{parts.hostname or ''}"
+            raise ValueError(
+                f"must be an absolute http(s) URL such as https://host/path, got {shown!r}"
+            )
         return value.rstrip("/")
 
     @field_validator("dialect")
@@ -173,6 +238,12 @@ class Settings(BaseSettings):
                     f"RELAYDANCE_API_KEYS: alias {alias!r} must be letters, digits, - or _"
                 )
         return self
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        for name, value in super().__repr_args__():
+            if name == "redis_url" and isinstance(value, str):
+                value = _without_password(value)
+            yield name, value
 
     # Derived values -------------------------------------------------------------------------
 
@@ -203,13 +274,30 @@ class Settings(BaseSettings):
         return self.key_requests_per_second.get(alias, self.requests_per_second)
 
 
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username or ''}:***@{parts.netloc.rpartition('@')[2]}"
+    return parts._replace(netloc=netloc).geturl()
+
+
+def _variable(field: str) -> str:
+    # Fields read through an alias (the Redis URL) report the alias itself as the location.
+    if field.upper() in _REDIS_NAMES:
+        return field.upper()
+    return env_name(field)
+
+
 def _format_error(exc: ValidationError) -> str:
     lines = []
     for err in exc.errors():
         loc = err.get("loc") or ()
-        field = str(loc[0]) if loc else ""
-        name = env_name(field) if field else "settings"
-        lines.append(f"{name}: {err['msg']}")
+        # Pydantic's messages never carry the input value; ours never echo a secret.
+        message = err["msg"].removeprefix("Value error, ")
+        if len(loc) > 1:  # an entry of a JSON object: say which alias
+            message = f"alias {str(loc[1])!r}: {message}"
+        lines.append(f"{_variable(str(loc[0]))}: {message}" if loc else message)
     return "invalid settings:\n  " + "\n  ".join(lines)
 
 
@@ -219,6 +307,11 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**overrides)
     except ValidationError as exc:
         raise SettingsError(_format_error(exc)) from None
+    except SourceError as exc:
+        # A value the settings source itself could not read; name the variable, not the value.
+        found = re.search(r'field "(\w+)"', str(exc))
+        name = _variable(found.group(1)) if found else "settings"
+        raise SettingsError(f"invalid settings:\n  {name}: could not be read ({exc})") from None
 
 
 @lru_cache(maxsize=1)

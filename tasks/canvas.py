@@ -9,8 +9,8 @@ from celery.canvas import Signature
 
 from worker import app
 from worker.engine import get_engine
-from worker.pipeline import first_poll_delay
 from worker.jobs import Job, JobState
+from worker.pipeline import first_poll_delay
 from worker.request import RenderRequest
 
 __all__ = ["chain_for", "describe", "steps_for"]
@@ -51,6 +51,8 @@ def chain_for(job: Job) -> Signature | None:
     signatures: list[Signature] = []
     for step in steps:
         kwargs: dict[str, Any] = {"job_id": job.id, "seq": job.seq}
+        if step == "poll":
+            kwargs["n"] = job.poll_count  # the poll claim counts from the job's polls so far
         sig = app.signature(f"relaydance.{step}", kwargs=kwargs, immutable=True)
         sig = sig.set(argsrepr="()", kwargsrepr=shown)
         if step == "poll" and steps[0] in ("prepare", "submit"):

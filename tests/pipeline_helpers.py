@@ -76,6 +76,8 @@ def drive(engine: RecordingEngine, job_id: str, *, max_calls: int = 400, cap: fl
         stopped = False
         for step in steps:
             kwargs = {"seq": job.seq}
+            if step == "poll":
+                kwargs["n"] = job.poll_count
             while calls < max_calls:
                 calls += 1
                 outcome = run_step(engine, step, job_id, **kwargs)

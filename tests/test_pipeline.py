@@ -249,6 +249,31 @@ def test_the_sweeper_resumes_a_job_whose_poll_message_was_lost(engine: Recording
     assert drive(engine, job_id).state is JobState.DONE
 
 
+def test_the_sweeper_resumes_a_job_that_had_already_polled(
+    engine: RecordingEngine, sim: SimulatorProcess
+) -> None:
+    sim.configure(gen_time_mean=1.0)
+    job_id = make_job(engine)
+    assert run_step(engine, "submit", job_id, seq=0).action == "next"
+    import time
+
+    time.sleep(0.25)
+    assert run_step(engine, "poll", job_id, seq=0, n=0).action == "again"
+    engine.store.change(job_id, states=None, due=1.0)  # the rescheduled poll was lost
+    assert sweep(engine, grace=0.0).resumed == [job_id]
+    resumed = [s for s in engine.sent if s[0] == "relaydance.resume"]
+    assert resumed == [("relaydance.resume", (job_id,), None)]
+    job = engine.store.get(job_id)
+    assert job is not None
+    from tasks.canvas import chain_for
+
+    first = chain_for(job)
+    assert first is not None
+    poll_kwargs = first.tasks[0].kwargs if hasattr(first, "tasks") else first.kwargs
+    assert poll_kwargs == {"job_id": job_id, "seq": 1, "n": 1}
+    assert drive(engine, job_id).state is JobState.DONE
+
+
 def test_a_download_after_a_killed_worker_removes_its_partial_file(
     engine: RecordingEngine, sim: SimulatorProcess
 ) -> None:

@@ -14,9 +14,9 @@ from typing import Any
 
 import click
 
-from config.settings import SettingsError, get_settings
+from config.settings import SettingsError
 from worker.errors import InvalidRequest
-from worker.request import RenderRequest, is_url, validate_request
+from worker.request import RenderRequest, validate_request
 
 __all__ = ["main"]
 
@@ -129,7 +129,9 @@ def _wait_and_report(job_id: str, *, timeout: float, as_json: bool) -> int:
     elif job.state.value == "done":
         click.echo(job.output_path)
     else:
-        click.echo(f"job {job_id} {job.state.value}: {job.error_code}: {job.error_message}", err=True)
+        click.echo(
+            f"job {job_id} {job.state.value}: {job.error_code}: {job.error_message}", err=True
+        )
     return EXIT_OK if job.state.value == "done" else EXIT_FAILED
 
 

@@ -196,7 +196,7 @@ class JobStore:
     ) -> None:
         """Write a new ``queued`` job; the record exists before any message is sent."""
         now = time.time()
-        fields: dict[str, str] = {
+        fields: dict[Any, Any] = {  # redis-py types hset keys invariantly
             "state": JobState.QUEUED.value,
             "alias": alias,
             "request": json.dumps(dict(request), sort_keys=True),
@@ -283,7 +283,7 @@ class JobStore:
         rows = self._redis.zrangebyscore(
             self.active_key, "-inf", before, start=0, num=limit, withscores=True
         )
-        return [(_text(member), float(score)) for member, score in rows]
+        return [(_text(row[0]), float(row[1])) for row in rows]
 
     def counts(self) -> dict[str, int]:
         """Number of jobs per state (final jobs counted until they expire from the index)."""

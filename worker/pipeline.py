@@ -175,6 +175,8 @@ def submit(engine: Engine, job_id: str, *, seq: int, attempt: int = 0) -> Outcom
         return _fail(engine, job, "unknown_key", str(exc))
     limit = settings.concurrency_for(job.alias)
     slot = engine.limits.acquire(job.alias, job_id, limit=limit)
+    for earlier in slot.also_granted:  # waiters ahead of us got slots a lapsed lease freed
+        engine.send("relaydance.resume", earlier)
     if not slot.granted:
         applied, _ = engine.store.change(
             job_id,
@@ -246,7 +248,7 @@ def first_poll_delay(engine: Engine, model: str, seconds: int) -> float:
 def _back_in_line(engine: Engine, job: Job, exc: RateLimited) -> Outcome:
     """HTTP 429 on submit: nothing was created. Lower the key's limit and queue at the head."""
     limit = engine.settings.concurrency_for(job.alias)
-    effective = engine.limits.on_rate_limited(job.alias, limit=limit)
+    effective = engine.limits.on_rate_limited(job.alias, limit=limit, retry_after=exc.retry_after)
     wait = exc.retry_after if exc.retry_after is not None else 5.0
     engine.store.change(
         job.id,
@@ -254,7 +256,8 @@ def _back_in_line(engine: Engine, job: Job, exc: RateLimited) -> Outcome:
         to=S.WAITING_FOR_SLOT,
         due=time.time() + wait + WAITING_RECHECK,
     )
-    _release(engine, job)
+    # push_front gives up the slot and queues the job first, without handing the slot
+    # to another waiter who would submit into the same overload.
     engine.limits.push_front(job.alias, job.id)
     engine.send("relaydance.grant", job.alias, countdown=wait)
     _log(job, "waiting_for_slot", reason="429", retry_after=wait, effective_limit=effective)

@@ -20,7 +20,6 @@ __all__ = ["SweepReport", "sweep"]
 
 logger = logging.getLogger(__name__)
 
-GRACE = 20.0  # seconds past due before a step counts as stalled
 WAITING_RECHECK = 60.0
 RESUME_GRACE = 120.0
 
@@ -34,8 +33,10 @@ class SweepReport:
     checked: int
 
 
-def sweep(engine: Engine, *, grace: float = GRACE, limit: int = 2000) -> SweepReport:
+def sweep(engine: Engine, *, grace: float | None = None, limit: int = 2000) -> SweepReport:
     """Resume overdue jobs and fill free slots from each key's waiting line."""
+    if grace is None:
+        grace = engine.settings.sweep_grace_seconds
     now = time.time()
     resumed: list[str] = []
     granted: list[str] = []

@@ -1,0 +1,37 @@
+"""The thin task behind a delivered webhook: re-fetch the named task, move the job.
+
+The web handler enqueues ``relaydance.webhook(job_id, task_id)`` and answers at once;
+the work, and every decision, is in :func:`worker.webhook_step.on_webhook`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from celery import Task
+from celery.exceptions import Ignore
+
+from worker import app
+from worker.engine import get_engine
+from worker.webhook_step import on_webhook
+
+__all__ = ["webhook"]
+
+logger = logging.getLogger(__name__)
+
+
+@app.task(bind=True, name="relaydance.webhook")
+def webhook(self: Task, job_id: str, task_id: str | None = None, attempt: int = 0) -> None:
+    """Verify the remote task a webhook named, by fetching it, and move the job."""
+    outcome = on_webhook(get_engine(), job_id, task_id=task_id, attempt=attempt)
+    if outcome.action == "next":
+        return
+    if outcome.action == "stop":
+        logger.debug("job %s relaydance.webhook: %s", job_id, outcome.reason)
+        raise Ignore()
+    raise self.retry(
+        args=(job_id, task_id),
+        kwargs={"attempt": outcome.kwargs.get("attempt", attempt)},
+        countdown=outcome.countdown,
+        max_retries=None,
+    )

@@ -1,0 +1,123 @@
+"""End to end: the producer API and CLI, a real Celery worker and beat, Redis, the simulator."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from click.testing import CliRunner
+
+from simulator import PNG_BYTES, VIDEO_SHA256
+from simulator.testing import SimulatorProcess
+from tasks import enqueue_render, get_job, wait
+from tests.fleet import Fleet, fleet_env, use_env, wait_until
+from worker.cli import main
+from worker.errors import InvalidRequest
+from worker.jobs import JobState
+from worker.redis_server import RedisServer
+
+pytestmark = pytest.mark.integration
+MODEL = "doubao-seedance-2-0-fast-260128"
+
+
+@pytest.fixture
+def fleet(redis_server: RedisServer, sim: SimulatorProcess, tmp_path: Path) -> Iterator[Fleet]:
+    redis.Redis.from_url(redis_server.url).flushall()
+    env = fleet_env(redis_url=redis_server.url, sim_url=sim.url, output_dir=tmp_path / "renders")
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    fleet = Fleet(env, logs, beat=True)
+    with use_env(env):
+        fleet.start()
+        try:
+            yield fleet
+        finally:
+            fleet.stop()
+
+
+def _sha256(path: str | None) -> str:
+    assert path
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def test_text_to_video_renders_end_to_end(fleet: Fleet, sim: SimulatorProcess) -> None:
+    job_id = enqueue_render({"model": MODEL, "prompt": "a lighthouse at dusk", "seconds": 5})
+    job = wait(job_id, timeout=60)
+    assert job.state is JobState.DONE, (job.error_message, fleet.logs())
+    assert _sha256(job.output_path) == VIDEO_SHA256
+    assert sim.stats()["submissions"] == 1
+
+
+def test_image_to_video_uploads_then_renders(
+    fleet: Fleet, sim: SimulatorProcess, tmp_path: Path
+) -> None:
+    image = tmp_path / "cat.png"
+    image.write_bytes(PNG_BYTES)
+    job_id = enqueue_render(
+        {"model": "seedance-1-5-pro-with-audio", "prompt": "@image1 turns its head",
+         "images": [str(image)]}
+    )  # fmt: skip
+    job = wait(job_id, timeout=60)
+    assert job.state is JobState.DONE, (job.error_message, fleet.logs())
+    assert _sha256(job.output_path) == VIDEO_SHA256
+    assert sim.stats()["uploads"] == 1
+
+
+def test_a_worker_killed_mid_poll_is_replaced_and_the_job_finishes_once(
+    fleet: Fleet, sim: SimulatorProcess
+) -> None:
+    sim.configure(gen_time_mean=4.0)
+    job_id = enqueue_render({"model": MODEL, "prompt": "a slow render", "seconds": 5})
+    assert wait_until(lambda: get_job(job_id).poll_count >= 1, timeout=30)
+    fleet.kill_worker()  # its countdown message for the next poll dies with it
+    fleet.start_worker()
+    job = wait(job_id, timeout=60)
+    assert job.state is JobState.DONE, (job.error_message, fleet.logs())
+    assert sim.stats()["submissions"] == 1
+    assert job.seq >= 1  # the sweeper resumed it
+    out = Path(job.output_path or "").parent
+    assert not list(out.glob("*.part"))
+
+
+def test_bad_input_enqueues_nothing_and_names_the_field(
+    fleet: Fleet, redis_server: RedisServer
+) -> None:
+    client = redis.Redis.from_url(redis_server.url)
+    with pytest.raises(InvalidRequest) as caught:
+        enqueue_render({"model": MODEL, "prompt": "@image1 dances", "seconds": 40})
+    fields = [field for field, _ in caught.value.problems]
+    assert fields == ["seconds", "prompt"]
+    result = CliRunner().invoke(main, ["render", "--model", "nope", "--prompt", "x"])
+    assert result.exit_code == 2
+    assert "model: unknown model 'nope'" in result.output
+    assert client.keys("rd:job:*") == []
+    assert client.llen("relaydance") == 0
+
+
+def test_cli_render_wait_prints_the_output_path(fleet: Fleet) -> None:
+    result = CliRunner().invoke(
+        main, ["render", "--model", MODEL, "--prompt", "a kite", "--wait", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["state"] == "done"
+    assert summary["sha256"] == VIDEO_SHA256
+    status = CliRunner().invoke(main, ["status", summary["job_id"], "--json"])
+    assert json.loads(status.stdout)["output_path"] == summary["output_path"]
+
+
+def test_cli_dry_run_prints_the_body_and_cost_without_enqueuing(redis_server: RedisServer) -> None:
+    result = CliRunner().invoke(
+        main,
+        ["render", "--model", "doubao-seedance-2-0-1080p", "--prompt", "a dancer", "--seconds", "10",
+         "--ratio", "16:9", "--generate-audio", "--dry-run", "--json"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["body"]["seconds"] == "10"
+    assert out["body"]["metadata"]["generate_audio"] is True
+    assert out["estimated_cost_usd"] == pytest.approx(2.0)
