@@ -10,6 +10,8 @@ __all__ = ["MediaKind", "sniff", "sniff_file"]
 MediaKind = Literal["image", "video", "audio"]
 
 _AUDIO_FTYP_BRANDS = (b"M4A ", b"M4B ", b"M4P ")
+# HEIF/AVIF stills share the ISO box layout with mp4; without this they would pass as video.
+_IMAGE_FTYP_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"mif1", b"msf1", b"avif", b"avis")
 
 
 def sniff(head: bytes) -> MediaKind | None:
@@ -23,6 +25,8 @@ def sniff(head: bytes) -> MediaKind | None:
     if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
         return "audio"
     if head[4:8] == b"ftyp":
+        if head[8:12] in _IMAGE_FTYP_BRANDS:
+            return "image"
         return "audio" if head[8:12] in _AUDIO_FTYP_BRANDS else "video"
     if head.startswith(b"\x1a\x45\xdf\xa3"):  # Matroska / WebM
         return "video"

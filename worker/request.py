@@ -12,14 +12,14 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from worker.catalogue import Model, get_model, known_models
+from worker.catalogue import MODELS, Model, get_model, known_models
 from worker.errors import InvalidRequest
 from worker.media import MediaKind, sniff_file
 
@@ -35,8 +35,27 @@ MAX_PROMPT_CHARS = 4000  # seed 003
 MAX_SECONDS = 15  # seeds 000, 002, 003
 LIMITS = {"image": 9, "video": 3, "audio": 3}  # seeds 000, 001
 _REF = re.compile(r"@(image|video|audio)(\d+)", re.IGNORECASE)
+# Whitespace and control characters are never valid inside a URL; the provider would
+# refuse it (or fetch something else), so it is caught here, before any money is spent.
+_URL_BAD_CHARS = re.compile(r"[\s\x00-\x1f\x7f]")
 _FIELD_OF_KIND: dict[str, str] = {"image": "images", "video": "videos", "audio": "audio"}
 _ROLE = {"image": "reference_image", "video": "reference_video", "audio": "reference_audio"}
+_MAX_OF_KIND = {"image": "max_images", "video": "max_videos", "audio": "max_audio"}
+# What to do when a field has the wrong type; appended to pydantic's own message.
+_TYPE_HINTS = {
+    "model": "give a model id as text, e.g. 'doubao-seedance-2-0-720p'",
+    "prompt": "give the prompt as text",
+    "seconds": 'give whole seconds, e.g. 5 or "5"',
+    "ratio": "give an aspect ratio as text, e.g. '16:9'",
+    "resolution": "give a resolution as text, e.g. '720p'",
+    "generate_audio": "give true or false",
+    "images": "give a list of image URLs or file paths",
+    "videos": "give a list of video URLs or file paths",
+    "audio": "give a list of audio URLs or file paths",
+    "first_frame": "give one image URL or file path",
+    "last_frame": "give one image URL or file path",
+    "mode": "give 'auto', 'reference' or 'frames'",
+}
 
 Problems = list[tuple[str, str]]
 
@@ -68,8 +87,12 @@ class RenderRequest(BaseModel):
     @classmethod
     def _seconds_from_text(cls, value: Any) -> Any:
         # The provider takes seconds as a string; accept "5" as well as 5 from users.
-        if isinstance(value, str) and value.strip().isdigit():
-            return int(value.strip())
+        if isinstance(value, bool):  # True would otherwise pass as 1 second
+            raise ValueError("is true/false, not a number of seconds")
+        if isinstance(value, str):
+            text = value.strip()
+            if text.isascii() and text.isdigit():
+                return int(text)
         return value
 
     @field_validator("images", "videos", "audio", mode="before")
@@ -165,13 +188,10 @@ def validate_request(
 ) -> RenderRequest:
     """Parse and check a render request; raise :class:`InvalidRequest` listing every problem."""
     if isinstance(data, RenderRequest):
-        request = data
+        request, problems = data, list[tuple[str, str]]()
     else:
-        try:
-            request = RenderRequest.model_validate(dict(data))
-        except ValidationError as exc:
-            raise InvalidRequest(_pydantic_problems(exc)) from None
-    problems = _check(request, check_files=check_files)
+        request, problems = _parse(data)
+    problems += _check(request, check_files=check_files)
     if problems:
         raise InvalidRequest(problems)
     if check_files and request.local_paths():
@@ -179,17 +199,39 @@ def validate_request(
     return request
 
 
+def _parse(data: Any) -> tuple[RenderRequest, Problems]:
+    """The parsed request and the unknown fields it named (reported with every other problem)."""
+    if not isinstance(data, Mapping):
+        kind = type(data).__name__
+        raise InvalidRequest(
+            [("request", f"is a {kind}; give an object of fields (model, prompt, ...)")]
+        )
+    fields = RenderRequest.model_fields
+    known = {name: value for name, value in data.items() if name in fields}
+    problems: Problems = [
+        (str(name), f"unknown field; known fields are: {', '.join(fields)}")
+        for name in data
+        if name not in fields
+    ]
+    try:
+        return RenderRequest.model_validate(known), problems
+    except ValidationError as exc:
+        raise InvalidRequest(problems + _pydantic_problems(exc)) from None
+
+
 def _pydantic_problems(exc: ValidationError) -> Problems:
     problems: Problems = []
     for err in exc.errors():
-        field = ".".join(str(part) for part in err["loc"]) or "request"
-        if err["type"] == "extra_forbidden":
-            known = ", ".join(RenderRequest.model_fields)
-            problems.append((field, f"unknown field; known fields are: {known}"))
-        elif err["type"] == "missing":
-            problems.append((field, "is required"))
-        else:
-            problems.append((field, err["msg"]))
+        loc = err["loc"]
+        field = str(loc[0]) if loc else "request"
+        if err["type"] == "missing":
+            problems.append((field, f"is required; {_TYPE_HINTS.get(field, 'give a value')}"))
+            continue
+        message = err["msg"].removeprefix("Value error, ")
+        if len(loc) > 1 and isinstance(loc[1], int):
+            message = f"entry {loc[1] + 1}: {message}"
+        hint = _TYPE_HINTS.get(field)
+        problems.append((field, f"{message}; {hint}" if hint else message))
     return problems
 
 
@@ -223,6 +265,10 @@ def _check_prompt(request: RenderRequest) -> Problems:
     return []
 
 
+def _models_with(predicate: Callable[[Model], object]) -> str:
+    return ", ".join(m.id for m in MODELS.values() if predicate(m)) or "none"
+
+
 def _check_options(request: RenderRequest, model: Model) -> Problems:
     problems: Problems = []
     low, high = model.min_seconds, min(model.max_seconds, MAX_SECONDS)
@@ -241,10 +287,9 @@ def _check_options(request: RenderRequest, model: Model) -> Problems:
              f"{', '.join(model.resolutions)}")
         )  # fmt: skip
     if request.generate_audio and not model.generate_audio:
-        with_audio = ", ".join(m for m in known_models() if (get_model(m) or model).generate_audio)
         problems.append(
             ("generate_audio", f"{model.id} cannot generate audio; drop the option or use "
-             f"one of {with_audio}")
+             f"one of {_models_with(lambda m: m.generate_audio)}")
         )  # fmt: skip
     return problems
 
@@ -257,11 +302,17 @@ def _check_media_counts(request: RenderRequest, model: Model) -> Problems:
         "audio": len(request.audio),
     }
     for kind, count in counts.items():
-        limit = min(
-            LIMITS[kind], getattr(model, f"max_{'audio' if kind == 'audio' else kind + 's'}")
-        )
-        if count > limit:
-            field = _FIELD_OF_KIND[kind]
+        attribute = _MAX_OF_KIND[kind]
+        limit = min(LIMITS[kind], getattr(model, attribute))
+        if count <= limit:
+            continue
+        field = _FIELD_OF_KIND[kind]
+        if limit == 0:
+            takers = _models_with(lambda m: getattr(m, attribute) > 0)  # noqa: B023 - used at once
+            problems.append(
+                (field, f"{model.id} takes no {field}; remove them or use one of {takers}")
+            )
+        else:
             problems.append(
                 (field, f"{count} given; {model.id} accepts at most {limit}, remove "
                  f"{count - limit}")
@@ -273,7 +324,10 @@ def _check_media_counts(request: RenderRequest, model: Model) -> Problems:
              "use either images or first_frame/last_frame")
         )  # fmt: skip
     if frames and not model.frames:
-        problems.append(("first_frame", f"{model.id} does not take first/last frames"))
+        problems.append(
+            ("first_frame", f"{model.id} does not take first/last frames; use images, or one "
+             f"of {_models_with(lambda m: m.frames)}")
+        )  # fmt: skip
     if request.mode == "frames" and not frames:
         problems.append(("first_frame", "mode 'frames' needs first_frame or last_frame"))
     if request.mode == "reference" and frames:
@@ -300,9 +354,16 @@ def _check_references(request: RenderRequest) -> Problems:
         if tag in seen:
             continue
         seen.add(tag)
-        if not 1 <= index <= counts[kind]:
-            have = counts[kind]
-            fix = f"there are {have} {_FIELD_OF_KIND[kind]}" if have else f"add a {kind}"
+        have = counts[kind]
+        if not 1 <= index <= have:
+            if have == 0 and kind == "image" and (request.first_frame or request.last_frame):
+                fix = "first/last frames cannot be cited; remove the citation"
+            elif have == 0:
+                fix = f"add {_article(kind)} {kind} to {_FIELD_OF_KIND[kind]}"
+            elif have == 1:
+                fix = f"there is only one {kind}; cite it as @{kind}1"
+            else:
+                fix = f"there are {have} {_FIELD_OF_KIND[kind]}; cite @{kind}1 to @{kind}{have}"
             problems.append(
                 (
                     "prompt",
@@ -318,30 +379,54 @@ def _check_source(kind: str, source: str, *, check_files: bool) -> Problems:
     if not source:
         return [(field, "an entry is empty; give a URL or a file path")]
     if is_url(source):
-        parts = urlsplit(source)
-        if parts.scheme not in ("http", "https") or not parts.hostname or " " in source:
-            shown = parts.scheme + "://" + (parts.hostname or "")
-            return [(field, f"malformed URL {shown!r}; use an http(s) URL with a host")]
-        return []
+        problem = _url_problem(source)
+        return [(field, problem)] if problem else []
     if not check_files:
         return []
-    path = Path(source).expanduser()
+    return _file_problems(field, source, expected)
+
+
+def _url_problem(source: str) -> str | None:
+    # Only scheme and host are echoed: the path or query of a signed URL is a secret.
+    try:
+        parts = urlsplit(source)
+        host = parts.hostname
+        parts.port  # noqa: B018 - parsing the port is the check (raises on "host:abc")
+    except ValueError:
+        return "malformed URL (bad host or port); use an http(s) URL such as https://host/a.jpg"
+    shown = f"{parts.scheme}://{host or ''}"
+    if parts.scheme not in ("http", "https"):
+        return f"malformed URL {shown!r}: scheme must be http or https"
+    if not host:
+        return f"malformed URL {shown!r}: it has no host; use https://host/path"
+    if _URL_BAD_CHARS.search(source):
+        return (
+            f"malformed URL {shown!r}: it contains spaces or control characters; "
+            "percent-encode them (a space is %20)"
+        )
+    return None
+
+
+def _file_problems(field: str, source: str, expected: MediaKind) -> Problems:
+    try:
+        path = Path(source).expanduser()
+    except RuntimeError:  # "~user/..." for a user with no home directory
+        return [(field, f"local file {source!r}: unknown home directory; give a full path")]
     if not path.is_file():
-        return [(field, f"local file {source!r} does not exist; check the path")]
-    found = sniff_file(path)
+        what = "is a directory, not a file" if path.is_dir() else "does not exist"
+        return [(field, f"local file {source!r} {what}; check the path")]
+    try:
+        found = sniff_file(path)
+    except OSError as exc:
+        return [(field, f"local file {source!r} cannot be read ({exc.strerror}); check it")]
     if found != expected:
-        what = f"a {found} file" if found else "not a recognised media file"
-        return [
-            (
-                field,
-                f"{source!r} is {what}; give {_article(expected)} {expected} file",
-            )
-        ]
+        what = f"{_article(found)} {found} file" if found else "not a recognised media file"
+        return [(field, f"{source!r} is {what}; give {_article(expected)} {expected} file")]
     return []
 
 
 def _article(kind: str) -> str:
-    return "an" if kind in ("image", "audio") else "a"
+    return "an" if kind[:1] in ("a", "e", "i", "o", "u") else "a"
 
 
 def _absolute_paths(request: RenderRequest) -> dict[str, Any]:
