@@ -9,6 +9,7 @@ from celery.signals import worker_process_init
 
 from config.celery import celery_config
 from config.settings import get_settings
+from worker.logs import install_celery_logging
 
 __all__ = ["app"]
 
@@ -16,6 +17,9 @@ app = Celery("relaydance")
 # add_defaults takes a callable that Celery evaluates when the configuration is first
 # read, so importing this module reads no environment and opens no connection.
 app.add_defaults(lambda: celery_config(get_settings()))
+# Celery builds its log handlers when a worker or beat starts; these receivers add the
+# redaction filter (and JSON with RELAYDANCE_LOG_JSON) to them. Connecting reads no settings.
+install_celery_logging()
 
 
 @worker_process_init.connect

@@ -173,6 +173,31 @@ def cancel(job_id: str) -> None:
 
 
 @main.command()
+@click.option("--json", "as_json", is_flag=True)
+def limits(as_json: bool) -> None:
+    """Per key alias: configured and effective limit, slots in use, waiting, requests, 429s."""
+    from worker.engine import get_engine
+
+    engine = get_engine()
+    aliases = sorted(set(engine.settings.keys()) | set(engine.limits.aliases_seen()))
+    rows = {
+        alias: dict(engine.limits.snapshot(alias, limit=engine.settings.concurrency_for(alias)))
+        for alias in aliases
+    }
+    if as_json:
+        click.echo(json.dumps(rows))
+        return
+    header = ("key", "configured", "effective", "in use", "waiting", "req/min", "429s/hour")
+    click.echo("{:<16} {:>10} {:>9} {:>6} {:>7} {:>7} {:>9}".format(*header))
+    for alias, row in rows.items():
+        click.echo(
+            f"{alias:<16} {row['configured']:>10} {row['effective']:>9} {row['in_use']:>6} "
+            f"{row['waiting']:>7} {row['requests_last_minute']:>7} "
+            f"{row['rate_limited_last_hour']:>9}"
+        )
+
+
+@main.command()
 @click.option("--pool", default="threads", show_default=True, help="Worker pool.")
 @click.option("--concurrency", default=8, show_default=True, help="Worker concurrency.")
 def dev(pool: str, concurrency: int) -> None:

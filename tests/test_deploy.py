@@ -1,0 +1,430 @@
+"""The deployment files agree with each other and with the settings.
+
+Procfile, docker-compose.yml, Dockerfile and .env.example are parsed, never run here
+(no Docker engine), except Flower: its login guard is started for real, since "Flower
+never runs without a login" is a property of the command, not of its text.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from honcho.environ import parse as parse_dotenv  # type: ignore[import-untyped]
+from honcho.environ import parse_procfile
+
+from config.settings import Settings, env_name
+from worker.logs import redact
+from worker.redis_server import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Environment names the deployment files may use that are not settings: each is read by a
+# process command, not by config/settings.py, and each is documented in .env.example.
+ALLOWED_EXTRA_ENV = {
+    "FLOWER_BASIC_AUTH": "Flower's login (Flower reads FLOWER_* itself); required to start it",
+    "FLOWER_PORT": "Flower's port",
+    "PORT": "the web process's port; Heroku-style hosts and honcho set it",
+    "RELAYDANCE_WORKER_CONCURRENCY": "threads per worker process (a Celery CLI option)",
+}
+APP_SERVICES = ("worker", "beat", "flower", "web")
+SECRET_NAME = re.compile(r"KEY|SECRET|AUTH|PASSWORD|TOKEN")
+ENV_REF = re.compile(r"\$\$?\{?([A-Za-z_][A-Za-z0-9_]*)")
+ENV_LINE = re.compile(r"^#?\s*([A-Z][A-Z0-9_]*)=(.*)$")
+
+
+def settings_env_names() -> set[str]:
+    """Every environment name that sets a field, aliases included."""
+    names = {env_name(field) for field in Settings.model_fields}
+    for field in Settings.model_fields.values():
+        alias = field.validation_alias
+        names.update(getattr(alias, "choices", None) or ([alias] if alias else []))
+    return {str(n) for n in names}
+
+
+def procfile() -> dict[str, str]:
+    """Process name -> command, parsed as honcho parses it."""
+    return dict(parse_procfile((ROOT / "Procfile").read_text()).processes)
+
+
+def compose() -> dict[str, Any]:
+    """docker-compose.yml with its YAML anchors and merge keys resolved."""
+    data = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+def env_example() -> dict[str, str]:
+    """Every NAME=value line of .env.example, commented out or not."""
+    found = {}
+    for line in (ROOT / ".env.example").read_text().splitlines():
+        match = ENV_LINE.match(line)
+        if match:
+            found[match.group(1)] = match.group(2)
+    return found
+
+
+def interpolate(text: str, env: dict[str, str]) -> str:
+    """Expand $NAME, ${NAME} and ${NAME:-default} as compose and sh do; $$ is a dollar."""
+
+    def one(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name, default = match.group(1) or match.group(3), match.group(2)
+        return env.get(name) or (default or "")
+
+    pattern = r"\$\$|\$\{([A-Za-z_]\w*)(?::?-([^}]*))?\}|\$([A-Za-z_]\w*)"
+    return re.sub(pattern, one, text)
+
+
+def normalized(command: str | list[str], *, compose_file: bool) -> list[str]:
+    """A command as argv with every variable written $NAME (compose escapes $ as $$)."""
+    argv = shlex.split(command) if isinstance(command, str) else list(command)
+    out = []
+    for arg in argv:
+        if compose_file:
+            arg = arg.replace("$$", "$")
+        arg = re.sub(r"\$\{([A-Za-z_]\w*)(?::?-[^}]*)?\}", r"$\1", arg)
+        out.append(" ".join(arg.split()))
+    return out
+
+
+def strings_in(node: Any) -> Iterator[str]:
+    """Every string key and value in a parsed YAML tree."""
+    if isinstance(node, str):
+        yield node
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            yield str(key)
+            yield from strings_in(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from strings_in(item)
+
+
+def load_config_table() -> ModuleType:
+    """scripts/config_table.py as a module (scripts/ is not a package)."""
+    spec = importlib.util.spec_from_file_location("config_table", ROOT / "scripts/config_table.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# --- Procfile and compose run the same processes --------------------------------------
+
+
+def test_the_procfile_runs_worker_beat_flower_and_web() -> None:
+    assert set(procfile()) == set(APP_SERVICES)
+
+
+@pytest.mark.parametrize("process", APP_SERVICES)
+def test_every_procfile_process_has_a_compose_service_with_the_same_command(process: str) -> None:
+    service = compose()["services"][process]
+    assert normalized(service["command"], compose_file=True) == normalized(
+        procfile()[process], compose_file=False
+    )
+
+
+def test_the_worker_runs_the_threads_pool_with_configurable_concurrency() -> None:
+    argv = shlex.split(procfile()["worker"])
+    assert argv[:4] == ["celery", "-A", "worker", "worker"]
+    assert argv[argv.index("--pool") + 1] == "threads"
+    concurrency = argv[argv.index("--concurrency") + 1]
+    assert interpolate(concurrency, {}) == "16"
+    assert interpolate(concurrency, {"RELAYDANCE_WORKER_CONCURRENCY": "40"}) == "40"
+
+
+def test_compose_app_services_read_dotenv_and_wait_for_a_healthy_redis() -> None:
+    services = compose()["services"]
+    for name in APP_SERVICES:
+        service = services[name]
+        assert service["env_file"] in (".env", [".env"]), name
+        assert service["depends_on"]["redis"]["condition"] == "service_healthy", name
+        redis_url = interpolate(service["environment"]["REDIS_URL"], {})
+        assert redis_url == "redis://redis:6379/0", name
+        assert service["init"] is True, name  # SIGTERM reaches Celery: warm shutdown
+
+
+# --- Environment names ---------------------------------------------------------------------
+
+
+def test_the_allow_list_does_not_shadow_a_setting() -> None:
+    assert not set(ALLOWED_EXTRA_ENV) & settings_env_names()
+
+
+def test_every_env_name_in_the_deployment_files_is_a_setting_or_allowed() -> None:
+    referenced: dict[str, set[str]] = {}
+    for process, command in procfile().items():
+        referenced.setdefault(f"Procfile:{process}", set()).update(ENV_REF.findall(command))
+    for name, service in compose()["services"].items():
+        names = set()
+        for text in strings_in(service):
+            names.update(ENV_REF.findall(text))
+        names.update((service.get("environment") or {}).keys())
+        referenced[f"compose:{name}"] = names
+    referenced[".env.example"] = set(env_example())
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    referenced["Dockerfile"] = set(re.findall(r"\b(RELAYDANCE_\w+|REDIS_URL)\b", dockerfile))
+    known = settings_env_names() | set(ALLOWED_EXTRA_ENV)
+    unknown = {where: sorted(names - known) for where, names in referenced.items()}
+    assert {k: v for k, v in unknown.items() if v} == {}
+    # The allow-list stays short and true: every entry is used somewhere.
+    used = set().union(*referenced.values())
+    assert set(ALLOWED_EXTRA_ENV) <= used
+
+
+def test_flower_variables_are_real_flower_options() -> None:
+    # Flower turns every FLOWER_* variable into an option and exits on an unknown one.
+    from flower.options import options
+
+    for name in ALLOWED_EXTRA_ENV:
+        if name.startswith("FLOWER_"):
+            assert name.removeprefix("FLOWER_").lower() in options
+
+
+def test_every_setting_and_allowed_name_is_documented_in_env_example() -> None:
+    documented = set(env_example())
+    missing = {env_name(field) for field in Settings.model_fields} - documented
+    assert missing == set()
+    assert set(ALLOWED_EXTRA_ENV) <= documented
+
+
+def test_env_example_settings_section_is_generated_from_the_settings() -> None:
+    table = load_config_table()
+    assert table.main(["--env-example", "--check", str(ROOT / ".env.example")]) == 0
+
+
+def test_env_example_leaves_every_setting_commented_out_at_its_default() -> None:
+    # An empty NAME= is not "unset" for pydantic-settings: it is an empty string, which
+    # fails for numbers and URLs. So the example sets nothing.
+    assert parse_dotenv((ROOT / ".env.example").read_text()) == {}
+
+
+def test_env_example_has_no_value_that_looks_like_a_real_secret() -> None:
+    text = (ROOT / ".env.example").read_text()
+    assert not re.search(r"\bsk-[A-Za-z0-9]{8,}", text)
+    for name, value in env_example().items():
+        if SECRET_NAME.search(name):
+            assert value in ("", "{}"), name
+        assert redact(value) == value, name
+        long_tokens = re.findall(r"[A-Za-z0-9+/=_-]{24,}", value)
+        assert long_tokens == [], name
+
+
+# --- Redis, volumes, ports, image ------------------------------------------------------------
+
+
+def test_redis_is_7_with_aof_everysec_noeviction_and_a_healthcheck() -> None:
+    redis = compose()["services"]["redis"]
+    assert redis["image"].split(":")[1].startswith("7")
+    command = redis["command"]
+    argv = shlex.split(command) if isinstance(command, str) else [str(a) for a in command]
+    options = dict(zip(argv[1::2], argv[2::2], strict=False))
+    assert argv[0] == "redis-server"
+    assert options["--appendonly"] == "yes"
+    assert options["--appendfsync"] == "everysec"
+    assert options["--maxmemory-policy"] == "noeviction"
+    assert "redis-cli ping" in " ".join(redis["healthcheck"]["test"])
+    assert any(v.endswith(":/data") for v in redis["volumes"]), "AOF must live on a volume"
+
+
+def test_the_renders_volume_is_shared_by_worker_and_web() -> None:
+    data = compose()
+    services = data["services"]
+    assert "renders" in data["volumes"]
+    for name in ("worker", "web"):
+        assert "renders:/renders" in services[name]["volumes"], name
+        assert services[name]["environment"]["RELAYDANCE_OUTPUT_DIR"] == "/renders", name
+
+
+def _listen_port(command: str | list[str], env: dict[str, str]) -> str:
+    """The port a service's command listens on, with compose's and the shell's expansion."""
+    argv = shlex.split(command) if isinstance(command, str) else list(command)
+    resolved = [interpolate(arg.replace("$$", "$"), env) for arg in argv]
+    if resolved[0] == "sh":  # the flower guard: the port is inside the script
+        match = re.search(r"--port=\"?(\d+)", resolved[2])
+        assert match is not None
+        return match.group(1)
+    return resolved[resolved.index("--port") + 1]
+
+
+@pytest.mark.parametrize("env", [{}, {"PORT": "9100", "FLOWER_PORT": "9200"}])
+def test_published_ports_are_the_ports_the_processes_listen_on(env: dict[str, str]) -> None:
+    services = compose()["services"]
+    for name in ("web", "flower"):
+        (mapping,) = services[name]["ports"]
+        parts = interpolate(mapping, env).split(":")
+        container_port = parts[-1]
+        assert _listen_port(services[name]["command"], env) == container_port, name
+    health = " ".join(services["web"]["healthcheck"]["test"])
+    health_port = re.search(r"127\.0\.0\.1:(\d+)/", interpolate(health, env))
+    assert health_port is not None
+    assert health_port.group(1) == _listen_port(services["web"]["command"], env)
+    flower_published = interpolate(services["flower"]["ports"][0], env)
+    assert flower_published.startswith("127.0.0.1:"), "Flower's /metrics answers without login"
+
+
+def test_the_dockerfile_installs_the_project_as_a_non_root_user() -> None:
+    lines = [ln.strip() for ln in (ROOT / "Dockerfile").read_text().splitlines()]
+    instructions = [ln for ln in lines if ln and not ln.startswith("#")]
+    assert instructions[0] == "FROM python:3.11-slim"
+    joined = "\n".join(instructions)
+    assert re.search(r"^RUN pip install \.(\s|$)", joined, re.MULTILINE)
+    users = [ln.split()[1] for ln in instructions if ln.startswith("USER ")]
+    assert users and users[-1] not in ("root", "0")
+    install_at = next(i for i, ln in enumerate(instructions) if "pip install ." in ln)
+    user_at = max(i for i, ln in enumerate(instructions) if ln.startswith("USER "))
+    assert user_at > install_at
+
+
+def test_the_docker_build_context_never_includes_dotenv_or_the_virtualenv() -> None:
+    ignored = {ln.strip() for ln in (ROOT / ".dockerignore").read_text().splitlines()}
+    assert {".env", ".venv", ".git"} <= ignored
+
+
+# --- The configuration table ----------------------------------------------------------------
+
+
+def test_the_configuration_table_has_a_row_per_setting() -> None:
+    table = load_config_table().markdown_table()
+    for field in Settings.model_fields:
+        assert f"| `{env_name(field)}` |" in table
+    assert "| `RELAYDANCE_MAX_CONCURRENCY` | integer | `10` |" in table
+
+
+def test_readme_configuration_table_is_current() -> None:
+    readme = ROOT / "README.md"
+    module = load_config_table()
+    start, end = module.MARKDOWN_MARKERS
+    text = readme.read_text() if readme.exists() else ""
+    if start not in text or end not in text:
+        pytest.skip("README.md has no config-table markers yet")
+    current = module.text_between(text, module.MARKDOWN_MARKERS)
+    assert current.strip() == module.markdown_table().strip(), (
+        "README's table is stale: python scripts/config_table.py --write README.md"
+    )
+
+
+def test_config_table_check_fails_on_a_stale_file_and_write_fixes_it(tmp_path: Path) -> None:
+    module = load_config_table()
+    start, end = module.MARKDOWN_MARKERS
+    doc = tmp_path / "README.md"
+    doc.write_text(f"# Title\n\n{start}\n| old |\n{end}\n\nMore text.\n")
+    assert module.main(["--check", str(doc)]) == 1
+    assert module.main(["--write", str(doc)]) == 0
+    assert module.main(["--check", str(doc)]) == 0
+    text = doc.read_text()
+    assert text.startswith("# Title\n\n") and text.endswith(f"{end}\n\nMore text.\n")
+
+
+def test_config_table_check_reports_missing_markers(tmp_path: Path) -> None:
+    doc = tmp_path / "README.md"
+    doc.write_text("no markers\n")
+    assert load_config_table().main(["--check", str(doc)]) == 2
+
+
+def test_config_table_runs_as_a_script() -> None:
+    done = subprocess.run(
+        [sys.executable, "scripts/config_table.py", "--env-example"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert done.stdout.startswith("# config-table:start\n")
+    assert "# RELAYDANCE_LOG_JSON=false" in done.stdout
+
+
+# --- Flower never runs without a login --------------------------------------------------------
+
+
+def _start_flower(extra_env: dict[str, str], redis_url: str) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWER_")}
+    env.update(extra_env, REDIS_URL=redis_url)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    return subprocess.Popen(
+        ["sh", "-c", procfile()["flower"]],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # one process group: the guard's shell and Flower
+    )
+
+
+def _stop(process: subprocess.Popen[str]) -> str:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        _, err = process.communicate(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        _, err = process.communicate(timeout=5)
+    return err
+
+
+def _get(url: str, **kwargs: Any) -> httpx.Response | None:
+    try:
+        return httpx.get(url, timeout=2.0, **kwargs)
+    except httpx.TransportError:
+        return None
+
+
+def test_flower_starts_behind_basic_auth(redis_url: str) -> None:
+    port = free_port()
+    login = ("ops", "a-long-test-password")
+    flower = _start_flower(
+        {"FLOWER_BASIC_AUTH": ":".join(login), "FLOWER_PORT": str(port)}, redis_url
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(300):  # bounded: about 30 s at most
+            if _get(base + "/healthcheck") is not None or flower.poll() is not None:
+                break
+            time.sleep(0.1)
+        anonymous = _get(base + "/api/workers")
+        logged_in = _get(base + "/api/workers", auth=login)
+        wrong = _get(base + "/", auth=("ops", "guess"))
+    finally:
+        err = _stop(flower)
+    assert anonymous is not None, f"flower did not start: {err[-2000:]}"
+    assert anonymous.status_code == 401
+    assert wrong is not None and wrong.status_code == 401
+    assert logged_in is not None and logged_in.status_code == 200
+    assert "a-long-test-password" not in err
+
+
+@pytest.mark.parametrize("login", ["", "no-colon", ":empty-user", "user:"])
+def test_flower_refuses_to_start_without_a_login_and_keeps_the_fleet_up(
+    login: str, redis_url: str
+) -> None:
+    port = free_port()
+    env = {"FLOWER_PORT": str(port)} | ({"FLOWER_BASIC_AUTH": login} if login else {})
+    flower = _start_flower(env, redis_url)
+    try:
+        assert flower.stderr is not None
+        message = flower.stderr.readline()  # the guard writes one line, then idles
+        # Idling, not exiting: honcho stops every process when one exits.
+        still_running = flower.poll() is None
+        listening = _get(f"http://127.0.0.1:{port}/healthcheck") is not None
+    finally:
+        _stop(flower)
+    assert "FLOWER_BASIC_AUTH" in message
+    assert still_running
+    assert not listening
