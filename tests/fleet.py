@@ -55,9 +55,9 @@ def use_env(env: Mapping[str, str]) -> Iterator[None]:
 class Fleet:
     """A Celery worker (and optionally beat) started with the given environment."""
 
-    def __init__(self, env: Mapping[str, str], log_dir: Path, *, pool: str = "threads",
+    def __init__(self, env: dict[str, str], log_dir: Path, *, pool: str = "threads",
                  concurrency: int = 8, beat: bool = False) -> None:  # fmt: skip
-        self.env = {**os.environ, **env}
+        self.env = env  # read at each spawn, so a test may change it before starting
         self.log_dir = log_dir
         self.pool = pool
         self.concurrency = concurrency
@@ -70,7 +70,7 @@ class Fleet:
         log = (self.log_dir / f"{name}-{self.starts}.log").open("wb")
         return subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "worker", *args],
-            env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
 
     def start_worker(self) -> None:

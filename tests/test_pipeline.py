@@ -329,6 +329,36 @@ def test_a_download_url_that_never_works_fails_clearly_without_the_signature(
     assert "sig=" not in (job.error_message or "")
 
 
+def test_a_job_refused_with_429_waits_at_the_head_of_the_line_and_submits_when_granted(
+    engine: RecordingEngine, sim: SimulatorProcess
+) -> None:
+    sim.configure(concurrency_cap=1, gen_time_mean=0.3, retry_after=0.2)
+    first, second = make_job(engine), make_job(engine)
+    assert run_step(engine, "submit", first, seq=0).action == "next"
+    refused = run_step(engine, "submit", second, seq=0)
+    assert refused.action == "stop"
+    job = engine.store.get(second)
+    assert job is not None and job.state is JobState.WAITING_FOR_SLOT
+    assert engine.limits.position("default", second) == 1
+    assert engine.limits.effective_limit("default", limit=10) < 10
+    assert [s[0] for s in engine.sent] == ["relaydance.grant"]
+    # The first job finishes; its slot goes to the waiting job, which is nudged ...
+    assert drive(engine, first).state is JobState.DONE
+    assert ("relaydance.resume", (second,), None) in engine.sent
+    # ... and the same submit message (seq 0, attempt 0) now submits it.
+    import time
+
+    time.sleep(0.25)  # the provider's Retry-After
+    outcome = run_step(engine, "submit", second, seq=0)
+    while outcome.action == "again":
+        time.sleep(min(outcome.countdown, 0.3))
+        outcome = run_step(engine, "submit", second, seq=0, **outcome.kwargs)
+    assert outcome.action == "next"
+    stats = sim.stats()
+    assert stats["submissions"] == 2
+    assert stats["rate_limited"] == 1
+
+
 def test_cancel_stops_a_running_job(engine: RecordingEngine, sim: SimulatorProcess) -> None:
     sim.configure(gen_time_mean=5.0)
     job_id = make_job(engine)

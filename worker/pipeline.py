@@ -250,10 +250,12 @@ def _back_in_line(engine: Engine, job: Job, exc: RateLimited) -> Outcome:
     limit = engine.settings.concurrency_for(job.alias)
     effective = engine.limits.on_rate_limited(job.alias, limit=limit, retry_after=exc.retry_after)
     wait = exc.retry_after if exc.retry_after is not None else 5.0
+    # A 429 created nothing: clear the claim so the next submit message may POST again.
     engine.store.change(
         job.id,
         states={S.SUBMITTING},
         to=S.WAITING_FOR_SLOT,
+        set={"claim": ""},
         due=time.time() + wait + WAITING_RECHECK,
     )
     # push_front gives up the slot and queues the job first, without handing the slot
@@ -298,7 +300,12 @@ def poll(engine: Engine, job_id: str, *, seq: int, n: int = 0, attempt: int = 0)
     )
     if not applied:
         return _stop("poll already claimed")
-    engine.limits.renew(job.alias, job_id)
+    if not engine.limits.renew(job.alias, job_id):
+        # The lease lapsed while no worker ran this job (a killed worker). Its remote task
+        # is running regardless, so take the slot back if one is free, without queueing.
+        engine.limits.acquire(
+            job.alias, job_id, limit=settings.concurrency_for(job.alias), wait=False
+        )
     try:
         task = engine.client.get_task(job.remote_task_id or "", api_key=_key(engine, job))
     except TransientError as exc:
