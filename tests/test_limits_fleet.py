@@ -42,9 +42,12 @@ class Fleets:
 
 
 @pytest.fixture
-def fleets(redis_server: RedisServer, sim: SimulatorProcess, tmp_path: Path) -> Iterator[Fleets]:
+def fleets(redis_server: RedisServer, sim: SimulatorProcess, tmp_path: Path) -> Fleets:
     redis.Redis.from_url(redis_server.url).flushall()
-    yield Fleets(fleet_env(redis_url=redis_server.url, sim_url=sim.url, output_dir=tmp_path / "out"), tmp_path)
+    return Fleets(
+        fleet_env(redis_url=redis_server.url, sim_url=sim.url, output_dir=tmp_path / "out"),
+        tmp_path,
+    )
 
 
 def _run(fleets: Fleets, extra: dict[str, str]) -> Iterator[None]:

@@ -1,0 +1,130 @@
+"""Flower shows the work, and a canary API key appears nowhere a secret must not be."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from simulator.testing import SimulatorProcess
+from tasks import enqueue_render, wait
+from tests.fleet import Fleet, fleet_env, use_env, wait_until
+from worker.jobs import JobState
+from worker.redis_server import RedisServer, free_port
+
+pytestmark = pytest.mark.integration
+
+
+def _values(client: redis.Redis) -> Iterator[tuple[bytes, bytes]]:
+    """Every key of the database with each of its values, raw."""
+    for key in client.scan_iter(count=500):
+        kind = client.type(key)
+        if kind == b"string":
+            yield key, client.get(key) or b""
+        elif kind == b"hash":
+            for field, value in client.hgetall(key).items():
+                yield key, field + b"=" + value
+        elif kind == b"list":
+            for value in client.lrange(key, 0, -1):
+                yield key, value
+        elif kind == b"set":
+            for value in client.smembers(key):
+                yield key, value
+        elif kind == b"zset":
+            for value, _ in client.zrange(key, 0, -1, withscores=True):
+                yield key, value
+
+
+def _decoded(value: bytes) -> bytes:
+    """A Celery message's body is base64 inside JSON: search the decoded body too."""
+    try:
+        message = json.loads(value)
+    except (ValueError, UnicodeDecodeError):
+        return value
+    if isinstance(message, dict) and isinstance(message.get("body"), str):
+        try:
+            return value + base64.b64decode(message["body"])
+        except ValueError:
+            return value
+    return value
+
+
+def test_flower_lists_our_tasks_and_the_canary_key_is_nowhere(
+    redis_server: RedisServer, sim: SimulatorProcess, tmp_path: Path
+) -> None:
+    canary = "sk-canary-" + uuid.uuid4().hex
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushall()
+    env = fleet_env(redis_url=redis_server.url, sim_url=sim.url, output_dir=tmp_path / "out",
+                    RELAYDANCE_API_KEY=canary)  # fmt: skip
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    fleet = Fleet(env, logs, beat=True)
+    port = free_port()
+    flower_log = (logs / "flower.log").open("wb")
+    with use_env(env):
+        flower = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "worker", "flower", f"--port={port}",
+             "--address=127.0.0.1", "--basic-auth=ops:test-pass"],
+            env={**os.environ, **env}, stdout=flower_log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        fleet.start()
+        try:
+            auth = ("ops", "test-pass")
+
+            def flower_sees_the_worker() -> bool:
+                try:
+                    url = f"http://127.0.0.1:{port}/api/workers?refresh=1"
+                    return bool(httpx.get(url, auth=auth, timeout=2).json())
+                except (httpx.HTTPError, ValueError):
+                    return False
+
+            assert wait_until(flower_sees_the_worker, timeout=30, interval=0.5), fleet.logs()
+            ids = [enqueue_render({"model": "doubao-seedance-2-0-fast-260128",
+                                   "prompt": f"canary clip {i}"}) for i in range(3)]  # fmt: skip
+            jobs = [wait(i, timeout=60) for i in ids]
+            api = f"http://127.0.0.1:{port}/api/tasks"
+
+            def listed() -> bool:
+                try:
+                    tasks = httpx.get(api, auth=auth, timeout=2).json()
+                except (httpx.HTTPError, ValueError):
+                    return False
+                return sum(t.get("name") == "relaydance.finish" for t in tasks.values()) >= 3
+
+            assert wait_until(listed, timeout=30, interval=0.5), fleet.logs()
+            assert httpx.get(api, timeout=2).status_code == 401  # never open without auth
+            flower_text = httpx.get(api, auth=auth, timeout=5).text
+            page = httpx.get(f"http://127.0.0.1:{port}/tasks", auth=auth, timeout=5).text
+        finally:
+            fleet.stop()
+            flower.terminate()
+            flower.wait(timeout=10)
+    assert all(j.state is JobState.DONE for j in jobs)
+    tasks = json.loads(flower_text)
+    names = {t["name"] for t in tasks.values()}
+    assert {
+        "relaydance.submit",
+        "relaydance.poll",
+        "relaydance.download",
+        "relaydance.finish",
+    } <= names
+    submit = next(t for t in tasks.values() if t["name"] == "relaydance.submit")
+    assert "job=rdj_" in submit["kwargs"]
+    assert "model=doubao-seedance-2-0-fast-260128" in submit["kwargs"]
+    assert "prompt='canary clip" in submit["kwargs"]
+    assert canary not in flower_text
+    assert canary not in page
+    for log in logs.glob("*.log"):
+        assert canary not in log.read_text(errors="replace"), log.name
+    leaked = [key for key, value in _values(client) if canary.encode() in _decoded(value)]
+    assert leaked == []
