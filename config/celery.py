@@ -64,8 +64,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_ignore_result": True,  # the job record is the result
         "result_expires": settings.job_retention_seconds,
         "task_default_queue": QUEUE,
-        "worker_send_task_events": True,
-        "task_send_sent_event": True,
+        "worker_send_task_events": settings.task_events,
+        # Flower builds its task list from the workers' events; "sent" events from every
+        # producer (including each poll's countdown re-send) would only add CPU and traffic.
+        "task_send_sent_event": False,
         "worker_hijack_root_logger": False,
         "worker_redirect_stdouts": False,
         "beat_schedule": {

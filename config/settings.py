@@ -38,7 +38,7 @@ DEFAULT_ALIAS = "default"
 REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+socket", "sentinel")
 _REDIS_NAMES = ("RELAYDANCE_REDIS_URL", "REDIS_URL")
 
-Concurrency = Annotated[int, Field(ge=1, le=1000)]
+Concurrency = Annotated[int, Field(ge=1, le=100_000)]
 Rate = Annotated[float, Field(gt=0, le=10000)]
 
 
@@ -88,7 +88,7 @@ class Settings(BaseSettings):
     output_dir: Path = Field(Path("./renders"), description="Where finished mp4 files go.")
 
     # Limits per key alias.
-    max_concurrency: int = Field(10, ge=1, le=1000, description="Tasks in flight per key.")
+    max_concurrency: int = Field(10, ge=1, le=100_000, description="Tasks in flight per key.")
     key_concurrency: Annotated[dict[str, Concurrency], NoDecode] = Field(
         default_factory=dict, description='Per-alias overrides, JSON, e.g. {"tenant-a": 4}.'
     )
@@ -150,6 +150,9 @@ class Settings(BaseSettings):
         8, ge=0, description="Retries of a step after transient errors before it fails."
     )
     log_json: bool = Field(False, description="Log one JSON object per line.")
+    task_events: bool = Field(
+        True, description="Workers send task events (Flower needs them; they cost CPU)."
+    )
 
     @field_validator("api_keys", "key_concurrency", "key_requests_per_second", mode="before")
     @classmethod
