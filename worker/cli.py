@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 import signal
 import sys
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import click
@@ -237,9 +239,11 @@ def demo(model: str, prompt: str, seconds: int, timeout: float) -> None:
         request = validate_request({"model": model, "prompt": prompt, "seconds": seconds})
     except InvalidRequest as exc:
         _die_invalid(exc)
-    with DevStack() as stack:
+    log_file = Path(tempfile.mkdtemp(prefix="relaydance-demo-")) / "fleet.log"
+    with DevStack(log_file=log_file) as stack:
         for note in stack.notes:
             click.echo(f"demo: {note}", err=True)
+        click.echo(f"demo: worker and beat logs in {log_file}", err=True)
         from tasks import enqueue_render
 
         job_id = enqueue_render(request)

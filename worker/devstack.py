@@ -40,12 +40,14 @@ class DevStack:
         beat: bool = True,
         gen_time: float = 3.0,
         loglevel: str = "INFO",
+        log_file: Path | None = None,
     ) -> None:
         self.pool = pool
         self.concurrency = concurrency
         self.beat = beat
         self.gen_time = gen_time
         self.loglevel = loglevel
+        self.log_file = log_file  # None: children write to this terminal
         self.redis: RedisServer | None = None
         self.simulator: object | None = None
         self.notes: list[str] = []
@@ -63,7 +65,7 @@ class DevStack:
         if not settings.redis_url:
             self.redis = RedisServer().start()
             self._setenv("REDIS_URL", self.redis.url)
-            self.notes.append(f"embedded redis-server at {self.redis.url}")
+            self.notes.append(f"embedded redis-server at {self.redis.url} (REDIS_URL)")
         if not settings.keys():
             from simulator.testing import SimulatorProcess
 
@@ -92,7 +94,10 @@ class DevStack:
         return self
 
     def _spawn(self, args: list[str]) -> None:
-        self._procs.append(subprocess.Popen(args, env=os.environ.copy()))
+        out = None if self.log_file is None else self.log_file.open("ab")
+        self._procs.append(
+            subprocess.Popen(args, env=os.environ.copy(), stdout=out, stderr=subprocess.STDOUT)
+        )
 
     def alive(self) -> bool:
         """Whether every child process is still running."""
