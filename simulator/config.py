@@ -75,6 +75,9 @@ class SimConfig(BaseSettings):
     video_bytes: int = Field(
         0, ge=0, le=MAX_VIDEO_BYTES, description="Pad the mp4 to this many bytes; 0: smallest."
     )
+    download_rate: float = Field(
+        0.0, ge=0, description="Serve downloads at this many bytes/s; 0: as fast as possible."
+    )
     download_redirect: str = Field(
         "",
         description="'' serves files directly; 'self' answers 302 to a second local url; "

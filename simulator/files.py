@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 from starlette.requests import Request
@@ -25,10 +26,12 @@ def _refusal(request: Request, sim: Simulator, resource: str) -> Response | None
     return error(403, reason, kind="permission_error")
 
 
-async def _chunks(total: int) -> AsyncIterator[bytes]:
+async def _chunks(total: int, *, rate: float = 0.0) -> AsyncIterator[bytes]:
     # A plain generator would be iterated in a worker thread; this keeps it on the loop.
     for chunk in iter_video(total):
         yield chunk
+        if rate > 0:  # a slow link, to catch a worker mid-download
+            await asyncio.sleep(len(chunk) / rate)
 
 
 async def video(request: Request) -> Response:
@@ -52,7 +55,7 @@ async def video(request: Request) -> Response:
     sim.store.counters["downloads"] += 1
     total = video_size(sim.config.video_bytes or None)
     return StreamingResponse(
-        _chunks(total),
+        _chunks(total, rate=sim.config.download_rate),
         media_type="video/mp4",
         headers={"Content-Length": str(total), "Cache-Control": "private, max-age=0"},
     )

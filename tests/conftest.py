@@ -54,6 +54,7 @@ SIM_DEFAULTS = {
     "url_ttl": 3600.0,
     "video_bytes": 0,
     "download_redirect": "",
+    "download_rate": 0.0,
 }
 
 

@@ -83,6 +83,32 @@ def test_a_worker_killed_mid_poll_is_replaced_and_the_job_finishes_once(
     assert not list(out.glob("*.part"))
 
 
+def test_a_worker_killed_mid_download_leaves_no_partial_file_under_the_final_name(
+    fleet: Fleet, sim: SimulatorProcess
+) -> None:
+    size = 8 * 1024 * 1024
+    sim.configure(video_bytes=size, download_rate=2 * 1024 * 1024)  # about 4 s per download
+    job_id = enqueue_render({"model": MODEL, "prompt": "a big clip", "seconds": 5})
+    out = fleet.log_dir.parent / "renders"
+    assert wait_until(lambda: list(out.glob(f".{job_id}.*.part")), timeout=30), fleet.logs()
+    assert wait_until(lambda: any(p.stat().st_size > 0 for p in out.glob("*.part")), timeout=10)
+    fleet.kill_worker()
+    assert get_job(job_id).state is JobState.DOWNLOADING
+    assert not (out / f"{job_id}.mp4").exists()
+    sim.configure(download_rate=0.0)
+    fleet.start_worker()
+    job = wait(job_id, timeout=60)
+    assert job.state is JobState.DONE, (job.error_message, fleet.logs())
+    final = out / f"{job_id}.mp4"
+    assert final.stat().st_size == size
+    assert job.size == size
+    assert hashlib.sha256(final.read_bytes()).hexdigest() == job.sha256
+    assert not list(out.glob("*.part"))
+    stats = sim.stats()
+    assert stats["submissions"] == 1
+    assert stats["downloads"] == 2  # the killed one and the one that finished
+
+
 def test_bad_input_enqueues_nothing_and_names_the_field(
     fleet: Fleet, redis_server: RedisServer
 ) -> None:

@@ -17,7 +17,7 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -190,6 +190,7 @@ def _stream_to(
     deadline: float,
     chunk_size: int,
     shown: str,
+    on_progress: Callable[[int], None] | None = None,
 ) -> tuple[int, str]:
     """Write the body to ``handle``; return (size, hex sha256) after the checks pass."""
     digest = hashlib.sha256()
@@ -205,6 +206,8 @@ def _stream_to(
                 raise DownloadRejected(f"not an mp4 (no ftyp box): {shown}")
         digest.update(chunk)
         handle.write(chunk)
+        if on_progress is not None:
+            on_progress(size)
         if time.monotonic() > deadline:
             raise TransportFailure(f"download deadline passed after {size} bytes: {shown}")
     if len(head) < _HEAD_LEN:
@@ -236,8 +239,11 @@ def download_video(
     allow_local: bool,
     overall_timeout: float,
     chunk_size: int = 1 << 16,
+    on_progress: Callable[[int], None] | None = None,
 ) -> DownloadResult:
     """Stream ``url`` to ``dest_dir/<name>.mp4`` atomically, checked, capped and hashed.
+
+    ``on_progress`` is called with the byte count after every chunk (a heartbeat).
 
     Raises:
         UnsafeUrl: the url or a redirect is refused by the SSRF rules, or too many hops.
@@ -267,6 +273,7 @@ def download_video(
                     deadline=deadline,
                     chunk_size=chunk_size,
                     shown=shown,
+                    on_progress=on_progress,
                 )
                 handle.flush()
                 os.fsync(handle.fileno())

@@ -52,6 +52,8 @@ logger = logging.getLogger(__name__)
 S = JobState
 STEP_GRACE = 90.0  # how long a claimed step may run before the sweeper takes it over
 WAITING_RECHECK = 60.0  # how often the sweeper looks at a job waiting for a slot
+HEARTBEAT_EVERY = 5.0  # a running download moves its due time this often ...
+HEARTBEAT_GRACE = 15.0  # ... this far ahead
 
 
 @dataclass(frozen=True)
@@ -383,7 +385,7 @@ def download(engine: Engine, job_id: str, *, seq: int, attempt: int = 0) -> Outc
         where={"seq": seq},
         where_not={"claim": claim},
         set={"claim": claim},
-        due=time.time() + settings.download_timeout + STEP_GRACE,
+        due=time.time() + HEARTBEAT_GRACE,
     )
     if not applied:
         return _stop("download already claimed")
@@ -391,6 +393,7 @@ def download(engine: Engine, job_id: str, *, seq: int, attempt: int = 0) -> Outc
     out_dir.mkdir(parents=True, exist_ok=True)
     cleanup_partials(out_dir, job_id)
     started = time.time()
+    heartbeat = _Heartbeat(engine, job_id, claim)
     try:
         task = engine.client.get_task(job.remote_task_id or "", api_key=_key(engine, job))
         if not task.url:
@@ -403,6 +406,7 @@ def download(engine: Engine, job_id: str, *, seq: int, attempt: int = 0) -> Outc
             max_bytes=settings.download_max_bytes,
             allow_local=settings.allow_local_urls,
             overall_timeout=settings.download_timeout,
+            on_progress=heartbeat,
         )
     except UrlExpired as exc:
         # The signed url expired: the next attempt re-fetches the task for a fresh one.
@@ -431,6 +435,30 @@ def download(engine: Engine, job_id: str, *, seq: int, attempt: int = 0) -> Outc
     )
     _log(job, "downloaded", bytes=result.size, seconds=f"{result.seconds:.2f}")
     return NEXT
+
+
+class _Heartbeat:
+    """Keeps a running download's step due in the near future while bytes arrive.
+
+    A download may take minutes, but a dead one should be noticed in about a minute: the
+    sweeper resumes the job once the heartbeat stops moving its due time.
+    """
+
+    def __init__(self, engine: Engine, job_id: str, claim: str) -> None:
+        self.engine, self.job_id, self.claim = engine, job_id, claim
+        self.last = time.monotonic()
+
+    def __call__(self, size: int) -> None:
+        now = time.monotonic()
+        if now - self.last < HEARTBEAT_EVERY:
+            return
+        self.last = now
+        self.engine.store.change(
+            self.job_id,
+            states={S.DOWNLOADING},
+            where={"claim": self.claim},
+            due=time.time() + HEARTBEAT_GRACE,
+        )
 
 
 def _manifest(job: Job, *, size: int, sha256: str, seconds: float) -> dict[str, Any]:
