@@ -200,6 +200,19 @@ def limits(as_json: bool) -> None:
 
 
 @main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=int, help="Port to listen on.")
+@click.option("--workers", default=1, show_default=True, help="uvicorn worker processes.")
+def web(host: str, port: int, workers: int) -> None:
+    """Serve the webhook receiver and /metrics (the Procfile's web process)."""
+    from worker.logs import setup_logging
+    from worker.web import serve
+
+    setup_logging(json=get_settings().log_json)
+    serve(host, port, workers=workers)
+
+
+@main.command()
 @click.option("--pool", default="threads", show_default=True, help="Worker pool.")
 @click.option("--concurrency", default=8, show_default=True, help="Worker concurrency.")
 def dev(pool: str, concurrency: int) -> None:

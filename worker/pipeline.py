@@ -32,6 +32,7 @@ from worker.download import UrlExpired, cleanup_partials, download_video, write_
 from worker.engine import Engine
 from worker.errors import PermanentError, RateLimited, RelayDanceError, TransientError
 from worker.jobs import Job, JobState
+from worker.metrics import record_generated
 from worker.request import RenderRequest
 from worker.timing import next_poll_delay
 from worker.webhooks import callback_url_for
@@ -339,6 +340,7 @@ def apply_remote(engine: Engine, job: Job, task: RemoteTask, *, polls_done: int)
         engine.timing.record(
             str(job.request["model"]), int(job.request["seconds"]), finished_at - submitted_at
         )
+        record_generated(engine, polls=polls_done, cost=job.cost)
         _log(job, "generated", polls=polls_done)
         return NEXT
     if task.status is TaskStatus.FAILED:

@@ -1,0 +1,58 @@
+"""/metrics: job-level figures in Prometheus text format, from the job store and limits."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from config.settings import load_settings
+from simulator.testing import SimulatorProcess
+from tests.pipeline_helpers import RecordingEngine, drive, make_engine, make_job
+from worker.metrics import render_metrics
+
+KEY = "sk-test-metrics-key"
+
+
+@pytest.fixture
+def engine(redis_url: str, sim: SimulatorProcess, tmp_path: Path) -> Iterator[RecordingEngine]:
+    settings = load_settings(
+        redis_url=redis_url, api_key=KEY, base_url=sim.url, allow_local_urls=True,
+        output_dir=tmp_path, poll_first_delay=0.2, poll_interval_min=0.1, poll_interval_max=0.3,
+    )  # fmt: skip
+    eng = make_engine(settings)
+    yield eng
+    eng.close()
+
+
+def _samples(text: str) -> dict[str, float]:
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            out[name] = float(value)
+    return out
+
+
+def test_metrics_count_jobs_by_state_polls_and_spend(engine: RecordingEngine) -> None:
+    done = drive(engine, make_job(engine, seconds=5))
+    waiting = make_job(engine)
+    engine.limits.acquire("default", "someone-else", limit=1)
+    engine.settings = engine.settings.model_copy(update={"max_concurrency": 1})
+    from tests.pipeline_helpers import run_step
+
+    assert run_step(engine, "submit", waiting, seq=0).action == "stop"
+    text = render_metrics(engine)
+    samples = _samples(text)
+    assert samples['relaydance_jobs{state="done"}'] == 1
+    assert samples['relaydance_jobs{state="waiting_for_slot"}'] == 1
+    assert samples["relaydance_jobs_active"] == 1
+    assert samples['relaydance_key_jobs_waiting{key="default"}'] == 1
+    assert samples['relaydance_key_slots_in_use{key="default"}'] == 1
+    assert samples['relaydance_key_limit_configured{key="default"}'] == 1
+    assert samples["relaydance_generated_jobs_total"] == 1
+    assert samples["relaydance_polls_total"] == done.poll_count
+    assert samples["relaydance_spend_usd_total"] == pytest.approx(done.cost)
+    assert "# TYPE relaydance_spend_usd_total counter" in text
+    assert KEY not in text
