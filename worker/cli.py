@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from config.settings import SettingsError
+from config.settings import SettingsError, get_settings
 from worker.errors import InvalidRequest
 from worker.request import RenderRequest, validate_request
 
