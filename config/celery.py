@@ -12,7 +12,16 @@ QUEUE = "relaydance"
 
 # Soft time limit of each step, in seconds; the hard limit is 30 s above it. The download
 # gets the overall download timeout: a large clip on a slow link is not a hung task.
-STEP_TIME_LIMITS = {"prepare": 300.0, "submit": 60.0, "poll": 60.0, "finish": 30.0, "sweep": 60.0}
+STEP_TIME_LIMITS = {
+    "prepare": 300.0,
+    "submit": 60.0,
+    "poll": 60.0,
+    "finish": 30.0,
+    "sweep": 60.0,
+    "webhook": 60.0,
+    "resume": 30.0,
+    "grant": 30.0,
+}
 
 
 def visibility_timeout(settings: Settings) -> int:
@@ -77,5 +86,5 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 "options": {"expires": settings.sweep_interval_seconds},
             }
         },
-        "include": ["tasks.render"],
+        "include": ["tasks.render", "tasks.webhooks"],
     }

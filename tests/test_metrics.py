@@ -56,3 +56,16 @@ def test_metrics_count_jobs_by_state_polls_and_spend(engine: RecordingEngine) ->
     assert samples["relaydance_spend_usd_total"] == pytest.approx(done.cost)
     assert "# TYPE relaydance_spend_usd_total counter" in text
     assert KEY not in text
+
+
+def test_the_web_process_serves_metrics(engine: RecordingEngine) -> None:
+    from starlette.testclient import TestClient
+
+    from worker.web import create_web_app
+
+    drive(engine, make_job(engine))
+    with TestClient(create_web_app(engine=lambda: engine, prefix="/hooks")) as client:
+        response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+    assert 'relaydance_jobs{state="done"} 1' in response.text

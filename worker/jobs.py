@@ -144,6 +144,8 @@ class Job:
             "error_code": self.error_code,
             "error_message": self.error_message,
             "times": self.times,
+            "duplicate_spend": int(self.extra.get("duplicate_spend", "0") or 0),
+            "duplicate_remote_ids": json.loads(self.extra.get("duplicate_remote_ids") or "[]"),
         }
 
     @classmethod

@@ -219,13 +219,23 @@ def submit(engine: Engine, job_id: str, *, seq: int, attempt: int = 0) -> Outcom
     except PermanentError as exc:
         return _fail(engine, job, exc.code, str(exc))
     first = first_poll_delay(engine, request.model, request.seconds)
-    engine.store.change(
+    recorded, _ = engine.store.change(
         job_id,
         states={S.SUBMITTING},
         to=S.SUBMITTED,
+        where={"claim": claim},
         set={"remote_task_id": task.task_id, "remote_status": task.raw_status},
         due=time.time() + first,
     )
+    if not recorded:
+        # A webhook adopted the first submission's task while this POST was in flight;
+        # if the provider ignored the Idempotency-Key, this is a second, paid task.
+        from worker.webhook_step import record_duplicate_spend  # cycle: it imports us
+
+        now = engine.store.get(job_id)
+        if now is not None and now.remote_task_id and now.remote_task_id != task.task_id:
+            record_duplicate_spend(engine, now, task)
+        return _stop("submission already recorded")
     engine.limits.on_success(job.alias, limit=limit)
     _log(job, "submitted", remote=task.task_id, first_poll=f"{first:.1f}s")
     return NEXT

@@ -1,0 +1,1 @@
+"""The example Django project that renders clips through the worker fleet."""

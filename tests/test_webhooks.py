@@ -1,0 +1,816 @@
+"""Webhooks: the callback URL, the handler, the step, and a real fleet receiving them.
+
+The first half drives :func:`handle_webhook` and :func:`on_webhook` in this process
+against a real redis-server (its own database) and a provider faked with
+``httpx.MockTransport``. The second half runs the real thing: a Celery worker process,
+the ASGI receiver under uvicorn (``worker.web.serve``) and the simulator sending real
+webhooks, duplicated, reordered or dropped on request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+from config.settings import Settings, get_settings, load_settings
+from simulator import VIDEO_SHA256
+from simulator.testing import SimulatorProcess
+from tests.pipeline_helpers import RecordingEngine, make_engine, make_job
+from worker import pipeline
+from worker.client import ApiClient
+from worker.engine import reset_engine
+from worker.jobs import Job, JobState
+from worker.redis_server import RedisServer, free_port
+from worker.request import RenderRequest, validate_request
+from worker.web import create_web_app
+from worker.webhook_step import on_webhook
+from worker.webhooks import (
+    MAX_BODY_BYTES,
+    CallbackTokenFilter,
+    callback_url_for,
+    handle_webhook,
+    redact_tokens,
+    token_for,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRET = "test-webhook-secret"
+KEY = "sk-test-webhooks"
+MODEL = "doubao-seedance-2-0-fast-260128"
+S = JobState
+
+
+# Unit: handler and step in this process ------------------------------------------------
+
+
+@pytest.fixture
+def unit_redis(redis_server: RedisServer) -> str:
+    """Database 1 of the session's redis-server, emptied (the fleet below uses db 0)."""
+    url = redis_server.url.rsplit("/", 1)[0] + "/1"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    client.close()
+    return url
+
+
+class Provider:
+    """A fake provider: answers ``GET /video/generations/{id}`` from ``tasks``; records calls."""
+
+    def __init__(self) -> None:
+        self.tasks: dict[str, dict[str, Any]] = {}
+        self.requests: list[httpx.Request] = []
+        self.fail_with: int | None = None
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        if self.fail_with is not None:
+            return httpx.Response(self.fail_with, json={"error": {"message": "down"}})
+        task_id = request.url.path.rsplit("/", 1)[-1]
+        if request.method == "GET" and task_id in self.tasks:
+            return httpx.Response(200, json=self.tasks[task_id])
+        return httpx.Response(404, json={"error": {"message": "no such task"}})
+
+    def task(self, task_id: str, status: str, *, model: str = MODEL, seconds: int = 5) -> None:
+        url = f"https://cdn.provider.test/{task_id}.mp4?sig=abc" if status == "succeeded" else None
+        self.tasks[task_id] = {
+            "task_id": task_id,
+            "status": status,
+            "model": model,
+            "seconds": str(seconds),
+            "url": url,
+        }
+
+
+@pytest.fixture
+def provider() -> Provider:
+    return Provider()
+
+
+@pytest.fixture
+def engine(unit_redis: str, provider: Provider, tmp_path: Path) -> Iterator[RecordingEngine]:
+    settings = load_settings(
+        redis_url=unit_redis,
+        api_key=KEY,
+        base_url="https://provider.test/v1",
+        webhook_base_url="https://app.example/hooks",
+        webhook_secret=SECRET,
+        output_dir=tmp_path / "renders",
+        max_transient_retries=1,
+    )
+    eng = make_engine(settings)
+    eng.client.close()
+    eng.client = ApiClient(base_url=settings.base_url, transport=httpx.MockTransport(provider))
+    yield eng
+    eng.close()
+
+
+def _set(engine: RecordingEngine, job_id: str, state: JobState, **fields: object) -> Job:
+    applied, _ = engine.store.change(job_id, states=None, to=state, set=fields or None)
+    assert applied
+    job = engine.store.get(job_id)
+    assert job is not None
+    return job
+
+
+def _hook(
+    engine: RecordingEngine, job_id: str, body: Any, **kwargs: Any
+) -> tuple[int, dict[str, Any]]:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    token = kwargs.pop("token", token_for(SECRET, job_id))
+    content_type = kwargs.pop("content_type", "application/json")
+    return handle_webhook(job_id, token, raw, content_type, engine=engine, **kwargs)
+
+
+def test_callback_url_is_the_base_the_job_id_and_its_hmac_token() -> None:
+    settings = load_settings(webhook_base_url="https://app.example/hooks/", webhook_secret=SECRET)
+    expected = hmac.new(SECRET.encode(), b"rdj_1", hashlib.sha256).hexdigest()
+    assert callback_url_for(settings, "rdj_1") == f"https://app.example/hooks/rdj_1/{expected}"
+    assert callback_url_for(load_settings(webhook_base_url=None), "rdj_1") is None
+
+
+def test_the_log_filter_masks_callback_tokens_in_request_lines() -> None:
+    token = token_for(SECRET, "rdj_1")
+    record = logging.LogRecord(
+        "werkzeug",
+        logging.INFO,
+        __file__,
+        1,
+        '%s "%s" %s',
+        ("127.0.0.1", f"POST /hooks/rdj_1/{token} HTTP/1.1", 202),
+        None,
+    )
+    assert CallbackTokenFilter().filter(record)
+    assert record.getMessage() == '127.0.0.1 "POST /hooks/rdj_1/[token] HTTP/1.1" 202'
+    assert (
+        redact_tokens(f"url=https://h/hooks/rdj_1/{token}?x")
+        == "url=https://h/hooks/rdj_1/[token]?x"
+    )
+
+
+def test_submit_puts_the_callback_url_in_the_request_metadata(engine: RecordingEngine) -> None:
+    bodies: list[dict[str, Any]] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        bodies.append(json.loads(request.content))
+        return httpx.Response(200, json={"task_id": "task_1", "status": "submitted"})
+
+    engine.client = ApiClient(
+        base_url="https://provider.test/v1", transport=httpx.MockTransport(answer)
+    )
+    job_id = make_job(engine, seconds=5)
+    assert pipeline.submit(engine, job_id, seq=0).action == "next"
+    callback = bodies[0]["metadata"]["callback_url"]
+    assert callback == f"https://app.example/hooks/{job_id}/{token_for(SECRET, job_id)}"
+    assert "callback_url" not in bodies[0]
+
+
+def test_a_forged_token_is_404_and_nothing_is_enqueued(engine: RecordingEngine) -> None:
+    job_id = make_job(engine)
+    _set(engine, job_id, S.SUBMITTED, remote_task_id="task_a")
+    forged = token_for("another-secret", job_id)
+    assert _hook(engine, job_id, {"task_id": "task_a"}, token=forged)[0] == 404
+    assert _hook(engine, job_id, {"task_id": "task_a"}, token="x" * 64)[0] == 404
+    assert (
+        _hook(engine, job_id, {"task_id": "task_a"}, token=token_for(SECRET, "rdj_other"))[0] == 404
+    )
+    assert engine.sent == []
+    assert engine.store.get(job_id).state is S.SUBMITTED  # type: ignore[union-attr]
+
+
+def test_a_webhook_for_an_unknown_job_is_404(engine: RecordingEngine) -> None:
+    status, body = _hook(engine, "rdj_" + "0" * 32, {"task_id": "task_a"})
+    assert (status, body["ok"]) == (404, False)
+    assert engine.sent == []
+
+
+def test_an_oversized_body_is_413_and_nothing_is_enqueued(engine: RecordingEngine) -> None:
+    job_id = make_job(engine)
+    _set(engine, job_id, S.SUBMITTED, remote_task_id="task_a")
+    big = json.dumps({"task_id": "task_a", "pad": "x" * MAX_BODY_BYTES}).encode()
+    assert _hook(engine, job_id, big)[0] == 413
+    assert engine.sent == []
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status"),
+    [
+        (b'{"task_id": "task_a"}', "text/plain", 415),
+        (b'{"task_id": "task_a"}', "", 415),
+        (b"task_id=task_a", "application/x-www-form-urlencoded", 415),
+        (b'{"task_id": ', "application/json", 400),
+        (b"\xff\xfe", "application/json", 400),
+        (b'["task_a"]', "application/json", 400),
+        (b'{"task_id": {"$ne": 1}}', "application/json", 400),
+        (b'{"task_id": "../../files/x"}', "application/json", 400),
+    ],
+)
+def test_a_body_that_is_not_a_json_task_is_refused(
+    engine: RecordingEngine, body: bytes, content_type: str, status: int
+) -> None:
+    job_id = make_job(engine)
+    _set(engine, job_id, S.SUBMITTED, remote_task_id="task_a")
+    assert _hook(engine, job_id, body, content_type=content_type)[0] == status
+    assert engine.sent == []
+
+
+def test_a_valid_webhook_is_accepted_and_only_enqueues_the_webhook_task(
+    engine: RecordingEngine, provider: Provider
+) -> None:
+    job_id = make_job(engine)
+    _set(engine, job_id, S.SUBMITTED, remote_task_id="task_a")
+    body = {"task_id": "task_a", "status": "succeeded", "url": "https://evil.test/x.mp4"}
+    status, answer = _hook(engine, job_id, body, content_type="application/json; charset=utf-8")
+    assert (status, answer["status"]) == (202, "accepted")
+    assert engine.sent == [("relaydance.webhook", (job_id, "task_a"), None)]
+    assert engine.store.get(job_id).state is S.SUBMITTED  # type: ignore[union-attr]
+    assert provider.requests == []  # the handler itself never calls the provider
+
+
+def test_duplicate_and_stale_webhooks_for_a_job_past_generation_are_ignored_without_a_task(
+    engine: RecordingEngine,
+) -> None:
+    job_id = make_job(engine)
+    for state in (S.GENERATED, S.DOWNLOADING, S.DONE):
+        _set(engine, job_id, state, remote_task_id="task_a")
+        for status in ("succeeded", "running"):
+            code, answer = _hook(engine, job_id, {"task_id": "task_a", "status": status})
+            assert (code, answer["status"]) == (200, "ignored")
+    assert engine.sent == []
+
+
+def test_with_webhooks_off_every_callback_is_404(unit_redis: str) -> None:
+    eng = make_engine(load_settings(redis_url=unit_redis, api_key=KEY))
+    job_id = make_job(eng)
+    assert _hook(eng, job_id, {"task_id": "task_a"})[0] == 404
+    assert eng.sent == []
+    eng.close()
+
+
+def test_the_asgi_app_routes_under_its_prefix_and_refuses_a_declared_oversized_body(
+    engine: RecordingEngine,
+) -> None:
+    job_id = make_job(engine)
+    _set(engine, job_id, S.SUBMITTED, remote_task_id="task_a")
+    app = create_web_app(engine=lambda: engine, prefix="/rd/hooks")
+    path = f"/rd/hooks/{job_id}/{token_for(SECRET, job_id)}"
+
+    async def calls() -> list[int]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://web.test") as client:
+            answers = [
+                await client.post(path, json={"task_id": "task_a"}),
+                await client.post(path.replace("/rd", ""), json={"task_id": "task_a"}),
+                await client.get(path),
+                await client.post(path, content=b"{}", headers={"Content-Length": str(10**9)}),
+                await client.get("/healthz"),
+            ]
+        return [a.status_code for a in answers]
+
+    assert asyncio.run(calls()) == [202, 404, 405, 413, 200]
+    assert engine.sent == [("relaydance.webhook", (job_id, "task_a"), None)]
+
+
+def test_the_step_moves_the_job_by_the_refetched_task_never_by_the_body(
+    engine: RecordingEngine, provider: Provider
+) -> None:
+    job_id = make_job(engine)
+    _set(engine, job_id, S.SUBMITTED, remote_task_id="task_a")
+    provider.task("task_a", "running")
+    # The body claimed success; the provider says running: the job only turns running.
+    assert on_webhook(engine, job_id, task_id="task_a").action == "stop"
+    job = engine.store.get(job_id)
+    assert job is not None and job.state is S.RUNNING
+    assert engine.sent == []
+    (request,) = provider.requests
+    assert request.url.path == "/v1/video/generations/task_a"
+    assert request.headers["Authorization"] == f"Bearer {KEY}"
+
+    provider.task("task_a", "succeeded")
+    assert on_webhook(engine, job_id, task_id="task_a").action == "next"  # the download next
+    job = engine.store.get(job_id)
+    assert job is not None and job.state is S.GENERATED
+
+
+def test_a_stale_webhook_after_generation_changes_nothing_and_fetches_nothing(
+    engine: RecordingEngine, provider: Provider
+) -> None:
+    job_id = make_job(engine)
+    _set(engine, job_id, S.GENERATED, remote_task_id="task_a")
+    provider.task("task_a", "running")
+    assert on_webhook(engine, job_id, task_id="task_a").action == "stop"
+    assert on_webhook(engine, job_id, task_id=None).action == "stop"
+    assert engine.store.get(job_id).state is S.GENERATED  # type: ignore[union-attr]
+    assert provider.requests == [] and engine.sent == []
+
+
+def test_a_job_with_no_remote_id_adopts_the_task_of_its_first_submission(
+    engine: RecordingEngine, provider: Provider
+) -> None:
+    job_id = make_job(engine)
+    # The worker died after the POST and before recording the task id.
+    _set(engine, job_id, S.SUBMITTING, submit_attempts=1)
+    provider.task("task_first", "succeeded")
+    assert on_webhook(engine, job_id, task_id="task_first").action == "next"
+    job = engine.store.get(job_id)
+    assert job is not None
+    assert (job.state, job.remote_task_id) == (S.GENERATED, "task_first")
+    assert job.extra["adopted_from"] == "webhook"
+    assert {"submitted", "generated"} <= set(job.times)
+
+
+def test_an_adopted_task_still_running_gets_a_poll_chain(
+    engine: RecordingEngine, provider: Provider
+) -> None:
+    job_id = make_job(engine)
+    _set(engine, job_id, S.SUBMITTING, submit_attempts=1)
+    provider.task("task_first", "running")
+    assert on_webhook(engine, job_id, task_id="task_first").action == "next"  # polls next
+    job = engine.store.get(job_id)
+    assert job is not None and (job.state, job.remote_task_id) == (S.RUNNING, "task_first")
+    assert job.next_due is not None and job.next_due > time.time() + 60  # the safety poll
+
+
+@pytest.mark.parametrize(
+    ("state", "fields", "task"),
+    [
+        (S.SUBMITTING, {"submit_attempts": 1}, ("task_x", "succeeded", "grok-imagine-video")),
+        (S.SUBMITTING, {"submit_attempts": 1}, None),  # the provider does not know it
+        (S.QUEUED, {}, ("task_x", "succeeded", MODEL)),  # never submitted
+    ],
+)
+def test_a_task_that_cannot_be_the_jobs_submission_is_not_adopted(
+    engine: RecordingEngine,
+    provider: Provider,
+    state: JobState,
+    fields: dict[str, object],
+    task: tuple[str, str, str] | None,
+) -> None:
+    job_id = make_job(engine)
+    if state is not S.QUEUED:
+        _set(engine, job_id, state, **fields)
+    if task is not None:
+        provider.task(task[0], task[1], model=task[2])
+    assert on_webhook(engine, job_id, task_id="task_x").action == "stop"
+    job = engine.store.get(job_id)
+    assert job is not None and job.state is state and job.remote_task_id is None
+    assert engine.sent == []
+
+
+def test_a_second_billed_task_is_recorded_as_duplicate_spend_once(
+    engine: RecordingEngine, provider: Provider
+) -> None:
+    job_id = make_job(engine)
+    _set(engine, job_id, S.DONE, remote_task_id="task_a")
+    provider.task("task_b", "succeeded")
+    provider.task("task_c", "running")
+    for _ in range(2):
+        assert on_webhook(engine, job_id, task_id="task_b").action == "stop"
+    on_webhook(engine, job_id, task_id="task_c")
+    job = engine.store.get(job_id)
+    assert job is not None
+    assert (job.state, job.remote_task_id) == (S.DONE, "task_a")
+    assert job.extra["duplicate_spend"] == "2"
+    assert json.loads(job.extra["duplicate_remote_ids"]) == ["task_b", "task_c"]
+    assert engine.sent == []
+
+
+def test_a_failed_extra_task_is_not_counted_as_spend(
+    engine: RecordingEngine, provider: Provider
+) -> None:
+    job_id = make_job(engine)
+    _set(engine, job_id, S.RUNNING, remote_task_id="task_a")
+    provider.task("task_b", "failed")
+    on_webhook(engine, job_id, task_id="task_b")
+    job = engine.store.get(job_id)
+    assert job is not None and "duplicate_spend" not in job.extra and job.state is S.RUNNING
+
+
+def test_a_provider_outage_during_the_refetch_retries_then_leaves_the_job_to_polling(
+    engine: RecordingEngine, provider: Provider
+) -> None:
+    job_id = make_job(engine)
+    _set(engine, job_id, S.SUBMITTED, remote_task_id="task_a")
+    provider.fail_with = 503
+    first = on_webhook(engine, job_id, task_id="task_a")
+    assert first.action == "again" and first.kwargs == {"attempt": 1}
+    assert on_webhook(engine, job_id, task_id="task_a", attempt=4).action == "stop"
+    assert engine.store.get(job_id).state is S.SUBMITTED  # type: ignore[union-attr]
+
+
+# Integration: a real worker, the ASGI receiver under uvicorn, the simulator -------------
+
+
+def wait_for(predicate: Callable[[], Any], *, timeout: float = 20.0, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what or predicate}")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def point_this_process_at(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make settings, the engine and the Celery app of this process use ``env``."""
+    from config.celery import celery_config
+    from worker.celery_app import app
+
+    for name in [n for n in os.environ if n.startswith("RELAYDANCE_")]:
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    reset_engine()
+    app.conf.update(celery_config(get_settings()))
+    # Drop a broker pool an earlier test may have opened to another Redis.
+    app._pool = None
+    app.amqp._producer_pool = None
+
+
+@dataclass
+class Fleet:
+    """A worker process, and optionally the ASGI receiver, sharing one environment."""
+
+    env: dict[str, str]
+    includes: list[str]
+    web: bool = True
+    log: Path = field(default_factory=lambda: Path(tempfile.mkstemp(suffix=".log")[1]))
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def start(self) -> Fleet:
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("RELAYDANCE_")},
+            **self.env,
+        }
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
+        if self.web:
+            port = self.env["RELAYDANCE_WEBHOOK_BASE_URL"].split(":")[2].split("/")[0]
+            code = f"from worker.web import serve; serve('127.0.0.1', {port}, log_level='warning')"
+            self._spawn([sys.executable, "-c", code], env)
+            url = f"http://127.0.0.1:{port}/healthz"
+            wait_for(lambda: _answers(url), what="the webhook receiver")
+        self._spawn(
+            [sys.executable, "-m", "celery", "-A", "worker", "worker", "--pool", "threads",
+             "-c", "4", "-I", ",".join(self.includes), "--loglevel", "INFO",
+             "--without-gossip", "--without-mingle", "--without-heartbeat",
+             "--hostname", f"webhooks-{os.getpid()}@%h"],
+            env,
+        )  # fmt: skip
+        wait_for(lambda: " ready." in self.log.read_text(errors="replace"), what="the worker")
+        return self
+
+    def _spawn(self, args: list[str], env: dict[str, str]) -> None:
+        with self.log.open("ab") as out:
+            proc = subprocess.Popen(args, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+        self.procs.append(proc)
+        if proc.poll() is not None:
+            raise RuntimeError(self.log.read_text(errors="replace")[-2000:])
+
+    def log_lines(self, needle: str) -> list[str]:
+        return [
+            line for line in self.log.read_text(errors="replace").splitlines() if needle in line
+        ]
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            _stop(proc)
+        self.procs.clear()
+        self.log.unlink(missing_ok=True)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1.0).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def fleet_env(
+    redis_url: str, sim: SimulatorProcess, web_port: int, output_dir: Path
+) -> dict[str, str]:
+    """The environment the worker, the receiver and this process share."""
+    return {
+        "REDIS_URL": redis_url,
+        "RELAYDANCE_API_KEY": KEY,
+        "RELAYDANCE_BASE_URL": sim.url,
+        "RELAYDANCE_ALLOW_LOCAL_URLS": "true",
+        "RELAYDANCE_WEBHOOK_BASE_URL": f"http://127.0.0.1:{web_port}/hooks",
+        "RELAYDANCE_WEBHOOK_SECRET": SECRET,
+        # First (safety) poll 1.5 s after submit, or the expected duration if later.
+        "RELAYDANCE_WEBHOOK_SAFETY_POLL_SECONDS": "1.5",
+        "RELAYDANCE_POLL_INTERVAL_MIN": "0.3",
+        "RELAYDANCE_POLL_INTERVAL_MAX": "1",
+        "RELAYDANCE_OUTPUT_DIR": str(output_dir),
+    }
+
+
+@dataclass
+class Live:
+    """What the integration tests use."""
+
+    fleet: Fleet
+    sim: SimulatorProcess
+    redis: redis.Redis
+    settings: Settings
+    web_url: str
+
+    def expect(self, seconds: int, duration: float) -> None:
+        """Set the learned generation time, which decides when the safety poll comes."""
+        self.redis.hset("rd:timing", f"{MODEL}:{seconds}", str(duration))
+
+    def enqueue(self, *, seconds: int = 5, expected: float = 30.0) -> str:
+        from tasks import enqueue_render
+
+        self.expect(seconds, expected)  # no poll before the webhook in these tests
+        return enqueue_render({"model": MODEL, "prompt": "a paper boat", "seconds": seconds})
+
+    def job(self, job_id: str) -> Job:
+        from tasks import get_job
+
+        return get_job(job_id)
+
+    def wait_state(self, job_id: str, state: JobState = S.DONE) -> Job:
+        job: Job = wait_for(
+            lambda: (j := self.job(job_id)).state in (state, S.FAILED, S.CANCELED) and j,
+            what=f"{job_id} {state}",
+        )
+        assert job.state is state, (job.error_code, job.error_message)
+        return job
+
+    def wait_remote_done(self, task_id: str | None) -> None:
+        """Wait until the simulator's task has finished generating."""
+        url = f"{self.sim.root}/_sim/tasks/{task_id}"
+        wait_for(lambda: httpx.get(url).json()["status"] == "succeeded", what=f"{task_id}")
+
+    def counters(self) -> dict[str, int]:
+        return {k: v for k, v in self.sim.stats().items() if isinstance(v, int)}
+
+    def post(
+        self, job_id: str, body: Any, *, token: str | None = None, **kwargs: Any
+    ) -> httpx.Response:
+        token = token if token is not None else token_for(SECRET, job_id)
+        return httpx.post(f"{self.web_url}/{job_id}/{token}", json=body, timeout=5.0, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def live(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    client.flushall()  # nothing else runs now; the worker below must start clean
+    sim = SimulatorProcess(gen_time_mean=0.3, gen_time_jitter=0.0, webhook_retry_base=0.2).start()
+    web_port = free_port()
+    env = fleet_env(redis_server.url, sim, web_port, tmp_path_factory.mktemp("renders"))
+    fleet = Fleet(env, includes=["tasks.webhooks"])
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        point_this_process_at(env, monkeypatch)
+        try:
+            fleet.start()
+            yield Live(fleet, sim, client, get_settings(), f"http://127.0.0.1:{web_port}/hooks")
+        finally:
+            fleet.stop()
+            sim.stop()
+            client.flushall()
+            client.close()
+            get_settings.cache_clear()
+            reset_engine()
+    get_settings.cache_clear()
+    reset_engine()
+
+
+@pytest.fixture
+def sim_knobs(live: Live) -> Iterator[Callable[..., None]]:
+    """Change simulator knobs for one test; the defaults come back afterwards."""
+    defaults = {
+        "webhooks": True,
+        "webhook_duplicates": 1,
+        "webhook_reorder": False,
+        "webhook_drop_rate": 0.0,
+    }
+
+    def configure(**knobs: Any) -> None:
+        live.sim.configure(**knobs)
+
+    yield configure
+    # Deliveries still planned would see the next test's knobs: let them pass first.
+    wait_for(lambda: live.sim.stats()["webhooks_pending"] == 0, what="planned webhooks")
+    live.sim.configure(**defaults)
+
+
+def test_a_job_finishes_by_its_webhook_without_a_single_poll(live: Live) -> None:
+    before = live.counters()
+    job_id = live.enqueue()
+    job = live.wait_state(job_id)
+    assert job.poll_count == 0
+    assert job.sha256 == VIDEO_SHA256
+    debug = httpx.get(f"{live.sim.root}/_sim/tasks/{job.remote_task_id}").json()
+    assert debug["has_callback"] is True and debug["idempotency_key"] == job_id
+    after = live.counters()
+    assert after["webhooks_sent"] - before["webhooks_sent"] == 1
+    assert after["downloads"] - before["downloads"] == 1
+    assert token_for(SECRET, job_id) not in live.fleet.log.read_text()  # nor in any log line
+
+
+def test_the_receiver_answers_bad_deliveries_as_specified_and_changes_nothing(live: Live) -> None:
+    job_id = live.enqueue()
+    job = live.wait_state(job_id)
+    assert live.post(job_id, {"task_id": job.remote_task_id}, token="0" * 64).status_code == 404
+    unknown = "rdj_" + "f" * 32
+    assert live.post(unknown, {"task_id": job.remote_task_id}).status_code == 404
+    oversized = {"task_id": job.remote_task_id, "pad": "x" * (MAX_BODY_BYTES + 1)}
+    assert live.post(job_id, oversized).status_code == 413
+    text = httpx.post(
+        f"{live.web_url}/{job_id}/{token_for(SECRET, job_id)}",
+        content=b"task_id=x",
+        headers={"Content-Type": "text/plain"},
+    )
+    assert text.status_code == 415
+    assert httpx.get(live.web_url.rsplit("/", 1)[0] + "/healthz").json() == {"ok": True}
+    assert live.job(job_id).times == job.times  # nothing moved
+
+
+class _ForgedServer(ThreadingHTTPServer):
+    hits: int = 0
+
+
+class _CountingHandler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.server.hits += 1  # type: ignore[attr-defined]
+        self.send_response(200)
+        self.send_header("Content-Type", "video/mp4")
+        self.end_headers()
+        self.wfile.write(b"\x00\x00\x00\x18ftypisom" + b"\x00" * 64)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_a_forged_body_moves_the_job_only_as_far_as_the_provider_says_and_its_url_is_never_fetched(
+    live: Live, sim_knobs: Callable[..., None]
+) -> None:
+    sim_knobs(webhooks=False)  # the only webhook this job gets is the forged one
+    forged = _ForgedServer(("127.0.0.1", 0), _CountingHandler)
+    threading.Thread(target=forged.serve_forever, daemon=True).start()
+    try:
+        job_id = live.enqueue()
+        job = wait_for(lambda: (j := live.job(job_id)).remote_task_id and j, what="submitted")
+        remote = job.remote_task_id
+        live.wait_remote_done(remote)
+        evil_url = f"http://127.0.0.1:{forged.server_port}/evil.mp4"
+        body = {"task_id": remote, "status": "succeeded", "url": evil_url}
+        assert live.post(job_id, body).status_code == 202
+        job = live.wait_state(job_id)
+    finally:
+        forged.shutdown()
+        forged.server_close()
+    assert forged.hits == 0
+    assert job.poll_count == 0  # the forged webhook's nudge did move it, by the API's answer
+    assert job.sha256 == VIDEO_SHA256
+
+
+def test_a_forged_body_naming_another_task_moves_nothing(
+    live: Live, sim_knobs: Callable[..., None]
+) -> None:
+    sim_knobs(webhooks=False)
+    job_id = live.enqueue()
+    remote = wait_for(lambda: live.job(job_id).remote_task_id, what="submitted")
+    before = live.counters()
+    body = {"task_id": "task_" + "0" * 24, "status": "succeeded", "url": "http://127.0.0.1:9/x.mp4"}
+    assert live.post(job_id, body).status_code == 202  # accepted for checking ...
+    wait_for(lambda: live.counters()["not_found"] > before["not_found"], what="the re-fetch")
+    job = live.job(job_id)  # ... and refused: the key does not know that task
+    assert job.state in (S.SUBMITTED, S.RUNNING) and "duplicate_spend" not in job.extra
+    assert live.counters()["downloads"] == before["downloads"]
+    # The genuine delivery still works afterwards.
+    live.wait_remote_done(remote)
+    assert live.post(job_id, {"task_id": remote}).status_code == 202
+    assert live.wait_state(job_id).remote_task_id == remote
+
+
+def test_three_concurrent_copies_of_a_webhook_make_one_transition_and_one_download(
+    live: Live, sim_knobs: Callable[..., None]
+) -> None:
+    sim_knobs(webhook_duplicates=3)
+    before = live.counters()
+    job_id = live.enqueue()
+    job = live.wait_state(job_id)
+    wait_for(
+        lambda: live.counters()["webhooks_sent"] - before["webhooks_sent"] == 3,
+        what=f"3 copies {before} {live.counters()}",
+    )
+    after = live.counters()
+    assert after["downloads"] - before["downloads"] == 1
+    assert job.poll_count == 0
+    assert len(live.fleet.log_lines(f"job {job_id} key=default state=generated")) == 1
+    assert len(live.fleet.log_lines(f"job {job_id} key=default state=done")) == 1
+
+
+def test_a_running_webhook_after_succeeded_changes_nothing(
+    live: Live, sim_knobs: Callable[..., None]
+) -> None:
+    sim_knobs(webhook_reorder=True)
+    before = live.counters()
+    job_id = live.enqueue()
+    live.wait_state(job_id)
+    wait_for(
+        lambda: live.counters()["webhooks_sent"] - before["webhooks_sent"] == 2, what="stale copy"
+    )
+    job = live.job(job_id)
+    remote = job.remote_task_id
+    answer = live.post(job_id, {"task_id": remote, "status": "running"})
+    assert (answer.status_code, answer.json()["status"]) == (200, "ignored")
+    assert live.job(job_id).times == job.times and job.state is S.DONE
+    after = live.counters()
+    assert after["downloads"] - before["downloads"] == 1
+    assert after["webhooks_failed"] == before["webhooks_failed"]
+
+
+def test_a_webhook_that_never_comes_is_replaced_by_the_safety_poll(
+    live: Live, sim_knobs: Callable[..., None]
+) -> None:
+    sim_knobs(webhook_drop_rate=1.0)
+    before = live.counters()
+    job_id = live.enqueue(seconds=4, expected=0.3)  # safety poll after 1.5 s
+    job = live.wait_state(job_id)
+    assert job.poll_count == 1
+    assert job.sha256 == VIDEO_SHA256
+    assert live.counters()["webhooks_dropped"] - before["webhooks_dropped"] == 1
+
+
+def _post_to_provider(live: Live, job_id: str, *, idempotency_key: str | None) -> str:
+    request = RenderRequest.model_validate(live.job(job_id).request)
+    body = request.to_body(callback_url=callback_url_for(live.settings, job_id))
+    headers = {"Authorization": f"Bearer {KEY}"}
+    if idempotency_key:
+        headers["Idempotency-Key"] = idempotency_key
+    answer = httpx.post(f"{live.sim.url}/video/generations", json=body, headers=headers)
+    answer.raise_for_status()
+    task_id: str = answer.json()["task_id"]
+    return task_id
+
+
+def test_a_job_whose_submit_reply_was_lost_adopts_its_task_from_the_webhook(live: Live) -> None:
+    from tasks.api import new_job_id
+    from worker.engine import get_engine
+
+    store = get_engine().store
+    job_id = new_job_id()
+    request = validate_request({"model": MODEL, "prompt": "a lost reply", "seconds": 5})
+    store.create(job_id, request=request.model_dump(mode="json"), alias="default", cost=0.7)
+    # Intent written, POST sent, worker gone before the reply was recorded.
+    store.change(job_id, states={S.QUEUED}, to=S.SUBMITTING, set={"submit_attempts": 1})
+    live.expect(5, 30.0)
+    task_id = _post_to_provider(live, job_id, idempotency_key=job_id)
+    job = live.wait_state(job_id)
+    assert job.remote_task_id == task_id
+    assert job.extra["adopted_from"] == "webhook"
+    assert job.sha256 == VIDEO_SHA256
+
+
+def test_a_second_submission_found_by_its_webhook_is_recorded_as_duplicate_spend(
+    live: Live,
+) -> None:
+    job_id = live.enqueue()
+    job = live.wait_state(job_id)
+    before = live.counters()
+    extra = _post_to_provider(live, job_id, idempotency_key=None)
+    found = wait_for(
+        lambda: (j := live.job(job_id)).extra.get("duplicate_spend") and j, what="spend"
+    )
+    assert found.extra["duplicate_spend"] == "1"
+    assert json.loads(found.extra["duplicate_remote_ids"]) == [extra]
+    assert (found.state, found.remote_task_id, found.sha256) == (
+        S.DONE,
+        job.remote_task_id,
+        job.sha256,
+    )
+    assert live.counters()["downloads"] == before["downloads"]
+    assert re.search(rf"job {job_id}: remote task {extra} is a second", live.fleet.log.read_text())

@@ -1,0 +1,131 @@
+"""The ``web`` process: a small Starlette app that receives webhooks, served by uvicorn.
+
+Routes: ``POST /hooks/{job_id}/{token}`` (see :func:`worker.webhooks.handle_webhook`) and
+``GET /healthz``. The handler is synchronous (one Redis read, one broker publish), so it
+runs in the thread pool and the event loop stays free. The access log is off: request
+paths carry callback tokens, which must not reach a log.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+import redis
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from config.settings import get_settings
+from worker.engine import Engine, get_engine
+from worker.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from worker.metrics import render_metrics
+from worker.webhooks import MAX_BODY_BYTES, handle_webhook
+
+__all__ = ["create_web_app", "default_prefix", "read_limited", "serve"]
+
+logger = logging.getLogger(__name__)
+
+
+async def read_limited(request: Request, *, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The request body, but never more than ``limit + 1`` bytes of it."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return b"\0" * (limit + 1)  # refused by size; not worth reading
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            break
+    return b"".join(chunks)[: limit + 1]
+
+
+def default_prefix() -> str:
+    """The path of ``RELAYDANCE_WEBHOOK_BASE_URL``, or ``/hooks`` when it is unset."""
+    base = get_settings().webhook_base_url
+    return (urlsplit(base).path if base else "") or "/hooks"
+
+
+def create_web_app(
+    *, engine: Callable[[], Engine] = get_engine, prefix: str | None = None
+) -> Starlette:
+    """The webhook receiver as an ASGI app, routes under ``prefix`` (default: see
+    :func:`default_prefix`; pass it when a proxy in front rewrites paths)."""
+
+    async def webhook(request: Request) -> JSONResponse:
+        body = await read_limited(request)
+        status, payload = await run_in_threadpool(
+            _handle,
+            engine,
+            str(request.path_params["job_id"]),
+            str(request.path_params["token"]),
+            body,
+            request.headers.get("content-type", ""),
+        )
+        return JSONResponse(payload, status_code=status)
+
+    async def healthz(request: Request) -> JSONResponse:
+        try:
+            await run_in_threadpool(lambda: engine().redis.ping())
+        except (redis.RedisError, OSError) as exc:
+            return JSONResponse({"ok": False, "redis": type(exc).__name__}, status_code=503)
+        return JSONResponse({"ok": True})
+
+    async def metrics(request: Request) -> Response:
+        text = await run_in_threadpool(lambda: render_metrics(engine()))
+        return Response(text, media_type=METRICS_CONTENT_TYPE)
+
+    prefix = prefix if prefix is not None else default_prefix()
+    prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
+    return Starlette(
+        routes=[
+            Route(prefix + "/{job_id}/{token}", webhook, methods=["POST"]),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"]),
+        ]
+    )
+
+
+def _handle(
+    engine: Callable[[], Engine], job_id: str, token: str, body: bytes, content_type: str
+) -> tuple[int, dict[str, object]]:
+    return handle_webhook(job_id, token, body, content_type, engine=engine())
+
+
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    *,
+    workers: int = 1,
+    prefix: str | None = None,
+    log_level: str = "info",
+) -> None:
+    """Serve the webhook receiver with uvicorn until interrupted (``relaydance web``).
+
+    One process accepts several hundred webhooks a second (each is a broker publish;
+    see bench/bench_webhooks.py); ``workers`` runs several processes on the same port.
+    """
+    import uvicorn
+
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "log_level": log_level,
+        "access_log": False,  # paths hold callback tokens
+        "proxy_headers": True,
+    }
+    if get_settings().webhook_secret is None:
+        logger.warning("RELAYDANCE_WEBHOOK_SECRET is not set: every webhook is answered 404")
+    logger.info("webhook receiver on http://%s:%d%s", host, port, prefix or default_prefix())
+    if workers > 1:
+        if prefix is not None:
+            raise ValueError("with several workers the prefix comes from the webhook base URL")
+        uvicorn.run("worker.web:create_web_app", factory=True, workers=workers, **options)
+    else:
+        uvicorn.run(create_web_app(prefix=prefix), **options)

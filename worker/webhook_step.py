@@ -1,0 +1,210 @@
+"""What a delivered webhook does to its job, run by the ``relaydance.webhook`` task.
+
+The web handler (:func:`worker.webhooks.handle_webhook`) only checked the token; the body
+named a remote task id, which is a hint and nothing more. This step re-fetches that task
+with the job's own key and then, by what the provider says:
+
+- the job's recorded task: move the job with :func:`worker.pipeline.apply_remote` when
+  the task is final (then the task sends the rest of the chain, so the download starts at
+  once, without waiting for the late safety poll), or note ``running`` without touching
+  the safety poll's schedule;
+- a task the job never recorded while it has no remote id (``submitting``, or back in
+  line after a 429): the first submission of an ambiguous submit, whose reply was lost.
+  The job adopts it (records the id, ``-> submitted``) and moves on as above;
+- a task the job never recorded while it has another one: the job was submitted twice
+  and both are billed. ``duplicate_spend`` is counted and the extra ids are kept in
+  ``duplicate_remote_ids``; nothing is downloaded from it.
+
+Duplicate and out-of-order deliveries find the job past the step and change nothing:
+states are one-way and every change is a compare-and-set. A webhook never fails a job
+on a transport error; the safety poll is still scheduled and finishes the job.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+
+from config.settings import SettingsError
+from worker.dialects import RemoteTask, TaskStatus
+from worker.engine import Engine
+from worker.errors import NotFound, PermanentError, RateLimited, TransientError
+from worker.jobs import Job, JobState
+from worker.pipeline import Outcome, apply_remote
+
+__all__ = ["DUPLICATE_IDS_FIELD", "DUPLICATE_SPEND_FIELD", "on_webhook", "record_duplicate_spend"]
+
+logger = logging.getLogger(__name__)
+
+S = JobState
+DUPLICATE_SPEND_FIELD = "duplicate_spend"
+DUPLICATE_IDS_FIELD = "duplicate_remote_ids"
+MAX_ATTEMPTS = 5  # re-fetch attempts before leaving the job to its safety poll
+
+_MOVABLE = frozenset({S.SUBMITTING, S.SUBMITTED, S.RUNNING})
+# States a job with no remote id may adopt its first submission's task from.
+_ADOPTABLE = frozenset({S.SUBMITTING, S.WAITING_FOR_SLOT})
+_EVERY_STATE = frozenset(JobState)
+
+
+def _stop(reason: str) -> Outcome:
+    return Outcome("stop", reason=reason)
+
+
+def on_webhook(engine: Engine, job_id: str, *, task_id: str | None, attempt: int = 0) -> Outcome:
+    """Verify the task a webhook named by fetching it, then move or annotate the job.
+
+    ``next`` means the job needs its chain from its current state now (the download after
+    a final task, polling after adopting a running one); the task sends it at once.
+    """
+    job = engine.store.get(job_id)
+    if job is None:
+        return _stop("unknown or expired job")
+    recorded = job.remote_task_id
+    hint = task_id or recorded
+    if hint is None:
+        return _stop("no remote task to look at")
+    if recorded is None:
+        if job.state not in _ADOPTABLE or not int(job.extra.get("submit_attempts", "0") or 0):
+            return _stop(f"job is {job.state} and never submitted")
+    elif hint == recorded and job.state not in _MOVABLE:
+        return _stop(f"job is already {job.state}")
+    fetched = _fetch(engine, job, hint, attempt)
+    if isinstance(fetched, Outcome):
+        return fetched
+    if recorded is None:
+        return _adopt(engine, job, fetched)
+    if hint != recorded:
+        return record_duplicate_spend(engine, job, fetched)
+    if job.state is S.SUBMITTING:
+        # The id was recorded but the state change after it was lost.
+        engine.store.change(job.id, states={S.SUBMITTING}, to=S.SUBMITTED)
+        job = engine.store.get(job.id) or job
+    return _apply(engine, job, fetched)
+
+
+def _fetch(engine: Engine, job: Job, task_id: str, attempt: int) -> RemoteTask | Outcome:
+    wait = engine.limits.throttle(job.alias, rate=engine.settings.rate_for(job.alias))
+    if wait > 0:
+        return Outcome("again", countdown=wait, kwargs={"attempt": attempt})
+    try:
+        key = engine.settings.key_for(job.alias)
+        return engine.client.get_task(task_id, api_key=key)
+    except SettingsError:
+        return _stop("no key configured for the job's alias")
+    except NotFound:
+        # Not a task of this key: a forged body, or one meant for another account.
+        logger.warning("job %s: webhook named task %s, unknown to the job's key", job.id, task_id)
+        return _stop("task unknown to the job's key")
+    except TransientError as exc:
+        if attempt + 1 >= MAX_ATTEMPTS:
+            logger.warning(
+                "job %s: webhook re-fetch gave up (%s); polling goes on", job.id, exc.code
+            )
+            return _stop("re-fetch failed; left to the safety poll")
+        hint = exc.retry_after if isinstance(exc, RateLimited) else None
+        delay = max(min(2.0**attempt, 30.0) * random.uniform(0.5, 1.5), hint or 0.0)  # noqa: S311
+        return Outcome("again", countdown=delay, kwargs={"attempt": attempt + 1})
+    except PermanentError as exc:
+        logger.warning("job %s: webhook re-fetch refused: %s", job.id, exc.code)
+        return _stop(f"re-fetch refused: {exc.code}")
+
+
+def _matches(job: Job, task: RemoteTask) -> bool:
+    # A task of the same key made for another request is not this job's submission.
+    model = task.extra.get("model")
+    seconds = task.extra.get("seconds")
+    if model is not None and str(model) != str(job.request.get("model")):
+        return False
+    return seconds is None or str(seconds) == str(job.request.get("seconds"))
+
+
+def _apply(engine: Engine, job: Job, task: RemoteTask) -> Outcome:
+    if task.is_final:
+        outcome = apply_remote(engine, job, task, polls_done=job.poll_count)
+        if outcome.action == "next":
+            logger.info("job %s: generated, by webhook; download next", job.id)
+        return outcome
+    if task.status is TaskStatus.RUNNING:
+        # Not apply_remote: it would pull the next poll forward, and with webhooks on
+        # the safety poll should stay late.
+        engine.store.change(
+            job.id, states={S.SUBMITTED}, to=S.RUNNING, set={"remote_status": task.raw_status}
+        )
+    return _stop(f"task is {task.raw_status or task.status.value}; waiting")
+
+
+def _adopt(engine: Engine, job: Job, task: RemoteTask) -> Outcome:
+    if not _matches(job, task):
+        logger.warning("job %s: webhook task %s is for another request", job.id, task.task_id)
+        return _stop("task does not match the job's request")
+    expected = engine.timing.expected(str(job.request["model"]), int(job.request["seconds"]))
+    applied, found = engine.store.change(
+        job.id,
+        states=_ADOPTABLE,
+        to=S.SUBMITTED,
+        where={"remote_task_id": ""},
+        set={
+            "remote_task_id": task.task_id,
+            "remote_status": task.raw_status,
+            "adopted_from": "webhook",
+        },
+        due=time.time() + max(engine.settings.webhook_safety_poll_seconds, expected),
+    )
+    fresh = engine.store.get(job.id)
+    if fresh is None:
+        return _stop("job expired")
+    if not applied:
+        if fresh.remote_task_id and fresh.remote_task_id != task.task_id:
+            return record_duplicate_spend(engine, fresh, task)  # a resubmission won the race
+        if fresh.remote_task_id != task.task_id or fresh.state not in _MOVABLE:
+            return _stop(f"job is {fresh.state}; not adopted")
+    else:
+        if found is S.WAITING_FOR_SLOT:
+            engine.limits.remove_waiter(job.alias, job.id)
+        logger.warning(
+            "job %s: adopted remote task %s from its webhook (submit reply was lost)",
+            job.id,
+            task.task_id,
+        )
+    outcome = _apply(engine, fresh, task)
+    if applied and not task.is_final:
+        # The submit chain that would have polled it is gone: start one; its first poll
+        # waits until the job's due time.
+        return Outcome("next", reason="adopted; polls as a safety net")
+    return outcome
+
+
+def record_duplicate_spend(engine: Engine, job: Job, task: RemoteTask) -> Outcome:
+    """Count an extra billed remote task on the job (once per task id); downloads nothing."""
+    if task.status is TaskStatus.FAILED:
+        return _stop("the extra task failed, which is not billed")
+    if not _matches(job, task):
+        return _stop("task does not match the job's request")
+    current: Job | None = job
+    for _ in range(8):  # compare-and-set on the list; retried only under contention
+        if current is None:
+            return _stop("job expired")
+        raw = current.extra.get(DUPLICATE_IDS_FIELD, "")
+        known: list[str] = json.loads(raw) if raw else []
+        if task.task_id in known:
+            return _stop("duplicate spend already recorded")
+        applied, _ = engine.store.change(
+            current.id,
+            states=_EVERY_STATE,
+            where={DUPLICATE_IDS_FIELD: raw},
+            set={DUPLICATE_IDS_FIELD: json.dumps([*known, task.task_id])},
+            incr={DUPLICATE_SPEND_FIELD: 1},
+        )
+        if applied:
+            logger.warning(
+                "job %s: remote task %s is a second, billed submission (job has %s)",
+                current.id,
+                task.task_id,
+                current.remote_task_id,
+            )
+            return _stop("duplicate spend recorded")
+        current = engine.store.get(current.id)
+    return _stop("duplicate spend not recorded under contention")
