@@ -26,19 +26,18 @@ import redis
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import (  # noqa: E402
+from harness import fleet_env as make_env
+from harness import (
     machine,
-    median,
     percentile,
     start_worker,
     stop,
     tree_cpu_and_rss,
     write_results,
 )
-from harness import fleet_env as make_env  # noqa: E402
 
-from simulator.testing import SimulatorProcess  # noqa: E402
-from worker.redis_server import RedisServer  # noqa: E402
+from simulator.testing import SimulatorProcess
+from worker.redis_server import RedisServer
 
 MODEL = "doubao-seedance-2-0-fast-260128"
 GEN = 2.0
@@ -47,8 +46,8 @@ GEN = 2.0
 def _use(env: dict[str, str]) -> None:
     os.environ.update(env)
     from config.settings import get_settings
-    from worker.engine import reset_engine
     from worker.celery_app import app
+    from worker.engine import reset_engine
 
     get_settings.cache_clear()
     reset_engine()
@@ -71,7 +70,10 @@ def _wait_all(store: Any, ids: list[str], timeout: float) -> tuple[float, list[A
 def run_ours(*, jobs: int, pool: str, concurrency: int, gen: float, inflight: bool = False,
              poll_first: str | None = None, events: bool = True) -> dict[str, Any]:  # fmt: skip
     """Enqueue ``jobs`` renders at once and measure until all are final."""
-    with RedisServer() as rs, SimulatorProcess(gen_time_mean=gen, gen_time_jitter=0.2, seed=1) as sim:
+    with (
+        RedisServer() as rs,
+        SimulatorProcess(gen_time_mean=gen, gen_time_jitter=0.2, seed=1) as sim,
+    ):
         out = Path(tempfile.mkdtemp(prefix="bench-out-"))
         extra = {
             "RELAYDANCE_POLL_INTERVAL_MIN": "0.5",
@@ -103,7 +105,10 @@ def run_ours(*, jobs: int, pool: str, concurrency: int, gen: float, inflight: bo
         sim.reset()
         cpu0, _ = tree_cpu_and_rss(procs[0].pid)
         started = time.time()
-        ids = [enqueue_render({"model": MODEL, "prompt": f"clip {i}", "seconds": 5}) for i in range(jobs)]
+        ids = [
+            enqueue_render({"model": MODEL, "prompt": f"clip {i}", "seconds": 5})
+            for i in range(jobs)
+        ]
         peak_rss, peak_mem = 0, 0
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
@@ -158,7 +163,10 @@ def run_ours(*, jobs: int, pool: str, concurrency: int, gen: float, inflight: bo
 
 def run_naive(*, jobs: int, concurrency: int, gen: float, interval: float) -> dict[str, Any]:
     """The naive design: one task per job that sleeps between polls."""
-    with RedisServer() as rs, SimulatorProcess(gen_time_mean=gen, gen_time_jitter=0.2, seed=1) as sim:
+    with (
+        RedisServer() as rs,
+        SimulatorProcess(gen_time_mean=gen, gen_time_jitter=0.2, seed=1) as sim,
+    ):
         out = Path(tempfile.mkdtemp(prefix="bench-naive-"))
         env = make_env(rs.url, sim.url, out)
         _use(env)
@@ -216,7 +224,9 @@ def scenario(kind: str, **kwargs: Any) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--jobs", type=int, default=500)
     parser.add_argument("--naive-jobs", type=int, default=40)
     parser.add_argument("--naive-interval", type=float, default=1.0)

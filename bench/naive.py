@@ -17,7 +17,9 @@ from worker import app
 def naive_render(base_url: str, key: str, body: dict, out: str, interval: float) -> str:  # type: ignore[type-arg]
     headers = {"Authorization": f"Bearer {key}"}
     with httpx.Client(timeout=30) as client:
-        task_id = client.post(f"{base_url}/video/generations", json=body, headers=headers).json()["task_id"]
+        task_id = client.post(f"{base_url}/video/generations", json=body, headers=headers).json()[
+            "task_id"
+        ]
         while True:
             task = client.get(f"{base_url}/video/generations/{task_id}", headers=headers).json()
             if task["status"] == "succeeded":
