@@ -41,31 +41,31 @@ def _run(task: Task, step: Callable[..., Outcome], job_id: str, **kwargs: Any) -
     )
 
 
-@app.task(bind=True, name="relaydance.prepare")
+@app.task(bind=True, name="relaydance.prepare", max_retries=None)
 def prepare(self: Task, job_id: str, seq: int, attempt: int = 0) -> None:
     """Upload local reference files."""
     _run(self, pipeline.prepare, job_id, seq=seq, attempt=attempt)
 
 
-@app.task(bind=True, name="relaydance.submit")
+@app.task(bind=True, name="relaydance.submit", max_retries=None)
 def submit(self: Task, job_id: str, seq: int, attempt: int = 0) -> None:
     """Take a slot and submit the job once."""
     _run(self, pipeline.submit, job_id, seq=seq, attempt=attempt)
 
 
-@app.task(bind=True, name="relaydance.poll")
+@app.task(bind=True, name="relaydance.poll", max_retries=None)
 def poll(self: Task, job_id: str, seq: int, n: int = 0, attempt: int = 0) -> None:
     """Poll the remote task; reschedules itself by countdown until it is final."""
     _run(self, pipeline.poll, job_id, seq=seq, n=n, attempt=attempt)
 
 
-@app.task(bind=True, name="relaydance.download")
+@app.task(bind=True, name="relaydance.download", max_retries=None)
 def download(self: Task, job_id: str, seq: int, attempt: int = 0) -> None:
     """Download the finished clip."""
     _run(self, pipeline.download, job_id, seq=seq, attempt=attempt)
 
 
-@app.task(bind=True, name="relaydance.finish")
+@app.task(bind=True, name="relaydance.finish", max_retries=None)
 def finish(self: Task, job_id: str, seq: int) -> None:
     """Mark the job done and notify the producer."""
     _run(self, pipeline.finish, job_id, seq=seq)

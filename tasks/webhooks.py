@@ -23,7 +23,7 @@ __all__ = ["webhook"]
 logger = logging.getLogger(__name__)
 
 
-@app.task(bind=True, name="relaydance.webhook")
+@app.task(bind=True, name="relaydance.webhook", max_retries=None)
 def webhook(self: Task, job_id: str, task_id: str | None = None, attempt: int = 0) -> None:
     """Verify the remote task a webhook named, by fetching it, and move the job."""
     engine = get_engine()

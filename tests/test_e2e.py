@@ -109,6 +109,26 @@ def test_a_worker_killed_mid_download_leaves_no_partial_file_under_the_final_nam
     assert stats["downloads"] == 2  # the killed one and the one that finished
 
 
+def test_a_poll_reschedules_itself_as_often_as_needed_without_the_sweeper(
+    redis_server: RedisServer, sim: SimulatorProcess, tmp_path: Path
+) -> None:
+    redis.Redis.from_url(redis_server.url).flushall()
+    sim.configure(gen_time_mean=2.5)
+    env = fleet_env(redis_url=redis_server.url, sim_url=sim.url, output_dir=tmp_path / "out",
+                    RELAYDANCE_POLL_INTERVAL_MAX="0.3")  # fmt: skip
+    (tmp_path / "logs").mkdir()
+    fleet = Fleet(env, tmp_path / "logs", beat=False)  # nothing else would rescue a dropped poll
+    with use_env(env):
+        fleet.start()
+        try:
+            job = wait(enqueue_render({"model": MODEL, "prompt": "patience"}), timeout=60)
+        finally:
+            fleet.stop()
+    assert job.state is JobState.DONE, fleet.logs()
+    assert job.poll_count > 4  # Celery's default retry limit (3) must not cut the loop
+    assert job.seq == 0
+
+
 def test_bad_input_enqueues_nothing_and_names_the_field(
     fleet: Fleet, redis_server: RedisServer
 ) -> None:
