@@ -86,5 +86,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 "options": {"expires": settings.sweep_interval_seconds},
             }
         },
-        "include": ["tasks.render", "tasks.webhooks"],
+        "include": ["tasks.render", "tasks.webhooks", "tasks.batches"],
+        # Schedules live in Redis (celery-redbeat); its lock keeps one beat active.
+        "beat_scheduler": "redbeat.RedBeatScheduler",
+        "beat_max_interval": 5,  # new schedules are seen within 5 s
+        "redbeat_redis_url": url,
+        "redbeat_redis_options": {},
+        "redbeat_lock_timeout": 30,  # a crashed beat is replaced within 30 s
     }

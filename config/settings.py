@@ -153,8 +153,16 @@ class Settings(BaseSettings):
     task_events: bool = Field(
         True, description="Workers send task events (Flower needs them; they cost CPU)."
     )
+    prices: Annotated[dict[str, Any], NoDecode] = Field(
+        default_factory=dict,
+        description="Price overrides, JSON: model -> USD per second, or "
+        '{"usd_per_second" | "credits_per_second": n, "usd_per_credit": x, '
+        '"resolutions": {"1080p": 1.5}}.',
+    )
 
-    @field_validator("api_keys", "key_concurrency", "key_requests_per_second", mode="before")
+    @field_validator(
+        "api_keys", "key_concurrency", "key_requests_per_second", "prices", mode="before"
+    )
     @classmethod
     def _parse_json_object(cls, value: Any) -> Any:
         if isinstance(value, str):

@@ -8,5 +8,26 @@ Producers (Django, Flask, scripts) use::
 from __future__ import annotations
 
 from tasks.api import JobNotFound, cancel, enqueue_render, get_job, new_job_id, wait
+from tasks.batches import (
+    batch_report,
+    cancel_batch,
+    enqueue_batch,
+    get_batch,
+    resume_batch,
+    wait_batch,
+)
 
-__all__ = ["JobNotFound", "cancel", "enqueue_render", "get_job", "new_job_id", "wait"]
+__all__ = [
+    "JobNotFound",
+    "batch_report",
+    "cancel",
+    "cancel_batch",
+    "enqueue_batch",
+    "enqueue_render",
+    "get_batch",
+    "get_job",
+    "new_job_id",
+    "resume_batch",
+    "wait",
+    "wait_batch",
+]

@@ -265,13 +265,16 @@ def demo(model: str, prompt: str, seconds: int, timeout: float) -> None:
     sys.exit(code)
 
 
-def _register_optional() -> None:
+def _register_commands() -> None:
     from simulator.cli import simulate
+    from worker.batch_cli import batch, schedule
 
     main.add_command(simulate)
+    main.add_command(batch)
+    main.add_command(schedule)
 
 
-_register_optional()
+_register_commands()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -63,6 +63,7 @@ class RedisServer:
             "--save", "",
             "--appendonly", "yes" if self._appendonly else "no",
             "--maxmemory-policy", "noeviction",
+            "--hash-max-ziplist-value", "1024",  # the compact encoding for job hashes
             "--daemonize", "no",
             "--logfile", str(Path(self._dir) / "redis.log"),
         ]  # fmt: skip

@@ -1,0 +1,650 @@
+"""Batches: files checked as a whole, budgets held under concurrency, duplicates rendered
+once, reuse across batches, cancel and resume, reports; against real Redis, a real Celery
+worker and the simulator.
+
+Tests that need no worker use database 1 of the session's redis-server and an engine
+whose ``send`` records messages instead of publishing them; the integration tests share
+one worker (module scope) on database 0, which is cleaned key by key (a FLUSHALL would
+also drop the broker's queue bindings the running worker relies on).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from click.testing import CliRunner
+
+from config.settings import get_settings, load_settings
+from simulator.testing import SimulatorProcess
+from worker.batch import (
+    Batches,
+    BatchFileError,
+    InvalidBatch,
+    batch_report,
+    parse_records,
+    parse_text,
+    read_batch_file,
+    render_report,
+)
+from worker.batch.budget import Claim, to_micros
+from worker.batch_cli import batch
+from worker.engine import Engine, reset_engine
+from worker.errors import InvalidRequest
+from worker.jobs import JobState
+from worker.pricing import estimate_cost, load_prices, price_table
+from worker.redis_server import RedisServer
+from worker.request import validate_request
+
+ROOT = Path(__file__).resolve().parent.parent
+FAST = "doubao-seedance-2-0-fast-260128"  # 28 credits/s = $0.14/s: a 5 s clip is $0.70
+CLIP = 0.70
+
+
+def req(prompt: str, **extra: Any) -> dict[str, Any]:
+    return {"model": FAST, "prompt": prompt, "seconds": 5, **extra}
+
+
+def jsonl(requests: list[Any]) -> str:
+    return "\n".join(r if isinstance(r, str) else json.dumps(r) for r in requests) + "\n"
+
+
+def wait_until(predicate: Any, *, timeout: float, interval: float = 0.1) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return bool(predicate())
+
+
+# Fixtures: no worker ---------------------------------------------------------------------
+
+
+class RecordingEngine(Engine):
+    """An engine whose messages are recorded instead of published."""
+
+    sent: list[tuple[str, tuple[Any, ...]]]
+
+    def send(self, name: str, *args: Any, countdown: float | None = None) -> None:
+        self.sent.append((name, args))
+
+
+@pytest.fixture
+def engine(redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[RecordingEngine]:
+    url = redis_server.url[: -len("/0")] + "/1"
+    redis.Redis.from_url(url).flushdb()
+    monkeypatch.delenv("RELAYDANCE_PRICES", raising=False)
+    settings = load_settings(redis_url=url, api_key="sk-test")
+    built = Engine.from_settings(settings)
+    fake = RecordingEngine(**{f: getattr(built, f) for f in built.__dataclass_fields__})
+    fake.sent = []
+    yield fake
+    fake.close()
+
+
+def batch_of(n: int, *, start: int = 0) -> Any:
+    return parse_records([req(f"clip {i}") for i in range(start, start + n)])
+
+
+# Parsing -----------------------------------------------------------------------------------
+
+
+def test_every_bad_jsonl_line_is_reported_with_its_line_field_and_fix() -> None:
+    text = jsonl([
+        req("fine"),
+        "",  # blank lines keep their number
+        req("too long", seconds=30),
+        "{not json",
+        {"model": "no-such-model", "prompt": "x"},
+        req("ok again"),
+    ])  # fmt: skip
+    parsed = parse_text(text, fmt="jsonl")
+    assert [line.line for line in parsed.lines] == [1, 6]
+    messages = parsed.messages()
+    assert [m.split(":")[0] for m in messages] == ["line 3", "line 4", "line 5"]
+    assert "seconds: 30 is outside" in messages[0] and "use 4 to 15" in messages[0]
+    assert "not valid JSON" in messages[1] and "one JSON object per line" in messages[1]
+    assert "model: unknown model 'no-such-model'; known models:" in messages[2]
+
+
+def test_csv_rows_take_semicolon_lists_and_numbered_media_columns(tmp_path: Path) -> None:
+    csv_text = (
+        "model,prompt,seconds,images,generate_audio\n"
+        f'{FAST},"@image1 and @image2, waving",5,https://a.test/1.png;https://a.test/2.png,true\n'
+        f"{FAST},no refs,6,,\n"
+    )
+    parsed = parse_text(csv_text, fmt="csv")
+    assert parsed.ok
+    first, second = parsed.lines
+    assert (first.line, second.line) == (2, 3)
+    assert first.request.images == ("https://a.test/1.png", "https://a.test/2.png")
+    assert first.request.generate_audio is True
+    assert second.request.seconds == 6 and second.request.images == ()
+    numbered = parse_text(
+        f"model,prompt,image2,image1\n{FAST},@image2 behind @image1,https://b.test/2.png,"
+        "https://b.test/1.png\n",
+        fmt="csv",
+    )
+    assert numbered.lines[0].request.images == ("https://b.test/1.png", "https://b.test/2.png")
+
+
+def test_csv_line_numbers_count_physical_lines_and_unknown_columns_are_refused(
+    tmp_path: Path,
+) -> None:
+    text = f'model,prompt,seconds\n{FAST},"two\nlines",5\n{FAST},bad,99\n'
+    parsed = parse_text(text, fmt="csv")
+    assert [bad.line for bad in parsed.invalid] == [4]
+    assert parsed.invalid[0].problems[0][0] == "seconds"
+    with pytest.raises(BatchFileError) as exc:
+        parse_text(f"model,prompt,colour\n{FAST},x,red\n", fmt="csv")
+    assert "unknown column" in exc.value.problems[0][1]
+
+
+def test_relative_media_paths_are_taken_from_the_batch_files_directory(tmp_path: Path) -> None:
+    from simulator import PNG_BYTES
+
+    (tmp_path / "media").mkdir()
+    (tmp_path / "media" / "cat.png").write_bytes(PNG_BYTES)
+    file = tmp_path / "batch.jsonl"
+    file.write_text(jsonl([req("@image1 blinks", images=["media/cat.png"])]))
+    parsed = read_batch_file(file)
+    assert parsed.ok, parsed.messages()
+    assert parsed.lines[0].request.images == (str(tmp_path / "media" / "cat.png"),)
+
+
+# Pricing -----------------------------------------------------------------------------------
+
+
+def test_prices_default_to_seed_credits_and_can_be_overridden_per_model_and_resolution(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fast = validate_request(req("x"))
+    standard = validate_request(
+        {"model": "doubao-seedance-2-0-1080p", "prompt": "x", "seconds": 10}
+    )
+    monkeypatch.delenv("RELAYDANCE_PRICES", raising=False)
+    get_settings.cache_clear()
+    assert estimate_cost(fast) == pytest.approx(5 * 28 * 0.005)
+    assert estimate_cost(standard) == pytest.approx(10 * 40 * 0.005)
+    monkeypatch.setenv(
+        "RELAYDANCE_PRICES",
+        json.dumps({FAST: {"credits_per_second": 10, "resolutions": {"720p": 2}},
+                    "doubao-seedance-2-0-1080p": 0.5}),
+    )  # fmt: skip
+    get_settings.cache_clear()
+    try:
+        assert price_table().estimate(fast) == pytest.approx(5 * 10 * 0.005 * 2)
+        assert price_table().estimate(standard) == pytest.approx(5.0)
+    finally:
+        monkeypatch.delenv("RELAYDANCE_PRICES")
+        get_settings.cache_clear()
+
+
+@pytest.mark.parametrize(
+    ("raw", "fragment"),
+    [
+        ("{oops", "not valid JSON"),
+        ('{"no-such-model": 1}', "unknown model 'no-such-model'"),
+        (f'{{"{FAST}": -1}}', "must be a number >= 0"),
+        (
+            f'{{"{FAST}": {{"usd_per_second": 1, "resolutions": {{"4k": 2}}}}}}',
+            "'4k' is not offered",
+        ),
+    ],
+)
+def test_a_bad_price_table_is_refused_naming_the_setting(raw: str, fragment: str) -> None:
+    from config.settings import SettingsError
+
+    with pytest.raises(SettingsError) as exc:
+        load_prices(raw)
+    assert "RELAYDANCE_PRICES" in str(exc.value) and fragment in str(exc.value)
+
+
+# Budget and enqueueing (no worker) ---------------------------------------------------------
+
+
+def test_an_invalid_batch_enqueues_nothing(engine: RecordingEngine) -> None:
+    parsed = parse_records([req("ok"), req("bad", seconds=99)])
+    with pytest.raises(InvalidBatch) as exc:
+        Batches(engine).submit(parsed)
+    assert exc.value.lines[0].line == 2
+    assert engine.redis.keys("*") == [] and engine.sent == []
+
+
+def test_the_budget_cap_skips_every_line_after_the_first_that_would_exceed_it(
+    engine: RecordingEngine,
+) -> None:
+    batches = Batches(engine)
+    sub = batches.submit(batch_of(10), budget=4 * CLIP + 0.5)
+    assert (sub.enqueued, sub.skipped_budget) == (4, 6)
+    status = batches.status(sub.batch_id)
+    assert status.counts == {"queued": 4, "skipped_budget": 6}
+    assert status.committed_usd == pytest.approx(4 * CLIP) and status.committed_usd <= 3.3
+    assert [name for name, _ in engine.sent] == ["relaydance.resume"] * 4
+    _, rows = batch_report(batches, sub.batch_id)
+    skipped = [row for row in rows if row.state == "skipped_budget"]
+    assert [row.line for row in skipped] == [5, 6, 7, 8, 9, 10]
+    assert all("budget ($3.30) would have been exceeded" in (row.error or "") for row in skipped)
+
+
+def test_failed_jobs_give_their_reservation_back_and_resume_uses_it(
+    engine: RecordingEngine,
+) -> None:
+    batches = Batches(engine)
+    sub = batches.submit(batch_of(6), budget=3 * CLIP)
+    jobs = batches.job_ids(sub.batch_id)
+    assert len(jobs) == 3
+    engine.store.fail(jobs[0], code="generation_failed", message="not billed")
+    status = batches.status(sub.batch_id)
+    assert status.committed_usd == pytest.approx(2 * CLIP)
+    batches.status(sub.batch_id)  # settling twice must not release twice
+    assert batches.status(sub.batch_id).committed_usd == pytest.approx(2 * CLIP)
+    again = batches.resume(sub.batch_id)
+    assert again.enqueued == 1  # the failed line again, in line order; no room for more
+    assert batches.status(sub.batch_id).committed_usd == pytest.approx(3 * CLIP)
+    assert batches.job_ids(sub.batch_id)[0] != jobs[0]
+
+
+def test_the_cap_holds_while_resumes_and_failures_race(engine: RecordingEngine) -> None:
+    batches = Batches(engine)
+    budget = 10.0  # 14 clips of $0.70
+    sub = batches.submit(batch_of(40), budget=budget)
+    meta = batches.store.key(sub.batch_id)
+    cap = to_micros(budget)
+    seen: list[int] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            seen.append(int(engine.redis.hget(meta, "reserved_micros") or 0))
+
+    def fail_some() -> None:
+        for _ in range(15):
+            for job_id in list(batches.job_ids(sub.batch_id).values())[:2]:
+                engine.store.fail(job_id, code="generation_failed", message="x")
+            batches.status(sub.batch_id)
+
+    def resume_some() -> None:
+        for _ in range(10):
+            Batches(engine).resume(sub.batch_id)
+
+    threads = [threading.Thread(target=watch), threading.Thread(target=fail_some)]
+    threads += [threading.Thread(target=resume_some) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads[1:]:
+        thread.join(timeout=60)
+    stop.set()
+    threads[0].join()
+    assert seen and max(seen) <= cap
+    status = batches.status(sub.batch_id)
+    live = [
+        job for job in batches.job_ids(sub.batch_id).values()
+        if engine.store.get(job).state is not JobState.FAILED  # type: ignore[union-attr]
+    ]  # fmt: skip
+    assert status.committed_usd == pytest.approx(len(live) * CLIP)
+    assert status.committed_usd <= budget
+
+
+def test_a_claimed_job_that_was_never_created_is_lost_and_resume_recreates_it(
+    engine: RecordingEngine,
+) -> None:
+    batches = Batches(engine)
+    sub = batches.submit(batch_of(2), budget=2 * CLIP)
+    # A submitter that died between its claim and writing the job: claim item 1 by hand.
+    batches.store.redis.hdel(batches.store.key(sub.batch_id, "jobs"), "1")
+    batches.store.redis.hincrby(
+        batches.store.key(sub.batch_id), "reserved_micros", -to_micros(CLIP)
+    )
+    meta, jobs_key = batches.store.key(sub.batch_id), batches.store.key(sub.batch_id, "jobs")
+    assert batches.ledger.claim(meta, jobs_key, [Claim(1, "", "rdj_never", to_micros(CLIP))]) == [
+        "ok"
+    ]
+    status = batches.status(sub.batch_id)
+    assert status.line_states[2] == "lost"
+    assert status.committed_usd == pytest.approx(CLIP)  # the lost reservation came back
+    assert batches.resume(sub.batch_id).enqueued == 1
+    assert engine.store.get(batches.job_ids(sub.batch_id)[1]) is not None
+
+
+def test_creating_a_batch_by_name_twice_at_once_creates_one(engine: RecordingEngine) -> None:
+    parsed = batch_of(5)
+    results: list[Any] = []
+
+    def submit() -> None:
+        results.append(Batches(engine).submit(parsed, name="nightly-1", resume_existing=False))
+
+    threads = [threading.Thread(target=submit) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len({r.batch_id for r in results}) == 1
+    assert sum(r.created for r in results) == 1
+    assert len(engine.redis.keys("rd:job:*")) == 5
+    assert sum(r.enqueued for r in results) == 5
+
+
+def test_a_name_reused_with_other_requests_is_refused(engine: RecordingEngine) -> None:
+    Batches(engine).submit(batch_of(2), name="weekly")
+    with pytest.raises(InvalidRequest) as exc:
+        Batches(engine).submit(batch_of(2, start=5), name="weekly")
+    assert exc.value.problems[0][0] == "name"
+
+
+def test_a_done_job_is_indexed_for_reuse_and_the_batch_on_done_is_told(
+    engine: RecordingEngine,
+) -> None:
+    batches = Batches(engine)
+    sub = batches.submit(batch_of(1), on_done="myapp.rendered")
+    job_id = batches.job_ids(sub.batch_id)[0]
+    engine.store.change(job_id, states=None, to=JobState.DONE)
+    engine.sent.clear()
+    batches.job_done({"job_id": job_id, "state": "done"})
+    assert engine.sent == [("myapp.rendered", ({"job_id": job_id, "state": "done",
+                                                "batch_id": sub.batch_id},))]  # fmt: skip
+    again = batches.submit(batch_of(1), reuse=True)
+    assert (again.enqueued, again.reused) == (0, 1)
+    assert batches.job_ids(again.batch_id)[0] == job_id
+    assert batches.status(again.batch_id).spent_usd == 0.0
+
+
+# CLI without a worker ----------------------------------------------------------------------
+
+
+def fifty_lines_with_three_bad() -> str:
+    lines: list[Any] = [req(f"shot {i}") for i in range(50)]
+    lines[6] = req("shot 6", seconds=40)
+    lines[19] = req("shot 19", ratio="5:4")
+    lines[41] = {"prompt": "shot 41"}
+    return jsonl(lines)
+
+
+@pytest.fixture
+def cli_env(engine: RecordingEngine, monkeypatch: pytest.MonkeyPatch) -> Iterator[RecordingEngine]:
+    monkeypatch.setenv("REDIS_URL", str(engine.settings.redis_url))
+    monkeypatch.setenv("RELAYDANCE_API_KEY", "sk-test")
+    get_settings.cache_clear()
+    reset_engine()
+    yield engine
+    get_settings.cache_clear()
+    reset_engine()
+
+
+def test_cli_refuses_an_invalid_file_with_exit_2_and_every_line(
+    cli_env: RecordingEngine, tmp_path: Path
+) -> None:
+    file = tmp_path / "shots.jsonl"
+    file.write_text(fifty_lines_with_three_bad())
+    result = CliRunner().invoke(batch, ["submit", str(file)])
+    assert result.exit_code == 2
+    errors = [line.strip() for line in result.stderr.splitlines() if line.startswith("  line")]
+    assert len(errors) == 3
+    assert errors[0].startswith("line 7: seconds: 40 is outside") and "use 4 to 15" in errors[0]
+    assert (
+        errors[1].startswith("line 20: ratio: '5:4' is not offered") and "use one of" in errors[1]
+    )
+    assert errors[2].startswith("line 42: model: is required; give a model id")
+    assert "3 invalid lines; nothing was enqueued" in result.stderr
+    assert cli_env.redis.keys("*") == []
+
+
+def test_cli_dry_run_prints_the_count_and_the_estimate_and_enqueues_nothing(
+    cli_env: RecordingEngine, tmp_path: Path
+) -> None:
+    file = tmp_path / "shots.jsonl"
+    file.write_text(jsonl([req("a"), req("b"), req("a")]))
+    result = CliRunner().invoke(batch, ["submit", str(file), "--dry-run", "--budget", "1"])
+    assert result.exit_code == 0, result.output
+    assert "3 lines, 2 distinct requests (1 duplicates): estimated $1.40" in result.stdout
+    assert "budget $1.00: 1 requests ($0.70) would be submitted, 1 skipped_budget" in result.stdout
+    assert cli_env.redis.keys("*") == []
+
+
+# Integration: a real worker and the simulator -----------------------------------------------
+
+
+@dataclass
+class Stack:
+    sim: SimulatorProcess
+    env: dict[str, str]
+    log: Path
+    redis: redis.Redis
+
+
+@pytest.fixture(scope="module")
+def stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    tmp = tmp_path_factory.mktemp("batches")
+    with SimulatorProcess(gen_time_mean=0.2, gen_time_jitter=0.1) as sim:
+        env = {
+            "REDIS_URL": redis_server.url,
+            "RELAYDANCE_API_KEY": "sk-test-batches",
+            "RELAYDANCE_BASE_URL": sim.url,
+            "RELAYDANCE_ALLOW_LOCAL_URLS": "true",
+            "RELAYDANCE_OUTPUT_DIR": str(tmp / "renders"),
+            "RELAYDANCE_POLL_FIRST_DELAY": "0.3",
+            "RELAYDANCE_POLL_INTERVAL_MIN": "0.2",
+            "RELAYDANCE_POLL_INTERVAL_MAX": "0.5",
+            # Far above what the tests send: no step waits on the request-rate limiter.
+            "RELAYDANCE_REQUESTS_PER_SECOND": "1000",
+        }
+        log = tmp / "worker.log"
+        with log.open("wb") as out:
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "celery", "-A", "worker", "worker", "--pool", "threads",
+                 "-c", "4", "-I", "tasks.batches", "--without-gossip", "--without-mingle",
+                 "--loglevel", "INFO", "--hostname", f"batches-{os.getpid()}@%h"],
+                env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
+            )  # fmt: skip
+        client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+        try:
+            yield Stack(sim, env, log, client)
+        finally:
+            worker.terminate()
+            try:
+                worker.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.wait()
+            client.close()
+
+
+@pytest.fixture
+def live(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
+    for name, value in stack.env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("RELAYDANCE_PRICES", raising=False)
+    get_settings.cache_clear()
+    reset_engine()
+    _point_celery_at(stack.env["REDIS_URL"])
+    keys = [k for k in stack.redis.scan_iter("rd:*")]
+    if keys:
+        stack.redis.delete(*keys)
+    stack.sim.reset()
+    stack.sim.configure(gen_time_mean=0.2, failure_rate=0.0)
+    yield stack
+    get_settings.cache_clear()
+    reset_engine()
+
+
+def _point_celery_at(url: str) -> None:
+    """Make this process publish to ``url`` even if an earlier test configured another."""
+    from worker import app
+
+    if app.conf.broker_url == url:
+        return
+    app.conf.update(broker_url=url, result_backend=url)
+    # The connection and producer pools were built for the old url: drop them.
+    if app._pool is not None:
+        app._pool.force_close_all()
+        app._pool = None
+    app.amqp._producer_pool = None
+
+
+def _wait(batch_id: str, stack: Stack, timeout: float = 60.0) -> Any:
+    from tasks.batches import wait_batch
+
+    try:
+        return wait_batch(batch_id, timeout=timeout, interval=0.2)
+    except TimeoutError:
+        print(stack.log.read_text(errors="replace")[-4000:])
+        raise
+
+
+def test_cli_skip_invalid_renders_the_rest_and_reports_every_line(
+    live: Stack, tmp_path: Path
+) -> None:
+    file = tmp_path / "shots.jsonl"
+    file.write_text(fifty_lines_with_three_bad())
+    result = CliRunner().invoke(batch, ["submit", str(file), "--skip-invalid", "--wait",
+                                        "--timeout", "90"])  # fmt: skip
+
+    assert result.exit_code == 0, (result.output, live.log.read_text()[-3000:])
+    batch_id = result.stdout.strip()
+    assert "skipped 3 invalid lines" in result.stderr
+    assert "47/50 done" in result.stderr  # the progress line, plain text off a terminal
+    out = tmp_path / "report.csv"
+    report = CliRunner().invoke(batch, ["report", batch_id, "--format", "csv", "-o", str(out)])
+    assert report.exit_code == 0, report.output
+    import csv
+
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 50
+    done = [r for r in rows if r["state"] == "done"]
+    assert len(done) == 47 and all(Path(r["output_path"]).is_file() and r["sha256"] for r in done)
+    assert all(r["seconds"] == "5" and float(r["estimated_cost"]) == CLIP for r in done)
+    invalid = [r for r in rows if r["state"] == "invalid"]
+    assert [r["line"] for r in invalid] == ["7", "20", "42"]
+    assert "seconds: 40 is outside" in invalid[0]["error"]
+    assert live.sim.stats()["submissions"] == 47
+
+
+def test_a_budget_cap_reached_mid_batch_skips_the_rest_and_spend_stays_under_it(
+    live: Stack,
+) -> None:
+    from tasks.batches import batch_report as report_of
+    from tasks.batches import enqueue_batch
+
+    sub = enqueue_batch([req(f"budgeted {i}") for i in range(8)], budget=3.0)
+    status = _wait(sub.batch_id, live)
+    assert status.counts == {"done": 4, "skipped_budget": 4}
+    assert status.committed_usd == status.spent_usd == pytest.approx(4 * CLIP)
+    assert status.spent_usd <= 3.0
+    assert live.sim.stats()["submissions"] == 4
+    _, rows = report_of(sub.batch_id)
+    assert [r.state for r in rows] == ["done"] * 4 + ["skipped_budget"] * 4
+
+
+def test_duplicate_lines_render_once_and_reuse_renders_nothing_again(live: Stack) -> None:
+    from tasks.batches import enqueue_batch
+
+    requests = [req("twin a"), req("twin b"), req("twin a"), req("twin b"), req("twin a")]
+    first = enqueue_batch(requests)
+    assert (first.unique, first.duplicates, first.enqueued) == (2, 3, 2)
+    assert _wait(first.batch_id, live).done == 5
+    assert live.sim.stats()["submissions"] == 2
+    second = enqueue_batch(requests, reuse=True)
+    assert (second.enqueued, second.reused) == (0, 2)
+    status = _wait(second.batch_id, live)
+    assert status.done == 5 and status.spent_usd == 0.0
+    assert live.sim.stats()["submissions"] == 2
+    without = enqueue_batch(requests)  # the control: no --reuse renders (and pays) again
+    _wait(without.batch_id, live)
+    assert live.sim.stats()["submissions"] == 4
+
+
+def test_resume_after_canceling_half_a_batch_renders_only_the_canceled_half(
+    live: Stack,
+) -> None:
+    from tasks import cancel
+    from tasks.batches import enqueue_batch, resume_batch
+
+    sub = enqueue_batch([req(f"half {i}") for i in range(10)], name="halves")
+    before = live_batches().job_ids(sub.batch_id)
+    canceled = {index for index in range(5) if cancel(before[index])}
+    assert canceled  # the jobs were just enqueued: at least the first ones are still queued
+    status = _wait(sub.batch_id, live)
+    assert status.counts == {"done": 10 - len(canceled), "canceled": len(canceled)}
+    result = CliRunner().invoke(batch, ["resume", "halves"])
+    assert result.exit_code == 0, result.output
+    status = _wait(sub.batch_id, live)
+    assert status.counts == {"done": 10}
+    after = live_batches().job_ids(sub.batch_id)
+    assert {i for i in range(10) if after[i] != before[i]} == canceled
+    remote = live.sim.stats()["submissions"]
+    assert 10 <= remote <= 10 + len(canceled)  # a job canceled after submission was sent once
+    assert resume_batch(sub.batch_id).enqueued == 0  # nothing left to re-queue
+
+
+def live_batches() -> Batches:
+    from worker.engine import get_engine
+
+    return Batches(get_engine())
+
+
+def test_batch_cancel_stops_running_jobs_and_a_resubmission_by_name_finishes_them(
+    live: Stack, tmp_path: Path
+) -> None:
+    live.sim.configure(gen_time_mean=30.0)
+    file = tmp_path / "slow.jsonl"
+    file.write_text(jsonl([req(f"slow {i}") for i in range(3)]))
+    result = CliRunner().invoke(batch, ["submit", str(file), "--name", "slow", "--json"])
+    assert result.exit_code == 0, result.output
+    batch_id = json.loads(result.stdout)["batch_id"]
+    assert wait_until(lambda: live.sim.stats()["submissions"] == 3, timeout=30)
+    result = CliRunner().invoke(batch, ["cancel", batch_id])
+    assert result.exit_code == 0 and "canceled 3 jobs" in result.stdout
+    status = json.loads(CliRunner().invoke(batch, ["status", batch_id, "--json"]).stdout)
+    assert status["counts"] == {"canceled": 3} and status["finished"]
+    # Sent to the provider before the cancel: possibly billed, so still committed.
+    assert status["committed_usd"] == pytest.approx(3 * CLIP)
+    live.sim.configure(gen_time_mean=0.2)
+    again = CliRunner().invoke(batch, ["submit", str(file), "--name", "slow", "--wait"])
+    assert again.exit_code == 0, (again.output, live.log.read_text()[-3000:])
+    assert again.stdout.strip() == batch_id
+    assert live.sim.stats()["submissions"] == 6
+
+
+def test_failed_generations_are_not_billed_and_resubmitting_by_name_retries_them(
+    live: Stack,
+) -> None:
+    from tasks.batches import enqueue_batch
+
+    live.sim.configure(failure_rate=1.0)
+    requests = [req(f"flaky {i}") for i in range(3)]
+    sub = enqueue_batch(requests, name="flaky", budget=10)
+    status = _wait(sub.batch_id, live)
+    assert status.counts == {"failed": 3}
+    assert status.committed_usd == 0.0  # every reservation was given back
+    live.sim.configure(failure_rate=0.0)
+    again = enqueue_batch(requests, name="flaky")
+    assert again.batch_id == sub.batch_id and again.enqueued == 3
+    status = _wait(sub.batch_id, live)
+    assert status.counts == {"done": 3}
+    assert status.committed_usd == pytest.approx(3 * CLIP)
+
+
+def test_the_json_report_has_one_row_per_line_with_the_batch_summary(live: Stack) -> None:
+    from tasks.batches import batch_report as report_of
+    from tasks.batches import enqueue_batch
+
+    sub = enqueue_batch([req("solo"), req("solo")])
+    _wait(sub.batch_id, live)
+    status, rows = report_of(sub.batch_id)
+    body = json.loads(render_report(status, rows, fmt="json"))
+    assert body["batch"]["counts"] == {"done": 2}
+    assert [r["line"] for r in body["rows"]] == [1, 2]
+    assert body["rows"][1]["note"] == "same request as line 1"
+    assert body["rows"][0]["sha256"] == body["rows"][1]["sha256"]
+    assert body["rows"][1]["estimated_cost"] == 0.0

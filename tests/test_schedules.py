@@ -1,0 +1,393 @@
+"""Schedules: cron parsing, the run's instant and batch name, idempotent runs, the CLI, and
+celery-redbeat beats (two at once, one killed) firing a schedule exactly once.
+
+Tests without beat use database 1 of the session's redis-server, their own Celery app
+(so redbeat's cached connection points there) and an engine that records messages. The
+beat test runs a real worker, two beats and the simulator on database 0.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from celery import Celery
+from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from config.settings import get_settings, load_settings
+from simulator.testing import SimulatorProcess
+from worker.batch import Batches, InvalidBatch, parse_records
+from worker.batch_cli import schedule
+from worker.engine import Engine, reset_engine
+from worker.errors import InvalidRequest
+from worker.redis_server import RedisServer
+from worker.schedules import Schedules, latest_instant, parse_cron, run_name
+
+ROOT = Path(__file__).resolve().parent.parent
+FAST = "doubao-seedance-2-0-fast-260128"
+
+
+def requests(n: int) -> Any:
+    return parse_records(
+        [{"model": FAST, "prompt": f"nightly {i}", "seconds": 5} for i in range(n)]
+    )
+
+
+class RecordingEngine(Engine):
+    """An engine whose messages are recorded instead of published."""
+
+    sent: list[tuple[str, tuple[Any, ...]]]
+
+    def send(self, name: str, *args: Any, countdown: float | None = None) -> None:
+        self.sent.append((name, args))
+
+
+def celery_app(url: str) -> Celery:
+    app = Celery("schedules-test", set_as_current=False)
+    app.conf.update(broker_url=url, redbeat_redis_url=url, redbeat_redis_options={}, timezone="UTC")
+    return app
+
+
+UTC_APP = celery_app("redis://127.0.0.1:1/0")  # cron arithmetic only; never connects
+
+
+@pytest.fixture
+def db1(redis_server: RedisServer) -> str:
+    url = redis_server.url[: -len("/0")] + "/1"
+    redis.Redis.from_url(url).flushdb()
+    return url
+
+
+@pytest.fixture
+def engine(db1: str) -> Iterator[RecordingEngine]:
+    built = Engine.from_settings(load_settings(redis_url=db1, api_key="sk-test"))
+    fake = RecordingEngine(**{f: getattr(built, f) for f in built.__dataclass_fields__})
+    fake.sent = []
+    yield fake
+    fake.close()
+
+
+@pytest.fixture
+def schedules(engine: RecordingEngine, db1: str) -> Schedules:
+    return Schedules(engine, celery_app(db1))
+
+
+def at(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+# Cron and instants ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("cron", "moment", "instant"),
+    [
+        ("0 2 * * *", "2025-03-10T02:00:00", "2025-03-10T02:00"),
+        ("0 2 * * *", "2025-03-10T01:59:59", "2025-03-09T02:00"),
+        ("*/15 * * * *", "2025-03-10T10:44:10", "2025-03-10T10:30"),
+        ("30 9 * * 1", "2025-03-09T12:00:00", "2025-03-03T09:30"),  # the Monday before
+        ("0 0 1 1 *", "2025-03-10T00:00:00", "2025-01-01T00:00"),
+        ("0 12 29 2 *", "2025-03-01T00:00:00", "2024-02-29T12:00"),
+    ],
+)
+def test_a_run_belongs_to_the_latest_cron_instant_at_or_before_it(
+    cron: str, moment: str, instant: str
+) -> None:
+    assert latest_instant(parse_cron(cron, app=UTC_APP), at(moment)) == at(instant)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    minute=st.sampled_from(["*", "0", "*/7", "5,35", "59"]),
+    hour=st.sampled_from(["*", "2", "*/5", "9-17"]),
+    dom=st.sampled_from(["*", "1", "15", "28-31"]),
+    dow=st.sampled_from(["*", "1", "0,6"]),
+    moment=st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2030, 1, 1)),
+)
+def test_no_cron_instant_lies_between_the_found_instant_and_the_moment(
+    minute: str, hour: str, dom: str, dow: str, moment: datetime
+) -> None:
+    cron = parse_cron(f"{minute} {hour} {dom} * {dow}", app=UTC_APP)
+    when = moment.replace(tzinfo=UTC)
+    found = latest_instant(cron, when)
+    assert found <= when
+    # Celery's own arithmetic: the next instant after the found one is after the moment.
+    last, delta, _ = cron.remaining_delta(found)
+    following = last + delta  # a timedelta or a celery ffwd
+    assert following > when
+
+
+@pytest.mark.parametrize("expression", ["0 2 * *", "61 * * * *", "* 25 * * *", "every day"])
+def test_a_bad_cron_expression_is_refused_with_the_fix(expression: str) -> None:
+    with pytest.raises(InvalidRequest) as exc:
+        parse_cron(expression, app=UTC_APP)
+    field, message = exc.value.problems[0]
+    assert field == "cron" and "e.g. '0 2 * * *'" in message
+
+
+def test_a_run_is_named_after_its_schedule_and_utc_instant() -> None:
+    assert run_name("nightly", at("2025-03-10T02:00")) == "nightly-20250310T0200Z"
+
+
+# Adding, listing, removing, running ------------------------------------------------------
+
+
+def test_adding_a_schedule_stores_its_requests_and_a_beat_entry_that_is_not_due_at_once(
+    schedules: Schedules,
+) -> None:
+    added = schedules.add("nightly", cron="0 2 * * *", parsed=requests(3), budget=5)
+    assert (added.lines, added.budget_usd, added.runs) == (3, 5.0, 0)
+    now = datetime.now(UTC)
+    assert added.next_run is not None
+    assert now < added.next_run <= now + timedelta(days=1)
+    assert added.next_run.astimezone(UTC).strftime("%H:%M") == "02:00"
+    entry = schedules.redis.hgetall("redbeat:relaydance-batch:nightly")
+    definition = json.loads(entry["definition"])
+    assert definition["task"] == "relaydance.batch_run"
+    assert definition["kwargs"] == {"schedule": "nightly"}
+    assert [s.name for s in schedules.list()] == ["nightly"]
+
+
+def test_a_schedule_with_invalid_lines_a_bad_cron_or_an_unknown_key_is_refused(
+    schedules: Schedules,
+) -> None:
+    bad = parse_records([{"model": FAST, "prompt": "x", "seconds": 99}])
+    with pytest.raises(InvalidBatch):
+        schedules.add("bad-file", cron="0 2 * * *", parsed=bad)
+    with pytest.raises(InvalidRequest):
+        schedules.add("bad-cron", cron="0 2 * *", parsed=requests(1))
+    with pytest.raises(InvalidRequest) as exc:
+        schedules.add("bad-key", cron="0 2 * * *", parsed=requests(1), key="tenant-z")
+    assert exc.value.problems[0][0] == "key"
+    assert schedules.list() == []
+    schedules.add("taken", cron="0 2 * * *", parsed=requests(1))
+    with pytest.raises(InvalidRequest):
+        schedules.add("taken", cron="0 3 * * *", parsed=requests(1))
+
+
+def test_a_run_creates_its_batch_once_however_often_it_fires(
+    schedules: Schedules, engine: RecordingEngine
+) -> None:
+    schedules.add("nightly", cron="0 2 * * *", parsed=requests(4), budget=2.0)
+    fired = at("2025-03-10T02:00:01")
+    results: list[str | None] = []
+    threads = [
+        threading.Thread(target=lambda: results.append(schedules.run("nightly", at=fired)))
+        for _ in range(5)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(set(results)) == 1 and results[0] is not None
+    status = Batches(engine).status(results[0])
+    assert status.name == "nightly-20250310T0200Z"
+    assert status.counts == {"queued": 2, "skipped_budget": 2}  # $0.70 each, cap $2
+    assert len(engine.redis.keys("rd:job:*")) == 2
+    assert schedules.get("nightly").runs == 5
+    assert schedules.get("nightly").last_batch == results[0]
+    tomorrow = schedules.run("nightly", at=at("2025-03-11T02:00:00"))
+    assert tomorrow != results[0]
+    assert Batches(engine).status(tomorrow or "").name == "nightly-20250311T0200Z"
+
+
+def test_removing_a_schedule_deletes_its_beat_entry_and_a_late_run_does_nothing(
+    schedules: Schedules,
+) -> None:
+    schedules.add("weekly", cron="0 4 * * 0", parsed=requests(1))
+    assert schedules.remove("weekly")
+    assert not schedules.redis.exists("redbeat:relaydance-batch:weekly")
+    assert schedules.list() == [] and not schedules.remove("weekly")
+    assert schedules.run("weekly") is None
+
+
+# CLI -------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def cli(redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    _clean(client)
+    monkeypatch.setenv("REDIS_URL", redis_server.url)
+    monkeypatch.setenv("RELAYDANCE_API_KEY", "sk-test")
+    get_settings.cache_clear()
+    reset_engine()
+    _point_app_at(redis_server.url)
+    yield client
+    _clean(client)
+    get_settings.cache_clear()
+    reset_engine()
+    client.close()
+
+
+def _point_app_at(url: str) -> None:
+    """Make the CLI's Celery app (and redbeat's cached client) use ``url``."""
+    from worker import app
+
+    if app.conf.broker_url != url:
+        app.conf.update(broker_url=url, result_backend=url)
+        if app._pool is not None:
+            app._pool.force_close_all()
+            app._pool = None
+        app.amqp._producer_pool = None
+    app.conf.update(redbeat_redis_url=url, redbeat_redis_options={})
+    for cached in ("redbeat_redis", "redbeat_conf"):
+        if hasattr(app, cached):
+            delattr(app, cached)
+
+
+def _clean(client: redis.Redis) -> None:
+    keys = [*client.scan_iter("rd:*"), *client.scan_iter("redbeat:*")]
+    if keys:
+        client.delete(*keys)
+
+
+def test_cli_adds_lists_and_removes_a_schedule(cli: redis.Redis, tmp_path: Path) -> None:
+    file = tmp_path / "nightly.csv"
+    file.write_text(f"model,prompt,seconds\n{FAST},a quiet harbour,5\n{FAST},a busy market,6\n")
+    runner = CliRunner()
+    added = runner.invoke(schedule, ["add", "nightly", "--cron", "0 2 * * *", "--file", str(file),
+                                     "--budget", "10"])  # fmt: skip
+    assert added.exit_code == 0, added.output
+    assert "schedule nightly added: 2 lines" in added.stdout
+    listed = json.loads(runner.invoke(schedule, ["list", "--json"]).stdout)
+    assert [(s["name"], s["cron"], s["lines"], s["budget_usd"]) for s in listed] == [
+        ("nightly", "0 2 * * *", 2, 10.0)
+    ]
+    assert runner.invoke(schedule, ["remove", "nightly"]).exit_code == 0
+    assert runner.invoke(schedule, ["remove", "nightly"]).exit_code == 1
+    assert "no schedules" in runner.invoke(schedule, ["list"]).stdout
+
+
+def test_cli_refuses_a_schedule_whose_file_has_invalid_lines(
+    cli: redis.Redis, tmp_path: Path
+) -> None:
+    file = tmp_path / "bad.jsonl"
+    file.write_text(json.dumps({"model": FAST, "prompt": "x", "seconds": 99}) + "\n")
+    result = CliRunner().invoke(
+        schedule, ["add", "bad", "--cron", "0 2 * * *", "--file", str(file)]
+    )
+    assert result.exit_code == 2
+    assert "line 1: seconds: 99 is outside" in result.stderr
+    assert not cli.exists("rd:schedule:bad")
+
+
+# Beat: a schedule fires once, whatever the number of beats ---------------------------------
+
+BEAT = """
+import sys
+from worker import app
+url, lock_timeout = sys.argv[1], int(sys.argv[2])
+app.conf.update(beat_scheduler="redbeat.RedBeatScheduler", redbeat_redis_url=url,
+                redbeat_lock_timeout=lock_timeout, beat_max_interval=1)
+app.Beat(scheduler="redbeat.RedBeatScheduler", max_interval=1, loglevel="INFO").run()
+"""
+LOCK_TIMEOUT = 3
+
+
+def _spawn(args: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        return subprocess.Popen(args, env={**os.environ, **env}, stdout=out,
+                                stderr=subprocess.STDOUT, cwd=ROOT)  # fmt: skip
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _wait_for(predicate: Any, timeout: float, interval: float = 0.2) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return bool(predicate())
+
+
+def _acquired(log: Path) -> bool:
+    return "beat: Acquired lock" in log.read_text(errors="replace")
+
+
+@pytest.mark.integration
+def test_a_schedule_set_a_minute_ahead_fires_once_with_two_beats_and_after_a_takeover(
+    cli: redis.Redis, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = cli.connection_pool.connection_kwargs
+    redis_url = f"redis://127.0.0.1:{url['port']}/0"
+    with SimulatorProcess(gen_time_mean=0.2, gen_time_jitter=0.1) as sim:
+        env = {
+            "REDIS_URL": redis_url,
+            "RELAYDANCE_API_KEY": "sk-test-schedules",
+            "RELAYDANCE_BASE_URL": sim.url,
+            "RELAYDANCE_ALLOW_LOCAL_URLS": "true",
+            "RELAYDANCE_OUTPUT_DIR": str(tmp_path / "renders"),
+            "RELAYDANCE_POLL_FIRST_DELAY": "0.3",
+            "RELAYDANCE_POLL_INTERVAL_MIN": "0.2",
+            "RELAYDANCE_POLL_INTERVAL_MAX": "0.5",
+            "RELAYDANCE_REQUESTS_PER_SECOND": "1000",
+        }
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        get_settings.cache_clear()
+        reset_engine()
+        worker = _spawn(
+            [sys.executable, "-m", "celery", "-A", "worker", "worker", "--pool", "threads", "-c",
+             "4", "-I", "tasks.batches", "--without-gossip", "--without-mingle", "--loglevel",
+             "INFO", "--hostname", f"schedules-{os.getpid()}@%h"],
+            tmp_path / "worker.log", env,
+        )  # fmt: skip
+        logs = [tmp_path / "beat-a.log", tmp_path / "beat-b.log"]
+        beats = [
+            _spawn([sys.executable, "-c", BEAT, redis_url, str(LOCK_TIMEOUT)], log, env)
+            for log in logs
+        ]
+        try:
+            assert _wait_for(lambda: any(_acquired(log) for log in logs), 20), logs[0].read_text()
+            now = datetime.now(UTC)
+            target = (now + timedelta(minutes=1)).replace(second=0, microsecond=0)
+            if (target - now).total_seconds() < 3:
+                target += timedelta(minutes=1)
+            engine = Engine.from_settings(get_settings())
+            app = celery_app(redis_url)
+            added = Schedules(engine, app).add(
+                "minutely", cron=f"{target.minute} {target.hour} * * *", parsed=requests(2)
+            )
+            assert added.next_run == target
+            expected = f"minutely-{target:%Y%m%dT%H%MZ}"
+            assert _wait_for(lambda: cli.exists(f"rd:batchname:{expected}"),
+                             (target - now).total_seconds() + 20), logs  # fmt: skip
+            batch_id = cli.get(f"rd:batchname:{expected}")
+            status = Batches(engine).wait(batch_id, timeout=30, interval=0.2)
+            assert status.counts == {"done": 2}
+            # Kill the beat holding the lock: the other takes over once the lock expires.
+            holder = 0 if _acquired(logs[0]) else 1
+            os.kill(beats[holder].pid, signal.SIGKILL)
+            beats[holder].wait()
+            assert _wait_for(lambda: _acquired(logs[1 - holder]), LOCK_TIMEOUT + 10)
+            time.sleep(2)  # two ticks of the new beat
+            assert Schedules(engine, app).get("minutely").runs == 1
+            assert len(list(cli.scan_iter("rd:batchname:minutely-*"))) == 1
+            assert sim.stats()["submissions"] == 2
+            engine.close()
+        finally:
+            for proc in (*beats, worker):
+                _stop(proc)

@@ -1,0 +1,155 @@
+"""What a batch produced, one row per line, as CSV or JSON; and its one-line progress.
+
+Columns: line, job_id, state, output_path, sha256, seconds (of video), estimated_cost,
+error, note. A request that several lines repeat is priced on its first line only (the
+others say ``same request as line N``); a reused render costs nothing here.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+from worker.batch.budget import SKIPPED_BUDGET, from_micros
+from worker.batch.status import BatchStatus
+from worker.batch.store import REUSE_PREFIX, job_of
+from worker.batch.tracker import BatchTracker
+
+__all__ = ["COLUMNS", "ReportRow", "batch_report", "progress_line", "render_report"]
+
+COLUMNS = ("line", "job_id", "state", "output_path", "sha256", "seconds", "estimated_cost",
+           "error", "note")  # fmt: skip
+_JOB_FIELDS = ["output_path", "sha256", "error_code", "error_message"]
+
+
+@dataclass(frozen=True)
+class ReportRow:
+    """One line of the batch and what became of it."""
+
+    line: int
+    job_id: str | None
+    state: str
+    output_path: str | None
+    sha256: str | None
+    seconds: int | None
+    estimated_cost: float
+    error: str | None
+    note: str | None = None
+
+
+def batch_report(batches: BatchTracker, batch_id: str) -> tuple[BatchStatus, list[ReportRow]]:
+    """The batch's status and one row per line, in line order."""
+    status, view = batches.view(batch_id)
+    record = view.record
+    jobs = {index: job for index, value in view.values.items() if (job := job_of(value))}
+    pipe = batches.engine.redis.pipeline(transaction=False)
+    ordered = sorted(jobs.items())
+    for _, job_id in ordered:
+        pipe.hmget(batches.engine.store.key(job_id), _JOB_FIELDS)
+    details = {index: row for (index, _), row in zip(ordered, pipe.execute(), strict=True)}
+    first_line: dict[int, int] = {}
+    for line, index in record.lines:
+        first_line.setdefault(index, line)
+    budget = status.budget_usd
+    rows: list[ReportRow] = []
+    for line, index in record.lines:
+        item = view.items[index]
+        state = view.states[index]
+        value = view.values.get(index, "")
+        output, sha, code, message = details.get(index) or [None] * 4
+        reused = value.startswith(REUSE_PREFIX)
+        duplicate = first_line[index] != line
+        note = None
+        if duplicate:
+            note = f"same request as line {first_line[index]}"
+        elif reused:
+            note = "reused an earlier render of the same request"
+        error = None
+        if state == "failed":
+            error = f"{code}: {message}" if code else message
+        elif state == "lost":
+            error = "the job was never created (enqueueing was interrupted); resume the batch"
+        elif state == SKIPPED_BUDGET:
+            error = (
+                f"not submitted: the budget (${budget:.2f}) would have been exceeded; "
+                "raise it with: relaydance batch resume ID --budget USD"
+            )
+        elif state == "canceled":
+            error = "canceled; resume the batch to render it"
+        rows.append(
+            ReportRow(
+                line=line,
+                job_id=job_of(value),
+                state=state,
+                output_path=output,
+                sha256=sha,
+                seconds=int(item.request.get("seconds", 0)),
+                estimated_cost=0.0 if (duplicate or reused) else from_micros(item.cost_micros),
+                error=error,
+                note=note,
+            )
+        )
+    for bad in record.invalid:
+        problems = "; ".join(f"{name}: {message}" for name, message in bad.problems)
+        rows.append(
+            ReportRow(bad.line, None, "invalid", None, None, None, 0.0, problems, "skipped")
+        )
+    rows.sort(key=lambda row: row.line)
+    return status, rows
+
+
+def render_report(
+    status: BatchStatus, rows: list[ReportRow], *, fmt: Literal["csv", "json"]
+) -> str:
+    """The report as CSV (one row per line) or JSON (the batch summary and the rows)."""
+    if fmt == "json":
+        body: dict[str, Any] = {"batch": status.to_dict(), "rows": [asdict(r) for r in rows]}
+        return json.dumps(body, indent=2) + "\n"
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if v is None else v) for k, v in asdict(row).items()})
+    return out.getvalue()
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "--"
+    seconds = int(seconds + 0.5)
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+def progress_line(status: BatchStatus, *, elapsed: float, done_before: int, width: int = 20) -> str:
+    """``[#####.....] 12/50 done | 4 running | ... | 0.8/s | ETA 45s | $2.40 spent``.
+
+    Throughput counts lines done since following began (``done_before`` were done then).
+    """
+    total = max(status.lines, 1)
+    settled = sum(1 for s in status.line_states.values() if s in ("done", "failed", "lost",
+                  "canceled", SKIPPED_BUDGET, "invalid"))  # fmt: skip
+    filled = int(width * settled / total)
+    rate = (status.done - done_before) / elapsed if elapsed > 0 else 0.0
+    left = status.lines - settled
+    eta = left / rate if rate > 0 else (0.0 if left == 0 else None)
+    parts = [
+        f"[{'#' * filled}{'.' * (width - filled)}] {status.done}/{status.lines} done",
+        f"{status.running} running",
+        f"{status.waiting} waiting",
+        f"{status.failed} failed",
+    ]
+    for state in ("canceled", SKIPPED_BUDGET):
+        if status.counts.get(state):
+            parts.append(f"{status.counts[state]} {state}")
+    parts.append(f"{rate:.2f}/s")
+    parts.append(f"ETA {_duration(eta)}")
+    money = f"${status.spent_usd:.2f} spent, ${status.committed_usd:.2f} committed"
+    if status.budget_usd is not None:
+        money += f" of ${status.budget_usd:.2f}"
+    parts.append(money)
+    return " | ".join(parts)

@@ -1,0 +1,130 @@
+"""What a batch looks like from outside: the result of a submission, and its status.
+
+Line states are the job states (``queued`` ... ``done``, ``failed``, ``canceled``) plus
+the batch's own: ``pending`` (not enqueued yet), ``skipped_budget``, ``invalid`` (refused
+at submission, with ``--skip-invalid``) and ``lost`` (claimed, but the job was never
+written because its submitter died; a resume re-queues it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from worker.batch.budget import SKIPPED_BUDGET
+from worker.batch.parse import InvalidLine
+from worker.batch.store import BatchRecord, Item
+from worker.jobs import FINAL_STATES
+
+__all__ = [
+    "FINAL_JOB_STATES",
+    "REQUEUE_STATES",
+    "BatchStatus",
+    "ItemView",
+    "Submission",
+    "is_final_line_state",
+]
+
+FINAL_JOB_STATES = frozenset(s.value for s in FINAL_STATES)
+REQUEUE_STATES = frozenset({"failed", "canceled", "lost", SKIPPED_BUDGET})
+_LINE_FINAL = FINAL_JOB_STATES | {"lost", SKIPPED_BUDGET, "invalid"}
+
+
+def is_final_line_state(state: str) -> bool:
+    """Whether a line's state will not change without a resume."""
+    return state in _LINE_FINAL
+
+
+@dataclass(frozen=True)
+class Submission:
+    """What one submit (or resume) pass did."""
+
+    batch_id: str
+    created: bool
+    lines: int
+    unique: int
+    duplicates: int
+    invalid: list[InvalidLine]
+    enqueued: int = 0
+    reused: int = 0
+    skipped_budget: int = 0
+    estimated_usd: float = 0.0
+    committed_usd: float = 0.0
+
+
+@dataclass(frozen=True)
+class BatchStatus:
+    """A batch's progress: line counts by state, and its money."""
+
+    id: str
+    name: str | None
+    alias: str
+    created_at: float
+    lines: int
+    unique: int
+    counts: dict[str, int]
+    budget_usd: float | None
+    committed_usd: float
+    spent_usd: float
+    estimated_usd: float
+    canceled: bool
+    invalid: list[InvalidLine] = field(default_factory=list)
+    line_states: dict[int, str] = field(default_factory=dict, repr=False)
+
+    @property
+    def finished(self) -> bool:
+        """Whether no line is queued or in flight any more."""
+        return all(is_final_line_state(state) for state in self.line_states.values())
+
+    def group(self, *states: str) -> int:
+        """Number of lines in any of ``states``."""
+        return sum(self.counts.get(state, 0) for state in states)
+
+    @property
+    def done(self) -> int:
+        """Lines done."""
+        return self.group("done")
+
+    @property
+    def failed(self) -> int:
+        """Lines failed or lost."""
+        return self.group("failed", "lost")
+
+    @property
+    def waiting(self) -> int:
+        """Lines not yet sent to the provider."""
+        return self.group("pending", "queued", "waiting_for_slot")
+
+    @property
+    def running(self) -> int:
+        """Lines between submission and done."""
+        return self.group("submitting", "submitted", "running", "generated", "downloading")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready view."""
+        return {
+            "batch_id": self.id,
+            "name": self.name,
+            "key": self.alias,
+            "created_at": self.created_at,
+            "lines": self.lines,
+            "unique": self.unique,
+            "counts": dict(sorted(self.counts.items())),
+            "finished": self.finished,
+            "canceled": self.canceled,
+            "budget_usd": self.budget_usd,
+            "committed_usd": round(self.committed_usd, 6),
+            "spent_usd": round(self.spent_usd, 6),
+            "estimated_usd": round(self.estimated_usd, 6),
+            "invalid_lines": [bad.line for bad in self.invalid],
+        }
+
+
+@dataclass
+class ItemView:
+    """Every item of a batch, its value and its state, after settling newly final jobs."""
+
+    record: BatchRecord
+    items: dict[int, Item]
+    values: dict[int, str]
+    states: dict[int, str]

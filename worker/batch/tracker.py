@@ -1,0 +1,221 @@
+"""Following a batch: the state of each of its items, read from the job store.
+
+Job states are read, never copied, except the final state each job was first seen in:
+recording it (once, atomically) is when a reservation that was not billed is given back
+and when a finished render enters the reuse index.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from worker.batch.budget import SKIPPED_BUDGET, Ledger, from_micros
+from worker.batch.status import FINAL_JOB_STATES, BatchStatus, ItemView, is_final_line_state
+from worker.batch.store import REUSE_PREFIX, BatchRecord, BatchStore, Item, job_of
+from worker.engine import Engine
+
+__all__ = ["BatchTracker"]
+
+logger = logging.getLogger(__name__)
+
+
+class BatchTracker:
+    """Reads a batch's progress and settles its finished jobs."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.store = BatchStore(
+            engine.redis, retention_seconds=engine.settings.job_retention_seconds
+        )
+        self.ledger = Ledger(engine.redis)
+
+    def _view(self, record: BatchRecord) -> ItemView:
+        """Item states now, settling jobs that became final since last looked at."""
+        items = self.store.items(record.id)
+        values = self.store.jobs(record.id)
+        finals = self.store.finals(record.id)
+        states: dict[int, str] = {}
+        live: list[tuple[int, str]] = []
+        for index in items:
+            value = values.get(index, "")
+            job_id = job_of(value)
+            if value == SKIPPED_BUDGET:
+                states[index] = SKIPPED_BUDGET
+            elif job_id is None:
+                states[index] = "canceled" if record.canceled else "pending"
+            elif job_id in finals:
+                states[index] = finals[job_id]
+            else:
+                live.append((index, job_id))
+        if live:
+            pipe = self.engine.redis.pipeline(transaction=False)
+            for _, job_id in live:
+                pipe.hmget(self.engine.store.key(job_id), ["state", "remote_task_id"])
+            rows = pipe.execute()
+            lost = self._lost(record.id, [job for (_, job), row in zip(live, rows, strict=True)
+                                          if row[0] is None])  # fmt: skip
+            for (index, job_id), (state, remote) in zip(live, rows, strict=True):
+                if state is None and job_id not in lost:
+                    states[index] = "pending"  # claimed; its record is being written
+                    continue
+                states[index] = self._settle(record, items[index], values[index], job_id,
+                                             state or "lost", remote)  # fmt: skip
+        return ItemView(record, items, values, states)
+
+    def _lost(self, batch_id: str, missing: list[str]) -> set[str]:
+        """Claimed jobs whose record will never appear.
+
+        A submitter holds its lease from before its claim until after it wrote the job;
+        so a job still missing when re-read after seeing no lease was never created.
+        """
+        if not missing or self.store.busy(batch_id):
+            return set()
+        pipe = self.engine.redis.pipeline(transaction=False)
+        for job_id in missing:
+            pipe.exists(self.engine.store.key(job_id))
+        return {job for job, exists in zip(missing, pipe.execute(), strict=True) if not exists}
+
+    def _settle(
+        self, record: BatchRecord, item: Item, value: str, job_id: str, state: str,
+        remote: str | None,
+    ) -> str:  # fmt: skip
+        """Record a final state once, giving back what was not billed; live states pass."""
+        reused = value.startswith(REUSE_PREFIX)
+        if state not in FINAL_JOB_STATES and state != "lost":
+            return state
+        if reused:
+            back = 0
+        elif state in ("failed", "lost") or (state == "canceled" and not remote):
+            back = item.cost_micros  # not billed: never generated, never sent, or never made
+        else:
+            back = 0
+        meta, final = self.store.key(record.id), self.store.key(record.id, "final")
+        if self.ledger.settle(meta, final, job_id, state, back):
+            if state == "done" and not reused:
+                self._index_done(record.alias, item.fingerprint, job_id)
+            if back:
+                logger.info("batch %s job %s %s; released $%.4f", record.id, job_id, state,
+                            from_micros(back))  # fmt: skip
+        return state
+
+    def _index_done(self, alias: str, fingerprint: str, job_id: str) -> None:
+        self.engine.redis.set(
+            self.store.reuse_key(alias, fingerprint),
+            job_id,
+            ex=self.engine.settings.job_retention_seconds,
+        )
+
+    def status(self, batch_id: str) -> BatchStatus:
+        """Line counts by state and the batch's money; settles newly final jobs."""
+        record = self.store.load(self.store.resolve(batch_id))
+        view = self._view(record)
+        return self._status(view)
+
+    def _status(self, view: ItemView) -> BatchStatus:
+        record = self.store.load(view.record.id)  # settling may have changed reservations
+        line_states = {line: view.states[index] for line, index in record.lines}
+        line_states.update({bad.line: "invalid" for bad in record.invalid})
+        counts: dict[str, int] = {}
+        for state in line_states.values():
+            counts[state] = counts.get(state, 0) + 1
+        spent = sum(
+            item.cost_micros
+            for index, item in view.items.items()
+            if view.states[index] == "done"
+            and not view.values.get(index, "").startswith(REUSE_PREFIX)
+        )
+        return BatchStatus(
+            id=record.id,
+            name=record.name,
+            alias=record.alias,
+            created_at=record.created_at,
+            lines=len(line_states),
+            unique=len(view.items),
+            counts=counts,
+            budget_usd=None if record.budget_micros is None else from_micros(record.budget_micros),
+            committed_usd=from_micros(record.reserved_micros),
+            spent_usd=from_micros(spent),
+            estimated_usd=from_micros(sum(i.cost_micros for i in view.items.values())),
+            canceled=record.canceled,
+            invalid=record.invalid,
+            line_states=line_states,
+        )
+
+    def view(self, batch_id: str) -> tuple[BatchStatus, ItemView]:
+        """The status and the settled items (for reports)."""
+        record = self.store.load(self.store.resolve(batch_id))
+        view = self._view(record)
+        return self._status(view), view
+
+    def wait(
+        self,
+        batch_id: str,
+        *,
+        timeout: float = 3600.0,
+        interval: float = 0.5,
+        on_progress: Callable[[BatchStatus], None] | None = None,
+    ) -> BatchStatus:
+        """Block until every line is final (or ``timeout`` passes: :class:`TimeoutError`)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            status = self.status(batch_id)
+            if on_progress is not None:
+                on_progress(status)
+            if status.finished:
+                return status
+            if time.monotonic() >= deadline:
+                raise TimeoutError(
+                    f"batch {batch_id} not finished after {timeout:.0f}s "
+                    f"({status.done} of {status.lines} lines done)"
+                )
+            time.sleep(min(interval, max(deadline - time.monotonic(), 0.0)))
+
+    # Cancel and notifications -----------------------------------------------------------------
+
+    def cancel(self, batch_id: str, *, cancel_job: Callable[[str], bool]) -> int:
+        """Stop enqueueing and cancel every job not final yet; returns how many were canceled.
+
+        ``cancel_job`` cancels one job (the producer API's ``cancel``, which also frees the
+        job's concurrency slot).
+        """
+        batch_id = self.store.resolve(batch_id)
+        self.store.set_fields(batch_id, {"canceled": "1"})
+        view = self._view(self.store.load(batch_id))
+        canceled = 0
+        for index, state in view.states.items():
+            job_id = job_of(view.values.get(index, ""))
+            # A "pending" job is being written by a submitter, which stops at the flag.
+            if job_id is None or is_final_line_state(state) or state == "pending":
+                continue
+            if cancel_job(job_id):
+                canceled += 1
+        self._view(self.store.load(batch_id))  # settle what was just canceled
+        logger.info("batch %s canceled (%d jobs)", batch_id, canceled)
+        return canceled
+
+    def job_done(self, summary: dict[str, Any]) -> None:
+        """A job of a batch is done: settle it, index it for reuse, tell the producer."""
+        job_id = str(summary.get("job_id", ""))
+        job = self.engine.store.get(job_id)
+        if job is None or "batch" not in job.extra:
+            return
+        batch_id, _, index_text = job.extra["batch"].partition(":")
+        try:
+            record = self.store.load(batch_id)
+        except LookupError:
+            return
+        index = int(index_text or "-1")
+        item = self.store.items(batch_id, [index]).get(index)
+        meta, final = self.store.key(batch_id), self.store.key(batch_id, "final")
+        if item is not None and self.ledger.settle(meta, final, job_id, "done", 0):
+            self._index_done(record.alias, item.fingerprint, job_id)
+        if record.on_done:
+            self.engine.send(record.on_done, {**summary, "batch_id": batch_id})
+
+    def job_ids(self, batch_id: str) -> dict[int, str]:
+        """Each item's current job id (items without a job are left out)."""
+        values = self.store.jobs(self.store.resolve(batch_id))
+        return {index: job for index, value in values.items() if (job := job_of(value))}
