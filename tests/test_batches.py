@@ -15,7 +15,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from click.testing import CliRunner
 
 from config.settings import get_settings, load_settings
 from simulator.testing import SimulatorProcess
+from tests.fleet import wait_until
 from worker.batch import (
     Batches,
     BatchFileError,
@@ -57,15 +57,6 @@ def req(prompt: str, **extra: Any) -> dict[str, Any]:
 
 def jsonl(requests: list[Any]) -> str:
     return "\n".join(r if isinstance(r, str) else json.dumps(r) for r in requests) + "\n"
-
-
-def wait_until(predicate: Any, *, timeout: float, interval: float = 0.1) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return bool(predicate())
 
 
 # Fixtures: no worker ---------------------------------------------------------------------

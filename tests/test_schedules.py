@@ -29,6 +29,7 @@ from hypothesis import strategies as st
 
 from config.settings import get_settings, load_settings
 from simulator.testing import SimulatorProcess
+from tests.fleet import wait_until
 from worker.batch import Batches, InvalidBatch, parse_records
 from worker.batch_cli import schedule
 from worker.engine import Engine, reset_engine
@@ -314,15 +315,6 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
-def _wait_for(predicate: Any, timeout: float, interval: float = 0.2) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return bool(predicate())
-
-
 def _acquired(log: Path) -> bool:
     return "beat: Acquired lock" in log.read_text(errors="replace")
 
@@ -361,7 +353,9 @@ def test_a_schedule_set_a_minute_ahead_fires_once_with_two_beats_and_after_a_tak
             for log in logs
         ]
         try:
-            assert _wait_for(lambda: any(_acquired(log) for log in logs), 20), logs[0].read_text()
+            assert wait_until(
+                lambda: any(_acquired(log) for log in logs), timeout=20, interval=0.2
+            ), logs[0].read_text()
             now = datetime.now(UTC)
             target = (now + timedelta(minutes=1)).replace(second=0, microsecond=0)
             if (target - now).total_seconds() < 3:
@@ -373,8 +367,8 @@ def test_a_schedule_set_a_minute_ahead_fires_once_with_two_beats_and_after_a_tak
             )
             assert added.next_run == target
             expected = f"minutely-{target:%Y%m%dT%H%MZ}"
-            assert _wait_for(lambda: cli.exists(f"rd:batchname:{expected}"),
-                             (target - now).total_seconds() + 20), logs  # fmt: skip
+            assert wait_until(lambda: cli.exists(f"rd:batchname:{expected}"),
+                              timeout=(target - now).total_seconds() + 20, interval=0.2), logs  # fmt: skip
             batch_id = cli.get(f"rd:batchname:{expected}")
             status = Batches(engine).wait(batch_id, timeout=30, interval=0.2)
             assert status.counts == {"done": 2}
@@ -382,7 +376,9 @@ def test_a_schedule_set_a_minute_ahead_fires_once_with_two_beats_and_after_a_tak
             holder = 0 if _acquired(logs[0]) else 1
             os.kill(beats[holder].pid, signal.SIGKILL)
             beats[holder].wait()
-            assert _wait_for(lambda: _acquired(logs[1 - holder]), LOCK_TIMEOUT + 10)
+            assert wait_until(
+                lambda: _acquired(logs[1 - holder]), timeout=LOCK_TIMEOUT + 10, interval=0.2
+            )
             time.sleep(2)  # two ticks of the new beat
             assert Schedules(engine, app).get("minutely").runs == 1
             assert len(list(cli.scan_iter("rd:batchname:minutely-*"))) == 1
