@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from config.redis_url import parse_sentinel_url
 from config.settings import Settings
 
 __all__ = ["QUEUE", "STEP_TIME_LIMITS", "celery_config", "visibility_timeout"]
@@ -54,12 +55,28 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "soft_time_limit": settings.download_timeout + 30,
         "time_limit": settings.download_timeout + 60,
     }
+    transport: dict[str, Any] = {"visibility_timeout": visibility_timeout(settings)}
+    redbeat: dict[str, Any] = {"redbeat_redis_url": url, "redbeat_redis_options": {}}
+    if url.startswith("sentinel"):
+        # Celery's transport and result backend follow the master through the sentinels;
+        # redbeat takes the same sentinels in its own option format.
+        transport["master_name"] = settings.redis_sentinel_master
+        parsed = parse_sentinel_url(url)
+        redbeat = {
+            "redbeat_redis_url": "redis-sentinel://",
+            "redbeat_redis_options": {
+                "sentinels": parsed.sentinels,
+                "service_name": settings.redis_sentinel_master,
+                "password": parsed.password,
+                "db": parsed.db,
+            },
+        }
     return {
         "broker_url": url,
         "result_backend": url,
         "broker_connection_retry_on_startup": True,
-        "broker_transport_options": {"visibility_timeout": visibility_timeout(settings)},
-        "result_backend_transport_options": {"visibility_timeout": visibility_timeout(settings)},
+        "broker_transport_options": transport,
+        "result_backend_transport_options": dict(transport),
         "task_serializer": "json",
         "result_serializer": "json",
         "accept_content": ["json"],
@@ -90,7 +107,6 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # Schedules live in Redis (celery-redbeat); its lock keeps one beat active.
         "beat_scheduler": "redbeat.RedBeatScheduler",
         "beat_max_interval": 5,  # new schedules are seen within 5 s
-        "redbeat_redis_url": url,
-        "redbeat_redis_options": {},
+        **redbeat,
         "redbeat_lock_timeout": 30,  # a crashed beat is replaced within 30 s
     }

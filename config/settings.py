@@ -85,6 +85,9 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("RELAYDANCE_REDIS_URL", "REDIS_URL"),
         description="Redis URL; unset means an embedded redis-server for `relaydance dev`.",
     )
+    redis_sentinel_master: str | None = Field(
+        None, description="Master name when REDIS_URL lists sentinels (sentinel://...;...)."
+    )
     output_dir: Path = Field(Path("./renders"), description="Where finished mp4 files go.")
 
     # Limits per key alias.
@@ -232,6 +235,18 @@ class Settings(BaseSettings):
         if value not in ("relaydance",):
             raise ValueError("unknown dialect; known: relaydance")
         return value
+
+    @model_validator(mode="after")
+    def _check_sentinel(self) -> Settings:
+        if (
+            self.redis_url
+            and self.redis_url.startswith("sentinel")
+            and not (self.redis_sentinel_master)
+        ):
+            raise ValueError(
+                "RELAYDANCE_REDIS_SENTINEL_MASTER is required when REDIS_URL lists sentinels"
+            )
+        return self
 
     @model_validator(mode="after")
     def _check_consistency(self) -> Settings:

@@ -15,6 +15,7 @@ import redis
 
 from config.settings import Settings, get_settings
 from worker.client import ApiClient
+from worker.connections import redis_client
 from worker.download import make_download_client
 from worker.jobs import JobStore
 from worker.limits import KeyLimits
@@ -41,7 +42,12 @@ class Engine:
     def from_settings(cls, settings: Settings) -> Engine:
         """Connect to Redis and build the clients the settings describe."""
         url = settings.redis_url or "redis://127.0.0.1:6379/0"
-        client = redis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
+        client = redis_client(
+            url,
+            master=settings.redis_sentinel_master,
+            decode_responses=True,
+            health_check_interval=30,
+        )
         return cls(
             settings=settings,
             redis=client,
