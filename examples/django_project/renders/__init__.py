@@ -1,0 +1,1 @@
+"""The renders app: enqueue a clip, watch its status, play it."""
