@@ -116,7 +116,7 @@ def test_another_keys_jobs_start_while_one_key_has_a_backlog(
 def test_a_killed_holder_loses_its_slot_after_the_lease_and_its_job_still_finishes_once(
     fleets: Fleets, sim: SimulatorProcess
 ) -> None:
-    sim.configure(gen_time_mean=3.0)
+    sim.configure(gen_time_mean=8.0)  # long enough to still be running on a loaded machine
     extra = {"RELAYDANCE_MAX_CONCURRENCY": "1", "RELAYDANCE_SLOT_LEASE_SECONDS": "5"}
     fleets.env.update(extra)
     with use_env(fleets.env):
@@ -125,8 +125,11 @@ def test_a_killed_holder_loses_its_slot_after_the_lease_and_its_job_still_finish
         try:
             first = enqueue_render({"model": MODEL, "prompt": "holder"})
             second = enqueue_render({"model": MODEL, "prompt": "waiter"})
-            assert wait_until(lambda: get_job(first).poll_count >= 1, timeout=30)
-            assert get_job(second).state is JobState.WAITING_FOR_SLOT
+            assert wait_until(
+                lambda: get_job(first).poll_count >= 1
+                and get_job(second).state is JobState.WAITING_FOR_SLOT,
+                timeout=30,
+            ), fleets.logs()
             fleets.a.kill_worker()  # the holder dies without releasing
             limits = get_engine().limits
             assert limits.holds("default", first)
