@@ -123,13 +123,17 @@ def test_a_killed_holder_loses_its_slot_after_the_lease_and_its_job_still_finish
         fleets.a.with_beat = False
         fleets.a.start()
         try:
-            first = enqueue_render({"model": MODEL, "prompt": "holder"})
-            second = enqueue_render({"model": MODEL, "prompt": "waiter"})
-            assert wait_until(
-                lambda: get_job(first).poll_count >= 1
-                and get_job(second).state is JobState.WAITING_FOR_SLOT,
-                timeout=30,
-            ), fleets.logs()
+            ids = [enqueue_render({"model": MODEL, "prompt": f"clip {i}"}) for i in range(2)]
+
+            def one_holds_one_waits() -> bool:
+                jobs = [get_job(i) for i in ids]
+                holding = [j for j in jobs if j.state in (JobState.SUBMITTED, JobState.RUNNING)]
+                waiting = [j for j in jobs if j.state is JobState.WAITING_FOR_SLOT]
+                return len(holding) == len(waiting) == 1 and holding[0].poll_count >= 1
+
+            # Four worker threads take the two messages at once: either may win the slot.
+            assert wait_until(one_holds_one_waits, timeout=30), fleets.logs()
+            first, second = sorted(ids, key=lambda i: get_job(i).state is JobState.WAITING_FOR_SLOT)
             fleets.a.kill_worker()  # the holder dies without releasing
             limits = get_engine().limits
             assert limits.holds("default", first)
