@@ -53,6 +53,7 @@ logger = logging.getLogger(__name__)
 S = JobState
 STEP_GRACE = 90.0  # how long a claimed step may run before the sweeper takes it over
 WAITING_RECHECK = 60.0  # how often the sweeper looks at a job waiting for a slot
+EARLY_FINISH_FACTOR = 0.75  # a first-poll hit: "finished sooner than this"
 HEARTBEAT_EVERY = 5.0  # a running download moves its due time this often ...
 HEARTBEAT_GRACE = 15.0  # ... this far ahead
 
@@ -343,13 +344,7 @@ def apply_remote(engine: Engine, job: Job, task: RemoteTask, *, polls_done: int)
         if not applied:
             return _stop("already past generation")
         _release(engine, job)
-        submitted_at = job.times.get("submitted", job.created_at)
-        last = float(job.extra.get("last_poll_at", submitted_at))
-        # The task finished between the previous poll and this one: take the midpoint.
-        finished_at = (last + now) / 2 if polls_done > 1 else now
-        engine.timing.record(
-            str(job.request["model"]), int(job.request["seconds"]), finished_at - submitted_at
-        )
+        _learn_duration(engine, job, polls_done=polls_done, now=now)
         record_generated(engine, polls=polls_done, cost=job.cost)
         _log(job, "generated", polls=polls_done)
         return NEXT
@@ -376,6 +371,25 @@ def apply_remote(engine: Engine, job: Job, task: RemoteTask, *, polls_done: int)
     if job.state is S.SUBMITTED and task.status is TaskStatus.RUNNING:
         _log(job, "running")
     return _again(delay, n=polls_done, attempt=0)
+
+
+def _learn_duration(engine: Engine, job: Job, *, polls_done: int, now: float) -> None:
+    """Fold what this job says about its model's generation time into the learned value.
+
+    After a miss (an earlier poll saw it unfinished) the task finished between the last
+    two polls: take their midpoint. A first poll that already finds it done only says it
+    finished sooner than expected, so nudge the estimate down; taking the poll time itself
+    would let the estimate only ever rise.
+    """
+    model, seconds = str(job.request["model"]), int(job.request["seconds"])
+    submitted_at = job.times.get("submitted", job.created_at)
+    if polls_done > 1:
+        last = float(job.extra.get("last_poll_at", submitted_at))
+        duration = (last + now) / 2 - submitted_at
+    else:
+        expected = engine.timing.expected(model, seconds)
+        duration = min(now - submitted_at, expected) * EARLY_FINISH_FACTOR
+    engine.timing.record(model, seconds, max(duration, 0.1))
 
 
 def download(engine: Engine, job_id: str, *, seq: int, attempt: int = 0) -> Outcome:
