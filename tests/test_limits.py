@@ -253,9 +253,27 @@ def test_successes_raise_the_limit_by_one_up_to_the_configured_limit(
     assert limits.on_success("k", limit=4) == 3  # a run of 3 and the cooldown is over
     assert [limits.on_success("k", limit=4) for _ in range(3)] == [3, 3, 3]
     clock.advance(6)
+    # 4 drew the 429: the key goes back to it only after sustained success (the probe).
+    assert limits.on_success("k", limit=4) == 3
+    clock.advance(300)
     assert limits.on_success("k", limit=4) == 4
     clock.advance(6)
     assert [limits.on_success("k", limit=4) for _ in range(5)] == [4] * 5
+
+
+def test_a_429_with_the_in_flight_count_drops_the_limit_to_that_cap_and_stays_below_it(
+    limits: KeyLimits, clock: FakeClock
+) -> None:
+    assert limits.on_rate_limited("k", limit=15, in_flight=10) == 10  # not 7: the cap is known
+    for _ in range(20):
+        clock.advance(6)
+        for _ in range(3):
+            limits.on_success("k", limit=15)
+    assert limits.effective_limit("k", limit=15) == 10  # no knocking on the cap it met
+    clock.advance(300)
+    for _ in range(3):
+        limits.on_success("k", limit=15)
+    assert limits.effective_limit("k", limit=15) == 11  # a slow probe after sustained success
 
 
 def test_a_429_restarts_the_run_of_successes(limits: KeyLimits, clock: FakeClock) -> None:

@@ -262,7 +262,12 @@ def first_poll_delay(engine: Engine, model: str, seconds: int) -> float:
 def _back_in_line(engine: Engine, job: Job, exc: RateLimited) -> Outcome:
     """HTTP 429 on submit: nothing was created. Lower the key's limit and queue at the head."""
     limit = engine.settings.concurrency_for(job.alias)
-    effective = engine.limits.on_rate_limited(job.alias, limit=limit, retry_after=exc.retry_after)
+    # This job still holds its slot: the others in use were running when the provider
+    # refused, which is the cap it enforces for this key.
+    in_flight = max(engine.limits.in_use(job.alias) - 1, 0)
+    effective = engine.limits.on_rate_limited(
+        job.alias, limit=limit, retry_after=exc.retry_after, in_flight=in_flight
+    )
     wait = exc.retry_after if exc.retry_after is not None else 5.0
     # A 429 created nothing: clear the claim so the next submit message may POST again.
     engine.store.change(

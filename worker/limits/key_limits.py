@@ -122,7 +122,14 @@ class KeyLimits:
         """The concurrency in force: the configured limit, or lower after 429s."""
         return self.adaptive.effective_limit(alias, limit=limit)
 
-    def on_rate_limited(self, alias: str, *, limit: int, retry_after: float | None = None) -> int:
+    def on_rate_limited(
+        self,
+        alias: str,
+        *,
+        limit: int,
+        retry_after: float | None = None,
+        in_flight: int | None = None,
+    ) -> int:
         """Record a 429: cut the key's limit; with ``retry_after`` also pause its requests.
 
         Returns the new effective limit. Call it before :meth:`push_front`, so the slot the
@@ -130,7 +137,7 @@ class KeyLimits:
         """
         if retry_after:
             self.rate.pause(alias, retry_after)
-        return self.adaptive.on_rate_limited(alias, limit=limit)
+        return self.adaptive.on_rate_limited(alias, limit=limit, in_flight=in_flight)
 
     def on_success(self, alias: str, *, limit: int) -> int:
         """Record an accepted submit; returns the (possibly raised) effective limit.
