@@ -1,0 +1,167 @@
+"""Delivering a generated clip: download it safely, then mark the job done and notify.
+
+The download re-fetches the task for a fresh url (never stored: it is signed), streams it
+through :func:`worker.download.download_video`, writes the manifest, and heartbeats while
+bytes arrive so that a dead download is resumed by the sweeper within about a minute.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from worker.download import UrlExpired, cleanup_partials, download_video, write_manifest
+from worker.engine import Engine
+from worker.errors import PermanentError, RelayDanceError, TransientError
+from worker.jobs import Job, JobState
+from worker.steps import (
+    NEXT,
+    STEP_GRACE,
+    Outcome,
+    again,
+    api_key,
+    fail,
+    load,
+    log_transition,
+    stop,
+    transient,
+)
+
+__all__ = ["download", "finish"]
+
+logger = logging.getLogger(__name__)
+
+S = JobState
+HEARTBEAT_EVERY = 5.0  # a running download moves its due time this often ...
+HEARTBEAT_GRACE = 15.0  # ... this far ahead
+
+
+def download(engine: Engine, job_id: str, *, seq: int, attempt: int = 0) -> Outcome:
+    """Fetch a fresh url from the task and stream the clip safely into the output dir."""
+    job = load(engine, job_id, seq, {S.GENERATED, S.DOWNLOADING})
+    if isinstance(job, Outcome):
+        return job
+    if job.extra.get("downloaded") == "1":
+        return NEXT
+    settings = engine.settings
+    wait = engine.limits.throttle(job.alias, rate=settings.rate_for(job.alias))
+    if wait > 0:
+        return again(wait, attempt=attempt)
+    claim = f"download:{seq}:{attempt}"
+    applied, _ = engine.store.change(
+        job_id,
+        states={S.GENERATED, S.DOWNLOADING},
+        to=S.DOWNLOADING,
+        where={"seq": seq},
+        where_not={"claim": claim},
+        set={"claim": claim},
+        due=time.time() + HEARTBEAT_GRACE,
+    )
+    if not applied:
+        return stop("download already claimed")
+    out_dir = Path(settings.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cleanup_partials(out_dir, job_id)
+    started = time.time()
+    heartbeat = _Heartbeat(engine, job_id, claim)
+    try:
+        task = engine.client.get_task(job.remote_task_id or "", api_key=api_key(engine, job))
+        if not task.url:
+            return fail(engine, job, "unexpected_response", "the succeeded task has no url")
+        result = download_video(
+            task.url,
+            dest_dir=out_dir,
+            name=job_id,
+            client=engine.downloads,
+            max_bytes=settings.download_max_bytes,
+            allow_local=settings.allow_local_urls,
+            overall_timeout=settings.download_timeout,
+            on_progress=heartbeat,
+        )
+    except UrlExpired as exc:
+        # The signed url expired: the next attempt re-fetches the task for a fresh one.
+        if attempt >= 3:
+            return fail(engine, job, exc.code, str(exc))
+        return again(0.2, attempt=attempt + 1)
+    except TransientError as exc:
+        return transient(engine, job, exc, attempt)
+    except PermanentError as exc:
+        return fail(engine, job, exc.code, str(exc))
+    write_manifest(
+        out_dir / f"{job_id}.json",
+        _manifest(job, size=result.size, sha256=result.sha256, seconds=time.time() - started),
+    )
+    engine.store.change(
+        job_id,
+        states={S.DOWNLOADING},
+        where={"seq": seq},
+        set={
+            "output_path": str(result.path.resolve()),
+            "size": result.size,
+            "sha256": result.sha256,
+            "downloaded": "1",
+        },
+        due=time.time() + STEP_GRACE,
+    )
+    log_transition(job, "downloaded", bytes=result.size, seconds=f"{result.seconds:.2f}")
+    return NEXT
+
+
+class _Heartbeat:
+    """Keeps a running download's step due in the near future while bytes arrive.
+
+    A download may take minutes, but a dead one should be noticed in about a minute: the
+    sweeper resumes the job once the heartbeat stops moving its due time.
+    """
+
+    def __init__(self, engine: Engine, job_id: str, claim: str) -> None:
+        self.engine, self.job_id, self.claim = engine, job_id, claim
+        self.last = time.monotonic()
+
+    def __call__(self, size: int) -> None:
+        now = time.monotonic()
+        if now - self.last < HEARTBEAT_EVERY:
+            return
+        self.last = now
+        self.engine.store.change(
+            self.job_id,
+            states={S.DOWNLOADING},
+            where={"claim": self.claim},
+            due=time.time() + HEARTBEAT_GRACE,
+        )
+
+
+def _manifest(job: Job, *, size: int, sha256: str, seconds: float) -> dict[str, Any]:
+    return {
+        "job_id": job.id,
+        "key": job.alias,
+        "request": job.request,
+        "remote_task_id": job.remote_task_id,
+        "size": size,
+        "sha256": sha256,
+        "estimated_cost_usd": job.cost,
+        "times": {**job.times, "download_seconds": round(seconds, 3)},
+        "polls": job.poll_count,
+    }
+
+
+def finish(engine: Engine, job_id: str, *, seq: int) -> Outcome:
+    """Mark the job done and notify the producer's own task, when one was named."""
+    job = load(engine, job_id, seq, {S.DOWNLOADING})
+    if isinstance(job, Outcome):
+        return job
+    applied, _ = engine.store.change(
+        job_id, states={S.DOWNLOADING}, to=S.DONE, where={"seq": seq, "downloaded": "1"}
+    )
+    if not applied:
+        return stop("not ready to finish, or already finished")
+    done = engine.store.get(job_id)
+    log_transition(job, "done", output=job.output_path)
+    if job.on_done and done is not None:
+        try:
+            engine.send(job.on_done, done.summary())
+        except RelayDanceError:  # pragma: no cover - send_task raises kombu errors
+            logger.exception("job %s: could not send on_done task %s", job_id, job.on_done)
+    return NEXT

@@ -1,0 +1,109 @@
+"""What every step of a render job shares: its outcome, loading the job, failing it.
+
+A step is a plain function ``step(engine, job_id, *, seq, ...) -> Outcome``; the thin
+Celery tasks in ``tasks/`` map the outcome to returning (the chain's next step runs),
+``Ignore`` (the chain ends quietly) or ``self.retry(countdown=...)``.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import SecretStr
+
+from worker.engine import Engine
+from worker.errors import RateLimited, TransientError
+from worker.jobs import Job, JobState
+
+__all__ = [
+    "NEXT",
+    "STEP_GRACE",
+    "Outcome",
+    "again",
+    "api_key",
+    "fail",
+    "load",
+    "log_transition",
+    "release",
+    "stop",
+    "transient",
+]
+
+logger = logging.getLogger(__name__)
+
+STEP_GRACE = 90.0  # how long a claimed step may run before the sweeper takes it over
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the task should do after a step."""
+
+    action: Literal["next", "stop", "again"]
+    countdown: float = 0.0
+    reason: str = ""
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+NEXT = Outcome("next")
+
+
+def stop(reason: str) -> Outcome:
+    return Outcome("stop", reason=reason)
+
+
+def again(countdown: float, **kwargs: Any) -> Outcome:
+    return Outcome("again", countdown=max(countdown, 0.0), kwargs=kwargs)
+
+
+def load(engine: Engine, job_id: str, seq: int, states: set[JobState]) -> Job | Outcome:
+    job = engine.store.get(job_id)
+    if job is None:
+        return stop("unknown or expired job")
+    if job.seq != seq:
+        return stop(f"stale message (seq {seq}, job at {job.seq})")
+    if job.state not in states:
+        return stop(f"job is {job.state}")
+    return job
+
+
+def api_key(engine: Engine, job: Job) -> SecretStr:
+    return engine.settings.key_for(job.alias)
+
+
+def log_transition(job: Job, state: str, **details: Any) -> None:
+    elapsed = time.time() - job.created_at if job.created_at else 0.0
+    extra = " ".join(f"{k}={v}" for k, v in details.items())
+    logger.info("job %s key=%s state=%s elapsed=%.2fs %s", job.id, job.alias, state, elapsed, extra)
+
+
+def backoff(attempt: int, *, hint: float | None = None) -> float:
+    base = min(2.0**attempt, 60.0) * random.uniform(0.5, 1.5)  # noqa: S311 - jitter only
+    return max(base, hint or 0.0)
+
+
+def fail(engine: Engine, job: Job, code: str, message: str) -> Outcome:
+    if engine.store.fail(job.id, code=code, message=message):
+        log_transition(job, "failed", code=code)
+        release(engine, job)
+    return stop(f"failed: {code}")
+
+
+def release(engine: Engine, job: Job) -> None:
+    limit = engine.settings.concurrency_for(job.alias)
+    for granted in engine.limits.release(job.alias, job.id, limit=limit):
+        engine.send("relaydance.resume", granted)
+
+
+def transient(
+    engine: Engine, job: Job, exc: TransientError, attempt: int, **kwargs: Any
+) -> Outcome:
+    if attempt >= engine.settings.max_transient_retries:
+        return fail(engine, job, exc.code, f"gave up after {attempt + 1} attempts: {exc}")
+    hint = exc.retry_after if isinstance(exc, RateLimited) else None
+    delay = backoff(attempt, hint=hint)
+    logger.warning("job %s %s; retrying in %.1fs: %s", job.id, exc.code, delay, exc)
+    return again(delay, attempt=attempt + 1, **kwargs)
