@@ -17,7 +17,6 @@ key: a provider that honours the key returns the first task and nothing is paid 
 from __future__ import annotations
 
 import json
-import logging
 import time
 from pathlib import Path
 
@@ -55,8 +54,6 @@ __all__ = [
     "prepare",
     "submit",
 ]
-
-logger = logging.getLogger(__name__)
 
 S = JobState
 WAITING_RECHECK = 60.0  # how often the sweeper looks at a job waiting for a slot
