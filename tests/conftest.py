@@ -11,6 +11,25 @@ from simulator.testing import SimulatorProcess
 from worker.redis_server import RedisServer
 
 
+class FakeClock:
+    """Epoch seconds that move only when a test says so."""
+
+    def __init__(self, start: float = 1_700_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """A clock for code that takes one (the limits, the in-process simulator)."""
+    return FakeClock()
+
+
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
     """A real redis-server on a free port, for the whole session."""

@@ -7,27 +7,8 @@ import time
 import pytest
 import redis
 
+from tests.conftest import FakeClock
 from worker.limits import Acquire, AdaptiveLimit, KeyLimits
-
-START = 1_700_000_000.0
-
-
-class FakeClock:
-    """Seconds that move only when a test says so (replaces the Redis server's clock)."""
-
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from simulator import PNG_BYTES, SimConfig, create_app
+from tests.seed_bodies import SEED_001_CONTENT, SEED_001_SUBMIT, SEED_004_CURL
 from worker.request import validate_request
 
 with warnings.catch_warnings():
@@ -27,18 +28,6 @@ KEY = "sk-seed-bodies-0001"
 AUTH = {"Authorization": f"Bearer {KEY}"}
 SUBMIT = "/v1/video/generations"
 
-# Seed 001, "Submit a task" (the cURL body).
-SEED_001_SUBMIT: dict[str, Any] = {
-    "model": "doubao-seedance-2-0-1080p",
-    "prompt": "A dancer spins in golden hour light, cinematic",
-    "seconds": "10",
-    "metadata": {
-        "ratio": "16:9",
-        "resolution": "1080p",
-        "generate_audio": True,
-        "callback_url": "https://your-server.example.com/webhook",
-    },
-}
 SEED_001_SUBMIT_INPUT: dict[str, Any] = {
     "model": "doubao-seedance-2-0-1080p",
     "prompt": "A dancer spins in golden hour light, cinematic",
@@ -49,23 +38,6 @@ SEED_001_SUBMIT_INPUT: dict[str, Any] = {
 }
 SEED_001_CALLBACK = "https://your-server.example.com/webhook"
 
-# Seed 001, "Reference media and @imageN" (content.json).
-SEED_001_CONTENT: dict[str, Any] = {
-    "model": "seedance-1-5-pro-with-audio",
-    "prompt": "@image1 slowly turns its head toward the camera, soft studio light",
-    "seconds": "5",
-    "metadata": {
-        "ratio": "16:9",
-        "resolution": "720p",
-        "content": [
-            {
-                "type": "image_url",
-                "image_url": {"url": "https://example.com/cat.jpg"},
-                "role": "reference_image",
-            }
-        ],
-    },
-}
 SEED_001_CONTENT_INPUT: dict[str, Any] = {
     "model": "seedance-1-5-pro-with-audio",
     "prompt": "@image1 slowly turns its head toward the camera, soft studio light",
@@ -75,23 +47,6 @@ SEED_001_CONTENT_INPUT: dict[str, Any] = {
     "images": ["https://example.com/cat.jpg"],
 }
 
-# Seed 004, the cURL image-to-video example.
-SEED_004_CURL: dict[str, Any] = {
-    "model": "seedance-1-5-pro-with-audio",
-    "prompt": "@image1 comes alive: gentle camera pull-back, hair moving in a soft breeze",
-    "seconds": "5",
-    "metadata": {
-        "ratio": "16:9",
-        "resolution": "720p",
-        "content": [
-            {
-                "type": "image_url",
-                "image_url": {"url": "https://example.com/portrait.jpg"},
-                "role": "reference_image",
-            }
-        ],
-    },
-}
 SEED_004_CURL_INPUT: dict[str, Any] = {
     "model": "seedance-1-5-pro-with-audio",
     "prompt": "@image1 comes alive: gentle camera pull-back, hair moving in a soft breeze",

@@ -24,58 +24,14 @@ import simulator.api
 from simulator import VIDEO_SHA256, SimConfig, video_bytes
 from simulator.cli import config_from_options, simulate
 from simulator.testing import InProcessSimulator, SimulatorProcess
+from tests.conftest import FakeClock
+from tests.seed_bodies import SEED_001_CONTENT, SEED_001_SUBMIT, SEED_004_CURL
 
 Client = httpx.AsyncClient
 KEY = "sk-test-key-0001"
 OTHER_KEY = "sk-other-key-0002"
 SUBMIT = "/v1/video/generations"
 
-# Seed 001, "Submit a task" (callback_url is the page's example host: webhooks stay off).
-SEED_001_SUBMIT = {
-    "model": "doubao-seedance-2-0-1080p",
-    "prompt": "A dancer spins in golden hour light, cinematic",
-    "seconds": "10",
-    "metadata": {
-        "ratio": "16:9",
-        "resolution": "1080p",
-        "generate_audio": True,
-        "callback_url": "https://your-server.example.com/webhook",
-    },
-}
-# Seed 001, "Reference media and @imageN".
-SEED_001_CONTENT = {
-    "model": "seedance-1-5-pro-with-audio",
-    "prompt": "@image1 slowly turns its head toward the camera, soft studio light",
-    "seconds": "5",
-    "metadata": {
-        "ratio": "16:9",
-        "resolution": "720p",
-        "content": [
-            {
-                "type": "image_url",
-                "image_url": {"url": "https://example.com/cat.jpg"},
-                "role": "reference_image",
-            }
-        ],
-    },
-}
-# Seed 004, the cURL image-to-video example.
-SEED_004: dict[str, Any] = {
-    "model": "seedance-1-5-pro-with-audio",
-    "prompt": "@image1 comes alive: gentle camera pull-back, hair moving in a soft breeze",
-    "seconds": "5",
-    "metadata": {
-        "ratio": "16:9",
-        "resolution": "720p",
-        "content": [
-            {
-                "type": "image_url",
-                "image_url": {"url": "https://example.com/portrait.jpg"},
-                "role": "reference_image",
-            }
-        ],
-    },
-}
 BASIC: dict[str, Any] = {
     "model": "doubao-seedance-2-0-720p",
     "prompt": "a red kite over a beach",
@@ -94,24 +50,6 @@ def video(url: str = "https://example.com/a.mp4") -> dict[str, Any]:
 
 def audio(url: str = "https://example.com/a.mp3") -> dict[str, Any]:
     return {"type": "audio_url", "audio_url": {"url": url}, "role": "reference_audio"}
-
-
-class FakeClock:
-    """Epoch seconds that move only when a test says so."""
-
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 @pytest.fixture
@@ -336,7 +274,7 @@ REFUSALS: list[tuple[str, Any, str]] = [
     ("resolution not offered", with_changes(metadata__resolution="1080p"), "metadata.resolution"),
     (
         "audio on a model without it",
-        {**SEED_004, "metadata": {**SEED_004["metadata"], "generate_audio": True}},
+        {**SEED_004_CURL, "metadata": {**SEED_004_CURL["metadata"], "generate_audio": True}},
         "metadata.generate_audio",
     ),
     ("audio not a bool", with_changes(metadata__generate_audio="yes"), "metadata.generate_audio"),
@@ -417,7 +355,7 @@ async def test_submit_refuses_a_body_that_is_not_json(client: Client) -> None:
 
 @pytest.mark.parametrize(
     "body",
-    [SEED_001_SUBMIT, SEED_001_CONTENT, SEED_004],
+    [SEED_001_SUBMIT, SEED_001_CONTENT, SEED_004_CURL],
     ids=["seed-001-submit", "seed-001-content", "seed-004"],
 )
 async def test_the_seed_request_bodies_are_accepted(
@@ -911,7 +849,7 @@ def test_the_process_runs_a_task_to_a_downloadable_mp4_over_real_http(
     live: SimulatorProcess,
 ) -> None:
     with live_client(live) as http:
-        task_id = http.post("/video/generations", json=SEED_004).json()["task_id"]
+        task_id = http.post("/video/generations", json=SEED_004_CURL).json()["task_id"]
         statuses = []
 
         def done() -> bool:
