@@ -9,6 +9,7 @@ from typing import Any
 
 from config.settings import get_settings
 from tasks.canvas import chain_for
+from worker import pipeline
 from worker.engine import get_engine
 from worker.errors import InvalidRequest
 from worker.jobs import Job
@@ -102,13 +103,7 @@ def cancel(job_id: str) -> bool:
 
     A job already submitted is canceled locally (no further polls, no download); the
     provider documents no cancel endpoint, so its generation may still be billed.
+    Raises :class:`JobNotFound`.
     """
-    engine = get_engine()
-    job = get_job(job_id)
-    if not engine.store.cancel(job_id):
-        return False
-    limit = engine.settings.concurrency_for(job.alias)
-    engine.limits.remove_waiter(job.alias, job_id)
-    for granted in engine.limits.release(job.alias, job_id, limit=limit):
-        engine.send("relaydance.resume", granted)
-    return True
+    get_job(job_id)
+    return pipeline.cancel(get_engine(), job_id)

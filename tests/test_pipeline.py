@@ -367,3 +367,23 @@ def test_cancel_stops_a_running_job(engine: RecordingEngine, sim: SimulatorProce
     assert run_step(engine, "poll", job_id, seq=0, n=0).action == "stop"
     job = engine.store.get(job_id)
     assert job is not None and job.state is JobState.CANCELED
+
+
+def test_cancel_hands_the_slot_to_the_next_waiter_and_takes_a_waiter_out_of_line(
+    engine: RecordingEngine, sim: SimulatorProcess
+) -> None:
+    from worker import pipeline
+
+    sim.configure(gen_time_mean=5.0)
+    engine.settings = engine.settings.model_copy(update={"max_concurrency": 1})
+    running, waiting, last = make_job(engine), make_job(engine), make_job(engine)
+    assert run_step(engine, "submit", running, seq=0).action == "next"
+    assert run_step(engine, "submit", waiting, seq=0).action == "stop"
+    assert run_step(engine, "submit", last, seq=0).action == "stop"
+    assert pipeline.cancel(engine, waiting)
+    assert engine.limits.position("default", waiting) is None
+    assert engine.limits.position("default", last) == 1
+    assert pipeline.cancel(engine, running)
+    assert engine.limits.holds("default", last)
+    assert ("relaydance.resume", (last,), None) in engine.sent
+    assert not pipeline.cancel(engine, running)  # already final

@@ -180,12 +180,7 @@ def limits(as_json: bool) -> None:
     """Per key alias: configured and effective limit, slots in use, waiting, requests, 429s."""
     from worker.engine import get_engine
 
-    engine = get_engine()
-    aliases = sorted(set(engine.settings.keys()) | set(engine.limits.aliases_seen()))
-    rows = {
-        alias: dict(engine.limits.snapshot(alias, limit=engine.settings.concurrency_for(alias)))
-        for alias in aliases
-    }
+    rows = get_engine().limit_snapshots()
     if as_json:
         click.echo(json.dumps(rows))
         return

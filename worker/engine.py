@@ -18,7 +18,7 @@ from worker.client import ApiClient
 from worker.connections import redis_client
 from worker.download import make_download_client
 from worker.jobs import JobStore
-from worker.limits import KeyLimits
+from worker.limits import KeyLimits, LimitSnapshot
 from worker.timing import Timing
 
 __all__ = ["Engine", "get_engine", "reset_engine"]
@@ -60,6 +60,14 @@ class Engine:
                 read_timeout=settings.http_read_timeout,
             ),
         )
+
+    def limit_snapshots(self) -> dict[str, LimitSnapshot]:
+        """Per key alias (configured or seen): configured and effective limit, use, 429s."""
+        aliases = sorted(set(self.settings.keys()) | set(self.limits.aliases_seen()))
+        return {
+            alias: self.limits.snapshot(alias, limit=self.settings.concurrency_for(alias))
+            for alias in aliases
+        }
 
     def send(self, name: str, *args: Any, countdown: float | None = None) -> None:
         """Send a task by name: the engine never imports the tasks package."""

@@ -42,9 +42,8 @@ def render_metrics(engine: Engine) -> str:
     """The current figures as Prometheus text exposition."""
     counts = engine.store.counts()
     totals = engine.redis.hgetall(METRICS_KEY)
-    settings = engine.settings
-    aliases = sorted(set(settings.keys()) | set(engine.limits.aliases_seen()))
-    snaps = {a: engine.limits.snapshot(a, limit=settings.concurrency_for(a)) for a in aliases}
+    snaps = engine.limit_snapshots()
+    aliases = list(snaps)
     lines: list[str] = []
     lines += _family(
         "relaydance_jobs",

@@ -31,6 +31,7 @@ from worker.request import RenderRequest
 from worker.steps import (
     NEXT,
     STEP_GRACE,
+    WAITING_RECHECK,
     Outcome,
     again,
     api_key,
@@ -47,6 +48,7 @@ from worker.webhooks import callback_url_for
 __all__ = [
     "Outcome",
     "apply_remote",
+    "cancel",
     "download",
     "finish",
     "first_poll_delay",
@@ -56,7 +58,6 @@ __all__ = [
 ]
 
 S = JobState
-WAITING_RECHECK = 60.0  # how often the sweeper looks at a job waiting for a slot
 EARLY_FINISH_FACTOR = 0.75  # a first-poll hit: "finished sooner than this"
 
 
@@ -325,3 +326,16 @@ def _learn_duration(engine: Engine, job: Job, *, polls_done: int, now: float) ->
         expected = engine.timing.expected(model, seconds)
         duration = min(now - submitted_at, expected) * EARLY_FINISH_FACTOR
     engine.timing.record(model, seconds, max(duration, 0.1))
+
+
+def cancel(engine: Engine, job_id: str) -> bool:
+    """Cancel a job that is not final yet; its slot or place in line goes to the next job.
+
+    A job already submitted is canceled locally (no further polls, no download); the
+    provider documents no cancel endpoint, so its generation may still be billed.
+    """
+    job = engine.store.get(job_id)
+    if job is None or not engine.store.cancel(job_id):
+        return False
+    release(engine, job)
+    return True

@@ -22,6 +22,7 @@ from worker.jobs import Job, JobState
 __all__ = [
     "NEXT",
     "STEP_GRACE",
+    "WAITING_RECHECK",
     "Outcome",
     "again",
     "api_key",
@@ -36,6 +37,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 STEP_GRACE = 90.0  # how long a claimed step may run before the sweeper takes it over
+WAITING_RECHECK = 60.0  # how often the sweeper looks at a job waiting for a slot
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,7 @@ def fail(engine: Engine, job: Job, code: str, message: str) -> Outcome:
 
 
 def release(engine: Engine, job: Job) -> None:
+    """Give up the job's slot (or its place in line) and nudge the waiters it goes to."""
     limit = engine.settings.concurrency_for(job.alias)
     for granted in engine.limits.release(job.alias, job.id, limit=limit):
         engine.send("relaydance.resume", granted)

@@ -15,12 +15,12 @@ from dataclasses import dataclass
 
 from worker.engine import Engine
 from worker.jobs import JobState
+from worker.steps import WAITING_RECHECK
 
 __all__ = ["SweepReport", "sweep"]
 
 logger = logging.getLogger(__name__)
 
-WAITING_RECHECK = 60.0
 RESUME_GRACE = 120.0
 
 
