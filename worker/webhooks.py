@@ -36,11 +36,9 @@ from worker.jobs import JobState
 __all__ = [
     "MAX_BODY_BYTES",
     "WEBHOOK_TASK",
-    "CallbackTokenFilter",
     "callback_url_for",
     "handle_webhook",
     "is_json_content_type",
-    "redact_tokens",
     "task_id_hint",
     "token_for",
     "verify_token",
@@ -54,7 +52,6 @@ WEBHOOK_TASK = "relaydance.webhook"
 _JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _TOKEN = re.compile(r"[0-9a-f]{64}")
 _TASK_ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
-_TOKEN_IN_PATH = re.compile(r"(/[A-Za-z0-9_-]{1,64}/)[0-9a-f]{64}(?![0-9a-f])")
 # States in which a verified webhook can still move the job.
 _LISTENING = frozenset({JobState.SUBMITTING, JobState.SUBMITTED, JobState.RUNNING})
 
@@ -78,31 +75,6 @@ def callback_url_for(settings: Settings, job_id: str) -> str | None:
         return None
     token = token_for(settings.webhook_secret.get_secret_value(), job_id)
     return f"{settings.webhook_base_url}/{job_id}/{token}"
-
-
-def redact_tokens(text: str) -> str:
-    """``text`` with every ``/<job id>/<token>`` path's token masked."""
-    return _TOKEN_IN_PATH.sub(r"\1[token]", text)
-
-
-class CallbackTokenFilter(logging.Filter):
-    """A logging filter that masks callback tokens: web servers log request paths.
-
-    Attach it to the access logger of whatever serves the webhook route (``werkzeug``,
-    ``django.server``, ``uvicorn.access``, ``gunicorn.access``).
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        """Mask tokens in the message and its arguments; never drops a record."""
-        if isinstance(record.msg, str):
-            record.msg = redact_tokens(record.msg)
-        if isinstance(record.args, tuple):
-            record.args = tuple(redact_tokens(a) if isinstance(a, str) else a for a in record.args)
-        elif isinstance(record.args, dict):
-            record.args = {
-                k: redact_tokens(v) if isinstance(v, str) else v for k, v in record.args.items()
-            }
-        return True
 
 
 def is_json_content_type(content_type: str) -> bool:

@@ -28,7 +28,7 @@ from worker.catalogue import MODELS
 from worker.errors import InvalidRequest
 from worker.integrations.flask import relaydance_blueprint
 from worker.jobs import Job
-from worker.webhooks import CallbackTokenFilter
+from worker.logs import RedactingFilter
 
 from .records import TASK_NAME, recorded
 
@@ -61,8 +61,8 @@ def create_app() -> Flask:
     app = Flask(__name__)
     # The development server logs each request line, and webhook paths carry tokens.
     server_log = logging.getLogger("werkzeug")
-    if not any(isinstance(f, CallbackTokenFilter) for f in server_log.filters):
-        server_log.addFilter(CallbackTokenFilter())
+    if not any(isinstance(f, RedactingFilter) for f in server_log.filters):
+        server_log.addFilter(RedactingFilter())
     app.register_blueprint(relaydance_blueprint(url_prefix="/hooks"))
 
     @app.get("/")

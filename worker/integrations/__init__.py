@@ -7,7 +7,7 @@ Each adapter reads at most ``MAX_BODY_BYTES + 1`` bytes of the body and hands it
 :func:`worker.webhooks.handle_webhook`; nothing here is imported unless asked for, so
 neither framework is needed by the worker. The webhook base URL must point at the mount:
 ``RELAYDANCE_WEBHOOK_BASE_URL=https://your.host/hooks``. Request paths carry callback
-tokens: attach :class:`worker.webhooks.CallbackTokenFilter` to the server's access logger.
+tokens: attach :class:`worker.logs.RedactingFilter` to the server's access logger.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ request line (``django.server``); mask the tokens in both::
     LOGGING = {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"callback_tokens": {"()": "worker.webhooks.CallbackTokenFilter"}},
+        "filters": {"callback_tokens": {"()": "worker.logs.RedactingFilter"}},
         "loggers": {"django.request": {"filters": ["callback_tokens"]}},
     }
 """

@@ -33,7 +33,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"callback_tokens": {"()": "worker.webhooks.CallbackTokenFilter"}},
+    "filters": {"callback_tokens": {"()": "worker.logs.RedactingFilter"}},
     "handlers": {
         "server": {"class": "logging.StreamHandler", "filters": ["callback_tokens"]},
     },
