@@ -43,7 +43,6 @@ import argparse
 import hashlib
 import json
 import math
-import os
 import shutil
 import subprocess
 import sys
@@ -58,7 +57,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import fleet_env, machine, percentile, stop, write_results
+from harness import fleet_env, machine, percentile, start_web, stop, use_env, write_results
 
 from simulator.testing import SimulatorProcess
 from worker.redis_server import RedisServer, free_port
@@ -99,17 +98,6 @@ def physical_rate(keys: int) -> float:
 # Fleet processes -------------------------------------------------------------------------
 
 
-def _use(env: dict[str, str]) -> None:
-    os.environ.update(env)
-    from config.settings import get_settings
-    from worker.celery_app import app
-    from worker.engine import reset_engine
-
-    get_settings.cache_clear()
-    reset_engine()
-    assert app.conf.broker_url == env["REDIS_URL"]  # one scenario per process
-
-
 def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(args, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT,
                             start_new_session=True)  # fmt: skip
@@ -127,21 +115,6 @@ def start_fleet(env: dict[str, str], *, app: str, out: Path) -> list[subprocess.
     ]  # fmt: skip
     beat = [*celery, "-A", "worker", "beat", "--schedule", str(out / "beat-schedule")]
     return [*procs, _spawn(beat, env, out / "beat.log")]
-
-
-def start_web(env: dict[str, str], port: int, out: Path) -> subprocess.Popen[bytes]:
-    """The webhook receiver (``worker.web.serve``), once it answers ``/healthz``."""
-    code = f"from worker.web import serve; serve('127.0.0.1', {port}, log_level='warning')"
-    proc = _spawn([sys.executable, "-c", code], env, out / "web.log")
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return proc
-        except httpx.TransportError:
-            time.sleep(0.1)
-    stop([proc])
-    raise RuntimeError("webhook receiver did not start")
 
 
 def wait_ready(workers: int, *, timeout: float = 60.0) -> None:
@@ -357,12 +330,12 @@ def run_scenario(spec: dict[str, Any]) -> dict[str, Any]:
     ):  # fmt: skip
         env = fleet_env(rs.url, sim.url, out / "renders", **extra)
         env.pop("RELAYDANCE_API_KEY", None)  # the three aliases only
-        _use(env)
+        use_env(env)
         from tasks import enqueue_render
         from worker.engine import get_engine
 
         engine = get_engine()
-        procs = [start_web(env, port, out)] if spec.get("webhooks") else []
+        procs = [start_web(env, port, out / "web.log")] if spec.get("webhooks") else []
         procs += start_fleet(env, app="baseline_app" if design == "baseline" else "worker", out=out)
         try:
             wait_ready(WORKERS)

@@ -13,7 +13,6 @@ Runs, each on a fresh Redis and simulator (generation time 2 s, no cap):
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
@@ -33,6 +32,7 @@ from harness import (
     start_worker,
     stop,
     tree_cpu_and_rss,
+    use_env,
     write_results,
 )
 
@@ -41,17 +41,6 @@ from worker.redis_server import RedisServer
 
 MODEL = "doubao-seedance-2-0-fast-260128"
 GEN = 2.0
-
-
-def _use(env: dict[str, str]) -> None:
-    os.environ.update(env)
-    from config.settings import get_settings
-    from worker.celery_app import app
-    from worker.engine import reset_engine
-
-    get_settings.cache_clear()
-    reset_engine()
-    assert app.conf.broker_url == env["REDIS_URL"]  # one scenario per process
 
 
 def _wait_all(store: Any, ids: list[str], timeout: float) -> tuple[float, list[Any]]:
@@ -85,7 +74,7 @@ def run_ours(*, jobs: int, pool: str, concurrency: int, gen: float, inflight: bo
         if poll_first is not None:
             extra["RELAYDANCE_POLL_FIRST_DELAY"] = poll_first
         env = make_env(rs.url, sim.url, out, **extra)
-        _use(env)
+        use_env(env)
         from tasks import enqueue_render
         from worker.engine import get_engine
 
@@ -169,7 +158,7 @@ def run_naive(*, jobs: int, concurrency: int, gen: float, interval: float) -> di
     ):
         out = Path(tempfile.mkdtemp(prefix="bench-naive-"))
         env = make_env(rs.url, sim.url, out)
-        _use(env)
+        use_env(env)
         from worker.celery_app import app
 
         procs = start_worker(env, pool="prefork", concurrency=concurrency, log=out / "worker.log",

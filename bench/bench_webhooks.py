@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -42,7 +41,16 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import fleet_env, machine, percentile, start_worker, stop, write_results
+from harness import (
+    fleet_env,
+    machine,
+    percentile,
+    start_web,
+    start_worker,
+    stop,
+    use_env,
+    write_results,
+)
 
 from simulator.testing import SimulatorProcess
 from worker.redis_server import RedisServer, free_port
@@ -51,17 +59,6 @@ MODEL = "doubao-seedance-2-0-fast-260128"
 GEN = 2.0
 SECRET = "bench-webhook-secret"
 TARGET_P95_S = 0.5
-
-
-def _use(env: dict[str, str]) -> None:
-    os.environ.update(env)
-    from config.settings import get_settings
-    from worker.celery_app import app
-    from worker.engine import reset_engine
-
-    get_settings.cache_clear()
-    reset_engine()
-    assert app.conf.broker_url == env["REDIS_URL"]  # one scenario per process
 
 
 def _wait_all(store: Any, ids: list[str], timeout: float) -> list[Any]:
@@ -75,23 +72,6 @@ def _wait_all(store: Any, ids: list[str], timeout: float) -> list[Any]:
         if pending:
             time.sleep(0.2)
     return [store.get(i) for i in ids]
-
-
-def _start_web(env: dict[str, str], port: int, log: Path, workers: int) -> subprocess.Popen[bytes]:
-    code = (
-        "from worker.web import serve; "
-        f"serve('127.0.0.1', {port}, workers={workers}, log_level='warning')"
-    )
-    proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=log.open("ab"),
-                            stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return proc
-        except httpx.TransportError:
-            time.sleep(0.1)
-    raise RuntimeError(f"webhook receiver did not start: {log.read_text()[-2000:]}")
 
 
 async def _hammer(url: str, body: bytes, *, seconds: float, connections: int) -> dict[str, Any]:
@@ -171,14 +151,14 @@ def run_mode(
             extra["RELAYDANCE_WEBHOOK_SECRET"] = SECRET
         env = {k: v for k, v in fleet_env(rs.url, sim.url, out, **extra).items()
                if k != "RELAYDANCE_POLL_FIRST_DELAY"}  # fmt: skip
-        _use(env)
+        use_env(env)
         from tasks import enqueue_render
         from worker.engine import get_engine
         from worker.jobs import JobState
         from worker.webhooks import token_for
 
         store = get_engine().store
-        web = _start_web(env, port, log, web_workers) if webhooks else None
+        web = start_web(env, port, log, workers=web_workers) if webhooks else None
         workers = start_worker(env, pool="threads", concurrency=concurrency, log=log,
                                include="tasks.webhooks")  # fmt: skip
         time.sleep(3.0)  # let the worker connect before the clock starts

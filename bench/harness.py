@@ -49,6 +49,42 @@ def start_worker(env: dict[str, str], *, pool: str, concurrency: int, log: Path,
     return procs
 
 
+def use_env(env: dict[str, str]) -> None:
+    """Point this process's settings and producer API at ``env`` (one scenario per process:
+    a Celery app binds to the broker it first saw)."""
+    os.environ.update(env)
+    from config.settings import get_settings
+    from worker.celery_app import app
+    from worker.engine import reset_engine
+
+    get_settings.cache_clear()
+    reset_engine()
+    assert app.conf.broker_url == env["REDIS_URL"]
+
+
+def start_web(
+    env: dict[str, str], port: int, log: Path, *, workers: int = 1
+) -> subprocess.Popen[bytes]:
+    """The webhook receiver (``worker.web.serve``) as a child process, once it answers."""
+    import httpx
+
+    code = (
+        "from worker.web import serve; "
+        f"serve('127.0.0.1', {port}, workers={workers}, log_level='warning')"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=log.open("ab"),
+                            stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return proc
+        except httpx.TransportError:
+            time.sleep(0.1)
+    stop([proc])
+    raise RuntimeError(f"webhook receiver did not start: {log.read_text()[-2000:]}")
+
+
 def stop(procs: list[subprocess.Popen[bytes]]) -> None:
     for proc in procs:
         if proc.poll() is None:
