@@ -28,39 +28,30 @@ from worker.batch import (
     render_report,
 )
 from worker.batch.budget import to_micros
+from worker.cli_errors import EXIT_FAILED, EXIT_OK, die, die_invalid
 from worker.errors import InvalidRequest
 
 __all__ = ["batch", "schedule"]
 
-EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
 QUIET_EVERY = 10.0  # without a terminal, print progress at most this often unless it moved
-
-
-def _die(message: str, details: list[str] | None = None) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
-    for line in details or []:
-        click.echo(f"  {line}", err=True)
-    sys.exit(EXIT_INVALID)
 
 
 def _die_invalid(exc: Exception, *, source: str = "the batch") -> NoReturn:
     if isinstance(exc, InvalidBatch):
         count = len(exc.lines)
-        _die(
+        die(
             f"{source}: {count} invalid line{'s' if count != 1 else ''}; nothing was enqueued "
             "(fix them, or pass --skip-invalid to submit the valid lines)",
             [msg for bad in exc.lines for msg in bad.messages()],
         )
-    if isinstance(exc, InvalidRequest):
-        _die("nothing was enqueued", [f"{name}: {message}" for name, message in exc.problems])
-    _die(str(exc))
+    die_invalid(exc, what="the request is invalid")
 
 
 def _read(path: str) -> ParsedBatch:
     try:
         return read_batch_file(path)
     except BatchFileError as exc:
-        _die(f"cannot use {path}", [f"{name}: {message}" for name, message in exc.problems])
+        die(f"cannot use {path}", [f"{name}: {message}" for name, message in exc.problems])
 
 
 def _echo_invalid_skipped(parsed: ParsedBatch) -> None:
@@ -179,7 +170,7 @@ def _dry_run(parsed: ParsedBatch, *, budget: float | None, as_json: bool) -> Non
     try:
         plan = plan_batch(parsed)
     except SettingsError as exc:
-        _die(str(exc))
+        die(str(exc))
     admitted = plan.fitting(None if budget is None else to_micros(budget))
     estimated = plan.total_micros / 1e6
     within = sum(item.cost_micros for item in admitted) / 1e6
@@ -205,7 +196,7 @@ def _dry_run(parsed: ParsedBatch, *, budget: float | None, as_json: bool) -> Non
 
 
 def _not_found(exc: Exception) -> NoReturn:
-    _die(str(exc).strip("'\""))
+    die(str(exc).strip("'\""))
 
 
 @batch.command()

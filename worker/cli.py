@@ -17,22 +17,11 @@ from typing import Any
 import click
 
 from config.settings import SettingsError, get_settings
+from worker.cli_errors import EXIT_FAILED, EXIT_OK, die, die_invalid
 from worker.errors import InvalidRequest
 from worker.request import RenderRequest, validate_request
 
 __all__ = ["main"]
-
-EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
-
-
-def _die_invalid(exc: Exception) -> None:
-    if isinstance(exc, InvalidRequest):
-        click.echo("error: the render request is invalid; nothing was enqueued", err=True)
-        for field, message in exc.problems:
-            click.echo(f"  {field}: {message}", err=True)
-    else:
-        click.echo(f"error: {exc}", err=True)
-    sys.exit(EXIT_INVALID)
 
 
 @click.group()
@@ -73,7 +62,7 @@ def render(
     try:
         request = validate_request(data)
     except InvalidRequest as exc:
-        _die_invalid(exc)
+        die_invalid(exc)
     if dry_run:
         _print_dry_run(request, as_json=as_json)
         return
@@ -82,7 +71,7 @@ def render(
     try:
         job_id = enqueue_render(request, key=key, on_done=on_done)
     except (InvalidRequest, SettingsError) as exc:
-        _die_invalid(exc)
+        die_invalid(exc)
     if not wait_:
         click.echo(json.dumps({"job_id": job_id}) if as_json else job_id)
         return
@@ -147,8 +136,7 @@ def status(job_id: str, as_json: bool) -> None:
     try:
         job = get_job(job_id)
     except JobNotFound as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(EXIT_INVALID)
+        die(str(exc))
     summary = job.summary()
     if as_json:
         click.echo(json.dumps(summary))
@@ -168,8 +156,7 @@ def cancel(job_id: str) -> None:
     try:
         canceled = cancel_job(job_id)
     except JobNotFound as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(EXIT_INVALID)
+        die(str(exc))
     click.echo("canceled" if canceled else "already final; nothing to cancel")
     sys.exit(EXIT_OK if canceled else EXIT_FAILED)
 
@@ -246,7 +233,7 @@ def demo(model: str, prompt: str, seconds: int, timeout: float) -> None:
     try:
         request = validate_request({"model": model, "prompt": prompt, "seconds": seconds})
     except InvalidRequest as exc:
-        _die_invalid(exc)
+        die_invalid(exc)
     log_file = Path(tempfile.mkdtemp(prefix="relaydance-demo-")) / "fleet.log"
     with DevStack(log_file=log_file) as stack:
         for note in stack.notes:
