@@ -7,12 +7,19 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
 
 from config.settings import get_settings
 from worker.engine import reset_engine
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def fleet_env(*, redis_url: str, sim_url: str, output_dir: Path, **extra: str) -> dict[str, str]:
@@ -31,6 +38,42 @@ def fleet_env(*, redis_url: str, sim_url: str, output_dir: Path, **extra: str) -
     }
     env.update(extra)
     return env
+
+
+def webhook_env(
+    redis_url: str, sim_url: str, web_port: int, output_dir: Path, *, key: str, secret: str
+) -> dict[str, str]:
+    """A fleet in webhook mode: the receiver on ``web_port``, a late (1.5 s) safety poll."""
+    return {
+        "REDIS_URL": redis_url,
+        "RELAYDANCE_API_KEY": key,
+        "RELAYDANCE_BASE_URL": sim_url,
+        "RELAYDANCE_ALLOW_LOCAL_URLS": "true",
+        "RELAYDANCE_WEBHOOK_BASE_URL": f"http://127.0.0.1:{web_port}/hooks",
+        "RELAYDANCE_WEBHOOK_SECRET": secret,
+        # First (safety) poll 1.5 s after submit, or the expected duration if later.
+        "RELAYDANCE_WEBHOOK_SAFETY_POLL_SECONDS": "1.5",
+        "RELAYDANCE_POLL_INTERVAL_MIN": "0.3",
+        "RELAYDANCE_POLL_INTERVAL_MAX": "1",
+        "RELAYDANCE_OUTPUT_DIR": str(output_dir),
+    }
+
+
+def point_this_process_at(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make settings, the engine and the Celery app of this process use ``env``."""
+    from config.celery import celery_config
+    from worker.celery_app import app
+
+    for name in [n for n in os.environ if n.startswith("RELAYDANCE_")]:
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    reset_engine()
+    app.conf.update(celery_config(get_settings()))
+    # Drop a broker pool an earlier test may have opened to another Redis.
+    app._pool = None
+    app.amqp._producer_pool = None
 
 
 @contextmanager
@@ -56,8 +99,12 @@ class Fleet:
     """A Celery worker (and optionally beat) started with the given environment."""
 
     def __init__(self, env: dict[str, str], log_dir: Path, *, pool: str = "threads",
-                 concurrency: int = 8, beat: bool = False) -> None:  # fmt: skip
+                 concurrency: int = 8, beat: bool = False, includes: Sequence[str] = (),
+                 web: bool = False) -> None:  # fmt: skip
         self.env = env  # read at each spawn, so a test may change it before starting
+        self.includes = list(includes)  # extra task modules (an example app's on_done task)
+        self.web = web  # also run the webhook receiver on RELAYDANCE_WEBHOOK_BASE_URL's port
+        self.receiver: subprocess.Popen[bytes] | None = None
         self.log_dir = log_dir
         self.pool = pool
         self.concurrency = concurrency
@@ -68,27 +115,43 @@ class Fleet:
 
     def _spawn(self, args: list[str], name: str) -> subprocess.Popen[bytes]:
         log = (self.log_dir / f"{name}-{self.starts}.log").open("wb")
+        # Only the test's RELAYDANCE_* settings; the repository is importable (examples).
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RELAYDANCE_")}
+        env.update(self.env)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
         return subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "worker", *args],
-            env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+            args, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
     def start_worker(self) -> None:
+        """Start a worker and wait until it says it is ready."""
         self.starts += 1
+        includes = ["--include", ",".join(self.includes)] if self.includes else []
         self.worker = self._spawn(
-            ["worker", "--pool", self.pool, "--concurrency", str(self.concurrency),
-             "--loglevel", "INFO", "--without-gossip", "--without-mingle",
-             "--hostname", f"test{self.starts}-{os.getpid()}@%h"],
+            [sys.executable, "-m", "celery", "-A", "worker", "worker", "--pool", self.pool,
+             "--concurrency", str(self.concurrency), "--loglevel", "INFO", "--without-gossip",
+             "--without-mingle", "--hostname", f"test{self.starts}-{os.getpid()}@%h", *includes],
             "worker",
         )  # fmt: skip
+        log = self.log_dir / f"worker-{self.starts}.log"
+        wait_for(lambda: " ready." in log.read_text(errors="replace"), timeout=30,
+                 what=f"the worker ({log})")  # fmt: skip
 
     def start(self) -> Fleet:
+        if self.web:
+            port = urlsplit(self.env["RELAYDANCE_WEBHOOK_BASE_URL"]).port
+            code = f"from worker.web import serve; serve('127.0.0.1', {port}, log_level='warning')"
+            self.receiver = self._spawn([sys.executable, "-c", code], "web")
+            wait_for(lambda: _answers(f"http://127.0.0.1:{port}/healthz"),
+                     what="the webhook receiver")  # fmt: skip
         self.start_worker()
         if self.with_beat:
             schedule = self.log_dir / "beat-schedule"
             self.beat = self._spawn(
-                ["beat", "--loglevel", "INFO", "--schedule", str(schedule)], "beat"
-            )
+                [sys.executable, "-m", "celery", "-A", "worker", "beat", "--loglevel", "INFO",
+                 "--schedule", str(schedule)],
+                "beat",
+            )  # fmt: skip
         return self
 
     def kill_worker(self) -> None:
@@ -98,10 +161,10 @@ class Fleet:
         self.worker.wait(timeout=10)
 
     def stop(self) -> None:
-        for proc in (self.worker, self.beat):
+        for proc in (self.worker, self.beat, self.receiver):
             if proc is not None and proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)
-        for proc in (self.worker, self.beat):
+        for proc in (self.worker, self.beat, self.receiver):
             if proc is None:
                 continue
             try:
@@ -110,10 +173,36 @@ class Fleet:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
 
+    def log_text(self) -> str:
+        """Everything the fleet's processes wrote, whole."""
+        return "\n".join(p.read_text(errors="replace") for p in sorted(self.log_dir.glob("*.log")))
+
+    def log_lines(self, needle: str) -> list[str]:
+        """The log lines that contain ``needle``."""
+        return [line for line in self.log_text().splitlines() if needle in line]
+
     def logs(self) -> str:
         return "\n".join(
             p.read_text(errors="replace")[-4000:] for p in sorted(self.log_dir.glob("*.log"))
         )
+
+
+def wait_for(predicate: Callable[[], Any], *, timeout: float = 20.0, what: str = "") -> Any:
+    """Poll ``predicate`` until it returns something truthy, and return that; else fail."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what or predicate}")
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1.0).status_code == 200
+    except httpx.TransportError:
+        return False
 
 
 def wait_until(predicate, *, timeout: float, interval: float = 0.05) -> bool:  # type: ignore[no-untyped-def]

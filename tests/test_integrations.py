@@ -24,10 +24,11 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 from config.settings import get_settings
 from simulator import VIDEO_SHA256
 from simulator.testing import SimulatorProcess
-from tests.test_webhooks import MODEL, ROOT, Fleet, fleet_env, point_this_process_at, wait_for
+from tests.fleet import ROOT, Fleet, point_this_process_at, wait_for, webhook_env
 from worker.engine import reset_engine
 from worker.redis_server import RedisServer, free_port
 
+MODEL = "doubao-seedance-2-0-fast-260128"
 EXAMPLES = ROOT / "examples"
 INCLUDES = [
     "tasks.webhooks",
@@ -86,8 +87,9 @@ def stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -
     switch = Switch()
     server = make_server("127.0.0.1", port, switch, threaded=True, request_handler=_Quiet)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    env = fleet_env(redis_server.url, sim, port, tmp_path_factory.mktemp("renders"))
-    fleet = Fleet(env, includes=INCLUDES, web=False)
+    env = webhook_env(redis_server.url, sim.url, port, tmp_path_factory.mktemp("renders"),
+                      key="sk-test-integrations", secret="test-integrations-secret")  # fmt: skip
+    fleet = Fleet(env, tmp_path_factory.mktemp("logs"), concurrency=4, includes=INCLUDES)
     with pytest.MonkeyPatch.context() as monkeypatch:
         point_this_process_at(env, monkeypatch)
         try:

@@ -14,16 +14,11 @@ import hashlib
 import hmac
 import json
 import logging
-import os
 import re
-import signal
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -35,6 +30,7 @@ import redis
 from config.settings import Settings, get_settings, load_settings
 from simulator import VIDEO_SHA256
 from simulator.testing import SimulatorProcess
+from tests.fleet import Fleet, point_this_process_at, wait_for, webhook_env
 from tests.pipeline_helpers import RecordingEngine, make_engine, make_job
 from worker import pipeline
 from worker.client import ApiClient
@@ -52,7 +48,6 @@ from worker.webhooks import (
     token_for,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
 SECRET = "test-webhook-secret"
 KEY = "sk-test-webhooks"
 MODEL = "doubao-seedance-2-0-fast-260128"
@@ -418,120 +413,6 @@ def test_a_provider_outage_during_the_refetch_retries_then_leaves_the_job_to_pol
 # Integration: a real worker, the ASGI receiver under uvicorn, the simulator -------------
 
 
-def wait_for(predicate: Callable[[], Any], *, timeout: float = 20.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what or predicate}")
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def point_this_process_at(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make settings, the engine and the Celery app of this process use ``env``."""
-    from config.celery import celery_config
-    from worker.celery_app import app
-
-    for name in [n for n in os.environ if n.startswith("RELAYDANCE_")]:
-        monkeypatch.delenv(name)
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    get_settings.cache_clear()
-    reset_engine()
-    app.conf.update(celery_config(get_settings()))
-    # Drop a broker pool an earlier test may have opened to another Redis.
-    app._pool = None
-    app.amqp._producer_pool = None
-
-
-@dataclass
-class Fleet:
-    """A worker process, and optionally the ASGI receiver, sharing one environment."""
-
-    env: dict[str, str]
-    includes: list[str]
-    web: bool = True
-    log: Path = field(default_factory=lambda: Path(tempfile.mkstemp(suffix=".log")[1]))
-    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
-
-    def start(self) -> Fleet:
-        env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("RELAYDANCE_")},
-            **self.env,
-        }
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
-        if self.web:
-            port = self.env["RELAYDANCE_WEBHOOK_BASE_URL"].split(":")[2].split("/")[0]
-            code = f"from worker.web import serve; serve('127.0.0.1', {port}, log_level='warning')"
-            self._spawn([sys.executable, "-c", code], env)
-            url = f"http://127.0.0.1:{port}/healthz"
-            wait_for(lambda: _answers(url), what="the webhook receiver")
-        self._spawn(
-            [sys.executable, "-m", "celery", "-A", "worker", "worker", "--pool", "threads",
-             "-c", "4", "-I", ",".join(self.includes), "--loglevel", "INFO",
-             "--without-gossip", "--without-mingle", "--without-heartbeat",
-             "--hostname", f"webhooks-{os.getpid()}@%h"],
-            env,
-        )  # fmt: skip
-        wait_for(lambda: " ready." in self.log.read_text(errors="replace"), what="the worker")
-        return self
-
-    def _spawn(self, args: list[str], env: dict[str, str]) -> None:
-        with self.log.open("ab") as out:
-            proc = subprocess.Popen(args, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
-        self.procs.append(proc)
-        if proc.poll() is not None:
-            raise RuntimeError(self.log.read_text(errors="replace")[-2000:])
-
-    def log_lines(self, needle: str) -> list[str]:
-        return [
-            line for line in self.log.read_text(errors="replace").splitlines() if needle in line
-        ]
-
-    def stop(self) -> None:
-        for proc in reversed(self.procs):
-            _stop(proc)
-        self.procs.clear()
-        self.log.unlink(missing_ok=True)
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1.0).status_code == 200
-    except httpx.TransportError:
-        return False
-
-
-def fleet_env(
-    redis_url: str, sim: SimulatorProcess, web_port: int, output_dir: Path
-) -> dict[str, str]:
-    """The environment the worker, the receiver and this process share."""
-    return {
-        "REDIS_URL": redis_url,
-        "RELAYDANCE_API_KEY": KEY,
-        "RELAYDANCE_BASE_URL": sim.url,
-        "RELAYDANCE_ALLOW_LOCAL_URLS": "true",
-        "RELAYDANCE_WEBHOOK_BASE_URL": f"http://127.0.0.1:{web_port}/hooks",
-        "RELAYDANCE_WEBHOOK_SECRET": SECRET,
-        # First (safety) poll 1.5 s after submit, or the expected duration if later.
-        "RELAYDANCE_WEBHOOK_SAFETY_POLL_SECONDS": "1.5",
-        "RELAYDANCE_POLL_INTERVAL_MIN": "0.3",
-        "RELAYDANCE_POLL_INTERVAL_MAX": "1",
-        "RELAYDANCE_OUTPUT_DIR": str(output_dir),
-    }
-
-
 @dataclass
 class Live:
     """What the integration tests use."""
@@ -586,8 +467,9 @@ def live(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) ->
     client.flushall()  # nothing else runs now; the worker below must start clean
     sim = SimulatorProcess(gen_time_mean=0.3, gen_time_jitter=0.0, webhook_retry_base=0.2).start()
     web_port = free_port()
-    env = fleet_env(redis_server.url, sim, web_port, tmp_path_factory.mktemp("renders"))
-    fleet = Fleet(env, includes=["tasks.webhooks"])
+    env = webhook_env(redis_server.url, sim.url, web_port, tmp_path_factory.mktemp("renders"),
+                      key=KEY, secret=SECRET)  # fmt: skip
+    fleet = Fleet(env, tmp_path_factory.mktemp("logs"), concurrency=4, web=True)
     with pytest.MonkeyPatch.context() as monkeypatch:
         point_this_process_at(env, monkeypatch)
         try:
@@ -634,7 +516,7 @@ def test_a_job_finishes_by_its_webhook_without_a_single_poll(live: Live) -> None
     after = live.counters()
     assert after["webhooks_sent"] - before["webhooks_sent"] == 1
     assert after["downloads"] - before["downloads"] == 1
-    assert token_for(SECRET, job_id) not in live.fleet.log.read_text()  # nor in any log line
+    assert token_for(SECRET, job_id) not in live.fleet.log_text()  # nor in any log line
 
 
 def test_the_receiver_answers_bad_deliveries_as_specified_and_changes_nothing(live: Live) -> None:
@@ -811,4 +693,4 @@ def test_a_second_submission_found_by_its_webhook_is_recorded_as_duplicate_spend
         job.sha256,
     )
     assert live.counters()["downloads"] == before["downloads"]
-    assert re.search(rf"job {job_id}: remote task {extra} is a second", live.fleet.log.read_text())
+    assert re.search(rf"job {job_id}: remote task {extra} is a second", live.fleet.log_text())
