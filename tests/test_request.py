@@ -535,6 +535,19 @@ def test_estimated_cost_follows_the_models_price_per_second() -> None:
     assert validate_request(request(seconds=15)).estimated_cost() == 3.0
 
 
+def test_the_estimate_follows_the_configured_price_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    from config.settings import get_settings
+
+    monkeypatch.setenv("RELAYDANCE_PRICES", '{"doubao-seedance-2-0-fast-260128": 0.5}')
+    get_settings.cache_clear()
+    try:
+        fast = validate_request({"model": "doubao-seedance-2-0-fast-260128", "prompt": "x"})
+        assert fast.estimated_cost() == 2.5
+    finally:
+        monkeypatch.delenv("RELAYDANCE_PRICES")
+        get_settings.cache_clear()
+
+
 def test_a_valid_request_passes_through_unchanged() -> None:
     valid = validate_request(request(images=[url("a.jpg")]))
     assert validate_request(valid) == valid

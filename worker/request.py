@@ -124,8 +124,13 @@ class RenderRequest(BaseModel):
         return [source for _, source in self.media() if not is_url(source)]
 
     def estimated_cost(self) -> float:
-        """Estimated price in USD (failed generations are not billed)."""
-        return round(self.catalogue_entry.usd_per_second * self.seconds, 4)
+        """Estimated price in USD from the configured price table (``RELAYDANCE_PRICES``).
+
+        Failed generations are not billed.
+        """
+        from worker.pricing import estimate_cost  # pricing builds on this module
+
+        return round(estimate_cost(self), 4)
 
     def fingerprint(self) -> str:
         """A content hash: identical requests have identical fingerprints."""
