@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -12,7 +11,7 @@ from tasks.canvas import chain_for
 from worker import pipeline
 from worker.engine import get_engine
 from worker.errors import InvalidRequest
-from worker.jobs import Job
+from worker.jobs import Job, new_job_id
 from worker.request import RenderRequest, validate_request
 
 __all__ = ["JobNotFound", "cancel", "enqueue_render", "get_job", "new_job_id", "wait"]
@@ -20,11 +19,6 @@ __all__ = ["JobNotFound", "cancel", "enqueue_render", "get_job", "new_job_id", "
 
 class JobNotFound(LookupError):
     """No job with this id (never created, or expired after the retention period)."""
-
-
-def new_job_id() -> str:
-    """A fresh job id."""
-    return "rdj_" + uuid.uuid4().hex
 
 
 def enqueue_render(
@@ -47,14 +41,7 @@ def enqueue_render(
     if on_done is not None and not on_done.strip():
         raise InvalidRequest([("on_done", "is empty; give a Celery task name or leave it out")])
     engine = get_engine()
-    job_id = new_job_id()
-    engine.store.create(
-        job_id,
-        request=valid.model_dump(mode="json"),
-        alias=key,
-        cost=valid.estimated_cost(),
-        on_done=on_done,
-    )
+    job_id = engine.store.create_render(valid, alias=key, on_done=on_done)
     job = engine.store.get(job_id)
     assert job is not None
     signature = chain_for(job)

@@ -7,7 +7,6 @@ from collections.abc import Callable
 from typing import Any
 
 from config.settings import Settings
-from tasks.api import new_job_id
 from tasks.canvas import steps_for
 from worker import pipeline
 from worker.engine import Engine
@@ -47,15 +46,7 @@ def make_job(
     request = validate_request(
         {"model": "doubao-seedance-2-0-fast-260128", "prompt": "a boat", **fields}
     )
-    job_id = new_job_id()
-    engine.store.create(
-        job_id,
-        request=request.model_dump(mode="json"),
-        alias=key,
-        cost=request.estimated_cost(),
-        on_done=on_done,
-    )
-    return job_id
+    return engine.store.create_render(request, alias=key, on_done=on_done)
 
 
 def run_step(engine: Engine, step: str, job_id: str, **kwargs: Any) -> pipeline.Outcome:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -23,9 +24,16 @@ from typing import Any
 
 import redis
 
-__all__ = ["FINAL_STATES", "Job", "JobState", "JobStore"]
+from worker.request import RenderRequest
+
+__all__ = ["FINAL_STATES", "Job", "JobState", "JobStore", "new_job_id"]
 
 PREFIX = "rd"
+
+
+def new_job_id() -> str:
+    """A fresh job id."""
+    return "rdj_" + uuid.uuid4().hex
 
 
 class JobState(StrEnum):
@@ -218,6 +226,20 @@ class JobStore:
         pipe.zadd(self.active_key, {job_id: now + due_in})
         pipe.hincrby(self.counts_key, JobState.QUEUED.value, 1)
         pipe.execute()
+
+    def create_render(
+        self, request: RenderRequest, *, alias: str, on_done: str | None = None
+    ) -> str:
+        """Record a validated request as a new ``queued`` job; return its new id."""
+        job_id = new_job_id()
+        self.create(
+            job_id,
+            request=request.model_dump(mode="json"),
+            alias=alias,
+            cost=request.estimated_cost(),
+            on_done=on_done,
+        )
+        return job_id
 
     def get(self, job_id: str) -> Job | None:
         """The job's current record, or None when unknown or expired."""

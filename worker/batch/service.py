@@ -22,7 +22,7 @@ from worker.batch.status import REQUEUE_STATES, Submission
 from worker.batch.store import REUSE_PREFIX, BatchRecord, Item
 from worker.batch.tracker import BatchTracker
 from worker.errors import InvalidRequest
-from worker.jobs import JobState
+from worker.jobs import JobState, new_job_id
 from worker.pricing import PriceTable
 
 __all__ = ["JOB_DONE_TASK", "Batches"]
@@ -196,7 +196,7 @@ class Batches(BatchTracker):
                         claims.append(Claim(index, expect, REUSE_PREFIX + found, 0))
                     else:
                         cost = view.items[index].cost_micros
-                        claims.append(Claim(index, expect, _new_job_id(), cost))
+                        claims.append(Claim(index, expect, new_job_id(), cost))
                 results = self.ledger.claim(meta, jobs_key, claims, exhausted=exhausted)
                 created: list[tuple[Item, str]] = []
                 if results == ["canceled"]:
@@ -264,8 +264,3 @@ class Batches(BatchTracker):
             for (item, job_id), state in zip(found, states, strict=True)
             if state == JobState.DONE.value
         }
-
-
-def _new_job_id() -> str:
-    # The producer API's id form, chosen here so that the claim can name the job.
-    return "rdj_" + uuid.uuid4().hex
