@@ -1,6 +1,7 @@
 """What a batch produced, one row per line, as CSV or JSON; and its one-line progress.
 
 Columns: line, job_id, state, output_path, sha256, seconds (of video), estimated_cost,
+billing (none, pending, unknown, billed, not_billed: what the provider may have charged),
 error, note. A request that several lines repeat is priced on its first line only (the
 others say ``same request as line N``); a reused render costs nothing here.
 """
@@ -21,8 +22,8 @@ from worker.batch.tracker import BatchTracker
 __all__ = ["COLUMNS", "ReportRow", "batch_report", "progress_line", "render_report"]
 
 COLUMNS = ("line", "job_id", "state", "output_path", "sha256", "seconds", "estimated_cost",
-           "error", "note")  # fmt: skip
-_JOB_FIELDS = ["output_path", "sha256", "error_code", "error_message"]
+           "billing", "error", "note")  # fmt: skip
+_JOB_FIELDS = ["output_path", "sha256", "error_code", "error_message", "billing", "orphans"]
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class ReportRow:
     sha256: str | None
     seconds: int | None
     estimated_cost: float
+    billing: str | None
     error: str | None
     note: str | None = None
 
@@ -59,7 +61,7 @@ def batch_report(batches: BatchTracker, batch_id: str) -> tuple[BatchStatus, lis
         item = view.items[index]
         state = view.states[index]
         value = view.values.get(index, "")
-        output, sha, code, message = details.get(index) or [None] * 4
+        output, sha, code, message, billing, orphans = details.get(index) or [None] * 6
         reused = value.startswith(REUSE_PREFIX)
         duplicate = first_line[index] != line
         note = None
@@ -79,6 +81,13 @@ def batch_report(batches: BatchTracker, batch_id: str) -> tuple[BatchStatus, lis
             )
         elif state == "canceled":
             error = "canceled; resume the batch to render it"
+        elif state == "submit_unknown":
+            error = (
+                f"the submission may have reached the provider ({message}); decide with "
+                "relaydance resubmit JOB_ID (may pay twice) or relaydance cancel JOB_ID"
+            )
+        if billing and int(orphans or 0):
+            billing = f"{billing} (+{orphans} possibly billed)"
         rows.append(
             ReportRow(
                 line=line,
@@ -88,6 +97,7 @@ def batch_report(batches: BatchTracker, batch_id: str) -> tuple[BatchStatus, lis
                 sha256=sha,
                 seconds=int(item.request.get("seconds", 0)),
                 estimated_cost=0.0 if (duplicate or reused) else from_micros(item.cost_micros),
+                billing=None if (duplicate or reused) else billing,
                 error=error,
                 note=note,
             )
@@ -95,7 +105,7 @@ def batch_report(batches: BatchTracker, batch_id: str) -> tuple[BatchStatus, lis
     for bad in record.invalid:
         problems = "; ".join(f"{name}: {message}" for name, message in bad.problems)
         rows.append(
-            ReportRow(bad.line, None, "invalid", None, None, None, 0.0, problems, "skipped")
+            ReportRow(bad.line, None, "invalid", None, None, None, 0.0, None, problems, "skipped")
         )
     rows.sort(key=lambda row: row.line)
     return status, rows
@@ -143,12 +153,14 @@ def progress_line(status: BatchStatus, *, elapsed: float, done_before: int, widt
         f"{status.waiting} waiting",
         f"{status.failed} failed",
     ]
-    for state in ("canceled", SKIPPED_BUDGET):
+    for state in ("submit_unknown", "canceled", SKIPPED_BUDGET):
         if status.counts.get(state):
             parts.append(f"{status.counts[state]} {state}")
     parts.append(f"{rate:.2f}/s")
     parts.append(f"ETA {_duration(eta)}")
     money = f"${status.spent_usd:.2f} spent, ${status.committed_usd:.2f} committed"
+    if status.unknown_usd:
+        money += f", ${status.unknown_usd:.2f} possibly billed (unknown)"
     if status.budget_usd is not None:
         money += f" of ${status.budget_usd:.2f}"
     parts.append(money)

@@ -86,6 +86,8 @@ class BatchRecord:
     invalid: list[InvalidLine]
     budget_micros: int | None = None
     reserved_micros: int = 0
+    spent_micros: int = 0  # billed by the provider, for jobs settled final
+    unknown_micros: int = 0  # possibly billed (an ambiguous submission), settled final
     reuse: bool = False
     canceled: bool = False
     on_done: str | None = None
@@ -244,8 +246,8 @@ class BatchStore:
             )
         data = {_text(k): _text(v) for k, v in raw.items()}
         known = {"alias", "created_at", "source", "digest", "lines", "invalid", "budget_micros",
-                 "reserved_micros", "reuse", "canceled", "name", "on_done",
-                 "schedule"}  # fmt: skip
+                 "reserved_micros", "spent_micros", "unknown_micros", "reuse", "canceled",
+                 "name", "on_done", "schedule"}  # fmt: skip
         return BatchRecord(
             id=batch_id,
             name=data.get("name"),
@@ -260,6 +262,8 @@ class BatchStore:
             ],
             budget_micros=int(data["budget_micros"]) if data.get("budget_micros") else None,
             reserved_micros=int(data.get("reserved_micros", "0")),
+            spent_micros=int(data.get("spent_micros", "0")),
+            unknown_micros=int(data.get("unknown_micros", "0")),
             reuse=data.get("reuse") == "1",
             canceled=data.get("canceled") == "1",
             on_done=data.get("on_done"),
