@@ -23,9 +23,10 @@ from click.testing import CliRunner
 
 from simulator import VIDEO_SHA256
 from simulator.testing import SimulatorProcess
-from tasks import clip_url, enqueue_render, get_job, wait
+from tasks import batch_report, clip_url, enqueue_batch, enqueue_render, get_job, wait, wait_batch
 from tests.fleet import ROOT, Fleet, fleet_env, use_env, wait_until
 from tests.s3_server import Bucket
+from worker.batch.report import render_report
 from worker.cli import main
 from worker.jobs import JobState
 from worker.redis_server import RedisServer, free_port
@@ -190,12 +191,19 @@ def test_two_workers_with_different_working_directories_deliver_every_clip_to_on
         try:
             for host in hosts:
                 host.start()
-            ids = [enqueue_render({"model": MODEL, "prompt": f"clip {i}"}) for i in range(6)]
-            jobs = [wait(job_id, timeout=90) for job_id in ids]
+            sub = enqueue_batch([{"model": MODEL, "prompt": f"clip {i}"} for i in range(6)])
+            wait_batch(sub.batch_id, timeout=120, interval=0.2)
+            _, rows = batch_report(sub.batch_id)
+            jobs = [get_job(row.job_id or "") for row in rows]
+            ids = [j.id for j in jobs]
+            csv_report = render_report(*batch_report(sub.batch_id), fmt="csv")
         finally:
             for host in hosts:
                 host.stop()
     assert all(j.state is JobState.DONE for j in jobs), [j.error_message for j in jobs]
+    # The batch report gives each line's object URI.
+    assert [r.output_uri for r in rows] == [f"s3://clips/renders/{j}.mp4" for j in ids]
+    assert csv_report.splitlines()[0].split(",")[3:5] == ["output_path", "output_uri"]
     keys = bucket.keys()
     for job in jobs:
         assert f"renders/{job.id}.mp4" in keys and f"renders/{job.id}.json" in keys
