@@ -139,11 +139,19 @@ def test_parts_leave_while_the_body_is_still_arriving_and_none_exceeds_a_part(
     storage = s3_storage(bucket, monkeypatch)
     received = [0]
     parts: list[tuple[int, int]] = []  # (bytes received when the part left, part size)
+    in_flight = [0, 0]  # now, most ever
 
     def on_part(params: dict[str, Any], **_: Any) -> None:
         parts.append((received[0], len(params["Body"])))
+        in_flight[0] += 1
+        in_flight[1] = max(in_flight)
 
-    storage.client.meta.events.register("provide-client-params.s3.UploadPart", on_part)
+    def part_done(**_: Any) -> None:
+        in_flight[0] -= 1
+
+    events = storage.client.meta.events
+    events.register("provide-client-params.s3.UploadPart", on_part)
+    events.register("after-call.s3.UploadPart", part_done)
 
     def progress(size: int) -> None:
         received[0] = size
@@ -153,6 +161,7 @@ def test_parts_leave_while_the_body_is_still_arriving_and_none_exceeds_a_part(
     assert len(parts) == math.ceil(len(clips.body) / PART) == 4
     assert parts[0][0] < len(clips.body) // 2  # streamed: the first part left early
     assert max(size for _, size in parts) < PART + (1 << 16)  # one part buffered, at most
+    assert in_flight[1] == 1  # parts go up one at a time
 
 
 @pytest.mark.parametrize(

@@ -28,6 +28,7 @@ from config.settings import S3_SCHEME, Settings
 from worker.download import stream_video
 from worker.errors import StorageError, StorageRefused, StorageUnavailable
 from worker.storage.base import Storage, StoredClip
+from worker.storage.multipart import MultipartUpload
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -147,7 +148,7 @@ class S3Storage(Storage):
         key = self.key_for(name, ".mp4")
         # A clip at the cap must still fit in S3's 10,000 parts.
         part_size = max(self.part_size, math.ceil(max_bytes / MAX_PARTS))
-        upload = _Upload(self, key, part_size)
+        upload = MultipartUpload(self, key, part_size)
         try:
             streamed = stream_video(
                 url,
@@ -191,7 +192,7 @@ class S3Storage(Storage):
     def check(self) -> str:
         """Create a multipart upload under the prefix, upload a part, abort it."""
         key = self.key_for(f".relaydance-check-{uuid.uuid4().hex}", "")
-        upload = _Upload(self, key, self.part_size)
+        upload = MultipartUpload(self, key, self.part_size)
         try:
             upload.write(b"relaydance storage check\n")
             upload.flush()
@@ -267,76 +268,3 @@ class S3Storage(Storage):
 
     def _uri(self, key: str) -> str:
         return f"{S3_SCHEME}{self.bucket}/{key}"
-
-
-class _Upload:
-    """One multipart upload, written like a file: full parts go out as they fill."""
-
-    def __init__(self, storage: S3Storage, key: str, part_size: int) -> None:
-        self.storage, self.key, self.part_size = storage, key, part_size
-        self.parts: list[dict[str, Any]] = []
-        self._buffer = bytearray()
-        created = storage.call(
-            "CreateMultipartUpload",
-            key,
-            lambda: storage.client.create_multipart_upload(
-                Bucket=storage.bucket, Key=key, ContentType="video/mp4"
-            ),
-        )
-        self.upload_id = str(created["UploadId"])
-        self._open = True  # neither completed nor aborted yet
-
-    def write(self, data: bytes, /) -> None:
-        """Buffer ``data``; upload a part each time ``part_size`` bytes have gathered."""
-        self._buffer += data
-        if len(self._buffer) >= self.part_size:
-            self.flush()
-
-    def flush(self) -> None:
-        """Upload what is buffered as the next part."""
-        body, self._buffer = self._buffer, bytearray()
-        number = len(self.parts) + 1
-        storage = self.storage
-        answer = storage.call(
-            "UploadPart",
-            self.key,
-            lambda: storage.client.upload_part(
-                Bucket=storage.bucket,
-                Key=self.key,
-                UploadId=self.upload_id,
-                PartNumber=number,
-                Body=bytes(body),
-            ),
-        )
-        self.parts.append({"ETag": answer["ETag"], "PartNumber": number})
-
-    def complete(self) -> str:
-        """Upload the last part and commit the object; return its ETag, unquoted."""
-        if self._buffer or not self.parts:
-            self.flush()
-        storage = self.storage
-        answer = storage.call(
-            "CompleteMultipartUpload",
-            self.key,
-            lambda: storage.client.complete_multipart_upload(
-                Bucket=storage.bucket,
-                Key=self.key,
-                UploadId=self.upload_id,
-                MultipartUpload={"Parts": self.parts},  # type: ignore[typeddict-item]
-            ),
-        )
-        self._open = False
-        return str(answer.get("ETag", "")).strip('"')
-
-    def abort(self) -> None:
-        """Abort the upload unless it was completed; never raises (it runs on failures)."""
-        if not self._open:
-            return
-        self._open = False
-        try:
-            self.storage.client.abort_multipart_upload(
-                Bucket=self.storage.bucket, Key=self.key, UploadId=self.upload_id
-            )
-        except (BotoCoreError, ClientError) as exc:
-            # The committing attempt, or the lifecycle rule, aborts it later.
-            logger.warning("could not abort an upload of %s: %s", self.key, exc)
