@@ -160,8 +160,25 @@ def test_parts_leave_while_the_body_is_still_arriving_and_none_exceeds_a_part(
 
     assert len(parts) == math.ceil(len(clips.body) / PART) == 4
     assert parts[0][0] < len(clips.body) // 2  # streamed: the first part left early
-    assert max(size for _, size in parts) < PART + (1 << 16)  # one part buffered, at most
+    assert [size for _, size in parts[:-1]] == [PART] * 3  # one part buffered, at most
     assert in_flight[1] == 1  # parts go up one at a time
+
+
+def test_every_part_but_the_last_has_the_same_size_whatever_the_chunks(
+    bucket: Bucket, clips: ClipServer, http_client: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clips.body = mp4(13 * MIB)
+    part = PART + 1000  # not a multiple of the 64 KiB chunks the body arrives in
+    storage = s3_storage(bucket, monkeypatch, part_size=part)
+    sizes: list[int] = []
+    storage.client.meta.events.register(
+        "provide-client-params.s3.UploadPart",
+        lambda params, **_: sizes.append(len(params["Body"])),
+    )
+    clip = save(storage, clips.url, http_client)
+    assert sizes == [part, part, len(clips.body) - 2 * part]
+    assert bucket.read("renders/rdj_job1.mp4") == clips.body
+    assert clip.sha256 == hashlib.sha256(clips.body).hexdigest()
 
 
 @pytest.mark.parametrize(

@@ -45,10 +45,20 @@ class MultipartUpload:
         self._open = True  # neither completed nor aborted yet
 
     def write(self, data: bytes, /) -> None:
-        """Buffer ``data``; upload a part each time ``part_size`` bytes have gathered."""
+        """Buffer ``data``; upload a part each time ``part_size`` bytes have gathered.
+
+        Every part but the last is exactly ``part_size`` bytes: R2, for one, requires
+        equal parts, whatever sizes the body arrives in.
+        """
         self._buffer += data
-        if len(self._buffer) >= self.part_size:
-            self.flush()
+        while len(self._buffer) >= self.part_size:
+            if len(self._buffer) == self.part_size:
+                self.flush()
+            else:
+                rest = self._buffer[self.part_size :]
+                del self._buffer[self.part_size :]
+                self.flush()
+                self._buffer = rest
 
     def flush(self) -> None:
         """Upload what is buffered as the next part."""
