@@ -4,10 +4,10 @@
 uploads each one as it fills, so memory holds one part whatever the clip's size. Nothing
 is visible under the key until :meth:`complete`; :meth:`abort` discards the parts.
 
-Parts go up one at a time, in the thread that reads the provider's body. A variant that
-uploaded each part from a second thread while the next one filled measured no faster
-(docs/benchmarks.md) and held twice the memory: a worker runs many deliveries at once,
-which keeps the links busy without overlap inside one delivery.
+Parts go up one at a time, in the thread that reads the provider's body: a worker runs
+many deliveries at once, which keeps its links busy without overlapping download and
+upload inside one delivery, and one part per delivery keeps memory lowest (on loopback
+the S3 server, not the worker, bounds a delivery's speed: docs/benchmarks.md).
 """
 
 from __future__ import annotations
