@@ -19,6 +19,7 @@ from worker.connections import redis_client
 from worker.download import make_download_client
 from worker.jobs import JobStore
 from worker.limits import KeyLimits, LimitSnapshot
+from worker.storage import Storage, make_storage
 from worker.timing import Timing
 
 __all__ = ["Engine", "get_engine", "reset_engine"]
@@ -37,6 +38,7 @@ class Engine:
     timing: Timing
     client: ApiClient
     downloads: httpx.Client
+    storage: Storage  # where finished clips go: a directory or a bucket
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Engine:
@@ -59,6 +61,7 @@ class Engine:
                 connect_timeout=settings.http_connect_timeout,
                 read_timeout=settings.http_read_timeout,
             ),
+            storage=make_storage(settings),
         )
 
     def limit_snapshots(self) -> dict[str, LimitSnapshot]:
@@ -79,6 +82,7 @@ class Engine:
         """Close connections and pools."""
         self.client.close()
         self.downloads.close()
+        self.storage.close()
         self.redis.close()
 
 

@@ -164,9 +164,11 @@ class Job:
     next_due: float | None = None
     error_code: str | None = None
     error_message: str | None = None
-    output_path: str | None = None
+    output_path: str | None = None  # a local output's file; None in a bucket
+    output_uri: str | None = None  # file:///... or s3://bucket/prefix/<job id>.mp4
     size: int | None = None
     sha256: str | None = None
+    etag: str | None = None  # the object's ETag, in a bucket
     cost: float | None = None
     on_done: str | None = None
     billing: Billing = Billing.NONE
@@ -202,8 +204,10 @@ class Job:
             "remote_task_id": self.remote_task_id,
             "polls": self.poll_count,
             "output_path": self.output_path,
+            "output_uri": self.output_uri,
             "size": self.size,
             "sha256": self.sha256,
+            "etag": self.etag,
             "estimated_cost": self.cost,
             "billing": self.billing.value,
             "possibly_billed": self.possibly_billed,

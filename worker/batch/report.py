@@ -1,9 +1,10 @@
 """What a batch produced, one row per line, as CSV or JSON; and its one-line progress.
 
-Columns: line, job_id, state, output_path, sha256, seconds (of video), estimated_cost,
-billing (none, pending, unknown, billed, not_billed: what the provider may have charged),
-error, note. A request that several lines repeat is priced on its first line only (the
-others say ``same request as line N``); a reused render costs nothing here.
+Columns: line, job_id, state, output_path (a local output's file), output_uri (file:// or
+s3://), sha256, seconds (of video), estimated_cost, billing (none, pending, unknown, billed,
+not_billed: what the provider may have charged), error, note. A request that several
+lines repeat is priced on its first line only (the others say ``same request as line N``);
+a reused render costs nothing here.
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ from worker.batch.tracker import BatchTracker
 
 __all__ = ["COLUMNS", "ReportRow", "batch_report", "progress_line", "render_report"]
 
-COLUMNS = ("line", "job_id", "state", "output_path", "sha256", "seconds", "estimated_cost",
-           "billing", "error", "note")  # fmt: skip
-_JOB_FIELDS = ["output_path", "sha256", "error_code", "error_message", "billing", "orphans"]
+COLUMNS = ("line", "job_id", "state", "output_path", "output_uri", "sha256", "seconds",
+           "estimated_cost", "billing", "error", "note")  # fmt: skip
+_JOB_FIELDS = ["output_path", "output_uri", "sha256", "error_code", "error_message", "billing",
+               "orphans"]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,7 @@ class ReportRow:
     job_id: str | None
     state: str
     output_path: str | None
+    output_uri: str | None
     sha256: str | None
     seconds: int | None
     estimated_cost: float
@@ -61,7 +64,7 @@ def batch_report(batches: BatchTracker, batch_id: str) -> tuple[BatchStatus, lis
         item = view.items[index]
         state = view.states[index]
         value = view.values.get(index, "")
-        output, sha, code, message, billing, orphans = details.get(index) or [None] * 6
+        output, uri, sha, code, message, billing, orphans = details.get(index) or [None] * 7
         reused = value.startswith(REUSE_PREFIX)
         duplicate = first_line[index] != line
         note = None
@@ -94,6 +97,7 @@ def batch_report(batches: BatchTracker, batch_id: str) -> tuple[BatchStatus, lis
                 job_id=job_of(value),
                 state=state,
                 output_path=output,
+                output_uri=uri,
                 sha256=sha,
                 seconds=int(item.request.get("seconds", 0)),
                 estimated_cost=0.0 if (duplicate or reused) else from_micros(item.cost_micros),
@@ -105,7 +109,9 @@ def batch_report(batches: BatchTracker, batch_id: str) -> tuple[BatchStatus, lis
     for bad in record.invalid:
         problems = "; ".join(f"{name}: {message}" for name, message in bad.problems)
         rows.append(
-            ReportRow(bad.line, None, "invalid", None, None, None, 0.0, None, problems, "skipped")
+            ReportRow(
+                bad.line, None, "invalid", None, None, None, None, 0.0, None, problems, "skipped"
+            )
         )
     rows.sort(key=lambda row: row.line)
     return status, rows
