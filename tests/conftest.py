@@ -8,6 +8,7 @@ import pytest
 import redis
 
 from simulator.testing import SimulatorProcess
+from worker.notify import set_task_registry
 from worker.redis_server import RedisServer
 
 
@@ -83,3 +84,12 @@ def sim(simulator_process: SimulatorProcess) -> SimulatorProcess:
     simulator_process.reset()
     simulator_process.configure(**SIM_DEFAULTS)
     return simulator_process
+
+
+@pytest.fixture
+def task_registry() -> Iterator[set[str]]:
+    """Act as a worker whose task registry holds the names the test adds."""
+    names: set[str] = set()
+    set_task_registry(names.__contains__)
+    yield names
+    set_task_registry(None)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import worker_init, worker_process_init, worker_ready
 
 from config.celery import celery_config
 from config.settings import get_settings
@@ -28,3 +29,25 @@ def _fresh_clients_after_fork(**_: Any) -> None:
     from worker.engine import reset_engine
 
     reset_engine()
+
+
+@worker_init.connect
+def _trust_the_worker_task_registry(**_: Any) -> None:
+    # A worker has imported every task module it runs (-I included): an on_done name
+    # missing from its registry would be dropped on receipt, so it is reported instead.
+    from worker.notify import set_task_registry
+
+    set_task_registry(lambda name: name in app.tasks)
+
+
+@worker_ready.connect
+def _check_the_webhook_receiver(**_: Any) -> None:
+    # In a thread: the check may take seconds, and the worker is already taking tasks.
+    def check() -> None:
+        from worker.engine import get_engine
+        from worker.webhook_health import check_at_worker_start
+
+        check_at_worker_start(get_engine())
+
+    if get_settings().webhook_base_url:
+        threading.Thread(target=check, name="webhook-self-check", daemon=True).start()

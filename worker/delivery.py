@@ -14,8 +14,9 @@ from typing import Any
 
 from worker.download import UrlExpired, cleanup_partials, download_video, write_manifest
 from worker.engine import Engine
-from worker.errors import PermanentError, RelayDanceError, TransientError
+from worker.errors import PermanentError, TransientError
 from worker.jobs import Job, JobState
+from worker.notify import notify_final
 from worker.steps import (
     NEXT,
     STEP_GRACE,
@@ -157,11 +158,6 @@ def finish(engine: Engine, job_id: str, *, seq: int) -> Outcome:
     )
     if not applied:
         return stop("not ready to finish, or already finished")
-    done = engine.store.get(job_id)
     log_transition(job, "done", output=job.output_path)
-    if job.on_done and done is not None:
-        try:
-            engine.send(job.on_done, done.summary())
-        except RelayDanceError:  # pragma: no cover - send_task raises kombu errors
-            logger.exception("job %s: could not send on_done task %s", job_id, job.on_done)
+    notify_final(engine, job_id)
     return NEXT

@@ -27,6 +27,7 @@ from worker.engine import Engine
 from worker.errors import PermanentError, RateLimited, TransientError
 from worker.jobs import Job, JobState
 from worker.metrics import record_generated
+from worker.notify import notify_final
 from worker.request import RenderRequest
 from worker.steps import (
     NEXT,
@@ -338,4 +339,5 @@ def cancel(engine: Engine, job_id: str) -> bool:
     if job is None or not engine.store.cancel(job_id):
         return False
     release(engine, job)
+    notify_final(engine, job_id)
     return True

@@ -4,7 +4,9 @@ Celery messages are nudges: a worker killed mid-step takes its message with it u
 broker's visibility timeout (an hour or more). The sweeper, run by beat every ~20 s,
 finds non-final jobs whose next step is overdue, bumps their ``seq`` (so any old message
 still somewhere becomes stale) and asks for the job to be resumed from its current state.
-It also hands free slots to jobs waiting in line.
+It also hands free slots to jobs waiting in line, retries ``on_done`` notices the broker
+did not take (:func:`worker.notify.deliver_due`), and leaves the time of its last run in
+Redis, which ``relaydance doctor`` reads to tell that beat is alive.
 """
 
 from __future__ import annotations
@@ -15,13 +17,15 @@ from dataclasses import dataclass
 
 from worker.engine import Engine
 from worker.jobs import JobState
+from worker.notify import deliver_due
 from worker.steps import WAITING_RECHECK
 
-__all__ = ["SweepReport", "sweep"]
+__all__ = ["LAST_SWEEP_KEY", "SweepReport", "sweep"]
 
 logger = logging.getLogger(__name__)
 
 RESUME_GRACE = 120.0
+LAST_SWEEP_KEY = "rd:sweep:last"
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,7 @@ def sweep(engine: Engine, *, grace: float | None = None, limit: int = 2000) -> S
     if grace is None:
         grace = engine.settings.sweep_grace_seconds
     now = time.time()
+    engine.redis.set(LAST_SWEEP_KEY, repr(now))
     resumed: list[str] = []
     granted: list[str] = []
     due = engine.store.due(before=now - grace, limit=limit)
@@ -73,4 +78,5 @@ def sweep(engine: Engine, *, grace: float | None = None, limit: int = 2000) -> S
         for job_id in engine.limits.grant_waiters(alias, limit=limit_):
             engine.send("relaydance.resume", job_id)
             granted.append(job_id)
+    deliver_due(engine)
     return SweepReport(resumed=resumed, granted=granted, checked=len(due))

@@ -197,7 +197,7 @@ class BatchTracker:
         return canceled
 
     def job_done(self, summary: dict[str, Any]) -> None:
-        """A job of a batch is done: settle it, index it for reuse, tell the producer."""
+        """A job of a batch ended: settle it (done: index it for reuse), tell the producer."""
         job_id = str(summary.get("job_id", ""))
         job = self.engine.store.get(job_id)
         if job is None or "batch" not in job.extra:
@@ -210,7 +210,9 @@ class BatchTracker:
         index = int(index_text or "-1")
         item = self.store.items(batch_id, [index]).get(index)
         meta, final = self.store.key(batch_id), self.store.key(batch_id, "final")
-        if item is not None and self.ledger.settle(meta, final, job_id, "done", 0):
+        if summary.get("state", "done") != "done":
+            self._view(record)  # failed or canceled: settled with its refund rule
+        elif item is not None and self.ledger.settle(meta, final, job_id, "done", 0):
             self._index_done(record.alias, item.fingerprint, job_id)
         if record.on_done:
             self.engine.send(record.on_done, {**summary, "batch_id": batch_id})
