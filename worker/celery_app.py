@@ -10,6 +10,7 @@ from celery.signals import worker_init, worker_process_init, worker_ready
 
 from config.celery import celery_config
 from config.settings import get_settings
+from worker.flower_guard import install_flower_guard
 from worker.logs import install_celery_logging
 
 __all__ = ["app"]
@@ -21,6 +22,8 @@ app.add_defaults(lambda: celery_config(get_settings()))
 # Celery builds its log handlers when a worker or beat starts; these receivers add the
 # redaction filter (and JSON with RELAYDANCE_LOG_JSON) to them. Connecting reads no settings.
 install_celery_logging()
+# Only when this process is `celery ... flower`: Flower then refuses to start without a login.
+install_flower_guard()
 
 
 @worker_process_init.connect
