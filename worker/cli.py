@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from config.settings import SettingsError, get_settings
-from worker.cli_errors import EXIT_FAILED, EXIT_OK, die, die_invalid
+from worker.cli_errors import EXIT_FAILED, EXIT_OK, die_invalid, die_not_found, redis_asked
 from worker.errors import InvalidRequest
 from worker.request import RenderRequest, validate_request
 
@@ -30,10 +30,17 @@ def main() -> None:
     """Render videos through RelayDance with a Celery + Redis worker fleet."""
 
 
-@main.command()
-@click.option("--model", required=True, help="Model id (see the README for the list).")
+@main.command(short_help="Validate a render request and enqueue it (prints the job id).")
+@click.option(
+    "--model",
+    required=True,
+    help="Model id; `relaydance models` lists every model with its lengths, ratios, "
+    "resolutions, audio, reference limits and price.",
+)
 @click.option("--prompt", required=True, help="What to generate; cite media as @image1...")
-@click.option("--seconds", type=int, default=5, show_default=True, help="Clip length.")
+@click.option(
+    "--seconds", type=int, default=5, show_default=True, help="Clip length (per model: see models)."
+)
 @click.option("--ratio", help="Aspect ratio, e.g. 16:9.")
 @click.option("--resolution", help="480p, 720p or 1080p, as the model offers.")
 @click.option("--generate-audio", is_flag=True, default=None, help="Ask for a soundtrack.")
@@ -43,7 +50,10 @@ def main() -> None:
 @click.option("--first-frame", help="First frame image (frame mode, not with --image).")
 @click.option("--last-frame", help="Last frame image (frame mode, not with --image).")
 @click.option("--key", default="default", show_default=True, help="API key alias.")
-@click.option("--on-done", help="Celery task name to send the job summary to when done.")
+@click.option(
+    "--on-done",
+    help="Celery task name sent the job summary when the job ends (done, failed or canceled).",
+)
 @click.option("--wait", "wait_", is_flag=True, help="Show progress until the job is final.")
 @click.option("--timeout", type=float, default=1800, show_default=True, help="For --wait, s.")
 @click.option("--dry-run", is_flag=True, help="Print the request body and cost; enqueue nothing.")
@@ -126,24 +136,27 @@ def _wait_and_report(job_id: str, *, timeout: float, as_json: bool) -> int:
     return EXIT_OK if job.state.value == "done" else EXIT_FAILED
 
 
-@main.command()
+@main.command(short_help="Show a job's state, what it waits for and until when.")
 @click.argument("job_id")
-@click.option("--json", "as_json", is_flag=True)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Machine-readable: times as epoch and ISO 8601."
+)
 def status(job_id: str, as_json: bool) -> None:
-    """Show a job's state."""
+    """Show a job's state, what it waits for and until when, and its record."""
     from tasks import JobNotFound, get_job
+    from worker.engine import get_engine
+    from worker.explain import status_view
 
     try:
         job = get_job(job_id)
     except JobNotFound as exc:
-        die(str(exc))
-    summary = job.summary()
+        die_not_found(str(exc))
+    view = status_view(get_engine(), job)
     if as_json:
-        click.echo(json.dumps(summary))
+        click.echo(json.dumps(view))
         return
-    for name, value in summary.items():
-        if value not in (None, {}, ""):
-            click.echo(f"{name:>15}: {value}")
+    for line in status_lines(view, now=time.time()):
+        click.echo(line)
 
 
 @main.command()
@@ -156,13 +169,13 @@ def cancel(job_id: str) -> None:
     try:
         canceled = cancel_job(job_id)
     except JobNotFound as exc:
-        die(str(exc))
+        die_not_found(str(exc))
     click.echo("canceled" if canceled else "already final; nothing to cancel")
     sys.exit(EXIT_OK if canceled else EXIT_FAILED)
 
 
-@main.command()
-@click.option("--json", "as_json", is_flag=True)
+@main.command(short_help="Per key: limits, slots in use, waiting, requests, 429s.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable: one object per key.")
 def limits(as_json: bool) -> None:
     """Per key alias: configured and effective limit, slots in use, waiting, requests, 429s."""
     from worker.engine import get_engine
@@ -170,6 +183,9 @@ def limits(as_json: bool) -> None:
     rows = get_engine().limit_snapshots()
     if as_json:
         click.echo(json.dumps(rows))
+        return
+    if not rows:
+        click.echo(f"no key aliases configured or seen ({redis_asked()})", err=True)
         return
     header = ("key", "configured", "effective", "in use", "waiting", "req/min", "429s/hour")
     click.echo("{:<16} {:>10} {:>9} {:>6} {:>7} {:>7} {:>9}".format(*header))
@@ -181,7 +197,7 @@ def limits(as_json: bool) -> None:
         )
 
 
-@main.command()
+@main.command(short_help="Serve the webhook receiver, /healthz and /metrics.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, type=int, help="Port to listen on.")
 @click.option("--workers", default=1, show_default=True, help="uvicorn worker processes.")
@@ -221,11 +237,17 @@ def dev(pool: str, concurrency: int) -> None:
         click.echo("relaydance dev: stopping", err=True)
 
 
-@main.command()
-@click.option("--model", default="doubao-seedance-2-0-fast-260128", show_default=True)
-@click.option("--prompt", default="A paper boat drifts down a rain-soaked street, cinematic")
-@click.option("--seconds", default=5, show_default=True)
-@click.option("--timeout", default=300.0, show_default=True)
+@main.command(short_help="Start the stack, render one clip, print the mp4 path, stop.")
+@click.option(
+    "--model", default="doubao-seedance-2-0-fast-260128", show_default=True, help="Model id."
+)
+@click.option(
+    "--prompt",
+    default="A paper boat drifts down a rain-soaked street, cinematic",
+    help="What to generate.",
+)
+@click.option("--seconds", default=5, show_default=True, help="Clip length.")
+@click.option("--timeout", default=300.0, show_default=True, help="Give up after this many s.")
 def demo(model: str, prompt: str, seconds: int, timeout: float) -> None:
     """Start the stack, render one clip, print the mp4 path, stop."""
     from worker.devstack import DevStack
@@ -247,13 +269,52 @@ def demo(model: str, prompt: str, seconds: int, timeout: float) -> None:
     sys.exit(code)
 
 
+def status_lines(view: dict[str, Any], *, now: float) -> list[str]:
+    """``relaydance status`` for people: what the job waits for first, then its record."""
+    from worker.timefmt import at
+
+    waiting = view["waiting"]
+    lines = [f"{'job':>15}: {view['job_id']}", f"{'state':>15}: {view['state']}"]
+    lines.append(f"{'now':>15}: {waiting['text']}")
+    lines += [f"{'note':>15}: {note}" for note in waiting["notes"]]
+    shown = ("key", "model", "seconds", "remote_task_id", "polls", "output_path", "size",
+             "sha256", "estimated_cost", "error_code", "error_message")  # fmt: skip
+    for name in shown:
+        if view.get(name) not in (None, "", 0) or name == "polls":
+            lines.append(f"{name:>15}: {view[name]}")
+    if view.get("duplicate_spend"):
+        lines.append(f"{'duplicate_spend':>15}: {view['duplicate_spend']} "
+                     f"({', '.join(view['duplicate_remote_ids'])})")  # fmt: skip
+    on_done = view.get("on_done") or {}
+    if on_done.get("task"):
+        lines.append(f"{'on_done':>15}: {on_done['task']} ({on_done.get('status') or 'pending'})")
+    for step, when in sorted(view["times"].items(), key=lambda item: item[1]):
+        lines.append(f"{'at ' + step:>15}: {at(when, now=now)}")
+    return lines
+
+
 def _register_commands() -> None:
     from simulator.cli import simulate
     from worker.batch_cli import batch, schedule
+    from worker.setup_cli import doctor, models
 
     main.add_command(simulate)
     main.add_command(batch)
     main.add_command(schedule)
+    main.add_command(models)
+    main.add_command(doctor)
+    _whole_summaries(main)
+
+
+def _whole_summaries(group: click.Group) -> None:
+    # click cuts a summary it derives to fit the terminal ("Per key alias: configured
+    # and..."); a summary given explicitly is wrapped instead, never cut.
+    for command in group.commands.values():
+        if command.short_help is None and command.help:
+            first = command.help.split("\n\n", 1)[0]
+            command.short_help = " ".join(first.split())
+        if isinstance(command, click.Group):
+            _whole_summaries(command)
 
 
 _register_commands()
