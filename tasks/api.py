@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -16,6 +17,8 @@ from worker.request import RenderRequest, validate_request
 
 __all__ = ["JobNotFound", "cancel", "enqueue_render", "get_job", "new_job_id", "wait"]
 
+logger = logging.getLogger(__name__)
+
 
 class JobNotFound(LookupError):
     """No job with this id (never created, or expired after the retention period)."""
@@ -26,11 +29,14 @@ def enqueue_render(
     *,
     key: str = "default",
     on_done: str | None = None,
+    check_on_done: bool = False,
 ) -> str:
     """Validate a render request, record the job and enqueue it; return the job id at once.
 
     Raises :class:`~worker.errors.InvalidRequest` (nothing is enqueued) on bad input.
-    ``on_done`` names a Celery task of the producer's own, sent the job summary when done.
+    ``on_done`` names a Celery task of the producer's own, sent the job summary when the
+    job ends (done, failed or canceled). With ``check_on_done``, that name must be
+    registered on the fleet's app in this process (import the module that defines it).
     """
     valid = validate_request(request)
     settings = get_settings()
@@ -40,6 +46,8 @@ def enqueue_render(
         raise InvalidRequest([("key", f"unknown key alias {key!r}; configured aliases: {known}")])
     if on_done is not None and not on_done.strip():
         raise InvalidRequest([("on_done", "is empty; give a Celery task name or leave it out")])
+    if on_done is not None and check_on_done:
+        _check_registered(on_done)
     engine = get_engine()
     job_id = engine.store.create_render(valid, alias=key, on_done=on_done)
     job = engine.store.get(job_id)
@@ -47,7 +55,25 @@ def enqueue_render(
     signature = chain_for(job)
     if signature is not None:
         signature.apply_async()
+    logger.info(
+        "job %s key=%s state=queued model=%s", job_id, key, valid.model,
+        extra={"job_id": job_id, "key": key, "state": "queued"},
+    )  # fmt: skip
     return job_id
+
+
+def _check_registered(name: str) -> None:
+    from worker import app
+
+    if name in app.tasks:
+        return
+    ours = sorted(n for n in app.tasks if not n.startswith(("celery.", "relaydance.")))
+    known = ", ".join(ours) or "none"
+    raise InvalidRequest([(
+        "on_done",
+        f"no task named {name!r} is registered on the fleet's app (registered: {known}); "
+        "check the spelling, and import the module that defines it",
+    )])  # fmt: skip
 
 
 def get_job(job_id: str) -> Job:
@@ -92,5 +118,11 @@ def cancel(job_id: str) -> bool:
     provider documents no cancel endpoint, so its generation may still be billed.
     Raises :class:`JobNotFound`.
     """
-    get_job(job_id)
-    return pipeline.cancel(get_engine(), job_id)
+    job = get_job(job_id)
+    canceled = pipeline.cancel(get_engine(), job_id)
+    if canceled:
+        logger.info(
+            "job %s key=%s state=canceled model=%s", job_id, job.alias, job.request.get("model"),
+            extra={"job_id": job_id, "key": job.alias, "state": "canceled"},
+        )  # fmt: skip
+    return canceled
