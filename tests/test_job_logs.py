@@ -63,7 +63,10 @@ def test_each_transition_of_a_job_is_one_info_line_with_id_key_model_and_state(
 
 
 def test_the_producer_logs_queued_and_canceled_with_the_same_fields(
-    redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    redis_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     point_this_process_at(
         {"REDIS_URL": redis_url, "RELAYDANCE_API_KEY": KEY,
@@ -95,7 +98,9 @@ def test_the_recovery_guide_greps_for_the_submission_line_as_it_is_written(
     job_id = make_job(engine)
     with caplog.at_level(logging.INFO):
         drive(engine, job_id)
-    submitted = [r.getMessage() for r in _transitions(caplog, job_id) if "=submitted" in r.getMessage()]
+    submitted = [
+        r.getMessage() for r in _transitions(caplog, job_id) if "=submitted" in r.getMessage()
+    ]
     assert len(submitted) == 1 and re.fullmatch(pattern, submitted[0]), (pattern, submitted)
 
 

@@ -70,6 +70,14 @@ def _safety_poll_now(job_id: str) -> None:
     assert job_id in sweep(engine).resumed
 
 
+def _finish_by_safety_poll(fleet: Fleet, job: str) -> None:
+    live = (JobState.SUBMITTED, JobState.RUNNING)
+    wait_for(lambda: get_job(job).state in live, what="the submission")
+    _safety_poll_now(job)
+    assert wait(job, timeout=60).state is JobState.DONE, fleet.logs()
+    wait_for(lambda: fleet.log_lines(f"job {job} ended without its webhook"), what="the count")
+
+
 def test_an_unreachable_receiver_is_logged_once_and_shown_on_the_waiting_job(
     fleet: Fleet, sim: SimulatorProcess
 ) -> None:
@@ -90,12 +98,7 @@ def test_an_unreachable_receiver_is_logged_once_and_shown_on_the_waiting_job(
 
     second = enqueue_render({"model": MODEL, "prompt": "a second lighthouse"})
     for job in (job_id, second):
-        wait_for(lambda: get_job(job).state in (JobState.SUBMITTED, JobState.RUNNING),
-                 what="the submission")  # fmt: skip
-        _safety_poll_now(job)
-        assert wait(job, timeout=60).state is JobState.DONE, fleet.logs()
-        wait_for(lambda: fleet.log_lines(f"job {job} ended without its webhook"),
-                 what="the missed delivery")  # fmt: skip
+        _finish_by_safety_poll(fleet, job)
 
     assert len(fleet.log_lines(UNREACHABLE)) == 1
     assert len(fleet.log_lines(NOT_ARRIVING)) == 1  # loud once, not once per job
