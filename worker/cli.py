@@ -145,7 +145,7 @@ def status(job_id: str, as_json: bool) -> None:
     """Show a job's state, what it waits for and until when, and its record."""
     from tasks import JobNotFound, get_job
     from worker.engine import get_engine
-    from worker.explain import status_view
+    from worker.status_view import status_lines, status_view
 
     try:
         job = get_job(job_id)
@@ -267,30 +267,6 @@ def demo(model: str, prompt: str, seconds: int, timeout: float) -> None:
         click.echo(f"demo: job {job_id} enqueued ({request.summary()})", err=True)
         code = _wait_and_report(job_id, timeout=timeout, as_json=False)
     sys.exit(code)
-
-
-def status_lines(view: dict[str, Any], *, now: float) -> list[str]:
-    """``relaydance status`` for people: what the job waits for first, then its record."""
-    from worker.timefmt import at
-
-    waiting = view["waiting"]
-    lines = [f"{'job':>15}: {view['job_id']}", f"{'state':>15}: {view['state']}"]
-    lines.append(f"{'now':>15}: {waiting['text']}")
-    lines += [f"{'note':>15}: {note}" for note in waiting["notes"]]
-    shown = ("key", "model", "seconds", "remote_task_id", "polls", "output_path", "size",
-             "sha256", "estimated_cost", "error_code", "error_message")  # fmt: skip
-    for name in shown:
-        if view.get(name) not in (None, "", 0) or name == "polls":
-            lines.append(f"{name:>15}: {view[name]}")
-    if view.get("duplicate_spend"):
-        lines.append(f"{'duplicate_spend':>15}: {view['duplicate_spend']} "
-                     f"({', '.join(view['duplicate_remote_ids'])})")  # fmt: skip
-    on_done = view.get("on_done") or {}
-    if on_done.get("task"):
-        lines.append(f"{'on_done':>15}: {on_done['task']} ({on_done.get('status') or 'pending'})")
-    for step, when in sorted(view["times"].items(), key=lambda item: item[1]):
-        lines.append(f"{'at ' + step:>15}: {at(when, now=now)}")
-    return lines
 
 
 def _register_commands() -> None:

@@ -23,7 +23,7 @@ from worker.jobs import Job
 from worker.timefmt import at, iso, span
 from worker.webhook_health import ReceiverCheck, last_check, missed_count
 
-__all__ = ["ROWS", "Explanation", "Facts", "explain", "facts_for", "status_view"]
+__all__ = ["ROWS", "Explanation", "Facts", "explain", "facts_for"]
 
 
 @dataclass(frozen=True)
@@ -266,8 +266,9 @@ def _notes(job: Job, facts: Facts) -> tuple[str, ...]:
     if facts.webhooks and not job.is_final and str(job.state) not in ("queued",):
         receiver = facts.receiver
         if receiver is not None and not receiver.ok:
+            checked = at(receiver.checked_at, now=facts.now)
             notes.append(
-                f"the webhook receiver failed its self-check {at(receiver.checked_at, now=facts.now)}: "  # noqa: E501
+                f"the webhook receiver failed its self-check {checked}: "
                 f"GET {receiver.url} {receiver.detail}"
             )
         if facts.missed_webhooks:
@@ -317,18 +318,3 @@ def explain(job: Job, facts: Facts) -> Explanation:
     return Explanation(
         found.state, found.waiting_for, found.text, found.until, found.details, notes
     )
-
-
-def status_view(engine: Engine, job: Job, *, now: float | None = None) -> dict[str, Any]:
-    """The job's summary plus why it waits and every time in ISO 8601 (``status --json``)."""
-    facts = facts_for(engine, job, now=now)
-    summary = job.summary()
-    summary["times_iso"] = {name: iso(value) for name, value in job.times.items()}
-    summary["waiting"] = explain(job, facts).as_json(now=facts.now)
-    summary["on_done"] = {
-        "task": job.on_done,
-        "status": job.extra.get("on_done_status"),
-        "error": job.extra.get("on_done_error"),
-        "sent_at": _float(job.extra.get("on_done_sent_at")),
-    }
-    return summary

@@ -31,7 +31,6 @@ from tasks import JobNotFound, enqueue_render, get_job
 from worker.catalogue import SEEDANCE_RATIOS
 from worker.engine import get_engine
 from worker.errors import InvalidRequest
-from worker.explain import status_view
 from worker.integrations.flask import relaydance_blueprint
 from worker.integrations.forms import (
     form_models,
@@ -44,6 +43,7 @@ from worker.integrations.forms import (
 )
 from worker.jobs import Job
 from worker.logs import RedactingFilter
+from worker.status_view import status_view
 
 from .records import TASK_NAME, recorded
 

@@ -20,7 +20,6 @@ from tasks import JobNotFound, enqueue_render, get_job
 from worker.catalogue import SEEDANCE_RATIOS
 from worker.engine import get_engine
 from worker.errors import InvalidRequest
-from worker.explain import status_view
 from worker.integrations.forms import (
     form_models,
     form_values,
@@ -31,6 +30,7 @@ from worker.integrations.forms import (
     when,
 )
 from worker.jobs import Job
+from worker.status_view import status_view
 
 from .records import TASK_NAME, recorded
 
