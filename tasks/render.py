@@ -105,7 +105,7 @@ def grant(alias: str) -> None:
 @app.task(name="relaydance.notify")
 def notify(job_id: str) -> str:
     """Send a final job's summary to its on_done task (checked against this worker)."""
-    return notify_final(get_engine(), job_id)
+    return notify_final(get_engine(), job_id, hand_off=False)
 
 
 @app.task(name="relaydance.sweep")

@@ -125,6 +125,7 @@ def _wait_and_report(job_id: str, *, timeout: float, as_json: bool) -> int:
         return EXIT_FAILED
     if live:
         click.echo("", err=True)
+    _warn_about_on_done(job)
     if as_json:
         click.echo(json.dumps(job.summary()))
     elif job.state.value == "done":
@@ -134,6 +135,22 @@ def _wait_and_report(job_id: str, *, timeout: float, as_json: bool) -> int:
             f"job {job_id} {job.state.value}: {job.error_code}: {job.error_message}", err=True
         )
     return EXIT_OK if job.state.value == "done" else EXIT_FAILED
+
+
+def _warn_about_on_done(job: Any, *, within: float = 3.0) -> None:
+    """Say on stderr when the job's on_done task could not be told (a misspelt name)."""
+    from tasks import get_job
+
+    deadline = time.monotonic() + within  # the notice follows the final state at once
+    while job.on_done and "on_done_status" not in job.extra and time.monotonic() < deadline:
+        time.sleep(0.1)
+        job = get_job(job.id)
+    if job.extra.get("on_done_status") in ("unregistered", "retrying"):
+        click.echo(
+            f"warning: on_done {job.on_done}: {job.extra['on_done_status']}: "
+            f"{job.extra.get('on_done_error', '')}",
+            err=True,
+        )
 
 
 @main.command(short_help="Show a job's state, what it waits for and until when.")

@@ -76,11 +76,13 @@ def _retry_delay(attempts: int) -> float:
     return float(min(RETRY_MIN * 2.0 ** max(attempts - 1, 0), RETRY_MAX))
 
 
-def notify_final(engine: Engine, job_id: str) -> str:
+def notify_final(engine: Engine, job_id: str, *, hand_off: bool = True) -> str:
     """Send a final job's summary to its ``on_done`` task; return what happened.
 
     ``none`` (not final, or no task named), ``sent``, ``handed to a worker``, ``retrying``,
     ``unregistered``, ``busy`` (another sender holds the job) or ``already sent``.
+    ``hand_off=False`` (in ``relaydance.notify`` itself) sends even where the task
+    registry is unknown, so a notice is never handed on twice.
     """
     job = engine.store.get(job_id)
     if job is None or not job.is_final:
@@ -97,18 +99,18 @@ def notify_final(engine: Engine, job_id: str) -> str:
     if not engine.redis.set(claim, "1", nx=True, ex=CLAIM_SECONDS):
         return "busy"
     try:
-        return _deliver(engine, job)
+        return _deliver(engine, job, hand_off=hand_off)
     finally:
         engine.redis.delete(claim)
 
 
-def _deliver(engine: Engine, job: Job) -> str:
+def _deliver(engine: Engine, job: Job, *, hand_off: bool) -> str:
     attempts = int(job.extra.get("on_done_attempts", "0") or 0) + 1
     name = job.on_done or ""
     args: tuple[Any, ...]
-    if _registry is None:
+    if _registry is None and hand_off:
         target, args = NOTIFY_TASK, (job.id,)
-    elif not _registry(name):
+    elif _registry is not None and not _registry(name):
         _later(engine, job, UNREGISTERED_RECHECK)
         if job.extra.get("on_done_status") != "unregistered":
             problem = (
