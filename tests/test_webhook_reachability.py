@@ -92,9 +92,12 @@ def test_an_unreachable_receiver_is_logged_once_and_shown_on_the_waiting_job(
     assert re.search(r"\(next check in (9 m \d+ s|10 m)\)", status.output), status.output
     assert "failed its self-check" in status.output and "unreachable" in status.output
 
-    checks = {c.name: c for c in run_checks()}
-    assert checks["receiver"].status == "fail"
-    assert checks["workers"].status == "pass"
+    def doctor() -> dict[str, str]:
+        return {c.name: c.status for c in run_checks()}
+
+    # The worker answers doctor's ping; on a loaded machine perhaps not the first time.
+    checks = wait_for(lambda: (found := doctor())["workers"] == "pass" and found, timeout=30)
+    assert checks["receiver"] == "fail"
 
     second = enqueue_render({"model": MODEL, "prompt": "a second lighthouse"})
     for job in (job_id, second):

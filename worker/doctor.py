@@ -142,7 +142,7 @@ def _workers(timeout: float) -> Check:
 
 
 def run_checks(
-    *, settings: Callable[[], Settings] = load_settings, ping_timeout: float = 1.0
+    *, settings: Callable[[], Settings] = load_settings, ping_timeout: float = 2.0
 ) -> list[Check]:
     """Every check, in order; checks that need a failed part are skipped, not failed."""
     try:

@@ -3,8 +3,9 @@
 The rule is the CLI's: a request is validated as sent, never repaired. Nothing is given a
 default that would hide bad input (``seconds: 0`` is refused, not turned into 5), no field
 is dropped (an unknown or misspelt one is refused by name), and a model's own defaults
-apply only where the user chose "model default". The one default is documented: a JSON
-request that leaves ``model`` out gets :data:`DEFAULT_MODEL`.
+apply only where the user chose "model default". The defaults are the documented ones: a
+request that leaves ``model`` out gets :data:`DEFAULT_MODEL`, and one that leaves
+``seconds`` out gets 5 s, as ``relaydance render`` does.
 """
 
 from __future__ import annotations
@@ -47,15 +48,17 @@ def seconds_range(model: Model) -> tuple[int, int]:
 
 
 def request_from_form(form: Mapping[str, str]) -> dict[str, Any]:
-    """The render request a form posted, field for field; empty optional choices left out."""
+    """The render request a form posted, field for field; empty optional choices left out.
+
+    As with JSON, ``model`` defaults only when the post has no such field at all; an
+    empty value is refused by validation, as is any field the request does not know.
+    """
     data: dict[str, Any] = {}
     for name, value in form.items():
         if name in _FRAMEWORK_FIELDS or (name in _OPTIONAL and not value.strip()):
             continue
         data[name] = value
-    for name in ("prompt", "model", "seconds"):
-        data.setdefault(name, "")  # missing is refused by validation, not filled in
-    return data
+    return request_from_json(data)
 
 
 def request_from_json(data: Mapping[str, Any]) -> dict[str, Any]:
