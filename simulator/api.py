@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from simulator.core import Simulator, Upload
+from simulator.faults import DroppedReply, TrickledReply
 from simulator.media import PNG_BYTES
 from simulator.multipart import MultipartError, parse_form
 from simulator.validation import Refusal, validate_submit
@@ -78,6 +79,8 @@ def v1(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
             response = await handler(request, sim, owner)
         if cfg.latency > 0:
             await asyncio.sleep(cfg.latency)
+        if cfg.trickle_seconds > 0 and not isinstance(response, DroppedReply):
+            return TrickledReply(response, seconds=cfg.trickle_seconds)
         return response
 
     return endpoint
@@ -100,14 +103,13 @@ async def submit(request: Request, sim: Simulator, owner: str) -> Response:
         return error(400, exc.message, param=exc.param)
     body_hash = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
     idem = request.headers.get("idempotency-key") or None
-    if idem is not None:
-        found = store.find_idempotent(owner, idem)
-        if found is not None:
-            task, original_hash = found
-            if original_hash != body_hash:
-                return error(409, "Idempotency-Key was already used with a different body")
-            store.note_duplicate(task)
-            return JSONResponse({"task_id": task.task_id, "status": task.status(sim.clock())})
+    found = sim.replay(owner, idem)
+    if found is not None:
+        task, original_hash = found
+        if original_hash != body_hash:
+            return error(409, "Idempotency-Key was already used with a different body")
+        store.note_duplicate(task)
+        return JSONResponse({"task_id": task.task_id, "status": task.status(sim.clock())})
     try:
         valid = validate_submit(body)
     except Refusal as exc:
@@ -119,7 +121,7 @@ async def submit(request: Request, sim: Simulator, owner: str) -> Response:
         store.keys[owner].rate_limited += 1
         return error(
             429, f"too many tasks in progress for this key (limit {cap}); retry later",
-            kind="rate_limit_error", headers={"Retry-After": str(sim.retry_after(owner))},
+            kind="rate_limit_error", headers={"Retry-After": sim.retry_after(owner)},
         )  # fmt: skip
     task = sim.create_task(
         valid,
@@ -128,9 +130,11 @@ async def submit(request: Request, sim: Simulator, owner: str) -> Response:
         body_hash=body_hash,
         base_url=base_url(request, sim),
     )
-    if sim.chance(sim.config.lost_response_rate):
+    fault = sim.submission_fault()
+    if fault == "drop":
+        return DroppedReply()
+    if fault == "error":
         # The task exists and will be billed; only the answer is lost on the way back.
-        store.counters["lost_responses"] += 1
         return error(502, "bad gateway", kind="server_error")
     return JSONResponse({"task_id": task.task_id, "status": "submitted"})
 

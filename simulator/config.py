@@ -42,7 +42,31 @@ class SimConfig(BaseSettings):
         0.0,
         ge=0,
         le=1,
-        description="Share of accepted submits whose answer is a 502 although the task exists.",
+        description="Share of accepted submits answered 502 although the task exists (billed).",
+    )
+    drop_reply_every: int = Field(
+        0,
+        ge=0,
+        description="Every Nth accepted submit: the task exists (billed), then the connection "
+        "drops before the reply; 0: never.",
+    )
+    trickle_seconds: float = Field(
+        0.0,
+        ge=0,
+        le=3600,
+        description="Spread every /v1 response body over this many seconds, a byte at a time.",
+    )
+    honour_idempotency: bool = Field(
+        False,
+        description="Answer a repeated Idempotency-Key with its first task. Off by default: "
+        "the provider's documentation promises nothing.",
+    )
+    time_scale: float = Field(
+        1.0,
+        gt=0,
+        le=1000,
+        description="Multiplies every simulated duration (generation, Retry-After, url ttl, "
+        "webhook retries) to run the real timer order on a faster clock.",
     )
     required_key_prefix: str = Field(
         "", description="Keys not starting with this are refused 401 (e.g. 'sk-'); '': any key."

@@ -85,7 +85,7 @@ class Simulator:
         """Accept a validated submit: draw its duration and outcome, schedule its webhook."""
         cfg, now = self.config, self.clock()
         jitter = cfg.gen_time_jitter * (2 * self.rng.random() - 1) if cfg.gen_time_jitter else 0
-        duration = max(0.0, cfg.gen_time_mean * (1 + jitter))
+        duration = max(0.0, cfg.gen_time_mean * (1 + jitter)) * cfg.time_scale
         task_id = self.new_id("task")
         while task_id in self.store.tasks:
             task_id = self.new_id("task")
@@ -109,12 +109,43 @@ class Simulator:
             self.webhooks.schedule(task, base_url=base_url)
         return task
 
-    def retry_after(self, owner: str) -> int:
-        """Seconds a refused submit should wait: the knob, or until a slot frees when 0."""
+    def retry_after(self, owner: str) -> str:
+        """The ``Retry-After`` of a refused submit: the knob, or until a slot frees when 0.
+
+        Whole seconds, as HTTP has them; on a scaled clock (``time_scale`` below 1) the
+        scaled value keeps its fraction, so that the fleet's timers keep their real order.
+        """
+        scale = self.config.time_scale
         if self.config.retry_after > 0:
-            return math.ceil(self.config.retry_after)
-        earliest = self.store.earliest_ready(owner)
-        return max(1, math.ceil(earliest - self.clock())) if earliest is not None else 1
+            seconds = self.config.retry_after * scale
+        else:
+            earliest = self.store.earliest_ready(owner)
+            seconds = max(scale, earliest - self.clock()) if earliest is not None else scale
+        if scale >= 1:
+            return str(max(1, math.ceil(seconds)))
+        return f"{seconds:.3f}"
+
+    def submission_fault(self) -> str | None:
+        """The fault an accepted submission meets after its task exists, if any.
+
+        ``"drop"``: the connection drops before the reply; ``"error"``: a 502 reply. Either
+        way the task was created and is billed: exactly the ambiguous submission.
+        """
+        cfg = self.config
+        self.store.counters["accepted"] += 1
+        if cfg.drop_reply_every and self.store.counters["accepted"] % cfg.drop_reply_every == 0:
+            self.store.counters["dropped_replies"] += 1
+            return "drop"
+        if self.chance(cfg.lost_response_rate):
+            self.store.counters["lost_responses"] += 1
+            return "error"
+        return None
+
+    def replay(self, owner: str, idempotency_key: str | None) -> tuple[Task, str] | None:
+        """The earlier task of a repeated Idempotency-Key, when the knob honours keys."""
+        if idempotency_key is None or not self.config.honour_idempotency:
+            return None
+        return self.store.find_idempotent(owner, idempotency_key)
 
     def task_view(self, task: Task, base_url: str, *, status: str | None = None) -> dict[str, Any]:
         """The task JSON a poll or a webhook carries."""
@@ -152,7 +183,7 @@ class Simulator:
 
     def signed_url(self, base_url: str, resource: str, *, prefix: str = "/_files/") -> str:
         """An url for ``resource`` (e.g. ``videos/task_x.mp4``) valid for ``url_ttl`` seconds."""
-        expires = f"{self.clock() + self.config.url_ttl:.3f}"
+        expires = f"{self.clock() + self.config.url_ttl * self.config.time_scale:.3f}"
         query = urlencode({"expires": expires, "sig": self._signature(resource, expires)})
         return f"{base_url}{prefix}{resource}?{query}"
 

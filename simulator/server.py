@@ -8,6 +8,7 @@ import uvicorn
 
 from simulator.app import create_app
 from simulator.config import SimConfig
+from simulator.faults import quiet_dropped_replies
 
 __all__ = ["serve"]
 
@@ -17,6 +18,7 @@ logger = logging.getLogger(__name__)
 def serve(*, host: str, port: int, config: SimConfig, log_level: str = "warning") -> None:
     """Serve the simulator on ``host:port`` until interrupted (uvloop/httptools when present)."""
     logger.info("RelayDance simulator on http://%s:%d/v1", host, port)
+    quiet_dropped_replies()
     uvicorn.run(
         create_app(config),
         host=host,

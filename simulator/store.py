@@ -94,7 +94,10 @@ class TaskStore:
         stats.peak_in_flight = max(stats.peak_in_flight, self.in_flight(task.owner, now))
         self.counters["submissions"] += 1
         if task.idempotency_key is not None:
-            self.idempotency[(task.owner, task.idempotency_key)] = (task.task_id, body_hash)
+            # The first task of a key is the one a provider honouring keys would replay.
+            self.idempotency.setdefault(
+                (task.owner, task.idempotency_key), (task.task_id, body_hash)
+            )
 
     def find_idempotent(self, owner: str, key: str) -> tuple[Task, str] | None:
         """The task an earlier submit with this Idempotency-Key made, and its body hash."""
@@ -124,6 +127,27 @@ class TaskStore:
         self.keys.clear()
         self.duplicates_by_key.clear()
         self._ready.clear()
+
+    def billing(self) -> dict[str, int]:
+        """Billed tasks, and how many Idempotency-Keys (jobs) were billed more than once.
+
+        A failed task is not billed. Two billed tasks under one key are one job paid twice,
+        whatever the client meant: this is the figure the fleet must keep at zero.
+        """
+        billed: Counter[str] = Counter()
+        total = 0
+        for task in self.tasks.values():
+            if task.failed:
+                continue
+            total += 1
+            if task.idempotency_key is not None:
+                billed[task.idempotency_key] += 1
+        twice = {key: n for key, n in billed.items() if n > 1}
+        return {
+            "billed_tasks": total,
+            "paid_twice": len(twice),
+            "extra_billed_tasks": sum(n - 1 for n in twice.values()),
+        }
 
     def snapshot(self, now: float) -> dict[str, Any]:
         """The stats document served at ``/_sim/stats``."""
@@ -158,6 +182,9 @@ class TaskStore:
             "not_found": c["not_found"],
             "errors_5xx": c["errors_5xx"],
             "lost_responses": c["lost_responses"],
+            "dropped_replies": c["dropped_replies"],
+            "accepted": c["accepted"],
+            **self.billing(),
             "webhooks_sent": c["webhooks_sent"],
             "webhooks_failed": c["webhooks_failed"],
             "webhooks_abandoned": c["webhooks_abandoned"],

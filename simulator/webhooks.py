@@ -156,7 +156,7 @@ class WebhookDispatcher:
             counters["webhooks_abandoned"] += 1
             logger.info("webhook for %s abandoned after %d attempts", task_id, attempt)
             return
-        delay = cfg.webhook_retry_base * 2 ** (attempt - 1)
+        delay = cfg.webhook_retry_base * cfg.time_scale * 2 ** (attempt - 1)
         self._push(
             (sim.clock() + delay, next(self._seq), task_id, base_url, kind, attempt + 1, copy)
         )

@@ -389,8 +389,9 @@ async def test_submit_accepts_bodies_at_the_limits(client: Client, body: dict[st
 
 
 async def test_a_repeated_idempotency_key_returns_the_original_task_and_counts_a_duplicate(
-    client: Client,
+    make_client: Callable[..., Client],
 ) -> None:
+    client = make_client(honour_idempotency=True)
     first = await submit(client, idem="job-1")
     again = await submit(client, idem="job-1")
     other = await submit(client, idem="job-2")
@@ -406,7 +407,10 @@ async def test_a_repeated_idempotency_key_returns_the_original_task_and_counts_a
     assert debug["idempotency_key"] == "job-1"
 
 
-async def test_an_idempotency_key_is_scoped_to_the_api_key(client: Client) -> None:
+async def test_an_idempotency_key_is_scoped_to_the_api_key(
+    make_client: Callable[..., Client],
+) -> None:
+    client = make_client(honour_idempotency=True)
     mine = (await submit(client, idem="job-1")).json()["task_id"]
     theirs = (
         await client.post(
@@ -419,7 +423,10 @@ async def test_an_idempotency_key_is_scoped_to_the_api_key(client: Client) -> No
     assert (await client.get("/_sim/stats")).json()["duplicates"] == 0
 
 
-async def test_an_idempotency_key_reused_with_another_body_is_a_conflict(client: Client) -> None:
+async def test_an_idempotency_key_reused_with_another_body_is_a_conflict(
+    make_client: Callable[..., Client],
+) -> None:
+    client = make_client(honour_idempotency=True)
     await submit(client, idem="job-1")
     changed = with_changes(prompt="something else")
     response = await submit(client, changed, idem="job-1")
@@ -462,7 +469,7 @@ async def test_retry_after_zero_means_the_time_until_a_slot_frees(
 async def test_a_duplicate_submit_is_answered_even_when_the_key_is_full(
     make_client: Callable[..., Client],
 ) -> None:
-    client = make_client(concurrency_cap=1)
+    client = make_client(concurrency_cap=1, honour_idempotency=True)
     first = (await submit(client, idem="job-1")).json()["task_id"]
     again = await submit(client, idem="job-1")
     assert again.status_code == 200
@@ -511,8 +518,9 @@ async def test_error_5xx_rate_one_fails_every_v1_endpoint(
 
 
 async def test_a_lost_submit_response_leaves_a_task_that_a_retry_with_the_same_key_finds(
-    client: Client,
+    make_client: Callable[..., Client],
 ) -> None:
+    client = make_client(honour_idempotency=True)
     await client.post("/_sim/config", json={"lost_response_rate": 1.0})
     lost = await submit(client, idem="job-9")
     assert lost.status_code == 502
