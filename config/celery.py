@@ -22,6 +22,7 @@ STEP_TIME_LIMITS = {
     "webhook": 60.0,
     "resume": 30.0,
     "grant": 30.0,
+    "notify": 30.0,
 }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
-__all__ = ["SentinelUrl", "is_sentinel", "parse_sentinel_url"]
+__all__ = ["SentinelUrl", "describe_redis_url", "is_sentinel", "parse_sentinel_url"]
 
 
 @dataclass(frozen=True)
@@ -30,3 +30,17 @@ def parse_sentinel_url(url: str) -> SentinelUrl:
     password = unquote(first.password) if first.password else None
     db = int(first.path.strip("/") or 0)
     return SentinelUrl(sentinels=sentinels, password=password, db=db)
+
+
+def describe_redis_url(url: str, *, master: str | None = None) -> str:
+    """Where a Redis URL points, for people: host, port and db, never a user or password."""
+    if is_sentinel(url):
+        parsed = parse_sentinel_url(url)
+        hosts = ", ".join(f"{host}:{port}" for host, port in parsed.sentinels)
+        return f"sentinel master {master or '?'} via {hosts} db {parsed.db}"
+    parts = urlsplit(url)
+    if parts.scheme in ("unix", "redis+socket"):
+        db = (parts.query.partition("db=")[2].split("&", 1)[0]) or "0"
+        return f"unix socket {parts.path} db {db}"
+    db_text = parts.path.strip("/") or "0"
+    return f"{parts.hostname or '127.0.0.1'}:{parts.port or 6379} db {db_text}"

@@ -205,6 +205,11 @@ class Settings(BaseSettings):
     webhook_safety_poll_seconds: float = Field(
         600.0, gt=0, description="With webhooks on, the first safety poll comes this late."
     )
+    webhook_self_check: bool = Field(
+        True,
+        description="Workers GET <webhook base URL>/healthz at start and log loudly if it "
+        "fails; turn off where workers cannot reach the public URL.",
+    )
 
     # Jobs and tasks.
     job_retention_seconds: int = Field(

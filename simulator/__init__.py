@@ -8,7 +8,15 @@ from __future__ import annotations
 
 from simulator.app import create_app
 from simulator.config import SimConfig, SimConfigError
-from simulator.media import PNG_BYTES, VIDEO_SHA256, iter_video, video_bytes, video_size
+from simulator.media import (
+    PNG_BYTES,
+    VIDEO_SHA256,
+    iter_video,
+    movie_duration,
+    video_bytes,
+    video_sha256,
+    video_size,
+)
 from simulator.server import serve
 
 __all__ = [
@@ -18,7 +26,9 @@ __all__ = [
     "SimConfigError",
     "create_app",
     "iter_video",
+    "movie_duration",
     "serve",
     "video_bytes",
+    "video_sha256",
     "video_size",
 ]

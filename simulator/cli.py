@@ -57,7 +57,9 @@ def config_from_options(options: dict[str, Any]) -> SimConfig:
         raise click.UsageError(f"invalid simulator option: {problems}") from None
 
 
-@click.command("simulate")
+@click.command(
+    "simulate", short_help="Run a local RelayDance simulator (base url http://HOST:PORT/v1)."
+)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8090, show_default=True, type=int, help="Port to listen on.")
 @click.option(
@@ -65,6 +67,7 @@ def config_from_options(options: dict[str, Any]) -> SimConfig:
     default="warning",
     show_default=True,
     type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+    help="uvicorn's log level.",
 )
 @cli_options
 def simulate(host: str, port: int, log_level: str, **options: Any) -> None:

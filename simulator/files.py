@@ -26,9 +26,9 @@ def _refusal(request: Request, sim: Simulator, resource: str) -> Response | None
     return error(403, reason, kind="permission_error")
 
 
-async def _chunks(total: int, *, rate: float = 0.0) -> AsyncIterator[bytes]:
+async def _chunks(total: int, *, seconds: int, rate: float = 0.0) -> AsyncIterator[bytes]:
     # A plain generator would be iterated in a worker thread; this keeps it on the loop.
-    for chunk in iter_video(total):
+    for chunk in iter_video(total, seconds=seconds):
         yield chunk
         if rate > 0:  # a slow link, to catch a worker mid-download
             await asyncio.sleep(len(chunk) / rate)
@@ -55,7 +55,7 @@ async def video(request: Request) -> Response:
     sim.store.counters["downloads"] += 1
     total = video_size(sim.config.video_bytes or None)
     return StreamingResponse(
-        _chunks(total, rate=sim.config.download_rate),
+        _chunks(total, seconds=task.seconds, rate=sim.config.download_rate),
         media_type="video/mp4",
         headers={"Content-Length": str(total), "Cache-Control": "private, max-age=0"},
     )

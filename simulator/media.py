@@ -1,10 +1,14 @@
 """The files the simulator hands out: a tiny playable mp4 and a 1x1 PNG, built in code.
 
 The mp4 is one 16x16 H.264 frame (a single I_PCM macroblock, so no encoder is needed)
-lasting one second, laid out ``ftyp``, ``moov``, ``mdat``. It is byte-for-byte the same on
-every run, so tests can compare hashes. A larger file is the same movie with zero bytes
-appended inside ``mdat``; players ignore them because the sample table points only at
-the frame.
+shown for the clip's whole duration, laid out ``ftyp``, ``moov``, ``mdat``. The duration
+is the one the task asked for: it is written in the movie header (``mvhd``), the track
+and media headers and the one sample's time-to-sample entry, so a player shows 0:05 for
+a 5 s task while the file stays a few hundred bytes. A movie of a given duration is
+byte-for-byte the same on every run, so tests can compare hashes (``VIDEO_SHA256`` is
+the default 5 s movie's; :func:`video_sha256` gives any other's). A larger file is the
+same movie with zero bytes appended inside ``mdat``; players ignore them because the
+sample table points only at the frame.
 """
 
 from __future__ import annotations
@@ -20,14 +24,16 @@ __all__ = [
     "PNG_BYTES",
     "VIDEO_SHA256",
     "iter_video",
+    "movie_duration",
     "video_bytes",
     "video_prefix",
+    "video_sha256",
     "video_size",
 ]
 
 _WIDTH = _HEIGHT = 16
-_TIMESCALE = 1000
-_DURATION = 1000  # one second
+_TIMESCALE = 1000  # duration units per second
+DEFAULT_SECONDS = 5  # the provider's default clip length
 MAX_VIDEO_BYTES = 2**32 - 1  # a 32-bit mdat size; larger would need a 64-bit box header
 _ZEROS = bytes(256 * 1024)
 
@@ -133,7 +139,7 @@ def _full_box(kind: bytes, version: int, flags: int, *parts: bytes) -> bytes:
 _MATRIX = struct.pack(">9I", 0x10000, 0, 0, 0, 0x10000, 0, 0, 0, 0x40000000)
 
 
-def _moov(sample_size: int, sample_offset: int) -> bytes:
+def _moov(sample_size: int, sample_offset: int, duration: int) -> bytes:
     sps, pps = _sps(), _pps()
     avcc = _box(
         b"avcC",
@@ -155,7 +161,7 @@ def _moov(sample_size: int, sample_offset: int) -> bytes:
     stbl = _box(
         b"stbl",
         _full_box(b"stsd", 0, 0, struct.pack(">I", 1), avc1),
-        _full_box(b"stts", 0, 0, struct.pack(">III", 1, 1, _DURATION)),
+        _full_box(b"stts", 0, 0, struct.pack(">III", 1, 1, duration)),
         _full_box(b"stss", 0, 0, struct.pack(">II", 1, 1)),
         _full_box(b"stsc", 0, 0, struct.pack(">IIII", 1, 1, 1, 1)),
         _full_box(b"stsz", 0, 0, struct.pack(">III", 0, 1, sample_size)),
@@ -169,19 +175,19 @@ def _moov(sample_size: int, sample_offset: int) -> bytes:
     )
     mdia = _box(
         b"mdia",
-        _full_box(b"mdhd", 0, 0, struct.pack(">IIIIHH", 0, 0, _TIMESCALE, _DURATION, 0x55C4, 0)),
+        _full_box(b"mdhd", 0, 0, struct.pack(">IIIIHH", 0, 0, _TIMESCALE, duration, 0x55C4, 0)),
         _full_box(b"hdlr", 0, 0, struct.pack(">I4s12x", 0, b"vide"), b"VideoHandler\x00"),
         minf,
     )
     tkhd = _full_box(
         b"tkhd", 0, 3,
-        struct.pack(">IIIII8xhhh2x", 0, 0, 1, 0, _DURATION, 0, 0, 0),
+        struct.pack(">IIIII8xhhh2x", 0, 0, 1, 0, duration, 0, 0, 0),
         _MATRIX,
         struct.pack(">II", _WIDTH << 16, _HEIGHT << 16),
     )  # fmt: skip
     mvhd = _full_box(
         b"mvhd", 0, 0,
-        struct.pack(">IIIIIH10x", 0, 0, _TIMESCALE, _DURATION, 0x10000, 0x100),
+        struct.pack(">IIIIIH10x", 0, 0, _TIMESCALE, duration, 0x10000, 0x100),
         _MATRIX,
         bytes(24),
         struct.pack(">I", 2),
@@ -189,20 +195,29 @@ def _moov(sample_size: int, sample_offset: int) -> bytes:
     return _box(b"moov", mvhd, _box(b"trak", tkhd, mdia))
 
 
-@lru_cache(maxsize=1)
-def _parts() -> tuple[bytes, bytes]:
-    """(ftyp + moov, the sample) of the unpadded movie."""
+def _duration(seconds: float) -> int:
+    units = round(seconds * _TIMESCALE)
+    if not 0 < units < 2**32:
+        raise ValueError(f"a clip must last more than 0 and under {2**32 // _TIMESCALE} s")
+    return units
+
+
+@lru_cache(maxsize=64)
+def _parts(seconds: float = DEFAULT_SECONDS) -> tuple[bytes, bytes]:
+    """(ftyp + moov, the sample) of the unpadded movie lasting ``seconds``."""
     ftyp = _box(b"ftyp", b"isom", struct.pack(">I", 0x200), b"isomiso2avc1mp41")
     frame = _idr_slice()
     sample = struct.pack(">I", len(frame)) + frame
-    # The moov size does not depend on the offset value, so one pass finds the offset.
-    offset = len(ftyp) + len(_moov(len(sample), 0)) + 8
-    return ftyp + _moov(len(sample), offset), sample
+    duration = _duration(seconds)
+    # The moov size depends on neither the offset nor the duration (fixed-width fields),
+    # so one pass finds the offset, and every duration has the same size.
+    offset = len(ftyp) + len(_moov(len(sample), 0, duration)) + 8
+    return ftyp + _moov(len(sample), offset, duration), sample
 
 
-def video_prefix(total: int | None = None) -> bytes:
+def video_prefix(total: int | None = None, *, seconds: float = DEFAULT_SECONDS) -> bytes:
     """Everything before the zero padding of a movie of ``total`` bytes (None: unpadded)."""
-    head, sample = _parts()
+    head, sample = _parts(seconds)
     size = max(video_size(total) - len(head), 8 + len(sample))
     return head + struct.pack(">I4s", size, b"mdat") + sample
 
@@ -218,14 +233,31 @@ def video_size(total: int | None = None) -> int:
     return total
 
 
-def video_bytes() -> bytes:
-    """The unpadded movie: a valid one-second 16x16 mp4 of a few hundred bytes."""
-    return video_prefix(None)
+def video_bytes(seconds: float = DEFAULT_SECONDS) -> bytes:
+    """The unpadded movie: a valid 16x16 mp4 of a few hundred bytes lasting ``seconds``."""
+    return video_prefix(None, seconds=seconds)
 
 
-def iter_video(total: int | None = None, *, chunk_size: int = len(_ZEROS)) -> Iterator[bytes]:
+def video_sha256(seconds: float = DEFAULT_SECONDS) -> str:
+    """The sha256 of the unpadded movie lasting ``seconds``."""
+    return hashlib.sha256(video_bytes(seconds)).hexdigest()
+
+
+def movie_duration(data: bytes) -> float:
+    """The duration in seconds an mp4's movie header (``mvhd``, version 0) states."""
+    at = data.index(b"mvhd")
+    timescale, duration = struct.unpack(">II", data[at + 16 : at + 24])
+    return float(duration / timescale)
+
+
+def iter_video(
+    total: int | None = None,
+    *,
+    seconds: float = DEFAULT_SECONDS,
+    chunk_size: int = len(_ZEROS),
+) -> Iterator[bytes]:
     """The movie of ``total`` bytes in chunks; padding costs no memory beyond one chunk."""
-    prefix = video_prefix(total)
+    prefix = video_prefix(total, seconds=seconds)
     yield prefix
     remaining = video_size(total) - len(prefix)
     zeros = _ZEROS if chunk_size == len(_ZEROS) else bytes(chunk_size)
@@ -248,4 +280,4 @@ def _png() -> bytes:
 
 
 PNG_BYTES = _png()
-VIDEO_SHA256 = hashlib.sha256(video_bytes()).hexdigest()
+VIDEO_SHA256 = video_sha256(DEFAULT_SECONDS)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -28,6 +29,8 @@ __all__ = [
     "wait",
 ]
 
+logger = logging.getLogger(__name__)
+
 
 class JobNotFound(LookupError):
     """No job with this id (never created, or expired after the retention period)."""
@@ -38,6 +41,7 @@ def enqueue_render(
     *,
     key: str = "default",
     on_done: str | None = None,
+    check_on_done: bool = False,
 ) -> str:
     """Validate a render request, record the job and enqueue it; return the job id at once.
 
@@ -46,7 +50,9 @@ def enqueue_render(
 
     Raises :class:`~worker.errors.InvalidRequest` (nothing is enqueued) on bad input, and
     :class:`~worker.errors.EnqueueFailed` when the broker did not take the message.
-    ``on_done`` names a Celery task of the producer's own, sent the job summary when done.
+    ``on_done`` names a Celery task of the producer's own, sent the job summary when the
+    job ends (done, failed or canceled). With ``check_on_done``, that name must be
+    registered on the fleet's app in this process (import the module that defines it).
     """
     valid = validate_request(request)
     settings = get_settings()
@@ -56,6 +62,8 @@ def enqueue_render(
         raise InvalidRequest([("key", f"unknown key alias {key!r}; configured aliases: {known}")])
     if on_done is not None and not on_done.strip():
         raise InvalidRequest([("on_done", "is empty; give a Celery task name or leave it out")])
+    if on_done is not None and check_on_done:
+        _check_registered(on_done)
     engine = get_engine()
     # Pending until the message is out: no step acts on it, and if this process fails
     # before confirming, the sweeper cancels it unsent.
@@ -76,6 +84,10 @@ def enqueue_render(
             f"job {job_id} was not enqueued ({type(exc).__name__}); it will never run"
         ) from exc
     _confirm(engine, job_id)
+    logger.info(
+        "job %s key=%s state=queued model=%s", job_id, key, valid.model,
+        extra={"job_id": job_id, "key": key, "state": "queued"},
+    )  # fmt: skip
     return job_id
 
 
@@ -95,6 +107,20 @@ def _confirm(engine: Engine, job_id: str, *, tries: int = 3) -> None:
     raise EnqueueFailed(
         f"job {job_id} could not be confirmed; it will never run (the sweeper cancels it)"
     )
+
+
+def _check_registered(name: str) -> None:
+    from worker import app
+
+    if name in app.tasks:
+        return
+    ours = sorted(n for n in app.tasks if not n.startswith(("celery.", "relaydance.")))
+    known = ", ".join(ours) or "none"
+    raise InvalidRequest([(
+        "on_done",
+        f"no task named {name!r} is registered on the fleet's app (registered: {known}); "
+        "check the spelling, and import the module that defines it",
+    )])  # fmt: skip
 
 
 def get_job(job_id: str) -> Job:
@@ -155,7 +181,7 @@ def cancel(job_id: str) -> bool:
     Raises :class:`JobNotFound`.
     """
     get_job(job_id)
-    return pipeline.cancel(get_engine(), job_id)
+    return pipeline.cancel(get_engine(), job_id)  # it logs the transition
 
 
 def resubmit(job_id: str) -> Job:

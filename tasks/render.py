@@ -17,10 +17,21 @@ from celery.exceptions import Ignore
 from tasks.canvas import chain_for
 from worker import app, pipeline
 from worker.engine import get_engine
+from worker.notify import notify_final
 from worker.pipeline import Outcome
 from worker.sweeper import sweep as sweep_jobs
 
-__all__ = ["download", "finish", "grant", "poll", "prepare", "resume", "submit", "sweep"]
+__all__ = [
+    "download",
+    "finish",
+    "grant",
+    "notify",
+    "poll",
+    "prepare",
+    "resume",
+    "submit",
+    "sweep",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +100,12 @@ def grant(alias: str) -> None:
     limit = engine.settings.concurrency_for(alias)
     for job_id in engine.limits.grant_waiters(alias, limit=limit):
         resume.delay(job_id)
+
+
+@app.task(name="relaydance.notify")
+def notify(job_id: str) -> str:
+    """Send a final job's summary to its on_done task (checked against this worker)."""
+    return notify_final(get_engine(), job_id, hand_off=False)
 
 
 @app.task(name="relaydance.sweep")

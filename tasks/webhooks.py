@@ -16,6 +16,7 @@ from celery.exceptions import Ignore
 from tasks.canvas import chain_for
 from worker import app
 from worker.engine import get_engine
+from worker.webhook_health import note_webhook_received
 from worker.webhook_step import on_webhook
 
 __all__ = ["webhook"]
@@ -27,6 +28,7 @@ logger = logging.getLogger(__name__)
 def webhook(self: Task, job_id: str, task_id: str | None = None, attempt: int = 0) -> None:
     """Verify the remote task a webhook named, by fetching it, and move the job."""
     engine = get_engine()
+    note_webhook_received(engine, job_id)  # the provider reached us: not a missed delivery
     outcome = on_webhook(engine, job_id, task_id=task_id, attempt=attempt)
     if outcome.action == "next":
         # Straight to the chain (as relaydance.resume would), one queue trip sooner. The

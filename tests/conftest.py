@@ -9,6 +9,7 @@ import redis
 
 from simulator.testing import SimulatorProcess
 from tests.s3_server import Bucket, S3Server
+from worker.notify import set_task_registry
 from worker.redis_server import RedisServer
 
 
@@ -104,3 +105,12 @@ def bucket(s3_server: S3Server) -> Bucket:
     found = Bucket(s3_server)
     s3_server.client().create_bucket(Bucket=found.name)
     return found
+
+
+@pytest.fixture
+def task_registry() -> Iterator[set[str]]:
+    """Act as a worker whose task registry holds the names the test adds."""
+    names: set[str] = set()
+    set_task_registry(names.__contains__)
+    yield names
+    set_task_registry(None)

@@ -389,7 +389,8 @@ def test_processes_never_exceed_the_limit_and_live_holders_keep_their_slots(
     limit, holders = plan
     holders = (holders * processes)[:processes]
     alias = f"p{uuid.uuid4().hex[:12]}"
-    context = multiprocessing.get_context("fork")
+    # Not plain fork: children of this process would inherit its broker connections.
+    context = multiprocessing.get_context("forkserver")
     workers = [
         context.Process(target=process_main, args=(redis_server.url, alias, f"p{i}", jobs, limit))
         for i, jobs in enumerate(holders)

@@ -109,8 +109,9 @@ def test_a_stale_message_from_an_older_seq_changes_nothing(engine: RecordingEngi
 
 
 def test_duplicate_poll_download_and_finish_messages_do_nothing(
-    engine: RecordingEngine, sim: SimulatorProcess
+    engine: RecordingEngine, sim: SimulatorProcess, task_registry: set[str]
 ) -> None:
+    task_registry.add("app.record")
     job_id = make_job(engine, on_done="app.record")
     assert run_step(engine, "submit", job_id, seq=0).action == "next"
     # Poll until generated, then replay the same poll message.

@@ -28,7 +28,7 @@ import pytest
 import redis
 
 from config.settings import Settings, get_settings, load_settings
-from simulator import VIDEO_SHA256
+from simulator import VIDEO_SHA256, video_sha256
 from simulator.testing import SimulatorProcess
 from tests.fleet import Fleet, point_this_process_at, wait_for, webhook_env
 from tests.pipeline_helpers import RecordingEngine, make_engine, make_job
@@ -641,7 +641,7 @@ def test_a_webhook_that_never_comes_is_replaced_by_the_safety_poll(
     job_id = live.enqueue(seconds=4, expected=0.3)  # safety poll after 1.5 s
     job = live.wait_state(job_id)
     assert job.poll_count == 1
-    assert job.sha256 == VIDEO_SHA256
+    assert job.sha256 == video_sha256(4)  # the 4 s clip
     assert live.counters()["webhooks_dropped"] - before["webhooks_dropped"] == 1
 
 

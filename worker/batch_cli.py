@@ -28,7 +28,7 @@ from worker.batch import (
     render_report,
 )
 from worker.batch.budget import to_micros
-from worker.cli_errors import EXIT_FAILED, EXIT_OK, die, die_invalid
+from worker.cli_errors import EXIT_FAILED, EXIT_OK, die, die_invalid, die_not_found, redis_asked
 from worker.errors import InvalidRequest
 
 __all__ = ["batch", "schedule"]
@@ -121,12 +121,12 @@ def _submission_json(sub: Submission) -> str:
     })  # fmt: skip
 
 
-@click.group()
+@click.group(short_help="Batches of render requests: submit, status, cancel, resume, report.")
 def batch() -> None:
     """Submit, follow, cancel, resume and report on batches of render requests."""
 
 
-@batch.command()
+@batch.command(short_help="Validate a JSON Lines or CSV file whole, then enqueue it.")
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--key", default="default", show_default=True, help="API key alias.")
 @click.option("--budget", type=float, help="Spend cap in USD; lines past it end skipped_budget.")
@@ -138,7 +138,11 @@ def batch() -> None:
 )
 @click.option("--reuse", is_flag=True, help="Reuse earlier finished renders of the same request.")
 @click.option("--skip-invalid", is_flag=True, help="Submit the valid lines, list the others.")
-@click.option("--on-done", help="Celery task sent each job's summary (with batch_id) when done.")
+@click.option(
+    "--on-done",
+    help="Celery task sent each job's summary (with batch_id) when the job ends: done, "
+    "failed or canceled.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def submit(
     file: str, key: str, budget: float | None, name: str | None, wait_: bool, timeout: float,
@@ -196,12 +200,12 @@ def _dry_run(parsed: ParsedBatch, *, budget: float | None, as_json: bool) -> Non
 
 
 def _not_found(exc: Exception) -> NoReturn:
-    die(str(exc).strip("'\""))
+    die_not_found(str(exc).strip("'\""))
 
 
 @batch.command()
 @click.argument("batch_id")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def status(batch_id: str, as_json: bool) -> None:
     """Show a batch's progress by id or name."""
     from tasks.batches import get_batch
@@ -234,7 +238,7 @@ def cancel(batch_id: str) -> None:
     click.echo(f"canceled {count} jobs; resume with: relaydance batch resume {batch_id}")
 
 
-@batch.command()
+@batch.command(short_help="Re-queue failed, canceled and budget-skipped lines.")
 @click.argument("batch_id")
 @click.option("--budget", type=float, help="A new spend cap in USD.")
 @click.option("--wait", "wait_", is_flag=True, help="Show progress until every line is final.")
@@ -255,10 +259,15 @@ def resume(batch_id: str, budget: float | None, wait_: bool, timeout: float) -> 
         sys.exit(_follow(sub.batch_id, timeout=timeout, as_json=False))
 
 
-@batch.command()
+@batch.command(short_help="One row per line: job id, state, output, sha256, cost, error.")
 @click.argument("batch_id")
 @click.option(
-    "--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "json"]),
+    default="csv",
+    show_default=True,
+    help="Report format.",
 )
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here, not stdout.")
 def report(batch_id: str, fmt: str, output: str | None) -> None:
@@ -290,7 +299,7 @@ def _schedules() -> Any:
     return Schedules(get_engine(), app)
 
 
-@schedule.command("add")
+@schedule.command("add", short_help="Run a batch file's requests at each cron instant.")
 @click.argument("name")
 @click.option("--cron", required=True, help='Five cron fields (UTC), e.g. "0 2 * * *".')
 @click.option("--file", "file", required=True, type=click.Path(dir_okay=False), help="Batch file.")
@@ -313,7 +322,7 @@ def schedule_add(
 
 
 @schedule.command("list")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def schedule_list(as_json: bool) -> None:
     """Every schedule with its next run and its last batch."""
     found = _schedules().list()
@@ -321,7 +330,7 @@ def schedule_list(as_json: bool) -> None:
         click.echo(json.dumps([s.to_dict() for s in found]))
         return
     if not found:
-        click.echo("no schedules")
+        click.echo(f"no schedules ({redis_asked()})")
     for s in found:
         nxt = s.next_run.isoformat(timespec="minutes") if s.next_run else "-"
         budget = f" budget=${s.budget_usd:.2f}" if s.budget_usd is not None else ""
@@ -334,6 +343,6 @@ def schedule_list(as_json: bool) -> None:
 def schedule_remove(name: str) -> None:
     """Delete a schedule (its past batches stay)."""
     if not _schedules().remove(name):
-        click.echo(f"no schedule {name!r}", err=True)
+        click.echo(f"no schedule {name!r} ({redis_asked()})", err=True)
         sys.exit(EXIT_FAILED)
     click.echo(f"schedule {name} removed")

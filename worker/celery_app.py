@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_init, worker_process_init
+from celery.signals import worker_init, worker_process_init, worker_ready
 
 from config.celery import celery_config
 from config.settings import get_settings
+from worker.flower_guard import install_flower_guard
 from worker.logs import install_celery_logging
 
 __all__ = ["app"]
@@ -23,6 +25,8 @@ app.add_defaults(lambda: celery_config(get_settings()))
 # Celery builds its log handlers when a worker or beat starts; these receivers add the
 # redaction filter (and JSON with RELAYDANCE_LOG_JSON) to them. Connecting reads no settings.
 install_celery_logging()
+# Only when this process is `celery ... flower`: Flower then refuses to start without a login.
+install_flower_guard()
 
 
 @worker_process_init.connect
@@ -45,3 +49,24 @@ def _refuse_to_work_without_a_writable_output(**_: Any) -> None:
         logger.critical("this worker will not start: the output is not writable: %s", exc)
         raise SystemExit(3) from None
     logger.info("output writable: %s", checked)
+
+
+def _trust_the_worker_task_registry(**_: Any) -> None:
+    # A worker has imported every task module it runs (-I included): an on_done name
+    # missing from its registry would be dropped on receipt, so it is reported instead.
+    from worker.notify import set_task_registry
+
+    set_task_registry(lambda name: name in app.tasks)
+
+
+@worker_ready.connect
+def _check_the_webhook_receiver(**_: Any) -> None:
+    # In a thread: the check may take seconds, and the worker is already taking tasks.
+    def check() -> None:
+        from worker.engine import get_engine
+        from worker.webhook_health import check_at_worker_start
+
+        check_at_worker_start(get_engine())
+
+    if get_settings().webhook_base_url:
+        threading.Thread(target=check, name="webhook-self-check", daemon=True).start()

@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from config.settings import SettingsError, get_settings
-from worker.cli_errors import EXIT_FAILED, EXIT_OK, die, die_invalid
+from worker.cli_errors import EXIT_FAILED, EXIT_OK, die_invalid, die_not_found, redis_asked
 from worker.errors import InvalidRequest
 from worker.request import RenderRequest, validate_request
 
@@ -30,10 +30,17 @@ def main() -> None:
     """Render videos through RelayDance with a Celery + Redis worker fleet."""
 
 
-@main.command()
-@click.option("--model", required=True, help="Model id (see the README for the list).")
+@main.command(short_help="Validate a render request and enqueue it (prints the job id).")
+@click.option(
+    "--model",
+    required=True,
+    help="Model id; `relaydance models` lists every model with its lengths, ratios, "
+    "resolutions, audio, reference limits and price.",
+)
 @click.option("--prompt", required=True, help="What to generate; cite media as @image1...")
-@click.option("--seconds", type=int, default=5, show_default=True, help="Clip length.")
+@click.option(
+    "--seconds", type=int, default=5, show_default=True, help="Clip length (per model: see models)."
+)
 @click.option("--ratio", help="Aspect ratio, e.g. 16:9.")
 @click.option("--resolution", help="480p, 720p or 1080p, as the model offers.")
 @click.option("--generate-audio", is_flag=True, default=None, help="Ask for a soundtrack.")
@@ -43,7 +50,10 @@ def main() -> None:
 @click.option("--first-frame", help="First frame image (frame mode, not with --image).")
 @click.option("--last-frame", help="Last frame image (frame mode, not with --image).")
 @click.option("--key", default="default", show_default=True, help="API key alias.")
-@click.option("--on-done", help="Celery task name to send the job summary to when done.")
+@click.option(
+    "--on-done",
+    help="Celery task name sent the job summary when the job ends (done, failed or canceled).",
+)
 @click.option("--wait", "wait_", is_flag=True, help="Show progress until the job is final.")
 @click.option("--timeout", type=float, default=1800, show_default=True, help="For --wait, s.")
 @click.option("--dry-run", is_flag=True, help="Print the request body and cost; enqueue nothing.")
@@ -115,6 +125,7 @@ def _wait_and_report(job_id: str, *, timeout: float, as_json: bool) -> int:
         return EXIT_FAILED
     if live:
         click.echo("", err=True)
+    _warn_about_on_done(job)
     if as_json:
         click.echo(json.dumps(job.summary()))
     elif job.state.value == "done":
@@ -126,24 +137,43 @@ def _wait_and_report(job_id: str, *, timeout: float, as_json: bool) -> int:
     return EXIT_OK if job.state.value == "done" else EXIT_FAILED
 
 
-@main.command()
+def _warn_about_on_done(job: Any, *, within: float = 3.0) -> None:
+    """Say on stderr when the job's on_done task could not be told (a misspelt name)."""
+    from tasks import get_job
+
+    deadline = time.monotonic() + within  # the notice follows the final state at once
+    while job.on_done and "on_done_status" not in job.extra and time.monotonic() < deadline:
+        time.sleep(0.1)
+        job = get_job(job.id)
+    if job.extra.get("on_done_status") in ("unregistered", "retrying"):
+        click.echo(
+            f"warning: on_done {job.on_done}: {job.extra['on_done_status']}: "
+            f"{job.extra.get('on_done_error', '')}",
+            err=True,
+        )
+
+
+@main.command(short_help="Show a job's state, what it waits for and until when.")
 @click.argument("job_id")
-@click.option("--json", "as_json", is_flag=True)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Machine-readable: times as epoch and ISO 8601."
+)
 def status(job_id: str, as_json: bool) -> None:
-    """Show a job's state."""
+    """Show a job's state, what it waits for and until when, and its record."""
     from tasks import JobNotFound, get_job
+    from worker.engine import get_engine
+    from worker.status_view import status_lines, status_view
 
     try:
         job = get_job(job_id)
     except JobNotFound as exc:
-        die(str(exc))
-    summary = job.summary()
+        die_not_found(str(exc))
+    view = status_view(get_engine(), job)
     if as_json:
-        click.echo(json.dumps(summary))
+        click.echo(json.dumps(view))
         return
-    for name, value in summary.items():
-        if value not in (None, {}, ""):
-            click.echo(f"{name:>15}: {value}")
+    for line in status_lines(view, now=time.time()):
+        click.echo(line)
 
 
 @main.command()
@@ -156,13 +186,13 @@ def cancel(job_id: str) -> None:
     try:
         canceled = cancel_job(job_id)
     except JobNotFound as exc:
-        die(str(exc))
+        die_not_found(str(exc))
     click.echo("canceled" if canceled else "already final; nothing to cancel")
     sys.exit(EXIT_OK if canceled else EXIT_FAILED)
 
 
-@main.command()
-@click.option("--json", "as_json", is_flag=True)
+@main.command(short_help="Per key: limits, slots in use, waiting, requests, 429s.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable: one object per key.")
 def limits(as_json: bool) -> None:
     """Per key alias: configured and effective limit, slots in use, waiting, requests, 429s."""
     from worker.engine import get_engine
@@ -170,6 +200,9 @@ def limits(as_json: bool) -> None:
     rows = get_engine().limit_snapshots()
     if as_json:
         click.echo(json.dumps(rows))
+        return
+    if not rows:
+        click.echo(f"no key aliases configured or seen ({redis_asked()})", err=True)
         return
     header = ("key", "configured", "effective", "in use", "waiting", "req/min", "429s/hour")
     click.echo("{:<16} {:>10} {:>9} {:>6} {:>7} {:>7} {:>9}".format(*header))
@@ -181,7 +214,7 @@ def limits(as_json: bool) -> None:
         )
 
 
-@main.command()
+@main.command(short_help="Serve the webhook receiver, /healthz and /metrics.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, type=int, help="Port to listen on.")
 @click.option("--workers", default=1, show_default=True, help="uvicorn worker processes.")
@@ -221,11 +254,17 @@ def dev(pool: str, concurrency: int) -> None:
         click.echo("relaydance dev: stopping", err=True)
 
 
-@main.command()
-@click.option("--model", default="doubao-seedance-2-0-fast-260128", show_default=True)
-@click.option("--prompt", default="A paper boat drifts down a rain-soaked street, cinematic")
-@click.option("--seconds", default=5, show_default=True)
-@click.option("--timeout", default=300.0, show_default=True)
+@main.command(short_help="Start the stack, render one clip, print the mp4 path, stop.")
+@click.option(
+    "--model", default="doubao-seedance-2-0-fast-260128", show_default=True, help="Model id."
+)
+@click.option(
+    "--prompt",
+    default="A paper boat drifts down a rain-soaked street, cinematic",
+    help="What to generate.",
+)
+@click.option("--seconds", default=5, show_default=True, help="Clip length.")
+@click.option("--timeout", default=300.0, show_default=True, help="Give up after this many s.")
 def demo(model: str, prompt: str, seconds: int, timeout: float) -> None:
     """Start the stack, render one clip, print the mp4 path, stop."""
     from worker.devstack import DevStack
@@ -251,6 +290,7 @@ def _register_commands() -> None:
     from simulator.cli import simulate
     from worker.batch_cli import batch, schedule
     from worker.jobs_cli import jobs, resubmit
+    from worker.setup_cli import doctor, models
     from worker.storage_cli import storage
 
     main.add_command(jobs)
@@ -259,6 +299,20 @@ def _register_commands() -> None:
     main.add_command(batch)
     main.add_command(schedule)
     main.add_command(storage)
+    main.add_command(models)
+    main.add_command(doctor)
+    _whole_summaries(main)
+
+
+def _whole_summaries(group: click.Group) -> None:
+    # click cuts a summary it derives to fit the terminal ("Per key alias: configured
+    # and..."); a summary given explicitly is wrapped instead, never cut.
+    for command in group.commands.values():
+        if command.short_help is None and command.help:
+            first = command.help.split("\n\n", 1)[0]
+            command.short_help = " ".join(first.split())
+        if isinstance(command, click.Group):
+            _whole_summaries(command)
 
 
 _register_commands()

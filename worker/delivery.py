@@ -14,8 +14,9 @@ from typing import Any
 
 from worker.download import UrlExpired, cleanup_partials
 from worker.engine import Engine
-from worker.errors import PermanentError, RelayDanceError, StorageError, TransientError
+from worker.errors import PermanentError, StorageError, TransientError
 from worker.jobs import Job, JobState
+from worker.notify import notify_final
 from worker.redelivery import REFUSED_SINCE, retry_delivery_later
 from worker.steps import (
     NEXT,
@@ -173,11 +174,6 @@ def finish(engine: Engine, job_id: str, *, seq: int) -> Outcome:
     )
     if not applied:
         return stop("not ready to finish, or already finished")
-    done = engine.store.get(job_id)
     log_transition(job, "done", output=job.output_uri)
-    if job.on_done and done is not None:
-        try:
-            engine.send(job.on_done, done.summary())
-        except RelayDanceError:  # pragma: no cover - send_task raises kombu errors
-            logger.exception("job %s: could not send on_done task %s", job_id, job.on_done)
+    notify_final(engine, job_id)
     return NEXT

@@ -24,6 +24,7 @@ from worker.engine import Engine
 from worker.errors import PermanentError, TransientError
 from worker.jobs import Billing, Job, JobState
 from worker.metrics import record_generated
+from worker.notify import notify_final
 from worker.request import RenderRequest
 from worker.steps import (
     NEXT,
@@ -225,4 +226,5 @@ def cancel(engine: Engine, job_id: str) -> bool:
     log_transition(job, "canceled", was=found.value if found else "?")
     if found not in _REMOTE_MAY_LIVE:
         release(engine, job)
+    notify_final(engine, job_id)
     return True

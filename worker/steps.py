@@ -18,6 +18,7 @@ from pydantic import SecretStr
 from worker.engine import Engine
 from worker.errors import RateLimited, TransientError
 from worker.jobs import Job, JobState
+from worker.notify import notify_final
 from worker.timing import next_poll_delay
 
 __all__ = [
@@ -96,7 +97,11 @@ def api_key(engine: Engine, job: Job) -> SecretStr:
 def log_transition(job: Job, state: str, **details: Any) -> None:
     elapsed = time.time() - job.created_at if job.created_at else 0.0
     extra = " ".join(f"{k}={v}" for k, v in details.items())
-    logger.info("job %s key=%s state=%s elapsed=%.2fs %s", job.id, job.alias, state, elapsed, extra)
+    model, fields = job.request.get("model"), {"job_id": job.id, "key": job.alias, "state": state}
+    logger.info(
+        "job %s key=%s state=%s model=%s elapsed=%.2fs %s",
+        job.id, job.alias, state, model, elapsed, extra, extra=fields,
+    )  # fmt: skip
 
 
 def backoff(attempt: int, *, hint: float | None = None) -> float:
@@ -115,6 +120,7 @@ def fail(engine: Engine, job: Job, code: str, message: str, **fields: object) ->
     if applied:
         log_transition(job, "failed", code=code)
         release(engine, job)
+        notify_final(engine, job.id)
     return stop(f"failed: {code}")
 
 

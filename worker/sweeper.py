@@ -14,7 +14,10 @@ finds non-final jobs whose next step is overdue and moves them on:
 - a job its producer never confirmed (the enqueue failed) is canceled, never run.
 
 Then the slot reconciler (:mod:`worker.slots`) frees slots jobs no longer need, takes
-back slots live jobs lost, and hands free slots to the jobs waiting in line.
+back slots live jobs lost, and hands free slots to the jobs waiting in line. It also
+retries ``on_done`` notices the broker did not take (:func:`worker.notify.deliver_due`),
+and leaves the time of its last run in Redis, which ``relaydance doctor`` reads to tell
+that beat is alive.
 """
 
 from __future__ import annotations
@@ -25,15 +28,17 @@ from dataclasses import dataclass, field
 
 from worker.engine import Engine
 from worker.jobs import Billing, Job, JobState
+from worker.notify import deliver_due
 from worker.slots import reconcile
 from worker.steps import ENQUEUE_GRACE
 from worker.submission import mark_unknown
 
-__all__ = ["SweepReport", "sweep"]
+__all__ = ["LAST_SWEEP_KEY", "SweepReport", "sweep"]
 
 logger = logging.getLogger(__name__)
 
 S = JobState
+LAST_SWEEP_KEY = "rd:sweep:last"
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,7 @@ def sweep(engine: Engine, *, grace: float | None = None, limit: int = 2000) -> S
     if grace is None:
         grace = engine.settings.sweep_grace_seconds
     now = time.time()
+    engine.redis.set(LAST_SWEEP_KEY, repr(now))
     resumed: list[str] = []
     unknown: list[str] = []
     due = engine.store.due(before=now - grace, limit=limit)
@@ -72,6 +78,7 @@ def sweep(engine: Engine, *, grace: float | None = None, limit: int = 2000) -> S
     reconciled = reconcile(engine, aliases)
     for job_id in reconciled.granted:
         engine.send("relaydance.resume", job_id)
+    deliver_due(engine)
     return SweepReport(
         resumed=resumed,
         granted=reconciled.granted,

@@ -1,8 +1,10 @@
 """The ``web`` process: a small Starlette app that receives webhooks, served by uvicorn.
 
-Routes: ``POST /hooks/{job_id}/{token}`` (see :func:`worker.webhooks.handle_webhook`) and
-``GET /healthz``. The handler is synchronous (one Redis read, one broker publish), so it
-runs in the thread pool and the event loop stays free. The access log is off: request
+Routes: ``POST /hooks/{job_id}/{token}`` (see :func:`worker.webhooks.handle_webhook`),
+``GET /healthz`` and ``GET /hooks/healthz`` (the same check under the webhook prefix, which
+workers reach through ``RELAYDANCE_WEBHOOK_BASE_URL`` at start). The handler is
+synchronous (one Redis read, one broker publish), so it runs in the thread pool and the
+event loop stays free. The access log is off: request
 paths carry callback tokens, which must not reach a log.
 """
 
@@ -13,7 +15,6 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-import redis
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -24,7 +25,7 @@ from config.settings import get_settings
 from worker.engine import Engine, get_engine
 from worker.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from worker.metrics import render_metrics
-from worker.webhooks import MAX_BODY_BYTES, handle_webhook
+from worker.webhooks import MAX_BODY_BYTES, handle_webhook, receiver_health
 
 __all__ = ["create_web_app", "default_prefix", "read_limited", "serve"]
 
@@ -71,11 +72,8 @@ def create_web_app(
         return JSONResponse(payload, status_code=status)
 
     async def healthz(request: Request) -> JSONResponse:
-        try:
-            await run_in_threadpool(lambda: engine().redis.ping())
-        except (redis.RedisError, OSError) as exc:
-            return JSONResponse({"ok": False, "redis": type(exc).__name__}, status_code=503)
-        return JSONResponse({"ok": True})
+        status, payload = await run_in_threadpool(lambda: receiver_health(engine=engine()))
+        return JSONResponse(payload, status_code=status)
 
     async def metrics(request: Request) -> Response:
         text = await run_in_threadpool(lambda: render_metrics(engine()))
@@ -87,6 +85,7 @@ def create_web_app(
         routes=[
             Route(prefix + "/{job_id}/{token}", webhook, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
+            *([Route(prefix + "/healthz", healthz, methods=["GET"])] if prefix else []),
             Route("/metrics", metrics, methods=["GET"]),
         ]
     )

@@ -39,6 +39,7 @@ __all__ = [
     "callback_url_for",
     "handle_webhook",
     "is_json_content_type",
+    "receiver_health",
     "task_id_hint",
     "token_for",
     "verify_token",
@@ -144,6 +145,18 @@ def handle_webhook(
         # The provider retries a failed delivery; the safety poll covers the rest.
         logger.warning("webhook for job %s not taken: %s", job_id, type(exc).__name__)
         return 503, {"ok": False, "error": "temporarily unavailable"}
+
+
+def receiver_health(*, engine: Engine | None = None) -> Reply:
+    """Answer ``GET <mount>/healthz``: 200 when Redis answers, which taking a webhook needs.
+
+    Workers call it through the public base URL at start (:mod:`worker.webhook_health`).
+    """
+    try:
+        (engine or get_engine()).redis.ping()
+    except (redis.RedisError, OSError) as exc:
+        return 503, {"ok": False, "redis": type(exc).__name__}
+    return 200, {"ok": True}
 
 
 def _dispatch(engine: Engine, job_id: str, hint: str | None) -> Reply:

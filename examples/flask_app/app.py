@@ -1,8 +1,12 @@
 """The Flask example: a form and a JSON endpoint that enqueue renders, a status page that
-plays the finished clip (from the output directory, or through a presigned URL when clips
-go to a bucket), and the webhook receiver mounted at ``/hooks``.
+says what the job waits for and plays the finished clip (from the output directory, or
+through a presigned URL when clips go to a bucket), and the webhook receiver mounted at
+``/hooks``.
 
 Run from the project root: ``flask --app examples.flask_app.app run --port 5000``.
+
+Requests are validated exactly as the CLI validates them (``worker.integrations.forms``):
+nothing is defaulted, dropped or repaired, and the form keeps the user's input on error.
 """
 
 from __future__ import annotations
@@ -25,27 +29,38 @@ from werkzeug.wrappers import Response
 
 from config.settings import get_settings
 from tasks import JobNotFound, clip_url, enqueue_render, get_job
-from worker.catalogue import MODELS
+from worker.catalogue import SEEDANCE_RATIOS
+from worker.engine import get_engine
 from worker.errors import InvalidRequest
 from worker.integrations.flask import relaydance_blueprint
+from worker.integrations.forms import (
+    form_models,
+    form_values,
+    problems_json,
+    request_from_form,
+    request_from_json,
+    seconds_range,
+    when,
+)
 from worker.jobs import Job
 from worker.logs import RedactingFilter
+from worker.status_view import status_view
 
 from .records import TASK_NAME, recorded
 
 __all__ = ["create_app"]
 
-DEFAULT_MODEL = "doubao-seedance-2-0-fast-260128"
 _JOB_ID = re.compile(r"rdj_[0-9a-f]{32}")
+NOT_FOUND = {"error": "no such render"}  # docs/flask.md
 
 
-def _job_or_404(job_id: str) -> Job:
+def _find(job_id: str) -> Job | None:
     if not _JOB_ID.fullmatch(job_id):
-        abort(404)
+        return None
     try:
         return get_job(job_id)
     except JobNotFound:
-        abort(404)
+        return None
 
 
 def _video_url(job: Job) -> str | None:
@@ -57,12 +72,32 @@ def _video_url(job: Job) -> str | None:
 
 
 def _enqueue(data: dict[str, Any]) -> str:
-    render = {
-        "model": data.get("model") or DEFAULT_MODEL,
-        "prompt": data.get("prompt", ""),
-        "seconds": data.get("seconds") or 5,
-    }
-    return enqueue_render(render, on_done=TASK_NAME)
+    # check_on_done: this app imports records.py, so a misspelt task name fails here.
+    return enqueue_render(data, on_done=TASK_NAME, check_on_done=True)
+
+
+def _form_page(values: dict[str, str], error: list[tuple[str, str]] | None = None) -> str:
+    models = form_models()
+    chosen = next((m for m in models if m.id == values["model"]), models[0])
+    low, high = seconds_range(chosen)
+    return render_template(
+        "index.html",
+        models=[(m, *seconds_range(m)) for m in models],
+        ratios=SEEDANCE_RATIOS,
+        values=values,
+        error=error,
+        seconds_min=low,
+        seconds_max=high,
+    )
+
+
+def _view(job: Job) -> dict[str, Any]:
+    view = status_view(get_engine(), job)
+    record = recorded(job.id)
+    if record is not None:
+        record["recorded_at_text"] = when(record.get("recorded_at"))
+    view["record"] = record
+    return view
 
 
 def create_app() -> Flask:
@@ -76,17 +111,14 @@ def create_app() -> Flask:
 
     @app.get("/")
     def index() -> str:
-        return render_template("index.html", models=sorted(MODELS), default_model=DEFAULT_MODEL)
+        return _form_page(form_values())
 
     @app.post("/renders")
     def create_from_form() -> Response | tuple[str, int]:
         try:
-            job_id = _enqueue(dict(request.form))
+            job_id = _enqueue(request_from_form(request.form.to_dict()))
         except InvalidRequest as exc:
-            page = render_template(
-                "index.html", models=sorted(MODELS), default_model=DEFAULT_MODEL, error=exc.problems
-            )
-            return page, 400
+            return _form_page(form_values(request.form.to_dict()), exc.problems), 400
         return redirect(url_for("status_page", job_id=job_id), code=303)
 
     @app.post("/api/renders")
@@ -95,29 +127,32 @@ def create_app() -> Flask:
         if not isinstance(data, dict):
             return jsonify({"error": "send a JSON object with at least 'prompt'"}), 400
         try:
-            job_id = _enqueue(data)
+            job_id = _enqueue(request_from_json(data))
         except InvalidRequest as exc:
-            problems = [{"field": field, "problem": text} for field, text in exc.problems]
-            return jsonify({"error": "invalid render request", "problems": problems}), 400
+            return jsonify(problems_json(exc)), 400
         status_url = url_for("status_page", job_id=job_id)
         return jsonify({"job_id": job_id, "status_url": status_url}), 202
 
     @app.get("/api/renders/<job_id>")
-    def status_json(job_id: str) -> Response:
-        job = _job_or_404(job_id)
-        return jsonify({**job.summary(), "record": recorded(job_id)})
+    def status_json(job_id: str) -> tuple[Response, int]:
+        job = _find(job_id)
+        if job is None:
+            return jsonify(NOT_FOUND), 404
+        return jsonify(_view(job)), 200
 
     @app.get("/renders/<job_id>")
     def status_page(job_id: str) -> str:
-        job = _job_or_404(job_id)
+        job = _find(job_id)
+        if job is None:
+            abort(404)
         return render_template(
-            "status.html", job=job, record=recorded(job_id), video_url=_video_url(job)
+            "status.html", job=job, view=_view(job), when=when, video_url=_video_url(job)
         )
 
     @app.get("/videos/<job_id>.mp4")
     def video(job_id: str) -> Response:
-        job = _job_or_404(job_id)
-        if job.state.value != "done":
+        job = _find(job_id)
+        if job is None or job.state.value != "done":
             abort(404)
         signed = clip_url(job)
         if signed is not None:  # the clip is in a bucket: the browser reads it from there

@@ -1,4 +1,6 @@
-"""The app's own ``on_done`` task: record each finished render in a SQLite file.
+"""The app's own ``on_done`` task: record how each render ended (done, failed or canceled)
+in a SQLite file. Delivery is at least once: the row is keyed by job id, so a repeated
+summary (same ``dedupe_key``) replaces the row with the same content.
 
 It runs in the Celery worker (start the worker with ``-I examples.flask_app.records``),
 is registered on the fleet's app ``worker.app`` under its own name, and imports nothing
@@ -53,7 +55,7 @@ def _connect() -> sqlite3.Connection:
 
 @app.task(name=TASK_NAME)
 def record_render(summary: dict[str, Any]) -> None:
-    """Store the summary the worker sends when a job is done."""
+    """Store the summary the worker sends when a job ends, whatever its final state."""
     with _connect() as connection:
         connection.execute(
             "insert or replace into renders values (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -72,7 +74,7 @@ def record_render(summary: dict[str, Any]) -> None:
 
 
 def recorded(job_id: str) -> dict[str, Any] | None:
-    """The stored summary of a finished job, or None."""
+    """The stored summary of a job that ended, or None."""
     if not database_path().exists():
         return None
     connection = _connect()

@@ -200,7 +200,7 @@ class BatchTracker:
         return canceled
 
     def job_done(self, summary: dict[str, Any]) -> None:
-        """A job of a batch is done: settle it, index it for reuse, tell the producer."""
+        """A job of a batch ended: settle it (done: index it for reuse), tell the producer."""
         job_id = str(summary.get("job_id", ""))
         job = self.engine.store.get(job_id)
         if job is None or "batch" not in job.extra:
@@ -214,7 +214,9 @@ class BatchTracker:
         item = self.store.items(batch_id, [index]).get(index)
         meta, final = self.store.key(batch_id), self.store.key(batch_id, "final")
         done = Settlement(spent=item.cost_micros) if item is not None else Settlement()
-        if item is not None and self.ledger.settle(meta, final, job_id, "done", done):
+        if summary.get("state", "done") != "done":
+            self._view(record)  # failed or canceled: settled by what the provider billed
+        elif item is not None and self.ledger.settle(meta, final, job_id, "done", done):
             self._index_done(record.alias, item.fingerprint, job_id)
         if record.on_done:
             self.engine.send(record.on_done, {**summary, "batch_id": batch_id})

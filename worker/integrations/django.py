@@ -23,11 +23,11 @@ from __future__ import annotations
 from django.http import HttpRequest, JsonResponse
 from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_GET, require_POST
 
-from worker.webhooks import MAX_BODY_BYTES, handle_webhook
+from worker.webhooks import MAX_BODY_BYTES, handle_webhook, receiver_health
 
-__all__ = ["receive", "urlpatterns", "webhook_view"]
+__all__ = ["health", "receive", "urlpatterns", "webhook_view"]
 
 
 def receive(request: HttpRequest, job_id: str, token: str) -> JsonResponse:
@@ -42,7 +42,17 @@ def receive(request: HttpRequest, job_id: str, token: str) -> JsonResponse:
     return JsonResponse(payload, status=status)
 
 
+def health(request: HttpRequest) -> JsonResponse:
+    """``GET <mount>/healthz``: workers call it through the base URL at start."""
+    status, payload = receiver_health()
+    return JsonResponse(payload, status=status)
+
+
 # Decorated by call, not by syntax: Django ships no type information.
 webhook_view = csrf_exempt(require_POST(receive))
+health_view = require_GET(health)
 
-urlpatterns = [path("<str:job_id>/<str:token>", webhook_view, name="relaydance-webhook")]
+urlpatterns = [
+    path("healthz", health_view, name="relaydance-webhook-health"),
+    path("<str:job_id>/<str:token>", webhook_view, name="relaydance-webhook"),
+]

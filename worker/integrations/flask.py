@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
 
-from worker.webhooks import MAX_BODY_BYTES, handle_webhook
+from worker.webhooks import MAX_BODY_BYTES, handle_webhook, receiver_health
 
 __all__ = ["relaydance_blueprint"]
 
@@ -16,8 +16,14 @@ __all__ = ["relaydance_blueprint"]
 def relaydance_blueprint(
     url_prefix: str = "/hooks", *, name: str = "relaydance_webhooks"
 ) -> Blueprint:
-    """A blueprint with ``POST <url_prefix>/<job_id>/<token>``, the webhook receiver."""
+    """A blueprint with ``POST <url_prefix>/<job_id>/<token>``, the webhook receiver, and
+    ``GET <url_prefix>/healthz``, which workers call through the base URL at start."""
     blueprint = Blueprint(name, __name__, url_prefix=url_prefix)
+
+    @blueprint.get("/healthz")
+    def healthz() -> tuple[Response, int]:
+        status, payload = receiver_health()
+        return jsonify(payload), status
 
     @blueprint.post("/<job_id>/<token>")
     def webhook(job_id: str, token: str) -> tuple[Response, int]:

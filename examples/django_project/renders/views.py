@@ -1,5 +1,9 @@
 """Views: enqueue a render (form or JSON), show its status, serve the finished clip (from
-the output directory, or through a presigned URL when clips go to a bucket)."""
+the output directory, or through a presigned URL when clips go to a bucket).
+
+Requests are validated exactly as the CLI validates them (``worker.integrations.forms``):
+nothing is defaulted, dropped or repaired, and the form keeps the user's input on error.
+"""
 
 from __future__ import annotations
 
@@ -22,23 +26,34 @@ from django.views.decorators.http import require_GET, require_POST
 
 from config.settings import get_settings
 from tasks import JobNotFound, clip_url, enqueue_render, get_job
-from worker.catalogue import MODELS
+from worker.catalogue import SEEDANCE_RATIOS
+from worker.engine import get_engine
 from worker.errors import InvalidRequest
+from worker.integrations.forms import (
+    form_models,
+    form_values,
+    problems_json,
+    request_from_form,
+    request_from_json,
+    seconds_range,
+    when,
+)
 from worker.jobs import Job
+from worker.status_view import status_view
 
 from .records import TASK_NAME, recorded
 
-DEFAULT_MODEL = "doubao-seedance-2-0-fast-260128"
 _JOB_ID = re.compile(r"rdj_[0-9a-f]{32}")
+NOT_FOUND = {"error": "no such render"}  # docs/django.md
 
 
-def _job_or_404(job_id: str) -> Job:
+def _find(job_id: str) -> Job | None:
     if not _JOB_ID.fullmatch(job_id):
-        raise Http404("no such render")
+        return None
     try:
         return get_job(job_id)
     except JobNotFound:
-        raise Http404("no such render") from None
+        return None
 
 
 def _video_url(job: Job) -> str | None:
@@ -50,32 +65,53 @@ def _video_url(job: Job) -> str | None:
 
 
 def _enqueue(data: dict[str, Any]) -> str:
-    render_request = {
-        "model": data.get("model") or DEFAULT_MODEL,
-        "prompt": data.get("prompt", ""),
-        "seconds": data.get("seconds") or 5,
+    # check_on_done: this project imports records.py, so a misspelt task name fails here.
+    return enqueue_render(data, on_done=TASK_NAME, check_on_done=True)
+
+
+def _index(
+    request: HttpRequest,
+    values: dict[str, str],
+    *,
+    error: list[tuple[str, str]] | None = None,
+) -> HttpResponse:
+    models = form_models()
+    chosen = next((m for m in models if m.id == values["model"]), models[0])
+    low, high = seconds_range(chosen)
+    context = {
+        "models": [(m, *seconds_range(m)) for m in models],
+        "ratios": SEEDANCE_RATIOS,
+        "values": values,
+        "error": error,
+        "seconds_min": low,
+        "seconds_max": high,
     }
-    return enqueue_render(render_request, on_done=TASK_NAME)
-
-
-def _index(request: HttpRequest, *, error: list[tuple[str, str]] | None = None) -> HttpResponse:
-    context = {"models": sorted(MODELS), "default_model": DEFAULT_MODEL, "error": error}
     return render(request, "renders/index.html", context, status=400 if error else 200)
+
+
+def _view(job: Job) -> dict[str, Any]:
+    view = status_view(get_engine(), job)
+    record = recorded(job.id)
+    if record is not None:
+        record["recorded_at_text"] = when(record.get("recorded_at"))
+    view["record"] = record
+    return view
 
 
 @require_GET
 def index(request: HttpRequest) -> HttpResponse:
     """The form."""
-    return _index(request)
+    return _index(request, form_values())
 
 
 @require_POST
 def create_from_form(request: HttpRequest) -> HttpResponse:
     """Enqueue from the form and go to the status page."""
+    form = request.POST.dict()
     try:
-        job_id = _enqueue(request.POST.dict())
+        job_id = _enqueue(request_from_form(form))
     except InvalidRequest as exc:
-        return _index(request, error=exc.problems)
+        return _index(request, form_values(form), error=exc.problems)
     return redirect("status", job_id=job_id)
 
 
@@ -90,25 +126,29 @@ def create_from_json(request: HttpRequest) -> JsonResponse:
     if not isinstance(data, dict):
         return JsonResponse({"error": "send a JSON object with at least 'prompt'"}, status=400)
     try:
-        job_id = _enqueue(data)
+        job_id = _enqueue(request_from_json(data))
     except InvalidRequest as exc:
-        problems = [{"field": field, "problem": text} for field, text in exc.problems]
-        return JsonResponse({"error": "invalid render request", "problems": problems}, status=400)
+        return JsonResponse(problems_json(exc), status=400)
     return JsonResponse({"job_id": job_id, "status_url": f"/renders/{job_id}"}, status=202)
 
 
 @require_GET
 def status_json(request: HttpRequest, job_id: str) -> JsonResponse:
-    """The job's summary and, once done, what the on_done task recorded."""
-    job = _job_or_404(job_id)
-    return JsonResponse({**job.summary(), "record": recorded(job_id)})
+    """The job's summary, what it waits for and, once final, what on_done recorded."""
+    job = _find(job_id)
+    if job is None:
+        return JsonResponse(NOT_FOUND, status=404)
+    return JsonResponse(_view(job))
 
 
 @require_GET
 def status_page(request: HttpRequest, job_id: str) -> HttpResponse:
-    """The status page; it plays the clip when the job is done."""
-    job = _job_or_404(job_id)
-    context = {"job": job, "state": job.state.value, "record": recorded(job_id),
+    """The status page; it says what the job waits for and plays the clip when done."""
+    job = _find(job_id)
+    if job is None:
+        raise Http404("no such render")
+    times = [(step, when(epoch)) for step, epoch in sorted(job.times.items(), key=lambda t: t[1])]
+    context = {"job": job, "state": job.state.value, "view": _view(job), "times": times,
                "video_url": _video_url(job)}  # fmt: skip
     return render(request, "renders/status.html", context)
 
@@ -116,11 +156,11 @@ def status_page(request: HttpRequest, job_id: str) -> HttpResponse:
 @require_GET
 def video(request: HttpRequest, job_id: str) -> FileResponse | HttpResponseRedirect:
     """The finished mp4, served from the output directory (or a redirect to the bucket)."""
-    job = _job_or_404(job_id)
-    signed = clip_url(job)
+    job = _find(job_id)
+    signed = clip_url(job) if job is not None else None
     if signed is not None:
         return HttpResponseRedirect(signed)
     path = get_settings().output_dir.resolve() / f"{job_id}.mp4"
-    if job.state.value != "done" or not path.is_file():
+    if job is None or job.state.value != "done" or not path.is_file():
         raise Http404("not rendered yet")
     return FileResponse(path.open("rb"), content_type="video/mp4")

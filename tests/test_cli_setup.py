@@ -1,0 +1,165 @@
+"""``relaydance models``, ``relaydance doctor`` and help that is never cut short."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+from werkzeug.serving import make_server
+
+from simulator.testing import SimulatorProcess
+from tests.fleet import point_this_process_at
+from worker import catalogue
+from worker.catalogue import MODELS
+from worker.cli import main
+from worker.doctor import run_checks
+from worker.engine import get_engine
+from worker.model_list import catalogues
+from worker.redis_server import free_port
+from worker.sweeper import sweep
+
+# -- help ------------------------------------------------------------------------------------
+
+
+def _commands(group: click.Group, prefix: str = "") -> Iterator[tuple[str, click.Command]]:
+    for name, command in group.commands.items():
+        yield prefix + name, command
+        if isinstance(command, click.Group):
+            yield from _commands(command, f"{prefix}{name} ")
+
+
+def test_no_command_help_is_cut_short_in_any_listing() -> None:
+    for name, command in _commands(main):
+        # Narrower than any terminal: a summary that only fits by truncation fails here.
+        assert not command.get_short_help_str(limit=30).endswith("..."), name
+    for args in ([], ["batch"], ["schedule"]):
+        listing = CliRunner().invoke(main, [*args, "--help"], terminal_width=80).output
+        commands = listing.split("Commands:", 1)[1]
+        assert "..." not in commands, listing
+
+
+def test_every_option_of_every_command_says_what_it_is_for() -> None:
+    for name, command in _commands(main):
+        for param in command.params:
+            if isinstance(param, click.Option) and param.name not in ("help", "version"):
+                assert param.help, f"relaydance {name} {param.opts[0]} has no help"
+
+
+def test_render_help_points_to_the_models_command() -> None:
+    text = CliRunner().invoke(main, ["render", "--help"], terminal_width=100).output
+    assert "relaydance models" in text
+    assert "README" not in text
+
+
+# -- models ----------------------------------------------------------------------------------
+
+
+def test_models_lists_every_catalogue_entry_with_its_limits_and_price() -> None:
+    result = CliRunner().invoke(main, ["models"])
+    assert result.exit_code == 0, result.output
+    assert "relaydance (11 models)" in result.output
+    for model_id, model in MODELS.items():
+        line = next(row for row in result.output.splitlines() if row.startswith(model_id + " "))
+        assert f"{model.min_seconds}-{model.max_seconds}" in line
+        assert ",".join(model.ratios) in line and ",".join(model.resolutions) in line
+    fast = next(r for r in result.output.splitlines() if r.startswith("doubao-seedance-2-0-fast"))
+    assert "9 images, 3 videos, 3 audio, frames" in fast and "0.140" in fast  # 28 credits/s
+
+
+def test_models_lists_every_provider_whose_catalogue_exists(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A second provider's catalogue, as it may be added next to RelayDance's.
+    seedance = MODELS["doubao-seedance-2-0-720p"]
+    kinovi = {
+        "seedance-20": replace(seedance, id="seedance-20", usd_per_second=0.2),
+        "seedance2-fast": {
+            "min_seconds": 4,
+            "max_seconds": 15,
+            "credits_per_second": 28,
+            "ratios": ["16:9"],
+            "resolutions": ["720p"],
+        },
+    }
+    monkeypatch.setattr(catalogue, "KINOVI_MODELS", kinovi, raising=False)
+    found = catalogues()
+    assert set(found) == {"relaydance", "kinovi"}
+    result = CliRunner().invoke(main, ["models", "--json"])
+    rows = json.loads(result.output)["providers"]
+    for provider, models in found.items():
+        assert sorted(r["model"] for r in rows[provider]) == sorted(models)
+    fast = next(r for r in rows["kinovi"] if r["model"] == "seedance2-fast")
+    assert fast["seconds"] == "4-15" and fast["usd_per_second"] == pytest.approx(0.14)
+    assert fast["references"] == "-"  # not stated by that catalogue: shown as unknown
+    text = CliRunner().invoke(main, ["models"]).output
+    assert "kinovi (2 models)" in text and "seedance2-fast" in text
+
+
+def test_the_readme_links_the_models_command() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert "relaydance models" in readme
+
+
+# -- doctor ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def doctor_env(
+    redis_url: str, sim: SimulatorProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, str]:
+    env = {
+        "REDIS_URL": redis_url,
+        "RELAYDANCE_API_KEY": "sk-test-doctor",
+        "RELAYDANCE_BASE_URL": sim.url,
+        "RELAYDANCE_OUTPUT_DIR": str(tmp_path / "renders"),
+        "RELAYDANCE_WEBHOOK_BASE_URL": f"http://127.0.0.1:{free_port()}/hooks",  # no one there
+        "RELAYDANCE_WEBHOOK_SECRET": "test-doctor-secret",
+    }
+    point_this_process_at(env, monkeypatch)
+    return env
+
+
+def test_doctor_fails_each_missing_part_by_name_and_exits_1(doctor_env: dict[str, str]) -> None:
+    result = CliRunner().invoke(main, ["doctor"])
+    assert result.exit_code == 1
+    lines = {line.split()[1]: line for line in result.output.splitlines() if line[:4].strip()}
+    assert lines["redis"].startswith("PASS") and "(REDIS_URL)" in lines["redis"]
+    assert lines["keys"].startswith("PASS") and "sk-test-doctor" not in result.output
+    assert lines["provider[default]"].startswith("PASS")
+    assert (
+        lines["receiver"].startswith("FAIL") and "/hooks/healthz unreachable" in lines["receiver"]
+    )
+    assert lines["output"].startswith("PASS")
+    assert lines["beat"].startswith("FAIL") and "never run" in lines["beat"]
+    assert lines["workers"].startswith("FAIL")
+
+
+def test_doctor_passes_the_receiver_and_beat_once_they_run(
+    doctor_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flask import Flask
+
+    from worker.integrations.flask import relaydance_blueprint
+
+    app = Flask(__name__)
+    app.register_blueprint(relaydance_blueprint(url_prefix="/hooks"))
+    port = free_port()
+    server = make_server("127.0.0.1", port, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        point_this_process_at(
+            {**doctor_env, "RELAYDANCE_WEBHOOK_BASE_URL": f"http://127.0.0.1:{port}/hooks"},
+            monkeypatch,
+        )
+        sweep(get_engine())  # what beat runs every RELAYDANCE_SWEEP_INTERVAL_SECONDS
+        checks = {c.name: c for c in run_checks(ping_timeout=0.2)}
+    finally:
+        server.shutdown()
+    assert checks["receiver"].status == "pass", checks["receiver"].detail
+    assert checks["beat"].status == "pass" and "ago" in checks["beat"].detail

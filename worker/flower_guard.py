@@ -1,0 +1,67 @@
+"""Flower never runs without a login, however it is launched, and its task list shows jobs.
+
+``celery -A worker flower`` imports this app before Flower reads its options, whatever the
+working directory, wrapper or process manager. When the command being run is ``flower``,
+:func:`install_flower_guard` registers a callback with Flower's option parser
+(``tornado.options``), which runs once the command line and the ``FLOWER_*`` variables
+are read:
+
+- without a login (``FLOWER_BASIC_AUTH=user:password``, ``--basic-auth``, or OAuth with
+  ``--auth``) it prints why and exits with status 2 before anything listens;
+- Flower's default task columns gain ``kwargs``, which carry ``job=<job id> model=...``
+  (see ``tasks.canvas.describe``), so the task list shows which job each task moves.
+  A ``--tasks-columns`` of your own is left alone.
+
+Any other process that imports the app (workers, beat, the CLI, web apps) is untouched.
+"""
+
+from __future__ import annotations
+
+import sys
+
+__all__ = ["FLOWER_COLUMNS", "check_flower_options", "install_flower_guard", "launching_flower"]
+
+FLOWER_DEFAULT_COLUMNS = "name,uuid,state,received,runtime,worker"  # Flower 2.x's default
+FLOWER_COLUMNS = "name,uuid,state,kwargs,received,runtime,worker"
+REFUSAL = (
+    "flower: not started: set FLOWER_BASIC_AUTH=user:password (Flower never runs without "
+    "a login; the variable keeps the password off the command line)"
+)
+
+
+def launching_flower() -> bool:
+    """Whether this process is running the ``celery ... flower`` command."""
+    click = sys.modules.get("click")  # not loaded: not a command line at all
+    if click is None:
+        return False
+    ctx = click.get_current_context(silent=True)
+    while ctx is not None:
+        if "flower" in (ctx.invoked_subcommand, ctx.info_name):
+            return True
+        ctx = ctx.parent
+    return False
+
+
+def _is_login(entry: object) -> bool:
+    user, colon, password = str(entry).partition(":")
+    return bool(colon and user.strip() and password.strip())
+
+
+def check_flower_options(options: object) -> None:
+    """Refuse to go on without a login; add the kwargs column to the default columns."""
+    basic = list(getattr(options, "basic_auth", None) or [])
+    oauth = str(getattr(options, "auth", "") or "")
+    if not oauth and (not basic or not all(_is_login(entry) for entry in basic)):
+        print(REFUSAL, file=sys.stderr, flush=True)
+        raise SystemExit(2)
+    if getattr(options, "tasks_columns", None) == FLOWER_DEFAULT_COLUMNS:
+        options.tasks_columns = FLOWER_COLUMNS  # type: ignore[attr-defined]
+
+
+def install_flower_guard() -> None:
+    """When this process is launching Flower, check its options once they are parsed."""
+    if not launching_flower():
+        return
+    from tornado.options import options
+
+    options.add_parse_callback(lambda: check_flower_options(options))

@@ -1,0 +1,172 @@
+"""What ``relaydance models`` lists: every model of every provider catalogue, as rows.
+
+Catalogues are found, not listed here, so a provider added next to RelayDance shows up
+without a change to this module:
+
+- ``worker.catalogue.MODELS`` is RelayDance's; any other ``<PROVIDER>_MODELS`` mapping
+  there, or a ``CATALOGUES`` mapping of provider to models, is that provider's;
+- a dialect module (``worker.dialects.<name>``) with a ``MODELS`` mapping is ``<name>``'s;
+- an entry with a ``provider`` attribute is listed under that provider.
+
+Entries are read by attribute or key, each with ``getattr``-style defaults, so a
+catalogue whose entries name fewer fields still lists (with ``-`` where a fact is unknown).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from config.settings import SettingsError
+from worker import catalogue
+from worker.dialects import known_dialects
+
+__all__ = ["catalogues", "model_rows", "render_table"]
+
+DEFAULT_PROVIDER = "relaydance"
+USD_PER_CREDIT = 0.005  # seed 003
+COLUMNS = ("model", "seconds", "ratios", "resolutions", "audio", "references", "usd/s", "notes")
+
+
+def _get(entry: Any, *names: str, default: Any = None) -> Any:
+    for name in names:
+        value = entry.get(name) if isinstance(entry, Mapping) else getattr(entry, name, None)
+        if value is not None:
+            return value
+    return default
+
+
+def _is_catalogue(value: Any) -> bool:
+    return (
+        isinstance(value, Mapping)
+        and bool(value)
+        and all(
+            isinstance(k, str) and not isinstance(v, (str, int, float)) for k, v in value.items()
+        )
+    )
+
+
+def _add(found: dict[str, dict[str, Any]], provider: str, models: Mapping[str, Any]) -> None:
+    for model_id, entry in models.items():
+        owner = str(_get(entry, "provider", default=provider)).lower()
+        found.setdefault(owner, {}).setdefault(model_id, entry)
+
+
+def catalogues() -> dict[str, dict[str, Any]]:
+    """Provider name -> model id -> catalogue entry, for every catalogue that exists."""
+    found: dict[str, dict[str, Any]] = {}
+    names = vars(catalogue)
+    for provider, models in (names.get("CATALOGUES") or {}).items():
+        if _is_catalogue(models):
+            _add(found, str(provider).lower(), models)
+    for name, value in names.items():
+        if name == "MODELS" and _is_catalogue(value):
+            _add(found, DEFAULT_PROVIDER, value)
+        elif name.endswith("_MODELS") and _is_catalogue(value):
+            _add(found, name.removesuffix("_MODELS").lower(), value)
+    for dialect in known_dialects():
+        try:
+            module = importlib.import_module(f"worker.dialects.{dialect}")
+        except ImportError:
+            continue
+        models = getattr(module, "MODELS", None)
+        if isinstance(models, Mapping) and _is_catalogue(models):
+            _add(found, dialect, models)
+    return found
+
+
+def _price(provider: str, model_id: str, entry: Any) -> float | None:
+    if provider == DEFAULT_PROVIDER:
+        from worker.pricing import price_table  # the configured table (RELAYDANCE_PRICES)
+
+        try:
+            return price_table().price(model_id).usd_per_second
+        except (KeyError, SettingsError):
+            pass
+    usd = _get(entry, "usd_per_second")
+    if usd is not None:
+        return float(usd)
+    credits = _get(entry, "credits_per_second")
+    return float(credits) * USD_PER_CREDIT if credits is not None else None
+
+
+def _seconds(entry: Any) -> str:
+    low, high = _get(entry, "min_seconds"), _get(entry, "max_seconds")
+    if low is not None and high is not None:
+        return f"{low}-{high}"
+    durations = _get(entry, "durations", "seconds")
+    return _join(durations) if durations is not None else "-"
+
+
+def _join(values: Any) -> str:
+    if isinstance(values, str):
+        return values
+    return ",".join(str(v) for v in values) if isinstance(values, Iterable) else str(values)
+
+
+def _references(entry: Any) -> str:
+    counts = [
+        (_get(entry, "max_images"), "image"),
+        (_get(entry, "max_videos"), "video"),
+        (_get(entry, "max_audio"), "audio"),
+    ]
+    parts = [f"{n} {kind}{'s' if n != 1 and kind != 'audio' else ''}" for n, kind in counts if n]
+    if _get(entry, "frames"):
+        parts.append("frames")
+    requires = _get(entry, "requires", default=())
+    if requires:
+        parts.append(f"needs {_join(requires)}")
+    if all(n is None for n, _ in counts):
+        return "-"
+    return ", ".join(parts) or "none"
+
+
+def model_rows(found: Mapping[str, Mapping[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Provider -> one JSON-ready row per model, sorted by model id."""
+    rows: dict[str, list[dict[str, Any]]] = {}
+    for provider in sorted(found):
+        rows[provider] = []
+        for model_id in sorted(found[provider]):
+            entry = found[provider][model_id]
+            audio = _get(entry, "generate_audio")
+            rows[provider].append({
+                "model": model_id,
+                "family": _get(entry, "family"),
+                "seconds": _seconds(entry),
+                "ratios": list(_get(entry, "ratios", "aspect_ratios", default=())),
+                "resolutions": list(_get(entry, "resolutions", default=())),
+                "generate_audio": audio,
+                "references": _references(entry),
+                "usd_per_second": _price(provider, model_id, entry),
+                "notes": _get(entry, "notes", default=""),
+            })  # fmt: skip
+    return rows
+
+
+def _cells(row: Mapping[str, Any]) -> tuple[str, ...]:
+    audio = row["generate_audio"]
+    price = row["usd_per_second"]
+    return (
+        row["model"],
+        row["seconds"],
+        _join(row["ratios"]) or "-",
+        _join(row["resolutions"]) or "-",
+        "-" if audio is None else ("optional" if audio else "no"),
+        row["references"],
+        "-" if price is None else f"{price:.3f}",
+        str(row["notes"] or ""),
+    )
+
+
+def render_table(rows: Mapping[str, list[dict[str, Any]]]) -> str:
+    """Plain-text tables, one per provider, every cell whole (nothing is cut short)."""
+    blocks = []
+    for provider, models in rows.items():
+        cells = [COLUMNS, *(_cells(row) for row in models)]
+        widths = [max(len(line[i]) for line in cells) for i in range(len(COLUMNS))]
+        lines = [f"{provider} ({len(models)} models)"]
+        lines += ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
+                  for line in cells]  # fmt: skip
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
