@@ -160,6 +160,7 @@ class RelayDanceDialect:
     """RelayDance's own format; request bodies are already in it and pass through."""
 
     name = "relaydance"
+    default_base_url = "https://relaydance.com/v1"
 
     def submit_endpoint(self) -> Endpoint:
         """``POST /video/generations``."""
@@ -197,6 +198,6 @@ class RelayDanceDialect:
         """See :func:`parse_upload`."""
         return parse_upload(data)
 
-    def error_message(self, data: Any) -> str | None:
-        """See :func:`error_message`."""
+    def error_message(self, data: Any, *, status: int | None = None) -> str | None:
+        """See :func:`error_message`; every status reads the same way."""
         return error_message(data)
