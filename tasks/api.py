@@ -29,15 +29,17 @@ def enqueue_render(
 ) -> str:
     """Validate a render request, record the job and enqueue it; return the job id at once.
 
-    Raises :class:`~worker.errors.InvalidRequest` (nothing is enqueued) on bad input.
-    ``on_done`` names a Celery task of the producer's own, sent the job summary when done.
+    The request is checked by the rules of the provider behind ``key`` (RelayDance or
+    Kinovi). Raises :class:`~worker.errors.InvalidRequest` (nothing is enqueued) on bad
+    input. ``on_done`` names a Celery task of the producer's own, sent the job summary
+    when done.
     """
-    valid = validate_request(request)
     settings = get_settings()
     configured = settings.keys()
     if configured and key not in configured:
         known = ", ".join(sorted(configured))
         raise InvalidRequest([("key", f"unknown key alias {key!r}; configured aliases: {known}")])
+    valid = validate_request(request, provider=settings.provider_for(key))
     if on_done is not None and not on_done.strip():
         raise InvalidRequest([("on_done", "is empty; give a Celery task name or leave it out")])
     engine = get_engine()

@@ -102,7 +102,7 @@ return {1, cur}
 """
 
 _INT_FIELDS = ("seq", "poll_count", "size", "attempts", "duplicate_spend")
-_FLOAT_FIELDS = ("next_due", "cost", "created_at", "updated_at")
+_FLOAT_FIELDS = ("next_due", "cost", "actual_cost", "created_at", "updated_at")
 
 
 @dataclass(frozen=True)
@@ -124,6 +124,8 @@ class Job:
     size: int | None = None
     sha256: str | None = None
     cost: float | None = None
+    # What the provider says the task cost (Kinovi's creditsUsed), in USD, once it says.
+    actual_cost: float | None = None
     on_done: str | None = None
     created_at: float = 0.0
     updated_at: float = 0.0
@@ -149,6 +151,7 @@ class Job:
             "size": self.size,
             "sha256": self.sha256,
             "estimated_cost": self.cost,
+            "actual_cost": self.actual_cost,
             "error_code": self.error_code,
             "error_message": self.error_message,
             "times": self.times,

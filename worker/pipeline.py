@@ -79,7 +79,7 @@ def prepare(engine: Engine, job_id: str, *, seq: int, attempt: int = 0) -> Outco
         if wait > 0:
             return again(wait, attempt=attempt)
         try:
-            urls[path] = engine.client.upload(Path(path), api_key=key)
+            urls[path] = engine.client_for(job.alias).upload(Path(path), api_key=key)
         except TransientError as exc:
             return transient(engine, job, exc, attempt)
         except PermanentError as exc:
@@ -141,7 +141,7 @@ def submit(engine: Engine, job_id: str, *, seq: int, attempt: int = 0) -> Outcom
     urls = json.loads(job.extra.get("media_urls", "{}"))
     body = request.to_body(callback_url=callback_url_for(settings, job_id), media_urls=urls)
     try:
-        task = engine.client.submit(body, api_key=key, idempotency_key=job_id)
+        task = engine.client_for(job.alias).submit(body, api_key=key, idempotency_key=job_id)
     except RateLimited as exc:
         return _back_in_line(engine, job, exc)
     except TransientError as exc:
@@ -257,7 +257,8 @@ def poll(engine: Engine, job_id: str, *, seq: int, n: int = 0, attempt: int = 0)
             job.alias, job_id, limit=settings.concurrency_for(job.alias), wait=False
         )
     try:
-        task = engine.client.get_task(job.remote_task_id or "", api_key=api_key(engine, job))
+        client = engine.client_for(job.alias)
+        task = client.get_task(job.remote_task_id or "", api_key=api_key(engine, job))
     except TransientError as exc:
         return transient(engine, job, exc, attempt, n=n + 1)
     except PermanentError as exc:
@@ -269,12 +270,14 @@ def apply_remote(engine: Engine, job: Job, task: RemoteTask, *, polls_done: int)
     """Move a job by what the provider says of its task (from a poll or a verified webhook)."""
     now = time.time()
     live = {S.SUBMITTED, S.RUNNING}
+    # What the provider says it charged, when it says, is the job's actual spend.
+    spent = {} if task.actual_cost is None else {"actual_cost": task.actual_cost}
     if task.status is TaskStatus.SUCCEEDED:
         applied, _ = engine.store.change(
             job.id,
             states=live,
             to=S.GENERATED,
-            set={"remote_status": task.raw_status},
+            set={"remote_status": task.raw_status, **spent},
             due=now + STEP_GRACE,
         )
         if not applied:
@@ -285,6 +288,8 @@ def apply_remote(engine: Engine, job: Job, task: RemoteTask, *, polls_done: int)
         log_transition(job, "generated", polls=polls_done)
         return NEXT
     if task.status is TaskStatus.FAILED:
+        if spent:
+            engine.store.change(job.id, states=live, set=spent)
         message = task.error or "the provider reported the generation failed (not billed)"
         return fail(engine, job, "generation_failed", message)
     submitted_at = job.times.get("submitted", job.created_at)

@@ -142,6 +142,10 @@ class Dialect(Protocol):
         """The hosted url of an uploaded file."""
         ...
 
+    def webhook_task_id(self, data: Any) -> Any:
+        """The raw task id a webhook body names (any JSON value, checked by the caller)."""
+        ...
+
     def error_message(self, data: Any, *, status: int | None = None) -> str | None:
         """The provider's human message in an error body (of HTTP ``status``), if any."""
         ...

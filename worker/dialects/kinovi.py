@@ -231,6 +231,13 @@ class KinoviDialect:
         """Never called: see :meth:`upload_endpoint`."""
         raise NoUploadEndpoint("Kinovi has no upload endpoint")
 
+    def webhook_task_id(self, data: Any) -> Any:
+        """``data.taskId`` of the webhook envelope (or ``taskId`` of a bare task)."""
+        if not isinstance(data, Mapping):
+            return None
+        inner = data.get("data")
+        return inner.get("taskId") if isinstance(inner, Mapping) else data.get("taskId")
+
     def error_message(self, data: Any, *, status: int | None = None) -> str | None:
         """See :func:`error_message`."""
         return error_message(data, status=status)
