@@ -7,7 +7,9 @@ racing a claim can push the committed total past the cap. Items are claimed in l
 order; the first that does not fit ends the pass, and it and every later candidate are
 marked ``skipped_budget``. A job that fails (failed generations are not billed), or is
 canceled before it was ever sent to the provider, gives its reservation back, exactly
-once, when it is first seen final.
+once, when it is first seen final. A finished job whose provider said what it charged
+(Kinovi's ``creditsUsed``) settles at that actual spend instead of its estimate: the
+difference goes back (or, if it cost more, is added) and the spend is recorded.
 """
 
 from __future__ import annotations
@@ -56,12 +58,14 @@ end
 return out
 """
 
-# KEYS: batch meta hash, job -> final state hash. ARGV: job id, final state, micros to
-# give back. Records the final state once; only the first caller releases.
+# KEYS: batch meta hash, job -> final state hash, job -> actual micros hash. ARGV: job id,
+# final state, micros to give back (negative: a job that cost more than reserved), actual
+# micros or ''. Records the final state once; only the first caller settles.
 _SETTLE = """
 if redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[2]) == 0 then return 0 end
 local back = tonumber(ARGV[3])
-if back > 0 then redis.call('HINCRBY', KEYS[1], 'reserved_micros', -back) end
+if back ~= 0 then redis.call('HINCRBY', KEYS[1], 'reserved_micros', -back) end
+if ARGV[4] ~= '' then redis.call('HSET', KEYS[3], ARGV[1], ARGV[4]) end
 return 1
 """
 
@@ -108,9 +112,22 @@ class Ledger:
         raw = self._claim(keys=[meta_key, jobs_key], args=args)
         return [_text(value) for value in raw]  # type: ignore[misc]
 
-    def settle(self, meta_key: str, final_key: str, job_id: str, state: str, release: int) -> bool:
-        """Record a job's final state once; give back ``release`` micros the first time."""
-        return bool(self._settle(keys=[meta_key, final_key], args=[job_id, state, release]))
+    def settle(
+        self,
+        meta_key: str,
+        final_key: str,
+        job_id: str,
+        state: str,
+        release: int,
+        *,
+        spent_key: str | None = None,
+        spent: int | None = None,
+    ) -> bool:
+        """Record a job's final state once; the first time, give back ``release`` micros
+        (negative: take more) and record what the job actually ``spent``, when known."""
+        keys = [meta_key, final_key, spent_key or final_key]  # never written without spent
+        args: list[str | int] = [job_id, state, release, "" if spent is None else spent]
+        return bool(self._settle(keys=keys, args=args))
 
 
 def _text(value: object) -> str:

@@ -1,8 +1,10 @@
 """What a batch produced, one row per line, as CSV or JSON; and its one-line progress.
 
-Columns: line, job_id, state, output_path, sha256, seconds (of video), estimated_cost,
-error, note. A request that several lines repeat is priced on its first line only (the
-others say ``same request as line N``); a reused render costs nothing here.
+Columns: line, key (the alias that rendered it), job_id, state, output_path, sha256,
+seconds (of video), estimated_cost, actual_cost (what the provider said it charged, when
+it says: Kinovi's ``creditsUsed``), error, note. A request that several lines repeat is
+priced on its first line only (the others say ``same request as line N``); a reused
+render costs nothing here.
 """
 
 from __future__ import annotations
@@ -20,9 +22,9 @@ from worker.batch.tracker import BatchTracker
 
 __all__ = ["COLUMNS", "ReportRow", "batch_report", "progress_line", "render_report"]
 
-COLUMNS = ("line", "job_id", "state", "output_path", "sha256", "seconds", "estimated_cost",
-           "error", "note")  # fmt: skip
-_JOB_FIELDS = ["output_path", "sha256", "error_code", "error_message"]
+COLUMNS = ("line", "key", "job_id", "state", "output_path", "sha256", "seconds",
+           "estimated_cost", "actual_cost", "error", "note")  # fmt: skip
+_JOB_FIELDS = ["output_path", "sha256", "error_code", "error_message", "actual_cost"]
 
 
 @dataclass(frozen=True)
@@ -30,12 +32,14 @@ class ReportRow:
     """One line of the batch and what became of it."""
 
     line: int
+    key: str | None
     job_id: str | None
     state: str
     output_path: str | None
     sha256: str | None
     seconds: int | None
     estimated_cost: float
+    actual_cost: float | None
     error: str | None
     note: str | None = None
 
@@ -59,7 +63,7 @@ def batch_report(batches: BatchTracker, batch_id: str) -> tuple[BatchStatus, lis
         item = view.items[index]
         state = view.states[index]
         value = view.values.get(index, "")
-        output, sha, code, message = details.get(index) or [None] * 4
+        output, sha, code, message, actual = details.get(index) or [None] * 5
         reused = value.startswith(REUSE_PREFIX)
         duplicate = first_line[index] != line
         note = None
@@ -79,15 +83,18 @@ def batch_report(batches: BatchTracker, batch_id: str) -> tuple[BatchStatus, lis
             )
         elif state == "canceled":
             error = "canceled; resume the batch to render it"
+        free = duplicate or reused
         rows.append(
             ReportRow(
                 line=line,
+                key=item.alias or record.alias,
                 job_id=job_of(value),
                 state=state,
                 output_path=output,
                 sha256=sha,
                 seconds=int(item.request.get("seconds", 0)),
-                estimated_cost=0.0 if (duplicate or reused) else from_micros(item.cost_micros),
+                estimated_cost=0.0 if free else from_micros(item.cost_micros),
+                actual_cost=None if free or actual is None else float(actual),
                 error=error,
                 note=note,
             )
@@ -95,7 +102,9 @@ def batch_report(batches: BatchTracker, batch_id: str) -> tuple[BatchStatus, lis
     for bad in record.invalid:
         problems = "; ".join(f"{name}: {message}" for name, message in bad.problems)
         rows.append(
-            ReportRow(bad.line, None, "invalid", None, None, None, 0.0, problems, "skipped")
+            ReportRow(
+                bad.line, None, None, "invalid", None, None, None, 0.0, None, problems, "skipped"
+            )
         )
     rows.sort(key=lambda row: row.line)
     return status, rows

@@ -1,8 +1,10 @@
 """Following a batch: the state of each of its items, read from the job store.
 
 Job states are read, never copied, except the final state each job was first seen in:
-recording it (once, atomically) is when a reservation that was not billed is given back
-and when a finished render enters the reuse index.
+recording it (once, atomically) is when a reservation that was not billed is given back,
+when a job whose provider reported its spend settles at that spend, and when a finished
+render enters the reuse index. Money spent is the actual spend where known, else the
+estimate.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from worker.batch.budget import SKIPPED_BUDGET, Ledger, from_micros
+from worker.batch.budget import SKIPPED_BUDGET, Ledger, from_micros, to_micros
 from worker.batch.status import FINAL_JOB_STATES, BatchStatus, ItemView, is_final_line_state
 from worker.batch.store import REUSE_PREFIX, BatchRecord, BatchStore, Item, job_of
 from worker.engine import Engine
@@ -53,16 +55,17 @@ class BatchTracker:
         if live:
             pipe = self.engine.redis.pipeline(transaction=False)
             for _, job_id in live:
-                pipe.hmget(self.engine.store.key(job_id), ["state", "remote_task_id"])
+                pipe.hmget(self.engine.store.key(job_id), ["state", "remote_task_id",
+                                                           "actual_cost"])  # fmt: skip
             rows = pipe.execute()
             lost = self._lost(record.id, [job for (_, job), row in zip(live, rows, strict=True)
                                           if row[0] is None])  # fmt: skip
-            for (index, job_id), (state, remote) in zip(live, rows, strict=True):
+            for (index, job_id), (state, remote, actual) in zip(live, rows, strict=True):
                 if state is None and job_id not in lost:
                     states[index] = "pending"  # claimed; its record is being written
                     continue
                 states[index] = self._settle(record, items[index], values[index], job_id,
-                                             state or "lost", remote)  # fmt: skip
+                                             state or "lost", remote, actual)  # fmt: skip
         return ItemView(record, items, values, states)
 
     def _lost(self, batch_id: str, missing: list[str]) -> set[str]:
@@ -80,22 +83,27 @@ class BatchTracker:
 
     def _settle(
         self, record: BatchRecord, item: Item, value: str, job_id: str, state: str,
-        remote: str | None,
+        remote: str | None, actual: str | None = None,
     ) -> str:  # fmt: skip
         """Record a final state once, giving back what was not billed; live states pass."""
         reused = value.startswith(REUSE_PREFIX)
         if state not in FINAL_JOB_STATES and state != "lost":
             return state
+        spent = None
         if reused:
             back = 0
         elif state in ("failed", "lost") or (state == "canceled" and not remote):
             back = item.cost_micros  # not billed: never generated, never sent, or never made
+        elif state == "done" and actual:
+            spent = to_micros(float(actual))  # the provider's own figure replaces the estimate
+            back = item.cost_micros - spent
         else:
             back = 0
         meta, final = self.store.key(record.id), self.store.key(record.id, "final")
-        if self.ledger.settle(meta, final, job_id, state, back):
+        spent_key = self.store.key(record.id, "spent")
+        if self.ledger.settle(meta, final, job_id, state, back, spent_key=spent_key, spent=spent):
             if state == "done" and not reused:
-                self._index_done(record.alias, item.fingerprint, job_id)
+                self._index_done(item.alias or record.alias, item.fingerprint, job_id)
             if back:
                 logger.info("batch %s job %s %s; released $%.4f", record.id, job_id, state,
                             from_micros(back))  # fmt: skip
@@ -121,8 +129,9 @@ class BatchTracker:
         counts: dict[str, int] = {}
         for state in line_states.values():
             counts[state] = counts.get(state, 0) + 1
+        actual = self.store.spent(record.id)
         spent = sum(
-            item.cost_micros
+            actual.get(job_of(view.values.get(index, "")) or "", item.cost_micros)
             for index, item in view.items.items()
             if view.states[index] == "done"
             and not view.values.get(index, "").startswith(REUSE_PREFIX)
@@ -210,8 +219,14 @@ class BatchTracker:
         index = int(index_text or "-1")
         item = self.store.items(batch_id, [index]).get(index)
         meta, final = self.store.key(batch_id), self.store.key(batch_id, "final")
-        if item is not None and self.ledger.settle(meta, final, job_id, "done", 0):
-            self._index_done(record.alias, item.fingerprint, job_id)
+        actual = summary.get("actual_cost")
+        spent = None if actual is None else to_micros(float(actual))
+        back = 0 if item is None or spent is None else item.cost_micros - spent
+        spent_key = self.store.key(batch_id, "spent")
+        if item is not None and self.ledger.settle(
+            meta, final, job_id, "done", back, spent_key=spent_key, spent=spent
+        ):
+            self._index_done(item.alias or record.alias, item.fingerprint, job_id)
         if record.on_done:
             self.engine.send(record.on_done, {**summary, "batch_id": batch_id})
 
