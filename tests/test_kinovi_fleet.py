@@ -167,6 +167,17 @@ def engine(redis_url: str, sim: SimulatorProcess, tmp_path: Path) -> Iterator[Re
     eng.close()
 
 
+def test_each_alias_gets_the_client_of_its_provider_and_the_default_keeps_engine_client(
+    engine: RecordingEngine, sim: SimulatorProcess
+) -> None:
+    assert engine.client_for("studio") is engine.client
+    assert engine.client_for("default") is engine.client  # an unknown alias: the default
+    kinovi = engine.client_for("kin")
+    assert kinovi is engine.client_for("kin")  # one pooled client per provider and URL
+    assert kinovi.dialect.name == "kinovi"
+    assert repr(kinovi) == f"ApiClient(base_url={sim.kinovi_url!r}, dialect='kinovi')"
+
+
 def kinovi_job(engine: RecordingEngine, **fields: Any) -> str:
     request = validate_request(
         {"model": "seedance-20", "prompt": "a heron", **fields}, provider="kinovi"
