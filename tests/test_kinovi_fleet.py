@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from tests.pipeline_helpers import RecordingEngine, drive, make_engine, run_step
 from worker.jobs import Job, JobState
 from worker.redis_server import RedisServer, free_port
 from worker.request import validate_request
+from worker.steps import STEP_GRACE
 from worker.webhooks import callback_url_for
 
 pytestmark = pytest.mark.integration
@@ -138,7 +140,9 @@ def test_a_kinovi_job_whose_worker_is_killed_mid_poll_finishes_once(
         fleet.start()
         try:
             job_id = enqueue_render({"model": "seedance2-fast", "prompt": "slow"}, key="kin")
-            assert wait_until(lambda: get_job(job_id).poll_count >= 1, timeout=30)
+            # Between two polls: the first has been answered and the next one scheduled (a
+            # poll in flight has its step due STEP_GRACE ahead, for the sweeper's sake).
+            assert wait_until(lambda: between_polls(get_job(job_id)), timeout=30)
             fleet.kill_worker()  # its countdown message for the next poll dies with it
             fleet.start_worker()
             job = wait(job_id, timeout=60)
@@ -148,6 +152,10 @@ def test_a_kinovi_job_whose_worker_is_killed_mid_poll_finishes_once(
     assert job.seq >= 1  # the sweeper resumed it
     stats = fresh.stats()
     assert (stats["submissions"], stats["billed_tasks"], stats["paid_twice"]) == (1, 1, 0)
+
+
+def between_polls(job: Job) -> bool:
+    return job.poll_count >= 1 and (job.next_due or 0) < time.time() + STEP_GRACE / 2
 
 
 # In this process: the steps against the simulator's Kinovi routes ------------------------
@@ -202,6 +210,18 @@ def test_a_kinovi_429_feeds_the_same_per_key_limits(
     assert drive(engine, second).state is S.DONE
     stats = sim.stats()
     assert (stats["submissions"], stats["rate_limited"], stats["paid_twice"]) == (2, 1, 0)
+
+
+def test_a_kinovi_job_records_and_counts_the_spend_kinovi_reports_not_the_estimate(
+    engine: RecordingEngine, sim: SimulatorProcess
+) -> None:
+    sim.configure(billed_factor=2.0)
+    job = drive(engine, kinovi_job(engine, seconds=5))  # estimated $1.00
+    assert (job.state, job.cost, job.actual_cost) == (S.DONE, 1.0, 2.0)
+    assert job.summary()["actual_cost"] == 2.0
+    assert float(engine.redis.hget("rd:metrics", "spend_usd") or 0) == pytest.approx(2.0)
+    manifest = json.loads(Path(job.output_path or "").with_suffix(".json").read_text())
+    assert (manifest["estimated_cost_usd"], manifest["actual_cost_usd"]) == (1.0, 2.0)
 
 
 def test_a_kinovi_policy_failure_ends_generation_failed_with_its_message_and_costs_nothing(

@@ -284,7 +284,8 @@ def apply_remote(engine: Engine, job: Job, task: RemoteTask, *, polls_done: int)
             return stop("already past generation")
         release(engine, job)
         _learn_duration(engine, job, polls_done=polls_done, now=now)
-        record_generated(engine, polls=polls_done, cost=job.cost)
+        cost = job.cost if task.actual_cost is None else task.actual_cost
+        record_generated(engine, polls=polls_done, cost=cost)
         log_transition(job, "generated", polls=polls_done)
         return NEXT
     if task.status is TaskStatus.FAILED:
