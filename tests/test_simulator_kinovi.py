@@ -259,3 +259,15 @@ def test_dropped_and_trickled_replies_reach_kinovi_routes_too(sim: SimulatorProc
     assert b"".join(chunks).startswith(b'{"taskId":"task_') and len(chunks) > 10
     found = sim.stats()
     assert (found["submissions"], found["dropped_replies"], found["billed_tasks"]) == (5, 2, 5)
+
+
+def test_relaydance_simulate_takes_the_dialect_and_refuses_an_unknown_one() -> None:
+    from click.testing import CliRunner
+
+    from simulator.cli import config_from_options, simulate
+
+    assert config_from_options({"dialect": "kinovi"}).dialect == "kinovi"
+    assert config_from_options({}).dialect == "both"
+    refused = CliRunner().invoke(simulate, ["--dialect", "openai"])
+    assert refused.exit_code == 2
+    assert "'openai' is not one of 'both', 'relaydance', 'kinovi'" in refused.output
