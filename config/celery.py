@@ -56,6 +56,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "time_limit": settings.download_timeout + 60,
     }
     transport: dict[str, Any] = {"visibility_timeout": visibility_timeout(settings)}
+    loop = min(5.0, settings.sweep_interval_seconds)
     redbeat: dict[str, Any] = {"redbeat_redis_url": url, "redbeat_redis_options": {}}
     if url.startswith("sentinel"):
         # Celery's transport and result backend follow the master through the sentinels;
@@ -106,7 +107,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "include": ["tasks.render", "tasks.webhooks", "tasks.batches"],
         # Schedules live in Redis (celery-redbeat); its lock keeps one beat active.
         "beat_scheduler": "redbeat.RedBeatScheduler",
-        "beat_max_interval": 5,  # new schedules are seen within 5 s
+        # Celery's name for the longest beat sleep; redbeat also waits this long between
+        # tries for its lock, so a restarted beat takes over soon after the old lock lapses.
+        "beat_max_loop_interval": loop,  # new schedules are seen within 5 s
         **redbeat,
-        "redbeat_lock_timeout": 30,  # a crashed beat is replaced within 30 s
+        "redbeat_lock_timeout": max(2, round(6 * loop)),  # a dead beat's lock: 30 s
     }

@@ -156,8 +156,16 @@ class Settings(BaseSettings):
     key_requests_per_second: Annotated[dict[str, Rate], NoDecode] = Field(
         default_factory=dict, description="Per-alias request-rate overrides, JSON."
     )
-    slot_lease_seconds: float = Field(
-        90.0, ge=5, le=3600, description="A concurrency slot is lost if not renewed within this."
+    submit_unknown_hold_seconds: float = Field(
+        900.0,
+        gt=0,
+        description="A job whose submission may have reached the provider keeps its slot this "
+        "long (its task, if it exists, is generating); then the operator decides.",
+    )
+    provider_idempotent: bool = Field(
+        False,
+        description="Declare that the provider honours Idempotency-Key: an ambiguous "
+        "submission is then retried automatically. Off: it waits for the operator.",
     )
 
     # Polling.
@@ -173,10 +181,19 @@ class Settings(BaseSettings):
     sweep_grace_seconds: float = Field(
         20.0, ge=0, description="A step this long overdue is resumed by the sweeper."
     )
+    step_grace_seconds: float = Field(
+        90.0,
+        gt=0,
+        description="How long a claimed step (after its provider call's deadline) may run "
+        "before the sweeper takes the job over.",
+    )
 
     # HTTP.
     http_connect_timeout: float = Field(10.0, gt=0, description="Connect timeout, seconds.")
     http_read_timeout: float = Field(60.0, gt=0, description="Read timeout, seconds.")
+    http_call_deadline: float = Field(
+        60.0, gt=0, le=600, description="Overall deadline of one provider call, seconds."
+    )
     download_timeout: float = Field(600.0, gt=0, description="Overall download timeout, s.")
     download_max_bytes: int = Field(
         1024**3, gt=0, description="Largest accepted mp4 download, bytes."
@@ -210,6 +227,13 @@ class Settings(BaseSettings):
     log_json: bool = Field(False, description="Log one JSON object per line.")
     task_events: bool = Field(
         True, description="Workers send task events (Flower needs them; they cost CPU)."
+    )
+    time_scale: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="Multiplies the catalogue's expected generation times (first-poll "
+        "priors), to run a simulation on a faster clock; 1 in production.",
     )
     prices: Annotated[dict[str, Any], NoDecode] = Field(
         default_factory=dict,

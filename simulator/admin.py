@@ -87,6 +87,18 @@ async def task_debug(request: Request) -> Response:
     )
 
 
+async def by_idempotency_key(request: Request) -> Response:
+    """``GET /_sim/idempotency/{key}``: every task created under one Idempotency-Key."""
+    sim = _sim(request)
+    key = request.path_params["key"]
+    tasks = [
+        {"task_id": t.task_id, "failed": t.failed, "created_at": t.created_at}
+        for t in sim.store.tasks.values()
+        if t.idempotency_key == key
+    ]
+    return JSONResponse({"idempotency_key": key, "tasks": tasks})
+
+
 def routes() -> list[Route]:
     """The routes mounted at ``/_sim``."""
     return [
@@ -95,4 +107,5 @@ def routes() -> list[Route]:
         Route("/config", config, methods=["GET", "POST"]),
         Route("/reset", reset, methods=["POST"]),
         Route("/tasks/{task_id}", task_debug, methods=["GET"]),
+        Route("/idempotency/{key}", by_idempotency_key, methods=["GET"]),
     ]

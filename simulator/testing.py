@@ -119,6 +119,13 @@ class SimulatorProcess:
         result: dict[str, Any] = response.json()
         return result
 
+    def tasks_for(self, idempotency_key: str) -> list[dict[str, Any]]:
+        """Every task the simulator created under ``idempotency_key`` (a job id)."""
+        response = self._client().get(f"/_sim/idempotency/{idempotency_key}")
+        response.raise_for_status()
+        tasks: list[dict[str, Any]] = response.json()["tasks"]
+        return tasks
+
     def reset(self) -> None:
         """Forget tasks and counters (the knobs stay)."""
         self._client().post("/_sim/reset").raise_for_status()

@@ -7,7 +7,7 @@ Producers (Django, Flask, scripts) use::
 
 from __future__ import annotations
 
-from tasks.api import JobNotFound, cancel, enqueue_render, get_job, new_job_id, wait
+from tasks.api import JobNotFound, cancel, enqueue_render, get_job, new_job_id, resubmit, wait
 from tasks.batches import (
     batch_report,
     cancel_batch,
@@ -27,6 +27,7 @@ __all__ = [
     "get_batch",
     "get_job",
     "new_job_id",
+    "resubmit",
     "resume_batch",
     "wait",
     "wait_batch",

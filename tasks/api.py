@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import redis
+
 from config.settings import get_settings
 from tasks.canvas import chain_for
 from worker import pipeline
-from worker.engine import get_engine
-from worker.errors import InvalidRequest
-from worker.jobs import Job, new_job_id
+from worker.engine import Engine, get_engine
+from worker.errors import EnqueueFailed, InvalidRequest
+from worker.jobs import Job, JobState, new_job_id
 from worker.request import RenderRequest, validate_request
 
-__all__ = ["JobNotFound", "cancel", "enqueue_render", "get_job", "new_job_id", "wait"]
+__all__ = [
+    "JobNotFound",
+    "cancel",
+    "enqueue_render",
+    "get_job",
+    "new_job_id",
+    "resubmit",
+    "wait",
+]
 
 
 class JobNotFound(LookupError):
@@ -30,9 +41,13 @@ def enqueue_render(
     """Validate a render request, record the job and enqueue it; return the job id at once.
 
     The request is checked by the rules of the provider behind ``key`` (RelayDance or
-    Kinovi). Raises :class:`~worker.errors.InvalidRequest` (nothing is enqueued) on bad
-    input. ``on_done`` names a Celery task of the producer's own, sent the job summary
-    when done.
+    Kinovi). All or nothing: either the job id comes back and the job runs, or an
+    exception comes back and the job never submits, so a caller may retry without paying
+    twice.
+
+    Raises :class:`~worker.errors.InvalidRequest` (nothing is enqueued) on bad input, and
+    :class:`~worker.errors.EnqueueFailed` when the broker did not take the message.
+    ``on_done`` names a Celery task of the producer's own, sent the job summary when done.
     """
     settings = get_settings()
     configured = settings.keys()
@@ -43,13 +58,44 @@ def enqueue_render(
     if on_done is not None and not on_done.strip():
         raise InvalidRequest([("on_done", "is empty; give a Celery task name or leave it out")])
     engine = get_engine()
-    job_id = engine.store.create_render(valid, alias=key, on_done=on_done)
+    # Pending until the message is out: no step acts on it, and if this process fails
+    # before confirming, the sweeper cancels it unsent.
+    grace = engine.settings.step_grace_seconds  # the sweeper resumes a lost first message
+    job_id = engine.store.create_render(
+        valid, alias=key, on_done=on_done, pending=True, due_in=grace
+    )
     job = engine.store.get(job_id)
     assert job is not None
     signature = chain_for(job)
-    if signature is not None:
-        signature.apply_async()
+    try:
+        if signature is not None:
+            signature.apply_async()
+    except Exception as exc:  # kombu and redis errors alike: the message may not exist
+        with contextlib.suppress(Exception):
+            engine.store.abandon(job_id, reason=f"enqueue failed: {type(exc).__name__}")
+        raise EnqueueFailed(
+            f"job {job_id} was not enqueued ({type(exc).__name__}); it will never run"
+        ) from exc
+    _confirm(engine, job_id)
     return job_id
+
+
+def _confirm(engine: Engine, job_id: str, *, tries: int = 3) -> None:
+    """Let the job run; on a Redis error, read back what happened before deciding."""
+    for attempt in range(tries):
+        try:
+            if engine.store.confirm(job_id, due_in=engine.settings.step_grace_seconds):
+                return
+            job = engine.store.get(job_id)
+        except redis.RedisError:
+            time.sleep(0.2 * (attempt + 1))
+            continue
+        if job is not None and not job.enqueue_pending and job.state is not JobState.CANCELED:
+            return  # an earlier try landed although its reply was lost
+        break
+    raise EnqueueFailed(
+        f"job {job_id} could not be confirmed; it will never run (the sweeper cancels it)"
+    )
 
 
 def get_job(job_id: str) -> Job:
@@ -96,3 +142,11 @@ def cancel(job_id: str) -> bool:
     """
     get_job(job_id)
     return pipeline.cancel(get_engine(), job_id)
+
+
+def resubmit(job_id: str) -> Job:
+    """Submit a ``submit_unknown`` job again: the operator's decision, which may pay twice.
+
+    Raises :class:`~worker.submission.SubmitRefused` for a job in another state.
+    """
+    return pipeline.resubmit(get_engine(), job_id)

@@ -54,7 +54,8 @@ def chain_for(job: Job) -> Signature | None:
         if step == "poll":
             kwargs["n"] = job.poll_count  # the poll claim counts from the job's polls so far
         sig = app.signature(f"relaydance.{step}", kwargs=kwargs, immutable=True)
-        sig = sig.set(argsrepr="()", kwargsrepr=shown)
+        # The job record is the result: no producer waits on a result backend channel.
+        sig = sig.set(argsrepr="()", kwargsrepr=shown, ignore_result=True)
         if step == "poll" and steps[0] in ("prepare", "submit"):
             # Celery sends a chain's next step when the previous one returns, with the
             # step's own options: the first poll then waits out the expected generation

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -61,19 +62,26 @@ def webhook_env(
 
 def point_this_process_at(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     """Make settings, the engine and the Celery app of this process use ``env``."""
-    from config.celery import celery_config
-    from worker.celery_app import app
-
     for name in [n for n in os.environ if n.startswith("RELAYDANCE_")]:
         monkeypatch.delenv(name)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
+    _rebind()
+
+
+def _rebind() -> None:
+    """Settings, engine and the Celery producer of this process, from the environment now."""
+    from config.celery import celery_config
+    from worker.celery_app import app
+
     get_settings.cache_clear()
     reset_engine()
     app.conf.update(celery_config(get_settings()))
-    # Drop a broker pool an earlier test may have opened to another Redis.
+    # Drop the broker pool and result backend an earlier test may have bound to another Redis.
     app._pool = None
     app.amqp._producer_pool = None
+    app._backend_cache = None
+    app._local = threading.local()
 
 
 @contextmanager
@@ -81,8 +89,7 @@ def use_env(env: Mapping[str, str]) -> Iterator[None]:
     """Point this process's settings (and the producer API) at ``env`` for a while."""
     saved = {name: os.environ.get(name) for name in env}
     os.environ.update(env)
-    get_settings.cache_clear()
-    reset_engine()
+    _rebind()
     try:
         yield
     finally:
@@ -91,8 +98,7 @@ def use_env(env: Mapping[str, str]) -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
-        get_settings.cache_clear()
-        reset_engine()
+        _rebind()
 
 
 class Fleet:
@@ -100,7 +106,8 @@ class Fleet:
 
     def __init__(self, env: dict[str, str], log_dir: Path, *, pool: str = "threads",
                  concurrency: int = 8, beat: bool = False, includes: Sequence[str] = (),
-                 web: bool = False) -> None:  # fmt: skip
+                 web: bool = False, name: str = "test") -> None:  # fmt: skip
+        self.name = name  # the worker's node name prefix: two fleets may share one broker
         self.env = env  # read at each spawn, so a test may change it before starting
         self.includes = list(includes)  # extra task modules (an example app's on_done task)
         self.web = web  # also run the webhook receiver on RELAYDANCE_WEBHOOK_BASE_URL's port
@@ -112,6 +119,7 @@ class Fleet:
         self.worker: subprocess.Popen[bytes] | None = None
         self.beat: subprocess.Popen[bytes] | None = None
         self.starts = 0
+        self.beat_starts = 0
 
     def _spawn(self, args: list[str], name: str) -> subprocess.Popen[bytes]:
         log = (self.log_dir / f"{name}-{self.starts}.log").open("wb")
@@ -130,7 +138,8 @@ class Fleet:
         self.worker = self._spawn(
             [sys.executable, "-m", "celery", "-A", "worker", "worker", "--pool", self.pool,
              "--concurrency", str(self.concurrency), "--loglevel", "INFO", "--without-gossip",
-             "--without-mingle", "--hostname", f"test{self.starts}-{os.getpid()}@%h", *includes],
+             "--without-mingle", "--hostname", f"{self.name}{self.starts}-{os.getpid()}@%h",
+             *includes],
             "worker",
         )  # fmt: skip
         log = self.log_dir / f"worker-{self.starts}.log"
@@ -146,13 +155,25 @@ class Fleet:
                      what="the webhook receiver")  # fmt: skip
         self.start_worker()
         if self.with_beat:
-            schedule = self.log_dir / "beat-schedule"
-            self.beat = self._spawn(
-                [sys.executable, "-m", "celery", "-A", "worker", "beat", "--loglevel", "INFO",
-                 "--schedule", str(schedule)],
-                "beat",
-            )  # fmt: skip
+            self.start_beat()
         return self
+
+    def start_beat(self) -> None:
+        """Start beat (the sweeper's clock), or start it again after it died."""
+        schedule = self.log_dir / "beat-schedule"
+        self.beat = self._spawn(
+            [sys.executable, "-m", "celery", "-A", "worker", "beat", "--loglevel", "INFO",
+             "--schedule", str(schedule)],
+            f"beat{self.beat_starts}",
+        )  # fmt: skip
+        self.beat_starts += 1
+
+    def keep_alive(self) -> None:
+        """Start again any of the fleet's processes that died (e.g. while Redis was down)."""
+        if self.worker is not None and self.worker.poll() is not None:
+            self.start_worker()
+        if self.with_beat and self.beat is not None and self.beat.poll() is not None:
+            self.start_beat()
 
     def kill_worker(self) -> None:
         """SIGKILL the worker and every process it started: no warm shutdown, no acks."""

@@ -63,6 +63,8 @@ def drive(engine: RecordingEngine, job_id: str, *, max_calls: int = 400, cap: fl
         if job.is_final:
             return job
         steps = steps_for(job)
+        if not steps:
+            return job  # a state no chain moves (submit_unknown): the operator's turn
         kwargs: dict[str, Any] = {"seq": job.seq}
         stopped = False
         for step in steps:

@@ -32,6 +32,7 @@ from worker.errors import (
     PermanentError,
     RateLimited,
     RelayDanceError,
+    RetryableStatus,
     ServerError,
     TransientError,
     TransportFailure,
@@ -339,7 +340,8 @@ def test_generate_image_posts_model_prompt_and_options(make_client):
         (500, ServerError, "server_error"),
         (502, ServerError, "server_error"),
         (503, ServerError, "server_error"),
-        (409, PermanentError, "http_409"),
+        (408, RetryableStatus, "retryable_status"),
+        (409, RetryableStatus, "retryable_status"),
         (418, PermanentError, "http_418"),
         (302, UnexpectedResponse, "unexpected_response"),
     ],
@@ -681,7 +683,7 @@ def test_from_settings_uses_base_url_timeouts_and_dialect():
         "connect": 3.0,
         "read": 7.0,
         "write": 7.0,
-        "pool": 7.0,
+        "pool": 3.0,  # a call that never got a connection never left: bounded like connect
     }
     assert client.dialect.name == "relaydance"
 

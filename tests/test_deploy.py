@@ -228,7 +228,7 @@ def test_env_example_has_no_value_that_looks_like_a_real_secret() -> None:
 # --- Redis, volumes, ports, image ------------------------------------------------------------
 
 
-def test_redis_is_7_with_aof_everysec_noeviction_and_a_healthcheck() -> None:
+def test_redis_is_7_with_aof_fsynced_on_every_write_noeviction_and_a_healthcheck() -> None:
     redis = compose()["services"]["redis"]
     assert redis["image"].split(":")[1].startswith("7")
     command = redis["command"]
@@ -236,7 +236,7 @@ def test_redis_is_7_with_aof_everysec_noeviction_and_a_healthcheck() -> None:
     options = dict(zip(argv[1::2], argv[2::2], strict=False))
     assert argv[0] == "redis-server"
     assert options["--appendonly"] == "yes"
-    assert options["--appendfsync"] == "everysec"
+    assert options["--appendfsync"] == "always"  # a submit claim must survive a crash
     assert options["--maxmemory-policy"] == "noeviction"
     assert "redis-cli ping" in " ".join(redis["healthcheck"]["test"])
     assert any(v.endswith(":/data") for v in redis["volumes"]), "AOF must live on a volume"

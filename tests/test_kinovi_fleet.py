@@ -15,7 +15,7 @@ import httpx
 import pytest
 import redis
 
-from config.settings import load_settings
+from config.settings import get_settings, load_settings
 from simulator import VIDEO_SHA256
 from simulator.testing import SimulatorProcess
 from tasks import enqueue_render, get_job, wait
@@ -24,7 +24,6 @@ from tests.pipeline_helpers import RecordingEngine, drive, make_engine, run_step
 from worker.jobs import Job, JobState
 from worker.redis_server import RedisServer, free_port
 from worker.request import validate_request
-from worker.steps import STEP_GRACE
 from worker.webhooks import callback_url_for
 
 pytestmark = pytest.mark.integration
@@ -141,7 +140,7 @@ def test_a_kinovi_job_whose_worker_is_killed_mid_poll_finishes_once(
         try:
             job_id = enqueue_render({"model": "seedance2-fast", "prompt": "slow"}, key="kin")
             # Between two polls: the first has been answered and the next one scheduled (a
-            # poll in flight has its step due STEP_GRACE ahead, for the sweeper's sake).
+            # poll in flight has its step due the step grace ahead, for the sweeper's sake).
             assert wait_until(lambda: between_polls(get_job(job_id)), timeout=30)
             fleet.kill_worker()  # its countdown message for the next poll dies with it
             fleet.start_worker()
@@ -155,7 +154,8 @@ def test_a_kinovi_job_whose_worker_is_killed_mid_poll_finishes_once(
 
 
 def between_polls(job: Job) -> bool:
-    return job.poll_count >= 1 and (job.next_due or 0) < time.time() + STEP_GRACE / 2
+    grace = get_settings().step_grace_seconds
+    return job.poll_count >= 1 and (job.next_due or 0) < time.time() + grace / 2
 
 
 # In this process: the steps against the simulator's Kinovi routes ------------------------
@@ -276,3 +276,26 @@ def get_job_request(engine: RecordingEngine, job_id: str) -> dict[str, Any]:
     job = engine.store.get(job_id)
     assert job is not None
     return job.request
+
+
+def test_a_dropped_kinovi_reply_leaves_the_job_unknown_and_it_never_posts_again(
+    engine: RecordingEngine, sim: SimulatorProcess
+) -> None:
+    from worker.jobs import Billing
+    from worker.sweeper import sweep
+
+    sim.configure(drop_reply_every=1)  # Kinovi created the task; its answer never came back
+    job_id = kinovi_job(engine)
+    assert run_step(engine, "submit", job_id, seq=0).action == "stop"
+    job = engine.store.get(job_id)
+    assert job is not None
+    assert (job.state, job.billing, job.remote_task_id) == (
+        S.SUBMIT_UNKNOWN,
+        Billing.UNKNOWN,
+        None,
+    )
+    assert engine.limits.holds("kin", job_id)  # its task, if it exists, is generating
+    sweep(engine, grace=0.0)
+    assert engine.store.get(job_id).state is S.SUBMIT_UNKNOWN  # type: ignore[union-attr]
+    stats = sim.stats()
+    assert (stats["submissions"], stats["dropped_replies"], stats["paid_twice"]) == (1, 1, 0)

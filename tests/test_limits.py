@@ -13,7 +13,7 @@ from worker.limits import Acquire, AdaptiveLimit, KeyLimits
 
 @pytest.fixture
 def limits(redis_client: redis.Redis, clock: FakeClock) -> KeyLimits:
-    return KeyLimits(redis_client, lease_seconds=10.0, clock=clock, cooldown_seconds=5.0)
+    return KeyLimits(redis_client, clock=clock, cooldown_seconds=5.0)
 
 
 # Slots ----------------------------------------------------------------------------------------
@@ -30,13 +30,10 @@ def test_slots_are_granted_up_to_the_limit_then_callers_wait_in_line(limits: Key
     assert not limits.holds("k", "j3")
 
 
-def test_taking_a_slot_you_already_hold_is_a_noop_that_renews_it(
-    limits: KeyLimits, clock: FakeClock
-) -> None:
+def test_taking_a_slot_you_already_hold_is_a_noop(limits: KeyLimits, clock: FakeClock) -> None:
     limits.acquire("k", "j1", limit=1)
     clock.advance(8)
     assert limits.acquire("k", "j1", limit=1) == Acquire(granted=True)
-    clock.advance(8)  # 16 s after the first take, 8 s after the second: the lease is 10 s
     assert limits.holds("k", "j1")
     assert limits.in_use("k") == 1
     assert limits.waiting("k") == 0
@@ -91,61 +88,49 @@ def test_acquire_without_wait_does_not_join_the_line(limits: KeyLimits) -> None:
     assert limits.position("k", "j2") is None
 
 
-def test_a_renewing_holder_keeps_its_slot_beyond_one_lease(
+def test_no_timer_takes_a_slot_however_long_the_holders_task_runs(
     limits: KeyLimits, clock: FakeClock
 ) -> None:
     limits.acquire("k", "j1", limit=1)
-    for _ in range(5):
-        clock.advance(9)
-        assert limits.renew("k", "j1")
-    assert limits.acquire("k", "j2", limit=1).granted is False
+    clock.advance(6 * 3600)  # a provider may take hours; the task counts against the key
+    assert limits.acquire("k", "j2", limit=1) == Acquire(granted=False, position=1)
+    assert limits.grant_waiters("k", limit=1) == []
     assert limits.holds("k", "j1")
+    assert limits.release("k", "j1", limit=1) == ["j2"]
 
 
-def test_renew_fails_once_the_lease_has_run_out(limits: KeyLimits, clock: FakeClock) -> None:
+def test_take_holds_a_slot_for_a_live_task_even_over_the_limit(limits: KeyLimits) -> None:
     limits.acquire("k", "j1", limit=1)
-    clock.advance(10.5)
-    assert not limits.renew("k", "j1")
-    assert not limits.holds("k", "j1")
-    assert not limits.renew("k", "never-held")
-
-
-def test_a_dead_holders_slot_is_freed_when_its_lease_expires(redis_client: redis.Redis) -> None:
-    limits = KeyLimits(redis_client, lease_seconds=0.3)  # the Redis server's own clock
-    assert limits.acquire("k", "dead", limit=1).granted
-    assert limits.acquire("k", "next", limit=1) == Acquire(granted=False, position=1)
-    deadline = time.monotonic() + 10
-    while limits.in_use("k") and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert limits.in_use("k") == 0
-    assert limits.grant_waiters("k", limit=1) == ["next"]
-    assert limits.holds("k", "next")
-    assert not limits.renew("k", "dead")
+    limits.acquire("k", "w1", limit=1)
+    assert limits.take("k", "adopted")  # its task exists at the provider already
+    assert not limits.take("k", "adopted")  # taking twice changes nothing
+    assert limits.take("k", "w1")  # a waiter whose task turned out to exist leaves the line
+    assert limits.in_use("k") == 3
+    assert limits.waiting("k") == 0
+    assert sorted(limits.holders("k")) == ["adopted", "j1", "w1"]
+    # Over the limit, releases free slots without handing them on until below it.
+    assert limits.release("k", "j1", limit=1) == []
 
 
 def test_grant_waiters_fills_every_free_slot_from_the_head_of_the_line(
-    limits: KeyLimits, clock: FakeClock
+    limits: KeyLimits,
 ) -> None:
     for job in ("a", "b", "c"):
         limits.acquire("k", job, limit=3)
     for job in ("w1", "w2", "w3", "w4"):
         limits.acquire("k", job, limit=3)
-    clock.advance(5)
-    limits.renew("k", "c")
-    clock.advance(6)  # a and b expired, c renewed
-    assert limits.grant_waiters("k", limit=3) == ["w1", "w2"]
-    assert limits.grant_waiters("k", limit=3) == []
-    assert limits.in_use("k") == 3
+    assert limits.grant_waiters("k", limit=5) == ["w1", "w2"]  # the limit was raised
+    assert limits.grant_waiters("k", limit=5) == []
+    assert limits.in_use("k") == 5
     assert limits.position("k", "w3") == 1
 
 
 def test_a_newcomer_does_not_pass_waiters_when_a_slot_frees_silently(
-    limits: KeyLimits, clock: FakeClock
+    limits: KeyLimits,
 ) -> None:
-    limits.acquire("k", "dead", limit=1)
+    limits.acquire("k", "holder", limit=1)
     limits.acquire("k", "w1", limit=1)
-    clock.advance(11)  # the holder's lease ran out; nobody has released anything
-    result = limits.acquire("k", "newcomer", limit=1)
+    result = limits.acquire("k", "newcomer", limit=2)  # the limit was raised meanwhile
     assert result == Acquire(granted=False, position=1, also_granted=("w1",))
     assert limits.holds("k", "w1")
 

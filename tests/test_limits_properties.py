@@ -1,11 +1,13 @@
 """Properties of the per-key slots against a real redis-server.
 
 * A model-based test steps a clock by hand and checks every answer of the slots and the
-  line against a plain Python model, under random sequences of take, renew, release,
-  push-front, cancel, 429s and the passing of time.
-* Concurrent tests run holders in threads and in processes with the Redis server's own
-  clock: slots in use never exceed the limit, and a holder that renews well within its
-  lease never loses its slot.
+  line against a plain Python model, under random sequences of acquire, take, release,
+  push-front, cancel, 429s and the passing of time (which must change nothing: no timer
+  takes a slot).
+* Concurrent tests run holders in threads and in processes: slots in use never exceed the
+  limit, a live holder never loses its slot however long it holds it, and the slot of a
+  holder that dies is freed by the reconciler (here a loop that releases dead holders, as
+  worker.slots does for jobs that no longer need their slot), never by a timer.
 """
 
 from __future__ import annotations
@@ -34,7 +36,6 @@ from worker.redis_server import RedisServer
 
 ALIAS = "k"
 JOBS = [f"j{n}" for n in range(6)]
-LEASE = 10.0
 
 
 # Model-based test, with a hand-stepped clock ----------------------------------------------------
@@ -44,18 +45,13 @@ LEASE = 10.0
 class SlotsModel:
     """What the slots and the line of one key should hold."""
 
-    lease: float
-    holders: dict[str, float] = field(default_factory=dict)  # job -> lease expiry
+    holders: set[str] = field(default_factory=set)
     line: list[str] = field(default_factory=list)
 
-    def purge(self, now: float) -> None:
-        self.holders = {h: exp for h, exp in self.holders.items() if exp > now}
-
-    def fill(self, now: float, limit: int) -> list[str]:
+    def fill(self, limit: int) -> list[str]:
         free = max(0, limit - len(self.holders))
         granted, self.line = self.line[:free], self.line[free:]
-        for job in granted:
-            self.holders[job] = now + self.lease
+        self.holders.update(granted)
         return granted
 
 
@@ -70,13 +66,12 @@ class SlotsMachine(RuleBasedStateMachine):
         self.now = 1_700_000_000.0
         self.limits = KeyLimits(
             self.client,
-            lease_seconds=LEASE,
             prefix=f"prop:{uuid.uuid4().hex}",
             clock=lambda: self.now,
             cooldown_seconds=5.0,
             increase_after=2,
         )
-        self.model = SlotsModel(lease=LEASE)
+        self.model = SlotsModel()
         self.configured = 1
 
     def teardown(self) -> None:
@@ -95,15 +90,13 @@ class SlotsMachine(RuleBasedStateMachine):
         limit = self.effective()
         in_use_before = self.limits.in_use(ALIAS)
         result = self.limits.acquire(ALIAS, job, limit=self.configured, wait=wait)
-        m.purge(self.now)
         if job in m.holders:
-            m.holders[job] = self.now + LEASE
             assert result == Acquire(granted=True)
             return
         was_waiting = job in m.line
         if not was_waiting:
             m.line.append(job)
-        granted = m.fill(self.now, limit)
+        granted = m.fill(limit)
         others = tuple(g for g in granted if g != job)
         if job in granted:
             expected = Acquire(granted=True, also_granted=others)
@@ -117,33 +110,32 @@ class SlotsMachine(RuleBasedStateMachine):
             assert in_use_before < limit
 
     @rule(job=st.sampled_from(JOBS))
-    def renew(self, job: str) -> None:
-        live = self.model.holders.get(job, 0.0) > self.now
-        assert self.limits.renew(ALIAS, job) is live
-        if live:
-            self.model.holders[job] = self.now + LEASE
+    def take(self, job: str) -> None:
+        # A job whose task is live at the provider: held whatever the limit.
+        assert self.limits.take(ALIAS, job) is (job not in self.model.holders)
+        self.model.holders.add(job)
+        if job in self.model.line:
+            self.model.line.remove(job)
 
     @rule(job=st.sampled_from(JOBS))
     def release(self, job: str) -> None:
         limit = self.effective()
         granted = self.limits.release(ALIAS, job, limit=self.configured)
-        self.model.holders.pop(job, None)
+        self.model.holders.discard(job)
         if job in self.model.line:
             self.model.line.remove(job)
-        self.model.purge(self.now)
-        assert granted == self.model.fill(self.now, limit)
+        assert granted == self.model.fill(limit)
 
     @rule()
     def grant_waiters(self) -> None:
         limit = self.effective()
         granted = self.limits.grant_waiters(ALIAS, limit=self.configured)
-        self.model.purge(self.now)
-        assert granted == self.model.fill(self.now, limit)
+        assert granted == self.model.fill(limit)
 
     @rule(job=st.sampled_from(JOBS))
     def push_front(self, job: str) -> None:
         self.limits.push_front(ALIAS, job)
-        self.model.holders.pop(job, None)
+        self.model.holders.discard(job)
         if job in self.model.line:
             self.model.line.remove(job)
         self.model.line.insert(0, job)
@@ -155,9 +147,9 @@ class SlotsMachine(RuleBasedStateMachine):
         if was_waiting:
             self.model.line.remove(job)
 
-    @rule(seconds=st.sampled_from([0.5, 3.0, 6.0, LEASE - 0.001, LEASE, LEASE + 0.5]))
+    @rule(seconds=st.sampled_from([0.5, 6.0, 90.0, 3600.0]))
     def time_passes(self, seconds: float) -> None:
-        self.now += seconds
+        self.now += seconds  # nothing may change: no timer takes a slot
 
     @rule()
     def provider_says_429(self) -> None:
@@ -168,11 +160,11 @@ class SlotsMachine(RuleBasedStateMachine):
         assert 1 <= self.limits.on_success(ALIAS, limit=self.configured) <= self.configured
 
     @invariant()
-    def slots_match_the_model_and_never_exceed_the_limit(self) -> None:
-        live = sorted(h for h, exp in self.model.holders.items() if exp > self.now)
-        in_use = self.limits.in_use(ALIAS)
-        assert in_use == len(live) <= self.configured
-        assert [h for h in JOBS if self.limits.holds(ALIAS, h)] == live
+    def slots_match_the_model(self) -> None:
+        held = sorted(self.model.holders)
+        assert self.limits.in_use(ALIAS) == len(held)
+        assert [h for h in JOBS if self.limits.holds(ALIAS, h)] == held
+        assert sorted(self.limits.holders(ALIAS)) == held
 
     @invariant()
     def the_line_matches_the_model(self) -> None:
@@ -191,13 +183,12 @@ def test_slots_and_line_behave_like_the_model(redis_server: RedisServer) -> None
 
 # Concurrent holders, with the Redis server's clock ------------------------------------------------
 
-RENEW_EVERY = 0.02  # seconds; the lease below is 20 times longer
-CONCURRENT_LEASE = 0.4
+TICK = 0.02  # seconds: a holder's unit of work, and how often waiters look again
 
 
 @dataclass(frozen=True)
 class Job:
-    """One holder's life: how many renewals it holds the slot for, and whether it dies."""
+    """One holder's life: how many ticks it holds the slot for, and whether it dies."""
 
     renewals: int
     dies: bool = False
@@ -246,6 +237,7 @@ def run_holder(
     report: Callable[[str], object],
     nudge: Callable[[list[str] | tuple[str, ...]], None],
     wait_for_nudge: Callable[[str], None],
+    die: Callable[[str], object],
 ) -> None:
     """Live through ``jobs`` one after another, as the submit and poll steps of a worker do."""
     deadline = time.monotonic() + 20
@@ -262,12 +254,25 @@ def run_holder(
         nudge(result.also_granted)
         enter()
         for _ in range(job.renewals):
-            time.sleep(RENEW_EVERY)
-            if not limits.renew(alias, holder):
-                report(f"{holder} lost its slot while renewing")
+            time.sleep(TICK)
+            if not limits.holds(alias, holder):
+                report(f"{holder} lost its slot while it was live")
         leave()
-        if not job.dies:  # a dead holder just stops; its lease runs out
+        if job.dies:  # a dead holder just stops; the reconciler frees its slot
+            die(holder)
+        else:
             nudge(limits.release(alias, holder, limit=limit))
+
+
+def reconcile_dead(
+    limits: KeyLimits, alias: str, dead: Callable[[], set[str]], limit: int
+) -> list[str]:
+    """Free the slots of dead holders, as the reconciler does for jobs that need none."""
+    granted: list[str] = []
+    for holder in limits.holders(alias):
+        if holder in dead():
+            granted += limits.release(alias, holder, limit=limit)
+    return granted
 
 
 jobs_strategy = st.lists(
@@ -298,12 +303,13 @@ def test_threads_never_exceed_the_limit_and_live_holders_keep_their_slots(
     limit, holders = plan
     alias = f"t{uuid.uuid4().hex[:12]}"
     client = redis.Redis.from_url(redis_server.url, decode_responses=True)
-    limits = KeyLimits(client, lease_seconds=CONCURRENT_LEASE)
+    limits = KeyLimits(client)
     board = Board()
+    dead: set[str] = set()
 
     def wait_for_nudge(holder: str) -> None:
         event = board.event(holder)
-        event.wait(RENEW_EVERY)
+        event.wait(TICK)
         event.clear()
 
     threads = [
@@ -317,6 +323,7 @@ def test_threads_never_exceed_the_limit_and_live_holders_keep_their_slots(
                 "report": board.problems.append,
                 "nudge": board.nudge,
                 "wait_for_nudge": wait_for_nudge,
+                "die": dead.add,
             },
         )
         for i, jobs in enumerate(holders)
@@ -324,12 +331,17 @@ def test_threads_never_exceed_the_limit_and_live_holders_keep_their_slots(
     try:
         for thread in threads:
             thread.start()
+        deadline = time.monotonic() + 30
+        while any(t.is_alive() for t in threads) and time.monotonic() < deadline:
+            board.nudge(reconcile_dead(limits, alias, lambda: set(dead), limit))
+            time.sleep(TICK)
         for thread in threads:
-            thread.join(timeout=30)
+            thread.join(timeout=1)
         assert not any(thread.is_alive() for thread in threads)
         assert board.problems == []
         assert 1 <= board.peak <= limit
         assert limits.waiting(alias) == 0
+        assert set(limits.holders(alias)) <= dead  # only the dead still hold, until reconciled
     finally:
         client.close()
 
@@ -340,7 +352,7 @@ def test_threads_never_exceed_the_limit_and_live_holders_keep_their_slots(
 def process_main(url: str, alias: str, name: str, jobs: list[Job], limit: int) -> None:
     """A worker process: holders report through Redis, the only thing processes share."""
     client = redis.Redis.from_url(url, decode_responses=True)
-    limits = KeyLimits(client, lease_seconds=CONCURRENT_LEASE)
+    limits = KeyLimits(client)
     inside, problems = f"test:{alias}:inside", f"test:{alias}:problems"
 
     def enter() -> None:
@@ -358,7 +370,8 @@ def process_main(url: str, alias: str, name: str, jobs: list[Job], limit: int) -
         leave=lambda: client.decr(inside),
         report=lambda problem: client.rpush(problems, problem),
         nudge=lambda jobs: None,  # no nudges across processes: waiters poll, like the sweeper
-        wait_for_nudge=lambda holder: time.sleep(RENEW_EVERY),
+        wait_for_nudge=lambda holder: time.sleep(TICK),
+        die=lambda holder: client.sadd(f"test:{alias}:dead", holder),
     )
     client.close()
 
@@ -381,11 +394,16 @@ def test_processes_never_exceed_the_limit_and_live_holders_keep_their_slots(
         context.Process(target=process_main, args=(redis_server.url, alias, f"p{i}", jobs, limit))
         for i, jobs in enumerate(holders)
     ]
+    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    limits = KeyLimits(client)
     for worker in workers:
         worker.start()
+    deadline = time.monotonic() + 30
+    while any(w.is_alive() for w in workers) and time.monotonic() < deadline:
+        reconcile_dead(limits, alias, lambda: set(client.smembers(f"test:{alias}:dead")), limit)
+        time.sleep(TICK)
     for worker in workers:
-        worker.join(timeout=30)
-    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+        worker.join(timeout=1)
     try:
         assert [worker.exitcode for worker in workers] == [0] * processes
         assert client.lrange(f"test:{alias}:problems", 0, -1) == []

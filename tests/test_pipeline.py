@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -189,14 +191,28 @@ def test_insufficient_credits_fails_with_its_own_code(engine: RecordingEngine) -
     assert "Insufficient credits" in (job.error_message or "")
 
 
-def test_repeated_server_errors_fail_the_job_after_bounded_retries(
+def test_a_5xx_on_submit_leaves_the_job_unknown_and_never_posts_again(
     engine: RecordingEngine, sim: SimulatorProcess
 ) -> None:
     sim.configure(error_5xx_rate=1.0)
     job = drive(engine, make_job(engine))
+    assert job.state is JobState.SUBMIT_UNKNOWN
+    assert job.billing.value == "unknown"
+    assert "server_error" in (job.error_message or "")
+    assert sim.stats()["errors_5xx"] == 1  # one POST; a 5xx may have created the task
+
+
+def test_repeated_server_errors_on_poll_fail_the_job_after_bounded_retries(
+    engine: RecordingEngine, sim: SimulatorProcess
+) -> None:
+    job_id = make_job(engine)
+    assert run_step(engine, "submit", job_id, seq=0).action == "next"
+    sim.configure(error_5xx_rate=1.0)
+    job = drive(engine, job_id)
     assert job.state is JobState.FAILED
     assert job.error_code == "server_error"
     assert "3 attempts" in (job.error_message or "")
+    assert job.billing.value == "billed"  # the task exists: its reservation is kept
 
 
 def test_a_job_past_its_deadline_fails_and_others_finish(
@@ -214,16 +230,31 @@ def test_a_job_past_its_deadline_fails_and_others_finish(
     assert other.state is JobState.DONE
 
 
-def test_a_crash_between_post_and_record_resubmits_with_the_same_idempotency_key(
+def test_a_lost_reply_makes_the_job_unknown_and_no_second_task_is_created(
     engine: RecordingEngine, sim: SimulatorProcess
 ) -> None:
-    # The provider creates the task but the answer is lost: the worker saw a transport error.
+    # The provider creates the task but the answer is lost: the worker saw a 502.
     sim.configure(lost_response_rate=1.0)
     job_id = make_job(engine)
-    outcome = run_step(engine, "submit", job_id, seq=0)
-    assert outcome.action == "again"
+    assert run_step(engine, "submit", job_id, seq=0).action == "stop"
     job = engine.store.get(job_id)
-    assert job is not None and job.state is JobState.SUBMITTING and job.remote_task_id is None
+    assert job is not None and job.state is JobState.SUBMIT_UNKNOWN
+    assert job.remote_task_id is None and job.billing.value == "unknown"
+    sim.configure(lost_response_rate=0.0)
+    engine.store.change(job_id, states=None, due=0.0)
+    sweep(engine, grace=0.0)  # the hold passes: the job waits for the operator, off schedule
+    job = drive(engine, job_id)
+    assert job.state is JobState.SUBMIT_UNKNOWN
+    assert sim.stats()["submissions"] == 1
+
+
+def test_a_provider_declared_idempotent_gets_the_same_key_again_after_a_lost_reply(
+    engine: RecordingEngine, sim: SimulatorProcess
+) -> None:
+    engine.settings = engine.settings.model_copy(update={"provider_idempotent": True})
+    sim.configure(lost_response_rate=1.0, honour_idempotency=True)
+    job_id = make_job(engine)
+    assert run_step(engine, "submit", job_id, seq=0).action == "again"
     sim.configure(lost_response_rate=0.0)
     # The worker dies here. The sweeper finds the step overdue and resumes the job.
     engine.store.change(job_id, states=None, due=0.0)
@@ -255,7 +286,6 @@ def test_the_sweeper_resumes_a_job_that_had_already_polled(
     sim.configure(gen_time_mean=1.0)
     job_id = make_job(engine)
     assert run_step(engine, "submit", job_id, seq=0).action == "next"
-    import time
 
     time.sleep(0.25)
     assert run_step(engine, "poll", job_id, seq=0, n=0).action == "again"
@@ -274,7 +304,7 @@ def test_the_sweeper_resumes_a_job_that_had_already_polled(
     assert drive(engine, job_id).state is JobState.DONE
 
 
-def test_a_download_after_a_killed_worker_removes_its_partial_file(
+def test_a_download_after_a_killed_worker_removes_its_stale_partial_file(
     engine: RecordingEngine, sim: SimulatorProcess
 ) -> None:
     job_id = make_job(engine)
@@ -282,10 +312,25 @@ def test_a_download_after_a_killed_worker_removes_its_partial_file(
     out_dir.mkdir(parents=True)
     partial = out_dir / f".{job_id}.abc123.part"
     partial.write_bytes(b"half a file")
+    stale = time.time() - 60  # untouched for a minute: its writer is gone
+    os.utime(partial, (stale, stale))
     job = drive(engine, job_id)
     assert job.state is JobState.DONE
     assert not partial.exists()
     assert sorted(p.name for p in out_dir.iterdir()) == [f"{job_id}.json", f"{job_id}.mp4"]
+
+
+def test_a_download_never_deletes_a_temp_file_another_download_is_writing(
+    engine: RecordingEngine, sim: SimulatorProcess
+) -> None:
+    job_id = make_job(engine)
+    out_dir = Path(engine.settings.output_dir)
+    out_dir.mkdir(parents=True)
+    live = out_dir / f".{job_id}.other.part"
+    live.write_bytes(b"bytes arriving right now")  # fresh: its download is alive
+    job = drive(engine, job_id)
+    assert job.state is JobState.DONE
+    assert live.read_bytes() == b"bytes arriving right now"
 
 
 class ExpiringOnce(httpx.BaseTransport):
@@ -345,14 +390,14 @@ def test_a_job_refused_with_429_waits_at_the_head_of_the_line_and_submits_when_g
     # The first job finishes; its slot goes to the waiting job, which is nudged ...
     assert drive(engine, first).state is JobState.DONE
     assert ("relaydance.resume", (second,), None) in engine.sent
-    # ... and the same submit message (seq 0, attempt 0) now submits it.
-    import time
-
+    # ... and the chain that nudge sends (the 429 moved the job to seq 1) submits it. The
+    # refused message itself is stale now: it can never POST again.
+    assert run_step(engine, "submit", second, seq=0).action == "stop"
     time.sleep(0.25)  # the provider's Retry-After
-    outcome = run_step(engine, "submit", second, seq=0)
+    outcome = run_step(engine, "submit", second, seq=1)
     while outcome.action == "again":
         time.sleep(min(outcome.countdown, 0.3))
-        outcome = run_step(engine, "submit", second, seq=0, **outcome.kwargs)
+        outcome = run_step(engine, "submit", second, seq=1, **outcome.kwargs)
     assert outcome.action == "next"
     stats = sim.stats()
     assert stats["submissions"] == 2
@@ -369,7 +414,7 @@ def test_cancel_stops_a_running_job(engine: RecordingEngine, sim: SimulatorProce
     assert job is not None and job.state is JobState.CANCELED
 
 
-def test_cancel_hands_the_slot_to_the_next_waiter_and_takes_a_waiter_out_of_line(
+def test_cancel_takes_a_waiter_out_of_line_at_once(
     engine: RecordingEngine, sim: SimulatorProcess
 ) -> None:
     from worker import pipeline
@@ -383,7 +428,28 @@ def test_cancel_hands_the_slot_to_the_next_waiter_and_takes_a_waiter_out_of_line
     assert pipeline.cancel(engine, waiting)
     assert engine.limits.position("default", waiting) is None
     assert engine.limits.position("default", last) == 1
+    assert not pipeline.cancel(engine, waiting)  # already final
+
+
+def test_a_canceled_running_job_keeps_its_slot_until_its_task_is_final(
+    engine: RecordingEngine, sim: SimulatorProcess
+) -> None:
+    from worker import pipeline
+
+    sim.configure(gen_time_mean=1.0)
+    engine.settings = engine.settings.model_copy(update={"max_concurrency": 1})
+    running, last = make_job(engine), make_job(engine)
+    assert run_step(engine, "submit", running, seq=0).action == "next"
+    assert run_step(engine, "submit", last, seq=0).action == "stop"
     assert pipeline.cancel(engine, running)
+    # The provider has no cancel: the task still generates and counts against the key.
+    assert engine.limits.holds("default", running)
+    sweep(engine, grace=0.0)
+    assert engine.limits.holds("default", running) and not engine.limits.holds("default", last)
+    time.sleep(1.2)  # the task finishes at the provider
+    report = sweep(engine, grace=0.0)
+    assert running in report.freed
     assert engine.limits.holds("default", last)
     assert ("relaydance.resume", (last,), None) in engine.sent
-    assert not pipeline.cancel(engine, running)  # already final
+    job = engine.store.get(running)
+    assert job is not None and job.billing.value == "billed"  # it may still be charged

@@ -293,7 +293,7 @@ import sys
 from worker import app
 url, lock_timeout = sys.argv[1], int(sys.argv[2])
 app.conf.update(beat_scheduler="redbeat.RedBeatScheduler", redbeat_redis_url=url,
-                redbeat_lock_timeout=lock_timeout, beat_max_interval=1)
+                redbeat_lock_timeout=lock_timeout, beat_max_loop_interval=1)
 app.Beat(scheduler="redbeat.RedBeatScheduler", max_interval=1, loglevel="INFO").run()
 """
 LOCK_TIMEOUT = 3

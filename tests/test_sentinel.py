@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -74,10 +73,13 @@ def test_the_fleet_renders_through_redis_sentinel(
             # same server the sentinel watches; the worker and beat know only the sentinel.
             job = wait(enqueue_render({"model": "doubao-seedance-2-0-fast-260128",
                                        "prompt": "through the sentinel"}), timeout=60)  # fmt: skip
-            time.sleep(1.5)  # a beat tick through the sentinel
+            # A beat tick through the sentinel (beat may still be taking its lock).
+            ticked = wait_until(
+                lambda: "Sending due task relaydance-sweep" in fleet.log_text(), timeout=30
+            )
         finally:
             fleet.stop()
     assert job.state is JobState.DONE, fleet.logs()
+    assert ticked, fleet.logs()
     logs = fleet.logs()
-    assert "Sending due task relaydance-sweep" in logs
     assert "Traceback" not in logs

@@ -678,19 +678,34 @@ def test_a_job_whose_submit_reply_was_lost_adopts_its_task_from_the_webhook(live
 def test_a_second_submission_found_by_its_webhook_is_recorded_as_duplicate_spend(
     live: Live,
 ) -> None:
+    before = live.counters()
+    live.sim.configure(gen_time_mean=3.0)  # the job's own task is still generating ...
+    try:
+        job_id = live.enqueue()
+        wait_for(lambda: live.job(job_id).remote_task_id, what="the job's own task")
+        live.sim.configure(gen_time_mean=0.3)  # ... when the second one's webhook comes
+        extra = _post_to_provider(live, job_id, idempotency_key=None)
+        found = wait_for(
+            lambda: (j := live.job(job_id)).extra.get("duplicate_spend") and j, what="spend"
+        )
+    finally:
+        live.sim.configure(gen_time_mean=0.3)
+    assert found.extra["duplicate_spend"] == "1"
+    assert json.loads(found.extra["duplicate_remote_ids"]) == [extra]
+    job = live.wait_state(job_id)
+    assert job.remote_task_id != extra and job.sha256 == VIDEO_SHA256
+    assert live.counters()["downloads"] - before["downloads"] == 1  # the extra is not fetched
+    assert re.search(rf"job {job_id}: remote task {extra} is a second", live.fleet.log_text())
+
+
+def test_a_webhook_for_a_finished_job_is_answered_without_work(live: Live) -> None:
     job_id = live.enqueue()
     job = live.wait_state(job_id)
     before = live.counters()
     extra = _post_to_provider(live, job_id, idempotency_key=None)
-    found = wait_for(
-        lambda: (j := live.job(job_id)).extra.get("duplicate_spend") and j, what="spend"
-    )
-    assert found.extra["duplicate_spend"] == "1"
-    assert json.loads(found.extra["duplicate_remote_ids"]) == [extra]
-    assert (found.state, found.remote_task_id, found.sha256) == (
-        S.DONE,
-        job.remote_task_id,
-        job.sha256,
-    )
-    assert live.counters()["downloads"] == before["downloads"]
-    assert re.search(rf"job {job_id}: remote task {extra} is a second", live.fleet.log_text())
+    live.wait_remote_done(extra)
+    reply = live.post(job_id, {"task_id": extra, "status": "succeeded"})
+    assert reply.status_code == 200 and reply.json()["status"] == "ignored"
+    assert live.counters()["polls"] == before["polls"]  # no re-fetch spent the key's rate
+    assert live.job(job_id).extra.get("duplicate_spend") is None
+    assert job.state is S.DONE

@@ -267,7 +267,10 @@ def demo(model: str, prompt: str, seconds: int, timeout: float) -> None:
 def _register_commands() -> None:
     from simulator.cli import simulate
     from worker.batch_cli import batch, schedule
+    from worker.jobs_cli import jobs, resubmit
 
+    main.add_command(jobs)
+    main.add_command(resubmit)
     main.add_command(simulate)
     main.add_command(batch)
     main.add_command(schedule)

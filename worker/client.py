@@ -4,10 +4,13 @@ Every call takes the key as ``api_key: SecretStr``; its value is read only to bu
 ``Authorization`` header and is scrubbed from anything the provider echoes back. Failures
 leave as :mod:`worker.errors` types, never httpx ones::
 
-    timeout, connect/read error  -> TransportFailure
+    no connection made           -> NotSent (connect error or timeout, pool timeout)
+    read/write error or timeout  -> TransportFailure (the request may have arrived)
+    the call's overall deadline  -> TransportFailure (every call has one: call_deadline)
     HTTP 400                     -> BadRequest (with the provider's message)
     HTTP 401 / 402 / 403 / 404   -> Unauthorized / InsufficientCredits / Forbidden / NotFound
     HTTP 429                     -> RateLimited (retry_after from Retry-After)
+    HTTP 408 / 409               -> RetryableStatus
     HTTP 5xx                     -> ServerError
     other 4xx                    -> PermanentError, code "http_<status>"
     not JSON, missing task id    -> UnexpectedResponse
@@ -42,14 +45,17 @@ from worker.errors import (
     InsufficientCredits,
     InvalidRequest,
     NotFound,
+    NotSent,
     PermanentError,
     RateLimited,
     RelayDanceError,
+    RetryableStatus,
     ServerError,
     TransportFailure,
     Unauthorized,
     UnexpectedResponse,
 )
+from worker.transport import deadline, make_transport
 
 __all__ = [
     "ApiClient",
@@ -112,15 +118,20 @@ class ApiClient:
         base_url: str,
         connect_timeout: float = 10.0,
         read_timeout: float = 60.0,
+        call_deadline: float = 60.0,
+        upload_deadline: float = 600.0,
         transport: httpx.BaseTransport | None = None,
         dialect: Dialect | str = "relaydance",
     ) -> None:
         self._dialect = get_dialect(dialect) if isinstance(dialect, str) else dialect
         self._base_url = base_url.rstrip("/")
+        self._call_deadline = call_deadline
+        self._upload_deadline = upload_deadline
         self._http = httpx.Client(
             base_url=self._base_url,
-            timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
-            transport=transport,
+            # The pool wait is bounded too: a call that never got a connection never left.
+            timeout=httpx.Timeout(read_timeout, connect=connect_timeout, pool=connect_timeout),
+            transport=transport or make_transport(),
             # The API never redirects; a redirect would carry the key to another origin.
             follow_redirects=False,
             headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
@@ -135,6 +146,8 @@ class ApiClient:
             base_url=settings.base_url,
             connect_timeout=settings.http_connect_timeout,
             read_timeout=settings.http_read_timeout,
+            call_deadline=settings.http_call_deadline,
+            upload_deadline=settings.download_timeout,
             transport=transport,
             dialect=settings.dialect,
         )
@@ -194,7 +207,11 @@ class ApiClient:
         with handle:
             files = {"file": (path.name, handle, content_type or "application/octet-stream")}
             data, _ = self._call(
-                "POST", self._dialect.upload_endpoint(), api_key=api_key, files=files
+                "POST",
+                self._dialect.upload_endpoint(),
+                api_key=api_key,
+                files=files,
+                within=self._upload_deadline,
             )
         return self._dialect.parse_upload(data)
 
@@ -236,6 +253,7 @@ class ApiClient:
         json: Any = None,
         files: Any = None,
         headers: Mapping[str, str] | None = None,
+        within: float | None = None,
     ) -> tuple[Any, httpx.Response]:
         secret = api_key.get_secret_value()
         where = f"{method} {self._http.base_url.path.rstrip('/')}{endpoint.path}"
@@ -243,14 +261,19 @@ class ApiClient:
         started = time.perf_counter()
         error: RelayDanceError
         try:
-            response = self._http.request(
-                method,
-                endpoint.path,
-                params=dict(endpoint.params) or None,
-                json=json,
-                files=files,
-                headers=request_headers,
-            )
+            with deadline(within or self._call_deadline):
+                response = self._http.request(
+                    method,
+                    endpoint.path,
+                    params=dict(endpoint.params) or None,
+                    json=json,
+                    files=files,
+                    headers=request_headers,
+                )
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            # No connection was made: the request provably never reached the provider.
+            detail = _scrub(str(exc), secret)[:200]
+            error = NotSent(f"{where}: not sent ({type(exc).__name__}: {detail})")
         except httpx.TimeoutException as exc:
             error = TransportFailure(f"{where}: timed out ({type(exc).__name__})")
         except httpx.TransportError as exc:
@@ -295,6 +318,8 @@ class ApiClient:
             )
         if status >= 500:
             return ServerError(message, status_code=status)
+        if status in (408, 409):
+            return RetryableStatus(message, status_code=status)
         if status in _BY_STATUS:
             return _BY_STATUS[status](message, status_code=status)
         if 400 <= status < 500:

@@ -18,10 +18,10 @@ from worker.errors import PermanentError, RelayDanceError, TransientError
 from worker.jobs import Job, JobState
 from worker.steps import (
     NEXT,
-    STEP_GRACE,
     Outcome,
     again,
     api_key,
+    claim_number,
     fail,
     load,
     log_transition,
@@ -38,6 +38,10 @@ HEARTBEAT_EVERY = 5.0  # a running download moves its due time this often ...
 HEARTBEAT_GRACE = 15.0  # ... this far ahead
 
 
+class Superseded(Exception):
+    """A later download message claimed the job: this one stops without a side effect."""
+
+
 def download(engine: Engine, job_id: str, *, seq: int, attempt: int = 0) -> Outcome:
     """Fetch a fresh url from the task and stream the clip safely into the output dir."""
     job = load(engine, job_id, seq, {S.GENERATED, S.DOWNLOADING})
@@ -49,21 +53,21 @@ def download(engine: Engine, job_id: str, *, seq: int, attempt: int = 0) -> Outc
     wait = engine.limits.throttle(job.alias, rate=settings.rate_for(job.alias))
     if wait > 0:
         return again(wait, attempt=attempt)
-    claim = f"download:{seq}:{attempt}"
+    claim = claim_number(seq, attempt)
     applied, _ = engine.store.change(
         job_id,
         states={S.GENERATED, S.DOWNLOADING},
         to=S.DOWNLOADING,
         where={"seq": seq},
-        where_not={"claim": claim},
-        set={"claim": claim},
+        below={"download_claim": claim},
+        set={"download_claim": claim},
         due=time.time() + HEARTBEAT_GRACE,
     )
     if not applied:
-        return stop("download already claimed")
+        return stop("download claimed by a later message")
     out_dir = Path(settings.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    cleanup_partials(out_dir, job_id)
+    cleanup_partials(out_dir, job_id, older_than=HEARTBEAT_GRACE)
     started = time.time()
     heartbeat = _Heartbeat(engine, job_id, claim)
     try:
@@ -81,6 +85,8 @@ def download(engine: Engine, job_id: str, *, seq: int, attempt: int = 0) -> Outc
             overall_timeout=settings.download_timeout,
             on_progress=heartbeat,
         )
+    except Superseded:
+        return stop("a later download took over")
     except UrlExpired as exc:
         # The signed url expired: the next attempt re-fetches the task for a fresh one.
         if attempt >= 3:
@@ -94,18 +100,20 @@ def download(engine: Engine, job_id: str, *, seq: int, attempt: int = 0) -> Outc
         out_dir / f"{job_id}.json",
         _manifest(job, size=result.size, sha256=result.sha256, seconds=time.time() - started),
     )
-    engine.store.change(
+    recorded, _ = engine.store.change(
         job_id,
         states={S.DOWNLOADING},
-        where={"seq": seq},
+        where={"download_claim": claim},
         set={
             "output_path": str(result.path.resolve()),
             "size": result.size,
             "sha256": result.sha256,
             "downloaded": "1",
         },
-        due=time.time() + STEP_GRACE,
+        due=time.time() + engine.settings.step_grace_seconds,
     )
+    if not recorded:
+        return stop("a later download took over")
     log_transition(job, "downloaded", bytes=result.size, seconds=f"{result.seconds:.2f}")
     return NEXT
 
@@ -117,7 +125,7 @@ class _Heartbeat:
     sweeper resumes the job once the heartbeat stops moving its due time.
     """
 
-    def __init__(self, engine: Engine, job_id: str, claim: str) -> None:
+    def __init__(self, engine: Engine, job_id: str, claim: int) -> None:
         self.engine, self.job_id, self.claim = engine, job_id, claim
         self.last = time.monotonic()
 
@@ -126,12 +134,14 @@ class _Heartbeat:
         if now - self.last < HEARTBEAT_EVERY:
             return
         self.last = now
-        self.engine.store.change(
+        alive, _ = self.engine.store.change(
             self.job_id,
             states={S.DOWNLOADING},
-            where={"claim": self.claim},
+            where={"download_claim": self.claim},
             due=time.time() + HEARTBEAT_GRACE,
         )
+        if not alive:
+            raise Superseded
 
 
 def _manifest(job: Job, *, size: int, sha256: str, seconds: float) -> dict[str, Any]:

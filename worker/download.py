@@ -326,12 +326,19 @@ def write_manifest(path: Path, data: Mapping[str, object]) -> Path:
     return target
 
 
-def cleanup_partials(dest_dir: Path, name: str) -> int:
-    """Remove temp files a killed attempt left for ``name``; return how many went."""
+def cleanup_partials(dest_dir: Path, name: str, *, older_than: float = 0.0) -> int:
+    """Remove temp files a killed attempt left for ``name``; return how many went.
+
+    Only files untouched for ``older_than`` seconds go: a download still writing its temp
+    file (another worker's, not yet noticed as superseded) keeps it.
+    """
     _check_name(name)
     removed = 0
+    cutoff = time.time() - older_than
     for leftover in dest_dir.glob(f".{glob.escape(name)}.*.part"):
         with contextlib.suppress(FileNotFoundError):
+            if older_than and leftover.stat().st_mtime > cutoff:
+                continue
             leftover.unlink()
             removed += 1
     if removed:

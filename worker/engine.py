@@ -57,8 +57,8 @@ class Engine:
             settings=settings,
             redis=client,
             store=JobStore(client, retention_seconds=settings.job_retention_seconds),
-            limits=KeyLimits(client, lease_seconds=settings.slot_lease_seconds),
-            timing=Timing(client),
+            limits=KeyLimits(client),
+            timing=Timing(client, scale=settings.time_scale),
             client=ApiClient.from_settings(settings),
             downloads=make_download_client(
                 connect_timeout=settings.http_connect_timeout,
@@ -91,7 +91,7 @@ class Engine:
         """Send a task by name: the engine never imports the tasks package."""
         from worker.celery_app import app
 
-        app.send_task(name, args=list(args), countdown=countdown)
+        app.send_task(name, args=list(args), countdown=countdown, ignore_result=True)
 
     def close(self) -> None:
         """Close connections and pools."""

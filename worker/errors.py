@@ -4,9 +4,12 @@
 
     RelayDanceError
     ├── InvalidRequest          bad input, refused before anything is enqueued or paid for
-    ├── TransientError          retry with backoff
-    │   ├── TransportFailure    connect/read errors and timeouts
+    ├── EnqueueFailed           the job could not be enqueued; it will never run
+    ├── TransientError          retry with backoff (a submit: only if it never left)
+    │   ├── TransportFailure    the call failed on the wire; it may have reached the provider
+    │   │   └── NotSent         it provably never left: connect error, pool timeout
     │   ├── RateLimited         HTTP 429 (``retry_after`` seconds, when the provider said)
+    │   ├── RetryableStatus     HTTP 408 or 409
     │   └── ServerError         HTTP 5xx
     └── PermanentError          fail the job now
         ├── BadRequest          HTTP 400, with the provider's message
@@ -20,6 +23,11 @@
         └── DownloadRejected    too large, not an mp4, or otherwise unusable
 
 Every error carries a short machine ``code`` that ends up in the job record.
+
+For a submission, only :class:`NotSent` and :class:`RateLimited` say that nothing was
+created. Every other failure after the request may have left (a read timeout, a dropped
+connection, a 5xx, a 2xx without a task id) is an ambiguous submission: the task may exist
+and be billed, so it is never retried blindly (see ``worker.pipeline.submit``).
 """
 
 from __future__ import annotations
@@ -27,14 +35,17 @@ from __future__ import annotations
 __all__ = [
     "BadRequest",
     "DownloadRejected",
+    "EnqueueFailed",
     "Forbidden",
     "GenerationFailed",
     "InsufficientCredits",
     "InvalidRequest",
     "NotFound",
+    "NotSent",
     "PermanentError",
     "RateLimited",
     "RelayDanceError",
+    "RetryableStatus",
     "ServerError",
     "TransientError",
     "TransportFailure",
@@ -66,6 +77,12 @@ class InvalidRequest(RelayDanceError, ValueError):
         super().__init__(f"invalid render request: {text}")
 
 
+class EnqueueFailed(RelayDanceError):
+    """The job could not be enqueued (the broker refused); it will never run or be paid."""
+
+    code = "enqueue_failed"
+
+
 class TransientError(RelayDanceError):
     """A failure that may pass: retry with backoff."""
 
@@ -73,9 +90,15 @@ class TransientError(RelayDanceError):
 
 
 class TransportFailure(TransientError):
-    """The request did not complete: connection refused, reset, or timed out."""
+    """The call failed on the wire (reset, timed out); the request may have arrived."""
 
     code = "transport"
+
+
+class NotSent(TransportFailure):
+    """The request provably never left: no connection was made (refused, connect timeout)."""
+
+    code = "not_sent"
 
 
 class RateLimited(TransientError):
@@ -86,6 +109,12 @@ class RateLimited(TransientError):
     def __init__(self, message: str, *, retry_after: float | None = None) -> None:
         super().__init__(message, status_code=429)
         self.retry_after = retry_after
+
+
+class RetryableStatus(TransientError):
+    """HTTP 408 or 409: the provider asks to try again."""
+
+    code = "retryable_status"
 
 
 class ServerError(TransientError):

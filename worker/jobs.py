@@ -4,12 +4,24 @@ States are one-way::
 
     queued -> waiting_for_slot -> submitting -> submitted -> running -> generated
            -> downloading -> done            (or failed / canceled from any non-final state)
+            (ambiguous reply) submitting -> submit_unknown -> submitted (its task found)
+
+``submit_unknown`` is the ambiguous submission: the POST may have reached the provider
+(its reply was lost), so the task may exist and be billed. Only an operator's
+``relaydance resubmit`` sends such a job back to ``waiting_for_slot``.
 
 Every change is one Lua compare-and-set: it applies only when the job is in an expected
 state and any expected field values hold, so a duplicate, late or stale message that
-finds the job past its step changes nothing. Non-final jobs sit in a sorted set scored by
-the time their next step is due; the sweeper reads it. Final jobs expire after the
-retention period.
+finds the job past its step changes nothing. Claims only move forward: a step claims the
+job with a number (its message's seq and attempt) that must exceed the last claim, so an
+older message never performs the side effect. Non-final jobs sit in a sorted set scored
+by the time their next step is due (the sweeper reads it) and in one set per state (for
+listings). Final jobs expire after the retention period.
+
+``billing`` follows what the provider may have charged: ``none`` (nothing reached it),
+``pending`` (a POST is in flight), ``unknown`` (it may have created a task), ``billed`` (it
+did) or ``not_billed`` (the generation failed). Money is given back only for ``none`` and
+``not_billed``.
 """
 
 from __future__ import annotations
@@ -26,7 +38,7 @@ import redis
 
 from worker.request import RenderRequest
 
-__all__ = ["FINAL_STATES", "Job", "JobState", "JobStore", "new_job_id"]
+__all__ = ["FINAL_STATES", "Billing", "Job", "JobState", "JobStore", "new_job_id"]
 
 PREFIX = "rd"
 
@@ -42,6 +54,7 @@ class JobState(StrEnum):
     QUEUED = "queued"
     WAITING_FOR_SLOT = "waiting_for_slot"
     SUBMITTING = "submitting"
+    SUBMIT_UNKNOWN = "submit_unknown"
     SUBMITTED = "submitted"
     RUNNING = "running"
     GENERATED = "generated"
@@ -52,12 +65,28 @@ class JobState(StrEnum):
 
 
 FINAL_STATES = frozenset({JobState.DONE, JobState.FAILED, JobState.CANCELED})
-NON_FINAL_STATES = frozenset(JobState) - FINAL_STATES
+
+
+class Billing(StrEnum):
+    """What the provider may have charged for the job (see the module docstring)."""
+
+    NONE = "none"
+    PENDING = "pending"
+    UNKNOWN = "unknown"
+    BILLED = "billed"
+    NOT_BILLED = "not_billed"
+
+    @property
+    def refundable(self) -> bool:
+        """Whether a reservation for the job may be given back: nothing was charged."""
+        return self in (Billing.NONE, Billing.NOT_BILLED)
+
 
 # KEYS: job hash, active zset, state counts hash.
 # ARGV: states (comma list, '*' = any non-final), new state ('' = keep), now, due
 # ('' keep, '-' drop), retention seconds, json {field: expected}, json {field: forbidden},
-# json {field: value} to set, json {field: n} to increment, job id.
+# json {field: value} to set, json {field: n} to increment, job id,
+# json {field: n} each field must be below (a forward-only claim), per-state set prefix.
 # Returns {1, previous state} when applied, {0, current state or ''} otherwise.
 _CAS = """
 local cur = redis.call('HGET', KEYS[1], 'state')
@@ -76,6 +105,9 @@ end
 for f, v in pairs(cjson.decode(ARGV[7])) do
   if (redis.call('HGET', KEYS[1], f) or '') == tostring(v) then return {0, cur} end
 end
+for f, n in pairs(cjson.decode(ARGV[11])) do
+  if (tonumber(redis.call('HGET', KEYS[1], f)) or -1) >= tonumber(n) then return {0, cur} end
+end
 local now = ARGV[3]
 for f, v in pairs(cjson.decode(ARGV[8])) do redis.call('HSET', KEYS[1], f, tostring(v)) end
 for f, n in pairs(cjson.decode(ARGV[9])) do redis.call('HINCRBY', KEYS[1], f, n) end
@@ -85,6 +117,8 @@ if new ~= '' and new ~= cur then
   redis.call('HSET', KEYS[1], 'state', new, 't_' .. new, now)
   redis.call('HINCRBY', KEYS[3], cur, -1)
   redis.call('HINCRBY', KEYS[3], new, 1)
+  redis.call('SREM', ARGV[12] .. cur, ARGV[10])
+  if not finals[new] then redis.call('SADD', ARGV[12] .. new, ARGV[10]) end
 end
 local state = redis.call('HGET', KEYS[1], 'state')
 if finals[state] then
@@ -101,8 +135,25 @@ end
 return {1, cur}
 """
 
-_INT_FIELDS = ("seq", "poll_count", "size", "attempts", "duplicate_spend")
-_FLOAT_FIELDS = ("next_due", "cost", "actual_cost", "created_at", "updated_at")
+_INT_FIELDS = (
+    "seq",
+    "poll_count",
+    "size",
+    "attempts",
+    "duplicate_spend",
+    "submit_claim",
+    "download_claim",
+    "enqueue_pending",
+    "orphans",
+)
+_FLOAT_FIELDS = (
+    "next_due",
+    "cost",
+    "actual_cost",
+    "created_at",
+    "updated_at",
+    "unknown_since",
+)
 
 
 @dataclass(frozen=True)
@@ -127,6 +178,12 @@ class Job:
     # What the provider says the task cost (Kinovi's creditsUsed), in USD, once it says.
     actual_cost: float | None = None
     on_done: str | None = None
+    billing: Billing = Billing.NONE
+    unknown_since: float | None = None
+    orphans: int = 0
+    submit_claim: int = 0
+    download_claim: int = 0
+    enqueue_pending: int = 0
     created_at: float = 0.0
     updated_at: float = 0.0
     times: dict[str, float] = field(default_factory=dict)
@@ -136,6 +193,12 @@ class Job:
     def is_final(self) -> bool:
         """Whether the job has reached done, failed or canceled."""
         return self.state in FINAL_STATES
+
+    @property
+    def possibly_billed(self) -> int:
+        """Provider tasks this job may have paid for without knowing (0 when none)."""
+        current = 1 if self.billing in (Billing.PENDING, Billing.UNKNOWN) else 0
+        return self.orphans + current
 
     def summary(self) -> dict[str, Any]:
         """A JSON-ready view: what the CLI prints and the ``on_done`` callback receives."""
@@ -152,6 +215,8 @@ class Job:
             "sha256": self.sha256,
             "estimated_cost": self.cost,
             "actual_cost": self.actual_cost,
+            "billing": self.billing.value,
+            "possibly_billed": self.possibly_billed,
             "error_code": self.error_code,
             "error_message": self.error_message,
             "times": self.times,
@@ -171,6 +236,8 @@ class Job:
                 kwargs["request"] = json.loads(value)
             elif key == "state":
                 kwargs["state"] = JobState(value)
+            elif key == "billing":
+                kwargs["billing"] = Billing(value) if value else Billing.NONE
             elif key in _INT_FIELDS and key in known:
                 kwargs[key] = int(value)
             elif key in _FLOAT_FIELDS:
@@ -191,6 +258,7 @@ class JobStore:
         self._cas = client.register_script(_CAS)
         self.active_key = f"{PREFIX}:jobs:active"
         self.counts_key = f"{PREFIX}:jobs:counts"
+        self.state_prefix = f"{PREFIX}:jobs:in:"
 
     def key(self, job_id: str) -> str:
         """The Redis key of a job's hash."""
@@ -206,8 +274,13 @@ class JobStore:
         on_done: str | None = None,
         due_in: float = 120.0,
         extra: Mapping[str, str] | None = None,
+        pending: bool = False,
     ) -> None:
-        """Write a new ``queued`` job; the record exists before any message is sent."""
+        """Write a new ``queued`` job; the record exists before any message is sent.
+
+        ``pending``: no step may act on the job until :meth:`confirm` (the producer's
+        message was published); see :func:`tasks.api.enqueue_render`.
+        """
         now = time.time()
         fields: dict[Any, Any] = {  # redis-py types hset keys invariantly
             "state": JobState.QUEUED.value,
@@ -223,15 +296,24 @@ class JobStore:
         }
         if on_done:
             fields["on_done"] = on_done
+        if pending:
+            fields["enqueue_pending"] = "1"
         fields.update(extra or {})
         pipe = self._redis.pipeline(transaction=True)
         pipe.hset(self.key(job_id), mapping=fields)
         pipe.zadd(self.active_key, {job_id: now + due_in})
         pipe.hincrby(self.counts_key, JobState.QUEUED.value, 1)
+        pipe.sadd(self.state_prefix + JobState.QUEUED.value, job_id)
         pipe.execute()
 
     def create_render(
-        self, request: RenderRequest, *, alias: str, on_done: str | None = None
+        self,
+        request: RenderRequest,
+        *,
+        alias: str,
+        on_done: str | None = None,
+        pending: bool = False,
+        due_in: float = 120.0,
     ) -> str:
         """Record a validated request as a new ``queued`` job; return its new id."""
         job_id = new_job_id()
@@ -241,8 +323,32 @@ class JobStore:
             alias=alias,
             cost=request.estimated_cost(),
             on_done=on_done,
+            pending=pending,
+            due_in=due_in,
         )
         return job_id
+
+    def confirm(self, job_id: str, *, due_in: float = 120.0) -> bool:
+        """The producer's message left: steps may act on the pending job from now on."""
+        applied, _ = self.change(
+            job_id,
+            states={JobState.QUEUED},
+            where={"enqueue_pending": 1},
+            set={"enqueue_pending": 0},
+            due=time.time() + due_in,
+        )
+        return applied
+
+    def abandon(self, job_id: str, *, reason: str) -> bool:
+        """Cancel a job whose enqueue was never confirmed, so that it can never submit."""
+        applied, _ = self.change(
+            job_id,
+            states={JobState.QUEUED},
+            to=JobState.CANCELED,
+            where={"enqueue_pending": 1},
+            set={"error_code": "enqueue_failed", "error_message": reason[:2000]},
+        )
+        return applied
 
     def get(self, job_id: str) -> Job | None:
         """The job's current record, or None when unknown or expired."""
@@ -251,6 +357,17 @@ class JobStore:
             return None
         data = {_text(k): _text(v) for k, v in raw.items()}
         return Job.from_hash(job_id, data)
+
+    def get_many(self, job_ids: list[str]) -> list[Job | None]:
+        """The records of several jobs in one round trip (None for unknown ids)."""
+        pipe = self._redis.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.hgetall(self.key(job_id))
+        jobs: list[Job | None] = []
+        for job_id, raw in zip(job_ids, pipe.execute(), strict=True):
+            data = {_text(k): _text(v) for k, v in raw.items()} if raw else None
+            jobs.append(Job.from_hash(job_id, data) if data else None)
+        return jobs
 
     def change(
         self,
@@ -264,9 +381,11 @@ class JobStore:
         incr: Mapping[str, int] | None = None,
         due: float | None = None,
         drop_due: bool = False,
+        below: Mapping[str, int] | None = None,
     ) -> tuple[bool, JobState | None]:
         """Compare-and-set: apply only if the job is in ``states`` (None: any non-final)
-        and every ``where`` field equals its value and no ``where_not`` field does.
+        and every ``where`` field equals its value, no ``where_not`` field does, and every
+        ``below`` field (a claim number; missing counts as -1) is below its value.
 
         Returns (applied, the state found before the change).
         """
@@ -285,6 +404,8 @@ class JobStore:
                 _json(set),
                 _json(incr),
                 job_id,
+                _json(below),
+                self.state_prefix,
             ],
         )
         found_text = _text(found)
@@ -320,6 +441,12 @@ class JobStore:
     def active_count(self) -> int:
         """Number of non-final jobs."""
         return int(self._redis.zcard(self.active_key))
+
+    def in_state(self, state: JobState) -> list[str]:
+        """Ids of the jobs now in a non-final ``state``, sorted."""
+        if state in FINAL_STATES:
+            raise ValueError(f"final states are not indexed: {state}")
+        return sorted(_text(m) for m in self._redis.smembers(self.state_prefix + state.value))
 
 
 def _text(value: Any) -> str:

@@ -77,6 +77,12 @@ def render_metrics(engine: Engine) -> str:
         "relaydance_polls_total", "counter", "Polls spent on generated jobs.",
         [("", float(totals.get("polls", 0)))],
     )  # fmt: skip
+    in_doubt = engine.store.get_many(engine.store.in_state(JobState.SUBMIT_UNKNOWN))
+    lines += _family(
+        "relaydance_possibly_billed_usd", "gauge",
+        "Estimated cost of jobs whose submission is unknown: they may be billed.",
+        [("", float(sum(job.cost or 0.0 for job in in_doubt if job is not None)))],
+    )  # fmt: skip
     lines += _family(
         "relaydance_spend_usd_total", "counter",
         "Spend on generated jobs: the provider's reported cost where it gives one, else the "

@@ -42,10 +42,13 @@ def find_redis_server() -> str:
 class RedisServer:
     """A redis-server child process on a free loopback port, stopped by :meth:`stop`."""
 
-    def __init__(self, *, port: int | None = None, appendonly: bool = False) -> None:
+    def __init__(
+        self, *, port: int | None = None, appendonly: bool = False, appendfsync: str = "everysec"
+    ) -> None:
         self.port = port or free_port()
         self._dir = tempfile.mkdtemp(prefix="relaydance-redis-")
         self._appendonly = appendonly
+        self._appendfsync = appendfsync
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -62,6 +65,7 @@ class RedisServer:
             "--dir", self._dir,
             "--save", "",
             "--appendonly", "yes" if self._appendonly else "no",
+            "--appendfsync", self._appendfsync,
             "--maxmemory-policy", "noeviction",
             "--hash-max-ziplist-value", "1024",  # the compact encoding for job hashes
             "--daemonize", "no",
@@ -85,15 +89,31 @@ class RedisServer:
         finally:
             client.close()
 
-    def stop(self) -> None:
-        """Stop the server and remove its directory."""
+    def _halt(self, *, crash: bool) -> None:
         if self._proc is not None and self._proc.poll() is None:
-            self._proc.terminate()
+            if crash:
+                self._proc.kill()
+            else:
+                self._proc.terminate()
             try:
                 self._proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 self._proc.kill()
                 self._proc.wait()
+
+    def restart(self, *, down_for: float = 0.0, crash: bool = False) -> None:
+        """Stop the server (SIGKILL when ``crash``), wait, start it again from its files.
+
+        With ``appendonly`` the data comes back from the append-only file, as after a
+        crash or a redeploy of a real server.
+        """
+        self._halt(crash=crash)
+        time.sleep(down_for)
+        self.start()
+
+    def stop(self) -> None:
+        """Stop the server and remove its directory."""
+        self._halt(crash=False)
         shutil.rmtree(self._dir, ignore_errors=True)
 
     def __enter__(self) -> RedisServer:

@@ -18,15 +18,18 @@ from pydantic import SecretStr
 from worker.engine import Engine
 from worker.errors import RateLimited, TransientError
 from worker.jobs import Job, JobState
+from worker.timing import next_poll_delay
 
 __all__ = [
+    "CLAIM_SPAN",
+    "ENQUEUE_GRACE",
     "NEXT",
-    "STEP_GRACE",
-    "WAITING_RECHECK",
     "Outcome",
     "again",
     "api_key",
+    "claim_number",
     "fail",
+    "first_poll_delay",
     "load",
     "log_transition",
     "release",
@@ -36,8 +39,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-STEP_GRACE = 90.0  # how long a claimed step may run before the sweeper takes it over
-WAITING_RECHECK = 60.0  # how often the sweeper looks at a job waiting for a slot
+ENQUEUE_GRACE = 30.0  # a job its producer never confirmed is abandoned after this
+CLAIM_SPAN = 1_000_000  # attempts per seq in a claim number: seq * CLAIM_SPAN + attempt
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,11 @@ def again(countdown: float, **kwargs: Any) -> Outcome:
 
 
 def load(engine: Engine, job_id: str, seq: int, states: set[JobState]) -> Job | Outcome:
+    """The job, if this message is current and the job is in one of ``states``.
+
+    A job its producer has not confirmed yet (the message raced the confirmation) is
+    waited for briefly; one never confirmed is abandoned by the sweeper, never run.
+    """
     job = engine.store.get(job_id)
     if job is None:
         return stop("unknown or expired job")
@@ -69,7 +77,16 @@ def load(engine: Engine, job_id: str, seq: int, states: set[JobState]) -> Job | 
         return stop(f"stale message (seq {seq}, job at {job.seq})")
     if job.state not in states:
         return stop(f"job is {job.state}")
+    if job.enqueue_pending:
+        if time.time() - job.created_at > ENQUEUE_GRACE:
+            return stop("the producer never confirmed the job")
+        return again(0.2)
     return job
+
+
+def claim_number(seq: int, attempt: int) -> int:
+    """The claim of a step message: later messages (higher seq, then attempt) claim more."""
+    return seq * CLAIM_SPAN + min(attempt, CLAIM_SPAN - 1)
 
 
 def api_key(engine: Engine, job: Job) -> SecretStr:
@@ -87,8 +104,15 @@ def backoff(attempt: int, *, hint: float | None = None) -> float:
     return max(base, hint or 0.0)
 
 
-def fail(engine: Engine, job: Job, code: str, message: str) -> Outcome:
-    if engine.store.fail(job.id, code=code, message=message):
+def fail(engine: Engine, job: Job, code: str, message: str, **fields: object) -> Outcome:
+    """Fail the job (unless it is final already) and free its slot or place in line."""
+    applied, _ = engine.store.change(
+        job.id,
+        states=None,
+        to=JobState.FAILED,
+        set={"error_code": code, "error_message": message[:2000], **fields},
+    )
+    if applied:
         log_transition(job, "failed", code=code)
         release(engine, job)
     return stop(f"failed: {code}")
@@ -110,3 +134,20 @@ def transient(
     delay = backoff(attempt, hint=hint)
     logger.warning("job %s %s; retrying in %.1fs: %s", job.id, exc.code, delay, exc)
     return again(delay, attempt=attempt + 1, **kwargs)
+
+
+def first_poll_delay(engine: Engine, model: str, seconds: int) -> float:
+    """Seconds from submission to the first poll: near the expected generation time."""
+    settings = engine.settings
+    expected = engine.timing.expected(model, seconds)
+    if settings.webhook_base_url:
+        return max(settings.webhook_safety_poll_seconds, expected)
+    if settings.poll_first_delay is not None:
+        return settings.poll_first_delay
+    return next_poll_delay(
+        polls_done=0,
+        elapsed=0.0,
+        expected=expected,
+        minimum=settings.poll_interval_min,
+        maximum=settings.poll_interval_max,
+    )

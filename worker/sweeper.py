@@ -2,26 +2,38 @@
 
 Celery messages are nudges: a worker killed mid-step takes its message with it until the
 broker's visibility timeout (an hour or more). The sweeper, run by beat every ~20 s,
-finds non-final jobs whose next step is overdue, bumps their ``seq`` (so any old message
-still somewhere becomes stale) and asks for the job to be resumed from its current state.
-It also hands free slots to jobs waiting in line.
+finds non-final jobs whose next step is overdue and moves them on:
+
+- most are resumed: their ``seq`` is bumped (any old message still somewhere becomes
+  stale) and the chain from their current state is sent again;
+- a job overdue in ``submitting`` lost its worker during the POST, or its reply: unless
+  that attempt provably never left, it becomes ``submit_unknown`` (never POSTed again,
+  unless ``RELAYDANCE_PROVIDER_IDEMPOTENT`` says it is safe);
+- a ``submit_unknown`` job whose slot hold has passed gives its slot back and waits for
+  the operator, off the schedule;
+- a job its producer never confirmed (the enqueue failed) is canceled, never run.
+
+Then the slot reconciler (:mod:`worker.slots`) frees slots jobs no longer need, takes
+back slots live jobs lost, and hands free slots to the jobs waiting in line.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from worker.engine import Engine
-from worker.jobs import JobState
-from worker.steps import WAITING_RECHECK
+from worker.jobs import Billing, Job, JobState
+from worker.slots import reconcile
+from worker.steps import ENQUEUE_GRACE
+from worker.submission import mark_unknown
 
 __all__ = ["SweepReport", "sweep"]
 
 logger = logging.getLogger(__name__)
 
-RESUME_GRACE = 120.0
+S = JobState
 
 
 @dataclass(frozen=True)
@@ -31,15 +43,18 @@ class SweepReport:
     resumed: list[str]
     granted: list[str]
     checked: int
+    unknown: list[str] = field(default_factory=list)
+    freed: list[str] = field(default_factory=list)
+    taken: list[str] = field(default_factory=list)
 
 
 def sweep(engine: Engine, *, grace: float | None = None, limit: int = 2000) -> SweepReport:
-    """Resume overdue jobs and fill free slots from each key's waiting line."""
+    """Move overdue jobs on, reconcile slots, and fill free slots from each key's line."""
     if grace is None:
         grace = engine.settings.sweep_grace_seconds
     now = time.time()
     resumed: list[str] = []
-    granted: list[str] = []
+    unknown: list[str] = []
     due = engine.store.due(before=now - grace, limit=limit)
     for job_id, _ in due:
         job = engine.store.get(job_id)
@@ -48,29 +63,71 @@ def sweep(engine: Engine, *, grace: float | None = None, limit: int = 2000) -> S
             continue
         if job.is_final:
             continue
-        if job.state is JobState.WAITING_FOR_SLOT and not engine.limits.holds(job.alias, job_id):
-            if engine.limits.position(job.alias, job_id) is not None:
-                # Still in line: nothing is lost, look again later.
-                engine.store.change(
-                    job_id, states={JobState.WAITING_FOR_SLOT}, due=now + WAITING_RECHECK
-                )
-                continue
-        # A resumed poll runs at once; other steps get time to run before the next sweep.
-        polling = job.state in (JobState.SUBMITTED, JobState.RUNNING)
-        applied, _ = engine.store.change(
-            job_id,
-            states=None,
-            where={"seq": job.seq},
-            incr={"seq": 1},
-            due=now if polling else now + RESUME_GRACE,
-        )
-        if applied:
-            engine.send("relaydance.resume", job_id)
+        action = _overdue(engine, job, now=now)
+        if action == "resume" and _resume(engine, job, now=now):
             resumed.append(job_id)
-            logger.info("job %s key=%s state=%s overdue; resumed", job_id, job.alias, job.state)
-    for alias in engine.settings.keys():
-        limit_ = engine.settings.concurrency_for(alias)
-        for job_id in engine.limits.grant_waiters(alias, limit=limit_):
-            engine.send("relaydance.resume", job_id)
-            granted.append(job_id)
-    return SweepReport(resumed=resumed, granted=granted, checked=len(due))
+        elif action == "unknown":
+            unknown.append(job_id)
+    aliases = sorted(set(engine.settings.keys()) | set(engine.limits.aliases_seen()))
+    reconciled = reconcile(engine, aliases)
+    for job_id in reconciled.granted:
+        engine.send("relaydance.resume", job_id)
+    return SweepReport(
+        resumed=resumed,
+        granted=reconciled.granted,
+        checked=len(due),
+        unknown=unknown,
+        freed=reconciled.freed,
+        taken=reconciled.taken,
+    )
+
+
+def _overdue(engine: Engine, job: Job, *, now: float) -> str:
+    """What to do with an overdue job: ``resume``, ``unknown``, or ``""`` (handled here)."""
+    settings = engine.settings
+    if job.state is S.QUEUED and job.enqueue_pending:
+        if now - job.created_at > ENQUEUE_GRACE:
+            engine.store.abandon(job.id, reason="the producer never confirmed the job")
+            logger.warning("job %s: its enqueue was never confirmed; canceled unsent", job.id)
+        return ""
+    if job.state is S.WAITING_FOR_SLOT and not engine.limits.holds(job.alias, job.id):
+        if engine.limits.position(job.alias, job.id) is not None:
+            # Still in line: nothing is lost, look again later.
+            engine.store.change(
+                job.id, states={S.WAITING_FOR_SLOT}, due=now + engine.settings.step_grace_seconds
+            )
+            return ""
+    if job.state is S.SUBMITTING:
+        if job.billing is Billing.NONE or settings.provider_idempotent:
+            return "resume"  # the last attempt provably never left, or repeating is safe
+        evidence = "no reply was recorded: the worker stopped during the POST"
+        return "unknown" if mark_unknown(engine, job.id, claim=None, evidence=evidence) else ""
+    if job.state is S.SUBMIT_UNKNOWN:
+        # The hold has passed: any task of that submission is final by now. The slot
+        # goes back (the reconciler frees it); the job waits for the operator.
+        applied, _ = engine.store.change(job.id, states={S.SUBMIT_UNKNOWN}, drop_due=True)
+        if applied:
+            logger.warning(
+                "job %s key=%s state=submit_unknown: slot freed after the hold; waiting for "
+                "the operator (relaydance resubmit or relaydance cancel)",
+                job.id,
+                job.alias,
+            )
+        return ""
+    return "resume"
+
+
+def _resume(engine: Engine, job: Job, *, now: float) -> bool:
+    # A resumed poll runs at once; other steps get time to run before the next sweep.
+    polling = job.state in (S.SUBMITTED, S.RUNNING)
+    applied, _ = engine.store.change(
+        job.id,
+        states=None,
+        where={"seq": job.seq},
+        incr={"seq": 1},
+        due=now if polling else now + engine.settings.step_grace_seconds,
+    )
+    if applied:
+        engine.send("relaydance.resume", job.id)
+        logger.info("job %s key=%s state=%s overdue; resumed", job.id, job.alias, job.state)
+    return applied

@@ -21,9 +21,10 @@ _EWMA_WEIGHT = 0.2  # how much one finished job moves the learned duration
 class Timing:
     """Learned generation durations, per (model, seconds), in one Redis hash."""
 
-    def __init__(self, client: redis.Redis, *, key: str = "rd:timing") -> None:
+    def __init__(self, client: redis.Redis, *, key: str = "rd:timing", scale: float = 1.0) -> None:
         self._redis = client
         self._key = key
+        self._scale = scale  # a simulation's faster clock (RELAYDANCE_TIME_SCALE)
         self._ewma = client.register_script(
             """
             local old = redis.call('HGET', KEYS[1], ARGV[1])
@@ -40,7 +41,7 @@ class Timing:
         if raw is not None:
             return float(raw)
         entry = find_model(model)
-        return entry.expected_seconds if entry else 90.0
+        return (entry.expected_seconds if entry else 90.0) * self._scale
 
     def record(self, model: str, seconds: int, duration: float) -> float:
         """Fold one finished job's generation time into the learned value."""

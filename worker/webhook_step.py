@@ -8,9 +8,12 @@ with the job's own key and then, by what the provider says:
   the task is final (then the task sends the rest of the chain, so the download starts at
   once, without waiting for the late safety poll), or note ``running`` without touching
   the safety poll's schedule;
-- a task the job never recorded while it has no remote id (``submitting``, or back in
-  line after a 429): the first submission of an ambiguous submit, whose reply was lost.
-  The job adopts it (records the id, ``-> submitted``) and moves on as above;
+- a task the job never recorded while it has no remote id and may have an orphaned
+  submission (``submitting``, ``submit_unknown``, or waiting again after an operator's
+  resubmit): the first submission of an ambiguous submit, whose reply was lost. The job
+  adopts it (records the id, ``-> submitted``) and moves on as above. A job canceled or
+  failed with such a submission records the id (it may be billed) without moving. A job
+  back in line after a 429 created nothing, so it adopts nothing;
 - a task the job never recorded while it has another one: the job was submitted twice
   and both are billed. ``duplicate_spend`` is counted and the extra ids are kept in
   ``duplicate_remote_ids``; nothing is downloaded from it.
@@ -31,10 +34,18 @@ from config.settings import SettingsError
 from worker.dialects import RemoteTask, TaskStatus
 from worker.engine import Engine
 from worker.errors import NotFound, PermanentError, RateLimited, TransientError
-from worker.jobs import Job, JobState
+from worker.jobs import FINAL_STATES, Billing, Job, JobState
 from worker.pipeline import Outcome, apply_remote
+from worker.steps import NEXT, first_poll_delay, log_transition
 
-__all__ = ["DUPLICATE_IDS_FIELD", "DUPLICATE_SPEND_FIELD", "on_webhook", "record_duplicate_spend"]
+__all__ = [
+    "DUPLICATE_IDS_FIELD",
+    "DUPLICATE_SPEND_FIELD",
+    "adopt_task",
+    "may_have_orphan",
+    "on_webhook",
+    "record_duplicate_spend",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -44,9 +55,21 @@ DUPLICATE_IDS_FIELD = "duplicate_remote_ids"
 MAX_ATTEMPTS = 5  # re-fetch attempts before leaving the job to its safety poll
 
 _MOVABLE = frozenset({S.SUBMITTING, S.SUBMITTED, S.RUNNING})
-# States a job with no remote id may adopt its first submission's task from.
-_ADOPTABLE = frozenset({S.SUBMITTING, S.WAITING_FOR_SLOT})
+# States a job with no remote id may adopt an orphaned submission's task in.
+_ADOPTABLE = frozenset({S.SUBMITTING, S.SUBMIT_UNKNOWN, S.QUEUED, S.WAITING_FOR_SLOT})
 _EVERY_STATE = frozenset(JobState)
+_UNSETTLED = frozenset({Billing.PENDING, Billing.UNKNOWN})
+
+
+def may_have_orphan(job: Job) -> bool:
+    """Whether the job may have a submission whose task it never recorded."""
+    if job.remote_task_id:
+        return False
+    if job.state in (S.SUBMITTING, S.SUBMIT_UNKNOWN):
+        return True
+    if job.state in FINAL_STATES:
+        return job.billing in _UNSETTLED or job.orphans > 0
+    return job.orphans > 0  # back in line after an operator's resubmit
 
 
 def _stop(reason: str) -> Outcome:
@@ -67,8 +90,8 @@ def on_webhook(engine: Engine, job_id: str, *, task_id: str | None, attempt: int
     if hint is None:
         return _stop("no remote task to look at")
     if recorded is None:
-        if job.state not in _ADOPTABLE or not int(job.extra.get("submit_attempts", "0") or 0):
-            return _stop(f"job is {job.state} and never submitted")
+        if not may_have_orphan(job):
+            return _stop(f"job is {job.state} with no submission that could be orphaned")
     elif hint == recorded and job.state not in _MOVABLE:
         return _stop(f"job is already {job.state}")
     fetched = _fetch(engine, job, hint, attempt)
@@ -77,7 +100,7 @@ def on_webhook(engine: Engine, job_id: str, *, task_id: str | None, attempt: int
     if recorded is None:
         return _adopt(engine, job, fetched)
     if hint != recorded:
-        return record_duplicate_spend(engine, job, fetched)
+        return record_duplicate_spend(engine, job, task_id=fetched.task_id, fetched=fetched)
     if job.state is S.SUBMITTING:
         # The id was recorded but the state change after it was lost.
         engine.store.change(job.id, states={S.SUBMITTING}, to=S.SUBMITTED)
@@ -140,48 +163,82 @@ def _adopt(engine: Engine, job: Job, task: RemoteTask) -> Outcome:
     if not _matches(job, task):
         logger.warning("job %s: webhook task %s is for another request", job.id, task.task_id)
         return _stop("task does not match the job's request")
-    expected = engine.timing.expected(str(job.request["model"]), int(job.request["seconds"]))
+    if job.state in FINAL_STATES:
+        # Canceled or failed with a submission in doubt: keep the id, it may be billed.
+        billing = Billing.NOT_BILLED if task.status is TaskStatus.FAILED else Billing.BILLED
+        engine.store.change(
+            job.id,
+            states={job.state},
+            where={"remote_task_id": ""},
+            set={"remote_task_id": task.task_id, "remote_status": task.raw_status,
+                 "billing": billing.value, "adopted_from": "webhook"},
+        )  # fmt: skip
+        return _stop(f"job is {job.state}; its orphaned task id is kept")
+    adopted = adopt_task(
+        engine, job, task_id=task.task_id, status=task.raw_status, source="webhook"
+    )
+    fresh = engine.store.get(job.id)
+    if fresh is None:
+        return _stop("job expired")
+    if adopted.action != "next":
+        if fresh.remote_task_id and fresh.remote_task_id != task.task_id:
+            # A resubmission won the race: this task is a second, billed one.
+            return record_duplicate_spend(engine, fresh, task_id=task.task_id, fetched=task)
+        if fresh.remote_task_id != task.task_id or fresh.state not in _MOVABLE:
+            return _stop(f"job is {fresh.state}; not adopted")
+    outcome = _apply(engine, fresh, task)
+    if adopted.action == "next" and not task.is_final:
+        # No chain polls the adopted task: start one; its first poll waits for its due time.
+        return Outcome("next", reason="adopted; polls as a safety net")
+    return outcome
+
+
+def adopt_task(engine: Engine, job: Job, *, task_id: str, status: str, source: str) -> Outcome:
+    """Make a task of the job's orphaned submission its task: ``-> submitted``.
+
+    ``next`` when adopted (the caller continues the chain from ``submitted``); the job
+    takes back a slot, over the limit if need be: the provider counts the task already.
+    """
+    expected = first_poll_delay(engine, str(job.request["model"]), int(job.request["seconds"]))
     applied, found = engine.store.change(
         job.id,
         states=_ADOPTABLE,
         to=S.SUBMITTED,
         where={"remote_task_id": ""},
         set={
-            "remote_task_id": task.task_id,
-            "remote_status": task.raw_status,
-            "adopted_from": "webhook",
+            "remote_task_id": task_id,
+            "remote_status": status,
+            "billing": Billing.BILLED.value,
+            "adopted_from": source,
+            "error_code": "",
+            "error_message": "",
         },
-        due=time.time() + max(engine.settings.webhook_safety_poll_seconds, expected),
+        due=time.time() + expected,
     )
-    fresh = engine.store.get(job.id)
-    if fresh is None:
-        return _stop("job expired")
     if not applied:
-        if fresh.remote_task_id and fresh.remote_task_id != task.task_id:
-            return record_duplicate_spend(engine, fresh, task)  # a resubmission won the race
-        if fresh.remote_task_id != task.task_id or fresh.state not in _MOVABLE:
-            return _stop(f"job is {fresh.state}; not adopted")
-    else:
-        if found is S.WAITING_FOR_SLOT:
-            engine.limits.remove_waiter(job.alias, job.id)
-        logger.warning(
-            "job %s: adopted remote task %s from its webhook (submit reply was lost)",
-            job.id,
-            task.task_id,
-        )
-    outcome = _apply(engine, fresh, task)
-    if applied and not task.is_final:
-        # The submit chain that would have polled it is gone: start one; its first poll
-        # waits until the job's due time.
-        return Outcome("next", reason="adopted; polls as a safety net")
-    return outcome
+        return _stop(f"job is {found}; not adopted")
+    engine.limits.take(job.alias, job.id)
+    logger.warning(
+        "job %s: adopted remote task %s from its %s (the submit reply was lost)",
+        job.id,
+        task_id,
+        source,
+    )
+    log_transition(job, "submitted", remote=task_id, adopted_from=source)
+    return NEXT
 
 
-def record_duplicate_spend(engine: Engine, job: Job, task: RemoteTask) -> Outcome:
-    """Count an extra billed remote task on the job (once per task id); downloads nothing."""
-    if task.status is TaskStatus.FAILED:
+def record_duplicate_spend(
+    engine: Engine, job: Job, *, task_id: str, fetched: RemoteTask | None = None
+) -> Outcome:
+    """Count an extra billed remote task on the job (once per task id); downloads nothing.
+
+    ``fetched`` is the task as the provider described it (from a webhook's re-fetch); a
+    task this fleet's own POST created needs no check.
+    """
+    if fetched is not None and fetched.status is TaskStatus.FAILED:
         return _stop("the extra task failed, which is not billed")
-    if not _matches(job, task):
+    if fetched is not None and not _matches(job, fetched):
         return _stop("task does not match the job's request")
     current: Job | None = job
     for _ in range(8):  # compare-and-set on the list; retried only under contention
@@ -189,20 +246,20 @@ def record_duplicate_spend(engine: Engine, job: Job, task: RemoteTask) -> Outcom
             return _stop("job expired")
         raw = current.extra.get(DUPLICATE_IDS_FIELD, "")
         known: list[str] = json.loads(raw) if raw else []
-        if task.task_id in known:
+        if task_id in known:
             return _stop("duplicate spend already recorded")
         applied, _ = engine.store.change(
             current.id,
             states=_EVERY_STATE,
             where={DUPLICATE_IDS_FIELD: raw},
-            set={DUPLICATE_IDS_FIELD: json.dumps([*known, task.task_id])},
+            set={DUPLICATE_IDS_FIELD: json.dumps([*known, task_id])},
             incr={DUPLICATE_SPEND_FIELD: 1},
         )
         if applied:
             logger.warning(
                 "job %s: remote task %s is a second, billed submission (job has %s)",
                 current.id,
-                task.task_id,
+                task_id,
                 current.remote_task_id,
             )
             return _stop("duplicate spend recorded")

@@ -154,6 +154,8 @@ def _dispatch(engine: Engine, job_id: str, payload: dict[str, Any]) -> Reply:
     job = engine.store.get(job_id)
     if job is None:
         return _NOT_FOUND
+    from worker.webhook_step import may_have_orphan  # the task's module builds on this one
+
     try:
         # Each provider shapes its webhook its own way: the job's dialect reads it.
         hint = task_id_hint(payload, dialect=engine.client_for(job.alias).dialect)
@@ -161,8 +163,12 @@ def _dispatch(engine: Engine, job_id: str, payload: dict[str, Any]) -> Reply:
         return 400, {"ok": False, "error": str(exc)}
     recorded = job.remote_task_id
     # A task id other than the recorded one is the first submission of an ambiguous
-    # submit, or a duplicate spend: the task decides which, after re-fetching it.
+    # submit, or a duplicate spend: the task decides which, after re-fetching it. A final
+    # job listens only for the task of a submission it never recorded.
     unrecorded = hint is not None and hint != recorded
+    if (job.is_final or recorded is None) and not may_have_orphan(job):
+        logger.debug("job %s: webhook ignored, job is %s", job_id, job.state)
+        return 200, {"ok": True, "status": "ignored"}
     if not unrecorded and (recorded is None or job.state not in _LISTENING):
         logger.debug("job %s: webhook ignored, job is %s", job_id, job.state)
         return 200, {"ok": True, "status": "ignored"}

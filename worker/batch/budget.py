@@ -5,11 +5,14 @@ enqueued its estimated cost is reserved by a Lua script that also claims the bat
 (a compare-and-set on the item's current value), so neither two submitters nor a release
 racing a claim can push the committed total past the cap. Items are claimed in line
 order; the first that does not fit ends the pass, and it and every later candidate are
-marked ``skipped_budget``. A job that fails (failed generations are not billed), or is
-canceled before it was ever sent to the provider, gives its reservation back, exactly
-once, when it is first seen final. A finished job whose provider said what it charged
-(Kinovi's ``creditsUsed``) settles at that actual spend instead of its estimate: the
-difference goes back (or, if it cost more, is added) and the spend is recorded.
+marked ``skipped_budget``. Money follows billing: a job gives its reservation back,
+exactly once when it is first seen final, only when the provider cannot have billed it
+(it never reached the provider, a 4xx refused it, or its generation failed). A job that
+was billed and then failed (its download refused, its url expired, its deadline passed)
+keeps its reservation, and so does one whose submission is in doubt, so that a resume
+never takes the spend past the budget. A billed job whose provider said what it charged
+(Kinovi's ``creditsUsed``) counts that actual spend instead of its estimate, and its
+reservation is trued up to it: the difference goes back, or is added if it cost more.
 """
 
 from __future__ import annotations
@@ -20,7 +23,17 @@ from typing import Literal
 
 import redis
 
-__all__ = ["SKIPPED_BUDGET", "Claim", "Ledger", "from_micros", "to_micros"]
+from worker.jobs import Billing
+
+__all__ = [
+    "SKIPPED_BUDGET",
+    "Claim",
+    "Ledger",
+    "Settlement",
+    "from_micros",
+    "settlement",
+    "to_micros",
+]
 
 SKIPPED_BUDGET = "skipped_budget"
 MICROS = 1_000_000
@@ -58,16 +71,45 @@ end
 return out
 """
 
-# KEYS: batch meta hash, job -> final state hash, job -> actual micros hash. ARGV: job id,
-# final state, micros to give back (negative: a job that cost more than reserved), actual
-# micros or ''. Records the final state once; only the first caller settles.
+# KEYS: batch meta hash, job -> final state hash. ARGV: job id, final state, micros to
+# give back (negative: a job that cost more than reserved), micros billed, micros possibly
+# billed. Records the final state once; only the first caller releases and counts the spend.
 _SETTLE = """
 if redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[2]) == 0 then return 0 end
-local back = tonumber(ARGV[3])
+local back, spent, unknown = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 if back ~= 0 then redis.call('HINCRBY', KEYS[1], 'reserved_micros', -back) end
-if ARGV[4] ~= '' then redis.call('HSET', KEYS[3], ARGV[1], ARGV[4]) end
+if spent > 0 then redis.call('HINCRBY', KEYS[1], 'spent_micros', spent) end
+if unknown > 0 then redis.call('HINCRBY', KEYS[1], 'unknown_micros', unknown) end
 return 1
 """
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """The money of one job: what to give back, what was billed, what may have been."""
+
+    release: int = 0
+    spent: int = 0
+    unknown: int = 0
+
+
+def settlement(
+    cost_micros: int, billing: str | None, orphans: int = 0, *, actual_micros: int | None = None
+) -> Settlement:
+    """The money of a job whose reservation is ``cost_micros``, by its ``billing``.
+
+    ``actual_micros`` is what the provider said the job cost, when it says: a billed job
+    then spends that, and its reservation is trued up to it.
+    """
+    paid = Billing(billing or Billing.NONE.value)
+    in_doubt = orphans + (1 if paid in (Billing.PENDING, Billing.UNKNOWN) else 0)
+    if paid is Billing.BILLED and actual_micros is not None and not orphans:
+        return Settlement(release=cost_micros - actual_micros, spent=actual_micros)
+    return Settlement(
+        release=cost_micros if paid.refundable and not orphans else 0,
+        spent=cost_micros if paid is Billing.BILLED else 0,
+        unknown=cost_micros * in_doubt,
+    )
 
 
 def to_micros(usd: float) -> int:
@@ -113,21 +155,11 @@ class Ledger:
         return [_text(value) for value in raw]  # type: ignore[misc]
 
     def settle(
-        self,
-        meta_key: str,
-        final_key: str,
-        job_id: str,
-        state: str,
-        release: int,
-        *,
-        spent_key: str | None = None,
-        spent: int | None = None,
+        self, meta_key: str, final_key: str, job_id: str, state: str, money: Settlement
     ) -> bool:
-        """Record a job's final state once; the first time, give back ``release`` micros
-        (negative: take more) and record what the job actually ``spent``, when known."""
-        keys = [meta_key, final_key, spent_key or final_key]  # never written without spent
-        args: list[str | int] = [job_id, state, release, "" if spent is None else spent]
-        return bool(self._settle(keys=keys, args=args))
+        """Record a job's final state once; the first time, give back and count its money."""
+        args: list[str | int] = [job_id, state, money.release, money.spent, money.unknown]
+        return bool(self._settle(keys=[meta_key, final_key], args=args))
 
 
 def _text(value: object) -> str:

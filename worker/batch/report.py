@@ -2,9 +2,10 @@
 
 Columns: line, key (the alias that rendered it), job_id, state, output_path, sha256,
 seconds (of video), estimated_cost, actual_cost (what the provider said it charged, when
-it says: Kinovi's ``creditsUsed``), error, note. A request that several lines repeat is
-priced on its first line only (the others say ``same request as line N``); a reused
-render costs nothing here.
+it says: Kinovi's ``creditsUsed``), billing (none, pending, unknown, billed, not_billed:
+what the provider may have charged), error, note. A request that several lines repeat is
+priced on its first line only (the others say ``same request as line N``); a reused render
+costs nothing here.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from worker.batch.tracker import BatchTracker
 __all__ = ["COLUMNS", "ReportRow", "batch_report", "progress_line", "render_report"]
 
 COLUMNS = ("line", "key", "job_id", "state", "output_path", "sha256", "seconds",
-           "estimated_cost", "actual_cost", "error", "note")  # fmt: skip
-_JOB_FIELDS = ["output_path", "sha256", "error_code", "error_message", "actual_cost"]
+           "estimated_cost", "actual_cost", "billing", "error", "note")  # fmt: skip
+_JOB_FIELDS = ["output_path", "sha256", "error_code", "error_message", "billing", "orphans",
+               "actual_cost"]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,7 @@ class ReportRow:
     seconds: int | None
     estimated_cost: float
     actual_cost: float | None
+    billing: str | None
     error: str | None
     note: str | None = None
 
@@ -63,7 +66,7 @@ def batch_report(batches: BatchTracker, batch_id: str) -> tuple[BatchStatus, lis
         item = view.items[index]
         state = view.states[index]
         value = view.values.get(index, "")
-        output, sha, code, message, actual = details.get(index) or [None] * 5
+        output, sha, code, message, billing, orphans, actual = details.get(index) or [None] * 7
         reused = value.startswith(REUSE_PREFIX)
         duplicate = first_line[index] != line
         note = None
@@ -83,7 +86,13 @@ def batch_report(batches: BatchTracker, batch_id: str) -> tuple[BatchStatus, lis
             )
         elif state == "canceled":
             error = "canceled; resume the batch to render it"
-        free = duplicate or reused
+        elif state == "submit_unknown":
+            error = (
+                f"the submission may have reached the provider ({message}); decide with "
+                "relaydance resubmit JOB_ID (may pay twice) or relaydance cancel JOB_ID"
+            )
+        if billing and int(orphans or 0):
+            billing = f"{billing} (+{orphans} possibly billed)"
         rows.append(
             ReportRow(
                 line=line,
@@ -93,8 +102,9 @@ def batch_report(batches: BatchTracker, batch_id: str) -> tuple[BatchStatus, lis
                 output_path=output,
                 sha256=sha,
                 seconds=int(item.request.get("seconds", 0)),
-                estimated_cost=0.0 if free else from_micros(item.cost_micros),
-                actual_cost=None if free or actual is None else float(actual),
+                estimated_cost=0.0 if (duplicate or reused) else from_micros(item.cost_micros),
+                actual_cost=None if (duplicate or reused or actual is None) else float(actual),
+                billing=None if (duplicate or reused) else billing,
                 error=error,
                 note=note,
             )
@@ -103,7 +113,18 @@ def batch_report(batches: BatchTracker, batch_id: str) -> tuple[BatchStatus, lis
         problems = "; ".join(f"{name}: {message}" for name, message in bad.problems)
         rows.append(
             ReportRow(
-                bad.line, None, None, "invalid", None, None, None, 0.0, None, problems, "skipped"
+                bad.line,
+                None,
+                None,
+                "invalid",
+                None,
+                None,
+                None,
+                0.0,
+                None,
+                None,
+                problems,
+                "skipped",
             )
         )
     rows.sort(key=lambda row: row.line)
@@ -152,12 +173,14 @@ def progress_line(status: BatchStatus, *, elapsed: float, done_before: int, widt
         f"{status.waiting} waiting",
         f"{status.failed} failed",
     ]
-    for state in ("canceled", SKIPPED_BUDGET):
+    for state in ("submit_unknown", "canceled", SKIPPED_BUDGET):
         if status.counts.get(state):
             parts.append(f"{status.counts[state]} {state}")
     parts.append(f"{rate:.2f}/s")
     parts.append(f"ETA {_duration(eta)}")
     money = f"${status.spent_usd:.2f} spent, ${status.committed_usd:.2f} committed"
+    if status.unknown_usd:
+        money += f", ${status.unknown_usd:.2f} possibly billed (unknown)"
     if status.budget_usd is not None:
         money += f" of ${status.budget_usd:.2f}"
     parts.append(money)

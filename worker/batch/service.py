@@ -15,7 +15,7 @@ import logging
 import re
 import uuid
 
-from worker.batch.budget import Claim, from_micros, to_micros
+from worker.batch.budget import Claim, Settlement, from_micros, to_micros
 from worker.batch.parse import ParsedBatch
 from worker.batch.plan import BatchPlan, InvalidBatch, plan_batch
 from worker.batch.status import REQUEUE_STATES, Submission
@@ -212,7 +212,7 @@ class Batches(BatchTracker):
                     if result == "ok" and claim.new.startswith(REUSE_PREFIX):
                         job_id = claim.new[len(REUSE_PREFIX) :]
                         self.ledger.settle(
-                            meta, self.store.key(record.id, "final"), job_id, "done", 0
+                            meta, self.store.key(record.id, "final"), job_id, "done", Settlement()
                         )
                         counts["reused"] += 1
                     elif result == "ok":
@@ -248,6 +248,7 @@ class Batches(BatchTracker):
             alias=item.alias or record.alias,
             cost=from_micros(item.cost_micros),
             on_done=JOB_DONE_TASK,
+            due_in=self.engine.settings.step_grace_seconds,
             # One field, not two: a job hash is big enough already (see the benchmark).
             extra={"batch": f"{record.id}:{item.index}"},
         )

@@ -68,6 +68,7 @@ class BatchStatus:
     spent_usd: float
     estimated_usd: float
     canceled: bool
+    unknown_usd: float = 0.0  # possibly billed: submissions whose outcome is in doubt
     invalid: list[InvalidLine] = field(default_factory=list)
     line_states: dict[int, str] = field(default_factory=dict, repr=False)
 
@@ -100,6 +101,11 @@ class BatchStatus:
         """Lines between submission and done."""
         return self.group("submitting", "submitted", "running", "generated", "downloading")
 
+    @property
+    def unknown(self) -> int:
+        """Lines whose submission may have reached the provider (its reply was lost)."""
+        return self.group("submit_unknown")
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready view."""
         return {
@@ -115,6 +121,7 @@ class BatchStatus:
             "budget_usd": self.budget_usd,
             "committed_usd": round(self.committed_usd, 6),
             "spent_usd": round(self.spent_usd, 6),
+            "possibly_billed_usd": round(self.unknown_usd, 6),
             "estimated_usd": round(self.estimated_usd, 6),
             "invalid_lines": [bad.line for bad in self.invalid],
         }
@@ -128,3 +135,5 @@ class ItemView:
     items: dict[int, Item]
     values: dict[int, str]
     states: dict[int, str]
+    live_spent: int = 0  # micros billed by jobs not final yet
+    live_unknown: int = 0  # micros possibly billed by jobs not final yet

@@ -7,7 +7,6 @@ Keys (all expire after the job retention period, renewed on every write)::
     rd:batch:<id>:items    hash   item -> {"fp", "cost", "req"}: each distinct request once
     rd:batch:<id>:jobs     hash   item -> job id | "reuse:<job id>" | "skipped_budget"
     rd:batch:<id>:final    hash   job id -> the final state it was first seen in
-    rd:batch:<id>:spent    hash   job id -> micros the provider said it charged (when it says)
     rd:batch:<id>:busy     zset   submitters enqueueing now, scored by lease expiry
     rd:batchname:<name>    string the batch id of a name (creation by name is idempotent)
     rd:reuse:<alias>:<fp>  string the job id of a finished render of that content
@@ -89,6 +88,8 @@ class BatchRecord:
     invalid: list[InvalidLine]
     budget_micros: int | None = None
     reserved_micros: int = 0
+    spent_micros: int = 0  # billed by the provider, for jobs settled final
+    unknown_micros: int = 0  # possibly billed (an ambiguous submission), settled final
     reuse: bool = False
     canceled: bool = False
     on_done: str | None = None
@@ -119,8 +120,7 @@ class BatchStore:
         return f"{PREFIX}:reuse:{alias}:{fingerprint}"
 
     def _keys(self, batch_id: str) -> list[str]:
-        parts = ("", "items", "jobs", "final", "busy", "spent")
-        return [self.key(batch_id, part) for part in parts]
+        return [self.key(batch_id, part) for part in ("", "items", "jobs", "final", "busy")]
 
     # Writing ----------------------------------------------------------------------------------
 
@@ -242,8 +242,8 @@ class BatchStore:
             )
         data = {_text(k): _text(v) for k, v in raw.items()}
         known = {"alias", "created_at", "source", "digest", "lines", "invalid", "budget_micros",
-                 "reserved_micros", "reuse", "canceled", "name", "on_done",
-                 "schedule"}  # fmt: skip
+                 "reserved_micros", "spent_micros", "unknown_micros", "reuse", "canceled",
+                 "name", "on_done", "schedule"}  # fmt: skip
         return BatchRecord(
             id=batch_id,
             name=data.get("name"),
@@ -258,6 +258,8 @@ class BatchStore:
             ],
             budget_micros=int(data["budget_micros"]) if data.get("budget_micros") else None,
             reserved_micros=int(data.get("reserved_micros", "0")),
+            spent_micros=int(data.get("spent_micros", "0")),
+            unknown_micros=int(data.get("unknown_micros", "0")),
             reuse=data.get("reuse") == "1",
             canceled=data.get("canceled") == "1",
             on_done=data.get("on_done"),
@@ -281,11 +283,6 @@ class BatchStore:
                 int(index), data["fp"], int(data["cost"]), data["req"], data.get("key")
             )
         return items
-
-    def spent(self, batch_id: str) -> dict[str, int]:
-        """Micros each settled job of the batch actually cost, where its provider said."""
-        raw = self.redis.hgetall(self.key(batch_id, "spent"))
-        return {_text(k): int(v) for k, v in raw.items()}
 
     def jobs(self, batch_id: str) -> dict[int, str]:
         """Each claimed item's value: a job id, ``reuse:<job id>`` or ``skipped_budget``."""

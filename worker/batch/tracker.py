@@ -1,10 +1,10 @@
 """Following a batch: the state of each of its items, read from the job store.
 
 Job states are read, never copied, except the final state each job was first seen in:
-recording it (once, atomically) is when a reservation that was not billed is given back,
-when a job whose provider reported its spend settles at that spend, and when a finished
-render enters the reuse index. Money spent is the actual spend where known, else the
-estimate.
+recording it (once, atomically) is when a reservation the provider cannot have billed is
+given back, when the job's spend is counted (billed, or possibly billed: the provider's
+own figure where it reports one, else the estimate), and when a finished render enters
+the reuse index.
 """
 
 from __future__ import annotations
@@ -14,7 +14,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from worker.batch.budget import SKIPPED_BUDGET, Ledger, from_micros, to_micros
+from worker.batch.budget import (
+    SKIPPED_BUDGET,
+    Ledger,
+    Settlement,
+    from_micros,
+    settlement,
+    to_micros,
+)
 from worker.batch.status import FINAL_JOB_STATES, BatchStatus, ItemView, is_final_line_state
 from worker.batch.store import REUSE_PREFIX, BatchRecord, BatchStore, Item, job_of
 from worker.engine import Engine
@@ -52,21 +59,26 @@ class BatchTracker:
                 states[index] = finals[job_id]
             else:
                 live.append((index, job_id))
+        spent = unknown = 0
         if live:
             pipe = self.engine.redis.pipeline(transaction=False)
             for _, job_id in live:
-                pipe.hmget(self.engine.store.key(job_id), ["state", "remote_task_id",
-                                                           "actual_cost"])  # fmt: skip
+                pipe.hmget(self.engine.store.key(job_id),
+                           ["state", "billing", "orphans", "actual_cost"])  # fmt: skip
             rows = pipe.execute()
             lost = self._lost(record.id, [job for (_, job), row in zip(live, rows, strict=True)
                                           if row[0] is None])  # fmt: skip
-            for (index, job_id), (state, remote, actual) in zip(live, rows, strict=True):
+            for (index, job_id), row in zip(live, rows, strict=True):
+                state, billing, orphans, actual = row
                 if state is None and job_id not in lost:
                     states[index] = "pending"  # claimed; its record is being written
                     continue
-                states[index] = self._settle(record, items[index], values[index], job_id,
-                                             state or "lost", remote, actual)  # fmt: skip
-        return ItemView(record, items, values, states)
+                money = self._money(items[index], values[index], state or "lost", billing,
+                                    int(orphans or 0), actual)  # fmt: skip
+                states[index] = self._settle(record, items[index], job_id, state or "lost", money)
+                if states[index] not in FINAL_JOB_STATES:
+                    spent, unknown = spent + money.spent, unknown + money.unknown
+        return ItemView(record, items, values, states, live_spent=spent, live_unknown=unknown)
 
     def _lost(self, batch_id: str, missing: list[str]) -> set[str]:
         """Claimed jobs whose record will never appear.
@@ -81,32 +93,33 @@ class BatchTracker:
             pipe.exists(self.engine.store.key(job_id))
         return {job for job, exists in zip(missing, pipe.execute(), strict=True) if not exists}
 
+    @staticmethod
+    def _money(
+        item: Item, value: str, state: str, billing: str | None, orphans: int, actual: str | None
+    ) -> Settlement:
+        if value.startswith(REUSE_PREFIX):
+            return Settlement()  # an earlier render: nothing reserved, nothing paid
+        if state == "lost":
+            return Settlement(release=item.cost_micros)  # its record was never written
+        spent = to_micros(float(actual)) if actual else None
+        return settlement(item.cost_micros, billing, orphans, actual_micros=spent)
+
     def _settle(
-        self, record: BatchRecord, item: Item, value: str, job_id: str, state: str,
-        remote: str | None, actual: str | None = None,
-    ) -> str:  # fmt: skip
-        """Record a final state once, giving back what was not billed; live states pass."""
-        reused = value.startswith(REUSE_PREFIX)
+        self, record: BatchRecord, item: Item, job_id: str, state: str, money: Settlement
+    ) -> str:
+        """Record a final state once, with its money; live states pass."""
         if state not in FINAL_JOB_STATES and state != "lost":
             return state
-        spent = None
-        if reused:
-            back = 0
-        elif state in ("failed", "lost") or (state == "canceled" and not remote):
-            back = item.cost_micros  # not billed: never generated, never sent, or never made
-        elif state == "done" and actual:
-            spent = to_micros(float(actual))  # the provider's own figure replaces the estimate
-            back = item.cost_micros - spent
-        else:
-            back = 0
         meta, final = self.store.key(record.id), self.store.key(record.id, "final")
-        spent_key = self.store.key(record.id, "spent")
-        if self.ledger.settle(meta, final, job_id, state, back, spent_key=spent_key, spent=spent):
-            if state == "done" and not reused:
+        if self.ledger.settle(meta, final, job_id, state, money):
+            if state == "done" and money.spent:
                 self._index_done(item.alias or record.alias, item.fingerprint, job_id)
-            if back:
-                logger.info("batch %s job %s %s; released $%.4f", record.id, job_id, state,
-                            from_micros(back))  # fmt: skip
+            if money.release and not money.spent:
+                logger.info("batch %s job %s %s; released $%.4f (not billed)", record.id,
+                            job_id, state, from_micros(money.release))  # fmt: skip
+            elif money.unknown:
+                logger.warning("batch %s job %s %s; $%.4f may have been billed, kept reserved",
+                               record.id, job_id, state, from_micros(money.unknown))  # fmt: skip
         return state
 
     def _index_done(self, alias: str, fingerprint: str, job_id: str) -> None:
@@ -129,13 +142,6 @@ class BatchTracker:
         counts: dict[str, int] = {}
         for state in line_states.values():
             counts[state] = counts.get(state, 0) + 1
-        actual = self.store.spent(record.id)
-        spent = sum(
-            actual.get(job_of(view.values.get(index, "")) or "", item.cost_micros)
-            for index, item in view.items.items()
-            if view.states[index] == "done"
-            and not view.values.get(index, "").startswith(REUSE_PREFIX)
-        )
         return BatchStatus(
             id=record.id,
             name=record.name,
@@ -146,7 +152,8 @@ class BatchTracker:
             counts=counts,
             budget_usd=None if record.budget_micros is None else from_micros(record.budget_micros),
             committed_usd=from_micros(record.reserved_micros),
-            spent_usd=from_micros(spent),
+            spent_usd=from_micros(record.spent_micros + view.live_spent),
+            unknown_usd=from_micros(record.unknown_micros + view.live_unknown),
             estimated_usd=from_micros(sum(i.cost_micros for i in view.items.values())),
             canceled=record.canceled,
             invalid=record.invalid,
@@ -221,11 +228,10 @@ class BatchTracker:
         meta, final = self.store.key(batch_id), self.store.key(batch_id, "final")
         actual = summary.get("actual_cost")
         spent = None if actual is None else to_micros(float(actual))
-        back = 0 if item is None or spent is None else item.cost_micros - spent
-        spent_key = self.store.key(batch_id, "spent")
-        if item is not None and self.ledger.settle(
-            meta, final, job_id, "done", back, spent_key=spent_key, spent=spent
-        ):
+        done = Settlement()
+        if item is not None:
+            done = settlement(item.cost_micros, "billed", actual_micros=spent)
+        if item is not None and self.ledger.settle(meta, final, job_id, "done", done):
             self._index_done(item.alias or record.alias, item.fingerprint, job_id)
         if record.on_done:
             self.engine.send(record.on_done, {**summary, "batch_id": batch_id})

@@ -1,6 +1,7 @@
 """Per-API-key limits shared by every worker through Redis.
 
-* :mod:`.semaphore`: leased concurrency slots and a first-come first-served line of waiters;
+* :mod:`.semaphore`: concurrency slots (held until the remote task is final) and a
+  first-come first-served line of waiters;
 * :mod:`.rate`: request rate over every HTTP call (GCRA), with a pause for ``Retry-After``;
 * :mod:`.adaptive`: the concurrency a key really has, learned from 429s (AIMD);
 * :mod:`.key_limits`: :class:`KeyLimits`, the one object the rest of the worker uses.

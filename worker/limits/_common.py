@@ -89,7 +89,7 @@ class LimitKeys:
 
     @property
     def holders(self) -> str:
-        """Sorted set: holder id -> lease expiry (microseconds)."""
+        """Sorted set: holder id -> when it took the slot (microseconds)."""
         return self._key("holders")
 
     @property

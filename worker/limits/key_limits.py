@@ -27,7 +27,7 @@ _SNAPSHOT = (
 local now = clock(ARGV[1])
 return {{
   effective(KEYS[3], tonumber(ARGV[2])),
-  redis.call('ZCOUNT', KEYS[1], '(' .. fmt(now), '+inf'),
+  redis.call('ZCARD', KEYS[1]),
   redis.call('ZCARD', KEYS[2]),
   ring_sum(KEYS[4], now, {rate.REQUEST_BUCKET_US}, {rate.REQUEST_BUCKETS}),
   ring_sum(KEYS[5], now, {adaptive.REJECTION_BUCKET_US}, {adaptive.REJECTION_BUCKETS}),
@@ -54,7 +54,6 @@ class KeyLimits:
         self,
         redis: redis.Redis,
         *,
-        lease_seconds: float = 90.0,
         prefix: str = "rd:limits",
         clock: Clock | None = None,
         cooldown_seconds: float = 5.0,
@@ -63,7 +62,7 @@ class KeyLimits:
         self._redis = redis
         self._prefix = prefix
         self._clock = clock
-        self.slots = SlotQueue(redis, lease_seconds=lease_seconds, prefix=prefix, clock=clock)
+        self.slots = SlotQueue(redis, prefix=prefix, clock=clock)
         self.rate = RequestRate(redis, prefix=prefix, clock=clock)
         self.adaptive = AdaptiveLimit(
             redis,
@@ -80,9 +79,13 @@ class KeyLimits:
         """Take a slot for ``holder`` or (``wait``) join the key's line; see :class:`Acquire`."""
         return self.slots.acquire(alias, holder, limit=limit, wait=wait)
 
-    def renew(self, alias: str, holder: str) -> bool:
-        """Extend the holder's lease; False if it no longer holds a slot."""
-        return self.slots.renew(alias, holder)
+    def take(self, alias: str, holder: str) -> bool:
+        """Hold a slot for a job whose remote task is live, over the limit if need be."""
+        return self.slots.take(alias, holder)
+
+    def holders(self, alias: str) -> list[str]:
+        """Every holder of a slot of the key, oldest first."""
+        return self.slots.holders(alias)
 
     def release(self, alias: str, holder: str, *, limit: int) -> list[str]:
         """Free the holder's slot and hand free slots to the next waiters; returns them."""
@@ -105,11 +108,11 @@ class KeyLimits:
         return self.slots.position(alias, holder)
 
     def holds(self, alias: str, holder: str) -> bool:
-        """Whether the holder has a slot whose lease has not run out."""
+        """Whether the holder has a slot."""
         return self.slots.holds(alias, holder)
 
     def in_use(self, alias: str) -> int:
-        """Slots held under a live lease."""
+        """Slots held."""
         return self.slots.in_use(alias)
 
     def waiting(self, alias: str) -> int:

@@ -1,11 +1,13 @@
-"""A leased semaphore per key alias, with a first-come first-served line of waiters.
+"""A semaphore per key alias, with a first-come first-served line of waiters.
 
-A slot is held from submit until the remote task is final. Holders are kept in a sorted set
-scored by lease expiry; a holder renews its lease on every poll, and one that dies loses its
-slot when the lease runs out, never while it still renews. Waiters stand in a second sorted
-set scored by arrival, so a released slot goes to the longest waiter at once, in the same
-script, instead of sitting idle until someone's countdown ends. Every script first drops
-expired leases, so a dead holder's slot is reused by whatever call comes next.
+A slot is held from submit until the remote task is final, however long the provider
+takes: no timer ever takes it away, because the provider counts a live task against the
+key whatever happened to the worker that submitted it. Slots belong to job records, and
+the reconciler (:mod:`worker.slots`, run by the sweeper) frees those whose job no longer
+needs one (final, missing, never submitted) and takes back any a live job lost. Holders
+are kept in a sorted set (scored by when they took the slot); waiters stand in a second
+sorted set scored by arrival, so a released slot goes to the longest waiter at once, in
+the same script, instead of sitting idle until someone's countdown ends.
 
 The limit that scripts apply is the smaller of the configured limit (passed by the caller)
 and the one the key learned from 429s (see :mod:`worker.limits.adaptive`). Lowering the
@@ -27,36 +29,30 @@ __all__ = ["Acquire", "SlotQueue"]
 logger = logging.getLogger(__name__)
 
 _FILL = """
-local function purge(holders, now)
-  redis.call('ZREMRANGEBYSCORE', holders, '-inf', fmt(now))
-end
-
--- Move waiters from the head of the line into free slots, each with a fresh lease.
-local function fill(holders, line, adaptive, configured, now, lease)
+-- Move waiters from the head of the line into free slots.
+local function fill(holders, line, adaptive, configured, now)
   local free = effective(adaptive, configured) - redis.call('ZCARD', holders)
   local granted = {}
   if free <= 0 then return granted end
   local popped = redis.call('ZPOPMIN', line, free)
   for j = 1, #popped, 2 do
-    redis.call('ZADD', holders, fmt(now + lease), popped[j])
+    redis.call('ZADD', holders, fmt(now), popped[j])
     granted[#granted + 1] = popped[j]
   end
   return granted
 end
 """
 
-# KEYS: holders line seq adaptive registry; ARGV: now holder configured lease wait alias
+# KEYS: holders line seq adaptive registry; ARGV: now holder configured wait alias
 # Returns {granted 0/1, position or 0, {other holders granted on the way}}.
 _ACQUIRE = (
     LUA_PRELUDE
     + _FILL
     + """
 local now = clock(ARGV[1])
-local holder, lease = ARGV[2], tonumber(ARGV[4])
-redis.call('SADD', KEYS[5], ARGV[6])
-purge(KEYS[1], now)
+local holder = ARGV[2]
+redis.call('SADD', KEYS[5], ARGV[5])
 if redis.call('ZSCORE', KEYS[1], holder) then
-  redis.call('ZADD', KEYS[1], fmt(now + lease), holder)
   return {1, 0, {}}
 end
 local was_waiting = redis.call('ZSCORE', KEYS[2], holder)
@@ -64,13 +60,13 @@ if not was_waiting then
   redis.call('ZADD', KEYS[2], redis.call('INCR', KEYS[3]), holder)
 end
 -- Waiters ahead of this holder get free slots first: arrival order is kept.
-local granted = fill(KEYS[1], KEYS[2], KEYS[4], tonumber(ARGV[3]), now, lease)
+local granted = fill(KEYS[1], KEYS[2], KEYS[4], tonumber(ARGV[3]), now)
 local others, mine = {}, 0
 for _, id in ipairs(granted) do
   if id == holder then mine = 1 else others[#others + 1] = id end
 end
 if mine == 1 then return {1, 0, others} end
-if ARGV[5] == '0' and not was_waiting then
+if ARGV[4] == '0' and not was_waiting then
   redis.call('ZREM', KEYS[2], holder)
   return {0, 0, others}
 end
@@ -78,7 +74,7 @@ return {0, redis.call('ZRANK', KEYS[2], holder) + 1, others}
 """
 )
 
-# KEYS: holders line adaptive; ARGV: now holder-or-empty configured lease
+# KEYS: holders line adaptive; ARGV: now holder-or-empty configured
 _RELEASE = (
     LUA_PRELUDE
     + _FILL
@@ -88,24 +84,18 @@ if ARGV[2] ~= '' then
   redis.call('ZREM', KEYS[1], ARGV[2])
   redis.call('ZREM', KEYS[2], ARGV[2])
 end
-purge(KEYS[1], now)
-return fill(KEYS[1], KEYS[2], KEYS[3], tonumber(ARGV[3]), now, tonumber(ARGV[4]))
+return fill(KEYS[1], KEYS[2], KEYS[3], tonumber(ARGV[3]), now)
 """
 )
 
-# KEYS: holders; ARGV: now holder lease
-_RENEW = (
+# KEYS: holders line registry; ARGV: now holder alias. A slot for a job whose remote task
+# is live, whatever the limit: the provider already counts it. Returns 1 if newly taken.
+_TAKE = (
     LUA_PRELUDE
     + """
-local now = clock(ARGV[1])
-local expiry = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[2]))
-if not expiry then return 0 end
-if expiry <= now then
-  redis.call('ZREM', KEYS[1], ARGV[2])
-  return 0
-end
-redis.call('ZADD', KEYS[1], fmt(now + tonumber(ARGV[3])), ARGV[2])
-return 1
+redis.call('SADD', KEYS[3], ARGV[3])
+redis.call('ZREM', KEYS[2], ARGV[2])
+return redis.call('ZADD', KEYS[1], 'NX', fmt(clock(ARGV[1])), ARGV[2])
 """
 )
 
@@ -123,20 +113,6 @@ end
 redis.call('ZADD', KEYS[2], score, ARGV[1])
 return 1
 """
-
-# KEYS: holders; ARGV: now holder-or-empty. The holder's lease is live / the live lease count.
-_LIVE = (
-    LUA_PRELUDE
-    + """
-local now = clock(ARGV[1])
-if ARGV[2] == '' then
-  return redis.call('ZCOUNT', KEYS[1], '(' .. fmt(now), '+inf')
-end
-local expiry = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[2]))
-if expiry and expiry > now then return 1 end
-return 0
-"""
-)
 
 
 @dataclass(frozen=True)
@@ -166,33 +142,28 @@ def _limit(limit: int) -> int:
 
 
 class SlotQueue:
-    """Leased concurrency slots and a FIFO line of waiters, per key alias, in Redis."""
+    """Concurrency slots and a FIFO line of waiters, per key alias, in Redis."""
 
     def __init__(
         self,
         redis: redis.Redis,
         *,
-        lease_seconds: float = 90.0,
         prefix: str = "rd:limits",
         clock: Clock | None = None,
     ) -> None:
-        if lease_seconds <= 0:
-            raise ValueError(f"lease_seconds must be positive, got {lease_seconds}")
         self._redis = redis
-        self._lease = str(round(lease_seconds * 1_000_000))
         self._prefix = prefix
         self._clock = clock
         self._acquire = redis.register_script(_ACQUIRE)
         self._release = redis.register_script(_RELEASE)
-        self._renew = redis.register_script(_RENEW)
+        self._take = redis.register_script(_TAKE)
         self._push_front = redis.register_script(_PUSH_FRONT)
-        self._live = redis.register_script(_LIVE)
 
     def _keys(self, alias: str) -> LimitKeys:
         return LimitKeys(self._prefix, check_alias(alias))
 
     def acquire(self, alias: str, holder: str, *, limit: int, wait: bool = True) -> Acquire:
-        """Take a slot, or join the key's line; re-taking a held slot only renews it.
+        """Take a slot, or join the key's line; re-taking a held slot changes nothing.
 
         Waiters ahead get free slots first (see :attr:`Acquire.also_granted`). A holder
         already in line keeps its place. With ``wait=False`` a holder not yet in line is
@@ -201,25 +172,25 @@ class SlotQueue:
         k = self._keys(alias)
         granted, position, others = self._acquire(
             keys=[k.holders, k.line, k.seq, k.adaptive, k.registry],
-            args=[
-                now_arg(self._clock),
-                _holder(holder),
-                _limit(limit),
-                self._lease,
-                int(wait),
-                alias,
-            ],
+            args=[now_arg(self._clock), _holder(holder), _limit(limit), int(wait), alias],
         )
         also = tuple(text(o) for o in others)
         if also:
             logger.debug("key %s: slots granted to waiters %s", alias, ", ".join(also))
         return Acquire(granted=bool(granted), position=int(position) or None, also_granted=also)
 
-    def renew(self, alias: str, holder: str) -> bool:
-        """Extend the holder's lease; False if it no longer holds a slot."""
+    def take(self, alias: str, holder: str) -> bool:
+        """Hold a slot for a job whose remote task is live, over the limit if need be.
+
+        The provider already counts such a task against the key; not counting it here
+        would let another job submit into a full key. Returns True if newly taken.
+        """
         k = self._keys(alias)
         return bool(
-            self._renew(keys=[k.holders], args=[now_arg(self._clock), _holder(holder), self._lease])
+            self._take(
+                keys=[k.holders, k.line, k.registry],
+                args=[now_arg(self._clock), _holder(holder), alias],
+            )
         )
 
     def release(self, alias: str, holder: str, *, limit: int) -> list[str]:
@@ -238,7 +209,7 @@ class SlotQueue:
         k = self._keys(alias)
         granted = self._release(
             keys=[k.holders, k.line, k.adaptive],
-            args=[now_arg(self._clock), holder, _limit(limit), self._lease],
+            args=[now_arg(self._clock), holder, _limit(limit)],
         )
         return [text(g) for g in granted]
 
@@ -257,14 +228,17 @@ class SlotQueue:
         return rank + 1 if isinstance(rank, int) else None
 
     def holds(self, alias: str, holder: str) -> bool:
-        """Whether the holder has a slot whose lease has not run out."""
-        k = self._keys(alias)
-        return bool(self._live(keys=[k.holders], args=[now_arg(self._clock), _holder(holder)]))
+        """Whether the holder has a slot."""
+        return self._redis.zscore(self._keys(alias).holders, _holder(holder)) is not None
 
     def in_use(self, alias: str) -> int:
-        """Slots held under a live lease."""
-        k = self._keys(alias)
-        return int(self._live(keys=[k.holders], args=[now_arg(self._clock), ""]))
+        """Slots held."""
+        return int(self._redis.zcard(self._keys(alias).holders))
+
+    def holders(self, alias: str) -> list[str]:
+        """Every holder of a slot of the key, oldest first."""
+        members = self._redis.zrange(self._keys(alias).holders, 0, -1)
+        return [text(h) for h in members if isinstance(h, bytes | str)]
 
     def waiting(self, alias: str) -> int:
         """Holders in line."""

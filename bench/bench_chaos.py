@@ -1,0 +1,245 @@
+"""Money safety at the real API's timer order, with and without faults, in both modes.
+
+``.venv/bin/python bench/bench_chaos.py [--jobs 200] [--cap 10] [--kills 20]``
+
+Every production timer is scaled by the same factor (1/30, the simulator's time scale), so
+a 90 s generation takes 3 s and comes before the first poll, after the step grace and the
+call deadline, and long before the webhook safety poll, as in production. For each mode
+(polling, webhooks) two runs:
+
+- **clean**: no fault; throughput against the physical limit K x C / T (one key, cap C,
+  generation T), measured from the first submission to the last generation;
+- **chaos**: the provider drops the reply of one accepted submission in nine (the task
+  exists and is billed), the two workers are SIGKILLed in turn ``--kills`` times, and Redis
+  is SIGKILLed and restarted from its append-only file once.
+
+Reported per run: jobs done, jobs left unknown, jobs paid twice (target 0), 429s (target
+0), throughput as a fraction of K x C / T (target 0.9 clean), polls per job. Figures go
+to ``bench/results/chaos.json``; docs/benchmarks.md quotes them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from harness import fleet_env, machine, start_web, start_worker, stop, use_env, write_results
+
+SCALE = 1 / 30
+GEN_REAL = 90.0  # seconds: the simulator's mean generation before scaling
+MODEL = "doubao-seedance-2-0-fast-260128"
+
+
+def scaled_env(
+    redis_url: str, sim_url: str, out: Path, *, cap: int, web_port: int | None
+) -> dict[str, str]:
+    extra = {
+        "RELAYDANCE_MAX_CONCURRENCY": str(cap),
+        "RELAYDANCE_REQUESTS_PER_SECOND": "200",
+        "RELAYDANCE_TIME_SCALE": repr(SCALE),
+        "RELAYDANCE_SWEEP_INTERVAL_SECONDS": "0.7",
+        "RELAYDANCE_SWEEP_GRACE_SECONDS": "0.7",
+        "RELAYDANCE_STEP_GRACE_SECONDS": "3",
+        "RELAYDANCE_HTTP_CALL_DEADLINE": "2",
+        "RELAYDANCE_HTTP_CONNECT_TIMEOUT": "1",
+        "RELAYDANCE_HTTP_READ_TIMEOUT": "2",
+        "RELAYDANCE_SUBMIT_UNKNOWN_HOLD_SECONDS": "10",
+        "RELAYDANCE_POLL_INTERVAL_MIN": "0.1",
+        "RELAYDANCE_POLL_INTERVAL_MAX": "1",
+        "RELAYDANCE_POLL_DEADLINE_SECONDS": "120",
+        "RELAYDANCE_TASK_EVENTS": "false",
+    }
+    if web_port is not None:
+        extra["RELAYDANCE_WEBHOOK_BASE_URL"] = f"http://127.0.0.1:{web_port}/hooks"
+        extra["RELAYDANCE_WEBHOOK_SECRET"] = "bench-webhook-secret"
+        extra["RELAYDANCE_WEBHOOK_SAFETY_POLL_SECONDS"] = "20"
+    return fleet_env(redis_url, sim_url, out, **extra)
+
+
+class Workers:
+    """Two worker processes and beat; workers can be SIGKILLed and started again."""
+
+    def __init__(self, env: dict[str, str], logs: Path) -> None:
+        self.env, self.logs = env, logs
+        self.workers = [self._worker(0), self._worker(1)]
+        self.beat = self._beat()
+
+    def _worker(self, n: int) -> subprocess.Popen[bytes]:
+        log = self.logs / f"w{n}.log"
+        return start_worker(self.env, pool="threads", concurrency=8, log=log)[0]
+
+    def _beat(self) -> subprocess.Popen[bytes]:
+        args = [sys.executable, "-m", "celery", "-A", "worker", "beat", "--loglevel", "WARNING",
+                "--schedule", str(self.logs / "beat-schedule")]  # fmt: skip
+        return subprocess.Popen(args, env=self.env, stdout=(self.logs / "beat.log").open("ab"),
+                                stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+
+    def kill(self, n: int) -> None:
+        os.killpg(self.workers[n].pid, signal.SIGKILL)
+        self.workers[n].wait(timeout=10)
+        self.workers[n] = self._worker(n)
+
+    def keep_alive(self) -> None:
+        """Start again what died of a Redis restart, as a process supervisor would."""
+        for n, proc in enumerate(self.workers):
+            if proc.poll() is not None:
+                self.workers[n] = self._worker(n)
+        if self.beat.poll() is not None:
+            self.beat = self._beat()
+
+    def stop(self) -> None:
+        stop([*self.workers, self.beat])
+
+
+def run_one(*, mode: str, chaos: bool, jobs: int, cap: int, kills: int) -> dict[str, Any]:
+    from simulator.testing import SimulatorProcess
+    from worker.redis_server import RedisServer, free_port
+
+    webhooks = mode == "webhooks"
+    work = Path(tempfile.mkdtemp(prefix="bench-chaos-"))
+    server = RedisServer(appendonly=True, appendfsync="always").start()
+    sim = SimulatorProcess(
+        gen_time_mean=GEN_REAL, gen_time_jitter=0.2, time_scale=SCALE, seed=5,
+        concurrency_cap=cap, retry_after=30.0, drop_reply_every=9 if chaos else 0,
+        webhooks=webhooks, webhook_retry_base=15.0, webhook_max_attempts=6,
+    ).start()  # fmt: skip
+    web_port = free_port() if webhooks else None
+    env = scaled_env(server.url, sim.url, work / "renders", cap=cap, web_port=web_port)
+    use_env(env)
+    from tasks import enqueue_render
+    from worker.engine import get_engine
+
+    web = start_web(env, web_port, work / "web.log") if web_port else None
+    workers = Workers(env, work)
+    done_killing = threading.Event()
+    killed = [0]
+
+    def unleash() -> None:
+        for n in range(kills):
+            if done_killing.wait(2.5):
+                return
+            if n == kills // 3:
+                server.restart(crash=True)  # SIGKILL; back from the append-only file
+            workers.kill(n % 2)
+            killed[0] += 1
+
+    try:
+        started = time.time()
+        ids = [enqueue_render({"model": MODEL, "prompt": f"bench {i}", "seconds": 5})
+               for i in range(jobs)]  # fmt: skip
+        chaos_thread = threading.Thread(target=unleash, daemon=True)
+        if chaos:
+            chaos_thread.start()
+        store = get_engine().store
+        deadline = time.monotonic() + 900
+        while time.monotonic() < deadline:
+            workers.keep_alive()
+            try:
+                found = [store.get(i) for i in ids]
+            except Exception:
+                time.sleep(0.5)
+                continue
+            if all(j is not None and (j.is_final or j.state.value == "submit_unknown")
+                   for j in found):  # fmt: skip
+                break
+            time.sleep(0.5)
+        done_killing.set()
+        chaos_thread.join(timeout=30) if chaos else None
+        finished = time.time()
+        records = [store.get(i) for i in ids]
+        stats = sim.stats()
+    finally:
+        done_killing.set()
+        workers.stop()
+        if web is not None:
+            stop([web])
+        sim.stop()
+        server.stop()
+    states: dict[str, int] = {}
+    for job in records:
+        state = job.state.value if job else "missing"
+        states[state] = states.get(state, 0) + 1
+    generated = [j for j in records if j and "generated" in j.times and "submitted" in j.times]
+    if generated:
+        first = min(j.times["submitted"] for j in generated)
+        last = max(j.times["generated"] for j in generated)
+        rate = len(generated) / max(last - first, 1e-9)
+    else:
+        rate = 0.0
+    limit = cap / (GEN_REAL * SCALE)
+    polls = sum(j.poll_count for j in records if j)
+    return {
+        "mode": mode,
+        "chaos": chaos,
+        "jobs": jobs,
+        "cap": cap,
+        "kills": killed[0],
+        "redis_restarts": 1 if chaos and killed[0] > kills // 3 else 0,
+        "dropped_replies": stats["dropped_replies"],
+        "states": states,
+        "done": states.get("done", 0),
+        "unknown": states.get("submit_unknown", 0),
+        "failed": states.get("failed", 0),
+        "paid_twice": stats["paid_twice"],
+        "rate_limited_429": stats["rate_limited"],
+        "adopted": sum(1 for j in records if j and j.extra.get("adopted_from")),
+        "throughput_fraction": round(rate / limit, 3),
+        "jobs_per_s": round(rate, 3),
+        "physical_limit_jobs_per_s": round(limit, 3),
+        "polls_per_job": round(polls / max(len(records), 1), 2),
+        "wall_s": round(finished - started, 1),
+    }
+
+
+def scenario(**spec: Any) -> dict[str, Any]:
+    """One run in a fresh interpreter (a Celery app is bound to one broker)."""
+    out = subprocess.run([sys.executable, __file__, "--one", json.dumps(spec)],
+                         check=False, capture_output=True, text=True)  # fmt: skip
+    if out.returncode != 0:
+        raise SystemExit(f"scenario {spec} failed:\n{out.stderr[-3000:]}")
+    row: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser.add_argument("--jobs", type=int, default=200)
+    parser.add_argument("--cap", type=int, default=10)
+    parser.add_argument("--kills", type=int, default=20)
+    parser.add_argument("--modes", default="polling,webhooks")
+    parser.add_argument("--one", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(run_one(**json.loads(args.one))))
+        return
+    rows = []
+    for mode in args.modes.split(","):
+        for chaos in (False, True):
+            rows.append(scenario(mode=mode, chaos=chaos, jobs=args.jobs, cap=args.cap,
+                                 kills=args.kills))  # fmt: skip
+    cols = ["mode", "chaos", "jobs", "done", "unknown", "failed", "paid_twice",
+            "rate_limited_429", "adopted", "kills", "dropped_replies", "throughput_fraction",
+            "polls_per_job", "wall_s"]  # fmt: skip
+    print("| " + " | ".join(cols) + " |")
+    print("|" + "---|" * len(cols))
+    for row in rows:
+        print("| " + " | ".join(str(row[c]) for c in cols) + " |")
+    write_results("chaos", {"machine": machine(), "scale": SCALE, "generation_real_s": GEN_REAL,
+                            "rows": rows})  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,175 @@
+"""Chaos at the real API's timer order: kills, a Redis crash and outage, lost replies.
+
+Every timer is scaled down by the same factor (1/30) so that their order is production's:
+a generation (90 s real, 3 s here) is longer than the step grace and the call deadline,
+the first poll comes after it, and the webhook safety poll long after. On top of that:
+the provider loses the reply of one accepted submission in nine (the task exists and is
+billed), both workers are SIGKILLed in turn, Redis is SIGKILLed and restarted from its
+append-only file once and is down for a few seconds once.
+
+What must hold, in polling and in webhook mode: no job is paid twice, the provider never
+answers 429 (the fleet's limit equals its cap), no job fails, no partial file is left,
+and every job either finishes or is left, honestly, in ``submit_unknown``: in webhook
+mode only when its POST never reached the provider at all (a worker killed between its
+claim and the request leaving), so that nothing it could adopt exists.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from simulator import VIDEO_SHA256
+from simulator.testing import SimulatorProcess
+from tests.fleet import Fleet, point_this_process_at, wait_until
+from worker.jobs import JobState
+from worker.redis_server import RedisServer, free_port
+
+pytestmark = pytest.mark.integration
+
+SCALE = 1 / 30
+JOBS = 20
+CAP = 4
+S = JobState
+
+
+def chaos_env(redis_url: str, sim_url: str, output: Path, *, webhooks: bool) -> dict[str, str]:
+    """The fleet's settings, every production timer scaled by SCALE."""
+    env = {
+        "REDIS_URL": redis_url,
+        "RELAYDANCE_API_KEY": "sk-test-chaos",
+        "RELAYDANCE_BASE_URL": sim_url,
+        "RELAYDANCE_ALLOW_LOCAL_URLS": "true",
+        "RELAYDANCE_OUTPUT_DIR": str(output),
+        "RELAYDANCE_MAX_CONCURRENCY": str(CAP),  # the limit equals the provider's cap
+        "RELAYDANCE_TIME_SCALE": repr(SCALE),  # the catalogue's 90-120 s priors: 3-4 s
+        "RELAYDANCE_SWEEP_INTERVAL_SECONDS": "0.7",  # 20 s
+        "RELAYDANCE_SWEEP_GRACE_SECONDS": "0.7",  # 20 s
+        "RELAYDANCE_STEP_GRACE_SECONDS": "3",  # 90 s
+        "RELAYDANCE_HTTP_CALL_DEADLINE": "2",  # 60 s
+        "RELAYDANCE_HTTP_CONNECT_TIMEOUT": "1",
+        "RELAYDANCE_HTTP_READ_TIMEOUT": "2",
+        "RELAYDANCE_SUBMIT_UNKNOWN_HOLD_SECONDS": "10",  # 300 s: well past any generation
+        "RELAYDANCE_POLL_INTERVAL_MIN": "0.1",
+        "RELAYDANCE_POLL_INTERVAL_MAX": "1",  # 30 s
+        "RELAYDANCE_POLL_DEADLINE_SECONDS": "120",  # 3600 s
+        "RELAYDANCE_TASK_EVENTS": "false",
+    }
+    if webhooks:
+        env["RELAYDANCE_WEBHOOK_BASE_URL"] = f"http://127.0.0.1:{free_port()}/hooks"
+        env["RELAYDANCE_WEBHOOK_SECRET"] = "chaos-webhook-secret"
+        env["RELAYDANCE_WEBHOOK_SAFETY_POLL_SECONDS"] = "20"  # 600 s
+    return env
+
+
+def unleash(fleets: list[Fleet], redis_server: RedisServer) -> int:
+    """Kill the workers in turn, crash Redis once and take it down for 3 s once."""
+    plan = ["kill", "kill", "crash", "kill", "kill", "outage", "kill", "kill", "kill", "kill"]
+    kills = 0
+    for event in plan:
+        time.sleep(1.5)
+        if event == "crash":
+            redis_server.restart(crash=True)  # SIGKILL; back from the append-only file
+        elif event == "outage":
+            redis_server.restart(down_for=3.0)
+        else:
+            fleet = fleets[kills % len(fleets)]
+            fleet.kill_worker()  # SIGKILL: no warm shutdown, no acknowledgements
+            fleet.start_worker()
+            kills += 1
+        for fleet in fleets:
+            fleet.keep_alive()  # a process that died of the outage comes back, as under systemd
+    return kills
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[RedisServer]:
+    """A redis-server of its own, fsyncing its append-only file on every write.
+
+    One for both modes (its port survives restarts), so this process's Celery producer
+    keeps one broker address.
+    """
+    with RedisServer(appendonly=True, appendfsync="always") as redis_server:
+        yield redis_server
+
+
+@pytest.mark.timeout(400)
+@pytest.mark.parametrize("mode", ["polling", "webhooks"])
+def test_no_job_is_lost_or_paid_twice_under_kills_and_redis_restarts(
+    mode: str, server: RedisServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tasks import enqueue_render, get_job
+
+    webhooks = mode == "webhooks"
+    output = tmp_path / "renders"
+    knobs = {
+        "gen_time_mean": 90.0, "gen_time_jitter": 0.2, "time_scale": SCALE, "seed": 11,
+        "concurrency_cap": CAP, "retry_after": 30.0, "drop_reply_every": 9,
+        "webhooks": webhooks, "webhook_retry_base": 15.0, "webhook_max_attempts": 6,
+    }  # fmt: skip
+    redis.Redis.from_url(server.url).flushall()
+    with SimulatorProcess(**knobs) as sim:
+        env = chaos_env(server.url, sim.url, output, webhooks=webhooks)
+        point_this_process_at(env, monkeypatch)
+        fleets = [
+            Fleet(env, _dir(tmp_path / "a"), concurrency=4, beat=True, web=webhooks, name="a"),
+            Fleet(env, _dir(tmp_path / "b"), concurrency=4, name="b"),
+        ]
+        try:
+            for fleet in fleets:
+                fleet.start()
+            ids = [
+                enqueue_render({"model": "doubao-seedance-2-0-fast-260128",
+                                "prompt": f"chaos {n}", "seconds": 5})
+                for n in range(JOBS)
+            ]  # fmt: skip
+            kills = unleash(fleets, server)
+
+            def settled() -> bool:
+                for fleet in fleets:
+                    fleet.keep_alive()
+                return all(get_job(i).is_final or get_job(i).state is S.SUBMIT_UNKNOWN
+                           for i in ids)  # fmt: skip
+
+            assert wait_until(settled, timeout=150, interval=0.5), _states(ids) + str(tmp_path)
+        finally:
+            for fleet in fleets:
+                fleet.stop()
+        jobs = [get_job(i) for i in ids]
+        stats = sim.stats()
+        never_sent = {j.id for j in jobs if not sim.tasks_for(j.id)}
+
+    assert kills >= 8
+    assert stats["dropped_replies"] >= 1  # the fault happened
+    assert stats["paid_twice"] == 0, stats
+    assert stats["rate_limited"] == 0, stats
+    assert [j.id for j in jobs if j.state is S.FAILED] == [], [j.error_message for j in jobs]
+    unknown = [j for j in jobs if j.state is S.SUBMIT_UNKNOWN]
+    assert all(j.billing.value == "unknown" for j in unknown)  # kept, possibly billed
+    if webhooks:
+        # Every task the provider made was found, through its webhook when the reply was
+        # lost; a job is left unknown only when nothing of it ever reached the provider.
+        assert {j.id for j in unknown} <= never_sent, _states(ids)
+        assert any(j.extra.get("adopted_from") for j in jobs)
+    assert len([j for j in jobs if j.state is S.DONE]) >= JOBS - len(unknown)
+    assert list(output.glob(".*.part")) == []  # no partial file
+    for job in jobs:
+        if job.state is S.DONE:
+            path = Path(job.output_path or "")
+            assert hashlib.sha256(path.read_bytes()).hexdigest() == VIDEO_SHA256
+
+
+def _dir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _states(ids: list[str]) -> str:
+    from tasks import get_job
+
+    return ", ".join(f"{i[-6:]}={get_job(i).state.value}" for i in ids)
