@@ -48,6 +48,12 @@ PROVIDERS: dict[str, str] = {
 REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+socket", "sentinel")
 _REDIS_NAMES = ("RELAYDANCE_REDIS_URL", "REDIS_URL")
 
+MIB = 1 << 20
+S3_SCHEME = "s3://"
+ADDRESSING_STYLES = ("auto", "path", "virtual")
+# S3's bucket naming rules (the common subset every S3-compatible store accepts).
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
 Concurrency = Annotated[int, Field(ge=1, le=100_000)]
 Rate = Annotated[float, Field(gt=0, le=10000)]
 
@@ -143,7 +149,48 @@ class Settings(BaseSettings):
     redis_sentinel_master: str | None = Field(
         None, description="Master name when REDIS_URL lists sentinels (sentinel://...;...)."
     )
-    output_dir: Path = Field(Path("./renders"), description="Where finished mp4 files go.")
+    output_dir: Path = Field(
+        Path("./renders"),
+        description="Where finished mp4 files go, unless RELAYDANCE_OUTPUT names a bucket; "
+        "then the worker's local working directory.",
+    )
+
+    # Output storage: a local directory (the default) or an S3-compatible bucket.
+    # Credentials are never settings: boto3 reads AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY/
+    # AWS_SESSION_TOKEN or AWS_PROFILE itself, so they cannot reach a record or a repr.
+    output: str | None = Field(
+        None,
+        validation_alias=AliasChoices("RELAYDANCE_OUTPUT", "RELAYDANCE_OUTPUT_URL"),
+        description="Where finished clips go: a local directory or s3://bucket/prefix "
+        "(also RELAYDANCE_OUTPUT_URL); unset: RELAYDANCE_OUTPUT_DIR.",
+    )
+    s3_endpoint_url: str | None = Field(
+        None,
+        description="S3 API endpoint (R2, MinIO, GCS...); unset: AWS, or AWS_ENDPOINT_URL_S3.",
+    )
+    s3_region: str | None = Field(
+        None, description="Region of the bucket; unset: AWS_REGION or the profile's region."
+    )
+    s3_addressing_style: str = Field(
+        "auto", description="S3 URL style: auto, path (most MinIO setups) or virtual."
+    )
+    s3_part_size: int = Field(
+        8 * MIB,
+        ge=5 * MIB,
+        le=512 * MIB,
+        description="Multipart upload part size, bytes: about the memory one upload holds.",
+    )
+    s3_presign_seconds: int = Field(
+        3600, ge=1, le=7 * 24 * 3600, description="Lifetime of presigned clip URLs, s."
+    )
+    storage_retry_interval: float = Field(
+        60.0, gt=0, description="When the output refuses a clip, try its delivery again this often."
+    )
+    storage_retry_seconds: float = Field(
+        6 * 3600.0,
+        gt=0,
+        description="Keep retrying a refused delivery this long, then fail the job.",
+    )
 
     # Limits per key alias.
     max_concurrency: int = Field(10, ge=1, le=100_000, description="Tasks in flight per key.")
@@ -296,7 +343,42 @@ class Settings(BaseSettings):
             )
         return value
 
-    @field_validator("base_url", "webhook_base_url")
+    @field_validator("output")
+    @classmethod
+    def _check_output(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        if value.startswith(S3_SCHEME):
+            bucket, _, prefix = value[len(S3_SCHEME) :].partition("/")
+            if not _BUCKET.match(bucket) or ".." in bucket:
+                raise ValueError(
+                    f"bucket {bucket!r} is not a valid S3 bucket name (3-63 characters: "
+                    "lowercase letters, digits, dots, hyphens); write s3://bucket/prefix"
+                )
+            prefix = prefix.strip("/")
+            if any(part in ("", ".", "..") for part in prefix.split("/")) and prefix:
+                raise ValueError(
+                    "the prefix after the bucket must be plain path segments, "
+                    "e.g. s3://bucket/renders/2025 (no empty, '.' or '..' parts)"
+                )
+            return f"{S3_SCHEME}{bucket}/{prefix}" if prefix else f"{S3_SCHEME}{bucket}"
+        scheme = urlsplit(value).scheme
+        if "://" in value:
+            raise ValueError(
+                f"must be a local directory or s3://bucket/prefix, got scheme {scheme!r}; "
+                "for R2, GCS or MinIO use s3:// with RELAYDANCE_S3_ENDPOINT_URL"
+            )
+        return value
+
+    @field_validator("s3_addressing_style")
+    @classmethod
+    def _check_addressing_style(cls, value: str) -> str:
+        if value not in ADDRESSING_STYLES:
+            raise ValueError(f"must be one of {', '.join(ADDRESSING_STYLES)}, got {value!r}")
+        return value
+
+    @field_validator("base_url", "webhook_base_url", "s3_endpoint_url")
     @classmethod
     def _check_url(cls, value: str | None) -> str | None:
         return None if value is None else _absolute_url(value)
@@ -318,6 +400,20 @@ class Settings(BaseSettings):
             raise ValueError(
                 "RELAYDANCE_REDIS_SENTINEL_MASTER is required when REDIS_URL lists sentinels"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _check_output_place(self) -> Settings:
+        # A local RELAYDANCE_OUTPUT is the output directory: one place, however it is named.
+        if self.output is None or self.output.startswith(S3_SCHEME):
+            return self
+        directory = Path(self.output)
+        if "output_dir" in self.model_fields_set and directory != self.output_dir:
+            raise ValueError(
+                "RELAYDANCE_OUTPUT names a directory other than RELAYDANCE_OUTPUT_DIR; "
+                "set only one of them (or RELAYDANCE_OUTPUT to s3://bucket/prefix)"
+            )
+        self.output_dir = directory
         return self
 
     @model_validator(mode="after")
@@ -381,6 +477,13 @@ class Settings(BaseSettings):
                 f"RELAYDANCE_API_KEY for 'default' or add it to RELAYDANCE_API_KEYS"
             ) from None
 
+    def output_bucket(self) -> tuple[str, str] | None:
+        """(bucket, prefix) when clips go to an S3-compatible bucket; None for a directory."""
+        if self.output is None or not self.output.startswith(S3_SCHEME):
+            return None
+        bucket, _, prefix = self.output[len(S3_SCHEME) :].partition("/")
+        return bucket, prefix
+
     def concurrency_for(self, alias: str) -> int:
         """Configured concurrency limit of a key alias."""
         return self.key_concurrency.get(alias, self.max_concurrency)
@@ -400,7 +503,7 @@ def _without_password(url: str) -> str:
 
 def _variable(field: str) -> str:
     # Fields read through an alias (the Redis URL) report the alias itself as the location.
-    if field.upper() in _REDIS_NAMES:
+    if field.upper() in _REDIS_NAMES or field.upper().startswith(ENV_PREFIX):
         return field.upper()
     return env_name(field)
 

@@ -2,12 +2,21 @@
 
 Producers (Django, Flask, scripts) use::
 
-    from tasks import enqueue_render, get_job, wait, cancel
+    from tasks import enqueue_render, get_job, wait, cancel, clip_url
 """
 
 from __future__ import annotations
 
-from tasks.api import JobNotFound, cancel, enqueue_render, get_job, new_job_id, resubmit, wait
+from tasks.api import (
+    JobNotFound,
+    cancel,
+    clip_url,
+    enqueue_render,
+    get_job,
+    new_job_id,
+    resubmit,
+    wait,
+)
 from tasks.batches import (
     batch_report,
     cancel_batch,
@@ -22,6 +31,7 @@ __all__ = [
     "batch_report",
     "cancel",
     "cancel_batch",
+    "clip_url",
     "enqueue_batch",
     "enqueue_render",
     "get_batch",

@@ -20,6 +20,7 @@ from worker.request import RenderRequest, validate_request
 __all__ = [
     "JobNotFound",
     "cancel",
+    "clip_url",
     "enqueue_render",
     "get_job",
     "new_job_id",
@@ -104,6 +105,21 @@ def get_job(job_id: str) -> Job:
     if job is None:
         raise JobNotFound(f"no job {job_id!r} (unknown, or expired after the retention period)")
     return job
+
+
+def clip_url(job: Job | str, *, expires_in: int | None = None) -> str | None:
+    """A time-limited presigned HTTPS URL of a finished job's clip, when it is in a bucket.
+
+    None while the job is not done, and for a local output directory (serve the file at
+    ``job.output_path`` yourself). ``expires_in`` defaults to
+    ``RELAYDANCE_S3_PRESIGN_SECONDS``. The URL grants read access: hand it to the viewer,
+    never log or store it. Raises :class:`JobNotFound` for an unknown job id.
+    """
+    if isinstance(job, str):
+        job = get_job(job)
+    if job.state is not JobState.DONE or not job.output_uri:
+        return None
+    return get_engine().storage.presigned_url(job.output_uri, expires_in=expires_in)
 
 
 def wait(

@@ -8,6 +8,7 @@ import pytest
 import redis
 
 from simulator.testing import SimulatorProcess
+from tests.s3_server import Bucket, S3Server
 from worker.redis_server import RedisServer
 
 
@@ -89,3 +90,19 @@ def sim(simulator_process: SimulatorProcess) -> SimulatorProcess:
     simulator_process.reset()
     simulator_process.configure(**SIM_DEFAULTS)
     return simulator_process
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """A real S3-compatible server (moto's server mode) on loopback, for the whole session."""
+    with S3Server() as server:
+        yield server
+
+
+@pytest.fixture
+def bucket(s3_server: S3Server) -> Bucket:
+    """An empty bucket ``clips`` on a freshly reset S3 server; clips go under ``renders/``."""
+    s3_server.reset()
+    found = Bucket(s3_server)
+    s3_server.client().create_bucket(Bucket=found.name)
+    return found

@@ -264,7 +264,7 @@ def resume(batch_id: str, budget: float | None, wait_: bool, timeout: float) -> 
 )
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here, not stdout.")
 def report(batch_id: str, fmt: str, output: str | None) -> None:
-    """One row per line: job id, state, output path, sha256, seconds, cost, error."""
+    """One row per line: job id, state, output path and URI, sha256, seconds, cost, error."""
     from tasks.batches import batch_report
 
     try:

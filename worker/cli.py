@@ -135,7 +135,7 @@ def _wait_and_report(job_id: str, *, timeout: float, as_json: bool) -> int:
     if as_json:
         click.echo(json.dumps(job.summary()))
     elif job.state.value == "done":
-        click.echo(job.output_path)
+        click.echo(job.output_path or job.output_uri)
     else:
         click.echo(
             f"job {job_id} {job.state.value}: {job.error_code}: {job.error_message}", err=True
@@ -268,12 +268,14 @@ def _register_commands() -> None:
     from simulator.cli import simulate
     from worker.batch_cli import batch, schedule
     from worker.jobs_cli import jobs, resubmit
+    from worker.storage_cli import storage
 
     main.add_command(jobs)
     main.add_command(resubmit)
     main.add_command(simulate)
     main.add_command(batch)
     main.add_command(schedule)
+    main.add_command(storage)
 
 
 _register_commands()

@@ -12,10 +12,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from worker.download import UrlExpired, cleanup_partials, download_video, write_manifest
+from worker.download import UrlExpired, cleanup_partials
 from worker.engine import Engine
-from worker.errors import PermanentError, RelayDanceError, TransientError
+from worker.errors import PermanentError, RelayDanceError, StorageError, TransientError
 from worker.jobs import Job, JobState
+from worker.redelivery import REFUSED_SINCE, retry_delivery_later
 from worker.steps import (
     NEXT,
     Outcome,
@@ -28,6 +29,7 @@ from worker.steps import (
     stop,
     transient,
 )
+from worker.storage import StoredClip
 
 __all__ = ["download", "finish"]
 
@@ -75,9 +77,9 @@ def download(engine: Engine, job_id: str, *, seq: int, attempt: int = 0) -> Outc
         task = client.get_task(job.remote_task_id or "", api_key=api_key(engine, job))
         if not task.url:
             return fail(engine, job, "unexpected_response", "the succeeded task has no url")
-        result = download_video(
+        # The seam to the output: a local directory or a bucket (worker/storage/).
+        result = engine.storage.save_clip(
             task.url,
-            dest_dir=out_dir,
             name=job_id,
             client=engine.downloads,
             max_bytes=settings.download_max_bytes,
@@ -85,8 +87,11 @@ def download(engine: Engine, job_id: str, *, seq: int, attempt: int = 0) -> Outc
             overall_timeout=settings.download_timeout,
             on_progress=heartbeat,
         )
+        engine.storage.save_manifest(job_id, _manifest(job, result, seconds=time.time() - started))
     except Superseded:
         return stop("a later download took over")
+    except StorageError as exc:
+        return retry_delivery_later(engine, job, exc, claim=claim)
     except UrlExpired as exc:
         # The signed url expired: the next attempt re-fetches the task for a fresh one.
         if attempt >= 3:
@@ -96,19 +101,14 @@ def download(engine: Engine, job_id: str, *, seq: int, attempt: int = 0) -> Outc
         return transient(engine, job, exc, attempt)
     except PermanentError as exc:
         return fail(engine, job, exc.code, str(exc))
-    write_manifest(
-        out_dir / f"{job_id}.json",
-        _manifest(job, size=result.size, sha256=result.sha256, seconds=time.time() - started),
-    )
     recorded, _ = engine.store.change(
         job_id,
         states={S.DOWNLOADING},
         where={"download_claim": claim},
         set={
-            "output_path": str(result.path.resolve()),
-            "size": result.size,
-            "sha256": result.sha256,
+            **result.record_fields(),
             "downloaded": "1",
+            **_CLEARED_STORAGE_ERROR,
         },
         due=time.time() + engine.settings.step_grace_seconds,
     )
@@ -144,14 +144,20 @@ class _Heartbeat:
             raise Superseded
 
 
-def _manifest(job: Job, *, size: int, sha256: str, seconds: float) -> dict[str, Any]:
+# A delivery retried after a storage error succeeded: the error is history, not state.
+_CLEARED_STORAGE_ERROR = {"error_code": "", "error_message": "", REFUSED_SINCE: ""}
+
+
+def _manifest(job: Job, clip: StoredClip, *, seconds: float) -> dict[str, Any]:
     return {
         "job_id": job.id,
         "key": job.alias,
         "request": job.request,
         "remote_task_id": job.remote_task_id,
-        "size": size,
-        "sha256": sha256,
+        "uri": clip.uri,
+        "size": clip.size,
+        "sha256": clip.sha256,
+        "etag": clip.etag,
         "estimated_cost_usd": job.cost,
         "actual_cost_usd": job.actual_cost,
         "times": {**job.times, "download_seconds": round(seconds, 3)},
@@ -170,7 +176,7 @@ def finish(engine: Engine, job_id: str, *, seq: int) -> Outcome:
     if not applied:
         return stop("not ready to finish, or already finished")
     done = engine.store.get(job_id)
-    log_transition(job, "done", output=job.output_path)
+    log_transition(job, "done", output=job.output_uri)
     if job.on_done and done is not None:
         try:
             engine.send(job.on_done, done.summary())

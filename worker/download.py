@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import Protocol
 
 import httpx
 
@@ -37,11 +37,14 @@ from worker.urlsafety import check_url, redact_url
 
 __all__ = [
     "MAX_REDIRECTS",
+    "ByteSink",
     "DownloadResult",
+    "Streamed",
     "UrlExpired",
     "cleanup_partials",
     "download_video",
     "make_download_client",
+    "stream_video",
     "write_manifest",
 ]
 
@@ -68,6 +71,12 @@ class DownloadResult:
     size: int
     sha256: str
     seconds: float
+
+
+class ByteSink(Protocol):
+    """Where a streamed body goes: a file, or an upload that takes it part by part."""
+
+    def write(self, data: bytes, /) -> object: ...
 
 
 def make_download_client(*, connect_timeout: float, read_timeout: float) -> httpx.Client:
@@ -184,7 +193,7 @@ def _check_declared_size(response: httpx.Response, max_bytes: int, shown: str) -
 
 def _stream_to(
     response: httpx.Response,
-    handle: IO[bytes],
+    handle: ByteSink,
     *,
     max_bytes: int,
     deadline: float,
@@ -344,3 +353,61 @@ def cleanup_partials(dest_dir: Path, name: str, *, older_than: float = 0.0) -> i
     if removed:
         logger.info("removed %d partial download(s) of %s in %s", removed, name, dest_dir)
     return removed
+
+
+@dataclass(frozen=True)
+class Streamed:
+    """What :func:`stream_video` delivered to its sink: byte count, hex sha256, seconds."""
+
+    size: int
+    sha256: str
+    seconds: float
+
+
+def stream_video(
+    url: str,
+    sink: ByteSink,
+    *,
+    client: httpx.Client,
+    max_bytes: int,
+    allow_local: bool,
+    overall_timeout: float,
+    chunk_size: int = 1 << 16,
+    on_progress: Callable[[int], None] | None = None,
+) -> Streamed:
+    """Stream ``url`` into ``sink`` with the checks of :func:`download_video`.
+
+    It returns only when the whole body arrived, within the cap and the deadline, and
+    opens with an ``ftyp`` box; the caller then commits what the sink holds, and discards
+    it on any exception. Raises what :func:`download_video` raises; errors of the sink
+    itself pass through unchanged.
+    """
+    started = time.monotonic()
+    deadline = started + overall_timeout
+    shown = redact_url(url)
+    try:
+        response = _open(url, client=client, allow_local=allow_local, deadline=deadline)
+        try:
+            shown = redact_url(str(response.url))
+            _check_declared_size(response, max_bytes, shown)
+            size, sha256 = _stream_to(
+                response,
+                sink,
+                max_bytes=max_bytes,
+                deadline=deadline,
+                chunk_size=chunk_size,
+                shown=shown,
+                on_progress=on_progress,
+            )
+        finally:
+            response.close()
+    except (httpx.HTTPError, httpx.StreamError) as exc:
+        # As in download_video: the httpx error is chained only when free of the signed url.
+        failed = _failed_url(exc, url)
+        text, dirty = _scrub(exc, [url, failed])
+        what = "timed out" if isinstance(exc, httpx.TimeoutException) else "failed"
+        err = TransportFailure(f"download {what} ({text}): {redact_url(failed)}")
+        raise err from (None if dirty else exc)
+    except httpx.InvalidURL:
+        raise UnsafeUrl(f"malformed url: {shown}") from None
+    return Streamed(size=size, sha256=sha256, seconds=time.monotonic() - started)

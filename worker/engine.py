@@ -21,6 +21,7 @@ from worker.connections import redis_client
 from worker.download import make_download_client
 from worker.jobs import JobStore
 from worker.limits import KeyLimits, LimitSnapshot
+from worker.storage import Storage, make_storage
 from worker.timing import Timing
 
 __all__ = ["Engine", "get_engine", "reset_engine"]
@@ -39,6 +40,7 @@ class Engine:
     timing: Timing
     client: ApiClient
     downloads: httpx.Client
+    storage: Storage  # where finished clips go: a directory or a bucket
     # Clients of the other (provider, base URL) routes, made on first use.
     routes: dict[tuple[str, str], ApiClient] = field(default_factory=dict, repr=False)
     _routes_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -64,6 +66,7 @@ class Engine:
                 connect_timeout=settings.http_connect_timeout,
                 read_timeout=settings.http_read_timeout,
             ),
+            storage=make_storage(settings),
         )
 
     def client_for(self, alias: str) -> ApiClient:
@@ -99,6 +102,7 @@ class Engine:
         for routed in self.routes.values():
             routed.close()
         self.downloads.close()
+        self.storage.close()
         self.redis.close()
 
 

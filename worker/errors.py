@@ -11,16 +11,19 @@
     │   ├── RateLimited         HTTP 429 (``retry_after`` seconds, when the provider said)
     │   ├── RetryableStatus     HTTP 408 or 409
     │   └── ServerError         HTTP 5xx
-    └── PermanentError          fail the job now
-        ├── BadRequest          HTTP 400, with the provider's message
-        ├── Unauthorized        HTTP 401
-        ├── InsufficientCredits HTTP 402
-        ├── Forbidden           HTTP 403
-        ├── NotFound            HTTP 404
-        ├── GenerationFailed    the provider reported the task ``failed``
-        ├── UnexpectedResponse  a response we cannot use (no task id, not JSON)
-        ├── UnsafeUrl           a provider URL refused by the SSRF rules
-        └── DownloadRejected    too large, not an mp4, or otherwise unusable
+    ├── PermanentError          fail the job now
+    │   ├── BadRequest          HTTP 400, with the provider's message
+    │   ├── Unauthorized        HTTP 401
+    │   ├── InsufficientCredits HTTP 402
+    │   ├── Forbidden           HTTP 403
+    │   ├── NotFound            HTTP 404
+    │   ├── GenerationFailed    the provider reported the task ``failed``
+    │   ├── UnexpectedResponse  a response we cannot use (no task id, not JSON)
+    │   ├── UnsafeUrl           a provider URL refused by the SSRF rules
+    │   └── DownloadRejected    too large, not an mp4, or otherwise unusable
+    └── StorageError            the output storage could not take a finished clip
+        ├── StorageRefused      the bucket or directory refused the write (rights, no bucket)
+        └── StorageUnavailable  the storage did not answer, or answered 5xx
 
 Every error carries a short machine ``code`` that ends up in the job record.
 
@@ -47,6 +50,9 @@ __all__ = [
     "RelayDanceError",
     "RetryableStatus",
     "ServerError",
+    "StorageError",
+    "StorageRefused",
+    "StorageUnavailable",
     "TransientError",
     "TransportFailure",
     "Unauthorized",
@@ -181,3 +187,22 @@ class DownloadRejected(PermanentError):
     """The downloaded file is unusable: over the size cap or not an mp4."""
 
     code = "download_rejected"
+
+
+class StorageError(RelayDanceError):
+    """The output storage could not take a finished clip; the paid clip is still at the
+    provider, so the delivery is retried later instead of failing the job at once."""
+
+    code = "storage_error"
+
+
+class StorageRefused(StorageError):
+    """The storage refused the write: missing rights, no such bucket, bad credentials."""
+
+    code = "storage_refused"
+
+
+class StorageUnavailable(StorageError):
+    """The storage did not answer, timed out, or answered 5xx."""
+
+    code = "storage_unavailable"

@@ -171,9 +171,11 @@ class Job:
     next_due: float | None = None
     error_code: str | None = None
     error_message: str | None = None
-    output_path: str | None = None
+    output_path: str | None = None  # a local output's file; None in a bucket
+    output_uri: str | None = None  # file:///... or s3://bucket/prefix/<job id>.mp4
     size: int | None = None
     sha256: str | None = None
+    etag: str | None = None  # the object's ETag, in a bucket
     cost: float | None = None
     # What the provider says the task cost (Kinovi's creditsUsed), in USD, once it says.
     actual_cost: float | None = None
@@ -211,8 +213,10 @@ class Job:
             "remote_task_id": self.remote_task_id,
             "polls": self.poll_count,
             "output_path": self.output_path,
+            "output_uri": self.output_uri,
             "size": self.size,
             "sha256": self.sha256,
+            "etag": self.etag,
             "estimated_cost": self.cost,
             "actual_cost": self.actual_cost,
             "billing": self.billing.value,

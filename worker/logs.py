@@ -7,7 +7,8 @@ its arguments applied, exception and stack text), so every later handler and for
 sees only the scrubbed text.
 
 What is scrubbed: ``Bearer`` tokens, ``sk-...`` key-like values, every configured API key
-and the webhook secret, ``key=value`` pairs named like credentials, passwords in URLs,
+and the webhook secret, the cloud credentials in the environment (``AWS_SECRET_ACCESS_KEY``,
+``AWS_SESSION_TOKEN``), ``key=value`` pairs named like credentials, passwords in URLs,
 query strings of URLs (signed URLs carry their signature there) and 64-hex path segments
 (webhook callback tokens, ``/hooks/<job id>/<token>``).
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import json as jsonlib
 import logging
+import os
 import re
 import sys
 from collections.abc import Callable, Iterable
@@ -35,7 +37,10 @@ __all__ = [
 REDACTED = "<redacted>"
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # httpx logs every request with its full URL (query string included) at INFO.
-QUIET_LOGGERS = ("httpx", "httpcore")
+# httpx/httpcore log full URLs at INFO; botocore and urllib3 log signed requests at DEBUG.
+QUIET_LOGGERS = ("httpx", "httpcore", "botocore", "boto3", "s3transfer", "urllib3")
+# Cloud credentials boto3 reads from the environment: scrubbed like the configured keys.
+CLOUD_SECRET_ENV = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
 # Record attributes a caller may pass with ``extra=``; the JSON formatter keeps them.
 EXTRA_FIELDS = ("job_id", "key", "state")
 # A configured secret shorter than this is not replaced verbatim: a one-letter test key
@@ -86,6 +91,7 @@ def _secrets_of(settings: Any) -> tuple[str, ...]:
     values = [key.get_secret_value() for key in settings.keys().values()]
     if settings.webhook_secret is not None:
         values.append(settings.webhook_secret.get_secret_value())
+    values += [os.environ.get(name, "") for name in CLOUD_SECRET_ENV]
     return tuple(v for v in values if v)
 
 

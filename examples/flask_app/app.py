@@ -1,5 +1,6 @@
 """The Flask example: a form and a JSON endpoint that enqueue renders, a status page that
-plays the finished clip, and the webhook receiver mounted at ``/hooks``.
+plays the finished clip (from the output directory, or through a presigned URL when clips
+go to a bucket), and the webhook receiver mounted at ``/hooks``.
 
 Run from the project root: ``flask --app examples.flask_app.app run --port 5000``.
 """
@@ -23,7 +24,7 @@ from flask import (
 from werkzeug.wrappers import Response
 
 from config.settings import get_settings
-from tasks import JobNotFound, enqueue_render, get_job
+from tasks import JobNotFound, clip_url, enqueue_render, get_job
 from worker.catalogue import MODELS
 from worker.errors import InvalidRequest
 from worker.integrations.flask import relaydance_blueprint
@@ -45,6 +46,14 @@ def _job_or_404(job_id: str) -> Job:
         return get_job(job_id)
     except JobNotFound:
         abort(404)
+
+
+def _video_url(job: Job) -> str | None:
+    """Where the page's <video> reads the clip: a time-limited presigned URL of the bucket,
+    or this app's route serving the file from the output directory."""
+    if job.state.value != "done":
+        return None
+    return clip_url(job) or url_for("video", job_id=job.id)
 
 
 def _enqueue(data: dict[str, Any]) -> str:
@@ -101,13 +110,18 @@ def create_app() -> Flask:
     @app.get("/renders/<job_id>")
     def status_page(job_id: str) -> str:
         job = _job_or_404(job_id)
-        return render_template("status.html", job=job, record=recorded(job_id))
+        return render_template(
+            "status.html", job=job, record=recorded(job_id), video_url=_video_url(job)
+        )
 
     @app.get("/videos/<job_id>.mp4")
     def video(job_id: str) -> Response:
         job = _job_or_404(job_id)
         if job.state.value != "done":
             abort(404)
+        signed = clip_url(job)
+        if signed is not None:  # the clip is in a bucket: the browser reads it from there
+            return redirect(signed, code=302)
         directory = get_settings().output_dir.resolve()
         return send_from_directory(directory, f"{job_id}.mp4", mimetype="video/mp4")
 

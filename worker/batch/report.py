@@ -1,11 +1,11 @@
 """What a batch produced, one row per line, as CSV or JSON; and its one-line progress.
 
-Columns: line, key (the alias that rendered it), job_id, state, output_path, sha256,
-seconds (of video), estimated_cost, actual_cost (what the provider said it charged, when
-it says: Kinovi's ``creditsUsed``), billing (none, pending, unknown, billed, not_billed:
-what the provider may have charged), error, note. A request that several lines repeat is
-priced on its first line only (the others say ``same request as line N``); a reused render
-costs nothing here.
+Columns: line, key (the alias that rendered it), job_id, state, output_path (a local
+output's file), output_uri (file:// or s3://), sha256, seconds (of video), estimated_cost,
+actual_cost (what the provider said it charged, when it says: Kinovi's ``creditsUsed``),
+billing (none, pending, unknown, billed, not_billed: what the provider may have charged),
+error, note. A request that several lines repeat is priced on its first line only (the
+others say ``same request as line N``); a reused render costs nothing here.
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ from worker.batch.tracker import BatchTracker
 
 __all__ = ["COLUMNS", "ReportRow", "batch_report", "progress_line", "render_report"]
 
-COLUMNS = ("line", "key", "job_id", "state", "output_path", "sha256", "seconds",
+COLUMNS = ("line", "key", "job_id", "state", "output_path", "output_uri", "sha256", "seconds",
            "estimated_cost", "actual_cost", "billing", "error", "note")  # fmt: skip
-_JOB_FIELDS = ["output_path", "sha256", "error_code", "error_message", "billing", "orphans",
-               "actual_cost"]  # fmt: skip
+_JOB_FIELDS = ["output_path", "output_uri", "sha256", "error_code", "error_message", "billing",
+               "orphans", "actual_cost"]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,7 @@ class ReportRow:
     job_id: str | None
     state: str
     output_path: str | None
+    output_uri: str | None
     sha256: str | None
     seconds: int | None
     estimated_cost: float
@@ -66,7 +67,7 @@ def batch_report(batches: BatchTracker, batch_id: str) -> tuple[BatchStatus, lis
         item = view.items[index]
         state = view.states[index]
         value = view.values.get(index, "")
-        output, sha, code, message, billing, orphans, actual = details.get(index) or [None] * 7
+        output, uri, sha, code, message, billing, orphans, actual = details.get(index) or [None] * 8
         reused = value.startswith(REUSE_PREFIX)
         duplicate = first_line[index] != line
         note = None
@@ -100,6 +101,7 @@ def batch_report(batches: BatchTracker, batch_id: str) -> tuple[BatchStatus, lis
                 job_id=job_of(value),
                 state=state,
                 output_path=output,
+                output_uri=uri,
                 sha256=sha,
                 seconds=int(item.request.get("seconds", 0)),
                 estimated_cost=0.0 if (duplicate or reused) else from_micros(item.cost_micros),
@@ -113,18 +115,19 @@ def batch_report(batches: BatchTracker, batch_id: str) -> tuple[BatchStatus, lis
         problems = "; ".join(f"{name}: {message}" for name, message in bad.problems)
         rows.append(
             ReportRow(
-                bad.line,
-                None,
-                None,
-                "invalid",
-                None,
-                None,
-                None,
-                0.0,
-                None,
-                None,
-                problems,
-                "skipped",
+                line=bad.line,
+                key=None,
+                job_id=None,
+                state="invalid",
+                output_path=None,
+                output_uri=None,
+                sha256=None,
+                seconds=None,
+                estimated_cost=0.0,
+                actual_cost=None,
+                billing=None,
+                error=problems,
+                note="skipped",
             )
         )
     rows.sort(key=lambda row: row.line)

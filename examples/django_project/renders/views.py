@@ -1,4 +1,5 @@
-"""Views: enqueue a render (form or JSON), show its status, serve the finished clip."""
+"""Views: enqueue a render (form or JSON), show its status, serve the finished clip (from
+the output directory, or through a presigned URL when clips go to a bucket)."""
 
 from __future__ import annotations
 
@@ -6,13 +7,21 @@ import json
 import re
 from typing import Any
 
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import (
+    FileResponse,
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseRedirect,
+    JsonResponse,
+)
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from config.settings import get_settings
-from tasks import JobNotFound, enqueue_render, get_job
+from tasks import JobNotFound, clip_url, enqueue_render, get_job
 from worker.catalogue import MODELS
 from worker.errors import InvalidRequest
 from worker.jobs import Job
@@ -30,6 +39,14 @@ def _job_or_404(job_id: str) -> Job:
         return get_job(job_id)
     except JobNotFound:
         raise Http404("no such render") from None
+
+
+def _video_url(job: Job) -> str | None:
+    """Where the page's <video> reads the clip: a time-limited presigned URL of the bucket,
+    or the view serving the file from the output directory."""
+    if job.state.value != "done":
+        return None
+    return clip_url(job) or reverse("video", args=[job.id])
 
 
 def _enqueue(data: dict[str, Any]) -> str:
@@ -91,14 +108,18 @@ def status_json(request: HttpRequest, job_id: str) -> JsonResponse:
 def status_page(request: HttpRequest, job_id: str) -> HttpResponse:
     """The status page; it plays the clip when the job is done."""
     job = _job_or_404(job_id)
-    context = {"job": job, "state": job.state.value, "record": recorded(job_id)}
+    context = {"job": job, "state": job.state.value, "record": recorded(job_id),
+               "video_url": _video_url(job)}  # fmt: skip
     return render(request, "renders/status.html", context)
 
 
 @require_GET
-def video(request: HttpRequest, job_id: str) -> FileResponse:
-    """The finished mp4, served from the output directory."""
+def video(request: HttpRequest, job_id: str) -> FileResponse | HttpResponseRedirect:
+    """The finished mp4, served from the output directory (or a redirect to the bucket)."""
     job = _job_or_404(job_id)
+    signed = clip_url(job)
+    if signed is not None:
+        return HttpResponseRedirect(signed)
     path = get_settings().output_dir.resolve() / f"{job_id}.mp4"
     if job.state.value != "done" or not path.is_file():
         raise Http404("not rendered yet")

@@ -1,0 +1,47 @@
+"""Where finished clips go: a local directory (the default) or an S3-compatible bucket.
+
+::
+
+    Storage             base.py   the interface the download step writes through
+    ├── LocalStorage    local.py  a checked, atomic download into a directory
+    └── S3Storage       s3.py     a streaming multipart upload, committed when complete
+
+:func:`make_storage` picks one from the settings. boto3 is imported only for a bucket, so
+the local default works without it.
+"""
+
+from __future__ import annotations
+
+from config.settings import Settings, SettingsError
+from worker.storage.base import Storage, StoredClip
+from worker.storage.local import LocalStorage
+
+__all__ = ["LocalStorage", "Storage", "StoredClip", "check_output", "make_storage"]
+
+
+def make_storage(settings: Settings) -> Storage:
+    """The storage ``RELAYDANCE_OUTPUT`` names: a directory, or a bucket and prefix."""
+    bucket = settings.output_bucket()
+    if bucket is None:
+        return LocalStorage(settings.output_dir)
+    try:
+        from worker.storage.s3 import S3Storage
+    except ImportError as exc:
+        raise SettingsError(
+            f"RELAYDANCE_OUTPUT names a bucket, but {exc.name} is not installed: "
+            "pip install 'relaydance-worker[s3]'"
+        ) from None
+    return S3Storage.from_settings(settings)
+
+
+def check_output(settings: Settings) -> str:
+    """Prove the configured output takes writes, before the fleet spends anything.
+
+    Returns what was verified; raises :class:`~worker.errors.StorageError` (the message
+    names the problem and the fix) or :class:`~config.settings.SettingsError`.
+    """
+    storage = make_storage(settings)
+    try:
+        return storage.check()
+    finally:
+        storage.close()

@@ -1,0 +1,270 @@
+"""Clips in an S3-compatible bucket (AWS S3, R2, GCS's S3 API, MinIO), through boto3.
+
+The provider's body is streamed into a multipart upload part by part, so memory holds one
+part whatever the clip's size, while :func:`worker.download.stream_video` counts, hashes
+and checks it. Only a whole, checked clip is committed (CompleteMultipartUpload), under
+``<prefix>/<job id>.mp4``: until then nothing is visible under that name. A failed
+attempt aborts its upload; an upload left by a killed worker is aborted by the attempt
+that commits the clip (and, as a safety net, by the bucket's lifecycle rule, see
+docs/operations.md). A retried delivery writes the same key again: never two objects.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+import uuid
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Literal, cast
+
+import boto3
+import httpx
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+from config.settings import S3_SCHEME, Settings
+from worker.download import stream_video
+from worker.errors import StorageError, StorageRefused, StorageUnavailable
+from worker.storage.base import Storage, StoredClip
+from worker.storage.multipart import MultipartUpload
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+__all__ = ["S3Storage", "parse_s3_uri"]
+
+logger = logging.getLogger(__name__)
+
+AddressingStyle = Literal["auto", "path", "virtual"]  # checked by the settings
+MAX_PARTS = 10_000  # S3's limit on the parts of one upload
+# Answers that a retry may cure; every other error code is a refusal to fix by hand.
+_RETRYABLE = frozenset(
+    {"InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout", "NoSuchUpload"}
+)
+_RIGHTS = (
+    "give these credentials s3:PutObject, s3:AbortMultipartUpload and "
+    "s3:ListBucketMultipartUploads on it"
+)
+
+
+def parse_s3_uri(uri: str) -> tuple[str, str]:
+    """(bucket, key) of ``s3://bucket/key``."""
+    if not uri.startswith(S3_SCHEME):
+        raise ValueError(f"not an s3:// URI: {uri!r}")
+    bucket, _, key = uri[len(S3_SCHEME) :].partition("/")
+    if not bucket or not key:
+        raise ValueError(f"an s3:// URI names a bucket and a key: {uri!r}")
+    return bucket, key
+
+
+class S3Storage(Storage):
+    """Writes ``s3://<bucket>/<prefix>/<job id>.mp4`` and ``.json`` with boto3."""
+
+    remote = True
+
+    def __init__(
+        self,
+        *,
+        bucket: str,
+        prefix: str = "",
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        addressing_style: AddressingStyle = "auto",
+        part_size: int = 8 << 20,
+        presign_seconds: int = 3600,
+        connect_timeout: float = 10.0,
+        read_timeout: float = 60.0,
+    ) -> None:
+        self.bucket, self.prefix = bucket, prefix.strip("/")
+        self.where = f"{S3_SCHEME}{bucket}/{self.prefix}" if self.prefix else f"{S3_SCHEME}{bucket}"
+        self.part_size = part_size
+        self.presign_seconds = presign_seconds
+        self._endpoint_url, self._region = endpoint_url, region
+        self._config = Config(
+            signature_version="s3v4",
+            s3={"addressing_style": addressing_style},
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            retries={"mode": "standard", "max_attempts": 3},
+            max_pool_connections=32,
+            # Only the checksums S3 requires: newer default CRC headers are refused by
+            # some S3-compatible stores; the clip's own sha256 is computed as it streams.
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+        )
+        self._client: S3Client | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> S3Storage:
+        """The bucket, prefix and client options of the settings."""
+        bucket = settings.output_bucket()
+        assert bucket is not None, "RELAYDANCE_OUTPUT does not name a bucket"
+        return cls(
+            bucket=bucket[0],
+            prefix=bucket[1],
+            endpoint_url=settings.s3_endpoint_url,
+            region=settings.s3_region,
+            addressing_style=cast(AddressingStyle, settings.s3_addressing_style),
+            part_size=settings.s3_part_size,
+            presign_seconds=settings.s3_presign_seconds,
+            connect_timeout=settings.http_connect_timeout,
+            read_timeout=settings.http_read_timeout,
+        )
+
+    @property
+    def client(self) -> S3Client:
+        """The boto3 client, made on first use (clients are thread-safe, sessions not)."""
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    session = boto3.session.Session()
+                    self._client = session.client(
+                        "s3",
+                        endpoint_url=self._endpoint_url,
+                        region_name=self._region,
+                        config=self._config,
+                    )
+        return self._client
+
+    def key_for(self, name: str, suffix: str) -> str:
+        """The object key of ``<name><suffix>`` under the prefix."""
+        return f"{self.prefix}/{name}{suffix}" if self.prefix else f"{name}{suffix}"
+
+    def save_clip(
+        self,
+        url: str,
+        *,
+        name: str,
+        client: httpx.Client,
+        max_bytes: int,
+        allow_local: bool,
+        overall_timeout: float,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> StoredClip:
+        """Stream the clip into a multipart upload; complete it only when checked."""
+        key = self.key_for(name, ".mp4")
+        # A clip at the cap must still fit in S3's 10,000 parts.
+        part_size = max(self.part_size, math.ceil(max_bytes / MAX_PARTS))
+        upload = MultipartUpload(self, key, part_size)
+        try:
+            streamed = stream_video(
+                url,
+                upload,
+                client=client,
+                max_bytes=max_bytes,
+                allow_local=allow_local,
+                overall_timeout=overall_timeout,
+                on_progress=on_progress,
+            )
+            etag = upload.complete()
+        except BaseException:
+            upload.abort()
+            raise
+        self._abort_others(key, keep=upload.upload_id)
+        logger.info(
+            "uploaded %s to %s: %d bytes in %d parts, %.2f s",
+            name, self._uri(key), streamed.size, len(upload.parts), streamed.seconds,
+        )  # fmt: skip
+        return StoredClip(
+            uri=self._uri(key),
+            size=streamed.size,
+            sha256=streamed.sha256,
+            seconds=streamed.seconds,
+            etag=etag,
+        )
+
+    def save_manifest(self, name: str, data: Mapping[str, object]) -> str:
+        """Put ``<prefix>/<name>.json`` (a single PUT is atomic)."""
+        key = self.key_for(name, ".json")
+        body = json.dumps(dict(data), indent=2, sort_keys=True, default=str).encode() + b"\n"
+        self.call(
+            "PutObject",
+            key,
+            lambda: self.client.put_object(
+                Bucket=self.bucket, Key=key, Body=body, ContentType="application/json"
+            ),
+        )
+        return self._uri(key)
+
+    def check(self) -> str:
+        """Create a multipart upload under the prefix, upload a part, abort it."""
+        key = self.key_for(f".relaydance-check-{uuid.uuid4().hex}", "")
+        upload = MultipartUpload(self, key, self.part_size)
+        try:
+            upload.write(b"relaydance storage check\n")
+            upload.flush()
+        finally:
+            upload.abort()
+        return (
+            f"{self.where}: a multipart upload was created, took a part and was aborted; "
+            "nothing was left"
+        )
+
+    def presigned_url(self, uri: str, *, expires_in: int | None = None) -> str:
+        """A presigned GET URL of ``uri``, valid ``expires_in`` s (default: the setting)."""
+        bucket, key = parse_s3_uri(uri)
+        seconds = self.presign_seconds if expires_in is None else expires_in
+        url = self.call(
+            "presign",
+            key,
+            lambda: self.client.generate_presigned_url(
+                "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=seconds
+            ),
+        )
+        return str(url)
+
+    def close(self) -> None:
+        """Close the client's connection pool."""
+        if self._client is not None:
+            self._client.close()
+
+    def call(self, operation: str, key: str, fn: Callable[[], Any]) -> Any:
+        """Run one S3 call, turning boto errors into :class:`StorageError` with the fix."""
+        try:
+            return fn()
+        except (BotoCoreError, ClientError) as exc:
+            raise self._error(exc, operation, key) from None
+
+    def _error(self, exc: Exception, operation: str, key: str) -> StorageError:
+        where = f"{operation} of {self._uri(key)}"
+        if isinstance(exc, NoCredentialsError):
+            return StorageRefused(
+                f"{where}: no AWS credentials; set AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, in the worker's environment"
+            )
+        if isinstance(exc, ClientError):
+            error = exc.response.get("Error", {})
+            code = str(error.get("Code", "Unknown"))
+            status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+            text = f"{where} answered {code} (HTTP {status}): {error.get('Message', '')}"
+            if status >= 500 or code in _RETRYABLE:
+                return StorageUnavailable(text, status_code=status)
+            if code == "NoSuchBucket":
+                return StorageRefused(f"{text}; create bucket {self.bucket!r} or fix "
+                                      "RELAYDANCE_OUTPUT", status_code=status)  # fmt: skip
+            return StorageRefused(f"{text}; {_RIGHTS}", status_code=status)
+        # Connection refused, timeouts, a closed connection: botocore already retried.
+        return StorageUnavailable(f"{where} failed: {type(exc).__name__}: {exc}")
+
+    def _abort_others(self, key: str, *, keep: str) -> None:
+        # Uploads of this key other than the one just committed were left by attempts that
+        # died (or lost the race): the clip is complete, so none of them is needed.
+        try:
+            listing = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=key)
+            stale = [u for u in listing.get("Uploads", [])
+                     if u.get("Key") == key and u.get("UploadId") != keep]  # fmt: skip
+            for upload in stale:
+                self.client.abort_multipart_upload(
+                    Bucket=self.bucket, Key=key, UploadId=str(upload["UploadId"])
+                )
+        except (BotoCoreError, ClientError) as exc:
+            logger.warning("could not abort stale uploads of %s: %s", self._uri(key), exc)
+            return
+        if stale:
+            logger.info("aborted %d stale upload(s) of %s", len(stale), self._uri(key))
+
+    def _uri(self, key: str) -> str:
+        return f"{S3_SCHEME}{self.bucket}/{key}"
