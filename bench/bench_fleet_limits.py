@@ -23,7 +23,8 @@ suits the baseline best). Scenarios:
   sent to done (target 2 x ceil(20/10) x 2 s = 8 s);
 - ``mixed-ours`` / ``mixed-ours-webhooks``: ``ours`` with key C on Kinovi (its alias routed
   to the simulator's Kinovi API, model ``seedance2-fast``), keys A and B on RelayDance:
-  one fleet, two providers, the same per-key limits.
+  one fleet, two providers, the same per-key limits; ``control-webhooks`` is
+  ``ours-webhooks`` again, to run beside them on the same (shared) machine.
 
 ``--only NAME,...`` reruns some scenarios; the other rows of the results file are kept.
 
@@ -440,6 +441,7 @@ def specs(args: argparse.Namespace) -> list[dict[str, Any]]:
         {"name": "ours-limit15-webhooks", **ours, **main, "limit": 15, "webhooks": True},
         {"name": "fair-ours", **ours, **fair},
         {"name": "fair-baseline", **baseline, **fair, **slow},
+        {"name": "control-webhooks", **ours, **main, "webhooks": True},
         {"name": "mixed-ours", **ours, **main, "kinovi": ["key-c"]},
         {"name": "mixed-ours-webhooks", **ours, **main, "webhooks": True, "kinovi": ["key-c"]},
     ]
@@ -572,8 +574,10 @@ def main() -> None:
                                    *sys.argv[1:]])  # fmt: skip
     rows = _keep_other_rows(rows)
     report(rows)
+    # A row run with --only carries its own command; the file's is the full run's.
+    full = " ".join([".venv/bin/python", "bench/bench_fleet_limits.py", *sys.argv[1:]])
     path = write_results("fleet_limits", {
-        "command": " ".join([".venv/bin/python", "bench/bench_fleet_limits.py", *sys.argv[1:]]),
+        "command": ".venv/bin/python bench/bench_fleet_limits.py" if args.only else full,
         "machine": machine(),
         "simulator": {"concurrency_cap": CAP, "gen_time_mean": GEN, "gen_time_jitter": JITTER,
                       "retry_after": 1.0, "keys": len(KEYS)},
