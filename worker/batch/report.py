@@ -1,11 +1,12 @@
 """What a batch produced, one row per line, as CSV or JSON; and its one-line progress.
 
-Columns: line, key (the alias that rendered it), job_id, state, output_path (a local
-output's file), output_uri (file:// or s3://), sha256, seconds (of video), estimated_cost,
-actual_cost (what the provider said it charged, when it says: Kinovi's ``creditsUsed``),
-billing (none, pending, unknown, billed, not_billed: what the provider may have charged),
-error, note. A request that several lines repeat is priced on its first line only (the
-others say ``same request as line N``); a reused render costs nothing here.
+Columns: line, job_id, state, output_path (a local output's file), output_uri (file:// or
+s3://), sha256, seconds (of video), estimated_cost, billing (none, pending, unknown,
+billed, not_billed: what the provider may have charged), error, note, key (the alias that
+rendered it), actual_cost (what the provider said it charged, when it says: Kinovi's
+``creditsUsed``); the last two come last so that earlier columns keep their places. A
+request that several lines repeat is priced on its first line only (the others say ``same
+request as line N``); a reused render costs nothing here.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ from worker.batch.tracker import BatchTracker
 
 __all__ = ["COLUMNS", "ReportRow", "batch_report", "progress_line", "render_report"]
 
-COLUMNS = ("line", "key", "job_id", "state", "output_path", "output_uri", "sha256", "seconds",
-           "estimated_cost", "actual_cost", "billing", "error", "note")  # fmt: skip
+COLUMNS = ("line", "job_id", "state", "output_path", "output_uri", "sha256", "seconds",
+           "estimated_cost", "billing", "error", "note", "key", "actual_cost")  # fmt: skip
 _JOB_FIELDS = ["output_path", "output_uri", "sha256", "error_code", "error_message", "billing",
                "orphans", "actual_cost"]  # fmt: skip
 
@@ -34,7 +35,6 @@ class ReportRow:
     """One line of the batch and what became of it."""
 
     line: int
-    key: str | None
     job_id: str | None
     state: str
     output_path: str | None
@@ -42,10 +42,11 @@ class ReportRow:
     sha256: str | None
     seconds: int | None
     estimated_cost: float
-    actual_cost: float | None
     billing: str | None
     error: str | None
     note: str | None = None
+    key: str | None = None
+    actual_cost: float | None = None
 
 
 def batch_report(batches: BatchTracker, batch_id: str) -> tuple[BatchStatus, list[ReportRow]]:
