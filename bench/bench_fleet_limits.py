@@ -20,7 +20,13 @@ suits the baseline best). Scenarios:
 - ``ours-poll-tuned``: ``ours`` with today's poll settings fitted to this simulator;
 - ``ours-webhooks`` / ``ours-limit15-webhooks``: webhook mode (``worker.web`` receiver);
 - ``fair-ours`` / ``fair-baseline``: key A's 500 jobs, then key B's 20; B's time from being
-  sent to done (target 2 x ceil(20/10) x 2 s = 8 s).
+  sent to done (target 2 x ceil(20/10) x 2 s = 8 s);
+- ``mixed-ours`` / ``mixed-ours-webhooks``: ``ours`` with key C on Kinovi (its alias routed
+  to the simulator's Kinovi API, model ``seedance2-fast``), keys A and B on RelayDance:
+  one fleet, two providers, the same per-key limits; ``control-webhooks`` is
+  ``ours-webhooks`` again, to run beside them on the same (shared) machine.
+
+``--only NAME,...`` reruns some scenarios; the other rows of the results file are kept.
 
 Figures come from the simulator's own records (``/_sim/tasks/{id}``: ``created_at`` is the
 accepted submit, ``ready_at`` the remote completion) and the job records:
@@ -63,6 +69,7 @@ from simulator.testing import SimulatorProcess
 from worker.redis_server import RedisServer, free_port
 
 MODEL = "doubao-seedance-2-0-fast-260128"
+KINOVI_MODEL = "seedance2-fast"
 GEN, JITTER, CAP = 2.0, 0.2, 10
 KEYS = {"key-a": "sk-fleet-bench-a", "key-b": "sk-fleet-bench-b", "key-c": "sk-fleet-bench-c"}
 WORKERS, THREADS = 2, 8
@@ -83,6 +90,16 @@ POLL_TUNED = {
 }
 WEBHOOK_SECRET = "fleet-bench-webhook-secret"
 TARGETS = {"throughput": 0.95, "slot_use": 0.95, "limit15_429s": 5, "limit15_throughput": 0.9}
+
+
+def api_keys(kinovi: list[str], kinovi_url: str) -> str:
+    """RELAYDANCE_API_KEYS: bare keys for RelayDance, routed objects for the Kinovi aliases."""
+    routes: dict[str, Any] = {
+        alias: {"key": key, "provider": "kinovi", "base_url": kinovi_url}
+        if alias in kinovi else key
+        for alias, key in KEYS.items()
+    }  # fmt: skip
+    return json.dumps(routes)
 
 
 def fingerprint(key: str) -> str:
@@ -216,7 +233,14 @@ def _main_figures(run: dict[str, Any], sampler: Sampler, limit: int) -> dict[str
         start = min(records[j].created_at for j in mine if records[j] is not None)
         end = max((b for b, _ in spans), default=start)
         hits = sampler.rejections(alias, t0)
+        mine_ready = [b for _, b in spans if b <= stopped]
+        key_span = max(mine_ready) - min(a for a, _ in spans) if mine_ready else None
         per_key[alias] = {
+            "provider": "kinovi" if alias in run["kinovi"] else "relaydance",
+            # The key's jobs over its own span, against one key's limit C / T.
+            "throughput_fraction": _r(len(mine_ready) / key_span / (CAP / GEN))
+            if key_span
+            else None,
             "rate_limited": stats["keys"].get(fingerprint(KEYS[alias]), {}).get("rate_limited", 0),
             "rate_limited_at_s": hits,
             "last_429_s": hits[-1][0] if hits else None,
@@ -278,6 +302,11 @@ def _fair_figures(run: dict[str, Any]) -> dict[str, Any]:
 # One scenario -----------------------------------------------------------------------------
 
 
+def _request(alias: str, i: int, kinovi: list[str]) -> dict[str, Any]:
+    model = KINOVI_MODEL if alias in kinovi else MODEL
+    return {"model": model, "prompt": f"{alias} clip {i}", "seconds": 5}
+
+
 def _plan(spec: dict[str, Any]) -> list[tuple[str, int]]:
     if spec["plan"] == "fair":
         first = [("key-a", i) for i in range(spec["first"])]
@@ -328,6 +357,8 @@ def run_scenario(spec: dict[str, Any]) -> dict[str, Any]:
         SimulatorProcess(gen_time_mean=GEN, gen_time_jitter=JITTER, concurrency_cap=CAP,
                          retry_after=1.0, seed=1) as sim,
     ):  # fmt: skip
+        kinovi = list(spec.get("kinovi", []))
+        extra["RELAYDANCE_API_KEYS"] = api_keys(kinovi, sim.kinovi_url)
         env = fleet_env(rs.url, sim.url, out / "renders", **extra)
         env.pop("RELAYDANCE_API_KEY", None)  # the three aliases only
         use_env(env)
@@ -339,15 +370,15 @@ def run_scenario(spec: dict[str, Any]) -> dict[str, Any]:
         procs += start_fleet(env, app="baseline_app" if design == "baseline" else "worker", out=out)
         try:
             wait_ready(WORKERS)
-            engine.timing.record(MODEL, 5, GEN)  # the fleet's state after one finished job
+            for model in (MODEL, KINOVI_MODEL):  # the fleet's state after one finished job
+                engine.timing.record(model, 5, GEN)
             sim.reset()
             sampler = Sampler(sim.root, engine.limits, configured=limit)
             sampler.start()
-            run: dict[str, Any] = {"t0": time.time(), "sent": {}, "ids": []}
+            run: dict[str, Any] = {"t0": time.time(), "sent": {}, "ids": [], "kinovi": kinovi}
             for alias, i in _plan(spec):
                 sent_at = time.time()
-                request = {"model": MODEL, "prompt": f"{alias} clip {i}", "seconds": 5}
-                job_id = enqueue_render(request, key=alias)
+                job_id = enqueue_render(_request(alias, i, kinovi), key=alias)
                 run["sent"][job_id] = sent_at
                 run["ids"].append((alias, job_id))
             enqueue_seconds = time.time() - run["t0"]
@@ -367,6 +398,7 @@ def run_scenario(spec: dict[str, Any]) -> dict[str, Any]:
         "design": design,
         "configured_limit": limit,
         "plan": spec["plan"],
+        "kinovi_keys": spec.get("kinovi", []),
         "env": spec.get("env", {}),
         "webhooks": bool(spec.get("webhooks")),
         "enqueue_seconds": round(enqueue_seconds, 2),
@@ -409,6 +441,9 @@ def specs(args: argparse.Namespace) -> list[dict[str, Any]]:
         {"name": "ours-limit15-webhooks", **ours, **main, "limit": 15, "webhooks": True},
         {"name": "fair-ours", **ours, **fair},
         {"name": "fair-baseline", **baseline, **fair, **slow},
+        {"name": "control-webhooks", **ours, **main, "webhooks": True},
+        {"name": "mixed-ours", **ours, **main, "kinovi": ["key-c"]},
+        {"name": "mixed-ours-webhooks", **ours, **main, "webhooks": True, "kinovi": ["key-c"]},
     ]
 
 
@@ -424,6 +459,20 @@ def verdicts(rows: list[dict[str, Any]]) -> list[str]:
                          f"(<= 8 s): {'met' if met else 'MISSED'}")  # fmt: skip
             continue
         keys, fraction = r["keys"].values(), r["throughput_fraction_remote"] or 0.0
+        if r.get("kinovi_keys"):
+            for alias, k in r["keys"].items():
+                per_key = k.get("throughput_fraction") or 0.0
+                lines.append(f"{r['name']}: {alias} ({k['provider']}) 429s {k['rate_limited']} "
+                             f"(== 0): {'met' if k['rate_limited'] == 0 else 'MISSED'}")  # fmt: skip
+                if r["webhooks"]:
+                    met = per_key >= TARGETS["throughput"]
+                    lines.append(f"{r['name']}: {alias} throughput {per_key} of C/T (>= 0.95): "
+                                 f"{'met' if met else 'MISSED'}")  # fmt: skip
+            if r["webhooks"]:
+                met = fraction >= TARGETS["throughput"]
+                lines.append(f"{r['name']}: throughput {fraction} of K x C / T (>= 0.95): "
+                             f"{'met' if met else 'MISSED'}")  # fmt: skip
+            continue
         if r["configured_limit"] == CAP:
             checks = [
                 ("429s", max(k["rate_limited"] for k in keys), "== 0", r["rate_limited"] == 0),
@@ -466,9 +515,20 @@ def report(rows: list[dict[str, Any]]) -> None:
           r["throughput_fraction_done"], by_key(r, "slot_use_while_waiting"),
           f"{r['ready_to_seen_p50_s']} / {r['ready_to_seen_p95_s']}", r["polls_per_job"],
           r["submit_attempts_per_s"], r["seconds_submit_to_last_remote"]]
-         for r in rows if r["plan"] == "mixed"],
+         for r in rows if r["plan"] == "mixed" and not r.get("kinovi_keys")],
     )  # fmt: skip
     print()
+    mixed = [r for r in rows if r.get("kinovi_keys")]
+    if mixed:
+        _table(
+            ["scenario", "done", "key", "provider", "429s", "throughput of C / T",
+             "slot use while waiting", "throughput of K x C / T (all keys)"],
+            [[r["name"], f"{r['done']}/{r['jobs']}", alias, k["provider"], k["rate_limited"],
+              k["throughput_fraction"], k["slot_use_while_waiting"],
+              r["throughput_fraction_remote"]]
+             for r in mixed for alias, k in r["keys"].items()],
+        )  # fmt: skip
+        print()
     _table(
         ["scenario", "B done", "B sent -> all B done s", "B sent -> last B remote done s",
          "B sent -> first B accepted s", "429s A / B", "target s"],
@@ -479,6 +539,17 @@ def report(rows: list[dict[str, Any]]) -> None:
          for r in rows if r["plan"] == "fair"],
     )  # fmt: skip
     print("\nTargets:\n" + "\n".join(f"- {line}" for line in verdicts(rows)))
+
+
+def _keep_other_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows just run, plus the earlier results' rows of scenarios not rerun (in order)."""
+    path = Path(__file__).resolve().parent / "results" / "fleet_limits.json"
+    if not path.exists():
+        return rows
+    fresh = {row["name"]: row for row in rows}
+    earlier = json.loads(path.read_text()).get("rows", [])
+    kept = [fresh.pop(row["name"], row) for row in earlier]
+    return kept + list(fresh.values())
 
 
 def main() -> None:
@@ -498,9 +569,15 @@ def main() -> None:
     started = time.monotonic()
     chosen = [s for s in specs(args) if not args.only or s["name"] in args.only.split(",")]
     rows = [scenario(spec) for spec in chosen]
+    for row in rows:
+        row["command"] = " ".join([".venv/bin/python", "bench/bench_fleet_limits.py",
+                                   *sys.argv[1:]])  # fmt: skip
+    rows = _keep_other_rows(rows)
     report(rows)
+    # A row run with --only carries its own command; the file's is the full run's.
+    full = " ".join([".venv/bin/python", "bench/bench_fleet_limits.py", *sys.argv[1:]])
     path = write_results("fleet_limits", {
-        "command": " ".join([".venv/bin/python", "bench/bench_fleet_limits.py", *sys.argv[1:]]),
+        "command": ".venv/bin/python bench/bench_fleet_limits.py" if args.only else full,
         "machine": machine(),
         "simulator": {"concurrency_cap": CAP, "gen_time_mean": GEN, "gen_time_jitter": JITTER,
                       "retry_after": 1.0, "keys": len(KEYS)},

@@ -15,6 +15,8 @@ from urllib.parse import urlsplit
 
 from pydantic import (
     AliasChoices,
+    BaseModel,
+    ConfigDict,
     Field,
     SecretStr,
     ValidationError,
@@ -26,6 +28,8 @@ from pydantic_settings import SettingsError as SourceError
 
 __all__ = [
     "ENV_PREFIX",
+    "PROVIDERS",
+    "KeyRoute",
     "Settings",
     "SettingsError",
     "env_name",
@@ -35,6 +39,12 @@ __all__ = [
 
 ENV_PREFIX = "RELAYDANCE_"
 DEFAULT_ALIAS = "default"
+# Provider names and where each lives by default; worker.dialects has one dialect per name
+# (a test keeps the two lists equal: config never imports worker).
+PROVIDERS: dict[str, str] = {
+    "kinovi": "https://kinovi.ai/api/v1",
+    "relaydance": "https://relaydance.com/v1",
+}
 REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+socket", "sentinel")
 _REDIS_NAMES = ("RELAYDANCE_REDIS_URL", "REDIS_URL")
 
@@ -59,6 +69,46 @@ def env_name(field: str) -> str:
     return ENV_PREFIX + field.upper()
 
 
+def _absolute_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        shown = f"{parts.scheme}://{parts.hostname or ''}"
+        raise ValueError(
+            f"must be an absolute http(s) URL such as https://host/path, got {shown!r}"
+        )
+    return value.rstrip("/")
+
+
+class KeyRoute(BaseModel):
+    """One alias of ``RELAYDANCE_API_KEYS``: its key and, optionally, its provider and URL."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    key: SecretStr
+    provider: str | None = None
+    base_url: str | None = None
+
+    @field_validator("key")
+    @classmethod
+    def _strip(cls, value: SecretStr) -> SecretStr:
+        # A key read from a file often ends in a newline, which no HTTP header may carry.
+        return SecretStr(value.get_secret_value().strip())
+
+    @field_validator("provider")
+    @classmethod
+    def _known(cls, value: str | None) -> str | None:
+        if value is not None and value not in PROVIDERS:
+            raise ValueError(
+                f"unknown provider {value!r}; use one of {', '.join(sorted(PROVIDERS))}"
+            )
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        return None if value is None else _absolute_url(value)
+
+
 class Settings(BaseSettings):
     """Every setting of the fleet. See the README's configuration table."""
 
@@ -78,12 +128,17 @@ class Settings(BaseSettings):
 
     # Provider access.
     api_key: SecretStr | None = Field(None, description="API key of the alias `default`.")
-    api_keys: Annotated[dict[str, SecretStr], NoDecode] = Field(
+    api_keys: Annotated[dict[str, KeyRoute], NoDecode] = Field(
         default_factory=dict,
-        description='JSON object alias -> key for several keys, e.g. {"tenant-a": "sk-..."}.',
+        description='JSON object alias -> key, e.g. {"tenant-a": "sk-..."}, or alias -> '
+        '{"key": "...", "provider": "kinovi", "base_url": "..."} for another provider.',
     )
-    base_url: str = Field("https://relaydance.com/v1", description="Provider base URL.")
-    dialect: str = Field("relaydance", description="Provider API dialect.")
+    base_url: str = Field(
+        "https://relaydance.com/v1", description="Base URL of the default provider."
+    )
+    dialect: str = Field(
+        "relaydance", description="Default provider: relaydance or kinovi (for bare keys)."
+    )
 
     # Redis (broker, result store, job records, limits).
     redis_url: str | None = Field(
@@ -239,6 +294,18 @@ class Settings(BaseSettings):
         '"resolutions": {"1080p": 1.5}}.',
     )
 
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _bare_keys(cls, value: Any) -> Any:
+        # Runs after the JSON parse below (before-validators run last-defined first).
+        # A bare key (the usual case) is an alias of the default provider.
+        if isinstance(value, dict):
+            return {
+                alias: {"key": entry} if isinstance(entry, str | SecretStr) else entry
+                for alias, entry in value.items()
+            }
+        return value
+
     @field_validator(
         "api_keys", "key_concurrency", "key_requests_per_second", "prices", mode="before"
     )
@@ -265,17 +332,6 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return value.strip() or None
         return value
-
-    @field_validator("api_keys")
-    @classmethod
-    def _strip_keys(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
-        keys = {}
-        for alias, key in value.items():
-            secret = key.get_secret_value().strip()
-            if not secret:
-                raise ValueError(f"alias {alias!r} has an empty key; give its key or drop it")
-            keys[alias] = SecretStr(secret)
-        return keys
 
     @field_validator("redis_url")
     @classmethod
@@ -330,21 +386,13 @@ class Settings(BaseSettings):
     @field_validator("base_url", "webhook_base_url", "s3_endpoint_url")
     @classmethod
     def _check_url(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            shown = f"{parts.scheme}://{parts.hostname or ''}"
-            raise ValueError(
-                f"must be an absolute http(s) URL such as https://host/path, got {shown!r}"
-            )
-        return value.rstrip("/")
+        return None if value is None else _absolute_url(value)
 
     @field_validator("dialect")
     @classmethod
     def _check_dialect(cls, value: str) -> str:
-        if value not in ("relaydance",):
-            raise ValueError("unknown dialect; known: relaydance")
+        if value not in PROVIDERS:
+            raise ValueError(f"unknown dialect; known: {', '.join(sorted(PROVIDERS))}")
         return value
 
     @model_validator(mode="after")
@@ -383,10 +431,15 @@ class Settings(BaseSettings):
             raise ValueError(
                 "RELAYDANCE_WEBHOOK_SECRET is required when RELAYDANCE_WEBHOOK_BASE_URL is set"
             )
-        for alias in self.api_keys:
+        for alias, route in self.api_keys.items():
             if not alias or not alias.replace("-", "").replace("_", "").isalnum():
                 raise ValueError(
                     f"RELAYDANCE_API_KEYS: alias {alias!r} must be letters, digits, - or _"
+                )
+            if not route.key.get_secret_value():
+                raise ValueError(
+                    f"RELAYDANCE_API_KEYS: alias {alias!r} has an empty key; give its key or "
+                    "drop it"
                 )
         return self
 
@@ -400,10 +453,23 @@ class Settings(BaseSettings):
 
     def keys(self) -> dict[str, SecretStr]:
         """Every configured key by alias; ``RELAYDANCE_API_KEY`` is the alias ``default``."""
-        keys = dict(self.api_keys)
+        keys = {alias: route.key for alias, route in self.api_keys.items()}
         if self.api_key is not None:
             keys.setdefault(DEFAULT_ALIAS, self.api_key)
         return keys
+
+    def provider_for(self, alias: str) -> str:
+        """The provider an alias's jobs go to: its own, else the default (``dialect``)."""
+        route = self.api_keys.get(alias)
+        return (route.provider if route else None) or self.dialect
+
+    def base_url_for(self, alias: str) -> str:
+        """Where an alias's provider lives: its own base_url, else that provider's default."""
+        route = self.api_keys.get(alias)
+        if route is not None and route.base_url:
+            return route.base_url
+        provider = self.provider_for(alias)
+        return self.base_url if provider == self.dialect else PROVIDERS[provider]
 
     def key_for(self, alias: str) -> SecretStr:
         """The key of an alias; raises :class:`SettingsError` naming the variables to set."""
@@ -453,7 +519,9 @@ def _format_error(exc: ValidationError) -> str:
         loc = err.get("loc") or ()
         # Pydantic's messages never carry the input value; ours never echo a secret.
         message = err["msg"].removeprefix("Value error, ")
-        if len(loc) > 1:  # an entry of a JSON object: say which alias
+        if len(loc) > 2:  # a field of an alias's object: say which alias and field
+            message = f"alias {str(loc[1])!r}, {'.'.join(map(str, loc[2:]))}: {message}"
+        elif len(loc) > 1:  # an entry of a JSON object: say which alias
             message = f"alias {str(loc[1])!r}: {message}"
         lines.append(f"{_variable(str(loc[0]))}: {message}" if loc else message)
     return "invalid settings:\n  " + "\n  ".join(lines)

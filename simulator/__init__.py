@@ -1,4 +1,5 @@
-"""A local RelayDance: submit, poll, files, images, webhooks and mp4 downloads, with faults.
+"""A local RelayDance and Kinovi: submit, poll, files, images, webhooks and mp4 downloads,
+with faults, in either provider's dialect (or both at once).
 
 ``create_app()`` gives the Starlette app, ``serve()`` runs it under uvicorn, and
 ``python -m simulator`` does the same from a shell. ``/_sim/stats`` counts what it saw.

@@ -72,6 +72,7 @@ async def task_debug(request: Request) -> Response:
     return JSONResponse(
         {
             "task_id": task.task_id,
+            "dialect": task.dialect,
             "status": task.status(sim.clock()),
             "key": fingerprint(task.owner),
             "model": task.model,

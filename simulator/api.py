@@ -1,4 +1,8 @@
-"""The provider's ``/v1`` endpoints: submit, poll, upload and image generation."""
+"""RelayDance's ``/v1`` endpoints: submit, poll, upload and image generation.
+
+:func:`guarded` holds what every dialect's routes share (authentication, injected 5xx,
+latency, trickled replies); Kinovi's routes (:mod:`simulator.kinovi`) use it too.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ from simulator.media import PNG_BYTES
 from simulator.multipart import MultipartError, parse_form
 from simulator.validation import Refusal, validate_submit
 
-__all__ = ["base_url", "error", "routes"]
+__all__ = ["base_url", "error", "guarded", "read_json", "routes"]
 
 Handler = Callable[[Request, Simulator, str], Awaitable[Response]]
 
@@ -58,23 +62,35 @@ def _owner(header: str | None, prefix: str) -> str | None:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def v1(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
-    """Wrap a /v1 handler in authentication, 5xx injection and added latency."""
+Refuse = Callable[[int, str], Response]
+
+
+def _refuse(status: int, message: str) -> Response:
+    kinds = {401: "authentication_error", 404: "not_found_error"}
+    return error(status, message, kind=kinds.get(status, "server_error"))
+
+
+def guarded(
+    handler: Handler, *, dialect: str, refuse: Refuse
+) -> Callable[[Request], Awaitable[Response]]:
+    """Wrap a provider handler in what every dialect shares: the dialect switch,
+    authentication, 5xx injection, added latency and trickled replies.
+
+    ``refuse(status, message)`` writes an error body in the dialect's own shape.
+    """
 
     async def endpoint(request: Request) -> Response:
         sim: Simulator = request.app.state.sim
         cfg = sim.config
         owner = _owner(request.headers.get("authorization"), cfg.required_key_prefix)
+        if cfg.dialect not in ("both", dialect):
+            return refuse(404, f"this simulator serves the {cfg.dialect} API only")
         if owner is None:
             sim.store.counters["unauthorized"] += 1
-            response: Response = error(
-                401, "missing or invalid API key; send Authorization: Bearer <key>",
-                kind="authentication_error",
-            )  # fmt: skip
+            response = refuse(401, "missing or invalid API key; send Authorization: Bearer <key>")
         elif sim.chance(cfg.error_5xx_rate):
             sim.store.counters["errors_5xx"] += 1
-            status = sim.rng.choice((500, 502, 503))
-            response = error(status, "upstream temporarily unavailable", kind="server_error")
+            response = refuse(sim.rng.choice((500, 502, 503)), "upstream temporarily unavailable")
         else:
             response = await handler(request, sim, owner)
         if cfg.latency > 0:
@@ -84,6 +100,16 @@ def v1(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         return response
 
     return endpoint
+
+
+def v1(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    """Wrap a RelayDance /v1 handler (see :func:`guarded`)."""
+    return guarded(handler, dialect="relaydance", refuse=_refuse)
+
+
+async def read_json(request: Request) -> Any:
+    """The request's JSON body; raises :class:`Refusal` (param ``body``) when it is not."""
+    return await _json_body(request)
 
 
 async def _json_body(request: Request) -> Any:
@@ -143,7 +169,7 @@ async def poll(request: Request, sim: Simulator, owner: str) -> Response:
     """``GET /v1/video/generations/{task_id}``."""
     sim.store.counters["polls"] += 1
     task = sim.store.get(request.path_params["task_id"], owner)
-    if task is None:
+    if task is None or task.dialect != "relaydance":
         sim.store.counters["not_found"] += 1
         return error(404, "no such task", kind="not_found_error", param="task_id")
     return JSONResponse(sim.task_view(task, base_url(request, sim)))

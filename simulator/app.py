@@ -1,4 +1,6 @@
-"""Assemble the simulator's Starlette app: ``/v1`` (the provider), ``/_files``, ``/_sim``."""
+"""Assemble the simulator's Starlette app: ``/v1`` (RelayDance), ``/api/v1`` (Kinovi),
+``/_files`` and ``/_sim``. Both providers are served at once unless the ``dialect`` knob
+names one."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount
 
-from simulator import admin, api, files
+from simulator import admin, api, files, kinovi
 from simulator.config import SimConfig
 from simulator.core import Simulator
 
@@ -42,6 +44,7 @@ def create_app(
     app = Starlette(
         routes=[
             Mount("/v1", routes=api.routes()),
+            Mount("/api/v1", routes=kinovi.routes()),
             Mount("/_files", routes=files.routes()),
             Mount("/_sim", routes=admin.routes()),
         ],

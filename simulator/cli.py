@@ -7,7 +7,7 @@ flag overrides them.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, get_args, get_origin
 
 import click
 from pydantic import ValidationError
@@ -23,6 +23,8 @@ _ALIASES = {"gen_time_mean": ("--gen-time",)}
 
 
 def _click_type(annotation: Any) -> click.ParamType[Any]:
+    if get_origin(annotation) is Literal:
+        return click.Choice(get_args(annotation))
     if annotation is float:
         return click.FLOAT
     if annotation is str:
@@ -71,9 +73,12 @@ def config_from_options(options: dict[str, Any]) -> SimConfig:
 )
 @cli_options
 def simulate(host: str, port: int, log_level: str, **options: Any) -> None:
-    """Run a local RelayDance simulator (base url http://HOST:PORT/v1)."""
+    """Run a local provider simulator: RelayDance at /v1, Kinovi at /api/v1 (--dialect)."""
     config = config_from_options(options)
-    click.echo(f"RelayDance simulator: http://{host}:{port}/v1 (inspect: /_sim/stats)", err=True)
+    for name, path in (("RelayDance", "/v1"), ("Kinovi", "/api/v1")):
+        if config.dialect in ("both", name.lower()):
+            click.echo(f"{name} simulator: http://{host}:{port}{path}", err=True)
+    click.echo(f"inspect: http://{host}:{port}/_sim/stats", err=True)
     serve(host=host, port=port, config=config, log_level=log_level)
 
 

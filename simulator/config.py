@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -22,6 +22,20 @@ class SimConfig(BaseSettings):
     """How the simulated provider behaves. Every field is a knob, changeable at run time."""
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid")
+
+    # Dialects.
+    dialect: Literal["both", "relaydance", "kinovi"] = Field(
+        "both",
+        description="Which provider APIs answer: RelayDance at /v1, Kinovi at /api/v1, or "
+        "both at once (the other's routes answer 404).",
+    )
+    billed_factor: float = Field(
+        1.0,
+        ge=0,
+        le=100,
+        description="Kinovi reports this multiple of the list price as creditsUsed (to test "
+        "that spend is read from the provider, not estimated).",
+    )
 
     # Generation.
     gen_time_mean: float = Field(2.0, ge=0, le=86400, description="Mean generation time, s.")

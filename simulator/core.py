@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from simulator.config import SimConfig, update_config
+from simulator.kinovi_format import envelope
 from simulator.store import Task, TaskStore
 from simulator.validation import ValidRequest
 from simulator.webhooks import WebhookDispatcher
@@ -103,6 +104,8 @@ class Simulator:
             start_at=now + duration * 0.2,  # queued for a fifth of the time, then running
             ready_at=now + duration,
             failed=self.chance(cfg.failure_rate),
+            dialect=request.dialect,
+            credits=request.credits,
         )
         self.store.add(task, now=now, body_hash=body_hash)
         if task.callback_url is not None:
@@ -174,6 +177,19 @@ class Simulator:
                 "message": "the generation failed; failed tasks are not billed",
             }
         return view
+
+    def webhook_body(self, task: Task, base_url: str, *, status: str) -> dict[str, Any]:
+        """What a webhook carries, in the dialect the task was made in."""
+        if task.dialect == "kinovi":
+            url = self.signed_url(base_url, f"videos/{task.task_id}.mp4")
+            return envelope(
+                task,
+                status=status,
+                url=url if status == "succeeded" else None,
+                now=self.clock(),
+                factor=self.config.billed_factor,
+            )
+        return self.task_view(task, base_url, status=status)
 
     # Signed urls -----------------------------------------------------------------------------
 

@@ -41,6 +41,8 @@ class Task:
     start_at: float
     ready_at: float
     failed: bool
+    dialect: str = "relaydance"
+    credits: int = 0
 
     def status(self, now: float) -> str:
         """The status a poll at ``now`` sees."""
@@ -180,6 +182,7 @@ class TaskStore:
             "bad_requests": c["bad_requests"],
             "unauthorized": c["unauthorized"],
             "not_found": c["not_found"],
+            "forbidden": c["forbidden"],
             "errors_5xx": c["errors_5xx"],
             "lost_responses": c["lost_responses"],
             "dropped_replies": c["dropped_replies"],

@@ -46,8 +46,13 @@ class SimulatorProcess:
 
     @property
     def url(self) -> str:
-        """The provider base url clients use, ``http://127.0.0.1:PORT/v1``."""
+        """The RelayDance base url clients use, ``http://127.0.0.1:PORT/v1``."""
         return f"{self.root}/v1"
+
+    @property
+    def kinovi_url(self) -> str:
+        """The Kinovi base url clients use, ``http://127.0.0.1:PORT/api/v1``."""
+        return f"{self.root}/api/v1"
 
     def start(self, *, timeout: float = 15.0) -> SimulatorProcess:
         """Start the process and wait (bounded) until it answers; retries a taken port."""

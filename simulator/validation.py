@@ -45,6 +45,8 @@ class ValidRequest:
     resolution: str
     generate_audio: bool
     callback_url: str | None
+    dialect: str = "relaydance"
+    credits: int = 0  # list price, for dialects that report what a task cost
 
 
 def _is_url(value: Any) -> bool:

@@ -1,5 +1,8 @@
 """Webhook delivery: one background loop over a heap of due deliveries, one shared client.
 
+Each task's webhook is in its own dialect: RelayDance posts the task JSON, Kinovi an
+envelope ``{"code", "message", "data"}`` (see :meth:`Simulator.webhook_body`).
+
 A task with ``metadata.callback_url`` gets one heap entry at submit time, due when the
 task turns final; nothing runs for it until then, so 10,000 waiting tasks cost 10,000
 small tuples. When an entry comes due the loop applies the fault knobs (drop, duplicate,
@@ -16,7 +19,7 @@ import heapq
 import ipaddress
 import itertools
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -145,8 +148,8 @@ class WebhookDispatcher:
                     self._push((now, next(self._seq), task_id, base_url, "final", 1, n))
             return
         status = "running" if kind == "stale" else ("failed" if task.failed else "succeeded")
-        payload = sim.task_view(task, base_url, status=status)
-        if await self._post(task.callback_url, payload, wait=cfg.webhook_timeout):
+        payload = sim.webhook_body(task, base_url, status=status)
+        if await self._post(task.callback_url, payload, task_id, wait=cfg.webhook_timeout):
             counters["webhooks_sent"] += 1
             if kind == "final" and copy == 0 and cfg.webhook_reorder:
                 self._push((sim.clock(), next(self._seq), task_id, base_url, "stale", 1, 0))
@@ -161,11 +164,11 @@ class WebhookDispatcher:
             (sim.clock() + delay, next(self._seq), task_id, base_url, kind, attempt + 1, copy)
         )
 
-    async def _post(self, url: str, payload: dict[str, object], *, wait: float) -> bool:
+    async def _post(self, url: str, payload: dict[str, Any], task_id: str, *, wait: float) -> bool:
         assert self._client is not None
         try:
             response = await self._client.post(url, json=payload, timeout=wait)
         except httpx.HTTPError as exc:
-            logger.debug("webhook for %s failed: %s", payload["task_id"], type(exc).__name__)
+            logger.debug("webhook for %s failed: %s", task_id, type(exc).__name__)
             return False
         return response.is_success

@@ -45,8 +45,10 @@ def enqueue_render(
 ) -> str:
     """Validate a render request, record the job and enqueue it; return the job id at once.
 
-    All or nothing: either the job id comes back and the job runs, or an exception comes
-    back and the job never submits, so a caller may retry without paying twice.
+    The request is checked by the rules of the provider behind ``key`` (RelayDance or
+    Kinovi). All or nothing: either the job id comes back and the job runs, or an
+    exception comes back and the job never submits, so a caller may retry without paying
+    twice.
 
     Raises :class:`~worker.errors.InvalidRequest` (nothing is enqueued) on bad input, and
     :class:`~worker.errors.EnqueueFailed` when the broker did not take the message.
@@ -54,12 +56,12 @@ def enqueue_render(
     job ends (done, failed or canceled). With ``check_on_done``, that name must be
     registered on the fleet's app in this process (import the module that defines it).
     """
-    valid = validate_request(request)
     settings = get_settings()
     configured = settings.keys()
     if configured and key not in configured:
         known = ", ".join(sorted(configured))
         raise InvalidRequest([("key", f"unknown key alias {key!r}; configured aliases: {known}")])
+    valid = validate_request(request, provider=settings.provider_for(key))
     if on_done is not None and not on_done.strip():
         raise InvalidRequest([("on_done", "is empty; give a Celery task name or leave it out")])
     if on_done is not None and check_on_done:

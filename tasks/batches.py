@@ -71,7 +71,10 @@ def enqueue_batch(
     Raises :class:`~worker.batch.InvalidBatch` (nothing enqueued) when a request is
     invalid and ``skip_invalid`` is false. A ``name`` already used continues that batch.
     """
-    parsed = requests if isinstance(requests, ParsedBatch) else parse_records(requests)
+    if isinstance(requests, ParsedBatch):
+        parsed = requests
+    else:  # a request may name its own "key"; the others are checked as ``key``'s provider
+        parsed = parse_records(requests, key=key)
     return _batches().submit(
         parsed, key=key, budget=budget, name=name, reuse=reuse, skip_invalid=skip_invalid,
         on_done=on_done,
@@ -79,8 +82,8 @@ def enqueue_batch(
 
 
 def enqueue_batch_file(path: str | Path, **options: Any) -> Submission:
-    """:func:`enqueue_batch` for a JSON Lines or CSV file."""
-    return enqueue_batch(read_batch_file(path), **options)
+    """:func:`enqueue_batch` for a JSON Lines or CSV file (with an optional ``key`` column)."""
+    return enqueue_batch(read_batch_file(path, key=options.get("key", "default")), **options)
 
 
 def get_batch(batch_id: str) -> BatchStatus:

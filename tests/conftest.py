@@ -64,6 +64,8 @@ def simulator_process() -> Iterator[SimulatorProcess]:
 
 
 SIM_DEFAULTS = {
+    "dialect": "both",
+    "billed_factor": 1.0,
     "gen_time_mean": 0.3,
     "gen_time_jitter": 0.0,
     "failure_rate": 0.0,

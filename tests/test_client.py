@@ -592,8 +592,9 @@ def test_client_repr_shows_no_key(make_client):
 def test_get_dialect_refuses_an_unknown_name_and_lists_the_known_ones():
     with pytest.raises(ValueError, match=r"unknown provider dialect 'nope'.*relaydance"):
         get_dialect("nope")
-    assert known_dialects() == ("relaydance",)
+    assert known_dialects() == ("kinovi", "relaydance")
     assert get_dialect("relaydance").name == "relaydance"
+    assert get_dialect("kinovi").name == "kinovi"
 
 
 class ShoutingDialect:
@@ -629,7 +630,7 @@ class ShoutingDialect:
     def parse_upload(self, data: Any) -> str:
         return str(data["link"])
 
-    def error_message(self, data: Any) -> str | None:
+    def error_message(self, data: Any, *, status: int | None = None) -> str | None:
         return "LOUD" if data else None
 
 

@@ -6,6 +6,7 @@ variable removed, so neither the machine's environment nor a stray ``.env`` leak
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -242,7 +243,7 @@ def test_a_webhook_base_url_with_a_secret_is_accepted(monkeypatch: pytest.Monkey
 
 
 def test_an_unknown_dialect_names_the_variable() -> None:
-    assert "RELAYDANCE_DIALECT" in settings_error(RELAYDANCE_DIALECT="kinovi")
+    assert "RELAYDANCE_DIALECT" in settings_error(RELAYDANCE_DIALECT="nope")
 
 
 def test_every_bad_variable_is_reported_at_once() -> None:
@@ -345,3 +346,72 @@ def test_env_name_maps_fields_to_variables() -> None:
     assert env_name("max_concurrency") == "RELAYDANCE_MAX_CONCURRENCY"
     assert env_name("api_keys") == "RELAYDANCE_API_KEYS"
     assert env_name("redis_url") == "REDIS_URL"
+
+
+# Key routes: a provider per alias ----------------------------------------------------------
+
+
+def test_an_alias_may_name_its_provider_and_base_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RELAYDANCE_API_KEY", SECRET)
+    monkeypatch.setenv(
+        "RELAYDANCE_API_KEYS",
+        json.dumps({
+            "studio": OTHER_SECRET,
+            "kin": {"key": "kin-key-1\n", "provider": "kinovi"},
+            "kin-local": {"key": "kin-key-2", "provider": "kinovi",
+                          "base_url": "http://127.0.0.1:8090/api/v1/"},
+        }),
+    )  # fmt: skip
+    settings = load_settings()
+    assert sorted(settings.keys()) == ["default", "kin", "kin-local", "studio"]
+    assert settings.key_for("kin").get_secret_value() == "kin-key-1"
+    routes = {a: (settings.provider_for(a), settings.base_url_for(a)) for a in settings.keys()}
+    assert routes == {
+        "default": ("relaydance", "https://relaydance.com/v1"),
+        "studio": ("relaydance", "https://relaydance.com/v1"),
+        "kin": ("kinovi", "https://kinovi.ai/api/v1"),
+        "kin-local": ("kinovi", "http://127.0.0.1:8090/api/v1"),
+    }
+    assert "kin-key" not in repr(settings)
+
+
+def test_bare_keys_follow_the_default_provider_and_its_base_url(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("RELAYDANCE_DIALECT", "kinovi")
+    monkeypatch.setenv("RELAYDANCE_BASE_URL", "http://127.0.0.1:9/api/v1")
+    monkeypatch.setenv("RELAYDANCE_API_KEYS", json.dumps({"a": SECRET, "r": {
+        "key": OTHER_SECRET, "provider": "relaydance"}}))  # fmt: skip
+    settings = load_settings()
+    assert (settings.provider_for("a"), settings.base_url_for("a")) == (
+        "kinovi",
+        "http://127.0.0.1:9/api/v1",
+    )
+    assert (settings.provider_for("r"), settings.base_url_for("r")) == (
+        "relaydance",
+        "https://relaydance.com/v1",
+    )
+
+
+def test_a_bad_route_names_the_alias_and_field_and_never_the_key() -> None:
+    message = settings_error(
+        RELAYDANCE_API_KEYS=json.dumps({
+            "x": {"key": SECRET, "provider": "nope", "base_url": "ftp://h/v1", "colour": 1},
+            "y": {"provider": "kinovi"},
+        })
+    )  # fmt: skip
+    assert "alias 'x', provider: unknown provider 'nope'; use one of kinovi, relaydance" in message
+    assert "alias 'x', base_url: must be an absolute http(s) URL" in message
+    assert "alias 'x', colour" in message
+    assert "alias 'y', key" in message
+    assert SECRET not in message
+
+
+def test_the_provider_names_of_the_settings_are_the_dialects() -> None:
+    from config.settings import PROVIDERS
+    from worker.dialects import get_dialect, known_dialects
+    from worker.providers import provider_names
+
+    assert tuple(sorted(PROVIDERS)) == known_dialects() == provider_names()
+    for name, url in PROVIDERS.items():
+        assert get_dialect(name).default_base_url == url

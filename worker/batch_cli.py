@@ -47,9 +47,9 @@ def _die_invalid(exc: Exception, *, source: str = "the batch") -> NoReturn:
     die_invalid(exc, what="the request is invalid")
 
 
-def _read(path: str) -> ParsedBatch:
+def _read(path: str, *, key: str) -> ParsedBatch:
     try:
-        return read_batch_file(path)
+        return read_batch_file(path, key=key)
     except BatchFileError as exc:
         die(f"cannot use {path}", [f"{name}: {message}" for name, message in exc.problems])
 
@@ -128,7 +128,9 @@ def batch() -> None:
 
 @batch.command(short_help="Validate a JSON Lines or CSV file whole, then enqueue it.")
 @click.argument("file", type=click.Path(dir_okay=False))
-@click.option("--key", default="default", show_default=True, help="API key alias.")
+@click.option(
+    "--key", default="default", show_default=True, help="API key alias of lines with no key column."
+)
 @click.option("--budget", type=float, help="Spend cap in USD; lines past it end skipped_budget.")
 @click.option("--name", help="Batch name; submitting the same name again resumes it.")
 @click.option("--wait", "wait_", is_flag=True, help="Show progress until every line is final.")
@@ -149,7 +151,7 @@ def submit(
     dry_run: bool, reuse: bool, skip_invalid: bool, on_done: str | None, as_json: bool,
 ) -> None:  # fmt: skip
     """Validate a JSON Lines or CSV batch file and enqueue it (prints the batch id)."""
-    parsed = _read(file)
+    parsed = _read(file, key=key)
     if parsed.invalid and not skip_invalid:
         _die_invalid(InvalidBatch(parsed.invalid), source=file)
     if dry_run:
@@ -310,7 +312,7 @@ def schedule_add(
     name: str, cron: str, file: str, key: str, budget: float | None, replace: bool
 ) -> None:
     """Store a batch file's requests and run them as a batch at each cron instant."""
-    parsed = _read(file)
+    parsed = _read(file, key=key)
     try:
         added = _schedules().add(
             name, cron=cron, parsed=parsed, key=key, budget=budget, replace=replace

@@ -1,4 +1,7 @@
-"""The provider's video models and what each accepts: data in one place, easy to update.
+"""RelayDance's video models and what each accepts: data in one place, easy to update.
+
+Another provider's models live with its rules (``worker.providers``), as ``Model`` entries
+of their own; :func:`worker.providers.find_model` looks in every catalogue.
 
 Source: seed 001 (the model list), seeds 000/002 (limits: 9 images, 3 videos, 3 audio,
 clips up to 15 s; ``generate_audio`` on Seedance 2.0 models), seed 003 (Seedance 2.0
@@ -42,6 +45,10 @@ class Model:
     expected_seconds: float = 90.0  # prior for the first poll, until jobs teach better
     default_ratio: str = "16:9"
     notes: str = field(default="", compare=False)
+    provider: str = "relaydance"
+    # Whether a request body spells out the defaults (ratio, resolution) the user left
+    # unset; a provider that applies its own gets only what the user chose.
+    send_defaults: bool = True
 
     @property
     def default_resolution(self) -> str:

@@ -51,6 +51,7 @@ def _refuse_to_work_without_a_writable_output(**_: Any) -> None:
     logger.info("output writable: %s", checked)
 
 
+@worker_init.connect
 def _trust_the_worker_task_registry(**_: Any) -> None:
     # A worker has imported every task module it runs (-I included): an on_done name
     # missing from its registry would be dropped on receipt, so it is reported instead.

@@ -17,7 +17,8 @@ from typing import Any
 import click
 
 from config.settings import SettingsError, get_settings
-from worker.cli_errors import EXIT_FAILED, EXIT_OK, die_invalid, die_not_found, redis_asked
+from worker.cli_errors import EXIT_FAILED, EXIT_OK, die, die_invalid, die_not_found, redis_asked
+from worker.cli_providers import provider_body, provider_of, refuse_foreign_flags
 from worker.errors import InvalidRequest
 from worker.request import RenderRequest, validate_request
 
@@ -49,7 +50,15 @@ def main() -> None:
 @click.option("--audio", "audio", multiple=True, help="Reference audio: URL or local path.")
 @click.option("--first-frame", help="First frame image (frame mode, not with --image).")
 @click.option("--last-frame", help="Last frame image (frame mode, not with --image).")
-@click.option("--key", default="default", show_default=True, help="API key alias.")
+@click.option(
+    "--mode",
+    type=click.Choice(["keyframe", "reference"]),
+    help="Kinovi: --image as first/last frames (keyframe, the default) or as references.",
+)
+@click.option(
+    "--upscale", type=click.Choice(["4k"], case_sensitive=False), help="Kinovi: upscale to 4K."
+)
+@click.option("--key", default="default", show_default=True, help="API key alias (its provider).")
 @click.option(
     "--on-done",
     help="Celery task name sent the job summary when the job ends (done, failed or canceled).",
@@ -69,12 +78,14 @@ def render(
 ) -> None:
     """Validate a render request and enqueue it (prints the job id)."""
     data = {k: v for k, v in fields.items() if v not in (None, ())}
+    provider = provider_of(key)
+    refuse_foreign_flags(provider, key=key, fields=data)
     try:
-        request = validate_request(data)
+        request = validate_request(data, provider=provider)
     except InvalidRequest as exc:
         die_invalid(exc)
     if dry_run:
-        _print_dry_run(request, as_json=as_json)
+        _print_dry_run(request, provider=provider, as_json=as_json)
         return
     from tasks import enqueue_render  # entry point: the producer API
 
@@ -90,17 +101,23 @@ def render(
     sys.exit(_wait_and_report(job_id, timeout=timeout, as_json=as_json))
 
 
-def _print_dry_run(request: RenderRequest, *, as_json: bool) -> None:
-    uploads = {p: f"<uploaded: {p}>" for p in request.local_paths()}
-    body = request.to_body(media_urls=uploads)
-    cost = request.estimated_cost()
+def _print_dry_run(request: RenderRequest, *, provider: str, as_json: bool) -> None:
+    body, uploads = provider_body(provider, request)
+    try:
+        cost = request.estimated_cost()
+    except SettingsError as exc:
+        die(str(exc))
     if as_json:
-        click.echo(json.dumps({"body": body, "estimated_cost_usd": cost, "uploads": list(uploads)}))
+        click.echo(
+            json.dumps(
+                {"provider": provider, "body": body, "estimated_cost_usd": cost, "uploads": uploads}
+            )
+        )
         return
     click.echo(json.dumps(body, indent=2))
     if uploads:
         click.echo(f"uploads first: {', '.join(uploads)}")
-    click.echo(f"estimated cost: ${cost:.2f} (not enqueued: --dry-run)")
+    click.echo(f"estimated cost: ${cost:.2f} at {provider} (not enqueued: --dry-run)")
 
 
 def _wait_and_report(job_id: str, *, timeout: float, as_json: bool) -> int:

@@ -310,7 +310,7 @@ class ApiClient:
             body: Any = jsonlib.loads(text)
         except ValueError:
             body = text
-        said = self._dialect.error_message(body)
+        said = self._dialect.error_message(body, status=status)
         message = f"{where} -> HTTP {status}" + (f": {said}" if said else "")
         if status == 429:
             return RateLimited(

@@ -74,7 +74,8 @@ def download(engine: Engine, job_id: str, *, seq: int, attempt: int = 0) -> Outc
     started = time.time()
     heartbeat = _Heartbeat(engine, job_id, claim)
     try:
-        task = engine.client.get_task(job.remote_task_id or "", api_key=api_key(engine, job))
+        client = engine.client_for(job.alias)
+        task = client.get_task(job.remote_task_id or "", api_key=api_key(engine, job))
         if not task.url:
             return fail(engine, job, "unexpected_response", "the succeeded task has no url")
         # The seam to the output: a local directory or a bucket (worker/storage/).
@@ -159,6 +160,7 @@ def _manifest(job: Job, clip: StoredClip, *, seconds: float) -> dict[str, Any]:
         "sha256": clip.sha256,
         "etag": clip.etag,
         "estimated_cost_usd": job.cost,
+        "actual_cost_usd": job.actual_cost,
         "times": {**job.times, "download_seconds": round(seconds, 3)},
         "polls": job.poll_count,
     }

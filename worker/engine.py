@@ -1,13 +1,15 @@
 """The per-process context every step uses: settings, Redis, job store, limits, clients.
 
-Built on first use, never at import; rebuilt after a prefork worker forks.
+Built on first use, never at import; rebuilt after a prefork worker forks. One API client
+per provider and base URL: a job's alias picks it (:meth:`Engine.client_for`), so one
+fleet serves RelayDance and Kinovi keys at once; ``client`` is the default provider's.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -39,6 +41,9 @@ class Engine:
     client: ApiClient
     downloads: httpx.Client
     storage: Storage  # where finished clips go: a directory or a bucket
+    # Clients of the other (provider, base URL) routes, made on first use.
+    routes: dict[tuple[str, str], ApiClient] = field(default_factory=dict, repr=False)
+    _routes_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Engine:
@@ -64,6 +69,19 @@ class Engine:
             storage=make_storage(settings),
         )
 
+    def client_for(self, alias: str) -> ApiClient:
+        """The client of the alias's provider and base URL (``client`` for the default)."""
+        settings = self.settings
+        route = (settings.provider_for(alias), settings.base_url_for(alias))
+        if route == (settings.dialect, settings.base_url):
+            return self.client
+        with self._routes_lock:
+            found = self.routes.get(route)
+            if found is None:
+                routed = settings.model_copy(update={"dialect": route[0], "base_url": route[1]})
+                found = self.routes[route] = ApiClient.from_settings(routed)
+            return found
+
     def limit_snapshots(self) -> dict[str, LimitSnapshot]:
         """Per key alias (configured or seen): configured and effective limit, use, 429s."""
         aliases = sorted(set(self.settings.keys()) | set(self.limits.aliases_seen()))
@@ -81,6 +99,8 @@ class Engine:
     def close(self) -> None:
         """Close connections and pools."""
         self.client.close()
+        for routed in self.routes.values():
+            routed.close()
         self.downloads.close()
         self.storage.close()
         self.redis.close()

@@ -146,7 +146,14 @@ _INT_FIELDS = (
     "enqueue_pending",
     "orphans",
 )
-_FLOAT_FIELDS = ("next_due", "cost", "created_at", "updated_at", "unknown_since")
+_FLOAT_FIELDS = (
+    "next_due",
+    "cost",
+    "actual_cost",
+    "created_at",
+    "updated_at",
+    "unknown_since",
+)
 
 
 @dataclass(frozen=True)
@@ -170,6 +177,8 @@ class Job:
     sha256: str | None = None
     etag: str | None = None  # the object's ETag, in a bucket
     cost: float | None = None
+    # What the provider says the task cost (Kinovi's creditsUsed), in USD, once it says.
+    actual_cost: float | None = None
     on_done: str | None = None
     billing: Billing = Billing.NONE
     unknown_since: float | None = None
@@ -209,6 +218,7 @@ class Job:
             "sha256": self.sha256,
             "etag": self.etag,
             "estimated_cost": self.cost,
+            "actual_cost": self.actual_cost,
             "billing": self.billing.value,
             "possibly_billed": self.possibly_billed,
             "error_code": self.error_code,

@@ -19,7 +19,7 @@ METRICS_KEY = "rd:metrics"
 
 
 def record_generated(engine: Engine, *, polls: int, cost: float | None) -> None:
-    """Count one generated job: its polls and its estimated (billed) cost."""
+    """Count one generated job: its polls and its cost (the provider's, else the estimate)."""
     pipe = engine.redis.pipeline(transaction=False)
     pipe.hincrby(METRICS_KEY, "generated", 1)
     pipe.hincrby(METRICS_KEY, "polls", polls)
@@ -85,7 +85,8 @@ def render_metrics(engine: Engine) -> str:
     )  # fmt: skip
     lines += _family(
         "relaydance_spend_usd_total", "counter",
-        "Estimated spend on generated jobs (failed generations are not billed).",
+        "Spend on generated jobs: the provider's reported cost where it gives one, else the "
+        "estimate (failed generations are not billed).",
         [("", float(totals.get("spend_usd", 0.0)))],
     )  # fmt: skip
     return "\n".join(lines) + "\n"

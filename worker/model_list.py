@@ -1,30 +1,20 @@
-"""What ``relaydance models`` lists: every model of every provider catalogue, as rows.
+"""What ``relaydance models`` lists: every model of every provider, as rows.
 
-Catalogues are found, not listed here, so a provider added next to RelayDance shows up
-without a change to this module:
-
-- ``worker.catalogue.MODELS`` is RelayDance's; any other ``<PROVIDER>_MODELS`` mapping
-  there, or a ``CATALOGUES`` mapping of provider to models, is that provider's;
-- a dialect module (``worker.dialects.<name>``) with a ``MODELS`` mapping is ``<name>``'s;
-- an entry with a ``provider`` attribute is listed under that provider.
-
-Entries are read by attribute or key, each with ``getattr``-style defaults, so a
-catalogue whose entries name fewer fields still lists (with ``-`` where a fact is unknown).
+The catalogues are the providers' own (:mod:`worker.providers`), so a provider added there
+shows up here. Entries are read by attribute with defaults, and a fact a catalogue does
+not state is shown as ``-``.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from config.settings import SettingsError
-from worker import catalogue
-from worker.dialects import known_dialects
+from worker.providers import provider_names, rules_for
 
 __all__ = ["catalogues", "model_rows", "render_table"]
 
-DEFAULT_PROVIDER = "relaydance"
 USD_PER_CREDIT = 0.005  # seed 003
 COLUMNS = ("model", "seconds", "ratios", "resolutions", "audio", "references", "usd/s", "notes")
 
@@ -37,53 +27,18 @@ def _get(entry: Any, *names: str, default: Any = None) -> Any:
     return default
 
 
-def _is_catalogue(value: Any) -> bool:
-    return (
-        isinstance(value, Mapping)
-        and bool(value)
-        and all(
-            isinstance(k, str) and not isinstance(v, (str, int, float)) for k, v in value.items()
-        )
-    )
-
-
-def _add(found: dict[str, dict[str, Any]], provider: str, models: Mapping[str, Any]) -> None:
-    for model_id, entry in models.items():
-        owner = str(_get(entry, "provider", default=provider)).lower()
-        found.setdefault(owner, {}).setdefault(model_id, entry)
-
-
 def catalogues() -> dict[str, dict[str, Any]]:
-    """Provider name -> model id -> catalogue entry, for every catalogue that exists."""
-    found: dict[str, dict[str, Any]] = {}
-    names = vars(catalogue)
-    for provider, models in (names.get("CATALOGUES") or {}).items():
-        if _is_catalogue(models):
-            _add(found, str(provider).lower(), models)
-    for name, value in names.items():
-        if name == "MODELS" and _is_catalogue(value):
-            _add(found, DEFAULT_PROVIDER, value)
-        elif name.endswith("_MODELS") and _is_catalogue(value):
-            _add(found, name.removesuffix("_MODELS").lower(), value)
-    for dialect in known_dialects():
-        try:
-            module = importlib.import_module(f"worker.dialects.{dialect}")
-        except ImportError:
-            continue
-        models = getattr(module, "MODELS", None)
-        if isinstance(models, Mapping) and _is_catalogue(models):
-            _add(found, dialect, models)
-    return found
+    """Provider name -> model id -> catalogue entry, for every provider."""
+    return {name: dict(rules_for(name).models) for name in provider_names()}
 
 
 def _price(provider: str, model_id: str, entry: Any) -> float | None:
-    if provider == DEFAULT_PROVIDER:
-        from worker.pricing import price_table  # the configured table (RELAYDANCE_PRICES)
+    from worker.pricing import price_table  # the configured table (RELAYDANCE_PRICES)
 
-        try:
-            return price_table().price(model_id).usd_per_second
-        except (KeyError, SettingsError):
-            pass
+    try:
+        return price_table().price(model_id).usd_per_second
+    except (KeyError, SettingsError):
+        pass
     usd = _get(entry, "usd_per_second")
     if usd is not None:
         return float(usd)

@@ -77,7 +77,7 @@ def prepare(engine: Engine, job_id: str, *, seq: int, attempt: int = 0) -> Outco
         if wait > 0:
             return again(wait, attempt=attempt)
         try:
-            urls[path] = engine.client.upload(Path(path), api_key=key)
+            urls[path] = engine.client_for(job.alias).upload(Path(path), api_key=key)
         except TransientError as exc:
             return transient(engine, job, exc, attempt)
         except PermanentError as exc:
@@ -127,7 +127,8 @@ def poll(engine: Engine, job_id: str, *, seq: int, n: int = 0, attempt: int = 0)
     if not applied:
         return stop("poll already claimed")
     try:
-        task = engine.client.get_task(job.remote_task_id or "", api_key=api_key(engine, job))
+        client = engine.client_for(job.alias)
+        task = client.get_task(job.remote_task_id or "", api_key=api_key(engine, job))
     except TransientError as exc:
         retry = transient(engine, job, exc, attempt, n=n + 1)
         if retry.action == "again":  # the retry is the next poll: due then, not at the grace
@@ -142,22 +143,27 @@ def apply_remote(engine: Engine, job: Job, task: RemoteTask, *, polls_done: int)
     """Move a job by what the provider says of its task (from a poll or a verified webhook)."""
     now = time.time()
     live = {S.SUBMITTED, S.RUNNING}
+    # What the provider says it charged, when it says, is the job's actual spend.
+    spent = {} if task.actual_cost is None else {"actual_cost": task.actual_cost}
     if task.status is TaskStatus.SUCCEEDED:
         applied, _ = engine.store.change(
             job.id,
             states=live,
             to=S.GENERATED,
-            set={"remote_status": task.raw_status},
+            set={"remote_status": task.raw_status, **spent},
             due=now + engine.settings.step_grace_seconds,
         )
         if not applied:
             return stop("already past generation")
         release(engine, job)
         _learn_duration(engine, job, polls_done=polls_done, now=now)
-        record_generated(engine, polls=polls_done, cost=job.cost)
+        cost = job.cost if task.actual_cost is None else task.actual_cost
+        record_generated(engine, polls=polls_done, cost=cost)
         log_transition(job, "generated", polls=polls_done)
         return NEXT
     if task.status is TaskStatus.FAILED:
+        if spent:
+            engine.store.change(job.id, states=live, set=spent)
         message = task.error or "the provider reported the generation failed (not billed)"
         return fail(engine, job, "generation_failed", message, billing=Billing.NOT_BILLED.value)
     submitted_at = job.times.get("submitted", job.created_at)

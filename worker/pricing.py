@@ -1,16 +1,21 @@
 """What a clip costs: a price table per model, per second of video, with resolution factors.
 
 Shipped defaults: seed 003's credit prices where they apply (Seedance 2.0: 40 credits/s
-standard, 28 credits/s fast, 1 credit = $0.005), else the catalogue's ``usd_per_second``.
-Everything can be overridden with one JSON setting, ``RELAYDANCE_PRICES``::
+standard, 28 credits/s fast, 1 credit = $0.005; on Kinovi also +28 credits/s for the 4K
+upscale and half the base rate at 480p), else the catalogue's ``usd_per_second``. These
+are estimates: a provider that reports what a task cost (Kinovi's ``creditsUsed``) has
+the last word on the job (its ``actual_cost``). Everything can be overridden with one JSON
+setting, ``RELAYDANCE_PRICES``::
 
     {"happyhorse-1.0-t2v": 0.08,
      "doubao-seedance-2-0-1080p": {"credits_per_second": 40, "resolutions": {"1080p": 1.0}},
      "grok-imagine-video": {"usd_per_second": 0.12, "resolutions": {"720p": 1.25}}}
 
 A number is USD per second; an object gives ``usd_per_second`` or ``credits_per_second``
-(at ``usd_per_credit``, default $0.005) and optional ``resolutions`` factors that multiply
-the price when a request asks for (or defaults to) that resolution. A model the table
+(at ``usd_per_credit``, default $0.005), optional ``resolutions`` factors that multiply
+the price when a request asks for (or defaults to) that resolution, and optionally
+``upscale_usd_per_second`` or ``upscale_credits_per_second``, added when a request asks
+for the 4K upscale. A model the table
 does not name keeps its default price; a name the catalogue does not know is refused, so
 a typo never silently prices a model at the default.
 """
@@ -24,7 +29,7 @@ from functools import lru_cache
 from typing import Any
 
 from config.settings import SettingsError
-from worker.catalogue import MODELS, get_model, known_models
+from worker.providers import all_models, find_model, provider_names, rules_for
 from worker.request import RenderRequest
 
 __all__ = [
@@ -40,6 +45,8 @@ __all__ = [
 
 PRICES_ENV = "RELAYDANCE_PRICES"
 USD_PER_CREDIT = 0.005  # seed 003
+_FIELDS = frozenset({"usd_per_second", "credits_per_second", "usd_per_credit", "resolutions",
+                     "upscale_usd_per_second", "upscale_credits_per_second"})  # fmt: skip
 SEED_CREDITS_PER_SECOND: dict[str, int] = {  # seed 003: standard 40, fast 28
     "doubao-seedance-2-0-1080p": 40,
     "doubao-seedance-2-0-720p": 40,
@@ -53,6 +60,7 @@ class Price:
 
     usd_per_second: float
     resolution_factors: Mapping[str, float] = field(default_factory=dict)
+    upscale_usd_per_second: float = 0.0
 
     def for_resolution(self, resolution: str) -> float:
         """USD per second at a resolution (factor 1 when the table names none)."""
@@ -73,18 +81,26 @@ class PriceTable:
         """Estimated USD of one request (failed generations are not billed)."""
         model = request.catalogue_entry
         resolution = request.resolution or model.default_resolution
-        return round(self.price(model.id).for_resolution(resolution) * request.seconds, 4)
+        price = self.price(model.id)
+        per_second = price.for_resolution(resolution)
+        if request.upscale:
+            per_second += price.upscale_usd_per_second
+        return round(per_second * request.seconds, 4)
 
 
 def _defaults() -> dict[str, Price]:
-    return {
+    prices = {
         model_id: Price(
             SEED_CREDITS_PER_SECOND[model_id] * USD_PER_CREDIT
             if model_id in SEED_CREDITS_PER_SECOND
             else model.usd_per_second
         )
-        for model_id, model in MODELS.items()
+        for model_id, model in all_models().items()
     }
+    for provider in provider_names():
+        for model_id, entry in rules_for(provider).default_prices().items():
+            prices[model_id] = _entry(model_id, entry)
+    return prices
 
 
 def _number(value: Any, where: str) -> float:
@@ -96,27 +112,39 @@ def _number(value: Any, where: str) -> float:
 def _entry(model_id: str, value: Any) -> Price:
     if not isinstance(value, Mapping):
         return Price(_number(value, model_id))
-    unknown = set(value) - {"usd_per_second", "credits_per_second", "usd_per_credit", "resolutions"}
+    unknown = set(value) - _FIELDS
     if unknown:
         raise SettingsError(
             f"{PRICES_ENV}: {model_id}: unknown field(s) {', '.join(sorted(unknown))}; use "
-            "usd_per_second or credits_per_second, usd_per_credit, resolutions"
+            "usd_per_second or credits_per_second, usd_per_credit, resolutions, "
+            "upscale_usd_per_second or upscale_credits_per_second"
         )
     if ("usd_per_second" in value) == ("credits_per_second" in value):
         raise SettingsError(
             f"{PRICES_ENV}: {model_id}: give exactly one of usd_per_second or credits_per_second"
         )
+    credit = _number(value.get("usd_per_credit", USD_PER_CREDIT), f"{model_id}.usd_per_credit")
     if "usd_per_second" in value:
         usd = _number(value["usd_per_second"], f"{model_id}.usd_per_second")
     else:
-        credit = _number(value.get("usd_per_credit", USD_PER_CREDIT), f"{model_id}.usd_per_credit")
         usd = _number(value["credits_per_second"], f"{model_id}.credits_per_second") * credit
+    if "upscale_usd_per_second" in value and "upscale_credits_per_second" in value:
+        raise SettingsError(
+            f"{PRICES_ENV}: {model_id}: give at most one of upscale_usd_per_second or "
+            "upscale_credits_per_second"
+        )
+    upscale = 0.0
+    if "upscale_usd_per_second" in value:
+        upscale = _number(value["upscale_usd_per_second"], f"{model_id}.upscale_usd_per_second")
+    elif "upscale_credits_per_second" in value:
+        where = f"{model_id}.upscale_credits_per_second"
+        upscale = _number(value["upscale_credits_per_second"], where) * credit
     factors = value.get("resolutions", {})
     if not isinstance(factors, Mapping):
         raise SettingsError(
             f'{PRICES_ENV}: {model_id}.resolutions must be an object, e.g. {{"1080p": 1.5}}'
         )
-    offered = get_model(model_id).resolutions  # type: ignore[union-attr]  # checked by caller
+    offered = find_model(model_id).resolutions  # type: ignore[union-attr]  # checked by caller
     for resolution in factors:
         if resolution not in offered:
             raise SettingsError(
@@ -126,6 +154,7 @@ def _entry(model_id: str, value: Any) -> Price:
     return Price(
         usd,
         {res: _number(f, f"{model_id}.resolutions.{res}") for res, f in factors.items()},
+        upscale,
     )
 
 
@@ -143,11 +172,12 @@ def load_prices(raw: str | Mapping[str, Any] | None) -> PriceTable:
         overrides = raw
     if not isinstance(overrides, Mapping):
         raise SettingsError(f'{PRICES_ENV}: must be a JSON object, e.g. {{"model-id": 0.1}}')
+    known = all_models()
     for model_id, value in overrides.items():
-        if model_id not in MODELS:
+        if model_id not in known:
             raise SettingsError(
                 f"{PRICES_ENV}: unknown model {model_id!r}; known models: "
-                f"{', '.join(known_models())}"
+                f"{', '.join(sorted(known))}"
             )
         prices[model_id] = _entry(model_id, value)
     return PriceTable(prices)

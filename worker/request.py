@@ -3,8 +3,10 @@
 A request names a model, a prompt, a length and reference media (URLs, or local paths
 that the ``upload`` step hosts through ``POST /files``). :func:`validate_request` collects
 every problem at once and raises :class:`~worker.errors.InvalidRequest`, whose entries
-name the field and the fix. :meth:`RenderRequest.to_body` produces exactly the JSON the
-provider documents (seeds 001 and 004).
+name the field and the fix; the provider of the key alias decides which rules apply
+(:mod:`worker.providers`; RelayDance's are the ``check_relaydance`` family below).
+:meth:`RenderRequest.to_body` produces exactly the JSON RelayDance documents (seeds 001
+and 004), the neutral shape every provider dialect translates from.
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ __all__ = [
     "MAX_PROMPT_CHARS",
     "MAX_SECONDS",
     "RenderRequest",
+    "check_relaydance",
     "is_url",
+    "url_problem",
     "validate_request",
 ]
 
@@ -54,7 +58,8 @@ _TYPE_HINTS = {
     "audio": "give a list of audio URLs or file paths",
     "first_frame": "give one image URL or file path",
     "last_frame": "give one image URL or file path",
-    "mode": "give 'auto', 'reference' or 'frames'",
+    "mode": "give 'auto', 'reference' or 'frames' ('keyframe' is the same as 'frames')",
+    "upscale": "give '4k' or leave it out",
 }
 
 Problems = list[tuple[str, str]]
@@ -82,6 +87,13 @@ class RenderRequest(BaseModel):
     first_frame: str | None = None
     last_frame: str | None = None
     mode: Literal["auto", "reference", "frames"] = "auto"
+    upscale: str | None = None
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _keyframe_is_frames(cls, value: Any) -> Any:
+        # Kinovi calls first/last-frame generation "keyframe"; it is one mode here.
+        return "frames" if isinstance(value, str) and value.strip() == "keyframe" else value
 
     @field_validator("seconds", mode="before")
     @classmethod
@@ -105,7 +117,9 @@ class RenderRequest(BaseModel):
     @property
     def catalogue_entry(self) -> Model:
         """The catalogue entry of this request's model (validated to exist)."""
-        model = get_model(self.model)
+        from worker.providers import find_model  # the providers import this module
+
+        model = find_model(self.model)
         if model is None:  # pragma: no cover - validate_request refuses this first
             raise InvalidRequest([("model", f"unknown model {self.model!r}")])
         return model
@@ -170,10 +184,13 @@ class RenderRequest(BaseModel):
                 entry_type, role = f"{kind}_url", _ROLE[kind]
             content.append({"type": entry_type, entry_type: {"url": url_of(source)}, "role": role})
 
-        metadata: dict[str, Any] = {
-            "ratio": self.ratio or model.default_ratio,
-            "resolution": self.resolution or model.default_resolution,
-        }
+        metadata: dict[str, Any] = {}
+        if self.ratio or model.send_defaults:
+            metadata["ratio"] = self.ratio or model.default_ratio
+        if self.resolution or model.send_defaults:
+            metadata["resolution"] = self.resolution or model.default_resolution
+        if self.upscale:
+            metadata["upscale"] = self.upscale
         if self.generate_audio is not None:
             metadata["generate_audio"] = self.generate_audio
         if callback_url:
@@ -189,19 +206,37 @@ class RenderRequest(BaseModel):
 
 
 def validate_request(
-    data: Mapping[str, Any] | RenderRequest, *, check_files: bool = True
+    data: Mapping[str, Any] | RenderRequest,
+    *,
+    provider: str = "relaydance",
+    check_files: bool = True,
 ) -> RenderRequest:
-    """Parse and check a render request; raise :class:`InvalidRequest` listing every problem."""
+    """Parse a render request and check it by ``provider``'s rules (the key alias's).
+
+    Raises :class:`InvalidRequest` listing every problem; returns the request normalised
+    for that provider.
+    """
+    from worker.providers import rules_for  # the providers import this module
+
+    rules = rules_for(provider)
     if isinstance(data, RenderRequest):
         request, problems = data, list[tuple[str, str]]()
     else:
+        if rules.prompt_optional and isinstance(data, Mapping) and "prompt" not in data:
+            data = {**data, "prompt": ""}  # the rules say when a prompt is needed
         request, problems = _parse(data)
-    problems += _check(request, check_files=check_files)
+    problems += rules.check(request, check_files=check_files)
     if problems:
         raise InvalidRequest(problems)
+    request = rules.normalise(request)
     if check_files and request.local_paths():
         request = request.model_copy(update=_absolute_paths(request))
     return request
+
+
+def check_relaydance(request: RenderRequest, *, check_files: bool) -> Problems:
+    """RelayDance's rules: every problem of a parsed request (seeds 000-004)."""
+    return _check(request, check_files=check_files)
 
 
 def _parse(data: Any) -> tuple[RenderRequest, Problems]:
@@ -244,9 +279,24 @@ def _check(request: RenderRequest, *, check_files: bool) -> Problems:
     problems: Problems = []
     model = get_model(request.model)
     if model is None:
+        from worker.providers import find_model
+
+        elsewhere = find_model(request.model)
+        where = ""
+        if elsewhere is not None:
+            where = (
+                f" ({request.model} is a {elsewhere.provider} model: render it with a key "
+                f"alias whose provider is {elsewhere.provider})"
+            )
         problems.append(
-            ("model", f"unknown model {request.model!r}; known models: {', '.join(known_models())}")
-        )
+            ("model", f"unknown model {request.model!r}{where}; known models: "
+             f"{', '.join(known_models())}")
+        )  # fmt: skip
+    if request.upscale is not None:
+        problems.append(
+            ("upscale", "RelayDance does not upscale; drop it, or render with a key alias "
+             "whose provider is kinovi")
+        )  # fmt: skip
     problems += _check_prompt(request)
     if model is not None:
         problems += _check_options(request, model)
@@ -384,14 +434,15 @@ def _check_source(kind: str, source: str, *, check_files: bool) -> Problems:
     if not source:
         return [(field, "an entry is empty; give a URL or a file path")]
     if is_url(source):
-        problem = _url_problem(source)
+        problem = url_problem(source)
         return [(field, problem)] if problem else []
     if not check_files:
         return []
     return _file_problems(field, source, expected)
 
 
-def _url_problem(source: str) -> str | None:
+def url_problem(source: str) -> str | None:
+    """Why a media URL is malformed (naming only its scheme and host), or None."""
     # Only scheme and host are echoed: the path or query of a signed URL is a secret.
     try:
         parts = urlsplit(source)

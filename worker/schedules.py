@@ -194,9 +194,7 @@ class Schedules:
             "cron": cron,
             "alias": key,
             "budget_micros": "" if budget is None else str(to_micros(budget)),
-            "lines": json.dumps(
-                [[ln.line, ln.request.model_dump(mode="json")] for ln in parsed.lines]
-            ),
+            "lines": json.dumps([[ln.line, ln.record()] for ln in parsed.lines]),
             "source": parsed.source,
             "created_at": repr(now),
             "runs": "0",
@@ -288,6 +286,7 @@ class Schedules:
             numbered=True,
             check_files=False,
             source=data.get("source", name),
+            key=data["alias"],
         )
         if parsed.invalid:  # the catalogue changed since the schedule was added
             logger.warning(

@@ -73,7 +73,7 @@ def _task_is_final(engine: Engine, job: Job) -> bool:
     if engine.limits.throttle(job.alias, rate=engine.settings.rate_for(job.alias)) > 0:
         return False  # the key is busy: ask at the next sweep
     try:
-        task = engine.client.get_task(
+        task = engine.client_for(job.alias).get_task(
             job.remote_task_id or "", api_key=engine.settings.key_for(job.alias)
         )
     except NotFound:

@@ -100,7 +100,7 @@ def submit(engine: Engine, job_id: str, *, seq: int, attempt: int = 0) -> Outcom
     urls = json.loads(job.extra.get("media_urls", "{}"))
     body = request.to_body(callback_url=callback_url_for(engine.settings, job_id), media_urls=urls)
     try:
-        task = engine.client.submit(body, api_key=key, idempotency_key=job_id)
+        task = engine.client_for(job.alias).submit(body, api_key=key, idempotency_key=job_id)
     except RateLimited as exc:
         return _back_in_line(engine, job, claim, exc)
     except NotSent as exc:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import redis
 
-from worker.catalogue import get_model
+from worker.providers import find_model
 
 __all__ = ["Timing", "next_poll_delay"]
 
@@ -40,7 +40,7 @@ class Timing:
         raw = self._redis.hget(self._key, f"{model}:{seconds}")
         if raw is not None:
             return float(raw)
-        entry = get_model(model)
+        entry = find_model(model)
         return (entry.expected_seconds if entry else 90.0) * self._scale
 
     def record(self, model: str, seconds: int, duration: float) -> float:

@@ -114,7 +114,7 @@ def _fetch(engine: Engine, job: Job, task_id: str, attempt: int) -> RemoteTask |
         return Outcome("again", countdown=wait, kwargs={"attempt": attempt})
     try:
         key = engine.settings.key_for(job.alias)
-        return engine.client.get_task(task_id, api_key=key)
+        return engine.client_for(job.alias).get_task(task_id, api_key=key)
     except SettingsError:
         return _stop("no key configured for the job's alias")
     except NotFound:

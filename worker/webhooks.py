@@ -8,7 +8,7 @@ mounts it in Flask and Django) and does as little as it can, fast:
     token wrong, job unknown            -> 404, nothing changes
     body over MAX_BODY_BYTES            -> 413
     not application/json                -> 415
-    not a JSON object, bad task id      -> 400
+    not a JSON object, bad task id      -> 400 (the id read by the job's provider dialect)
     a job with nothing left to learn    -> 200, ignored (duplicates, stale deliveries)
     otherwise                           -> 202, ``relaydance.webhook`` enqueued
 
@@ -30,6 +30,7 @@ import redis
 from kombu.exceptions import KombuError
 
 from config.settings import Settings
+from worker.dialects import Dialect
 from worker.engine import Engine, get_engine
 from worker.jobs import JobState
 
@@ -86,12 +87,19 @@ def is_json_content_type(content_type: str) -> bool:
     )
 
 
-def task_id_hint(payload: dict[str, Any]) -> str | None:
-    """The remote task id a webhook body names, or None; raises ValueError on a malformed one."""
-    value = payload.get("task_id")
-    if value is None:
-        data = payload.get("data")
-        value = data.get("task_id") if isinstance(data, dict) else None
+def task_id_hint(payload: dict[str, Any], *, dialect: Dialect | None = None) -> str | None:
+    """The remote task id a webhook body names, or None; raises ValueError on a malformed one.
+
+    ``dialect`` (the job's provider) reads its own body shape, e.g. Kinovi's envelope;
+    without one, ``task_id`` at the top level or under ``data`` is looked for.
+    """
+    if dialect is not None:
+        value = dialect.webhook_task_id(payload)
+    else:
+        value = payload.get("task_id")
+        if value is None:
+            data = payload.get("data")
+            value = data.get("task_id") if isinstance(data, dict) else None
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, str | int):
@@ -136,11 +144,7 @@ def handle_webhook(
     if not isinstance(payload, dict):
         return 400, {"ok": False, "error": "body must be a JSON object"}
     try:
-        hint = task_id_hint(payload)
-    except ValueError as exc:
-        return 400, {"ok": False, "error": str(exc)}
-    try:
-        return _dispatch(engine, job_id, hint)
+        return _dispatch(engine, job_id, payload)
     except (redis.RedisError, KombuError, OSError) as exc:
         # The provider retries a failed delivery; the safety poll covers the rest.
         logger.warning("webhook for job %s not taken: %s", job_id, type(exc).__name__)
@@ -159,12 +163,17 @@ def receiver_health(*, engine: Engine | None = None) -> Reply:
     return 200, {"ok": True}
 
 
-def _dispatch(engine: Engine, job_id: str, hint: str | None) -> Reply:
+def _dispatch(engine: Engine, job_id: str, payload: dict[str, Any]) -> Reply:
     job = engine.store.get(job_id)
     if job is None:
         return _NOT_FOUND
     from worker.webhook_step import may_have_orphan  # the task's module builds on this one
 
+    try:
+        # Each provider shapes its webhook its own way: the job's dialect reads it.
+        hint = task_id_hint(payload, dialect=engine.client_for(job.alias).dialect)
+    except ValueError as exc:
+        return 400, {"ok": False, "error": str(exc)}
     recorded = job.remote_task_id
     # A task id other than the recorded one is the first submission of an ambiguous
     # submit, or a duplicate spend: the task decides which, after re-fetching it. A final

@@ -10,7 +10,9 @@ exactly once when it is first seen final, only when the provider cannot have bil
 (it never reached the provider, a 4xx refused it, or its generation failed). A job that
 was billed and then failed (its download refused, its url expired, its deadline passed)
 keeps its reservation, and so does one whose submission is in doubt, so that a resume
-never takes the spend past the budget.
+never takes the spend past the budget. A billed job whose provider said what it charged
+(Kinovi's ``creditsUsed``) counts that actual spend instead of its estimate, and its
+reservation is trued up to it: the difference goes back, or is added if it cost more.
 """
 
 from __future__ import annotations
@@ -70,12 +72,12 @@ return out
 """
 
 # KEYS: batch meta hash, job -> final state hash. ARGV: job id, final state, micros to
-# give back, micros billed, micros possibly billed. Records the final state once; only
-# the first caller releases and counts the spend.
+# give back (negative: a job that cost more than reserved), micros billed, micros possibly
+# billed. Records the final state once; only the first caller releases and counts the spend.
 _SETTLE = """
 if redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[2]) == 0 then return 0 end
 local back, spent, unknown = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-if back > 0 then redis.call('HINCRBY', KEYS[1], 'reserved_micros', -back) end
+if back ~= 0 then redis.call('HINCRBY', KEYS[1], 'reserved_micros', -back) end
 if spent > 0 then redis.call('HINCRBY', KEYS[1], 'spent_micros', spent) end
 if unknown > 0 then redis.call('HINCRBY', KEYS[1], 'unknown_micros', unknown) end
 return 1
@@ -91,10 +93,18 @@ class Settlement:
     unknown: int = 0
 
 
-def settlement(cost_micros: int, billing: str | None, orphans: int = 0) -> Settlement:
-    """The money of a job whose reservation is ``cost_micros``, by its ``billing``."""
+def settlement(
+    cost_micros: int, billing: str | None, orphans: int = 0, *, actual_micros: int | None = None
+) -> Settlement:
+    """The money of a job whose reservation is ``cost_micros``, by its ``billing``.
+
+    ``actual_micros`` is what the provider said the job cost, when it says: a billed job
+    then spends that, and its reservation is trued up to it.
+    """
     paid = Billing(billing or Billing.NONE.value)
     in_doubt = orphans + (1 if paid in (Billing.PENDING, Billing.UNKNOWN) else 0)
+    if paid is Billing.BILLED and actual_micros is not None and not orphans:
+        return Settlement(release=cost_micros - actual_micros, spent=actual_micros)
     return Settlement(
         release=cost_micros if paid.refundable and not orphans else 0,
         spent=cost_micros if paid is Billing.BILLED else 0,

@@ -9,6 +9,10 @@ CSV: a header row names the columns (the request fields). Media columns take sev
 values either ``;``-separated (``images``, ``videos``, ``audio``) or as numbered columns
 (``image1``..``image9``, ``video1``..``video3``, ``audio1``..``audio3``); an empty cell
 means the field is absent.
+
+A ``key`` column (or field) names the line's key alias, and so its provider: one file can
+mix RelayDance and Kinovi lines, each checked by its own provider's rules. A line without
+one uses the batch's ``--key``.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from config.settings import Settings, SettingsError, get_settings
 from worker.errors import InvalidRequest
 from worker.request import RenderRequest, is_url, validate_request
 
@@ -38,7 +43,7 @@ __all__ = [
 Format = Literal["jsonl", "csv"]
 MAX_LINES = 100_000  # a bigger batch is better split; it keeps one batch record small
 _SCALARS = ("model", "prompt", "seconds", "ratio", "resolution", "generate_audio",
-            "first_frame", "last_frame", "mode")  # fmt: skip
+            "first_frame", "last_frame", "mode", "upscale", "key")  # fmt: skip
 _MEDIA = {"image": ("images", 9), "video": ("videos", 3), "audio": ("audio", 3)}
 _LIST_COLUMNS = {"images": "image", "image": "image", "videos": "video", "video": "video",
                  "audio": "audio", "audios": "audio"}  # fmt: skip
@@ -54,10 +59,16 @@ class BatchFileError(InvalidRequest):
 
 @dataclass(frozen=True)
 class BatchLine:
-    """One valid request and the line it came from."""
+    """One valid request, the line it came from, and the line's own key alias if it named one."""
 
     line: int
     request: RenderRequest
+    key: str | None = None
+
+    def record(self) -> dict[str, Any]:
+        """The line as a request mapping again (with its ``key``), to be parsed later."""
+        data = self.request.model_dump(mode="json")
+        return {**data, "key": self.key} if self.key is not None else data
 
 
 @dataclass(frozen=True)
@@ -106,17 +117,63 @@ def _resolve_paths(data: dict[str, Any], base_dir: Path) -> dict[str, Any]:
     return data
 
 
+class _Providers:
+    """The provider of each key alias, from the settings read once per batch."""
+
+    def __init__(self, default_key: str) -> None:
+        self.default_key = default_key
+        self._settings: Settings | None = None
+
+    def _read(self) -> Settings:
+        if self._settings is None:
+            try:
+                self._settings = get_settings()
+            except SettingsError as exc:
+                raise BatchFileError([("settings", str(exc))]) from None
+        return self._settings
+
+    def of(self, alias: str | None) -> tuple[str, tuple[str, str] | None]:
+        """(provider, problem): an alias a line names must be configured."""
+        settings = self._read()
+        configured = settings.keys()
+        if alias is not None and configured and alias not in configured:
+            known = ", ".join(sorted(configured))
+            problem = f"unknown key alias {alias!r}; use one of {known}, or leave it empty"
+            return settings.dialect, ("key", problem)
+        return settings.provider_for(alias or self.default_key), None
+
+
+def _line_key(data: Mapping[str, Any]) -> tuple[dict[str, Any], str | None, str | None]:
+    """The request without its ``key``, the key, and a problem with it."""
+    rest = dict(data)
+    value = rest.pop("key", None)
+    if value is None:
+        return rest, None, None
+    if not isinstance(value, str) or not value.strip():
+        return rest, None, "give a key alias as text, or leave it out for the batch's --key"
+    return rest, value.strip(), None
+
+
 def _check_one(
-    line: int, data: Any, *, base_dir: Path | None, check_files: bool
+    line: int, data: Any, *, base_dir: Path | None, check_files: bool, providers: _Providers
 ) -> BatchLine | InvalidLine:
     if isinstance(data, RenderRequest):
         data = data.model_dump(mode="json")
-    if isinstance(data, Mapping) and base_dir is not None:
-        data = _resolve_paths(dict(data), base_dir)
+    alias = None
+    if isinstance(data, Mapping):
+        data, alias, bad_key = _line_key(data)
+        if bad_key:
+            return InvalidLine(line, [("key", bad_key)])
+        if base_dir is not None:
+            data = _resolve_paths(data, base_dir)
+    provider, problem = providers.of(alias)
+    if problem is not None:
+        return InvalidLine(line, [problem])
     try:
-        return BatchLine(line, validate_request(data, check_files=check_files))
+        request = validate_request(data, provider=provider, check_files=check_files)
     except InvalidRequest as exc:
         return InvalidLine(line, list(exc.problems))
+    return BatchLine(line, request, alias)
 
 
 def parse_records(
@@ -126,16 +183,21 @@ def parse_records(
     check_files: bool = True,
     source: str = "<requests>",
     numbered: bool = False,
+    key: str = "default",
 ) -> ParsedBatch:
     """Validate requests (mappings or :class:`RenderRequest`); lines count from 1.
 
     With ``numbered`` the records are ``(line, data)`` pairs that carry their own numbers.
+    ``key`` is the batch's alias: the provider of lines that name none.
     """
     valid: list[BatchLine] = []
     invalid: list[InvalidLine] = []
+    providers = _Providers(key)
     for index, record in enumerate(records, start=1):
         line, data = record if numbered else (index, record)
-        checked = _check_one(line, data, base_dir=base_dir, check_files=check_files)
+        checked = _check_one(
+            line, data, base_dir=base_dir, check_files=check_files, providers=providers
+        )
         if isinstance(checked, BatchLine):
             valid.append(checked)
         else:
@@ -274,6 +336,7 @@ def parse_text(
     source: str = "<batch>",
     base_dir: Path | None = None,
     check_files: bool = True,
+    key: str = "default",
 ) -> ParsedBatch:
     """Validate batch text in a given format; lines are numbered as in the text."""
     records = _jsonl_records(text) if fmt == "jsonl" else _csv_records(text)
@@ -289,16 +352,20 @@ def parse_text(
     if not prepared:
         return ParsedBatch([], parse_errors, source)
     parsed = parse_records(
-        prepared, base_dir=base_dir, check_files=check_files, source=source, numbered=True
-    )
+        prepared, base_dir=base_dir, check_files=check_files, source=source, numbered=True,
+        key=key,
+    )  # fmt: skip
     invalid = sorted([*parsed.invalid, *parse_errors], key=lambda bad: bad.line)
     return ParsedBatch(parsed.lines, invalid, source)
 
 
 def read_batch_file(
-    path: str | Path, *, fmt: Format | None = None, check_files: bool = True
+    path: str | Path, *, fmt: Format | None = None, check_files: bool = True, key: str = "default"
 ) -> ParsedBatch:
-    """Read and validate a JSON Lines or CSV batch file (format from its suffix or content)."""
+    """Read and validate a JSON Lines or CSV batch file (format from its suffix or content).
+
+    ``key`` is the batch's alias: lines without a ``key`` column are checked by its provider.
+    """
     file = Path(path).expanduser()
     try:
         text = file.read_text(encoding="utf-8-sig")  # tolerate the BOM spreadsheets write
@@ -314,4 +381,5 @@ def read_batch_file(
         source=file.name,
         base_dir=file.resolve().parent,
         check_files=check_files,
+        key=key,
     )

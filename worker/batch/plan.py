@@ -2,7 +2,8 @@
 
 A request's fingerprint is :meth:`RenderRequest.fingerprint` (the canonical JSON of the
 validated request), extended with the sha256 of each local reference file it names, so a
-file edited in place between two batches is not mistaken for the old one.
+file edited in place between two batches is not mistaken for the old one. Lines are one
+item when both their fingerprint and their key alias match.
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ class PlannedItem:
     cost_micros: int
     request: RenderRequest
     lines: tuple[int, ...]
+    alias: str | None = None  # the lines' own key alias; None: the batch's
 
 
 @dataclass(frozen=True)
@@ -105,10 +107,14 @@ class BatchPlan:
 
     def digest(self, alias: str) -> str:
         """A hash of the batch's content: the same file with the same key gives the same."""
-        fps = {item.index: item.fingerprint for item in self.items}
+        # A line's own key joins its entry; lines without one keep the original form.
+        fps = {
+            item.index: [item.fingerprint] + ([item.alias] if item.alias is not None else [])
+            for item in self.items
+        }
         body = {
             "alias": alias,
-            "lines": [[line, fps[index]] for line, index in self.line_items],
+            "lines": [[line, *fps[index]] for line, index in self.line_items],
             "invalid": [bad.line for bad in self.invalid],
         }
         return hashlib.sha256(json.dumps(body, separators=(",", ":")).encode()).hexdigest()
@@ -117,19 +123,20 @@ class BatchPlan:
 def plan_batch(parsed: ParsedBatch, *, prices: PriceTable | None = None) -> BatchPlan:
     """Group lines by content fingerprint and price each distinct request."""
     table = prices or price_table()
-    by_fp: dict[str, int] = {}
-    requests: list[tuple[str, RenderRequest, list[int]]] = []
+    # The same request on two keys is two renders (two providers, or two tenants).
+    by_fp: dict[tuple[str | None, str], int] = {}
+    requests: list[tuple[str, RenderRequest, list[int], str | None]] = []
     line_items: list[tuple[int, int]] = []
     for line in sorted(parsed.lines, key=lambda ln: ln.line):
         fp = content_fingerprint(line.request)
-        index = by_fp.get(fp)
+        index = by_fp.get((line.key, fp))
         if index is None:
-            index = by_fp[fp] = len(requests)
-            requests.append((fp, line.request, []))
+            index = by_fp[(line.key, fp)] = len(requests)
+            requests.append((fp, line.request, [], line.key))
         requests[index][2].append(line.line)
         line_items.append((line.line, index))
     items = [
-        PlannedItem(index, fp, to_micros(table.estimate(request)), request, tuple(lines))
-        for index, (fp, request, lines) in enumerate(requests)
+        PlannedItem(index, fp, to_micros(table.estimate(request)), request, tuple(lines), alias)
+        for index, (fp, request, lines, alias) in enumerate(requests)
     ]
     return BatchPlan(items, line_items, list(parsed.invalid), parsed.source)

@@ -1,10 +1,12 @@
 """What a batch produced, one row per line, as CSV or JSON; and its one-line progress.
 
 Columns: line, job_id, state, output_path (a local output's file), output_uri (file:// or
-s3://), sha256, seconds (of video), estimated_cost, billing (none, pending, unknown, billed,
-not_billed: what the provider may have charged), error, note. A request that several
-lines repeat is priced on its first line only (the others say ``same request as line N``);
-a reused render costs nothing here.
+s3://), sha256, seconds (of video), estimated_cost, billing (none, pending, unknown,
+billed, not_billed: what the provider may have charged), error, note, key (the alias that
+rendered it), actual_cost (what the provider said it charged, when it says: Kinovi's
+``creditsUsed``); the last two come last so that earlier columns keep their places. A
+request that several lines repeat is priced on its first line only (the others say ``same
+request as line N``); a reused render costs nothing here.
 """
 
 from __future__ import annotations
@@ -23,9 +25,9 @@ from worker.batch.tracker import BatchTracker
 __all__ = ["COLUMNS", "ReportRow", "batch_report", "progress_line", "render_report"]
 
 COLUMNS = ("line", "job_id", "state", "output_path", "output_uri", "sha256", "seconds",
-           "estimated_cost", "billing", "error", "note")  # fmt: skip
+           "estimated_cost", "billing", "error", "note", "key", "actual_cost")  # fmt: skip
 _JOB_FIELDS = ["output_path", "output_uri", "sha256", "error_code", "error_message", "billing",
-               "orphans"]  # fmt: skip
+               "orphans", "actual_cost"]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,8 @@ class ReportRow:
     billing: str | None
     error: str | None
     note: str | None = None
+    key: str | None = None
+    actual_cost: float | None = None
 
 
 def batch_report(batches: BatchTracker, batch_id: str) -> tuple[BatchStatus, list[ReportRow]]:
@@ -64,7 +68,7 @@ def batch_report(batches: BatchTracker, batch_id: str) -> tuple[BatchStatus, lis
         item = view.items[index]
         state = view.states[index]
         value = view.values.get(index, "")
-        output, uri, sha, code, message, billing, orphans = details.get(index) or [None] * 7
+        output, uri, sha, code, message, billing, orphans, actual = details.get(index) or [None] * 8
         reused = value.startswith(REUSE_PREFIX)
         duplicate = first_line[index] != line
         note = None
@@ -94,6 +98,7 @@ def batch_report(batches: BatchTracker, batch_id: str) -> tuple[BatchStatus, lis
         rows.append(
             ReportRow(
                 line=line,
+                key=item.alias or record.alias,
                 job_id=job_of(value),
                 state=state,
                 output_path=output,
@@ -101,6 +106,7 @@ def batch_report(batches: BatchTracker, batch_id: str) -> tuple[BatchStatus, lis
                 sha256=sha,
                 seconds=int(item.request.get("seconds", 0)),
                 estimated_cost=0.0 if (duplicate or reused) else from_micros(item.cost_micros),
+                actual_cost=None if (duplicate or reused or actual is None) else float(actual),
                 billing=None if (duplicate or reused) else billing,
                 error=error,
                 note=note,
@@ -110,7 +116,19 @@ def batch_report(batches: BatchTracker, batch_id: str) -> tuple[BatchStatus, lis
         problems = "; ".join(f"{name}: {message}" for name, message in bad.problems)
         rows.append(
             ReportRow(
-                bad.line, None, "invalid", None, None, None, None, 0.0, None, problems, "skipped"
+                line=bad.line,
+                key=None,
+                job_id=None,
+                state="invalid",
+                output_path=None,
+                output_uri=None,
+                sha256=None,
+                seconds=None,
+                estimated_cost=0.0,
+                actual_cost=None,
+                billing=None,
+                error=problems,
+                note="skipped",
             )
         )
     rows.sort(key=lambda row: row.line)

@@ -71,7 +71,13 @@ class Batches(BatchTracker):
         else:
             batch_id, created = self.store.create(
                 items=[
-                    Item(i.index, i.fingerprint, i.cost_micros, i.request.model_dump(mode="json"))
+                    Item(
+                        i.index,
+                        i.fingerprint,
+                        i.cost_micros,
+                        i.request.model_dump(mode="json"),
+                        i.alias,
+                    )
                     for i in plan.items
                 ],
                 lines=plan.line_items,
@@ -239,7 +245,7 @@ class Batches(BatchTracker):
         self.engine.store.create(
             job_id,
             request=item.request,
-            alias=record.alias,
+            alias=item.alias or record.alias,
             cost=from_micros(item.cost_micros),
             on_done=JOB_DONE_TASK,
             due_in=self.engine.settings.step_grace_seconds,
@@ -252,7 +258,7 @@ class Batches(BatchTracker):
         """Items whose content an earlier job already rendered (and that job is done)."""
         pipe = self.engine.redis.pipeline(transaction=False)
         for item in items:
-            pipe.get(self.store.reuse_key(alias, item.fingerprint))
+            pipe.get(self.store.reuse_key(item.alias or alias, item.fingerprint))
         found = [(item, str(job)) for item, job in zip(items, pipe.execute(), strict=True) if job]
         if not found:
             return {}

@@ -11,9 +11,10 @@ Keys (all expire after the job retention period, renewed on every write)::
     rd:batchname:<name>    string the batch id of a name (creation by name is idempotent)
     rd:reuse:<alias>:<fp>  string the job id of a finished render of that content
 
-An item is a distinct request (by content fingerprint); duplicate lines share one item and
-so one job. The reuse index is scoped by key alias so that one tenant never receives
-another tenant's output.
+An item is a distinct request (by content fingerprint and key alias); duplicate lines
+share one item and so one job. A line's ``key`` column names its own alias (and so its
+provider); lines without one use the batch's. The reuse index is scoped by key alias so
+that one tenant never receives another tenant's output.
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ class Item:
     fingerprint: str
     cost_micros: int
     request: dict[str, Any]
+    alias: str | None = None  # the line's own key alias; None: the batch's
 
 
 @dataclass(frozen=True)
@@ -163,13 +165,7 @@ class BatchStore:
             chunk = items[start : start + _CHUNK]
             pipe.hset(
                 self.key(batch_id, "items"),
-                mapping={
-                    str(item.index): json.dumps(
-                        {"fp": item.fingerprint, "cost": item.cost_micros, "req": item.request},
-                        separators=(",", ":"),
-                    )
-                    for item in chunk
-                },
+                mapping={str(item.index): _item_json(item) for item in chunk},
             )
         for key in self._keys(batch_id)[:2]:
             pipe.expire(key, self.retention)
@@ -283,7 +279,9 @@ class BatchStore:
         items: dict[int, Item] = {}
         for index, text in raw.items():
             data = json.loads(text)
-            items[int(index)] = Item(int(index), data["fp"], int(data["cost"]), data["req"])
+            items[int(index)] = Item(
+                int(index), data["fp"], int(data["cost"]), data["req"], data.get("key")
+            )
         return items
 
     def jobs(self, batch_id: str) -> dict[int, str]:
@@ -295,6 +293,13 @@ class BatchStore:
         """The final state each of the batch's jobs was first seen in."""
         raw = self.redis.hgetall(self.key(batch_id, "final"))
         return {_text(k): _text(v) for k, v in raw.items()}
+
+
+def _item_json(item: Item) -> str:
+    data: dict[str, Any] = {"fp": item.fingerprint, "cost": item.cost_micros, "req": item.request}
+    if item.alias is not None:
+        data["key"] = item.alias
+    return json.dumps(data, separators=(",", ":"))
 
 
 def job_of(value: str) -> str | None:

@@ -2,8 +2,9 @@
 
 Job states are read, never copied, except the final state each job was first seen in:
 recording it (once, atomically) is when a reservation the provider cannot have billed is
-given back, when the job's spend is counted (billed, or possibly billed), and when a
-finished render enters the reuse index.
+given back, when the job's spend is counted (billed, or possibly billed: the provider's
+own figure where it reports one, else the estimate), and when a finished render enters
+the reuse index.
 """
 
 from __future__ import annotations
@@ -13,7 +14,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from worker.batch.budget import SKIPPED_BUDGET, Ledger, Settlement, from_micros, settlement
+from worker.batch.budget import (
+    SKIPPED_BUDGET,
+    Ledger,
+    Settlement,
+    from_micros,
+    settlement,
+    to_micros,
+)
 from worker.batch.status import FINAL_JOB_STATES, BatchStatus, ItemView, is_final_line_state
 from worker.batch.store import REUSE_PREFIX, BatchRecord, BatchStore, Item, job_of
 from worker.engine import Engine
@@ -55,16 +63,18 @@ class BatchTracker:
         if live:
             pipe = self.engine.redis.pipeline(transaction=False)
             for _, job_id in live:
-                pipe.hmget(self.engine.store.key(job_id), ["state", "billing", "orphans"])
+                pipe.hmget(self.engine.store.key(job_id),
+                           ["state", "billing", "orphans", "actual_cost"])  # fmt: skip
             rows = pipe.execute()
             lost = self._lost(record.id, [job for (_, job), row in zip(live, rows, strict=True)
                                           if row[0] is None])  # fmt: skip
-            for (index, job_id), (state, billing, orphans) in zip(live, rows, strict=True):
+            for (index, job_id), row in zip(live, rows, strict=True):
+                state, billing, orphans, actual = row
                 if state is None and job_id not in lost:
                     states[index] = "pending"  # claimed; its record is being written
                     continue
                 money = self._money(items[index], values[index], state or "lost", billing,
-                                    int(orphans or 0))  # fmt: skip
+                                    int(orphans or 0), actual)  # fmt: skip
                 states[index] = self._settle(record, items[index], job_id, state or "lost", money)
                 if states[index] not in FINAL_JOB_STATES:
                     spent, unknown = spent + money.spent, unknown + money.unknown
@@ -84,12 +94,15 @@ class BatchTracker:
         return {job for job, exists in zip(missing, pipe.execute(), strict=True) if not exists}
 
     @staticmethod
-    def _money(item: Item, value: str, state: str, billing: str | None, orphans: int) -> Settlement:
+    def _money(
+        item: Item, value: str, state: str, billing: str | None, orphans: int, actual: str | None
+    ) -> Settlement:
         if value.startswith(REUSE_PREFIX):
             return Settlement()  # an earlier render: nothing reserved, nothing paid
         if state == "lost":
             return Settlement(release=item.cost_micros)  # its record was never written
-        return settlement(item.cost_micros, billing, orphans)
+        spent = to_micros(float(actual)) if actual else None
+        return settlement(item.cost_micros, billing, orphans, actual_micros=spent)
 
     def _settle(
         self, record: BatchRecord, item: Item, job_id: str, state: str, money: Settlement
@@ -100,8 +113,8 @@ class BatchTracker:
         meta, final = self.store.key(record.id), self.store.key(record.id, "final")
         if self.ledger.settle(meta, final, job_id, state, money):
             if state == "done" and money.spent:
-                self._index_done(record.alias, item.fingerprint, job_id)
-            if money.release:
+                self._index_done(item.alias or record.alias, item.fingerprint, job_id)
+            if money.release and not money.spent:
                 logger.info("batch %s job %s %s; released $%.4f (not billed)", record.id,
                             job_id, state, from_micros(money.release))  # fmt: skip
             elif money.unknown:
@@ -213,11 +226,15 @@ class BatchTracker:
         index = int(index_text or "-1")
         item = self.store.items(batch_id, [index]).get(index)
         meta, final = self.store.key(batch_id), self.store.key(batch_id, "final")
-        done = Settlement(spent=item.cost_micros) if item is not None else Settlement()
+        actual = summary.get("actual_cost")
+        spent = None if actual is None else to_micros(float(actual))
+        done = Settlement()
+        if item is not None:
+            done = settlement(item.cost_micros, "billed", actual_micros=spent)
         if summary.get("state", "done") != "done":
             self._view(record)  # failed or canceled: settled by what the provider billed
         elif item is not None and self.ledger.settle(meta, final, job_id, "done", done):
-            self._index_done(record.alias, item.fingerprint, job_id)
+            self._index_done(item.alias or record.alias, item.fingerprint, job_id)
         if record.on_done:
             self.engine.send(record.on_done, {**summary, "batch_id": batch_id})
 

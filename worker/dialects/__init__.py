@@ -1,9 +1,10 @@
 """Provider dialects: how one provider's API spells paths, bodies, statuses and errors.
 
 The client (:mod:`worker.client`) owns transport, authentication and the HTTP status to
-exception mapping; a dialect owns everything else, so a second provider format (seed 003:
-``createTask``/``recordInfo``, statuses ``waiting/generating/success/fail``) is a new module
-here and one line in the registry, with no change to the client or the tasks.
+exception mapping; a dialect owns everything else: ``relaydance`` (seeds 001-004) and
+``kinovi`` (seed 003: ``createTask``/``recordInfo``, statuses ``waiting/generating/success/
+fail``). Each is one module here and one line in the registry; nothing outside a dialect
+spells its provider's fields.
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ class RemoteTask:
     extra: dict[str, Any] = field(default_factory=dict)
     # Seconds the provider asked us to wait before asking again (a Retry-After header).
     retry_after: float | None = None
+    # What the provider says the task cost, in USD, when it says (Kinovi's creditsUsed).
+    actual_cost: float | None = None
 
     @property
     def is_final(self) -> bool:
@@ -84,7 +87,7 @@ class RemoteTask:
             f"RemoteTask(task_id={self.task_id!r}, status={self.status.value!r}, "
             f"raw_status={self.raw_status!r}, url={shown_url!r}, "
             f"error={self.error!r}, extra_keys={sorted(self.extra)!r}, "
-            f"retry_after={self.retry_after!r})"
+            f"retry_after={self.retry_after!r}, actual_cost={self.actual_cost!r})"
         )
 
 
@@ -100,6 +103,8 @@ class Dialect(Protocol):
     """Everything provider-specific apart from transport; the client calls only these."""
 
     name: str
+    # Where the provider lives when a key names no base_url.
+    default_base_url: str
 
     def submit_endpoint(self) -> Endpoint:
         """Where a new task is POSTed."""
@@ -137,8 +142,12 @@ class Dialect(Protocol):
         """The hosted url of an uploaded file."""
         ...
 
-    def error_message(self, data: Any) -> str | None:
-        """The provider's human message in an error body, if it has one."""
+    def webhook_task_id(self, data: Any) -> Any:
+        """The raw task id a webhook body names (any JSON value, checked by the caller)."""
+        ...
+
+    def error_message(self, data: Any, *, status: int | None = None) -> str | None:
+        """The provider's human message in an error body (of HTTP ``status``), if any."""
         ...
 
 
@@ -149,7 +158,13 @@ def _relaydance() -> Dialect:
     return RelayDanceDialect()
 
 
-_REGISTRY: dict[str, Callable[[], Dialect]] = {"relaydance": _relaydance}
+def _kinovi() -> Dialect:
+    from worker.dialects.kinovi import KinoviDialect
+
+    return KinoviDialect()
+
+
+_REGISTRY: dict[str, Callable[[], Dialect]] = {"relaydance": _relaydance, "kinovi": _kinovi}
 
 
 def known_dialects() -> tuple[str, ...]:
@@ -165,6 +180,6 @@ def get_dialect(name: str) -> Dialect:
         known = ", ".join(known_dialects())
         raise ValueError(
             f"unknown provider dialect {name!r}; known dialects: {known} "
-            f"(set RELAYDANCE_DIALECT to one of them)"
+            f"(set RELAYDANCE_DIALECT, or a key's provider, to one of them)"
         ) from None
     return factory()

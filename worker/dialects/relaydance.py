@@ -160,6 +160,7 @@ class RelayDanceDialect:
     """RelayDance's own format; request bodies are already in it and pass through."""
 
     name = "relaydance"
+    default_base_url = "https://relaydance.com/v1"
 
     def submit_endpoint(self) -> Endpoint:
         """``POST /video/generations``."""
@@ -197,6 +198,16 @@ class RelayDanceDialect:
         """See :func:`parse_upload`."""
         return parse_upload(data)
 
-    def error_message(self, data: Any) -> str | None:
-        """See :func:`error_message`."""
+    def webhook_task_id(self, data: Any) -> Any:
+        """``task_id`` of the task JSON (or of an OpenAI-style ``data`` envelope)."""
+        if not isinstance(data, Mapping):
+            return None
+        value = data.get("task_id")
+        inner = data.get("data")
+        if value is None and isinstance(inner, Mapping):
+            value = inner.get("task_id")
+        return value
+
+    def error_message(self, data: Any, *, status: int | None = None) -> str | None:
+        """See :func:`error_message`; every status reads the same way."""
         return error_message(data)
