@@ -36,6 +36,9 @@ def fleet_env(*, redis_url: str, sim_url: str, output_dir: Path, **extra: str) -
         "RELAYDANCE_POLL_INTERVAL_MAX": "0.5",
         "RELAYDANCE_SWEEP_INTERVAL_SECONDS": "1",
         "RELAYDANCE_SWEEP_GRACE_SECONDS": "2",
+        # A fleet on a test clock: a killed worker's step is taken over within seconds.
+        "RELAYDANCE_HTTP_CALL_DEADLINE": "5",
+        "RELAYDANCE_STEP_GRACE_SECONDS": "5",
     }
     env.update(extra)
     return env

@@ -122,7 +122,8 @@ def poll(engine: Engine, job_id: str, *, seq: int, n: int = 0, attempt: int = 0)
         where={"seq": seq, "poll_count": n},
         incr={"poll_count": 1},
         set={"last_poll_at": now},
-        due=now + engine.settings.step_grace_seconds,
+        # One call with an overall deadline: a poll not done by then lost its worker.
+        due=now + engine.settings.http_call_deadline + engine.settings.sweep_grace_seconds,
     )
     if not applied:
         return stop("poll already claimed")
