@@ -4,12 +4,33 @@ from __future__ import annotations
 
 from typing import Any
 
+from kombu.entity import Exchange, Queue
+
 from config.redis_url import parse_sentinel_url
 from config.settings import Settings
 
-__all__ = ["QUEUE", "STEP_TIME_LIMITS", "celery_config", "visibility_timeout"]
+__all__ = [
+    "DELIVERY_QUEUE",
+    "DELIVERY_TASKS",
+    "QUEUE",
+    "STEP_TIME_LIMITS",
+    "celery_config",
+    "visibility_timeout",
+]
 
 QUEUE = "relaydance"
+# Work after generation has its own queue, so that a burst of submissions (or polls)
+# never holds back a clip that is ready: every worker consumes both queues unless told
+# otherwise (`-Q relaydance.delivery` makes a delivery-only worker), and Celery's Redis
+# transport takes from them in turn.
+DELIVERY_QUEUE = "relaydance.delivery"
+DELIVERY_TASKS = (
+    "relaydance.webhook",
+    "relaydance.download",
+    "relaydance.finish",
+    "relaydance.notify",
+    "relaydance.batch_job_done",
+)
 
 # Soft time limit of each step, in seconds; the hard limit is 30 s above it. The download
 # gets the overall download timeout: a large clip on a slow link is not a hung task.
@@ -52,10 +73,13 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         f"relaydance.{step}": {"soft_time_limit": limit, "time_limit": limit + 30}
         for step, limit in STEP_TIME_LIMITS.items()
     }
-    annotations["relaydance.download"] = {
-        "soft_time_limit": settings.download_timeout + 30,
-        "time_limit": settings.download_timeout + 60,
-    }
+    # The download gets the overall download timeout, and so does the webhook task, which
+    # downloads a clip it has just verified with the URL the provider gave it.
+    for long_step in ("relaydance.download", "relaydance.webhook"):
+        annotations[long_step] = {
+            "soft_time_limit": settings.download_timeout + 30,
+            "time_limit": settings.download_timeout + 60,
+        }
     transport: dict[str, Any] = {"visibility_timeout": visibility_timeout(settings)}
     loop = min(5.0, settings.sweep_interval_seconds)
     redbeat: dict[str, Any] = {"redbeat_redis_url": url, "redbeat_redis_options": {}}
@@ -92,6 +116,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_ignore_result": True,  # the job record is the result
         "result_expires": settings.job_retention_seconds,
         "task_default_queue": QUEUE,
+        "task_queues": [Queue(q, Exchange(q), routing_key=q) for q in (QUEUE, DELIVERY_QUEUE)],
+        "task_routes": {name: {"queue": DELIVERY_QUEUE} for name in DELIVERY_TASKS},
         "worker_send_task_events": settings.task_events,
         # Flower builds its task list from the workers' events; "sent" events from every
         # producer (including each poll's countdown re-send) would only add CPU and traffic.

@@ -44,13 +44,19 @@ def describe(job: Job) -> str:
     return f"job={job.id} model={job.request.get('model')} prompt={excerpt!r}"
 
 
-def chain_for(job: Job) -> Signature | None:
-    """A chain of immutable step signatures for the job at its current ``seq``, or None."""
+def chain_for(job: Job, *, attempt: int = 0, countdown: float | None = None) -> Signature | None:
+    """A chain of immutable step signatures for the job at its current ``seq``, or None.
+
+    ``attempt`` and ``countdown`` apply to the first step: a step that already claimed
+    the job in this process continues it, as its own retry would.
+    """
     shown = describe(job)
     steps = steps_for(job)
     signatures: list[Signature] = []
     for step in steps:
         kwargs: dict[str, Any] = {"job_id": job.id, "seq": job.seq}
+        if attempt and not signatures:
+            kwargs["attempt"] = attempt
         if step == "poll":
             kwargs["n"] = job.poll_count  # the poll claim counts from the job's polls so far
         sig = app.signature(f"relaydance.{step}", kwargs=kwargs, immutable=True)
@@ -66,6 +72,8 @@ def chain_for(job: Job) -> Signature | None:
                     get_engine(), str(request["model"]), int(request["seconds"])
                 )
             )
+        if countdown and not signatures:
+            sig = sig.set(countdown=countdown)
         signatures.append(sig)
     if not signatures:
         return None

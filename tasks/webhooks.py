@@ -1,9 +1,11 @@
 """The thin task behind a delivered webhook: re-fetch the named task, move the job.
 
 The web handler enqueues ``relaydance.webhook(job_id, task_id)`` and answers at once;
-the work, and every decision, is in :func:`worker.webhook_step.on_webhook`. When it says
-``next``, this task sends the job's chain from its current state, as ``relaydance.resume``
-does, so the download starts without another trip through the queue.
+the work, and every decision, is in :func:`worker.webhook_step.on_webhook`. When the
+task turned out final and succeeded, this task downloads the clip itself with the url the
+verifying fetch returned (one provider GET per job) and finishes the job; otherwise, on
+``next``, it sends the job's chain from its current state, as ``relaydance.resume`` does.
+It runs on the delivery queue, never behind a burst of submissions.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ from celery import Task
 from celery.exceptions import Ignore
 
 from tasks.canvas import chain_for
-from worker import app
-from worker.engine import get_engine
+from worker import app, delivery
+from worker.engine import Engine, get_engine
+from worker.jobs import Job, JobState
 from worker.webhook_health import note_webhook_received
 from worker.webhook_step import on_webhook
 
@@ -31,10 +34,17 @@ def webhook(self: Task, job_id: str, task_id: str | None = None, attempt: int = 
     note_webhook_received(engine, job_id)  # the provider reached us: not a missed delivery
     outcome = on_webhook(engine, job_id, task_id=task_id, attempt=attempt)
     if outcome.action == "next":
+        job = engine.store.get(job_id)
+        if job is None or job.is_final:
+            return
+        if outcome.url and job.state is JobState.GENERATED:
+            # The clip's url was read a moment ago to verify the webhook: download with it
+            # here, so the job costs one provider GET, and on this (delivery) queue.
+            _deliver(engine, job, outcome.url)
+            return
         # Straight to the chain (as relaydance.resume would), one queue trip sooner. The
         # chain waiting on the safety poll stops when that poll finds the job past it.
-        job = engine.store.get(job_id)
-        signature = chain_for(job) if job is not None and not job.is_final else None
+        signature = chain_for(job)
         if signature is not None:
             signature.apply_async()
         return
@@ -47,3 +57,16 @@ def webhook(self: Task, job_id: str, task_id: str | None = None, attempt: int = 
         countdown=outcome.countdown,
         max_retries=None,
     )
+
+
+def _deliver(engine: Engine, job: Job, url: str) -> None:
+    """Download and finish in this task; a retry goes on as the download task's own."""
+    step = delivery.download(engine, job.id, seq=job.seq, url=url)
+    if step.action == "next":
+        delivery.finish(engine, job.id, seq=job.seq)
+    elif step.action == "again":  # e.g. the url was refused: the retry fetches a fresh one
+        fresh = engine.store.get(job.id)
+        retry = chain_for(fresh, attempt=int(step.kwargs.get("attempt", 1)),
+                          countdown=step.countdown) if fresh else None  # fmt: skip
+        if retry is not None:
+            retry.apply_async()

@@ -519,6 +519,17 @@ def test_a_job_finishes_by_its_webhook_without_a_single_poll(live: Live) -> None
     assert token_for(SECRET, job_id) not in live.fleet.log_text()  # nor in any log line
 
 
+def test_a_webhook_job_costs_exactly_one_provider_get(live: Live) -> None:
+    before = live.counters()
+    ids = [live.enqueue() for _ in range(4)]
+    for job_id in ids:
+        assert live.wait_state(job_id).poll_count == 0
+    after = live.counters()
+    # The verifying fetch is the only GET: the download uses the url it returned.
+    assert after["polls"] - before["polls"] == len(ids)
+    assert after["downloads"] - before["downloads"] == len(ids)
+
+
 def test_the_receiver_answers_bad_deliveries_as_specified_and_changes_nothing(live: Live) -> None:
     job_id = live.enqueue()
     job = live.wait_state(job_id)

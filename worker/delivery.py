@@ -45,17 +45,25 @@ class Superseded(Exception):
     """A later download message claimed the job: this one stops without a side effect."""
 
 
-def download(engine: Engine, job_id: str, *, seq: int, attempt: int = 0) -> Outcome:
-    """Fetch a fresh url from the task and stream the clip safely into the output dir."""
+def download(
+    engine: Engine, job_id: str, *, seq: int, attempt: int = 0, url: str | None = None
+) -> Outcome:
+    """Stream the clip safely into the output, from a fresh url.
+
+    ``url`` is one the caller has just read from the provider (a verified webhook): it is
+    used as is, so the job costs no second GET. Otherwise, and on any retry, the task is
+    fetched again for a fresh url (a signed url is never stored).
+    """
     job = load(engine, job_id, seq, {S.GENERATED, S.DOWNLOADING})
     if isinstance(job, Outcome):
         return job
     if job.extra.get("downloaded") == "1":
         return NEXT
     settings = engine.settings
-    wait = engine.limits.throttle(job.alias, rate=settings.rate_for(job.alias))
-    if wait > 0:
-        return again(wait, attempt=attempt)
+    if url is None:
+        wait = engine.limits.throttle(job.alias, rate=settings.rate_for(job.alias))
+        if wait > 0:
+            return again(wait, attempt=attempt)
     claim = claim_number(seq, attempt)
     applied, _ = engine.store.change(
         job_id,
@@ -74,13 +82,15 @@ def download(engine: Engine, job_id: str, *, seq: int, attempt: int = 0) -> Outc
     started = time.time()
     heartbeat = _Heartbeat(engine, job_id, claim)
     try:
-        client = engine.client_for(job.alias)
-        task = client.get_task(job.remote_task_id or "", api_key=api_key(engine, job))
-        if not task.url:
+        if url is None:
+            client = engine.client_for(job.alias)
+            task = client.get_task(job.remote_task_id or "", api_key=api_key(engine, job))
+            url = task.url
+        if not url:
             return fail(engine, job, "unexpected_response", "the succeeded task has no url")
         # The seam to the output: a local directory or a bucket (worker/storage/).
         result = engine.storage.save_clip(
-            task.url,
+            url,
             name=job_id,
             client=engine.downloads,
             max_bytes=settings.download_max_bytes,

@@ -52,6 +52,9 @@ class Outcome:
     countdown: float = 0.0
     reason: str = ""
     kwargs: dict[str, Any] = field(default_factory=dict)
+    # The clip's signed url, when the step has just read it from the provider: the task
+    # may download with it at once. Never put in a message: it is a secret.
+    url: str | None = field(default=None, repr=False, compare=False)
 
 
 NEXT = Outcome("next")

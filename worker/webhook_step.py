@@ -29,6 +29,7 @@ import json
 import logging
 import random
 import time
+from dataclasses import replace
 
 from config.settings import SettingsError
 from worker.dialects import RemoteTask, TaskStatus
@@ -149,6 +150,7 @@ def _apply(engine: Engine, job: Job, task: RemoteTask) -> Outcome:
         outcome = apply_remote(engine, job, task, polls_done=job.poll_count)
         if outcome.action == "next":
             logger.info("job %s: generated, by webhook; download next", job.id)
+            return replace(outcome, url=task.url)  # just read: the download needs no GET
         return outcome
     if task.status is TaskStatus.RUNNING:
         # Not apply_remote: it would pull the next poll forward, and with webhooks on
