@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from config.settings import load_settings
 from simulator.testing import SimulatorProcess
 from tests.pipeline_helpers import RecordingEngine, drive, make_engine, make_job
-from worker.timing import next_poll_delay
+from worker.timing import Estimate, Timing, first_poll_delay_for, next_poll_delay, sample_from
 
 MODEL = "doubao-seedance-2-0-fast-260128"
 
@@ -47,14 +49,95 @@ def test_the_learned_time_rises_when_first_polls_come_too_early(
     assert engine.timing.expected(MODEL, 5) > 0.4
 
 
-def test_the_first_poll_waits_for_the_expected_time_and_later_polls_grow_to_the_cap() -> None:
-    first = next_poll_delay(polls_done=0, elapsed=0.0, expected=90, minimum=2, maximum=30)
-    later = [next_poll_delay(polls_done=n, elapsed=90, expected=90, minimum=2, maximum=30)
-             for n in range(1, 8)]  # fmt: skip
-    assert first == 90
-    assert later == sorted(later)
-    assert later[0] == pytest.approx(90 / 8)
-    assert later[-1] == 30
-    assert (
-        next_poll_delay(polls_done=2, elapsed=0, expected=90, minimum=2, maximum=30, hint=45) == 45
-    )
+def test_the_first_poll_comes_early_while_the_estimate_is_young() -> None:
+    young = [first_poll_delay_for(Estimate(100, n, 100), minimum=1) for n in range(4)]
+    assert young == [25, 60, 75, 95]  # settled: less half the (default, 10 %) deviation
+    settled = Estimate(100, 8, 100, deviation=4)
+    assert first_poll_delay_for(settled, minimum=1) == 98
+
+
+def test_polls_double_towards_the_estimate_then_step_and_grow_with_the_overshoot() -> None:
+    estimate = Estimate(100, 0, 100)  # young: a deviation of 10 % is assumed
+
+    def delay(elapsed: float) -> float:
+        return next_poll_delay(elapsed=elapsed, estimate=estimate, minimum=1, maximum=60)
+
+    assert delay(25) == 25  # probing: double the elapsed time ...
+    assert delay(50) == 45  # ... but stop at the settled first-poll point (95)
+    assert delay(95) == pytest.approx(40 / 3)  # then steps of 4/3 of the deviation
+    assert delay(180) == 30  # growing with the overshoot past the expected span (120)
+    assert delay(400) == 60  # never past the cap
+    hinted = next_poll_delay(elapsed=95, estimate=estimate, minimum=1, maximum=60, hint=45)
+    assert hinted == 45  # Retry-After is a floor
+
+
+def test_a_sample_is_the_bracket_midpoint_or_what_a_first_hit_says_or_a_webhooks_time() -> None:
+    assert sample_from(hit=100, last_miss=80) == (90, True)
+    assert sample_from(hit=100, last_miss=None) == (50, False)  # a probe: sooner, by much
+    settled = Estimate(100, 8, 100, deviation=6)
+    assert sample_from(hit=100, last_miss=None, estimate=settled) == (85, False)
+    assert sample_from(hit=100, last_miss=None, exact=True) == (100, True)
+
+
+def _round(timing: Timing, truths: list[float]) -> list[tuple[float, int]]:
+    """Run one round of concurrent jobs (one per true time) through the schedule.
+
+    Every job starts with the estimate as the round begins, as jobs submitted together do;
+    each records its sample when its poll finds it done. Returns (first poll, polls).
+    """
+    estimate = timing.estimate(MODEL, 5)
+    seen = []
+    for truth in truths:
+        at = first_poll_delay_for(estimate, minimum=0.1)
+        first, polls, last_miss = at, 1, None
+        while at < truth:
+            last_miss = at
+            at += next_poll_delay(elapsed=at, estimate=estimate, minimum=0.1, maximum=1e9)
+            polls += 1
+        seen.append((first, polls))
+        sample, bracketed = sample_from(hit=at, last_miss=last_miss, estimate=estimate)
+        timing.record(MODEL, 5, sample, bracketed=bracketed)
+    return seen
+
+
+TRUTHS = [90 * (0.95 + 0.01 * i) for i in range(10)]  # cap 10, generation 90 s +/- 5 %
+
+
+def test_a_prior_ten_times_too_high_is_caught_by_the_third_round(redis_client: Any) -> None:
+    timing = Timing(redis_client)
+    timing.record(MODEL, 5, 900.0)  # one stale observation, ten times the real time
+    redis_client.hset("rd:timing:n", f"{MODEL}:5", 0)  # ... held as a prior only
+    rounds = [_round(timing, TRUTHS) for _ in range(3)]
+    for (first, _), truth in zip(rounds[2], TRUTHS, strict=True):
+        assert first <= 1.5 * truth
+
+
+def test_a_prior_three_times_too_low_costs_at_most_three_polls_after_the_first_round(
+    redis_client: Any,
+) -> None:
+    timing = Timing(redis_client)
+    timing.record(MODEL, 5, 30.0)
+    redis_client.hset("rd:timing:n", f"{MODEL}:5", 0)
+    first = _round(timing, TRUTHS)
+    later = [polls for _ in range(3) for _, polls in _round(timing, TRUTHS)]
+    assert max(polls for _, polls in first) > 3  # the first round pays for the bad prior
+    assert sum(later) / len(later) <= 3  # later ones do not
+    assert max(later) <= 4
+
+
+def test_relaydance_timing_shows_what_the_fleet_learned(engine: RecordingEngine) -> None:
+    from click.testing import CliRunner
+
+    from worker import engine as engine_module
+    from worker.cli import main
+
+    engine.timing.record(MODEL, 5, 80.0)
+    engine.timing.record(MODEL, 5, 100.0, bracketed=True)
+    engine_module._engine = engine  # the CLI reads this process's engine
+    try:
+        out = CliRunner().invoke(main, ["timing", "--json"]).output
+    finally:
+        engine_module._engine = None
+    (row,) = [json.loads(line) for line in out.splitlines()]
+    assert (row["model"], row["seconds"], row["observations"]) == (MODEL, 5, 2)
+    assert row["expected_s"] == 90.0 and row["deviation_s"] == 10.0

@@ -306,12 +306,13 @@ def demo(model: str, prompt: str, seconds: int, timeout: float) -> None:
 def _register_commands() -> None:
     from simulator.cli import simulate
     from worker.batch_cli import batch, schedule
-    from worker.jobs_cli import jobs, resubmit
+    from worker.jobs_cli import jobs, resubmit, timing
     from worker.setup_cli import doctor, models
     from worker.storage_cli import storage
 
     main.add_command(jobs)
     main.add_command(resubmit)
+    main.add_command(timing)
     main.add_command(simulate)
     main.add_command(batch)
     main.add_command(schedule)

@@ -1,4 +1,4 @@
-"""``relaydance jobs`` and ``relaydance resubmit``: what an operator sees and decides.
+"""``relaydance jobs``, ``resubmit`` and ``timing``: what an operator sees and decides.
 
 A job in ``submit_unknown`` is one whose submission may have reached the provider: its
 reply was lost, so the task may exist and be billed. The fleet never submits it again on
@@ -18,7 +18,7 @@ import click
 from worker.cli_errors import EXIT_FAILED, EXIT_OK, die
 from worker.jobs import FINAL_STATES, JobState
 
-__all__ = ["jobs", "resubmit"]
+__all__ = ["jobs", "resubmit", "timing"]
 
 _LISTED = [s.value for s in JobState if s not in FINAL_STATES]
 
@@ -86,3 +86,40 @@ def resubmit(job_id: str, yes: bool) -> None:
         die(str(exc))
     click.echo(f"job {job.id} resubmitted; now {job.state.value}")
     sys.exit(EXIT_OK if job.state is not JobState.FAILED else EXIT_FAILED)
+
+
+@click.command("timing")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per model and length.")
+def timing(as_json: bool) -> None:
+    """What the fleet learned of generation times: when it polls each model and length."""
+    from worker.engine import get_engine
+    from worker.timing import first_poll_delay_for
+
+    engine = get_engine()
+    minimum = engine.settings.poll_interval_min
+    rows = []
+    for model, seconds, estimate in engine.timing.all():
+        rows.append({
+            "model": model,
+            "seconds": seconds,
+            "expected_s": round(estimate.seconds, 2),
+            "deviation_s": None if estimate.deviation is None else round(estimate.deviation, 2),
+            "observations": estimate.observations,
+            "prior_s": round(estimate.prior, 2),
+            "first_poll_s": round(first_poll_delay_for(estimate, minimum=minimum), 2),
+        })  # fmt: skip
+    if as_json:
+        for row in rows:
+            click.echo(json.dumps(row))
+        return
+    if not rows:
+        click.echo("nothing learned yet: first polls use the catalogue's priors")
+        return
+    header = ("model", "s", "expected", "deviation", "jobs", "prior", "first poll")
+    click.echo("{:<34} {:>3} {:>9} {:>9} {:>5} {:>7} {:>10}".format(*header))
+    for r in rows:
+        dev = "-" if r["deviation_s"] is None else f"{r['deviation_s']:.1f}s"
+        click.echo(
+            f"{r['model']:<34} {r['seconds']:>3} {r['expected_s']:>8.1f}s {dev:>9} "
+            f"{r['observations']:>5} {r['prior_s']:>6.0f}s {r['first_poll_s']:>9.1f}s"
+        )

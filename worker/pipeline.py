@@ -40,7 +40,7 @@ from worker.steps import (
     transient,
 )
 from worker.submission import resubmit, submit
-from worker.timing import next_poll_delay
+from worker.timing import next_poll_delay, sample_from
 
 __all__ = [
     "Outcome",
@@ -56,7 +56,6 @@ __all__ = [
 ]
 
 S = JobState
-EARLY_FINISH_FACTOR = 0.75  # a first-poll hit: "finished sooner than this"
 
 
 def prepare(engine: Engine, job_id: str, *, seq: int, attempt: int = 0) -> Outcome:
@@ -140,7 +139,9 @@ def poll(engine: Engine, job_id: str, *, seq: int, n: int = 0, attempt: int = 0)
     return apply_remote(engine, job, task, polls_done=n + 1)
 
 
-def apply_remote(engine: Engine, job: Job, task: RemoteTask, *, polls_done: int) -> Outcome:
+def apply_remote(
+    engine: Engine, job: Job, task: RemoteTask, *, polls_done: int, by_webhook: bool = False
+) -> Outcome:
     """Move a job by what the provider says of its task (from a poll or a verified webhook)."""
     now = time.time()
     live = {S.SUBMITTED, S.RUNNING}
@@ -157,7 +158,7 @@ def apply_remote(engine: Engine, job: Job, task: RemoteTask, *, polls_done: int)
         if not applied:
             return stop("already past generation")
         release(engine, job)
-        _learn_duration(engine, job, polls_done=polls_done, now=now)
+        _learn_duration(engine, job, polls_done=polls_done, now=now, exact=by_webhook)
         cost = job.cost if task.actual_cost is None else task.actual_cost
         record_generated(engine, polls=polls_done, cost=cost)
         log_transition(job, "generated", polls=polls_done)
@@ -170,9 +171,8 @@ def apply_remote(engine: Engine, job: Job, task: RemoteTask, *, polls_done: int)
     submitted_at = job.times.get("submitted", job.created_at)
     request = job.request
     delay = next_poll_delay(
-        polls_done=polls_done,
         elapsed=now - submitted_at,
-        expected=engine.timing.expected(str(request["model"]), int(request["seconds"])),
+        estimate=engine.timing.estimate(str(request["model"]), int(request["seconds"])),
         minimum=engine.settings.poll_interval_min,
         maximum=engine.settings.poll_interval_max,
         hint=task.retry_after,
@@ -189,23 +189,19 @@ def apply_remote(engine: Engine, job: Job, task: RemoteTask, *, polls_done: int)
     return again(delay, n=polls_done, attempt=0)
 
 
-def _learn_duration(engine: Engine, job: Job, *, polls_done: int, now: float) -> None:
-    """Fold what this job says about its model's generation time into the learned value.
-
-    After a miss (an earlier poll saw it unfinished) the task finished between the last
-    two polls: take their midpoint. A first poll that already finds it done only says it
-    finished sooner than expected, so nudge the estimate down; taking the poll time itself
-    would let the estimate only ever rise.
-    """
+def _learn_duration(engine: Engine, job: Job, *, polls_done: int, now: float, exact: bool) -> None:
+    """Fold what this job says about its model's generation time into the estimate."""
     model, seconds = str(job.request["model"]), int(job.request["seconds"])
-    submitted_at = job.times.get("submitted", job.created_at)
-    if polls_done > 1:
-        last = float(job.extra.get("last_poll_at", submitted_at))
-        duration = (last + now) / 2 - submitted_at
-    else:
-        expected = engine.timing.expected(model, seconds)
-        duration = min(now - submitted_at, expected) * EARLY_FINISH_FACTOR
-    engine.timing.record(model, seconds, max(duration, 0.1))
+    # The POST's time (an adopted task was created by its POST, not by the adoption).
+    intent = job.extra.get("submit_intent_at")
+    submitted_at = float(intent) if intent else job.times.get("submitted", job.created_at)
+    last = job.extra.get("last_poll_at")
+    missed = float(last) - submitted_at if polls_done > 1 and last else None
+    estimate = engine.timing.estimate(model, seconds)
+    sample, bracketed = sample_from(
+        hit=now - submitted_at, last_miss=missed, estimate=estimate, exact=exact
+    )
+    engine.timing.record(model, seconds, sample, bracketed=bracketed)
 
 
 # States in which the job's remote task exists or may exist: canceling one does not stop

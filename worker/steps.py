@@ -19,7 +19,7 @@ from worker.engine import Engine
 from worker.errors import RateLimited, TransientError
 from worker.jobs import Job, JobState
 from worker.notify import notify_final
-from worker.timing import next_poll_delay
+from worker.timing import first_poll_delay_for
 
 __all__ = [
     "CLAIM_SPAN",
@@ -146,17 +146,12 @@ def transient(
 
 
 def first_poll_delay(engine: Engine, model: str, seconds: int) -> float:
-    """Seconds from submission to the first poll: near the expected generation time."""
+    """Seconds from submission to the first poll: the safety poll with webhooks, else the
+    schedule's first poll (early while the learned estimate is young)."""
     settings = engine.settings
-    expected = engine.timing.expected(model, seconds)
+    estimate = engine.timing.estimate(model, seconds)
     if settings.webhook_base_url:
-        return max(settings.webhook_safety_poll_seconds, expected)
+        return max(settings.webhook_safety_poll_seconds, estimate.seconds)
     if settings.poll_first_delay is not None:
         return settings.poll_first_delay
-    return next_poll_delay(
-        polls_done=0,
-        elapsed=0.0,
-        expected=expected,
-        minimum=settings.poll_interval_min,
-        maximum=settings.poll_interval_max,
-    )
+    return first_poll_delay_for(estimate, minimum=settings.poll_interval_min)

@@ -147,7 +147,7 @@ def _matches(job: Job, task: RemoteTask) -> bool:
 
 def _apply(engine: Engine, job: Job, task: RemoteTask) -> Outcome:
     if task.is_final:
-        outcome = apply_remote(engine, job, task, polls_done=job.poll_count)
+        outcome = apply_remote(engine, job, task, polls_done=job.poll_count, by_webhook=True)
         if outcome.action == "next":
             logger.info("job %s: generated, by webhook; download next", job.id)
             return replace(outcome, url=task.url)  # just read: the download needs no GET
