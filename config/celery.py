@@ -99,6 +99,14 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         }
     return {
         "broker_url": url,
+        # kombu's Redis transports, reusing one Redis client per channel (worker/broker.py).
+        "broker_transport": (
+            "worker.broker:SentinelTransport"
+            if url.startswith("sentinel")
+            else "worker.broker:Transport"
+            if url.startswith("redis://")
+            else None
+        ),
         "result_backend": url,
         "broker_connection_retry_on_startup": True,
         "broker_transport_options": transport,

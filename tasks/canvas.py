@@ -16,14 +16,15 @@ from worker.request import RenderRequest
 __all__ = ["chain_for", "describe", "steps_for"]
 
 S = JobState
+# The download finishes the job itself (one task fewer per job).
 _FROM: dict[JobState, list[str]] = {
-    S.QUEUED: ["prepare", "submit", "poll", "download", "finish"],
-    S.WAITING_FOR_SLOT: ["submit", "poll", "download", "finish"],
-    S.SUBMITTING: ["submit", "poll", "download", "finish"],
-    S.SUBMITTED: ["poll", "download", "finish"],
-    S.RUNNING: ["poll", "download", "finish"],
-    S.GENERATED: ["download", "finish"],
-    S.DOWNLOADING: ["download", "finish"],
+    S.QUEUED: ["prepare", "submit", "poll", "download"],
+    S.WAITING_FOR_SLOT: ["submit", "poll", "download"],
+    S.SUBMITTING: ["submit", "poll", "download"],
+    S.SUBMITTED: ["poll", "download"],
+    S.RUNNING: ["poll", "download"],
+    S.GENERATED: ["download"],
+    S.DOWNLOADING: ["download"],
 }
 
 

@@ -29,6 +29,7 @@ __all__ = [
     "poll",
     "prepare",
     "resume",
+    "resume_many",
     "submit",
     "sweep",
 ]
@@ -91,6 +92,20 @@ def resume(job_id: str) -> None:
     signature = chain_for(job)
     if signature is not None:
         signature.apply_async()
+
+
+@app.task(name="relaydance.resume_many")
+def resume_many(job_ids: list[str]) -> int:
+    """Send each job's chain (a batch's chunk); returns how many were sent."""
+    sent = 0
+    jobs = get_engine().store.get_many(list(job_ids))
+    with app.producer_or_acquire() as producer:  # one producer for the whole chunk
+        for job in jobs:
+            signature = chain_for(job) if job is not None and not job.is_final else None
+            if signature is not None:
+                signature.apply_async(producer=producer)
+                sent += 1
+    return sent
 
 
 @app.task(name="relaydance.grant")

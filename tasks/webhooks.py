@@ -60,11 +60,9 @@ def webhook(self: Task, job_id: str, task_id: str | None = None, attempt: int = 
 
 
 def _deliver(engine: Engine, job: Job, url: str) -> None:
-    """Download and finish in this task; a retry goes on as the download task's own."""
+    """Download (which finishes the job) in this task; a retry goes on as a download task."""
     step = delivery.download(engine, job.id, seq=job.seq, url=url)
-    if step.action == "next":
-        delivery.finish(engine, job.id, seq=job.seq)
-    elif step.action == "again":  # e.g. the url was refused: the retry fetches a fresh one
+    if step.action == "again":  # e.g. the url was refused: the retry fetches a fresh one
         fresh = engine.store.get(job.id)
         retry = chain_for(fresh, attempt=int(step.kwargs.get("attempt", 1)),
                           countdown=step.countdown) if fresh else None  # fmt: skip

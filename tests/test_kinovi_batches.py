@@ -87,7 +87,8 @@ def test_a_mixed_batch_renders_each_line_at_its_provider_and_counts_the_actual_s
     batches = Batches(engine)
     sub = batches.submit(parsed, key="studio", budget=10.0)
     assert sub.committed_usd == pytest.approx(0.70 + 1.00)  # the estimates, reserved
-    job_ids = [args[0] for name, args, _ in engine.sent if name == "relaydance.resume"]
+    job_ids = [i for name, args, _ in engine.sent if name == "relaydance.resume_many"
+               for i in args[0]]  # fmt: skip
     jobs = {engine.store.get(j).alias: drive(engine, j) for j in job_ids}  # type: ignore[union-attr]
     assert {alias: job.state for alias, job in jobs.items()} == {
         "studio": JobState.DONE,
@@ -117,7 +118,8 @@ def test_a_kinovi_line_that_fails_gives_its_reservation_back(
     batches = Batches(engine)
     sub = batches.submit(parse_records([KIN], key="kin"), key="kin", budget=5.0)
     assert sub.committed_usd == pytest.approx(1.00)
-    (job_id,) = [args[0] for name, args, _ in engine.sent if name == "relaydance.resume"]
+    (job_id,) = [i for name, args, _ in engine.sent if name == "relaydance.resume_many"
+                 for i in args[0]]  # fmt: skip
     job = drive(engine, job_id)
     assert (job.state, job.error_code, job.actual_cost) == (JobState.FAILED, "generation_failed", 0)
     status = batches.status(sub.batch_id)

@@ -128,11 +128,10 @@ def test_duplicate_poll_download_and_finish_messages_do_nothing(
 
             time.sleep(min(outcome.countdown, 0.3))
     assert run_step(engine, "poll", job_id, seq=0, n=0).action == "stop"
-    assert run_step(engine, "download", job_id, seq=0).action == "next"
-    assert run_step(engine, "download", job_id, seq=0).action == "next"  # already downloaded
+    assert run_step(engine, "download", job_id, seq=0).action == "next"  # it finishes the job
+    assert run_step(engine, "download", job_id, seq=0).action == "stop"  # a replay: done
     assert sim.stats()["downloads"] == 1
-    assert run_step(engine, "finish", job_id, seq=0).action == "next"
-    assert run_step(engine, "finish", job_id, seq=0).action == "stop"
+    assert run_step(engine, "finish", job_id, seq=0).action == "stop"  # nothing left to do
     notified = [s for s in engine.sent if s[0] == "app.record"]
     assert len(notified) == 1
     assert notified[0][1][0]["state"] == "done"

@@ -270,7 +270,7 @@ def test_cloud_credentials_never_appear_in_logs_flower_or_records(
                     tasks = httpx.get(api, auth=auth, timeout=2).json()
                 except (httpx.HTTPError, ValueError):
                     return False
-                return sum(t.get("name") == "relaydance.finish" for t in tasks.values()) >= 2
+                return sum(t.get("name") == "relaydance.download" for t in tasks.values()) >= 2
 
             assert wait_until(flower_lists_the_finishes, timeout=30, interval=0.5), fleet.logs()
             flower_text = httpx.get(api, auth=auth, timeout=5).text

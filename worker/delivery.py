@@ -112,20 +112,19 @@ def download(
         return transient(engine, job, exc, attempt)
     except PermanentError as exc:
         return fail(engine, job, exc.code, str(exc))
-    recorded, _ = engine.store.change(
+    # The clip and its manifest are in place: the job is done, in the same change.
+    done, _ = engine.store.change(
         job_id,
         states={S.DOWNLOADING},
+        to=S.DONE,
         where={"download_claim": claim},
-        set={
-            **result.record_fields(),
-            "downloaded": "1",
-            **_CLEARED_STORAGE_ERROR,
-        },
-        due=time.time() + engine.settings.step_grace_seconds,
+        set={**result.record_fields(), "downloaded": "1", **_CLEARED_STORAGE_ERROR},
     )
-    if not recorded:
+    if not done:
         return stop("a later download took over")
-    log_transition(job, "downloaded", bytes=result.size, seconds=f"{result.seconds:.2f}")
+    log_transition(job, "done", bytes=result.size, seconds=f"{result.seconds:.2f}",
+                   output=result.record_fields().get("output_uri"))  # fmt: skip
+    notify_final(engine, job_id)
     return NEXT
 
 
@@ -177,7 +176,11 @@ def _manifest(job: Job, clip: StoredClip, *, seconds: float) -> dict[str, Any]:
 
 
 def finish(engine: Engine, job_id: str, *, seq: int) -> Outcome:
-    """Mark the job done and notify the producer's own task, when one was named."""
+    """Mark a downloaded job done and notify the producer's own task, when one was named.
+
+    The download finishes the job itself; this step remains for a job whose clip was
+    recorded as downloaded by an earlier version of the fleet, and for its messages.
+    """
     job = load(engine, job_id, seq, {S.DOWNLOADING})
     if isinstance(job, Outcome):
         return job

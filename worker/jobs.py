@@ -268,6 +268,35 @@ class JobStore:
         """The Redis key of a job's hash."""
         return f"{PREFIX}:job:{job_id}"
 
+    def new_fields(
+        self,
+        *,
+        request: Mapping[str, Any],
+        alias: str,
+        cost: float,
+        now: float,
+        due: float,
+        on_done: str | None = None,
+        extra: Mapping[str, str] | None = None,
+    ) -> dict[Any, Any]:
+        """The hash of a new ``queued`` job."""
+        fields: dict[Any, Any] = {  # redis-py types hset keys invariantly
+            "state": JobState.QUEUED.value,
+            "alias": alias,
+            "request": json.dumps(dict(request), sort_keys=True),
+            "seq": "0",
+            "poll_count": "0",
+            "cost": repr(cost),
+            "created_at": repr(now),
+            "updated_at": repr(now),
+            "t_queued": repr(now),
+            "next_due": repr(due),
+        }
+        if on_done:
+            fields["on_done"] = on_done
+        fields.update(extra or {})
+        return fields
+
     def create(
         self,
         job_id: str,
@@ -286,29 +315,25 @@ class JobStore:
         message was published); see :func:`tasks.api.enqueue_render`.
         """
         now = time.time()
-        fields: dict[Any, Any] = {  # redis-py types hset keys invariantly
-            "state": JobState.QUEUED.value,
-            "alias": alias,
-            "request": json.dumps(dict(request), sort_keys=True),
-            "seq": "0",
-            "poll_count": "0",
-            "cost": repr(cost),
-            "created_at": repr(now),
-            "updated_at": repr(now),
-            "t_queued": repr(now),
-            "next_due": repr(now + due_in),
-        }
-        if on_done:
-            fields["on_done"] = on_done
+        fields = self.new_fields(
+            request=request, alias=alias, cost=cost, now=now, due=now + due_in,
+            on_done=on_done, extra=extra,
+        )  # fmt: skip
         if pending:
             fields["enqueue_pending"] = "1"
-        fields.update(extra or {})
         pipe = self._redis.pipeline(transaction=True)
-        pipe.hset(self.key(job_id), mapping=fields)
-        pipe.zadd(self.active_key, {job_id: now + due_in})
+        self.queue_create(pipe, job_id, fields, due=now + due_in)
+        pipe.execute()
+
+    def queue_create(
+        self, pipe: redis.client.Pipeline, job_id: str, fields: Mapping[Any, Any], *, due: float
+    ) -> None:
+        """Add the writes of a new ``queued`` job (its fields as :meth:`create` builds
+        them) to ``pipe``: many jobs are then written in one round trip."""
+        pipe.hset(self.key(job_id), mapping=dict(fields))
+        pipe.zadd(self.active_key, {job_id: due})
         pipe.hincrby(self.counts_key, JobState.QUEUED.value, 1)
         pipe.sadd(self.state_prefix + JobState.QUEUED.value, job_id)
-        pipe.execute()
 
     def create_render(
         self,
