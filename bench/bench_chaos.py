@@ -42,28 +42,34 @@ MODEL = "doubao-seedance-2-0-fast-260128"
 
 
 def scaled_env(
-    redis_url: str, sim_url: str, out: Path, *, cap: int, web_port: int | None
-) -> dict[str, str]:
+    redis_url: str, sim_url: str, out: Path, *, cap: int, web_port: int | None,
+    scale: float = SCALE,
+) -> dict[str, str]:  # fmt: skip
+    """The fleet's settings with every production timer multiplied by ``scale``."""
+
+    def t(seconds: float, floor: float = 0.05) -> str:
+        return repr(max(seconds * scale, floor))
+
     extra = {
         "RELAYDANCE_MAX_CONCURRENCY": str(cap),
         "RELAYDANCE_REQUESTS_PER_SECOND": "200",
-        "RELAYDANCE_TIME_SCALE": repr(SCALE),
-        "RELAYDANCE_SWEEP_INTERVAL_SECONDS": "0.7",
-        "RELAYDANCE_SWEEP_GRACE_SECONDS": "0.7",
-        "RELAYDANCE_STEP_GRACE_SECONDS": "3",
-        "RELAYDANCE_HTTP_CALL_DEADLINE": "2",
+        "RELAYDANCE_TIME_SCALE": repr(scale),
+        "RELAYDANCE_SWEEP_INTERVAL_SECONDS": t(20),
+        "RELAYDANCE_SWEEP_GRACE_SECONDS": t(20),
+        "RELAYDANCE_STEP_GRACE_SECONDS": t(90),
+        "RELAYDANCE_HTTP_CALL_DEADLINE": t(60, 2.0),
         "RELAYDANCE_HTTP_CONNECT_TIMEOUT": "1",
-        "RELAYDANCE_HTTP_READ_TIMEOUT": "2",
-        "RELAYDANCE_SUBMIT_UNKNOWN_HOLD_SECONDS": "10",
-        "RELAYDANCE_POLL_INTERVAL_MIN": "0.1",
-        "RELAYDANCE_POLL_INTERVAL_MAX": "1",
-        "RELAYDANCE_POLL_DEADLINE_SECONDS": "120",
+        "RELAYDANCE_HTTP_READ_TIMEOUT": t(60, 2.0),
+        "RELAYDANCE_SUBMIT_UNKNOWN_HOLD_SECONDS": t(300),
+        "RELAYDANCE_POLL_INTERVAL_MIN": t(2),
+        "RELAYDANCE_POLL_INTERVAL_MAX": t(30),
+        "RELAYDANCE_POLL_DEADLINE_SECONDS": t(3600),
         "RELAYDANCE_TASK_EVENTS": "false",
     }
     if web_port is not None:
         extra["RELAYDANCE_WEBHOOK_BASE_URL"] = f"http://127.0.0.1:{web_port}/hooks"
         extra["RELAYDANCE_WEBHOOK_SECRET"] = "bench-webhook-secret"
-        extra["RELAYDANCE_WEBHOOK_SAFETY_POLL_SECONDS"] = "20"
+        extra["RELAYDANCE_WEBHOOK_SAFETY_POLL_SECONDS"] = t(600)
     return fleet_env(redis_url, sim_url, out, **extra)
 
 

@@ -6,7 +6,8 @@ The steps (submit, poll, download: it finishes the job) run in this process, one
 against a private redis-server and the simulator (generation time 0, so the first poll
 finds the clip ready), with no Celery in between: this isolates the cost of the fleet's
 own code from Celery's (which bench_pipeline.py measures with real workers). Reported:
-CPU milliseconds per job, Redis commands per job (from the server's command stats) and,
+CPU milliseconds per job, Redis commands per job (from the server's command stats, those
+run inside scripts included), Redis round trips per job (requests sent) and,
 with ``--profile``, the functions the time goes to.
 """
 
@@ -28,6 +29,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from harness import machine, write_results
 
 MODEL = "doubao-seedance-2-0-fast-260128"
+
+
+class RoundTrips:
+    """Counts requests this process sends to Redis (a pipeline is one)."""
+
+    def __init__(self) -> None:
+        import redis.connection
+
+        self.count = 0
+        original = redis.connection.AbstractConnection.send_packed_command
+
+        def counting(conn: Any, command: Any, check_health: bool = True) -> None:
+            self.count += 1
+            original(conn, command, check_health)
+
+        redis.connection.AbstractConnection.send_packed_command = counting  # type: ignore[method-assign]
 
 
 def redis_commands(client: Any) -> int:
@@ -56,6 +73,7 @@ def run(jobs: int, *, profile: bool) -> dict[str, Any]:
         for step in ("submit", "poll", "download"):  # the download finishes the job
             run_step(engine, step, warm, seq=0)
         before = redis_commands(engine.redis)
+        trips = RoundTrips()
         profiler = cProfile.Profile() if profile else None
         cpu0 = time.process_time()
         if profiler:
@@ -67,6 +85,7 @@ def run(jobs: int, *, profile: bool) -> dict[str, Any]:
         if profiler:
             profiler.disable()
         cpu = time.process_time() - cpu0
+        round_trips = trips.count
         commands = redis_commands(engine.redis) - before
         states = {engine.store.get(i).state.value for i in ids}  # type: ignore[union-attr]
         engine.close()
@@ -74,7 +93,8 @@ def run(jobs: int, *, profile: bool) -> dict[str, Any]:
     row = {
         "jobs": len(ids),
         "cpu_ms_per_job": round(1000 * cpu / len(ids), 2),
-        "redis_commands_per_job": round(commands / len(ids), 1),
+        "redis_commands_per_job": round(commands / len(ids), 1),  # in scripts too
+        "redis_round_trips_per_job": round(round_trips / len(ids), 1),
     }
     if profiler:
         text = io.StringIO()

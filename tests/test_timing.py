@@ -51,7 +51,7 @@ def test_the_learned_time_rises_when_first_polls_come_too_early(
 
 def test_the_first_poll_comes_early_while_the_estimate_is_young() -> None:
     young = [first_poll_delay_for(Estimate(100, n, 100), minimum=1) for n in range(4)]
-    assert young == [25, 60, 75, 95]  # settled: less half the (default, 10 %) deviation
+    assert young == [10, 50, 75, 95]  # settled: less half the (default, 10 %) deviation
     settled = Estimate(100, 8, 100, deviation=4)
     assert first_poll_delay_for(settled, minimum=1) == 98
 

@@ -8,7 +8,7 @@ sitting idle. The schedule aims the polls at the moment the clip is ready:
   finished jobs behind it. With none, the catalogue's prior (scaled by
   ``RELAYDANCE_TIME_SCALE`` for a simulation).
 - **Probing while the estimate is young.** With fewer than three observations the first
-  poll lands at a quarter, then 60 %, then 75 % of the estimate, and later polls double
+  poll lands at a tenth, then half, then 75 % of the estimate, and later polls double
   towards it, so a prior ten times too high is caught in the first round instead of
   idling every slot for ten generations.
 - **Polls spread over the spread.** A settled estimate also knows how much generation
@@ -36,7 +36,7 @@ from worker.providers import find_model
 
 __all__ = ["Estimate", "Timing", "first_poll_delay_for", "next_poll_delay", "sample_from"]
 
-PROBE_AT = (0.25, 0.6, 0.75)  # of the estimate: first polls with 0, 1, 2 observations
+PROBE_AT = (0.1, 0.5, 0.75)  # of the estimate: first polls with 0, 1, 2 observations
 SETTLED = len(PROBE_AT)  # observations after which the estimate is trusted
 DEFAULT_SPREAD = 0.1  # of the estimate: the deviation assumed before any is learned
 MAX_SPREAD = 0.25  # of the estimate: the deviation is never taken as larger
