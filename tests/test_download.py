@@ -491,6 +491,7 @@ def test_a_name_that_is_not_a_plain_file_name_is_refused(tmp_path: Path) -> None
         ("169.254.169.254", "metadata"),
         ("169.254.1.1", "link-local"),
         ("[fe80::1]", "link-local"),
+        ("[fec0::1]", "site-local"),
         ("224.0.0.1", "multicast"),
         ("[ff02::1]", "multicast"),
         ("240.0.0.1", "reserved"),
