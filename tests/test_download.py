@@ -28,7 +28,9 @@ from worker.errors import (
     DownloadRejected,
     PermanentError,
     RateLimited,
+    RetryableStatus,
     ServerError,
+    TransientError,
     TransportFailure,
     UnsafeUrl,
 )
@@ -338,6 +340,20 @@ def test_a_server_error_is_transient(fake_dns: None, tmp_path: Path, status: int
     with pytest.raises(ServerError):
         fetch(GOOD, client, tmp_path)
 
+    assert_nothing_left(tmp_path)
+
+
+@pytest.mark.parametrize("status", [408, 409])
+def test_a_request_timeout_or_conflict_is_transient(
+    fake_dns: None, tmp_path: Path, status: int
+) -> None:
+    client, _ = client_for(lambda request: httpx.Response(status))
+
+    with pytest.raises(RetryableStatus) as caught:
+        fetch(GOOD, client, tmp_path)
+
+    assert isinstance(caught.value, TransientError)
+    assert caught.value.status_code == status
     assert_nothing_left(tmp_path)
 
 

@@ -28,6 +28,7 @@ from worker.errors import (
     DownloadRejected,
     NotFound,
     RateLimited,
+    RetryableStatus,
     ServerError,
     TransportFailure,
     UnexpectedResponse,
@@ -54,6 +55,7 @@ logger = logging.getLogger(__name__)
 MAX_REDIRECTS = 5
 _REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
 _EXPIRED_CODES = frozenset({403, 404, 410})
+_RETRY_CODES = frozenset({408, 409})
 # An ISO-BMFF file opens with a box: 4 bytes of size, then its type, "ftyp" for mp4.
 _HEAD_LEN = 8
 
@@ -148,6 +150,8 @@ def _raise_for_status(response: httpx.Response, shown: str) -> None:
         )
     if status >= 500:
         raise ServerError(f"download url answered HTTP {status}: {shown}", status_code=status)
+    if status in _RETRY_CODES:  # request timeout, conflict: the same GET may succeed later
+        raise RetryableStatus(f"download url answered HTTP {status}: {shown}", status_code=status)
     raise DownloadRejected(f"download url answered HTTP {status}: {shown}", status_code=status)
 
 
@@ -265,7 +269,8 @@ def download_video(
         UnsafeUrl: the url or a redirect is refused by the SSRF rules, or too many hops.
         UrlExpired: HTTP 403/404/410; re-fetch the task for a fresh url and retry.
         DownloadRejected: over ``max_bytes``, not an mp4, or another unusable answer.
-        RateLimited, ServerError, TransportFailure: transient; retry later.
+        RateLimited, RetryableStatus (408/409), ServerError, TransportFailure: transient;
+            retry later.
     """
     _check_name(name)
     started = time.monotonic()
