@@ -260,6 +260,13 @@ class Settings(BaseSettings):
     webhook_safety_poll_seconds: float = Field(
         600.0, gt=0, description="With webhooks on, the first safety poll comes this late."
     )
+    webhook_refetch_seconds: float = Field(
+        2.0,
+        gt=0,
+        le=60,
+        description="Webhooks re-fetch a job's task at most once this often (more deliveries "
+        "in between are folded into one later re-fetch), so replays cannot spend the key's rate.",
+    )
     webhook_self_check: bool = Field(
         True,
         description="Workers GET <webhook base URL>/healthz at start and log loudly if it "
