@@ -71,7 +71,7 @@ def test_a_submit_answered_408_or_409_is_ambiguous_and_never_posted_again(
     assert job is not None
     assert outcome.action == "stop"
     assert (job.state, job.billing) == (S.SUBMIT_UNKNOWN, Billing.UNKNOWN)
-    assert "retryable_status" in job.error_message
+    assert "retryable_status" in (job.error_message or "")
     assert answers.calls == ["POST"]  # one request; no blind second POST
     assert pipeline.submit(engine, job_id, seq=0).action == "stop"
     assert answers.calls == ["POST"]
