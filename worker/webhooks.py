@@ -35,11 +35,12 @@ from typing import Any
 
 import redis
 from kombu.exceptions import KombuError
+from redis.commands.core import Script
 
 from config.settings import Settings
 from worker.dialects import Dialect
 from worker.engine import Engine, get_engine
-from worker.jobs import JobState
+from worker.jobs import Job, JobState
 
 __all__ = [
     "MAX_BODY_BYTES",
@@ -193,6 +194,28 @@ def handle_webhook(
         return 503, {"ok": False, "error": "temporarily unavailable"}
 
 
+# The fields the decision reads, and the per-job gate opened (SET NX PX) for a job that
+# is not final, as one command: no more round trips than the plain read it replaces.
+_FIELDS = ("state", "alias", "remote_task_id", "billing", "orphans")
+_READ_AND_GATE = """
+local f = redis.call('HMGET', KEYS[1], 'state', 'alias', 'remote_task_id', 'billing', 'orphans')
+if not f[1] then return {} end
+local opened = 0
+if f[1] ~= 'done' and f[1] ~= 'failed' and f[1] ~= 'canceled' then
+  if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then opened = 1 end
+end
+return {f[1], f[2] or false, f[3] or false, f[4] or false, f[5] or false, opened}
+"""
+_scripts: dict[int, Script] = {}
+
+
+def _read_and_gate(client: redis.Redis) -> Script:
+    script = _scripts.get(id(client))
+    if script is None:
+        script = _scripts.setdefault(id(client), client.register_script(_READ_AND_GATE))
+    return script
+
+
 def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -210,9 +233,17 @@ def receiver_health(*, engine: Engine | None = None) -> Reply:
 
 
 def _dispatch(engine: Engine, job_id: str, payload: dict[str, Any], digest: str) -> Reply:
-    job = engine.store.get(job_id)
-    if job is None:
+    # The job and the per-job re-fetch gate in one round trip: the gate is opened on every
+    # verified delivery (one that is then ignored only holds it for the short window).
+    window_ms = max(1, int(engine.settings.webhook_refetch_seconds * 1000))
+    keys = [engine.store.key(job_id), _GATE + job_id]
+    found = _read_and_gate(engine.redis)(keys=keys, args=[digest, window_ms])
+    if not found:
         return _NOT_FOUND
+    *values, opened = found
+    # A partial snapshot: only the fields this decision reads (the step reads the whole).
+    data = {"request": "{}"} | {k: _text(v) for k, v in zip(_FIELDS, values, strict=True) if v}
+    job = Job.from_hash(job_id, data)
     if job.is_final:  # nothing a delivery says can change a final job: no work, no GET
         return _IGNORED
     from worker.webhook_step import may_have_orphan  # the task's module builds on this one
@@ -236,10 +267,12 @@ def _dispatch(engine: Engine, job_id: str, payload: dict[str, Any], digest: str)
     if not wanted:
         logger.debug("job %s: webhook ignored, job is %s", job_id, job.state)
         return _IGNORED
-    return _queue_refetch(engine, job_id, hint, digest)
+    return _queue_refetch(engine, job_id, hint, digest, opened=opened == 1)
 
 
-def _queue_refetch(engine: Engine, job_id: str, hint: str | None, digest: str) -> Reply:
+def _queue_refetch(
+    engine: Engine, job_id: str, hint: str | None, digest: str, *, opened: bool
+) -> Reply:
     """Queue the re-fetch now, or once at the end of the job's window, or not at all.
 
     At most one re-fetch per job starts per ``webhook_refetch_seconds``. Inside the window
@@ -247,13 +280,13 @@ def _queue_refetch(engine: Engine, job_id: str, hint: str | None, digest: str) -
     nothing; a different body (``running`` then ``succeeded``) queues one trailing
     re-fetch, so a final status is never lost, and any more are folded into it.
     """
-    window_ms = max(1, int(engine.settings.webhook_refetch_seconds * 1000))
-    if engine.redis.set(_GATE + job_id, digest, nx=True, px=window_ms):
+    if opened:  # this delivery opened the window: re-fetch now
         engine.send(WEBHOOK_TASK, job_id, hint)
         logger.info("job %s: webhook accepted (task %s)", job_id, hint or "recorded")
         return 202, {"ok": True, "status": "accepted"}
-    opened = engine.redis.get(_GATE + job_id)
-    if opened is not None and _text(opened) == digest:
+    window_ms = max(1, int(engine.settings.webhook_refetch_seconds * 1000))
+    holder = engine.redis.get(_GATE + job_id)
+    if holder is not None and _text(holder) == digest:
         return 202, {"ok": True, "status": "coalesced"}
     if engine.redis.set(_TRAIL + job_id, "1", nx=True, px=window_ms):
         engine.send(WEBHOOK_TASK, job_id, hint, countdown=window_ms / 1000)
