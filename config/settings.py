@@ -260,6 +260,13 @@ class Settings(BaseSettings):
     webhook_safety_poll_seconds: float = Field(
         600.0, gt=0, description="With webhooks on, the first safety poll comes this late."
     )
+    webhook_refetch_seconds: float = Field(
+        2.0,
+        gt=0,
+        le=60,
+        description="Webhooks re-fetch a job's task at most once this often (more deliveries "
+        "in between are folded into one later re-fetch), so replays cannot spend the key's rate.",
+    )
     webhook_self_check: bool = Field(
         True,
         description="Workers GET <webhook base URL>/healthz at start and log loudly if it "
@@ -277,6 +284,19 @@ class Settings(BaseSettings):
         8, ge=0, description="Retries of a step after transient errors before it fails."
     )
     log_json: bool = Field(False, description="Log one JSON object per line.")
+    metrics_bind: str = Field(
+        "127.0.0.1",
+        description="Address of the `web` process's own /metrics listener; loopback keeps "
+        "job counts, key aliases and spend off the public receiver.",
+    )
+    metrics_port: int = Field(
+        9108, ge=0, le=65535, description="Port of the /metrics listener; 0 turns it off."
+    )
+    metrics_token: SecretStr | None = Field(
+        None,
+        description="With it, the public receiver also serves /metrics, to requests with "
+        "`Authorization: Bearer <token>` only; without it, the receiver has no /metrics.",
+    )
     task_events: bool = Field(
         True, description="Workers send task events (Flower needs them; they cost CPU)."
     )
@@ -325,7 +345,7 @@ class Settings(BaseSettings):
                 ) from None
         return value
 
-    @field_validator("api_key", "webhook_secret", mode="before")
+    @field_validator("api_key", "webhook_secret", "metrics_token", mode="before")
     @classmethod
     def _strip_secret(cls, value: Any) -> Any:
         # A key read from a file often ends in a newline, which no HTTP header may carry.

@@ -266,7 +266,7 @@ def _listen_port(command: str | list[str], env: dict[str, str]) -> str:
 def test_published_ports_are_the_ports_the_processes_listen_on(env: dict[str, str]) -> None:
     services = compose()["services"]
     for name in ("web", "flower"):
-        (mapping,) = services[name]["ports"]
+        mapping = services[name]["ports"][0]
         parts = interpolate(mapping, env).split(":")
         container_port = parts[-1]
         assert _listen_port(services[name]["command"], env) == container_port, name
@@ -274,8 +274,21 @@ def test_published_ports_are_the_ports_the_processes_listen_on(env: dict[str, st
     health_port = re.search(r"127\.0\.0\.1:(\d+)/", interpolate(health, env))
     assert health_port is not None
     assert health_port.group(1) == _listen_port(services["web"]["command"], env)
+    assert len(services["flower"]["ports"]) == 1
     flower_published = interpolate(services["flower"]["ports"][0], env)
     assert flower_published.startswith("127.0.0.1:"), "Flower's /metrics answers without login"
+
+
+@pytest.mark.parametrize("env", [{}, {"RELAYDANCE_METRICS_PORT": "9300"}])
+def test_the_metrics_listener_is_published_on_the_hosts_loopback_only(env: dict[str, str]) -> None:
+    web = compose()["services"]["web"]
+    public, metrics = (interpolate(m, env) for m in web["ports"])
+    port = env.get("RELAYDANCE_METRICS_PORT", "9108")
+    assert metrics == f"127.0.0.1:{port}:{port}"
+    assert not public.startswith("127.0.0.1:")  # the receiver is the public one
+    environment = {k: interpolate(str(v), env) for k, v in web["environment"].items()}
+    assert environment["RELAYDANCE_METRICS_PORT"] == port
+    assert environment["RELAYDANCE_METRICS_BIND"] == "0.0.0.0"  # inside the container only
 
 
 def test_the_dockerfile_installs_the_project_as_a_non_root_user() -> None:

@@ -28,7 +28,9 @@ from worker.errors import (
     DownloadRejected,
     PermanentError,
     RateLimited,
+    RetryableStatus,
     ServerError,
+    TransientError,
     TransportFailure,
     UnsafeUrl,
 )
@@ -341,6 +343,20 @@ def test_a_server_error_is_transient(fake_dns: None, tmp_path: Path, status: int
     assert_nothing_left(tmp_path)
 
 
+@pytest.mark.parametrize("status", [408, 409])
+def test_a_request_timeout_or_conflict_is_transient(
+    fake_dns: None, tmp_path: Path, status: int
+) -> None:
+    client, _ = client_for(lambda request: httpx.Response(status))
+
+    with pytest.raises(RetryableStatus) as caught:
+        fetch(GOOD, client, tmp_path)
+
+    assert isinstance(caught.value, TransientError)
+    assert caught.value.status_code == status
+    assert_nothing_left(tmp_path)
+
+
 def test_a_429_is_rate_limited_with_the_servers_retry_after(fake_dns: None, tmp_path: Path) -> None:
     client, _ = client_for(lambda request: httpx.Response(429, headers={"Retry-After": "7"}))
 
@@ -491,6 +507,7 @@ def test_a_name_that_is_not_a_plain_file_name_is_refused(tmp_path: Path) -> None
         ("169.254.169.254", "metadata"),
         ("169.254.1.1", "link-local"),
         ("[fe80::1]", "link-local"),
+        ("[fec0::1]", "site-local"),
         ("224.0.0.1", "multicast"),
         ("[ff02::1]", "multicast"),
         ("240.0.0.1", "reserved"),

@@ -54,7 +54,7 @@ def bare_flower(tmp_path: Path, redis_url: str) -> Iterator[str]:
     base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(300):  # bounded: about 30 s at most
-            if _get(base + "/healthcheck") is not None or flower.poll() is not None:
+            if _get(base + "/api/workers") is not None or flower.poll() is not None:
                 break
             time.sleep(0.1)
         yield base
@@ -71,6 +71,20 @@ def test_flower_started_bare_answers_401_without_credentials(bare_flower: str) -
         assert anonymous.status_code == 401, path
     logged_in = _get(bare_flower + "/api/workers", auth=LOGIN)
     assert logged_in is not None and logged_in.status_code == 200
+
+
+def test_flowers_own_metrics_and_healthcheck_need_the_login_too(bare_flower: str) -> None:
+    for path in ("/metrics", "/healthcheck"):
+        anonymous = _get(bare_flower + path)
+        assert anonymous is not None, "flower did not start"
+        assert anonymous.status_code == 401, path
+        assert "flower_" not in anonymous.text and anonymous.text != "OK", path
+        wrong = _get(bare_flower + path, auth=(LOGIN[0], "not-the-password"))
+        assert wrong is not None and wrong.status_code == 401, path
+        logged_in = _get(bare_flower + path, auth=LOGIN)
+        assert logged_in is not None and logged_in.status_code == 200, path
+    metrics = _get(bare_flower + "/metrics", auth=LOGIN)
+    assert metrics is not None and "flower_events_total" in metrics.text
 
 
 def test_flowers_task_list_shows_the_kwargs_column_that_carries_the_job_id(

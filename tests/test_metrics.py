@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from config.settings import load_settings
 from simulator.testing import SimulatorProcess
@@ -58,14 +59,40 @@ def test_metrics_count_jobs_by_state_polls_and_spend(engine: RecordingEngine) ->
     assert KEY not in text
 
 
-def test_the_web_process_serves_metrics(engine: RecordingEngine) -> None:
+def test_the_public_receiver_serves_metrics_only_to_the_bearer_of_the_token(
+    engine: RecordingEngine,
+) -> None:
     from starlette.testclient import TestClient
 
     from worker.web import create_web_app
 
     drive(engine, make_job(engine))
-    with TestClient(create_web_app(engine=lambda: engine, prefix="/hooks")) as client:
-        response = client.get("/metrics")
+    app = create_web_app(engine=lambda: engine, prefix="/hooks")
+    with TestClient(app) as client:
+        assert client.get("/metrics").status_code == 404  # no token configured: no route
+        engine.settings = engine.settings.model_copy(
+            update={"metrics_token": SecretStr("metrics-token-123")}
+        )
+        assert client.get("/metrics").status_code == 404
+        wrong = {"Authorization": "Bearer metrics-token-12"}
+        assert client.get("/metrics", headers=wrong).status_code == 404
+        response = client.get("/metrics", headers={"Authorization": "Bearer metrics-token-123"})
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
-    assert 'relaydance_jobs{state="done"} 1' in response.text
+    assert 'relaydance_jobs{state="done"} 1.0' in response.text
+
+
+def test_the_metrics_listener_binds_loopback_by_default(engine: RecordingEngine) -> None:
+    import httpx
+
+    from worker.metrics import start_metrics_listener
+    from worker.redis_server import free_port
+
+    assert engine.settings.metrics_bind == "127.0.0.1"
+    settings = engine.settings.model_copy(update={"metrics_port": free_port()})
+    port = start_metrics_listener(settings, lambda: engine)
+    assert port == settings.metrics_port
+    answer = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5.0)
+    assert answer.status_code == 200 and "relaydance_jobs_active 0.0" in answer.text
+    off = engine.settings.model_copy(update={"metrics_port": 0})
+    assert start_metrics_listener(off, lambda: engine) is None

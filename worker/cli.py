@@ -231,12 +231,13 @@ def limits(as_json: bool) -> None:
         )
 
 
-@main.command(short_help="Serve the webhook receiver, /healthz and /metrics.")
+@main.command(short_help="Serve the webhook receiver; /metrics on loopback.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, type=int, help="Port to listen on.")
 @click.option("--workers", default=1, show_default=True, help="uvicorn worker processes.")
 def web(host: str, port: int, workers: int) -> None:
-    """Serve the webhook receiver and /metrics (the Procfile's web process)."""
+    """Serve the webhook receiver (the Procfile's web process), and /metrics on its own
+    listener, loopback by default (RELAYDANCE_METRICS_BIND, RELAYDANCE_METRICS_PORT)."""
     from worker.logs import setup_logging
     from worker.web import serve
 

@@ -28,12 +28,14 @@ from worker.errors import (
     DownloadRejected,
     NotFound,
     RateLimited,
+    RetryableStatus,
     ServerError,
     TransportFailure,
     UnexpectedResponse,
     UnsafeUrl,
 )
-from worker.urlsafety import check_url, redact_url
+from worker.transport import make_transport
+from worker.urlsafety import check_url, connect_only_to, redact_url
 
 __all__ = [
     "MAX_REDIRECTS",
@@ -53,6 +55,7 @@ logger = logging.getLogger(__name__)
 MAX_REDIRECTS = 5
 _REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
 _EXPIRED_CODES = frozenset({403, 404, 410})
+_RETRY_CODES = frozenset({408, 409})
 # An ISO-BMFF file opens with a box: 4 bytes of size, then its type, "ftyp" for mp4.
 _HEAD_LEN = 8
 
@@ -80,12 +83,17 @@ class ByteSink(Protocol):
 
 
 def make_download_client(*, connect_timeout: float, read_timeout: float) -> httpx.Client:
-    """An httpx client for downloads: no auto redirects, no env proxies, no credentials."""
+    """An httpx client for downloads: no auto redirects, no env proxies, no credentials.
+
+    Its transport connects only to addresses the SSRF rules allow, and only to the ones
+    :func:`~worker.urlsafety.check_url` checked for the hop (no DNS rebinding).
+    """
+    limits = httpx.Limits(max_connections=20, max_keepalive_connections=10, keepalive_expiry=30)
     return httpx.Client(
         timeout=httpx.Timeout(
             connect=connect_timeout, read=read_timeout, write=read_timeout, pool=connect_timeout
         ),
-        limits=httpx.Limits(max_connections=20, max_keepalive_connections=10, keepalive_expiry=30),
+        transport=make_transport(limits=limits, guard_addresses=True),
         follow_redirects=False,
         trust_env=False,
         # mp4 does not compress; identity keeps the byte cap about bytes on the wire.
@@ -142,6 +150,8 @@ def _raise_for_status(response: httpx.Response, shown: str) -> None:
         )
     if status >= 500:
         raise ServerError(f"download url answered HTTP {status}: {shown}", status_code=status)
+    if status in _RETRY_CODES:  # request timeout, conflict: the same GET may succeed later
+        raise RetryableStatus(f"download url answered HTTP {status}: {shown}", status_code=status)
     raise DownloadRejected(f"download url answered HTTP {status}: {shown}", status_code=status)
 
 
@@ -159,12 +169,13 @@ def _open(url: str, *, client: httpx.Client, allow_local: bool, deadline: float)
     current = url
     for _hop in range(MAX_REDIRECTS + 1):
         shown = redact_url(current)
-        check_url(current, allow_local=allow_local)
+        checked = check_url(current, allow_local=allow_local)
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise TransportFailure(f"download deadline passed before connecting: {shown}")
         request = client.build_request("GET", current, timeout=_hop_timeout(client, remaining))
-        response = client.send(request, stream=True, follow_redirects=False)
+        with connect_only_to(current, checked, allow_local=allow_local):
+            response = client.send(request, stream=True, follow_redirects=False)
         if response.status_code not in _REDIRECT_CODES:
             try:
                 _raise_for_status(response, shown)
@@ -258,7 +269,8 @@ def download_video(
         UnsafeUrl: the url or a redirect is refused by the SSRF rules, or too many hops.
         UrlExpired: HTTP 403/404/410; re-fetch the task for a fresh url and retry.
         DownloadRejected: over ``max_bytes``, not an mp4, or another unusable answer.
-        RateLimited, ServerError, TransportFailure: transient; retry later.
+        RateLimited, RetryableStatus (408/409), ServerError, TransportFailure: transient;
+            retry later.
     """
     _check_name(name)
     started = time.monotonic()

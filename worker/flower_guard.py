@@ -8,6 +8,9 @@ are read:
 
 - without a login (``FLOWER_BASIC_AUTH=user:password``, ``--basic-auth``, or OAuth with
   ``--auth``) it prints why and exits with status 2 before anything listens;
+- Flower's own ``/metrics`` and ``/healthcheck``, which Flower serves without its login,
+  require it like every other page (:func:`protect_open_endpoints`): the metrics name
+  every task and worker. Prometheus scrapes Flower with ``basic_auth`` in its job;
 - Flower's default task columns gain ``kwargs``, which carry ``job=<job id> model=...``
   (see ``tasks.canvas.describe``), so the task list shows which job each task moves.
   A ``--tasks-columns`` of your own is left alone.
@@ -19,7 +22,13 @@ from __future__ import annotations
 
 import sys
 
-__all__ = ["FLOWER_COLUMNS", "check_flower_options", "install_flower_guard", "launching_flower"]
+__all__ = [
+    "FLOWER_COLUMNS",
+    "check_flower_options",
+    "install_flower_guard",
+    "launching_flower",
+    "protect_open_endpoints",
+]
 
 FLOWER_DEFAULT_COLUMNS = "name,uuid,state,received,runtime,worker"  # Flower 2.x's default
 FLOWER_COLUMNS = "name,uuid,state,kwargs,received,runtime,worker"
@@ -56,6 +65,26 @@ def check_flower_options(options: object) -> None:
         raise SystemExit(2)
     if getattr(options, "tasks_columns", None) == FLOWER_DEFAULT_COLUMNS:
         options.tasks_columns = FLOWER_COLUMNS  # type: ignore[attr-defined]
+    protect_open_endpoints()
+
+
+def protect_open_endpoints() -> None:
+    """Put Flower's ``/metrics`` and ``/healthcheck`` behind its login (idempotent).
+
+    Flower leaves both handlers open; ``tornado.web.authenticated`` runs Flower's own
+    ``get_current_user`` first, which answers 401 to a missing or wrong basic login and
+    sends an OAuth user without a session to the login page.
+    """
+    import tornado.web
+    from flower.views import monitor
+
+    for handler in (monitor.Metrics, monitor.Healthcheck):
+        get = handler.get
+        if getattr(get, "__relaydance_guarded__", False):
+            continue
+        guarded = tornado.web.authenticated(get)
+        guarded.__relaydance_guarded__ = True  # type: ignore[attr-defined]
+        handler.get = guarded
 
 
 def install_flower_guard() -> None:

@@ -22,6 +22,8 @@ from collections.abc import Iterable, Iterator
 import httpcore
 import httpx
 
+from worker.urlsafety import AddressGuard
+
 __all__ = ["DEFAULT_LIMITS", "deadline", "make_transport", "time_left"]
 
 DEFAULT_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)
@@ -119,8 +121,17 @@ class _Backend(httpcore.NetworkBackend):
         self._inner.sleep(seconds)
 
 
-def make_transport(*, limits: httpx.Limits = DEFAULT_LIMITS) -> httpx.HTTPTransport:
-    """An ``httpx.HTTPTransport`` whose connections honour :func:`deadline`."""
+def make_transport(
+    *, limits: httpx.Limits = DEFAULT_LIMITS, guard_addresses: bool = False
+) -> httpx.HTTPTransport:
+    """An ``httpx.HTTPTransport`` whose connections honour :func:`deadline`.
+
+    With ``guard_addresses`` (downloads from provider URLs) every connection goes through
+    :class:`worker.urlsafety.AddressGuard`: only to an address the SSRF rules allow.
+    """
+    backend: httpcore.NetworkBackend = _Backend()
+    if guard_addresses:
+        backend = AddressGuard(backend)
     transport = httpx.HTTPTransport(limits=limits)
     # httpx builds its pool without a way to pass a network backend; the pool is rebuilt
     # with the same options and ours. tests/test_transport.py guards this against changes.
@@ -129,6 +140,6 @@ def make_transport(*, limits: httpx.Limits = DEFAULT_LIMITS) -> httpx.HTTPTransp
         max_connections=limits.max_connections,
         max_keepalive_connections=limits.max_keepalive_connections,
         keepalive_expiry=limits.keepalive_expiry,
-        network_backend=_Backend(),
+        network_backend=backend,
     )
     return transport

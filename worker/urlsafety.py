@@ -5,21 +5,33 @@ loopback, or at anything on the private network. :func:`check_url` refuses every
 address that is not globally routable, whatever form it is written in (a name, a
 literal IPv4 or IPv6 address, an IPv4-mapped or 6to4 IPv6 address, ``2130706433``).
 
+A name is resolved once: :func:`check_url` returns the addresses it checked, and
+:func:`connect_only_to` pins the connection to them, so :class:`AddressGuard` (the network
+backend of the download client) connects to an address that passed the rules and never
+asks the resolver again. A name that answers a public address to the check and loopback
+to the connect (DNS rebinding) therefore never reaches loopback. Without a pin the guard
+resolves and checks by itself. TLS still runs against the host name (SNI, certificate).
+
 Signed URLs carry their credentials in the query string, so :func:`redact_url`
 shows ``scheme://host/path`` only, and every message here goes through it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import ipaddress
 import socket
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+import httpcore
 import httpx
 
 from worker.errors import TransportFailure, UnsafeUrl
 
-__all__ = ["check_url", "redact_url", "refusal_reason"]
+__all__ = ["AddressGuard", "check_url", "connect_only_to", "redact_url", "refusal_reason"]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -33,6 +45,8 @@ _EXTRA_REFUSED = (
     ipaddress.ip_network("192.0.0.0/24"),
     ipaddress.ip_network("192.88.99.0/24"),
 )
+# Deprecated site-local IPv6 (RFC 3879): still routed inside some networks.
+_SITE_LOCAL = ipaddress.ip_network("fec0::/10")
 _NAT64 = (
     ipaddress.ip_network("64:ff9b::/96"),
     ipaddress.ip_network("64:ff9b:1::/48"),
@@ -90,6 +104,8 @@ def refusal_reason(addr: IPAddress) -> str | None:
             reason = refusal_reason(inner)
             if reason is not None:
                 return f"{reason} (embedded in an IPv6 address)"
+    if isinstance(addr, ipaddress.IPv6Address) and addr in _SITE_LOCAL:
+        return "a site-local address"
     if addr.is_reserved:
         return "a reserved address"
     if addr.is_private or (
@@ -131,10 +147,12 @@ def _resolve(host: str, port: int, shown: str) -> list[IPAddress]:
     return addrs
 
 
-def check_url(url: str, *, allow_local: bool) -> None:
+def check_url(url: str, *, allow_local: bool) -> tuple[IPAddress, ...]:
     """Refuse ``url`` unless it is https to a host whose every address is global.
 
-    With ``allow_local`` (local development only) http and any address are accepted.
+    Returns the addresses checked (none with ``allow_local``), which
+    :func:`connect_only_to` pins the connection to. With ``allow_local`` (local
+    development only) http and any address are accepted.
 
     Raises:
         UnsafeUrl: the scheme, host or an address is refused.
@@ -152,9 +170,95 @@ def check_url(url: str, *, allow_local: bool) -> None:
     if not host:
         raise UnsafeUrl(f"url has no host: {shown}")
     if allow_local:
-        return
+        return ()
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
-    for addr in _resolve(host, port, shown):
+    return _checked(_resolve(host, port, shown), shown)
+
+
+def _checked(addrs: Iterable[IPAddress], shown: str) -> tuple[IPAddress, ...]:
+    """``addrs`` when every one is allowed; else UnsafeUrl naming the first refused."""
+    found = tuple(addrs)
+    for addr in found:
         reason = refusal_reason(addr)
         if reason is not None:
             raise UnsafeUrl(f"url host resolves to {reason} ({addr}): {shown}")
+    return found
+
+
+@dataclass(frozen=True)
+class _Policy:
+    allow_local: bool
+    pins: dict[tuple[str, int], tuple[IPAddress, ...]] = field(default_factory=dict)
+
+
+_policy: contextvars.ContextVar[_Policy | None] = contextvars.ContextVar(
+    "relaydance_connect_policy", default=None
+)
+
+
+@contextlib.contextmanager
+def connect_only_to(url: str, addrs: tuple[IPAddress, ...], *, allow_local: bool) -> Iterator[None]:
+    """Inside the block, :class:`AddressGuard` connects ``url``'s host only to ``addrs``.
+
+    ``addrs`` is what :func:`check_url` returned for ``url``; with ``allow_local`` the
+    guard lets every connection through (local development).
+    """
+    pins: dict[tuple[str, int], tuple[IPAddress, ...]] = {}
+    if addrs:
+        parsed = httpx.URL(url)
+        port = parsed.port or (443 if parsed.scheme == "https" else 80)
+        pins[(parsed.raw_host.decode("ascii", "replace"), port)] = addrs
+    token = _policy.set(_Policy(allow_local=allow_local, pins=pins))
+    try:
+        yield
+    finally:
+        _policy.reset(token)
+
+
+class AddressGuard(httpcore.NetworkBackend):
+    """A network backend that connects only to addresses the SSRF rules allow.
+
+    It connects to the pinned addresses of the current :func:`connect_only_to` block, or
+    resolves the host once and checks every address; then it connects to an IP, never
+    to the name, so the resolver gets no second say. Outside a block it is strict.
+    """
+
+    def __init__(self, inner: httpcore.NetworkBackend) -> None:
+        self._inner = inner
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.NetworkStream:
+        policy = _policy.get()
+        if policy is not None and policy.allow_local:
+            return self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
+        shown = f"{host}:{port}"
+        addrs = policy.pins.get((host, port)) if policy is not None else None
+        if not addrs:
+            addrs = _checked(_resolve(host, port, shown), shown)
+        failure: httpcore.ConnectError | None = None
+        for addr in addrs:  # in the resolver's order, as a plain connect would
+            try:
+                return self._inner.connect_tcp(
+                    str(addr), port, timeout, local_address, socket_options
+                )
+            except httpcore.ConnectError as exc:
+                failure = exc
+        assert failure is not None
+        raise failure
+
+    def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.NetworkStream:
+        raise UnsafeUrl("downloads never connect to a unix socket")
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)

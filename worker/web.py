@@ -2,7 +2,10 @@
 
 Routes: ``POST /hooks/{job_id}/{token}`` (see :func:`worker.webhooks.handle_webhook`),
 ``GET /healthz`` and ``GET /hooks/healthz`` (the same check under the webhook prefix, which
-workers reach through ``RELAYDANCE_WEBHOOK_BASE_URL`` at start). The handler is
+workers reach through ``RELAYDANCE_WEBHOOK_BASE_URL`` at start), and ``GET /metrics`` only
+to a request bearing ``RELAYDANCE_METRICS_TOKEN`` (404 otherwise: the receiver is public).
+:func:`serve` also starts the loopback metrics listener
+(:func:`worker.metrics.start_metrics_listener`), where Prometheus scrapes. The handler is
 synchronous (one Redis read, one broker publish), so it runs in the thread pool and the
 event loop stays free. The access log is off: request
 paths carry callback tokens, which must not reach a log.
@@ -24,7 +27,7 @@ from starlette.routing import Route
 from config.settings import get_settings
 from worker.engine import Engine, get_engine
 from worker.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from worker.metrics import render_metrics
+from worker.metrics import bearer_allows, render_metrics, start_metrics_listener
 from worker.webhooks import MAX_BODY_BYTES, handle_webhook, receiver_health
 
 __all__ = ["create_web_app", "default_prefix", "read_limited", "serve"]
@@ -76,6 +79,9 @@ def create_web_app(
         return JSONResponse(payload, status_code=status)
 
     async def metrics(request: Request) -> Response:
+        # Key aliases, job counts and spend: only for the holder of the metrics token.
+        if not bearer_allows(engine().settings, request.headers.get("authorization", "")):
+            return JSONResponse({"ok": False, "error": "not found"}, status_code=404)
         text = await run_in_threadpool(lambda: render_metrics(engine()))
         return Response(text, media_type=METRICS_CONTENT_TYPE)
 
@@ -119,8 +125,10 @@ def serve(
         "access_log": False,  # paths hold callback tokens
         "proxy_headers": True,
     }
-    if get_settings().webhook_secret is None:
+    settings = get_settings()
+    if settings.webhook_secret is None:
         logger.warning("RELAYDANCE_WEBHOOK_SECRET is not set: every webhook is answered 404")
+    start_metrics_listener(settings, get_engine)
     logger.info("webhook receiver on http://%s:%d%s", host, port, prefix or default_prefix())
     if workers > 1:
         if prefix is not None:

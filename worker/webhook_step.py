@@ -14,9 +14,11 @@ with the job's own key and then, by what the provider says:
   adopts it (records the id, ``-> submitted``) and moves on as above. A job canceled or
   failed with such a submission records the id (it may be billed) without moving. A job
   back in line after a 429 created nothing, so it adopts nothing;
-- a task the job never recorded while it has another one: the job was submitted twice
-  and both are billed. ``duplicate_spend`` is counted and the extra ids are kept in
-  ``duplicate_remote_ids``; nothing is downloaded from it.
+- a task the job never recorded while it has another one, after an operator's resubmit
+  (``orphans`` > 0): the job was submitted twice and both are billed. ``duplicate_spend``
+  is counted and the extra ids are kept in ``duplicate_remote_ids``; nothing is
+  downloaded from it. A job submitted once owns only its recorded task: another id is a
+  replay of someone else's task and changes nothing (the receiver does not even queue it).
 
 Duplicate and out-of-order deliveries find the job past the step and change nothing:
 states are one-way and every change is a compare-and-set. A webhook never fails a job
@@ -56,8 +58,11 @@ DUPLICATE_IDS_FIELD = "duplicate_remote_ids"
 MAX_ATTEMPTS = 5  # re-fetch attempts before leaving the job to its safety poll
 
 _MOVABLE = frozenset({S.SUBMITTING, S.SUBMITTED, S.RUNNING})
-# States a job with no remote id may adopt an orphaned submission's task in.
-_ADOPTABLE = frozenset({S.SUBMITTING, S.SUBMIT_UNKNOWN, S.QUEUED, S.WAITING_FOR_SLOT})
+# States a job with no remote id may adopt an orphaned submission's task in: a POST may
+# have left and its reply been lost. In line again only after an operator's resubmit
+# (orphans > 0); a job back in line after a plain 429 created nothing.
+_IN_DOUBT = frozenset({S.SUBMITTING, S.SUBMIT_UNKNOWN})
+_IN_LINE = frozenset({S.QUEUED, S.WAITING_FOR_SLOT})
 _EVERY_STATE = frozenset(JobState)
 _UNSETTLED = frozenset({Billing.PENDING, Billing.UNKNOWN})
 
@@ -95,6 +100,9 @@ def on_webhook(engine: Engine, job_id: str, *, task_id: str | None, attempt: int
             return _stop(f"job is {job.state} with no submission that could be orphaned")
     elif hint == recorded and job.state not in _MOVABLE:
         return _stop(f"job is already {job.state}")
+    elif hint != recorded and job.orphans == 0:
+        # One submission created a task, and it is recorded: another id is not this job's.
+        return _stop("task is not the job's; it never had a second submission")
     fetched = _fetch(engine, job, hint, attempt)
     if isinstance(fetched, Outcome):
         return fetched
@@ -183,7 +191,7 @@ def _adopt(engine: Engine, job: Job, task: RemoteTask) -> Outcome:
     if fresh is None:
         return _stop("job expired")
     if adopted.action != "next":
-        if fresh.remote_task_id and fresh.remote_task_id != task.task_id:
+        if fresh.remote_task_id and fresh.remote_task_id != task.task_id and fresh.orphans:
             # A resubmission won the race: this task is a second, billed one.
             return record_duplicate_spend(engine, fresh, task_id=task.task_id, fetched=task)
         if fresh.remote_task_id != task.task_id or fresh.state not in _MOVABLE:
@@ -204,7 +212,7 @@ def adopt_task(engine: Engine, job: Job, *, task_id: str, status: str, source: s
     expected = first_poll_delay(engine, str(job.request["model"]), int(job.request["seconds"]))
     applied, found = engine.store.change(
         job.id,
-        states=_ADOPTABLE,
+        states=_IN_DOUBT | _IN_LINE if job.orphans > 0 else _IN_DOUBT,
         to=S.SUBMITTED,
         where={"remote_task_id": ""},
         set={

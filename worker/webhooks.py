@@ -1,20 +1,26 @@
 """Webhooks: the callback URL a job carries, and the one handler every web adapter calls.
 
-The URL is ``<base>/<job id>/<token>`` with token = HMAC-SHA256(secret, job id), so the
-path itself authenticates the caller: the provider documents no signature. The handler
-is framework-agnostic (``worker.web`` serves it with Starlette, ``worker.integrations``
-mounts it in Flask and Django) and does as little as it can, fast:
+The URL is ``<base>/<job id>/<mac>.<expires>`` with mac = HMAC-SHA256(secret, job id and
+expires), so the path itself authenticates the caller (the provider documents no
+signature) and stops working at ``expires`` (unix seconds), a day past the job's poll
+deadline: a leaked or replayed URL does not live forever. The handler is
+framework-agnostic (``worker.web`` serves it with Starlette, ``worker.integrations`` mounts
+it in Flask and Django) and does as little as it can, fast:
 
     token wrong, job unknown            -> 404, nothing changes
+    token expired (and genuine)         -> 410, nothing changes
     body over MAX_BODY_BYTES            -> 413
     not application/json                -> 415
-    not a JSON object, bad task id      -> 400 (the id read by the job's provider dialect)
-    a job with nothing left to learn    -> 200, ignored (duplicates, stale deliveries)
+    not a JSON object, too deep, bad id -> 400 (the id read by the job's provider dialect)
+    a job with nothing left to learn    -> 200, ignored (final jobs, duplicates, stale
+                                           deliveries, a task id the job cannot own)
     otherwise                           -> 202, ``relaydance.webhook`` enqueued
 
 The body is never trusted: its task id is only a hint. The ``relaydance.webhook`` task
 (:mod:`worker.webhook_step`) re-fetches that task with the job's own key before the job
-moves, and the download step fetches the url from the provider again.
+moves, and the download step fetches the url from the provider again. Re-fetches are
+rate-limited per job (``RELAYDANCE_WEBHOOK_REFETCH_SECONDS``): deliveries inside the
+window are folded into one trailing re-fetch, so replays cannot spend the key's rate.
 """
 
 from __future__ import annotations
@@ -24,18 +30,21 @@ import hmac
 import json
 import logging
 import re
+import time
 from typing import Any
 
 import redis
 from kombu.exceptions import KombuError
+from redis.commands.core import Script
 
 from config.settings import Settings
 from worker.dialects import Dialect
 from worker.engine import Engine, get_engine
-from worker.jobs import JobState
+from worker.jobs import Job, JobState
 
 __all__ = [
     "MAX_BODY_BYTES",
+    "TOKEN_GRACE_SECONDS",
     "WEBHOOK_TASK",
     "callback_url_for",
     "handle_webhook",
@@ -52,30 +61,60 @@ MAX_BODY_BYTES = 64 * 1024  # a task JSON is well under 2 KiB
 WEBHOOK_TASK = "relaydance.webhook"
 
 _JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
-_TOKEN = re.compile(r"[0-9a-f]{64}")
+_TOKEN = re.compile(r"([0-9a-f]{64})\.([0-9]{1,12})")
+# A callback URL outlives the job's poll deadline by this much (a late or retried delivery).
+TOKEN_GRACE_SECONDS = 86400
+_GATE = "rd:hookgate:"  # a re-fetch started in the window (SET NX PX)
+_TRAIL = "rd:hooktrail:"  # a trailing re-fetch is already queued for the window
 _TASK_ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 # States in which a verified webhook can still move the job.
 _LISTENING = frozenset({JobState.SUBMITTING, JobState.SUBMITTED, JobState.RUNNING})
 
 Reply = tuple[int, dict[str, Any]]
 _NOT_FOUND: Reply = (404, {"ok": False, "error": "not found"})
+_EXPIRED: Reply = (410, {"ok": False, "error": "callback expired"})
+_IGNORED: Reply = (200, {"ok": True, "status": "ignored"})
 
 
-def token_for(secret: str, job_id: str) -> str:
-    """The callback token of a job."""
-    return hmac.new(secret.encode(), job_id.encode(), hashlib.sha256).hexdigest()
+def token_for(secret: str, job_id: str, *, expires: int | None = None) -> str:
+    """The callback token of a job: ``<mac>.<expires>``; ``expires`` defaults to a day on."""
+    if expires is None:
+        expires = int(time.time()) + TOKEN_GRACE_SECONDS
+    return f"{_mac(secret, job_id, expires)}.{expires}"
 
 
-def verify_token(secret: str, job_id: str, token: str) -> bool:
-    """Whether ``token`` is the job's token, compared in constant time."""
-    return hmac.compare_digest(token_for(secret, job_id).encode(), token.encode())
+def _mac(secret: str, job_id: str, expires: int) -> str:
+    message = f"{job_id}.{expires}".encode()
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
 
 
-def callback_url_for(settings: Settings, job_id: str) -> str | None:
-    """The job's ``metadata.callback_url``, or None when webhooks are off."""
+def verify_token(secret: str, job_id: str, token: str, *, now: float | None = None) -> bool:
+    """Whether ``token`` is the job's token and has not expired (constant-time compare)."""
+    return _token_status(secret, job_id, token, now=now) == "ok"
+
+
+def _token_status(secret: str, job_id: str, token: str, *, now: float | None = None) -> str:
+    """``ok``, ``expired`` (genuine but past its time) or ``wrong``."""
+    match = _TOKEN.fullmatch(token)
+    if match is None:
+        return "wrong"
+    expires = int(match.group(2))
+    if not hmac.compare_digest(_mac(secret, job_id, expires).encode(), match.group(1).encode()):
+        return "wrong"
+    return "ok" if expires > (time.time() if now is None else now) else "expired"
+
+
+def callback_url_for(settings: Settings, job_id: str, *, now: float | None = None) -> str | None:
+    """The job's ``metadata.callback_url``, or None when webhooks are off.
+
+    It expires :data:`TOKEN_GRACE_SECONDS` after the job's poll deadline, counted from
+    ``now`` (the submission).
+    """
     if not settings.webhook_base_url or settings.webhook_secret is None:
         return None
-    token = token_for(settings.webhook_secret.get_secret_value(), job_id)
+    start = time.time() if now is None else now
+    expires = int(start + settings.poll_deadline_seconds) + TOKEN_GRACE_SECONDS
+    token = token_for(settings.webhook_secret.get_secret_value(), job_id, expires=expires)
     return f"{settings.webhook_base_url}/{job_id}/{token}"
 
 
@@ -128,11 +167,12 @@ def handle_webhook(
     if secret is None:
         return _NOT_FOUND  # webhooks are off: there is nothing to call back
     # Cheap shape checks first; the HMAC comparison itself is constant-time.
-    if not _JOB_ID.fullmatch(job_id) or not _TOKEN.fullmatch(token):
+    if not _JOB_ID.fullmatch(job_id):
         return _NOT_FOUND
-    if not verify_token(secret.get_secret_value(), job_id, token):
-        logger.warning("webhook for job %s refused: wrong token", job_id)
-        return _NOT_FOUND
+    status = _token_status(secret.get_secret_value(), job_id, token)
+    if status != "ok":
+        logger.warning("webhook for job %s refused: %s token", job_id, status)
+        return _EXPIRED if status == "expired" else _NOT_FOUND
     if len(body) > MAX_BODY_BYTES:
         return 413, {"ok": False, "error": f"body larger than {MAX_BODY_BYTES} bytes"}
     if not is_json_content_type(content_type):
@@ -141,14 +181,43 @@ def handle_webhook(
         payload = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         return 400, {"ok": False, "error": "body is not valid JSON"}
+    except RecursionError:  # nested deeper than the parser's stack: never a 500
+        return 400, {"ok": False, "error": "body is nested too deeply"}
     if not isinstance(payload, dict):
         return 400, {"ok": False, "error": "body must be a JSON object"}
     try:
-        return _dispatch(engine, job_id, payload)
+        digest = hashlib.sha256(body).hexdigest()[:32]
+        return _dispatch(engine, job_id, payload, digest)
     except (redis.RedisError, KombuError, OSError) as exc:
         # The provider retries a failed delivery; the safety poll covers the rest.
         logger.warning("webhook for job %s not taken: %s", job_id, type(exc).__name__)
         return 503, {"ok": False, "error": "temporarily unavailable"}
+
+
+# The fields the decision reads, and the per-job gate opened (SET NX PX) for a job that
+# is not final, as one command: no more round trips than the plain read it replaces.
+_FIELDS = ("state", "alias", "remote_task_id", "billing", "orphans")
+_READ_AND_GATE = """
+local f = redis.call('HMGET', KEYS[1], 'state', 'alias', 'remote_task_id', 'billing', 'orphans')
+if not f[1] then return {} end
+local opened = 0
+if f[1] ~= 'done' and f[1] ~= 'failed' and f[1] ~= 'canceled' then
+  if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then opened = 1 end
+end
+return {f[1], f[2] or false, f[3] or false, f[4] or false, f[5] or false, opened}
+"""
+_scripts: dict[int, Script] = {}
+
+
+def _read_and_gate(client: redis.Redis) -> Script:
+    script = _scripts.get(id(client))
+    if script is None:
+        script = _scripts.setdefault(id(client), client.register_script(_READ_AND_GATE))
+    return script
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def receiver_health(*, engine: Engine | None = None) -> Reply:
@@ -163,10 +232,20 @@ def receiver_health(*, engine: Engine | None = None) -> Reply:
     return 200, {"ok": True}
 
 
-def _dispatch(engine: Engine, job_id: str, payload: dict[str, Any]) -> Reply:
-    job = engine.store.get(job_id)
-    if job is None:
+def _dispatch(engine: Engine, job_id: str, payload: dict[str, Any], digest: str) -> Reply:
+    # The job and the per-job re-fetch gate in one round trip: the gate is opened on every
+    # verified delivery (one that is then ignored only holds it for the short window).
+    window_ms = max(1, int(engine.settings.webhook_refetch_seconds * 1000))
+    keys = [engine.store.key(job_id), _GATE + job_id]
+    found = _read_and_gate(engine.redis)(keys=keys, args=[digest, window_ms])
+    if not found:
         return _NOT_FOUND
+    *values, opened = found
+    # A partial snapshot: only the fields this decision reads (the step reads the whole).
+    data = {"request": "{}"} | {k: _text(v) for k, v in zip(_FIELDS, values, strict=True) if v}
+    job = Job.from_hash(job_id, data)
+    if job.is_final:  # nothing a delivery says can change a final job: no work, no GET
+        return _IGNORED
     from worker.webhook_step import may_have_orphan  # the task's module builds on this one
 
     try:
@@ -175,16 +254,41 @@ def _dispatch(engine: Engine, job_id: str, payload: dict[str, Any]) -> Reply:
     except ValueError as exc:
         return 400, {"ok": False, "error": str(exc)}
     recorded = job.remote_task_id
-    # A task id other than the recorded one is the first submission of an ambiguous
-    # submit, or a duplicate spend: the task decides which, after re-fetching it. A final
-    # job listens only for the task of a submission it never recorded.
-    unrecorded = hint is not None and hint != recorded
-    if (job.is_final or recorded is None) and not may_have_orphan(job):
+    if recorded is None:
+        # Only a first submission whose reply was lost can be adopted; a job back in line
+        # after a plain 429 created nothing and has nothing to adopt.
+        wanted = hint is not None and may_have_orphan(job)
+    elif hint is None or hint == recorded:
+        wanted = job.state in _LISTENING
+    else:
+        # Another task than the recorded one: a second billed submission only when the
+        # operator resubmitted (orphans); otherwise a replay of someone else's task.
+        wanted = job.orphans > 0
+    if not wanted:
         logger.debug("job %s: webhook ignored, job is %s", job_id, job.state)
-        return 200, {"ok": True, "status": "ignored"}
-    if not unrecorded and (recorded is None or job.state not in _LISTENING):
-        logger.debug("job %s: webhook ignored, job is %s", job_id, job.state)
-        return 200, {"ok": True, "status": "ignored"}
-    engine.send(WEBHOOK_TASK, job_id, hint)
-    logger.info("job %s: webhook accepted (task %s)", job_id, hint or recorded)
-    return 202, {"ok": True, "status": "accepted"}
+        return _IGNORED
+    return _queue_refetch(engine, job_id, hint, digest, opened=opened == 1)
+
+
+def _queue_refetch(
+    engine: Engine, job_id: str, hint: str | None, digest: str, *, opened: bool
+) -> Reply:
+    """Queue the re-fetch now, or once at the end of the job's window, or not at all.
+
+    At most one re-fetch per job starts per ``webhook_refetch_seconds``. Inside the window
+    a copy of the delivery that opened it (a replay, or the provider's duplicate) queues
+    nothing; a different body (``running`` then ``succeeded``) queues one trailing
+    re-fetch, so a final status is never lost, and any more are folded into it.
+    """
+    if opened:  # this delivery opened the window: re-fetch now
+        engine.send(WEBHOOK_TASK, job_id, hint)
+        logger.info("job %s: webhook accepted (task %s)", job_id, hint or "recorded")
+        return 202, {"ok": True, "status": "accepted"}
+    window_ms = max(1, int(engine.settings.webhook_refetch_seconds * 1000))
+    holder = engine.redis.get(_GATE + job_id)
+    if holder is not None and _text(holder) == digest:
+        return 202, {"ok": True, "status": "coalesced"}
+    if engine.redis.set(_TRAIL + job_id, "1", nx=True, px=window_ms):
+        engine.send(WEBHOOK_TASK, job_id, hint, countdown=window_ms / 1000)
+        return 202, {"ok": True, "status": "accepted"}
+    return 202, {"ok": True, "status": "coalesced"}

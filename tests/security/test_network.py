@@ -1,0 +1,335 @@
+"""Hostile input over the network: every row is an attack, driven through the real entry point.
+
+Three tables: webhook deliveries (the Starlette receiver over HTTP, then every task it
+queued run as the worker would), metrics requests from a non-loopback client, and
+downloads from a provider URL whose name rebinds (``download_video`` with the real
+download client; the resolver and the OS connect are replaced, so nothing leaves the
+host). For every row the test asserts all three: nothing was spent (no provider GET, no
+connection to a refused address), nothing wrong was written (the job record is unchanged,
+no file), and the answer or error is the specified one. docs/security.md lists the rows.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+from pydantic import SecretStr
+from starlette.testclient import TestClient
+
+from config.settings import load_settings
+from tests.pipeline_helpers import RecordingEngine, make_engine, make_job
+from worker.client import ApiClient
+from worker.download import download_video, make_download_client
+from worker.errors import TransportFailure, UnsafeUrl
+from worker.jobs import JobState
+from worker.redis_server import RedisServer
+from worker.web import create_web_app
+from worker.webhook_step import on_webhook
+from worker.webhooks import token_for
+
+SECRET = "security-webhook-secret"
+KEY = "sk-test-security-net"
+MODEL = "doubao-seedance-2-0-fast-260128"
+S = JobState
+PUBLIC = "93.184.216.34"
+OUTSIDE = ("203.0.113.9", 40000)  # a client that is not on the loopback
+
+
+class Provider:
+    """A fake provider API: ``GET /video/generations/{id}`` from ``tasks``; counts calls."""
+
+    def __init__(self) -> None:
+        self.tasks: dict[str, dict[str, Any]] = {}
+        self.requests: list[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        task_id = request.url.path.rsplit("/", 1)[-1]
+        if request.method == "GET" and task_id in self.tasks:
+            return httpx.Response(200, json=self.tasks[task_id])
+        return httpx.Response(404, json={"error": {"message": "no such task"}})
+
+    def task(self, task_id: str, status: str) -> None:
+        url = f"https://cdn.provider.test/{task_id}.mp4?sig=abc" if status == "succeeded" else None
+        self.tasks[task_id] = {
+            "task_id": task_id, "status": status, "model": MODEL, "seconds": "5", "url": url,
+        }  # fmt: skip
+
+
+@pytest.fixture
+def provider() -> Provider:
+    return Provider()
+
+
+@pytest.fixture
+def engine(
+    redis_server: RedisServer, provider: Provider, tmp_path: Path
+) -> Iterator[RecordingEngine]:
+    url = redis_server.url.rsplit("/", 1)[0] + "/2"  # a database of its own, emptied
+    redis.Redis.from_url(url).flushdb()
+    settings = load_settings(
+        redis_url=url, api_key=KEY, base_url="https://provider.test/v1",
+        webhook_base_url="https://app.example/hooks", webhook_secret=SECRET,
+        output_dir=tmp_path / "renders", metrics_port=0,
+    )  # fmt: skip
+    eng = make_engine(settings)
+    eng.client.close()
+    eng.client = ApiClient(base_url=settings.base_url, transport=httpx.MockTransport(provider))
+    yield eng
+    eng.close()
+
+
+def _record(engine: RecordingEngine, job_id: str) -> dict[Any, Any]:
+    return dict(engine.redis.hgetall(engine.store.key(job_id)))
+
+
+# --- webhooks ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Hook:
+    """One hostile delivery: the job as it stands, what is sent, and what must come back."""
+
+    state: JobState
+    fields: Mapping[str, object]
+    body: bytes
+    answers: tuple[int, ...]  # one status per copy sent
+    token: str = "good"  # good | forged | legacy | expired | tampered
+    tasks: dict[str, str] = field(default_factory=dict)  # what the provider knows
+    gets: int = 0  # provider GETs allowed (a replayed genuine delivery: its one check)
+
+
+def _body(payload: object) -> bytes:
+    return json.dumps(payload).encode()
+
+
+RUNNING = {"remote_task_id": "task_own", "remote_status": "running"}
+HOOKS = [
+    pytest.param(Hook(S.RUNNING, RUNNING, _body({"task_id": "task_own"}), (404,),
+                      token="forged"), id="token-signed-with-another-secret"),
+    pytest.param(Hook(S.RUNNING, RUNNING, _body({"task_id": "task_own"}), (404,),
+                      token="legacy"), id="token-without-expiry"),
+    pytest.param(Hook(S.RUNNING, RUNNING, _body({"task_id": "task_own"}), (410,),
+                      token="expired"), id="token-expired"),
+    pytest.param(Hook(S.RUNNING, RUNNING, _body({"task_id": "task_own"}), (404,),
+                      token="tampered"), id="token-expiry-moved-forward"),
+    pytest.param(Hook(S.RUNNING, RUNNING, b"[" * 60000 + b"]" * 60000, (413,)),
+                 id="body-oversized-nesting"),
+    pytest.param(Hook(S.RUNNING, RUNNING, b"[" * 30000 + b"]" * 30000, (400,)),
+                 id="body-nested-30000-deep"),
+    pytest.param(Hook(S.RUNNING, RUNNING, b'{"a":' * 9000 + b"1" + b"}" * 9000, (400,)),
+                 id="body-objects-nested-9000-deep"),
+    pytest.param(Hook(S.DONE, {"remote_task_id": "task_own"},
+                      _body({"task_id": "task_own", "status": "succeeded"}), (200, 200, 200),
+                      tasks={"task_own": "succeeded"}), id="replay-to-finished-job"),
+    pytest.param(Hook(S.CANCELED, {"billing": "unknown"}, _body({"task_id": "task_other"}),
+                      (200,), tasks={"task_other": "succeeded"}),
+                 id="foreign-task-to-canceled-job-in-doubt"),
+    pytest.param(Hook(S.RUNNING, RUNNING, _body({"task_id": "task_other"}), (200, 200, 200),
+                      tasks={"task_other": "succeeded"}), id="foreign-task-to-running-job"),
+    pytest.param(Hook(S.WAITING_FOR_SLOT, {"billing": "none", "submit_attempts": 1},
+                      _body({"task_id": "task_other"}), (200,),
+                      tasks={"task_other": "succeeded"}), id="adopt-after-plain-429"),
+    pytest.param(Hook(S.QUEUED, {}, _body({"task_id": "task_other"}), (200,),
+                      tasks={"task_other": "succeeded"}), id="adopt-never-submitted"),
+    pytest.param(Hook(S.RUNNING, RUNNING, _body({"task_id": "task_own", "status": "running"}),
+                      (202, 202, 202), tasks={"task_own": "running"}, gets=1),
+                 id="replay-x3-to-running-job"),
+]  # fmt: skip
+
+
+def _token(kind: str, job_id: str) -> str:
+    now = int(time.time())
+    if kind == "forged":
+        return token_for("another-secret", job_id)
+    if kind == "legacy":
+        import hashlib
+        import hmac
+
+        return hmac.new(SECRET.encode(), job_id.encode(), hashlib.sha256).hexdigest()
+    if kind == "expired":
+        return token_for(SECRET, job_id, expires=now - 1)
+    if kind == "tampered":
+        mac = token_for(SECRET, job_id, expires=now - 1).split(".")[0]
+        return f"{mac}.{now + 86400}"
+    return token_for(SECRET, job_id)
+
+
+def _run_queued(engine: RecordingEngine) -> None:
+    """Run every webhook task the receiver queued, as the delivery worker would."""
+    for name, args, _countdown in list(engine.sent):
+        if name == "relaydance.webhook":
+            on_webhook(engine, args[0], task_id=args[1])
+
+
+@pytest.mark.parametrize("case", HOOKS)
+def test_a_hostile_webhook_is_refused_spends_nothing_and_writes_nothing(
+    engine: RecordingEngine, provider: Provider, case: Hook
+) -> None:
+    job_id = make_job(engine)
+    applied, _ = engine.store.change(
+        job_id, states=None, to=case.state, set=dict(case.fields) or None
+    )
+    assert applied or case.state is S.QUEUED
+    for task_id, status in case.tasks.items():
+        provider.task(task_id, status)
+    before = _record(engine, job_id)
+    path = f"/hooks/{job_id}/{_token(case.token, job_id)}"
+    headers = {"Content-Type": "application/json"}
+    with TestClient(create_web_app(engine=lambda: engine, prefix="/hooks"), client=OUTSIDE) as c:
+        answers = tuple(
+            c.post(path, content=case.body, headers=headers).status_code for _ in case.answers
+        )
+    _run_queued(engine)
+
+    assert answers == case.answers  # the answer
+    assert len(provider.requests) == case.gets  # nothing spent (a replay: one check at most)
+    assert _record(engine, job_id) == before  # nothing written
+    assert sum(1 for name, *_ in engine.sent if name == "relaydance.webhook") <= case.gets
+
+
+# --- metrics -------------------------------------------------------------------------------
+
+METRICS = [
+    pytest.param({}, None, id="metrics-no-token-configured"),
+    pytest.param({}, "token-for-metrics-1", id="metrics-anonymous"),
+    pytest.param({"Authorization": "Bearer token-for-metrics-2"}, "token-for-metrics-1",
+                 id="metrics-wrong-bearer"),
+    pytest.param({"Authorization": "Basic dG9rZW4tZm9yLW1ldHJpY3MtMQ=="}, "token-for-metrics-1",
+                 id="metrics-token-as-basic-auth"),
+    pytest.param({"Authorization": "Bearer "}, "token-for-metrics-1", id="metrics-empty-bearer"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("headers", "token"), METRICS)
+def test_metrics_are_not_served_to_the_public_without_the_token(
+    engine: RecordingEngine, provider: Provider, headers: dict[str, str], token: str | None
+) -> None:
+    job_id = make_job(engine, key="default")
+    engine.settings = engine.settings.model_copy(
+        update={"metrics_token": SecretStr(token) if token else None}
+    )
+    keys_before = sorted(engine.redis.keys("*"))
+    before = _record(engine, job_id)
+    with TestClient(create_web_app(engine=lambda: engine, prefix="/hooks"), client=OUTSIDE) as c:
+        answer = c.get("/metrics", headers=headers)
+
+    assert answer.status_code == 404 and "relaydance_" not in answer.text  # the answer
+    assert provider.requests == []  # nothing spent
+    assert sorted(engine.redis.keys("*")) == keys_before and _record(engine, job_id) == before
+
+
+def test_the_metrics_listener_does_not_listen_beyond_loopback(engine: RecordingEngine) -> None:
+    from worker.metrics import start_metrics_listener
+    from worker.redis_server import free_port
+
+    port = start_metrics_listener(
+        engine.settings.model_copy(update={"metrics_port": free_port()}), lambda: engine
+    )
+    listening = [c for c in _listeners() if c[1] == port]
+    assert listening and {addr for addr, _ in listening} == {"127.0.0.1"}
+
+
+def _listeners() -> list[tuple[str, int]]:
+    """(address, port) of every IPv4 TCP socket in LISTEN state on this host."""
+    rows = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    out = []
+    for row in rows:
+        local, state = row.split()[1], row.split()[3]
+        if state == "0A":
+            hex_addr, hex_port = local.split(":")
+            addr = socket.inet_ntoa(bytes.fromhex(hex_addr)[::-1])
+            out.append((addr, int(hex_port, 16)))
+    return out
+
+
+# --- downloads -----------------------------------------------------------------------------
+
+
+class Net:
+    """A resolver whose answers change per lookup, and an OS connect that only records."""
+
+    def __init__(self, answers: dict[str, list[list[str]]]) -> None:
+        self.answers = answers
+        self.lookups: list[str] = []
+        self.dialled: list[str] = []
+
+    def getaddrinfo(self, host: str, port: int, *args: object, **kw: object) -> list[Any]:
+        self.lookups.append(host)
+        if host not in self.answers:  # numeric hosts (an IP to connect to) resolve as is
+            return [(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM, 6,
+                     "", (host, port))]  # fmt: skip
+        seq = self.answers[host]
+        addrs = seq[min(len([h for h in self.lookups if h == host]) - 1, len(seq) - 1)]
+        return [
+            (socket.AF_INET6 if ":" in a else socket.AF_INET, socket.SOCK_STREAM, 6, "",
+             (a, port, 0, 0) if ":" in a else (a, port))
+            for a in addrs
+        ]  # fmt: skip
+
+    def create_connection(self, address: tuple[str, int], *args: object, **kw: object) -> Any:
+        self.dialled.append(address[0])
+        raise ConnectionRefusedError(111, "refused (the test's network connects nowhere)")
+
+
+@dataclass(frozen=True)
+class Fetch:
+    url: str
+    answers: dict[str, list[list[str]]]
+    error: type[Exception]
+    message: str
+    dialled: tuple[str, ...] = ()  # the only addresses a connect may be attempted to
+    direct: bool = False  # the client used outside download_video (no pinned addresses)
+
+
+FETCHES = [
+    pytest.param(Fetch("https://rebind.test/clip.mp4?sig=s", {"rebind.test": [[PUBLIC],
+                 ["127.0.0.1"]]}, TransportFailure, "refused", dialled=(PUBLIC,)),
+                 id="rebind-public-then-loopback"),
+    pytest.param(Fetch("https://rebind.test/clip.mp4?sig=s", {"rebind.test": [[PUBLIC],
+                 ["169.254.169.254"]]}, TransportFailure, "refused", dialled=(PUBLIC,)),
+                 id="rebind-public-then-metadata"),
+    pytest.param(Fetch("https://mixed.test/clip.mp4", {"mixed.test": [[PUBLIC, "127.0.0.1"]]},
+                 UnsafeUrl, "loopback"), id="name-with-public-and-loopback-answers"),
+    pytest.param(Fetch("https://[fec0::1]/clip.mp4", {}, UnsafeUrl, "site-local"),
+                 id="site-local-ipv6-literal"),
+    pytest.param(Fetch("https://site.test/clip.mp4", {"site.test": [["fec0::7"]]}, UnsafeUrl,
+                 "site-local"), id="name-resolving-to-site-local"),
+    pytest.param(Fetch("https://rebind.test/clip.mp4", {"rebind.test": [["127.0.0.1"]]},
+                 UnsafeUrl, "loopback", direct=True), id="client-used-without-a-check"),
+    pytest.param(Fetch("https://v6.test/clip.mp4", {"v6.test": [["::ffff:127.0.0.1"]]},
+                 UnsafeUrl, "loopback", direct=True), id="client-used-mapped-loopback"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", FETCHES)
+def test_a_download_never_connects_to_an_address_the_rules_refuse(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, case: Fetch
+) -> None:
+    net = Net(case.answers)
+    monkeypatch.setattr(socket, "getaddrinfo", net.getaddrinfo)
+    monkeypatch.setattr(socket, "create_connection", net.create_connection)
+    client = make_download_client(connect_timeout=2.0, read_timeout=2.0)
+    call: Callable[[], object]
+    if case.direct:
+        call = lambda: client.get(case.url)  # noqa: E731
+    else:
+        call = lambda: download_video(  # noqa: E731
+            case.url, dest_dir=tmp_path, name="job1", client=client, max_bytes=1 << 20,
+            allow_local=False, overall_timeout=10.0,
+        )  # fmt: skip
+    with client, pytest.raises(case.error) as caught:
+        call()
+
+    assert case.message in str(caught.value) and "sig=s" not in str(caught.value)  # the error
+    assert tuple(net.dialled) == case.dialled  # no connection to a refused address
+    assert list(tmp_path.iterdir()) == []  # nothing written
