@@ -102,6 +102,7 @@ def at(text: str) -> datetime:
         ("30 9 * * 1", "2025-03-09T12:00:00", "2025-03-03T09:30"),  # the Monday before
         ("0 0 1 1 *", "2025-03-10T00:00:00", "2025-01-01T00:00"),
         ("0 12 29 2 *", "2025-03-01T00:00:00", "2024-02-29T12:00"),
+        ("0 0 29 2 1", "2040-01-01T00:00:00", "2016-02-29T00:00"),  # a Monday, 24 years back
     ],
 )
 def test_a_run_belongs_to_the_latest_cron_instant_at_or_before_it(
@@ -131,7 +132,9 @@ def test_no_cron_instant_lies_between_the_found_instant_and_the_moment(
     assert following > when
 
 
-@pytest.mark.parametrize("expression", ["0 2 * *", "61 * * * *", "* 25 * * *", "every day"])
+@pytest.mark.parametrize(
+    "expression", ["0 2 * *", "61 * * * *", "* 25 * * *", "every day", "0 0 31 2 *"]
+)
 def test_a_bad_cron_expression_is_refused_with_the_fix(expression: str) -> None:
     with pytest.raises(InvalidRequest) as exc:
         parse_cron(expression, app=UTC_APP)
