@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Protocol
 
-from worker.errors import GenerationFailed
 from worker.urlsafety import redact_url
 
 __all__ = [
@@ -64,22 +63,6 @@ class RemoteTask:
         """True once the task succeeded or failed."""
         return self.status.is_final
 
-    @property
-    def succeeded(self) -> bool:
-        """True when the clip is ready at :attr:`url`."""
-        return self.status is TaskStatus.SUCCEEDED
-
-    @property
-    def failed(self) -> bool:
-        """True when the provider gave up on the task (not billed)."""
-        return self.status is TaskStatus.FAILED
-
-    def raise_for_failure(self) -> None:
-        """Raise :class:`GenerationFailed` with the provider's message if the task failed."""
-        if self.status is TaskStatus.FAILED:
-            reason = self.error or "no reason given"
-            raise GenerationFailed(f"task {self.task_id} failed: {reason}")
-
     def __repr__(self) -> str:
         # The url is signed and extra may hold a callback url with its token: show neither.
         shown_url = redact_url(self.url) if self.url else None
@@ -118,16 +101,8 @@ class Dialect(Protocol):
         """Where a local file is POSTed as multipart field ``file``."""
         ...
 
-    def image_endpoint(self) -> Endpoint:
-        """Where an image generation is POSTed."""
-        ...
-
     def submit_body(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """Translate a RelayDance-format request body into this provider's format."""
-        ...
-
-    def image_body(self, *, model: str, prompt: str, options: Mapping[str, Any]) -> dict[str, Any]:
-        """The JSON body of an image generation."""
         ...
 
     def parse_submit(self, data: Any) -> RemoteTask:
