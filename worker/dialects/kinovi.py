@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from worker.dialects import Endpoint, RemoteTask, TaskStatus
+from worker.dialects.base import Endpoint, RemoteTask, TaskStatus
 from worker.errors import PermanentError, UnexpectedResponse
 
 __all__ = ["USD_PER_CREDIT", "KinoviDialect", "NoUploadEndpoint", "error_message", "parse_task"]

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
-from worker.dialects import Endpoint, RemoteTask, TaskStatus
+from worker.dialects.base import Endpoint, RemoteTask, TaskStatus
 from worker.errors import UnexpectedResponse
 
 __all__ = [
