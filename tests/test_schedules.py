@@ -30,6 +30,7 @@ from hypothesis import strategies as st
 from config.settings import get_settings, load_settings
 from simulator.testing import SimulatorProcess
 from tests.fleet import wait_until
+from tests.pipeline_helpers import RecordingEngine, make_engine
 from worker.batch import Batches, InvalidBatch, parse_records
 from worker.batch_cli import schedule
 from worker.engine import Engine, reset_engine
@@ -45,15 +46,6 @@ def requests(n: int) -> Any:
     return parse_records(
         [{"model": FAST, "prompt": f"nightly {i}", "seconds": 5} for i in range(n)]
     )
-
-
-class RecordingEngine(Engine):
-    """An engine whose messages are recorded instead of published."""
-
-    sent: list[tuple[str, tuple[Any, ...]]]
-
-    def send(self, name: str, *args: Any, countdown: float | None = None) -> None:
-        self.sent.append((name, args))
 
 
 def celery_app(url: str) -> Celery:
@@ -74,9 +66,7 @@ def db1(redis_server: RedisServer) -> str:
 
 @pytest.fixture
 def engine(db1: str) -> Iterator[RecordingEngine]:
-    built = Engine.from_settings(load_settings(redis_url=db1, api_key="sk-test"))
-    fake = RecordingEngine(**{f: getattr(built, f) for f in built.__dataclass_fields__})
-    fake.sent = []
+    fake = make_engine(load_settings(redis_url=db1, api_key="sk-test"))
     yield fake
     fake.close()
 
