@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from config.settings import Settings
 from tasks.canvas import steps_for
@@ -31,8 +31,11 @@ class RecordingEngine(Engine):
         self.sent.append((name, args, countdown))
 
 
-def make_engine(settings: Settings) -> RecordingEngine:
-    engine = RecordingEngine.__new__(RecordingEngine)
+E = TypeVar("E", bound=RecordingEngine)
+
+
+def make_engine(settings: Settings, cls: type[E] = RecordingEngine) -> E:  # type: ignore[assignment]
+    engine = cls.__new__(cls)
     base = Engine.from_settings(settings)
     engine.__dict__.update(base.__dict__)
     engine.sent = []
