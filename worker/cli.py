@@ -26,12 +26,9 @@ from worker.request import RenderRequest, validate_request
 __all__ = ["main"]
 
 
-# Commands in other modules, by name: imported only when run or listed (help), so that
-# `relaydance render` does not load the simulator, Starlette, uvicorn or the batch code.
+# Imported only when run or listed: `render` loads no simulator, uvicorn or batch code.
 LAZY_COMMANDS = {
-    "jobs": "worker.jobs_cli:jobs",
-    "resubmit": "worker.jobs_cli:resubmit",
-    "timing": "worker.jobs_cli:timing",
+    **{name: f"worker.jobs_cli:{name}" for name in ("jobs", "resubmit", "timing")},
     "simulate": "simulator.cli:simulate",
     "batch": "worker.batch_cli:batch",
     "schedule": "worker.batch_cli:schedule",
