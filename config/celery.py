@@ -139,7 +139,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 "options": {"expires": settings.sweep_interval_seconds},
             }
         },
-        "include": ["tasks.render", "tasks.webhooks", "tasks.batches"],
+        "include": ["worker.worker_signals", "tasks.render", "tasks.webhooks", "tasks.batches"],
         # Schedules live in Redis (celery-redbeat); its lock keeps one beat active.
         "beat_scheduler": "redbeat.RedBeatScheduler",
         # Celery's name for the longest beat sleep; redbeat also waits this long between

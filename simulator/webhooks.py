@@ -19,16 +19,16 @@ import heapq
 import ipaddress
 import itertools
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import httpx
 
-if TYPE_CHECKING:
-    from simulator.core import Simulator
-    from simulator.store import Task
+from simulator.config import SimConfig
+from simulator.store import Task, TaskStore
 
-__all__ = ["WebhookDispatcher"]
+__all__ = ["WebhookDispatcher", "WebhookSource"]
 
 logger = logging.getLogger(__name__)
 
@@ -46,10 +46,27 @@ def _is_loopback(url: str) -> bool:
         return False
 
 
+class WebhookSource(Protocol):
+    """What the dispatcher reads of its simulator (:class:`~simulator.core.Simulator`).
+
+    Declared here so that the simulator depends on its dispatcher and not the reverse.
+    """
+
+    config: SimConfig
+    clock: Callable[[], float]
+    store: TaskStore
+
+    def chance(self, rate: float) -> bool:
+        """Whether a fault with this rate happens now."""
+
+    def webhook_body(self, task: Task, base_url: str, *, status: str) -> dict[str, Any]:
+        """What a webhook of ``task`` carries."""
+
+
 class WebhookDispatcher:
     """Delivers the webhooks of one :class:`~simulator.core.Simulator`."""
 
-    def __init__(self, sim: Simulator, *, max_concurrent: int = 64) -> None:
+    def __init__(self, sim: WebhookSource, *, max_concurrent: int = 64) -> None:
         self._sim = sim
         self._max_concurrent = max_concurrent
         self._heap: list[_Entry] = []

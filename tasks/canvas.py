@@ -8,7 +8,7 @@ from celery import chain
 from celery.canvas import Signature
 
 from worker import app
-from worker.engine import get_engine
+from worker.engine import Engine, get_engine
 from worker.jobs import Job, JobState
 from worker.pipeline import first_poll_delay
 from worker.request import RenderRequest
@@ -45,11 +45,14 @@ def describe(job: Job) -> str:
     return f"job={job.id} model={job.request.get('model')} prompt={excerpt!r}"
 
 
-def chain_for(job: Job, *, attempt: int = 0, countdown: float | None = None) -> Signature | None:
+def chain_for(
+    job: Job, *, attempt: int = 0, countdown: float | None = None, engine: Engine | None = None
+) -> Signature | None:
     """A chain of immutable step signatures for the job at its current ``seq``, or None.
 
     ``attempt`` and ``countdown`` apply to the first step: a step that already claimed
-    the job in this process continues it, as its own retry would.
+    the job in this process continues it, as its own retry would. ``engine`` (default:
+    this process's) times the first poll.
     """
     shown = describe(job)
     steps = steps_for(job)
@@ -70,7 +73,7 @@ def chain_for(job: Job, *, attempt: int = 0, countdown: float | None = None) -> 
             request = job.request
             sig = sig.set(
                 countdown=first_poll_delay(
-                    get_engine(), str(request["model"]), int(request["seconds"])
+                    engine or get_engine(), str(request["model"]), int(request["seconds"])
                 )
             )
         if countdown and not signatures:

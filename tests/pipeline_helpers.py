@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from config.settings import Settings
-from tasks.canvas import steps_for
+from tasks.canvas import chain_for
 from worker import pipeline
 from worker.engine import Engine
 from worker.jobs import Job
@@ -31,8 +31,11 @@ class RecordingEngine(Engine):
         self.sent.append((name, args, countdown))
 
 
-def make_engine(settings: Settings) -> RecordingEngine:
-    engine = RecordingEngine.__new__(RecordingEngine)
+E = TypeVar("E", bound=RecordingEngine)
+
+
+def make_engine(settings: Settings, cls: type[E] = RecordingEngine) -> E:  # type: ignore[assignment]
+    engine = cls.__new__(cls)
     base = Engine.from_settings(settings)
     engine.__dict__.update(base.__dict__)
     engine.sent = []
@@ -53,6 +56,21 @@ def run_step(engine: Engine, step: str, job_id: str, **kwargs: Any) -> pipeline.
     return STEPS[step](engine, job_id, **kwargs)
 
 
+def chain_plan(engine: Engine, job: Job) -> list[tuple[str, dict[str, Any]]]:
+    """The steps, with their arguments, of the chain a worker would send for ``job``."""
+    signature = chain_for(job, engine=engine)
+    if signature is None:
+        return []
+    signatures = signature.tasks if signature.task == "celery.chain" else [signature]
+    return [
+        (
+            str(sig.task).removeprefix("relaydance."),
+            {k: v for k, v in sig.kwargs.items() if k != "job_id"},
+        )
+        for sig in signatures
+    ]
+
+
 def drive(engine: RecordingEngine, job_id: str, *, max_calls: int = 400, cap: float = 0.5) -> Job:
     """Run the job's remaining steps, following outcomes and countdowns (capped) and
     resuming when the engine asked for ``relaydance.resume``; returns the final record."""
@@ -62,15 +80,12 @@ def drive(engine: RecordingEngine, job_id: str, *, max_calls: int = 400, cap: fl
         assert job is not None
         if job.is_final:
             return job
-        steps = steps_for(job)
-        if not steps:
+        plan = chain_plan(engine, job)
+        if not plan:
             return job  # a state no chain moves (submit_unknown): the operator's turn
-        kwargs: dict[str, Any] = {"seq": job.seq}
         stopped = False
-        for step in steps:
-            kwargs = {"seq": job.seq}
-            if step == "poll":
-                kwargs["n"] = job.poll_count
+        for step, planned in plan:
+            kwargs = dict(planned)
             while calls < max_calls:
                 calls += 1
                 outcome = run_step(engine, step, job_id, **kwargs)

@@ -27,6 +27,7 @@ from click.testing import CliRunner
 from config.settings import get_settings, load_settings
 from simulator.testing import SimulatorProcess
 from tests.fleet import wait_until
+from tests.pipeline_helpers import RecordingEngine, make_engine
 from worker.batch import (
     Batches,
     BatchFileError,
@@ -39,7 +40,7 @@ from worker.batch import (
 )
 from worker.batch.budget import Claim, to_micros
 from worker.batch_cli import batch
-from worker.engine import Engine, reset_engine
+from worker.engine import reset_engine
 from worker.errors import InvalidRequest
 from worker.jobs import JobState
 from worker.pricing import estimate_cost, load_prices, price_table
@@ -62,24 +63,13 @@ def jsonl(requests: list[Any]) -> str:
 # Fixtures: no worker ---------------------------------------------------------------------
 
 
-class RecordingEngine(Engine):
-    """An engine whose messages are recorded instead of published."""
-
-    sent: list[tuple[str, tuple[Any, ...]]]
-
-    def send(self, name: str, *args: Any, countdown: float | None = None) -> None:
-        self.sent.append((name, args))
-
-
 @pytest.fixture
 def engine(redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[RecordingEngine]:
     url = redis_server.url[: -len("/0")] + "/1"
     redis.Redis.from_url(url).flushdb()
     monkeypatch.delenv("RELAYDANCE_PRICES", raising=False)
     settings = load_settings(redis_url=url, api_key="sk-test")
-    built = Engine.from_settings(settings)
-    fake = RecordingEngine(**{f: getattr(built, f) for f in built.__dataclass_fields__})
-    fake.sent = []
+    fake = make_engine(settings)
     yield fake
     fake.close()
 
@@ -223,7 +213,7 @@ def test_the_budget_cap_skips_every_line_after_the_first_that_would_exceed_it(
     assert status.counts == {"queued": 4, "skipped_budget": 6}
     assert status.committed_usd == pytest.approx(4 * CLIP) and status.committed_usd <= 3.3
     # One message nudges the chunk's four jobs (a worker sends each its chain).
-    assert engine.sent == [
+    assert [(name, args) for name, args, _ in engine.sent] == [
         ("relaydance.resume_many", (list(batches.job_ids(sub.batch_id).values()),))
     ]
     _, rows = batch_report(batches, sub.batch_id)
@@ -346,7 +336,7 @@ def test_a_done_job_is_indexed_for_reuse_and_the_batch_on_done_is_told(
     engine.store.change(job_id, states=None, to=JobState.DONE)
     engine.sent.clear()
     batches.job_done({"job_id": job_id, "state": "done"})
-    assert engine.sent == [("myapp.rendered", ({"job_id": job_id, "state": "done",
+    assert [(name, args) for name, args, _ in engine.sent] == [("myapp.rendered", ({"job_id": job_id, "state": "done",
                                                 "batch_id": sub.batch_id},))]  # fmt: skip
     again = batches.submit(batch_of(1), reuse=True)
     assert (again.enqueued, again.reused) == (0, 1)

@@ -74,7 +74,7 @@ def test_a_failed_task_carries_the_providers_message_and_code_and_costs_nothing(
     body = {"taskId": "t1", "status": "fail", "creditsUsed": 0,
             "error": {"code": "2038", "message": "Prompt flagged by content moderation"}}  # fmt: skip
     task = parse_task(body)
-    assert task.failed
+    assert task.status is TaskStatus.FAILED
     assert task.error == "Prompt flagged by content moderation (code 2038)"
     assert task.actual_cost == 0.0
 
@@ -131,7 +131,7 @@ def test_polling_asks_record_info_by_task_id() -> None:
     client = client_answering(lambda r: httpx.Response(200, json=SUCCESS), seen)
     task = client.get_task("task_abc", api_key=KEY)
     assert str(seen[0].url) == f"{BASE}/jobs/recordInfo?taskId=task_abc"
-    assert task.succeeded and task.actual_cost == 1.0
+    assert task.status is TaskStatus.SUCCEEDED and task.actual_cost == 1.0
 
 
 @pytest.mark.parametrize(

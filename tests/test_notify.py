@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import redis
+from kombu.exceptions import OperationalError
 
 from config.celery import QUEUE
 from config.settings import load_settings
@@ -164,6 +165,32 @@ def test_a_notice_the_broker_refuses_is_retried_until_the_broker_takes_it(
     assert job is not None and job.extra["on_done_status"] == "sent"
     assert job.extra["on_done_attempts"] == "2"
     assert engine.redis.zscore(OUTBOX_KEY, job_id) is None
+    engine.close()
+
+
+class RefusingBroker(RecordingEngine):
+    """The broker refuses the on_done message, as kombu does when Redis is unreachable."""
+
+    def send(self, name: str, *args: Any, countdown: float | None = None) -> None:
+        if name == TASK:
+            raise OperationalError("Error 111 connecting to 127.0.0.1:1. Connection refused.")
+        super().send(name, *args, countdown=countdown)
+
+
+def test_a_broker_error_after_the_job_is_done_is_logged_and_never_fails_the_step(
+    redis_url: str, sim: SimulatorProcess, tmp_path: Path, task_registry: set[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    task_registry.add(TASK)
+    engine = make_engine(_settings(redis_url, sim, tmp_path), RefusingBroker)
+    job_id = make_job(engine, on_done=TASK)
+    with caplog.at_level(logging.WARNING, logger="worker.notify"):
+        job = drive(engine, job_id)  # a step that raised would end this test here
+    assert job.state is JobState.DONE  # the paid step is over: no retry may repeat it
+    assert len(sim.tasks_for(job_id)) == 1
+    assert job.extra["on_done_status"] == "retrying"
+    assert engine.redis.zscore(OUTBOX_KEY, job_id) is not None  # sent again later
+    assert "not sent (OperationalError)" in caplog.text
     engine.close()
 
 

@@ -30,6 +30,7 @@ from hypothesis import strategies as st
 from config.settings import get_settings, load_settings
 from simulator.testing import SimulatorProcess
 from tests.fleet import wait_until
+from tests.pipeline_helpers import RecordingEngine, make_engine
 from worker.batch import Batches, InvalidBatch, parse_records
 from worker.batch_cli import schedule
 from worker.engine import Engine, reset_engine
@@ -45,15 +46,6 @@ def requests(n: int) -> Any:
     return parse_records(
         [{"model": FAST, "prompt": f"nightly {i}", "seconds": 5} for i in range(n)]
     )
-
-
-class RecordingEngine(Engine):
-    """An engine whose messages are recorded instead of published."""
-
-    sent: list[tuple[str, tuple[Any, ...]]]
-
-    def send(self, name: str, *args: Any, countdown: float | None = None) -> None:
-        self.sent.append((name, args))
 
 
 def celery_app(url: str) -> Celery:
@@ -74,9 +66,7 @@ def db1(redis_server: RedisServer) -> str:
 
 @pytest.fixture
 def engine(db1: str) -> Iterator[RecordingEngine]:
-    built = Engine.from_settings(load_settings(redis_url=db1, api_key="sk-test"))
-    fake = RecordingEngine(**{f: getattr(built, f) for f in built.__dataclass_fields__})
-    fake.sent = []
+    fake = make_engine(load_settings(redis_url=db1, api_key="sk-test"))
     yield fake
     fake.close()
 
@@ -102,6 +92,7 @@ def at(text: str) -> datetime:
         ("30 9 * * 1", "2025-03-09T12:00:00", "2025-03-03T09:30"),  # the Monday before
         ("0 0 1 1 *", "2025-03-10T00:00:00", "2025-01-01T00:00"),
         ("0 12 29 2 *", "2025-03-01T00:00:00", "2024-02-29T12:00"),
+        ("0 0 29 2 1", "2040-01-01T00:00:00", "2016-02-29T00:00"),  # a Monday, 24 years back
     ],
 )
 def test_a_run_belongs_to_the_latest_cron_instant_at_or_before_it(
@@ -131,7 +122,9 @@ def test_no_cron_instant_lies_between_the_found_instant_and_the_moment(
     assert following > when
 
 
-@pytest.mark.parametrize("expression", ["0 2 * *", "61 * * * *", "* 25 * * *", "every day"])
+@pytest.mark.parametrize(
+    "expression", ["0 2 * *", "61 * * * *", "* 25 * * *", "every day", "0 0 31 2 *"]
+)
 def test_a_bad_cron_expression_is_refused_with_the_fix(expression: str) -> None:
     with pytest.raises(InvalidRequest) as exc:
         parse_cron(expression, app=UTC_APP)

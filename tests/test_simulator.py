@@ -650,6 +650,21 @@ async def test_upload_without_a_file_field_is_refused_400(client: Client) -> Non
     assert (await client.post("/v1/files", json={"file": "a"})).status_code == 400
 
 
+async def test_an_upload_keeps_bytes_that_look_like_a_boundary(client: Client) -> None:
+    data = b"\r\n--not-the-boundary\r\n" + bytes(range(256)) * 4
+    response = await client.post("/v1/files", files={"file": ("a.bin", data, "video/mp4")})
+    assert response.status_code == 200
+    assert (await client.get(response.json()["url"])).content == data
+
+
+async def test_a_truncated_multipart_body_is_refused_400(client: Client) -> None:
+    head = b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\n\r\nxyz'
+    headers = {"content-type": "multipart/form-data; boundary=b"}
+    response = await client.post("/v1/files", content=head, headers=headers)
+    assert response.status_code == 400
+    assert "truncated" in response.json()["error"]["message"]
+
+
 async def test_upload_over_the_size_cap_is_refused_413(make_client: Callable[..., Client]) -> None:
     client = make_client(max_upload_bytes=1000)
     response = await client.post("/v1/files", files={"file": ("big.bin", b"x" * 5000)})

@@ -6,6 +6,7 @@ Exit codes of ``render``: 0 done (or enqueued without --wait), 1 failed or cance
 
 from __future__ import annotations
 
+import importlib
 import json
 import signal
 import sys
@@ -25,7 +26,34 @@ from worker.request import RenderRequest, validate_request
 __all__ = ["main"]
 
 
-@click.group()
+# Imported only when run or listed: `render` loads no simulator, uvicorn or batch code.
+LAZY_COMMANDS = {
+    **{name: f"worker.jobs_cli:{name}" for name in ("jobs", "resubmit", "timing")},
+    "simulate": "simulator.cli:simulate",
+    "batch": "worker.batch_cli:batch",
+    "schedule": "worker.batch_cli:schedule",
+    "storage": "worker.storage_cli:storage",
+    "models": "worker.setup_cli:models",
+    "doctor": "worker.setup_cli:doctor",
+}
+
+
+class LazyGroup(click.Group):
+    """A group that imports a command's module when the command is first asked for."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *LAZY_COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in LAZY_COMMANDS:
+            module, _, attr = LAZY_COMMANDS[cmd_name].partition(":")
+            command = getattr(importlib.import_module(module), attr)
+            _whole_summaries(command)
+            self.add_command(command, cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=LazyGroup)
 @click.version_option(package_name="relaydance-worker")
 def main() -> None:
     """Render videos through RelayDance with a Celery + Redis worker fleet."""
@@ -304,37 +332,18 @@ def demo(model: str, prompt: str, seconds: int, timeout: float) -> None:
     sys.exit(code)
 
 
-def _register_commands() -> None:
-    from simulator.cli import simulate
-    from worker.batch_cli import batch, schedule
-    from worker.jobs_cli import jobs, resubmit, timing
-    from worker.setup_cli import doctor, models
-    from worker.storage_cli import storage
-
-    main.add_command(jobs)
-    main.add_command(resubmit)
-    main.add_command(timing)
-    main.add_command(simulate)
-    main.add_command(batch)
-    main.add_command(schedule)
-    main.add_command(storage)
-    main.add_command(models)
-    main.add_command(doctor)
-    _whole_summaries(main)
-
-
-def _whole_summaries(group: click.Group) -> None:
+def _whole_summaries(command: click.Command) -> None:
     # click cuts a summary it derives to fit the terminal ("Per key alias: configured
     # and..."); a summary given explicitly is wrapped instead, never cut.
-    for command in group.commands.values():
-        if command.short_help is None and command.help:
-            first = command.help.split("\n\n", 1)[0]
-            command.short_help = " ".join(first.split())
-        if isinstance(command, click.Group):
-            _whole_summaries(command)
+    if command.short_help is None and command.help:
+        first = command.help.split("\n\n", 1)[0]
+        command.short_help = " ".join(first.split())
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            _whole_summaries(sub)
 
 
-_register_commands()
+_whole_summaries(main)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -15,7 +15,7 @@ leave as :mod:`worker.errors` types, never httpx ones::
     other 4xx                    -> PermanentError, code "http_<status>"
     not JSON, missing task id    -> UnexpectedResponse
 
-A task reported ``failed`` is returned, not raised: see ``RemoteTask.raise_for_failure``.
+A task reported ``failed`` is returned, not raised: its status says so.
 """
 
 from __future__ import annotations
@@ -24,8 +24,6 @@ import dataclasses
 import json as jsonlib
 import logging
 import mimetypes
-import os
-import threading
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -37,7 +35,7 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
-from config.settings import Settings, get_settings
+from config.settings import Settings
 from worker.dialects import Dialect, Endpoint, RemoteTask, TaskStatus, get_dialect
 from worker.errors import (
     BadRequest,
@@ -61,9 +59,7 @@ __all__ = [
     "ApiClient",
     "RemoteTask",
     "TaskStatus",
-    "get_client",
     "parse_retry_after",
-    "reset_client",
 ]
 
 logger = logging.getLogger(__name__)
@@ -215,18 +211,6 @@ class ApiClient:
             )
         return self._dialect.parse_upload(data)
 
-    def generate_image(
-        self, *, api_key: SecretStr, model: str, prompt: str, **options: Any
-    ) -> dict[str, Any]:
-        """POST an image generation and return the provider's JSON object as is."""
-        body = self._dialect.image_body(model=model, prompt=prompt, options=options)
-        data, _ = self._call("POST", self._dialect.image_endpoint(), api_key=api_key, json=body)
-        if not isinstance(data, dict):
-            raise UnexpectedResponse(
-                f"image response is not a JSON object (got {type(data).__name__})"
-            )
-        return data
-
     def close(self) -> None:
         """Close the connection pool."""
         self._http.close()
@@ -328,29 +312,3 @@ class ApiClient:
             return error
         # 1xx/3xx: the API never answers these; following a redirect could leak the key.
         return UnexpectedResponse(message, status_code=status)
-
-
-_client: ApiClient | None = None
-_client_pid: int | None = None
-_client_lock = threading.Lock()
-
-
-def get_client() -> ApiClient:
-    """The process-wide client built from :func:`config.get_settings`, made on first use."""
-    global _client, _client_pid
-    with _client_lock:
-        # A forked child must not share its parent's sockets: build a fresh pool there.
-        if _client is None or _client_pid != os.getpid():
-            _client = ApiClient.from_settings(get_settings())
-            _client_pid = os.getpid()
-        return _client
-
-
-def reset_client() -> None:
-    """Forget the process-wide client (closing it if this process made it)."""
-    global _client, _client_pid
-    with _client_lock:
-        if _client is not None and _client_pid == os.getpid():
-            _client.close()
-        _client = None
-        _client_pid = None

@@ -16,6 +16,7 @@ import httpx
 import redis
 
 from config.settings import Settings, get_settings
+from worker.celery_app import app
 from worker.client import ApiClient
 from worker.connections import redis_client
 from worker.download import make_download_client
@@ -92,8 +93,6 @@ class Engine:
 
     def send(self, name: str, *args: Any, countdown: float | None = None) -> None:
         """Send a task by name: the engine never imports the tasks package."""
-        from worker.celery_app import app
-
         app.send_task(name, args=list(args), countdown=countdown, ignore_result=True)
 
     def close(self) -> None:

@@ -49,7 +49,9 @@ logger = logging.getLogger(__name__)
 SCHEDULE_TASK = "relaydance.batch_run"
 ENTRY_PREFIX = "relaydance-batch:"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
-_SEARCH_DAYS = 5 * 366 + 7  # enough for any satisfiable cron (29 Feb on a given weekday)
+# How far back a run's instant is looked for: 29 February on a given weekday recurs
+# within 28 years (Celery's crontab needs both the day of month and the day of week).
+_SEARCH_MINUTES = 29 * 366 * 24 * 60
 
 
 def parse_cron(expression: str, *, app: Celery | None = None) -> crontab:
@@ -71,23 +73,33 @@ def parse_cron(expression: str, *, app: Celery | None = None) -> crontab:
 
 
 def latest_instant(schedule: crontab, at: datetime) -> datetime:
-    """The latest instant of ``schedule`` at or before ``at`` (in the schedule's timezone)."""
-    tz = schedule.tz
-    local = at.astimezone(tz).replace(second=0, microsecond=0, tzinfo=None)
-    minutes, hours = sorted(schedule.minute, reverse=True), sorted(schedule.hour, reverse=True)
-    day = local.replace(hour=0, minute=0)
-    for back in range(_SEARCH_DAYS):
-        if (day.month in schedule.month_of_year and day.day in schedule.day_of_month
-                and day.isoweekday() % 7 in schedule.day_of_week):  # fmt: skip
-            for hour in hours:
-                if back == 0 and hour > local.hour:
-                    continue
-                for minute in minutes:
-                    if back == 0 and hour == local.hour and minute > local.minute:
-                        continue
-                    return day.replace(hour=hour, minute=minute, tzinfo=tz)
-        day -= timedelta(days=1)
-    raise InvalidRequest([("cron", "the expression never fires; check its day and month")])
+    """The latest instant of ``schedule`` at or before ``at`` (in the schedule's timezone).
+
+    Celery's crontab answers only "the next instant after", the question beat asks, so
+    this bisects over whole minutes for the latest moment whose next instant is still at
+    or before ``at``: that next instant is the answer. Beat's own arithmetic names the
+    run, so a run can never be named after an instant beat would not fire at.
+    """
+    end = at.astimezone(UTC).replace(second=0, microsecond=0)  # instants are whole minutes
+
+    def before(minutes: int) -> datetime:
+        return next_instant(schedule, end - timedelta(minutes=minutes))
+
+    never = InvalidRequest([("cron", "the expression never fires; check its day and month")])
+    try:
+        if before(_SEARCH_MINUTES) > end:
+            raise never
+        # The smallest step back whose next instant is not after ``end``.
+        low, high = 1, _SEARCH_MINUTES
+        while low < high:
+            middle = (low + high) // 2
+            if before(middle) <= end:
+                high = middle
+            else:
+                low = middle + 1
+        return before(low).astimezone(schedule.tz)
+    except RuntimeError:  # Celery gives up rolling over a date that never comes
+        raise never from None
 
 
 def next_instant(schedule: crontab, after: datetime) -> datetime:

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from worker.dialects import Endpoint, RemoteTask, TaskStatus
+from worker.dialects.base import Endpoint, RemoteTask, TaskStatus
 from worker.errors import PermanentError, UnexpectedResponse
 
 __all__ = ["USD_PER_CREDIT", "KinoviDialect", "NoUploadEndpoint", "error_message", "parse_task"]
@@ -207,17 +207,9 @@ class KinoviDialect:
             "Kinovi has no upload endpoint; give reference media as public https URLs"
         )
 
-    def image_endpoint(self) -> Endpoint:
-        """Kinovi's API documents no image generation."""
-        raise PermanentError("Kinovi documents no image generation endpoint")
-
     def submit_body(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """See :func:`submit_body`."""
         return submit_body(body)
-
-    def image_body(self, *, model: str, prompt: str, options: Mapping[str, Any]) -> dict[str, Any]:
-        """Never sent: see :meth:`image_endpoint`."""
-        raise PermanentError("Kinovi documents no image generation endpoint")
 
     def parse_submit(self, data: Any) -> RemoteTask:
         """See :func:`parse_submit`."""

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
-from worker.dialects import Endpoint, RemoteTask, TaskStatus
+from worker.dialects.base import Endpoint, RemoteTask, TaskStatus
 from worker.errors import UnexpectedResponse
 
 __all__ = [
@@ -27,7 +27,6 @@ __all__ = [
 SUBMIT_PATH = "/video/generations"
 TASK_PATH = "/video/generations/{task_id}"
 UPLOAD_PATH = "/files"
-IMAGE_PATH = "/images/generations"
 
 # Provider messages end up in job records and logs; a page of HTML is not a message.
 MAX_MESSAGE_CHARS = 500
@@ -174,17 +173,9 @@ class RelayDanceDialect:
         """``POST /files``."""
         return Endpoint(UPLOAD_PATH)
 
-    def image_endpoint(self) -> Endpoint:
-        """``POST /images/generations``."""
-        return Endpoint(IMAGE_PATH)
-
     def submit_body(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """The body unchanged: RenderRequest.to_body() already speaks RelayDance."""
         return dict(body)
-
-    def image_body(self, *, model: str, prompt: str, options: Mapping[str, Any]) -> dict[str, Any]:
-        """``{"model", "prompt", **options}``, OpenAI-compatible."""
-        return {**options, "model": model, "prompt": prompt}
 
     def parse_submit(self, data: Any) -> RemoteTask:
         """See :func:`parse_submit`."""

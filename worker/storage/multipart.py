@@ -13,24 +13,42 @@ the S3 server, not the worker, bounds a delivery's speed: docs/benchmarks.md).
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, cast
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
     from mypy_boto3_s3.type_defs import CompletedPartTypeDef
 
-    from worker.storage.s3 import S3Storage
-
-__all__ = ["MultipartUpload"]
+__all__ = ["MultipartUpload", "UploadTarget"]
 
 logger = logging.getLogger(__name__)
+
+
+class UploadTarget(Protocol):
+    """What an upload needs of its storage (:class:`~worker.storage.s3.S3Storage`).
+
+    Declared here so that the storage depends on its uploads and not the reverse.
+    """
+
+    @property
+    def bucket(self) -> str:
+        """The bucket the clip goes to."""
+
+    @property
+    def client(self) -> S3Client:
+        """The S3 client."""
+
+    def call(self, operation: str, key: str, fn: Callable[[], Any]) -> Any:
+        """Run one S3 call, turning boto errors into storage errors."""
 
 
 class MultipartUpload:
     """Created on construction; :meth:`complete` commits it, :meth:`abort` discards it."""
 
-    def __init__(self, storage: S3Storage, key: str, part_size: int) -> None:
+    def __init__(self, storage: UploadTarget, key: str, part_size: int) -> None:
         self.storage, self.key, self.part_size = storage, key, part_size
         self.parts: list[CompletedPartTypeDef] = []
         self._buffer = bytearray()
