@@ -16,7 +16,6 @@ each in a fresh interpreter against a private redis-server and the simulator:
 
 Throughput is jobs generated per second, from the first submission to the last
 generation, against the physical limit K x C / T (one key, cap C, generation T).
-Worker CPU per job is the two workers' CPU over the run, per job.
 """
 
 from __future__ import annotations
