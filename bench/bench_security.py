@@ -40,11 +40,12 @@ SECRET = "bench-security-secret"
 def _measure(calls: int) -> dict[str, float]:
     """Run in a child whose sys.path starts at the tree under test: µs per call, medians."""
     from config.settings import load_settings
+    from worker.callback import token_for
     from worker.engine import Engine
     from worker.jobs import JobState
     from worker.redis_server import RedisServer
     from worker.request import validate_request
-    from worker.webhooks import handle_webhook, token_for
+    from worker.webhooks import handle_webhook
 
     class QuietEngine(Engine):
         def send(self, name: str, *args: Any, countdown: float | None = None) -> None:

@@ -153,9 +153,9 @@ def run_mode(
                if k != "RELAYDANCE_POLL_FIRST_DELAY"}  # fmt: skip
         use_env(env)
         from tasks import enqueue_render
+        from worker.callback import token_for
         from worker.engine import get_engine
         from worker.jobs import JobState
-        from worker.webhooks import token_for
 
         store = get_engine().store
         web = start_web(env, port, log, workers=web_workers) if webhooks else None

@@ -36,8 +36,6 @@ KNOWN_CYCLES: set[frozenset[str]] = {
             "worker.request",
         }
     ),
-    # The webhook step calls back into the pipeline; submission hands webhook jobs over.
-    frozenset({"worker.pipeline", "worker.submission", "worker.webhook_step", "worker.webhooks"}),
 }
 
 

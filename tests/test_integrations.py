@@ -246,7 +246,7 @@ def test_django_example_form_redirects_and_the_webhook_view_refuses_forgeries(
 
 
 def _token(job_id: str) -> str:
-    from worker.webhooks import token_for
+    from worker.callback import token_for
 
     secret = get_settings().webhook_secret
     assert secret is not None

@@ -21,10 +21,10 @@ from simulator.testing import SimulatorProcess
 from tasks import enqueue_render, get_job, wait
 from tests.fleet import Fleet, fleet_env, use_env, wait_until
 from tests.pipeline_helpers import RecordingEngine, drive, make_engine, run_step
+from worker.callback import callback_url_for
 from worker.jobs import Job, JobState
 from worker.redis_server import RedisServer, free_port
 from worker.request import validate_request
-from worker.webhooks import callback_url_for
 
 pytestmark = pytest.mark.integration
 RELAYDANCE_MODEL = "doubao-seedance-2-0-fast-260128"

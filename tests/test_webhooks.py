@@ -33,6 +33,7 @@ from simulator.testing import SimulatorProcess
 from tests.fleet import Fleet, point_this_process_at, wait_for, webhook_env
 from tests.pipeline_helpers import RecordingEngine, make_engine, make_job
 from worker import pipeline
+from worker.callback import TOKEN_GRACE_SECONDS, callback_url_for, token_for, verify_token
 from worker.client import ApiClient
 from worker.engine import reset_engine
 from worker.jobs import Job, JobState
@@ -41,14 +42,7 @@ from worker.redis_server import RedisServer, free_port
 from worker.request import RenderRequest, validate_request
 from worker.web import create_web_app
 from worker.webhook_step import on_webhook
-from worker.webhooks import (
-    MAX_BODY_BYTES,
-    TOKEN_GRACE_SECONDS,
-    callback_url_for,
-    handle_webhook,
-    token_for,
-    verify_token,
-)
+from worker.webhooks import MAX_BODY_BYTES, handle_webhook
 
 SECRET = "test-webhook-secret"
 KEY = "sk-test-webhooks"

@@ -19,12 +19,11 @@ from pathlib import Path
 
 from config.settings import SettingsError
 from worker.delivery import download, finish
-from worker.dialects import RemoteTask, TaskStatus
 from worker.engine import Engine
 from worker.errors import PermanentError, TransientError
-from worker.jobs import Billing, Job, JobState
-from worker.metrics import record_generated
+from worker.jobs import JobState
 from worker.notify import notify_final
+from worker.remote import apply_remote
 from worker.request import RenderRequest
 from worker.steps import (
     NEXT,
@@ -40,11 +39,9 @@ from worker.steps import (
     transient,
 )
 from worker.submission import resubmit, submit
-from worker.timing import next_poll_delay, sample_from
 
 __all__ = [
     "Outcome",
-    "apply_remote",
     "cancel",
     "download",
     "finish",
@@ -137,71 +134,6 @@ def poll(engine: Engine, job_id: str, *, seq: int, n: int = 0, attempt: int = 0)
     except PermanentError as exc:
         return fail(engine, job, exc.code, str(exc))
     return apply_remote(engine, job, task, polls_done=n + 1)
-
-
-def apply_remote(
-    engine: Engine, job: Job, task: RemoteTask, *, polls_done: int, by_webhook: bool = False
-) -> Outcome:
-    """Move a job by what the provider says of its task (from a poll or a verified webhook)."""
-    now = time.time()
-    live = {S.SUBMITTED, S.RUNNING}
-    # What the provider says it charged, when it says, is the job's actual spend.
-    spent = {} if task.actual_cost is None else {"actual_cost": task.actual_cost}
-    if task.status is TaskStatus.SUCCEEDED:
-        applied, _ = engine.store.change(
-            job.id,
-            states=live,
-            to=S.GENERATED,
-            set={"remote_status": task.raw_status, **spent},
-            due=now + engine.settings.step_grace_seconds,
-        )
-        if not applied:
-            return stop("already past generation")
-        release(engine, job)
-        _learn_duration(engine, job, polls_done=polls_done, now=now, exact=by_webhook)
-        cost = job.cost if task.actual_cost is None else task.actual_cost
-        record_generated(engine, polls=polls_done, cost=cost)
-        log_transition(job, "generated", polls=polls_done)
-        return NEXT
-    if task.status is TaskStatus.FAILED:
-        if spent:
-            engine.store.change(job.id, states=live, set=spent)
-        message = task.error or "the provider reported the generation failed (not billed)"
-        return fail(engine, job, "generation_failed", message, billing=Billing.NOT_BILLED.value)
-    submitted_at = job.times.get("submitted", job.created_at)
-    request = job.request
-    delay = next_poll_delay(
-        elapsed=now - submitted_at,
-        estimate=engine.timing.estimate(str(request["model"]), int(request["seconds"])),
-        minimum=engine.settings.poll_interval_min,
-        maximum=engine.settings.poll_interval_max,
-        hint=task.retry_after,
-    )
-    engine.store.change(
-        job.id,
-        states=live,
-        to=S.RUNNING if task.status is TaskStatus.RUNNING else None,
-        set={"remote_status": task.raw_status},
-        due=now + delay,
-    )
-    if job.state is S.SUBMITTED and task.status is TaskStatus.RUNNING:
-        log_transition(job, "running")
-    return again(delay, n=polls_done, attempt=0)
-
-
-def _learn_duration(engine: Engine, job: Job, *, polls_done: int, now: float, exact: bool) -> None:
-    """Fold what this job says about its model's generation time into the estimate."""
-    model, seconds = str(job.request["model"]), int(job.request["seconds"])
-    # The POST's time (an adopted task was created by its POST, not by the adoption).
-    intent = job.extra.get("submit_intent_at")
-    submitted_at = float(intent) if intent else job.times.get("submitted", job.created_at)
-    last = job.extra.get("last_poll_at")
-    missed = float(last) - submitted_at if polls_done > 1 and last else None
-    estimate = engine.timing.estimate(model, seconds)
-    sample, bracketed = sample_from(
-        hit=now - submitted_at, last_miss=missed, estimate=estimate, exact=exact
-    )
-    engine.timing.record(model, seconds, sample, bracketed=bracketed)
 
 
 # States in which the job's remote task exists or may exist: canceling one does not stop

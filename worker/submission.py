@@ -27,6 +27,7 @@ import logging
 import time
 
 from config.settings import SettingsError
+from worker.callback import callback_url_for
 from worker.engine import Engine
 from worker.errors import (
     NotSent,
@@ -51,7 +52,6 @@ from worker.steps import (
     stop,
     transient,
 )
-from worker.webhooks import callback_url_for
 
 __all__ = ["SubmitRefused", "record_task", "resubmit", "submit"]
 

@@ -4,7 +4,7 @@ The web handler (:func:`worker.webhooks.handle_webhook`) only checked the token;
 named a remote task id, which is a hint and nothing more. This step re-fetches that task
 with the job's own key and then, by what the provider says:
 
-- the job's recorded task: move the job with :func:`worker.pipeline.apply_remote` when
+- the job's recorded task: move the job with :func:`worker.remote.apply_remote` when
   the task is final (then the task sends the rest of the chain, so the download starts at
   once, without waiting for the late safety poll), or note ``running`` without touching
   the safety poll's schedule;
@@ -38,8 +38,8 @@ from worker.dialects import RemoteTask, TaskStatus
 from worker.engine import Engine
 from worker.errors import NotFound, PermanentError, RateLimited, TransientError
 from worker.jobs import FINAL_STATES, Billing, Job, JobState
-from worker.pipeline import Outcome, apply_remote
-from worker.steps import NEXT, first_poll_delay, log_transition
+from worker.remote import apply_remote
+from worker.steps import NEXT, Outcome, first_poll_delay, log_transition
 
 __all__ = [
     "DUPLICATE_IDS_FIELD",

@@ -1,11 +1,8 @@
-"""Webhooks: the callback URL a job carries, and the one handler every web adapter calls.
+"""The one webhook handler every web adapter calls.
 
-The URL is ``<base>/<job id>/<mac>.<expires>`` with mac = HMAC-SHA256(secret, job id and
-expires), so the path itself authenticates the caller (the provider documents no
-signature) and stops working at ``expires`` (unix seconds), a day past the job's poll
-deadline: a leaked or replayed URL does not live forever. The handler is
-framework-agnostic (``worker.web`` serves it with Starlette, ``worker.integrations`` mounts
-it in Flask and Django) and does as little as it can, fast:
+A delivery's path carries the job id and its callback token (:mod:`worker.callback`).
+The handler is framework-agnostic (``worker.web`` serves it with Starlette,
+``worker.integrations`` mounts it in Flask and Django) and does as little as it can, fast:
 
     token wrong, job unknown            -> 404, nothing changes
     token expired (and genuine)         -> 410, nothing changes
@@ -26,33 +23,29 @@ window are folded into one trailing re-fetch, so replays cannot spend the key's 
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 import logging
 import re
-import time
 from typing import Any
 
 import redis
 from kombu.exceptions import KombuError
 from redis.commands.core import Script
 
-from config.settings import Settings
+from worker.callback import (
+    token_status,
+)
 from worker.dialects import Dialect
 from worker.engine import Engine, get_engine
 from worker.jobs import Job, JobState
 
 __all__ = [
     "MAX_BODY_BYTES",
-    "TOKEN_GRACE_SECONDS",
     "WEBHOOK_TASK",
-    "callback_url_for",
     "handle_webhook",
     "is_json_content_type",
     "receiver_health",
     "task_id_hint",
-    "token_for",
-    "verify_token",
 ]
 
 logger = logging.getLogger(__name__)
@@ -61,9 +54,6 @@ MAX_BODY_BYTES = 64 * 1024  # a task JSON is well under 2 KiB
 WEBHOOK_TASK = "relaydance.webhook"
 
 _JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
-_TOKEN = re.compile(r"([0-9a-f]{64})\.([0-9]{1,12})")
-# A callback URL outlives the job's poll deadline by this much (a late or retried delivery).
-TOKEN_GRACE_SECONDS = 86400
 _GATE = "rd:hookgate:"  # a re-fetch started in the window (SET NX PX)
 _TRAIL = "rd:hooktrail:"  # a trailing re-fetch is already queued for the window
 _TASK_ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
@@ -74,48 +64,6 @@ Reply = tuple[int, dict[str, Any]]
 _NOT_FOUND: Reply = (404, {"ok": False, "error": "not found"})
 _EXPIRED: Reply = (410, {"ok": False, "error": "callback expired"})
 _IGNORED: Reply = (200, {"ok": True, "status": "ignored"})
-
-
-def token_for(secret: str, job_id: str, *, expires: int | None = None) -> str:
-    """The callback token of a job: ``<mac>.<expires>``; ``expires`` defaults to a day on."""
-    if expires is None:
-        expires = int(time.time()) + TOKEN_GRACE_SECONDS
-    return f"{_mac(secret, job_id, expires)}.{expires}"
-
-
-def _mac(secret: str, job_id: str, expires: int) -> str:
-    message = f"{job_id}.{expires}".encode()
-    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
-
-
-def verify_token(secret: str, job_id: str, token: str, *, now: float | None = None) -> bool:
-    """Whether ``token`` is the job's token and has not expired (constant-time compare)."""
-    return _token_status(secret, job_id, token, now=now) == "ok"
-
-
-def _token_status(secret: str, job_id: str, token: str, *, now: float | None = None) -> str:
-    """``ok``, ``expired`` (genuine but past its time) or ``wrong``."""
-    match = _TOKEN.fullmatch(token)
-    if match is None:
-        return "wrong"
-    expires = int(match.group(2))
-    if not hmac.compare_digest(_mac(secret, job_id, expires).encode(), match.group(1).encode()):
-        return "wrong"
-    return "ok" if expires > (time.time() if now is None else now) else "expired"
-
-
-def callback_url_for(settings: Settings, job_id: str, *, now: float | None = None) -> str | None:
-    """The job's ``metadata.callback_url``, or None when webhooks are off.
-
-    It expires :data:`TOKEN_GRACE_SECONDS` after the job's poll deadline, counted from
-    ``now`` (the submission).
-    """
-    if not settings.webhook_base_url or settings.webhook_secret is None:
-        return None
-    start = time.time() if now is None else now
-    expires = int(start + settings.poll_deadline_seconds) + TOKEN_GRACE_SECONDS
-    token = token_for(settings.webhook_secret.get_secret_value(), job_id, expires=expires)
-    return f"{settings.webhook_base_url}/{job_id}/{token}"
 
 
 def is_json_content_type(content_type: str) -> bool:
@@ -169,7 +117,7 @@ def handle_webhook(
     # Cheap shape checks first; the HMAC comparison itself is constant-time.
     if not _JOB_ID.fullmatch(job_id):
         return _NOT_FOUND
-    status = _token_status(secret.get_secret_value(), job_id, token)
+    status = token_status(secret.get_secret_value(), job_id, token)
     if status != "ok":
         logger.warning("webhook for job %s refused: %s token", job_id, status)
         return _EXPIRED if status == "expired" else _NOT_FOUND

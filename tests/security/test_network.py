@@ -27,6 +27,7 @@ from starlette.testclient import TestClient
 
 from config.settings import load_settings
 from tests.pipeline_helpers import RecordingEngine, make_engine, make_job
+from worker.callback import token_for
 from worker.client import ApiClient
 from worker.download import download_video, make_download_client
 from worker.errors import TransportFailure, UnsafeUrl
@@ -34,7 +35,6 @@ from worker.jobs import JobState
 from worker.redis_server import RedisServer
 from worker.web import create_web_app
 from worker.webhook_step import on_webhook
-from worker.webhooks import token_for
 
 SECRET = "security-webhook-secret"
 KEY = "sk-test-security-net"
