@@ -485,7 +485,7 @@ class Settings(BaseSettings):
         except KeyError:
             known = ", ".join(sorted(self.keys())) or "none"
             raise SettingsError(
-                f"no API key for alias {alias!r} (configured aliases: {known}); set "
+                f"no API key for the job's alias (configured aliases: {known}); set "
                 f"RELAYDANCE_API_KEY for 'default' or add it to RELAYDANCE_API_KEYS"
             ) from None
 

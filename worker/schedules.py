@@ -26,6 +26,7 @@ from typing import Any
 from celery import Celery
 from celery.schedules import crontab
 
+from worker.aliases import alias_problem
 from worker.batch.budget import from_micros, to_micros
 from worker.batch.parse import ParsedBatch, parse_records
 from worker.batch.plan import InvalidBatch
@@ -174,10 +175,9 @@ class Schedules:
         problems: list[tuple[str, str]] = []
         if not _NAME.match(name):
             problems.append(("name", f"{name!r}: use letters, digits, - and _ (at most 64)"))
-        configured = self.engine.settings.keys()
-        if configured and key not in configured:
-            known = ", ".join(sorted(configured))
-            problems.append(("key", f"unknown key alias {key!r}; configured aliases: {known}"))
+        bad_key = alias_problem(key, self.engine.settings.keys())
+        if bad_key:
+            problems.append(("key", bad_key))
         if budget is not None and not budget >= 0:
             problems.append(("budget", f"{budget} is negative; give USD >= 0"))
         if problems:

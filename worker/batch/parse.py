@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from config.settings import Settings, SettingsError, get_settings
+from worker.aliases import alias_problem
 from worker.errors import InvalidRequest
 from worker.request import RenderRequest, is_url, validate_request
 
@@ -135,11 +136,9 @@ class _Providers:
     def of(self, alias: str | None) -> tuple[str, tuple[str, str] | None]:
         """(provider, problem): an alias a line names must be configured."""
         settings = self._read()
-        configured = settings.keys()
-        if alias is not None and configured and alias not in configured:
-            known = ", ".join(sorted(configured))
-            problem = f"unknown key alias {alias!r}; use one of {known}, or leave it empty"
-            return settings.dialect, ("key", problem)
+        problem = None if alias is None else alias_problem(alias, settings.keys())
+        if problem:
+            return settings.dialect, ("key", f"{problem}; or leave it empty for --key")
         return settings.provider_for(alias or self.default_key), None
 
 
