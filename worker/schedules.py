@@ -34,6 +34,7 @@ from worker.batch.service import Batches
 from worker.engine import Engine
 from worker.errors import InvalidRequest
 from worker.jobs import PREFIX
+from worker.local_media import allowed_dirs
 
 __all__ = [
     "SCHEDULE_TASK",
@@ -284,7 +285,8 @@ class Schedules:
         parsed = parse_records(
             [(line, request) for line, request in json.loads(data["lines"])],
             numbered=True,
-            check_files=False,
+            # The same file checks as the command line, by this worker's allow-list.
+            media_dirs=allowed_dirs(self.engine.settings),
             source=data.get("source", name),
             key=data["alias"],
         )
