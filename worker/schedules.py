@@ -290,10 +290,11 @@ class Schedules:
             source=data.get("source", name),
             key=data["alias"],
         )
-        if parsed.invalid:  # the catalogue changed since the schedule was added
+        if parsed.invalid:  # the catalogue or a file changed since the schedule was added
             logger.warning(
-                "schedule %s: %d lines no longer valid; skipped", name, len(parsed.invalid)
-            )
+                "schedule %s: %d lines no longer valid; skipped: %s",
+                name, len(parsed.invalid), "; ".join(parsed.messages()),
+            )  # fmt: skip
         budget = data.get("budget_micros")
         try:
             submission = Batches(self.engine).submit(
