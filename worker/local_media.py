@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Sequence
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -24,7 +25,14 @@ from worker.media import HEAD_BYTES, MediaFormat, MediaKind, accepted_names, ide
 if TYPE_CHECKING:
     from config.settings import Settings
 
-__all__ = ["MediaFileRefused", "allowed_dirs", "expected_kind", "file_problem", "open_media"]
+__all__ = [
+    "MediaFileRefused",
+    "allowed_dirs",
+    "check_file",
+    "expected_kind",
+    "file_problem",
+    "open_media",
+]
 
 _FIX = "move the file into one of them, or add its directory to RELAYDANCE_MEDIA_DIRS"
 _OPEN_FLAGS = (
@@ -45,12 +53,17 @@ def allowed_dirs(settings: Settings | None = None) -> tuple[Path, ...]:
         from config.settings import get_settings
 
         settings = get_settings()
-    dirs = settings.media_directories()
+    local_output = str(settings.output_dir) if settings.output_bucket() is None else None
+    return _resolved_dirs(settings.media_dirs or "", local_output, os.getcwd())
+
+
+@lru_cache(maxsize=64)
+def _resolved_dirs(media_dirs: str, local_output: str | None, cwd: str) -> tuple[Path, ...]:
+    # Resolved once per configuration: validation runs on every request.
+    dirs = [Path(d.strip()) for d in media_dirs.split(os.pathsep) if d.strip()]
     if not dirs:
-        dirs = [Path.cwd()]
-        if settings.output_bucket() is None:
-            dirs.append(settings.output_dir)
-    return tuple(Path(d).expanduser().resolve() for d in dirs)
+        dirs = [Path(cwd)] + ([Path(local_output)] if local_output else [])
+    return tuple(Path(cwd, d.expanduser()).resolve() for d in dirs)
 
 
 def expected_kind(field_kind: str) -> MediaKind:
@@ -58,25 +71,30 @@ def expected_kind(field_kind: str) -> MediaKind:
     return "image" if field_kind in ("image", "first_frame", "last_frame") else field_kind  # type: ignore[return-value]
 
 
-def _resolve(source: str, dirs: Sequence[Path]) -> Path:
+def _inside(resolved: str, dirs: Sequence[Path]) -> bool:
+    for directory in dirs:
+        text = str(directory)
+        if resolved == text or resolved.startswith(text.rstrip(os.sep) + os.sep):
+            return True
+    return False
+
+
+def _resolve(source: str, dirs: Sequence[Path]) -> str:
+    """The real path of ``source`` (string work: this runs for every file of every request)."""
+    if "\x00" in source:  # no file system takes it
+        raise MediaFileRefused(f"local file {source!r} has a NUL character; give a real path")
+    path = os.path.expanduser(source)
+    if path.startswith("~"):  # "~user/..." for a user with no home directory
+        raise MediaFileRefused(f"local file {source!r}: unknown home directory; give a full path")
+    absolute = os.path.abspath(path)
     try:
-        path = Path(source).expanduser()
-    except RuntimeError:  # "~user/..." for a user with no home directory
-        raise MediaFileRefused(
-            f"local file {source!r}: unknown home directory; give a full path"
-        ) from None
-    try:
-        resolved = path.resolve()
-    except ValueError:  # a NUL byte: no file system takes it
-        raise MediaFileRefused(
-            f"local file {source!r} has a NUL character; give a real path"
-        ) from None
+        resolved = os.path.realpath(absolute)
     except (OSError, RuntimeError):  # a symlink loop
         raise MediaFileRefused(
             f"local file {source!r} cannot be resolved (a symlink loop?); check the path"
         ) from None
-    if not any(resolved.is_relative_to(d) for d in dirs):
-        how = " (through a symlink or '..')" if resolved != Path(os.path.abspath(path)) else ""
+    if not _inside(resolved, dirs):
+        how = " (through a symlink or '..')" if resolved != absolute else ""
         where = ", ".join(str(d) for d in dirs) or "none"
         raise MediaFileRefused(
             f"local file {source!r} is outside the directories media may come from{how} "
@@ -105,29 +123,38 @@ def _check_format(source: str, head: bytes, expected: MediaKind) -> MediaFormat:
     return found
 
 
-def file_problem(source: str, expected: MediaKind, dirs: Sequence[Path]) -> str | None:
-    """Why the local file ``source`` may not be used as ``expected`` media, or None."""
+def check_file(source: str, expected: MediaKind, dirs: Sequence[Path]) -> tuple[str | None, str]:
+    """(why ``source`` may not be used as ``expected`` media or None, its resolved path)."""
     try:
         resolved = _resolve(source, dirs)
-        if not resolved.is_file():
-            what = "is a directory, not a file" if resolved.is_dir() else "does not exist"
-            return f"local file {source!r} {what}; check the path"
         try:
-            with resolved.open("rb") as fh:
+            mode = os.stat(resolved).st_mode
+        except OSError:
+            mode = 0
+        if not stat.S_ISREG(mode):
+            what = "is a directory, not a file" if stat.S_ISDIR(mode) else "does not exist"
+            return f"local file {source!r} {what}; check the path", resolved
+        try:
+            with open(resolved, "rb", buffering=0) as fh:
                 head = fh.read(HEAD_BYTES)
         except OSError as exc:
-            return f"local file {source!r} cannot be read ({exc.strerror}); check it"
+            return f"local file {source!r} cannot be read ({exc.strerror}); check it", resolved
         _check_format(source, head, expected)
     except MediaFileRefused as exc:
-        return str(exc)
-    return None
+        return str(exc), source
+    return None, resolved
 
 
-def _opened_path(fd: int, resolved: Path, status: os.stat_result) -> bool:
+def file_problem(source: str, expected: MediaKind, dirs: Sequence[Path]) -> str | None:
+    """Why the local file ``source`` may not be used as ``expected`` media, or None."""
+    return check_file(source, expected, dirs)[0]
+
+
+def _opened_path(fd: int, resolved: str, status: os.stat_result) -> bool:
     """Whether the open file ``fd`` is the file at ``resolved`` (no swap in between)."""
-    proc = Path(f"/proc/self/fd/{fd}")
-    if proc.exists():
-        return Path(os.readlink(proc)) == resolved
+    proc = f"/proc/self/fd/{fd}"
+    if os.path.exists(proc):
+        return os.readlink(proc) == resolved
     try:
         return os.path.samestat(status, os.stat(resolved, follow_symlinks=False))
     except OSError:
@@ -142,7 +169,7 @@ def open_media(source: str, expected: MediaKind, dirs: Sequence[Path]) -> tuple[
     :class:`MediaFileRefused` (and OSError when it cannot be opened).
     """
     resolved = _resolve(source, dirs)
-    if str(resolved) != source:
+    if resolved != source:
         raise MediaFileRefused(
             f"local file {source!r} now resolves elsewhere (a symlink or '..' changed "
             "since the request was checked); render it again with the real path"

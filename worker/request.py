@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from worker.catalogue import MODELS, Model, get_model, known_models
 from worker.errors import InvalidRequest
-from worker.local_media import allowed_dirs, expected_kind, file_problem
+from worker.local_media import allowed_dirs, check_file, expected_kind
 
 __all__ = [
     "MAX_PROMPT_CHARS",
@@ -232,13 +232,14 @@ def validate_request(
             data = {**data, "prompt": ""}  # the rules say when a prompt is needed
         request, problems = _parse(data)
     problems += rules.check(request, check_files=check_files)
+    resolved: dict[str, str] = {}
     if check_files and rules.uploads and request.local_paths():
-        problems += _local_file_problems(request, media_dirs)
+        problems += _local_file_problems(request, media_dirs, resolved)
     if problems:
         raise InvalidRequest(problems)
     request = rules.normalise(request)
     if check_files and request.local_paths():
-        request = request.model_copy(update=_absolute_paths(request))
+        request = request.model_copy(update=_absolute_paths(request, resolved))
     return request
 
 
@@ -446,13 +447,15 @@ def _check_source(kind: str, source: str) -> Problems:
     return []
 
 
-def _local_file_problems(request: RenderRequest, media_dirs: Sequence[Path] | None) -> Problems:
+def _local_file_problems(
+    request: RenderRequest, media_dirs: Sequence[Path] | None, resolved: dict[str, str]
+) -> Problems:
     """Each local file outside the allowed directories, unreadable or of the wrong format."""
     dirs = allowed_dirs() if media_dirs is None else media_dirs
     problems: Problems = []
     for kind, source in request.media():
         if source and not is_url(source):
-            problem = file_problem(source, expected_kind(kind), dirs)
+            problem, resolved[source] = check_file(source, expected_kind(kind), dirs)
             if problem:
                 problems.append((_FIELD_OF_KIND.get(kind, kind), problem))
     return problems
@@ -484,9 +487,11 @@ def _article(kind: str) -> str:
     return "an" if kind[:1] in ("a", "e", "i", "o", "u") else "a"
 
 
-def _absolute_paths(request: RenderRequest) -> dict[str, Any]:
+def _absolute_paths(request: RenderRequest, resolved: Mapping[str, str]) -> dict[str, Any]:
     def fix(source: str) -> str:
-        return source if is_url(source) else str(Path(source).expanduser().resolve())
+        if is_url(source):
+            return source
+        return resolved.get(source) or str(Path(source).expanduser().resolve())
 
     update: dict[str, Any] = {
         "images": tuple(fix(s) for s in request.images),
