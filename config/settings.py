@@ -6,6 +6,7 @@ Keys are :class:`~pydantic.SecretStr`; call ``get_secret_value()`` only at the p
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Iterator
 from functools import lru_cache
@@ -153,6 +154,12 @@ class Settings(BaseSettings):
         Path("./renders"),
         description="Where finished mp4 files go, unless RELAYDANCE_OUTPUT names a bucket; "
         "then the worker's local working directory.",
+    )
+
+    media_dirs: str | None = Field(
+        None,
+        description="Directories local media files may come from, separated by "
+        f"{os.pathsep!r}; unset: the working directory and a local output directory.",
     )
 
     # Output storage: a local directory (the default) or an S3-compatible bucket.
@@ -498,9 +505,13 @@ class Settings(BaseSettings):
         except KeyError:
             known = ", ".join(sorted(self.keys())) or "none"
             raise SettingsError(
-                f"no API key for alias {alias!r} (configured aliases: {known}); set "
+                f"no API key for the job's alias (configured aliases: {known}); set "
                 f"RELAYDANCE_API_KEY for 'default' or add it to RELAYDANCE_API_KEYS"
             ) from None
+
+    def media_directories(self) -> list[Path]:
+        """``RELAYDANCE_MEDIA_DIRS`` as paths (a PATH-like list); empty when unset."""
+        return [Path(p.strip()) for p in (self.media_dirs or "").split(os.pathsep) if p.strip()]
 
     def output_bucket(self) -> tuple[str, str] | None:
         """(bucket, prefix) when clips go to an S3-compatible bucket; None for a directory."""

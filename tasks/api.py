@@ -13,6 +13,7 @@ import redis
 from config.settings import get_settings
 from tasks.canvas import chain_for
 from worker import pipeline
+from worker.aliases import alias_problem
 from worker.engine import Engine, get_engine
 from worker.errors import EnqueueFailed, InvalidRequest
 from worker.jobs import Job, JobState, new_job_id
@@ -57,10 +58,9 @@ def enqueue_render(
     registered on the fleet's app in this process (import the module that defines it).
     """
     settings = get_settings()
-    configured = settings.keys()
-    if configured and key not in configured:
-        known = ", ".join(sorted(configured))
-        raise InvalidRequest([("key", f"unknown key alias {key!r}; configured aliases: {known}")])
+    bad_key = alias_problem(key, settings.keys())
+    if bad_key:  # before anything else reads it: a key given as the alias goes no further
+        raise InvalidRequest([("key", bad_key)])
     valid = validate_request(request, provider=settings.provider_for(key))
     if on_done is not None and not on_done.strip():
         raise InvalidRequest([("on_done", "is empty; give a Celery task name or leave it out")])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Iterator
 
 import pytest
@@ -11,6 +13,11 @@ from simulator.testing import SimulatorProcess
 from tests.s3_server import Bucket, S3Server
 from worker.notify import set_task_registry
 from worker.redis_server import RedisServer
+
+# Tests keep their media files in pytest's temporary directories: allow those (the
+# allow-list's own tests set RELAYDANCE_MEDIA_DIRS or pass media_dirs themselves).
+TEST_MEDIA_DIRS = tempfile.gettempdir()
+os.environ.setdefault("RELAYDANCE_MEDIA_DIRS", TEST_MEDIA_DIRS)
 
 
 class FakeClock:

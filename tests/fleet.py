@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -31,6 +32,7 @@ def fleet_env(*, redis_url: str, sim_url: str, output_dir: Path, **extra: str) -
         "RELAYDANCE_BASE_URL": sim_url,
         "RELAYDANCE_ALLOW_LOCAL_URLS": "true",
         "RELAYDANCE_OUTPUT_DIR": str(output_dir),
+        "RELAYDANCE_MEDIA_DIRS": tempfile.gettempdir(),  # where tests keep media files
         "RELAYDANCE_POLL_FIRST_DELAY": "0.3",
         "RELAYDANCE_POLL_INTERVAL_MIN": "0.2",
         "RELAYDANCE_POLL_INTERVAL_MAX": "0.5",
@@ -60,6 +62,7 @@ def webhook_env(
         "RELAYDANCE_POLL_INTERVAL_MIN": "0.3",
         "RELAYDANCE_POLL_INTERVAL_MAX": "1",
         "RELAYDANCE_OUTPUT_DIR": str(output_dir),
+        "RELAYDANCE_MEDIA_DIRS": tempfile.gettempdir(),
     }
 
 

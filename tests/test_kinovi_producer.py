@@ -141,7 +141,7 @@ def test_every_refused_kinovi_request_stops_before_the_provider_and_the_queue(
      (["--key", "kin", "--model", "seedance-20", "--image", "/tmp/cat.png"],
       "Kinovi has no upload endpoint"),
      (["--key", "kin", "--model", "seedance-20", "--seconds", "20"], "use 4 to 15"),
-     (["--key", "nobody", "--model", "seedance-20"], "unknown key alias 'nobody'")],
+     (["--key", "nobody", "--model", "seedance-20"], "the alias given is not configured")],
 )  # fmt: skip
 def test_the_cli_refuses_what_the_aliass_provider_does_not_take_with_exit_2(
     env: dict[str, str], sim: SimulatorProcess, args: list[str], words: str

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from config.settings import SettingsError, get_settings
+from worker.aliases import alias_problem
 from worker.cli_errors import die
 from worker.dialects import get_dialect
 from worker.providers import provider_names, rules_for
@@ -27,12 +28,9 @@ def provider_of(key: str) -> str:
         settings = get_settings()
     except SettingsError as exc:
         die(str(exc))
-    configured = settings.keys()
-    if configured and key not in configured:
-        die(
-            f"unknown key alias {key!r}; configured aliases: {', '.join(sorted(configured))}",
-            ["set RELAYDANCE_API_KEYS, or pick one of them with --key"],
-        )
+    problem = alias_problem(key, settings.keys())
+    if problem:
+        die(f"--key: {problem}", ["set RELAYDANCE_API_KEYS, or pick one of them with --key"])
     return settings.provider_for(key)
 
 

@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, BinaryIO
 
 import httpx
 from pydantic import SecretStr
@@ -190,12 +190,22 @@ class ApiClient:
             return task
         return dataclasses.replace(task, retry_after=hint)
 
-    def upload(self, path: Path, *, api_key: SecretStr, content_type: str | None = None) -> str:
-        """Upload a local file (multipart field ``file``, streamed) and return its url."""
+    def upload(
+        self,
+        path: Path,
+        *,
+        api_key: SecretStr,
+        content_type: str | None = None,
+        handle: BinaryIO | None = None,
+    ) -> str:
+        """Upload a local file (multipart field ``file``, streamed) and return its url.
+
+        ``handle`` is the file already opened (and checked) by the caller; it is closed here.
+        """
         path = Path(path)
         content_type = content_type or mimetypes.guess_type(path.name)[0]
         try:
-            handle = path.open("rb")
+            handle = handle or path.open("rb")
         except OSError as exc:
             raise InvalidRequest(
                 [(str(path), f"cannot read the file to upload ({exc.strerror or exc})")]

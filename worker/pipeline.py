@@ -22,9 +22,10 @@ from worker.delivery import download, finish
 from worker.engine import Engine
 from worker.errors import PermanentError, TransientError
 from worker.jobs import JobState
+from worker.local_media import MediaFileRefused, allowed_dirs, expected_kind, open_media
 from worker.notify import notify_final
 from worker.remote import apply_remote
-from worker.request import RenderRequest
+from worker.request import RenderRequest, is_url
 from worker.steps import (
     NEXT,
     Outcome,
@@ -66,14 +67,20 @@ def prepare(engine: Engine, job_id: str, *, seq: int, attempt: int = 0) -> Outco
         key = api_key(engine, job)
     except SettingsError as exc:
         return fail(engine, job, "unknown_key", str(exc))
-    for path in request.local_paths():
-        if path in urls:
+    dirs = allowed_dirs(engine.settings)
+    for kind, path in request.media():
+        if is_url(path) or path in urls:
             continue
         wait = engine.limits.throttle(job.alias, rate=engine.settings.rate_for(job.alias))
         if wait > 0:
             return again(wait, attempt=attempt)
         try:
-            urls[path] = engine.client_for(job.alias).upload(Path(path), api_key=key)
+            # Checked again here, by this worker's allow-list, on the handle it uploads.
+            handle, mime = open_media(path, expected_kind(kind), dirs)
+            client = engine.client_for(job.alias)
+            urls[path] = client.upload(Path(path), api_key=key, content_type=mime, handle=handle)
+        except MediaFileRefused as exc:
+            return fail(engine, job, "file_refused", f"{_field(kind)}: {exc}")
         except TransientError as exc:
             return transient(engine, job, exc, attempt)
         except PermanentError as exc:
@@ -85,6 +92,10 @@ def prepare(engine: Engine, job_id: str, *, seq: int, attempt: int = 0) -> Outco
         )
         log_transition(job, "uploaded", file=Path(path).name)
     return NEXT
+
+
+def _field(kind: str) -> str:
+    return {"image": "images", "video": "videos"}.get(kind, kind)
 
 
 def poll(engine: Engine, job_id: str, *, seq: int, n: int = 0, attempt: int = 0) -> Outcome:

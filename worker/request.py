@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from worker.catalogue import MODELS, Model, get_model, known_models
 from worker.errors import InvalidRequest
-from worker.media import MediaKind, sniff_file
+from worker.local_media import allowed_dirs, check_file, expected_kind
 
 __all__ = [
     "MAX_PROMPT_CHARS",
@@ -63,6 +63,7 @@ _TYPE_HINTS = {
 }
 
 Problems = list[tuple[str, str]]
+_TOO_LONG = 10**6  # seconds: any length of clip is far below
 
 
 def is_url(source: str) -> bool:
@@ -104,7 +105,10 @@ class RenderRequest(BaseModel):
         if isinstance(value, str):
             text = value.strip()
             if text.isascii() and text.isdigit():
-                return int(text)
+                value = int(text) if len(text) <= 6 else _TOO_LONG
+        if isinstance(value, int) and not -_TOO_LONG < value < _TOO_LONG:
+            # A huge number is no length; echoing it would flood the error (or fail to print).
+            raise ValueError("has far too many digits")
         return value
 
     @field_validator("images", "videos", "audio", mode="before")
@@ -210,11 +214,13 @@ def validate_request(
     *,
     provider: str = "relaydance",
     check_files: bool = True,
+    media_dirs: Sequence[Path] | None = None,
 ) -> RenderRequest:
     """Parse a render request and check it by ``provider``'s rules (the key alias's).
 
-    Raises :class:`InvalidRequest` listing every problem; returns the request normalised
-    for that provider.
+    Local files must lie inside ``media_dirs`` (default: ``RELAYDANCE_MEDIA_DIRS``, see
+    :mod:`worker.local_media`). Raises :class:`InvalidRequest` listing every problem;
+    returns the request normalised for that provider.
     """
     from worker.providers import rules_for  # the providers import this module
 
@@ -226,11 +232,14 @@ def validate_request(
             data = {**data, "prompt": ""}  # the rules say when a prompt is needed
         request, problems = _parse(data)
     problems += rules.check(request, check_files=check_files)
+    resolved: dict[str, str] = {}
+    if check_files and rules.uploads and request.local_paths():
+        problems += _local_file_problems(request, media_dirs, resolved)
     if problems:
         raise InvalidRequest(problems)
     request = rules.normalise(request)
     if check_files and request.local_paths():
-        request = request.model_copy(update=_absolute_paths(request))
+        request = request.model_copy(update=_absolute_paths(request, resolved))
     return request
 
 
@@ -303,7 +312,7 @@ def _check(request: RenderRequest, *, check_files: bool) -> Problems:
         problems += _check_media_counts(request, model)
     problems += _check_references(request)
     for kind, source in request.media():
-        problems += _check_source(kind, source, check_files=check_files)
+        problems += _check_source(kind, source)
     return problems
 
 
@@ -428,17 +437,28 @@ def _check_references(request: RenderRequest) -> Problems:
     return problems
 
 
-def _check_source(kind: str, source: str, *, check_files: bool) -> Problems:
+def _check_source(kind: str, source: str) -> Problems:
     field = _FIELD_OF_KIND.get(kind, kind)
-    expected: MediaKind = "image" if kind in ("image", "first_frame", "last_frame") else kind  # type: ignore[assignment]
     if not source:
         return [(field, "an entry is empty; give a URL or a file path")]
     if is_url(source):
         problem = url_problem(source)
         return [(field, problem)] if problem else []
-    if not check_files:
-        return []
-    return _file_problems(field, source, expected)
+    return []
+
+
+def _local_file_problems(
+    request: RenderRequest, media_dirs: Sequence[Path] | None, resolved: dict[str, str]
+) -> Problems:
+    """Each local file outside the allowed directories, unreadable or of the wrong format."""
+    dirs = allowed_dirs() if media_dirs is None else media_dirs
+    problems: Problems = []
+    for kind, source in request.media():
+        if source and not is_url(source):
+            problem, resolved[source] = check_file(source, expected_kind(kind), dirs)
+            if problem:
+                problems.append((_FIELD_OF_KIND.get(kind, kind), problem))
+    return problems
 
 
 def url_problem(source: str) -> str | None:
@@ -463,31 +483,15 @@ def url_problem(source: str) -> str | None:
     return None
 
 
-def _file_problems(field: str, source: str, expected: MediaKind) -> Problems:
-    try:
-        path = Path(source).expanduser()
-    except RuntimeError:  # "~user/..." for a user with no home directory
-        return [(field, f"local file {source!r}: unknown home directory; give a full path")]
-    if not path.is_file():
-        what = "is a directory, not a file" if path.is_dir() else "does not exist"
-        return [(field, f"local file {source!r} {what}; check the path")]
-    try:
-        found = sniff_file(path)
-    except OSError as exc:
-        return [(field, f"local file {source!r} cannot be read ({exc.strerror}); check it")]
-    if found != expected:
-        what = f"{_article(found)} {found} file" if found else "not a recognised media file"
-        return [(field, f"{source!r} is {what}; give {_article(expected)} {expected} file")]
-    return []
-
-
 def _article(kind: str) -> str:
     return "an" if kind[:1] in ("a", "e", "i", "o", "u") else "a"
 
 
-def _absolute_paths(request: RenderRequest) -> dict[str, Any]:
+def _absolute_paths(request: RenderRequest, resolved: Mapping[str, str]) -> dict[str, Any]:
     def fix(source: str) -> str:
-        return source if is_url(source) else str(Path(source).expanduser().resolve())
+        if is_url(source):
+            return source
+        return resolved.get(source) or str(Path(source).expanduser().resolve())
 
     update: dict[str, Any] = {
         "images": tuple(fix(s) for s in request.images),

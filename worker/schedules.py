@@ -26,6 +26,7 @@ from typing import Any
 from celery import Celery
 from celery.schedules import crontab
 
+from worker.aliases import alias_problem
 from worker.batch.budget import from_micros, to_micros
 from worker.batch.parse import ParsedBatch, parse_records
 from worker.batch.plan import InvalidBatch
@@ -33,6 +34,7 @@ from worker.batch.service import Batches
 from worker.engine import Engine
 from worker.errors import InvalidRequest
 from worker.jobs import PREFIX
+from worker.local_media import allowed_dirs
 
 __all__ = [
     "SCHEDULE_TASK",
@@ -186,10 +188,9 @@ class Schedules:
         problems: list[tuple[str, str]] = []
         if not _NAME.match(name):
             problems.append(("name", f"{name!r}: use letters, digits, - and _ (at most 64)"))
-        configured = self.engine.settings.keys()
-        if configured and key not in configured:
-            known = ", ".join(sorted(configured))
-            problems.append(("key", f"unknown key alias {key!r}; configured aliases: {known}"))
+        bad_key = alias_problem(key, self.engine.settings.keys())
+        if bad_key:
+            problems.append(("key", bad_key))
         if budget is not None and not budget >= 0:
             problems.append(("budget", f"{budget} is negative; give USD >= 0"))
         if problems:
@@ -296,14 +297,16 @@ class Schedules:
         parsed = parse_records(
             [(line, request) for line, request in json.loads(data["lines"])],
             numbered=True,
-            check_files=False,
+            # The same file checks as the command line, by this worker's allow-list.
+            media_dirs=allowed_dirs(self.engine.settings),
             source=data.get("source", name),
             key=data["alias"],
         )
-        if parsed.invalid:  # the catalogue changed since the schedule was added
+        if parsed.invalid:  # the catalogue or a file changed since the schedule was added
             logger.warning(
-                "schedule %s: %d lines no longer valid; skipped", name, len(parsed.invalid)
-            )
+                "schedule %s: %d lines no longer valid; skipped: %s",
+                name, len(parsed.invalid), "; ".join(parsed.messages()),
+            )  # fmt: skip
         budget = data.get("budget_micros")
         try:
             submission = Batches(self.engine).submit(

@@ -3,7 +3,8 @@ cancel and resume it, and report on it line by line.
 
 ::
 
-    parse.py    JSON Lines / CSV files -> checked lines (every bad line reported at once)
+    parse.py    JSON Lines / CSV text -> checked lines (every bad line reported at once)
+    reading.py  batch files read as a stream within caps (size, line length, lines)
     plan.py     checked lines -> distinct requests by content fingerprint, with costs
     budget.py   atomic reservations in Redis (Lua), in micro-dollars
     store.py    the batch's Redis keys
@@ -22,9 +23,9 @@ from worker.batch.parse import (
     ParsedBatch,
     parse_records,
     parse_text,
-    read_batch_file,
 )
 from worker.batch.plan import BatchPlan, InvalidBatch, content_fingerprint, plan_batch
+from worker.batch.reading import read_batch_file
 from worker.batch.report import ReportRow, batch_report, progress_line, render_report
 from worker.batch.service import JOB_DONE_TASK, Batches
 from worker.batch.status import BatchStatus, Submission

@@ -6,7 +6,9 @@ billed, not_billed: what the provider may have charged), error, note, key (the a
 rendered it), actual_cost (what the provider said it charged, when it says: Kinovi's
 ``creditsUsed``); the last two come last so that earlier columns keep their places. A
 request that several lines repeat is priced on its first line only (the others say ``same
-request as line N``); a reused render costs nothing here.
+request as line N``); a reused render costs nothing here. Text cells that a spreadsheet
+would run as a formula (starting ``=``, ``+``, ``-``, ``@``, tab or CR: a field name from
+the batch file can) get a leading ``'``.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ __all__ = ["COLUMNS", "ReportRow", "batch_report", "progress_line", "render_repo
 
 COLUMNS = ("line", "job_id", "state", "output_path", "output_uri", "sha256", "seconds",
            "estimated_cost", "billing", "error", "note", "key", "actual_cost")  # fmt: skip
+# Cells starting with these are formulas (or become one) in Excel, LibreOffice and Sheets.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 _JOB_FIELDS = ["output_path", "output_uri", "sha256", "error_code", "error_message", "billing",
                "orphans", "actual_cost"]  # fmt: skip
 
@@ -146,8 +150,17 @@ def render_report(
     writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: ("" if v is None else v) for k, v in asdict(row).items()})
+        writer.writerow({k: _cell(v) for k, v in asdict(row).items()})
     return out.getvalue()
+
+
+def _cell(value: Any) -> Any:
+    """A CSV cell a spreadsheet shows as text, never runs as a formula (OWASP's advice)."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return value
 
 
 def _duration(seconds: float | None) -> str:

@@ -16,6 +16,7 @@ import re
 import time
 import uuid
 
+from worker.aliases import alias_problem
 from worker.batch.budget import Claim, Settlement, from_micros, to_micros
 from worker.batch.parse import ParsedBatch
 from worker.batch.plan import BatchPlan, InvalidBatch, plan_batch
@@ -142,10 +143,9 @@ class Batches(BatchTracker):
         self, *, key: str | None, budget: float | None, name: str | None, on_done: str | None
     ) -> None:
         problems: list[tuple[str, str]] = []
-        configured = self.engine.settings.keys()
-        if key is not None and configured and key not in configured:
-            known = ", ".join(sorted(configured))
-            problems.append(("key", f"unknown key alias {key!r}; configured aliases: {known}"))
+        bad_key = None if key is None else alias_problem(key, self.engine.settings.keys())
+        if bad_key:
+            problems.append(("key", bad_key))
         if budget is not None and not budget >= 0:
             problems.append(("budget", f"{budget} is negative; give USD >= 0, e.g. 25"))
         if name is not None and not _NAME.match(name):

@@ -141,7 +141,8 @@ def registry_key(prefix: str) -> str:
 def check_alias(alias: str) -> str:
     """The alias, if it is safe inside a key name; else ValueError."""
     if not _ALIAS.match(alias):
-        raise ValueError(f"key alias must be 1-100 letters, digits, '.', '-' or '_': {alias!r}")
+        # Not echoed: a string that is no alias may be a key.
+        raise ValueError("key alias must be 1-100 letters, digits, '.', '-' or '_'")
     return alias
 
 
