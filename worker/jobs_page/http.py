@@ -22,7 +22,7 @@ __all__ = [
 MAX_FORM_BYTES = 16 * 1024  # the forms post a token and a confirmation, nothing more
 
 # No script, style or media from anywhere else; nothing may frame the page; links leave
-# no referrer behind (a presigned clip URL must not travel in a Referer header).
+# no referrer outside the site (with "no-referrer" a browser posts "Origin: null").
 _CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; "
@@ -85,7 +85,7 @@ def security_headers(*, media_origin: str = "") -> list[tuple[str, str]]:
         ("Cache-Control", "no-store"),
         ("X-Content-Type-Options", "nosniff"),
         ("X-Frame-Options", "DENY"),
-        ("Referrer-Policy", "no-referrer"),
+        ("Referrer-Policy", "same-origin"),
         ("Content-Security-Policy", _CSP.format(media=f" {media_origin}" if media_origin else "")),
     ]
 
