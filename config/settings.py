@@ -280,6 +280,16 @@ class Settings(BaseSettings):
         "fails; turn off where workers cannot reach the public URL.",
     )
 
+    # The jobs page (served by `relaydance web` under its prefix).
+    ui_prefix: str = Field("/ui", description="Path prefix of the jobs page; empty turns it off.")
+    ui_token: SecretStr | None = Field(
+        None, description="Token that opens the jobs page (sign-in form or Bearer header)."
+    )
+    ui_user: str | None = Field(None, description="Basic-auth user of the jobs page.")
+    ui_password: SecretStr | None = Field(
+        None, description="Basic-auth password of the jobs page (with RELAYDANCE_UI_USER)."
+    )
+
     # Jobs and tasks.
     job_retention_seconds: int = Field(
         7 * 24 * 3600, gt=0, description="Finished jobs expire after this long."
@@ -352,7 +362,9 @@ class Settings(BaseSettings):
                 ) from None
         return value
 
-    @field_validator("api_key", "webhook_secret", "metrics_token", mode="before")
+    @field_validator(
+        "api_key", "webhook_secret", "metrics_token", "ui_token", "ui_password", mode="before"
+    )
     @classmethod
     def _strip_secret(cls, value: Any) -> Any:
         # A key read from a file often ends in a newline, which no HTTP header may carry.
@@ -454,6 +466,8 @@ class Settings(BaseSettings):
             raise ValueError(
                 "RELAYDANCE_POLL_INTERVAL_MIN must not exceed RELAYDANCE_POLL_INTERVAL_MAX"
             )
+        if bool(self.ui_user) != bool(self.ui_password and self.ui_password.get_secret_value()):
+            raise ValueError("RELAYDANCE_UI_USER and RELAYDANCE_UI_PASSWORD go together; set both")
         if self.webhook_base_url and not self.webhook_secret:
             raise ValueError(
                 "RELAYDANCE_WEBHOOK_SECRET is required when RELAYDANCE_WEBHOOK_BASE_URL is set"

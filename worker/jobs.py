@@ -16,7 +16,10 @@ finds the job past its step changes nothing. Claims only move forward: a step cl
 job with a number (its message's seq and attempt) that must exceed the last claim, so an
 older message never performs the side effect. Non-final jobs sit in a sorted set scored
 by the time their next step is due (the sweeper reads it) and in one set per state (for
-listings). Final jobs expire after the retention period.
+listings). Final jobs expire after the retention period. Every job is also in sorted sets
+scored by creation time (all jobs; by alias, model and batch), written with the record, so
+the jobs page pages through thousands without a scan; an entry outlives its record by at
+most a retention period and readers skip (and drop) entries whose record has expired.
 
 ``billing`` follows what the provider may have charged: ``none`` (nothing reached it),
 ``pending`` (a POST is in flight), ``unknown`` (it may have created a task), ``billed`` (it
@@ -263,6 +266,7 @@ class JobStore:
         self.active_key = f"{PREFIX}:jobs:active"
         self.counts_key = f"{PREFIX}:jobs:counts"
         self.state_prefix = f"{PREFIX}:jobs:in:"
+        self.created_key = f"{PREFIX}:jobs:created"
 
     def key(self, job_id: str) -> str:
         """The Redis key of a job's hash."""
@@ -334,6 +338,26 @@ class JobStore:
         pipe.zadd(self.active_key, {job_id: due})
         pipe.hincrby(self.counts_key, JobState.QUEUED.value, 1)
         pipe.sadd(self.state_prefix + JobState.QUEUED.value, job_id)
+        self._queue_index(pipe, job_id, fields)
+
+    def created_index(self, kind: str = "", value: str = "") -> str:
+        """The creation-time index of every job, or of one ``alias``, ``model`` or ``batch``."""
+        return f"{self.created_key}:{kind}:{value}" if kind else self.created_key
+
+    def _queue_index(
+        self, pipe: redis.client.Pipeline, job_id: str, fields: Mapping[Any, Any]
+    ) -> None:
+        # Trimmed at two retention periods: a job's record expires one retention after it
+        # ends, and jobs end long before a retention period passes (or sit in a state set).
+        created, horizon = float(fields["created_at"]), 2 * self._retention
+        pipe.zadd(self.created_key, {job_id: created})
+        pipe.zremrangebyscore(self.created_key, "-inf", created - horizon)
+        model = json.loads(fields["request"]).get("model")
+        batch = str(fields.get("batch", "")).partition(":")[0]
+        for kind, value in (("alias", fields["alias"]), ("model", model), ("batch", batch)):
+            if value:
+                pipe.zadd(self.created_index(kind, str(value)), {job_id: created})
+                pipe.expire(self.created_index(kind, str(value)), horizon)
 
     def create_render(
         self,

@@ -8,7 +8,8 @@ to a request bearing ``RELAYDANCE_METRICS_TOKEN`` (404 otherwise: the receiver i
 (:func:`worker.metrics.start_metrics_listener`), where Prometheus scrapes. The handler is
 synchronous (one Redis read, one broker publish), so it runs in the thread pool and the
 event loop stays free. The access log is off: request
-paths carry callback tokens, which must not reach a log.
+paths carry callback tokens, which must not reach a log. The jobs page
+(:mod:`worker.jobs_page`) is mounted under ``RELAYDANCE_UI_PREFIX`` (``/ui``).
 """
 
 from __future__ import annotations
@@ -22,10 +23,11 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from config.settings import get_settings
 from worker.engine import Engine, get_engine
+from worker.jobs_page import Credentials, JobsPage, asgi_app, is_loopback_host
 from worker.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from worker.metrics import bearer_allows, render_metrics, start_metrics_listener
 from worker.webhooks import MAX_BODY_BYTES, handle_webhook, receiver_health
@@ -57,10 +59,12 @@ def default_prefix() -> str:
 
 
 def create_web_app(
-    *, engine: Callable[[], Engine] = get_engine, prefix: str | None = None
-) -> Starlette:
+    *, engine: Callable[[], Engine] = get_engine, prefix: str | None = None,
+    ui_loopback: bool = False,
+) -> Starlette:  # fmt: skip
     """The webhook receiver as an ASGI app, routes under ``prefix`` (default: see
-    :func:`default_prefix`; pass it when a proxy in front rewrites paths)."""
+    :func:`default_prefix`; pass it when a proxy in front rewrites paths), and the jobs
+    page, open without credentials only when ``ui_loopback`` (the server binds loopback)."""
 
     async def webhook(request: Request) -> JSONResponse:
         body = await read_limited(request)
@@ -87,8 +91,12 @@ def create_web_app(
 
     prefix = prefix if prefix is not None else default_prefix()
     prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
+    ui_root = "/" + get_settings().ui_prefix.strip("/")
+    credentials = Credentials.from_settings(get_settings(), loopback_bind=ui_loopback)
+    page = JobsPage(credentials, engine=engine)
     return Starlette(
         routes=[
+            *([Mount(ui_root, app=asgi_app(page, root=ui_root))] if ui_root != "/" else []),
             Route(prefix + "/{job_id}/{token}", webhook, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             *([Route(prefix + "/healthz", healthz, methods=["GET"])] if prefix else []),
@@ -101,6 +109,20 @@ def _handle(
     engine: Callable[[], Engine], job_id: str, token: str, body: bytes, content_type: str
 ) -> tuple[int, dict[str, object]]:
     return handle_webhook(job_id, token, body, content_type, engine=engine())
+
+
+def _log_ui(host: str, port: int) -> None:
+    settings = get_settings()
+    if not settings.ui_prefix.strip("/"):
+        return
+    creds = Credentials.from_settings(settings, loopback_bind=is_loopback_host(host))
+    if not creds.configured and not creds.open_on_loopback:
+        logger.warning(
+            "the jobs page refuses every request: %s is not a loopback address; set "
+            "RELAYDANCE_UI_TOKEN (or RELAYDANCE_UI_USER and RELAYDANCE_UI_PASSWORD)",
+            host,
+        )
+    logger.info("jobs page on http://%s:%d/%s/", host, port, settings.ui_prefix.strip("/"))
 
 
 def serve(
@@ -130,9 +152,10 @@ def serve(
         logger.warning("RELAYDANCE_WEBHOOK_SECRET is not set: every webhook is answered 404")
     start_metrics_listener(settings, get_engine)
     logger.info("webhook receiver on http://%s:%d%s", host, port, prefix or default_prefix())
+    _log_ui(host, port)
     if workers > 1:
         if prefix is not None:
             raise ValueError("with several workers the prefix comes from the webhook base URL")
         uvicorn.run("worker.web:create_web_app", factory=True, workers=workers, **options)
     else:
-        uvicorn.run(create_web_app(prefix=prefix), **options)
+        uvicorn.run(create_web_app(prefix=prefix, ui_loopback=is_loopback_host(host)), **options)

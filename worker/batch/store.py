@@ -10,6 +10,8 @@ Keys (all expire after the job retention period, renewed on every write)::
     rd:batch:<id>:busy     zset   submitters enqueueing now, scored by lease expiry
     rd:batchname:<name>    string the batch id of a name (creation by name is idempotent)
     rd:reuse:<alias>:<fp>  string the job id of a finished render of that content
+    rd:batches:created     zset   batch id -> creation time (the jobs page lists from it;
+                                  trimmed at two retention periods)
 
 An item is a distinct request (by content fingerprint and key alias); duplicate lines
 share one item and so one job. A line's ``key`` column names its own alias (and so its
@@ -111,6 +113,11 @@ class BatchStore:
         """The Redis key of a batch's hash, or of one of its parts (items, jobs, final)."""
         return f"{PREFIX}:batch:{batch_id}" + (f":{part}" if part else "")
 
+    @property
+    def created_key(self) -> str:
+        """The index of every batch by creation time."""
+        return f"{PREFIX}:batches:created"
+
     def name_key(self, name: str) -> str:
         """The key that maps a batch name to its id."""
         return f"{PREFIX}:batchname:{name}"
@@ -169,6 +176,8 @@ class BatchStore:
             )
         for key in self._keys(batch_id)[:2]:
             pipe.expire(key, self.retention)
+        pipe.zadd(self.created_key, {batch_id: now})
+        pipe.zremrangebyscore(self.created_key, "-inf", now - 2 * self.retention)
         pipe.execute()
         if not name:
             return batch_id, True
@@ -180,6 +189,7 @@ class BatchStore:
         )
         if winner != batch_id:
             self.redis.delete(*self._keys(batch_id))
+            self.redis.zrem(self.created_key, batch_id)
             return winner, False
         return batch_id, True
 

@@ -1,0 +1,251 @@
+"""The jobs page in headless Chromium, against a real worker, redis-server and simulator.
+
+A batch is enqueued and its page watched (through the page's own polling) until it reaches
+100 %; a finished job's ``<video>`` loads the mp4 (and a range request is answered 206);
+the job list is filtered; a queued job is canceled through the confirmation page.
+
+Skipped only when Chromium or its driver is not installed (``apt-get install chromium
+chromium-driver``; ``.ci/run`` does it). Screenshots go to a temporary directory, or to
+``docs/img/`` with ``RELAYDANCE_UPDATE_SCREENSHOTS=1``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from simulator.testing import SimulatorProcess
+from tests.fleet import ROOT, Fleet, fleet_env, point_this_process_at, wait_for
+from worker.redis_server import RedisServer
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+DRIVER = shutil.which("chromedriver")
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(
+        CHROMIUM is None or DRIVER is None,
+        reason="needs Chromium and chromedriver: apt-get install chromium chromium-driver",
+    ),
+]
+TOKEN = "browser-test-token"
+MODEL = "doubao-seedance-2-0-fast-260128"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Stack:
+    env: dict[str, str]
+    base: str  # http://127.0.0.1:PORT/ui
+    shots: Path
+
+
+@pytest.fixture(scope="module")
+def stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    tmp = tmp_path_factory.mktemp("jobs-page")
+    port = free_port()
+    update = os.environ.get("RELAYDANCE_UPDATE_SCREENSHOTS") == "1"
+    shots = ROOT / "docs" / "img" if update else tmp / "shots"
+    shots.mkdir(exist_ok=True)
+    # The simulator takes 3 tasks at a time, the fleet sends up to 10: real 429s for the chart.
+    with SimulatorProcess(gen_time_mean=0.4, gen_time_jitter=0.2, concurrency_cap=3) as sim:
+        env = fleet_env(redis_url=redis_server.url, sim_url=sim.url, output_dir=tmp / "out",
+                        RELAYDANCE_UI_TOKEN=TOKEN,
+                        RELAYDANCE_REQUESTS_PER_SECOND="1000")  # fmt: skip
+        fleet = Fleet(env, tmp, includes=["tasks.batches"]).start()
+        web = subprocess.Popen(
+            [sys.executable, "-c",
+             f"from worker.web import serve; serve('127.0.0.1', {port}, log_level='warning')"],
+            env={**{k: v for k, v in os.environ.items() if not k.startswith("RELAYDANCE_")},
+                 **env}, cwd=ROOT, stdout=(tmp / "web.log").open("wb"), stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            wait_for(lambda: _answers(f"http://127.0.0.1:{port}/healthz"), what="relaydance web")
+            yield Stack(env, f"http://127.0.0.1:{port}/ui", shots)
+        finally:
+            web.terminate()
+            web.wait(timeout=15)
+            fleet.stop()
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1.0).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def browser(stack: Stack) -> Iterator[Any]:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu",
+                "--disable-background-networking", "--window-size=1360,900",
+                "--disable-dev-shm-usage"):  # fmt: skip
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(str(DRIVER)), options=options)
+    driver.set_page_load_timeout(30)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.fixture
+def live(stack: Stack, browser: Any, monkeypatch: pytest.MonkeyPatch) -> Stack:
+    point_this_process_at(stack.env, monkeypatch)
+    return stack
+
+
+def text(browser: Any, css: str) -> str | None:
+    """An element's text, read in one step: the live part may be replaced at any moment."""
+    return browser.execute_script(  # type: ignore[no-any-return]
+        "const e = document.querySelector(arguments[0]); return e ? e.textContent.trim() : null;",
+        css,
+    )
+
+
+def listed(browser: Any) -> list[tuple[str, str]]:
+    """(job id, state) of each row of the job list, read in one step."""
+    rows = browser.execute_script(
+        "return Array.from(document.querySelectorAll('#jobs-table tr[data-job]'))"
+        ".map(r => [r.dataset.job, r.dataset.state]);"
+    )
+    return [(job, state) for job, state in rows]
+
+
+def sign_in(browser: Any, stack: Stack) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser.get(stack.base + "/jobs")
+    if not browser.find_elements(By.ID, "token"):
+        return  # the session cookie from an earlier test
+    browser.find_element(By.ID, "token").send_keys(TOKEN)
+    browser.find_element(By.ID, "signin").click()
+    wait_for(
+        lambda: browser.find_elements(By.ID, "jobs-table"),
+        what="the jobs list after signing in: " + browser.page_source[:500],
+    )
+
+
+def test_a_batch_reaches_100_percent_and_its_finished_clip_plays(live: Stack, browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    from tasks.batches import enqueue_batch
+
+    sign_in(browser, live)
+    lines = [{"model": MODEL, "prompt": f"harbour at dawn, shot {i}", "seconds": 5}
+             for i in range(12)]  # fmt: skip
+    batch = enqueue_batch(lines, name="tonight", budget=20.0)
+    browser.get(f"{live.base}/batches/{batch.batch_id}")
+    # The page is not reloaded: its script fetches the live part every few seconds.
+    wait_for(lambda: text(browser, "#percent") == "100 %", timeout=90,
+             what="the batch page to show 100 %")  # fmt: skip
+    assert text(browser, '[data-group="done"]') == "12"
+    assert text(browser, "#finished") == "finished"
+    browser.save_screenshot(str(live.shots / "batch.png"))
+    browser.get(f"{live.base}/batches")
+    browser.save_screenshot(str(live.shots / "batches.png"))
+
+    browser.get(f"{live.base}/jobs?batch={batch.batch_id}&state=done")
+    rows = listed(browser)
+    assert len(rows) == 12 and {state for _, state in rows} == {"done"}
+    browser.get(f"{live.base}/jobs/{rows[0][0]}")
+    video = wait_for(lambda: browser.find_elements(By.ID, "clip"), what="the video element")[0]
+    state = wait_for(
+        lambda: browser.execute_script(
+            "const v = arguments[0]; return v.error ? 'error ' + v.error.code :"
+            " (v.readyState >= 1 ? 'ready' : '');", video),
+        timeout=20, what="the video to load its metadata",
+    )  # fmt: skip
+    assert state == "ready"
+    probe = browser.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "fetch(arguments[0].currentSrc, {headers: {Range: 'bytes=0-11'}})"
+        ".then(r => r.arrayBuffer().then(b => done([r.status, r.headers.get('Content-Range'),"
+        " Array.from(new Uint8Array(b))])));", video,
+    )  # fmt: skip
+    status, content_range, head = probe
+    assert status == 206 and content_range.startswith("bytes 0-11/")
+    assert bytes(head[4:8]) == b"ftyp"
+    assert "done" in (text(browser, "#timeline") or "")
+    browser.save_screenshot(str(live.shots / "job.png"))
+
+
+def test_the_job_list_filters_by_state_and_prompt(live: Stack, browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    from tasks import enqueue_render, wait
+
+    sign_in(browser, live)
+    job_id = enqueue_render({"model": MODEL, "prompt": "a lighthouse in fog", "seconds": 5})
+    wait(job_id, timeout=60)
+    browser.get(f"{live.base}/jobs")
+    Select(browser.find_element(By.ID, "f-state")).select_by_value("done")
+    browser.find_element(By.ID, "f-q").send_keys("lighthouse")
+    browser.find_element(By.ID, "f-apply").click()
+    wait_for(lambda: "q=lighthouse" in browser.current_url, what="the filtered list")
+    assert listed(browser) == [(job_id, "done")]
+    browser.get(f"{live.base}/jobs")
+    browser.save_screenshot(str(live.shots / "jobs.png"))
+
+
+def test_a_queued_job_is_canceled_from_its_page_through_the_confirmation(
+    live: Stack, browser: Any
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    from worker.engine import get_engine
+    from worker.jobs import JobState
+    from worker.request import validate_request
+
+    sign_in(browser, live)
+    engine = get_engine()
+    # A job recorded but not yet sent: it stays queued while the page looks at it.
+    request = validate_request({"model": MODEL, "prompt": "cancel me", "seconds": 5})
+    job_id = engine.store.create_render(request, alias="default", due_in=600)
+    browser.get(f"{live.base}/jobs/{job_id}")
+    assert text(browser, "#job-state") == "queued"
+    browser.find_element(By.ID, "cancel").click()
+    assert "nothing is billed" in browser.page_source
+    job = engine.store.get(job_id)
+    assert job is not None and job.state is JobState.QUEUED  # the confirmation asked first
+    browser.find_element(By.ID, "confirm").click()
+    wait_for(lambda: browser.find_elements(By.ID, "notice"), what="the notice")
+    assert text(browser, "#job-state") == "canceled"
+    job = engine.store.get(job_id)
+    assert job is not None and job.state is JobState.CANCELED
+
+
+def test_the_keys_page_shows_limits_and_the_429s_drawn(live: Stack, browser: Any) -> None:
+
+    sign_in(browser, live)
+    browser.get(f"{live.base}/keys")
+    cells, bars = browser.execute_script(
+        "const r = document.querySelector('tr[data-alias=\"default\"]');"
+        "return [Array.from(r.cells).map(c => c.textContent.trim()),"
+        " r.querySelectorAll('svg.chart rect.r429').length];"
+    )
+    assert cells[1] == "relaydance" and cells[2] == "10"
+    # The 12-clip batch met the simulator's cap of 3: its 429s are counted and drawn.
+    assert int(cells[7]) > 0 and bars > 0
+    assert MODEL in (text(browser, "table.timing") or "")
+    browser.save_screenshot(str(live.shots / "keys.png"))
