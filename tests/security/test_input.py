@@ -358,7 +358,7 @@ def test_hostile_input_is_refused_before_anything_is_spent_or_stored(
 
 
 def test_every_row_is_hostile_and_counted() -> None:
-    # docs/security-input.md states this count; a new row must be added there too.
+    # docs/security.md states this count; a new row must be added there too.
     assert len(ROWS) == 27
 
 
