@@ -32,7 +32,7 @@ TOKEN = "bench-token"
 
 def fill(engine: Any, count: int) -> list[str]:
     """``count`` jobs in mixed states and two aliases, oldest first."""
-    from worker.request import validate_request
+    from worker.validation import validate_request
 
     base = validate_request({"model": MODEL, "prompt": "x", "seconds": 5}).model_dump(mode="json")
     states = ["done"] * 8 + ["failed", "queued"]

@@ -44,7 +44,7 @@ def _measure(calls: int) -> dict[str, float]:
     from worker.engine import Engine
     from worker.jobs import JobState
     from worker.redis_server import RedisServer
-    from worker.request import validate_request
+    from worker.validation import validate_request
     from worker.webhooks import handle_webhook
 
     class QuietEngine(Engine):

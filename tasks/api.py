@@ -17,7 +17,8 @@ from worker.aliases import alias_problem
 from worker.engine import Engine, get_engine
 from worker.errors import EnqueueFailed, InvalidRequest
 from worker.jobs import Job, JobState, new_job_id
-from worker.request import RenderRequest, validate_request
+from worker.request import RenderRequest
+from worker.validation import validate_request
 
 __all__ = [
     "JobNotFound",

@@ -11,7 +11,7 @@ from tasks.canvas import chain_for
 from worker import pipeline
 from worker.engine import Engine
 from worker.jobs import Job
-from worker.request import validate_request
+from worker.validation import validate_request
 
 STEPS: dict[str, Callable[..., pipeline.Outcome]] = {
     "prepare": pipeline.prepare,

@@ -45,7 +45,7 @@ from worker.errors import InvalidRequest
 from worker.jobs import JobState
 from worker.pricing import estimate_cost, load_prices, price_table
 from worker.redis_server import RedisServer
-from worker.request import validate_request
+from worker.validation import validate_request
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = "doubao-seedance-2-0-fast-260128"  # 28 credits/s = $0.14/s: a 5 s clip is $0.70

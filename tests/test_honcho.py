@@ -46,6 +46,7 @@ def test_honcho_runs_the_procfile_fleet_renders_a_clip_and_stops_cleanly(
              if line.strip() and not line.startswith("#")]  # fmt: skip
     base = _free_base(len(names))
     web_port, flower_port = base + 100 * names.index("web"), free_port()
+    metrics_port = free_port()  # metrics have their own loopback listener
     bin_dir = str(Path(sys.executable).parent)
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("RELAYDANCE_")},
@@ -59,6 +60,7 @@ def test_honcho_runs_the_procfile_fleet_renders_a_clip_and_stops_cleanly(
         "RELAYDANCE_POLL_INTERVAL_MIN": "0.2",
         "RELAYDANCE_WORKER_CONCURRENCY": "4",
         "FLOWER_PORT": str(flower_port),
+        "RELAYDANCE_METRICS_PORT": str(metrics_port),
         "FLOWER_BASIC_AUTH": "ops:test-pass",
     }
     log = (tmp_path / "honcho.log").open("wb")
@@ -87,7 +89,9 @@ def test_honcho_runs_the_procfile_fleet_renders_a_clip_and_stops_cleanly(
         )  # fmt: skip
         assert render.returncode == 0, render.stderr + (tmp_path / "honcho.log").read_text()
         assert Path(render.stdout.strip()).is_file()
-        metrics = httpx.get(f"http://127.0.0.1:{web_port}/metrics", timeout=5).text
+        public = httpx.get(f"http://127.0.0.1:{web_port}/metrics", timeout=5)
+        assert public.status_code == 404  # never on the public receiver
+        metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
         assert 'relaydance_jobs{state="done"} 1' in metrics
     finally:
         os.killpg(honcho.pid, signal.SIGINT)

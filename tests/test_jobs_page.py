@@ -23,7 +23,7 @@ from worker.jobs_page import Credentials, JobsPage, asgi_app
 from worker.jobs_page.actions import Actions
 from worker.jobs_page.listing import WINDOW, JobFilter, list_jobs
 from worker.jobs_page.media import clip_path, parse_range
-from worker.request import validate_request
+from worker.validation import validate_request
 from worker.web import create_web_app
 
 TOKEN = "ui-token-for-tests"

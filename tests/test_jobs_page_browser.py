@@ -215,7 +215,7 @@ def test_a_queued_job_is_canceled_from_its_page_through_the_confirmation(
 
     from worker.engine import get_engine
     from worker.jobs import JobState
-    from worker.request import validate_request
+    from worker.validation import validate_request
 
     sign_in(browser, live)
     engine = get_engine()

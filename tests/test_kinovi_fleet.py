@@ -23,8 +23,9 @@ from tests.fleet import Fleet, fleet_env, use_env, wait_until
 from tests.pipeline_helpers import RecordingEngine, drive, make_engine, run_step
 from worker.callback import callback_url_for
 from worker.jobs import Job, JobState
+from worker.pricing import estimate_cost
 from worker.redis_server import RedisServer, free_port
-from worker.request import validate_request
+from worker.validation import validate_request
 
 pytestmark = pytest.mark.integration
 RELAYDANCE_MODEL = "doubao-seedance-2-0-fast-260128"
@@ -69,7 +70,7 @@ def _check_both_done(sim: SimulatorProcess, jobs: list[Job], fleet: Fleet) -> No
         assert remote["idempotency_key"] == job.id
         if alias == "kin":
             # The spend is the provider's creditsUsed (x 1.5 here), not the estimate.
-            estimate = validate_request(request, provider="kinovi").estimated_cost()
+            estimate = estimate_cost(validate_request(request, provider="kinovi"))
             assert job.actual_cost == pytest.approx(estimate * 1.5)
         else:
             assert job.actual_cost is None  # RelayDance reports no spend: the estimate stands

@@ -16,8 +16,9 @@ from tests.seed_bodies import (
 )
 from worker.dialects import get_dialect
 from worker.errors import InvalidRequest
-from worker.pricing import load_prices
-from worker.request import RenderRequest, validate_request
+from worker.pricing import estimate_cost, load_prices
+from worker.request import RenderRequest
+from worker.validation import validate_request
 
 # The request that produces each documented body: (request fields, callback url, body).
 DOCUMENTED: list[tuple[dict[str, Any], str | None, dict[str, Any]]] = [
@@ -166,7 +167,7 @@ def test_relaydance_refuses_the_kinovi_options_and_points_at_kinovi_models() -> 
 )  # fmt: skip
 def test_kinovi_estimates_are_seed_003s_credit_prices(fields: dict[str, Any], usd: float) -> None:
     request = validate_request({"prompt": "p", **fields}, provider="kinovi")
-    assert request.estimated_cost() == pytest.approx(usd)
+    assert estimate_cost(request) == pytest.approx(usd)
 
 
 def test_kinovi_prices_can_be_overridden_like_any_other() -> None:

@@ -1,6 +1,6 @@
 """Render requests are refused before anything is spent, each problem naming its field and fix.
 
-Every rule of :func:`worker.request.validate_request` has its own test here, and the body
+Every rule of :func:`worker.validation.validate_request` has its own test here, and the body
 :meth:`RenderRequest.to_body` builds is pinned to the documented shape (seeds 001, 004).
 """
 
@@ -19,7 +19,9 @@ from hypothesis import strategies as st
 from simulator import PNG_BYTES, video_bytes
 from worker.catalogue import known_models
 from worker.errors import InvalidRequest, RelayDanceError
-from worker.request import MAX_PROMPT_CHARS, MAX_SECONDS, RenderRequest, validate_request
+from worker.pricing import estimate_cost
+from worker.request import MAX_PROMPT_CHARS, MAX_SECONDS, RenderRequest
+from worker.validation import validate_request
 
 SEEDANCE = "doubao-seedance-2-0-1080p"  # 4-15 s, 9 images / 3 videos / 3 audio, audio on
 SEEDANCE_15 = "seedance-1-5-pro-with-audio"  # 4-12 s, 16:9/9:16/1:1, 480p/720p, no flag
@@ -529,10 +531,10 @@ def test_different_requests_have_different_fingerprints(change: dict[str, Any]) 
 
 def test_estimated_cost_follows_the_models_price_per_second() -> None:
     # Seed 003: 40 credits/s standard, 28 credits/s fast, 1 credit = $0.005.
-    assert validate_request(request(seconds=10)).estimated_cost() == 2.0
+    assert estimate_cost(validate_request(request(seconds=10))) == 2.0
     fast = validate_request(request(model="doubao-seedance-2-0-fast-260128", seconds=5))
-    assert fast.estimated_cost() == 0.7
-    assert validate_request(request(seconds=15)).estimated_cost() == 3.0
+    assert estimate_cost(fast) == 0.7
+    assert estimate_cost(validate_request(request(seconds=15))) == 3.0
 
 
 def test_the_estimate_follows_the_configured_price_table(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -542,7 +544,7 @@ def test_the_estimate_follows_the_configured_price_table(monkeypatch: pytest.Mon
     get_settings.cache_clear()
     try:
         fast = validate_request({"model": "doubao-seedance-2-0-fast-260128", "prompt": "x"})
-        assert fast.estimated_cost() == 2.5
+        assert estimate_cost(fast) == 2.5
     finally:
         monkeypatch.delenv("RELAYDANCE_PRICES")
         get_settings.cache_clear()

@@ -39,7 +39,8 @@ from worker.engine import reset_engine
 from worker.jobs import Job, JobState
 from worker.logs import RedactingFilter, redact
 from worker.redis_server import RedisServer, free_port
-from worker.request import RenderRequest, validate_request
+from worker.request import RenderRequest
+from worker.validation import validate_request
 from worker.web import create_web_app
 from worker.webhook_step import on_webhook
 from worker.webhooks import MAX_BODY_BYTES, handle_webhook

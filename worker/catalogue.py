@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["MODELS", "Model", "get_model", "known_models"]
+__all__ = ["KINOVI_MODELS", "MODELS", "Model", "find_model", "get_model", "known_models"]
 
 SEEDANCE_RATIOS = ("16:9", "9:16", "1:1", "3:4", "4:3", "21:9")  # seed 003
 COMMON_RATIOS = ("16:9", "9:16", "1:1")  # conservative: the three seed 001 names
@@ -123,6 +123,26 @@ MODELS: dict[str, Model] = {
 }  # fmt: skip
 
 
+# Kinovi's Seedance 2.0 (seed 003 and seeds/kinovi.md); its rules are worker.providers.kinovi.
+KINOVI_RESOLUTIONS = ("480p", "720p")  # seed-003 pages: 720p is the priced default, 480p half
+KINOVI_MODELS: dict[str, Model] = {
+    m.id: m
+    for m in (
+        Model(
+            "seedance-20", "Seedance 2.0", 4, 15, SEEDANCE_RATIOS, KINOVI_RESOLUTIONS, False,
+            9, 3, 3, True, usd_per_second=0.20, expected_seconds=120, notes="Kinovi, standard",
+            provider="kinovi", send_defaults=False,
+        ),
+        Model(
+            "seedance2-fast", "Seedance 2.0", 4, 15, SEEDANCE_RATIOS, KINOVI_RESOLUTIONS, False,
+            9, 3, 3, True, usd_per_second=0.14, expected_seconds=60,
+            notes="Kinovi, about 2x faster",
+            provider="kinovi", send_defaults=False,
+        ),
+    )
+}  # fmt: skip
+
+
 def known_models() -> list[str]:
     """Every model id, sorted."""
     return sorted(MODELS)
@@ -131,3 +151,8 @@ def known_models() -> list[str]:
 def get_model(model_id: str) -> Model | None:
     """The catalogue entry of a model id, or None."""
     return MODELS.get(model_id)
+
+
+def find_model(model_id: str) -> Model | None:
+    """The catalogue entry of a model id, whichever provider offers it."""
+    return MODELS.get(model_id) or KINOVI_MODELS.get(model_id)

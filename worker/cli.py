@@ -21,7 +21,9 @@ from config.settings import SettingsError, get_settings
 from worker.cli_errors import EXIT_FAILED, EXIT_OK, die, die_invalid, die_not_found, redis_asked
 from worker.cli_providers import provider_body, provider_of, refuse_foreign_flags
 from worker.errors import InvalidRequest
-from worker.request import RenderRequest, validate_request
+from worker.pricing import estimate_cost
+from worker.request import RenderRequest
+from worker.validation import validate_request
 
 __all__ = ["main"]
 
@@ -132,7 +134,7 @@ def render(
 def _print_dry_run(request: RenderRequest, *, provider: str, as_json: bool) -> None:
     body, uploads = provider_body(provider, request)
     try:
-        cost = request.estimated_cost()
+        cost = estimate_cost(request)
     except SettingsError as exc:
         die(str(exc))
     if as_json:

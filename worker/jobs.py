@@ -39,6 +39,7 @@ from typing import Any
 
 import redis
 
+from worker.pricing import estimate_cost
 from worker.request import RenderRequest
 
 __all__ = ["FINAL_STATES", "Billing", "Job", "JobState", "JobStore", "new_job_id"]
@@ -374,7 +375,7 @@ class JobStore:
             job_id,
             request=request.model_dump(mode="json"),
             alias=alias,
-            cost=request.estimated_cost(),
+            cost=estimate_cost(request),
             on_done=on_done,
             pending=pending,
             due_in=due_in,

@@ -79,7 +79,9 @@ class PriceTable:
 
     def estimate(self, request: RenderRequest) -> float:
         """Estimated USD of one request (failed generations are not billed)."""
-        model = request.catalogue_entry
+        model = find_model(request.model)
+        if model is None:
+            raise KeyError(request.model)
         resolution = request.resolution or model.default_resolution
         price = self.price(model.id)
         per_second = price.for_resolution(resolution)

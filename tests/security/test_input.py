@@ -36,7 +36,7 @@ from worker.errors import InvalidRequest
 from worker.jobs import JobState
 from worker.metrics import render_metrics
 from worker.pipeline import prepare
-from worker.request import validate_request
+from worker.validation import validate_request
 
 MODEL = "doubao-seedance-2-0-1080p"
 KEY = "sk-live-9f8e7d6c5b4a39281706f5e4d3c2b1a0"  # a key pasted where an alias belongs

@@ -26,7 +26,8 @@ from config.settings import Settings, SettingsError, get_settings
 from worker.aliases import alias_problem
 from worker.batch.records import BatchFileError, Unparsable, csv_records, jsonl_records
 from worker.errors import InvalidRequest
-from worker.request import RenderRequest, is_url, validate_request
+from worker.request import RenderRequest, is_url
+from worker.validation import validate_request
 
 __all__ = [
     "BatchFileError",

@@ -1,6 +1,6 @@
 """Per-provider request rules: the models, options and media each provider takes.
 
-:func:`worker.request.validate_request` parses a request once, in the neutral shape of
+:func:`worker.validation.validate_request` parses a request once, in the neutral shape of
 :class:`~worker.request.RenderRequest`, then asks the rules of the provider behind the key
 alias: ``relaydance`` (seeds 000-004) or ``kinovi`` (seed 003 and ``seeds/kinovi.md``).
 The rules also normalise a valid request (Kinovi's keyframe images become first/last
@@ -10,12 +10,12 @@ frames), so a job record holds one unambiguous request whatever the provider.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from worker.catalogue import Model
-
-if TYPE_CHECKING:
-    from worker.request import RenderRequest
+from worker.providers.kinovi import KinoviRules
+from worker.providers.relaydance import RelayDanceRules
+from worker.request import Problems, RenderRequest
 
 __all__ = [
     "Problems",
@@ -25,8 +25,6 @@ __all__ = [
     "provider_names",
     "rules_for",
 ]
-
-Problems = list[tuple[str, str]]
 
 
 class ProviderRules(Protocol):
@@ -55,14 +53,11 @@ class ProviderRules(Protocol):
 
 
 def _relaydance() -> ProviderRules:
-    from worker.providers.relaydance import RelayDanceRules
-
-    return RelayDanceRules()
+    # A model id RelayDance does not know may be another provider's: say so.
+    return RelayDanceRules(find_elsewhere=find_model)
 
 
 def _kinovi() -> ProviderRules:
-    from worker.providers.kinovi import KinoviRules
-
     return KinoviRules()
 
 

@@ -23,34 +23,19 @@ from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
 
+from worker.catalogue import KINOVI_MODELS as MODELS
+from worker.catalogue import KINOVI_RESOLUTIONS as RESOLUTIONS
 from worker.catalogue import SEEDANCE_RATIOS, Model
-from worker.providers import Problems
-from worker.request import MAX_PROMPT_CHARS, RenderRequest, is_url, url_problem
+from worker.request import MAX_PROMPT_CHARS, Problems, RenderRequest, is_url, url_problem
 
 __all__ = ["MODELS", "KinoviRules"]
 
-RESOLUTIONS = ("480p", "720p")  # seed-003 pages: 720p is the priced default, 480p half
 UPSCALES = ("4k",)
 LIMITS = {"image": 9, "video": 3, "audio": 3}
 KEYFRAME_IMAGES = 2
 _FIELD = {"image": "images", "video": "videos", "audio": "audio"}
 _CITATION = re.compile(r"@(image|video|audio)(\d+)", re.IGNORECASE)
 
-MODELS: dict[str, Model] = {
-    m.id: m
-    for m in (
-        Model(
-            "seedance-20", "Seedance 2.0", 4, 15, SEEDANCE_RATIOS, RESOLUTIONS, False, 9, 3, 3,
-            True, usd_per_second=0.20, expected_seconds=120, notes="Kinovi, standard",
-            provider="kinovi", send_defaults=False,
-        ),
-        Model(
-            "seedance2-fast", "Seedance 2.0", 4, 15, SEEDANCE_RATIOS, RESOLUTIONS, False, 9, 3,
-            3, True, usd_per_second=0.14, expected_seconds=60, notes="Kinovi, about 2x faster",
-            provider="kinovi", send_defaults=False,
-        ),
-    )
-}  # fmt: skip
 _PRICES = {
     "seedance-20": {"credits_per_second": 40, "upscale_credits_per_second": 28,
                     "resolutions": {"480p": 0.5}},
