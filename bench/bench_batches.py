@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import fleet_env, machine, start_worker, stop, write_results
 
 from simulator.testing import SimulatorProcess
-from worker.redis_server import RedisServer
+from worker.infra.redis_server import RedisServer
 
 MODEL = "doubao-seedance-2-0-fast-260128"
 CAP = 10
@@ -54,7 +54,7 @@ def use(env: dict[str, str]) -> None:
 
     os.environ.update(env)
     from config.settings import get_settings
-    from worker.engine import reset_engine
+    from worker.job.engine import reset_engine
 
     get_settings.cache_clear()
     reset_engine()
@@ -99,7 +99,7 @@ def bench_enqueue(rs: RedisServer, lines: int, tmp: Path) -> dict[str, Any]:
     if True:  # one Redis for the whole run: the Celery app binds its broker url once
         use({"REDIS_URL": rs.url, "RELAYDANCE_API_KEY": "sk-bench"})
         from worker.batch import Batches, read_batch_file
-        from worker.engine import get_engine
+        from worker.job.engine import get_engine
 
         file = tmp / "enqueue.jsonl"
         write_file(file, lines, "enqueue")
@@ -145,7 +145,7 @@ def bench_run(rs: RedisServer, lines: int, gen_time: float, tmp: Path) -> dict[s
                              include="tasks.batches", beat=True)  # fmt: skip
         try:
             from worker.batch import Batches, batch_report, read_batch_file, render_report
-            from worker.engine import get_engine
+            from worker.job.engine import get_engine
 
             file = tmp / "run.jsonl"
             write_file(file, lines, "run")

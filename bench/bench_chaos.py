@@ -110,7 +110,7 @@ class Workers:
 
 def run_one(*, mode: str, chaos: bool, jobs: int, cap: int, kills: int) -> dict[str, Any]:
     from simulator.testing import SimulatorProcess
-    from worker.redis_server import RedisServer, free_port
+    from worker.infra.redis_server import RedisServer, free_port
 
     webhooks = mode == "webhooks"
     work = Path(tempfile.mkdtemp(prefix="bench-chaos-"))
@@ -124,7 +124,7 @@ def run_one(*, mode: str, chaos: bool, jobs: int, cap: int, kills: int) -> dict[
     env = scaled_env(server.url, sim.url, work / "renders", cap=cap, web_port=web_port)
     use_env(env)
     from tasks import enqueue_render
-    from worker.engine import get_engine
+    from worker.job.engine import get_engine
 
     web = start_web(env, web_port, work / "web.log") if web_port else None
     workers = Workers(env, work)

@@ -56,8 +56,8 @@ def run(jobs: int, *, profile: bool) -> dict[str, Any]:
     from config.settings import load_settings
     from simulator.testing import SimulatorProcess
     from tests.pipeline_helpers import make_engine, run_step
-    from worker.redis_server import RedisServer
-    from worker.validation import validate_request
+    from worker.infra.redis_server import RedisServer
+    from worker.render.validation import validate_request
 
     out = Path(tempfile.mkdtemp(prefix="bench-cpu-"))
     with RedisServer() as server, SimulatorProcess(gen_time_mean=0.0, gen_time_jitter=0.0) as sim:

@@ -39,8 +39,8 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from worker.download import make_download_client  # noqa: E402
-from worker.redis_server import free_port  # noqa: E402
+from worker.infra.redis_server import free_port  # noqa: E402
+from worker.provider.download import make_download_client  # noqa: E402
 from worker.storage import LocalStorage, Storage  # noqa: E402
 
 MIB = 1 << 20

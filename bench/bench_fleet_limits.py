@@ -18,7 +18,7 @@ suits the baseline best). Scenarios:
   bounded window;
 - ``ours-limit15``: configured limit 15 against the cap of 10 (429s while the fleet learns);
 - ``ours-poll-tuned``: ``ours`` with today's poll settings fitted to this simulator;
-- ``ours-webhooks`` / ``ours-limit15-webhooks``: webhook mode (``worker.web`` receiver);
+- ``ours-webhooks`` / ``ours-limit15-webhooks``: webhook mode (``worker.web.app`` receiver);
 - ``fair-ours`` / ``fair-baseline``: key A's 500 jobs, then key B's 20; B's time from being
   sent to done (target 2 x ceil(20/10) x 2 s = 8 s);
 - ``mixed-ours`` / ``mixed-ours-webhooks``: ``ours`` with key C on Kinovi (its alias routed
@@ -66,7 +66,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import fleet_env, machine, percentile, start_web, stop, use_env, write_results
 
 from simulator.testing import SimulatorProcess
-from worker.redis_server import RedisServer, free_port
+from worker.infra.redis_server import RedisServer, free_port
 
 MODEL = "doubao-seedance-2-0-fast-260128"
 KINOVI_MODEL = "seedance2-fast"
@@ -136,7 +136,7 @@ def start_fleet(env: dict[str, str], *, app: str, out: Path) -> list[subprocess.
 
 def wait_ready(workers: int, *, timeout: float = 60.0) -> None:
     """Block until ``workers`` workers answer a ping (bounded)."""
-    from worker.celery_app import app
+    from worker.infra.celery_app import app
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -363,7 +363,7 @@ def run_scenario(spec: dict[str, Any]) -> dict[str, Any]:
         env.pop("RELAYDANCE_API_KEY", None)  # the three aliases only
         use_env(env)
         from tasks import enqueue_render
-        from worker.engine import get_engine
+        from worker.job.engine import get_engine
 
         engine = get_engine()
         procs = [start_web(env, port, out / "web.log")] if spec.get("webhooks") else []

@@ -3,7 +3,7 @@
 Run: ``.venv/bin/python bench/bench_jobs_page.py`` (about a minute; ``--sizes 10000`` for
 one size). Jobs are written as the store writes them (record, state set, creation-time
 indexes) into a private redis-server; each page is then answered by the page's own
-handler (:class:`worker.jobs_page.JobsPage`: Redis reads and templating, no HTTP server),
+handler (:class:`worker.web.jobs_page.JobsPage`: Redis reads and templating, no HTTP server),
 signed in with a bearer token. Redis commands are counted with ``INFO commandstats``.
 Prints a Markdown table and writes ``bench/results/jobs_page.json``.
 """
@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 import redis  # noqa: E402
 
 from bench.harness import machine, median, percentile, write_results  # noqa: E402
-from worker.redis_server import RedisServer  # noqa: E402
+from worker.infra.redis_server import RedisServer  # noqa: E402
 
 MODEL = "doubao-seedance-2-0-fast-260128"
 TOKEN = "bench-token"
@@ -32,7 +32,7 @@ TOKEN = "bench-token"
 
 def fill(engine: Any, count: int) -> list[str]:
     """``count`` jobs in mixed states and two aliases, oldest first."""
-    from worker.validation import validate_request
+    from worker.render.validation import validate_request
 
     base = validate_request({"model": MODEL, "prompt": "x", "seconds": 5}).model_dump(mode="json")
     states = ["done"] * 8 + ["failed", "queued"]
@@ -70,8 +70,8 @@ def measure(client: redis.Redis, call: Callable[[], Any], repeat: int) -> tuple[
 
 def run_size(server: RedisServer, count: int, repeat: int) -> list[dict[str, Any]]:
     from config.settings import get_settings
-    from worker.engine import get_engine, reset_engine
-    from worker.jobs_page import Credentials, JobsPage, UiRequest
+    from worker.job.engine import get_engine, reset_engine
+    from worker.web.jobs_page import Credentials, JobsPage, UiRequest
 
     client = redis.Redis.from_url(server.url, decode_responses=True)
     client.flushall()

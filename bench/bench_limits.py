@@ -24,8 +24,8 @@ sys.path.insert(0, str(ROOT))
 
 import redis  # noqa: E402
 
+from worker.infra.redis_server import RedisServer  # noqa: E402
 from worker.limits import KeyLimits  # noqa: E402
-from worker.redis_server import RedisServer  # noqa: E402
 
 LIMIT = 100_000  # never reached: the benchmark measures the cost of a grant, not a wait
 

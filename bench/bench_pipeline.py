@@ -37,7 +37,7 @@ from harness import (
 )
 
 from simulator.testing import SimulatorProcess
-from worker.redis_server import RedisServer
+from worker.infra.redis_server import RedisServer
 
 MODEL = "doubao-seedance-2-0-fast-260128"
 GEN = 2.0
@@ -76,7 +76,7 @@ def run_ours(*, jobs: int, pool: str, concurrency: int, gen: float, inflight: bo
         env = make_env(rs.url, sim.url, out, **extra)
         use_env(env)
         from tasks import enqueue_render
-        from worker.engine import get_engine
+        from worker.job.engine import get_engine
 
         store = get_engine().store
         client = redis.Redis.from_url(rs.url)
@@ -159,7 +159,7 @@ def run_naive(*, jobs: int, concurrency: int, gen: float, interval: float) -> di
         out = Path(tempfile.mkdtemp(prefix="bench-naive-"))
         env = make_env(rs.url, sim.url, out)
         use_env(env)
-        from worker.celery_app import app
+        from worker.infra.celery_app import app
 
         procs = start_worker(env, pool="prefork", concurrency=concurrency, log=out / "worker.log",
                              include="naive")  # fmt: skip

@@ -47,7 +47,7 @@ def _learned(engine: Any, kind: str, t: float) -> None:
 
 def run_one(*, name: str, jobs: int, cap: int, scale: float) -> dict[str, Any]:
     from simulator.testing import SimulatorProcess
-    from worker.redis_server import RedisServer, free_port
+    from worker.infra.redis_server import RedisServer, free_port
 
     webhooks = name in ("webhooks", "burst")
     work = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
@@ -62,7 +62,7 @@ def run_one(*, name: str, jobs: int, cap: int, scale: float) -> dict[str, Any]:
     env["RELAYDANCE_TASK_EVENTS"] = "true"  # as Flower needs them
     use_env(env)
     from tasks import enqueue_batch, enqueue_render
-    from worker.engine import get_engine
+    from worker.job.engine import get_engine
 
     engine = get_engine()
     T = GEN_REAL * scale

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_security.py [--base 14e040a] [--rounds 5] [--calls 1000]
 
-The webhook handler (:func:`worker.webhooks.handle_webhook`, the code every web adapter
+The webhook handler (:func:`worker.web.receiver.handle_webhook`, the code every web adapter
 calls) is timed in this tree and in the tree at ``--base`` (checked out with ``git
 worktree add`` in a temporary directory, removed afterwards), each in a fresh
 interpreter against its own redis-server, rounds interleaved so both see the same
@@ -40,12 +40,12 @@ SECRET = "bench-security-secret"
 def _measure(calls: int) -> dict[str, float]:
     """Run in a child whose sys.path starts at the tree under test: µs per call, medians."""
     from config.settings import load_settings
-    from worker.callback import token_for
-    from worker.engine import Engine
-    from worker.jobs import JobState
-    from worker.redis_server import RedisServer
-    from worker.validation import validate_request
-    from worker.webhooks import handle_webhook
+    from worker.infra.redis_server import RedisServer
+    from worker.job.callback import token_for
+    from worker.job.engine import Engine
+    from worker.job.record import JobState
+    from worker.render.validation import validate_request
+    from worker.web.receiver import handle_webhook
 
     class QuietEngine(Engine):
         def send(self, name: str, *args: Any, countdown: float | None = None) -> None:
@@ -85,7 +85,7 @@ def _measure(calls: int) -> dict[str, float]:
 
 def _connect_path(calls: int) -> dict[str, float]:
     try:
-        from worker.urlsafety import AddressGuard, check_url, connect_only_to
+        from worker.provider.urlsafety import AddressGuard, check_url, connect_only_to
     except ImportError:  # the tree before the guard
         return {}
     import httpcore

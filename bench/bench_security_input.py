@@ -38,7 +38,7 @@ CHILD = r"""
 import json, statistics, sys, time
 from pathlib import Path
 from worker.batch import read_batch_file
-from worker.validation import validate_request
+from worker.render.validation import validate_request
 
 media, batch, runs, rounds = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 prompt = ("@image1 a dancer turns in golden light " * 200)[:4000]

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from simulator import PNG_BYTES  # noqa: E402
-from worker.request import MAX_PROMPT_CHARS, validate_request  # noqa: E402
+from worker.render.request import MAX_PROMPT_CHARS, validate_request  # noqa: E402
 
 TARGET_MS = 1.0
 MODEL = "doubao-seedance-2-0-1080p"

@@ -5,7 +5,7 @@
 
 Each mode runs in a fresh interpreter, on its own redis-server and simulator (generation
 time 2 s, +/-20 %), with a real Celery worker (threads pool); webhook mode adds the ASGI
-receiver (``worker.web.serve``) as its own process. The fleet is told the true generation
+receiver (``worker.web.app.serve``) as its own process. The fleet is told the true generation
 time (polling at its best: the first poll lands on it) and runs a few warm-up jobs. Then
 N jobs arrive, twice: at a steady rate the worker can sustain (``--rate``), and all at
 once (a burst, where the delays measure the worker's backlog more than anything else):
@@ -53,7 +53,7 @@ from harness import (
 )
 
 from simulator.testing import SimulatorProcess
-from worker.redis_server import RedisServer, free_port
+from worker.infra.redis_server import RedisServer, free_port
 
 MODEL = "doubao-seedance-2-0-fast-260128"
 GEN = 2.0
@@ -153,9 +153,9 @@ def run_mode(
                if k != "RELAYDANCE_POLL_FIRST_DELAY"}  # fmt: skip
         use_env(env)
         from tasks import enqueue_render
-        from worker.callback import token_for
-        from worker.engine import get_engine
-        from worker.jobs import JobState
+        from worker.job.callback import token_for
+        from worker.job.engine import get_engine
+        from worker.job.record import JobState
 
         store = get_engine().store
         web = start_web(env, port, log, workers=web_workers) if webhooks else None

@@ -54,8 +54,8 @@ def use_env(env: dict[str, str]) -> None:
     a Celery app binds to the broker it first saw)."""
     os.environ.update(env)
     from config.settings import get_settings
-    from worker.celery_app import app
-    from worker.engine import reset_engine
+    from worker.infra.celery_app import app
+    from worker.job.engine import reset_engine
 
     get_settings.cache_clear()
     reset_engine()
@@ -65,11 +65,11 @@ def use_env(env: dict[str, str]) -> None:
 def start_web(
     env: dict[str, str], port: int, log: Path, *, workers: int = 1
 ) -> subprocess.Popen[bytes]:
-    """The webhook receiver (``worker.web.serve``) as a child process, once it answers."""
+    """The webhook receiver (``worker.web.app.serve``) as a child process, once it answers."""
     import httpx
 
     code = (
-        "from worker.web import serve; "
+        "from worker.web.app import serve; "
         f"serve('127.0.0.1', {port}, workers={workers}, log_level='warning')"
     )
     proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=log.open("ab"),

@@ -99,11 +99,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         }
     return {
         "broker_url": url,
-        # kombu's Redis transports, reusing one Redis client per channel (worker/broker.py).
+        # kombu's Redis transports, reusing one Redis client per channel (worker/infra/broker.py).
         "broker_transport": (
-            "worker.broker:SentinelTransport"
+            "worker.infra.broker:SentinelTransport"
             if url.startswith("sentinel")
-            else "worker.broker:Transport"
+            else "worker.infra.broker:Transport"
             if url.startswith("redis://")
             else None
         ),
@@ -139,7 +139,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 "options": {"expires": settings.sweep_interval_seconds},
             }
         },
-        "include": ["worker.worker_signals", "tasks.render", "tasks.webhooks", "tasks.batches"],
+        "include": [
+            "worker.job.worker_signals",
+            "tasks.render",
+            "tasks.webhooks",
+            "tasks.batches",
+        ],
         # Schedules live in Redis (celery-redbeat); its lock keeps one beat active.
         "beat_scheduler": "redbeat.RedBeatScheduler",
         # Celery's name for the longest beat sleep; redbeat also waits this long between

@@ -40,7 +40,7 @@ __all__ = [
 
 ENV_PREFIX = "RELAYDANCE_"
 DEFAULT_ALIAS = "default"
-# Provider names and where each lives by default; worker.dialects has one dialect per name
+# Provider names and where each lives by default; worker.provider.dialects has one dialect per name
 # (a test keeps the two lists equal: config never imports worker).
 PROVIDERS: dict[str, str] = {
     "kinovi": "https://kinovi.ai/api/v1",

@@ -21,7 +21,7 @@ import httpx
 from simulator.app import create_app
 from simulator.config import ENV_PREFIX, SimConfig
 from simulator.core import Simulator
-from worker.redis_server import free_port
+from worker.infra.redis_server import free_port
 
 __all__ = ["InProcessSimulator", "SimulatorProcess"]
 

@@ -1,7 +1,7 @@
 """The checks the provider makes on a submit body, with the refusals it would answer 400 to.
 
 The rules follow the provider pages (seeds 000-004) and the limits in
-:mod:`worker.catalogue`; the first problem found is reported, naming the field.
+:mod:`worker.render.catalogue`; the first problem found is reported, naming the field.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from worker.catalogue import MODELS, Model
+from worker.render.catalogue import MODELS, Model
 
 __all__ = ["MAX_PROMPT_CHARS", "Refusal", "ValidRequest", "validate_submit"]
 

@@ -12,13 +12,13 @@ import redis
 
 from config.settings import get_settings
 from tasks.canvas import chain_for
-from worker import pipeline
-from worker.aliases import alias_problem
-from worker.engine import Engine, get_engine
 from worker.errors import EnqueueFailed, InvalidRequest
-from worker.jobs import Job, JobState, new_job_id
-from worker.request import RenderRequest
-from worker.validation import validate_request
+from worker.job import pipeline
+from worker.job.engine import Engine, get_engine
+from worker.job.record import Job, JobState, new_job_id
+from worker.render.aliases import alias_problem
+from worker.render.request import RenderRequest
+from worker.render.validation import validate_request
 
 __all__ = [
     "JobNotFound",
@@ -190,6 +190,6 @@ def cancel(job_id: str) -> bool:
 def resubmit(job_id: str) -> Job:
     """Submit a ``submit_unknown`` job again: the operator's decision, which may pay twice.
 
-    Raises :class:`~worker.submission.SubmitRefused` for a job in another state.
+    Raises :class:`~worker.job.submit.SubmitRefused` for a job in another state.
     """
     return pipeline.resubmit(get_engine(), job_id)

@@ -33,9 +33,9 @@ from worker.batch import (
     read_batch_file,
 )
 from worker.batch import batch_report as build_report
-from worker.engine import get_engine
-from worker.request import RenderRequest
-from worker.schedules import Schedules
+from worker.batch.schedules import Schedules
+from worker.job.engine import get_engine
+from worker.render.request import RenderRequest
 
 __all__ = [
     "batch_job_done",

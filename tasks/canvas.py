@@ -8,10 +8,10 @@ from celery import chain
 from celery.canvas import Signature
 
 from worker import app
-from worker.engine import Engine, get_engine
-from worker.jobs import Job, JobState
-from worker.pipeline import first_poll_delay
-from worker.request import RenderRequest
+from worker.job.engine import Engine, get_engine
+from worker.job.pipeline import first_poll_delay
+from worker.job.record import Job, JobState
+from worker.render.request import RenderRequest
 
 __all__ = ["chain_for", "describe", "steps_for"]
 

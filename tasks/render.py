@@ -1,4 +1,4 @@
-"""Thin Celery tasks: parse ids, call one step in ``worker.pipeline``, map its outcome.
+"""Thin Celery tasks: parse ids, call one step in ``worker.job.pipeline``, map its outcome.
 
 ``next`` returns (Celery sends the chain's next step), ``stop`` ends the chain quietly
 (:class:`~celery.exceptions.Ignore`), ``again`` re-sends this step by countdown with
@@ -15,11 +15,12 @@ from celery import Task
 from celery.exceptions import Ignore
 
 from tasks.canvas import chain_for
-from worker import app, pipeline
-from worker.engine import get_engine
-from worker.notify import notify_final
-from worker.pipeline import Outcome
-from worker.sweeper import sweep as sweep_jobs
+from worker import app
+from worker.job import pipeline
+from worker.job.engine import get_engine
+from worker.job.notify import notify_final
+from worker.job.pipeline import Outcome
+from worker.job.sweeper import sweep as sweep_jobs
 
 __all__ = [
     "download",

@@ -1,7 +1,7 @@
 """The thin task behind a delivered webhook: re-fetch the named task, move the job.
 
 The web handler enqueues ``relaydance.webhook(job_id, task_id)`` and answers at once;
-the work, and every decision, is in :func:`worker.webhook_step.on_webhook`. When the
+the work, and every decision, is in :func:`worker.job.webhook.on_webhook`. When the
 task turned out final and succeeded, this task downloads the clip itself with the url the
 verifying fetch returned (one provider GET per job) and finishes the job; otherwise, on
 ``next``, it sends the job's chain from its current state, as ``relaydance.resume`` does.
@@ -16,11 +16,12 @@ from celery import Task
 from celery.exceptions import Ignore
 
 from tasks.canvas import chain_for
-from worker import app, delivery
-from worker.engine import Engine, get_engine
-from worker.jobs import Job, JobState
-from worker.webhook_health import note_webhook_received
-from worker.webhook_step import on_webhook
+from worker import app
+from worker.job import deliver as delivery
+from worker.job.engine import Engine, get_engine
+from worker.job.reachability import note_webhook_received
+from worker.job.record import Job, JobState
+from worker.job.webhook import on_webhook
 
 __all__ = ["webhook"]
 

@@ -11,8 +11,8 @@ import redis
 
 from simulator.testing import SimulatorProcess
 from tests.s3_server import Bucket, S3Server
-from worker.notify import set_task_registry
-from worker.redis_server import RedisServer
+from worker.infra.redis_server import RedisServer
+from worker.job.notify import set_task_registry
 
 # Tests keep their media files in pytest's temporary directories: allow those (the
 # allow-list's own tests set RELAYDANCE_MEDIA_DIRS or pass media_dirs themselves).

@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from config.settings import get_settings
-from worker.engine import reset_engine
+from worker.job.engine import reset_engine
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -78,7 +78,7 @@ def point_this_process_at(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) 
 def _rebind() -> None:
     """Settings, engine and the Celery producer of this process, from the environment now."""
     from config.celery import celery_config
-    from worker.celery_app import app
+    from worker.infra.celery_app import app
 
     get_settings.cache_clear()
     reset_engine()
@@ -155,7 +155,9 @@ class Fleet:
     def start(self) -> Fleet:
         if self.web:
             port = urlsplit(self.env["RELAYDANCE_WEBHOOK_BASE_URL"]).port
-            code = f"from worker.web import serve; serve('127.0.0.1', {port}, log_level='warning')"
+            code = (
+                f"from worker.web.app import serve; serve('127.0.0.1', {port}, log_level='warning')"
+            )
             self.receiver = self._spawn([sys.executable, "-c", code], "web")
             wait_for(lambda: _answers(f"http://127.0.0.1:{port}/healthz"),
                      what="the webhook receiver")  # fmt: skip

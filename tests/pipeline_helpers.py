@@ -8,10 +8,10 @@ from typing import Any, TypeVar
 
 from config.settings import Settings
 from tasks.canvas import chain_for
-from worker import pipeline
-from worker.engine import Engine
-from worker.jobs import Job
-from worker.validation import validate_request
+from worker.job import pipeline
+from worker.job.engine import Engine
+from worker.job.record import Job
+from worker.render.validation import validate_request
 
 STEPS: dict[str, Callable[..., pipeline.Outcome]] = {
     "prepare": pipeline.prepare,

@@ -22,7 +22,7 @@ import boto3
 import httpx
 from botocore.config import Config
 
-from worker.redis_server import free_port
+from worker.infra.redis_server import free_port
 
 REGION = "us-east-1"
 ADMIN = {"AWS_ACCESS_KEY_ID": "AKIATESTADMIN0000000", "AWS_SECRET_ACCESS_KEY": "test-admin"}

@@ -39,13 +39,13 @@ from worker.batch import (
     render_report,
 )
 from worker.batch.budget import Claim, to_micros
-from worker.batch_cli import batch
-from worker.engine import reset_engine
+from worker.cli.batch import batch
 from worker.errors import InvalidRequest
-from worker.jobs import JobState
-from worker.pricing import estimate_cost, load_prices, price_table
-from worker.redis_server import RedisServer
-from worker.validation import validate_request
+from worker.infra.redis_server import RedisServer
+from worker.job.engine import reset_engine
+from worker.job.record import JobState
+from worker.render.pricing import estimate_cost, load_prices, price_table
+from worker.render.validation import validate_request
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = "doubao-seedance-2-0-fast-260128"  # 28 credits/s = $0.14/s: a 5 s clip is $0.70
@@ -572,7 +572,7 @@ def test_resume_after_canceling_half_a_batch_renders_only_the_canceled_half(
 
 
 def live_batches() -> Batches:
-    from worker.engine import get_engine
+    from worker.job.engine import get_engine
 
     return Batches(get_engine())
 

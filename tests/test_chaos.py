@@ -27,8 +27,8 @@ import redis
 from simulator import VIDEO_SHA256
 from simulator.testing import SimulatorProcess
 from tests.fleet import Fleet, point_this_process_at, wait_until
-from worker.jobs import JobState
-from worker.redis_server import RedisServer, free_port
+from worker.infra.redis_server import RedisServer, free_port
+from worker.job.record import JobState
 
 pytestmark = pytest.mark.integration
 

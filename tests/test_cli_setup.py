@@ -14,13 +14,13 @@ from werkzeug.serving import make_server
 
 from simulator.testing import SimulatorProcess
 from tests.fleet import point_this_process_at
-from worker.catalogue import MODELS
-from worker.cli import main
-from worker.doctor import run_checks
-from worker.engine import get_engine
-from worker.model_list import catalogues
-from worker.redis_server import free_port
-from worker.sweeper import sweep
+from worker.cli.doctor import run_checks
+from worker.cli.main import main
+from worker.infra.redis_server import free_port
+from worker.job.engine import get_engine
+from worker.job.sweeper import sweep
+from worker.render.catalogue import MODELS
+from worker.render.model_list import catalogues
 
 # -- help ------------------------------------------------------------------------------------
 
@@ -129,7 +129,7 @@ def test_doctor_passes_the_receiver_and_beat_once_they_run(
 ) -> None:
     from flask import Flask
 
-    from worker.integrations.flask import relaydance_blueprint
+    from worker.web.integrations.flask import relaydance_blueprint
 
     app = Flask(__name__)
     app.register_blueprint(relaydance_blueprint(url_prefix="/hooks"))

@@ -17,9 +17,6 @@ import pytest
 from pydantic import SecretStr
 
 from config.settings import Settings
-from worker.client import ApiClient, RemoteTask, TaskStatus, parse_retry_after
-from worker.dialects import Endpoint, get_dialect, known_dialects
-from worker.dialects.relaydance import error_message
 from worker.errors import (
     BadRequest,
     Forbidden,
@@ -36,6 +33,9 @@ from worker.errors import (
     Unauthorized,
     UnexpectedResponse,
 )
+from worker.provider.client import ApiClient, RemoteTask, TaskStatus, parse_retry_after
+from worker.provider.dialects import Endpoint, get_dialect, known_dialects
+from worker.provider.dialects.relaydance import error_message
 
 KEY_VALUE = "sk-live-7f3a9c2e5b1d4e6f8a0b"
 KEY = SecretStr(KEY_VALUE)
@@ -473,7 +473,7 @@ def test_a_connection_error_becomes_a_transport_failure(make_client, error):
 
 
 def test_a_real_refused_connection_becomes_a_transport_failure():
-    from worker.redis_server import free_port
+    from worker.infra.redis_server import free_port
 
     with ApiClient(base_url=f"http://127.0.0.1:{free_port()}/v1", connect_timeout=2) as client:
         with pytest.raises(TransportFailure):
@@ -544,11 +544,11 @@ def test_no_error_shows_the_key_or_an_httpx_type(make_client, respond):
 
 def test_requests_are_logged_at_debug_without_the_key(make_client, caplog):
     client, _ = make_client(answer(200, {"task_id": "t1", "status": "running"}))
-    caplog.set_level(logging.DEBUG, logger="worker.client")
+    caplog.set_level(logging.DEBUG, logger="worker.provider.client")
 
     client.get_task("t1", api_key=KEY)
 
-    lines = [r.getMessage() for r in caplog.records if r.name == "worker.client"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "worker.provider.client"]
     assert len(lines) == 1
     assert lines[0].startswith("GET /v1/video/generations/t1 -> 200 in ")
     assert lines[0].endswith(" ms")

@@ -27,8 +27,8 @@ from honcho.environ import parse as parse_dotenv  # type: ignore[import-untyped]
 from honcho.environ import parse_procfile
 
 from config.settings import Settings, env_name
-from worker.logs import redact
-from worker.redis_server import free_port
+from worker.infra.logs import redact
+from worker.infra.redis_server import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -26,7 +26,7 @@ def _clean_env() -> dict[str, str]:
 
 
 def _relaydance(*args: str) -> list[str]:
-    return [sys.executable, "-m", "worker.cli", *args]
+    return [sys.executable, "-m", "worker.cli.main", *args]
 
 
 def test_demo_renders_one_clip_with_embedded_redis_and_the_simulator(tmp_path: Path) -> None:

@@ -14,16 +14,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from worker import download as download_module
-from worker.download import (
-    MAX_REDIRECTS,
-    DownloadResult,
-    UrlExpired,
-    cleanup_partials,
-    download_video,
-    make_download_client,
-    write_manifest,
-)
 from worker.errors import (
     DownloadRejected,
     PermanentError,
@@ -34,7 +24,17 @@ from worker.errors import (
     TransportFailure,
     UnsafeUrl,
 )
-from worker.urlsafety import check_url, redact_url
+from worker.provider import download as download_module
+from worker.provider.download import (
+    MAX_REDIRECTS,
+    DownloadResult,
+    UrlExpired,
+    cleanup_partials,
+    download_video,
+    make_download_client,
+    write_manifest,
+)
+from worker.provider.urlsafety import check_url, redact_url
 
 SECRET = "X-Amz-Signature=s3cr3tsig0123"
 GOOD = f"https://cdn.example.com/out/clip.mp4?{SECRET}&X-Amz-Expires=600"

@@ -15,10 +15,10 @@ from simulator import PNG_BYTES, VIDEO_SHA256
 from simulator.testing import SimulatorProcess
 from tasks import enqueue_render, get_job, wait
 from tests.fleet import Fleet, fleet_env, use_env, wait_until
-from worker.cli import main
+from worker.cli.main import main
 from worker.errors import InvalidRequest
-from worker.jobs import JobState
-from worker.redis_server import RedisServer
+from worker.infra.redis_server import RedisServer
+from worker.job.record import JobState
 
 pytestmark = pytest.mark.integration
 MODEL = "doubao-seedance-2-0-fast-260128"

@@ -16,9 +16,9 @@ from typing import Any, Protocol
 import pytest
 
 from tests.fleet import point_this_process_at
-from worker.catalogue import MODELS
-from worker.engine import get_engine
-from worker.integrations.forms import form_models
+from worker.job.engine import get_engine
+from worker.render.catalogue import MODELS
+from worker.web.integrations.forms import form_models
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 NEEDS_MEDIA = sorted(name for name, model in MODELS.items() if model.requires)

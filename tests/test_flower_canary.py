@@ -18,8 +18,8 @@ import redis
 from simulator.testing import SimulatorProcess
 from tasks import enqueue_render, wait
 from tests.fleet import Fleet, fleet_env, use_env, wait_until
-from worker.jobs import JobState
-from worker.redis_server import RedisServer, free_port
+from worker.infra.redis_server import RedisServer, free_port
+from worker.job.record import JobState
 
 pytestmark = pytest.mark.integration
 

@@ -18,8 +18,8 @@ from types import SimpleNamespace
 import httpx
 import pytest
 
-from worker.flower_guard import FLOWER_COLUMNS, check_flower_options, launching_flower
-from worker.redis_server import free_port
+from worker.infra.flower_guard import FLOWER_COLUMNS, check_flower_options, launching_flower
+from worker.infra.redis_server import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 LOGIN = ("ops", "a-long-flower-password")

@@ -15,7 +15,7 @@ import redis
 
 from simulator.testing import SimulatorProcess
 from tests.fleet import wait_until
-from worker.redis_server import RedisServer, free_port
+from worker.infra.redis_server import RedisServer, free_port
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parent.parent
@@ -82,7 +82,7 @@ def test_honcho_runs_the_procfile_fleet_renders_a_clip_and_stops_cleanly(
 
         assert wait_until(up, timeout=60, interval=0.5), (tmp_path / "honcho.log").read_text()
         render = subprocess.run(
-            [sys.executable, "-m", "worker.cli", "render", "--model",
+            [sys.executable, "-m", "worker.cli.main", "render", "--model",
              "doubao-seedance-2-0-fast-260128", "--prompt", "a harbour at dawn", "--wait",
              "--timeout", "60"],
             env=env, capture_output=True, text=True, timeout=90, cwd=tmp_path,

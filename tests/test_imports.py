@@ -39,28 +39,30 @@ def _loaded_after(statement: str, prefixes: list[str]) -> list[str]:
     return loaded
 
 
-@pytest.mark.parametrize("module", ["worker.request", "worker.catalogue", "worker.pricing"])
+@pytest.mark.parametrize(
+    "module", ["worker.render.request", "worker.render.catalogue", "worker.render.pricing"]
+)
 def test_the_request_model_catalogue_and_pricing_load_no_celery(module: str) -> None:
     assert _loaded_after(f"import {module}", ["celery", "kombu", "redbeat"]) == []
 
 
 def test_the_cli_loads_no_simulator_server_or_celery_until_a_command_needs_them() -> None:
     heavy = ["simulator", "starlette", "uvicorn", "celery", "tasks"]
-    assert _loaded_after("import worker.cli", heavy) == []
+    assert _loaded_after("import worker.cli.main", heavy) == []
 
 
 def test_the_cli_loads_a_lazy_command_when_it_is_asked_for() -> None:
     statement = (
-        "import click, worker.cli\n"
-        "ctx = click.Context(worker.cli.main)\n"
-        "assert worker.cli.main.get_command(ctx, 'simulate') is not None"
+        "import click, worker.cli.main\n"
+        "ctx = click.Context(worker.cli.main.main)\n"
+        "assert worker.cli.main.main.get_command(ctx, 'simulate') is not None"
     )
     assert "simulator.cli" in _loaded_after(statement, ["simulator"])
 
 
 def test_celery_finds_the_app_on_the_worker_package() -> None:
     statement = "import worker\nfrom celery import Celery\nassert isinstance(worker.app, Celery)"
-    assert "worker.celery_app" in _loaded_after(statement, ["worker"])
+    assert "worker.infra.celery_app" in _loaded_after(statement, ["worker"])
 
 
 # The import graph ---------------------------------------------------------------------------
@@ -145,8 +147,8 @@ def cycles(graph: dict[str, set[str]]) -> set[frozenset[str]]:
 
 def test_the_graph_sees_imports_inside_functions_and_type_checking_blocks() -> None:
     graph = import_graph()
-    assert "worker.celery_app" in graph["worker"]  # under TYPE_CHECKING and in __getattr__
-    assert "worker.devstack" in graph["worker.cli"]  # inside the dev command
+    assert "worker.infra.celery_app" in graph["worker"]  # under TYPE_CHECKING and in __getattr__
+    assert "worker.cli.devstack" in graph["worker.cli.main"]  # inside the dev command
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == {frozenset("abc")}
 
 
@@ -156,3 +158,48 @@ def test_no_import_cycles_beyond_the_known_ones() -> None:
     gone = [sorted(c) for c in KNOWN_CYCLES - found]
     assert not new, f"import cycles: {new}; break them (a lazy import does not count)"
     assert not gone, f"cycles no longer there: remove them from KNOWN_CYCLES: {gone}"
+
+
+# What each package of worker/ may import (README, "How the code is laid out");
+# worker.errors is open to all.
+LAYERS: dict[str, set[str]] = {
+    "cli": {"web", "batch", "job", "storage", "provider", "limits", "render", "infra"},
+    "web": {"batch", "job", "provider", "limits", "render", "infra"},
+    "batch": {"job", "render"},
+    "job": {"provider", "render", "limits", "storage", "infra"},
+    "storage": {"provider"},
+    "provider": set(),
+    "limits": set(),
+    "render": set(),
+    "infra": set(),
+}
+
+
+def _package(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if parts[0] == "worker" and len(parts) > 2 else None
+
+
+def layer_violations(graph: dict[str, set[str]]) -> list[str]:
+    return sorted(
+        f"{module} -> {target}"
+        for module, targets in graph.items()
+        if (source := _package(module)) is not None
+        for target in targets
+        if (dest := _package(target)) not in (None, source) and dest not in LAYERS[source]
+    )
+
+
+def test_each_package_imports_only_what_its_layer_allows() -> None:
+    packages = {p.name for p in (ROOT / "worker").iterdir() if (p / "__init__.py").exists()}
+    assert set(LAYERS) == packages
+    wrong = layer_violations(import_graph())
+    assert not wrong, f"imports across layers the README does not allow: {wrong}"
+
+
+def test_the_layer_check_sees_a_wrong_import() -> None:
+    graph = {
+        "worker.render.request": {"worker.job.record", "worker.errors"},
+        "worker.job.submit": {"worker.render.request"},
+    }
+    assert layer_violations(graph) == ["worker.render.request -> worker.job.record"]

@@ -25,8 +25,8 @@ from config.settings import get_settings
 from simulator import VIDEO_SHA256
 from simulator.testing import SimulatorProcess
 from tests.fleet import ROOT, Fleet, point_this_process_at, wait_for, webhook_env
-from worker.engine import reset_engine
-from worker.redis_server import RedisServer, free_port
+from worker.infra.redis_server import RedisServer, free_port
+from worker.job.engine import reset_engine
 
 MODEL = "doubao-seedance-2-0-fast-260128"
 EXAMPLES = ROOT / "examples"
@@ -246,7 +246,7 @@ def test_django_example_form_redirects_and_the_webhook_view_refuses_forgeries(
 
 
 def _token(job_id: str) -> str:
-    from worker.callback import token_for
+    from worker.job.callback import token_for
 
     secret = get_settings().webhook_secret
     assert secret is not None

@@ -18,7 +18,7 @@ from simulator.testing import SimulatorProcess
 from tasks import cancel, enqueue_render
 from tests.fleet import point_this_process_at
 from tests.pipeline_helpers import RecordingEngine, drive, make_engine, make_job
-from worker.logs import redact
+from worker.infra.logs import redact
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "sk-test-logs-0123456789"

@@ -26,7 +26,7 @@ import pytest
 
 from simulator.testing import SimulatorProcess
 from tests.fleet import ROOT, Fleet, fleet_env, point_this_process_at, wait_for
-from worker.redis_server import RedisServer
+from worker.infra.redis_server import RedisServer
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
@@ -69,7 +69,7 @@ def stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -
         fleet = Fleet(env, tmp, includes=["tasks.batches"]).start()
         web = subprocess.Popen(
             [sys.executable, "-c",
-             f"from worker.web import serve; serve('127.0.0.1', {port}, log_level='warning')"],
+             f"from worker.web.app import serve; serve('127.0.0.1', {port}, log_level='warning')"],
             env={**{k: v for k, v in os.environ.items() if not k.startswith("RELAYDANCE_")},
                  **env}, cwd=ROOT, stdout=(tmp / "web.log").open("wb"), stderr=subprocess.STDOUT,
         )  # fmt: skip
@@ -213,9 +213,9 @@ def test_a_queued_job_is_canceled_from_its_page_through_the_confirmation(
 ) -> None:
     from selenium.webdriver.common.by import By
 
-    from worker.engine import get_engine
-    from worker.jobs import JobState
-    from worker.validation import validate_request
+    from worker.job.engine import get_engine
+    from worker.job.record import JobState
+    from worker.render.validation import validate_request
 
     sign_in(browser, live)
     engine = get_engine()

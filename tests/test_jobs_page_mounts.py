@@ -10,14 +10,14 @@ import pytest
 
 from tests.test_jobs_page import TOKEN, csrf_of, new_job
 from tests.test_jobs_page import engine as engine  # the fixture, found by its name
-from worker.engine import Engine
-from worker.jobs import JobState
+from worker.job.engine import Engine
+from worker.job.record import JobState
 
 
 def test_flask_mount_refuses_without_credentials_and_serves_with_them(engine: Engine) -> None:
     from flask import Flask
 
-    from worker.integrations.flask_ui import jobs_page_blueprint
+    from worker.web.integrations.flask_ui import jobs_page_blueprint
 
     job_id = new_job(engine, "flask boat")
     app = Flask(__name__)
@@ -66,7 +66,7 @@ def _django_checks(engine: Engine, client: Any) -> None:
 def _django_urls() -> list[Any]:
     from django.urls import include, path
 
-    return [path("ops/", include("worker.integrations.django_ui"))]
+    return [path("ops/", include("worker.web.integrations.django_ui"))]
 
 
 def __getattr__(name: str) -> Any:  # Django reads urlpatterns from this module lazily

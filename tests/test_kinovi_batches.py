@@ -18,8 +18,8 @@ from tests.pipeline_helpers import RecordingEngine, drive, make_engine
 from worker.batch import Batches, parse_records, parse_text, render_report
 from worker.batch import batch_report as report_of
 from worker.batch.plan import plan_batch
-from worker.engine import reset_engine
-from worker.jobs import JobState
+from worker.job.engine import reset_engine
+from worker.job.record import JobState
 
 RELAY = {"model": "doubao-seedance-2-0-fast-260128", "prompt": "a kite", "seconds": 5}  # $0.70
 KIN = {"model": "seedance-20", "prompt": "a heron", "seconds": 5}  # 200 credits = $1.00

@@ -13,9 +13,6 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from worker.client import ApiClient
-from worker.dialects import TaskStatus, get_dialect
-from worker.dialects.kinovi import NoUploadEndpoint, error_message, parse_task, submit_body
 from worker.errors import (
     BadRequest,
     Forbidden,
@@ -25,6 +22,9 @@ from worker.errors import (
     Unauthorized,
     UnexpectedResponse,
 )
+from worker.provider.client import ApiClient
+from worker.provider.dialects import TaskStatus, get_dialect
+from worker.provider.dialects.kinovi import NoUploadEndpoint, error_message, parse_task, submit_body
 
 KEY = SecretStr("kin-live-0123456789")
 BASE = "https://kinovi.test/api/v1"

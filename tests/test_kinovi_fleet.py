@@ -21,11 +21,11 @@ from simulator.testing import SimulatorProcess
 from tasks import enqueue_render, get_job, wait
 from tests.fleet import Fleet, fleet_env, use_env, wait_until
 from tests.pipeline_helpers import RecordingEngine, drive, make_engine, run_step
-from worker.callback import callback_url_for
-from worker.jobs import Job, JobState
-from worker.pricing import estimate_cost
-from worker.redis_server import RedisServer, free_port
-from worker.validation import validate_request
+from worker.infra.redis_server import RedisServer, free_port
+from worker.job.callback import callback_url_for
+from worker.job.record import Job, JobState
+from worker.render.pricing import estimate_cost
+from worker.render.validation import validate_request
 
 pytestmark = pytest.mark.integration
 RELAYDANCE_MODEL = "doubao-seedance-2-0-fast-260128"
@@ -243,8 +243,8 @@ def test_a_kinovi_policy_failure_ends_generation_failed_with_its_message_and_cos
 def test_a_kinovi_job_whose_submit_reply_was_lost_adopts_its_task_from_the_webhook(
     engine: RecordingEngine, sim: SimulatorProcess
 ) -> None:
-    from worker.webhook_step import on_webhook
-    from worker.webhooks import handle_webhook
+    from worker.job.webhook import on_webhook
+    from worker.web.receiver import handle_webhook
 
     engine.settings = engine.settings.model_copy(update={
         "webhook_base_url": "http://127.0.0.1:9/hooks",
@@ -284,8 +284,8 @@ def get_job_request(engine: RecordingEngine, job_id: str) -> dict[str, Any]:
 def test_a_dropped_kinovi_reply_leaves_the_job_unknown_and_it_never_posts_again(
     engine: RecordingEngine, sim: SimulatorProcess
 ) -> None:
-    from worker.jobs import Billing
-    from worker.sweeper import sweep
+    from worker.job.record import Billing
+    from worker.job.sweeper import sweep
 
     sim.configure(drop_reply_every=1)  # Kinovi created the task; its answer never came back
     job_id = kinovi_job(engine)

@@ -21,10 +21,10 @@ from tasks import enqueue_render
 from tests.fleet import point_this_process_at
 from tests.pipeline_helpers import run_step
 from tests.test_kinovi_rules import BAD, DOCUMENTED
-from worker.cli import main
-from worker.client import ApiClient
-from worker.engine import Engine, get_engine, reset_engine
+from worker.cli.main import main
 from worker.errors import InvalidRequest
+from worker.job.engine import Engine, get_engine, reset_engine
+from worker.provider.client import ApiClient
 
 KINOVI_KEY = "kin-producer-key"
 

@@ -14,11 +14,11 @@ from tests.seed_bodies import (
     KINOVI_OMNI_REFERENCE,
     KINOVI_TEXT_TO_VIDEO,
 )
-from worker.dialects import get_dialect
 from worker.errors import InvalidRequest
-from worker.pricing import estimate_cost, load_prices
-from worker.request import RenderRequest
-from worker.validation import validate_request
+from worker.provider.dialects import get_dialect
+from worker.render.pricing import estimate_cost, load_prices
+from worker.render.request import RenderRequest
+from worker.render.validation import validate_request
 
 # The request that produces each documented body: (request fields, callback url, body).
 DOCUMENTED: list[tuple[dict[str, Any], str | None, dict[str, Any]]] = [

@@ -11,9 +11,9 @@ import redis
 from simulator.testing import SimulatorProcess
 from tasks import enqueue_render, get_job, wait
 from tests.fleet import Fleet, fleet_env, use_env, wait_until
-from worker.engine import get_engine
-from worker.jobs import JobState
-from worker.redis_server import RedisServer
+from worker.infra.redis_server import RedisServer
+from worker.job.engine import get_engine
+from worker.job.record import JobState
 
 pytestmark = pytest.mark.integration
 MODEL = "doubao-seedance-2-0-fast-260128"

@@ -7,7 +7,7 @@
 * Concurrent tests run holders in threads and in processes: slots in use never exceed the
   limit, a live holder never loses its slot however long it holds it, and the slot of a
   holder that dies is freed by the reconciler (here a loop that releases dead holders, as
-  worker.slots does for jobs that no longer need their slot), never by a timer.
+  worker.job.slots does for jobs that no longer need their slot), never by a timer.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+from worker.infra.redis_server import RedisServer
 from worker.limits import Acquire, KeyLimits
-from worker.redis_server import RedisServer
 
 ALIAS = "k"
 JOBS = [f"j{n}" for n in range(6)]

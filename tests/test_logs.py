@@ -12,7 +12,7 @@ import pytest
 from celery.signals import after_setup_logger, after_setup_task_logger
 
 from config.settings import get_settings
-from worker.logs import (
+from worker.infra.logs import (
     REDACTED,
     JsonFormatter,
     RedactingFilter,

@@ -11,7 +11,7 @@ from pydantic import SecretStr
 from config.settings import load_settings
 from simulator.testing import SimulatorProcess
 from tests.pipeline_helpers import RecordingEngine, drive, make_engine, make_job
-from worker.metrics import render_metrics
+from worker.web.metrics import render_metrics
 
 KEY = "sk-test-metrics-key"
 
@@ -64,7 +64,7 @@ def test_the_public_receiver_serves_metrics_only_to_the_bearer_of_the_token(
 ) -> None:
     from starlette.testclient import TestClient
 
-    from worker.web import create_web_app
+    from worker.web.app import create_web_app
 
     drive(engine, make_job(engine))
     app = create_web_app(engine=lambda: engine, prefix="/hooks")
@@ -85,8 +85,8 @@ def test_the_public_receiver_serves_metrics_only_to_the_bearer_of_the_token(
 def test_the_metrics_listener_binds_loopback_by_default(engine: RecordingEngine) -> None:
     import httpx
 
-    from worker.metrics import start_metrics_listener
-    from worker.redis_server import free_port
+    from worker.infra.redis_server import free_port
+    from worker.web.metrics import start_metrics_listener
 
     assert engine.settings.metrics_bind == "127.0.0.1"
     settings = engine.settings.model_copy(update={"metrics_port": free_port()})

@@ -17,11 +17,11 @@ import pytest
 from config.settings import load_settings
 from simulator.testing import SimulatorProcess
 from tests.pipeline_helpers import RecordingEngine, drive, make_engine, make_job, run_step
-from worker import pipeline
 from worker.batch import Batches, parse_records
-from worker.jobs import Billing, JobState
-from worker.submission import SubmitRefused, resubmit
-from worker.sweeper import sweep
+from worker.job import pipeline
+from worker.job.record import Billing, JobState
+from worker.job.submit import SubmitRefused, resubmit
+from worker.job.sweeper import sweep
 
 KEY = "sk-test-money-key"
 S = JobState
@@ -204,7 +204,7 @@ def test_a_step_waits_for_the_producers_confirmation_and_never_runs_an_abandoned
     engine: RecordingEngine, sim: SimulatorProcess
 ) -> None:
     request = {"model": "doubao-seedance-2-0-fast-260128", "prompt": "a boat"}
-    from worker.validation import validate_request
+    from worker.render.validation import validate_request
 
     job_id = engine.store.create_render(validate_request(request), alias="default", pending=True)
     assert run_step(engine, "submit", job_id, seq=0).action == "again"  # not confirmed yet
@@ -219,7 +219,7 @@ def test_a_step_waits_for_the_producers_confirmation_and_never_runs_an_abandoned
 def test_the_sweeper_cancels_a_job_whose_producer_never_confirmed_it(
     engine: RecordingEngine,
 ) -> None:
-    from worker.validation import validate_request
+    from worker.render.validation import validate_request
 
     request = validate_request({"model": "doubao-seedance-2-0-fast-260128", "prompt": "x"})
     job_id = engine.store.create_render(request, alias="default", pending=True, due_in=0)

@@ -17,14 +17,14 @@ from config.celery import QUEUE
 from config.settings import load_settings
 from simulator.testing import SimulatorProcess
 from tests.pipeline_helpers import RecordingEngine, drive, make_engine, make_job
-from worker import pipeline
 from worker.batch import Batches, parse_records
-from worker.celery_app import app
-from worker.engine import Engine
-from worker.explain import explain, facts_for
-from worker.jobs import JobState
-from worker.notify import OUTBOX_KEY, deliver_due, notify_final
-from worker.redis_server import free_port
+from worker.infra.celery_app import app
+from worker.infra.redis_server import free_port
+from worker.job import pipeline
+from worker.job.engine import Engine
+from worker.job.explain import explain, facts_for
+from worker.job.notify import OUTBOX_KEY, deliver_due, notify_final
+from worker.job.record import JobState
 
 KEY = "sk-test-notify-key"
 TASK = "app.record_render"
@@ -98,7 +98,7 @@ def test_an_unregistered_on_done_is_reported_on_the_job_and_in_the_log_and_sent_
 ) -> None:
     typo = "myapp.recrod_render"
     job_id = make_job(engine, on_done=typo)
-    with caplog.at_level(logging.ERROR, logger="worker.notify"):
+    with caplog.at_level(logging.ERROR, logger="worker.job.notify"):
         assert pipeline.cancel(engine, job_id)
     job = engine.store.get(job_id)
     assert job is not None
@@ -184,7 +184,7 @@ def test_a_broker_error_after_the_job_is_done_is_logged_and_never_fails_the_step
     task_registry.add(TASK)
     engine = make_engine(_settings(redis_url, sim, tmp_path), RefusingBroker)
     job_id = make_job(engine, on_done=TASK)
-    with caplog.at_level(logging.WARNING, logger="worker.notify"):
+    with caplog.at_level(logging.WARNING, logger="worker.job.notify"):
         job = drive(engine, job_id)  # a step that raised would end this test here
     assert job.state is JobState.DONE  # the paid step is over: no retry may repeat it
     assert len(sim.tasks_for(job_id)) == 1

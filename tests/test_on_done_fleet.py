@@ -15,9 +15,9 @@ from simulator.testing import SimulatorProcess
 from tasks import cancel, enqueue_render, get_job, wait
 from tests.fleet import Fleet, fleet_env, use_env, wait_for
 from tests.on_done_recorder import LIST_KEY, TASK_NAME
-from worker.cli import main
-from worker.jobs import JobState
-from worker.redis_server import RedisServer
+from worker.cli.main import main
+from worker.infra.redis_server import RedisServer
+from worker.job.record import JobState
 
 pytestmark = pytest.mark.integration
 MODEL = "doubao-seedance-2-0-fast-260128"

@@ -16,9 +16,9 @@ from config.settings import load_settings
 from simulator import PNG_BYTES, VIDEO_SHA256
 from simulator.testing import SimulatorProcess
 from tests.pipeline_helpers import RecordingEngine, drive, make_engine, make_job, run_step
-from worker.client import ApiClient
-from worker.jobs import JobState
-from worker.sweeper import sweep
+from worker.job.record import JobState
+from worker.job.sweeper import sweep
+from worker.provider.client import ApiClient
 
 KEY = "sk-test-pipeline-key"
 
@@ -417,7 +417,7 @@ def test_cancel_stops_a_running_job(engine: RecordingEngine, sim: SimulatorProce
 def test_cancel_takes_a_waiter_out_of_line_at_once(
     engine: RecordingEngine, sim: SimulatorProcess
 ) -> None:
-    from worker import pipeline
+    from worker.job import pipeline
 
     sim.configure(gen_time_mean=5.0)
     engine.settings = engine.settings.model_copy(update={"max_concurrency": 1})
@@ -434,7 +434,7 @@ def test_cancel_takes_a_waiter_out_of_line_at_once(
 def test_a_canceled_running_job_keeps_its_slot_until_its_task_is_final(
     engine: RecordingEngine, sim: SimulatorProcess
 ) -> None:
-    from worker import pipeline
+    from worker.job import pipeline
 
     sim.configure(gen_time_mean=1.0)
     engine.settings = engine.settings.model_copy(update={"max_concurrency": 1})

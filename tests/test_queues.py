@@ -15,8 +15,8 @@ import pytest
 
 from simulator.testing import SimulatorProcess
 from tests.fleet import Fleet, use_env, wait_for, webhook_env
-from worker.jobs import JobState
-from worker.redis_server import RedisServer, free_port
+from worker.infra.redis_server import RedisServer, free_port
+from worker.job.record import JobState
 
 pytestmark = pytest.mark.integration
 

@@ -17,9 +17,9 @@ from config.settings import load_settings
 from simulator import VIDEO_SHA256
 from simulator.testing import SimulatorProcess
 from tests.pipeline_helpers import RecordingEngine, drive, make_engine, make_job
-from worker.jobs import JobState
+from worker.job.record import JobState
+from worker.job.sweeper import sweep
 from worker.storage import LocalStorage
-from worker.sweeper import sweep
 
 
 def _engine(redis_url: str, sim: SimulatorProcess, out: Path, **extra: object) -> RecordingEngine:

@@ -1,6 +1,6 @@
 """Render requests are refused before anything is spent, each problem naming its field and fix.
 
-Every rule of :func:`worker.validation.validate_request` has its own test here, and the body
+Every rule of :func:`worker.render.validation.validate_request` has its own test here, and the body
 :meth:`RenderRequest.to_body` builds is pinned to the documented shape (seeds 001, 004).
 """
 
@@ -17,11 +17,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simulator import PNG_BYTES, video_bytes
-from worker.catalogue import known_models
 from worker.errors import InvalidRequest, RelayDanceError
-from worker.pricing import estimate_cost
-from worker.request import MAX_PROMPT_CHARS, MAX_SECONDS, RenderRequest
-from worker.validation import validate_request
+from worker.render.catalogue import known_models
+from worker.render.pricing import estimate_cost
+from worker.render.request import MAX_PROMPT_CHARS, MAX_SECONDS, RenderRequest
+from worker.render.validation import validate_request
 
 SEEDANCE = "doubao-seedance-2-0-1080p"  # 4-15 s, 9 images / 3 videos / 3 audio, audio on
 SEEDANCE_15 = "seedance-1-5-pro-with-audio"  # 4-12 s, 16:9/9:16/1:1, 480p/720p, no flag

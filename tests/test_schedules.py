@@ -32,11 +32,11 @@ from simulator.testing import SimulatorProcess
 from tests.fleet import wait_until
 from tests.pipeline_helpers import RecordingEngine, make_engine
 from worker.batch import Batches, InvalidBatch, parse_records
-from worker.batch_cli import schedule
-from worker.engine import Engine, reset_engine
+from worker.batch.schedules import Schedules, latest_instant, parse_cron, run_name
+from worker.cli.batch import schedule
 from worker.errors import InvalidRequest
-from worker.redis_server import RedisServer
-from worker.schedules import Schedules, latest_instant, parse_cron, run_name
+from worker.infra.redis_server import RedisServer
+from worker.job.engine import Engine, reset_engine
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = "doubao-seedance-2-0-fast-260128"

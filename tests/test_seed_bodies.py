@@ -17,7 +17,7 @@ import pytest
 
 from simulator import PNG_BYTES, SimConfig, create_app
 from tests.seed_bodies import SEED_001_CONTENT, SEED_001_SUBMIT, SEED_004_CURL
-from worker.validation import validate_request
+from worker.render.validation import validate_request
 
 with warnings.catch_warnings():
     # Starlette 1.x would rather drive its test client with `httpx2`; httpx still works.

@@ -13,9 +13,9 @@ from config.settings import SettingsError, load_settings
 from simulator.testing import SimulatorProcess
 from tasks import enqueue_render, wait
 from tests.fleet import Fleet, fleet_env, use_env, wait_until
-from worker.engine import get_engine
-from worker.jobs import JobState
-from worker.redis_server import RedisServer, find_redis_server, free_port
+from worker.infra.redis_server import RedisServer, find_redis_server, free_port
+from worker.job.engine import get_engine
+from worker.job.record import JobState
 
 pytestmark = pytest.mark.integration
 

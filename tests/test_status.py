@@ -15,13 +15,13 @@ from click.testing import CliRunner
 from config.redis_url import describe_redis_url
 from config.settings import get_settings
 from tests.pipeline_helpers import make_job
-from worker.cli import main
-from worker.cli_errors import redis_asked
-from worker.engine import Engine, get_engine, reset_engine
-from worker.explain import ROWS, Explanation, Facts, explain, facts_for
-from worker.jobs import Job, JobState
-from worker.timefmt import at, iso, relative, span
-from worker.webhook_health import ReceiverCheck
+from worker.cli.errors import redis_asked
+from worker.cli.main import main
+from worker.infra.timefmt import at, iso, relative, span
+from worker.job.engine import Engine, get_engine, reset_engine
+from worker.job.explain import ROWS, Explanation, Facts, explain, facts_for
+from worker.job.reachability import ReceiverCheck
+from worker.job.record import Job, JobState
 
 RAW_EPOCH = re.compile(r"\b1\d{9}\.\d+")  # a bare epoch float, as status used to print
 

@@ -23,14 +23,14 @@ import pytest
 
 from config.settings import SettingsError, load_settings
 from tests.s3_server import REGION, Bucket
-from worker.download import make_download_client
 from worker.errors import (
     DownloadRejected,
     StorageRefused,
     StorageUnavailable,
     TransportFailure,
 )
-from worker.redis_server import free_port
+from worker.infra.redis_server import free_port
+from worker.provider.download import make_download_client
 from worker.storage import LocalStorage, StoredClip, check_output, make_storage
 from worker.storage.s3 import S3Storage
 

@@ -23,7 +23,7 @@ from simulator import VIDEO_SHA256
 from simulator.testing import SimulatorProcess
 from tests.fleet import ROOT, Fleet, fleet_env, point_this_process_at, wait_for
 from tests.s3_server import Bucket
-from worker.redis_server import RedisServer
+from worker.infra.redis_server import RedisServer
 
 pytestmark = pytest.mark.integration
 RECORDS = ["examples.flask_app.records"]

@@ -27,9 +27,9 @@ from tasks import batch_report, clip_url, enqueue_batch, enqueue_render, get_job
 from tests.fleet import ROOT, Fleet, fleet_env, use_env, wait_until
 from tests.s3_server import Bucket
 from worker.batch.report import render_report
-from worker.cli import main
-from worker.jobs import JobState
-from worker.redis_server import RedisServer, free_port
+from worker.cli.main import main
+from worker.infra.redis_server import RedisServer, free_port
+from worker.job.record import JobState
 
 pytestmark = pytest.mark.integration
 MODEL = "doubao-seedance-2-0-fast-260128"

@@ -12,7 +12,7 @@ import pytest
 from config.settings import load_settings
 from simulator.testing import SimulatorProcess
 from tests.pipeline_helpers import RecordingEngine, drive, make_engine, make_job
-from worker.timing import Estimate, Timing, first_poll_delay_for, next_poll_delay, sample_from
+from worker.job.timing import Estimate, Timing, first_poll_delay_for, next_poll_delay, sample_from
 
 MODEL = "doubao-seedance-2-0-fast-260128"
 
@@ -128,8 +128,8 @@ def test_a_prior_three_times_too_low_costs_at_most_three_polls_after_the_first_r
 def test_relaydance_timing_shows_what_the_fleet_learned(engine: RecordingEngine) -> None:
     from click.testing import CliRunner
 
-    from worker import engine as engine_module
-    from worker.cli import main
+    from worker.cli.main import main
+    from worker.job import engine as engine_module
 
     engine.timing.record(MODEL, 5, 80.0)
     engine.timing.record(MODEL, 5, 100.0, bracketed=True)

@@ -15,9 +15,9 @@ import time
 import pytest
 from pydantic import SecretStr
 
-from worker.client import ApiClient
 from worker.errors import NotSent, ServerError, TransportFailure
-from worker.redis_server import free_port
+from worker.infra.redis_server import free_port
+from worker.provider.client import ApiClient
 
 KEY = SecretStr("sk-test-transport")
 BODY = b'{"task_id": "task_1", "status": "submitted"}'

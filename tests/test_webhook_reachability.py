@@ -20,12 +20,12 @@ from click.testing import CliRunner
 from simulator.testing import SimulatorProcess
 from tasks import enqueue_render, get_job, wait
 from tests.fleet import Fleet, point_this_process_at, wait_for
-from worker.cli import main
-from worker.doctor import run_checks
-from worker.engine import get_engine
-from worker.jobs import JobState
-from worker.redis_server import RedisServer, free_port
-from worker.sweeper import sweep
+from worker.cli.doctor import run_checks
+from worker.cli.main import main
+from worker.infra.redis_server import RedisServer, free_port
+from worker.job.engine import get_engine
+from worker.job.record import JobState
+from worker.job.sweeper import sweep
 
 pytestmark = pytest.mark.integration
 MODEL = "doubao-seedance-2-0-fast-260128"

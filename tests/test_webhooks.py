@@ -3,7 +3,7 @@
 The first half drives :func:`handle_webhook` and :func:`on_webhook` in this process
 against a real redis-server (its own database) and a provider faked with
 ``httpx.MockTransport``. The second half runs the real thing: a Celery worker process,
-the ASGI receiver under uvicorn (``worker.web.serve``) and the simulator sending real
+the ASGI receiver under uvicorn (``worker.web.app.serve``) and the simulator sending real
 webhooks, duplicated, reordered or dropped on request.
 """
 
@@ -32,18 +32,18 @@ from simulator import VIDEO_SHA256, video_sha256
 from simulator.testing import SimulatorProcess
 from tests.fleet import Fleet, point_this_process_at, wait_for, webhook_env
 from tests.pipeline_helpers import RecordingEngine, make_engine, make_job
-from worker import pipeline
-from worker.callback import TOKEN_GRACE_SECONDS, callback_url_for, token_for, verify_token
-from worker.client import ApiClient
-from worker.engine import reset_engine
-from worker.jobs import Job, JobState
-from worker.logs import RedactingFilter, redact
-from worker.redis_server import RedisServer, free_port
-from worker.request import RenderRequest
-from worker.validation import validate_request
-from worker.web import create_web_app
-from worker.webhook_step import on_webhook
-from worker.webhooks import MAX_BODY_BYTES, handle_webhook
+from worker.infra.logs import RedactingFilter, redact
+from worker.infra.redis_server import RedisServer, free_port
+from worker.job import pipeline
+from worker.job.callback import TOKEN_GRACE_SECONDS, callback_url_for, token_for, verify_token
+from worker.job.engine import reset_engine
+from worker.job.record import Job, JobState
+from worker.job.webhook import on_webhook
+from worker.provider.client import ApiClient
+from worker.render.request import RenderRequest
+from worker.render.validation import validate_request
+from worker.web.app import create_web_app
+from worker.web.receiver import MAX_BODY_BYTES, handle_webhook
 
 SECRET = "test-webhook-secret"
 KEY = "sk-test-webhooks"
@@ -690,7 +690,7 @@ def _post_to_provider(live: Live, job_id: str, *, idempotency_key: str | None) -
 
 def test_a_job_whose_submit_reply_was_lost_adopts_its_task_from_the_webhook(live: Live) -> None:
     from tasks.api import new_job_id
-    from worker.engine import get_engine
+    from worker.job.engine import get_engine
 
     store = get_engine().store
     job_id = new_job_id()
@@ -709,7 +709,7 @@ def test_a_job_whose_submit_reply_was_lost_adopts_its_task_from_the_webhook(live
 def test_a_second_submission_found_by_its_webhook_is_recorded_as_duplicate_spend(
     live: Live,
 ) -> None:
-    from worker.engine import get_engine
+    from worker.job.engine import get_engine
 
     before = live.counters()
     live.sim.configure(gen_time_mean=3.0)  # the job's own task is still generating ...

@@ -12,14 +12,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from worker.celery_app import app
+    from worker.infra.celery_app import app
 
 __all__ = ["app"]
 
 
 def __getattr__(name: str) -> Any:
     if name == "app":
-        from worker.celery_app import app as built
+        from worker.infra.celery_app import app as built
 
         return built
     raise AttributeError(f"module 'worker' has no attribute {name!r}")

@@ -30,7 +30,7 @@ Every error carries a short machine ``code`` that ends up in the job record.
 For a submission, only :class:`NotSent` and :class:`RateLimited` say that nothing was
 created. Every other failure after the request may have left (a read timeout, a dropped
 connection, a 5xx, a 2xx without a task id) is an ambiguous submission: the task may exist
-and be billed, so it is never retried blindly (see ``worker.pipeline.submit``).
+and be billed, so it is never retried blindly (see ``worker.job.pipeline.submit``).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ through a presigned URL when clips go to a bucket), and the webhook receiver mou
 
 Run from the project root: ``flask --app examples.flask_app.app run --port 5000``.
 
-Requests are validated exactly as the CLI validates them (``worker.integrations.forms``):
+Requests are validated exactly as the CLI validates them (``worker.web.integrations.forms``):
 nothing is defaulted, dropped or repaired, and the form keeps the user's input on error.
 """
 
@@ -29,11 +29,14 @@ from werkzeug.wrappers import Response
 
 from config.settings import get_settings
 from tasks import JobNotFound, clip_url, enqueue_render, get_job
-from worker.catalogue import SEEDANCE_RATIOS
-from worker.engine import get_engine
+from worker.cli.status_view import status_view
 from worker.errors import InvalidRequest
-from worker.integrations.flask import relaydance_blueprint
-from worker.integrations.forms import (
+from worker.infra.logs import RedactingFilter
+from worker.job.engine import get_engine
+from worker.job.record import Job
+from worker.render.catalogue import SEEDANCE_RATIOS
+from worker.web.integrations.flask import relaydance_blueprint
+from worker.web.integrations.forms import (
     form_models,
     form_values,
     problems_json,
@@ -42,9 +45,6 @@ from worker.integrations.forms import (
     seconds_range,
     when,
 )
-from worker.jobs import Job
-from worker.logs import RedactingFilter
-from worker.status_view import status_view
 
 from .records import TASK_NAME, recorded
 

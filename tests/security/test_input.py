@@ -30,13 +30,13 @@ from simulator.testing import SimulatorProcess
 from tests.fleet import fleet_env, point_this_process_at
 from tests.pipeline_helpers import make_engine
 from worker.batch import InvalidBatch, parse_records
-from worker.cli import main
-from worker.engine import get_engine, reset_engine
+from worker.cli.main import main
 from worker.errors import InvalidRequest
-from worker.jobs import JobState
-from worker.metrics import render_metrics
-from worker.pipeline import prepare
-from worker.validation import validate_request
+from worker.job.engine import get_engine, reset_engine
+from worker.job.pipeline import prepare
+from worker.job.record import JobState
+from worker.render.validation import validate_request
+from worker.web.metrics import render_metrics
 
 MODEL = "doubao-seedance-2-0-1080p"
 KEY = "sk-live-9f8e7d6c5b4a39281706f5e4d3c2b1a0"  # a key pasted where an alias belongs
@@ -464,8 +464,8 @@ def test_a_file_inside_the_allowed_dirs_is_still_uploaded(world: World) -> None:
 def test_a_scheduled_run_checks_files_like_the_command_line(
     world: World, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from worker.celery_app import app
-    from worker.schedules import Schedules
+    from worker.batch.schedules import Schedules
+    from worker.infra.celery_app import app
 
     photo = world.file("outside", "photo.png", PNG_BYTES)
     # Added where the file was allowed; the worker that runs it does not allow it.

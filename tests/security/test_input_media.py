@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from simulator import PNG_BYTES, video_bytes
-from worker.media import identify
+from worker.render.media import identify
 
 FRAME = b"\xff\xfb\x90\x64" + bytes(413)  # MPEG-1 Layer III, 128 kbit/s, 44.1 kHz
 ACCEPTED = {

@@ -17,10 +17,10 @@ import redis
 
 from config.settings import load_settings
 from tests.pipeline_helpers import RecordingEngine, make_engine, make_job
-from worker import pipeline
-from worker.client import ApiClient
-from worker.jobs import Billing, JobState
-from worker.redis_server import RedisServer
+from worker.infra.redis_server import RedisServer
+from worker.job import pipeline
+from worker.job.record import Billing, JobState
+from worker.provider.client import ApiClient
 
 KEY = "sk-test-security-transient"
 S = JobState

@@ -27,14 +27,14 @@ from starlette.testclient import TestClient
 
 from config.settings import load_settings
 from tests.pipeline_helpers import RecordingEngine, make_engine, make_job
-from worker.callback import token_for
-from worker.client import ApiClient
-from worker.download import download_video, make_download_client
 from worker.errors import TransportFailure, UnsafeUrl
-from worker.jobs import JobState
-from worker.redis_server import RedisServer
-from worker.web import create_web_app
-from worker.webhook_step import on_webhook
+from worker.infra.redis_server import RedisServer
+from worker.job.callback import token_for
+from worker.job.record import JobState
+from worker.job.webhook import on_webhook
+from worker.provider.client import ApiClient
+from worker.provider.download import download_video, make_download_client
+from worker.web.app import create_web_app
 
 SECRET = "security-webhook-secret"
 KEY = "sk-test-security-net"
@@ -229,8 +229,8 @@ def test_metrics_are_not_served_to_the_public_without_the_token(
 
 
 def test_the_metrics_listener_does_not_listen_beyond_loopback(engine: RecordingEngine) -> None:
-    from worker.metrics import start_metrics_listener
-    from worker.redis_server import free_port
+    from worker.infra.redis_server import free_port
+    from worker.web.metrics import start_metrics_listener
 
     port = start_metrics_listener(
         engine.settings.model_copy(update={"metrics_port": free_port()}), lambda: engine

@@ -23,7 +23,7 @@ from typing import Literal
 
 import redis
 
-from worker.jobs import Billing
+from worker.job.record import Billing
 
 __all__ = [
     "SKIPPED_BUDGET",

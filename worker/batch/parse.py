@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from config.settings import Settings, SettingsError, get_settings
-from worker.aliases import alias_problem
 from worker.batch.records import BatchFileError, Unparsable, csv_records, jsonl_records
 from worker.errors import InvalidRequest
-from worker.request import RenderRequest, is_url
-from worker.validation import validate_request
+from worker.render.aliases import alias_problem
+from worker.render.request import RenderRequest, is_url
+from worker.render.validation import validate_request
 
 __all__ = [
     "BatchFileError",

@@ -17,8 +17,8 @@ from functools import lru_cache
 from worker.batch.budget import to_micros
 from worker.batch.parse import InvalidLine, ParsedBatch
 from worker.errors import InvalidRequest
-from worker.pricing import PriceTable, price_table
-from worker.request import RenderRequest
+from worker.render.pricing import PriceTable, price_table
+from worker.render.request import RenderRequest
 
 __all__ = ["BatchPlan", "InvalidBatch", "PlannedItem", "content_fingerprint", "plan_batch"]
 

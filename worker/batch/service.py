@@ -16,7 +16,6 @@ import re
 import time
 import uuid
 
-from worker.aliases import alias_problem
 from worker.batch.budget import Claim, Settlement, from_micros, to_micros
 from worker.batch.parse import ParsedBatch
 from worker.batch.plan import BatchPlan, InvalidBatch, plan_batch
@@ -24,8 +23,9 @@ from worker.batch.status import REQUEUE_STATES, Submission
 from worker.batch.store import REUSE_PREFIX, BatchRecord, Item
 from worker.batch.tracker import BatchTracker
 from worker.errors import InvalidRequest
-from worker.jobs import JobState, new_job_id
-from worker.pricing import PriceTable
+from worker.job.record import JobState, new_job_id
+from worker.render.aliases import alias_problem
+from worker.render.pricing import PriceTable
 
 __all__ = ["JOB_DONE_TASK", "Batches"]
 

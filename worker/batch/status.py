@@ -14,7 +14,7 @@ from typing import Any
 from worker.batch.budget import SKIPPED_BUDGET
 from worker.batch.parse import InvalidLine
 from worker.batch.store import BatchRecord, Item
-from worker.jobs import FINAL_STATES
+from worker.job.record import FINAL_STATES
 
 __all__ = [
     "FINAL_JOB_STATES",

@@ -31,7 +31,7 @@ from typing import Any
 import redis
 
 from worker.batch.parse import InvalidLine
-from worker.jobs import PREFIX
+from worker.job.record import PREFIX
 
 __all__ = [
     "REUSE_PREFIX",

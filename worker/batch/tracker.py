@@ -24,7 +24,7 @@ from worker.batch.budget import (
 )
 from worker.batch.status import FINAL_JOB_STATES, BatchStatus, ItemView, is_final_line_state
 from worker.batch.store import REUSE_PREFIX, BatchRecord, BatchStore, Item, job_of
-from worker.engine import Engine
+from worker.job.engine import Engine
 
 __all__ = ["BatchTracker"]
 

@@ -3,7 +3,7 @@
 A slot is held from submit until the remote task is final, however long the provider
 takes: no timer ever takes it away, because the provider counts a live task against the
 key whatever happened to the worker that submitted it. Slots belong to job records, and
-the reconciler (:mod:`worker.slots`, run by the sweeper) frees those whose job no longer
+the reconciler (:mod:`worker.job.slots`, run by the sweeper) frees those whose job no longer
 needs one (final, missing, never submitted) and takes back any a live job lost. Holders
 are kept in a sorted set (scored by when they took the slot); waiters stand in a second
 sorted set scored by arrival, so a released slot goes to the longest waiter at once, in

@@ -60,7 +60,7 @@ class Storage(ABC):
     ) -> StoredClip:
         """Stream the clip at ``url`` to ``<name>.mp4``, checked, capped and hashed.
 
-        Raises the download errors of :mod:`worker.download`, and
+        Raises the download errors of :mod:`worker.provider.download`, and
         :class:`~worker.errors.StorageError` when the storage will not take it.
         """
 

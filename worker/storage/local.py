@@ -10,8 +10,8 @@ from pathlib import Path
 
 import httpx
 
-from worker.download import download_video, write_manifest
 from worker.errors import StorageError, StorageRefused, StorageUnavailable
+from worker.provider.download import download_video, write_manifest
 from worker.storage.base import Storage, StoredClip
 
 __all__ = ["LocalStorage"]
@@ -46,7 +46,7 @@ class LocalStorage(Storage):
         overall_timeout: float,
         on_progress: Callable[[int], None] | None = None,
     ) -> StoredClip:
-        """Download into the directory through :func:`~worker.download.download_video`."""
+        """Download into the directory through :func:`~worker.provider.download.download_video`."""
         try:
             result = download_video(
                 url,

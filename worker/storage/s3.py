@@ -1,7 +1,7 @@
 """Clips in an S3-compatible bucket (AWS S3, R2, GCS's S3 API, MinIO), through boto3.
 
 The provider's body is streamed into a multipart upload part by part, so memory holds one
-part whatever the clip's size, while :func:`worker.download.stream_video` counts, hashes
+part whatever the clip's size, while :func:`worker.provider.download.stream_video` counts, hashes
 and checks it. Only a whole, checked clip is committed (CompleteMultipartUpload), under
 ``<prefix>/<job id>.mp4``: until then nothing is visible under that name. A failed
 attempt aborts its upload; an upload left by a killed worker is aborted by the attempt
@@ -25,8 +25,8 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from config.settings import S3_SCHEME, Settings
-from worker.download import stream_video
 from worker.errors import StorageError, StorageRefused, StorageUnavailable
+from worker.provider.download import stream_video
 from worker.storage.base import Storage, StoredClip
 from worker.storage.multipart import MultipartUpload
 

@@ -1,7 +1,7 @@
 """Views: enqueue a render (form or JSON), show its status, serve the finished clip (from
 the output directory, or through a presigned URL when clips go to a bucket).
 
-Requests are validated exactly as the CLI validates them (``worker.integrations.forms``):
+Requests are validated exactly as the CLI validates them (``worker.web.integrations.forms``):
 nothing is defaulted, dropped or repaired, and the form keeps the user's input on error.
 """
 
@@ -26,10 +26,12 @@ from django.views.decorators.http import require_GET, require_POST
 
 from config.settings import get_settings
 from tasks import JobNotFound, clip_url, enqueue_render, get_job
-from worker.catalogue import SEEDANCE_RATIOS
-from worker.engine import get_engine
+from worker.cli.status_view import status_view
 from worker.errors import InvalidRequest
-from worker.integrations.forms import (
+from worker.job.engine import get_engine
+from worker.job.record import Job
+from worker.render.catalogue import SEEDANCE_RATIOS
+from worker.web.integrations.forms import (
     form_models,
     form_values,
     problems_json,
@@ -38,8 +40,6 @@ from worker.integrations.forms import (
     seconds_range,
     when,
 )
-from worker.jobs import Job
-from worker.status_view import status_view
 
 from .records import TASK_NAME, recorded
 

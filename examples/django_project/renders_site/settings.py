@@ -33,7 +33,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"callback_tokens": {"()": "worker.logs.RedactingFilter"}},
+    "filters": {"callback_tokens": {"()": "worker.infra.logs.RedactingFilter"}},
     "handlers": {
         "server": {"class": "logging.StreamHandler", "filters": ["callback_tokens"]},
     },

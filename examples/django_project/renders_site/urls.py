@@ -5,6 +5,6 @@ from __future__ import annotations
 from django.urls import include, path
 
 urlpatterns = [
-    path("hooks/", include("worker.integrations.django")),
+    path("hooks/", include("worker.web.integrations.django")),
     path("", include("renders.urls")),
 ]

@@ -1,0 +1,4 @@
+"""The command line (``relaydance``): every command and its output.
+
+May import: everything; nothing imports it.
+"""

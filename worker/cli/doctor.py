@@ -1,0 +1,163 @@
+"""``relaydance doctor``: check the whole setup, one pass/fail line per part.
+
+Settings, Redis, API keys, the provider (reached with each key), the webhook receiver
+(through the public base URL, and the count of jobs that ended without their webhook),
+the output directory, beat (the sweeper's last run) and the workers. Each check says what
+it found and, on failure, what to do. Nothing here costs money: the provider is asked for
+a task that does not exist, which it answers 404 to a valid key and 401 to a wrong one.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import redis
+from kombu.exceptions import KombuError
+
+from config.redis_url import describe_redis_url
+from config.settings import Settings, SettingsError, load_settings
+from worker.errors import NotFound, PermanentError, TransientError, Unauthorized
+from worker.infra.connections import redis_client
+from worker.infra.timefmt import span
+from worker.job.reachability import check_receiver, missed_count
+from worker.job.sweeper import LAST_SWEEP_KEY
+from worker.provider.client import ApiClient
+
+__all__ = ["Check", "run_checks"]
+
+Status = Literal["pass", "fail", "warn", "skip"]
+PROBE_TASK_ID = "relaydance-doctor-probe"  # a task id no provider has
+
+
+@dataclass(frozen=True)
+class Check:
+    """The outcome of one check."""
+
+    name: str
+    status: Status
+    detail: str
+
+
+def _redis(settings: Settings) -> tuple[Check, redis.Redis | None]:
+    url = settings.redis_url or "redis://127.0.0.1:6379/0"
+    where = describe_redis_url(url, master=settings.redis_sentinel_master)
+    source = "REDIS_URL" if settings.redis_url else "the default: REDIS_URL is not set"
+    client = redis_client(
+        url, master=settings.redis_sentinel_master, socket_timeout=3.0, socket_connect_timeout=3.0
+    )
+    try:
+        client.ping()
+    except (redis.RedisError, OSError) as exc:
+        return Check("redis", "fail", f"{where} ({source}) does not answer: "
+                                      f"{type(exc).__name__}"), None  # fmt: skip
+    return Check("redis", "pass", f"{where} answers ({source})"), client
+
+
+def _keys(settings: Settings) -> Check:
+    aliases = sorted(settings.keys())
+    if not aliases:
+        return Check("keys", "fail", "no API key: set RELAYDANCE_API_KEY (or RELAYDANCE_API_KEYS)")
+    return Check("keys", "pass", f"aliases: {', '.join(aliases)} (values never shown)")
+
+
+def _provider(settings: Settings) -> list[Check]:
+    checks = []
+    with ApiClient.from_settings(settings) as client:
+        for alias, key in sorted(settings.keys().items()):
+            name = f"provider[{alias}]"
+            try:
+                client.get_task(PROBE_TASK_ID, api_key=key)
+            except NotFound:
+                checks.append(Check(name, "pass", f"{settings.base_url} reachable; key accepted"))
+            except Unauthorized:
+                checks.append(Check(name, "fail", f"{settings.base_url} refused the key (401)"))
+            except TransientError as exc:
+                checks.append(Check(name, "fail", f"{settings.base_url} unreachable: {exc.code}"))
+            except PermanentError as exc:
+                checks.append(Check(name, "warn", f"{settings.base_url} answered {exc.code}"))
+            else:
+                checks.append(Check(name, "pass", f"{settings.base_url} reachable"))
+    return checks
+
+
+def _receiver(settings: Settings, client: redis.Redis | None) -> list[Check]:
+    if not settings.webhook_base_url:
+        return [Check("receiver", "skip", "webhooks off (RELAYDANCE_WEBHOOK_BASE_URL unset): "
+                                          "jobs are polled")]  # fmt: skip
+    check = check_receiver(settings)
+    assert check is not None
+    late = span(settings.webhook_safety_poll_seconds)
+    checks = [
+        Check("receiver", "pass", f"GET {check.url} answers")
+        if check.ok
+        else Check("receiver", "fail", f"GET {check.url} {check.detail}: webhooks will not "
+                                       f"arrive and jobs wait for the safety poll ({late})")
+    ]  # fmt: skip
+    missed = missed_count(client) if client is not None else 0
+    if missed:
+        checks.append(Check("webhooks", "warn", f"{missed} job(s) ended without their webhook"))
+    return checks
+
+
+def _output_dir(settings: Settings) -> Check:
+    path = Path(settings.output_dir).resolve()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".doctor-"):
+            pass
+    except OSError as exc:
+        return Check("output", "fail", f"{path} is not writable: {exc.strerror or exc}")
+    free = shutil.disk_usage(path).free / 1024**3
+    return Check("output", "pass", f"{path} writable, {free:.1f} GiB free")
+
+
+def _beat(settings: Settings, client: redis.Redis) -> Check:
+    raw = client.get(LAST_SWEEP_KEY)
+    if raw is None:
+        return Check("beat", "fail", "the sweeper has never run: start `celery -A worker beat "
+                                     "--loglevel INFO` (exactly one)")  # fmt: skip
+    ago = time.time() - float(raw)
+    if ago > 3 * settings.sweep_interval_seconds + 10:
+        return Check("beat", "fail", f"the sweeper last ran {span(ago)} ago: is beat running?")
+    return Check("beat", "pass", f"the sweeper ran {span(ago)} ago")
+
+
+def _workers(timeout: float) -> Check:
+    from worker.infra.celery_app import app
+
+    try:
+        replies = app.control.ping(timeout=timeout) or []
+    except (KombuError, redis.RedisError, OSError) as exc:
+        return Check("workers", "fail", f"could not ask: {type(exc).__name__}")
+    if not replies:
+        return Check("workers", "fail", "no worker answers: start `celery -A worker worker "
+                                        "--loglevel INFO`")  # fmt: skip
+    return Check("workers", "pass", f"{len(replies)} worker(s) answer")
+
+
+def run_checks(
+    *, settings: Callable[[], Settings] = load_settings, ping_timeout: float = 2.0
+) -> list[Check]:
+    """Every check, in order; checks that need a failed part are skipped, not failed."""
+    try:
+        loaded = settings()
+    except SettingsError as exc:
+        return [Check("settings", "fail", str(exc))]
+    checks = [Check("settings", "pass", f"valid (provider dialect {loaded.dialect})")]
+    redis_check, client = _redis(loaded)
+    checks += [redis_check, _keys(loaded)]
+    checks += _provider(loaded) if loaded.keys() else []
+    checks += _receiver(loaded, client)
+    checks.append(_output_dir(loaded))
+    if client is None:
+        checks += [Check("beat", "skip", "needs Redis"), Check("workers", "skip", "needs Redis")]
+    else:
+        checks += [_beat(loaded, client), _workers(ping_timeout)]
+        client.close()
+    return checks

@@ -1,0 +1,352 @@
+"""The ``relaydance`` command line: an entry point, so it may use both ``tasks`` and ``worker``.
+
+Exit codes of ``render``: 0 done (or enqueued without --wait), 1 failed or canceled,
+2 invalid input or configuration.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from config.settings import SettingsError, get_settings
+from worker.cli.errors import EXIT_FAILED, EXIT_OK, die, die_invalid, die_not_found, redis_asked
+from worker.cli.providers import provider_body, provider_of, refuse_foreign_flags
+from worker.errors import InvalidRequest
+from worker.render.pricing import estimate_cost
+from worker.render.request import RenderRequest
+from worker.render.validation import validate_request
+
+__all__ = ["main"]
+
+
+# Imported only when run or listed: `render` loads no simulator, uvicorn or batch code.
+LAZY_COMMANDS = {
+    **{name: f"worker.cli.jobs:{name}" for name in ("jobs", "resubmit", "timing")},
+    "simulate": "simulator.cli:simulate",
+    "batch": "worker.cli.batch:batch",
+    "schedule": "worker.cli.batch:schedule",
+    "storage": "worker.cli.storage:storage",
+    "models": "worker.cli.setup:models",
+    "doctor": "worker.cli.setup:doctor",
+}
+
+
+class LazyGroup(click.Group):
+    """A group that imports a command's module when the command is first asked for."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *LAZY_COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in LAZY_COMMANDS:
+            module, _, attr = LAZY_COMMANDS[cmd_name].partition(":")
+            command = getattr(importlib.import_module(module), attr)
+            _whole_summaries(command)
+            self.add_command(command, cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=LazyGroup)
+@click.version_option(package_name="relaydance-worker")
+def main() -> None:
+    """Render videos through RelayDance with a Celery + Redis worker fleet."""
+
+
+@main.command(short_help="Validate a render request and enqueue it (prints the job id).")
+@click.option(
+    "--model",
+    required=True,
+    help="Model id; `relaydance models` lists every model with its lengths, ratios, "
+    "resolutions, audio, reference limits and price.",
+)
+@click.option("--prompt", required=True, help="What to generate; cite media as @image1...")
+@click.option(
+    "--seconds", type=int, default=5, show_default=True, help="Clip length (per model: see models)."
+)
+@click.option("--ratio", help="Aspect ratio, e.g. 16:9.")
+@click.option("--resolution", help="480p, 720p or 1080p, as the model offers.")
+@click.option("--generate-audio", is_flag=True, default=None, help="Ask for a soundtrack.")
+@click.option("--image", "images", multiple=True, help="Reference image: URL or local path.")
+@click.option("--video", "videos", multiple=True, help="Reference video: URL or local path.")
+@click.option("--audio", "audio", multiple=True, help="Reference audio: URL or local path.")
+@click.option("--first-frame", help="First frame image (frame mode, not with --image).")
+@click.option("--last-frame", help="Last frame image (frame mode, not with --image).")
+@click.option(
+    "--mode",
+    type=click.Choice(["keyframe", "reference"]),
+    help="Kinovi: --image as first/last frames (keyframe, the default) or as references.",
+)
+@click.option(
+    "--upscale", type=click.Choice(["4k"], case_sensitive=False), help="Kinovi: upscale to 4K."
+)
+@click.option("--key", default="default", show_default=True, help="API key alias (its provider).")
+@click.option(
+    "--on-done",
+    help="Celery task name sent the job summary when the job ends (done, failed or canceled).",
+)
+@click.option("--wait", "wait_", is_flag=True, help="Show progress until the job is final.")
+@click.option("--timeout", type=float, default=1800, show_default=True, help="For --wait, s.")
+@click.option("--dry-run", is_flag=True, help="Print the request body and cost; enqueue nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def render(
+    key: str,
+    on_done: str | None,
+    wait_: bool,
+    timeout: float,
+    dry_run: bool,
+    as_json: bool,
+    **fields: Any,
+) -> None:
+    """Validate a render request and enqueue it (prints the job id)."""
+    data = {k: v for k, v in fields.items() if v not in (None, ())}
+    provider = provider_of(key)
+    refuse_foreign_flags(provider, key=key, fields=data)
+    try:
+        request = validate_request(data, provider=provider)
+    except InvalidRequest as exc:
+        die_invalid(exc)
+    if dry_run:
+        _print_dry_run(request, provider=provider, as_json=as_json)
+        return
+    from tasks import enqueue_render  # entry point: the producer API
+
+    try:
+        job_id = enqueue_render(request, key=key, on_done=on_done)
+    except (InvalidRequest, SettingsError) as exc:
+        die_invalid(exc)
+    if not wait_:
+        click.echo(json.dumps({"job_id": job_id}) if as_json else job_id)
+        return
+    if not as_json:
+        click.echo(f"job {job_id} enqueued ({request.summary()})", err=True)
+    sys.exit(_wait_and_report(job_id, timeout=timeout, as_json=as_json))
+
+
+def _print_dry_run(request: RenderRequest, *, provider: str, as_json: bool) -> None:
+    body, uploads = provider_body(provider, request)
+    try:
+        cost = estimate_cost(request)
+    except SettingsError as exc:
+        die(str(exc))
+    if as_json:
+        click.echo(
+            json.dumps(
+                {"provider": provider, "body": body, "estimated_cost_usd": cost, "uploads": uploads}
+            )
+        )
+        return
+    click.echo(json.dumps(body, indent=2))
+    if uploads:
+        click.echo(f"uploads first: {', '.join(uploads)}")
+    click.echo(f"estimated cost: ${cost:.2f} at {provider} (not enqueued: --dry-run)")
+
+
+def _wait_and_report(job_id: str, *, timeout: float, as_json: bool) -> int:
+    from tasks import wait
+
+    started = time.monotonic()
+    live = sys.stderr.isatty() and not as_json
+
+    def progress(job: Any) -> None:
+        if as_json:
+            return
+        line = f"[{time.monotonic() - started:6.1f}s] {job.state.value:<16} polls={job.poll_count}"
+        if live:
+            click.echo("\r" + line.ljust(60), nl=False, err=True)
+        else:
+            click.echo(line, err=True)
+
+    try:
+        job = wait(job_id, timeout=timeout, on_change=progress)
+    except TimeoutError as exc:
+        click.echo(f"\n{exc}" if live else str(exc), err=True)
+        return EXIT_FAILED
+    if live:
+        click.echo("", err=True)
+    _warn_about_on_done(job)
+    if as_json:
+        click.echo(json.dumps(job.summary()))
+    elif job.state.value == "done":
+        click.echo(job.output_path or job.output_uri)
+    else:
+        click.echo(
+            f"job {job_id} {job.state.value}: {job.error_code}: {job.error_message}", err=True
+        )
+    return EXIT_OK if job.state.value == "done" else EXIT_FAILED
+
+
+def _warn_about_on_done(job: Any, *, within: float = 3.0) -> None:
+    """Say on stderr when the job's on_done task could not be told (a misspelt name)."""
+    from tasks import get_job
+
+    deadline = time.monotonic() + within  # the notice follows the final state at once
+    while job.on_done and "on_done_status" not in job.extra and time.monotonic() < deadline:
+        time.sleep(0.1)
+        job = get_job(job.id)
+    if job.extra.get("on_done_status") in ("unregistered", "retrying"):
+        click.echo(
+            f"warning: on_done {job.on_done}: {job.extra['on_done_status']}: "
+            f"{job.extra.get('on_done_error', '')}",
+            err=True,
+        )
+
+
+@main.command(short_help="Show a job's state, what it waits for and until when.")
+@click.argument("job_id")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Machine-readable: times as epoch and ISO 8601."
+)
+def status(job_id: str, as_json: bool) -> None:
+    """Show a job's state, what it waits for and until when, and its record."""
+    from tasks import JobNotFound, get_job
+    from worker.cli.status_view import status_lines, status_view
+    from worker.job.engine import get_engine
+
+    try:
+        job = get_job(job_id)
+    except JobNotFound as exc:
+        die_not_found(str(exc))
+    view = status_view(get_engine(), job)
+    if as_json:
+        click.echo(json.dumps(view))
+        return
+    for line in status_lines(view, now=time.time()):
+        click.echo(line)
+
+
+@main.command()
+@click.argument("job_id")
+def cancel(job_id: str) -> None:
+    """Cancel a job that is not final yet."""
+    from tasks import JobNotFound
+    from tasks import cancel as cancel_job
+
+    try:
+        canceled = cancel_job(job_id)
+    except JobNotFound as exc:
+        die_not_found(str(exc))
+    click.echo("canceled" if canceled else "already final; nothing to cancel")
+    sys.exit(EXIT_OK if canceled else EXIT_FAILED)
+
+
+@main.command(short_help="Per key: limits, slots in use, waiting, requests, 429s.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable: one object per key.")
+def limits(as_json: bool) -> None:
+    """Per key alias: configured and effective limit, slots in use, waiting, requests, 429s."""
+    from worker.job.engine import get_engine
+
+    rows = get_engine().limit_snapshots()
+    if as_json:
+        click.echo(json.dumps(rows))
+        return
+    if not rows:
+        click.echo(f"no key aliases configured or seen ({redis_asked()})", err=True)
+        return
+    header = ("key", "configured", "effective", "in use", "waiting", "req/min", "429s/hour")
+    click.echo("{:<16} {:>10} {:>9} {:>6} {:>7} {:>7} {:>9}".format(*header))
+    for alias, row in rows.items():
+        click.echo(
+            f"{alias:<16} {row['configured']:>10} {row['effective']:>9} {row['in_use']:>6} "
+            f"{row['waiting']:>7} {row['requests_last_minute']:>7} "
+            f"{row['rate_limited_last_hour']:>9}"
+        )
+
+
+@main.command(short_help="Serve the webhook receiver; /metrics on loopback.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=int, help="Port to listen on.")
+@click.option("--workers", default=1, show_default=True, help="uvicorn worker processes.")
+def web(host: str, port: int, workers: int) -> None:
+    """Serve the webhook receiver (the Procfile's web process), and /metrics on its own
+    listener, loopback by default (RELAYDANCE_METRICS_BIND, RELAYDANCE_METRICS_PORT)."""
+    from worker.infra.logs import setup_logging
+    from worker.web.app import serve
+
+    setup_logging(json=get_settings().log_json)
+    serve(host, port, workers=workers)
+
+
+@main.command()
+@click.option("--pool", default="threads", show_default=True, help="Worker pool.")
+@click.option("--concurrency", default=8, show_default=True, help="Worker concurrency.")
+def dev(pool: str, concurrency: int) -> None:
+    """Run the whole stack in the foreground until Ctrl-C."""
+    from worker.cli.devstack import DevStack
+
+    stack = DevStack(pool=pool, concurrency=concurrency)
+    stopping = False
+
+    def _stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    with stack:
+        for note in stack.notes:
+            click.echo(f"relaydance dev: {note}", err=True)
+        click.echo("relaydance dev: worker and beat running; Ctrl-C stops", err=True)
+        try:
+            while not stopping and stack.alive():
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            pass
+        click.echo("relaydance dev: stopping", err=True)
+
+
+@main.command(short_help="Start the stack, render one clip, print the mp4 path, stop.")
+@click.option(
+    "--model", default="doubao-seedance-2-0-fast-260128", show_default=True, help="Model id."
+)
+@click.option(
+    "--prompt",
+    default="A paper boat drifts down a rain-soaked street, cinematic",
+    help="What to generate.",
+)
+@click.option("--seconds", default=5, show_default=True, help="Clip length.")
+@click.option("--timeout", default=300.0, show_default=True, help="Give up after this many s.")
+def demo(model: str, prompt: str, seconds: int, timeout: float) -> None:
+    """Start the stack, render one clip, print the mp4 path, stop."""
+    from worker.cli.devstack import DevStack
+
+    try:
+        request = validate_request({"model": model, "prompt": prompt, "seconds": seconds})
+    except InvalidRequest as exc:
+        die_invalid(exc)
+    log_file = Path(tempfile.mkdtemp(prefix="relaydance-demo-")) / "fleet.log"
+    with DevStack(log_file=log_file) as stack:
+        for note in stack.notes:
+            click.echo(f"demo: {note}", err=True)
+        click.echo(f"demo: worker and beat logs in {log_file}", err=True)
+        from tasks import enqueue_render
+
+        job_id = enqueue_render(request)
+        click.echo(f"demo: job {job_id} enqueued ({request.summary()})", err=True)
+        code = _wait_and_report(job_id, timeout=timeout, as_json=False)
+    sys.exit(code)
+
+
+def _whole_summaries(command: click.Command) -> None:
+    # click cuts a summary it derives to fit the terminal ("Per key alias: configured
+    # and..."); a summary given explicitly is wrapped instead, never cut.
+    if command.short_help is None and command.help:
+        first = command.help.split("\n\n", 1)[0]
+        command.short_help = " ".join(first.split())
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            _whole_summaries(sub)
+
+
+_whole_summaries(main)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

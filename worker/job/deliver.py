@@ -1,0 +1,194 @@
+"""Delivering a generated clip: download it safely, then mark the job done and notify.
+
+The download re-fetches the task for a fresh url (never stored: it is signed), streams it
+through :func:`worker.provider.download.download_video`, writes the manifest, and heartbeats while
+bytes arrive so that a dead download is resumed by the sweeper within about a minute.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from worker.errors import PermanentError, StorageError, TransientError
+from worker.job.engine import Engine
+from worker.job.notify import notify_final
+from worker.job.record import Job, JobState
+from worker.job.redeliver import REFUSED_SINCE, retry_delivery_later
+from worker.job.step import (
+    NEXT,
+    Outcome,
+    again,
+    api_key,
+    claim_number,
+    fail,
+    load,
+    log_transition,
+    stop,
+    transient,
+)
+from worker.provider.download import UrlExpired, cleanup_partials
+from worker.storage import StoredClip
+
+__all__ = ["download", "finish"]
+
+logger = logging.getLogger(__name__)
+
+S = JobState
+HEARTBEAT_EVERY = 5.0  # a running download moves its due time this often ...
+HEARTBEAT_GRACE = 15.0  # ... this far ahead
+
+
+class Superseded(Exception):
+    """A later download message claimed the job: this one stops without a side effect."""
+
+
+def download(
+    engine: Engine, job_id: str, *, seq: int, attempt: int = 0, url: str | None = None
+) -> Outcome:
+    """Stream the clip safely into the output, from a fresh url.
+
+    ``url`` is one the caller has just read from the provider (a verified webhook): it is
+    used as is, so the job costs no second GET. Otherwise, and on any retry, the task is
+    fetched again for a fresh url (a signed url is never stored).
+    """
+    job = load(engine, job_id, seq, {S.GENERATED, S.DOWNLOADING})
+    if isinstance(job, Outcome):
+        return job
+    if job.extra.get("downloaded") == "1":
+        return NEXT
+    settings = engine.settings
+    if url is None:
+        wait = engine.limits.throttle(job.alias, rate=settings.rate_for(job.alias))
+        if wait > 0:
+            return again(wait, attempt=attempt)
+    claim = claim_number(seq, attempt)
+    applied, _ = engine.store.change(
+        job_id,
+        states={S.GENERATED, S.DOWNLOADING},
+        to=S.DOWNLOADING,
+        where={"seq": seq},
+        below={"download_claim": claim},
+        set={"download_claim": claim},
+        due=time.time() + HEARTBEAT_GRACE,
+    )
+    if not applied:
+        return stop("download claimed by a later message")
+    out_dir = Path(settings.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cleanup_partials(out_dir, job_id, older_than=HEARTBEAT_GRACE)
+    started = time.time()
+    heartbeat = _Heartbeat(engine, job_id, claim)
+    try:
+        if url is None:
+            client = engine.client_for(job.alias)
+            task = client.get_task(job.remote_task_id or "", api_key=api_key(engine, job))
+            url = task.url
+        if not url:
+            return fail(engine, job, "unexpected_response", "the succeeded task has no url")
+        # The seam to the output: a local directory or a bucket (worker/storage/).
+        result = engine.storage.save_clip(
+            url,
+            name=job_id,
+            client=engine.downloads,
+            max_bytes=settings.download_max_bytes,
+            allow_local=settings.allow_local_urls,
+            overall_timeout=settings.download_timeout,
+            on_progress=heartbeat,
+        )
+        engine.storage.save_manifest(job_id, _manifest(job, result, seconds=time.time() - started))
+    except Superseded:
+        return stop("a later download took over")
+    except StorageError as exc:
+        return retry_delivery_later(engine, job, exc, claim=claim)
+    except UrlExpired as exc:
+        # The signed url expired: the next attempt re-fetches the task for a fresh one.
+        if attempt >= 3:
+            return fail(engine, job, exc.code, str(exc))
+        return again(0.2, attempt=attempt + 1)
+    except TransientError as exc:
+        return transient(engine, job, exc, attempt)
+    except PermanentError as exc:
+        return fail(engine, job, exc.code, str(exc))
+    # The clip and its manifest are in place: the job is done, in the same change.
+    done, _ = engine.store.change(
+        job_id,
+        states={S.DOWNLOADING},
+        to=S.DONE,
+        where={"download_claim": claim},
+        set={**result.record_fields(), "downloaded": "1", **_CLEARED_STORAGE_ERROR},
+    )
+    if not done:
+        return stop("a later download took over")
+    log_transition(job, "done", bytes=result.size, seconds=f"{result.seconds:.2f}",
+                   output=result.record_fields().get("output_uri"))  # fmt: skip
+    notify_final(engine, job_id)
+    return NEXT
+
+
+class _Heartbeat:
+    """Keeps a running download's step due in the near future while bytes arrive.
+
+    A download may take minutes, but a dead one should be noticed in about a minute: the
+    sweeper resumes the job once the heartbeat stops moving its due time.
+    """
+
+    def __init__(self, engine: Engine, job_id: str, claim: int) -> None:
+        self.engine, self.job_id, self.claim = engine, job_id, claim
+        self.last = time.monotonic()
+
+    def __call__(self, size: int) -> None:
+        now = time.monotonic()
+        if now - self.last < HEARTBEAT_EVERY:
+            return
+        self.last = now
+        alive, _ = self.engine.store.change(
+            self.job_id,
+            states={S.DOWNLOADING},
+            where={"download_claim": self.claim},
+            due=time.time() + HEARTBEAT_GRACE,
+        )
+        if not alive:
+            raise Superseded
+
+
+# A delivery retried after a storage error succeeded: the error is history, not state.
+_CLEARED_STORAGE_ERROR = {"error_code": "", "error_message": "", REFUSED_SINCE: ""}
+
+
+def _manifest(job: Job, clip: StoredClip, *, seconds: float) -> dict[str, Any]:
+    return {
+        "job_id": job.id,
+        "key": job.alias,
+        "request": job.request,
+        "remote_task_id": job.remote_task_id,
+        "uri": clip.uri,
+        "size": clip.size,
+        "sha256": clip.sha256,
+        "etag": clip.etag,
+        "estimated_cost_usd": job.cost,
+        "actual_cost_usd": job.actual_cost,
+        "times": {**job.times, "download_seconds": round(seconds, 3)},
+        "polls": job.poll_count,
+    }
+
+
+def finish(engine: Engine, job_id: str, *, seq: int) -> Outcome:
+    """Mark a downloaded job done and notify the producer's own task, when one was named.
+
+    The download finishes the job itself; this step remains for a job whose clip was
+    recorded as downloaded by an earlier version of the fleet, and for its messages.
+    """
+    job = load(engine, job_id, seq, {S.DOWNLOADING})
+    if isinstance(job, Outcome):
+        return job
+    applied, _ = engine.store.change(
+        job_id, states={S.DOWNLOADING}, to=S.DONE, where={"seq": seq, "downloaded": "1"}
+    )
+    if not applied:
+        return stop("not ready to finish, or already finished")
+    log_transition(job, "done", output=job.output_uri)
+    notify_final(engine, job_id)
+    return NEXT

@@ -1,0 +1,126 @@
+"""The per-process context every step uses: settings, Redis, job store, limits, clients.
+
+Built on first use, never at import; rebuilt after a prefork worker forks. One API client
+per provider and base URL: a job's alias picks it (:meth:`Engine.client_for`), so one
+fleet serves RelayDance and Kinovi keys at once; ``client`` is the default provider's.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import redis
+
+from config.settings import Settings, get_settings
+from worker.infra.celery_app import app
+from worker.infra.connections import redis_client
+from worker.job.record import JobStore
+from worker.job.timing import Timing
+from worker.limits import KeyLimits, LimitSnapshot
+from worker.provider.client import ApiClient
+from worker.provider.download import make_download_client
+from worker.storage import Storage, make_storage
+
+__all__ = ["Engine", "get_engine", "reset_engine"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Engine:
+    """Everything a step needs, made once per process."""
+
+    settings: Settings
+    redis: redis.Redis
+    store: JobStore
+    limits: KeyLimits
+    timing: Timing
+    client: ApiClient
+    downloads: httpx.Client
+    storage: Storage  # where finished clips go: a directory or a bucket
+    # Clients of the other (provider, base URL) routes, made on first use.
+    routes: dict[tuple[str, str], ApiClient] = field(default_factory=dict, repr=False)
+    _routes_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Engine:
+        """Connect to Redis and build the clients the settings describe."""
+        url = settings.redis_url or "redis://127.0.0.1:6379/0"
+        client = redis_client(
+            url,
+            master=settings.redis_sentinel_master,
+            decode_responses=True,
+            health_check_interval=30,
+        )
+        return cls(
+            settings=settings,
+            redis=client,
+            store=JobStore(client, retention_seconds=settings.job_retention_seconds),
+            limits=KeyLimits(client),
+            timing=Timing(client, scale=settings.time_scale),
+            client=ApiClient.from_settings(settings),
+            downloads=make_download_client(
+                connect_timeout=settings.http_connect_timeout,
+                read_timeout=settings.http_read_timeout,
+            ),
+            storage=make_storage(settings),
+        )
+
+    def client_for(self, alias: str) -> ApiClient:
+        """The client of the alias's provider and base URL (``client`` for the default)."""
+        settings = self.settings
+        route = (settings.provider_for(alias), settings.base_url_for(alias))
+        if route == (settings.dialect, settings.base_url):
+            return self.client
+        with self._routes_lock:
+            found = self.routes.get(route)
+            if found is None:
+                routed = settings.model_copy(update={"dialect": route[0], "base_url": route[1]})
+                found = self.routes[route] = ApiClient.from_settings(routed)
+            return found
+
+    def limit_snapshots(self) -> dict[str, LimitSnapshot]:
+        """Per key alias (configured or seen): configured and effective limit, use, 429s."""
+        aliases = sorted(set(self.settings.keys()) | set(self.limits.aliases_seen()))
+        return {
+            alias: self.limits.snapshot(alias, limit=self.settings.concurrency_for(alias))
+            for alias in aliases
+        }
+
+    def send(self, name: str, *args: Any, countdown: float | None = None) -> None:
+        """Send a task by name: the engine never imports the tasks package."""
+        app.send_task(name, args=list(args), countdown=countdown, ignore_result=True)
+
+    def close(self) -> None:
+        """Close connections and pools."""
+        self.client.close()
+        for routed in self.routes.values():
+            routed.close()
+        self.downloads.close()
+        self.storage.close()
+        self.redis.close()
+
+
+_lock = threading.Lock()
+_engine: Engine | None = None
+
+
+def get_engine() -> Engine:
+    """The process-wide engine, built on first use."""
+    global _engine
+    if _engine is None:
+        with _lock:
+            if _engine is None:
+                _engine = Engine.from_settings(get_settings())
+    return _engine
+
+
+def reset_engine() -> None:
+    """Forget the process-wide engine (after a fork, or between tests)."""
+    global _engine
+    with _lock:
+        _engine = None

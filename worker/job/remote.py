@@ -1,0 +1,86 @@
+"""Moving a job by what the provider says of its task, from a poll or a verified webhook.
+
+Both the poll step (:mod:`worker.job.pipeline`) and the webhook step
+(:mod:`worker.job.webhook`) end here, so a task's status moves a job the same way
+whichever way it was learned, and every finished generation teaches the estimate.
+"""
+
+from __future__ import annotations
+
+import time
+
+from worker.job.counters import record_generated
+from worker.job.engine import Engine
+from worker.job.record import Billing, Job, JobState
+from worker.job.step import NEXT, Outcome, again, fail, log_transition, release, stop
+from worker.job.timing import next_poll_delay, sample_from
+from worker.provider.dialects import RemoteTask, TaskStatus
+
+__all__ = ["apply_remote"]
+
+S = JobState
+
+
+def apply_remote(
+    engine: Engine, job: Job, task: RemoteTask, *, polls_done: int, by_webhook: bool = False
+) -> Outcome:
+    """Move a job by what the provider says of its task (from a poll or a verified webhook)."""
+    now = time.time()
+    live = {S.SUBMITTED, S.RUNNING}
+    # What the provider says it charged, when it says, is the job's actual spend.
+    spent = {} if task.actual_cost is None else {"actual_cost": task.actual_cost}
+    if task.status is TaskStatus.SUCCEEDED:
+        applied, _ = engine.store.change(
+            job.id,
+            states=live,
+            to=S.GENERATED,
+            set={"remote_status": task.raw_status, **spent},
+            due=now + engine.settings.step_grace_seconds,
+        )
+        if not applied:
+            return stop("already past generation")
+        release(engine, job)
+        _learn_duration(engine, job, polls_done=polls_done, now=now, exact=by_webhook)
+        cost = job.cost if task.actual_cost is None else task.actual_cost
+        record_generated(engine, polls=polls_done, cost=cost)
+        log_transition(job, "generated", polls=polls_done)
+        return NEXT
+    if task.status is TaskStatus.FAILED:
+        if spent:
+            engine.store.change(job.id, states=live, set=spent)
+        message = task.error or "the provider reported the generation failed (not billed)"
+        return fail(engine, job, "generation_failed", message, billing=Billing.NOT_BILLED.value)
+    submitted_at = job.times.get("submitted", job.created_at)
+    request = job.request
+    delay = next_poll_delay(
+        elapsed=now - submitted_at,
+        estimate=engine.timing.estimate(str(request["model"]), int(request["seconds"])),
+        minimum=engine.settings.poll_interval_min,
+        maximum=engine.settings.poll_interval_max,
+        hint=task.retry_after,
+    )
+    engine.store.change(
+        job.id,
+        states=live,
+        to=S.RUNNING if task.status is TaskStatus.RUNNING else None,
+        set={"remote_status": task.raw_status},
+        due=now + delay,
+    )
+    if job.state is S.SUBMITTED and task.status is TaskStatus.RUNNING:
+        log_transition(job, "running")
+    return again(delay, n=polls_done, attempt=0)
+
+
+def _learn_duration(engine: Engine, job: Job, *, polls_done: int, now: float, exact: bool) -> None:
+    """Fold what this job says about its model's generation time into the estimate."""
+    model, seconds = str(job.request["model"]), int(job.request["seconds"])
+    # The POST's time (an adopted task was created by its POST, not by the adoption).
+    intent = job.extra.get("submit_intent_at")
+    submitted_at = float(intent) if intent else job.times.get("submitted", job.created_at)
+    last = job.extra.get("last_poll_at")
+    missed = float(last) - submitted_at if polls_done > 1 and last else None
+    estimate = engine.timing.estimate(model, seconds)
+    sample, bracketed = sample_from(
+        hit=now - submitted_at, last_miss=missed, estimate=estimate, exact=exact
+    )
+    engine.timing.record(model, seconds, sample, bracketed=bracketed)

@@ -1,0 +1,133 @@
+"""The slot reconciler: concurrency slots follow job records, never timers.
+
+The provider counts a task against the key from its creation until it is final, whatever
+happens to the worker that submitted it. So a slot is never taken back by a lease running
+out; instead the sweeper runs :func:`reconcile`, which compares each key's holders with
+their jobs:
+
+- a holder whose job no longer needs a slot gives it back, and the key's line moves: the
+  job is final, gone, past generation, or its task can no longer be alive;
+- a job whose task is live but holds no slot takes one back, over the limit if need be.
+
+A job needs its slot while it is about to submit (granted, queued), submitting, submitted
+or running; in ``submit_unknown`` for ``RELAYDANCE_SUBMIT_UNKNOWN_HOLD_SECONDS`` after the
+ambiguous reply (its task, if it exists, is generating); and, when canceled with a task
+that exists or may, until the provider says the task is final (the reconciler asks) or
+the same hold has passed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+from worker.errors import NotFound, RelayDanceError
+from worker.job.engine import Engine
+from worker.job.record import Billing, Job, JobState
+
+__all__ = ["Reconciled", "needs_slot", "reconcile"]
+
+logger = logging.getLogger(__name__)
+
+S = JobState
+_HOLDING = (S.QUEUED, S.WAITING_FOR_SLOT, S.SUBMITTING, S.SUBMITTED, S.RUNNING)
+_LIVE = (S.SUBMITTING, S.SUBMIT_UNKNOWN, S.SUBMITTED, S.RUNNING)
+
+
+@dataclass
+class Reconciled:
+    """What one reconciliation did, per key alias."""
+
+    freed: list[str] = field(default_factory=list)
+    taken: list[str] = field(default_factory=list)
+    granted: list[str] = field(default_factory=list)
+
+
+def needs_slot(engine: Engine, job: Job | None, *, now: float) -> bool:
+    """Whether ``job`` must keep a concurrency slot now (see the module docstring)."""
+    if job is None:
+        return False
+    hold = engine.settings.submit_unknown_hold_seconds
+    if job.state in _HOLDING:
+        return True
+    if job.state is S.SUBMIT_UNKNOWN:
+        return now < (job.unknown_since or job.updated_at) + hold
+    if job.state is not S.CANCELED:
+        return False
+    canceled_at = job.times.get("canceled", job.updated_at)
+    if job.billing in (Billing.PENDING, Billing.UNKNOWN):
+        return now < max(job.unknown_since or 0.0, canceled_at) + hold
+    if job.billing is Billing.BILLED and job.remote_task_id:
+        submitted = job.times.get("submitted", canceled_at)
+        if now > submitted + engine.settings.poll_deadline_seconds:
+            return False
+        return not _task_is_final(engine, job)
+    return False
+
+
+def _task_is_final(engine: Engine, job: Job) -> bool:
+    """Ask the provider whether a canceled job's task is final; unknown counts as not."""
+    if job.extra.get("remote_final") == "1":
+        return True
+    if engine.limits.throttle(job.alias, rate=engine.settings.rate_for(job.alias)) > 0:
+        return False  # the key is busy: ask at the next sweep
+    try:
+        task = engine.client_for(job.alias).get_task(
+            job.remote_task_id or "", api_key=engine.settings.key_for(job.alias)
+        )
+    except NotFound:
+        return True
+    except (RelayDanceError, ValueError) as exc:
+        logger.info("job %s: could not ask whether its task is final: %s", job.id, exc)
+        return False
+    if task.is_final:
+        engine.store.change(job.id, states={S.CANCELED}, set={"remote_final": "1"})
+    return task.is_final
+
+
+def reconcile(engine: Engine, aliases: list[str]) -> Reconciled:
+    """Free the slots jobs no longer need, take back those live jobs lost; fill the lines."""
+    report = Reconciled()
+    now = time.time()
+    held: set[tuple[str, str]] = set()
+    for alias in aliases:
+        limit = engine.settings.concurrency_for(alias)
+        holders = engine.limits.holders(alias)
+        held.update((alias, h) for h in holders)
+        for job_id, job in zip(holders, engine.store.get_many(holders), strict=True):
+            if not needs_slot(engine, job, now=now):
+                report.granted += engine.limits.release(alias, job_id, limit=limit)
+                report.freed.append(job_id)
+                logger.info("key %s: slot of job %s freed (job is %s)", alias, job_id,
+                            job.state.value if job else "gone")  # fmt: skip
+        report.granted += engine.limits.grant_waiters(alias, limit=limit)
+    held.update((a, g) for a in aliases for g in report.granted)  # conservative: skip them
+    report.taken = _take_back(engine, set(aliases), held, now=now)
+    return report
+
+
+def _take_back(
+    engine: Engine, aliases: set[str], held: set[tuple[str, str]], *, now: float
+) -> list[str]:
+    """Jobs whose remote task is live but hold no slot: take one for each."""
+    taken: list[str] = []
+    for state in _LIVE:
+        ids = engine.store.in_state(state)
+        pipe = engine.redis.pipeline(transaction=False)
+        for job_id in ids:
+            pipe.hget(engine.store.key(job_id), "alias")
+        # Most live jobs hold their slot: load only the others.
+        lost = [
+            job_id
+            for job_id, alias in zip(ids, pipe.execute(), strict=True)
+            if alias in aliases and (alias, job_id) not in held
+        ]
+        for job_id, job in zip(lost, engine.store.get_many(lost), strict=True):
+            if job is None or not needs_slot(engine, job, now=now):
+                continue
+            if engine.limits.take(job.alias, job_id):
+                taken.append(job_id)
+                logger.warning("key %s: job %s (%s) held no slot; taken back", job.alias,
+                               job_id, job.state.value)  # fmt: skip
+    return taken

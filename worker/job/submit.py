@@ -1,0 +1,319 @@
+"""Submitting a job: the one step that spends money, and what happens when it goes wrong.
+
+The submit step takes a concurrency slot (or waits in line), claims the job with a number
+that only moves forward, POSTs once, and records the remote task id the moment the reply
+arrives. Its failures split by what they prove:
+
+- **nothing was created**: the request never left (:class:`~worker.errors.NotSent`), the
+  provider refused it with a 429 (the job goes back to the head of its line) or with
+  another 4xx (the job fails). Billing stays ``none``; a retry is free.
+- **the task may exist**: a read timeout, a dropped connection, a 5xx, a 2xx without a task
+  id, or a worker killed between the POST and the record (the sweeper finds the job stuck
+  in ``submitting``). The job moves to ``submit_unknown`` with the evidence and keeps its
+  slot for ``RELAYDANCE_SUBMIT_UNKNOWN_HOLD_SECONDS``, because the task, if it exists, is
+  generating. With webhooks the task's own webhook names the job, and the job adopts it
+  (:mod:`worker.job.webhook`); without them the operator decides: ``relaydance resubmit``
+  (which may pay twice) or ``relaydance cancel``. Only ``RELAYDANCE_PROVIDER_IDEMPOTENT``
+  turns this into an automatic retry with the same ``Idempotency-Key``.
+
+A reply that arrives after the job moved on (canceled, or marked unknown by the sweeper)
+is never thrown away: its task id is recorded on the job, adopted when it can be.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+from config.settings import SettingsError
+from worker.errors import (
+    NotSent,
+    PermanentError,
+    RateLimited,
+    RelayDanceError,
+    TransientError,
+    UnexpectedResponse,
+)
+from worker.job.callback import callback_url_for
+from worker.job.engine import Engine
+from worker.job.record import Billing, Job, JobState
+from worker.job.step import (
+    NEXT,
+    Outcome,
+    again,
+    api_key,
+    claim_number,
+    fail,
+    first_poll_delay,
+    load,
+    log_transition,
+    stop,
+    transient,
+)
+from worker.render.request import RenderRequest
+
+__all__ = ["SubmitRefused", "record_task", "resubmit", "submit"]
+
+logger = logging.getLogger(__name__)
+
+S = JobState
+
+
+class SubmitRefused(ValueError):
+    """An operator's resubmit that does not apply to the job; the message says why."""
+
+
+def submit(engine: Engine, job_id: str, *, seq: int, attempt: int = 0) -> Outcome:
+    """Take a slot (or wait in line), then POST the request once and record its task."""
+    job = load(engine, job_id, seq, {S.QUEUED, S.WAITING_FOR_SLOT, S.SUBMITTING})
+    if isinstance(job, Outcome):
+        return job
+    if job.remote_task_id:  # recorded, but the state change after it was lost
+        engine.store.change(job_id, states={S.SUBMITTING}, to=S.SUBMITTED, due=time.time())
+        return NEXT
+    try:
+        key = api_key(engine, job)
+    except SettingsError as exc:
+        return fail(engine, job, "unknown_key", str(exc))
+    waiting = _take_slot(engine, job, seq)
+    if waiting is not None:
+        return waiting
+    wait = engine.limits.throttle(job.alias, rate=engine.settings.rate_for(job.alias))
+    if wait > 0:
+        return again(wait, attempt=attempt)
+    claim = claim_number(seq, attempt)
+    now = time.time()
+    applied, _ = engine.store.change(
+        job_id,
+        states={S.QUEUED, S.WAITING_FOR_SLOT, S.SUBMITTING},
+        to=S.SUBMITTING,
+        where={"seq": seq},
+        below={"submit_claim": claim},
+        set={"submit_claim": claim, "billing": Billing.PENDING.value, "submit_intent_at": now},
+        incr={"submit_attempts": 1},
+        due=now + engine.settings.http_call_deadline + engine.settings.step_grace_seconds,
+    )
+    if not applied:
+        return stop("submit claimed by a later message, or the job moved on")
+    request = RenderRequest.model_validate(job.request)
+    urls = json.loads(job.extra.get("media_urls", "{}"))
+    body = request.to_body(callback_url=callback_url_for(engine.settings, job_id), media_urls=urls)
+    try:
+        task = engine.client_for(job.alias).submit(body, api_key=key, idempotency_key=job_id)
+    except RateLimited as exc:
+        return _back_in_line(engine, job, claim, exc)
+    except NotSent as exc:
+        _nothing_billed(engine, job_id, claim)
+        return transient(engine, job, exc, attempt)
+    except (TransientError, UnexpectedResponse) as exc:
+        return _ambiguous(engine, job, claim, exc, attempt)
+    except PermanentError as exc:
+        return fail(engine, job, exc.code, str(exc), billing=Billing.NONE.value)
+    return record_task(engine, job, claim, task_id=task.task_id, status=task.raw_status)
+
+
+def _take_slot(engine: Engine, job: Job, seq: int) -> Outcome | None:
+    """None when the job holds a slot; else it waits in its key's line (a stop)."""
+    limit = engine.settings.concurrency_for(job.alias)
+    slot = engine.limits.acquire(job.alias, job.id, limit=limit)
+    for earlier in slot.also_granted:  # waiters ahead of us got slots on the way
+        engine.send("relaydance.resume", earlier)
+    if slot.granted:
+        return None
+    applied, _ = engine.store.change(
+        job.id,
+        states={S.QUEUED, S.WAITING_FOR_SLOT},
+        to=S.WAITING_FOR_SLOT,
+        where={"seq": seq},
+        due=time.time() + engine.settings.step_grace_seconds,
+    )
+    if applied and job.state != S.WAITING_FOR_SLOT:
+        log_transition(job, "waiting_for_slot", position=slot.position)
+    return stop("waiting for a slot")
+
+
+def _nothing_billed(engine: Engine, job_id: str, claim: int) -> None:
+    engine.store.change(
+        job_id,
+        states={S.SUBMITTING},
+        where={"submit_claim": claim},
+        set={"billing": Billing.NONE.value},
+    )
+
+
+def _ambiguous(engine: Engine, job: Job, claim: int, exc: RelayDanceError, attempt: int) -> Outcome:
+    """The POST may have created a task: never POST again blindly."""
+    settings = engine.settings
+    if (
+        settings.provider_idempotent
+        and isinstance(exc, TransientError)
+        and attempt < settings.max_transient_retries
+    ):
+        # Declared safe: the provider answers a repeated key with the task it made.
+        return transient(engine, job, exc, attempt)
+    mark_unknown(engine, job.id, claim=claim, evidence=f"{exc.code}: {exc}")
+    return stop("submission outcome unknown")
+
+
+def mark_unknown(engine: Engine, job_id: str, *, claim: int | None, evidence: str) -> bool:
+    """Move a ``submitting`` job to ``submit_unknown``: its task may exist and be billed."""
+    now = time.time()
+    applied, _ = engine.store.change(
+        job_id,
+        states={S.SUBMITTING},
+        to=S.SUBMIT_UNKNOWN,
+        where={"submit_claim": claim} if claim is not None else None,
+        set={
+            "billing": Billing.UNKNOWN.value,
+            "unknown_since": now,
+            "error_code": "submit_unknown",
+            "error_message": evidence[:2000],
+        },
+        due=now + engine.settings.submit_unknown_hold_seconds,
+    )
+    if applied:
+        job = engine.store.get(job_id)
+        then = (
+            "waiting for its task's webhook"
+            if engine.settings.webhook_base_url
+            else "the operator decides: relaydance resubmit or relaydance cancel"
+        )
+        logger.warning(
+            "job %s key=%s state=submit_unknown: the submission may have reached the provider "
+            "(%s); %s",
+            job_id,
+            job.alias if job else "?",
+            evidence[:200],
+            then,
+        )
+    return applied
+
+
+def _back_in_line(engine: Engine, job: Job, claim: int, exc: RateLimited) -> Outcome:
+    """HTTP 429 on submit: nothing was created. Lower the key's limit and queue at the head."""
+    limit = engine.settings.concurrency_for(job.alias)
+    effective = engine.limits.on_rate_limited(
+        job.alias,
+        limit=limit,
+        retry_after=exc.retry_after,
+        in_flight=_live_at_provider(engine, job),
+    )
+    wait = exc.retry_after if exc.retry_after is not None else 5.0
+    # The seq moves on, so the chain that the grant starts claims above this one.
+    engine.store.change(
+        job.id,
+        states={S.SUBMITTING},
+        to=S.WAITING_FOR_SLOT,
+        where={"submit_claim": claim},
+        set={"billing": Billing.NONE.value},
+        incr={"seq": 1},
+        due=time.time() + wait + engine.settings.step_grace_seconds,
+    )
+    # push_front gives up the slot and queues the job first, without handing the slot
+    # to another waiter who would submit into the same overload.
+    engine.limits.push_front(job.alias, job.id)
+    engine.send("relaydance.grant", job.alias, countdown=wait)
+    log_transition(
+        job, "waiting_for_slot", reason="429", retry_after=wait, effective_limit=effective
+    )
+    return stop("rate limited; back in line")
+
+
+def _live_at_provider(engine: Engine, job: Job) -> int:
+    """How many of the key's tasks the provider counted when it refused this one.
+
+    Only holders whose task exists (or may) count: jobs still in line for their POST,
+    or this job itself, do not. This is the cap the provider enforces for the key.
+    """
+    holders = [h for h in engine.limits.holders(job.alias) if h != job.id]
+    if not holders:
+        return 0
+    pipe = engine.redis.pipeline(transaction=False)
+    for holder in holders:
+        pipe.hget(engine.store.key(holder), "state")
+    live = {S.SUBMIT_UNKNOWN.value, S.SUBMITTED.value, S.RUNNING.value, S.CANCELED.value}
+    return sum(1 for state in pipe.execute() if state in live)
+
+
+def record_task(engine: Engine, job: Job, claim: int, *, task_id: str, status: str = "") -> Outcome:
+    """Record the task a POST created; a job that moved on meanwhile still keeps its id."""
+    expected = first_poll_delay(engine, str(job.request["model"]), int(job.request["seconds"]))
+    recorded, _ = engine.store.change(
+        job.id,
+        states={S.SUBMITTING},
+        to=S.SUBMITTED,
+        where={"submit_claim": claim},
+        set={
+            "remote_task_id": task_id,
+            "remote_status": status,
+            "billing": Billing.BILLED.value,
+        },
+        due=time.time() + expected,
+    )
+    if recorded:
+        engine.limits.on_success(job.alias, limit=engine.settings.concurrency_for(job.alias))
+        log_transition(job, "submitted", remote=task_id, first_poll=f"{expected:.1f}s")
+        return NEXT
+    return _record_late(engine, job.id, task_id=task_id, status=status)
+
+
+def _record_late(engine: Engine, job_id: str, *, task_id: str, status: str) -> Outcome:
+    from worker.job.webhook import adopt_task, record_duplicate_spend  # it builds on us
+
+    job = engine.store.get(job_id)
+    if job is None:
+        logger.error("remote task %s was created for job %s, which expired", task_id, job_id)
+        return stop("job expired")
+    if job.remote_task_id == task_id:
+        return stop("task already recorded")
+    if job.remote_task_id:
+        return record_duplicate_spend(engine, job, task_id=task_id)
+    if job.state is S.SUBMIT_UNKNOWN:
+        return adopt_task(engine, job, task_id=task_id, status=status, source="late reply")
+    # Canceled or failed while the POST was in flight: the task exists and may be billed.
+    applied, _ = engine.store.change(
+        job_id,
+        states={job.state},
+        where={"remote_task_id": ""},
+        set={"remote_task_id": task_id, "remote_status": status, "billing": "billed"},
+    )
+    if applied:
+        logger.warning(
+            "job %s is %s, but the provider created task %s for it; it may be billed",
+            job_id,
+            job.state,
+            task_id,
+        )
+    return stop(f"job is {job.state}; task id kept")
+
+
+def resubmit(engine: Engine, job_id: str) -> Job:
+    """The operator's decision for a ``submit_unknown`` job: submit again, knowingly.
+
+    The earlier attempt's task, if it exists, may be billed as well: it is counted in
+    ``orphans`` (possibly billed) and its webhook, should it come, is recorded as a
+    duplicate spend. Raises :class:`SubmitRefused` when the job is in another state.
+    """
+    job = engine.store.get(job_id)
+    if job is None:
+        raise SubmitRefused(f"no job {job_id!r} (unknown, or expired)")
+    if job.state is not S.SUBMIT_UNKNOWN:
+        raise SubmitRefused(
+            f"job {job_id} is {job.state.value}; only a job in submit_unknown is resubmitted"
+        )
+    applied, _ = engine.store.change(
+        job_id,
+        states={S.SUBMIT_UNKNOWN},
+        to=S.WAITING_FOR_SLOT,
+        set={"billing": Billing.NONE.value, "error_code": "", "error_message": ""},
+        incr={"seq": 1, "orphans": 1},
+        due=time.time() + engine.settings.step_grace_seconds,
+    )
+    if not applied:
+        raise SubmitRefused(f"job {job_id} changed meanwhile; look at it again")
+    log_transition(job, "waiting_for_slot", reason="resubmitted by the operator")
+    engine.send("relaydance.resume", job_id)
+    fresh = engine.store.get(job_id)
+    assert fresh is not None
+    return fresh

@@ -1,0 +1,140 @@
+"""The sweeper: move every job whose next step is overdue, whatever happened to its message.
+
+Celery messages are nudges: a worker killed mid-step takes its message with it until the
+broker's visibility timeout (an hour or more). The sweeper, run by beat every ~20 s,
+finds non-final jobs whose next step is overdue and moves them on:
+
+- most are resumed: their ``seq`` is bumped (any old message still somewhere becomes
+  stale) and the chain from their current state is sent again;
+- a job overdue in ``submitting`` lost its worker during the POST, or its reply: unless
+  that attempt provably never left, it becomes ``submit_unknown`` (never POSTed again,
+  unless ``RELAYDANCE_PROVIDER_IDEMPOTENT`` says it is safe);
+- a ``submit_unknown`` job whose slot hold has passed gives its slot back and waits for
+  the operator, off the schedule;
+- a job its producer never confirmed (the enqueue failed) is canceled, never run.
+
+Then the slot reconciler (:mod:`worker.job.slots`) frees slots jobs no longer need, takes
+back slots live jobs lost, and hands free slots to the jobs waiting in line. It also
+retries ``on_done`` notices the broker did not take (:func:`worker.job.notify.deliver_due`),
+and leaves the time of its last run in Redis, which ``relaydance doctor`` reads to tell
+that beat is alive.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+from worker.job.engine import Engine
+from worker.job.notify import deliver_due
+from worker.job.record import Billing, Job, JobState
+from worker.job.slots import reconcile
+from worker.job.step import ENQUEUE_GRACE
+from worker.job.submit import mark_unknown
+
+__all__ = ["LAST_SWEEP_KEY", "SweepReport", "sweep"]
+
+logger = logging.getLogger(__name__)
+
+S = JobState
+LAST_SWEEP_KEY = "rd:sweep:last"
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    """What one sweep did."""
+
+    resumed: list[str]
+    granted: list[str]
+    checked: int
+    unknown: list[str] = field(default_factory=list)
+    freed: list[str] = field(default_factory=list)
+    taken: list[str] = field(default_factory=list)
+
+
+def sweep(engine: Engine, *, grace: float | None = None, limit: int = 2000) -> SweepReport:
+    """Move overdue jobs on, reconcile slots, and fill free slots from each key's line."""
+    if grace is None:
+        grace = engine.settings.sweep_grace_seconds
+    now = time.time()
+    engine.redis.set(LAST_SWEEP_KEY, repr(now))
+    resumed: list[str] = []
+    unknown: list[str] = []
+    due = engine.store.due(before=now - grace, limit=limit)
+    for job_id, _ in due:
+        job = engine.store.get(job_id)
+        if job is None:
+            engine.redis.zrem(engine.store.active_key, job_id)
+            continue
+        if job.is_final:
+            continue
+        action = _overdue(engine, job, now=now)
+        if action == "resume" and _resume(engine, job, now=now):
+            resumed.append(job_id)
+        elif action == "unknown":
+            unknown.append(job_id)
+    aliases = sorted(set(engine.settings.keys()) | set(engine.limits.aliases_seen()))
+    reconciled = reconcile(engine, aliases)
+    for job_id in reconciled.granted:
+        engine.send("relaydance.resume", job_id)
+    deliver_due(engine)
+    return SweepReport(
+        resumed=resumed,
+        granted=reconciled.granted,
+        checked=len(due),
+        unknown=unknown,
+        freed=reconciled.freed,
+        taken=reconciled.taken,
+    )
+
+
+def _overdue(engine: Engine, job: Job, *, now: float) -> str:
+    """What to do with an overdue job: ``resume``, ``unknown``, or ``""`` (handled here)."""
+    settings = engine.settings
+    if job.state is S.QUEUED and job.enqueue_pending:
+        if now - job.created_at > ENQUEUE_GRACE:
+            engine.store.abandon(job.id, reason="the producer never confirmed the job")
+            logger.warning("job %s: its enqueue was never confirmed; canceled unsent", job.id)
+        return ""
+    if job.state is S.WAITING_FOR_SLOT and not engine.limits.holds(job.alias, job.id):
+        if engine.limits.position(job.alias, job.id) is not None:
+            # Still in line: nothing is lost, look again later.
+            engine.store.change(
+                job.id, states={S.WAITING_FOR_SLOT}, due=now + engine.settings.step_grace_seconds
+            )
+            return ""
+    if job.state is S.SUBMITTING:
+        if job.billing is Billing.NONE or settings.provider_idempotent:
+            return "resume"  # the last attempt provably never left, or repeating is safe
+        evidence = "no reply was recorded: the worker stopped during the POST"
+        return "unknown" if mark_unknown(engine, job.id, claim=None, evidence=evidence) else ""
+    if job.state is S.SUBMIT_UNKNOWN:
+        # The hold has passed: any task of that submission is final by now. The slot
+        # goes back (the reconciler frees it); the job waits for the operator.
+        applied, _ = engine.store.change(job.id, states={S.SUBMIT_UNKNOWN}, drop_due=True)
+        if applied:
+            logger.warning(
+                "job %s key=%s state=submit_unknown: slot freed after the hold; waiting for "
+                "the operator (relaydance resubmit or relaydance cancel)",
+                job.id,
+                job.alias,
+            )
+        return ""
+    return "resume"
+
+
+def _resume(engine: Engine, job: Job, *, now: float) -> bool:
+    # A resumed poll runs at once; other steps get time to run before the next sweep.
+    polling = job.state in (S.SUBMITTED, S.RUNNING)
+    applied, _ = engine.store.change(
+        job.id,
+        states=None,
+        where={"seq": job.seq},
+        incr={"seq": 1},
+        due=now if polling else now + engine.settings.step_grace_seconds,
+    )
+    if applied:
+        engine.send("relaydance.resume", job.id)
+        logger.info("job %s key=%s state=%s overdue; resumed", job.id, job.alias, job.state)
+    return applied

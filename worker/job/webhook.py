@@ -1,0 +1,277 @@
+"""What a delivered webhook does to its job, run by the ``relaydance.webhook`` task.
+
+The web handler (:func:`worker.web.receiver.handle_webhook`) only checked the token; the body
+named a remote task id, which is a hint and nothing more. This step re-fetches that task
+with the job's own key and then, by what the provider says:
+
+- the job's recorded task: move the job with :func:`worker.job.remote.apply_remote` when
+  the task is final (then the task sends the rest of the chain, so the download starts at
+  once, without waiting for the late safety poll), or note ``running`` without touching
+  the safety poll's schedule;
+- a task the job never recorded while it has no remote id and may have an orphaned
+  submission (``submitting``, ``submit_unknown``, or waiting again after an operator's
+  resubmit): the first submission of an ambiguous submit, whose reply was lost. The job
+  adopts it (records the id, ``-> submitted``) and moves on as above. A job canceled or
+  failed with such a submission records the id (it may be billed) without moving. A job
+  back in line after a 429 created nothing, so it adopts nothing;
+- a task the job never recorded while it has another one, after an operator's resubmit
+  (``orphans`` > 0): the job was submitted twice and both are billed. ``duplicate_spend``
+  is counted and the extra ids are kept in ``duplicate_remote_ids``; nothing is
+  downloaded from it. A job submitted once owns only its recorded task: another id is a
+  replay of someone else's task and changes nothing (the receiver does not even queue it).
+
+Duplicate and out-of-order deliveries find the job past the step and change nothing:
+states are one-way and every change is a compare-and-set. A webhook never fails a job
+on a transport error; the safety poll is still scheduled and finishes the job.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from dataclasses import replace
+
+from config.settings import SettingsError
+from worker.errors import NotFound, PermanentError, RateLimited, TransientError
+from worker.job.engine import Engine
+from worker.job.record import FINAL_STATES, Billing, Job, JobState
+from worker.job.remote import apply_remote
+from worker.job.step import NEXT, Outcome, first_poll_delay, log_transition
+from worker.provider.dialects import RemoteTask, TaskStatus
+
+__all__ = [
+    "DUPLICATE_IDS_FIELD",
+    "DUPLICATE_SPEND_FIELD",
+    "adopt_task",
+    "may_have_orphan",
+    "on_webhook",
+    "record_duplicate_spend",
+]
+
+logger = logging.getLogger(__name__)
+
+S = JobState
+DUPLICATE_SPEND_FIELD = "duplicate_spend"
+DUPLICATE_IDS_FIELD = "duplicate_remote_ids"
+MAX_ATTEMPTS = 5  # re-fetch attempts before leaving the job to its safety poll
+
+_MOVABLE = frozenset({S.SUBMITTING, S.SUBMITTED, S.RUNNING})
+# States a job with no remote id may adopt an orphaned submission's task in: a POST may
+# have left and its reply been lost. In line again only after an operator's resubmit
+# (orphans > 0); a job back in line after a plain 429 created nothing.
+_IN_DOUBT = frozenset({S.SUBMITTING, S.SUBMIT_UNKNOWN})
+_IN_LINE = frozenset({S.QUEUED, S.WAITING_FOR_SLOT})
+_EVERY_STATE = frozenset(JobState)
+_UNSETTLED = frozenset({Billing.PENDING, Billing.UNKNOWN})
+
+
+def may_have_orphan(job: Job) -> bool:
+    """Whether the job may have a submission whose task it never recorded."""
+    if job.remote_task_id:
+        return False
+    if job.state in (S.SUBMITTING, S.SUBMIT_UNKNOWN):
+        return True
+    if job.state in FINAL_STATES:
+        return job.billing in _UNSETTLED or job.orphans > 0
+    return job.orphans > 0  # back in line after an operator's resubmit
+
+
+def _stop(reason: str) -> Outcome:
+    return Outcome("stop", reason=reason)
+
+
+def on_webhook(engine: Engine, job_id: str, *, task_id: str | None, attempt: int = 0) -> Outcome:
+    """Verify the task a webhook named by fetching it, then move or annotate the job.
+
+    ``next`` means the job needs its chain from its current state now (the download after
+    a final task, polling after adopting a running one); the task sends it at once.
+    """
+    job = engine.store.get(job_id)
+    if job is None:
+        return _stop("unknown or expired job")
+    recorded = job.remote_task_id
+    hint = task_id or recorded
+    if hint is None:
+        return _stop("no remote task to look at")
+    if recorded is None:
+        if not may_have_orphan(job):
+            return _stop(f"job is {job.state} with no submission that could be orphaned")
+    elif hint == recorded and job.state not in _MOVABLE:
+        return _stop(f"job is already {job.state}")
+    elif hint != recorded and job.orphans == 0:
+        # One submission created a task, and it is recorded: another id is not this job's.
+        return _stop("task is not the job's; it never had a second submission")
+    fetched = _fetch(engine, job, hint, attempt)
+    if isinstance(fetched, Outcome):
+        return fetched
+    if recorded is None:
+        return _adopt(engine, job, fetched)
+    if hint != recorded:
+        return record_duplicate_spend(engine, job, task_id=fetched.task_id, fetched=fetched)
+    if job.state is S.SUBMITTING:
+        # The id was recorded but the state change after it was lost.
+        engine.store.change(job.id, states={S.SUBMITTING}, to=S.SUBMITTED)
+        job = engine.store.get(job.id) or job
+    return _apply(engine, job, fetched)
+
+
+def _fetch(engine: Engine, job: Job, task_id: str, attempt: int) -> RemoteTask | Outcome:
+    wait = engine.limits.throttle(job.alias, rate=engine.settings.rate_for(job.alias))
+    if wait > 0:
+        return Outcome("again", countdown=wait, kwargs={"attempt": attempt})
+    try:
+        key = engine.settings.key_for(job.alias)
+        return engine.client_for(job.alias).get_task(task_id, api_key=key)
+    except SettingsError:
+        return _stop("no key configured for the job's alias")
+    except NotFound:
+        # Not a task of this key: a forged body, or one meant for another account.
+        logger.warning("job %s: webhook named task %s, unknown to the job's key", job.id, task_id)
+        return _stop("task unknown to the job's key")
+    except TransientError as exc:
+        if attempt + 1 >= MAX_ATTEMPTS:
+            logger.warning(
+                "job %s: webhook re-fetch gave up (%s); polling goes on", job.id, exc.code
+            )
+            return _stop("re-fetch failed; left to the safety poll")
+        hint = exc.retry_after if isinstance(exc, RateLimited) else None
+        delay = max(min(2.0**attempt, 30.0) * random.uniform(0.5, 1.5), hint or 0.0)  # noqa: S311
+        return Outcome("again", countdown=delay, kwargs={"attempt": attempt + 1})
+    except PermanentError as exc:
+        logger.warning("job %s: webhook re-fetch refused: %s", job.id, exc.code)
+        return _stop(f"re-fetch refused: {exc.code}")
+
+
+def _matches(job: Job, task: RemoteTask) -> bool:
+    # A task of the same key made for another request is not this job's submission.
+    model = task.extra.get("model")
+    seconds = task.extra.get("seconds")
+    if model is not None and str(model) != str(job.request.get("model")):
+        return False
+    return seconds is None or str(seconds) == str(job.request.get("seconds"))
+
+
+def _apply(engine: Engine, job: Job, task: RemoteTask) -> Outcome:
+    if task.is_final:
+        outcome = apply_remote(engine, job, task, polls_done=job.poll_count, by_webhook=True)
+        if outcome.action == "next":
+            logger.info("job %s: generated, by webhook; download next", job.id)
+            return replace(outcome, url=task.url)  # just read: the download needs no GET
+        return outcome
+    if task.status is TaskStatus.RUNNING:
+        # Not apply_remote: it would pull the next poll forward, and with webhooks on
+        # the safety poll should stay late.
+        engine.store.change(
+            job.id, states={S.SUBMITTED}, to=S.RUNNING, set={"remote_status": task.raw_status}
+        )
+    return _stop(f"task is {task.raw_status or task.status.value}; waiting")
+
+
+def _adopt(engine: Engine, job: Job, task: RemoteTask) -> Outcome:
+    if not _matches(job, task):
+        logger.warning("job %s: webhook task %s is for another request", job.id, task.task_id)
+        return _stop("task does not match the job's request")
+    if job.state in FINAL_STATES:
+        # Canceled or failed with a submission in doubt: keep the id, it may be billed.
+        billing = Billing.NOT_BILLED if task.status is TaskStatus.FAILED else Billing.BILLED
+        engine.store.change(
+            job.id,
+            states={job.state},
+            where={"remote_task_id": ""},
+            set={"remote_task_id": task.task_id, "remote_status": task.raw_status,
+                 "billing": billing.value, "adopted_from": "webhook"},
+        )  # fmt: skip
+        return _stop(f"job is {job.state}; its orphaned task id is kept")
+    adopted = adopt_task(
+        engine, job, task_id=task.task_id, status=task.raw_status, source="webhook"
+    )
+    fresh = engine.store.get(job.id)
+    if fresh is None:
+        return _stop("job expired")
+    if adopted.action != "next":
+        if fresh.remote_task_id and fresh.remote_task_id != task.task_id and fresh.orphans:
+            # A resubmission won the race: this task is a second, billed one.
+            return record_duplicate_spend(engine, fresh, task_id=task.task_id, fetched=task)
+        if fresh.remote_task_id != task.task_id or fresh.state not in _MOVABLE:
+            return _stop(f"job is {fresh.state}; not adopted")
+    outcome = _apply(engine, fresh, task)
+    if adopted.action == "next" and not task.is_final:
+        # No chain polls the adopted task: start one; its first poll waits for its due time.
+        return Outcome("next", reason="adopted; polls as a safety net")
+    return outcome
+
+
+def adopt_task(engine: Engine, job: Job, *, task_id: str, status: str, source: str) -> Outcome:
+    """Make a task of the job's orphaned submission its task: ``-> submitted``.
+
+    ``next`` when adopted (the caller continues the chain from ``submitted``); the job
+    takes back a slot, over the limit if need be: the provider counts the task already.
+    """
+    expected = first_poll_delay(engine, str(job.request["model"]), int(job.request["seconds"]))
+    applied, found = engine.store.change(
+        job.id,
+        states=_IN_DOUBT | _IN_LINE if job.orphans > 0 else _IN_DOUBT,
+        to=S.SUBMITTED,
+        where={"remote_task_id": ""},
+        set={
+            "remote_task_id": task_id,
+            "remote_status": status,
+            "billing": Billing.BILLED.value,
+            "adopted_from": source,
+            "error_code": "",
+            "error_message": "",
+        },
+        due=time.time() + expected,
+    )
+    if not applied:
+        return _stop(f"job is {found}; not adopted")
+    engine.limits.take(job.alias, job.id)
+    logger.warning(
+        "job %s: adopted remote task %s from its %s (the submit reply was lost)",
+        job.id,
+        task_id,
+        source,
+    )
+    log_transition(job, "submitted", remote=task_id, adopted_from=source)
+    return NEXT
+
+
+def record_duplicate_spend(
+    engine: Engine, job: Job, *, task_id: str, fetched: RemoteTask | None = None
+) -> Outcome:
+    """Count an extra billed remote task on the job (once per task id); downloads nothing.
+
+    ``fetched`` is the task as the provider described it (from a webhook's re-fetch); a
+    task this fleet's own POST created needs no check.
+    """
+    if fetched is not None and fetched.status is TaskStatus.FAILED:
+        return _stop("the extra task failed, which is not billed")
+    if fetched is not None and not _matches(job, fetched):
+        return _stop("task does not match the job's request")
+    current: Job | None = job
+    for _ in range(8):  # compare-and-set on the list; retried only under contention
+        if current is None:
+            return _stop("job expired")
+        raw = current.extra.get(DUPLICATE_IDS_FIELD, "")
+        known: list[str] = json.loads(raw) if raw else []
+        if task_id in known:
+            return _stop("duplicate spend already recorded")
+        applied, _ = engine.store.change(
+            current.id,
+            states=_EVERY_STATE,
+            where={DUPLICATE_IDS_FIELD: raw},
+            set={DUPLICATE_IDS_FIELD: json.dumps([*known, task_id])},
+            incr={DUPLICATE_SPEND_FIELD: 1},
+        )
+        if applied:
+            logger.warning(
+                "job %s: remote task %s is a second, billed submission (job has %s)",
+                current.id,
+                task_id,
+                current.remote_task_id,
+            )
+            return _stop("duplicate spend recorded")
+        current = engine.store.get(current.id)
+    return _stop("duplicate spend not recorded under contention")

@@ -1,0 +1,61 @@
+"""What a worker process does as it starts, forks and becomes ready.
+
+Kept apart from :mod:`worker.infra.celery_app` so that the app itself needs nothing of the
+engine: the engine sends tasks through the app, and these receivers use the engine.
+Celery imports this module in every worker (it is in the app's ``include`` list) before
+it sends ``worker_init``, so every receiver here is connected in time.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from celery.signals import worker_init, worker_process_init, worker_ready
+
+from config.settings import get_settings
+from worker.errors import StorageError
+from worker.infra.celery_app import app
+from worker.job.engine import get_engine, reset_engine
+from worker.job.notify import set_task_registry
+from worker.job.reachability import check_at_worker_start
+from worker.storage import check_output
+
+__all__: list[str] = []
+
+logger = logging.getLogger(__name__)
+
+
+@worker_process_init.connect
+def _fresh_clients_after_fork(**_: Any) -> None:
+    # Connections and pools made before a prefork worker forked belong to the parent.
+    reset_engine()
+
+
+@worker_init.connect
+def _refuse_to_work_without_a_writable_output(**_: Any) -> None:
+    # A worker that could not deliver a clip must not submit (and pay for) any job.
+    try:
+        checked = check_output(get_settings())
+    except StorageError as exc:
+        logger.critical("this worker will not start: the output is not writable: %s", exc)
+        raise SystemExit(3) from None
+    logger.info("output writable: %s", checked)
+
+
+@worker_init.connect
+def _trust_the_worker_task_registry(**_: Any) -> None:
+    # A worker has imported every task module it runs (-I included): an on_done name
+    # missing from its registry would be dropped on receipt, so it is reported instead.
+    set_task_registry(lambda name: name in app.tasks)
+
+
+@worker_ready.connect
+def _check_the_webhook_receiver(**_: Any) -> None:
+    # In a thread: the check may take seconds, and the worker is already taking tasks.
+    def check() -> None:
+        check_at_worker_start(get_engine())
+
+    if get_settings().webhook_base_url:
+        threading.Thread(target=check, name="webhook-self-check", daemon=True).start()

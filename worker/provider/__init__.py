@@ -1,0 +1,5 @@
+"""Talking to a provider: the HTTP client and its deadlines, the dialects that
+spell each provider's API, the download and the URL safety rules.
+
+May import: worker.errors, worker.infra, worker.render. Nothing about jobs.
+"""

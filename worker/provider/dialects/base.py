@@ -1,0 +1,116 @@
+"""What every dialect speaks: the provider-neutral task, status, endpoint and protocol.
+
+Apart from the registry (:mod:`worker.provider.dialects`) so that each dialect module imports
+these types without importing the package that lists it.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Protocol
+
+from worker.provider.urlsafety import redact_url
+
+__all__ = ["Dialect", "Endpoint", "RemoteTask", "TaskStatus"]
+
+
+class TaskStatus(enum.StrEnum):
+    """The provider-neutral state of a remote task."""
+
+    SUBMITTED = "submitted"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    # A status string this code does not know: not final, so the job keeps polling.
+    UNKNOWN = "unknown"
+
+    @property
+    def is_final(self) -> bool:
+        """True when the provider will not change this task any more."""
+        return self in (TaskStatus.SUCCEEDED, TaskStatus.FAILED)
+
+
+@dataclass(frozen=True, repr=False)
+class RemoteTask:
+    """A remote generation task as the provider last described it."""
+
+    task_id: str
+    status: TaskStatus
+    url: str | None = None
+    error: str | None = None
+    raw_status: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+    # Seconds the provider asked us to wait before asking again (a Retry-After header).
+    retry_after: float | None = None
+    # What the provider says the task cost, in USD, when it says (Kinovi's creditsUsed).
+    actual_cost: float | None = None
+
+    @property
+    def is_final(self) -> bool:
+        """True once the task succeeded or failed."""
+        return self.status.is_final
+
+    def __repr__(self) -> str:
+        # The url is signed and extra may hold a callback url with its token: show neither.
+        shown_url = redact_url(self.url) if self.url else None
+        return (
+            f"RemoteTask(task_id={self.task_id!r}, status={self.status.value!r}, "
+            f"raw_status={self.raw_status!r}, url={shown_url!r}, "
+            f"error={self.error!r}, extra_keys={sorted(self.extra)!r}, "
+            f"retry_after={self.retry_after!r}, actual_cost={self.actual_cost!r})"
+        )
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where an operation goes: a path relative to the base URL, plus query parameters."""
+
+    path: str
+    params: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+
+class Dialect(Protocol):
+    """Everything provider-specific apart from transport; the client calls only these."""
+
+    name: str
+    # Where the provider lives when a key names no base_url.
+    default_base_url: str
+
+    def submit_endpoint(self) -> Endpoint:
+        """Where a new task is POSTed."""
+        ...
+
+    def task_endpoint(self, task_id: str) -> Endpoint:
+        """Where a task's state is read with GET."""
+        ...
+
+    def upload_endpoint(self) -> Endpoint:
+        """Where a local file is POSTed as multipart field ``file``."""
+        ...
+
+    def submit_body(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Translate a RelayDance-format request body into this provider's format."""
+        ...
+
+    def parse_submit(self, data: Any) -> RemoteTask:
+        """The task a submit response describes; raises UnexpectedResponse without an id."""
+        ...
+
+    def parse_task(self, data: Any, *, task_id: str | None = None) -> RemoteTask:
+        """The task a poll response or webhook body describes."""
+        ...
+
+    def parse_upload(self, data: Any) -> str:
+        """The hosted url of an uploaded file."""
+        ...
+
+    def webhook_task_id(self, data: Any) -> Any:
+        """The raw task id a webhook body names (any JSON value, checked by the caller)."""
+        ...
+
+    def error_message(self, data: Any, *, status: int | None = None) -> str | None:
+        """The provider's human message in an error body (of HTTP ``status``), if any."""
+        ...

@@ -1,0 +1,161 @@
+"""The ``web`` process: a small Starlette app that receives webhooks, served by uvicorn.
+
+Routes: ``POST /hooks/{job_id}/{token}`` (see :func:`worker.web.receiver.handle_webhook`),
+``GET /healthz`` and ``GET /hooks/healthz`` (the same check under the webhook prefix, which
+workers reach through ``RELAYDANCE_WEBHOOK_BASE_URL`` at start), and ``GET /metrics`` only
+to a request bearing ``RELAYDANCE_METRICS_TOKEN`` (404 otherwise: the receiver is public).
+:func:`serve` also starts the loopback metrics listener
+(:func:`worker.web.metrics.start_metrics_listener`), where Prometheus scrapes. The handler is
+synchronous (one Redis read, one broker publish), so it runs in the thread pool and the
+event loop stays free. The access log is off: request
+paths carry callback tokens, which must not reach a log. The jobs page
+(:mod:`worker.web.jobs_page`) is mounted under ``RELAYDANCE_UI_PREFIX`` (``/ui``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount, Route
+
+from config.settings import get_settings
+from worker.job.engine import Engine, get_engine
+from worker.web.jobs_page import Credentials, JobsPage, asgi_app, is_loopback_host
+from worker.web.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from worker.web.metrics import bearer_allows, render_metrics, start_metrics_listener
+from worker.web.receiver import MAX_BODY_BYTES, handle_webhook, receiver_health
+
+__all__ = ["create_web_app", "default_prefix", "read_limited", "serve"]
+
+logger = logging.getLogger(__name__)
+
+
+async def read_limited(request: Request, *, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The request body, but never more than ``limit + 1`` bytes of it."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return b"\0" * (limit + 1)  # refused by size; not worth reading
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            break
+    return b"".join(chunks)[: limit + 1]
+
+
+def default_prefix() -> str:
+    """The path of ``RELAYDANCE_WEBHOOK_BASE_URL``, or ``/hooks`` when it is unset."""
+    base = get_settings().webhook_base_url
+    return (urlsplit(base).path if base else "") or "/hooks"
+
+
+def create_web_app(
+    *, engine: Callable[[], Engine] = get_engine, prefix: str | None = None,
+    ui_loopback: bool = False,
+) -> Starlette:  # fmt: skip
+    """The webhook receiver as an ASGI app, routes under ``prefix`` (default: see
+    :func:`default_prefix`; pass it when a proxy in front rewrites paths), and the jobs
+    page, open without credentials only when ``ui_loopback`` (the server binds loopback)."""
+
+    async def webhook(request: Request) -> JSONResponse:
+        body = await read_limited(request)
+        status, payload = await run_in_threadpool(
+            _handle,
+            engine,
+            str(request.path_params["job_id"]),
+            str(request.path_params["token"]),
+            body,
+            request.headers.get("content-type", ""),
+        )
+        return JSONResponse(payload, status_code=status)
+
+    async def healthz(request: Request) -> JSONResponse:
+        status, payload = await run_in_threadpool(lambda: receiver_health(engine=engine()))
+        return JSONResponse(payload, status_code=status)
+
+    async def metrics(request: Request) -> Response:
+        # Key aliases, job counts and spend: only for the holder of the metrics token.
+        if not bearer_allows(engine().settings, request.headers.get("authorization", "")):
+            return JSONResponse({"ok": False, "error": "not found"}, status_code=404)
+        text = await run_in_threadpool(lambda: render_metrics(engine()))
+        return Response(text, media_type=METRICS_CONTENT_TYPE)
+
+    prefix = prefix if prefix is not None else default_prefix()
+    prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
+    ui_root = "/" + get_settings().ui_prefix.strip("/")
+    credentials = Credentials.from_settings(get_settings(), loopback_bind=ui_loopback)
+    page = JobsPage(credentials, engine=engine)
+    return Starlette(
+        routes=[
+            *([Mount(ui_root, app=asgi_app(page, root=ui_root))] if ui_root != "/" else []),
+            Route(prefix + "/{job_id}/{token}", webhook, methods=["POST"]),
+            Route("/healthz", healthz, methods=["GET"]),
+            *([Route(prefix + "/healthz", healthz, methods=["GET"])] if prefix else []),
+            Route("/metrics", metrics, methods=["GET"]),
+        ]
+    )
+
+
+def _handle(
+    engine: Callable[[], Engine], job_id: str, token: str, body: bytes, content_type: str
+) -> tuple[int, dict[str, object]]:
+    return handle_webhook(job_id, token, body, content_type, engine=engine())
+
+
+def _log_ui(host: str, port: int) -> None:
+    settings = get_settings()
+    if not settings.ui_prefix.strip("/"):
+        return
+    creds = Credentials.from_settings(settings, loopback_bind=is_loopback_host(host))
+    if not creds.configured and not creds.open_on_loopback:
+        logger.warning(
+            "the jobs page refuses every request: %s is not a loopback address; set "
+            "RELAYDANCE_UI_TOKEN (or RELAYDANCE_UI_USER and RELAYDANCE_UI_PASSWORD)",
+            host,
+        )
+    logger.info("jobs page on http://%s:%d/%s/", host, port, settings.ui_prefix.strip("/"))
+
+
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    *,
+    workers: int = 1,
+    prefix: str | None = None,
+    log_level: str = "info",
+) -> None:
+    """Serve the webhook receiver with uvicorn until interrupted (``relaydance web``).
+
+    One process accepts several hundred webhooks a second (each is a broker publish;
+    see bench/bench_webhooks.py); ``workers`` runs several processes on the same port.
+    """
+    import uvicorn
+
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "log_level": log_level,
+        "access_log": False,  # paths hold callback tokens
+        "proxy_headers": True,
+    }
+    settings = get_settings()
+    if settings.webhook_secret is None:
+        logger.warning("RELAYDANCE_WEBHOOK_SECRET is not set: every webhook is answered 404")
+    start_metrics_listener(settings, get_engine)
+    logger.info("webhook receiver on http://%s:%d%s", host, port, prefix or default_prefix())
+    _log_ui(host, port)
+    if workers > 1:
+        if prefix is not None:
+            raise ValueError("with several workers the prefix comes from the webhook base URL")
+        uvicorn.run("worker.web.app:create_web_app", factory=True, workers=workers, **options)
+    else:
+        uvicorn.run(create_web_app(prefix=prefix, ui_loopback=is_loopback_host(host)), **options)

@@ -1,0 +1,211 @@
+"""The jobs page as one callable, :class:`JobsPage`: a :class:`UiRequest` in, a response out.
+
+Every path below the mount needs a session (see :mod:`worker.web.jobs_page.auth`), assets and
+clips included; only the sign-in form's POST does not. A POST also needs the session's
+CSRF token and, when the browser sends an ``Origin``, one naming this host. Cancel and
+resubmit each have a confirmation page (GET) whose form makes the POST.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from urllib.parse import quote, urlsplit
+
+from worker.job.engine import Engine, get_engine
+from worker.web.jobs_page import pages
+from worker.web.jobs_page.actions import ActionRefused, Actions, producer_actions
+from worker.web.jobs_page.auth import COOKIE, SESSION_SECONDS, Credentials, Session
+from worker.web.jobs_page.detail import REMOTE_MAY_LIVE, RESUBMITTABLE
+from worker.web.jobs_page.http import (
+    UiRequest,
+    UiResponse,
+    html_response,
+    redirect,
+    security_headers,
+    text_response,
+)
+from worker.web.jobs_page.media import JOB_ID, clip_path, serve_file
+from worker.web.jobs_page.render import render, static_file
+
+__all__ = ["JobsPage"]
+
+logger = logging.getLogger(__name__)
+
+_GET: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(r"^/?$"), "home"),
+    (re.compile(r"^/jobs$"), "jobs"),
+    (re.compile(r"^/jobs/([^/]+)$"), "job"),
+    (re.compile(r"^/jobs/([^/]+)/(cancel|resubmit)$"), "confirm"),
+    (re.compile(r"^/batches$"), "batches"),
+    (re.compile(r"^/batches/([^/]+)$"), "batch"),
+    (re.compile(r"^/batches/([^/]+)/report\.(csv|json)$"), "report"),
+    (re.compile(r"^/keys$"), "keys"),
+    (re.compile(r"^/media/([^/]+)\.mp4$"), "media"),
+    (re.compile(r"^/static/([^/]+)$"), "static"),
+]
+_ACTION = re.compile(r"^/jobs/([^/]+)/(cancel|resubmit)$")
+
+
+class JobsPage:
+    """Serves the pages; adapters (Starlette, Flask, Django) only translate requests."""
+
+    def __init__(
+        self,
+        credentials: Credentials,
+        *,
+        engine: Callable[[], Engine] = get_engine,
+        actions: Actions | None = None,
+    ) -> None:
+        self.credentials = credentials
+        self.engine = engine
+        self.actions = actions or producer_actions()
+
+    def __call__(self, request: UiRequest) -> UiResponse:
+        """Answer one request."""
+        if request.method == "POST" and request.path == "/login":
+            return self._login(request)
+        session = self.credentials.session(
+            authorization=request.header("authorization"), cookie=request.cookie(COOKIE),
+            client=request.client, host=request.header("host"),
+        )  # fmt: skip
+        if session is None:
+            return self._refuse(request)
+        if request.method == "POST":
+            return self._post(request, session)
+        if request.method not in ("GET", "HEAD"):
+            return text_response("method not allowed\n", 405, extra=[("Allow", "GET, HEAD, POST")])
+        response = self._get(request, session)
+        if request.method == "HEAD":
+            response.body = b""
+        return response
+
+    # Sign-in ------------------------------------------------------------------------------
+
+    def _refuse(self, request: UiRequest) -> UiResponse:
+        creds = self.credentials
+        if not creds.configured and not creds.open_on_loopback:
+            return text_response(
+                "The jobs page needs credentials: set RELAYDANCE_UI_TOKEN, or "
+                "RELAYDANCE_UI_USER and RELAYDANCE_UI_PASSWORD.\n", 403)  # fmt: skip
+        if not creds.configured:
+            return text_response("The jobs page opens only to this machine (loopback).\n", 403)
+        extra = [("WWW-Authenticate", 'Basic realm="relaydance", charset="UTF-8"')]
+        if not creds.token or request.path.startswith(("/static/", "/media/")):
+            return text_response("sign in to see the jobs page\n", 401,
+                                 extra=extra if creds.basic else [])  # fmt: skip
+        body = render("login.html", root=request.root, next=self._here(request), error="")
+        return html_response(body, 401, extra=extra if creds.basic else [])
+
+    @staticmethod
+    def _here(request: UiRequest) -> str:
+        return request.root + request.path
+
+    def _login(self, request: UiRequest) -> UiResponse:
+        if not self._same_origin(request):
+            return text_response("cross-site sign-in refused\n", 403)
+        form = request.form()
+        target = form.get("next", "")
+        if not target.startswith(request.root + "/") or target.startswith("//") or "\\" in target:
+            target = request.root + "/jobs"
+        if not self.credentials.check_token(form.get("token", "")):
+            body = render("login.html", root=request.root, next=target,
+                          error="That token is not the one configured.")  # fmt: skip
+            return html_response(body, 401)
+        cookie = f"{COOKIE}={self.credentials.new_cookie()}; Path={request.root or '/'}; " \
+                 f"HttpOnly; SameSite=Strict; Max-Age={SESSION_SECONDS}"  # fmt: skip
+        if request.https:
+            cookie += "; Secure"
+        return redirect(target, extra=[("Set-Cookie", cookie)])
+
+    @staticmethod
+    def _same_origin(request: UiRequest) -> bool:
+        """A browser's POST names its page's origin; it must be this host."""
+        origin = request.header("origin")
+        if not origin:
+            return True  # not a browser, or an old one; the CSRF token still decides
+        return urlsplit(origin).netloc == request.header("host")
+
+    # Reading ------------------------------------------------------------------------------
+
+    def _context(self, request: UiRequest, session: Session) -> pages.Context:
+        return pages.Context(self.engine(), request.root, self.credentials.csrf_token(session),
+                             self.actions.clip_url)  # fmt: skip
+
+    def _get(self, request: UiRequest, session: Session) -> UiResponse:
+        for pattern, name in _GET:
+            found = pattern.match(request.path)
+            if found is not None:
+                return self._route(name, found.groups(), request, session)
+        return text_response("not found\n", 404)
+
+    def _route(
+        self, name: str, args: tuple[str, ...], request: UiRequest, session: Session
+    ) -> UiResponse:
+        if name == "home":
+            return redirect(request.root + "/jobs")
+        if name == "static":
+            found = static_file(args[0])
+            if found is None:
+                return text_response("not found\n", 404)
+            data, content_type = found
+            return UiResponse(200, [("Content-Type", content_type), *security_headers()], data)
+        if name == "media":
+            return self._media(request, args[0])
+        ctx = self._context(request, session)
+        if name == "confirm":
+            return self._confirm(request, ctx, args[0], args[1])
+        views: dict[str, Callable[..., UiResponse]] = {
+            "jobs": pages.jobs_page, "job": pages.job_page, "batches": pages.batches_page,
+            "batch": pages.batch_page, "report": pages.report_download, "keys": pages.keys_page,
+        }  # fmt: skip
+        return views[name](request, ctx, *args)
+
+    def _media(self, request: UiRequest, job_id: str) -> UiResponse:
+        engine = self.engine()
+        path = clip_path(engine.settings.output_dir, job_id)
+        if path is None:
+            return text_response("no such clip\n", 404)
+        return serve_file(path, range_header=request.header("range"),
+                          head=request.method == "HEAD")  # fmt: skip
+
+    def _confirm(self, request: UiRequest, ctx: pages.Context, job_id: str, act: str) -> UiResponse:
+        job = ctx.engine.store.get(job_id) if JOB_ID.fullmatch(job_id) else None
+        if job is None:
+            return text_response("no such job\n", 404)
+        allowed = not job.is_final if act == "cancel" else job.state in RESUBMITTABLE
+        body = render("confirm.html", **ctx.base(request, "jobs", fragment=False), job=job,
+                      act=act, allowed=allowed, remote=job.state in REMOTE_MAY_LIVE)  # fmt: skip
+        return html_response(body, 200 if allowed else 409)
+
+    # Acting -------------------------------------------------------------------------------
+
+    def _post(self, request: UiRequest, session: Session) -> UiResponse:
+        form = request.form()
+        if not self._same_origin(request) or not self.credentials.csrf_ok(
+            session, form.get("csrf", "")
+        ):
+            return text_response("refused: this form's CSRF token is missing or stale; "
+                                 "reload the page and try again\n", 403)  # fmt: skip
+        if request.path == "/logout":
+            gone = f"{COOKIE}=; Path={request.root or '/'}; HttpOnly; SameSite=Strict; Max-Age=0"
+            return redirect(request.root + "/jobs", extra=[("Set-Cookie", gone)])
+        found = _ACTION.match(request.path)
+        if found is None or not JOB_ID.fullmatch(found.group(1)):
+            return text_response("not found\n", 404)
+        job_id, act = found.groups()
+        return self._act(request, job_id, act)
+
+    def _act(self, request: UiRequest, job_id: str, act: str) -> UiResponse:
+        back = f"{request.root}/jobs/{quote(job_id)}"
+        if act == "cancel":
+            done = self.actions.cancel(job_id)
+            logger.info("job %s cancel from the jobs page: %s", job_id, done)
+            return redirect(f"{back}?notice={'canceled' if done else 'not_canceled'}")
+        try:
+            self.actions.resubmit(job_id)
+        except ActionRefused as exc:
+            return text_response(f"refused: {exc}\n", 409)
+        logger.info("job %s resubmitted from the jobs page", job_id)
+        return redirect(f"{back}?notice=resubmitted")

@@ -1,0 +1,64 @@
+"""The jobs page as an ASGI app, for ``relaydance web`` (mounted under its prefix).
+
+The handlers read Redis synchronously, so each request runs in the thread pool and the
+event loop stays free for webhooks; a clip streams from a file iterator.
+"""
+
+from __future__ import annotations
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from worker.web.jobs_page.app import JobsPage
+from worker.web.jobs_page.http import MAX_FORM_BYTES, UiRequest, UiResponse
+
+__all__ = ["asgi_app", "to_starlette"]
+
+
+async def _body(request: Request) -> bytes:
+    """The form body, never more than :data:`MAX_FORM_BYTES` + 1 bytes of it."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > MAX_FORM_BYTES:
+            break
+    return b"".join(chunks)[: MAX_FORM_BYTES + 1]
+
+
+def to_starlette(result: UiResponse) -> Response:
+    """A Starlette response with every header kept (``Set-Cookie`` may repeat)."""
+    raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in result.headers]
+    response: Response
+    if isinstance(result.body, bytes):
+        response = Response(result.body, status_code=result.status)
+        if result.header("content-length") is None:
+            raw.append((b"content-length", str(len(result.body)).encode()))
+    else:
+        response = StreamingResponse(iter(result.body), status_code=result.status)
+    response.raw_headers = raw
+    return response
+
+
+def asgi_app(page: JobsPage, *, root: str) -> Starlette:
+    """An app answering every path below the mount point ``root`` with ``page``."""
+
+    async def endpoint(request: Request) -> Response:
+        body = await _body(request) if request.method == "POST" else b""
+        ui = UiRequest(
+            method=request.method,
+            path="/" + str(request.path_params.get("path", "")),
+            root=root,
+            query=dict(request.query_params),
+            headers={k.lower(): v for k, v in request.headers.items()},
+            body=body,
+            client=request.client.host if request.client else None,
+            https=request.url.scheme == "https",
+        )
+        return to_starlette(await run_in_threadpool(page, ui))
+
+    return Starlette(routes=[Route("/{path:path}", endpoint, methods=["GET", "HEAD", "POST"])])

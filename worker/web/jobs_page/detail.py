@@ -1,0 +1,128 @@
+"""One job, as its page shows it: the timeline, the request, the money, the manifest, the clip.
+
+The request shown is the record's (which holds no key); URLs in it are shown without
+their query string and user part, since a signed reference URL carries its grant there,
+and very long values (inline data) are cut.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from worker.job.engine import Engine
+from worker.job.record import FINAL_STATES, Job, JobState
+from worker.web.jobs_page.media import clip_path
+
+__all__ = ["CANCELABLE", "RESUBMITTABLE", "JobDetail", "job_detail", "redacted"]
+
+# Any job not final may be canceled (as ``relaydance cancel`` does); once its task may
+# exist at the provider, it may still be billed, which the confirmation says.
+CANCELABLE = frozenset(s for s in JobState if s not in FINAL_STATES)
+REMOTE_MAY_LIVE = frozenset(
+    {JobState.SUBMITTING, JobState.SUBMIT_UNKNOWN, JobState.SUBMITTED, JobState.RUNNING,
+     JobState.GENERATED, JobState.DOWNLOADING}
+)  # fmt: skip
+# Only an ambiguous submission is sent again, and only as the operator's decision.
+RESUBMITTABLE = frozenset({JobState.SUBMIT_UNKNOWN})
+_MAX_VALUE = 300
+_MAX_MANIFEST = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Step:
+    """One transition of the timeline."""
+
+    state: str
+    at: float
+    after: float | None  # seconds since the previous step
+
+
+@dataclass
+class JobDetail:
+    """Everything the job's page shows."""
+
+    job: Job
+    timeline: list[Step]
+    request_json: str
+    manifest: str | None
+    clip_src: str | None  # a URL under the page's root, or a presigned bucket URL
+    media_origin: str = ""  # the bucket's origin, for the page's media-src policy
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def can_cancel(self) -> bool:
+        """Whether the cancel button is offered."""
+        return self.job.state in CANCELABLE
+
+    @property
+    def can_resubmit(self) -> bool:
+        """Whether the resubmit button is offered."""
+        return self.job.state in RESUBMITTABLE
+
+    @property
+    def remote_may_live(self) -> bool:
+        """Whether a task may exist (and be billed) at the provider."""
+        return self.job.state in REMOTE_MAY_LIVE
+
+
+def redacted(value: Any) -> Any:
+    """The value with URLs stripped of their query and user part, and long strings cut."""
+    if isinstance(value, dict):
+        return {k: redacted(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redacted(v) for v in value]
+    if not isinstance(value, str):
+        return value
+    if value.startswith(("http://", "https://")):
+        parts = urlsplit(value)
+        host = parts.hostname or ""
+        netloc = host + (f":{parts.port}" if parts.port else "")
+        query = "(query hidden)" if parts.query else ""
+        value = urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+    if len(value) > _MAX_VALUE:
+        return value[:_MAX_VALUE] + f"... ({len(value)} characters)"
+    return value
+
+
+def timeline(job: Job) -> list[Step]:
+    """The job's transitions in time order, with the time each took."""
+    steps: list[Step] = []
+    for state, at in sorted(job.times.items(), key=lambda item: item[1]):
+        after = at - steps[-1].at if steps else None
+        steps.append(Step(state, at, after))
+    return steps
+
+
+def _manifest(engine: Engine, job: Job) -> str | None:
+    """The manifest next to a local clip, pretty-printed; None when there is none."""
+    if engine.settings.output_bucket() is not None:
+        return None
+    path = clip_path(engine.settings.output_dir, job.id, suffix=".json")
+    if path is None:
+        return None
+    try:
+        text = path.read_text(errors="replace")[:_MAX_MANIFEST]
+        return json.dumps(redacted(json.loads(text)), indent=2, sort_keys=True)
+    except (OSError, ValueError):
+        return None
+
+
+def job_detail(engine: Engine, job: Job, *, root: str, bucket_url: str | None) -> JobDetail:
+    """The page's view of ``job``; ``bucket_url``: its presigned clip URL, in a bucket."""
+    clip_src: str | None = None
+    origin = ""
+    if job.state is JobState.DONE:
+        if bucket_url:
+            clip_src = bucket_url
+            parts = urlsplit(bucket_url)
+            origin = f"{parts.scheme}://{parts.netloc}"
+        elif clip_path(engine.settings.output_dir, job.id) is not None:
+            clip_src = f"{root}/media/{job.id}.mp4"
+    request_json = json.dumps(redacted(job.request), indent=2, sort_keys=True)
+    detail = JobDetail(job, timeline(job), request_json, _manifest(engine, job), clip_src, origin)
+    if job.state is JobState.DONE and clip_src is None:
+        detail.warnings.append("the clip is not in the output directory any more")
+    return detail

@@ -1,0 +1,91 @@
+"""The finished clip for the page's ``<video>``: one file, found safely, in byte ranges.
+
+Only ``<output dir>/<job id>.mp4`` is ever served, for a job id of the exact form the
+store makes (``rdj_`` and 32 hex digits), and only when the resolved path (symlinks
+followed) still lies directly in the resolved output directory: no ``..``, encoded dots,
+absolute path, NUL or link can name another file. Browsers seek in a video with
+``Range`` requests, so single ranges are answered ``206`` with ``Content-Range``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+from worker.web.jobs_page.http import UiResponse, security_headers, text_response
+
+__all__ = ["JOB_ID", "clip_path", "parse_range", "serve_file"]
+
+JOB_ID = re.compile(r"^rdj_[0-9a-f]{32}$")
+_CHUNK = 64 * 1024
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+def clip_path(output_dir: Path, job_id: str, *, suffix: str = ".mp4") -> Path | None:
+    """The job's file in the output directory, or None when the id or the path is unsafe
+    or the file does not exist."""
+    if not JOB_ID.fullmatch(job_id):
+        return None
+    try:
+        base = output_dir.resolve(strict=True)
+        path = (base / f"{job_id}{suffix}").resolve(strict=True)
+    except (OSError, RuntimeError, ValueError):
+        return None
+    if path.parent != base or not path.is_file():
+        return None
+    return path
+
+
+def parse_range(header: str, size: int) -> tuple[int, int] | str | None:
+    """The inclusive (first, last) byte of a single ``Range``; None for the whole file
+    (no header, or one this server ignores: several ranges); ``"unsatisfiable"``."""
+    found = _RANGE.match(header.strip().replace(" ", "")) if header else None
+    if found is None:
+        return None
+    first_text, last_text = found.groups()
+    if not first_text and not last_text:
+        return None
+    if not first_text:  # a suffix: the last N bytes
+        length = int(last_text)
+        if length == 0 or size == 0:
+            return "unsatisfiable"
+        return max(size - length, 0), size - 1
+    first = int(first_text)
+    last = min(int(last_text), size - 1) if last_text else size - 1
+    if first >= size or first > last:
+        return "unsatisfiable"
+    return first, last
+
+
+def _chunks(path: Path, first: int, length: int) -> Iterator[bytes]:
+    with path.open("rb") as handle:
+        handle.seek(first)
+        left = length
+        while left > 0:
+            data = handle.read(min(_CHUNK, left))
+            if not data:
+                return
+            left -= len(data)
+            yield data
+
+
+def serve_file(
+    path: Path, *, range_header: str, head: bool = False, content_type: str = "video/mp4"
+) -> UiResponse:
+    """The file, whole (200) or the asked range (206), streamed in chunks."""
+    size = path.stat().st_size
+    wanted = parse_range(range_header, size)
+    if wanted == "unsatisfiable":
+        response = text_response("requested range not satisfiable\n", 416)
+        response.headers.append(("Content-Range", f"bytes */{size}"))
+        return response
+    headers = [("Content-Type", content_type), ("Accept-Ranges", "bytes"), *security_headers()]
+    status, first, last = 200, 0, size - 1
+    if isinstance(wanted, tuple):
+        status, (first, last) = 206, wanted
+        headers.append(("Content-Range", f"bytes {first}-{last}/{size}"))
+    length = max(last - first + 1, 0)
+    headers.append(("Content-Length", str(length)))
+    body = b"" if head or length == 0 else _chunks(path, first, length)
+    return UiResponse(status, headers, body)
