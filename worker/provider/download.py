@@ -124,6 +124,28 @@ def _scrub(exc: Exception, urls: list[str]) -> tuple[str, bool]:
     return f"{type(exc).__name__}: {text}", dirty
 
 
+def _dirty(exc: Exception, url: str) -> bool:
+    """Whether the httpx error's text holds the signed url (then it is never chained)."""
+    if isinstance(exc, httpx.InvalidURL):
+        return True
+    return _scrub(exc, [url, _failed_url(exc, url)])[1]
+
+
+def _translated(exc: Exception, url: str, shown: str) -> Exception:
+    """Our error for an httpx failure of a download, with no signed url in its text.
+
+    Timeouts, DecodingError, protocol and network errors alike mean the body did not
+    arrive intact; the caller chains the httpx error only when its text is free of the
+    signed url (:func:`_dirty`), so a traceback in the result backend cannot leak it.
+    """
+    if isinstance(exc, httpx.InvalidURL):
+        return UnsafeUrl(f"malformed url: {shown}")
+    failed = _failed_url(exc, url)
+    text, _ = _scrub(exc, [url, failed])
+    what = "timed out" if isinstance(exc, httpx.TimeoutException) else "failed"
+    return TransportFailure(f"download {what} ({text}): {redact_url(failed)}")
+
+
 def _hop_timeout(client: httpx.Client, remaining: float) -> httpx.Timeout:
     # A single network wait may not outlast the time left when this hop starts; the
     # stream loop checks the deadline between chunks.
@@ -303,17 +325,8 @@ def download_video(
         os.replace(tmp_path, final)
         tmp_path = None
         _fsync_dir(dest_dir)
-    except (httpx.HTTPError, httpx.StreamError) as exc:
-        # Timeouts, DecodingError, protocol and network errors alike: the body did not
-        # arrive intact. The httpx error is chained only when its text is free of the
-        # signed url, so a traceback in the result backend cannot leak it either.
-        failed = _failed_url(exc, url)
-        text, dirty = _scrub(exc, [url, failed])
-        what = "timed out" if isinstance(exc, httpx.TimeoutException) else "failed"
-        err = TransportFailure(f"download {what} ({text}): {redact_url(failed)}")
-        raise err from (None if dirty else exc)
-    except httpx.InvalidURL:
-        raise UnsafeUrl(f"malformed url: {shown}") from None
+    except (httpx.HTTPError, httpx.StreamError, httpx.InvalidURL) as exc:
+        raise _translated(exc, url, shown) from (None if _dirty(exc, url) else exc)
     finally:
         if tmp_path is not None:
             with contextlib.suppress(FileNotFoundError):
@@ -413,13 +426,6 @@ def stream_video(
             )
         finally:
             response.close()
-    except (httpx.HTTPError, httpx.StreamError) as exc:
-        # As in download_video: the httpx error is chained only when free of the signed url.
-        failed = _failed_url(exc, url)
-        text, dirty = _scrub(exc, [url, failed])
-        what = "timed out" if isinstance(exc, httpx.TimeoutException) else "failed"
-        err = TransportFailure(f"download {what} ({text}): {redact_url(failed)}")
-        raise err from (None if dirty else exc)
-    except httpx.InvalidURL:
-        raise UnsafeUrl(f"malformed url: {shown}") from None
+    except (httpx.HTTPError, httpx.StreamError, httpx.InvalidURL) as exc:
+        raise _translated(exc, url, shown) from (None if _dirty(exc, url) else exc)
     return Streamed(size=size, sha256=sha256, seconds=time.monotonic() - started)
