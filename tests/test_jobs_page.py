@@ -314,3 +314,11 @@ def test_filters_by_alias_model_and_batch_use_their_own_index(engine: Engine) ->
     both = list_jobs(engine.redis, engine.store, JobFilter(model="doubao-seedance-2-0-fast-260128"))
     assert [r.id for r in both.rows] == [b, a]
     assert engine.redis.ttl(engine.store.created_index("alias", "tenant-a")) > 0
+
+
+def test_money_is_shown_to_the_cent_unless_a_cent_would_hide_it() -> None:
+    from worker.web.jobs_page.render import money
+
+    assert [money(v) for v in (0.7, 8.4, 1234.5, 0.0035, 1.2345, None)] == [
+        "$0.70", "$8.40", "$1,234.50", "$0.0035", "$1.2345", "-",
+    ]  # fmt: skip

@@ -35,10 +35,13 @@ def clock(epoch: float | None) -> str:
 
 
 def money(value: float | None) -> str:
-    """Dollars: ``$1.2345`` below a dollar, ``$12.34`` above; ``-`` when unknown."""
+    """Dollars to the cent (``$0.70``, ``$1,234.50``), to a tenth of a cent only when a
+    cent would hide it (``$0.0035``); ``-`` when unknown."""
     if value is None:
         return "-"
-    return f"${value:.4f}" if abs(value) < 1 else f"${value:,.2f}"
+    if (value and abs(value) < 0.01) or round(value, 2) != round(value, 4):
+        return f"${value:,.4f}"
+    return f"${value:,.2f}"
 
 
 def duration(seconds: float | None) -> str:
