@@ -177,6 +177,12 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=100)
     parser.add_argument("--cap", type=int, default=10)
     parser.add_argument("--burst", type=int, default=2000)
+    parser.add_argument(
+        "--burst-cap",
+        type=int,
+        default=500,
+        help="the key's cap in the burst (500: every core busy; 100: a backlog)",
+    )
     parser.add_argument("--scale", type=float, default=0.1, help="timer scale (0.1: T = 9 s)")
     parser.add_argument("--only", help="comma-separated scenario names")
     parser.add_argument("--one", help=argparse.SUPPRESS)
@@ -185,7 +191,7 @@ def main() -> None:
         print(json.dumps(run_one(**json.loads(args.one))))
         return
     plan = [("polling-correct", args.jobs, args.cap), ("polling-10x", args.jobs, args.cap),
-            ("webhooks", args.jobs, args.cap), ("burst", args.burst, 500)]  # fmt: skip
+            ("webhooks", args.jobs, args.cap), ("burst", args.burst, args.burst_cap)]  # fmt: skip
     wanted = set(args.only.split(",")) if args.only else None
     rows = [scenario(name=n, jobs=j, cap=c, scale=args.scale)
             for n, j, c in plan if not wanted or n in wanted]  # fmt: skip
