@@ -113,8 +113,7 @@ def resume_many(job_ids: list[str]) -> int:
 def grant(alias: str) -> None:
     """Hand free slots of a key to the jobs at the head of its line."""
     engine = get_engine()
-    limit = engine.settings.concurrency_for(alias)
-    for job_id in engine.limits.grant_waiters(alias, limit=limit):
+    for job_id in engine.limits.grant_waiters(alias):
         resume.delay(job_id)
 
 

@@ -38,6 +38,7 @@ def make_engine(settings: Settings, cls: type[E] = RecordingEngine) -> E:  # typ
     engine = cls.__new__(cls)
     base = Engine.from_settings(settings)
     engine.__dict__.update(base.__dict__)
+    engine.bind_limits()
     engine.sent = []
     return engine
 

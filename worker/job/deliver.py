@@ -61,7 +61,7 @@ def download(
         return NEXT
     settings = engine.settings
     if url is None:
-        wait = engine.limits.throttle(job.alias, rate=settings.rate_for(job.alias))
+        wait = engine.limits.throttle(job.alias)
         if wait > 0:
             return again(wait, attempt=attempt)
     claim = claim_number(seq, attempt)

@@ -291,7 +291,7 @@ def facts_for(engine: Engine, job: Job, *, now: float | None = None) -> Facts:
     if state == "waiting_for_slot":
         position = engine.limits.position(job.alias, job.id)
         in_use = engine.limits.in_use(job.alias)
-        limit = engine.limits.effective_limit(job.alias, limit=settings.concurrency_for(job.alias))
+        limit = engine.limits.effective_limit(job.alias)
     expected = None
     if state in ("submitted", "running"):
         model, seconds = job.request.get("model"), job.request.get("seconds")

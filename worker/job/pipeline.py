@@ -71,7 +71,7 @@ def prepare(engine: Engine, job_id: str, *, seq: int, attempt: int = 0) -> Outco
     for kind, path in request.media():
         if is_url(path) or path in urls:
             continue
-        wait = engine.limits.throttle(job.alias, rate=engine.settings.rate_for(job.alias))
+        wait = engine.limits.throttle(job.alias)
         if wait > 0:
             return again(wait, attempt=attempt)
         try:
@@ -119,7 +119,7 @@ def poll(engine: Engine, job_id: str, *, seq: int, n: int = 0, attempt: int = 0)
             f"not finished {settings.poll_deadline_seconds:.0f}s after submission "
             "(RELAYDANCE_POLL_DEADLINE_SECONDS)",
         )
-    wait = engine.limits.throttle(job.alias, rate=settings.rate_for(job.alias))
+    wait = engine.limits.throttle(job.alias)
     if wait > 0:
         engine.store.change(job_id, states={S.SUBMITTED, S.RUNNING}, due=now + wait)
         return again(wait, n=n, attempt=attempt)

@@ -129,8 +129,7 @@ def fail(engine: Engine, job: Job, code: str, message: str, **fields: object) ->
 
 def release(engine: Engine, job: Job) -> None:
     """Give up the job's slot (or its place in line) and nudge the waiters it goes to."""
-    limit = engine.settings.concurrency_for(job.alias)
-    for granted in engine.limits.release(job.alias, job.id, limit=limit):
+    for granted in engine.limits.release(job.alias, job.id):
         engine.send("relaydance.resume", granted)
 
 

@@ -79,7 +79,7 @@ def submit(engine: Engine, job_id: str, *, seq: int, attempt: int = 0) -> Outcom
     waiting = _take_slot(engine, job, seq)
     if waiting is not None:
         return waiting
-    wait = engine.limits.throttle(job.alias, rate=engine.settings.rate_for(job.alias))
+    wait = engine.limits.throttle(job.alias)
     if wait > 0:
         return again(wait, attempt=attempt)
     claim = claim_number(seq, attempt)
@@ -115,8 +115,7 @@ def submit(engine: Engine, job_id: str, *, seq: int, attempt: int = 0) -> Outcom
 
 def _take_slot(engine: Engine, job: Job, seq: int) -> Outcome | None:
     """None when the job holds a slot; else it waits in its key's line (a stop)."""
-    limit = engine.settings.concurrency_for(job.alias)
-    slot = engine.limits.acquire(job.alias, job.id, limit=limit)
+    slot = engine.limits.acquire(job.alias, job.id)
     for earlier in slot.also_granted:  # waiters ahead of us got slots on the way
         engine.send("relaydance.resume", earlier)
     if slot.granted:
@@ -192,10 +191,8 @@ def mark_unknown(engine: Engine, job_id: str, *, claim: int | None, evidence: st
 
 def _back_in_line(engine: Engine, job: Job, claim: int, exc: RateLimited) -> Outcome:
     """HTTP 429 on submit: nothing was created. Lower the key's limit and queue at the head."""
-    limit = engine.settings.concurrency_for(job.alias)
     effective = engine.limits.on_rate_limited(
         job.alias,
-        limit=limit,
         retry_after=exc.retry_after,
         in_flight=_live_at_provider(engine, job),
     )
@@ -252,7 +249,7 @@ def record_task(engine: Engine, job: Job, claim: int, *, task_id: str, status: s
         due=time.time() + expected,
     )
     if recorded:
-        engine.limits.on_success(job.alias, limit=engine.settings.concurrency_for(job.alias))
+        engine.limits.on_success(job.alias)
         log_transition(job, "submitted", remote=task_id, first_poll=f"{expected:.1f}s")
         return NEXT
     return _record_late(engine, job.id, task_id=task_id, status=status)

@@ -118,7 +118,7 @@ def on_webhook(engine: Engine, job_id: str, *, task_id: str | None, attempt: int
 
 
 def _fetch(engine: Engine, job: Job, task_id: str, attempt: int) -> RemoteTask | Outcome:
-    wait = engine.limits.throttle(job.alias, rate=engine.settings.rate_for(job.alias))
+    wait = engine.limits.throttle(job.alias)
     if wait > 0:
         return Outcome("again", countdown=wait, kwargs={"attempt": attempt})
     try:
