@@ -33,7 +33,7 @@ def steps_for(job: Job) -> list[str]:
     steps = list(_FROM.get(job.state, []))
     if steps[:1] == ["prepare"] and not RenderRequest.model_validate(job.request).local_paths():
         steps = steps[1:]  # nothing to upload: skip a task
-    if job.state is S.DOWNLOADING and job.extra.get("downloaded") == "1":
+    if job.state is S.DOWNLOADING and job.downloaded:
         steps = ["finish"]
     return steps
 

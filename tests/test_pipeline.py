@@ -80,7 +80,7 @@ def test_image_to_video_uploads_the_local_file_first(
     assert _sha256(job.output_path) == VIDEO_SHA256
     stats = sim.stats()
     assert stats["uploads"] == 1
-    uploaded = json.loads(job.extra["media_urls"])
+    uploaded = job.media_urls
     assert list(uploaded) == [str(image.resolve())]
 
 
@@ -105,7 +105,7 @@ def test_a_stale_message_from_an_older_seq_changes_nothing(engine: RecordingEngi
     assert "stale" in outcome.reason
     assert before is not None and after is not None
     assert after.state is JobState.QUEUED
-    assert after.extra.get("submit_attempts") is None
+    assert after.submit_attempts == 0
 
 
 def test_duplicate_poll_download_and_finish_messages_do_nothing(

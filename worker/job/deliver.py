@@ -57,7 +57,7 @@ def download(
     job = load(engine, job_id, seq, {S.GENERATED, S.DOWNLOADING})
     if isinstance(job, Outcome):
         return job
-    if job.extra.get("downloaded") == "1":
+    if job.downloaded:
         return NEXT
     settings = engine.settings
     if url is None:

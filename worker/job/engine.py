@@ -18,7 +18,7 @@ import redis
 from config.settings import Settings, get_settings
 from worker.infra.celery_app import app
 from worker.infra.connections import redis_client
-from worker.job.record import JobStore
+from worker.job.store import JobStore
 from worker.job.timing import Timing
 from worker.limits import KeyLimits, LimitSnapshot
 from worker.provider.client import ApiClient

@@ -62,7 +62,7 @@ def prepare(engine: Engine, job_id: str, *, seq: int, attempt: int = 0) -> Outco
     if isinstance(job, Outcome):
         return job
     request = RenderRequest.model_validate(job.request)
-    urls: dict[str, str] = json.loads(job.extra.get("media_urls", "{}"))
+    urls = dict(job.media_urls)
     try:
         key = api_key(engine, job)
     except SettingsError as exc:

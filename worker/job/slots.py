@@ -68,7 +68,7 @@ def needs_slot(engine: Engine, job: Job | None, *, now: float) -> bool:
 
 def _task_is_final(engine: Engine, job: Job) -> bool:
     """Ask the provider whether a canceled job's task is final; unknown counts as not."""
-    if job.extra.get("remote_final") == "1":
+    if job.remote_final:
         return True
     if engine.limits.throttle(job.alias) > 0:
         return False  # the key is busy: ask at the next sweep

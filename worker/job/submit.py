@@ -22,7 +22,6 @@ is never thrown away: its task id is recorded on the job, adopted when it can be
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 
@@ -97,7 +96,7 @@ def submit(engine: Engine, job_id: str, *, seq: int, attempt: int = 0) -> Outcom
     if not applied:
         return stop("submit claimed by a later message, or the job moved on")
     request = RenderRequest.model_validate(job.request)
-    urls = json.loads(job.extra.get("media_urls", "{}"))
+    urls = job.media_urls
     body = request.to_body(callback_url=callback_url_for(engine.settings, job_id), media_urls=urls)
     try:
         task = engine.client_for(job.alias).submit(body, api_key=key, idempotency_key=job_id)

@@ -254,8 +254,8 @@ def record_duplicate_spend(
     for _ in range(8):  # compare-and-set on the list; retried only under contention
         if current is None:
             return _stop("job expired")
-        raw = current.extra.get(DUPLICATE_IDS_FIELD, "")
-        known: list[str] = json.loads(raw) if raw else []
+        known = current.duplicate_remote_ids
+        raw = json.dumps(known) if known else ""  # as written: the compare-and-set's value
         if task_id in known:
             return _stop("duplicate spend already recorded")
         applied, _ = engine.store.change(
