@@ -59,7 +59,7 @@ def run_step(engine: Engine, step: str, job_id: str, **kwargs: Any) -> pipeline.
 
 def chain_plan(engine: Engine, job: Job) -> list[tuple[str, dict[str, Any]]]:
     """The steps, with their arguments, of the chain a worker would send for ``job``."""
-    signature = chain_for(job, engine=engine)
+    signature = chain_for(job)
     if signature is None:
         return []
     signatures = signature.tasks if signature.task == "celery.chain" else [signature]

@@ -17,6 +17,7 @@ from worker.job.engine import Engine
 from worker.job.notify import notify_final
 from worker.job.record import Job, JobState
 from worker.job.redeliver import REFUSED_SINCE, retry_delivery_later
+from worker.job.states import STEP_STATES
 from worker.job.step import (
     NEXT,
     Outcome,
@@ -54,7 +55,7 @@ def download(
     used as is, so the job costs no second GET. Otherwise, and on any retry, the task is
     fetched again for a fresh url (a signed url is never stored).
     """
-    job = load(engine, job_id, seq, {S.GENERATED, S.DOWNLOADING})
+    job = load(engine, job_id, seq, "download")
     if isinstance(job, Outcome):
         return job
     if job.downloaded:
@@ -67,7 +68,7 @@ def download(
     claim = claim_number(seq, attempt)
     applied, _ = engine.store.change(
         job_id,
-        states={S.GENERATED, S.DOWNLOADING},
+        states=STEP_STATES["download"],
         to=S.DOWNLOADING,
         where={"seq": seq},
         below={"download_claim": claim},
@@ -181,7 +182,7 @@ def finish(engine: Engine, job_id: str, *, seq: int) -> Outcome:
     The download finishes the job itself; this step remains for a job whose clip was
     recorded as downloaded by an earlier version of the fleet, and for its messages.
     """
-    job = load(engine, job_id, seq, {S.DOWNLOADING})
+    job = load(engine, job_id, seq, "finish")
     if isinstance(job, Outcome):
         return job
     applied, _ = engine.store.change(

@@ -24,6 +24,7 @@ from worker.job.engine import Engine
 from worker.job.notify import notify_final
 from worker.job.record import JobState
 from worker.job.remote import apply_remote
+from worker.job.states import STEP_STATES
 from worker.job.step import (
     NEXT,
     Outcome,
@@ -58,7 +59,7 @@ S = JobState
 
 def prepare(engine: Engine, job_id: str, *, seq: int, attempt: int = 0) -> Outcome:
     """Upload the request's local reference files through ``POST /files``."""
-    job = load(engine, job_id, seq, {S.QUEUED})
+    job = load(engine, job_id, seq, "prepare")
     if isinstance(job, Outcome):
         return job
     request = RenderRequest.model_validate(job.request)
@@ -100,8 +101,8 @@ def _field(kind: str) -> str:
 
 def poll(engine: Engine, job_id: str, *, seq: int, n: int = 0, attempt: int = 0) -> Outcome:
     """Ask the provider once how the task is doing; reschedule by countdown if not final."""
-    live = {S.SUBMITTED, S.RUNNING}
-    job = load(engine, job_id, seq, live)
+    live = STEP_STATES["poll"]
+    job = load(engine, job_id, seq, "poll")
     if isinstance(job, Outcome):
         return job
     if job.poll_count != n:
@@ -121,11 +122,11 @@ def poll(engine: Engine, job_id: str, *, seq: int, n: int = 0, attempt: int = 0)
         )
     wait = engine.limits.throttle(job.alias)
     if wait > 0:
-        engine.store.change(job_id, states={S.SUBMITTED, S.RUNNING}, due=now + wait)
+        engine.store.change(job_id, states=live, due=now + wait)
         return again(wait, n=n, attempt=attempt)
     applied, _ = engine.store.change(
         job_id,
-        states={S.SUBMITTED, S.RUNNING},
+        states=live,
         where={"seq": seq, "poll_count": n},
         incr={"poll_count": 1},
         set={"last_poll_at": now},

@@ -37,6 +37,7 @@ from worker.errors import (
 from worker.job.callback import callback_url_for
 from worker.job.engine import Engine
 from worker.job.record import Billing, Job, JobState
+from worker.job.states import STEP_STATES
 from worker.job.step import (
     NEXT,
     Outcome,
@@ -47,6 +48,7 @@ from worker.job.step import (
     first_poll_delay,
     load,
     log_transition,
+    resume_granted,
     stop,
     transient,
 )
@@ -65,7 +67,7 @@ class SubmitRefused(ValueError):
 
 def submit(engine: Engine, job_id: str, *, seq: int, attempt: int = 0) -> Outcome:
     """Take a slot (or wait in line), then POST the request once and record its task."""
-    job = load(engine, job_id, seq, {S.QUEUED, S.WAITING_FOR_SLOT, S.SUBMITTING})
+    job = load(engine, job_id, seq, "submit")
     if isinstance(job, Outcome):
         return job
     if job.remote_task_id:  # recorded, but the state change after it was lost
@@ -85,7 +87,7 @@ def submit(engine: Engine, job_id: str, *, seq: int, attempt: int = 0) -> Outcom
     now = time.time()
     applied, _ = engine.store.change(
         job_id,
-        states={S.QUEUED, S.WAITING_FOR_SLOT, S.SUBMITTING},
+        states=STEP_STATES["submit"],
         to=S.SUBMITTING,
         where={"seq": seq},
         below={"submit_claim": claim},
@@ -115,8 +117,7 @@ def submit(engine: Engine, job_id: str, *, seq: int, attempt: int = 0) -> Outcom
 def _take_slot(engine: Engine, job: Job, seq: int) -> Outcome | None:
     """None when the job holds a slot; else it waits in its key's line (a stop)."""
     slot = engine.limits.acquire(job.alias, job.id)
-    for earlier in slot.also_granted:  # waiters ahead of us got slots on the way
-        engine.send("relaydance.resume", earlier)
+    resume_granted(engine, slot.also_granted)  # waiters ahead of us got slots on the way
     if slot.granted:
         return None
     applied, _ = engine.store.change(
@@ -250,7 +251,8 @@ def record_task(engine: Engine, job: Job, claim: int, *, task_id: str, status: s
     if recorded:
         engine.limits.on_success(job.alias)
         log_transition(job, "submitted", remote=task_id, first_poll=f"{expected:.1f}s")
-        return NEXT
+        # Scheduled once: recorded as the job's due time, and the chain's poll waits it out.
+        return Outcome("next", countdown=expected, reason="submitted")
     return _record_late(engine, job.id, task_id=task_id, status=status)
 
 
