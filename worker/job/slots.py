@@ -113,13 +113,10 @@ def _take_back(
     taken: list[str] = []
     for state in _LIVE:
         ids = engine.store.in_state(state)
-        pipe = engine.redis.pipeline(transaction=False)
-        for job_id in ids:
-            pipe.hget(engine.store.key(job_id), "alias")
         # Most live jobs hold their slot: load only the others.
         lost = [
             job_id
-            for job_id, alias in zip(ids, pipe.execute(), strict=True)
+            for job_id, alias in zip(ids, engine.store.field_of(ids, "alias"), strict=True)
             if alias in aliases and (alias, job_id) not in held
         ]
         for job_id, job in zip(lost, engine.store.get_many(lost), strict=True):

@@ -198,6 +198,22 @@ class JobStore:
             jobs.append(Job.from_hash(job_id, data) if data else None)
         return jobs
 
+    def fields_of(self, job_ids: list[str], names: list[str]) -> list[list[str | None]]:
+        """Some fields of several records in one round trip (None where missing); a record
+        that no longer exists has no ``state``."""
+        pipe = self._redis.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.hmget(self.key(job_id), names)
+        return [[None if v is None else text(v) for v in row] for row in pipe.execute()]
+
+    def field_of(self, job_ids: list[str], name: str) -> list[str | None]:
+        """One field of several records in one round trip (None where missing)."""
+        return [row[0] for row in self.fields_of(job_ids, [name])]
+
+    def forget_due(self, job_id: str) -> None:
+        """Drop a job whose record expired from the schedule the sweeper reads."""
+        self._redis.zrem(self.active_key, job_id)
+
     def change(
         self,
         job_id: str,

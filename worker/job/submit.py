@@ -226,11 +226,8 @@ def _live_at_provider(engine: Engine, job: Job) -> int:
     holders = [h for h in engine.limits.holders(job.alias) if h != job.id]
     if not holders:
         return 0
-    pipe = engine.redis.pipeline(transaction=False)
-    for holder in holders:
-        pipe.hget(engine.store.key(holder), "state")
     live = {S.SUBMIT_UNKNOWN.value, S.SUBMITTED.value, S.RUNNING.value, S.CANCELED.value}
-    return sum(1 for state in pipe.execute() if state in live)
+    return sum(1 for state in engine.store.field_of(holders, "state") if state in live)
 
 
 def record_task(engine: Engine, job: Job, claim: int, *, task_id: str, status: str = "") -> Outcome:

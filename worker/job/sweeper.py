@@ -65,7 +65,7 @@ def sweep(engine: Engine, *, grace: float | None = None, limit: int = 2000) -> S
     for job_id, _ in due:
         job = engine.store.get(job_id)
         if job is None:
-            engine.redis.zrem(engine.store.active_key, job_id)
+            engine.store.forget_due(job_id)
             continue
         if job.is_final:
             continue
