@@ -60,7 +60,6 @@ def download(
         return job
     if job.downloaded:
         return NEXT
-    settings = engine.settings
     if url is None:
         wait = engine.limits.throttle(job.alias)
         if wait > 0:
@@ -77,11 +76,22 @@ def download(
     )
     if not applied:
         return stop("download claimed by a later message")
+    stored = _transfer(engine, job, claim, url=url, attempt=attempt)
+    if isinstance(stored, Outcome):
+        return stored
+    return _done(engine, job, claim, stored)
+
+
+def _transfer(
+    engine: Engine, job: Job, claim: int, *, url: str | None, attempt: int
+) -> StoredClip | Outcome:
+    """Fetch the clip into the output, with its manifest; an Outcome when it did not."""
+    settings = engine.settings
     out_dir = Path(settings.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    cleanup_partials(out_dir, job_id, older_than=HEARTBEAT_GRACE)
+    cleanup_partials(out_dir, job.id, older_than=HEARTBEAT_GRACE)
     started = time.time()
-    heartbeat = _Heartbeat(engine, job_id, claim)
+    heartbeat = _Heartbeat(engine, job.id, claim)
     try:
         if url is None:
             client = engine.client_for(job.alias)
@@ -92,14 +102,14 @@ def download(
         # The seam to the output: a local directory or a bucket (worker/storage/).
         result = engine.storage.save_clip(
             url,
-            name=job_id,
+            name=job.id,
             client=engine.downloads,
             max_bytes=settings.download_max_bytes,
             allow_local=settings.allow_local_urls,
             overall_timeout=settings.download_timeout,
             on_progress=heartbeat,
         )
-        engine.storage.save_manifest(job_id, _manifest(job, result, seconds=time.time() - started))
+        engine.storage.save_manifest(job.id, _manifest(job, result, seconds=time.time() - started))
     except Superseded:
         return stop("a later download took over")
     except StorageError as exc:
@@ -113,6 +123,12 @@ def download(
         return transient(engine, job, exc, attempt)
     except PermanentError as exc:
         return fail(engine, job, exc.code, str(exc))
+    return result
+
+
+def _done(engine: Engine, job: Job, claim: int, result: StoredClip) -> Outcome:
+    """Mark the job done, unless a later download claimed it meanwhile, and notify."""
+    job_id = job.id
     # The clip and its manifest are in place: the job is done, in the same change.
     done, _ = engine.store.change(
         job_id,
