@@ -199,7 +199,7 @@ def run_one(*, mode: str, chaos: bool, jobs: int, cap: int, kills: int) -> dict[
         "failed": states.get("failed", 0),
         "paid_twice": stats["paid_twice"],
         "rate_limited_429": stats["rate_limited"],
-        "adopted": sum(1 for j in records if j and j.extra.get("adopted_from")),
+        "adopted": sum(1 for j in records if j and j.adopted_from),
         "throughput_fraction": round(rate / limit, 3),
         "jobs_per_s": round(rate, 3),
         "physical_limit_jobs_per_s": round(limit, 3),

@@ -59,6 +59,7 @@ def _measure(calls: int) -> dict[str, float]:
         base = Engine.from_settings(settings)
         engine = QuietEngine.__new__(QuietEngine)
         engine.__dict__.update(base.__dict__)
+        engine.bind_limits()
         request = validate_request({"model": "doubao-seedance-2-0-fast-260128", "prompt": "b"})
         out: dict[str, float] = {}
         for scenario, state in (("accepted", JobState.RUNNING), ("ignored", JobState.DONE)):

@@ -1,41 +1,31 @@
-"""The canvas: the chain of steps that takes a job from its current state to ``done``."""
+"""The canvas: the chain of steps that takes a job from its current state to ``done``.
+
+The steps still to run come from the state machine (:mod:`worker.job.states`); the first
+poll waits for the job's recorded due time, which the step that scheduled it (submit, or
+the adoption of a task) wrote once. :func:`send_chain` is the one place a chain is sent.
+"""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from celery import chain
 from celery.canvas import Signature
+from kombu.messaging import Producer
 
 from worker import app
-from worker.job.engine import Engine, get_engine
-from worker.job.pipeline import first_poll_delay
-from worker.job.record import Job, JobState
+from worker.job.record import Job
+from worker.job.states import steps_from
 from worker.render.request import RenderRequest
 
-__all__ = ["chain_for", "describe", "steps_for"]
-
-S = JobState
-# The download finishes the job itself (one task fewer per job).
-_FROM: dict[JobState, list[str]] = {
-    S.QUEUED: ["prepare", "submit", "poll", "download"],
-    S.WAITING_FOR_SLOT: ["submit", "poll", "download"],
-    S.SUBMITTING: ["submit", "poll", "download"],
-    S.SUBMITTED: ["poll", "download"],
-    S.RUNNING: ["poll", "download"],
-    S.GENERATED: ["download"],
-    S.DOWNLOADING: ["download"],
-}
+__all__ = ["chain_for", "describe", "send_chain", "steps_for"]
 
 
 def steps_for(job: Job) -> list[str]:
     """The steps still to run for a job, from its current state."""
-    steps = list(_FROM.get(job.state, []))
-    if steps[:1] == ["prepare"] and not RenderRequest.model_validate(job.request).local_paths():
-        steps = steps[1:]  # nothing to upload: skip a task
-    if job.state is S.DOWNLOADING and job.extra.get("downloaded") == "1":
-        steps = ["finish"]
-    return steps
+    uploads = bool(RenderRequest.model_validate(job.request).local_paths())
+    return steps_from(job.state, uploads=uploads, downloaded=job.downloaded)
 
 
 def describe(job: Job) -> str:
@@ -45,19 +35,16 @@ def describe(job: Job) -> str:
     return f"job={job.id} model={job.request.get('model')} prompt={excerpt!r}"
 
 
-def chain_for(
-    job: Job, *, attempt: int = 0, countdown: float | None = None, engine: Engine | None = None
-) -> Signature | None:
+def chain_for(job: Job, *, attempt: int = 0, countdown: float | None = None) -> Signature | None:
     """A chain of immutable step signatures for the job at its current ``seq``, or None.
 
     ``attempt`` and ``countdown`` apply to the first step: a step that already claimed
-    the job in this process continues it, as its own retry would. ``engine`` (default:
-    this process's) times the first poll.
+    the job in this process continues it, as its own retry would. A chain that starts
+    with a poll waits for the job's recorded due time.
     """
     shown = describe(job)
-    steps = steps_for(job)
     signatures: list[Signature] = []
-    for step in steps:
+    for step in steps_for(job):
         kwargs: dict[str, Any] = {"job_id": job.id, "seq": job.seq}
         if attempt and not signatures:
             kwargs["attempt"] = attempt
@@ -66,19 +53,30 @@ def chain_for(
         sig = app.signature(f"relaydance.{step}", kwargs=kwargs, immutable=True)
         # The job record is the result: no producer waits on a result backend channel.
         sig = sig.set(argsrepr="()", kwargsrepr=shown, ignore_result=True)
-        if step == "poll" and steps[0] in ("prepare", "submit"):
-            # Celery sends a chain's next step when the previous one returns, with the
-            # step's own options: the first poll then waits out the expected generation
-            # time on the broker instead of running once early and rescheduling.
-            request = job.request
-            sig = sig.set(
-                countdown=first_poll_delay(
-                    engine or get_engine(), str(request["model"]), int(request["seconds"])
-                )
-            )
-        if countdown and not signatures:
-            sig = sig.set(countdown=countdown)
+        if not signatures:
+            wait = countdown
+            if step == "poll" and job.next_due is not None and not countdown:
+                wait = job.next_due - time.time()  # the schedule its submission recorded
+            if wait and wait > 0:
+                sig = sig.set(countdown=wait)
         signatures.append(sig)
     if not signatures:
         return None
     return signatures[0] if len(signatures) == 1 else chain(*signatures)
+
+
+def send_chain(
+    job: Job | None,
+    *,
+    attempt: int = 0,
+    countdown: float | None = None,
+    producer: Producer | None = None,
+) -> bool:
+    """Send the job's chain from its current state; False when there is none to send."""
+    if job is None or job.is_final:
+        return False
+    signature = chain_for(job, attempt=attempt, countdown=countdown)
+    if signature is None:
+        return False
+    signature.apply_async(producer=producer)
+    return True

@@ -1,6 +1,8 @@
 """Thin Celery tasks: parse ids, call one step in ``worker.job.pipeline``, map its outcome.
 
-``next`` returns (Celery sends the chain's next step), ``stop`` ends the chain quietly
+:func:`follow` is the one mapping of a step's outcome to Celery: ``next`` returns (Celery
+sends the chain's next step, after the outcome's countdown when it has one: the first
+poll after a submission), ``stop`` ends the chain quietly
 (:class:`~celery.exceptions.Ignore`), ``again`` re-sends this step by countdown with
 ``self.retry``, which keeps the rest of the chain. No task ever sleeps.
 """
@@ -14,17 +16,19 @@ from typing import Any
 from celery import Task
 from celery.exceptions import Ignore
 
-from tasks.canvas import chain_for
+from tasks.canvas import send_chain
 from worker import app
 from worker.job import pipeline
 from worker.job.engine import get_engine
 from worker.job.notify import notify_final
 from worker.job.pipeline import Outcome
+from worker.job.step import grant_waiters
 from worker.job.sweeper import sweep as sweep_jobs
 
 __all__ = [
     "download",
     "finish",
+    "follow",
     "grant",
     "notify",
     "poll",
@@ -39,19 +43,33 @@ logger = logging.getLogger(__name__)
 
 
 def _run(task: Task, step: Callable[..., Outcome], job_id: str, **kwargs: Any) -> None:
-    outcome = step(get_engine(), job_id, **kwargs)
+    follow(task, step(get_engine(), job_id, **kwargs), job_id, **kwargs)
+
+
+def follow(task: Task, outcome: Outcome, job_id: str, **kwargs: Any) -> None:
+    """Do what a step's outcome says; ``kwargs`` are the task's own, kept on a retry."""
     if outcome.action == "next":
+        links = task.request.chain
+        if outcome.countdown > 0 and links:
+            # The chain's next message leaves when this task returns: it waits on the
+            # broker for the time the step scheduled (and recorded), never polling early.
+            links[-1] = app.signature(links[-1]).set(countdown=outcome.countdown)
         return
     if outcome.action == "stop":
         logger.debug("job %s %s: %s", job_id, task.name, outcome.reason)
         raise Ignore()
-    retry_kwargs = {"job_id": job_id, **kwargs, **outcome.kwargs}
     raise task.retry(
+        args=(),  # everything goes by name, also for a task first sent with positional args
         countdown=outcome.countdown,
-        kwargs=retry_kwargs,
+        kwargs={"job_id": job_id, **kwargs, **outcome.kwargs},
         max_retries=None,
         kwargsrepr=getattr(task.request, "kwargsrepr", None) or f"job={job_id}",
     )
+
+
+def resume_job(job_id: str) -> bool:
+    """The one resume path: send the job's chain from its current state, if it has one."""
+    return send_chain(get_engine().store.get(job_id))
 
 
 @app.task(bind=True, name="relaydance.prepare", max_retries=None)
@@ -87,12 +105,7 @@ def finish(self: Task, job_id: str, seq: int) -> None:
 @app.task(name="relaydance.resume")
 def resume(job_id: str) -> None:
     """Send the chain of steps that takes a job from its current state to done."""
-    job = get_engine().store.get(job_id)
-    if job is None or job.is_final:
-        return
-    signature = chain_for(job)
-    if signature is not None:
-        signature.apply_async()
+    resume_job(job_id)
 
 
 @app.task(name="relaydance.resume_many")
@@ -102,20 +115,14 @@ def resume_many(job_ids: list[str]) -> int:
     jobs = get_engine().store.get_many(list(job_ids))
     with app.producer_or_acquire() as producer:  # one producer for the whole chunk
         for job in jobs:
-            signature = chain_for(job) if job is not None and not job.is_final else None
-            if signature is not None:
-                signature.apply_async(producer=producer)
-                sent += 1
+            sent += send_chain(job, producer=producer)
     return sent
 
 
 @app.task(name="relaydance.grant")
 def grant(alias: str) -> None:
     """Hand free slots of a key to the jobs at the head of its line."""
-    engine = get_engine()
-    limit = engine.settings.concurrency_for(alias)
-    for job_id in engine.limits.grant_waiters(alias, limit=limit):
-        resume.delay(job_id)
+    grant_waiters(get_engine(), alias)
 
 
 @app.task(name="relaydance.notify")

@@ -13,9 +13,9 @@ from __future__ import annotations
 import logging
 
 from celery import Task
-from celery.exceptions import Ignore
 
-from tasks.canvas import chain_for
+from tasks.canvas import send_chain
+from tasks.render import follow
 from worker import app
 from worker.job import deliver as delivery
 from worker.job.engine import Engine, get_engine
@@ -34,38 +34,23 @@ def webhook(self: Task, job_id: str, task_id: str | None = None, attempt: int = 
     engine = get_engine()
     note_webhook_received(engine, job_id)  # the provider reached us: not a missed delivery
     outcome = on_webhook(engine, job_id, task_id=task_id, attempt=attempt)
-    if outcome.action == "next":
-        job = engine.store.get(job_id)
-        if job is None or job.is_final:
-            return
-        if outcome.url and job.state is JobState.GENERATED:
-            # The clip's url was read a moment ago to verify the webhook: download with it
-            # here, so the job costs one provider GET, and on this (delivery) queue.
-            _deliver(engine, job, outcome.url)
-            return
-        # Straight to the chain (as relaydance.resume would), one queue trip sooner. The
-        # chain waiting on the safety poll stops when that poll finds the job past it.
-        signature = chain_for(job)
-        if signature is not None:
-            signature.apply_async()
+    if outcome.action != "next":
+        follow(self, outcome, job_id, task_id=task_id, attempt=attempt)
         return
-    if outcome.action == "stop":
-        logger.debug("job %s relaydance.webhook: %s", job_id, outcome.reason)
-        raise Ignore()
-    raise self.retry(
-        args=(job_id, task_id),
-        kwargs={"attempt": outcome.kwargs.get("attempt", attempt)},
-        countdown=outcome.countdown,
-        max_retries=None,
-    )
+    job = engine.store.get(job_id)
+    if job is not None and outcome.url and job.state is JobState.GENERATED:
+        # The clip's url was read a moment ago to verify the webhook: download with it
+        # here, so the job costs one provider GET, and on this (delivery) queue.
+        _deliver(engine, job, outcome.url)
+        return
+    # Straight to the chain (as relaydance.resume would), one queue trip sooner. The
+    # chain waiting on the safety poll stops when that poll finds the job past it.
+    send_chain(job)
 
 
 def _deliver(engine: Engine, job: Job, url: str) -> None:
     """Download (which finishes the job) in this task; a retry goes on as a download task."""
     step = delivery.download(engine, job.id, seq=job.seq, url=url)
     if step.action == "again":  # e.g. the url was refused: the retry fetches a fresh one
-        fresh = engine.store.get(job.id)
-        retry = chain_for(fresh, attempt=int(step.kwargs.get("attempt", 1)),
-                          countdown=step.countdown) if fresh else None  # fmt: skip
-        if retry is not None:
-            retry.apply_async()
+        attempt = int(step.kwargs.get("attempt", 1))
+        send_chain(engine.store.get(job.id), attempt=attempt, countdown=step.countdown)

@@ -38,6 +38,7 @@ def make_engine(settings: Settings, cls: type[E] = RecordingEngine) -> E:  # typ
     engine = cls.__new__(cls)
     base = Engine.from_settings(settings)
     engine.__dict__.update(base.__dict__)
+    engine.bind_limits()
     engine.sent = []
     return engine
 
@@ -58,7 +59,7 @@ def run_step(engine: Engine, step: str, job_id: str, **kwargs: Any) -> pipeline.
 
 def chain_plan(engine: Engine, job: Job) -> list[tuple[str, dict[str, Any]]]:
     """The steps, with their arguments, of the chain a worker would send for ``job``."""
-    signature = chain_for(job, engine=engine)
+    signature = chain_for(job)
     if signature is None:
         return []
     signatures = signature.tasks if signature.task == "celery.chain" else [signature]

@@ -155,7 +155,7 @@ def test_no_job_is_lost_or_paid_twice_under_kills_and_redis_restarts(
         # Every task the provider made was found, through its webhook when the reply was
         # lost; a job is left unknown only when nothing of it ever reached the provider.
         assert {j.id for j in unknown} <= never_sent, _states(ids)
-        assert any(j.extra.get("adopted_from") for j in jobs)
+        assert any(j.adopted_from for j in jobs)
     assert len([j for j in jobs if j.state is S.DONE]) >= JOBS - len(unknown)
     assert list(output.glob(".*.part")) == []  # no partial file
     for job in jobs:

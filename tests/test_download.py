@@ -9,6 +9,8 @@ import socket
 import threading
 import traceback
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from pathlib import Path
 
 import httpx
@@ -364,6 +366,18 @@ def test_a_429_is_rate_limited_with_the_servers_retry_after(fake_dns: None, tmp_
         fetch(GOOD, client, tmp_path)
 
     assert caught.value.retry_after == 7.0
+
+
+def test_a_429_reads_an_http_date_retry_after_as_the_api_client_does(
+    fake_dns: None, tmp_path: Path
+) -> None:
+    later = format_datetime(datetime.now(UTC) + timedelta(seconds=120), usegmt=True)
+    client, _ = client_for(lambda request: httpx.Response(429, headers={"Retry-After": later}))
+
+    with pytest.raises(RateLimited) as caught:
+        fetch(GOOD, client, tmp_path)
+
+    assert caught.value.retry_after is not None and 60 < caught.value.retry_after <= 120
 
 
 def test_another_status_is_rejected(fake_dns: None, tmp_path: Path) -> None:

@@ -269,7 +269,7 @@ def test_a_kinovi_job_whose_submit_reply_was_lost_adopts_its_task_from_the_webho
     assert on_webhook(engine, job_id, task_id=task.task_id).action == "next"
     job = drive(engine, job_id)
     assert job.state is S.DONE and job.remote_task_id == task.task_id
-    assert job.extra["adopted_from"] == "webhook"
+    assert job.adopted_from == "webhook"
     assert sim_task["dialect"] == "kinovi"
     stats = sim.stats()
     assert (stats["submissions"], stats["paid_twice"]) == (1, 0)

@@ -431,3 +431,24 @@ def test_nonsense_limits_are_refused(limits: KeyLimits) -> None:
         limits.throttle("k", rate=0)
     with pytest.raises(ValueError, match="holder"):
         limits.release("k", "", limit=1)
+
+
+def test_limits_built_with_the_settings_lookups_find_each_aliases_limit_and_rate(
+    redis_client: redis.Redis, clock: FakeClock
+) -> None:
+    limits = KeyLimits(
+        redis_client,
+        clock=clock,
+        limit_for={"one": 1, "two": 2}.__getitem__,
+        rate_for={"one": 1.0, "two": 100.0}.__getitem__,
+    )
+    assert limits.acquire("one", "a").granted and not limits.acquire("one", "b").granted
+    assert limits.acquire("two", "c").granted and limits.acquire("two", "d").granted
+    assert limits.snapshot("two")["configured"] == 2
+    assert limits.throttle("one") == 0.0 and limits.throttle("one") > 0  # one request a second
+    assert limits.release("one", "a") == ["b"]
+
+
+def test_limits_without_a_lookup_ask_for_the_limit(limits: KeyLimits) -> None:
+    with pytest.raises(TypeError, match="limit"):
+        limits.acquire("k", "j1")

@@ -80,7 +80,7 @@ def test_image_to_video_uploads_the_local_file_first(
     assert _sha256(job.output_path) == VIDEO_SHA256
     stats = sim.stats()
     assert stats["uploads"] == 1
-    uploaded = json.loads(job.extra["media_urls"])
+    uploaded = job.media_urls
     assert list(uploaded) == [str(image.resolve())]
 
 
@@ -105,7 +105,7 @@ def test_a_stale_message_from_an_older_seq_changes_nothing(engine: RecordingEngi
     assert "stale" in outcome.reason
     assert before is not None and after is not None
     assert after.state is JobState.QUEUED
-    assert after.extra.get("submit_attempts") is None
+    assert after.submit_attempts == 0
 
 
 def test_duplicate_poll_download_and_finish_messages_do_nothing(
@@ -453,3 +453,22 @@ def test_a_canceled_running_job_keeps_its_slot_until_its_task_is_final(
     assert ("relaydance.resume", (last,), None) in engine.sent
     job = engine.store.get(running)
     assert job is not None and job.billing.value == "billed"  # it may still be charged
+
+
+def test_the_first_poll_is_scheduled_once_by_the_submission_and_the_chain_waits_for_it(
+    engine: RecordingEngine, sim: SimulatorProcess
+) -> None:
+    from tasks.canvas import chain_for
+
+    job_id = make_job(engine)
+    outcome = run_step(engine, "submit", job_id, seq=0)
+    job = engine.store.get(job_id)
+    assert job is not None and job.next_due is not None
+    # The submission's outcome carries the delay it recorded as the job's due time ...
+    assert outcome.action == "next" and outcome.countdown > 0
+    assert abs(job.next_due - (job.updated_at + outcome.countdown)) < 1.0
+    # ... and a chain sent from submitted (a resume) waits for that same due time.
+    resumed = chain_for(job)
+    assert resumed is not None
+    first = resumed.tasks[0] if hasattr(resumed, "tasks") else resumed
+    assert 0 < first.options["countdown"] <= outcome.countdown

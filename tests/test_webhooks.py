@@ -345,7 +345,7 @@ def test_a_job_with_no_remote_id_adopts_the_task_of_its_first_submission(
     job = engine.store.get(job_id)
     assert job is not None
     assert (job.state, job.remote_task_id) == (S.GENERATED, "task_first")
-    assert job.extra["adopted_from"] == "webhook"
+    assert job.adopted_from == "webhook"
     assert {"submitted", "generated"} <= set(job.times)
 
 
@@ -401,8 +401,8 @@ def test_a_second_billed_task_is_recorded_as_duplicate_spend_once(
     job = engine.store.get(job_id)
     assert job is not None
     assert (job.state, job.remote_task_id) == (S.DONE, "task_a")
-    assert job.extra["duplicate_spend"] == "2"
-    assert json.loads(job.extra["duplicate_remote_ids"]) == ["task_b", "task_c"]
+    assert job.duplicate_spend == 2
+    assert job.duplicate_remote_ids == ["task_b", "task_c"]
     assert engine.sent == []
 
 
@@ -414,7 +414,7 @@ def test_a_failed_extra_task_is_not_counted_as_spend(
     provider.task("task_b", "failed")
     on_webhook(engine, job_id, task_id="task_b")
     job = engine.store.get(job_id)
-    assert job is not None and "duplicate_spend" not in job.extra and job.state is S.RUNNING
+    assert job is not None and job.duplicate_spend == 0 and job.state is S.RUNNING
 
 
 def test_a_provider_outage_during_the_refetch_retries_then_leaves_the_job_to_polling(
@@ -618,7 +618,7 @@ def test_a_forged_body_naming_another_task_moves_nothing(
     assert (reply.status_code, reply.json()["status"]) == (200, "ignored")
     assert live.counters()["not_found"] == before["not_found"]  # no re-fetch was spent
     job = live.job(job_id)
-    assert job.state in (S.SUBMITTED, S.RUNNING) and "duplicate_spend" not in job.extra
+    assert job.state in (S.SUBMITTED, S.RUNNING) and job.duplicate_spend == 0
     assert live.counters()["downloads"] == before["downloads"]
     # The genuine delivery still works afterwards.
     live.wait_remote_done(remote)
@@ -702,7 +702,7 @@ def test_a_job_whose_submit_reply_was_lost_adopts_its_task_from_the_webhook(live
     task_id = _post_to_provider(live, job_id, idempotency_key=job_id)
     job = live.wait_state(job_id)
     assert job.remote_task_id == task_id
-    assert job.extra["adopted_from"] == "webhook"
+    assert job.adopted_from == "webhook"
     assert job.sha256 == VIDEO_SHA256
 
 
@@ -720,13 +720,11 @@ def test_a_second_submission_found_by_its_webhook_is_recorded_as_duplicate_spend
         get_engine().store.change(job_id, states=None, incr={"orphans": 1})
         live.sim.configure(gen_time_mean=0.3)  # ... when the second one's webhook comes
         extra = _post_to_provider(live, job_id, idempotency_key=None)
-        found = wait_for(
-            lambda: (j := live.job(job_id)).extra.get("duplicate_spend") and j, what="spend"
-        )
+        found = wait_for(lambda: (j := live.job(job_id)).duplicate_spend and j, what="spend")
     finally:
         live.sim.configure(gen_time_mean=0.3)
-    assert found.extra["duplicate_spend"] == "1"
-    assert json.loads(found.extra["duplicate_remote_ids"]) == [extra]
+    assert found.duplicate_spend == 1
+    assert found.duplicate_remote_ids == [extra]
     job = live.wait_state(job_id)
     assert job.remote_task_id != extra and job.sha256 == VIDEO_SHA256
     assert live.counters()["downloads"] - before["downloads"] == 1  # the extra is not fetched
@@ -742,5 +740,5 @@ def test_a_webhook_for_a_finished_job_is_answered_without_work(live: Live) -> No
     reply = live.post(job_id, {"task_id": extra, "status": "succeeded"})
     assert reply.status_code == 200 and reply.json()["status"] == "ignored"
     assert live.counters()["polls"] == before["polls"]  # no re-fetch spent the key's rate
-    assert live.job(job_id).extra.get("duplicate_spend") is None
+    assert live.job(job_id).duplicate_spend == 0
     assert job.state is S.DONE

@@ -438,7 +438,7 @@ def test_the_upload_step_checks_again_and_uploads_nothing(
         assert job.state is JobState.FAILED and job.error_code == "file_refused"
         assert says in (job.error_message or ""), job.error_message
         assert SECRET not in (job.error_message or "")
-        assert "media_urls" not in job.extra
+        assert job.media_urls == {}
         assert_nothing_spent(world.sim)
     finally:
         engine.close()

@@ -271,10 +271,7 @@ class Batches(BatchTracker):
         found = [(item, str(job)) for item, job in zip(items, pipe.execute(), strict=True) if job]
         if not found:
             return {}
-        pipe = self.engine.redis.pipeline(transaction=False)
-        for _, job_id in found:
-            pipe.hget(self.engine.store.key(job_id), "state")
-        states = pipe.execute()
+        states = self.engine.store.field_of([job_id for _, job_id in found], "state")
         return {
             item.index: job_id
             for (item, job_id), state in zip(found, states, strict=True)

@@ -61,11 +61,9 @@ class BatchTracker:
                 live.append((index, job_id))
         spent = unknown = 0
         if live:
-            pipe = self.engine.redis.pipeline(transaction=False)
-            for _, job_id in live:
-                pipe.hmget(self.engine.store.key(job_id),
-                           ["state", "billing", "orphans", "actual_cost"])  # fmt: skip
-            rows = pipe.execute()
+            rows = self.engine.store.fields_of(
+                [job_id for _, job_id in live], ["state", "billing", "orphans", "actual_cost"]
+            )
             lost = self._lost(record.id, [job for (_, job), row in zip(live, rows, strict=True)
                                           if row[0] is None])  # fmt: skip
             for (index, job_id), row in zip(live, rows, strict=True):
@@ -88,10 +86,8 @@ class BatchTracker:
         """
         if not missing or self.store.busy(batch_id):
             return set()
-        pipe = self.engine.redis.pipeline(transaction=False)
-        for job_id in missing:
-            pipe.exists(self.engine.store.key(job_id))
-        return {job for job, exists in zip(missing, pipe.execute(), strict=True) if not exists}
+        states = self.engine.store.field_of(missing, "state")  # every record has one
+        return {job for job, state in zip(missing, states, strict=True) if state is None}
 
     @staticmethod
     def _money(

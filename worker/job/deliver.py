@@ -17,6 +17,7 @@ from worker.job.engine import Engine
 from worker.job.notify import notify_final
 from worker.job.record import Job, JobState
 from worker.job.redeliver import REFUSED_SINCE, retry_delivery_later
+from worker.job.states import STEP_STATES
 from worker.job.step import (
     NEXT,
     Outcome,
@@ -54,20 +55,19 @@ def download(
     used as is, so the job costs no second GET. Otherwise, and on any retry, the task is
     fetched again for a fresh url (a signed url is never stored).
     """
-    job = load(engine, job_id, seq, {S.GENERATED, S.DOWNLOADING})
+    job = load(engine, job_id, seq, "download")
     if isinstance(job, Outcome):
         return job
-    if job.extra.get("downloaded") == "1":
+    if job.downloaded:
         return NEXT
-    settings = engine.settings
     if url is None:
-        wait = engine.limits.throttle(job.alias, rate=settings.rate_for(job.alias))
+        wait = engine.limits.throttle(job.alias)
         if wait > 0:
             return again(wait, attempt=attempt)
     claim = claim_number(seq, attempt)
     applied, _ = engine.store.change(
         job_id,
-        states={S.GENERATED, S.DOWNLOADING},
+        states=STEP_STATES["download"],
         to=S.DOWNLOADING,
         where={"seq": seq},
         below={"download_claim": claim},
@@ -76,11 +76,22 @@ def download(
     )
     if not applied:
         return stop("download claimed by a later message")
+    stored = _transfer(engine, job, claim, url=url, attempt=attempt)
+    if isinstance(stored, Outcome):
+        return stored
+    return _done(engine, job, claim, stored)
+
+
+def _transfer(
+    engine: Engine, job: Job, claim: int, *, url: str | None, attempt: int
+) -> StoredClip | Outcome:
+    """Fetch the clip into the output, with its manifest; an Outcome when it did not."""
+    settings = engine.settings
     out_dir = Path(settings.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    cleanup_partials(out_dir, job_id, older_than=HEARTBEAT_GRACE)
+    cleanup_partials(out_dir, job.id, older_than=HEARTBEAT_GRACE)
     started = time.time()
-    heartbeat = _Heartbeat(engine, job_id, claim)
+    heartbeat = _Heartbeat(engine, job.id, claim)
     try:
         if url is None:
             client = engine.client_for(job.alias)
@@ -91,14 +102,14 @@ def download(
         # The seam to the output: a local directory or a bucket (worker/storage/).
         result = engine.storage.save_clip(
             url,
-            name=job_id,
+            name=job.id,
             client=engine.downloads,
             max_bytes=settings.download_max_bytes,
             allow_local=settings.allow_local_urls,
             overall_timeout=settings.download_timeout,
             on_progress=heartbeat,
         )
-        engine.storage.save_manifest(job_id, _manifest(job, result, seconds=time.time() - started))
+        engine.storage.save_manifest(job.id, _manifest(job, result, seconds=time.time() - started))
     except Superseded:
         return stop("a later download took over")
     except StorageError as exc:
@@ -112,6 +123,12 @@ def download(
         return transient(engine, job, exc, attempt)
     except PermanentError as exc:
         return fail(engine, job, exc.code, str(exc))
+    return result
+
+
+def _done(engine: Engine, job: Job, claim: int, result: StoredClip) -> Outcome:
+    """Mark the job done, unless a later download claimed it meanwhile, and notify."""
+    job_id = job.id
     # The clip and its manifest are in place: the job is done, in the same change.
     done, _ = engine.store.change(
         job_id,
@@ -181,7 +198,7 @@ def finish(engine: Engine, job_id: str, *, seq: int) -> Outcome:
     The download finishes the job itself; this step remains for a job whose clip was
     recorded as downloaded by an earlier version of the fleet, and for its messages.
     """
-    job = load(engine, job_id, seq, {S.DOWNLOADING})
+    job = load(engine, job_id, seq, "finish")
     if isinstance(job, Outcome):
         return job
     applied, _ = engine.store.change(

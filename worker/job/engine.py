@@ -18,7 +18,7 @@ import redis
 from config.settings import Settings, get_settings
 from worker.infra.celery_app import app
 from worker.infra.connections import redis_client
-from worker.job.record import JobStore
+from worker.job.store import JobStore
 from worker.job.timing import Timing
 from worker.limits import KeyLimits, LimitSnapshot
 from worker.provider.client import ApiClient
@@ -45,6 +45,17 @@ class Engine:
     # Clients of the other (provider, base URL) routes, made on first use.
     routes: dict[tuple[str, str], ApiClient] = field(default_factory=dict, repr=False)
     _routes_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __post_init__(self) -> None:
+        self.bind_limits()
+
+    def bind_limits(self) -> None:
+        """Limits find an alias's configured limit and rate in this engine's settings, read
+        at each call: settings replaced on the engine are the ones that count."""
+        self.limits.look_up_with(
+            limit_for=lambda alias: self.settings.concurrency_for(alias),
+            rate_for=lambda alias: self.settings.rate_for(alias),
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Engine:
@@ -86,10 +97,7 @@ class Engine:
     def limit_snapshots(self) -> dict[str, LimitSnapshot]:
         """Per key alias (configured or seen): configured and effective limit, use, 429s."""
         aliases = sorted(set(self.settings.keys()) | set(self.limits.aliases_seen()))
-        return {
-            alias: self.limits.snapshot(alias, limit=self.settings.concurrency_for(alias))
-            for alias in aliases
-        }
+        return {alias: self.limits.snapshot(alias) for alias in aliases}
 
     def send(self, name: str, *args: Any, countdown: float | None = None) -> None:
         """Send a task by name: the engine never imports the tasks package."""

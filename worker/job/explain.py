@@ -91,7 +91,7 @@ def _check(until: float | None, facts: Facts) -> str:
 
 
 def _last_poll(job: Job, facts: Facts) -> tuple[str, dict[str, Any]]:
-    polled_at = _float(job.extra.get("last_poll_at"))
+    polled_at = job.last_poll_at
     status = job.remote_status or "unknown"
     if job.poll_count == 0 or polled_at is None:
         return "not polled yet", {"remote_status": job.remote_status, "polls": job.poll_count}
@@ -137,7 +137,7 @@ def _waiting_for_slot(job: Job, facts: Facts) -> Explanation:
 
 def _submitting(job: Job, facts: Facts) -> Explanation:
     until = _due(job)
-    sent = _float(job.extra.get("submit_intent_at"))
+    sent = job.submit_intent_at
     since = f" since {at(sent, now=facts.now)}" if sent is not None else ""
     return Explanation(
         "submitting", "provider",
@@ -291,7 +291,7 @@ def facts_for(engine: Engine, job: Job, *, now: float | None = None) -> Facts:
     if state == "waiting_for_slot":
         position = engine.limits.position(job.alias, job.id)
         in_use = engine.limits.in_use(job.alias)
-        limit = engine.limits.effective_limit(job.alias, limit=settings.concurrency_for(job.alias))
+        limit = engine.limits.effective_limit(job.alias)
     expected = None
     if state in ("submitted", "running"):
         model, seconds = job.request.get("model"), job.request.get("seconds")

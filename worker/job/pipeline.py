@@ -24,6 +24,7 @@ from worker.job.engine import Engine
 from worker.job.notify import notify_final
 from worker.job.record import JobState
 from worker.job.remote import apply_remote
+from worker.job.states import STEP_STATES
 from worker.job.step import (
     NEXT,
     Outcome,
@@ -58,11 +59,11 @@ S = JobState
 
 def prepare(engine: Engine, job_id: str, *, seq: int, attempt: int = 0) -> Outcome:
     """Upload the request's local reference files through ``POST /files``."""
-    job = load(engine, job_id, seq, {S.QUEUED})
+    job = load(engine, job_id, seq, "prepare")
     if isinstance(job, Outcome):
         return job
     request = RenderRequest.model_validate(job.request)
-    urls: dict[str, str] = json.loads(job.extra.get("media_urls", "{}"))
+    urls = dict(job.media_urls)
     try:
         key = api_key(engine, job)
     except SettingsError as exc:
@@ -71,7 +72,7 @@ def prepare(engine: Engine, job_id: str, *, seq: int, attempt: int = 0) -> Outco
     for kind, path in request.media():
         if is_url(path) or path in urls:
             continue
-        wait = engine.limits.throttle(job.alias, rate=engine.settings.rate_for(job.alias))
+        wait = engine.limits.throttle(job.alias)
         if wait > 0:
             return again(wait, attempt=attempt)
         try:
@@ -100,8 +101,8 @@ def _field(kind: str) -> str:
 
 def poll(engine: Engine, job_id: str, *, seq: int, n: int = 0, attempt: int = 0) -> Outcome:
     """Ask the provider once how the task is doing; reschedule by countdown if not final."""
-    live = {S.SUBMITTED, S.RUNNING}
-    job = load(engine, job_id, seq, live)
+    live = STEP_STATES["poll"]
+    job = load(engine, job_id, seq, "poll")
     if isinstance(job, Outcome):
         return job
     if job.poll_count != n:
@@ -119,13 +120,13 @@ def poll(engine: Engine, job_id: str, *, seq: int, n: int = 0, attempt: int = 0)
             f"not finished {settings.poll_deadline_seconds:.0f}s after submission "
             "(RELAYDANCE_POLL_DEADLINE_SECONDS)",
         )
-    wait = engine.limits.throttle(job.alias, rate=settings.rate_for(job.alias))
+    wait = engine.limits.throttle(job.alias)
     if wait > 0:
-        engine.store.change(job_id, states={S.SUBMITTED, S.RUNNING}, due=now + wait)
+        engine.store.change(job_id, states=live, due=now + wait)
         return again(wait, n=n, attempt=attempt)
     applied, _ = engine.store.change(
         job_id,
-        states={S.SUBMITTED, S.RUNNING},
+        states=live,
         where={"seq": seq, "poll_count": n},
         incr={"poll_count": 1},
         set={"last_poll_at": now},

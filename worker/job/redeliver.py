@@ -31,7 +31,7 @@ def retry_delivery_later(engine: Engine, job: Job, exc: StorageError, *, claim: 
     """Record the storage error on the job and leave its next attempt to the sweeper."""
     settings = engine.settings
     now = time.time()
-    since = float(job.extra.get(REFUSED_SINCE) or now)
+    since = job.storage_refused_at or now
     if now - since >= settings.storage_retry_seconds:
         return fail(
             engine,

@@ -75,10 +75,9 @@ def _learn_duration(engine: Engine, job: Job, *, polls_done: int, now: float, ex
     """Fold what this job says about its model's generation time into the estimate."""
     model, seconds = str(job.request["model"]), int(job.request["seconds"])
     # The POST's time (an adopted task was created by its POST, not by the adoption).
-    intent = job.extra.get("submit_intent_at")
-    submitted_at = float(intent) if intent else job.times.get("submitted", job.created_at)
-    last = job.extra.get("last_poll_at")
-    missed = float(last) - submitted_at if polls_done > 1 and last else None
+    intent, last = job.submit_intent_at, job.last_poll_at
+    submitted_at = intent if intent else job.times.get("submitted", job.created_at)
+    missed = last - submitted_at if polls_done > 1 and last else None
     estimate = engine.timing.estimate(model, seconds)
     sample, bracketed = sample_from(
         hit=now - submitted_at, last_miss=missed, estimate=estimate, exact=exact

@@ -68,9 +68,9 @@ def needs_slot(engine: Engine, job: Job | None, *, now: float) -> bool:
 
 def _task_is_final(engine: Engine, job: Job) -> bool:
     """Ask the provider whether a canceled job's task is final; unknown counts as not."""
-    if job.extra.get("remote_final") == "1":
+    if job.remote_final:
         return True
-    if engine.limits.throttle(job.alias, rate=engine.settings.rate_for(job.alias)) > 0:
+    if engine.limits.throttle(job.alias) > 0:
         return False  # the key is busy: ask at the next sweep
     try:
         task = engine.client_for(job.alias).get_task(
@@ -92,16 +92,15 @@ def reconcile(engine: Engine, aliases: list[str]) -> Reconciled:
     now = time.time()
     held: set[tuple[str, str]] = set()
     for alias in aliases:
-        limit = engine.settings.concurrency_for(alias)
         holders = engine.limits.holders(alias)
         held.update((alias, h) for h in holders)
         for job_id, job in zip(holders, engine.store.get_many(holders), strict=True):
             if not needs_slot(engine, job, now=now):
-                report.granted += engine.limits.release(alias, job_id, limit=limit)
+                report.granted += engine.limits.release(alias, job_id)
                 report.freed.append(job_id)
                 logger.info("key %s: slot of job %s freed (job is %s)", alias, job_id,
                             job.state.value if job else "gone")  # fmt: skip
-        report.granted += engine.limits.grant_waiters(alias, limit=limit)
+        report.granted += engine.limits.grant_waiters(alias)
     held.update((a, g) for a in aliases for g in report.granted)  # conservative: skip them
     report.taken = _take_back(engine, set(aliases), held, now=now)
     return report
@@ -114,13 +113,10 @@ def _take_back(
     taken: list[str] = []
     for state in _LIVE:
         ids = engine.store.in_state(state)
-        pipe = engine.redis.pipeline(transaction=False)
-        for job_id in ids:
-            pipe.hget(engine.store.key(job_id), "alias")
         # Most live jobs hold their slot: load only the others.
         lost = [
             job_id
-            for job_id, alias in zip(ids, pipe.execute(), strict=True)
+            for job_id, alias in zip(ids, engine.store.field_of(ids, "alias"), strict=True)
             if alias in aliases and (alias, job_id) not in held
         ]
         for job_id, job in zip(lost, engine.store.get_many(lost), strict=True):

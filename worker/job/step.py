@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -19,6 +20,7 @@ from worker.errors import RateLimited, TransientError
 from worker.job.engine import Engine
 from worker.job.notify import notify_final
 from worker.job.record import Job, JobState
+from worker.job.states import STEP_STATES
 from worker.job.timing import first_poll_delay_for
 
 __all__ = [
@@ -28,12 +30,15 @@ __all__ = [
     "Outcome",
     "again",
     "api_key",
+    "backoff",
     "claim_number",
     "fail",
     "first_poll_delay",
+    "grant_waiters",
     "load",
     "log_transition",
     "release",
+    "resume_granted",
     "stop",
     "transient",
 ]
@@ -68,8 +73,9 @@ def again(countdown: float, **kwargs: Any) -> Outcome:
     return Outcome("again", countdown=max(countdown, 0.0), kwargs=kwargs)
 
 
-def load(engine: Engine, job_id: str, seq: int, states: set[JobState]) -> Job | Outcome:
-    """The job, if this message is current and the job is in one of ``states``.
+def load(engine: Engine, job_id: str, seq: int, step: str) -> Job | Outcome:
+    """The job, if this message is current and the job is in a state ``step`` acts in
+    (:data:`~worker.job.states.STEP_STATES`).
 
     A job its producer has not confirmed yet (the message raced the confirmation) is
     waited for briefly; one never confirmed is abandoned by the sweeper, never run.
@@ -79,7 +85,7 @@ def load(engine: Engine, job_id: str, seq: int, states: set[JobState]) -> Job | 
         return stop("unknown or expired job")
     if job.seq != seq:
         return stop(f"stale message (seq {seq}, job at {job.seq})")
-    if job.state not in states:
+    if job.state not in STEP_STATES[step]:
         return stop(f"job is {job.state}")
     if job.enqueue_pending:
         if time.time() - job.created_at > ENQUEUE_GRACE:
@@ -107,8 +113,10 @@ def log_transition(job: Job, state: str, **details: Any) -> None:
     )  # fmt: skip
 
 
-def backoff(attempt: int, *, hint: float | None = None) -> float:
-    base = min(2.0**attempt, 60.0) * random.uniform(0.5, 1.5)  # noqa: S311 - jitter only
+def backoff(attempt: int, *, hint: float | None = None, cap: float = 60.0) -> float:
+    """The one backoff of a retried step: doubling from a second up to ``cap``, jittered,
+    never sooner than the provider's ``Retry-After`` ``hint``."""
+    base = min(2.0**attempt, cap) * random.uniform(0.5, 1.5)  # noqa: S311 - jitter only
     return max(base, hint or 0.0)
 
 
@@ -129,9 +137,20 @@ def fail(engine: Engine, job: Job, code: str, message: str, **fields: object) ->
 
 def release(engine: Engine, job: Job) -> None:
     """Give up the job's slot (or its place in line) and nudge the waiters it goes to."""
-    limit = engine.settings.concurrency_for(job.alias)
-    for granted in engine.limits.release(job.alias, job.id, limit=limit):
-        engine.send("relaydance.resume", granted)
+    resume_granted(engine, engine.limits.release(job.alias, job.id))
+
+
+def resume_granted(engine: Engine, job_ids: Iterable[str]) -> None:
+    """Start the jobs that were just given a slot: each resumes from its state."""
+    for job_id in job_ids:
+        engine.send("relaydance.resume", job_id)
+
+
+def grant_waiters(engine: Engine, alias: str) -> list[str]:
+    """Fill the key's free slots from the head of its line and start those jobs."""
+    granted = engine.limits.grant_waiters(alias)
+    resume_granted(engine, granted)
+    return granted
 
 
 def transient(

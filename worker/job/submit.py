@@ -22,7 +22,6 @@ is never thrown away: its task id is recorded on the job, adopted when it can be
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 
@@ -38,6 +37,7 @@ from worker.errors import (
 from worker.job.callback import callback_url_for
 from worker.job.engine import Engine
 from worker.job.record import Billing, Job, JobState
+from worker.job.states import STEP_STATES
 from worker.job.step import (
     NEXT,
     Outcome,
@@ -48,6 +48,7 @@ from worker.job.step import (
     first_poll_delay,
     load,
     log_transition,
+    resume_granted,
     stop,
     transient,
 )
@@ -66,7 +67,7 @@ class SubmitRefused(ValueError):
 
 def submit(engine: Engine, job_id: str, *, seq: int, attempt: int = 0) -> Outcome:
     """Take a slot (or wait in line), then POST the request once and record its task."""
-    job = load(engine, job_id, seq, {S.QUEUED, S.WAITING_FOR_SLOT, S.SUBMITTING})
+    job = load(engine, job_id, seq, "submit")
     if isinstance(job, Outcome):
         return job
     if job.remote_task_id:  # recorded, but the state change after it was lost
@@ -79,14 +80,14 @@ def submit(engine: Engine, job_id: str, *, seq: int, attempt: int = 0) -> Outcom
     waiting = _take_slot(engine, job, seq)
     if waiting is not None:
         return waiting
-    wait = engine.limits.throttle(job.alias, rate=engine.settings.rate_for(job.alias))
+    wait = engine.limits.throttle(job.alias)
     if wait > 0:
         return again(wait, attempt=attempt)
     claim = claim_number(seq, attempt)
     now = time.time()
     applied, _ = engine.store.change(
         job_id,
-        states={S.QUEUED, S.WAITING_FOR_SLOT, S.SUBMITTING},
+        states=STEP_STATES["submit"],
         to=S.SUBMITTING,
         where={"seq": seq},
         below={"submit_claim": claim},
@@ -97,7 +98,7 @@ def submit(engine: Engine, job_id: str, *, seq: int, attempt: int = 0) -> Outcom
     if not applied:
         return stop("submit claimed by a later message, or the job moved on")
     request = RenderRequest.model_validate(job.request)
-    urls = json.loads(job.extra.get("media_urls", "{}"))
+    urls = job.media_urls
     body = request.to_body(callback_url=callback_url_for(engine.settings, job_id), media_urls=urls)
     try:
         task = engine.client_for(job.alias).submit(body, api_key=key, idempotency_key=job_id)
@@ -115,10 +116,8 @@ def submit(engine: Engine, job_id: str, *, seq: int, attempt: int = 0) -> Outcom
 
 def _take_slot(engine: Engine, job: Job, seq: int) -> Outcome | None:
     """None when the job holds a slot; else it waits in its key's line (a stop)."""
-    limit = engine.settings.concurrency_for(job.alias)
-    slot = engine.limits.acquire(job.alias, job.id, limit=limit)
-    for earlier in slot.also_granted:  # waiters ahead of us got slots on the way
-        engine.send("relaydance.resume", earlier)
+    slot = engine.limits.acquire(job.alias, job.id)
+    resume_granted(engine, slot.also_granted)  # waiters ahead of us got slots on the way
     if slot.granted:
         return None
     applied, _ = engine.store.change(
@@ -192,10 +191,8 @@ def mark_unknown(engine: Engine, job_id: str, *, claim: int | None, evidence: st
 
 def _back_in_line(engine: Engine, job: Job, claim: int, exc: RateLimited) -> Outcome:
     """HTTP 429 on submit: nothing was created. Lower the key's limit and queue at the head."""
-    limit = engine.settings.concurrency_for(job.alias)
     effective = engine.limits.on_rate_limited(
         job.alias,
-        limit=limit,
         retry_after=exc.retry_after,
         in_flight=_live_at_provider(engine, job),
     )
@@ -229,11 +226,8 @@ def _live_at_provider(engine: Engine, job: Job) -> int:
     holders = [h for h in engine.limits.holders(job.alias) if h != job.id]
     if not holders:
         return 0
-    pipe = engine.redis.pipeline(transaction=False)
-    for holder in holders:
-        pipe.hget(engine.store.key(holder), "state")
     live = {S.SUBMIT_UNKNOWN.value, S.SUBMITTED.value, S.RUNNING.value, S.CANCELED.value}
-    return sum(1 for state in pipe.execute() if state in live)
+    return sum(1 for state in engine.store.field_of(holders, "state") if state in live)
 
 
 def record_task(engine: Engine, job: Job, claim: int, *, task_id: str, status: str = "") -> Outcome:
@@ -252,9 +246,10 @@ def record_task(engine: Engine, job: Job, claim: int, *, task_id: str, status: s
         due=time.time() + expected,
     )
     if recorded:
-        engine.limits.on_success(job.alias, limit=engine.settings.concurrency_for(job.alias))
+        engine.limits.on_success(job.alias)
         log_transition(job, "submitted", remote=task_id, first_poll=f"{expected:.1f}s")
-        return NEXT
+        # Scheduled once: recorded as the job's due time, and the chain's poll waits it out.
+        return Outcome("next", countdown=expected, reason="submitted")
     return _record_late(engine, job.id, task_id=task_id, status=status)
 
 

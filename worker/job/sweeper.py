@@ -30,7 +30,7 @@ from worker.job.engine import Engine
 from worker.job.notify import deliver_due
 from worker.job.record import Billing, Job, JobState
 from worker.job.slots import reconcile
-from worker.job.step import ENQUEUE_GRACE
+from worker.job.step import ENQUEUE_GRACE, resume_granted
 from worker.job.submit import mark_unknown
 
 __all__ = ["LAST_SWEEP_KEY", "SweepReport", "sweep"]
@@ -65,7 +65,7 @@ def sweep(engine: Engine, *, grace: float | None = None, limit: int = 2000) -> S
     for job_id, _ in due:
         job = engine.store.get(job_id)
         if job is None:
-            engine.redis.zrem(engine.store.active_key, job_id)
+            engine.store.forget_due(job_id)
             continue
         if job.is_final:
             continue
@@ -76,8 +76,7 @@ def sweep(engine: Engine, *, grace: float | None = None, limit: int = 2000) -> S
             unknown.append(job_id)
     aliases = sorted(set(engine.settings.keys()) | set(engine.limits.aliases_seen()))
     reconciled = reconcile(engine, aliases)
-    for job_id in reconciled.granted:
-        engine.send("relaydance.resume", job_id)
+    resume_granted(engine, reconciled.granted)
     deliver_due(engine)
     return SweepReport(
         resumed=resumed,

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import time
 from dataclasses import replace
 
@@ -38,7 +37,7 @@ from worker.errors import NotFound, PermanentError, RateLimited, TransientError
 from worker.job.engine import Engine
 from worker.job.record import FINAL_STATES, Billing, Job, JobState
 from worker.job.remote import apply_remote
-from worker.job.step import NEXT, Outcome, first_poll_delay, log_transition
+from worker.job.step import NEXT, Outcome, backoff, first_poll_delay, log_transition
 from worker.provider.dialects import RemoteTask, TaskStatus
 
 __all__ = [
@@ -118,7 +117,7 @@ def on_webhook(engine: Engine, job_id: str, *, task_id: str | None, attempt: int
 
 
 def _fetch(engine: Engine, job: Job, task_id: str, attempt: int) -> RemoteTask | Outcome:
-    wait = engine.limits.throttle(job.alias, rate=engine.settings.rate_for(job.alias))
+    wait = engine.limits.throttle(job.alias)
     if wait > 0:
         return Outcome("again", countdown=wait, kwargs={"attempt": attempt})
     try:
@@ -137,8 +136,11 @@ def _fetch(engine: Engine, job: Job, task_id: str, attempt: int) -> RemoteTask |
             )
             return _stop("re-fetch failed; left to the safety poll")
         hint = exc.retry_after if isinstance(exc, RateLimited) else None
-        delay = max(min(2.0**attempt, 30.0) * random.uniform(0.5, 1.5), hint or 0.0)  # noqa: S311
-        return Outcome("again", countdown=delay, kwargs={"attempt": attempt + 1})
+        return Outcome(
+            "again",
+            countdown=backoff(attempt, hint=hint, cap=30.0),
+            kwargs={"attempt": attempt + 1},
+        )
     except PermanentError as exc:
         logger.warning("job %s: webhook re-fetch refused: %s", job.id, exc.code)
         return _stop(f"re-fetch refused: {exc.code}")
@@ -254,8 +256,8 @@ def record_duplicate_spend(
     for _ in range(8):  # compare-and-set on the list; retried only under contention
         if current is None:
             return _stop("job expired")
-        raw = current.extra.get(DUPLICATE_IDS_FIELD, "")
-        known: list[str] = json.loads(raw) if raw else []
+        known = current.duplicate_remote_ids
+        raw = json.dumps(known) if known else ""  # as written: the compare-and-set's value
         if task_id in known:
             return _stop("duplicate spend already recorded")
         applied, _ = engine.store.change(

@@ -1,13 +1,15 @@
 """One object for every limit of every key alias: slots, line, request rate, learned limit.
 
-``limit`` arguments are always the CONFIGURED concurrency of the alias
-(``settings.concurrency_for(alias)``); the scripts apply the smaller of it and the limit the
-key learned from 429s. Each alias has its own Redis structures, so one key's backlog never
-delays another key's jobs.
+``limit`` arguments are always the CONFIGURED concurrency of the alias; the scripts apply the
+smaller of it and the limit the key learned from 429s. Built with ``limit_for`` and
+``rate_for`` (the settings' lookups), the object finds an alias's configured limit and
+request rate itself, and callers pass only the alias. Each alias has its own Redis
+structures, so one key's backlog never delays another key's jobs.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TypedDict
 
 import redis
@@ -58,8 +60,11 @@ class KeyLimits:
         clock: Clock | None = None,
         cooldown_seconds: float = 5.0,
         increase_after: int = 3,
+        limit_for: Callable[[str], int] | None = None,
+        rate_for: Callable[[str], float] | None = None,
     ) -> None:
         self._redis = redis
+        self._limit_for, self._rate_for = limit_for, rate_for
         self._prefix = prefix
         self._clock = clock
         self.slots = SlotQueue(redis, prefix=prefix, clock=clock)
@@ -73,11 +78,34 @@ class KeyLimits:
         )
         self._snapshot = redis.register_script(_SNAPSHOT)
 
+    def look_up_with(
+        self, *, limit_for: Callable[[str], int], rate_for: Callable[[str], float]
+    ) -> None:
+        """Find each alias's configured limit and rate with these from now on."""
+        self._limit_for, self._rate_for = limit_for, rate_for
+
+    def configured(self, alias: str, limit: int | None = None) -> int:
+        """The alias's configured concurrency: ``limit`` when given, else looked up."""
+        if limit is not None:
+            return limit
+        if self._limit_for is None:
+            raise TypeError("no limit given and no limit_for lookup configured")
+        return self._limit_for(alias)
+
+    def _rate(self, alias: str, rate: float | None) -> float:
+        if rate is not None:
+            return rate
+        if self._rate_for is None:
+            raise TypeError("no rate given and no rate_for lookup configured")
+        return self._rate_for(alias)
+
     # Concurrency slots and the waiting line --------------------------------------------------
 
-    def acquire(self, alias: str, holder: str, *, limit: int, wait: bool = True) -> Acquire:
+    def acquire(
+        self, alias: str, holder: str, *, limit: int | None = None, wait: bool = True
+    ) -> Acquire:
         """Take a slot for ``holder`` or (``wait``) join the key's line; see :class:`Acquire`."""
-        return self.slots.acquire(alias, holder, limit=limit, wait=wait)
+        return self.slots.acquire(alias, holder, limit=self.configured(alias, limit), wait=wait)
 
     def take(self, alias: str, holder: str) -> bool:
         """Hold a slot for a job whose remote task is live, over the limit if need be."""
@@ -87,13 +115,13 @@ class KeyLimits:
         """Every holder of a slot of the key, oldest first."""
         return self.slots.holders(alias)
 
-    def release(self, alias: str, holder: str, *, limit: int) -> list[str]:
+    def release(self, alias: str, holder: str, *, limit: int | None = None) -> list[str]:
         """Free the holder's slot and hand free slots to the next waiters; returns them."""
-        return self.slots.release(alias, holder, limit=limit)
+        return self.slots.release(alias, holder, limit=self.configured(alias, limit))
 
-    def grant_waiters(self, alias: str, *, limit: int) -> list[str]:
+    def grant_waiters(self, alias: str, *, limit: int | None = None) -> list[str]:
         """Fill every free slot from the head of the line; returns the waiters granted."""
-        return self.slots.grant_waiters(alias, limit=limit)
+        return self.slots.grant_waiters(alias, limit=self.configured(alias, limit))
 
     def push_front(self, alias: str, holder: str) -> None:
         """Give up the holder's slot, if any, and put it at the head of the line (a 429)."""
@@ -121,15 +149,15 @@ class KeyLimits:
 
     # Learned limit ---------------------------------------------------------------------------
 
-    def effective_limit(self, alias: str, *, limit: int) -> int:
+    def effective_limit(self, alias: str, *, limit: int | None = None) -> int:
         """The concurrency in force: the configured limit, or lower after 429s."""
-        return self.adaptive.effective_limit(alias, limit=limit)
+        return self.adaptive.effective_limit(alias, limit=self.configured(alias, limit))
 
     def on_rate_limited(
         self,
         alias: str,
         *,
-        limit: int,
+        limit: int | None = None,
         retry_after: float | None = None,
         in_flight: int | None = None,
     ) -> int:
@@ -140,26 +168,28 @@ class KeyLimits:
         """
         if retry_after:
             self.rate.pause(alias, retry_after)
-        return self.adaptive.on_rate_limited(alias, limit=limit, in_flight=in_flight)
+        return self.adaptive.on_rate_limited(
+            alias, limit=self.configured(alias, limit), in_flight=in_flight
+        )
 
-    def on_success(self, alias: str, *, limit: int) -> int:
+    def on_success(self, alias: str, *, limit: int | None = None) -> int:
         """Record an accepted submit; returns the (possibly raised) effective limit.
 
         Slots a raise frees go to waiters at the next release or :meth:`grant_waiters`.
         """
-        return self.adaptive.on_success(alias, limit=limit)
+        return self.adaptive.on_success(alias, limit=self.configured(alias, limit))
 
     # Request rate ----------------------------------------------------------------------------
 
-    def throttle(self, alias: str, *, rate: float, burst: int | None = None) -> float:
+    def throttle(self, alias: str, *, rate: float | None = None, burst: int | None = None) -> float:
         """0.0 if an HTTP request may go now (it is counted), else the seconds to defer it."""
-        return self.rate.throttle(alias, rate=rate, burst=burst)
+        return self.rate.throttle(alias, rate=self._rate(alias, rate), burst=burst)
 
     # Visibility ------------------------------------------------------------------------------
 
-    def snapshot(self, alias: str, *, limit: int) -> LimitSnapshot:
+    def snapshot(self, alias: str, *, limit: int | None = None) -> LimitSnapshot:
         """Configured and effective limit, slots in use, waiters, recent requests and 429s."""
-        k = LimitKeys(self._prefix, check_alias(alias))
+        k, limit = LimitKeys(self._prefix, check_alias(alias)), self.configured(alias, limit)
         effective, in_use, waiting, requests, rejected = self._snapshot(
             keys=[k.holders, k.line, k.adaptive, k.requests, k.rejections],
             args=[now_arg(self._clock), limit],

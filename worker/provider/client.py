@@ -26,8 +26,6 @@ import logging
 import mimetypes
 import time
 from collections.abc import Mapping
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO
@@ -53,6 +51,7 @@ from worker.errors import (
     UnexpectedResponse,
 )
 from worker.provider.dialects import Dialect, Endpoint, RemoteTask, TaskStatus, get_dialect
+from worker.provider.retry_after import parse_retry_after
 from worker.provider.transport import deadline, make_transport
 
 __all__ = [
@@ -74,30 +73,6 @@ _BY_STATUS: dict[int, type[PermanentError]] = {
     403: Forbidden,
     404: NotFound,
 }
-
-
-def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` value (delta-seconds or HTTP-date), else None."""
-    if value is None:
-        return None
-    value = value.strip()
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        pass
-    else:
-        # nan/inf/negative are garbage, not instructions.
-        return seconds if 0 <= seconds < float("inf") else None
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)  # RFC 9110: HTTP-dates are GMT
-    delta = (when - (now or datetime.now(UTC))).total_seconds()
-    return max(0.0, delta)
 
 
 def _scrub(text: str, secret: str) -> str:

@@ -34,6 +34,7 @@ from worker.errors import (
     UnexpectedResponse,
     UnsafeUrl,
 )
+from worker.provider.retry_after import parse_retry_after
 from worker.provider.transport import make_transport
 from worker.provider.urlsafety import check_url, connect_only_to, redact_url
 
@@ -168,22 +169,13 @@ def _raise_for_status(response: httpx.Response, shown: str) -> None:
     if status == 429:
         raise RateLimited(
             f"download url answered HTTP 429: {shown}",
-            retry_after=_retry_after(response.headers.get("retry-after")),
+            retry_after=parse_retry_after(response.headers.get("retry-after")),
         )
     if status >= 500:
         raise ServerError(f"download url answered HTTP {status}: {shown}", status_code=status)
     if status in _RETRY_CODES:  # request timeout, conflict: the same GET may succeed later
         raise RetryableStatus(f"download url answered HTTP {status}: {shown}", status_code=status)
     raise DownloadRejected(f"download url answered HTTP {status}: {shown}", status_code=status)
-
-
-def _retry_after(value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None  # an HTTP date; the caller's backoff applies instead
 
 
 def _open(url: str, *, client: httpx.Client, allow_local: bool, deadline: float) -> httpx.Response:

@@ -1,7 +1,7 @@
 """A page of jobs, newest first, with bounded Redis work however many jobs there are.
 
 Jobs are read through the creation-time indexes the job store writes (every job, and by
-alias, model and batch; see :class:`worker.job.record.JobStore`): a page is one ``ZREVRANK``
+alias, model and batch; see :class:`worker.job.store.JobStore`): a page is one ``ZREVRANK``
 (where the last page ended), one ``ZREVRANGE`` and one pipeline of ``HMGET`` per row. A
 filter the indexes cannot answer (the state, a second filter, a prompt search) walks the
 chosen index in chunks and stops after :data:`WINDOW` jobs, saying so, with a cursor to
@@ -17,7 +17,7 @@ from typing import Any
 
 import redis
 
-from worker.job.record import JobStore
+from worker.job.store import JobStore
 from worker.web.jobs_page.media import JOB_ID
 
 __all__ = ["CHUNK", "PAGE_SIZE", "WINDOW", "JobFilter", "JobPage", "Row", "list_jobs"]

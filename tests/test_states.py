@@ -1,0 +1,45 @@
+"""The job's state machine, declared once, agrees with itself and is enforced by the store."""
+
+from __future__ import annotations
+
+import pytest
+
+from worker.job.states import (
+    FINAL_STATES,
+    MOVES,
+    PLAN,
+    STEP_STATES,
+    JobState,
+    check_move,
+    steps_from,
+)
+
+S = JobState
+
+
+def test_every_live_state_has_its_plan_and_its_first_step_acts_in_it() -> None:
+    for state, steps in PLAN.items():
+        assert state not in FINAL_STATES
+        assert state in STEP_STATES[steps[0]], f"{steps[0]} does not act in {state}"
+    assert set(PLAN) | {S.SUBMIT_UNKNOWN} | FINAL_STATES == set(JobState)  # the operator's
+
+
+def test_moves_go_forward_only() -> None:
+    order = list(JobState)
+    for state, targets in MOVES.items():
+        for target in targets:
+            back_in_line = target is S.WAITING_FOR_SLOT  # a 429, or an operator's resubmit
+            assert back_in_line or order.index(target) > order.index(state), (state, target)
+
+
+def test_prepare_is_skipped_without_local_files_and_a_downloaded_clip_only_finishes() -> None:
+    assert steps_from(S.QUEUED, uploads=False) == ["submit", "poll", "download"]
+    assert steps_from(S.DOWNLOADING, downloaded=True) == ["finish"]
+    assert steps_from(S.SUBMIT_UNKNOWN) == [] and steps_from(S.DONE) == []
+
+
+def test_a_move_the_table_does_not_allow_is_refused() -> None:
+    with pytest.raises(ValueError, match="from running to submitted"):
+        check_move({S.RUNNING}, S.SUBMITTED)
+    check_move({S.RUNNING}, S.FAILED)  # any live job may fail or be canceled
+    check_move({S.SUBMITTING}, S.SUBMIT_UNKNOWN)

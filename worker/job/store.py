@@ -1,0 +1,297 @@
+"""The job store: reads and changes job records in Redis, each change one compare-and-set.
+
+Every change is one Lua compare-and-set: it applies only when the job is in an expected
+state and any expected field values hold, so a duplicate, late or stale message that
+finds the job past its step changes nothing. Claims only move forward: a step claims the
+job with a number (its message's seq and attempt) that must exceed the last claim, so an
+older message never performs the side effect. Non-final jobs sit in a sorted set scored
+by the time their next step is due (the sweeper reads it) and in one set per state (for
+listings). Final jobs expire after the retention period. Every job is also in sorted sets
+scored by creation time (all jobs; by alias, model and batch), written with the record, so
+the jobs page pages through thousands without a scan; an entry outlives its record by at
+most a retention period and readers skip (and drop) entries whose record has expired.
+
+The store owns these keys: other modules ask it (never Redis) for what they hold.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import redis
+
+from worker.job.cas import CAS, as_json, text
+from worker.job.record import PREFIX, Job, new_job_id
+from worker.job.states import FINAL_STATES, JobState, check_move
+from worker.render.pricing import estimate_cost
+from worker.render.request import RenderRequest
+
+__all__ = ["JobStore"]
+
+
+class JobStore:
+    """Reads and changes job records; every change is an atomic compare-and-set."""
+
+    def __init__(self, client: redis.Redis, *, retention_seconds: int = 7 * 24 * 3600) -> None:
+        self._redis = client
+        self._retention = retention_seconds
+        self._cas = client.register_script(CAS)
+        self.active_key = f"{PREFIX}:jobs:active"
+        self.counts_key = f"{PREFIX}:jobs:counts"
+        self.state_prefix = f"{PREFIX}:jobs:in:"
+        self.created_key = f"{PREFIX}:jobs:created"
+
+    def key(self, job_id: str) -> str:
+        """The Redis key of a job's hash."""
+        return f"{PREFIX}:job:{job_id}"
+
+    def new_fields(
+        self,
+        *,
+        request: Mapping[str, Any],
+        alias: str,
+        cost: float,
+        now: float,
+        due: float,
+        on_done: str | None = None,
+        extra: Mapping[str, str] | None = None,
+    ) -> dict[Any, Any]:
+        """The hash of a new ``queued`` job."""
+        fields: dict[Any, Any] = {  # redis-py types hset keys invariantly
+            "state": JobState.QUEUED.value,
+            "alias": alias,
+            "request": json.dumps(dict(request), sort_keys=True),
+            "seq": "0",
+            "poll_count": "0",
+            "cost": repr(cost),
+            "created_at": repr(now),
+            "updated_at": repr(now),
+            "t_queued": repr(now),
+            "next_due": repr(due),
+        }
+        if on_done:
+            fields["on_done"] = on_done
+        fields.update(extra or {})
+        return fields
+
+    def create(
+        self,
+        job_id: str,
+        *,
+        request: Mapping[str, Any],
+        alias: str,
+        cost: float,
+        on_done: str | None = None,
+        due_in: float = 120.0,
+        extra: Mapping[str, str] | None = None,
+        pending: bool = False,
+    ) -> None:
+        """Write a new ``queued`` job; the record exists before any message is sent.
+
+        ``pending``: no step may act on the job until :meth:`confirm` (the producer's
+        message was published); see :func:`tasks.api.enqueue_render`.
+        """
+        now = time.time()
+        fields = self.new_fields(
+            request=request, alias=alias, cost=cost, now=now, due=now + due_in,
+            on_done=on_done, extra=extra,
+        )  # fmt: skip
+        if pending:
+            fields["enqueue_pending"] = "1"
+        pipe = self._redis.pipeline(transaction=True)
+        self.queue_create(pipe, job_id, fields, due=now + due_in)
+        pipe.execute()
+
+    def queue_create(
+        self, pipe: redis.client.Pipeline, job_id: str, fields: Mapping[Any, Any], *, due: float
+    ) -> None:
+        """Add the writes of a new ``queued`` job (its fields as :meth:`create` builds
+        them) to ``pipe``: many jobs are then written in one round trip."""
+        pipe.hset(self.key(job_id), mapping=dict(fields))
+        pipe.zadd(self.active_key, {job_id: due})
+        pipe.hincrby(self.counts_key, JobState.QUEUED.value, 1)
+        pipe.sadd(self.state_prefix + JobState.QUEUED.value, job_id)
+        self._queue_index(pipe, job_id, fields)
+
+    def created_index(self, kind: str = "", value: str = "") -> str:
+        """The creation-time index of every job, or of one ``alias``, ``model`` or ``batch``."""
+        return f"{self.created_key}:{kind}:{value}" if kind else self.created_key
+
+    def _queue_index(
+        self, pipe: redis.client.Pipeline, job_id: str, fields: Mapping[Any, Any]
+    ) -> None:
+        # Trimmed at two retention periods: a job's record expires one retention after it
+        # ends, and jobs end long before a retention period passes (or sit in a state set).
+        created, horizon = float(fields["created_at"]), 2 * self._retention
+        pipe.zadd(self.created_key, {job_id: created})
+        pipe.zremrangebyscore(self.created_key, "-inf", created - horizon)
+        model = json.loads(fields["request"]).get("model")
+        batch = str(fields.get("batch", "")).partition(":")[0]
+        for kind, value in (("alias", fields["alias"]), ("model", model), ("batch", batch)):
+            if value:
+                pipe.zadd(self.created_index(kind, str(value)), {job_id: created})
+                pipe.expire(self.created_index(kind, str(value)), horizon)
+
+    def create_render(
+        self,
+        request: RenderRequest,
+        *,
+        alias: str,
+        on_done: str | None = None,
+        pending: bool = False,
+        due_in: float = 120.0,
+    ) -> str:
+        """Record a validated request as a new ``queued`` job; return its new id."""
+        job_id = new_job_id()
+        self.create(
+            job_id,
+            request=request.model_dump(mode="json"),
+            alias=alias,
+            cost=estimate_cost(request),
+            on_done=on_done,
+            pending=pending,
+            due_in=due_in,
+        )
+        return job_id
+
+    def confirm(self, job_id: str, *, due_in: float = 120.0) -> bool:
+        """The producer's message left: steps may act on the pending job from now on."""
+        applied, _ = self.change(
+            job_id,
+            states={JobState.QUEUED},
+            where={"enqueue_pending": 1},
+            set={"enqueue_pending": 0},
+            due=time.time() + due_in,
+        )
+        return applied
+
+    def abandon(self, job_id: str, *, reason: str) -> bool:
+        """Cancel a job whose enqueue was never confirmed, so that it can never submit."""
+        applied, _ = self.change(
+            job_id,
+            states={JobState.QUEUED},
+            to=JobState.CANCELED,
+            where={"enqueue_pending": 1},
+            set={"error_code": "enqueue_failed", "error_message": reason[:2000]},
+        )
+        return applied
+
+    def get(self, job_id: str) -> Job | None:
+        """The job's current record, or None when unknown or expired."""
+        raw = self._redis.hgetall(self.key(job_id))
+        if not raw:
+            return None
+        data = {text(k): text(v) for k, v in raw.items()}
+        return Job.from_hash(job_id, data)
+
+    def get_many(self, job_ids: list[str]) -> list[Job | None]:
+        """The records of several jobs in one round trip (None for unknown ids)."""
+        pipe = self._redis.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.hgetall(self.key(job_id))
+        jobs: list[Job | None] = []
+        for job_id, raw in zip(job_ids, pipe.execute(), strict=True):
+            data = {text(k): text(v) for k, v in raw.items()} if raw else None
+            jobs.append(Job.from_hash(job_id, data) if data else None)
+        return jobs
+
+    def fields_of(self, job_ids: list[str], names: list[str]) -> list[list[str | None]]:
+        """Some fields of several records in one round trip (None where missing); a record
+        that no longer exists has no ``state``."""
+        pipe = self._redis.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.hmget(self.key(job_id), names)
+        return [[None if v is None else text(v) for v in row] for row in pipe.execute()]
+
+    def field_of(self, job_ids: list[str], name: str) -> list[str | None]:
+        """One field of several records in one round trip (None where missing)."""
+        return [row[0] for row in self.fields_of(job_ids, [name])]
+
+    def forget_due(self, job_id: str) -> None:
+        """Drop a job whose record expired from the schedule the sweeper reads."""
+        self._redis.zrem(self.active_key, job_id)
+
+    def change(
+        self,
+        job_id: str,
+        *,
+        states: Iterable[JobState] | None,
+        to: JobState | None = None,
+        where: Mapping[str, object] | None = None,
+        where_not: Mapping[str, object] | None = None,
+        set: Mapping[str, object] | None = None,
+        incr: Mapping[str, int] | None = None,
+        due: float | None = None,
+        drop_due: bool = False,
+        below: Mapping[str, int] | None = None,
+    ) -> tuple[bool, JobState | None]:
+        """Compare-and-set: apply only if the job is in ``states`` (None: any non-final)
+        and every ``where`` field equals its value, no ``where_not`` field does, and every
+        ``below`` field (a claim number; missing counts as -1) is below its value.
+
+        Returns (applied, the state found before the change).
+        """
+        states = None if states is None else list(states)
+        if to is not None:
+            check_move(states, to)
+        state_arg = "*" if states is None else ",".join(s.value for s in states)
+        due_arg = "-" if drop_due else ("" if due is None else repr(due))
+        applied, found = self._cas(
+            keys=[self.key(job_id), self.active_key, self.counts_key],
+            args=[
+                state_arg,
+                to.value if to else "",
+                repr(time.time()),
+                due_arg,
+                self._retention,
+                as_json(where),
+                as_json(where_not),
+                as_json(set),
+                as_json(incr),
+                job_id,
+                as_json(below),
+                self.state_prefix,
+            ],
+        )
+        found_text = text(found)
+        return bool(applied), JobState(found_text) if found_text else None
+
+    def fail(self, job_id: str, *, code: str, message: str) -> bool:
+        """Move a non-final job to ``failed`` with its error code and message."""
+        applied, _ = self.change(
+            job_id,
+            states=None,
+            to=JobState.FAILED,
+            set={"error_code": code, "error_message": message[:2000]},
+        )
+        return applied
+
+    def cancel(self, job_id: str) -> bool:
+        """Move a non-final job to ``canceled``."""
+        applied, _ = self.change(job_id, states=None, to=JobState.CANCELED)
+        return applied
+
+    def due(self, *, before: float, limit: int = 1000) -> list[tuple[str, float]]:
+        """Non-final jobs whose next step was due before ``before``, oldest first."""
+        rows = self._redis.zrangebyscore(
+            self.active_key, "-inf", before, start=0, num=limit, withscores=True
+        )
+        return [(text(row[0]), float(row[1])) for row in rows]
+
+    def counts(self) -> dict[str, int]:
+        """Number of jobs per state (final jobs counted until they expire from the index)."""
+        raw = self._redis.hgetall(self.counts_key)
+        return {text(k): int(v) for k, v in raw.items()}
+
+    def active_count(self) -> int:
+        """Number of non-final jobs."""
+        return int(self._redis.zcard(self.active_key))
+
+    def in_state(self, state: JobState) -> list[str]:
+        """Ids of the jobs now in a non-final ``state``, sorted."""
+        if state in FINAL_STATES:
+            raise ValueError(f"final states are not indexed: {state}")
+        return sorted(text(m) for m in self._redis.smembers(self.state_prefix + state.value))
