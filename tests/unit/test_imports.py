@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("worker", "tasks", "config", "simulator")
 
 # Cycles in modules that other work is changing at the moment; each is to be broken there.
