@@ -13,6 +13,7 @@ import redis
 from config.settings import get_settings
 from tasks.canvas import chain_for
 from worker.errors import EnqueueFailed, InvalidRequest
+from worker.infra.waiting import wait_until_final
 from worker.job import pipeline
 from worker.job.engine import Engine, get_engine
 from worker.job.record import Job, JobState, new_job_id
@@ -161,19 +162,15 @@ def wait(
     ``on_change`` is called with each new snapshot (for progress display). Raises
     :class:`TimeoutError` with the job's state when the timeout passes first.
     """
-    deadline = time.monotonic() + timeout
-    last: tuple[str, int] | None = None
-    while True:
-        job = get_job(job_id)
-        marker = (job.state.value, job.poll_count)
-        if on_change is not None and marker != last:
-            on_change(job)
-            last = marker
-        if job.is_final:
-            return job
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"job {job_id} still {job.state} after {timeout:.0f}s")
-        time.sleep(min(interval, max(deadline - time.monotonic(), 0.0)))
+    return wait_until_final(
+        lambda: get_job(job_id),
+        lambda job: job.is_final,
+        timeout=timeout,
+        interval=interval,
+        on_progress=on_change,
+        progress_of=lambda job: (job.state.value, job.poll_count),
+        timeout_message=lambda job: f"job {job_id} still {job.state} after {timeout:.0f}s",
+    )
 
 
 def cancel(job_id: str) -> bool:
