@@ -59,15 +59,7 @@ def enqueue_render(
     job ends (done, failed or canceled). With ``check_on_done``, that name must be
     registered on the fleet's app in this process (import the module that defines it).
     """
-    settings = get_settings()
-    bad_key = alias_problem(key, settings.keys())
-    if bad_key:  # before anything else reads it: a key given as the alias goes no further
-        raise InvalidRequest([("key", bad_key)])
-    valid = validate_request(request, provider=settings.provider_for(key))
-    if on_done is not None and not on_done.strip():
-        raise InvalidRequest([("on_done", "is empty; give a Celery task name or leave it out")])
-    if on_done is not None and check_on_done:
-        _check_registered(on_done)
+    valid = _validated(request, key=key, on_done=on_done, check_on_done=check_on_done)
     engine = get_engine()
     # Pending until the message is out: no step acts on it, and if this process fails
     # before confirming, the sweeper cancels it unsent.
@@ -93,6 +85,26 @@ def enqueue_render(
         extra={"job_id": job_id, "key": key, "state": "queued"},
     )  # fmt: skip
     return job_id
+
+
+def _validated(
+    request: RenderRequest | Mapping[str, Any],
+    *,
+    key: str,
+    on_done: str | None,
+    check_on_done: bool,
+) -> RenderRequest:
+    """Every check :func:`enqueue_render` makes before anything is written or sent."""
+    settings = get_settings()
+    bad_key = alias_problem(key, settings.keys())
+    if bad_key:  # before anything else reads it: a key given as the alias goes no further
+        raise InvalidRequest([("key", bad_key)])
+    valid = validate_request(request, provider=settings.provider_for(key))
+    if on_done is not None and not on_done.strip():
+        raise InvalidRequest([("on_done", "is empty; give a Celery task name or leave it out")])
+    if on_done is not None and check_on_done:
+        _check_registered(on_done)
+    return valid
 
 
 def _confirm(engine: Engine, job_id: str, *, tries: int = 3) -> None:
