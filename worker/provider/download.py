@@ -11,10 +11,12 @@ the signed URL are in :mod:`worker.provider.download_client`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -187,6 +189,38 @@ class Streamed:
     seconds: float
 
 
+def _fetch(
+    url: str,
+    open_sink: Callable[[], AbstractContextManager[ByteSink]],
+    *,
+    client: httpx.Client,
+    max_bytes: int,
+    allow_local: bool,
+    overall_timeout: float,
+    chunk_size: int,
+    on_progress: Callable[[int], None] | None,
+) -> Streamed:
+    """Stream ``url`` into the sink ``open_sink`` gives once the clip answered 200; the
+    sink's block ends (a file is committed) before the time is taken."""
+    started = time.monotonic()
+    deadline = started + overall_timeout
+    shown = redact_url(url)
+    try:
+        response = _open(url, client=client, allow_local=allow_local, deadline=deadline)
+        try:
+            shown = redact_url(str(response.url))
+            _check_declared_size(response, max_bytes, shown)
+            with open_sink() as sink:
+                size, sha256 = _stream_to(response, sink, max_bytes=max_bytes, deadline=deadline,
+                                          chunk_size=chunk_size, shown=shown,
+                                          on_progress=on_progress)  # fmt: skip
+        finally:
+            response.close()
+    except (httpx.HTTPError, httpx.StreamError, httpx.InvalidURL) as exc:
+        raise translated(exc, url, shown) from (None if dirty(exc, url) else exc)
+    return Streamed(size=size, sha256=sha256, seconds=time.monotonic() - started)
+
+
 def stream_video(
     url: str,
     sink: ByteSink,
@@ -205,28 +239,9 @@ def stream_video(
     it on any exception. Raises what :func:`download_video` raises; errors of the sink
     itself pass through unchanged.
     """
-    started = time.monotonic()
-    deadline = started + overall_timeout
-    shown = redact_url(url)
-    try:
-        response = _open(url, client=client, allow_local=allow_local, deadline=deadline)
-        try:
-            shown = redact_url(str(response.url))
-            _check_declared_size(response, max_bytes, shown)
-            size, sha256 = _stream_to(
-                response,
-                sink,
-                max_bytes=max_bytes,
-                deadline=deadline,
-                chunk_size=chunk_size,
-                shown=shown,
-                on_progress=on_progress,
-            )
-        finally:
-            response.close()
-    except (httpx.HTTPError, httpx.StreamError, httpx.InvalidURL) as exc:
-        raise translated(exc, url, shown) from (None if dirty(exc, url) else exc)
-    return Streamed(size=size, sha256=sha256, seconds=time.monotonic() - started)
+    return _fetch(url, lambda: contextlib.nullcontext(sink), client=client, max_bytes=max_bytes,
+                  allow_local=allow_local, overall_timeout=overall_timeout,
+                  chunk_size=chunk_size, on_progress=on_progress)  # fmt: skip
 
 
 def download_video(
@@ -253,14 +268,10 @@ def download_video(
             retry later.
     """
     check_name(name)
-    started = time.monotonic()
     final = dest_dir / f"{name}.mp4"
-    with atomic_file(final) as handle:
-        streamed = stream_video(url, handle, client=client, max_bytes=max_bytes,
-                                allow_local=allow_local, overall_timeout=overall_timeout,
-                                chunk_size=chunk_size, on_progress=on_progress)  # fmt: skip
-    seconds = time.monotonic() - started  # with the sync and the rename
-    logger.info("downloaded %s to %s: %d bytes in %.2f s", redact_url(url), final,
-                streamed.size, seconds)  # fmt: skip
-    return DownloadResult(path=final, size=streamed.size, sha256=streamed.sha256,
-                          seconds=seconds)  # fmt: skip
+    got = _fetch(url, lambda: atomic_file(final), client=client, max_bytes=max_bytes,
+                 allow_local=allow_local, overall_timeout=overall_timeout,
+                 chunk_size=chunk_size, on_progress=on_progress)  # fmt: skip
+    logger.info("downloaded %s to %s: %d bytes in %.2f s", redact_url(url), final, got.size,
+                got.seconds)  # fmt: skip
+    return DownloadResult(path=final, size=got.size, sha256=got.sha256, seconds=got.seconds)
