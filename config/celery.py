@@ -68,35 +68,19 @@ def visibility_timeout(settings: Settings) -> int:
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Every Celery setting the fleet uses; the Celery app loads this lazily."""
     url = settings.redis_url or "redis://127.0.0.1:6379/0"
-    soft = settings.task_soft_time_limit
-    annotations: dict[str, dict[str, float]] = {
-        f"relaydance.{step}": {"soft_time_limit": limit, "time_limit": limit + 30}
-        for step, limit in STEP_TIME_LIMITS.items()
+    return {
+        **_broker_config(settings, url),
+        **_task_config(settings),
+        **_beat_config(settings, url),
     }
-    # The download gets the overall download timeout, and so does the webhook task, which
-    # downloads a clip it has just verified with the URL the provider gave it.
-    for long_step in ("relaydance.download", "relaydance.webhook"):
-        annotations[long_step] = {
-            "soft_time_limit": settings.download_timeout + 30,
-            "time_limit": settings.download_timeout + 60,
-        }
+
+
+def _broker_config(settings: Settings, url: str) -> dict[str, Any]:
+    """The broker and the result backend: one Redis, reached directly or through sentinels."""
     transport: dict[str, Any] = {"visibility_timeout": visibility_timeout(settings)}
-    loop = min(5.0, settings.sweep_interval_seconds)
-    redbeat: dict[str, Any] = {"redbeat_redis_url": url, "redbeat_redis_options": {}}
     if url.startswith("sentinel"):
-        # Celery's transport and result backend follow the master through the sentinels;
-        # redbeat takes the same sentinels in its own option format.
+        # Celery's transport and result backend follow the master through the sentinels.
         transport["master_name"] = settings.redis_sentinel_master
-        parsed = parse_sentinel_url(url)
-        redbeat = {
-            "redbeat_redis_url": "redis-sentinel://",
-            "redbeat_redis_options": {
-                "sentinels": parsed.sentinels,
-                "service_name": settings.redis_sentinel_master,
-                "password": parsed.password,
-                "db": parsed.db,
-            },
-        }
     return {
         "broker_url": url,
         # kombu's Redis transports, reusing one Redis client per channel (worker/infra/broker.py).
@@ -114,6 +98,25 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_serializer": "json",
         "result_serializer": "json",
         "accept_content": ["json"],
+        "result_expires": settings.job_retention_seconds,
+    }
+
+
+def _task_config(settings: Settings) -> dict[str, Any]:
+    """How tasks run: acked late, one at a time per process, within their time limits."""
+    soft = settings.task_soft_time_limit
+    annotations: dict[str, dict[str, float]] = {
+        f"relaydance.{step}": {"soft_time_limit": limit, "time_limit": limit + 30}
+        for step, limit in STEP_TIME_LIMITS.items()
+    }
+    # The download gets the overall download timeout, and so does the webhook task, which
+    # downloads a clip it has just verified with the URL the provider gave it.
+    for long_step in ("relaydance.download", "relaydance.webhook"):
+        annotations[long_step] = {
+            "soft_time_limit": settings.download_timeout + 30,
+            "time_limit": settings.download_timeout + 60,
+        }
+    return {
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "task_acks_on_failure_or_timeout": True,
@@ -122,7 +125,6 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_time_limit": soft + 30,
         "task_annotations": annotations,
         "task_ignore_result": True,  # the job record is the result
-        "result_expires": settings.job_retention_seconds,
         "task_default_queue": QUEUE,
         "task_queues": [Queue(q, Exchange(q), routing_key=q) for q in (QUEUE, DELIVERY_QUEUE)],
         "task_routes": {name: {"queue": DELIVERY_QUEUE} for name in DELIVERY_TASKS},
@@ -132,6 +134,32 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_send_sent_event": False,
         "worker_hijack_root_logger": False,
         "worker_redirect_stdouts": False,
+        "include": [
+            "worker.job.worker_signals",
+            "tasks.render",
+            "tasks.webhooks",
+            "tasks.batches",
+        ],
+    }
+
+
+def _beat_config(settings: Settings, url: str) -> dict[str, Any]:
+    """Beat: the sweeper's schedule, and schedules kept in Redis by celery-redbeat."""
+    loop = min(5.0, settings.sweep_interval_seconds)
+    redbeat: dict[str, Any] = {"redbeat_redis_url": url, "redbeat_redis_options": {}}
+    if url.startswith("sentinel"):
+        # redbeat takes the broker's sentinels in its own option format.
+        parsed = parse_sentinel_url(url)
+        redbeat = {
+            "redbeat_redis_url": "redis-sentinel://",
+            "redbeat_redis_options": {
+                "sentinels": parsed.sentinels,
+                "service_name": settings.redis_sentinel_master,
+                "password": parsed.password,
+                "db": parsed.db,
+            },
+        }
+    return {
         "beat_schedule": {
             "relaydance-sweep": {
                 "task": "relaydance.sweep",
@@ -139,12 +167,6 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 "options": {"expires": settings.sweep_interval_seconds},
             }
         },
-        "include": [
-            "worker.job.worker_signals",
-            "tasks.render",
-            "tasks.webhooks",
-            "tasks.batches",
-        ],
         # Schedules live in Redis (celery-redbeat); its lock keeps one beat active.
         "beat_scheduler": "redbeat.RedBeatScheduler",
         # Celery's name for the longest beat sleep; redbeat also waits this long between

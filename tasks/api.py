@@ -13,6 +13,7 @@ import redis
 from config.settings import get_settings
 from tasks.canvas import chain_for
 from worker.errors import EnqueueFailed, InvalidRequest
+from worker.infra.waiting import wait_until_final
 from worker.job import pipeline
 from worker.job.engine import Engine, get_engine
 from worker.job.record import Job, JobState, new_job_id
@@ -58,15 +59,7 @@ def enqueue_render(
     job ends (done, failed or canceled). With ``check_on_done``, that name must be
     registered on the fleet's app in this process (import the module that defines it).
     """
-    settings = get_settings()
-    bad_key = alias_problem(key, settings.keys())
-    if bad_key:  # before anything else reads it: a key given as the alias goes no further
-        raise InvalidRequest([("key", bad_key)])
-    valid = validate_request(request, provider=settings.provider_for(key))
-    if on_done is not None and not on_done.strip():
-        raise InvalidRequest([("on_done", "is empty; give a Celery task name or leave it out")])
-    if on_done is not None and check_on_done:
-        _check_registered(on_done)
+    valid = _validated(request, key=key, on_done=on_done, check_on_done=check_on_done)
     engine = get_engine()
     # Pending until the message is out: no step acts on it, and if this process fails
     # before confirming, the sweeper cancels it unsent.
@@ -92,6 +85,26 @@ def enqueue_render(
         extra={"job_id": job_id, "key": key, "state": "queued"},
     )  # fmt: skip
     return job_id
+
+
+def _validated(
+    request: RenderRequest | Mapping[str, Any],
+    *,
+    key: str,
+    on_done: str | None,
+    check_on_done: bool,
+) -> RenderRequest:
+    """Every check :func:`enqueue_render` makes before anything is written or sent."""
+    settings = get_settings()
+    bad_key = alias_problem(key, settings.keys())
+    if bad_key:  # before anything else reads it: a key given as the alias goes no further
+        raise InvalidRequest([("key", bad_key)])
+    valid = validate_request(request, provider=settings.provider_for(key))
+    if on_done is not None and not on_done.strip():
+        raise InvalidRequest([("on_done", "is empty; give a Celery task name or leave it out")])
+    if on_done is not None and check_on_done:
+        _check_registered(on_done)
+    return valid
 
 
 def _confirm(engine: Engine, job_id: str, *, tries: int = 3) -> None:
@@ -161,19 +174,15 @@ def wait(
     ``on_change`` is called with each new snapshot (for progress display). Raises
     :class:`TimeoutError` with the job's state when the timeout passes first.
     """
-    deadline = time.monotonic() + timeout
-    last: tuple[str, int] | None = None
-    while True:
-        job = get_job(job_id)
-        marker = (job.state.value, job.poll_count)
-        if on_change is not None and marker != last:
-            on_change(job)
-            last = marker
-        if job.is_final:
-            return job
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"job {job_id} still {job.state} after {timeout:.0f}s")
-        time.sleep(min(interval, max(deadline - time.monotonic(), 0.0)))
+    return wait_until_final(
+        lambda: get_job(job_id),
+        lambda job: job.is_final,
+        timeout=timeout,
+        interval=interval,
+        on_progress=on_change,
+        progress_of=lambda job: (job.state.value, job.poll_count),
+        timeout_message=lambda job: f"job {job_id} still {job.state} after {timeout:.0f}s",
+    )
 
 
 def cancel(job_id: str) -> bool:

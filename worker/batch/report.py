@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from worker.batch.budget import SKIPPED_BUDGET, from_micros
+from worker.batch.parse import InvalidLine
 from worker.batch.status import BatchStatus
 from worker.batch.store import REUSE_PREFIX, job_of
 from worker.batch.tracker import BatchTracker
@@ -57,16 +58,10 @@ def batch_report(batches: BatchTracker, batch_id: str) -> tuple[BatchStatus, lis
     """The batch's status and one row per line, in line order."""
     status, view = batches.view(batch_id)
     record = view.record
-    jobs = {index: job for index, value in view.values.items() if (job := job_of(value))}
-    pipe = batches.engine.redis.pipeline(transaction=False)
-    ordered = sorted(jobs.items())
-    for _, job_id in ordered:
-        pipe.hmget(batches.engine.store.key(job_id), _JOB_FIELDS)
-    details = {index: row for (index, _), row in zip(ordered, pipe.execute(), strict=True)}
+    details = _job_details(batches, view.values)
     first_line: dict[int, int] = {}
     for line, index in record.lines:
         first_line.setdefault(index, line)
-    budget = status.budget_usd
     rows: list[ReportRow] = []
     for line, index in record.lines:
         item = view.items[index]
@@ -80,23 +75,7 @@ def batch_report(batches: BatchTracker, batch_id: str) -> tuple[BatchStatus, lis
             note = f"same request as line {first_line[index]}"
         elif reused:
             note = "reused an earlier render of the same request"
-        error = None
-        if state == "failed":
-            error = f"{code}: {message}" if code else message
-        elif state == "lost":
-            error = "the job was never created (enqueueing was interrupted); resume the batch"
-        elif state == SKIPPED_BUDGET:
-            error = (
-                f"not submitted: the budget (${budget:.2f}) would have been exceeded; "
-                "raise it with: relaydance batch resume ID --budget USD"
-            )
-        elif state == "canceled":
-            error = "canceled; resume the batch to render it"
-        elif state == "submit_unknown":
-            error = (
-                f"the submission may have reached the provider ({message}); decide with "
-                "relaydance resubmit JOB_ID (may pay twice) or relaydance cancel JOB_ID"
-            )
+        error = _line_error(state, code, message, budget=status.budget_usd)
         if billing and int(orphans or 0):
             billing = f"{billing} (+{orphans} possibly billed)"
         rows.append(
@@ -116,27 +95,62 @@ def batch_report(batches: BatchTracker, batch_id: str) -> tuple[BatchStatus, lis
                 note=note,
             )
         )
-    for bad in record.invalid:
-        problems = "; ".join(f"{name}: {message}" for name, message in bad.problems)
-        rows.append(
-            ReportRow(
-                line=bad.line,
-                key=None,
-                job_id=None,
-                state="invalid",
-                output_path=None,
-                output_uri=None,
-                sha256=None,
-                seconds=None,
-                estimated_cost=0.0,
-                actual_cost=None,
-                billing=None,
-                error=problems,
-                note="skipped",
-            )
-        )
+    rows += [_invalid_row(bad) for bad in record.invalid]
     rows.sort(key=lambda row: row.line)
     return status, rows
+
+
+def _job_details(batches: BatchTracker, values: dict[int, str]) -> dict[int, list[Any]]:
+    """The report's fields of each line's job, read in one round trip."""
+    jobs = {index: job for index, value in values.items() if (job := job_of(value))}
+    pipe = batches.engine.redis.pipeline(transaction=False)
+    ordered = sorted(jobs.items())
+    for _, job_id in ordered:
+        pipe.hmget(batches.engine.store.key(job_id), _JOB_FIELDS)
+    return {index: row for (index, _), row in zip(ordered, pipe.execute(), strict=True)}
+
+
+def _line_error(
+    state: str, code: str | None, message: str | None, *, budget: float | None
+) -> str | None:
+    """What went wrong with a line, and what to do about it."""
+    if state == "failed":
+        return f"{code}: {message}" if code else message
+    if state == "lost":
+        return "the job was never created (enqueueing was interrupted); resume the batch"
+    if state == SKIPPED_BUDGET:
+        return (
+            f"not submitted: the budget (${budget:.2f}) would have been exceeded; "
+            "raise it with: relaydance batch resume ID --budget USD"
+        )
+    if state == "canceled":
+        return "canceled; resume the batch to render it"
+    if state == "submit_unknown":
+        return (
+            f"the submission may have reached the provider ({message}); decide with "
+            "relaydance resubmit JOB_ID (may pay twice) or relaydance cancel JOB_ID"
+        )
+    return None
+
+
+def _invalid_row(bad: InvalidLine) -> ReportRow:
+    """The row of a line refused up front (--skip-invalid)."""
+    problems = "; ".join(f"{name}: {message}" for name, message in bad.problems)
+    return ReportRow(
+        line=bad.line,
+        key=None,
+        job_id=None,
+        state="invalid",
+        output_path=None,
+        output_uri=None,
+        sha256=None,
+        seconds=None,
+        estimated_cost=0.0,
+        actual_cost=None,
+        billing=None,
+        error=problems,
+        note="skipped",
+    )
 
 
 def render_report(

@@ -10,7 +10,6 @@ the reuse index.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -24,6 +23,7 @@ from worker.batch.budget import (
 )
 from worker.batch.status import FINAL_JOB_STATES, BatchStatus, ItemView, is_final_line_state
 from worker.batch.store import REUSE_PREFIX, BatchRecord, BatchStore, Item, job_of
+from worker.infra.waiting import wait_until_final
 from worker.job.engine import Engine
 
 __all__ = ["BatchTracker"]
@@ -171,19 +171,17 @@ class BatchTracker:
         on_progress: Callable[[BatchStatus], None] | None = None,
     ) -> BatchStatus:
         """Block until every line is final (or ``timeout`` passes: :class:`TimeoutError`)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            status = self.status(batch_id)
-            if on_progress is not None:
-                on_progress(status)
-            if status.finished:
-                return status
-            if time.monotonic() >= deadline:
-                raise TimeoutError(
-                    f"batch {batch_id} not finished after {timeout:.0f}s "
-                    f"({status.done} of {status.lines} lines done)"
-                )
-            time.sleep(min(interval, max(deadline - time.monotonic(), 0.0)))
+        return wait_until_final(
+            lambda: self.status(batch_id),
+            lambda status: status.finished,
+            timeout=timeout,
+            interval=interval,
+            on_progress=on_progress,
+            timeout_message=lambda status: (
+                f"batch {batch_id} not finished after {timeout:.0f}s "
+                f"({status.done} of {status.lines} lines done)"
+            ),
+        )
 
     # Cancel and notifications -----------------------------------------------------------------
 

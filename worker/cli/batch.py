@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -18,7 +17,6 @@ from config.settings import SettingsError
 from worker.batch import (
     BatchFileError,
     BatchNotFound,
-    BatchStatus,
     InvalidBatch,
     ParsedBatch,
     Submission,
@@ -28,12 +26,11 @@ from worker.batch import (
     render_report,
 )
 from worker.batch.budget import to_micros
-from worker.cli.errors import EXIT_FAILED, EXIT_OK, die, die_invalid, die_not_found, redis_asked
+from worker.cli.errors import EXIT_FAILED, die, die_invalid, die_not_found, redis_asked
+from worker.cli.follow import follow_batch
 from worker.errors import InvalidRequest
 
 __all__ = ["batch", "schedule"]
-
-QUIET_EVERY = 10.0  # without a terminal, print progress at most this often unless it moved
 
 
 def _die_invalid(exc: Exception, *, source: str = "the batch") -> NoReturn:
@@ -59,40 +56,6 @@ def _echo_invalid_skipped(parsed: ParsedBatch) -> None:
         click.echo(f"skipped {len(parsed.invalid)} invalid lines (--skip-invalid):", err=True)
         for message in parsed.messages():
             click.echo(f"  {message}", err=True)
-
-
-def _follow(batch_id: str, *, timeout: float, as_json: bool) -> int:
-    from tasks.batches import get_batch, wait_batch
-
-    live = sys.stderr.isatty() and not as_json
-    started = time.monotonic()
-    first = get_batch(batch_id)
-    last: dict[str, Any] = {"text": "", "at": 0.0, "counts": None}
-
-    def show(status: BatchStatus) -> None:
-        if as_json:
-            return
-        now = time.monotonic()
-        text = progress_line(status, elapsed=now - started, done_before=first.done)
-        if live:
-            click.echo("\r" + text.ljust(len(last["text"])), nl=False, err=True)
-        elif status.counts != last["counts"] or now - last["at"] >= QUIET_EVERY:
-            click.echo(text, err=True)
-        else:
-            return
-        last.update(text=text, at=now, counts=status.counts)
-
-    try:
-        status = wait_batch(batch_id, timeout=timeout, on_progress=show)
-    except TimeoutError as exc:
-        click.echo(f"\n{exc}" if live else str(exc), err=True)
-        return EXIT_FAILED
-    if live:
-        click.echo("", err=True)
-    if as_json:
-        click.echo(json.dumps(status.to_dict()))
-    # Lines refused up front (--skip-invalid) were never meant to render.
-    return EXIT_OK if status.done == status.lines - len(status.invalid) else EXIT_FAILED
 
 
 def _summary(sub: Submission, *, as_json: bool) -> None:
@@ -169,7 +132,7 @@ def submit(
     if not as_json:
         _echo_invalid_skipped(parsed)
     if wait_:
-        sys.exit(_follow(sub.batch_id, timeout=timeout, as_json=as_json))
+        sys.exit(follow_batch(sub.batch_id, timeout=timeout, as_json=as_json))
 
 
 def _dry_run(parsed: ParsedBatch, *, budget: float | None, as_json: bool) -> None:
@@ -258,7 +221,7 @@ def resume(batch_id: str, budget: float | None, wait_: bool, timeout: float) -> 
     click.echo(sub.batch_id)
     _summary(sub, as_json=False)
     if wait_:
-        sys.exit(_follow(sub.batch_id, timeout=timeout, as_json=False))
+        sys.exit(follow_batch(sub.batch_id, timeout=timeout, as_json=False))
 
 
 @batch.command(short_help="One row per line: job id, state, output, sha256, cost, error.")

@@ -19,6 +19,7 @@ import click
 
 from config.settings import SettingsError, get_settings
 from worker.cli.errors import EXIT_FAILED, EXIT_OK, die, die_invalid, die_not_found, redis_asked
+from worker.cli.follow import follow_job
 from worker.cli.providers import provider_body, provider_of, refuse_foreign_flags
 from worker.errors import InvalidRequest
 from worker.render.pricing import estimate_cost
@@ -128,7 +129,7 @@ def render(
         return
     if not as_json:
         click.echo(f"job {job_id} enqueued ({request.summary()})", err=True)
-    sys.exit(_wait_and_report(job_id, timeout=timeout, as_json=as_json))
+    sys.exit(follow_job(job_id, timeout=timeout, as_json=as_json))
 
 
 def _print_dry_run(request: RenderRequest, *, provider: str, as_json: bool) -> None:
@@ -148,56 +149,6 @@ def _print_dry_run(request: RenderRequest, *, provider: str, as_json: bool) -> N
     if uploads:
         click.echo(f"uploads first: {', '.join(uploads)}")
     click.echo(f"estimated cost: ${cost:.2f} at {provider} (not enqueued: --dry-run)")
-
-
-def _wait_and_report(job_id: str, *, timeout: float, as_json: bool) -> int:
-    from tasks import wait
-
-    started = time.monotonic()
-    live = sys.stderr.isatty() and not as_json
-
-    def progress(job: Any) -> None:
-        if as_json:
-            return
-        line = f"[{time.monotonic() - started:6.1f}s] {job.state.value:<16} polls={job.poll_count}"
-        if live:
-            click.echo("\r" + line.ljust(60), nl=False, err=True)
-        else:
-            click.echo(line, err=True)
-
-    try:
-        job = wait(job_id, timeout=timeout, on_change=progress)
-    except TimeoutError as exc:
-        click.echo(f"\n{exc}" if live else str(exc), err=True)
-        return EXIT_FAILED
-    if live:
-        click.echo("", err=True)
-    _warn_about_on_done(job)
-    if as_json:
-        click.echo(json.dumps(job.summary()))
-    elif job.state.value == "done":
-        click.echo(job.output_path or job.output_uri)
-    else:
-        click.echo(
-            f"job {job_id} {job.state.value}: {job.error_code}: {job.error_message}", err=True
-        )
-    return EXIT_OK if job.state.value == "done" else EXIT_FAILED
-
-
-def _warn_about_on_done(job: Any, *, within: float = 3.0) -> None:
-    """Say on stderr when the job's on_done task could not be told (a misspelt name)."""
-    from tasks import get_job
-
-    deadline = time.monotonic() + within  # the notice follows the final state at once
-    while job.on_done and "on_done_status" not in job.extra and time.monotonic() < deadline:
-        time.sleep(0.1)
-        job = get_job(job.id)
-    if job.extra.get("on_done_status") in ("unregistered", "retrying"):
-        click.echo(
-            f"warning: on_done {job.on_done}: {job.extra['on_done_status']}: "
-            f"{job.extra.get('on_done_error', '')}",
-            err=True,
-        )
 
 
 @main.command(short_help="Show a job's state, what it waits for and until when.")
@@ -330,7 +281,7 @@ def demo(model: str, prompt: str, seconds: int, timeout: float) -> None:
 
         job_id = enqueue_render(request)
         click.echo(f"demo: job {job_id} enqueued ({request.summary()})", err=True)
-        code = _wait_and_report(job_id, timeout=timeout, as_json=False)
+        code = follow_job(job_id, timeout=timeout, as_json=False)
     sys.exit(code)
 
 

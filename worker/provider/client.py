@@ -239,19 +239,8 @@ class ApiClient:
                     files=files,
                     headers=request_headers,
                 )
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            # No connection was made: the request provably never reached the provider.
-            detail = _scrub(str(exc), secret)[:200]
-            error = NotSent(f"{where}: not sent ({type(exc).__name__}: {detail})")
-        except httpx.TimeoutException as exc:
-            error = TransportFailure(f"{where}: timed out ({type(exc).__name__})")
-        except httpx.TransportError as exc:
-            detail = _scrub(str(exc), secret)[:200]
-            error = TransportFailure(f"{where}: {type(exc).__name__}: {detail}")
-        except httpx.DecodingError:
-            error = UnexpectedResponse(f"{where}: response body could not be decoded")
         except httpx.RequestError as exc:
-            error = TransportFailure(f"{where}: {type(exc).__name__}")
+            error = _request_error(where, exc, secret)
         else:
             elapsed_ms = (time.perf_counter() - started) * 1000
             logger.debug("%s -> %d in %.0f ms", where, response.status_code, elapsed_ms)
@@ -297,3 +286,18 @@ class ApiClient:
             return error
         # 1xx/3xx: the API never answers these; following a redirect could leak the key.
         return UnexpectedResponse(message, status_code=status)
+
+
+def _request_error(where: str, exc: httpx.RequestError, secret: str) -> RelayDanceError:
+    """Our error for a request that got no answer: provably unsent, or ambiguous."""
+    name = type(exc).__name__
+    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
+        # No connection was made: the request provably never reached the provider.
+        return NotSent(f"{where}: not sent ({name}: {_scrub(str(exc), secret)[:200]})")
+    if isinstance(exc, httpx.TimeoutException):
+        return TransportFailure(f"{where}: timed out ({name})")
+    if isinstance(exc, httpx.TransportError):
+        return TransportFailure(f"{where}: {name}: {_scrub(str(exc), secret)[:200]}")
+    if isinstance(exc, httpx.DecodingError):
+        return UnexpectedResponse(f"{where}: response body could not be decoded")
+    return TransportFailure(f"{where}: {name}")

@@ -134,7 +134,7 @@ def make_transport(
         backend = AddressGuard(backend)
     transport = httpx.HTTPTransport(limits=limits)
     # httpx builds its pool without a way to pass a network backend; the pool is rebuilt
-    # with the same options and ours. tests/test_transport.py guards this against changes.
+    # with the same options and ours. tests/unit/test_transport.py guards this against changes.
     transport._pool = httpcore.ConnectionPool(
         ssl_context=httpx.create_ssl_context(),
         max_connections=limits.max_connections,

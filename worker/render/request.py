@@ -123,19 +123,8 @@ class RenderRequest(BaseModel):
         prompt = self.prompt if len(self.prompt) <= width else self.prompt[: width - 1] + "…"
         return f"{self.model} {self.seconds}s {prompt!r}"
 
-    def to_body(
-        self,
-        *,
-        callback_url: str | None = None,
-        media_urls: Mapping[str, str] | None = None,
-    ) -> dict[str, Any]:
-        """The documented ``POST /video/generations`` body; local paths via ``media_urls``."""
-        model = find_model(self.model)
-        if model is None:
-            raise InvalidRequest(
-                [("model", f"unknown model {self.model!r}; validate the request first")]
-            )
-        urls = media_urls or {}
+    def _content(self, urls: Mapping[str, str]) -> list[dict[str, Any]]:
+        """The body's media entries; a local file is sent as the URL it was uploaded to."""
 
         def url_of(source: str) -> str:
             if is_url(source):
@@ -154,7 +143,21 @@ class RenderRequest(BaseModel):
             else:
                 entry_type, role = f"{kind}_url", _ROLE[kind]
             content.append({"type": entry_type, entry_type: {"url": url_of(source)}, "role": role})
+        return content
 
+    def to_body(
+        self,
+        *,
+        callback_url: str | None = None,
+        media_urls: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """The documented ``POST /video/generations`` body; local paths via ``media_urls``."""
+        model = find_model(self.model)
+        if model is None:
+            raise InvalidRequest(
+                [("model", f"unknown model {self.model!r}; validate the request first")]
+            )
+        content = self._content(media_urls or {})
         metadata: dict[str, Any] = {}
         if self.ratio or model.send_defaults:
             metadata["ratio"] = self.ratio or model.default_ratio

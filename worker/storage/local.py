@@ -11,7 +11,8 @@ from pathlib import Path
 import httpx
 
 from worker.errors import StorageError, StorageRefused, StorageUnavailable
-from worker.provider.download import download_video, write_manifest
+from worker.provider.download import download_video
+from worker.provider.files import write_manifest
 from worker.storage.base import Storage, StoredClip
 
 __all__ = ["LocalStorage"]

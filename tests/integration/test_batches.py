@@ -47,7 +47,7 @@ from worker.job.record import JobState
 from worker.render.pricing import estimate_cost, load_prices, price_table
 from worker.render.validation import validate_request
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 FAST = "doubao-seedance-2-0-fast-260128"  # 28 credits/s = $0.14/s: a 5 s clip is $0.70
 CLIP = 0.70
 

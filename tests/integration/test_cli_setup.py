@@ -86,7 +86,7 @@ def test_models_lists_every_model_of_every_provider() -> None:
 
 
 def test_the_readme_links_the_models_command() -> None:
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     assert "relaydance models" in readme
 
 

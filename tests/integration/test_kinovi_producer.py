@@ -20,7 +20,7 @@ from simulator.testing import SimulatorProcess
 from tasks import enqueue_render
 from tests.fleet import point_this_process_at
 from tests.pipeline_helpers import run_step
-from tests.test_kinovi_rules import BAD, DOCUMENTED
+from tests.unit.test_kinovi_rules import BAD, DOCUMENTED
 from worker.cli.main import main
 from worker.errors import InvalidRequest
 from worker.job.engine import Engine, get_engine, reset_engine

@@ -30,7 +30,7 @@ from config.settings import Settings, env_name
 from worker.infra.logs import redact
 from worker.infra.redis_server import free_port
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 # Environment names the deployment files may use that are not settings: each is read by a
 # process command, not by config/settings.py, and each is documented in .env.example.

@@ -18,7 +18,7 @@ from tests.fleet import wait_until
 from worker.infra.redis_server import RedisServer, free_port
 
 pytestmark = pytest.mark.integration
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _free_base(count: int) -> int:

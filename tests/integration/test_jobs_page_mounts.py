@@ -8,8 +8,8 @@ from urllib.parse import urlencode
 
 import pytest
 
-from tests.test_jobs_page import TOKEN, csrf_of, new_job
-from tests.test_jobs_page import engine as engine  # the fixture, found by its name
+from tests.integration.test_jobs_page import TOKEN, csrf_of, new_job
+from tests.integration.test_jobs_page import engine as engine  # the fixture, found by its name
 from worker.job.engine import Engine
 from worker.job.record import JobState
 
@@ -33,7 +33,9 @@ def test_django_mount_refuses_without_credentials_and_serves_with_them(
     engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The example project's settings, as the other Django tests use (one Django per process).
-    monkeypatch.syspath_prepend(str(Path(__file__).parent.parent / "examples" / "django_project"))
+    monkeypatch.syspath_prepend(
+        str(Path(__file__).resolve().parents[2] / "examples" / "django_project")
+    )
     monkeypatch.setenv("DJANGO_SETTINGS_MODULE", "renders_site.settings")
     import django
     from django.test import Client

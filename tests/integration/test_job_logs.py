@@ -20,7 +20,7 @@ from tests.fleet import point_this_process_at
 from tests.pipeline_helpers import RecordingEngine, drive, make_engine, make_job
 from worker.infra.logs import redact
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 KEY = "sk-test-logs-0123456789"
 MODEL = "doubao-seedance-2-0-fast-260128"
 LINE = re.compile(r"job (rdj_\w+) key=(\S+) state=(\w+) model=(\S+)")

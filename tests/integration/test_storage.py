@@ -340,7 +340,7 @@ def test_the_local_default_works_without_boto3_installed(tmp_path: Path) -> None
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RELAYDANCE_", "AWS_"))}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env=env, cwd=Path(__file__).parent.parent, check=True).stdout  # fmt: skip
+                         env=env, cwd=Path(__file__).resolve().parents[2], check=True).stdout  # fmt: skip
     assert out.startswith("LocalStorage ")
     assert "SettingsError RELAYDANCE_OUTPUT names a bucket, but boto3 is not installed" in out
     assert "pip install 'relaydance-worker[s3]'" in out

@@ -38,7 +38,7 @@ from worker.errors import InvalidRequest
 from worker.infra.redis_server import RedisServer
 from worker.job.engine import Engine, reset_engine
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 FAST = "doubao-seedance-2-0-fast-260128"
 
 

@@ -21,7 +21,7 @@ import pytest
 from worker.infra.flower_guard import FLOWER_COLUMNS, check_flower_options, launching_flower
 from worker.infra.redis_server import free_port
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 LOGIN = ("ops", "a-long-flower-password")
 
 

@@ -20,7 +20,7 @@ from worker.job.engine import get_engine
 from worker.render.catalogue import MODELS
 from worker.web.integrations.forms import form_models
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 NEEDS_MEDIA = sorted(name for name, model in MODELS.items() if model.requires)
 
 
