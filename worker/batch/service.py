@@ -15,11 +15,12 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Sequence
 
 from worker.batch.budget import Claim, Settlement, from_micros, to_micros
 from worker.batch.parse import ParsedBatch
 from worker.batch.plan import BatchPlan, InvalidBatch, plan_batch
-from worker.batch.status import REQUEUE_STATES, Submission
+from worker.batch.status import REQUEUE_STATES, ItemView, Submission
 from worker.batch.store import REUSE_PREFIX, BatchRecord, Item
 from worker.batch.tracker import BatchTracker
 from worker.errors import InvalidRequest
@@ -73,44 +74,41 @@ class Batches(BatchTracker):
         else:
             batch_id, created = self.store.create(
                 items=[
-                    Item(
-                        i.index,
-                        i.fingerprint,
-                        i.cost_micros,
-                        i.request.model_dump(mode="json"),
-                        i.alias,
-                    )
+                    Item(i.index, i.fingerprint, i.cost_micros,
+                         i.request.model_dump(mode="json"), i.alias)
                     for i in plan.items
                 ],
-                lines=plan.line_items,
-                invalid=plan.invalid,
-                alias=key,
-                source=parsed.source,
-                digest=digest,
-                name=name,
+                lines=plan.line_items, invalid=plan.invalid, alias=key, source=parsed.source,
+                digest=digest, name=name,
                 budget_micros=None if budget is None else to_micros(budget),
-                reuse=reuse,
-                on_done=on_done,
-                schedule=schedule,
-            )
+                reuse=reuse, on_done=on_done, schedule=schedule,
+            )  # fmt: skip
         record = self.store.load(batch_id)
         if not created:
-            if record.digest != digest:
-                raise InvalidRequest(
-                    [("name", f"batch {name!r} ({batch_id}) already exists with other requests "
-                      "or another key; choose another --name, or resume it by id")]
-                )  # fmt: skip
-            changes = {"reuse": "1"} if reuse and not record.reuse else {}
-            if budget is not None:
-                changes["budget_micros"] = str(to_micros(budget))
-            if changes:
-                self.store.set_fields(batch_id, changes)
-            if resume_existing:  # submitting again by name is a resume: it lifts a cancel
-                self.store.delete_field(batch_id, "canceled")
-            record = self.store.load(batch_id)
-            logger.info("batch %s name=%s exists; continuing it", batch_id, name)
+            record = self._continue(record, digest=digest, name=name, reuse=reuse,
+                                    budget=budget, resume=resume_existing)  # fmt: skip
         counts = self._enqueue(record, requeue=not created and resume_existing)
         return self._submission(record, plan, created=created, counts=counts)
+
+    def _continue(
+        self, record: BatchRecord, *, digest: str, name: str | None, reuse: bool,
+        budget: float | None, resume: bool,
+    ) -> BatchRecord:  # fmt: skip
+        """A batch submitted again by name: the same requests and key, or refused."""
+        if record.digest != digest:
+            raise InvalidRequest(
+                [("name", f"batch {name!r} ({record.id}) already exists with other requests "
+                  "or another key; choose another --name, or resume it by id")]
+            )  # fmt: skip
+        changes = {"reuse": "1"} if reuse and not record.reuse else {}
+        if budget is not None:
+            changes["budget_micros"] = str(to_micros(budget))
+        if changes:
+            self.store.set_fields(record.id, changes)
+        if resume:  # submitting again by name is a resume: it lifts a cancel
+            self.store.delete_field(record.id, "canceled")
+        logger.info("batch %s name=%s exists; continuing it", record.id, name)
+        return self.store.load(record.id)
 
     def resume(self, batch_id: str, *, budget: float | None = None) -> Submission:
         """Re-queue failed, canceled, lost and budget-skipped lines; finished lines stay."""
@@ -193,37 +191,13 @@ class Batches(BatchTracker):
         try:
             for start in range(0, len(candidates), _CHUNK):
                 chunk = candidates[start : start + _CHUNK]
-                reusable = self._reusable(record.alias, [view.items[i] for i, _ in chunk]) if (
-                    record.reuse
-                ) else {}  # fmt: skip
-                claims = []
-                for index, expect in chunk:
-                    found = reusable.get(index)
-                    if found:
-                        claims.append(Claim(index, expect, REUSE_PREFIX + found, 0))
-                    else:
-                        cost = view.items[index].cost_micros
-                        claims.append(Claim(index, expect, new_job_id(), cost))
+                claims = self._claims(record, view, chunk)
                 results = self.ledger.claim(meta, jobs_key, claims, exhausted=exhausted)
-                created: list[tuple[Item, str]] = []
                 if results == ["canceled"]:
                     logger.info("batch %s canceled; enqueueing stopped", record.id)
                     break
-                for claim, result in zip(claims, results, strict=True):
-                    if result == "ok" and claim.new.startswith(REUSE_PREFIX):
-                        job_id = claim.new[len(REUSE_PREFIX) :]
-                        self.ledger.settle(
-                            meta, self.store.key(record.id, "final"), job_id, "done", Settlement()
-                        )
-                        counts["reused"] += 1
-                    elif result == "ok":
-                        created.append((view.items[claim.item], claim.new))
-                        counts["ok"] += 1
-                    elif result == "skipped":
-                        exhausted = True
-                        counts["skipped"] += 1
-                    else:
-                        counts["conflict"] += 1
+                created = self._settle_claims(record, view, claims, results, counts)
+                exhausted = exhausted or "skipped" in results
                 self._create_jobs(record, created)
                 self.store.enter(record.id, token, lease=BUSY_LEASE)
         finally:
@@ -235,6 +209,45 @@ class Batches(BatchTracker):
             counts["conflict"],
         )  # fmt: skip
         return counts
+
+    def _claims(
+        self, record: BatchRecord, view: ItemView, chunk: list[tuple[int, str]]
+    ) -> list[Claim]:
+        """A claim per line of the chunk: a finished job to reuse, else a new job id."""
+        reusable = self._reusable(record.alias, [view.items[i] for i, _ in chunk]) if (
+            record.reuse
+        ) else {}  # fmt: skip
+        claims = []
+        for index, expect in chunk:
+            found = reusable.get(index)
+            if found:
+                claims.append(Claim(index, expect, REUSE_PREFIX + found, 0))
+            else:
+                claims.append(Claim(index, expect, new_job_id(), view.items[index].cost_micros))
+        return claims
+
+    def _settle_claims(
+        self, record: BatchRecord, view: ItemView, claims: list[Claim], results: Sequence[str],
+        counts: dict[str, int],
+    ) -> list[tuple[Item, str]]:  # fmt: skip
+        """Count the chunk's answers; reused lines settle at once; the jobs to create."""
+        meta = self.store.key(record.id)
+        created: list[tuple[Item, str]] = []
+        for claim, result in zip(claims, results, strict=True):
+            if result == "ok" and claim.new.startswith(REUSE_PREFIX):
+                job_id = claim.new[len(REUSE_PREFIX) :]
+                self.ledger.settle(
+                    meta, self.store.key(record.id, "final"), job_id, "done", Settlement()
+                )
+                counts["reused"] += 1
+            elif result == "ok":
+                created.append((view.items[claim.item], claim.new))
+                counts["ok"] += 1
+            elif result == "skipped":
+                counts["skipped"] += 1
+            else:
+                counts["conflict"] += 1
+        return created
 
     def _create_jobs(self, record: BatchRecord, jobs: list[tuple[Item, str]]) -> None:
         """Write a chunk's jobs in one round trip and nudge them with one message.

@@ -152,20 +152,11 @@ class BatchStore:
         """
         batch_id = new_batch_id()
         now = time.time()
-        meta: dict[Any, Any] = {  # redis-py types hset keys invariantly
-            "alias": alias,
-            "created_at": repr(now),
-            "source": source,
-            "digest": digest,
-            "lines": json.dumps([list(pair) for pair in lines], separators=(",", ":")),
-            "invalid": json.dumps([[bad.line, bad.problems] for bad in invalid]),
-            "budget_micros": "" if budget_micros is None else str(budget_micros),
-            "reserved_micros": "0",
-            "reuse": "1" if reuse else "0",
-        }
-        for name_, value in (("name", name), ("on_done", on_done), ("schedule", schedule)):
-            if value:
-                meta[name_] = value
+        meta = _meta(
+            alias=alias, created_at=now, source=source, digest=digest, lines=lines,
+            invalid=invalid, budget_micros=budget_micros, reuse=reuse,
+            optional={"name": name, "on_done": on_done, "schedule": schedule},
+        )  # fmt: skip
         pipe = self.redis.pipeline(transaction=False)
         pipe.hset(self.key(batch_id), mapping=meta)
         for start in range(0, len(items), _CHUNK):
@@ -321,3 +312,24 @@ def job_of(value: str) -> str | None:
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _meta(
+    *, alias: str, created_at: float, source: str, digest: str,
+    lines: Sequence[tuple[int, int]], invalid: Sequence[InvalidLine],
+    budget_micros: int | None, reuse: bool, optional: dict[str, str | None],
+) -> dict[Any, Any]:  # fmt: skip
+    """A new batch's hash (redis-py types hset keys invariantly, hence ``Any``)."""
+    meta: dict[Any, Any] = {
+        "alias": alias,
+        "created_at": repr(created_at),
+        "source": source,
+        "digest": digest,
+        "lines": json.dumps([list(pair) for pair in lines], separators=(",", ":")),
+        "invalid": json.dumps([[bad.line, bad.problems] for bad in invalid]),
+        "budget_micros": "" if budget_micros is None else str(budget_micros),
+        "reserved_micros": "0",
+        "reuse": "1" if reuse else "0",
+    }
+    meta.update({name: value for name, value in optional.items() if value})
+    return meta
