@@ -68,7 +68,7 @@ def test_on_done_hears_done_failed_and_canceled_with_state_error_and_dedupe_key(
     for job_id, summary in by_job.items():
         assert summary["dedupe_key"] == f"{job_id}:{summary['state']}"
         job = engine.store.get(job_id)
-        assert job is not None and job.extra["on_done_status"] == "sent"
+        assert job is not None and job.on_done_status == "sent"
     assert len(_summaries(engine)) == 3  # once each
     assert engine.redis.zcard(OUTBOX_KEY) == 0
 
@@ -102,8 +102,9 @@ def test_an_unregistered_on_done_is_reported_on_the_job_and_in_the_log_and_sent_
         assert pipeline.cancel(engine, job_id)
     job = engine.store.get(job_id)
     assert job is not None
-    assert job.extra["on_done_status"] == "unregistered"
-    assert typo in job.extra["on_done_error"] and "-I" in job.extra["on_done_error"]
+    assert job.on_done_status == "unregistered"
+    error = job.on_done_error or ""
+    assert typo in error and "-I" in error
     assert [r for r in caplog.records if typo in r.getMessage() and job_id in r.getMessage()]
     notes = explain(job, facts_for(engine, job)).notes
     assert any(typo in note and "unregistered" in note for note in notes)
@@ -150,7 +151,7 @@ def test_a_notice_the_broker_refuses_is_retried_until_the_broker_takes_it(
     assert pipeline.cancel(engine, job_id)
     job = engine.store.get(job_id)
     assert job is not None and job.state is JobState.CANCELED
-    assert job.extra["on_done_status"] == "retrying"
+    assert job.on_done_status == "retrying"
     assert engine.redis.zscore(OUTBOX_KEY, job_id) is not None
     assert deliver_due(engine) == []  # not due yet: retries back off
 
@@ -162,8 +163,8 @@ def test_a_notice_the_broker_refuses_is_retried_until_the_broker_takes_it(
     assert args[0]["job_id"] == job_id and args[0]["state"] == "canceled"
     assert args[0]["dedupe_key"] == f"{job_id}:canceled"
     job = engine.store.get(job_id)
-    assert job is not None and job.extra["on_done_status"] == "sent"
-    assert job.extra["on_done_attempts"] == "2"
+    assert job is not None and job.on_done_status == "sent"
+    assert job.on_done_attempts == 2
     assert engine.redis.zscore(OUTBOX_KEY, job_id) is None
     engine.close()
 
@@ -188,7 +189,7 @@ def test_a_broker_error_after_the_job_is_done_is_logged_and_never_fails_the_step
         job = drive(engine, job_id)  # a step that raised would end this test here
     assert job.state is JobState.DONE  # the paid step is over: no retry may repeat it
     assert len(sim.tasks_for(job_id)) == 1
-    assert job.extra["on_done_status"] == "retrying"
+    assert job.on_done_status == "retrying"
     assert engine.redis.zscore(OUTBOX_KEY, job_id) is not None  # sent again later
     assert "not sent (OperationalError)" in caplog.text
     engine.close()

@@ -69,7 +69,7 @@ def test_the_apps_task_hears_done_failed_and_canceled_once_each(
     assert seen[failed]["error_code"] == "generation_failed"
     assert seen[canceled]["dedupe_key"] == f"{canceled}:canceled"
     for job_id in (done, failed, canceled):
-        assert get_job(job_id).extra["on_done_status"] == "sent"
+        assert get_job(job_id).on_done_status == "sent"
     assert len(fleet.log_lines("Received unregistered task")) == 0
 
 

@@ -210,9 +210,9 @@ class BatchTracker:
         """A job of a batch ended: settle it (done: index it for reuse), tell the producer."""
         job_id = str(summary.get("job_id", ""))
         job = self.engine.store.get(job_id)
-        if job is None or "batch" not in job.extra:
+        if job is None or job.batch is None:
             return
-        batch_id, _, index_text = job.extra["batch"].partition(":")
+        batch_id, _, index_text = job.batch.partition(":")
         try:
             record = self.store.load(batch_id)
         except LookupError:

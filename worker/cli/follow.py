@@ -120,12 +120,11 @@ def _warn_about_on_done(job: Any, *, within: float = 3.0) -> None:
     from tasks import get_job
 
     deadline = time.monotonic() + within  # the notice follows the final state at once
-    while job.on_done and "on_done_status" not in job.extra and time.monotonic() < deadline:
+    while job.on_done and job.on_done_status is None and time.monotonic() < deadline:
         time.sleep(0.1)
         job = get_job(job.id)
-    if job.extra.get("on_done_status") in ("unregistered", "retrying"):
+    if job.on_done_status in ("unregistered", "retrying"):
         click.echo(
-            f"warning: on_done {job.on_done}: {job.extra['on_done_status']}: "
-            f"{job.extra.get('on_done_error', '')}",
+            f"warning: on_done {job.on_done}: {job.on_done_status}: {job.on_done_error or ''}",
             err=True,
         )

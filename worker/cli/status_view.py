@@ -25,9 +25,9 @@ def status_view(engine: Engine, job: Job, *, now: float | None = None) -> dict[s
     summary["waiting"] = explain(job, facts).as_json(now=facts.now)
     summary["on_done"] = {
         "task": job.on_done,
-        "status": job.extra.get("on_done_status"),
-        "error": job.extra.get("on_done_error"),
-        "sent_at": float(sent) if (sent := job.extra.get("on_done_sent_at")) else None,
+        "status": job.on_done_status,
+        "error": job.on_done_error,
+        "sent_at": job.on_done_sent_at,
     }
     return summary
 

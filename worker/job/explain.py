@@ -70,15 +70,8 @@ class Explanation:
 Row = Callable[[Job, Facts], Explanation]
 
 
-def _float(value: object) -> float | None:
-    try:
-        return float(str(value)) if value not in (None, "") else None
-    except ValueError:
-        return None
-
-
 def _due(job: Job) -> float | None:
-    return job.next_due if job.next_due is not None else _float(job.extra.get("next_due"))
+    return job.next_due
 
 
 def _check(until: float | None, facts: Facts) -> str:
@@ -276,9 +269,9 @@ def _notes(job: Job, facts: Facts) -> tuple[str, ...]:
             )
         if facts.missed_webhooks:
             notes.append(f"{facts.missed_webhooks} job(s) so far ended without their webhook")
-    status = job.extra.get("on_done_status")
+    status = job.on_done_status
     if job.on_done and status:
-        error = job.extra.get("on_done_error")
+        error = job.on_done_error
         notes.append(f"on_done {job.on_done!r}: {status}" + (f": {error}" if error else ""))
     return tuple(notes)
 

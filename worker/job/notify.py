@@ -87,12 +87,12 @@ def notify_final(engine: Engine, job_id: str, *, hand_off: bool = True) -> str:
     job = engine.store.get(job_id)
     if job is None or not job.is_final:
         return "none"
-    if job.extra.get("notified_final") != "1":
+    if not job.notified_final:
         _record(engine, job, notified_final="1")
         note_final(engine, job)  # what the fleet learns from how the job ended
     if not job.on_done:
         return "none"
-    if job.extra.get("on_done_status") == "sent":
+    if job.on_done_status == "sent":
         engine.redis.zrem(OUTBOX_KEY, job_id)
         return "already sent"
     claim = f"rd:notify:claim:{job_id}"
@@ -105,14 +105,14 @@ def notify_final(engine: Engine, job_id: str, *, hand_off: bool = True) -> str:
 
 
 def _deliver(engine: Engine, job: Job, *, hand_off: bool) -> str:
-    attempts = int(job.extra.get("on_done_attempts", "0") or 0) + 1
+    attempts = job.on_done_attempts + 1
     name = job.on_done or ""
     args: tuple[Any, ...]
     if _registry is None and hand_off:
         target, args = NOTIFY_TASK, (job.id,)
     elif _registry is not None and not _registry(name):
         _later(engine, job, UNREGISTERED_RECHECK)
-        if job.extra.get("on_done_status") != "unregistered":
+        if job.on_done_status != "unregistered":
             problem = (
                 f"no task named {name!r} is registered in the worker: check the spelling, "
                 "and start the worker with -I <the module that defines it>"

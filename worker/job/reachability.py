@@ -158,7 +158,7 @@ def note_final(engine: Engine, job: Job) -> bool:
     base = engine.settings.webhook_base_url
     if not base or not job.remote_task_id or not _provider_finished(job):
         return False
-    if RECEIVED_FIELD in job.extra:
+    if job.webhook_at is not None:
         return False
     pipe = engine.redis.pipeline(transaction=True)
     pipe.hincrby(MISSED_KEY, "count", 1)

@@ -73,6 +73,13 @@ class Job:
     adopted_from: str | None = None
     duplicate_spend: int = 0
     duplicate_remote_ids: list[str] = field(default_factory=list)
+    batch: str | None = None  # "<batch id>:<line index>" for a batch's job
+    webhook_at: float | None = None  # when a verified webhook last arrived
+    notified_final: bool = False  # the fleet has learned how the job ended
+    on_done_status: str | None = None  # sent, retrying or unregistered
+    on_done_error: str | None = None
+    on_done_attempts: int = 0
+    on_done_sent_at: float | None = None
     times: dict[str, float] = field(default_factory=dict)
     extra: dict[str, str] = field(default_factory=dict)  # fields no step reads as typed
 
@@ -138,15 +145,16 @@ def _text_or_none(value: str) -> str | None:
 
 _TEXT_FIELDS = (
     "alias", "remote_task_id", "remote_status", "error_code", "error_message", "output_path",
-    "output_uri", "sha256", "etag", "on_done", "canceled_from", "adopted_from",
+    "output_uri", "sha256", "etag", "on_done", "canceled_from", "adopted_from", "batch",
+    "on_done_status", "on_done_error",
 )  # fmt: skip
 _INT_FIELDS = (
     "seq", "poll_count", "size", "duplicate_spend", "submit_claim", "download_claim",
-    "enqueue_pending", "orphans", "submit_attempts",
+    "enqueue_pending", "orphans", "submit_attempts", "on_done_attempts",
 )  # fmt: skip
 _FLOAT_FIELDS = (
     "next_due", "cost", "actual_cost", "created_at", "updated_at", "unknown_since",
-    "submit_intent_at", "last_poll_at", "storage_refused_at",
+    "submit_intent_at", "last_poll_at", "storage_refused_at", "webhook_at", "on_done_sent_at",
 )  # fmt: skip
 # How each typed field of the hash is read (an empty value keeps the default).
 _PARSE: dict[str, Callable[[str], Any]] = {
@@ -159,6 +167,7 @@ _PARSE: dict[str, Callable[[str], Any]] = {
     "billing": lambda value: Billing(value) if value else Billing.NONE,
     "downloaded": _flag,
     "remote_final": _flag,
+    "notified_final": _flag,
     "media_urls": json.loads,
     "duplicate_remote_ids": json.loads,
 }
