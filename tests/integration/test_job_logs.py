@@ -51,7 +51,9 @@ def test_each_transition_of_a_job_is_one_info_line_with_id_key_model_and_state(
     records = _transitions(caplog, job_id)
     states = [LINE.match(r.getMessage()).group(3) for r in records]  # type: ignore[union-attr]
     # "running" is logged when a poll first finds the task running, if one does.
-    assert [s for s in states if s != "running"] == ["submitted", "generated", "done"]
+    assert [s for s in states if s != "running"] == [
+        "submitting", "submitted", "generated", "downloading", "done",
+    ]  # fmt: skip
     assert states.count("running") <= 1
     for record in records:
         assert record.levelno == logging.INFO

@@ -76,6 +76,7 @@ def download(
     )
     if not applied:
         return stop("download claimed by a later message")
+    log_transition(job, "downloading")
     stored = _transfer(engine, job, claim, url=url, attempt=attempt)
     if isinstance(stored, Outcome):
         return stored

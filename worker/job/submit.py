@@ -97,6 +97,7 @@ def submit(engine: Engine, job_id: str, *, seq: int, attempt: int = 0) -> Outcom
     )
     if not applied:
         return stop("submit claimed by a later message, or the job moved on")
+    log_transition(job, "submitting", attempt=job.submit_attempts + 1)
     request = RenderRequest.model_validate(job.request)
     urls = job.media_urls
     body = request.to_body(callback_url=callback_url_for(engine.settings, job_id), media_urls=urls)
