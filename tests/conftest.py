@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 from collections.abc import Iterator
 
+import httpx
 import pytest
 import redis
 
 from simulator.testing import SimulatorProcess
+from tests.clip_server import ClipServer
 from tests.s3_server import Bucket, S3Server
 from worker.infra.redis_server import RedisServer
 from worker.job.notify import set_task_registry
+from worker.provider.download import make_download_client
 
 # Tests keep their media files in pytest's temporary directories: allow those (the
 # allow-list's own tests set RELAYDANCE_MEDIA_DIRS or pass media_dirs themselves).
@@ -123,3 +127,24 @@ def task_registry() -> Iterator[set[str]]:
     set_task_registry(names.__contains__)
     yield names
     set_task_registry(None)
+
+
+@pytest.fixture
+def clips() -> Iterator[ClipServer]:
+    """A clip server on a free loopback port, in this process; set ``body`` and ``cut``."""
+    served = ClipServer()
+    thread = threading.Thread(target=served.server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield served
+    finally:
+        served.server.shutdown()
+        served.server.server_close()
+        thread.join(timeout=5)
+
+
+@pytest.fixture
+def http_client() -> Iterator[httpx.Client]:
+    """The worker's own download client, to fetch the served clip with."""
+    with make_download_client(connect_timeout=5, read_timeout=10) as client:
+        yield client

@@ -1,7 +1,9 @@
 """Flower needs a login however it is launched, and its task list shows the job id column.
 
 Flower is started here exactly as docs/operations.md lists it, ``celery -A worker flower``,
-from a directory that holds no configuration file, with nothing but the environment.
+from a directory that holds no configuration file, with nothing but the environment; and
+by the Procfile's command, whose guard refuses a missing login but keeps the fleet up.
+The guard's option check itself is tested in-process in tests/unit/test_flower_options.py.
 """
 
 from __future__ import annotations
@@ -13,12 +15,11 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
 
 import httpx
 import pytest
+from honcho.environ import parse_procfile  # type: ignore[import-untyped]
 
-from worker.infra.flower_guard import FLOWER_COLUMNS, check_flower_options, launching_flower
 from worker.infra.redis_server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -113,16 +114,74 @@ def test_flower_started_bare_without_a_login_refuses_to_start(
     assert _get(f"http://127.0.0.1:{port}/healthcheck") is None
 
 
-def test_a_login_on_the_command_line_is_accepted_and_own_columns_are_kept() -> None:
-    options = SimpleNamespace(basic_auth=["ops:pw"], auth="", tasks_columns="name,uuid")
-    check_flower_options(options)
-    assert options.tasks_columns == "name,uuid"
-    defaults = SimpleNamespace(
-        basic_auth=["ops:pw"], auth="", tasks_columns="name,uuid,state,received,runtime,worker"
+# --- Started by the Procfile's command, as honcho and compose run it -----------------------
+
+
+def _start_flower(extra_env: dict[str, str], redis_url: str) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWER_")}
+    env.update(extra_env, REDIS_URL=redis_url)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    return subprocess.Popen(
+        ["sh", "-c", parse_procfile((ROOT / "Procfile").read_text()).processes["flower"]],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # one process group: the guard's shell and Flower
     )
-    check_flower_options(defaults)
-    assert defaults.tasks_columns == FLOWER_COLUMNS
 
 
-def test_the_guard_stays_out_of_every_other_process() -> None:
-    assert not launching_flower()  # pytest imported the app: no Flower, no guard
+def _stop(process: subprocess.Popen[str]) -> str:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        _, err = process.communicate(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        _, err = process.communicate(timeout=5)
+    return err
+
+
+def test_flower_starts_behind_basic_auth(redis_url: str) -> None:
+    port = free_port()
+    login = ("ops", "a-long-test-password")
+    flower = _start_flower(
+        {"FLOWER_BASIC_AUTH": ":".join(login), "FLOWER_PORT": str(port)}, redis_url
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(300):  # bounded: about 30 s at most
+            if _get(base + "/healthcheck") is not None or flower.poll() is not None:
+                break
+            time.sleep(0.1)
+        anonymous = _get(base + "/api/workers")
+        logged_in = _get(base + "/api/workers", auth=login)
+        wrong = _get(base + "/", auth=("ops", "guess"))
+    finally:
+        err = _stop(flower)
+    assert anonymous is not None, f"flower did not start: {err[-2000:]}"
+    assert anonymous.status_code == 401
+    assert wrong is not None and wrong.status_code == 401
+    assert logged_in is not None and logged_in.status_code == 200
+    assert "a-long-test-password" not in err
+
+
+@pytest.mark.parametrize("login", ["", "no-colon", ":empty-user", "user:"])
+def test_flower_refuses_to_start_without_a_login_and_keeps_the_fleet_up(
+    login: str, redis_url: str
+) -> None:
+    port = free_port()
+    env = {"FLOWER_PORT": str(port)} | ({"FLOWER_BASIC_AUTH": login} if login else {})
+    flower = _start_flower(env, redis_url)
+    try:
+        assert flower.stderr is not None
+        message = flower.stderr.readline()  # the guard writes one line, then idles
+        # Idling, not exiting: honcho stops every process when one exits.
+        still_running = flower.poll() is None
+        listening = _get(f"http://127.0.0.1:{port}/healthcheck") is not None
+    finally:
+        _stop(flower)
+    assert "FLOWER_BASIC_AUTH" in message
+    assert still_running
+    assert not listening

@@ -1,5 +1,6 @@
-"""Schedules: cron parsing, the run's instant and batch name, idempotent runs, the CLI, and
-celery-redbeat beats (two at once, one killed) firing a schedule exactly once.
+"""Schedules: stored with their beat entry, idempotent runs, the CLI, and celery-redbeat
+beats (two at once, one killed) firing a schedule exactly once. The cron arithmetic and
+the run's name need no Redis: they are in tests/unit/test_schedule_cron.py.
 
 Tests without beat use database 1 of the session's redis-server, their own Celery app
 (so redbeat's cached connection points there) and an engine that records messages. The
@@ -22,39 +23,28 @@ from typing import Any
 
 import pytest
 import redis
-from celery import Celery
 from click.testing import CliRunner
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from config.settings import get_settings, load_settings
 from simulator.testing import SimulatorProcess
+from tests.batch_requests import FAST
 from tests.fleet import wait_until
 from tests.pipeline_helpers import RecordingEngine, make_engine
+from tests.schedule_helpers import at, celery_app
 from worker.batch import Batches, InvalidBatch, parse_records
-from worker.batch.schedules import Schedules, latest_instant, parse_cron, run_name
+from worker.batch.schedules import Schedules
 from worker.cli.batch import schedule
 from worker.errors import InvalidRequest
 from worker.infra.redis_server import RedisServer
 from worker.job.engine import Engine, reset_engine
 
 ROOT = Path(__file__).resolve().parents[2]
-FAST = "doubao-seedance-2-0-fast-260128"
 
 
 def requests(n: int) -> Any:
     return parse_records(
         [{"model": FAST, "prompt": f"nightly {i}", "seconds": 5} for i in range(n)]
     )
-
-
-def celery_app(url: str) -> Celery:
-    app = Celery("schedules-test", set_as_current=False)
-    app.conf.update(broker_url=url, redbeat_redis_url=url, redbeat_redis_options={}, timezone="UTC")
-    return app
-
-
-UTC_APP = celery_app("redis://127.0.0.1:1/0")  # cron arithmetic only; never connects
 
 
 @pytest.fixture
@@ -74,66 +64,6 @@ def engine(db1: str) -> Iterator[RecordingEngine]:
 @pytest.fixture
 def schedules(engine: RecordingEngine, db1: str) -> Schedules:
     return Schedules(engine, celery_app(db1))
-
-
-def at(text: str) -> datetime:
-    return datetime.fromisoformat(text).replace(tzinfo=UTC)
-
-
-# Cron and instants ---------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("cron", "moment", "instant"),
-    [
-        ("0 2 * * *", "2025-03-10T02:00:00", "2025-03-10T02:00"),
-        ("0 2 * * *", "2025-03-10T01:59:59", "2025-03-09T02:00"),
-        ("*/15 * * * *", "2025-03-10T10:44:10", "2025-03-10T10:30"),
-        ("30 9 * * 1", "2025-03-09T12:00:00", "2025-03-03T09:30"),  # the Monday before
-        ("0 0 1 1 *", "2025-03-10T00:00:00", "2025-01-01T00:00"),
-        ("0 12 29 2 *", "2025-03-01T00:00:00", "2024-02-29T12:00"),
-        ("0 0 29 2 1", "2040-01-01T00:00:00", "2016-02-29T00:00"),  # a Monday, 24 years back
-    ],
-)
-def test_a_run_belongs_to_the_latest_cron_instant_at_or_before_it(
-    cron: str, moment: str, instant: str
-) -> None:
-    assert latest_instant(parse_cron(cron, app=UTC_APP), at(moment)) == at(instant)
-
-
-@settings(max_examples=150, deadline=None)
-@given(
-    minute=st.sampled_from(["*", "0", "*/7", "5,35", "59"]),
-    hour=st.sampled_from(["*", "2", "*/5", "9-17"]),
-    dom=st.sampled_from(["*", "1", "15", "28-31"]),
-    dow=st.sampled_from(["*", "1", "0,6"]),
-    moment=st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2030, 1, 1)),
-)
-def test_no_cron_instant_lies_between_the_found_instant_and_the_moment(
-    minute: str, hour: str, dom: str, dow: str, moment: datetime
-) -> None:
-    cron = parse_cron(f"{minute} {hour} {dom} * {dow}", app=UTC_APP)
-    when = moment.replace(tzinfo=UTC)
-    found = latest_instant(cron, when)
-    assert found <= when
-    # Celery's own arithmetic: the next instant after the found one is after the moment.
-    last, delta, _ = cron.remaining_delta(found)
-    following = last + delta  # a timedelta or a celery ffwd
-    assert following > when
-
-
-@pytest.mark.parametrize(
-    "expression", ["0 2 * *", "61 * * * *", "* 25 * * *", "every day", "0 0 31 2 *"]
-)
-def test_a_bad_cron_expression_is_refused_with_the_fix(expression: str) -> None:
-    with pytest.raises(InvalidRequest) as exc:
-        parse_cron(expression, app=UTC_APP)
-    field, message = exc.value.problems[0]
-    assert field == "cron" and "e.g. '0 2 * * *'" in message
-
-
-def test_a_run_is_named_after_its_schedule_and_utc_instant() -> None:
-    assert run_name("nightly", at("2025-03-10T02:00")) == "nightly-20250310T0200Z"
 
 
 # Adding, listing, removing, running ------------------------------------------------------

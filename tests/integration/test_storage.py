@@ -1,90 +1,31 @@
-"""Output storage: a local directory, or a bucket on a real S3-compatible server (moto).
+"""Output storage in a bucket on a real S3-compatible server (moto).
 
-The S3 tests stream real HTTP from a loopback clip server into moto's S3 API through the
-same :class:`~worker.storage.s3.S3Storage` the worker uses.
+The tests stream real HTTP from a loopback clip server into moto's S3 API through the
+same :class:`~worker.storage.s3.S3Storage` the worker uses. The local directory and the
+output setting, which need no S3 server, are in tests/unit/test_storage_local.py.
 """
 
 from __future__ import annotations
 
 import hashlib
-import http.server
-import json
 import math
-import os
-import subprocess
-import sys
-import threading
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from config.settings import SettingsError, load_settings
+from config.settings import load_settings
+from tests.clip_server import MIB, ClipServer, mp4, save
 from tests.s3_server import REGION, Bucket
 from worker.errors import (
     DownloadRejected,
     StorageRefused,
-    StorageUnavailable,
     TransportFailure,
 )
-from worker.infra.redis_server import free_port
-from worker.provider.download import make_download_client
-from worker.storage import LocalStorage, StoredClip, check_output, make_storage
+from worker.storage import check_output
 from worker.storage.s3 import S3Storage
 
-MIB = 1 << 20
 PART = 5 * MIB
-FTYP = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2"
-
-
-def mp4(size: int) -> bytes:
-    """An ftyp box, then a pattern that never repeats at a part boundary."""
-    pattern = bytes(range(251))
-    return FTYP + (pattern * (size // len(pattern) + 1))[: size - len(FTYP)]
-
-
-class ClipServer:
-    """Serves ``body`` on 127.0.0.1; ``cut`` closes the connection after that many bytes."""
-
-    def __init__(self) -> None:
-        self.body = b""
-        self.cut: int | None = None
-        outer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                self.send_response(200)
-                self.send_header("Content-Type", "video/mp4")
-                self.send_header("Content-Length", str(len(outer.body)))
-                self.end_headers()
-                self.wfile.write(outer.body[: outer.cut])
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/clip.mp4?sig=secret"
-
-
-@pytest.fixture
-def clips() -> Iterator[ClipServer]:
-    served = ClipServer()
-    thread = threading.Thread(target=served.server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield served
-    finally:
-        served.server.shutdown()
-        served.server.server_close()
-        thread.join(timeout=5)
-
-
-@pytest.fixture
-def http_client() -> Iterator[httpx.Client]:
-    with make_download_client(connect_timeout=5, read_timeout=10) as client:
-        yield client
 
 
 def s3_storage(where: Bucket, monkeypatch: pytest.MonkeyPatch, **overrides: Any) -> S3Storage:
@@ -96,15 +37,6 @@ def s3_storage(where: Bucket, monkeypatch: pytest.MonkeyPatch, **overrides: Any)
                                "part_size": PART}  # fmt: skip
     options.update(overrides)
     return S3Storage(**options)
-
-
-def save(
-    storage: S3Storage | LocalStorage, url: str, client: httpx.Client, **kw: Any
-) -> StoredClip:
-    options: dict[str, Any] = {"name": "rdj_job1", "client": client, "max_bytes": 64 * MIB,
-                               "allow_local": True, "overall_timeout": 60.0}  # fmt: skip
-    options.update(kw)
-    return storage.save_clip(url, **options)
 
 
 # --- S3: the clip, committed only when whole --------------------------------------------
@@ -282,18 +214,6 @@ def test_credentials_that_may_not_write_are_refused_with_the_rights_to_grant(
     assert reader["secret_key"] not in str(caught.value)
 
 
-def test_an_endpoint_that_does_not_answer_is_unavailable_not_refused(
-    clips: ClipServer, http_client: httpx.Client, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    clips.body = mp4(1 * MIB)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIATEST")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
-    storage = S3Storage(bucket="clips", endpoint_url=f"http://127.0.0.1:{free_port()}",
-                        region=REGION, connect_timeout=1, read_timeout=1)  # fmt: skip
-    with pytest.raises(StorageUnavailable):
-        save(storage, clips.url, http_client)
-
-
 def test_the_check_creates_and_aborts_an_upload_leaving_nothing(
     bucket: Bucket, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -305,88 +225,7 @@ def test_the_check_creates_and_aborts_an_upload_leaving_nothing(
 # --- the local directory -------------------------------------------------------------------
 
 
-def test_local_storage_keeps_todays_path_and_adds_a_file_uri(
-    clips: ClipServer, http_client: httpx.Client, tmp_path: Path
-) -> None:
-    clips.body = mp4(300_000)
-    clip = save(LocalStorage(tmp_path), clips.url, http_client)
-    assert clip.path == tmp_path / "rdj_job1.mp4"
-    assert clip.uri == (tmp_path / "rdj_job1.mp4").resolve().as_uri()
-    assert clip.record_fields()["output_path"] == str((tmp_path / "rdj_job1.mp4").resolve())
-    assert "etag" not in clip.record_fields()
-
-
-def test_local_check_writes_and_removes_a_probe_and_refuses_a_path_under_a_file(
-    tmp_path: Path,
-) -> None:
-    assert "probe" in LocalStorage(tmp_path / "new").check()
-    assert list((tmp_path / "new").iterdir()) == []
-    (tmp_path / "file").write_text("x")
-    with pytest.raises(StorageRefused, match="cannot write to"):
-        LocalStorage(tmp_path / "file" / "renders").check()
-
-
-def test_the_local_default_works_without_boto3_installed(tmp_path: Path) -> None:
-    code = (
-        "import sys; sys.modules['boto3'] = None; sys.modules['botocore'] = None\n"
-        "from config.settings import load_settings\n"
-        "from worker.storage import check_output, make_storage\n"
-        f"s = load_settings(output_dir={str(tmp_path)!r})\n"
-        "print(type(make_storage(s)).__name__, check_output(s))\n"
-        "try:\n"
-        "    make_storage(load_settings(output='s3://clips/x'))\n"
-        "except Exception as exc:\n"
-        "    print(type(exc).__name__, exc)\n"
-    )
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RELAYDANCE_", "AWS_"))}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env=env, cwd=Path(__file__).resolve().parents[2], check=True).stdout  # fmt: skip
-    assert out.startswith("LocalStorage ")
-    assert "SettingsError RELAYDANCE_OUTPUT names a bucket, but boto3 is not installed" in out
-    assert "pip install 'relaydance-worker[s3]'" in out
-
-
 # --- settings ------------------------------------------------------------------------------
-
-
-def test_output_is_a_directory_or_an_s3_url_and_either_variable_name_sets_it(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    monkeypatch.setenv("RELAYDANCE_OUTPUT", "s3://clips/renders/2025/")
-    assert load_settings().output_bucket() == ("clips", "renders/2025")
-    monkeypatch.delenv("RELAYDANCE_OUTPUT")
-    monkeypatch.setenv("RELAYDANCE_OUTPUT_URL", "s3://clips")
-    assert load_settings().output_bucket() == ("clips", "")
-    monkeypatch.setenv("RELAYDANCE_OUTPUT_URL", str(tmp_path))
-    settings = load_settings()
-    assert settings.output_bucket() is None and settings.output_dir == tmp_path
-    assert isinstance(make_storage(settings), LocalStorage)
-
-
-@pytest.mark.parametrize(
-    ("value", "says"),
-    [
-        ("gs://clips/renders", "must be a local directory or s3://bucket/prefix"),
-        ("s3://Clips_Bucket/x", "is not a valid S3 bucket name"),
-        ("s3://clips/a//b", "plain path segments"),
-    ],
-)
-def test_a_bad_output_names_the_variable_and_the_fix(
-    monkeypatch: pytest.MonkeyPatch, value: str, says: str
-) -> None:
-    monkeypatch.setenv("RELAYDANCE_OUTPUT", value)
-    with pytest.raises(SettingsError, match="RELAYDANCE_OUTPUT: ") as caught:
-        load_settings()
-    assert says in str(caught.value)
-
-
-def test_a_local_output_that_contradicts_output_dir_is_refused(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    monkeypatch.setenv("RELAYDANCE_OUTPUT", str(tmp_path / "a"))
-    monkeypatch.setenv("RELAYDANCE_OUTPUT_DIR", str(tmp_path / "b"))
-    with pytest.raises(SettingsError, match="set only one of them"):
-        load_settings()
 
 
 def test_check_output_reads_the_bucket_from_the_settings(
@@ -398,9 +237,3 @@ def test_check_output_reads_the_bucket_from_the_settings(
     monkeypatch.setenv("RELAYDANCE_OUTPUT", "s3://missing-bucket/x")
     with pytest.raises(StorageRefused, match="NoSuchBucket"):
         check_output(load_settings())
-
-
-def test_the_manifest_json_written_locally_is_unchanged_in_form(tmp_path: Path) -> None:
-    uri = LocalStorage(tmp_path).save_manifest("rdj_job1", {"b": 1, "a": 2})
-    assert uri == (tmp_path / "rdj_job1.json").resolve().as_uri()
-    assert json.loads((tmp_path / "rdj_job1.json").read_text()) == {"a": 2, "b": 1}

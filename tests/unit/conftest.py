@@ -7,16 +7,20 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Generator, Iterator, Sequence
 from contextlib import contextmanager
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
-from simulator.testing import SimulatorProcess
+from simulator import SimConfig
+from simulator.testing import InProcessSimulator, SimulatorProcess
+from tests.conftest import FakeClock
 from tests.s3_server import S3Server
+from tests.simulator_requests import KEY
 from worker.infra.redis_server import RedisServer
 
 HERE = Path(__file__).resolve().parent
@@ -91,3 +95,42 @@ def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     with _no_services():
         return (yield)
+
+
+# The in-process simulator ---------------------------------------------------------------
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """Async unit tests (the in-process simulator's) run on asyncio."""
+    return "asyncio"
+
+
+@pytest.fixture
+async def make_sim(clock: FakeClock) -> AsyncIterator[Callable[..., InProcessSimulator]]:
+    """Build a fresh in-process simulator with the given key and knobs on the fake clock.
+
+    Generation takes 10 s of that clock unless a test says otherwise, so a test moves a task
+    along by advancing the clock, never by sleeping; every simulator built is closed after.
+    """
+    sims: list[InProcessSimulator] = []
+
+    def make(key: str | None = KEY, **knobs: Any) -> InProcessSimulator:
+        knobs = {"seed": 7, "gen_time_mean": 10.0, "gen_time_jitter": 0.0, **knobs}
+        sim = InProcessSimulator(SimConfig(**knobs), api_key=key, clock=clock)
+        sims.append(sim)
+        return sim
+
+    yield make
+    for sim in sims:
+        await sim.__aexit__(None, None, None)
+
+
+@pytest.fixture
+def make_client(make_sim: Callable[..., InProcessSimulator]) -> Callable[..., httpx.AsyncClient]:
+    """Like ``make_sim``, for tests that talk to the simulator only through its client."""
+
+    def make(key: str | None = KEY, **knobs: Any) -> httpx.AsyncClient:
+        return make_sim(key, **knobs).client
+
+    return make

@@ -17,11 +17,6 @@ SUBMIT = "/v1/video/generations"
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def _boxes(data: bytes, start: int = 0, end: int | None = None) -> Iterator[tuple[bytes, int, int]]:
     """(type, payload start, box end) of every box between start and end."""
     end = len(data) if end is None else end

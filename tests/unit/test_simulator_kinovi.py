@@ -1,16 +1,17 @@
 """The simulator's Kinovi dialect: its routes, its strict body checks, its task record and
-webhook envelope, and the same faults and limits as RelayDance's routes."""
+webhook envelope, and the same faults and limits as RelayDance's routes (dropped and
+trickled replies, which need a real socket, in tests/integration/test_simulator_process.py)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import functools
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 
-from simulator import SimConfig
-from simulator.testing import InProcessSimulator, SimulatorProcess
+from simulator.testing import InProcessSimulator
 from tests.conftest import FakeClock
 from tests.seed_bodies import (
     KINOVI_FIRST_AND_LAST_FRAME,
@@ -29,24 +30,9 @@ pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-async def make_sim(clock: FakeClock) -> AsyncIterator[Callable[..., InProcessSimulator]]:
-    sims: list[InProcessSimulator] = []
-
-    def make(**knobs: Any) -> InProcessSimulator:
-        knobs = {"seed": 7, "gen_time_mean": 10.0, "gen_time_jitter": 0.0, "webhooks": False,
-                 **knobs}  # fmt: skip
-        sim = InProcessSimulator(SimConfig(**knobs), api_key=KEY, clock=clock)
-        sims.append(sim)
-        return sim
-
-    yield make
-    for sim in sims:
-        await sim.__aexit__(None, None, None)
+def make_sim(make_sim: Callable[..., InProcessSimulator]) -> Callable[..., InProcessSimulator]:
+    """Kinovi's key, and no webhooks unless a test asks for them."""
+    return functools.partial(make_sim, KEY, webhooks=False)
 
 
 async def stats(client: httpx.AsyncClient) -> dict[str, Any]:
@@ -238,27 +224,6 @@ async def test_a_lost_response_is_a_500_after_the_task_exists_and_is_billed(
     assert answer.status_code == 500 and set(answer.json()) == {"message"}
     found = await stats(client)
     assert (found["submissions"], found["lost_responses"], found["billed_tasks"]) == (1, 1, 1)
-
-
-def test_dropped_and_trickled_replies_reach_kinovi_routes_too(sim: SimulatorProcess) -> None:
-    sim.configure(drop_reply_every=2)
-    outcomes = []
-    with httpx.Client(base_url=sim.kinovi_url, headers={"Authorization": f"Bearer {KEY}"}) as http:
-        for n in range(4):
-            try:
-                reply = http.post(
-                    "/jobs/createTask", json=BASIC, headers={"Idempotency-Key": f"j{n}"}
-                )
-                outcomes.append(str(reply.status_code))
-            except httpx.RemoteProtocolError:
-                outcomes.append("dropped")
-        sim.configure(drop_reply_every=0, trickle_seconds=0.2)
-        with http.stream("POST", "/jobs/createTask", json=BASIC) as reply:
-            chunks = list(reply.iter_raw())
-    assert outcomes == ["200", "dropped", "200", "dropped"]
-    assert b"".join(chunks).startswith(b'{"taskId":"task_') and len(chunks) > 10
-    found = sim.stats()
-    assert (found["submissions"], found["dropped_replies"], found["billed_tasks"]) == (5, 2, 5)
 
 
 def test_relaydance_simulate_takes_the_dialect_and_refuses_an_unknown_one() -> None:

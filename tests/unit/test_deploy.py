@@ -1,26 +1,23 @@
 """The deployment files agree with each other and with the settings.
 
 Procfile, docker-compose.yml, Dockerfile and .env.example are parsed, never run here
-(no Docker engine), except Flower: its login guard is started for real, since "Flower
-never runs without a login" is a property of the command, not of its text.
+(no Docker engine). Flower is the exception: "Flower never runs without a login" is a
+property of the command, not of its text, so tests/integration/test_flower_guard.py starts
+the Procfile's Flower command for real.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import os
 import re
 import shlex
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import httpx
 import pytest
 import yaml
 from honcho.environ import parse as parse_dotenv  # type: ignore[import-untyped]
@@ -28,7 +25,6 @@ from honcho.environ import parse_procfile
 
 from config.settings import Settings, env_name
 from worker.infra.logs import redact
-from worker.infra.redis_server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -361,83 +357,3 @@ def test_config_table_runs_as_a_script() -> None:
     )
     assert done.stdout.startswith("# config-table:start\n")
     assert "# RELAYDANCE_LOG_JSON=false" in done.stdout
-
-
-# --- Flower never runs without a login --------------------------------------------------------
-
-
-def _start_flower(extra_env: dict[str, str], redis_url: str) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWER_")}
-    env.update(extra_env, REDIS_URL=redis_url)
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    return subprocess.Popen(
-        ["sh", "-c", procfile()["flower"]],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # one process group: the guard's shell and Flower
-    )
-
-
-def _stop(process: subprocess.Popen[str]) -> str:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        _, err = process.communicate(timeout=15)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        _, err = process.communicate(timeout=5)
-    return err
-
-
-def _get(url: str, **kwargs: Any) -> httpx.Response | None:
-    try:
-        return httpx.get(url, timeout=2.0, **kwargs)
-    except httpx.TransportError:
-        return None
-
-
-def test_flower_starts_behind_basic_auth(redis_url: str) -> None:
-    port = free_port()
-    login = ("ops", "a-long-test-password")
-    flower = _start_flower(
-        {"FLOWER_BASIC_AUTH": ":".join(login), "FLOWER_PORT": str(port)}, redis_url
-    )
-    try:
-        base = f"http://127.0.0.1:{port}"
-        for _ in range(300):  # bounded: about 30 s at most
-            if _get(base + "/healthcheck") is not None or flower.poll() is not None:
-                break
-            time.sleep(0.1)
-        anonymous = _get(base + "/api/workers")
-        logged_in = _get(base + "/api/workers", auth=login)
-        wrong = _get(base + "/", auth=("ops", "guess"))
-    finally:
-        err = _stop(flower)
-    assert anonymous is not None, f"flower did not start: {err[-2000:]}"
-    assert anonymous.status_code == 401
-    assert wrong is not None and wrong.status_code == 401
-    assert logged_in is not None and logged_in.status_code == 200
-    assert "a-long-test-password" not in err
-
-
-@pytest.mark.parametrize("login", ["", "no-colon", ":empty-user", "user:"])
-def test_flower_refuses_to_start_without_a_login_and_keeps_the_fleet_up(
-    login: str, redis_url: str
-) -> None:
-    port = free_port()
-    env = {"FLOWER_PORT": str(port)} | ({"FLOWER_BASIC_AUTH": login} if login else {})
-    flower = _start_flower(env, redis_url)
-    try:
-        assert flower.stderr is not None
-        message = flower.stderr.readline()  # the guard writes one line, then idles
-        # Idling, not exiting: honcho stops every process when one exits.
-        still_running = flower.poll() is None
-        listening = _get(f"http://127.0.0.1:{port}/healthcheck") is not None
-    finally:
-        _stop(flower)
-    assert "FLOWER_BASIC_AUTH" in message
-    assert still_running
-    assert not listening

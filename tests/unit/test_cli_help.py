@@ -1,24 +1,20 @@
-"""``relaydance models``, ``relaydance doctor`` and help that is never cut short."""
+"""``relaydance models`` and help that is never cut short.
+
+``relaydance doctor``, which needs a Redis and a provider to check, is in
+tests/integration/test_doctor.py.
+"""
 
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import click
 import pytest
 from click.testing import CliRunner
-from werkzeug.serving import make_server
 
-from simulator.testing import SimulatorProcess
-from tests.fleet import point_this_process_at
-from worker.cli.doctor import run_checks
 from worker.cli.main import main
-from worker.infra.redis_server import free_port
-from worker.job.engine import get_engine
-from worker.job.sweeper import sweep
 from worker.render.catalogue import MODELS
 from worker.render.model_list import catalogues
 
@@ -88,62 +84,3 @@ def test_models_lists_every_model_of_every_provider() -> None:
 def test_the_readme_links_the_models_command() -> None:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     assert "relaydance models" in readme
-
-
-# -- doctor ----------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def doctor_env(
-    redis_url: str, sim: SimulatorProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> dict[str, str]:
-    env = {
-        "REDIS_URL": redis_url,
-        "RELAYDANCE_API_KEY": "sk-test-doctor",
-        "RELAYDANCE_BASE_URL": sim.url,
-        "RELAYDANCE_OUTPUT_DIR": str(tmp_path / "renders"),
-        "RELAYDANCE_WEBHOOK_BASE_URL": f"http://127.0.0.1:{free_port()}/hooks",  # no one there
-        "RELAYDANCE_WEBHOOK_SECRET": "test-doctor-secret",
-    }
-    point_this_process_at(env, monkeypatch)
-    return env
-
-
-def test_doctor_fails_each_missing_part_by_name_and_exits_1(doctor_env: dict[str, str]) -> None:
-    result = CliRunner().invoke(main, ["doctor"])
-    assert result.exit_code == 1
-    lines = {line.split()[1]: line for line in result.output.splitlines() if line[:4].strip()}
-    assert lines["redis"].startswith("PASS") and "(REDIS_URL)" in lines["redis"]
-    assert lines["keys"].startswith("PASS") and "sk-test-doctor" not in result.output
-    assert lines["provider[default]"].startswith("PASS")
-    assert (
-        lines["receiver"].startswith("FAIL") and "/hooks/healthz unreachable" in lines["receiver"]
-    )
-    assert lines["output"].startswith("PASS")
-    assert lines["beat"].startswith("FAIL") and "never run" in lines["beat"]
-    assert lines["workers"].startswith("FAIL")
-
-
-def test_doctor_passes_the_receiver_and_beat_once_they_run(
-    doctor_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from flask import Flask
-
-    from worker.web.integrations.flask import relaydance_blueprint
-
-    app = Flask(__name__)
-    app.register_blueprint(relaydance_blueprint(url_prefix="/hooks"))
-    port = free_port()
-    server = make_server("127.0.0.1", port, app, threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        point_this_process_at(
-            {**doctor_env, "RELAYDANCE_WEBHOOK_BASE_URL": f"http://127.0.0.1:{port}/hooks"},
-            monkeypatch,
-        )
-        sweep(get_engine())  # what beat runs every RELAYDANCE_SWEEP_INTERVAL_SECONDS
-        checks = {c.name: c for c in run_checks(ping_timeout=0.2)}
-    finally:
-        server.shutdown()
-    assert checks["receiver"].status == "pass", checks["receiver"].detail
-    assert checks["beat"].status == "pass" and "ago" in checks["beat"].detail
