@@ -27,6 +27,8 @@ HERE = Path(__file__).resolve().parent
 SERVICE_FIXTURES = frozenset({"redis_server", "simulator_process", "s3_server"})
 # ``python -m <module>`` launches that start a service.
 SERVICE_MODULES = frozenset({"celery", "simulator", "moto", "uvicorn", "honcho"})
+# ``relaydance`` commands that start Redis, the simulator, a worker or a web server.
+SERVICE_COMMANDS = frozenset({"demo", "dev", "web", "simulate"})
 
 
 class NeedsAService(RuntimeError):
@@ -41,7 +43,10 @@ def starts_a_service(args: Any) -> bool:
         return True
     if argv and os.path.basename(argv[0]) in SERVICE_MODULES:
         return True
-    return any(a == "-m" and nxt.split(".")[0] in SERVICE_MODULES for a, nxt in pairwise(argv))
+    if any(a == "-m" and nxt.split(".")[0] in SERVICE_MODULES for a, nxt in pairwise(argv)):
+        return True
+    cli = any(os.path.basename(a) == "relaydance" or a == "worker.cli.main" for a in argv)
+    return cli and any(a in SERVICE_COMMANDS for a in argv)
 
 
 def _refuse(what: str) -> Any:

@@ -33,6 +33,9 @@ def test_a_unit_test_cannot_start_the_simulator_or_s3() -> None:
         [sys.executable, "-m", "simulator", "--port", "1"],
         [sys.executable, "-m", "moto.server"],
         ["celery", "-A", "worker", "beat"],
+        ["/venv/bin/relaydance", "demo"],
+        [sys.executable, "-m", "worker.cli.main", "dev"],
+        ["relaydance", "web", "--port", "0"],
     ],
 )
 def test_a_unit_test_cannot_launch_a_service_process(argv: list[str]) -> None:
@@ -44,3 +47,11 @@ def test_a_unit_test_cannot_launch_a_service_process(argv: list[str]) -> None:
 def test_other_subprocesses_still_run() -> None:
     done = subprocess.run([sys.executable, "-c", "print(1)"], capture_output=True, text=True)
     assert done.stdout.strip() == "1"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["relaydance", "models"], [sys.executable, "-m", "worker.cli.main", "render", "--help"]],
+)
+def test_a_command_that_starts_nothing_is_allowed(argv: list[str]) -> None:
+    assert not starts_a_service(argv)
