@@ -27,29 +27,15 @@ from starlette.routing import Mount, Route
 
 from config.settings import get_settings
 from worker.job.engine import Engine, get_engine
+from worker.web.bodies import read_limited
 from worker.web.jobs_page import Credentials, JobsPage, asgi_app, is_loopback_host
 from worker.web.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from worker.web.metrics import bearer_allows, render_metrics, start_metrics_listener
 from worker.web.receiver import MAX_BODY_BYTES, handle_webhook, receiver_health
 
-__all__ = ["create_web_app", "default_prefix", "read_limited", "serve"]
+__all__ = ["create_web_app", "default_prefix", "serve"]
 
 logger = logging.getLogger(__name__)
-
-
-async def read_limited(request: Request, *, limit: int = MAX_BODY_BYTES) -> bytes:
-    """The request body, but never more than ``limit + 1`` bytes of it."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        return b"\0" * (limit + 1)  # refused by size; not worth reading
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        chunks.append(chunk)
-        size += len(chunk)
-        if size > limit:
-            break
-    return b"".join(chunks)[: limit + 1]
 
 
 def default_prefix() -> str:
@@ -67,7 +53,7 @@ def create_web_app(
     page, open without credentials only when ``ui_loopback`` (the server binds loopback)."""
 
     async def webhook(request: Request) -> JSONResponse:
-        body = await read_limited(request)
+        body = await read_limited(request, limit=MAX_BODY_BYTES)
         status, payload = await run_in_threadpool(
             _handle,
             engine,

@@ -12,22 +12,11 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from worker.web.bodies import read_limited
 from worker.web.jobs_page.app import JobsPage
 from worker.web.jobs_page.http import MAX_FORM_BYTES, UiRequest, UiResponse
 
 __all__ = ["asgi_app", "to_starlette"]
-
-
-async def _body(request: Request) -> bytes:
-    """The form body, never more than :data:`MAX_FORM_BYTES` + 1 bytes of it."""
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        chunks.append(chunk)
-        size += len(chunk)
-        if size > MAX_FORM_BYTES:
-            break
-    return b"".join(chunks)[: MAX_FORM_BYTES + 1]
 
 
 def to_starlette(result: UiResponse) -> Response:
@@ -48,7 +37,9 @@ def asgi_app(page: JobsPage, *, root: str) -> Starlette:
     """An app answering every path below the mount point ``root`` with ``page``."""
 
     async def endpoint(request: Request) -> Response:
-        body = await _body(request) if request.method == "POST" else b""
+        body = (
+            await read_limited(request, limit=MAX_FORM_BYTES) if request.method == "POST" else b""
+        )
         ui = UiRequest(
             method=request.method,
             path="/" + str(request.path_params.get("path", "")),

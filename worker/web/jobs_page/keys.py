@@ -14,6 +14,7 @@ from worker.job.engine import Engine
 from worker.job.timing import first_poll_delay_for
 from worker.limits._common import LimitKeys
 from worker.limits.adaptive import REJECTION_BUCKET_US, REJECTION_BUCKETS
+from worker.limits.key_limits import LimitSnapshot
 
 __all__ = ["KeyRow", "TimingRow", "chart_bars", "key_rows", "timing_rows"]
 
@@ -27,12 +28,7 @@ class KeyRow:
 
     alias: str
     provider: str
-    configured: int
-    effective: int
-    in_use: int
-    waiting: int
-    requests_last_minute: int
-    rate_limited_last_hour: int
+    limits: LimitSnapshot  # what ``relaydance limits`` shows
     per_minute: list[int]
 
 
@@ -76,12 +72,7 @@ def key_rows(engine: Engine) -> list[KeyRow]:
         rows.append(KeyRow(
             alias=alias,
             provider=engine.settings.provider_for(alias),
-            configured=snap["configured"],
-            effective=snap["effective"],
-            in_use=snap["in_use"],
-            waiting=snap["waiting"],
-            requests_last_minute=snap["requests_last_minute"],
-            rate_limited_last_hour=snap["rate_limited_last_hour"],
+            limits=snap,
             per_minute=_per_minute({str(k): str(v) for k, v in ring.items()}, now_us),
         ))  # fmt: skip
     return rows
