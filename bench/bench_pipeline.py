@@ -220,7 +220,7 @@ def main() -> None:
     parser.add_argument("--naive-jobs", type=int, default=40)
     parser.add_argument("--naive-interval", type=float, default=1.0)
     parser.add_argument("--inflight", type=int, default=2000)
-    parser.add_argument("--pools", default="threads,gevent,prefork")
+    parser.add_argument("--pools", default="threads,prefork")  # gevent stalls: docs/benchmarks.md
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
