@@ -92,7 +92,6 @@ def main() -> None:
         rows["acquire (granted)"] = micros(
             latencies(lambda i: limits.acquire("bench", f"a{i}", limit=LIMIT), n)
         )
-        rows["renew"] = micros(latencies(lambda i: limits.renew("bench", f"a{i}"), n))
         rows["release"] = micros(
             latencies(lambda i: limits.release("bench", f"a{i}", limit=LIMIT), n)
         )
