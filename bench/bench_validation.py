@@ -29,7 +29,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from simulator import PNG_BYTES  # noqa: E402
-from worker.render.request import MAX_PROMPT_CHARS, validate_request  # noqa: E402
+from worker.render.request import MAX_PROMPT_CHARS  # noqa: E402
+from worker.render.validation import validate_request  # noqa: E402
 
 TARGET_MS = 1.0
 MODEL = "doubao-seedance-2-0-1080p"
@@ -91,6 +92,7 @@ def main() -> None:
 
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="relaydance-bench-") as tmp:
+        os.environ["RELAYDANCE_MEDIA_DIRS"] = tmp  # the local files below may be used
         files = []
         for i in range(1, 10):
             path = Path(tmp) / f"ref{i}.png"
