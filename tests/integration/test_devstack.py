@@ -46,8 +46,11 @@ def test_demo_renders_one_clip_with_embedded_redis_and_the_simulator(tmp_path: P
 
 def test_dev_runs_the_fleet_until_interrupted_and_stops_cleanly(tmp_path: Path) -> None:
     log = (tmp_path / "dev.log").open("w+")
+    # Started with SIGINT ignored, as some parents (test runners, nohup) start children:
+    # Ctrl-C must still stop it.
     dev = subprocess.Popen(
         _relaydance("dev"), cwd=tmp_path, env=_clean_env(), stdout=log, stderr=subprocess.STDOUT,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )  # fmt: skip
     try:
         url = None

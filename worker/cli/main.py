@@ -240,16 +240,16 @@ def dev(pool: str, concurrency: int) -> None:
         nonlocal stopping
         stopping = True
 
+    # Ctrl-C and SIGTERM both stop it; SIGINT is handled explicitly because a parent may
+    # have started this process with SIGINT ignored, which Python would then leave as is.
     signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
     with stack:
         for note in stack.notes:
             click.echo(f"relaydance dev: {note}", err=True)
         click.echo("relaydance dev: worker and beat running; Ctrl-C stops", err=True)
-        try:
-            while not stopping and stack.alive():
-                time.sleep(0.5)
-        except KeyboardInterrupt:
-            pass
+        while not stopping and stack.alive():
+            time.sleep(0.5)
         click.echo("relaydance dev: stopping", err=True)
 
 
