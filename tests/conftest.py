@@ -11,6 +11,7 @@ import httpx
 import pytest
 import redis
 
+from config.settings import get_settings
 from simulator.testing import SimulatorProcess
 from tests.clip_server import ClipServer
 from tests.s3_server import Bucket, S3Server
@@ -22,6 +23,18 @@ from worker.provider.download import make_download_client
 # allow-list's own tests set RELAYDANCE_MEDIA_DIRS or pass media_dirs themselves).
 TEST_MEDIA_DIRS = tempfile.gettempdir()
 os.environ.setdefault("RELAYDANCE_MEDIA_DIRS", TEST_MEDIA_DIRS)
+
+
+@pytest.fixture(autouse=True)
+def _settings_follow_the_environment() -> Iterator[None]:
+    """Forget the process's cached settings after each test, once its environment is back.
+
+    A test that points this process elsewhere (``tests.fleet.point_this_process_at``)
+    caches settings built from its own environment; the next test in the same process
+    must read its own, not inherit that one's output directory or media allow-list.
+    """
+    yield
+    get_settings.cache_clear()
 
 
 class FakeClock:
