@@ -33,6 +33,7 @@ def fleet_env(*, redis_url: str, sim_url: str, output_dir: Path, **extra: str) -
         "RELAYDANCE_ALLOW_LOCAL_URLS": "true",
         "RELAYDANCE_OUTPUT_DIR": str(output_dir),
         "RELAYDANCE_MEDIA_DIRS": tempfile.gettempdir(),  # where tests keep media files
+        "RELAYDANCE_METRICS_PORT": "0",  # no listener on the host's 9108 from a test fleet
         "RELAYDANCE_POLL_FIRST_DELAY": "0.3",
         "RELAYDANCE_POLL_INTERVAL_MIN": "0.2",
         "RELAYDANCE_POLL_INTERVAL_MAX": "0.5",
@@ -63,6 +64,7 @@ def webhook_env(
         "RELAYDANCE_POLL_INTERVAL_MAX": "1",
         "RELAYDANCE_OUTPUT_DIR": str(output_dir),
         "RELAYDANCE_MEDIA_DIRS": tempfile.gettempdir(),
+        "RELAYDANCE_METRICS_PORT": "0",
     }
 
 

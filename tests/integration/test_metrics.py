@@ -96,3 +96,22 @@ def test_the_metrics_listener_binds_loopback_by_default(engine: RecordingEngine)
     assert answer.status_code == 200 and "relaydance_jobs_active 0.0" in answer.text
     off = engine.settings.model_copy(update={"metrics_port": 0})
     assert start_metrics_listener(off, lambda: engine) is None
+
+
+def test_a_taken_metrics_port_is_logged_and_the_receiver_serves_on(
+    engine: RecordingEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+    import socket
+
+    from worker.web.metrics import start_metrics_listener
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        settings = engine.settings.model_copy(update={"metrics_port": port})
+        with caplog.at_level(logging.ERROR, logger="worker.web.metrics"):
+            assert start_metrics_listener(settings, lambda: engine) is None
+    assert f"127.0.0.1:{port} is not available" in caplog.text
+    assert "RELAYDANCE_METRICS_PORT" in caplog.text

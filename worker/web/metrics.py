@@ -134,13 +134,24 @@ def bearer_allows(settings: Settings, authorization: str) -> bool:
 
 def start_metrics_listener(settings: Settings, engine: Callable[[], Engine]) -> int | None:
     """Serve /metrics on ``metrics_bind:metrics_port`` in a daemon thread; the port, or
-    None when ``metrics_port`` is 0. Loopback by default: Prometheus scrapes it from the
-    same host (or network namespace), never through the public receiver."""
+    None when ``metrics_port`` is 0 or already taken (logged: the receiver serves on).
+    Loopback by default: Prometheus scrapes it from the same host (or network
+    namespace), never through the public receiver."""
     if settings.metrics_port == 0:
         return None
-    server, _ = start_http_server(
-        settings.metrics_port, addr=settings.metrics_bind, registry=registry_for(engine)
-    )
+    try:
+        server, _ = start_http_server(
+            settings.metrics_port, addr=settings.metrics_bind, registry=registry_for(engine)
+        )
+    except OSError as exc:
+        # Webhooks matter more than metrics: a second receiver on this host (or anything
+        # else on the port) must not stop this one from taking deliveries.
+        logger.error(
+            "metrics not served: %s:%d is not available (%s); set RELAYDANCE_METRICS_PORT "
+            "to a free port, or 0 to turn the listener off",
+            settings.metrics_bind, settings.metrics_port, exc.strerror or exc,
+        )  # fmt: skip
+        return None
     port = int(server.server_address[1])
     logger.info("metrics on http://%s:%d/metrics", settings.metrics_bind, port)
     return port
