@@ -34,7 +34,17 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from harness import fleet_env, machine, start_web, start_worker, stop, use_env, write_results
+from harness import (
+    fleet_env,
+    machine,
+    print_table,
+    run_child,
+    start_web,
+    start_worker,
+    stop,
+    use_env,
+    write_results,
+)
 
 SCALE = 1 / 30
 GEN_REAL = 90.0  # seconds: the simulator's mean generation before scaling
@@ -209,12 +219,8 @@ def run_one(*, mode: str, chaos: bool, jobs: int, cap: int, kills: int) -> dict[
 
 
 def scenario(**spec: Any) -> dict[str, Any]:
-    """One run in a fresh interpreter (a Celery app is bound to one broker)."""
-    out = subprocess.run([sys.executable, __file__, "--one", json.dumps(spec)],
-                         check=False, capture_output=True, text=True)  # fmt: skip
-    if out.returncode != 0:
-        raise SystemExit(f"scenario {spec} failed:\n{out.stderr[-3000:]}")
-    row: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    """One run in a fresh interpreter; its row is printed as it comes."""
+    row = run_child(__file__, spec)
     print(json.dumps(row), flush=True)
     return row
 
@@ -239,10 +245,7 @@ def main() -> None:
     cols = ["mode", "chaos", "jobs", "done", "unknown", "failed", "paid_twice",
             "rate_limited_429", "adopted", "kills", "dropped_replies", "throughput_fraction",
             "polls_per_job", "wall_s"]  # fmt: skip
-    print("| " + " | ".join(cols) + " |")
-    print("|" + "---|" * len(cols))
-    for row in rows:
-        print("| " + " | ".join(str(row[c]) for c in cols) + " |")
+    print_table(rows, cols)
     write_results("chaos", {"machine": machine(), "scale": SCALE, "generation_real_s": GEN_REAL,
                             "rows": rows})  # fmt: skip
 

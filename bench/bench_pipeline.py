@@ -29,6 +29,7 @@ from harness import fleet_env as make_env
 from harness import (
     machine,
     percentile,
+    print_table,
     start_worker,
     stop,
     tree_cpu_and_rss,
@@ -247,10 +248,7 @@ def main() -> None:
             "cpu_ms_per_job_net_of_idle",
             "polls_per_job", "submissions", "peak_in_flight", "worker_peak_rss_mb",
             "redis_bytes_per_job", "finish_to_disk_p50_s", "finish_to_disk_p95_s"]  # fmt: skip
-    print("| " + " | ".join(cols) + " |")
-    print("|" + "---|" * len(cols))
-    for row in rows:
-        print("| " + " | ".join(str(row.get(c, "")) for c in cols) + " |")
+    print_table(rows, cols)
     print(f"\nthroughput ratio, best chain pool vs naive: {ratio:.1f}x")
     write_results("pipeline", {"machine": machine(), "generation_s": GEN, "rows": rows,
                                "ratio_vs_naive": round(ratio, 1)})  # fmt: skip

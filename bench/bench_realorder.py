@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,7 +31,16 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench_chaos import GEN_REAL, MODEL, Workers, scaled_env
-from harness import machine, percentile, start_web, stop, use_env, write_results
+from harness import (
+    machine,
+    percentile,
+    print_table,
+    run_child,
+    start_web,
+    stop,
+    use_env,
+    write_results,
+)
 
 
 def _learned(engine: Any, kind: str, t: float) -> None:
@@ -161,12 +169,8 @@ def _handoff(records: list[Any]) -> float:
 
 
 def scenario(**spec: Any) -> dict[str, Any]:
-    """One run in a fresh interpreter (a Celery app is bound to one broker)."""
-    out = subprocess.run([sys.executable, __file__, "--one", json.dumps(spec)],
-                         check=False, capture_output=True, text=True)  # fmt: skip
-    if out.returncode != 0:
-        raise SystemExit(f"scenario {spec} failed:\n{out.stderr[-3000:]}")
-    row: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    """One run in a fresh interpreter; its row is printed as it comes."""
+    row = run_child(__file__, spec)
     print(json.dumps(row), flush=True)
     return row
 
@@ -200,10 +204,7 @@ def main() -> None:
             "provider_gets_per_job", "rate_limited_429",
             "ready_to_download_p50_s", "ready_to_download_p95_s", "ready_to_seen_mean_of_T",
             "handoff_mean_of_T"]  # fmt: skip
-    print("| " + " | ".join(cols) + " |")
-    print("|" + "---|" * len(cols))
-    for row in rows:
-        print("| " + " | ".join(str(row.get(c)) for c in cols) + " |")
+    print_table(rows, cols)
     write_results("realorder", {"machine": machine(), "scale": args.scale, "rows": rows})
 
 

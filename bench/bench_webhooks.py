@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -45,6 +44,8 @@ from harness import (
     fleet_env,
     machine,
     percentile,
+    print_table,
+    run_child,
     start_web,
     start_worker,
     stop,
@@ -239,11 +240,8 @@ def run_mode(
 
 
 def scenario(**spec: Any) -> dict[str, Any]:
-    """Run one mode in a fresh interpreter (a Celery app is bound to one broker)."""
-    out = subprocess.run([sys.executable, __file__, "--one", json.dumps(spec)],
-                         check=True, capture_output=True, text=True)  # fmt: skip
-    row: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
-    return row
+    """Run one mode in a fresh interpreter."""
+    return run_child(__file__, spec)
 
 
 def main() -> None:
@@ -272,10 +270,7 @@ def main() -> None:
             "jobs_with_0_polls", "provider_gets_per_job", "webhooks_sent",
             "finish_to_download_p50_s", "finish_to_download_p95_s", "finish_to_done_p50_s",
             "finish_to_done_p95_s"]  # fmt: skip
-    print("| " + " | ".join(cols) + " |")
-    print("|" + "---|" * len(cols))
-    for row in rows:
-        print("| " + " | ".join(str(row.get(c, "")) for c in cols) + " |")
+    print_table(rows, cols)
     print(f"\n| receiver ({args.connections} connections unless noted, {args.web_workers} process) "
           "| requests | requests/s | p50 ms | p99 ms | statuses |")  # fmt: skip
     print("|---|---|---|---|---|---|")

@@ -135,3 +135,22 @@ def write_results(name: str, data: dict[str, Any]) -> Path:
 
 def machine() -> str:
     return f"{os.cpu_count()} cores, Python {sys.version.split()[0]}, {sys.platform}"
+
+
+def run_child(script: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """Run ``script --one SPEC`` in a fresh interpreter (a Celery app is bound to one
+    broker) and return the JSON row it prints last; exit with its stderr if it failed."""
+    out = subprocess.run([sys.executable, script, "--one", json.dumps(spec)],
+                         check=False, capture_output=True, text=True)  # fmt: skip
+    if out.returncode != 0:
+        raise SystemExit(f"scenario {spec} failed:\n{out.stderr[-3000:]}")
+    row: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return row
+
+
+def print_table(rows: list[dict[str, Any]], cols: list[str]) -> None:
+    """The rows as a Markdown table of ``cols`` (a missing cell is left empty)."""
+    print("| " + " | ".join(cols) + " |")
+    print("|" + "---|" * len(cols))
+    for row in rows:
+        print("| " + " | ".join(str(row.get(c, "")) for c in cols) + " |")
