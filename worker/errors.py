@@ -10,12 +10,21 @@
     │   │   └── NotSent         it provably never left: connect error, pool timeout
     │   ├── RateLimited         HTTP 429 (``retry_after`` seconds, when the provider said)
     │   ├── RetryableStatus     HTTP 408 or 409
-    │   └── ServerError         HTTP 5xx
+    │   └── ServerError         HTTP 5xx that is not the provider's own answer (a gateway's
+    │       │                   page, an empty 502/504): the request may have been done
+    │       └── ErroredRequest  HTTP 5xx in the provider's own error JSON: it errored and,
+    │                           as both providers document, was not billed
+    ├── AccountFault            the key cannot be used now: the key pauses, the job waits
+    │   ├── Unauthorized        HTTP 401: an invalid, missing or revoked key
+    │   ├── InsufficientCredits HTTP 402 (Kinovi), or RelayDance's 403 "insufficient balance"
+    │   ├── KeyForbidden        HTTP 403: the key's API access is not enabled
+    │   └── ModelForbidden      HTTP 403 to a submission: the key may not use this model
+    │                           (or the 403 does not say why: the narrower pause first)
+    ├── Deferred                not an answer: the call may not go yet (a paused key, an
+    │                           open breaker, the request rate); wait ``seconds``
     ├── PermanentError          fail the job now
     │   ├── BadRequest          HTTP 400, with the provider's message
-    │   ├── Unauthorized        HTTP 401
-    │   ├── InsufficientCredits HTTP 402
-    │   ├── Forbidden           HTTP 403
+    │   ├── Forbidden           HTTP 403 to a read: the task belongs to another key
     │   ├── NotFound            HTTP 404
     │   ├── GenerationFailed    the provider reported the task ``failed``
     │   ├── UnexpectedResponse  a response we cannot use (no task id, not JSON)
@@ -27,22 +36,29 @@
 
 Every error carries a short machine ``code`` that ends up in the job record.
 
-For a submission, only :class:`NotSent` and :class:`RateLimited` say that nothing was
-created. Every other failure after the request may have left (a read timeout, a dropped
-connection, a 5xx, a 2xx without a task id) is an ambiguous submission: the task may exist
-and be billed, so it is never retried blindly (see ``worker.job.pipeline.submit``).
+For a submission, :class:`NotSent`, :class:`RateLimited`, :class:`ErroredRequest` and every
+:class:`AccountFault` say that nothing was created: the provider answered, in its own
+words, that it did not take the request. Every other failure after the request may have
+left (a read timeout, a dropped connection, a gateway's 5xx page, a 2xx without a task id)
+is an ambiguous submission: the task may exist and be billed, so it is never retried
+blindly (see :mod:`worker.job.submit`).
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "AccountFault",
     "BadRequest",
+    "Deferred",
     "DownloadRejected",
     "EnqueueFailed",
+    "ErroredRequest",
     "Forbidden",
     "GenerationFailed",
     "InsufficientCredits",
     "InvalidRequest",
+    "KeyForbidden",
+    "ModelForbidden",
     "NotFound",
     "NotSent",
     "PermanentError",
@@ -124,9 +140,62 @@ class RetryableStatus(TransientError):
 
 
 class ServerError(TransientError):
-    """HTTP 5xx from the provider."""
+    """HTTP 5xx that is not the provider's own error: the request may have been done."""
 
     code = "server_error"
+
+
+class ErroredRequest(ServerError):
+    """HTTP 5xx in the provider's own error JSON: the request errored and was not billed."""
+
+    code = "errored_request"
+
+
+class AccountFault(RelayDanceError):
+    """The key cannot be used now (revoked, out of money, not allowed): pause, never fail.
+
+    ``scope`` is what stops: ``"key"`` (every submission of the key; with
+    :class:`Unauthorized`, every call) or ``"model"`` (the key's submissions of one model).
+    """
+
+    code = "account"
+    scope = "key"
+
+
+class Unauthorized(AccountFault):
+    """HTTP 401: the API key is invalid, missing or revoked."""
+
+    code = "unauthorized"
+
+
+class InsufficientCredits(AccountFault):
+    """HTTP 402 (Kinovi), or a 403 for insufficient balance (RelayDance): top up."""
+
+    code = "insufficient_credits"
+
+
+class KeyForbidden(AccountFault):
+    """HTTP 403: the key's API access is not enabled."""
+
+    code = "key_forbidden"
+
+
+class ModelForbidden(AccountFault):
+    """HTTP 403 to a submission: the key may not use this model (or the 403 said no more)."""
+
+    code = "model_forbidden"
+    scope = "model"
+
+
+class Deferred(RelayDanceError):
+    """The call may not go yet: wait ``seconds``; ``reason`` says why (never sent)."""
+
+    code = "deferred"
+
+    def __init__(self, message: str, *, seconds: float, reason: str) -> None:
+        super().__init__(message)
+        self.seconds = seconds
+        self.reason = reason
 
 
 class PermanentError(RelayDanceError):
@@ -141,20 +210,8 @@ class BadRequest(PermanentError):
     code = "bad_request"
 
 
-class Unauthorized(PermanentError):
-    """HTTP 401: the API key is missing or wrong."""
-
-    code = "unauthorized"
-
-
-class InsufficientCredits(PermanentError):
-    """HTTP 402: the account has not enough credits for this request."""
-
-    code = "insufficient_credits"
-
-
 class Forbidden(PermanentError):
-    """HTTP 403."""
+    """HTTP 403 to a read: the task belongs to another key (or another 403 of a read)."""
 
     code = "forbidden"
 

@@ -18,10 +18,14 @@ from pydantic import SecretStr
 
 from config.settings import Settings
 from worker.errors import (
+    AccountFault,
     BadRequest,
+    ErroredRequest,
     Forbidden,
     InsufficientCredits,
     InvalidRequest,
+    KeyForbidden,
+    ModelForbidden,
     NotFound,
     PermanentError,
     RateLimited,
@@ -312,9 +316,9 @@ def test_upload_of_a_missing_file_is_refused_before_any_request(make_client, tmp
         (402, InsufficientCredits, "insufficient_credits"),
         (403, Forbidden, "forbidden"),
         (404, NotFound, "not_found"),
-        (500, ServerError, "server_error"),
-        (502, ServerError, "server_error"),
-        (503, ServerError, "server_error"),
+        (500, ErroredRequest, "errored_request"),
+        (502, ErroredRequest, "errored_request"),
+        (503, ErroredRequest, "errored_request"),
         (408, RetryableStatus, "retryable_status"),
         (409, RetryableStatus, "retryable_status"),
         (418, PermanentError, "http_418"),
@@ -333,13 +337,69 @@ def test_each_http_status_maps_to_its_error(make_client, status, expected, code)
     assert str(caught.value) == (f"GET /v1/video/generations/t1 -> HTTP {status}: provider says no")
 
 
-def test_server_errors_are_transient_and_client_errors_permanent(make_client):
+def test_server_errors_are_transient_and_account_errors_pause_instead_of_failing(make_client):
     client, _ = make_client(answer(503))
     with pytest.raises(TransientError):
         client.submit(BODY, api_key=KEY)
     client, _ = make_client(answer(401))
-    with pytest.raises(PermanentError):
+    with pytest.raises(AccountFault) as caught:
         client.submit(BODY, api_key=KEY)
+    assert not isinstance(caught.value, PermanentError)
+
+
+@pytest.mark.parametrize(
+    ("reply", "expected"),
+    [
+        # The provider's own error JSON: the request errored and was not billed.
+        ({"json": {"error": {"message": "upstream busy", "type": "server_error"}}},
+         ErroredRequest),
+        # A gateway's page, an empty reply, JSON of another shape, or JSON sent as text:
+        # nothing says what happened behind the gateway.
+        ({"text": "<html><body><h1>502 Bad Gateway</h1></body></html>",
+          "headers": {"content-type": "text/html"}}, ServerError),
+        ({}, ServerError),
+        ({"json": {"message": "Internal server error"}}, ServerError),
+        ({"content": b'{"error": {"message": "x"}}', "headers": {"content-type": "text/plain"}},
+         ServerError),
+    ],
+)  # fmt: skip
+@pytest.mark.parametrize("status", [500, 502, 503, 504])
+def test_only_the_providers_own_5xx_json_says_the_submission_was_not_billed(
+    make_client, status, reply, expected
+):
+    client, _ = make_client(lambda request: httpx.Response(status, **reply))
+
+    with pytest.raises(ServerError) as caught:
+        client.submit(BODY, api_key=KEY)
+
+    assert type(caught.value) is expected
+
+
+@pytest.mark.parametrize(
+    ("message", "on_submit", "on_read"),
+    [
+        ("Insufficient balance, please top up", InsufficientCredits, InsufficientCredits),
+        ("quota exceeded for this account", InsufficientCredits, InsufficientCredits),
+        ("this key may not use model doubao-seedance-2-0-1080p", ModelForbidden, ModelForbidden),
+        ("API access not enabled", KeyForbidden, KeyForbidden),
+        ("you can only query your own tasks", Forbidden, Forbidden),
+        # Nothing said: a submission pauses only its model first; a read stays permanent.
+        ("forbidden", ModelForbidden, Forbidden),
+        ("", ModelForbidden, Forbidden),
+    ],
+)
+def test_a_403_is_read_by_its_message_and_an_unexplained_one_pauses_the_narrower_scope(
+    make_client, message, on_submit, on_read
+):
+    client, _ = make_client(answer(403, {"error": {"message": message, "type": "forbidden"}}))
+
+    with pytest.raises(RelayDanceError) as submitted:
+        client.submit(BODY, api_key=KEY)
+    with pytest.raises(RelayDanceError) as read:
+        client.get_task("t1", api_key=KEY)
+
+    assert type(submitted.value) is on_submit
+    assert type(read.value) is on_read
 
 
 @pytest.mark.parametrize(

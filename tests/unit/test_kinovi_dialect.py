@@ -15,8 +15,10 @@ from pydantic import SecretStr
 
 from worker.errors import (
     BadRequest,
+    ErroredRequest,
     Forbidden,
     InsufficientCredits,
+    ModelForbidden,
     RateLimited,
     ServerError,
     Unauthorized,
@@ -136,8 +138,8 @@ def test_polling_asks_record_info_by_task_id() -> None:
 
 @pytest.mark.parametrize(
     ("status", "error"),
-    [(400, BadRequest), (401, Unauthorized), (402, InsufficientCredits), (403, Forbidden),
-     (429, RateLimited), (500, ServerError)],
+    [(400, BadRequest), (401, Unauthorized), (402, InsufficientCredits),
+     (403, ModelForbidden), (429, RateLimited), (500, ErroredRequest)],
 )  # fmt: skip
 def test_kinovi_error_statuses_map_to_the_same_errors_with_the_message(
     status: int, error: type[Exception]
@@ -151,6 +153,23 @@ def test_kinovi_error_statuses_map_to_the_same_errors_with_the_message(
     assert KEY.get_secret_value() not in text  # an echoed key is scrubbed
     if status == 403:
         assert "API access is not enabled for this key" in text
+
+
+def test_kinovi_403_to_a_read_of_another_keys_task_stays_permanent() -> None:
+    body = {"message": "Access denied: you can only query your own tasks"}
+    client = client_answering(lambda r: httpx.Response(403, json=body))
+    with pytest.raises(Forbidden):
+        client.get_task("task_abc", api_key=KEY)
+
+
+def test_a_kinovi_500_in_its_own_json_is_an_errored_request_and_an_empty_502_is_not() -> None:
+    own = client_answering(lambda r: httpx.Response(500, json={"message": "server error"}))
+    with pytest.raises(ErroredRequest):
+        own.submit({"model": "seedance-20", "prompt": "p", "seconds": "5"}, api_key=KEY)
+    empty = client_answering(lambda r: httpx.Response(502))
+    with pytest.raises(ServerError) as info:
+        empty.submit({"model": "seedance-20", "prompt": "p", "seconds": "5"}, api_key=KEY)
+    assert type(info.value) is ServerError
 
 
 def test_a_local_file_can_never_be_uploaded_to_kinovi(tmp_path: Any) -> None:

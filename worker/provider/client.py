@@ -8,10 +8,14 @@ leave as :mod:`worker.errors` types, never httpx ones::
     read/write error or timeout  -> TransportFailure (the request may have arrived)
     the call's overall deadline  -> TransportFailure (every call has one: call_deadline)
     HTTP 400                     -> BadRequest (with the provider's message)
-    HTTP 401 / 402 / 403 / 404   -> Unauthorized / InsufficientCredits / Forbidden / NotFound
+    HTTP 401 / 402 / 404         -> Unauthorized / InsufficientCredits / NotFound
+    HTTP 403, by its message     -> InsufficientCredits (balance), KeyForbidden (access),
+                                    ModelForbidden (a model; or a submission's unexplained
+                                    403: the narrower pause first), Forbidden (a read's)
     HTTP 429                     -> RateLimited (retry_after from Retry-After)
     HTTP 408 / 409               -> RetryableStatus
-    HTTP 5xx                     -> ServerError
+    HTTP 5xx, provider's JSON    -> ErroredRequest (it errored; not billed)
+    HTTP 5xx, anything else      -> ServerError (a gateway's page: it may have been done)
     other 4xx                    -> PermanentError, code "http_<status>"
     not JSON, missing task id    -> UnexpectedResponse
 
@@ -35,10 +39,14 @@ from pydantic import SecretStr
 
 from config.settings import Settings
 from worker.errors import (
+    AccountFault,
     BadRequest,
+    ErroredRequest,
     Forbidden,
     InsufficientCredits,
     InvalidRequest,
+    KeyForbidden,
+    ModelForbidden,
     NotFound,
     NotSent,
     PermanentError,
@@ -50,7 +58,14 @@ from worker.errors import (
     Unauthorized,
     UnexpectedResponse,
 )
-from worker.provider.dialects import Dialect, Endpoint, RemoteTask, TaskStatus, get_dialect
+from worker.provider.dialects import (
+    Dialect,
+    Endpoint,
+    RemoteTask,
+    TaskStatus,
+    forbidden_scope,
+    get_dialect,
+)
 from worker.provider.retry_after import parse_retry_after
 from worker.provider.transport import deadline, make_transport
 
@@ -66,12 +81,18 @@ logger = logging.getLogger(__name__)
 USER_AGENT = "relaydance-worker/0.1"
 _REDACTED = "[redacted]"
 
-_BY_STATUS: dict[int, type[PermanentError]] = {
+_BY_STATUS: dict[int, type[PermanentError] | type[AccountFault]] = {
     400: BadRequest,
     401: Unauthorized,
     402: InsufficientCredits,
-    403: Forbidden,
     404: NotFound,
+}
+# A 403's scope, by its message; a submission's unexplained 403 pauses only its model.
+_FORBIDDEN: dict[str, type[PermanentError] | type[AccountFault]] = {
+    "balance": InsufficientCredits,
+    "key": KeyForbidden,
+    "model": ModelForbidden,
+    "task": Forbidden,
 }
 
 
@@ -153,6 +174,7 @@ class ApiClient:
             api_key=api_key,
             json=self._dialect.submit_body(body),
             headers=headers,
+            submits=True,
         )
         return self._dialect.parse_submit(data)
 
@@ -223,6 +245,7 @@ class ApiClient:
         files: Any = None,
         headers: Mapping[str, str] | None = None,
         within: float | None = None,
+        submits: bool = False,
     ) -> tuple[Any, httpx.Response]:
         secret = api_key.get_secret_value()
         where = f"{method} {self._http.base_url.path.rstrip('/')}{endpoint.path}"
@@ -245,7 +268,7 @@ class ApiClient:
             elapsed_ms = (time.perf_counter() - started) * 1000
             logger.debug("%s -> %d in %.0f ms", where, response.status_code, elapsed_ms)
             if not response.is_success:
-                raise self._status_error(where, response, secret)
+                raise self._status_error(where, response, secret, submits=submits)
             try:
                 return response.json(), response
             except ValueError:
@@ -260,7 +283,9 @@ class ApiClient:
         )
         raise error
 
-    def _status_error(self, where: str, response: httpx.Response, secret: str) -> RelayDanceError:
+    def _status_error(
+        self, where: str, response: httpx.Response, secret: str, *, submits: bool
+    ) -> RelayDanceError:
         status = response.status_code
         # Scrub before parsing and cutting short, so no fragment of an echoed key survives.
         text = _scrub(response.text, secret)
@@ -275,9 +300,17 @@ class ApiClient:
                 message, retry_after=parse_retry_after(response.headers.get("Retry-After"))
             )
         if status >= 500:
-            return ServerError(message, status_code=status)
+            # Only the provider's own error JSON proves the request errored (not billed); a
+            # gateway's page or an empty 502/504 says nothing of what happened behind it.
+            own = _is_json(response) and bool(self._dialect.is_own_error(body))
+            return (ErroredRequest if own else ServerError)(message, status_code=status)
         if status in (408, 409):
             return RetryableStatus(message, status_code=status)
+        if status == 403:
+            scope = forbidden_scope(self._dialect.error_message(body))
+            if scope == "unknown":
+                scope = "model" if submits else "task"
+            return _FORBIDDEN[scope](message, status_code=status)
         if status in _BY_STATUS:
             return _BY_STATUS[status](message, status_code=status)
         if 400 <= status < 500:
@@ -286,6 +319,11 @@ class ApiClient:
             return error
         # 1xx/3xx: the API never answers these; following a redirect could leak the key.
         return UnexpectedResponse(message, status_code=status)
+
+
+def _is_json(response: httpx.Response) -> bool:
+    kind = str(response.headers.get("content-type", "")).split(";")[0].strip().lower()
+    return kind == "application/json" or kind.endswith("+json")
 
 
 def _request_error(where: str, exc: httpx.RequestError, secret: str) -> RelayDanceError:

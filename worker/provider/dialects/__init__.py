@@ -11,15 +11,24 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from worker.provider.dialects.base import Dialect, Endpoint, RemoteTask, TaskStatus
+from worker.provider.dialects.base import (
+    Dialect,
+    Endpoint,
+    ForbiddenScope,
+    RemoteTask,
+    TaskStatus,
+    forbidden_scope,
+)
 from worker.provider.dialects.kinovi import KinoviDialect
 from worker.provider.dialects.relaydance import RelayDanceDialect
 
 __all__ = [
     "Dialect",
     "Endpoint",
+    "ForbiddenScope",
     "RemoteTask",
     "TaskStatus",
+    "forbidden_scope",
     "get_dialect",
     "known_dialects",
 ]

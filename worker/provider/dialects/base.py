@@ -7,14 +7,35 @@ these types without importing the package that lists it.
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from worker.provider.urlsafety import redact_url
 
-__all__ = ["Dialect", "Endpoint", "RemoteTask", "TaskStatus"]
+__all__ = ["Dialect", "Endpoint", "ForbiddenScope", "RemoteTask", "TaskStatus", "forbidden_scope"]
+
+ForbiddenScope = Literal["balance", "key", "model", "task", "unknown"]
+
+# What a 403's message says, in the words the providers' pages use: first match wins.
+_FORBIDDEN_WORDS: tuple[tuple[ForbiddenScope, re.Pattern[str]], ...] = (
+    ("balance", re.compile(r"balance|insufficient|credit|quota|top.?up|recharge|billing|fund")),
+    ("task", re.compile(r"\btasks?\b|own task|another (key|user|account)")),
+    ("model", re.compile(r"\bmodels?\b")),
+    ("key", re.compile(r"not enabled|disabled|suspended|banned|blocked|access|permission")),
+)
+
+
+def forbidden_scope(message: str | None) -> ForbiddenScope:
+    """What a 403 refuses, read from its message: the account's ``balance``, the ``key``'s
+    access, one ``model``, another key's ``task``, or ``unknown`` (nothing said)."""
+    text = (message or "").lower()
+    for scope, pattern in _FORBIDDEN_WORDS:
+        if pattern.search(text):
+            return scope
+    return "unknown"
 
 
 class TaskStatus(enum.StrEnum):
@@ -113,4 +134,9 @@ class Dialect(Protocol):
 
     def error_message(self, data: Any, *, status: int | None = None) -> str | None:
         """The provider's human message in an error body (of HTTP ``status``), if any."""
+        ...
+
+    def is_own_error(self, data: Any) -> bool:
+        """Whether a parsed JSON error body has the provider's own documented shape (a
+        5xx in it is the provider's answer: the request errored, and was not billed)."""
         ...

@@ -25,7 +25,14 @@ from typing import Any
 from worker.errors import PermanentError, UnexpectedResponse
 from worker.provider.dialects.base import Endpoint, RemoteTask, TaskStatus
 
-__all__ = ["USD_PER_CREDIT", "KinoviDialect", "NoUploadEndpoint", "error_message", "parse_task"]
+__all__ = [
+    "USD_PER_CREDIT",
+    "KinoviDialect",
+    "NoUploadEndpoint",
+    "error_message",
+    "is_own_error",
+    "parse_task",
+]
 
 SUBMIT_PATH = "/jobs/createTask"
 TASK_PATH = "/jobs/recordInfo"
@@ -74,6 +81,13 @@ def error_message(data: Any, *, status: int | None = None) -> str | None:
     if status == 403:
         return f"{_FORBIDDEN} ({found})" if found else _FORBIDDEN
     return found
+
+
+def is_own_error(data: Any) -> bool:
+    """Whether ``data`` is Kinovi's documented error body: an object with a message."""
+    if not isinstance(data, Mapping):
+        return False
+    return any(isinstance(data.get(name), str) and data.get(name) for name in ("message", "msg"))
 
 
 def _unwrap(data: Any, *, what: str) -> Mapping[str, Any]:
@@ -233,3 +247,7 @@ class KinoviDialect:
     def error_message(self, data: Any, *, status: int | None = None) -> str | None:
         """See :func:`error_message`."""
         return error_message(data, status=status)
+
+    def is_own_error(self, data: Any) -> bool:
+        """Kinovi's error body: ``{"message": "..."}`` (also inside its ``code`` envelope)."""
+        return is_own_error(data)

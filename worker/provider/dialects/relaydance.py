@@ -18,6 +18,7 @@ from worker.provider.dialects.base import Endpoint, RemoteTask, TaskStatus
 __all__ = [
     "RelayDanceDialect",
     "error_message",
+    "is_own_error",
     "parse_status",
     "parse_submit",
     "parse_task",
@@ -71,6 +72,16 @@ def error_message(data: Any) -> str | None:
             if found:
                 return found
     return None
+
+
+def is_own_error(data: Any) -> bool:
+    """Whether ``data`` is RelayDance's documented error body (the Error Codes page)."""
+    if not isinstance(data, Mapping):
+        return False
+    inner = data.get("error")
+    return isinstance(inner, Mapping) and any(
+        isinstance(inner.get(name), str) and inner.get(name) for name in ("message", "type")
+    )
 
 
 def parse_status(value: Any) -> TaskStatus:
@@ -202,3 +213,7 @@ class RelayDanceDialect:
     def error_message(self, data: Any, *, status: int | None = None) -> str | None:
         """See :func:`error_message`; every status reads the same way."""
         return error_message(data)
+
+    def is_own_error(self, data: Any) -> bool:
+        """RelayDance's error body: ``{"error": {"message": "...", "type": "..."}}``."""
+        return is_own_error(data)
