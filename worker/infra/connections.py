@@ -25,9 +25,7 @@ def redis_client(url: str, *, master: str | None = None, **options: Any) -> redi
     if not master:
         raise ValueError("a sentinel:// URL needs RELAYDANCE_REDIS_SENTINEL_MASTER")
     parsed = parse_sentinel_url(url)
-    sentinel = Sentinel(
-        parsed.sentinels, socket_timeout=options.get("socket_timeout", 5.0)
-    )
+    sentinel = Sentinel(parsed.sentinels, socket_timeout=options.get("socket_timeout", 5.0))
     client: redis.Redis = sentinel.master_for(
         master, db=parsed.db, password=parsed.password, **options
     )
