@@ -37,6 +37,7 @@ async def stats(request: Request) -> Response:
     body = sim.store.snapshot(sim.clock())
     body["uploads_stored"] = len(sim.uploads)
     body["webhooks_pending"] = sim.webhooks.pending
+    body["credits_left"] = sim.credits_left
     return JSONResponse(body)
 
 

@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from simulator.core import Simulator, Upload
-from simulator.faults import DroppedReply, TrickledReply
+from simulator.faults import DroppedReply, GatewayPage, TrickledReply
 from simulator.media import PNG_BYTES
 from simulator.multipart import MultipartError, parse_form
 from simulator.validation import Refusal, validate_submit
@@ -85,9 +85,15 @@ def guarded(
         owner = _owner(request.headers.get("authorization"), cfg.required_key_prefix)
         if cfg.dialect not in ("both", dialect):
             return refuse(404, f"this simulator serves the {cfg.dialect} API only")
-        if owner is None:
+        if cfg.outage:
+            sim.store.counters["outage_requests"] += 1
+            response = refuse(503, "service temporarily unavailable; retry with back-off")
+        elif owner is None:
             sim.store.counters["unauthorized"] += 1
             response = refuse(401, "missing or invalid API key; send Authorization: Bearer <key>")
+        elif sim.revoked(owner):
+            sim.store.counters["unauthorized"] += 1
+            response = refuse(401, "invalid API key: this key has been revoked")
         elif sim.chance(cfg.error_5xx_rate):
             sim.store.counters["errors_5xx"] += 1
             response = refuse(sim.rng.choice((500, 502, 503)), "upstream temporarily unavailable")
@@ -141,6 +147,10 @@ async def submit(request: Request, sim: Simulator, owner: str) -> Response:
     except Refusal as exc:
         store.counters["bad_requests"] += 1
         return error(400, exc.message, param=exc.param)
+    refused = sim.account_refusal(valid.model, dialect="relaydance")
+    if refused is not None:
+        kind = "insufficient_quota" if "balance" in refused[1] else "permission_error"
+        return error(refused[0], refused[1], kind=kind)
     cap = sim.config.concurrency_cap
     if cap and store.in_flight(owner, sim.clock()) >= cap:
         store.counters["rate_limited"] += 1
@@ -156,12 +166,13 @@ async def submit(request: Request, sim: Simulator, owner: str) -> Response:
         body_hash=body_hash,
         base_url=base_url(request, sim),
     )
+    sim.spend_credit()
     fault = sim.submission_fault()
     if fault == "drop":
         return DroppedReply()
     if fault == "error":
-        # The task exists and will be billed; only the answer is lost on the way back.
-        return error(502, "bad gateway", kind="server_error")
+        # The task exists and will be billed; only the answer is lost behind a gateway.
+        return GatewayPage()
     return JSONResponse({"task_id": task.task_id, "status": "submitted"})
 
 

@@ -82,6 +82,27 @@ class SimConfig(BaseSettings):
         description="Multiplies every simulated duration (generation, Retry-After, url ttl, "
         "webhook retries) to run the real timer order on a faster clock.",
     )
+    outage: bool = Field(
+        False,
+        description="A provider outage: every provider route (and file download) answers 503 "
+        "in the provider's own error JSON, before any work, until turned off.",
+    )
+    credit_clips: int | None = Field(
+        None,
+        ge=0,
+        description="The account's credit, in clips: each accepted submission spends one; at "
+        "0 a submission is refused (RelayDance: 403 insufficient balance; Kinovi: 402). "
+        "Setting it again tops up. Unset: unlimited.",
+    )
+    revoked_keys: list[str] = Field(
+        default_factory=list,
+        description="Keys refused with 401 on every route, by fingerprint (the first 8 hex "
+        "digits of the key's sha256, as /_sim/stats shows them); '*': every key.",
+    )
+    forbidden_models: list[str] = Field(
+        default_factory=list,
+        description="Models every key is refused with 403 ('may not use this model') on submit.",
+    )
     required_key_prefix: str = Field(
         "", description="Keys not starting with this are refused 401 (e.g. 'sk-'); '': any key."
     )

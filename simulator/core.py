@@ -44,6 +44,8 @@ class Simulator:
         self.store = TaskStore()
         self.uploads: dict[str, Upload] = {}
         self.webhooks = WebhookDispatcher(self)
+        # The account's remaining credit, in clips (None: unlimited); the knob tops it up.
+        self.credits_left: int | None = config.credit_clips
         # Signs handed-out urls; fresh per process so old urls die with the process.
         self._url_key = secrets.token_bytes(32)
 
@@ -54,7 +56,32 @@ class Simulator:
         self.config = update_config(self.config, changes)
         if "seed" in changes:
             self.rng.seed(self.config.seed)
+        if "credit_clips" in changes:
+            self.credits_left = self.config.credit_clips
         return self.config
+
+    def revoked(self, owner: str) -> bool:
+        """Whether the key (by its owner hash) is revoked: refused 401 everywhere."""
+        revoked = self.config.revoked_keys
+        return "*" in revoked or any(owner.startswith(p) for p in revoked if p)
+
+    def account_refusal(self, model: str, *, dialect: str) -> tuple[int, str] | None:
+        """Why the account refuses a submission of ``model`` (status, message), if it does:
+        the model is not allowed for the key, or the credit is spent."""
+        if model in self.config.forbidden_models:
+            self.store.counters["refused_model"] += 1
+            return 403, f"this API key may not use model {model}"
+        if self.credits_left is not None and self.credits_left <= 0:
+            self.store.counters["refused_credits"] += 1
+            if dialect == "kinovi":
+                return 402, "Insufficient credits: please recharge your account"
+            return 403, "Insufficient balance: please top up your account"
+        return None
+
+    def spend_credit(self) -> None:
+        """An accepted submission spends one clip of credit."""
+        if self.credits_left is not None:
+            self.credits_left = max(0, self.credits_left - 1)
 
     def reset(self) -> None:
         """Forget tasks, uploads, pending webhooks and counters; keep the knobs."""

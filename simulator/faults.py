@@ -13,7 +13,21 @@ import logging
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-__all__ = ["DroppedReply", "TrickledReply", "quiet_dropped_replies"]
+__all__ = ["DroppedReply", "GatewayPage", "TrickledReply", "quiet_dropped_replies"]
+
+_GATEWAY_PAGE = (
+    b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+    b"<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n"
+    b"</body>\r\n</html>\r\n"
+)
+
+
+class GatewayPage(Response):
+    """A gateway's own 502 page in front of the provider: its reply was lost behind it, so
+    nothing in it says whether the request was done (it was: the task exists)."""
+
+    def __init__(self) -> None:
+        super().__init__(_GATEWAY_PAGE, status_code=502, media_type="text/html")
 
 
 class _Dropped(Exception):

@@ -17,6 +17,9 @@ __all__ = ["routes"]
 
 
 def _refusal(request: Request, sim: Simulator, resource: str) -> Response | None:
+    if sim.config.outage:  # the provider's file host is down with it
+        sim.store.counters["outage_requests"] += 1
+        return error(503, "service temporarily unavailable", kind="server_error")
     reason = sim.check_signature(
         resource, request.query_params.get("expires"), request.query_params.get("sig")
     )

@@ -22,7 +22,7 @@ from starlette.routing import Route
 
 from simulator.api import base_url, guarded, read_json
 from simulator.core import Simulator
-from simulator.faults import DroppedReply
+from simulator.faults import DroppedReply, GatewayPage
 from simulator.kinovi_format import record, validate_create
 from simulator.validation import Refusal
 
@@ -58,6 +58,9 @@ async def create_task(request: Request, sim: Simulator, owner: str) -> Response:
     except Refusal as exc:
         store.counters["bad_requests"] += 1
         return kinovi_error(400, f"Invalid parameters: {exc.message}")
+    refused = sim.account_refusal(valid.model, dialect="kinovi")
+    if refused is not None:
+        return kinovi_error(*refused)
     cap = sim.config.concurrency_cap
     if cap and store.in_flight(owner, sim.clock()) >= cap:
         store.counters["rate_limited"] += 1
@@ -72,12 +75,13 @@ async def create_task(request: Request, sim: Simulator, owner: str) -> Response:
         valid, owner=owner, idempotency_key=idem, body_hash=body_hash,
         base_url=base_url(request, sim),
     )  # fmt: skip
+    sim.spend_credit()
     fault = sim.submission_fault()
     if fault == "drop":
         return DroppedReply()
     if fault == "error":
-        # The task exists and will be billed; only the answer is lost on the way back.
-        return kinovi_error(500, "Internal error, retry later")
+        # The task exists and will be billed; only the answer is lost behind a gateway.
+        return GatewayPage()
     return JSONResponse({"taskId": task.task_id})
 
 

@@ -216,16 +216,6 @@ async def test_honoured_idempotency_keys_replay_the_first_kinovi_task(
     assert (found["paid_twice"], found["duplicates"]) == (0, 1)
 
 
-async def test_a_lost_response_is_a_500_after_the_task_exists_and_is_billed(
-    make_sim: Callable[..., InProcessSimulator],
-) -> None:
-    client = make_sim(lost_response_rate=1.0).client
-    answer = await client.post(CREATE, json=BASIC)
-    assert answer.status_code == 500 and set(answer.json()) == {"message"}
-    found = await stats(client)
-    assert (found["submissions"], found["lost_responses"], found["billed_tasks"]) == (1, 1, 1)
-
-
 def test_relaydance_simulate_takes_the_dialect_and_refuses_an_unknown_one() -> None:
     from click.testing import CliRunner
 
