@@ -216,6 +216,28 @@ class Settings(BaseSettings):
         description="A job whose submission may have reached the provider keeps its slot this "
         "long (its task, if it exists, is generating); then the operator decides.",
     )
+    pause_probe_seconds: float = Field(
+        300.0,
+        gt=0,
+        le=24 * 3600,
+        description="A key paused by its account (401, 402, a 403 for balance, access or a "
+        "model) tries one real job this often, and an open provider breaker probes at most "
+        "this far apart; a success resumes at once.",
+    )
+    breaker_failures: int = Field(
+        5,
+        ge=1,
+        le=1000,
+        description="Consecutive 5xx replies, connection failures or timeouts on one "
+        "provider URL that open its breaker: submissions stop, polls back off, until a "
+        "probe succeeds.",
+    )
+    on_alert: str | None = Field(
+        None,
+        description="Celery task name sent {kind, alias, provider, reason, since, state} when "
+        "a key pauses, a provider breaker opens or the sweep stops (and hourly while it "
+        "lasts, and when it ends).",
+    )
     provider_idempotent: bool = Field(
         False,
         description="Declare that the provider honours Idempotency-Key: an ambiguous "
@@ -298,7 +320,10 @@ class Settings(BaseSettings):
         120.0, gt=0, description="Soft time limit of every task except download, s."
     )
     max_transient_retries: int = Field(
-        8, ge=0, description="Retries of a step after transient errors before it fails."
+        8,
+        ge=0,
+        description="Retries of a step after transient errors before it fails, while the "
+        "provider answers other calls well; during an outage the job waits instead.",
     )
     log_json: bool = Field(False, description="Log one JSON object per line.")
     metrics_bind: str = Field(

@@ -106,6 +106,10 @@ SIM_DEFAULTS = {
     "video_bytes": 0,
     "download_redirect": "",
     "download_rate": 0.0,
+    "outage": False,
+    "credit_clips": None,
+    "revoked_keys": [],
+    "forbidden_models": [],
 }
 
 

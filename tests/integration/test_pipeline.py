@@ -35,6 +35,7 @@ def engine(redis_url: str, sim: SimulatorProcess, tmp_path: Path) -> Iterator[Re
         poll_interval_min=0.1,
         poll_interval_max=0.3,
         max_transient_retries=2,
+        pause_probe_seconds=0.5,
     )
     eng = make_engine(settings)
     yield eng
@@ -165,54 +166,116 @@ def test_a_request_the_provider_refuses_fails_with_bad_request(
     assert "image3" in (job.error_message or "").lower()
 
 
-def test_a_wrong_key_fails_with_unauthorized(
+def _probe_now(engine: RecordingEngine, job_id: str) -> None:
+    """Let the pause's probe time come (pause_probe_seconds is short here), then sweep: the
+    sweeper nudges the job at the head of the paused line."""
+    time.sleep(0.6)
+    report = sweep(engine, grace=0.0)
+    assert job_id in report.probed
+
+
+def test_a_revoked_key_pauses_the_key_and_its_job_waits_unbilled_until_the_key_works(
     engine: RecordingEngine, sim: SimulatorProcess
 ) -> None:
-    sim.configure(required_key_prefix="sk-live-")
+    sim.configure(revoked_keys=["*"])
+    job_id = make_job(engine)
     try:
-        job = drive(engine, make_job(engine))
+        job = drive(engine, job_id)
+        assert job.state is JobState.WAITING_FOR_SLOT
+        assert job.billing.value == "none"
+        (hold,) = engine.limits.paused("default")
+        assert (hold.kind, hold.model, hold.refusals) == ("unauthorized", None, 1)
+        assert "401" in hold.reason and KEY not in hold.reason
+        assert sim.stats()["submissions"] == 0
     finally:
-        sim.configure(required_key_prefix="")
-    assert job.state is JobState.FAILED
-    assert job.error_code == "unauthorized"
-    assert KEY not in (job.error_message or "")
+        sim.configure(revoked_keys=[])
+    _probe_now(engine, job_id)
+    job = drive(engine, job_id)
+    assert job.state is JobState.DONE
+    assert engine.limits.paused("default") == []  # the probe's success lifted the pause
+    assert sim.stats()["submissions"] == 1
 
 
-def test_insufficient_credits_fails_with_its_own_code(engine: RecordingEngine) -> None:
+def test_an_empty_balance_pauses_the_key_and_a_top_up_resumes_it(
+    engine: RecordingEngine, sim: SimulatorProcess
+) -> None:
+    sim.configure(credit_clips=0)  # RelayDance answers 403 "insufficient balance"
+    job_id = make_job(engine)
+    job = drive(engine, job_id)
+    assert job.state is JobState.WAITING_FOR_SLOT and job.billing.value == "none"
+    (hold,) = engine.limits.paused("default")
+    assert hold.kind == "insufficient_credits" and "balance" in hold.reason.lower()
+    sim.configure(credit_clips=5)
+    _probe_now(engine, job_id)
+    assert drive(engine, job_id).state is JobState.DONE
+    assert sim.stats()["refused_credits"] == 1
+
+
+def test_kinovis_402_pauses_the_key_with_its_own_kind(engine: RecordingEngine) -> None:
     def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(402, json={"error": {"message": "Insufficient credits"}})
+        return httpx.Response(402, json={"message": "Insufficient credits"})
 
     engine.client = ApiClient(
         base_url="https://relaydance.test/v1", transport=httpx.MockTransport(handler)
     )
     job = drive(engine, make_job(engine))
-    assert job.state is JobState.FAILED
-    assert job.error_code == "insufficient_credits"
-    assert "Insufficient credits" in (job.error_message or "")
+    assert job.state is JobState.WAITING_FOR_SLOT
+    (hold,) = engine.limits.paused("default")
+    assert hold.kind == "insufficient_credits" and "Insufficient credits" in hold.reason
 
 
-def test_a_5xx_on_submit_leaves_the_job_unknown_and_never_posts_again(
+def test_a_model_the_key_may_not_use_pauses_that_model_only(
+    engine: RecordingEngine, sim: SimulatorProcess
+) -> None:
+    sim.configure(forbidden_models=["doubao-seedance-2-0-fast-260128"])
+    refused = drive(engine, make_job(engine))
+    allowed = drive(engine, make_job(engine, model="doubao-seedance-2-0-720p"))
+    assert refused.state is JobState.WAITING_FOR_SLOT
+    assert allowed.state is JobState.DONE  # the key's other models go on
+    (hold,) = engine.limits.paused("default")
+    assert (hold.kind, hold.model) == ("model", "doubao-seedance-2-0-fast-260128")
+    sim.configure(forbidden_models=[])
+    _probe_now(engine, refused.id)
+    assert drive(engine, refused.id).state is JobState.DONE
+
+
+def test_a_5xx_in_the_providers_json_on_submit_is_retried_behind_the_breaker_and_paid_once(
     engine: RecordingEngine, sim: SimulatorProcess
 ) -> None:
     sim.configure(error_5xx_rate=1.0)
-    job = drive(engine, make_job(engine))
-    assert job.state is JobState.SUBMIT_UNKNOWN
-    assert job.billing.value == "unknown"
-    assert "server_error" in (job.error_message or "")
-    assert sim.stats()["errors_5xx"] == 1  # one POST; a 5xx may have created the task
+    job_id = make_job(engine)
+    job = drive(engine, job_id)
+    # Refused before any work, in the provider's own words: not billed, so tried again
+    # until the breaker opened; then the job waits in line, never submit_unknown.
+    assert job.state is JobState.WAITING_FOR_SLOT
+    assert job.billing.value == "none"
+    # The breaker's threshold, then its probes (at most one per probe wait, here short).
+    assert sim.stats()["errors_5xx"] >= engine.settings.breaker_failures
+    assert engine.limits.breakers.state(engine.limits.route("default")) is not None
+    sim.configure(error_5xx_rate=0.0)
+    _probe_now(engine, job_id)
+    job = drive(engine, job_id)
+    assert job.state is JobState.DONE
+    assert sim.stats()["submissions"] == 1
+    assert engine.limits.breakers.state(engine.limits.route("default")) is None
 
 
-def test_repeated_server_errors_on_poll_fail_the_job_after_bounded_retries(
+def test_polls_wait_out_an_outage_and_the_job_finishes_after_it(
     engine: RecordingEngine, sim: SimulatorProcess
 ) -> None:
     job_id = make_job(engine)
     assert run_step(engine, "submit", job_id, seq=0).action == "next"
-    sim.configure(error_5xx_rate=1.0)
-    job = drive(engine, job_id)
-    assert job.state is JobState.FAILED
-    assert job.error_code == "server_error"
-    assert "3 attempts" in (job.error_message or "")
-    assert job.billing.value == "billed"  # the task exists: its reservation is kept
+    sim.configure(outage=True)
+    job = drive(engine, job_id, max_calls=30, settle=False)
+    assert job.state in (JobState.SUBMITTED, JobState.RUNNING)  # waiting, not failed
+    assert job.billing.value == "billed"
+    during = sim.stats()["outage_requests"]
+    breaker = engine.limits.breakers.state(engine.limits.route("default"))
+    assert breaker is not None
+    # The calls that opened the breaker, then only its probes (one at a time): no storm.
+    assert during <= engine.settings.breaker_failures + breaker.probes + 1
+    sim.configure(outage=False)
+    assert drive(engine, job_id).state is JobState.DONE
 
 
 def test_a_job_past_its_deadline_fails_and_others_finish(

@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from worker.errors import PermanentError, StorageError, TransientError
+from worker.errors import AccountFault, Deferred, PermanentError, StorageError, TransientError
+from worker.job import calls
 from worker.job.engine import Engine
 from worker.job.notify import notify_final
 from worker.job.record import Job, JobState
@@ -22,7 +23,6 @@ from worker.job.step import (
     NEXT,
     Outcome,
     again,
-    api_key,
     claim_number,
     fail,
     load,
@@ -60,10 +60,6 @@ def download(
         return job
     if job.downloaded:
         return NEXT
-    if url is None:
-        wait = engine.limits.throttle(job.alias)
-        if wait > 0:
-            return again(wait, attempt=attempt)
     claim = claim_number(seq, attempt)
     applied, _ = engine.store.change(
         job_id,
@@ -95,9 +91,8 @@ def _transfer(
     heartbeat = _Heartbeat(engine, job.id, claim)
     try:
         if url is None:
-            client = engine.client_for(job.alias)
-            task = client.get_task(job.remote_task_id or "", api_key=api_key(engine, job))
-            url = task.url
+            # A retry always re-fetches: an outage of the provider then shows at its gate.
+            url = calls.call(engine, job, calls.read_task(job.remote_task_id or "")).url
         if not url:
             return fail(engine, job, "unexpected_response", "the succeeded task has no url")
         # The seam to the output: a local directory or a bucket (worker/storage/).
@@ -113,6 +108,12 @@ def _transfer(
         engine.storage.save_manifest(job.id, _manifest(job, result, seconds=time.time() - started))
     except Superseded:
         return stop("a later download took over")
+    except Deferred as exc:
+        # The provider is down, or the key paused or busy: the clip waits at the provider.
+        wait = min(exc.seconds, settings.poll_interval_max)
+        return _later(engine, job, claim, wait, attempt=attempt)
+    except AccountFault:
+        return _later(engine, job, claim, settings.poll_interval_max, attempt=attempt)
     except StorageError as exc:
         return retry_delivery_later(engine, job, exc, claim=claim)
     except UrlExpired as exc:
@@ -125,6 +126,17 @@ def _transfer(
     except PermanentError as exc:
         return fail(engine, job, exc.code, str(exc))
     return result
+
+
+def _later(engine: Engine, job: Job, claim: int, wait: float, *, attempt: int) -> Outcome:
+    """Try the download again after ``wait``, with the job due then (not failed)."""
+    engine.store.change(
+        job.id,
+        states={S.DOWNLOADING},
+        where={"download_claim": claim},
+        due=time.time() + wait + HEARTBEAT_GRACE,
+    )
+    return again(wait, attempt=attempt)
 
 
 def _done(engine: Engine, job: Job, claim: int, result: StoredClip) -> Outcome:

@@ -7,6 +7,7 @@ fleet serves RelayDance and Kinovi keys at once; ``client`` is the default provi
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -50,12 +51,23 @@ class Engine:
         self.bind_limits()
 
     def bind_limits(self) -> None:
-        """Limits find an alias's configured limit and rate in this engine's settings, read
-        at each call: settings replaced on the engine are the ones that count."""
+        """Limits find an alias's configured limit, rate and provider route in this engine's
+        settings, read at each call: settings replaced on the engine are the ones that count."""
         self.limits.look_up_with(
             limit_for=lambda alias: self.settings.concurrency_for(alias),
             rate_for=lambda alias: self.settings.rate_for(alias),
+            route_for=self.route_for,
         )
+        self.limits.configure_pauses(
+            probe_every=self.settings.pause_probe_seconds,
+            breaker_failures=self.settings.breaker_failures,
+        )
+
+    def route_for(self, alias: str) -> str:
+        """The provider route of an alias: its provider and base URL, one breaker each."""
+        settings = self.settings
+        digest = hashlib.sha256(settings.base_url_for(alias).encode()).hexdigest()[:8]
+        return f"{settings.provider_for(alias)}-{digest}"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Engine:

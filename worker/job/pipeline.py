@@ -15,14 +15,19 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
+
+from pydantic import SecretStr
 
 from config.settings import SettingsError
-from worker.errors import PermanentError, TransientError
+from worker.errors import AccountFault, Deferred, PermanentError, TransientError
+from worker.job import calls
 from worker.job.deliver import download, finish
 from worker.job.engine import Engine
 from worker.job.notify import notify_final
-from worker.job.record import JobState
+from worker.job.record import Job, JobState
 from worker.job.remote import apply_remote
 from worker.job.states import STEP_STATES
 from worker.job.step import (
@@ -39,6 +44,7 @@ from worker.job.step import (
     transient,
 )
 from worker.job.submit import resubmit, submit
+from worker.provider.client import ApiClient
 from worker.render.local_media import MediaFileRefused, allowed_dirs, expected_kind, open_media
 from worker.render.request import RenderRequest, is_url
 
@@ -65,23 +71,24 @@ def prepare(engine: Engine, job_id: str, *, seq: int, attempt: int = 0) -> Outco
     request = RenderRequest.model_validate(job.request)
     urls = dict(job.media_urls)
     try:
-        key = api_key(engine, job)
+        api_key(engine, job)
     except SettingsError as exc:
         return fail(engine, job, "unknown_key", str(exc))
     dirs = allowed_dirs(engine.settings)
     for kind, path in request.media():
         if is_url(path) or path in urls:
             continue
-        wait = engine.limits.throttle(job.alias)
-        if wait > 0:
-            return again(wait, attempt=attempt)
         try:
+            gate = calls.admit(engine, job)
             # Checked again here, by this worker's allow-list, on the handle it uploads.
             handle, mime = open_media(path, expected_kind(kind), dirs)
-            client = engine.client_for(job.alias)
-            urls[path] = client.upload(Path(path), api_key=key, content_type=mime, handle=handle)
+            urls[path] = calls.perform(engine, job, gate, _upload(path, handle, mime))
+        except Deferred as exc:
+            return again(min(exc.seconds, engine.settings.poll_interval_max), attempt=attempt)
         except MediaFileRefused as exc:
             return fail(engine, job, "file_refused", f"{_field(kind)}: {exc}")
+        except AccountFault:
+            return again(engine.settings.pause_probe_seconds, attempt=attempt)
         except TransientError as exc:
             return transient(engine, job, exc, attempt)
         except PermanentError as exc:
@@ -93,6 +100,12 @@ def prepare(engine: Engine, job_id: str, *, seq: int, attempt: int = 0) -> Outco
         )
         log_transition(job, "uploaded", file=Path(path).name)
     return NEXT
+
+
+def _upload(path: str, handle: BinaryIO, mime: str | None) -> Callable[[ApiClient, SecretStr], str]:
+    return lambda client, key: client.upload(
+        Path(path), api_key=key, content_type=mime, handle=handle
+    )
 
 
 def _field(kind: str) -> str:
@@ -110,20 +123,18 @@ def poll(engine: Engine, job_id: str, *, seq: int, n: int = 0, attempt: int = 0)
     now = time.time()
     if job.next_due is not None and now < job.next_due - 0.05:
         return again(job.next_due - now, n=n, attempt=attempt)
-    settings = engine.settings
-    submitted_at = job.times.get("submitted", job.created_at)
-    if now - submitted_at > settings.poll_deadline_seconds:
+    if _past_deadline(engine, job, now=now):
         return fail(
             engine,
             job,
             "deadline_exceeded",
-            f"not finished {settings.poll_deadline_seconds:.0f}s after submission "
-            "(RELAYDANCE_POLL_DEADLINE_SECONDS)",
+            f"not finished {engine.settings.poll_deadline_seconds:.0f}s after submission, "
+            "outages not counted (RELAYDANCE_POLL_DEADLINE_SECONDS)",
         )
-    wait = engine.limits.throttle(job.alias)
-    if wait > 0:
-        engine.store.change(job_id, states=live, due=now + wait)
-        return again(wait, n=n, attempt=attempt)
+    try:
+        gate = calls.admit(engine, job)
+    except Deferred as exc:
+        return _poll_later(engine, job, exc.seconds, n=n, attempt=attempt)
     applied, _ = engine.store.change(
         job_id,
         states=live,
@@ -136,16 +147,43 @@ def poll(engine: Engine, job_id: str, *, seq: int, n: int = 0, attempt: int = 0)
     if not applied:
         return stop("poll already claimed")
     try:
-        client = engine.client_for(job.alias)
-        task = client.get_task(job.remote_task_id or "", api_key=api_key(engine, job))
+        task = calls.perform(
+            engine,
+            job,
+            gate,
+            lambda client, key: client.get_task(job.remote_task_id or "", api_key=key),
+        )
+    except AccountFault:
+        # The key is paused (a revoked key cannot read): the task lives on; ask later.
+        return _poll_later(engine, job, engine.settings.pause_probe_seconds, n=n + 1, attempt=0)
     except TransientError as exc:
-        retry = transient(engine, job, exc, attempt, n=n + 1)
+        # A failed poll is just a poll: it comes again no later than the longest interval.
+        retry = transient(engine, job, exc, attempt, cap=engine.settings.poll_interval_max, n=n + 1)
         if retry.action == "again":  # the retry is the next poll: due then, not at the grace
             engine.store.change(job_id, states=live, due=time.time() + retry.countdown)
         return retry
     except PermanentError as exc:
         return fail(engine, job, exc.code, str(exc))
     return apply_remote(engine, job, task, polls_done=n + 1)
+
+
+def _past_deadline(engine: Engine, job: Job, *, now: float) -> bool:
+    """Whether the job's poll deadline has passed, not counting the time its provider was
+    down or its key revoked (a job whose clip exists is never failed for an outage)."""
+    submitted_at = job.times.get("submitted", job.created_at)
+    deadline = engine.settings.poll_deadline_seconds
+    if now - submitted_at <= deadline:
+        return False
+    outages = engine.limits.outage_seconds(job.alias, start=submitted_at, end=now)
+    return now - submitted_at - outages > deadline
+
+
+def _poll_later(engine: Engine, job: Job, wait: float, *, n: int, attempt: int) -> Outcome:
+    """Poll again after ``wait`` (at most the longest poll interval: a pause may end sooner,
+    and the gate costs nothing at the provider); the due time follows."""
+    wait = min(wait, engine.settings.poll_interval_max)
+    engine.store.change(job.id, states=STEP_STATES["poll"], due=time.time() + wait)
+    return again(wait, n=n, attempt=attempt)
 
 
 # States in which the job's remote task exists or may exist: canceling one does not stop

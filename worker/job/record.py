@@ -89,6 +89,11 @@ class Job:
         return self.state in FINAL_STATES
 
     @property
+    def model(self) -> str:
+        """The model the job asks for."""
+        return str(self.request.get("model", ""))
+
+    @property
     def possibly_billed(self) -> int:
         """Provider tasks this job may have paid for without knowing (0 when none)."""
         current = 1 if self.billing in (Billing.PENDING, Billing.UNKNOWN) else 0

@@ -22,7 +22,8 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from worker.errors import NotFound, RelayDanceError
+from worker.errors import Deferred, NotFound, RelayDanceError
+from worker.job import calls
 from worker.job.engine import Engine
 from worker.job.record import Billing, Job, JobState
 
@@ -70,14 +71,12 @@ def _task_is_final(engine: Engine, job: Job) -> bool:
     """Ask the provider whether a canceled job's task is final; unknown counts as not."""
     if job.remote_final:
         return True
-    if engine.limits.throttle(job.alias) > 0:
-        return False  # the key is busy: ask at the next sweep
     try:
-        task = engine.client_for(job.alias).get_task(
-            job.remote_task_id or "", api_key=engine.settings.key_for(job.alias)
-        )
+        task = calls.call(engine, job, calls.read_task(job.remote_task_id or ""))
     except NotFound:
         return True
+    except Deferred:
+        return False  # the key is busy or paused, or its provider down: ask at the next sweep
     except (RelayDanceError, ValueError) as exc:
         logger.info("job %s: could not ask whether its task is final: %s", job.id, exc)
         return False

@@ -154,12 +154,29 @@ def grant_waiters(engine: Engine, alias: str) -> list[str]:
 
 
 def transient(
-    engine: Engine, job: Job, exc: TransientError, attempt: int, **kwargs: Any
+    engine: Engine,
+    job: Job,
+    exc: TransientError,
+    attempt: int,
+    *,
+    cap: float = 60.0,
+    **kwargs: Any,
 ) -> Outcome:
-    if attempt >= engine.settings.max_transient_retries:
-        return fail(engine, job, exc.code, f"gave up after {attempt + 1} attempts: {exc}")
+    """Retry a step after a transient error, by countdown with back-off.
+
+    After ``RELAYDANCE_MAX_TRANSIENT_RETRIES`` the job fails only when the provider answers
+    other calls well (its breaker is closed and no failure has counted up since the last
+    success): then the trouble is this job's. While the provider is down, or for a 429, the
+    job waits: an outage is a pause, never a failed job.
+    """
     hint = exc.retry_after if isinstance(exc, RateLimited) else None
-    delay = backoff(attempt, hint=hint)
+    if (
+        attempt >= engine.settings.max_transient_retries
+        and not isinstance(exc, RateLimited)
+        and not engine.limits.provider_unwell(job.alias)
+    ):
+        return fail(engine, job, exc.code, f"gave up after {attempt + 1} attempts: {exc}")
+    delay = backoff(attempt, hint=hint, cap=cap)
     logger.warning("job %s %s; retrying in %.1fs: %s", job.id, exc.code, delay, exc)
     return again(delay, attempt=attempt + 1, **kwargs)
 

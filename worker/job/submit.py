@@ -5,12 +5,18 @@ that only moves forward, POSTs once, and records the remote task id the moment t
 arrives. Its failures split by what they prove:
 
 - **nothing was created**: the request never left (:class:`~worker.errors.NotSent`), the
-  provider refused it with a 429 (the job goes back to the head of its line) or with
-  another 4xx (the job fails). Billing stays ``none``; a retry is free.
-- **the task may exist**: a read timeout, a dropped connection, a 5xx, a 2xx without a task
-  id, or a worker killed between the POST and the record (the sweeper finds the job stuck
-  in ``submitting``). The job moves to ``submit_unknown`` with the evidence and keeps its
-  slot for ``RELAYDANCE_SUBMIT_UNKNOWN_HOLD_SECONDS``, because the task, if it exists, is
+  provider answered a 5xx in its own error JSON (:class:`~worker.errors.ErroredRequest`:
+  both providers document that such a request is not billed; it is retried, behind the
+  provider's breaker, with the same ``Idempotency-Key``), refused it with a 429 (the job
+  goes back to the head of its line), refused the account (401, 402, a 403 for balance,
+  access or the model: the key pauses and the job goes back to the head of its line, see
+  :mod:`worker.job.calls`) or refused the request with another 4xx (the job fails).
+  Billing stays ``none``; a retry is free.
+- **the task may exist**: a read timeout, a dropped connection, a gateway's 5xx page or an
+  empty 502/504, a 2xx without a task id, or a worker killed between the POST and the
+  record (the sweeper finds the job stuck in ``submitting``). The job moves to
+  ``submit_unknown`` with the evidence and keeps its slot for
+  ``RELAYDANCE_SUBMIT_UNKNOWN_HOLD_SECONDS``, because the task, if it exists, is
   generating. With webhooks the task's own webhook names the job, and the job adopts it
   (:mod:`worker.job.webhook`); without them the operator decides: ``relaydance resubmit``
   (which may pay twice) or ``relaydance cancel``. Only ``RELAYDANCE_PROVIDER_IDEMPOTENT``
@@ -27,6 +33,9 @@ import time
 
 from config.settings import SettingsError
 from worker.errors import (
+    AccountFault,
+    Deferred,
+    ErroredRequest,
     NotSent,
     PermanentError,
     RateLimited,
@@ -34,6 +43,7 @@ from worker.errors import (
     TransientError,
     UnexpectedResponse,
 )
+from worker.job import calls
 from worker.job.callback import callback_url_for
 from worker.job.engine import Engine
 from worker.job.record import Billing, Job, JobState
@@ -59,6 +69,7 @@ __all__ = ["SubmitRefused", "record_task", "resubmit", "submit"]
 logger = logging.getLogger(__name__)
 
 S = JobState
+_PAUSES = frozenset({"breaker", "held", "model"})
 
 
 class SubmitRefused(ValueError):
@@ -74,15 +85,22 @@ def submit(engine: Engine, job_id: str, *, seq: int, attempt: int = 0) -> Outcom
         engine.store.change(job_id, states={S.SUBMITTING}, to=S.SUBMITTED, due=time.time())
         return NEXT
     try:
-        key = api_key(engine, job)
+        api_key(engine, job)  # a job of an alias with no key fails before it takes a slot
     except SettingsError as exc:
         return fail(engine, job, "unknown_key", str(exc))
     waiting = _take_slot(engine, job, seq)
     if waiting is not None:
         return waiting
-    wait = engine.limits.throttle(job.alias)
-    if wait > 0:
-        return again(wait, attempt=attempt)
+    try:
+        gate = calls.admit(engine, job, submit=True)
+    except Deferred as exc:
+        if exc.reason not in _PAUSES:
+            return again(exc.seconds, attempt=attempt)
+        # The line paused since this job was granted its slot: it waits in line (or off it).
+        waiting = _take_slot(engine, job, seq)
+        if waiting is not None:
+            return waiting
+        return again(min(exc.seconds, engine.settings.step_grace_seconds), attempt=attempt)
     claim = claim_number(seq, attempt)
     now = time.time()
     applied, _ = engine.store.change(
@@ -102,11 +120,26 @@ def submit(engine: Engine, job_id: str, *, seq: int, attempt: int = 0) -> Outcom
     urls = job.media_urls
     body = request.to_body(callback_url=callback_url_for(engine.settings, job_id), media_urls=urls)
     try:
-        task = engine.client_for(job.alias).submit(body, api_key=key, idempotency_key=job_id)
+        task = calls.perform(
+            engine,
+            job,
+            gate,
+            lambda client, key: client.submit(body, api_key=key, idempotency_key=job_id),
+            submit=True,
+        )
     except RateLimited as exc:
         return _back_in_line(engine, job, claim, exc)
-    except NotSent as exc:
+    except AccountFault as exc:
+        return _refused_by_account(engine, job, claim, exc)
+    except (NotSent, ErroredRequest) as exc:
+        # Never left, or the provider answered in its own words that it errored: not billed.
         _nothing_billed(engine, job_id, claim)
+        if engine.limits.provider_down(job.alias):
+            # That opened the breaker (or it was open): wait in the paused line, which
+            # moves the moment a probe gets through, instead of on a growing countdown.
+            waiting = _take_slot(engine, job, seq, claimed=True)
+            if waiting is not None:
+                return waiting
         return transient(engine, job, exc, attempt)
     except (TransientError, UnexpectedResponse) as exc:
         return _ambiguous(engine, job, claim, exc, attempt)
@@ -115,21 +148,32 @@ def submit(engine: Engine, job_id: str, *, seq: int, attempt: int = 0) -> Outcom
     return record_task(engine, job, claim, task_id=task.task_id, status=task.raw_status)
 
 
-def _take_slot(engine: Engine, job: Job, seq: int) -> Outcome | None:
-    """None when the job holds a slot; else it waits in its key's line (a stop)."""
-    slot = engine.limits.acquire(job.alias, job.id)
+def _take_slot(engine: Engine, job: Job, seq: int, *, claimed: bool = False) -> Outcome | None:
+    """None when the job holds a slot; else it waits in its key's line, or off it while the
+    key may not use its model (a stop)."""
+    slot = engine.limits.acquire(job.alias, job.id, model=job.model)
     resume_granted(engine, slot.also_granted)  # waiters ahead of us got slots on the way
     if slot.granted:
         return None
+    # Parked off the line, the job is looked at again when its model's next probe is due.
+    wait = slot.wait if slot.paused == "model" else 0.0
+    # Back from a claim (this message's, or an earlier one's): the next chain claims above it.
+    claimed = claimed or job.state is S.SUBMITTING
     applied, _ = engine.store.change(
         job.id,
-        states={S.QUEUED, S.WAITING_FOR_SLOT},
+        states={S.QUEUED, S.WAITING_FOR_SLOT, S.SUBMITTING},
         to=S.WAITING_FOR_SLOT,
         where={"seq": seq},
-        due=time.time() + engine.settings.step_grace_seconds,
+        where_not={"billing": Billing.PENDING.value},
+        set={"billing": Billing.NONE.value} if claimed else None,
+        incr={"seq": 1} if claimed else None,
+        due=time.time() + wait + engine.settings.step_grace_seconds,
     )
-    if applied and job.state != S.WAITING_FOR_SLOT:
-        log_transition(job, "waiting_for_slot", position=slot.position)
+    if applied and (job.state != S.WAITING_FOR_SLOT or slot.paused):
+        details: dict[str, object] = {"position": slot.position}
+        if slot.paused:
+            details["paused"] = calls.why_waiting(engine, job.alias, job.model) or slot.paused
+        log_transition(job, "waiting_for_slot", **details)
     return stop("waiting for a slot")
 
 
@@ -190,6 +234,33 @@ def mark_unknown(engine: Engine, job_id: str, *, claim: int | None, evidence: st
     return applied
 
 
+def _requeue(engine: Engine, job: Job, claim: int, *, due_in: float) -> bool:
+    """Back to ``waiting_for_slot`` after a refusal that created nothing; the seq moves on,
+    so the chain that a later grant starts claims above this one."""
+    applied, _ = engine.store.change(
+        job.id,
+        states={S.SUBMITTING},
+        to=S.WAITING_FOR_SLOT,
+        where={"submit_claim": claim},
+        set={"billing": Billing.NONE.value},
+        incr={"seq": 1},
+        due=time.time() + due_in + engine.settings.step_grace_seconds,
+    )
+    return applied
+
+
+def _refused_by_account(engine: Engine, job: Job, claim: int, exc: AccountFault) -> Outcome:
+    """401, 402 or a 403 for balance, access or the model: nothing was created. The key (or
+    its use of the model) is paused now; the job waits at the head of its line, unbilled."""
+    _requeue(engine, job, claim, due_in=engine.settings.pause_probe_seconds)
+    # The line is paused: acquiring again puts the job first in it (or parks it off the
+    # line, for a held model) and gives its slot back without handing it on.
+    slot = engine.limits.acquire(job.alias, job.id, model=job.model)
+    resume_granted(engine, slot.also_granted)
+    log_transition(job, "waiting_for_slot", refused=exc.code, paused=slot.paused or "?")
+    return stop(f"{exc.code}: the key is paused; the job waits, unbilled")
+
+
 def _back_in_line(engine: Engine, job: Job, claim: int, exc: RateLimited) -> Outcome:
     """HTTP 429 on submit: nothing was created. Lower the key's limit and queue at the head."""
     effective = engine.limits.on_rate_limited(
@@ -198,16 +269,7 @@ def _back_in_line(engine: Engine, job: Job, claim: int, exc: RateLimited) -> Out
         in_flight=_live_at_provider(engine, job),
     )
     wait = exc.retry_after if exc.retry_after is not None else 5.0
-    # The seq moves on, so the chain that the grant starts claims above this one.
-    engine.store.change(
-        job.id,
-        states={S.SUBMITTING},
-        to=S.WAITING_FOR_SLOT,
-        where={"submit_claim": claim},
-        set={"billing": Billing.NONE.value},
-        incr={"seq": 1},
-        due=time.time() + wait + engine.settings.step_grace_seconds,
-    )
+    _requeue(engine, job, claim, due_in=wait)
     # push_front gives up the slot and queues the job first, without handing the slot
     # to another waiter who would submit into the same overload.
     engine.limits.push_front(job.alias, job.id)

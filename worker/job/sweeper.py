@@ -14,7 +14,10 @@ finds non-final jobs whose next step is overdue and moves them on:
 - a job its producer never confirmed (the enqueue failed) is canceled, never run.
 
 Then the slot reconciler (:mod:`worker.job.slots`) frees slots jobs no longer need, takes
-back slots live jobs lost, and hands free slots to the jobs waiting in line. It also
+back slots live jobs lost, and hands free slots to the jobs waiting in line. A paused line
+(a key held by its account, a provider whose breaker is open, a held model) gets its probe:
+the job at its head is nudged when the probe is due, and an ongoing pause is told again
+every hour (:mod:`worker.job.alerts`). It also
 retries ``on_done`` notices the broker did not take (:func:`worker.job.notify.deliver_due`),
 and leaves the time of its last run in Redis, which ``relaydance doctor`` reads to tell
 that beat is alive.
@@ -26,6 +29,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+from worker.job.alerts import Alert, raise_alert
 from worker.job.engine import Engine
 from worker.job.notify import deliver_due
 from worker.job.record import Billing, Job, JobState
@@ -51,6 +55,7 @@ class SweepReport:
     unknown: list[str] = field(default_factory=list)
     freed: list[str] = field(default_factory=list)
     taken: list[str] = field(default_factory=list)
+    probed: list[str] = field(default_factory=list)
 
 
 def sweep(engine: Engine, *, grace: float | None = None, limit: int = 2000) -> SweepReport:
@@ -77,6 +82,8 @@ def sweep(engine: Engine, *, grace: float | None = None, limit: int = 2000) -> S
     aliases = sorted(set(engine.settings.keys()) | set(engine.limits.aliases_seen()))
     reconciled = reconcile(engine, aliases)
     resume_granted(engine, reconciled.granted)
+    probed = _nudge_probes(engine, aliases)
+    _remind(engine, aliases)
     deliver_due(engine)
     return SweepReport(
         resumed=resumed,
@@ -85,7 +92,43 @@ def sweep(engine: Engine, *, grace: float | None = None, limit: int = 2000) -> S
         unknown=unknown,
         freed=reconciled.freed,
         taken=reconciled.taken,
+        probed=probed,
     )
+
+
+def _nudge_probes(engine: Engine, aliases: list[str]) -> list[str]:
+    """Nudge the job that probes each paused line whose probe is due."""
+    nudged = []
+    for alias in aliases:
+        for job_id in engine.limits.probes_due(alias):
+            engine.send("relaydance.resume", job_id)
+            nudged.append(job_id)
+            logger.info("key %s: probe due; job %s nudged to try the paused line", alias, job_id)
+    return nudged
+
+
+def _remind(engine: Engine, aliases: list[str]) -> None:
+    """Tell every ongoing pause again, at most hourly (the alert's own key keeps time)."""
+    for alias in aliases:
+        for hold in engine.limits.paused(alias):
+            if hold.kind == "operator":
+                continue  # paused on purpose: nobody needs telling
+            scope = f"{alias}/{hold.model}" if hold.model else alias
+            raise_alert(engine, Alert(
+                kind="model_paused" if hold.model else "key_paused", alias=scope,
+                provider=engine.settings.provider_for(alias), reason=hold.reason,
+                since=hold.since, state="ongoing",
+                fix=f"see `relaydance keys`; `relaydance keys resume {alias}` once fixed",
+            ))  # fmt: skip
+    for route in {engine.limits.route(alias) for alias in aliases}:
+        state = engine.limits.breakers.state(route)
+        if state is not None:
+            raise_alert(engine, Alert(
+                kind="provider_down", alias="", provider=route, reason=state.reason,
+                since=state.since, state="ongoing",
+                fix="none needed if the provider is down; if it lasts, check its base URL "
+                    "and the network",
+            ))  # fmt: skip
 
 
 def _overdue(engine: Engine, job: Job, *, now: float) -> str:

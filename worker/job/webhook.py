@@ -33,7 +33,15 @@ import time
 from dataclasses import replace
 
 from config.settings import SettingsError
-from worker.errors import NotFound, PermanentError, RateLimited, TransientError
+from worker.errors import (
+    AccountFault,
+    Deferred,
+    NotFound,
+    PermanentError,
+    RateLimited,
+    TransientError,
+)
+from worker.job import calls
 from worker.job.engine import Engine
 from worker.job.record import FINAL_STATES, Billing, Job, JobState
 from worker.job.remote import apply_remote
@@ -117,33 +125,36 @@ def on_webhook(engine: Engine, job_id: str, *, task_id: str | None, attempt: int
 
 
 def _fetch(engine: Engine, job: Job, task_id: str, attempt: int) -> RemoteTask | Outcome:
-    wait = engine.limits.throttle(job.alias)
-    if wait > 0:
-        return Outcome("again", countdown=wait, kwargs={"attempt": attempt})
     try:
-        key = engine.settings.key_for(job.alias)
-        return engine.client_for(job.alias).get_task(task_id, api_key=key)
+        return calls.call(engine, job, calls.read_task(task_id))
+    except Deferred as exc:
+        if exc.reason in ("", "rate", "retry_after"):
+            return Outcome("again", countdown=exc.seconds, kwargs={"attempt": attempt})
+        return _retry_or_leave(job, attempt, countdown=min(exc.seconds, 30.0), why=exc.reason)
     except SettingsError:
         return _stop("no key configured for the job's alias")
     except NotFound:
         # Not a task of this key: a forged body, or one meant for another account.
         logger.warning("job %s: webhook named task %s, unknown to the job's key", job.id, task_id)
         return _stop("task unknown to the job's key")
+    except AccountFault as exc:
+        logger.warning("job %s: webhook re-fetch refused (%s); polling goes on", job.id, exc.code)
+        return _stop("the key is paused; left to the safety poll")
     except TransientError as exc:
-        if attempt + 1 >= MAX_ATTEMPTS:
-            logger.warning(
-                "job %s: webhook re-fetch gave up (%s); polling goes on", job.id, exc.code
-            )
-            return _stop("re-fetch failed; left to the safety poll")
         hint = exc.retry_after if isinstance(exc, RateLimited) else None
-        return Outcome(
-            "again",
-            countdown=backoff(attempt, hint=hint, cap=30.0),
-            kwargs={"attempt": attempt + 1},
+        return _retry_or_leave(
+            job, attempt, countdown=backoff(attempt, hint=hint, cap=30.0), why=exc.code
         )
     except PermanentError as exc:
         logger.warning("job %s: webhook re-fetch refused: %s", job.id, exc.code)
         return _stop(f"re-fetch refused: {exc.code}")
+
+
+def _retry_or_leave(job: Job, attempt: int, *, countdown: float, why: str) -> Outcome:
+    if attempt + 1 >= MAX_ATTEMPTS:
+        logger.warning("job %s: webhook re-fetch gave up (%s); polling goes on", job.id, why)
+        return _stop("re-fetch failed; left to the safety poll")
+    return Outcome("again", countdown=countdown, kwargs={"attempt": attempt + 1})
 
 
 def _matches(job: Job, task: RemoteTask) -> bool:

@@ -19,7 +19,9 @@ __all__ = [
     "LUA_PRELUDE",
     "Clock",
     "LimitKeys",
+    "breaker_key",
     "check_alias",
+    "check_model",
     "now_arg",
     "registry_key",
     "text",
@@ -29,6 +31,7 @@ Clock = Callable[[], float]
 """Returns the time in seconds; used instead of the Redis server's clock when given."""
 
 _ALIAS = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
+_MODEL = re.compile(r"^[A-Za-z0-9_.:-]{0,100}$")
 
 # Lua 5.1 inside Redis: numbers are doubles, exact for integers below 2**53, so microseconds
 # since the epoch (~1.7e15) are exact. Numbers are written back with %.0f because tostring()
@@ -59,6 +62,30 @@ local function ring_add(key, now, width, slots)
     redis.call('HSET', key, 'e' .. i, fmt(epoch), 'n' .. i, 1)
   end
   redis.call('PEXPIRE', key, math.ceil(width * slots / 1000))
+end
+
+-- A paused line (an account hold, or an open breaker: a hash that exists while it lasts),
+-- which the key's slots and requests wait behind. The first caller after `probe_at` becomes
+-- its probe and passes; everyone else waits. An operator's hold has no probe_at: no probes.
+-- Returns 'go' (not paused), 'probe' (`holder` is the probe, or has just become it) or
+-- 'wait', with the microseconds to wait (-1: until someone lifts the pause).
+local function pass(key, holder, now, every)
+  if redis.call('EXISTS', key) == 0 then return 'go', 0 end
+  if holder ~= '' and redis.call('HGET', key, 'probe') == holder then return 'probe', 0 end
+  local at = tonumber(redis.call('HGET', key, 'probe_at')) or 0
+  if at <= 0 then return 'wait', -1 end
+  if now < at or holder == '' then return 'wait', math.max(at - now, 0) end
+  local wait = tonumber(redis.call('HGET', key, 'probe_wait')) or every
+  redis.call('HSET', key, 'probe', holder, 'probe_at', fmt(now + wait), 'probed_at', fmt(now))
+  redis.call('HINCRBY', key, 'probes', 1)
+  return 'probe', 0
+end
+
+-- The pause a key's line waits behind: its account hold, else its provider's open breaker.
+local function paused_by(hold, breaker)
+  if redis.call('EXISTS', hold) == 1 then return hold end
+  if redis.call('EXISTS', breaker) == 1 then return breaker end
+  return nil
 end
 
 -- The sum of the counters of the last `slots` buckets, the current one included.
@@ -128,6 +155,30 @@ class LimitKeys:
         return self._key("rejections")
 
     @property
+    def hold(self) -> str:
+        """Hash, present while the key is paused by an account fault or an operator: kind,
+        reason, since, probe_at and probe (the one job that may try the key)."""
+        return self._key("hold")
+
+    def model_hold(self, model: str) -> str:
+        """Hash, present while the key may not use ``model`` (a 403): as :attr:`hold`."""
+        return self._key(f"hold:m:{check_model(model)}")
+
+    @property
+    def held_models(self) -> str:
+        """Set of the models with a :meth:`model_hold`."""
+        return self._key("held-models")
+
+    def parked(self, model: str) -> str:
+        """Sorted set: jobs of a held ``model``, waiting off the line, in arrival order."""
+        return self._key(f"parked:m:{check_model(model)}")
+
+    @property
+    def outages(self) -> str:
+        """Sorted set of the windows in which the key could make no call (a revoked key)."""
+        return self._key("outages")
+
+    @property
     def registry(self) -> str:
         """Set of every alias that used the limits (for ``relaydance limits``)."""
         return registry_key(self.prefix)
@@ -136,6 +187,18 @@ class LimitKeys:
 def registry_key(prefix: str) -> str:
     """The set of every alias that used the limits under ``prefix``."""
     return f"{prefix}:aliases"
+
+
+def check_model(model: str) -> str:
+    """The model id, if it is safe inside a key name; else ValueError."""
+    if not _MODEL.match(model):
+        raise ValueError("model id must be 0-100 letters, digits, '.', '-', '_' or ':'")
+    return model
+
+
+def breaker_key(prefix: str, route: str) -> str:
+    """The hash that exists while the breaker of a provider ``route`` is open."""
+    return f"{prefix}:breaker:{{{check_alias(route)}}}:open"
 
 
 def check_alias(alias: str) -> str:

@@ -17,7 +17,9 @@ import redis
 from . import adaptive, rate
 from ._common import LUA_PRELUDE, Clock, LimitKeys, check_alias, now_arg, registry_key, text
 from .adaptive import AdaptiveLimit
-from .rate import RequestRate
+from .breaker import Breakers
+from .holds import AccountHolds, Hold, Lifted
+from .rate import Gate, RequestRate
 from .semaphore import Acquire, SlotQueue
 
 __all__ = ["KeyLimits", "LimitSnapshot"]
@@ -62,13 +64,19 @@ class KeyLimits:
         increase_after: int = 3,
         limit_for: Callable[[str], int] | None = None,
         rate_for: Callable[[str], float] | None = None,
+        route_for: Callable[[str], str] | None = None,
+        probe_every: float = 300.0,
     ) -> None:
         self._redis = redis
         self._limit_for, self._rate_for = limit_for, rate_for
+        self._route_for = route_for
+        self.probe_every = probe_every
         self._prefix = prefix
         self._clock = clock
         self.slots = SlotQueue(redis, prefix=prefix, clock=clock)
         self.rate = RequestRate(redis, prefix=prefix, clock=clock)
+        self.accounts = AccountHolds(redis, prefix=prefix, clock=clock)
+        self.breakers = Breakers(redis, prefix=prefix, clock=clock, probe_max=probe_every)
         self.adaptive = AdaptiveLimit(
             redis,
             prefix=prefix,
@@ -79,10 +87,30 @@ class KeyLimits:
         self._snapshot = redis.register_script(_SNAPSHOT)
 
     def look_up_with(
-        self, *, limit_for: Callable[[str], int], rate_for: Callable[[str], float]
+        self,
+        *,
+        limit_for: Callable[[str], int],
+        rate_for: Callable[[str], float],
+        route_for: Callable[[str], str] | None = None,
     ) -> None:
-        """Find each alias's configured limit and rate with these from now on."""
+        """Find each alias's configured limit, rate and provider route with these from now
+        on (the route names the breaker the alias's calls wait behind)."""
         self._limit_for, self._rate_for = limit_for, rate_for
+        if route_for is not None:
+            self._route_for = route_for
+
+    def configure_pauses(self, *, probe_every: float, breaker_failures: int) -> None:
+        """How often a paused key or an open breaker is probed (at most), and how many
+        consecutive failed calls open a breaker."""
+        self.probe_every = probe_every
+        self.breakers.configure(failures=breaker_failures, probe_max=probe_every)
+
+    def route(self, alias: str) -> str:
+        """The provider route (provider and base URL) of the alias's calls."""
+        return self._route_for(alias) if self._route_for is not None else "default"
+
+    def _breaker(self, alias: str) -> str:
+        return self.breakers.key(self.route(alias))
 
     def configured(self, alias: str, limit: int | None = None) -> int:
         """The alias's configured concurrency: ``limit`` when given, else looked up."""
@@ -102,10 +130,23 @@ class KeyLimits:
     # Concurrency slots and the waiting line --------------------------------------------------
 
     def acquire(
-        self, alias: str, holder: str, *, limit: int | None = None, wait: bool = True
+        self,
+        alias: str,
+        holder: str,
+        *,
+        limit: int | None = None,
+        wait: bool = True,
+        model: str = "",
     ) -> Acquire:
-        """Take a slot for ``holder`` or (``wait``) join the key's line; see :class:`Acquire`."""
-        return self.slots.acquire(alias, holder, limit=self.configured(alias, limit), wait=wait)
+        """Take a slot for ``holder`` or (``wait``) join the key's line; see :class:`Acquire`.
+
+        A paused line (an account hold, the provider's open breaker) grants its probe only;
+        a holder of a held ``model`` waits off the line.
+        """
+        return self.slots.acquire(
+            alias, holder, limit=self.configured(alias, limit), wait=wait, model=model,
+            breaker=self._breaker(alias), probe_every=self.probe_every,
+        )  # fmt: skip
 
     def take(self, alias: str, holder: str) -> bool:
         """Hold a slot for a job whose remote task is live, over the limit if need be."""
@@ -117,11 +158,15 @@ class KeyLimits:
 
     def release(self, alias: str, holder: str, *, limit: int | None = None) -> list[str]:
         """Free the holder's slot and hand free slots to the next waiters; returns them."""
-        return self.slots.release(alias, holder, limit=self.configured(alias, limit))
+        return self.slots.release(
+            alias, holder, limit=self.configured(alias, limit), breaker=self._breaker(alias)
+        )
 
     def grant_waiters(self, alias: str, *, limit: int | None = None) -> list[str]:
         """Fill every free slot from the head of the line; returns the waiters granted."""
-        return self.slots.grant_waiters(alias, limit=self.configured(alias, limit))
+        return self.slots.grant_waiters(
+            alias, limit=self.configured(alias, limit), breaker=self._breaker(alias)
+        )
 
     def push_front(self, alias: str, holder: str) -> None:
         """Give up the holder's slot, if any, and put it at the head of the line (a 429)."""
@@ -183,7 +228,83 @@ class KeyLimits:
 
     def throttle(self, alias: str, *, rate: float | None = None, burst: int | None = None) -> float:
         """0.0 if an HTTP request may go now (it is counted), else the seconds to defer it."""
-        return self.rate.throttle(alias, rate=self._rate(alias, rate), burst=burst)
+        return self.gate(alias, rate=rate, burst=burst).wait
+
+    def gate(
+        self,
+        alias: str,
+        holder: str = "",
+        *,
+        submit: bool = False,
+        model: str = "",
+        rate: float | None = None,
+        burst: int | None = None,
+    ) -> Gate:
+        """Whether a call of job ``holder`` may go now (pauses, then the request rate)."""
+        return self.rate.gate(
+            alias, rate=self._rate(alias, rate), burst=burst, holder=holder, submit=submit,
+            model=model, breaker=self._breaker(alias), probe_every=self.probe_every,
+        )  # fmt: skip
+
+    # Pauses: account holds and the provider's breaker -------------------------------------
+
+    def hold(
+        self,
+        alias: str,
+        *,
+        kind: str,
+        reason: str,
+        status: int | str = "",
+        model: str | None = None,
+        holder: str = "",
+    ) -> tuple[bool, int]:
+        """Pause the key (or its ``model``); returns (a new pause, refusals so far)."""
+        return self.accounts.hold(
+            alias, kind=kind, reason=reason, status=status, model=model, holder=holder,
+            probe_every=self.probe_every,
+        )  # fmt: skip
+
+    def lift(self, alias: str, *, model: str | None = None, only_kind: str = "") -> Lifted:
+        """Lift the key's pause (or its model's); see :meth:`AccountHolds.lift`."""
+        return self.accounts.lift(alias, model=model, only_kind=only_kind)
+
+    def paused(self, alias: str) -> list[Hold]:
+        """The key's pauses: its own, then each held model's."""
+        return self.accounts.holds(alias)
+
+    def probes_due(self, alias: str) -> list[str]:
+        """Jobs to nudge: a probe of the key, its provider's breaker or a model is due."""
+        return self.accounts.probes_due(alias, breaker=self._breaker(alias))
+
+    def call_failed(self, alias: str, *, reason: str, holder: str = "") -> str:
+        """Count a failed call (5xx, no connection, timeout) against the alias's route."""
+        return self.breakers.failed(self.route(alias), reason=reason, holder=holder)
+
+    def call_succeeded(self, alias: str) -> float | None:
+        """A call on the alias's route succeeded; since when its breaker was open, if it was."""
+        return self.breakers.succeeded(self.route(alias))
+
+    def provider_down(self, alias: str) -> bool:
+        """Whether the breaker of the alias's provider is open."""
+        return self.breakers.state(self.route(alias)) is not None
+
+    def provider_unwell(self, alias: str) -> bool:
+        """Whether the alias's provider failed its last calls (see :meth:`Breakers.unwell`)."""
+        return self.breakers.unwell(self.route(alias))
+
+    def outage_seconds(self, alias: str, *, start: float, end: float) -> float:
+        """Seconds in [start, end] in which the alias could not ask its provider: its
+        breaker open, or its key revoked (closed windows and the one still open)."""
+        route = self.route(alias)
+        total = self.breakers.outages(route, start=start, end=end)
+        total += self.accounts.outages(alias, start=start, end=end)
+        state = self.breakers.state(route)
+        if state is not None:
+            total += max(0.0, end - max(start, state.since))
+        for hold in self.paused(alias):
+            if hold.blocks_reads:
+                total += max(0.0, end - max(start, hold.since))
+        return min(total, max(0.0, end - start))
 
     # Visibility ------------------------------------------------------------------------------
 
