@@ -244,8 +244,8 @@ def test_the_keys_page_shows_limits_and_the_429s_drawn(live: Stack, browser: Any
         "return [Array.from(r.cells).map(c => c.textContent.trim()),"
         " r.querySelectorAll('svg.chart rect.r429').length];"
     )
-    assert cells[1] == "relaydance" and cells[2] == "10"
+    assert cells[1] == "relaydance" and cells[2] == "no" and cells[3] == "10"  # not paused
     # The 12-clip batch met the simulator's cap of 3: its 429s are counted and drawn.
-    assert int(cells[7]) > 0 and bars > 0
+    assert int(cells[8]) > 0 and bars > 0
     assert MODEL in (text(browser, "table.timing") or "")
     browser.save_screenshot(str(live.shots / "keys.png"))

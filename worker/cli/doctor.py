@@ -22,11 +22,13 @@ from kombu.exceptions import KombuError
 
 from config.redis_url import describe_redis_url
 from config.settings import Settings, SettingsError, load_settings
-from worker.errors import NotFound, PermanentError, TransientError, Unauthorized
+from worker.errors import AccountFault, NotFound, PermanentError, TransientError, Unauthorized
 from worker.infra.connections import redis_client
 from worker.infra.timefmt import span
 from worker.job.reachability import check_receiver, missed_count
 from worker.job.sweeper import LAST_SWEEP_KEY
+from worker.limits import KeyLimits
+from worker.limits.breaker import route_id
 from worker.provider.client import ApiClient
 
 __all__ = ["Check", "run_checks"]
@@ -77,6 +79,8 @@ def _provider(settings: Settings) -> list[Check]:
                 checks.append(Check(name, "pass", f"{settings.base_url} reachable; key accepted"))
             except Unauthorized:
                 checks.append(Check(name, "fail", f"{settings.base_url} refused the key (401)"))
+            except AccountFault as exc:
+                checks.append(Check(name, "fail", f"{settings.base_url} refused the key: {exc}"))
             except TransientError as exc:
                 checks.append(Check(name, "fail", f"{settings.base_url} unreachable: {exc.code}"))
             except PermanentError as exc:
@@ -103,6 +107,28 @@ def _receiver(settings: Settings, client: redis.Redis | None) -> list[Check]:
     if missed:
         checks.append(Check("webhooks", "warn", f"{missed} job(s) ended without their webhook"))
     return checks
+
+
+def _pauses(settings: Settings, client: redis.Redis) -> Check:
+    """Keys paused by their account or an operator, and providers whose breaker is open."""
+    limits = KeyLimits(
+        client,
+        route_for=lambda a: route_id(settings.provider_for(a), settings.base_url_for(a)),
+    )
+    found = []
+    for alias in sorted(set(settings.keys()) | set(limits.aliases_seen())):
+        paused, since = limits.pause_summary(alias)
+        if paused:
+            found.append(
+                f"{alias} since {span(time.time() - (since or time.time()))} ago: {paused}"
+            )
+    if not found:
+        return Check("pauses", "pass", "no key paused, no provider down")
+    return Check(
+        "pauses", "warn",
+        "; ".join(found) + ". Each resumes by itself when a probe gets through; `relaydance "
+        "keys` shows them, `relaydance keys resume ALIAS` reopens one now",
+    )  # fmt: skip
 
 
 def _output_dir(settings: Settings) -> Check:
@@ -158,6 +184,6 @@ def run_checks(
     if client is None:
         checks += [Check("beat", "skip", "needs Redis"), Check("workers", "skip", "needs Redis")]
     else:
-        checks += [_beat(loaded, client), _workers(ping_timeout)]
+        checks += [_beat(loaded, client), _pauses(loaded, client), _workers(ping_timeout)]
         client.close()
     return checks

@@ -38,6 +38,7 @@ LAZY_COMMANDS = {
     "storage": "worker.cli.storage:storage",
     "models": "worker.cli.setup:models",
     "doctor": "worker.cli.setup:doctor",
+    "keys": "worker.cli.keys:keys",
 }
 
 
@@ -210,6 +211,10 @@ def limits(as_json: bool) -> None:
             f"{row['waiting']:>7} {row['requests_last_minute']:>7} "
             f"{row['rate_limited_last_hour']:>9}"
         )
+    for alias, row in rows.items():
+        if row["paused"]:
+            since = time.strftime("%H:%M:%S UTC", time.gmtime(row["paused_since"] or 0))
+            click.echo(f"{alias}: PAUSED since {since}: {row['paused']} (relaydance keys)")
 
 
 @main.command(short_help="Serve the webhook receiver; /metrics on loopback.")

@@ -27,7 +27,14 @@ from typing import TypeVar
 
 from pydantic import SecretStr
 
-from worker.errors import AccountFault, Deferred, RateLimited, RelayDanceError, TransientError
+from worker.errors import (
+    AccountFault,
+    Deferred,
+    RateLimited,
+    RelayDanceError,
+    RetryableStatus,
+    TransientError,
+)
 from worker.job.alerts import Alert, raise_alert
 from worker.job.engine import Engine
 from worker.job.record import Job
@@ -83,6 +90,9 @@ def perform(
         _account_fault(engine, job, exc, gate=gate, submit=submit)
         raise
     except RateLimited:
+        raise  # our own count of the key's use was off: the limits learn from it elsewhere
+    except RetryableStatus:
+        _answered(engine, job, gate=gate, submit=False)  # a 408 or 409: the provider is up
         raise
     except TransientError as exc:
         _failed(engine, job, exc, gate=gate)

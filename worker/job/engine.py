@@ -7,7 +7,6 @@ fleet serves RelayDance and Kinovi keys at once; ``client`` is the default provi
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from worker.infra.connections import redis_client
 from worker.job.store import JobStore
 from worker.job.timing import Timing
 from worker.limits import KeyLimits, LimitSnapshot
+from worker.limits.breaker import route_id
 from worker.provider.client import ApiClient
 from worker.provider.download import make_download_client
 from worker.storage import Storage, make_storage
@@ -65,9 +65,7 @@ class Engine:
 
     def route_for(self, alias: str) -> str:
         """The provider route of an alias: its provider and base URL, one breaker each."""
-        settings = self.settings
-        digest = hashlib.sha256(settings.base_url_for(alias).encode()).hexdigest()[:8]
-        return f"{settings.provider_for(alias)}-{digest}"
+        return route_id(self.settings.provider_for(alias), self.settings.base_url_for(alias))
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Engine:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from worker.infra.timefmt import at, iso, span
+from worker.job.calls import why_waiting
 from worker.job.engine import Engine
 from worker.job.reachability import ReceiverCheck, last_check, missed_count
 from worker.job.record import Job
@@ -38,6 +39,7 @@ class Facts:
     expected_seconds: float | None = None
     receiver: ReceiverCheck | None = None
     missed_webhooks: int = 0
+    paused: str | None = None  # why the job's key, model or provider is paused, if it is
 
 
 @dataclass(frozen=True)
@@ -291,6 +293,7 @@ def facts_for(engine: Engine, job: Job, *, now: float | None = None) -> Facts:
         if model is not None and seconds is not None:
             expected = engine.timing.expected(str(model), int(seconds))
     webhooks = bool(settings.webhook_base_url)
+    paused = None if job.is_final else why_waiting(engine, job.alias, job.model)
     return Facts(
         now=time.time() if now is None else now,
         webhooks=webhooks,
@@ -301,6 +304,7 @@ def facts_for(engine: Engine, job: Job, *, now: float | None = None) -> Facts:
         expected_seconds=expected,
         receiver=last_check(engine.redis) if webhooks else None,
         missed_webhooks=missed_count(engine.redis) if webhooks else 0,
+        paused=paused,
     )
 
 
@@ -309,8 +313,18 @@ def explain(job: Job, facts: Facts) -> Explanation:
     row = ROWS.get(str(job.state), _unknown_state)
     found = row(job, facts)
     notes = _notes(job, facts)
+    if facts.paused and not job.is_final:
+        # The pause comes first: it is why nothing moves, and it ends by itself.
+        waiting = "pause" if str(job.state) in _HELD_BACK else found.waiting_for
+        text = f"paused: {facts.paused}; {found.text}"
+        details = {**found.details, "paused": facts.paused}
+        return Explanation(found.state, waiting, text, found.until, details, notes)
     if not notes:
         return found
     return Explanation(
         found.state, found.waiting_for, found.text, found.until, found.details, notes
     )
+
+
+# States in which a pause holds the job back from its next step (a submission).
+_HELD_BACK = frozenset({"queued", "waiting_for_slot", "submitting"})

@@ -14,6 +14,7 @@ poll deadline) do not count time in which the provider could not be asked.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ import redis
 from ._common import LUA_PRELUDE, Clock, breaker_key, check_alias, now_arg, text
 from .holds import OUTAGE_KEEP_US, _overlap
 
-__all__ = ["BreakerState", "Breakers"]
+__all__ = ["BreakerState", "Breakers", "route_id"]
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +73,11 @@ redis.call('DEL', KEYS[2])
 return {{1, since}}
 """
 )
+
+
+def route_id(provider: str, base_url: str) -> str:
+    """The name of a provider route's breaker: the provider and a digest of its base URL."""
+    return f"{provider}-{hashlib.sha256(base_url.encode()).hexdigest()[:8]}"
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,8 @@ class LimitSnapshot(TypedDict):
     waiting: int
     requests_last_minute: int
     rate_limited_last_hour: int
+    paused: str  # why the key's line is paused (its account, a model, its provider), or ""
+    paused_since: float | None
 
 
 class KeyLimits:
@@ -315,6 +317,7 @@ class KeyLimits:
             keys=[k.holders, k.line, k.adaptive, k.requests, k.rejections],
             args=[now_arg(self._clock), limit],
         )
+        paused, since = self.pause_summary(alias)
         return LimitSnapshot(
             configured=limit,
             effective=int(effective),
@@ -322,7 +325,24 @@ class KeyLimits:
             waiting=int(waiting),
             requests_last_minute=int(requests),
             rate_limited_last_hour=int(rejected),
+            paused=paused,
+            paused_since=since,
         )
+
+    def pause_summary(self, alias: str) -> tuple[str, float | None]:
+        """Why the alias is paused, in one line (every hold, then its provider's breaker),
+        and since when; ("", None) when nothing is paused."""
+        parts: list[tuple[float, str]] = []
+        for hold in self.paused(alias):
+            scope = f"model {hold.model}: " if hold.model else ""
+            probe = ", no probes (paused by an operator)" if hold.probe_at is None else ""
+            parts.append((hold.since, f"{scope}{hold.kind}{probe}: {hold.reason}"))
+        state = self.breakers.state(self.route(alias))
+        if state is not None:
+            parts.append((state.since, f"provider down: {state.reason}"))
+        if not parts:
+            return "", None
+        return "; ".join(text for _, text in parts), min(since for since, _ in parts)
 
     def aliases_seen(self) -> list[str]:
         """Every alias that took a slot, made a request or met a 429, sorted."""

@@ -81,6 +81,31 @@ def _per_key(engine: Engine) -> Iterator[Metric]:
         for alias, snap in snaps.items():
             family.add_metric([alias], float(snap[field]))
         yield family
+    paused = GaugeMetricFamily(
+        "relaydance_key_paused",
+        "1 while the key's line is paused (an account fault, a model, an operator, or its "
+        "provider down); see relaydance keys.",
+        labels=["key"],
+    )
+    since = GaugeMetricFamily(
+        "relaydance_key_paused_since_seconds",
+        "When the key's pause began (Unix time); absent when it is not paused.",
+        labels=["key"],
+    )
+    for alias, snap in snaps.items():
+        paused.add_metric([alias], 1.0 if snap["paused"] else 0.0)
+        if snap["paused_since"] is not None:
+            since.add_metric([alias], float(snap["paused_since"]))
+    yield paused
+    yield since
+    breakers = GaugeMetricFamily(
+        "relaydance_provider_down",
+        "1 while the breaker of a provider route (provider and base URL) is open.",
+        labels=["route"],
+    )
+    for route in sorted({engine.limits.route(alias) for alias in snaps}):
+        breakers.add_metric([route], 0.0 if engine.limits.breakers.state(route) is None else 1.0)
+    yield breakers
 
 
 def _totals(engine: Engine) -> Iterator[Metric]:
