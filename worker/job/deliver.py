@@ -118,7 +118,8 @@ def _transfer(
         return retry_delivery_later(engine, job, exc, claim=claim)
     except UrlExpired as exc:
         # The signed url expired: the next attempt re-fetches the task for a fresh one.
-        if attempt >= 3:
+        # Attempts spent waiting out an outage do not count against the clip.
+        if attempt >= 3 and not engine.limits.provider_unwell(job.alias):
             return fail(engine, job, exc.code, str(exc))
         return again(0.2, attempt=attempt + 1)
     except TransientError as exc:
