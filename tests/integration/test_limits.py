@@ -372,6 +372,8 @@ def test_snapshot_reports_limits_slots_and_recent_traffic(
         "waiting": 0,
         "requests_last_minute": 3,
         "rate_limited_last_hour": 1,
+        "paused": "",
+        "paused_since": None,
     }
 
 

@@ -80,7 +80,12 @@ def keys(ctx: click.Context, as_json: bool) -> None:
 @keys.command("pause")
 @click.argument("alias")
 @click.option("--model", help="Pause only this model's submissions on the key.")
-@click.option("--reason", default="paused by an operator", show_default=True)
+@click.option(
+    "--reason",
+    default="paused by an operator",
+    show_default=True,
+    help="Why, as `relaydance keys`, status and the jobs page will show it.",
+)
 def pause(alias: str, model: str | None, reason: str) -> None:
     """Stop the key's submissions on purpose (no probes) until `keys resume`."""
     from worker.job.engine import get_engine
