@@ -105,6 +105,32 @@ def test_an_unknown_model_is_refused_listing_the_known_models() -> None:
         assert model in message
 
 
+@pytest.mark.parametrize(
+    ("typed", "meant"),
+    [("doubao-seedance-2-0-fast", "doubao-seedance-2-0-fast-260128"),
+     ("doubao-seedance-2.0-720p", "doubao-seedance-2-0-720p"),
+     ("Seedance-1-5-pro-with-audio", "seedance-1-5-pro-with-audio")],
+)  # fmt: skip
+def test_a_near_miss_model_name_is_answered_with_did_you_mean(typed: str, meant: str) -> None:
+    only_problem(request(model=typed), "model", f"did you mean {meant!r}?", "known models:")
+
+
+def test_a_model_name_far_from_every_model_gets_no_guess() -> None:
+    message = only_problem(request(model="a-cartoon-please"), "model", "; known models:")
+    assert "did you mean" not in message
+
+
+def test_a_near_miss_kinovi_model_is_answered_with_did_you_mean() -> None:
+    with pytest.raises(InvalidRequest) as info:
+        validate_request({"model": "seedance-2.0", "prompt": "a fox"}, provider="kinovi")
+    assert "did you mean 'seedance-20'?" in dict(info.value.problems)["model"]
+
+
+def test_asking_audio_of_a_model_that_always_has_it_says_so() -> None:
+    only_problem(request(model=SEEDANCE_15, generate_audio=True), "generate_audio",
+                 "always generates audio")  # fmt: skip
+
+
 def test_seconds_below_the_models_range_are_refused_with_the_range() -> None:
     only_problem(request(seconds=3), "seconds", "3", SEEDANCE, "use 4 to 15")
 
