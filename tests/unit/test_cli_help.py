@@ -97,3 +97,10 @@ def test_models_lists_every_model_of_every_provider() -> None:
 def test_the_readme_links_the_models_command() -> None:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     assert "relaydance models" in readme
+
+
+def test_the_readmes_cli_table_names_every_command() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    table = readme.split("## CLI", 1)[1].split("\n## ", 1)[0]
+    for name in main.list_commands(click.Context(main)):
+        assert f"`relaydance {name}" in table or f"`relaydance {name} " in table, name
