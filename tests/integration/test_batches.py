@@ -100,6 +100,9 @@ def test_the_budget_cap_skips_every_line_after_the_first_that_would_exceed_it(
     skipped = [row for row in rows if row.state == "skipped_budget"]
     assert [row.line for row in skipped] == [5, 6, 7, 8, 9, 10]
     assert all("budget ($3.30) would have been exceeded" in (row.error or "") for row in skipped)
+    # The fix names this batch, ready to paste.
+    assert all(f"relaydance batch resume {sub.batch_id} --budget USD" in (row.error or "")
+               for row in skipped)  # fmt: skip
 
 
 def test_failed_jobs_give_their_reservation_back_and_resume_uses_it(
@@ -271,9 +274,38 @@ def test_cli_dry_run_prints_the_count_and_the_estimate_and_enqueues_nothing(
     file.write_text(jsonl([req("a"), req("b"), req("a")]))
     result = CliRunner().invoke(batch, ["submit", str(file), "--dry-run", "--budget", "1"])
     assert result.exit_code == 0, result.output
-    assert "3 lines, 2 distinct requests (1 duplicates): estimated $1.40" in result.stdout
-    assert "budget $1.00: 1 requests ($0.70) would be submitted, 1 skipped_budget" in result.stdout
+    assert "3 lines: 3 valid (2 distinct requests, 1 duplicates): estimated $1.40" in result.stdout
+    assert "budget $1.00: 1 request ($0.70) would be submitted, 1 skipped_budget" in result.stdout
     assert cli_env.redis.keys("*") == []
+
+
+def test_cli_dry_run_counts_and_lists_the_invalid_lines(
+    cli_env: RecordingEngine, tmp_path: Path
+) -> None:
+    file = tmp_path / "shots.jsonl"
+    file.write_text(jsonl([req("a"), req("b", seconds=99), req("c"), req("d", ratio="5:4")]))
+    refused = CliRunner().invoke(batch, ["submit", str(file), "--dry-run"])
+    assert refused.exit_code == 2  # as the submit itself would be
+    assert "4 lines: 2 valid (2 distinct requests, 0 duplicates), 2 invalid" in refused.stdout
+    assert refused.stderr.count("line 2: seconds: 99 is outside") == 1
+    assert refused.stderr.count("line 4: ratio: '5:4'") == 1
+    skipping = CliRunner().invoke(batch, ["submit", str(file), "--dry-run", "--skip-invalid"])
+    assert skipping.exit_code == 0, skipping.output
+    assert "2 invalid (left out: --skip-invalid): estimated $1.40" in skipping.stdout
+    assert "would skip 2 invalid lines (--skip-invalid):" in skipping.stderr
+    assert skipping.output.count("line 2: seconds: 99 is outside") == 1
+    assert cli_env.redis.keys("*") == []
+
+
+def test_cli_skip_invalid_lists_each_invalid_line_once(
+    cli_env: RecordingEngine, tmp_path: Path
+) -> None:
+    file = tmp_path / "shots.jsonl"
+    file.write_text(jsonl([req("a"), req("b", seconds=99), req("c")]))
+    result = CliRunner().invoke(batch, ["submit", str(file), "--skip-invalid", "--budget", "5"])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("line 2: seconds: 99 is outside") == 1
+    assert result.output.count("invalid line") == 1
 
 
 # Integration: a real worker and the simulator -----------------------------------------------

@@ -75,7 +75,7 @@ def batch_report(batches: BatchTracker, batch_id: str) -> tuple[BatchStatus, lis
             note = f"same request as line {first_line[index]}"
         elif reused:
             note = "reused an earlier render of the same request"
-        error = _line_error(state, code, message, budget=status.budget_usd)
+        error = _line_error(state, code, message, budget=status.budget_usd, batch_id=status.id)
         if billing and int(orphans or 0):
             billing = f"{billing} (+{orphans} possibly billed)"
         rows.append(
@@ -111,7 +111,7 @@ def _job_details(batches: BatchTracker, values: dict[int, str]) -> dict[int, lis
 
 
 def _line_error(
-    state: str, code: str | None, message: str | None, *, budget: float | None
+    state: str, code: str | None, message: str | None, *, budget: float | None, batch_id: str
 ) -> str | None:
     """What went wrong with a line, and what to do about it."""
     if state == "failed":
@@ -121,7 +121,7 @@ def _line_error(
     if state == SKIPPED_BUDGET:
         return (
             f"not submitted: the budget (${budget:.2f}) would have been exceeded; "
-            "raise it with: relaydance batch resume ID --budget USD"
+            f"raise it with: relaydance batch resume {batch_id} --budget USD"
         )
     if state == "canceled":
         return "canceled; resume the batch to render it"

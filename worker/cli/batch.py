@@ -51,9 +51,13 @@ def _read(path: str, *, key: str) -> ParsedBatch:
         die(f"cannot use {path}", [f"{name}: {message}" for name, message in exc.problems])
 
 
-def _echo_invalid_skipped(parsed: ParsedBatch) -> None:
+def _echo_invalid_skipped(parsed: ParsedBatch, *, would: bool = False) -> None:
+    """The lines --skip-invalid leaves out, each problem once, on stderr."""
     if parsed.invalid:
-        click.echo(f"skipped {len(parsed.invalid)} invalid lines (--skip-invalid):", err=True)
+        count = len(parsed.invalid)
+        verb = "would skip" if would else "skipped"
+        click.echo(f"{verb} {count} invalid line{'s' if count != 1 else ''} (--skip-invalid):",
+                   err=True)  # fmt: skip
         for message in parsed.messages():
             click.echo(f"  {message}", err=True)
 
@@ -115,10 +119,11 @@ def submit(
 ) -> None:  # fmt: skip
     """Validate a JSON Lines or CSV batch file and enqueue it (prints the batch id)."""
     parsed = _read(file, key=key)
+    if dry_run:  # a dry run shows the invalid lines with the rest, then refuses as a submit would
+        _dry_run(parsed, budget=budget, as_json=as_json, skip_invalid=skip_invalid)
     if parsed.invalid and not skip_invalid:
         _die_invalid(InvalidBatch(parsed.invalid), source=file)
     if dry_run:
-        _dry_run(parsed, budget=budget, as_json=as_json)
         return
     from tasks.batches import enqueue_batch
 
@@ -135,7 +140,9 @@ def submit(
         sys.exit(follow_batch(sub.batch_id, timeout=timeout, as_json=as_json))
 
 
-def _dry_run(parsed: ParsedBatch, *, budget: float | None, as_json: bool) -> None:
+def _dry_run(
+    parsed: ParsedBatch, *, budget: float | None, as_json: bool, skip_invalid: bool
+) -> None:
     try:
         plan = plan_batch(parsed)
     except SettingsError as exc:
@@ -152,16 +159,25 @@ def _dry_run(parsed: ParsedBatch, *, budget: float | None, as_json: bool) -> Non
             "skipped_budget": len(plan.items) - len(admitted),
         }))  # fmt: skip
         return
+    total = len(plan.line_items) + len(plan.invalid)
+    invalid = ""
+    if plan.invalid:
+        invalid = f", {len(plan.invalid)} invalid " + (
+            "(left out: --skip-invalid)" if skip_invalid else "(a submit would be refused)"
+        )
     click.echo(
-        f"{len(plan.line_items)} lines, {len(plan.items)} distinct requests "
-        f"({plan.duplicates} duplicates): estimated ${estimated:.2f} (not enqueued: --dry-run)"
+        f"{total} lines: {len(plan.line_items)} valid ({len(plan.items)} distinct requests, "
+        f"{plan.duplicates} duplicates){invalid}: estimated ${estimated:.2f} "
+        "(not enqueued: --dry-run)"
     )
     if budget is not None:
         click.echo(
-            f"budget ${budget:.2f}: {len(admitted)} requests (${within:.2f}) would be "
+            f"budget ${budget:.2f}: {len(admitted)} request{'s' if len(admitted) != 1 else ''} "
+            f"(${within:.2f}) would be "
             f"submitted, {len(plan.items) - len(admitted)} skipped_budget"
         )
-    _echo_invalid_skipped(parsed)
+    if skip_invalid:
+        _echo_invalid_skipped(parsed, would=True)
 
 
 def _not_found(exc: Exception) -> NoReturn:
