@@ -322,3 +322,32 @@ def test_money_is_shown_to_the_cent_unless_a_cent_would_hide_it() -> None:
     assert [money(v) for v in (0.7, 8.4, 1234.5, 0.0035, 1.2345, None)] == [
         "$0.70", "$8.40", "$1,234.50", "$0.0035", "$1.2345", "-",
     ]  # fmt: skip
+
+
+# Batches -------------------------------------------------------------------------------------
+
+
+def test_the_batch_page_shows_invalid_skipped_canceled_and_unknown_lines_apart(
+    engine: Engine,
+) -> None:
+    from tests.batch_requests import req
+    from tests.pipeline_helpers import make_engine
+    from worker.batch import Batches, parse_records
+
+    fake = make_engine(engine.settings)
+    parsed = parse_records([req("a"), req("b", seconds=99), req("c"), req("d", ratio="5:4"),
+                            req("e"), req("f")])  # fmt: skip
+    sub = Batches(fake).submit(parsed, skip_invalid=True, budget=3 * 0.7)
+    jobs = Batches(fake).job_ids(sub.batch_id)
+    fake.store.cancel(jobs[1])
+    fake.store.change(jobs[2], states=None, to=JobState.SUBMIT_UNKNOWN)
+    client = signed_in(client_for(JobsPage(Credentials(token=TOKEN), engine=lambda: fake)))
+    page = client.get(f"/ui/batches/{sub.batch_id}").text
+    legend = dict(re.findall(r'data-group="([a-z]+)">(\d+)<', page))
+    assert legend == {"done": "0", "running": "0", "waiting": "1", "unknown": "1",
+                      "failed": "0", "canceled": "1", "skipped": "1", "invalid": "2"}  # fmt: skip
+    assert "skipped (budget)" in page
+    for group in ("canceled", "skipped", "invalid", "unknown"):
+        assert f'class="seg-{group}"' in page, group
+    css = client.get("/ui/static/app.css").text
+    assert ".seg-skipped" in css and ".seg-invalid" in css

@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from worker.batch.budget import SKIPPED_BUDGET, from_micros
 from worker.batch.parse import InvalidLine
-from worker.batch.status import BatchStatus
+from worker.batch.status import BatchStatus, is_final_line_state
 from worker.batch.store import REUSE_PREFIX, job_of
 from worker.batch.tracker import BatchTracker
 
@@ -31,6 +31,7 @@ COLUMNS = ("line", "job_id", "state", "output_path", "output_uri", "sha256", "se
            "estimated_cost", "billing", "error", "note", "key", "actual_cost")  # fmt: skip
 # Cells starting with these are formulas (or become one) in Excel, LibreOffice and Sheets.
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_ALWAYS_SHOWN = ("done", "running", "waiting", "failed")
 _JOB_FIELDS = ["output_path", "output_uri", "sha256", "error_code", "error_message", "billing",
                "orphans", "actual_cost"]  # fmt: skip
 
@@ -187,26 +188,22 @@ def _duration(seconds: float | None) -> str:
 
 
 def progress_line(status: BatchStatus, *, elapsed: float, done_before: int, width: int = 20) -> str:
-    """``[#####.....] 12/50 done | 4 running | ... | 0.8/s | ETA 45s | $2.40 spent``.
+    """``[#####.....] 12/50 done | 4 running | ... | 2 invalid | 0.8/s | ETA 45s | $2.40 spent``.
 
     Throughput counts lines done since following began (``done_before`` were done then).
+    Done, running, waiting and failed are always shown; the other groups of
+    :data:`~worker.batch.status.LINE_GROUPS` when they hold a line.
     """
     total = max(status.lines, 1)
-    settled = sum(1 for s in status.line_states.values() if s in ("done", "failed", "lost",
-                  "canceled", SKIPPED_BUDGET, "invalid"))  # fmt: skip
+    settled = sum(1 for s in status.line_states.values() if is_final_line_state(s))
     filled = int(width * settled / total)
     rate = (status.done - done_before) / elapsed if elapsed > 0 else 0.0
     left = status.lines - settled
     eta = left / rate if rate > 0 else (0.0 if left == 0 else None)
-    parts = [
-        f"[{'#' * filled}{'.' * (width - filled)}] {status.done}/{status.lines} done",
-        f"{status.running} running",
-        f"{status.waiting} waiting",
-        f"{status.failed} failed",
-    ]
-    for state in ("submit_unknown", "canceled", SKIPPED_BUDGET):
-        if status.counts.get(state):
-            parts.append(f"{status.counts[state]} {state}")
+    parts = [f"[{'#' * filled}{'.' * (width - filled)}] {status.done}/{status.lines} done"]
+    for group, count in status.grouped():
+        if group.key in _ALWAYS_SHOWN[1:] or (count and group.key not in _ALWAYS_SHOWN):
+            parts.append(f"{count} {group.label}")
     parts.append(f"{rate:.2f}/s")
     parts.append(f"ETA {_duration(eta)}")
     money = f"${status.spent_usd:.2f} spent, ${status.committed_usd:.2f} committed"

@@ -200,7 +200,8 @@ def status(batch_id: str, as_json: bool) -> None:
         return
     click.echo(f"batch {info.id}" + (f" ({info.name})" if info.name else "") + f" key={info.alias}")
     click.echo(progress_line(info, elapsed=0.0, done_before=info.done))
-    click.echo("lines by state: " + ", ".join(f"{k}={v}" for k, v in sorted(info.counts.items())))
+    click.echo("lines: " + ", ".join(f"{n} {group.label}" for group, n in info.grouped()))
+    click.echo("by state: " + ", ".join(f"{k}={v}" for k, v in sorted(info.counts.items())))
     if info.invalid:
         click.echo(f"invalid lines skipped: {', '.join(str(b.line) for b in info.invalid)}")
     click.echo("finished" if info.finished else ("canceled" if info.canceled else "in progress"))

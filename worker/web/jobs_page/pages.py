@@ -18,7 +18,7 @@ from worker.batch.tracker import BatchTracker
 from worker.job.engine import Engine
 from worker.job.record import JobState
 from worker.render.catalogue import MODELS
-from worker.web.jobs_page.batches import BAR_GROUPS, list_batches, one_batch
+from worker.web.jobs_page.batches import list_batches, one_batch
 from worker.web.jobs_page.detail import job_detail
 from worker.web.jobs_page.http import UiRequest, UiResponse, html_response, text_response
 from worker.web.jobs_page.keys import CHART_HEIGHT, chart_bars, key_rows, timing_rows
@@ -102,7 +102,7 @@ def job_page(request: UiRequest, ctx: Context, job_id: str) -> UiResponse:
 def batches_page(request: UiRequest, ctx: Context) -> UiResponse:
     """The newest batches with their progress and money."""
     views, after = list_batches(ctx.engine, after=request.query.get("after", ""))
-    context = ctx.base(request, "batches", views=views, groups=BAR_GROUPS,
+    context = ctx.base(request, "batches", views=views,
                        older=f"{ctx.root}/batches?after={after}" if after else "")  # fmt: skip
     return _page("batches.html", context)
 
@@ -113,7 +113,7 @@ def batch_page(request: UiRequest, ctx: Context, batch_id: str) -> UiResponse:
         view = one_batch(ctx.engine, batch_id)
     except BatchNotFound:
         return _not_found(ctx, request, f"No batch {batch_id!r} (unknown, or expired).")
-    context = ctx.base(request, "batches", v=view, groups=BAR_GROUPS)
+    context = ctx.base(request, "batches", v=view)
     return _page("batch.html", context)
 
 
