@@ -18,12 +18,12 @@ from starlette.testclient import TestClient
 
 from config.settings import SettingsError, get_settings, load_settings
 from worker.job.engine import Engine, get_engine, reset_engine
+from worker.job.listing import WINDOW, JobFilter, list_jobs
 from worker.job.record import Job, JobState
 from worker.render.validation import validate_request
 from worker.web.app import create_web_app
 from worker.web.jobs_page import Credentials, JobsPage, asgi_app
 from worker.web.jobs_page.actions import Actions
-from worker.web.jobs_page.listing import WINDOW, JobFilter, list_jobs
 from worker.web.jobs_page.media import clip_path, parse_range
 
 TOKEN = "ui-token-for-tests"

@@ -12,6 +12,7 @@ that reads and changes records with compare-and-sets is :mod:`worker.job.store`.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -19,9 +20,10 @@ from typing import Any
 
 from worker.job.states import FINAL_STATES, Billing, JobState
 
-__all__ = ["FINAL_STATES", "PREFIX", "Billing", "Job", "JobState", "new_job_id"]
+__all__ = ["FINAL_STATES", "JOB_ID", "PREFIX", "Billing", "Job", "JobState", "new_job_id"]
 
 PREFIX = "rd"
+JOB_ID = re.compile(r"^rdj_[0-9a-f]{32}$")  # exactly what new_job_id makes
 
 
 def new_job_id() -> str:

@@ -13,11 +13,11 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+from worker.job.record import JOB_ID
 from worker.web.jobs_page.http import UiResponse, security_headers, text_response
 
 __all__ = ["JOB_ID", "clip_path", "parse_range", "serve_file"]
 
-JOB_ID = re.compile(r"^rdj_[0-9a-f]{32}$")
 _CHUNK = 64 * 1024
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 

@@ -16,13 +16,13 @@ from worker.batch.report import batch_report, render_report
 from worker.batch.store import BatchNotFound
 from worker.batch.tracker import BatchTracker
 from worker.job.engine import Engine
+from worker.job.listing import WINDOW, JobFilter, list_jobs
 from worker.job.record import JobState
 from worker.render.catalogue import MODELS
 from worker.web.jobs_page.batches import list_batches, one_batch
 from worker.web.jobs_page.detail import job_detail
 from worker.web.jobs_page.http import UiRequest, UiResponse, html_response, text_response
 from worker.web.jobs_page.keys import CHART_HEIGHT, chart_bars, key_rows, timing_rows
-from worker.web.jobs_page.listing import WINDOW, JobFilter, list_jobs
 from worker.web.jobs_page.media import JOB_ID
 from worker.web.jobs_page.render import render
 
