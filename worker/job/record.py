@@ -76,6 +76,12 @@ class Job:
     duplicate_spend: int = 0
     duplicate_remote_ids: list[str] = field(default_factory=list)
     batch: str | None = None  # "<batch id>:<line index>" for a batch's job
+    # Where the clip goes under the output: None is "<job id>"; a batch's --output-name
+    # template gives a path ("shoot/0001-a-paper-boat"), kept with the template it came from.
+    output_name: str | None = None
+    output_template: str | None = None
+    retake_of: str | None = None  # the job this one takes again
+    retakes: list[str] = field(default_factory=list)  # the jobs that took this one again
     webhook_at: float | None = None  # when a verified webhook last arrived
     notified_final: bool = False  # the fleet has learned how the job ended
     on_done_status: str | None = None  # sent, retrying or unregistered
@@ -148,7 +154,7 @@ def _text_or_none(value: str) -> str | None:
 _TEXT_FIELDS = (
     "alias", "remote_task_id", "remote_status", "error_code", "error_message", "output_path",
     "output_uri", "sha256", "etag", "on_done", "canceled_from", "adopted_from", "batch",
-    "on_done_status", "on_done_error",
+    "on_done_status", "on_done_error", "output_name", "output_template", "retake_of",
 )  # fmt: skip
 _INT_FIELDS = (
     "seq", "poll_count", "size", "duplicate_spend", "submit_claim", "download_claim",
@@ -172,4 +178,5 @@ _PARSE: dict[str, Callable[[str], Any]] = {
     "notified_final": _flag,
     "media_urls": json.loads,
     "duplicate_remote_ids": json.loads,
+    "retakes": lambda value: [v for v in value.split(",") if v],
 }
