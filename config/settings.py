@@ -158,8 +158,9 @@ class Settings(BaseSettings):
 
     media_dirs: str | None = Field(
         None,
-        description="Directories local media files may come from, separated by "
-        f"{os.pathsep!r}; unset: the working directory and a local output directory.",
+        description="Absolute directories local media files may come from, separated by "
+        f"{os.pathsep!r}; the producer and the workers must share it. Unset: no local file "
+        "is taken (URLs only).",
     )
 
     output_mode: str | None = Field(
@@ -420,6 +421,21 @@ class Settings(BaseSettings):
                 "for R2, GCS or MinIO use s3:// with RELAYDANCE_S3_ENDPOINT_URL"
             )
         return value
+
+    @field_validator("media_dirs")
+    @classmethod
+    def _check_media_dirs(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        entries = [part.strip() for part in value.split(os.pathsep) if part.strip()]
+        relative = [e for e in entries if not Path(e).expanduser().is_absolute()]
+        if relative:
+            raise ValueError(
+                f"{', '.join(map(repr, relative))} is relative, so the producer and the "
+                "workers would each read it from their own working directory; give "
+                "absolute directories, e.g. /srv/media"
+            )
+        return os.pathsep.join(entries)
 
     @field_validator("output_mode")
     @classmethod

@@ -580,3 +580,49 @@ def test_a_valid_request_passes_through_unchanged() -> None:
     valid = validate_request(request(images=[url("a.jpg")]))
     assert validate_request(valid) == valid
     assert RenderRequest.model_validate(valid.model_dump(mode="json")) == valid
+
+
+# The allow-list of local media: the same wherever a request is checked ---------------------
+
+
+def test_without_media_dirs_no_local_file_is_taken_whatever_the_working_directory(
+    media: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from config.settings import get_settings
+
+    monkeypatch.delenv("RELAYDANCE_MEDIA_DIRS", raising=False)
+    get_settings.cache_clear()
+    monkeypatch.chdir(media["png"].parent)  # the file sits in the working directory
+    message = only_problem(request(images=["still.png"]), "images", "RELAYDANCE_MEDIA_DIRS",
+                           "is unset", "give a URL")  # fmt: skip
+    assert "'still.png'" in message
+
+
+def test_the_allow_list_is_the_same_from_any_working_directory(
+    media: dict[str, Path], tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    from config.settings import load_settings
+    from worker.render.local_media import allowed_dirs, check_file
+
+    settings = load_settings(media_dirs=str(media["png"].parent))
+    seen = []
+    for cwd in (media["png"].parent, tmp_path_factory.mktemp("elsewhere"), Path("/")):
+        monkeypatch.chdir(cwd)
+        seen.append(allowed_dirs(settings))
+        assert check_file(str(media["png"]), "image", allowed_dirs(settings))[0] is None
+    assert seen[0] == seen[1] == seen[2] == (media["png"].parent.resolve(),)
+    monkeypatch.chdir(media["png"].parent)
+    assert allowed_dirs(load_settings(media_dirs=None)) == ()
+
+
+def test_a_relative_media_dir_is_refused_naming_the_setting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from config.settings import SettingsError, load_settings
+
+    monkeypatch.setenv("RELAYDANCE_MEDIA_DIRS", "/srv/media:uploads")
+    with pytest.raises(SettingsError, match="RELAYDANCE_MEDIA_DIRS: 'uploads' is relative"):
+        load_settings()
+    monkeypatch.setenv("RELAYDANCE_MEDIA_DIRS", "/srv/media:~/inbox")
+    assert load_settings().media_dirs == "/srv/media:~/inbox"
