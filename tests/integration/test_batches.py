@@ -27,7 +27,7 @@ from click.testing import CliRunner
 
 from config.settings import get_settings, load_settings
 from simulator.testing import SimulatorProcess
-from tests.batch_requests import jsonl, req
+from tests.batch_requests import FAST, jsonl, req
 from tests.fleet import wait_until
 from tests.pipeline_helpers import RecordingEngine, make_engine
 from worker.batch import (
@@ -562,3 +562,72 @@ def test_cli_batch_status_counts_invalid_skipped_and_canceled_lines_apart(
     assert "| 2 canceled | 2 skipped (budget) | 1 invalid |" in shown.stdout
     groups = json.loads(CliRunner().invoke(batch, ["status", batch_id, "--json"]).stdout)["groups"]
     assert (groups["canceled"], groups["skipped"], groups["invalid"]) == (2, 2, 1)
+
+
+def test_clips_are_named_by_the_template_and_the_report_maps_lines_to_files(
+    live: Stack, tmp_path: Path
+) -> None:
+    import csv
+
+    file = tmp_path / "shots.csv"
+    file.write_text(
+        "id,model,prompt,seconds\n"
+        "sh010,doubao-seedance-2-0-fast-260128,A paper boat in the rain,5\n"
+        "sh020,doubao-seedance-2-0-fast-260128,A fox in the snow,5\n"
+        "sh030,doubao-seedance-2-0-fast-260128,A paper boat in the rain,5\n"
+    )
+    template = "{batch}/{line:04d}-{id}-{slug}"
+    result = CliRunner().invoke(
+        batch,
+        [
+            "submit",
+            str(file),
+            "--name",
+            "shoot",
+            "--output-name",
+            template,
+            "--wait",
+            "--timeout",
+            "60",
+        ],
+    )
+    assert result.exit_code == 0, (result.output, live.log.read_text()[-3000:])
+    out = Path(live.env["RELAYDANCE_OUTPUT_DIR"])
+    first = out / "shoot" / "0002-sh010-a-paper-boat-in-the-rain"
+    second = out / "shoot" / "0003-sh020-a-fox-in-the-snow"
+    assert first.with_suffix(".mp4").is_file() and second.with_suffix(".mp4").is_file()
+    assert sorted(p.name for p in (out / "shoot").iterdir()) == sorted(
+        [first.name + ".mp4", first.name + ".json", second.name + ".mp4", second.name + ".json"]
+    )
+    manifest = json.loads(first.with_suffix(".json").read_text())
+    assert manifest["output_name"] == "shoot/0002-sh010-a-paper-boat-in-the-rain"
+    assert manifest["output_name_template"] == template
+    assert manifest["batch"] == result.stdout.strip()
+    report = CliRunner().invoke(batch, ["report", "shoot"])
+    rows = {r["line"]: r for r in csv.DictReader(report.stdout.splitlines())}
+    assert [(r["id"], r["model"], r["prompt"], r["seconds"]) for r in rows.values()] == [
+        ("sh010", FAST, "A paper boat in the rain", "5"),
+        ("sh020", FAST, "A fox in the snow", "5"),
+        ("sh030", FAST, "A paper boat in the rain", "5"),
+    ]  # fmt: skip
+    assert rows["2"]["output_path"] == str(first.with_suffix(".mp4").resolve())
+    assert rows["4"]["output_path"] == rows["2"]["output_path"]  # the same request, one clip
+
+
+def test_a_template_that_would_collide_enqueues_nothing(
+    cli_env: RecordingEngine, tmp_path: Path
+) -> None:
+    file = tmp_path / "shots.jsonl"
+    file.write_text(jsonl([req("a boat"), req("A boat!", seconds=6)]))
+    result = CliRunner().invoke(batch, ["submit", str(file), "--output-name", "{batch}/{slug}"])
+    assert result.exit_code == 2
+    assert (
+        "line 2: output_name: '<batch id>/a-boat'" in result.stderr
+        and "is line 1's name too" in result.stderr
+    )
+    result = CliRunner().invoke(batch, ["submit", str(file), "--output-name", "/abs/{line}"])
+    assert result.exit_code == 2 and "would let two batches write the same file" in result.stderr
+    assert cli_env.redis.keys("*") == []
+    dry = CliRunner().invoke(batch, ["submit", str(file), "--dry-run", "--name", "wk",
+                                     "--output-name", "{batch}/{line:03d}"])  # fmt: skip
+    assert dry.exit_code == 0 and "clips named: wk/001.mp4, wk/002.mp4" in dry.stdout

@@ -6,6 +6,7 @@ Real redis-server; the app in-process (Starlette's test client, Flask's and Djan
 from __future__ import annotations
 
 import base64
+import json
 import re
 import time
 from collections.abc import Iterator
@@ -351,3 +352,26 @@ def test_the_batch_page_shows_invalid_skipped_canceled_and_unknown_lines_apart(
         assert f'class="seg-{group}"' in page, group
     css = client.get("/ui/static/app.css").text
     assert ".seg-skipped" in css and ".seg-invalid" in css
+
+
+def test_a_named_clip_and_its_manifest_are_served_from_where_the_record_says(
+    engine: Engine, tmp_path: Path
+) -> None:
+    job_id = new_job(engine)
+    shoot = engine.settings.output_dir / "shoot"
+    shoot.mkdir()
+    (shoot / "0001-a-paper-boat.mp4").write_bytes(MP4)
+    (shoot / "0001-a-paper-boat.json").write_text(json.dumps({"job_id": job_id}))
+    engine.store.change(job_id, states=None, to=JobState.DONE,
+                        set={"output_path": str(shoot / "0001-a-paper-boat.mp4")})  # fmt: skip
+    client = signed_in(client_for(JobsPage(Credentials(token=TOKEN))))
+    assert client.get(f"/ui/media/{job_id}.mp4").content == MP4
+    manifest = client.get(f"/ui/media/{job_id}.json")
+    assert manifest.status_code == 200 and manifest.json() == {"job_id": job_id}
+    saved = client.get(f"/ui/media/{job_id}.mp4?download=1")
+    assert 'filename="0001-a-paper-boat.mp4"' in saved.headers["content-disposition"]
+    # A record naming a file outside the output directory serves nothing.
+    (tmp_path / "secret.mp4").write_bytes(b"SECRET")
+    engine.redis.hset(engine.store.key(job_id), "output_path", str(tmp_path / "secret.mp4"))
+    outside = client.get(f"/ui/media/{job_id}.mp4")
+    assert outside.status_code == 404 and b"SECRET" not in outside.content

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -17,6 +18,7 @@ from config.settings import SettingsError
 from worker.batch import (
     BatchFileError,
     BatchNotFound,
+    BatchPlan,
     InvalidBatch,
     ParsedBatch,
     Submission,
@@ -105,6 +107,11 @@ def batch() -> None:
 @click.option(
     "--dry-run", is_flag=True, help="Print the count and estimated cost; enqueue nothing."
 )
+@click.option(
+    "--output-name",
+    help='Name clips by a template, e.g. "{batch}/{line:04d}-{slug}" (fields: batch, batch_id, '
+    "line, id, slug, model, seconds, key, date, job); default: <job id>.mp4.",
+)
 @click.option("--reuse", is_flag=True, help="Reuse earlier finished renders of the same request.")
 @click.option("--skip-invalid", is_flag=True, help="Submit the valid lines, list the others.")
 @click.option(
@@ -115,12 +122,14 @@ def batch() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def submit(
     file: str, key: str, budget: float | None, name: str | None, wait_: bool, timeout: float,
-    dry_run: bool, reuse: bool, skip_invalid: bool, on_done: str | None, as_json: bool,
+    dry_run: bool, output_name: str | None, reuse: bool, skip_invalid: bool,
+    on_done: str | None, as_json: bool,
 ) -> None:  # fmt: skip
     """Validate a JSON Lines or CSV batch file and enqueue it (prints the batch id)."""
     parsed = _read(file, key=key)
     if dry_run:  # a dry run shows the invalid lines with the rest, then refuses as a submit would
-        _dry_run(parsed, budget=budget, as_json=as_json, skip_invalid=skip_invalid)
+        _dry_run(parsed, budget=budget, as_json=as_json, skip_invalid=skip_invalid,
+                 naming=(output_name, name, key))  # fmt: skip
     if parsed.invalid and not skip_invalid:
         _die_invalid(InvalidBatch(parsed.invalid), source=file)
     if dry_run:
@@ -129,7 +138,8 @@ def submit(
 
     try:
         sub = enqueue_batch(parsed, key=key, budget=budget, name=name, reuse=reuse,
-                            skip_invalid=skip_invalid, on_done=on_done)  # fmt: skip
+                            skip_invalid=skip_invalid, on_done=on_done,
+                            output_name=output_name)  # fmt: skip
     except (InvalidRequest, SettingsError) as exc:
         _die_invalid(exc, source=file)
     click.echo(_submission_json(sub) if as_json and not wait_ else sub.batch_id)
@@ -141,12 +151,14 @@ def submit(
 
 
 def _dry_run(
-    parsed: ParsedBatch, *, budget: float | None, as_json: bool, skip_invalid: bool
-) -> None:
+    parsed: ParsedBatch, *, budget: float | None, as_json: bool, skip_invalid: bool,
+    naming: tuple[str | None, str | None, str],
+) -> None:  # fmt: skip
     try:
         plan = plan_batch(parsed)
     except SettingsError as exc:
         die(str(exc))
+    names = _dry_run_names(plan, naming)
     admitted = plan.fitting(None if budget is None else to_micros(budget))
     estimated = plan.total_micros / 1e6
     within = sum(item.cost_micros for item in admitted) / 1e6
@@ -156,7 +168,7 @@ def _dry_run(
             "duplicates": plan.duplicates, "invalid_lines": [b.line for b in plan.invalid],
             "estimated_usd": estimated, "budget_usd": budget,
             "within_budget": len(admitted), "within_budget_usd": within,
-            "skipped_budget": len(plan.items) - len(admitted),
+            "skipped_budget": len(plan.items) - len(admitted), "output_names": names,
         }))  # fmt: skip
         return
     total = len(plan.line_items) + len(plan.invalid)
@@ -176,8 +188,33 @@ def _dry_run(
             f"(${within:.2f}) would be "
             f"submitted, {len(plan.items) - len(admitted)} skipped_budget"
         )
+    if names:
+        shown = ", ".join(f"{n}.mp4" for n in names[:3]) + (", ..." if len(names) > 3 else "")
+        click.echo(f"clips named: {shown}")
     if skip_invalid:
         _echo_invalid_skipped(parsed, would=True)
+
+
+def _dry_run_names(plan: BatchPlan, naming: tuple[str | None, str | None, str]) -> list[str]:
+    """The names --output-name would give (the batch's id not known yet: a stand-in)."""
+    from worker.batch.naming import check_plan_names, job_name
+    from worker.batch.store import BatchRecord, Item
+
+    template, name, key = naming
+    if template is None or not plan.items:
+        return []
+    try:
+        check_plan_names(template, plan, batch=name, key=key, now=time.time())
+    except InvalidRequest as exc:
+        _die_invalid(exc)
+    record = BatchRecord(id="rdb_<id>", name=name, alias=key, created_at=time.time(), source="",
+                         digest="", lines=plan.line_items, invalid=[], line_ids=plan.line_ids,
+                         output_template=template)  # fmt: skip
+    return [
+        job_name(record, Item(i.index, i.fingerprint, i.cost_micros,
+                              i.request.model_dump(mode="json"), i.alias), "rdj_<job id>") or ""
+        for i in plan.items
+    ]  # fmt: skip
 
 
 def _not_found(exc: Exception) -> NoReturn:

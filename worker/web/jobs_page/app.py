@@ -42,10 +42,17 @@ _GET: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"^/batches/([^/]+)$"), "batch"),
     (re.compile(r"^/batches/([^/]+)/report\.(csv|json)$"), "report"),
     (re.compile(r"^/keys$"), "keys"),
-    (re.compile(r"^/media/([^/]+)\.mp4$"), "media"),
+    (re.compile(r"^/media/([^/]+)\.(mp4|json)$"), "media"),
     (re.compile(r"^/static/([^/]+)$"), "static"),
 ]
 _ACTION = re.compile(r"^/jobs/([^/]+)/(cancel|resubmit)$")
+
+
+def _attachment(filename: str) -> str:
+    """A Content-Disposition that saves as ``filename`` (RFC 6266, any characters)."""
+    plain = "".join(c if c.isascii() and c.isprintable() and c not in '"\\' else "_"
+                    for c in filename)  # fmt: skip
+    return f"attachment; filename=\"{plain}\"; filename*=UTF-8''{quote(filename)}"
 
 
 class JobsPage:
@@ -152,7 +159,7 @@ class JobsPage:
             data, content_type = found
             return UiResponse(200, [("Content-Type", content_type), *security_headers()], data)
         if name == "media":
-            return self._media(request, args[0])
+            return self._media(request, args[0], args[1])
         ctx = self._context(request, session)
         if name == "confirm":
             return self._confirm(request, ctx, args[0], args[1])
@@ -162,13 +169,21 @@ class JobsPage:
         }  # fmt: skip
         return views[name](request, ctx, *args)
 
-    def _media(self, request: UiRequest, job_id: str) -> UiResponse:
+    def _media(self, request: UiRequest, job_id: str, kind: str) -> UiResponse:
         engine = self.engine()
-        path = clip_path(engine.settings.output_dir, job_id)
+        job = engine.store.get(job_id) if JOB_ID.fullmatch(job_id) else None
+        path = None
+        if job is not None:
+            path = clip_path(engine.settings.output_dir, job_id, suffix=f".{kind}",
+                             recorded=job.output_path)  # fmt: skip
         if path is None:
-            return text_response("no such clip\n", 404)
-        return serve_file(path, range_header=request.header("range"),
-                          head=request.method == "HEAD")  # fmt: skip
+            return text_response(f"no such {'clip' if kind == 'mp4' else 'manifest'}\n", 404)
+        content_type = "video/mp4" if kind == "mp4" else "application/json"
+        response = serve_file(path, range_header=request.header("range"),
+                              head=request.method == "HEAD", content_type=content_type)  # fmt: skip
+        if request.query.get("download") == "1":  # a link that saves the file under its name
+            response.headers.append(("Content-Disposition", _attachment(path.name)))
+        return response
 
     def _confirm(self, request: UiRequest, ctx: pages.Context, job_id: str, act: str) -> UiResponse:
         job = ctx.engine.store.get(job_id) if JOB_ID.fullmatch(job_id) else None

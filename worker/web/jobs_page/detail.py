@@ -100,7 +100,7 @@ def _manifest(engine: Engine, job: Job) -> str | None:
     """The manifest next to a local clip, pretty-printed; None when there is none."""
     if engine.settings.output_bucket() is not None:
         return None
-    path = clip_path(engine.settings.output_dir, job.id, suffix=".json")
+    path = clip_path(engine.settings.output_dir, job.id, suffix=".json", recorded=job.output_path)
     if path is None:
         return None
     try:
@@ -119,7 +119,7 @@ def job_detail(engine: Engine, job: Job, *, root: str, bucket_url: str | None) -
             clip_src = bucket_url
             parts = urlsplit(bucket_url)
             origin = f"{parts.scheme}://{parts.netloc}"
-        elif clip_path(engine.settings.output_dir, job.id) is not None:
+        elif clip_path(engine.settings.output_dir, job.id, recorded=job.output_path) is not None:
             clip_src = f"{root}/media/{job.id}.mp4"
     request_json = json.dumps(redacted(job.request), indent=2, sort_keys=True)
     detail = JobDetail(job, timeline(job), request_json, _manifest(engine, job), clip_src, origin)
