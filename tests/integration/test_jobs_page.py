@@ -375,3 +375,27 @@ def test_a_named_clip_and_its_manifest_are_served_from_where_the_record_says(
     engine.redis.hset(engine.store.key(job_id), "output_path", str(tmp_path / "secret.mp4"))
     outside = client.get(f"/ui/media/{job_id}.mp4")
     assert outside.status_code == 404 and b"SECRET" not in outside.content
+
+
+def test_the_job_page_opens_with_the_prompt_and_links_to_save_the_clip_and_manifest(
+    engine: Engine,
+) -> None:
+    job_id = new_job(engine, "A paper boat <drifts> down a rain-soaked street")
+    client = signed_in(client_for(JobsPage(Credentials(token=TOKEN))))
+    waiting = client.get(f"/ui/jobs/{job_id}").text
+    prompt = "A paper boat &lt;drifts&gt; down a rain-soaked street"
+    assert f'<blockquote class="prompt" id="prompt">{prompt}</blockquote>' in waiting
+    assert waiting.index('id="prompt"') < waiting.index('id="live"')  # at the top
+    assert "download-clip" not in waiting  # nothing to save yet
+    (engine.settings.output_dir / f"{job_id}.mp4").write_bytes(MP4)
+    (engine.settings.output_dir / f"{job_id}.json").write_text(json.dumps({"job_id": job_id}))
+    engine.store.change(job_id, states=None, to=JobState.DONE, set={
+        "output_path": str(engine.settings.output_dir / f"{job_id}.mp4")})  # fmt: skip
+    page = client.get(f"/ui/jobs/{job_id}").text
+    clip = re.search(r'id="download-clip" href="([^"]+)"', page)
+    manifest = re.search(r'id="download-manifest" href="([^"]+)"', page)
+    assert clip and manifest
+    saved = client.get(clip.group(1).replace("&amp;", "&"))
+    assert saved.content == MP4
+    assert saved.headers["content-disposition"].startswith(f'attachment; filename="{job_id}.mp4"')
+    assert client.get(manifest.group(1).replace("&amp;", "&")).json() == {"job_id": job_id}
