@@ -631,3 +631,32 @@ def test_a_template_that_would_collide_enqueues_nothing(
     dry = CliRunner().invoke(batch, ["submit", str(file), "--dry-run", "--name", "wk",
                                      "--output-name", "{batch}/{line:03d}"])  # fmt: skip
     assert dry.exit_code == 0 and "clips named: wk/001.mp4, wk/002.mp4" in dry.stdout
+
+
+def test_a_retake_renders_beside_the_first_take_and_the_report_shows_the_latest(
+    live: Stack,
+) -> None:
+    from tasks import retake
+    from tasks.batches import batch_report as report_of
+    from tasks.batches import enqueue_batch
+
+    sub = enqueue_batch([req("a heron takes off", id="sh040")], budget=2 * CLIP, name="takes",
+                        output_name="{batch}/{id}")  # fmt: skip
+    _wait(sub.batch_id, live)
+    first = report_of(sub.batch_id)[1][0]
+    second = retake(str(first.job_id), prompt="a heron takes off at dawn")
+    status = _wait(sub.batch_id, live)
+    assert status.counts == {"done": 1}
+    assert status.spent_usd == pytest.approx(2 * CLIP) == status.committed_usd
+    row = report_of(sub.batch_id)[1][0]
+    assert (row.job_id, row.earlier_takes, row.prompt) == (
+        second,
+        first.job_id,
+        "a heron takes off at dawn",
+    )
+    out = Path(live.env["RELAYDANCE_OUTPUT_DIR"]) / "takes"
+    assert row.output_path == str((out / "sh040-take2.mp4").resolve())
+    assert first.output_path == str((out / "sh040.mp4").resolve())  # kept, not overwritten
+    assert (out / "sh040.mp4").is_file() and (out / "sh040-take2.mp4").is_file()
+    assert json.loads((out / "sh040-take2.json").read_text())["retake_of"] == first.job_id
+    assert live.sim.stats()["submissions"] == 2

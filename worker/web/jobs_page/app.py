@@ -37,7 +37,7 @@ _GET: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"^/?$"), "home"),
     (re.compile(r"^/jobs$"), "jobs"),
     (re.compile(r"^/jobs/([^/]+)$"), "job"),
-    (re.compile(r"^/jobs/([^/]+)/(cancel|resubmit)$"), "confirm"),
+    (re.compile(r"^/jobs/([^/]+)/(cancel|resubmit|retake)$"), "confirm"),
     (re.compile(r"^/batches$"), "batches"),
     (re.compile(r"^/batches/([^/]+)$"), "batch"),
     (re.compile(r"^/batches/([^/]+)/report\.(csv|json)$"), "report"),
@@ -45,7 +45,7 @@ _GET: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"^/media/([^/]+)\.(mp4|json)$"), "media"),
     (re.compile(r"^/static/([^/]+)$"), "static"),
 ]
-_ACTION = re.compile(r"^/jobs/([^/]+)/(cancel|resubmit)$")
+_ACTION = re.compile(r"^/jobs/([^/]+)/(cancel|resubmit|retake)$")
 
 
 def _attachment(filename: str) -> str:
@@ -189,6 +189,10 @@ class JobsPage:
         job = ctx.engine.store.get(job_id) if JOB_ID.fullmatch(job_id) else None
         if job is None:
             return text_response("no such job\n", 404)
+        if act == "retake":
+            body = render("retake.html", **ctx.base(request, "jobs", fragment=False), job=job,
+                          allowed=job.is_final)  # fmt: skip
+            return html_response(body, 200 if job.is_final else 409)
         allowed = not job.is_final if act == "cancel" else job.state in RESUBMITTABLE
         body = render("confirm.html", **ctx.base(request, "jobs", fragment=False), job=job,
                       act=act, allowed=allowed, remote=job.state in REMOTE_MAY_LIVE)  # fmt: skip
@@ -210,7 +214,18 @@ class JobsPage:
         if found is None or not JOB_ID.fullmatch(found.group(1)):
             return text_response("not found\n", 404)
         job_id, act = found.groups()
+        if act == "retake":
+            return self._retake(request, job_id, form.get("prompt"))
         return self._act(request, job_id, act)
+
+    def _retake(self, request: UiRequest, job_id: str, prompt: str | None) -> UiResponse:
+        try:
+            # An emptied prompt is refused by the validation, not taken as "the old one".
+            new_id = self.actions.retake(job_id, None if prompt is None else prompt.strip())
+        except ActionRefused as exc:
+            return text_response(f"refused: {exc}\n", 409)
+        logger.info("job %s retaken from the jobs page as %s", job_id, new_id)
+        return redirect(f"{request.root}/jobs/{quote(new_id)}?notice=retake")
 
     def _act(self, request: UiRequest, job_id: str, act: str) -> UiResponse:
         back = f"{request.root}/jobs/{quote(job_id)}"

@@ -66,6 +66,11 @@ class JobDetail:
         return self.job.state in RESUBMITTABLE
 
     @property
+    def can_retake(self) -> bool:
+        """Whether the retake button is offered: any finished job may render again."""
+        return self.job.is_final
+
+    @property
     def remote_may_live(self) -> bool:
         """Whether a task may exist (and be billed) at the provider."""
         return self.job.state in REMOTE_MAY_LIVE

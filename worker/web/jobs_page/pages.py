@@ -34,6 +34,7 @@ _NOTICES = {
     "canceled": "The job was canceled.",
     "resubmitted": "The job was submitted again.",
     "not_canceled": "The job was not canceled: it had already ended.",
+    "retake": "This is a retake: a new job from the earlier one's request.",
 }
 
 
