@@ -660,3 +660,11 @@ def test_a_retake_renders_beside_the_first_take_and_the_report_shows_the_latest(
     assert (out / "sh040.mp4").is_file() and (out / "sh040-take2.mp4").is_file()
     assert json.loads((out / "sh040-take2.json").read_text())["retake_of"] == first.job_id
     assert live.sim.stats()["submissions"] == 2
+
+
+def test_an_invalid_lines_row_keeps_its_id(engine: RecordingEngine) -> None:
+    parsed = parse_records([req("fine", id="sh010"), req("too long", seconds=99, id="sh020")])
+    sub = Batches(engine).submit(parsed, skip_invalid=True)
+    _, rows = batch_report(Batches(engine), sub.batch_id)
+    assert [(r.line, r.state, r.id) for r in rows] == [(1, "queued", "sh010"),
+                                                      (2, "invalid", "sh020")]  # fmt: skip

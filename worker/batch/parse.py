@@ -72,10 +72,21 @@ class InvalidLine:
 
     line: int
     problems: list[tuple[str, str]]
+    line_id: str | None = None  # the line's own id, when it could be read
 
     def messages(self) -> list[str]:
         """``line N: field: message`` for each problem."""
         return [f"line {self.line}: {name}: {message}" for name, message in self.problems]
+
+    def to_json(self) -> list[Any]:
+        """``[line, problems]``, or with the line's own id ``[line, problems, id]``."""
+        return [self.line, self.problems, *([self.line_id] if self.line_id else [])]
+
+    @classmethod
+    def from_json(cls, data: list[Any]) -> InvalidLine:
+        """The line :meth:`to_json` wrote."""
+        problems = [(str(field), str(message)) for field, message in data[1]]
+        return cls(int(data[0]), problems, *data[2:3])
 
 
 @dataclass(frozen=True)
@@ -195,13 +206,13 @@ def _check_line(line: int, data: Any, checks: _Checks) -> BatchLine | InvalidLin
             data = _resolve_paths(data, checks.base_dir)
     provider, problem = checks.providers.of(alias)
     if problem is not None:
-        return InvalidLine(line, [problem])
+        return InvalidLine(line, [problem], line_id)
     try:
         request = validate_request(
             data, provider=provider, check_files=checks.check_files, media_dirs=checks.media_dirs
         )
     except InvalidRequest as exc:
-        return InvalidLine(line, list(exc.problems))
+        return InvalidLine(line, list(exc.problems), line_id)
     return BatchLine(line, request, alias, line_id)
 
 

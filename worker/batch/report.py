@@ -170,6 +170,7 @@ def _invalid_row(bad: InvalidLine) -> ReportRow:
         billing=None,
         error=problems,
         note="skipped",
+        id=bad.line_id,
     )
 
 

@@ -261,10 +261,7 @@ class BatchStore:
             source=data.get("source", ""),
             digest=data.get("digest", ""),
             lines=[(int(a), int(b)) for a, b in json.loads(data["lines"])],
-            invalid=[
-                InvalidLine(int(line), [(str(f), str(m)) for f, m in problems])
-                for line, problems in json.loads(data.get("invalid", "[]"))
-            ],
+            invalid=[InvalidLine.from_json(bad) for bad in json.loads(data.get("invalid", "[]"))],
             budget_micros=int(data["budget_micros"]) if data.get("budget_micros") else None,
             reserved_micros=int(data.get("reserved_micros", "0")),
             spent_micros=int(data.get("spent_micros", "0")),
@@ -341,7 +338,7 @@ def _meta(
         "source": source,
         "digest": digest,
         "lines": json.dumps([list(pair) for pair in lines], separators=(",", ":")),
-        "invalid": json.dumps([[bad.line, bad.problems] for bad in invalid]),
+        "invalid": json.dumps([bad.to_json() for bad in invalid]),
         "budget_micros": "" if budget_micros is None else str(budget_micros),
         "reserved_micros": "0",
         "reuse": "1" if reuse else "0",
