@@ -36,6 +36,7 @@ LAZY_COMMANDS = {
     "batch": "worker.cli.batch:batch",
     "schedule": "worker.cli.batch:schedule",
     "storage": "worker.cli.storage:storage",
+    "retake": "worker.cli.retake:retake",
     "models": "worker.cli.setup:models",
     "doctor": "worker.cli.setup:doctor",
     "keys": "worker.cli.keys:keys",
