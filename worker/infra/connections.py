@@ -25,10 +25,10 @@ def redis_client(url: str, *, master: str | None = None, **options: Any) -> redi
     if not master:
         raise ValueError("a sentinel:// URL needs RELAYDANCE_REDIS_SENTINEL_MASTER")
     parsed = parse_sentinel_url(url)
-    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+    sentinel = Sentinel(  # type: ignore[no-untyped-call,unused-ignore]
         parsed.sentinels, socket_timeout=options.get("socket_timeout", 5.0)
     )
-    client: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
+    client: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call,unused-ignore]
         master, db=parsed.db, password=parsed.password, **options
     )
     return client
