@@ -1,13 +1,20 @@
 """The ``relaydance`` command line: an entry point, so it may use both ``tasks`` and ``worker``.
 
-Exit codes of ``render``: 0 done (or enqueued without --wait), 1 failed or canceled,
-2 invalid input or configuration.
+Exit codes (worker/cli/errors.py): 0 done (or enqueued without --wait), 1 failed or
+canceled, 2 invalid input or configuration, 3 cannot tell (Redis unreachable, or --wait
+ran out of time): the job may still finish.
+
+Before any command, the Redis of a ``relaydance dev`` running in this project is taken
+when REDIS_URL is not set explicitly (worker/cli/devenv.py); and a Redis outage in any
+command is one plain line and exit 3, never a traceback.
 """
 
 from __future__ import annotations
 
 import importlib
 import json
+import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -18,7 +25,15 @@ from typing import Any
 import click
 
 from config.settings import SettingsError, get_settings
-from worker.cli.errors import EXIT_FAILED, EXIT_OK, die, die_invalid, die_not_found, redis_asked
+from worker.cli.errors import (
+    EXIT_FAILED,
+    EXIT_OK,
+    die,
+    die_invalid,
+    die_not_found,
+    die_unreachable,
+    redis_asked,
+)
 from worker.cli.follow import follow_job
 from worker.cli.providers import provider_body, provider_of, refuse_foreign_flags
 from worker.errors import InvalidRequest
@@ -41,8 +56,40 @@ LAZY_COMMANDS = {
 }
 
 
+# Commands that start a stack of their own (never another's), and commands that use no Redis.
+OWN_STACK = frozenset({"dev", "demo", "simulate"})
+NO_REDIS = frozenset({"models"})
+
+
 class LazyGroup(click.Group):
-    """A group that imports a command's module when the command is first asked for."""
+    """A group that imports a command's module when the command is first asked for, finds
+    ``relaydance dev``'s Redis, and turns a Redis outage into one plain line (exit 3)."""
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        name, command, rest = super().resolve_command(ctx, args)
+        if name not in OWN_STACK:
+            from worker.cli.devenv import use_dev_env
+
+            note = use_dev_env()
+            quiet = name in NO_REDIS or {"--help", "--dry-run"} & set(rest)
+            if note and not quiet:
+                click.echo(note, err=True)
+        return name, command, rest
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            from worker.infra.outage import is_redis_outage
+
+            cause = exc.__cause__
+            if is_redis_outage(exc):
+                die_unreachable(exc)
+            if cause is not None and is_redis_outage(cause):  # e.g. EnqueueFailed
+                die_unreachable(cause, [str(exc)])
+            raise
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *LAZY_COMMANDS})
@@ -231,8 +278,13 @@ def web(host: str, port: int, workers: int) -> None:
 @click.option("--concurrency", default=8, show_default=True, help="Worker concurrency.")
 def dev(pool: str, concurrency: int) -> None:
     """Run the whole stack in the foreground until Ctrl-C."""
+    from worker.cli.devenv import DEV_ENV, read_dev_env, remove_dev_env, write_dev_env
     from worker.cli.devstack import DevStack
 
+    running = read_dev_env(Path.cwd() / DEV_ENV)
+    if running is not None and running.alive():
+        die(f"relaydance dev already runs in this directory (pid {running.pid}); its other "
+            "terminals use it. Stop it first, or run this one in another directory")  # fmt: skip
     stack = DevStack(pool=pool, concurrency=concurrency)
     stopping = False
 
@@ -245,12 +297,18 @@ def dev(pool: str, concurrency: int) -> None:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     with stack:
-        for note in stack.notes:
-            click.echo(f"relaydance dev: {note}", err=True)
-        click.echo("relaydance dev: worker and beat running; Ctrl-C stops", err=True)
-        while not stopping and stack.alive():
-            time.sleep(0.5)
-        click.echo("relaydance dev: stopping", err=True)
+        env_file = write_dev_env(Path.cwd(), stack.environment(), pid=os.getpid())
+        try:
+            for note in stack.notes:
+                click.echo(f"relaydance dev: {note}", err=True)
+            click.echo(f"relaydance dev: environment in {env_file}: relaydance commands in "
+                       "other terminals here use it", err=True)  # fmt: skip
+            click.echo("relaydance dev: worker and beat running; Ctrl-C stops", err=True)
+            while not stopping and stack.alive():
+                time.sleep(0.5)
+            click.echo("relaydance dev: stopping", err=True)
+        finally:
+            remove_dev_env(env_file, pid=os.getpid())
 
 
 @main.command(short_help="Start the stack, render one clip, print the mp4 path, stop.")
@@ -273,15 +331,22 @@ def demo(model: str, prompt: str, seconds: int, timeout: float) -> None:
     except InvalidRequest as exc:
         die_invalid(exc)
     log_file = Path(tempfile.mkdtemp(prefix="relaydance-demo-")) / "fleet.log"
-    with DevStack(log_file=log_file) as stack:
-        for note in stack.notes:
-            click.echo(f"demo: {note}", err=True)
-        click.echo(f"demo: worker and beat logs in {log_file}", err=True)
-        from tasks import enqueue_render
+    code = EXIT_FAILED
+    try:
+        with DevStack(log_file=log_file) as stack:
+            for note in stack.notes:
+                click.echo(f"demo: {note}", err=True)
+            click.echo(f"demo: worker and beat logs in {log_file}", err=True)
+            from tasks import enqueue_render
 
-        job_id = enqueue_render(request)
-        click.echo(f"demo: job {job_id} enqueued ({request.summary()})", err=True)
-        code = follow_job(job_id, timeout=timeout, as_json=False)
+            job_id = enqueue_render(request)
+            click.echo(f"demo: job {job_id} enqueued ({request.summary()})", err=True)
+            code = follow_job(job_id, timeout=timeout, as_json=False)
+    finally:
+        if code == EXIT_OK:  # a failed demo keeps its logs, the evidence
+            shutil.rmtree(log_file.parent, ignore_errors=True)
+        else:
+            click.echo(f"demo: logs kept in {log_file}", err=True)
     sys.exit(code)
 
 
