@@ -2,9 +2,10 @@
 
 A real redis-server (append-only file, fsync always) is SIGKILLed while jobs are in
 flight, stays down longer than beat's lock, and comes back from its file on the same
-port. Nothing in the test starts a process again: the worker, beat and the webhook
-receiver must still run afterwards, the jobs enqueued before and after must finish, each
-paid once, beat must hold its lock again and a worker must sweep again.
+port. Nothing in the test starts a process again: the worker, beat, the webhook receiver
+and Flower must still run afterwards (Flower listing the tasks that ran after it), the
+jobs enqueued before and after must finish, each paid once, beat must hold its lock again
+and a worker must sweep again.
 
 The second test makes a step meet the outage in the middle of its work (the provider's
 reply arrives while Redis is away): the job is neither failed nor lost, because the job
@@ -13,11 +14,15 @@ record, not the message, keeps it alive, and a worker's own sweep resumes it.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import redis
 
@@ -75,6 +80,25 @@ def _quietly(predicate: Callable[[], Any]) -> Callable[[], bool]:
     return check
 
 
+def _flower(env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "worker", "flower", f"--port={port}",
+         "--address=127.0.0.1", "--basic-auth=ops:test-pass"],
+        env={**os.environ, **env}, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def _flower_lists(url: str, job_ids: list[str]) -> bool:
+    try:
+        tasks = httpx.get(f"{url}/api/tasks", auth=("ops", "test-pass"), timeout=2).json()
+    except (httpx.HTTPError, ValueError):
+        return False
+    shown = " ".join(str(t.get("kwargs", "")) for t in tasks.values())
+    return all(job_id in shown for job_id in job_ids)
+
+
 def _beat_lock(client: redis.Redis) -> str | None:
     from redbeat.schedulers import ensure_conf
 
@@ -96,6 +120,7 @@ def test_worker_beat_and_receiver_outlive_a_redis_restart_and_every_job_finishes
     point_this_process_at(env, monkeypatch)
     (tmp_path / "logs").mkdir()
     fleet = Fleet(env, tmp_path / "logs", concurrency=4, beat=True, web=True)
+    flower, flower_url = _flower(env, tmp_path / "logs" / "flower.log")
     try:
         fleet.start()
         assert wait_until(lambda: _beat_lock(client), timeout=30), fleet.logs()
@@ -114,8 +139,13 @@ def test_worker_beat_and_receiver_outlive_a_redis_restart_and_every_job_finishes
         assert fleet.beat is not None and fleet.beat.poll() is None, fleet.logs()
         assert fleet.receiver is not None and fleet.receiver.poll() is None, fleet.logs()
         assert fleet.starts == 1 and fleet.beat_starts == 1
+        # Flower lived on and follows the events of what ran after the restart.
+        assert wait_until(lambda: _flower_lists(flower_url, after), timeout=30), fleet.logs()
+        assert flower.poll() is None
     finally:
         fleet.stop()
+        flower.terminate()
+        flower.wait(timeout=10)
     assert sim.stats()["paid_twice"] == 0
     beat = fleet.log_lines("beat: ")
     assert len([line for line in beat if "beat: Redis is unreachable" in line]) == 1, beat

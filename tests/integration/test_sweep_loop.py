@@ -124,3 +124,30 @@ def test_a_redis_outage_is_logged_once_and_the_sweep_goes_on_after_it(
     down = [m for m in messages if "Redis is unreachable" in m]
     assert len(down) == 1 and down[0].startswith("sweep: Redis is unreachable (ConnectionError")
     assert len([m for m in messages if m.startswith("sweep: Redis answers again after")]) == 1
+
+
+def test_a_sweep_that_fails_each_time_is_logged_once_with_its_traceback_then_as_stopped(
+    redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    def broken(engine: object) -> SweepReport:
+        raise RuntimeError("a record the sweep cannot read")
+
+    monkeypatch.setattr(sweep_loop, "sweep", broken)
+    engine = _engine(redis_url, tmp_path)
+    now = time.time()
+    engine.redis.set(LAST_SWEEP_KEY, repr(now - 600))  # the last good sweep, 10 m ago
+    engine.redis.zadd(LOOPS_KEY, {f"w0@test|{now - 3600!r}": now})  # running for an hour
+    loop = SweepLoop(lambda: engine, node="w1@test")
+    try:
+        with caplog.at_level(logging.INFO):
+            for _ in range(3):
+                engine.redis.delete(LOCK_KEY)  # each tick this worker's turn again
+                loop.tick()
+    finally:
+        engine.close()
+    failed = [r for r in caplog.records if r.getMessage().startswith("sweep failed")]
+    assert len(failed) == 1 and failed[0].exc_info is not None
+    stopped = [r for r in caplog.records if r.getMessage().startswith("THE SWEEP HAS STOPPED")]
+    assert len(stopped) == 1 and stopped[0].levelname == "ERROR"
+    assert "last completed 10 m ago" in stopped[0].getMessage()

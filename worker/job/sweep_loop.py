@@ -23,7 +23,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 import redis
 
@@ -145,9 +145,12 @@ class SweepLoop:
         except Exception as exc:
             if is_redis_outage(exc):
                 self._outage.failed(exc, meanwhile="this worker tries again each tick")
-            elif not self._failing:
+                return every
+            if not self._failing:
                 self._failing = True
                 logger.exception("sweep failed; the next turn tries again")
+            with suppress(Exception):  # a sweep failing each time is a stopped sweep too
+                report_if_stopped(engine.redis, engine.settings)
             return every
         self._outage.recovered()
         if report is not None and self._failing:
