@@ -4,14 +4,13 @@ Exit codes (worker/cli/errors.py): 0 done (or enqueued without --wait), 1 failed
 canceled, 2 invalid input or configuration, 3 cannot tell (Redis unreachable, or --wait
 ran out of time): the job may still finish.
 
-Before any command, the Redis of a ``relaydance dev`` running in this project is taken
-when REDIS_URL is not set explicitly (worker/cli/devenv.py); and a Redis outage in any
-command is one plain line and exit 3, never a traceback.
+The group (worker/cli/group.py) imports commands lazily, takes the Redis of a
+``relaydance dev`` running in this project when REDIS_URL is not set explicitly, and
+turns a Redis outage in any command into one plain line and exit 3, never a traceback.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import shutil
@@ -25,16 +24,9 @@ from typing import Any
 import click
 
 from config.settings import SettingsError, get_settings
-from worker.cli.errors import (
-    EXIT_FAILED,
-    EXIT_OK,
-    die,
-    die_invalid,
-    die_not_found,
-    die_unreachable,
-    redis_asked,
-)
+from worker.cli.errors import EXIT_FAILED, EXIT_OK, die, die_invalid, die_not_found, redis_asked
 from worker.cli.follow import follow_job
+from worker.cli.group import LazyGroup, whole_summaries
 from worker.cli.providers import provider_body, provider_of, refuse_foreign_flags
 from worker.errors import InvalidRequest
 from worker.render.pricing import estimate_cost
@@ -42,65 +34,6 @@ from worker.render.request import RenderRequest
 from worker.render.validation import validate_request
 
 __all__ = ["main"]
-
-
-# Imported only when run or listed: `render` loads no simulator, uvicorn or batch code.
-LAZY_COMMANDS = {
-    **{name: f"worker.cli.jobs:{name}" for name in ("jobs", "resubmit", "timing")},
-    "simulate": "simulator.cli:simulate",
-    "batch": "worker.cli.batch:batch",
-    "schedule": "worker.cli.batch:schedule",
-    "storage": "worker.cli.storage:storage",
-    "models": "worker.cli.setup:models",
-    "doctor": "worker.cli.setup:doctor",
-}
-
-
-# Commands that start a stack of their own (never another's), and commands that use no Redis.
-OWN_STACK = frozenset({"dev", "demo", "simulate"})
-NO_REDIS = frozenset({"models"})
-
-
-class LazyGroup(click.Group):
-    """A group that imports a command's module when the command is first asked for, finds
-    ``relaydance dev``'s Redis, and turns a Redis outage into one plain line (exit 3)."""
-
-    def resolve_command(
-        self, ctx: click.Context, args: list[str]
-    ) -> tuple[str | None, click.Command | None, list[str]]:
-        name, command, rest = super().resolve_command(ctx, args)
-        if name not in OWN_STACK:
-            from worker.cli.devenv import use_dev_env
-
-            note = use_dev_env()
-            quiet = name in NO_REDIS or {"--help", "--dry-run"} & set(rest)
-            if note and not quiet:
-                click.echo(note, err=True)
-        return name, command, rest
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except Exception as exc:
-            from worker.infra.outage import is_redis_outage
-
-            cause = exc.__cause__
-            if is_redis_outage(exc):
-                die_unreachable(exc)
-            if cause is not None and is_redis_outage(cause):  # e.g. EnqueueFailed
-                die_unreachable(cause, [str(exc)])
-            raise
-
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted({*super().list_commands(ctx), *LAZY_COMMANDS})
-
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        if cmd_name not in self.commands and cmd_name in LAZY_COMMANDS:
-            module, _, attr = LAZY_COMMANDS[cmd_name].partition(":")
-            command = getattr(importlib.import_module(module), attr)
-            _whole_summaries(command)
-            self.add_command(command, cmd_name)
-        return super().get_command(ctx, cmd_name)
 
 
 @click.group(cls=LazyGroup)
@@ -350,18 +283,7 @@ def demo(model: str, prompt: str, seconds: int, timeout: float) -> None:
     sys.exit(code)
 
 
-def _whole_summaries(command: click.Command) -> None:
-    # click cuts a summary it derives to fit the terminal ("Per key alias: configured
-    # and..."); a summary given explicitly is wrapped instead, never cut.
-    if command.short_help is None and command.help:
-        first = command.help.split("\n\n", 1)[0]
-        command.short_help = " ".join(first.split())
-    if isinstance(command, click.Group):
-        for sub in command.commands.values():
-            _whole_summaries(sub)
-
-
-_whole_summaries(main)
+whole_summaries(main)
 
 
 if __name__ == "__main__":  # pragma: no cover
