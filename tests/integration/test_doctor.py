@@ -7,6 +7,7 @@ in tests/unit/test_cli_help.py.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from pathlib import Path
@@ -95,7 +96,7 @@ def test_doctor_says_starting_for_a_fleet_younger_than_one_sweep_interval(
     engine.redis.zadd(LOOPS_KEY, {f"w1@host|{now - 2!r}": now})  # a worker started 2 s ago
     checks = {c.name: c for c in run_checks(ping_timeout=0.2)}
     assert checks["sweep"].status == "warn"
-    assert checks["sweep"].detail.startswith("starting: the workers started 2 s ago")
+    assert re.match(r"starting: the workers started \d+ s ago", checks["sweep"].detail)
 
 
 def test_a_beat_with_schedules_to_run_is_checked_by_its_lock(doctor_env: dict[str, str]) -> None:

@@ -30,7 +30,7 @@ def is_redis_outage(exc: BaseException) -> bool:
         return True
     from kombu.exceptions import OperationalError  # the broker's own wrapper of the same
 
-    return isinstance(exc, OperationalError | ConnectionError)
+    return isinstance(exc, OperationalError)
 
 
 class OutageLog:
