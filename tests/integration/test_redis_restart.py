@@ -160,7 +160,7 @@ def test_a_step_that_meets_redis_going_away_mid_task_loses_no_job(
 ) -> None:  # fmt: skip
     from tasks import get_job
 
-    sim.configure(latency=2.0)  # every reply takes 2 s: a poll is in flight for that long
+    sim.configure(latency=3.0)  # every reply takes 3 s: a poll is in flight for that long
     env = fleet_env(redis_url=server.url, sim_url=sim.url, output_dir=tmp_path / "renders")
     point_this_process_at(env, monkeypatch)
     (tmp_path / "logs").mkdir()
