@@ -272,7 +272,7 @@ def test_cloud_credentials_never_appear_in_logs_flower_or_records(
                     return False
                 return sum(t.get("name") == "relaydance.download" for t in tasks.values()) >= 2
 
-            assert wait_until(flower_lists_the_finishes, timeout=30, interval=0.5), fleet.logs()
+            assert wait_until(flower_lists_the_finishes, timeout=90, interval=0.5), fleet.logs()
             flower_text = httpx.get(api, auth=auth, timeout=5).text
             flower_text += httpx.get(f"http://127.0.0.1:{port}/tasks", auth=auth, timeout=5).text
         finally:
