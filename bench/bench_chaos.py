@@ -11,7 +11,9 @@ call deadline, and long before the webhook safety poll, as in production. For ea
   generation T), measured from the first submission to the last generation;
 - **chaos**: the provider drops the reply of one accepted submission in nine (the task
   exists and is billed), the two workers are SIGKILLed in turn ``--kills`` times, and Redis
-  is SIGKILLed and restarted from its append-only file once.
+  is SIGKILLed and restarted from its append-only file once. Nothing restarts a process
+  that the Redis restart might stop (no supervisor): the workers, beat and the receiver
+  must ride it out; ``survived`` says whether they did.
 
 Reported per run: jobs done, jobs left unknown, jobs paid twice (target 0), 429s (target
 0), throughput as a fraction of K x C / T (target 0.9 clean), polls per job. Figures go
@@ -106,13 +108,9 @@ class Workers:
         self.workers[n].wait(timeout=10)
         self.workers[n] = self._worker(n)
 
-    def keep_alive(self) -> None:
-        """Start again what died of a Redis restart, as a process supervisor would."""
-        for n, proc in enumerate(self.workers):
-            if proc.poll() is not None:
-                self.workers[n] = self._worker(n)
-        if self.beat.poll() is not None:
-            self.beat = self._beat()
+    def alive(self) -> bool:
+        """Whether the workers and beat all still run (nothing restarts them)."""
+        return all(proc.poll() is None for proc in [*self.workers, self.beat])
 
     def stop(self) -> None:
         stop([*self.workers, self.beat])
@@ -160,7 +158,6 @@ def run_one(*, mode: str, chaos: bool, jobs: int, cap: int, kills: int) -> dict[
         store = get_engine().store
         deadline = time.monotonic() + 900
         while time.monotonic() < deadline:
-            workers.keep_alive()
             try:
                 found = [store.get(i) for i in ids]
             except Exception:
@@ -175,6 +172,7 @@ def run_one(*, mode: str, chaos: bool, jobs: int, cap: int, kills: int) -> dict[
         finished = time.time()
         records = [store.get(i) for i in ids]
         stats = sim.stats()
+        survived = workers.alive() and (web is None or web.poll() is None)
     finally:
         done_killing.set()
         workers.stop()
@@ -215,6 +213,7 @@ def run_one(*, mode: str, chaos: bool, jobs: int, cap: int, kills: int) -> dict[
         "physical_limit_jobs_per_s": round(limit, 3),
         "polls_per_job": round(polls / max(len(records), 1), 2),
         "wall_s": round(finished - started, 1),
+        "survived": survived,
     }
 
 
@@ -244,7 +243,7 @@ def main() -> None:
                                  kills=args.kills))  # fmt: skip
     cols = ["mode", "chaos", "jobs", "done", "unknown", "failed", "paid_twice",
             "rate_limited_429", "adopted", "kills", "dropped_replies", "throughput_fraction",
-            "polls_per_job", "wall_s"]  # fmt: skip
+            "polls_per_job", "wall_s", "survived"]  # fmt: skip
     print_table(rows, cols)
     write_results("chaos", {"machine": machine(), "scale": SCALE, "generation_real_s": GEN_REAL,
                             "rows": rows})  # fmt: skip

@@ -6,7 +6,7 @@ from typing import Any
 
 from kombu.entity import Exchange, Queue
 
-from config.redis_url import parse_sentinel_url
+from config.redis_url import DEFAULT_REDIS_URL, parse_sentinel_url
 from config.settings import Settings
 
 __all__ = [
@@ -67,7 +67,7 @@ def visibility_timeout(settings: Settings) -> int:
 
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Every Celery setting the fleet uses; the Celery app loads this lazily."""
-    url = settings.redis_url or "redis://127.0.0.1:6379/0"
+    url = settings.redis_url or DEFAULT_REDIS_URL
     return {
         **_broker_config(settings, url),
         **_task_config(settings),
@@ -93,6 +93,8 @@ def _broker_config(settings: Settings, url: str) -> dict[str, Any]:
         ),
         "result_backend": url,
         "broker_connection_retry_on_startup": True,
+        # A worker never gives up on the broker: a Redis outage is a pause, however long.
+        "broker_connection_max_retries": None,
         "broker_transport_options": transport,
         "result_backend_transport_options": dict(transport),
         "task_serializer": "json",
@@ -144,7 +146,12 @@ def _task_config(settings: Settings) -> dict[str, Any]:
 
 
 def _beat_config(settings: Settings, url: str) -> dict[str, Any]:
-    """Beat: the sweeper's schedule, and schedules kept in Redis by celery-redbeat."""
+    """Beat: the users' schedules, kept in Redis by celery-redbeat.
+
+    The sweep is not beat's: every worker runs it (worker/job/sweep_loop.py), so jobs keep
+    moving whatever happens to beat. Beat's scheduler waits out Redis restarts and
+    failovers instead of exiting (worker/infra/beat.py).
+    """
     loop = min(5.0, settings.sweep_interval_seconds)
     redbeat: dict[str, Any] = {"redbeat_redis_url": url, "redbeat_redis_options": {}}
     if url.startswith("sentinel"):
@@ -160,15 +167,10 @@ def _beat_config(settings: Settings, url: str) -> dict[str, Any]:
             },
         }
     return {
-        "beat_schedule": {
-            "relaydance-sweep": {
-                "task": "relaydance.sweep",
-                "schedule": settings.sweep_interval_seconds,
-                "options": {"expires": settings.sweep_interval_seconds},
-            }
-        },
+        # No static entry: redbeat drops the sweep entry an earlier release installed.
+        "beat_schedule": {},
         # Schedules live in Redis (celery-redbeat); its lock keeps one beat active.
-        "beat_scheduler": "redbeat.RedBeatScheduler",
+        "beat_scheduler": "worker.infra.beat:Scheduler",
         # Celery's name for the longest beat sleep; redbeat also waits this long between
         # tries for its lock, so a restarted beat takes over soon after the old lock lapses.
         "beat_max_loop_interval": loop,  # new schedules are seen within 5 s

@@ -5,7 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
-__all__ = ["SentinelUrl", "describe_redis_url", "is_sentinel", "parse_sentinel_url"]
+__all__ = [
+    "DEFAULT_REDIS_URL",
+    "SentinelUrl",
+    "describe_redis_url",
+    "is_sentinel",
+    "parse_sentinel_url",
+    "url_without_secrets",
+]
+
+# Used only when REDIS_URL is unset, and then always said out loud (never silently).
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 @dataclass(frozen=True)
@@ -44,3 +54,14 @@ def describe_redis_url(url: str, *, master: str | None = None) -> str:
         return f"unix socket {parts.path} db {db}"
     db_text = parts.path.strip("/") or "0"
     return f"{parts.hostname or '127.0.0.1'}:{parts.port or 6379} db {db_text}"
+
+
+def url_without_secrets(url: str, *, master: str | None = None) -> str:
+    """The URL to show people: scheme, host, port and db, never a user or password."""
+    if is_sentinel(url):
+        return describe_redis_url(url, master=master)
+    parts = urlsplit(url)
+    if parts.scheme in ("unix", "redis+socket"):
+        return f"{parts.scheme}://{parts.path}"
+    db = parts.path.strip("/") or "0"
+    return f"{parts.scheme}://{parts.hostname or '127.0.0.1'}:{parts.port or 6379}/{db}"

@@ -165,8 +165,15 @@ class Settings(BaseSettings):
 
     media_dirs: str | None = Field(
         None,
-        description="Directories local media files may come from, separated by "
-        f"{os.pathsep!r}; unset: the working directory and a local output directory.",
+        description="Absolute directories local media files may come from, separated by "
+        f"{os.pathsep!r}; the producer and the workers must share it. Unset: no local file "
+        "is taken (URLs only).",
+    )
+
+    output_mode: str | None = Field(
+        None,
+        description="Permissions of clips and manifests in a local output directory, in octal "
+        "(e.g. 0640); unset: 0666 less the worker's umask, as cp does.",
     )
 
     # Output storage: a local directory (the default) or an S3-compatible bucket.
@@ -449,6 +456,37 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("media_dirs")
+    @classmethod
+    def _check_media_dirs(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        entries = [part.strip() for part in value.split(os.pathsep) if part.strip()]
+        relative = [e for e in entries if not Path(e).expanduser().is_absolute()]
+        if relative:
+            raise ValueError(
+                f"{', '.join(map(repr, relative))} is relative, so the producer and the "
+                "workers would each read it from their own working directory; give "
+                "absolute directories, e.g. /srv/media"
+            )
+        return os.pathsep.join(entries)
+
+    @field_validator("output_mode")
+    @classmethod
+    def _check_output_mode(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        text = value.strip().lower().removeprefix("0o")
+        if not re.fullmatch(r"0?[0-7]{3}", text):
+            raise ValueError(f"{value!r} is not an octal file mode; write e.g. 0640 or 0644")
+        mode = int(text, 8)
+        if mode & 0o600 != 0o600:
+            raise ValueError(
+                f"{value!r} leaves the worker unable to read or write its own files; keep "
+                "the owner's rw, e.g. 0640"
+            )
+        return f"0{mode:03o}"
+
     @field_validator("s3_addressing_style")
     @classmethod
     def _check_addressing_style(cls, value: str) -> str:
@@ -585,6 +623,10 @@ class Settings(BaseSettings):
     def media_directories(self) -> list[Path]:
         """``RELAYDANCE_MEDIA_DIRS`` as paths (a PATH-like list); empty when unset."""
         return [Path(p.strip()) for p in (self.media_dirs or "").split(os.pathsep) if p.strip()]
+
+    def file_mode(self) -> int | None:
+        """RELAYDANCE_OUTPUT_MODE as a number, or None (the umask decides)."""
+        return None if self.output_mode is None else int(self.output_mode, 8)
 
     def output_bucket(self) -> tuple[str, str] | None:
         """(bucket, prefix) when clips go to an S3-compatible bucket; None for a directory."""

@@ -2,7 +2,7 @@
 
 Producers (Django, Flask, scripts) use::
 
-    from tasks import enqueue_render, get_job, wait, cancel, clip_url
+    from tasks import enqueue_render, get_job, wait, cancel, clip_url, retake
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from tasks.api import (
     get_job,
     new_job_id,
     resubmit,
+    retake,
     wait,
 )
 from tasks.batches import (
@@ -39,6 +40,7 @@ __all__ = [
     "new_job_id",
     "resubmit",
     "resume_batch",
+    "retake",
     "wait",
     "wait_batch",
 ]

@@ -29,6 +29,7 @@ __all__ = [
     "get_job",
     "new_job_id",
     "resubmit",
+    "retake",
     "wait",
 ]
 
@@ -67,6 +68,16 @@ def enqueue_render(
     job_id = engine.store.create_render(
         valid, alias=key, on_done=on_done, pending=True, due_in=grace
     )
+    _send(engine, job_id)
+    logger.info(
+        "job %s key=%s state=queued model=%s", job_id, key, valid.model,
+        extra={"job_id": job_id, "key": key, "state": "queued"},
+    )  # fmt: skip
+    return job_id
+
+
+def _send(engine: Engine, job_id: str) -> None:
+    """Send a pending job's chain, then let it run; all or nothing (see enqueue_render)."""
     job = engine.store.get(job_id)
     assert job is not None
     signature = chain_for(job)
@@ -80,11 +91,44 @@ def enqueue_render(
             f"job {job_id} was not enqueued ({type(exc).__name__}); it will never run"
         ) from exc
     _confirm(engine, job_id)
-    logger.info(
-        "job %s key=%s state=queued model=%s", job_id, key, valid.model,
-        extra={"job_id": job_id, "key": key, "state": "queued"},
-    )  # fmt: skip
-    return job_id
+
+
+def retake(job_id: str, *, prompt: str | None = None) -> str:
+    """Render a finished job again as a new job, optionally with a new prompt; its id.
+
+    The old request (with ``prompt`` in place of its prompt) is validated as any request
+    is, and the two jobs are linked both ways (``retake_of``, ``retakes``). A batch's job
+    is retaken as that line's next take: its cost is reserved against the batch's budget,
+    and the batch report shows the latest take with the others listed. All or nothing,
+    as :func:`enqueue_render`. Raises :class:`JobNotFound`, and
+    :class:`~worker.errors.InvalidRequest` for a job not final yet, a request no longer
+    valid (a key gone, a local file moved) or a batch budget that has no room.
+    """
+    from worker.batch.retake import retake_in_batch
+    from worker.batch.tracker import BatchTracker
+
+    old = get_job(job_id)
+    if not old.is_final:
+        raise InvalidRequest([(
+            "job", f"{job_id} is {old.state.value}; a retake renders a finished job again: "
+            "wait for it to end, or cancel it",
+        )])  # fmt: skip
+    data = dict(old.request)
+    if prompt is not None:
+        data["prompt"] = prompt
+    valid = _validated(data, key=old.alias, on_done=None, check_on_done=False)
+    engine = get_engine()
+    new_id = retake_in_batch(BatchTracker(engine), old, valid) if old.batch else None
+    if new_id is None:  # on its own (or its batch expired): the producer's on_done again
+        new_id = engine.store.create_render(
+            valid, alias=old.alias, on_done=old.on_done, pending=True,
+            due_in=engine.settings.step_grace_seconds, extra={"retake_of": old.id},
+        )  # fmt: skip
+    engine.store.add_retake(old.id, new_id)
+    _send(engine, new_id)
+    logger.info("job %s key=%s state=queued retakes %s", new_id, old.alias, old.id,
+                extra={"job_id": new_id, "key": old.alias, "state": "queued"})  # fmt: skip
+    return new_id
 
 
 def _validated(

@@ -65,11 +65,14 @@ def enqueue_batch(
     reuse: bool = False,
     skip_invalid: bool = False,
     on_done: str | None = None,
+    output_name: str | None = None,
 ) -> Submission:
     """Validate every request, then enqueue the batch; returns what was submitted.
 
     Raises :class:`~worker.batch.InvalidBatch` (nothing enqueued) when a request is
     invalid and ``skip_invalid`` is false. A ``name`` already used continues that batch.
+    ``output_name`` names the clips by a template, e.g. ``"{batch}/{line:04d}-{slug}"``
+    (see :mod:`worker.batch.naming`); every name is checked before anything is enqueued.
     """
     if isinstance(requests, ParsedBatch):
         parsed = requests
@@ -77,7 +80,7 @@ def enqueue_batch(
         parsed = parse_records(requests, key=key)
     return _batches().submit(
         parsed, key=key, budget=budget, name=name, reuse=reuse, skip_invalid=skip_invalid,
-        on_done=on_done,
+        on_done=on_done, output_name=output_name,
     )  # fmt: skip
 
 

@@ -5,6 +5,12 @@ sends the chain's next step, after the outcome's countdown when it has one: the 
 poll after a submission), ``stop`` ends the chain quietly
 (:class:`~celery.exceptions.Ignore`), ``again`` re-sends this step by countdown with
 ``self.retry``, which keeps the rest of the chain. No task ever sleeps.
+
+A step that meets a Redis outage (a restart, a failover's election) is sent again by
+countdown with the same arguments; every change it makes is a compare-and-set, so a
+retry that finds its claim already taken does nothing. If even the retry cannot be sent
+(the broker is on the same Redis), Celery drops the message and the sweeper resumes the
+job from its record once Redis answers: the record, not the message, keeps it alive.
 """
 
 from __future__ import annotations
@@ -18,12 +24,13 @@ from celery.exceptions import Ignore
 
 from tasks.canvas import send_chain
 from worker import app
+from worker.infra.outage import is_redis_outage
 from worker.job import pipeline
 from worker.job.engine import get_engine
 from worker.job.notify import notify_final
 from worker.job.pipeline import Outcome
-from worker.job.step import grant_waiters
-from worker.job.sweeper import sweep as sweep_jobs
+from worker.job.step import backoff, grant_waiters
+from worker.job.sweep_loop import run_sweep
 
 __all__ = [
     "download",
@@ -43,7 +50,23 @@ logger = logging.getLogger(__name__)
 
 
 def _run(task: Task, step: Callable[..., Outcome], job_id: str, **kwargs: Any) -> None:
-    follow(task, step(get_engine(), job_id, **kwargs), job_id, **kwargs)
+    try:
+        outcome = step(get_engine(), job_id, **kwargs)
+    except Exception as exc:
+        if not is_redis_outage(exc):
+            raise
+        outcome = _redis_outage(task, job_id, exc)
+    follow(task, outcome, job_id, **kwargs)
+
+
+def _redis_outage(task: Task, job_id: str, exc: BaseException) -> Outcome:
+    """Send the step again by countdown: a Redis outage is a pause, never a failed job."""
+    delay = backoff(1)  # a restart takes seconds; a longer outage is the sweeper's
+    logger.warning(
+        "job %s %s met a Redis outage (%s); trying again in %.1fs (or the sweeper resumes it)",
+        job_id, task.name, type(exc).__name__, delay,
+    )  # fmt: skip
+    return Outcome("again", countdown=delay)
 
 
 def follow(task: Task, outcome: Outcome, job_id: str, **kwargs: Any) -> None:
@@ -133,6 +156,12 @@ def notify(job_id: str) -> str:
 
 @app.task(name="relaydance.sweep")
 def sweep() -> dict[str, int]:
-    """Resume overdue jobs and fill free slots (run by beat)."""
-    report = sweep_jobs(get_engine())
+    """Resume overdue jobs and fill free slots, unless another sweep holds the lock.
+
+    Workers sweep by themselves now (worker/job/sweep_loop.py); the task stays for the
+    messages an earlier release's beat left in the queue.
+    """
+    report = run_sweep(get_engine())
+    if report is None:
+        return {"resumed": 0, "granted": 0}
     return {"resumed": len(report.resumed), "granted": len(report.granted)}

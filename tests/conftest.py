@@ -15,6 +15,7 @@ from config.settings import get_settings
 from simulator.testing import SimulatorProcess
 from tests.clip_server import ClipServer
 from tests.s3_server import Bucket, S3Server
+from tests.sentinel_group import SentinelGroup
 from worker.infra.redis_server import RedisServer
 from worker.job.notify import set_task_registry
 from worker.provider.download import make_download_client
@@ -70,6 +71,13 @@ def redis_url(redis_server: RedisServer) -> str:
     client.flushall()
     client.close()
     return redis_server.url
+
+
+@pytest.fixture
+def sentinel_group() -> Iterator[SentinelGroup]:
+    """A primary, a replica and three sentinels, all real (tests/sentinel_group.py)."""
+    with SentinelGroup() as group:
+        yield group
 
 
 @pytest.fixture

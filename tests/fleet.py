@@ -1,4 +1,8 @@
-"""A real fleet for integration tests: Celery worker and beat as child processes."""
+"""A real fleet for integration tests: Celery worker and beat as child processes.
+
+No process supervisor: nothing here starts a process again after it died, so a test sees
+the fleet exactly as it survives (or not) a fault.
+"""
 
 from __future__ import annotations
 
@@ -169,7 +173,7 @@ class Fleet:
         return self
 
     def start_beat(self) -> None:
-        """Start beat (the sweeper's clock), or start it again after it died."""
+        """Start beat (the users' schedules; workers sweep by themselves)."""
         schedule = self.log_dir / "beat-schedule"
         self.beat = self._spawn(
             [sys.executable, "-m", "celery", "-A", "worker", "beat", "--loglevel", "INFO",
@@ -177,13 +181,6 @@ class Fleet:
             f"beat{self.beat_starts}",
         )  # fmt: skip
         self.beat_starts += 1
-
-    def keep_alive(self) -> None:
-        """Start again any of the fleet's processes that died (e.g. while Redis was down)."""
-        if self.worker is not None and self.worker.poll() is not None:
-            self.start_worker()
-        if self.with_beat and self.beat is not None and self.beat.poll() is not None:
-            self.start_beat()
 
     def kill_worker(self) -> None:
         """SIGKILL the worker and every process it started: no warm shutdown, no acks."""

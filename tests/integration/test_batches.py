@@ -27,7 +27,7 @@ from click.testing import CliRunner
 
 from config.settings import get_settings, load_settings
 from simulator.testing import SimulatorProcess
-from tests.batch_requests import jsonl, req
+from tests.batch_requests import FAST, jsonl, req
 from tests.fleet import wait_until
 from tests.pipeline_helpers import RecordingEngine, make_engine
 from worker.batch import (
@@ -100,6 +100,9 @@ def test_the_budget_cap_skips_every_line_after_the_first_that_would_exceed_it(
     skipped = [row for row in rows if row.state == "skipped_budget"]
     assert [row.line for row in skipped] == [5, 6, 7, 8, 9, 10]
     assert all("budget ($3.30) would have been exceeded" in (row.error or "") for row in skipped)
+    # The fix names this batch, ready to paste.
+    assert all(f"relaydance batch resume {sub.batch_id} --budget USD" in (row.error or "")
+               for row in skipped)  # fmt: skip
 
 
 def test_failed_jobs_give_their_reservation_back_and_resume_uses_it(
@@ -271,9 +274,38 @@ def test_cli_dry_run_prints_the_count_and_the_estimate_and_enqueues_nothing(
     file.write_text(jsonl([req("a"), req("b"), req("a")]))
     result = CliRunner().invoke(batch, ["submit", str(file), "--dry-run", "--budget", "1"])
     assert result.exit_code == 0, result.output
-    assert "3 lines, 2 distinct requests (1 duplicates): estimated $1.40" in result.stdout
-    assert "budget $1.00: 1 requests ($0.70) would be submitted, 1 skipped_budget" in result.stdout
+    assert "3 lines: 3 valid (2 distinct requests, 1 duplicates): estimated $1.40" in result.stdout
+    assert "budget $1.00: 1 request ($0.70) would be submitted, 1 skipped_budget" in result.stdout
     assert cli_env.redis.keys("*") == []
+
+
+def test_cli_dry_run_counts_and_lists_the_invalid_lines(
+    cli_env: RecordingEngine, tmp_path: Path
+) -> None:
+    file = tmp_path / "shots.jsonl"
+    file.write_text(jsonl([req("a"), req("b", seconds=99), req("c"), req("d", ratio="5:4")]))
+    refused = CliRunner().invoke(batch, ["submit", str(file), "--dry-run"])
+    assert refused.exit_code == 2  # as the submit itself would be
+    assert "4 lines: 2 valid (2 distinct requests, 0 duplicates), 2 invalid" in refused.stdout
+    assert refused.stderr.count("line 2: seconds: 99 is outside") == 1
+    assert refused.stderr.count("line 4: ratio: '5:4'") == 1
+    skipping = CliRunner().invoke(batch, ["submit", str(file), "--dry-run", "--skip-invalid"])
+    assert skipping.exit_code == 0, skipping.output
+    assert "2 invalid (left out: --skip-invalid): estimated $1.40" in skipping.stdout
+    assert "would skip 2 invalid lines (--skip-invalid):" in skipping.stderr
+    assert skipping.output.count("line 2: seconds: 99 is outside") == 1
+    assert cli_env.redis.keys("*") == []
+
+
+def test_cli_skip_invalid_lists_each_invalid_line_once(
+    cli_env: RecordingEngine, tmp_path: Path
+) -> None:
+    file = tmp_path / "shots.jsonl"
+    file.write_text(jsonl([req("a"), req("b", seconds=99), req("c")]))
+    result = CliRunner().invoke(batch, ["submit", str(file), "--skip-invalid", "--budget", "5"])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("line 2: seconds: 99 is outside") == 1
+    assert result.output.count("invalid line") == 1
 
 
 # Integration: a real worker and the simulator -----------------------------------------------
@@ -512,3 +544,127 @@ def test_the_json_report_has_one_row_per_line_with_the_batch_summary(live: Stack
     assert body["rows"][1]["note"] == "same request as line 1"
     assert body["rows"][0]["sha256"] == body["rows"][1]["sha256"]
     assert body["rows"][1]["estimated_cost"] == 0.0
+
+
+def test_cli_batch_status_counts_invalid_skipped_and_canceled_lines_apart(
+    cli_env: RecordingEngine, tmp_path: Path
+) -> None:
+    file = tmp_path / "shots.jsonl"
+    file.write_text(jsonl([req("a"), req("b", seconds=99), req("c"), req("d"), req("e")]))
+    result = CliRunner().invoke(batch, ["submit", str(file), "--skip-invalid", "--budget", "1.5",
+                                        "--json"])  # fmt: skip
+    batch_id = json.loads(result.stdout)["batch_id"]
+    Batches(cli_env).cancel(batch_id, cancel_job=cli_env.store.cancel)
+    shown = CliRunner().invoke(batch, ["status", batch_id])
+    assert shown.exit_code == 0, shown.output
+    assert ("lines: 0 done, 0 running, 0 waiting, 0 unknown, 0 failed, 2 canceled, "
+            "2 skipped (budget), 1 invalid") in shown.stdout  # fmt: skip
+    assert "| 2 canceled | 2 skipped (budget) | 1 invalid |" in shown.stdout
+    groups = json.loads(CliRunner().invoke(batch, ["status", batch_id, "--json"]).stdout)["groups"]
+    assert (groups["canceled"], groups["skipped"], groups["invalid"]) == (2, 2, 1)
+
+
+def test_clips_are_named_by_the_template_and_the_report_maps_lines_to_files(
+    live: Stack, tmp_path: Path
+) -> None:
+    import csv
+
+    file = tmp_path / "shots.csv"
+    file.write_text(
+        "id,model,prompt,seconds\n"
+        "sh010,doubao-seedance-2-0-fast-260128,A paper boat in the rain,5\n"
+        "sh020,doubao-seedance-2-0-fast-260128,A fox in the snow,5\n"
+        "sh030,doubao-seedance-2-0-fast-260128,A paper boat in the rain,5\n"
+    )
+    template = "{batch}/{line:04d}-{id}-{slug}"
+    result = CliRunner().invoke(
+        batch,
+        [
+            "submit",
+            str(file),
+            "--name",
+            "shoot",
+            "--output-name",
+            template,
+            "--wait",
+            "--timeout",
+            "60",
+        ],
+    )
+    assert result.exit_code == 0, (result.output, live.log.read_text()[-3000:])
+    out = Path(live.env["RELAYDANCE_OUTPUT_DIR"])
+    first = out / "shoot" / "0002-sh010-a-paper-boat-in-the-rain"
+    second = out / "shoot" / "0003-sh020-a-fox-in-the-snow"
+    assert first.with_suffix(".mp4").is_file() and second.with_suffix(".mp4").is_file()
+    assert sorted(p.name for p in (out / "shoot").iterdir()) == sorted(
+        [first.name + ".mp4", first.name + ".json", second.name + ".mp4", second.name + ".json"]
+    )
+    manifest = json.loads(first.with_suffix(".json").read_text())
+    assert manifest["output_name"] == "shoot/0002-sh010-a-paper-boat-in-the-rain"
+    assert manifest["output_name_template"] == template
+    assert manifest["batch"] == result.stdout.strip()
+    report = CliRunner().invoke(batch, ["report", "shoot"])
+    rows = {r["line"]: r for r in csv.DictReader(report.stdout.splitlines())}
+    assert [(r["id"], r["model"], r["prompt"], r["seconds"]) for r in rows.values()] == [
+        ("sh010", FAST, "A paper boat in the rain", "5"),
+        ("sh020", FAST, "A fox in the snow", "5"),
+        ("sh030", FAST, "A paper boat in the rain", "5"),
+    ]  # fmt: skip
+    assert rows["2"]["output_path"] == str(first.with_suffix(".mp4").resolve())
+    assert rows["4"]["output_path"] == rows["2"]["output_path"]  # the same request, one clip
+
+
+def test_a_template_that_would_collide_enqueues_nothing(
+    cli_env: RecordingEngine, tmp_path: Path
+) -> None:
+    file = tmp_path / "shots.jsonl"
+    file.write_text(jsonl([req("a boat"), req("A boat!", seconds=6)]))
+    result = CliRunner().invoke(batch, ["submit", str(file), "--output-name", "{batch}/{slug}"])
+    assert result.exit_code == 2
+    assert (
+        "line 2: output_name: '<batch id>/a-boat'" in result.stderr
+        and "is line 1's name too" in result.stderr
+    )
+    result = CliRunner().invoke(batch, ["submit", str(file), "--output-name", "/abs/{line}"])
+    assert result.exit_code == 2 and "would let two batches write the same file" in result.stderr
+    assert cli_env.redis.keys("*") == []
+    dry = CliRunner().invoke(batch, ["submit", str(file), "--dry-run", "--name", "wk",
+                                     "--output-name", "{batch}/{line:03d}"])  # fmt: skip
+    assert dry.exit_code == 0 and "clips named: wk/001.mp4, wk/002.mp4" in dry.stdout
+
+
+def test_a_retake_renders_beside_the_first_take_and_the_report_shows_the_latest(
+    live: Stack,
+) -> None:
+    from tasks import retake
+    from tasks.batches import batch_report as report_of
+    from tasks.batches import enqueue_batch
+
+    sub = enqueue_batch([req("a heron takes off", id="sh040")], budget=2 * CLIP, name="takes",
+                        output_name="{batch}/{id}")  # fmt: skip
+    _wait(sub.batch_id, live)
+    first = report_of(sub.batch_id)[1][0]
+    second = retake(str(first.job_id), prompt="a heron takes off at dawn")
+    status = _wait(sub.batch_id, live)
+    assert status.counts == {"done": 1}
+    assert status.spent_usd == pytest.approx(2 * CLIP) == status.committed_usd
+    row = report_of(sub.batch_id)[1][0]
+    assert (row.job_id, row.earlier_takes, row.prompt) == (
+        second,
+        first.job_id,
+        "a heron takes off at dawn",
+    )
+    out = Path(live.env["RELAYDANCE_OUTPUT_DIR"]) / "takes"
+    assert row.output_path == str((out / "sh040-take2.mp4").resolve())
+    assert first.output_path == str((out / "sh040.mp4").resolve())  # kept, not overwritten
+    assert (out / "sh040.mp4").is_file() and (out / "sh040-take2.mp4").is_file()
+    assert json.loads((out / "sh040-take2.json").read_text())["retake_of"] == first.job_id
+    assert live.sim.stats()["submissions"] == 2
+
+
+def test_an_invalid_lines_row_keeps_its_id(engine: RecordingEngine) -> None:
+    parsed = parse_records([req("fine", id="sh010"), req("too long", seconds=99, id="sh020")])
+    sub = Batches(engine).submit(parsed, skip_invalid=True)
+    _, rows = batch_report(Batches(engine), sub.batch_id)
+    assert [(r.line, r.state, r.id) for r in rows] == [(1, "queued", "sh010"),
+                                                      (2, "invalid", "sh020")]  # fmt: skip

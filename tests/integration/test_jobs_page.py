@@ -6,6 +6,7 @@ Real redis-server; the app in-process (Starlette's test client, Flask's and Djan
 from __future__ import annotations
 
 import base64
+import json
 import re
 import time
 from collections.abc import Iterator
@@ -18,12 +19,12 @@ from starlette.testclient import TestClient
 
 from config.settings import SettingsError, get_settings, load_settings
 from worker.job.engine import Engine, get_engine, reset_engine
+from worker.job.listing import WINDOW, JobFilter, list_jobs
 from worker.job.record import Job, JobState
 from worker.render.validation import validate_request
 from worker.web.app import create_web_app
 from worker.web.jobs_page import Credentials, JobsPage, asgi_app
 from worker.web.jobs_page.actions import Actions
-from worker.web.jobs_page.listing import WINDOW, JobFilter, list_jobs
 from worker.web.jobs_page.media import clip_path, parse_range
 
 TOKEN = "ui-token-for-tests"
@@ -322,3 +323,79 @@ def test_money_is_shown_to_the_cent_unless_a_cent_would_hide_it() -> None:
     assert [money(v) for v in (0.7, 8.4, 1234.5, 0.0035, 1.2345, None)] == [
         "$0.70", "$8.40", "$1,234.50", "$0.0035", "$1.2345", "-",
     ]  # fmt: skip
+
+
+# Batches -------------------------------------------------------------------------------------
+
+
+def test_the_batch_page_shows_invalid_skipped_canceled_and_unknown_lines_apart(
+    engine: Engine,
+) -> None:
+    from tests.batch_requests import req
+    from tests.pipeline_helpers import make_engine
+    from worker.batch import Batches, parse_records
+
+    fake = make_engine(engine.settings)
+    parsed = parse_records([req("a"), req("b", seconds=99), req("c"), req("d", ratio="5:4"),
+                            req("e"), req("f")])  # fmt: skip
+    sub = Batches(fake).submit(parsed, skip_invalid=True, budget=3 * 0.7)
+    jobs = Batches(fake).job_ids(sub.batch_id)
+    fake.store.cancel(jobs[1])
+    fake.store.change(jobs[2], states=None, to=JobState.SUBMIT_UNKNOWN)
+    client = signed_in(client_for(JobsPage(Credentials(token=TOKEN), engine=lambda: fake)))
+    page = client.get(f"/ui/batches/{sub.batch_id}").text
+    legend = dict(re.findall(r'data-group="([a-z]+)">(\d+)<', page))
+    assert legend == {"done": "0", "running": "0", "waiting": "1", "unknown": "1",
+                      "failed": "0", "canceled": "1", "skipped": "1", "invalid": "2"}  # fmt: skip
+    assert "skipped (budget)" in page
+    for group in ("canceled", "skipped", "invalid", "unknown"):
+        assert f'class="seg-{group}"' in page, group
+    css = client.get("/ui/static/app.css").text
+    assert ".seg-skipped" in css and ".seg-invalid" in css
+
+
+def test_a_named_clip_and_its_manifest_are_served_from_where_the_record_says(
+    engine: Engine, tmp_path: Path
+) -> None:
+    job_id = new_job(engine)
+    shoot = engine.settings.output_dir / "shoot"
+    shoot.mkdir()
+    (shoot / "0001-a-paper-boat.mp4").write_bytes(MP4)
+    (shoot / "0001-a-paper-boat.json").write_text(json.dumps({"job_id": job_id}))
+    engine.store.change(job_id, states=None, to=JobState.DONE,
+                        set={"output_path": str(shoot / "0001-a-paper-boat.mp4")})  # fmt: skip
+    client = signed_in(client_for(JobsPage(Credentials(token=TOKEN))))
+    assert client.get(f"/ui/media/{job_id}.mp4").content == MP4
+    manifest = client.get(f"/ui/media/{job_id}.json")
+    assert manifest.status_code == 200 and manifest.json() == {"job_id": job_id}
+    saved = client.get(f"/ui/media/{job_id}.mp4?download=1")
+    assert 'filename="0001-a-paper-boat.mp4"' in saved.headers["content-disposition"]
+    # A record naming a file outside the output directory serves nothing.
+    (tmp_path / "secret.mp4").write_bytes(b"SECRET")
+    engine.redis.hset(engine.store.key(job_id), "output_path", str(tmp_path / "secret.mp4"))
+    outside = client.get(f"/ui/media/{job_id}.mp4")
+    assert outside.status_code == 404 and b"SECRET" not in outside.content
+
+
+def test_the_job_page_opens_with_the_prompt_and_links_to_save_the_clip_and_manifest(
+    engine: Engine,
+) -> None:
+    job_id = new_job(engine, "A paper boat <drifts> down a rain-soaked street")
+    client = signed_in(client_for(JobsPage(Credentials(token=TOKEN))))
+    waiting = client.get(f"/ui/jobs/{job_id}").text
+    prompt = "A paper boat &lt;drifts&gt; down a rain-soaked street"
+    assert f'<blockquote class="prompt" id="prompt">{prompt}</blockquote>' in waiting
+    assert waiting.index('id="prompt"') < waiting.index('id="live"')  # at the top
+    assert "download-clip" not in waiting  # nothing to save yet
+    (engine.settings.output_dir / f"{job_id}.mp4").write_bytes(MP4)
+    (engine.settings.output_dir / f"{job_id}.json").write_text(json.dumps({"job_id": job_id}))
+    engine.store.change(job_id, states=None, to=JobState.DONE, set={
+        "output_path": str(engine.settings.output_dir / f"{job_id}.mp4")})  # fmt: skip
+    page = client.get(f"/ui/jobs/{job_id}").text
+    clip = re.search(r'id="download-clip" href="([^"]+)"', page)
+    manifest = re.search(r'id="download-manifest" href="([^"]+)"', page)
+    assert clip and manifest
+    saved = client.get(clip.group(1).replace("&amp;", "&"))
+    assert saved.content == MP4
+    assert saved.headers["content-disposition"].startswith(f'attachment; filename="{job_id}.mp4"')
+    assert client.get(manifest.group(1).replace("&amp;", "&")).json() == {"job_id": job_id}

@@ -1,8 +1,10 @@
 """The jobs page in headless Chromium, against a real worker, redis-server and simulator.
 
-A batch is enqueued and its page watched (through the page's own polling) until it reaches
-100 %; a finished job's ``<video>`` loads the mp4 (and a range request is answered 206);
-the job list is filtered; a queued job is canceled through the confirmation page.
+A batch with two invalid lines and a budget is enqueued and its page watched (through the
+page's own polling) until it reaches 100 %, each kind of line counted apart; a finished
+job's ``<video>`` loads the mp4 (and a range request is answered 206); the job list is
+filtered; a queued job is canceled through the confirmation page, and a finished one
+retaken with a new prompt through its form.
 
 Skipped only when Chromium or its driver is not installed (``apt-get install chromium
 chromium-driver``; ``.ci/run`` does it). Screenshots go to a temporary directory, or to
@@ -151,14 +153,23 @@ def test_a_batch_reaches_100_percent_and_its_finished_clip_plays(live: Stack, br
     from tasks.batches import enqueue_batch
 
     sign_in(browser, live)
-    lines = [{"model": MODEL, "prompt": f"harbour at dawn, shot {i}", "seconds": 5}
-             for i in range(12)]  # fmt: skip
-    batch = enqueue_batch(lines, name="tonight", budget=20.0)
+    # A studio's night: twelve shots, two of them mistyped, and a budget for ten.
+    lines: list[dict[str, Any]] = [
+        {"id": f"sh{10 * (i + 1):03d}", "model": MODEL, "prompt": f"harbour at dawn, shot {i}",
+         "seconds": 5} for i in range(12)
+    ]  # fmt: skip
+    lines[3]["model"] = "doubao-seedance-2-0-fast"
+    lines[7]["ratio"] = "5:4"
+    lines += [dict(lines[3], model=MODEL, id="sh041"), dict(lines[7], ratio="16:9", id="sh081")]
+    batch = enqueue_batch(lines, name="tonight", budget=10 * 0.7 + 0.1, skip_invalid=True,
+                          output_name="{batch}/{line:04d}-{id}-{slug}")  # fmt: skip
     browser.get(f"{live.base}/batches/{batch.batch_id}")
     # The page is not reloaded: its script fetches the live part every few seconds.
     wait_for(lambda: text(browser, "#percent") == "100 %", timeout=90,
              what="the batch page to show 100 %")  # fmt: skip
-    assert text(browser, '[data-group="done"]') == "12"
+    groups = {g: text(browser, f'[data-group="{g}"]') for g in ("done", "skipped", "invalid",
+                                                                "canceled")}  # fmt: skip
+    assert groups == {"done": "10", "skipped": "2", "invalid": "2", "canceled": "0"}
     assert text(browser, "#finished") == "finished"
     browser.save_screenshot(str(live.shots / "batch.png"))
     browser.get(f"{live.base}/batches")
@@ -166,8 +177,9 @@ def test_a_batch_reaches_100_percent_and_its_finished_clip_plays(live: Stack, br
 
     browser.get(f"{live.base}/jobs?batch={batch.batch_id}&state=done")
     rows = listed(browser)
-    assert len(rows) == 12 and {state for _, state in rows} == {"done"}
+    assert len(rows) == 10 and {state for _, state in rows} == {"done"}
     browser.get(f"{live.base}/jobs/{rows[0][0]}")
+    assert (text(browser, "#prompt") or "").startswith("harbour at dawn, shot")
     video = wait_for(lambda: browser.find_elements(By.ID, "clip"), what="the video element")[0]
     state = wait_for(
         lambda: browser.execute_script(
@@ -186,7 +198,33 @@ def test_a_batch_reaches_100_percent_and_its_finished_clip_plays(live: Stack, br
     assert status == 206 and content_range.startswith("bytes 0-11/")
     assert bytes(head[4:8]) == b"ftyp"
     assert "done" in (text(browser, "#timeline") or "")
+    assert browser.find_elements(By.ID, "download-clip")
+    assert browser.find_elements(By.ID, "download-manifest")
     browser.save_screenshot(str(live.shots / "job.png"))
+
+
+def test_a_finished_job_is_retaken_from_its_page_with_a_new_prompt(
+    live: Stack, browser: Any
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    from tasks import enqueue_render, get_job, wait
+
+    sign_in(browser, live)
+    first = enqueue_render({"model": MODEL, "prompt": "a kite over the dunes", "seconds": 5})
+    wait(first, timeout=60)
+    browser.get(f"{live.base}/jobs/{first}")
+    browser.find_element(By.ID, "retake").click()
+    prompt = browser.find_element(By.ID, "prompt")
+    assert prompt.get_attribute("value") == "a kite over the dunes"
+    prompt.clear()
+    prompt.send_keys("a kite over the dunes at sunset")
+    browser.find_element(By.ID, "confirm").click()
+    wait_for(lambda: browser.find_elements(By.ID, "retake-of"), what="the new take's page")
+    second = browser.current_url.split("/jobs/")[1].split("?")[0]
+    assert get_job(second).retake_of == first and get_job(first).retakes == [second]
+    wait_for(lambda: text(browser, "#job-state") == "done", timeout=60, what="the retake to end")
+    assert get_job(second).request["prompt"] == "a kite over the dunes at sunset"
 
 
 def test_the_job_list_filters_by_state_and_prompt(live: Stack, browser: Any) -> None:
@@ -245,7 +283,7 @@ def test_the_keys_page_shows_limits_and_the_429s_drawn(live: Stack, browser: Any
         " r.querySelectorAll('svg.chart rect.r429').length];"
     )
     assert cells[1] == "relaydance" and cells[2] == "no" and cells[3] == "10"  # not paused
-    # The 12-clip batch met the simulator's cap of 3: its 429s are counted and drawn.
+    # The 10-clip batch met the simulator's cap of 3: its 429s are counted and drawn.
     assert int(cells[8]) > 0 and bars > 0
     assert MODEL in (text(browser, "table.timing") or "")
     browser.save_screenshot(str(live.shots / "keys.png"))

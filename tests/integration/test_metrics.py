@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +12,9 @@ from pydantic import SecretStr
 from config.settings import load_settings
 from simulator.testing import SimulatorProcess
 from tests.pipeline_helpers import RecordingEngine, drive, make_engine, make_job
+from worker.job.sweep_health import LOOPS_KEY
+from worker.job.sweep_loop import run_sweep
+from worker.job.sweeper import LAST_SWEEP_KEY
 from worker.web.metrics import render_metrics
 
 KEY = "sk-test-metrics-key"
@@ -34,6 +38,21 @@ def _samples(text: str) -> dict[str, float]:
             name, value = line.rsplit(" ", 1)
             out[name] = float(value)
     return out
+
+
+def test_a_stopped_sweep_shows_as_a_gauge_until_a_sweep_completes(
+    engine: RecordingEngine,
+) -> None:
+    now = time.time()
+    engine.redis.zadd(LOOPS_KEY, {f"w1@host|{now - 3600!r}": now})  # a worker up an hour
+    engine.redis.set(LAST_SWEEP_KEY, repr(now - 600))  # ... whose sweeps stopped 10 m ago
+    samples = _samples(render_metrics(engine))
+    assert samples["relaydance_sweep_stopped"] == 1
+    assert samples["relaydance_sweep_age_seconds"] == pytest.approx(600, abs=5)
+    assert run_sweep(engine) is not None
+    samples = _samples(render_metrics(engine))
+    assert samples["relaydance_sweep_stopped"] == 0
+    assert samples["relaydance_sweep_age_seconds"] < 5
 
 
 def test_metrics_count_jobs_by_state_polls_and_spend(engine: RecordingEngine) -> None:

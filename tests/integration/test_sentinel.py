@@ -1,54 +1,35 @@
-"""Redis Sentinel: a worker and beat configured with a sentinel:// URL render a clip."""
+"""Redis Sentinel: the fleet follows a failover by itself.
+
+A real Sentinel group (tests/sentinel_group.py: a primary, a replica and three sentinels)
+and a fleet that knows only the sentinels: worker, beat and the webhook receiver, with
+this process as the producer and the CLI. The primary is SIGKILLed; the sentinels
+promote the replica. Nothing is restarted: every process must still run, jobs enqueued
+after the election must finish, beat must hold its lock and a worker must sweep on the
+new primary.
+"""
 
 from __future__ import annotations
 
-import subprocess
-from collections.abc import Iterator
+import time
 from pathlib import Path
 
+import httpx
 import pytest
-import redis
+from click.testing import CliRunner
 
 from config.settings import SettingsError, load_settings
 from simulator.testing import SimulatorProcess
-from tasks import enqueue_render, wait
-from tests.fleet import Fleet, fleet_env, use_env, wait_until
-from worker.infra.redis_server import RedisServer, find_redis_server, free_port
+from tests.fleet import Fleet, point_this_process_at, wait_until, webhook_env
+from tests.sentinel_group import MASTER, SentinelGroup
+from worker.cli.main import main
+from worker.infra.redis_server import free_port
 from worker.job.engine import get_engine
 from worker.job.record import JobState
+from worker.job.sweeper import LAST_SWEEP_KEY
 
 pytestmark = pytest.mark.integration
 
-
-@pytest.fixture
-def sentinel_url(redis_server: RedisServer, tmp_path: Path) -> Iterator[str]:
-    """A real sentinel watching the session's redis-server as master ``mymaster``."""
-    port = free_port()
-    conf = tmp_path / "sentinel.conf"
-    conf.write_text(
-        f"port {port}\nbind 127.0.0.1\ndir {tmp_path}\n"
-        f"sentinel monitor mymaster 127.0.0.1 {redis_server.port} 1\n"
-        "sentinel down-after-milliseconds mymaster 60000\n"
-    )
-    proc = subprocess.Popen(
-        [find_redis_server(), str(conf), "--sentinel"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    client = redis.Redis(port=port, socket_connect_timeout=0.2)
-
-    def ready() -> bool:
-        try:
-            return bool(client.sentinel_get_master_addr_by_name("mymaster"))
-        except redis.RedisError:
-            return False
-
-    try:
-        assert wait_until(ready, timeout=10)
-        yield f"sentinel://127.0.0.1:{port}/0"
-    finally:
-        client.close()
-        proc.terminate()
-        proc.wait(timeout=10)
+MODEL = "doubao-seedance-2-0-fast-260128"
 
 
 def test_a_sentinel_url_needs_the_master_name() -> None:
@@ -56,30 +37,58 @@ def test_a_sentinel_url_needs_the_master_name() -> None:
         load_settings(redis_url="sentinel://127.0.0.1:26379/0")
 
 
-def test_the_fleet_renders_through_redis_sentinel(
-    redis_server: RedisServer, sentinel_url: str, sim: SimulatorProcess, tmp_path: Path
-) -> None:
-    redis.Redis.from_url(redis_server.url).flushall()
-    env = fleet_env(redis_url=sentinel_url, sim_url=sim.url, output_dir=tmp_path / "out",
-                    RELAYDANCE_REDIS_SENTINEL_MASTER="mymaster")  # fmt: skip
+@pytest.mark.timeout(240)
+def test_the_fleet_follows_a_failover_by_itself(
+    sentinel_group: SentinelGroup, sim: SimulatorProcess, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    from redbeat.schedulers import ensure_conf
+
+    from tasks import enqueue_render, get_job, wait
+    from worker.infra.celery_app import app
+
+    sim.configure(webhooks=True, gen_time_mean=1.0, webhook_retry_base=1.0)
+    web_port = free_port()
+    env = webhook_env(sentinel_group.url, sim.url, web_port, tmp_path / "renders",
+                      key="sk-test-sentinel", secret="sentinel-webhook-secret")  # fmt: skip
+    env |= {"RELAYDANCE_REDIS_SENTINEL_MASTER": MASTER, "RELAYDANCE_SWEEP_INTERVAL_SECONDS": "1",
+            "RELAYDANCE_SWEEP_GRACE_SECONDS": "2", "RELAYDANCE_STEP_GRACE_SECONDS": "5",
+            "RELAYDANCE_HTTP_CALL_DEADLINE": "5"}  # fmt: skip
+    point_this_process_at(env, monkeypatch)
     (tmp_path / "logs").mkdir()
-    fleet = Fleet(env, tmp_path / "logs", beat=True)
-    with use_env(env):
-        engine = get_engine()
-        assert engine.redis.connection_pool.__class__.__name__ == "SentinelConnectionPool"
+    fleet = Fleet(env, tmp_path / "logs", concurrency=4, beat=True, web=True)
+    lock_key = ensure_conf(app).lock_key
+    try:
+        assert get_engine().redis.connection_pool.__class__.__name__ == "SentinelConnectionPool"
         fleet.start()
-        try:
-            # This process's Celery app was configured earlier with the plain URL of the
-            # same server the sentinel watches; the worker and beat know only the sentinel.
-            job = wait(enqueue_render({"model": "doubao-seedance-2-0-fast-260128",
-                                       "prompt": "through the sentinel"}), timeout=60)  # fmt: skip
-            # A beat tick through the sentinel (beat may still be taking its lock).
-            ticked = wait_until(
-                lambda: "Sending due task relaydance-sweep" in fleet.log_text(), timeout=30
-            )
-        finally:
-            fleet.stop()
-    assert job.state is JobState.DONE, fleet.logs()
-    assert ticked, fleet.logs()
-    logs = fleet.logs()
-    assert "Traceback" not in logs
+        first = wait(enqueue_render({"model": MODEL, "prompt": "before the failover"}), timeout=60)
+        assert first.state is JobState.DONE, fleet.logs()
+        doctor = CliRunner().invoke(main, ["doctor"])
+        assert f"sentinel master {MASTER} via 127.0.0.1:" in doctor.output
+        assert "1 replica(s) connected to the primary" in doctor.output, doctor.output
+
+        sentinel_group.kill_primary()
+        # During the election the CLI says so plainly (exit 3: cannot tell), no traceback.
+        during = CliRunner().invoke(main, ["limits"])
+        assert during.exit_code == 3, during.output
+        assert f"error: Redis at sentinel master {MASTER} via 127.0.0.1:" in during.output
+        assert "is unreachable" in during.output and "Traceback" not in during.output
+        sentinel_group.wait_for_failover()
+        promoted = time.time()
+        new_primary = sentinel_group.replica_client()
+        after = [enqueue_render({"model": MODEL, "prompt": f"after the failover {n}"})
+                 for n in range(3)]  # fmt: skip
+        done = wait_until(lambda: all(get_job(j).state is JobState.DONE for j in after),
+                          timeout=90, interval=0.5)  # fmt: skip
+        assert done, [get_job(j).state for j in after]
+        assert wait_until(lambda: float(new_primary.get(LAST_SWEEP_KEY) or 0) > promoted,
+                          timeout=20)  # fmt: skip
+        assert wait_until(lambda: new_primary.get(lock_key), timeout=30), fleet.logs()
+        healthz = httpx.get(f"http://127.0.0.1:{web_port}/healthz", timeout=5)
+        assert healthz.status_code == 200  # the receiver reads the new primary
+        for proc in (fleet.worker, fleet.beat, fleet.receiver):
+            assert proc is not None and proc.poll() is None, fleet.logs()
+    finally:
+        fleet.stop()
+    assert "beat raised exception" not in fleet.log_text()
+    assert "MasterNotFoundError" not in "".join(fleet.log_lines("CRITICAL"))

@@ -164,6 +164,22 @@ def test_the_manifest_is_stored_beside_the_clip_as_job_id_json(
     assert bucket.head("renders/rdj_job1.json")["ContentType"] == "application/json"
 
 
+def test_a_named_clip_and_its_manifest_go_under_the_prefix_by_their_name(
+    bucket: Bucket, clips: ClipServer, http_client: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clips.body = mp4(1 * MIB)
+    storage = s3_storage(bucket, monkeypatch)
+    clip = save(storage, clips.url, http_client, name="shoot/0001-a-paper-boat")
+    storage.save_manifest("shoot/0001-a-paper-boat", {"output_name": "shoot/0001-a-paper-boat"})
+    assert clip.uri == "s3://clips/renders/shoot/0001-a-paper-boat.mp4"
+    assert sorted(bucket.keys()) == ["renders/shoot/0001-a-paper-boat.json",
+                                     "renders/shoot/0001-a-paper-boat.mp4"]  # fmt: skip
+    for trick in ("../outside", "shoot//x", "./x", "a/.."):
+        with pytest.raises(StorageRefused, match="not a plain relative path"):
+            storage.save_manifest(trick, {})
+    assert len(bucket.keys()) == 2
+
+
 def test_a_presigned_url_reads_the_clip_for_the_time_asked(
     bucket: Bucket, clips: ClipServer, http_client: httpx.Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -105,7 +105,7 @@ def test_relaydance_timing_shows_what_the_fleet_learned(engine: RecordingEngine)
     engine.timing.record(MODEL, 5, 100.0, bracketed=True)
     engine_module._engine = engine  # the CLI reads this process's engine
     try:
-        out = CliRunner().invoke(main, ["timing", "--json"]).output
+        out = CliRunner().invoke(main, ["timing", "--json"]).stdout  # stderr names the Redis
     finally:
         engine_module._engine = None
     (row,) = [json.loads(line) for line in out.splitlines()]

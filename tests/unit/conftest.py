@@ -24,7 +24,7 @@ from tests.simulator_requests import KEY
 from worker.infra.redis_server import RedisServer
 
 HERE = Path(__file__).resolve().parent
-SERVICE_FIXTURES = frozenset({"redis_server", "simulator_process", "s3_server"})
+SERVICE_FIXTURES = frozenset({"redis_server", "simulator_process", "s3_server", "sentinel_group"})
 # ``python -m <module>`` launches that start a service.
 SERVICE_MODULES = frozenset({"celery", "simulator", "moto", "uvicorn", "honcho"})
 # ``relaydance`` commands that start Redis, the simulator, a worker or a web server.

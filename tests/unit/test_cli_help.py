@@ -66,6 +66,19 @@ def test_models_lists_every_catalogue_entry_with_its_limits_and_price() -> None:
     assert "9 images, 3 videos, 3 audio, frames" in fast and "0.140" in fast  # 28 credits/s
 
 
+def test_models_shows_audio_always_for_the_model_that_always_has_sound() -> None:
+    text = CliRunner().invoke(main, ["models"]).output.splitlines()
+    with_audio = next(r for r in text if r.startswith("seedance-1-5-pro-with-audio "))
+    no_audio = next(r for r in text if r.startswith("seedance-1-5-pro-no-audio "))
+    assert " always " in with_audio and "Generated audio included" in with_audio
+    assert " no " in no_audio
+    rows = json.loads(CliRunner().invoke(main, ["models", "--json"]).output)["providers"]
+    audio = {r["model"]: r["audio"] for r in rows["relaydance"]}
+    assert audio["seedance-1-5-pro-with-audio"] == "always"
+    assert audio["doubao-seedance-2-0-720p"] == "optional"
+    assert audio["seedance-1-5-pro-no-audio"] == "no"
+
+
 def test_models_lists_every_model_of_every_provider() -> None:
     found = catalogues()
     assert set(found) == {"relaydance", "kinovi"}
@@ -84,3 +97,10 @@ def test_models_lists_every_model_of_every_provider() -> None:
 def test_the_readme_links_the_models_command() -> None:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     assert "relaydance models" in readme
+
+
+def test_the_readmes_cli_table_names_every_command() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    table = readme.split("## CLI", 1)[1].split("\n## ", 1)[0]
+    for name in main.list_commands(click.Context(main)):
+        assert f"`relaydance {name}" in table or f"`relaydance {name} " in table, name

@@ -105,6 +105,32 @@ def test_an_unknown_model_is_refused_listing_the_known_models() -> None:
         assert model in message
 
 
+@pytest.mark.parametrize(
+    ("typed", "meant"),
+    [("doubao-seedance-2-0-fast", "doubao-seedance-2-0-fast-260128"),
+     ("doubao-seedance-2.0-720p", "doubao-seedance-2-0-720p"),
+     ("Seedance-1-5-pro-with-audio", "seedance-1-5-pro-with-audio")],
+)  # fmt: skip
+def test_a_near_miss_model_name_is_answered_with_did_you_mean(typed: str, meant: str) -> None:
+    only_problem(request(model=typed), "model", f"did you mean {meant!r}?", "known models:")
+
+
+def test_a_model_name_far_from_every_model_gets_no_guess() -> None:
+    message = only_problem(request(model="a-cartoon-please"), "model", "; known models:")
+    assert "did you mean" not in message
+
+
+def test_a_near_miss_kinovi_model_is_answered_with_did_you_mean() -> None:
+    with pytest.raises(InvalidRequest) as info:
+        validate_request({"model": "seedance-2.0", "prompt": "a fox"}, provider="kinovi")
+    assert "did you mean 'seedance-20'?" in dict(info.value.problems)["model"]
+
+
+def test_asking_audio_of_a_model_that_always_has_it_says_so() -> None:
+    only_problem(request(model=SEEDANCE_15, generate_audio=True), "generate_audio",
+                 "always generates audio")  # fmt: skip
+
+
 def test_seconds_below_the_models_range_are_refused_with_the_range() -> None:
     only_problem(request(seconds=3), "seconds", "3", SEEDANCE, "use 4 to 15")
 
@@ -554,3 +580,49 @@ def test_a_valid_request_passes_through_unchanged() -> None:
     valid = validate_request(request(images=[url("a.jpg")]))
     assert validate_request(valid) == valid
     assert RenderRequest.model_validate(valid.model_dump(mode="json")) == valid
+
+
+# The allow-list of local media: the same wherever a request is checked ---------------------
+
+
+def test_without_media_dirs_no_local_file_is_taken_whatever_the_working_directory(
+    media: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from config.settings import get_settings
+
+    monkeypatch.delenv("RELAYDANCE_MEDIA_DIRS", raising=False)
+    get_settings.cache_clear()
+    monkeypatch.chdir(media["png"].parent)  # the file sits in the working directory
+    message = only_problem(request(images=["still.png"]), "images", "RELAYDANCE_MEDIA_DIRS",
+                           "is unset", "give a URL")  # fmt: skip
+    assert "'still.png'" in message
+
+
+def test_the_allow_list_is_the_same_from_any_working_directory(
+    media: dict[str, Path], tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    from config.settings import load_settings
+    from worker.render.local_media import allowed_dirs, check_file
+
+    settings = load_settings(media_dirs=str(media["png"].parent))
+    seen = []
+    for cwd in (media["png"].parent, tmp_path_factory.mktemp("elsewhere"), Path("/")):
+        monkeypatch.chdir(cwd)
+        seen.append(allowed_dirs(settings))
+        assert check_file(str(media["png"]), "image", allowed_dirs(settings))[0] is None
+    assert seen[0] == seen[1] == seen[2] == (media["png"].parent.resolve(),)
+    monkeypatch.chdir(media["png"].parent)
+    assert allowed_dirs(load_settings(media_dirs=None)) == ()
+
+
+def test_a_relative_media_dir_is_refused_naming_the_setting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from config.settings import SettingsError, load_settings
+
+    monkeypatch.setenv("RELAYDANCE_MEDIA_DIRS", "/srv/media:uploads")
+    with pytest.raises(SettingsError, match="RELAYDANCE_MEDIA_DIRS: 'uploads' is relative"):
+        load_settings()
+    monkeypatch.setenv("RELAYDANCE_MEDIA_DIRS", "/srv/media:~/inbox")
+    assert load_settings().media_dirs == "/srv/media:~/inbox"

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -25,6 +27,7 @@ from worker.errors import (
 )
 from worker.infra.redis_server import free_port
 from worker.storage import LocalStorage, make_storage
+from worker.storage.modes import process_umask
 from worker.storage.s3 import S3Storage
 
 
@@ -125,3 +128,82 @@ def test_the_manifest_json_written_locally_is_unchanged_in_form(tmp_path: Path) 
     uri = LocalStorage(tmp_path).save_manifest("rdj_job1", {"b": 1, "a": 2})
     assert uri == (tmp_path / "rdj_job1.json").resolve().as_uri()
     assert json.loads((tmp_path / "rdj_job1.json").read_text()) == {"a": 2, "b": 1}
+
+
+# Permissions: what cp would give a new file, or RELAYDANCE_OUTPUT_MODE ------------------------
+
+
+@pytest.fixture
+def umask() -> Iterator[Callable[[int], None]]:
+    """Set this process's umask for the test; the original comes back after it."""
+    original = os.umask(0o022)
+    os.umask(original)
+    yield lambda value: os.umask(value) and None
+    os.umask(original)
+
+
+def mode_of(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.mark.parametrize(("mask", "expected"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_clips_and_manifests_honour_the_umask_as_cp_does(
+    clips: ClipServer, http_client: httpx.Client, tmp_path: Path,
+    umask: Callable[[int], None], mask: int, expected: int,
+) -> None:  # fmt: skip
+    umask(mask)
+    assert process_umask() == mask
+    clips.body = mp4(100_000)
+    storage = LocalStorage(tmp_path)
+    clip = save(storage, clips.url, http_client)
+    storage.save_manifest("rdj_job1", {"job_id": "rdj_job1"})
+    assert clip.path is not None
+    assert mode_of(clip.path) == expected
+    assert mode_of(tmp_path / "rdj_job1.json") == expected
+
+
+def test_output_mode_overrides_the_umask_and_directories_get_search_bits(
+    clips: ClipServer, http_client: httpx.Client, tmp_path: Path,
+    umask: Callable[[int], None], monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    umask(0o077)
+    monkeypatch.setenv("RELAYDANCE_OUTPUT_DIR", str(tmp_path))
+    monkeypatch.setenv("RELAYDANCE_OUTPUT_MODE", "640")
+    storage = make_storage(load_settings())
+    clips.body = mp4(100_000)
+    clip = save(storage, clips.url, http_client, name="shoot/0001-a-boat")
+    storage.save_manifest("shoot/0001-a-boat", {"a": 1})
+    assert clip.path == tmp_path / "shoot" / "0001-a-boat.mp4"
+    assert mode_of(clip.path) == 0o640
+    assert mode_of(tmp_path / "shoot" / "0001-a-boat.json") == 0o640
+    assert mode_of(tmp_path / "shoot") == 0o750
+
+
+@pytest.mark.parametrize(
+    ("value", "says"), [("rw-r--r--", "not an octal file mode"), ("0044", "owner's rw"),
+                        ("1777", "not an octal file mode")],
+)  # fmt: skip
+def test_a_bad_output_mode_names_the_variable_and_the_fix(
+    monkeypatch: pytest.MonkeyPatch, value: str, says: str
+) -> None:
+    monkeypatch.setenv("RELAYDANCE_OUTPUT_MODE", value)
+    with pytest.raises(SettingsError, match="RELAYDANCE_OUTPUT_MODE: ") as caught:
+        load_settings()
+    assert says in str(caught.value)
+
+
+@pytest.mark.parametrize("name", ["../escape", "/etc/passwd", "a/../../b", ".hidden/x", "a//b",
+                                  "a\\b", "a\x00b"])  # fmt: skip
+def test_a_name_that_would_leave_the_output_directory_is_refused(tmp_path: Path, name: str) -> None:
+    with pytest.raises(StorageRefused, match="output name"):
+        LocalStorage(tmp_path / "out").save_manifest(name, {"a": 1})
+    assert not (tmp_path / "escape.json").exists()
+
+
+def test_a_linked_subdirectory_that_leads_out_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "out").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "out" / "shoot").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(StorageRefused, match="leads out of"):
+        LocalStorage(tmp_path / "out").save_manifest("shoot/0001", {"a": 1})
+    assert list((tmp_path / "elsewhere").iterdir()) == []

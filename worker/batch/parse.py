@@ -12,7 +12,9 @@ means the field is absent.
 
 A ``key`` column (or field) names the line's key alias, and so its provider: one file can
 mix RelayDance and Kinovi lines, each checked by its own provider's rules. A line without
-one uses the batch's ``--key``.
+one uses the batch's ``--key``. An ``id`` column (or field) is the line's own name for its
+shot (``sh010``): the report carries it, and ``--output-name`` may use it; two lines may
+not share one.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ __all__ = [
 
 Format = Literal["jsonl", "csv"]
 MAX_LINES = 100_000  # a bigger batch is better split; it keeps one batch record small
+MAX_ID = 128
 _PATH_FIELDS = ("images", "videos", "audio", "first_frame", "last_frame")
 
 
@@ -50,11 +53,17 @@ class BatchLine:
     line: int
     request: RenderRequest
     key: str | None = None
+    line_id: str | None = None  # the line's own ``id``
 
     def record(self) -> dict[str, Any]:
-        """The line as a request mapping again (with its ``key``), to be parsed later."""
+        """The line as a request mapping again (with its ``key`` and ``id``), to be parsed
+        later."""
         data = self.request.model_dump(mode="json")
-        return {**data, "key": self.key} if self.key is not None else data
+        if self.key is not None:
+            data["key"] = self.key
+        if self.line_id is not None:
+            data["id"] = self.line_id
+        return data
 
 
 @dataclass(frozen=True)
@@ -63,10 +72,21 @@ class InvalidLine:
 
     line: int
     problems: list[tuple[str, str]]
+    line_id: str | None = None  # the line's own id, when it could be read
 
     def messages(self) -> list[str]:
         """``line N: field: message`` for each problem."""
         return [f"line {self.line}: {name}: {message}" for name, message in self.problems]
+
+    def to_json(self) -> list[Any]:
+        """``[line, problems]``, or with the line's own id ``[line, problems, id]``."""
+        return [self.line, self.problems, *([self.line_id] if self.line_id else [])]
+
+    @classmethod
+    def from_json(cls, data: list[Any]) -> InvalidLine:
+        """The line :meth:`to_json` wrote."""
+        problems = [(str(field), str(message)) for field, message in data[1]]
+        return cls(int(data[0]), problems, *data[2:3])
 
 
 @dataclass(frozen=True)
@@ -138,6 +158,19 @@ def _line_key(data: Mapping[str, Any]) -> tuple[dict[str, Any], str | None, str 
     return rest, value.strip(), None
 
 
+def _line_id(data: dict[str, Any]) -> tuple[str | None, str | None]:
+    """The line's own ``id`` (taken out of ``data``), and a problem with it."""
+    value = data.pop("id", None)
+    if value is None or value == "":
+        return None, None
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        return None, 'give the line\'s id as text, e.g. "sh010", or leave it out'
+    text = str(value).strip()
+    if not text or len(text) > MAX_ID or any(ord(c) < 32 or ord(c) == 127 for c in text):
+        return None, f'give an id of 1 to {MAX_ID} printable characters, e.g. "sh010"'
+    return text, None
+
+
 @dataclass(frozen=True)
 class _Checks:
     """How the lines of one batch are checked."""
@@ -161,23 +194,36 @@ def _check_one(line: int, data: Any, checks: _Checks) -> BatchLine | InvalidLine
 def _check_line(line: int, data: Any, checks: _Checks) -> BatchLine | InvalidLine:
     if isinstance(data, RenderRequest):
         data = data.model_dump(mode="json")
-    alias = None
+    alias = line_id = None
     if isinstance(data, Mapping):
         data, alias, bad_key = _line_key(data)
         if bad_key:
             return InvalidLine(line, [("key", bad_key)])
+        line_id, bad_id = _line_id(data)
+        if bad_id:
+            return InvalidLine(line, [("id", bad_id)])
         if checks.base_dir is not None:
             data = _resolve_paths(data, checks.base_dir)
     provider, problem = checks.providers.of(alias)
     if problem is not None:
-        return InvalidLine(line, [problem])
+        return InvalidLine(line, [problem], line_id)
     try:
         request = validate_request(
             data, provider=provider, check_files=checks.check_files, media_dirs=checks.media_dirs
         )
     except InvalidRequest as exc:
-        return InvalidLine(line, list(exc.problems))
-    return BatchLine(line, request, alias)
+        return InvalidLine(line, list(exc.problems), line_id)
+    return BatchLine(line, request, alias, line_id)
+
+
+def _unique_id(checked: BatchLine, ids: dict[str, int]) -> BatchLine | InvalidLine:
+    """The line, or its refusal when an earlier line has its id."""
+    assert checked.line_id is not None
+    first = ids.setdefault(checked.line_id, checked.line)
+    if first == checked.line:
+        return checked
+    return InvalidLine(checked.line, [("id", f"{checked.line_id!r} is line {first}'s id too; "
+                                       "give each line its own id")])  # fmt: skip
 
 
 def parse_records(
@@ -198,6 +244,7 @@ def parse_records(
     """
     valid: list[BatchLine] = []
     invalid: list[InvalidLine] = []
+    ids: dict[str, int] = {}  # line id -> the line that has it
     checks = _Checks(base_dir, check_files, _Providers(key), media_dirs)
     for index, record in enumerate(records, start=1):
         if index > MAX_LINES:  # refused before the rest is validated
@@ -206,6 +253,8 @@ def parse_records(
             )
         line, data = record if numbered else (index, record)
         checked = _check_one(line, data, checks)
+        if isinstance(checked, BatchLine) and checked.line_id is not None:
+            checked = _unique_id(checked, ids)
         if isinstance(checked, BatchLine):
             valid.append(checked)
         else:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 from worker.batch.budget import to_micros
@@ -81,6 +81,7 @@ class BatchPlan:
     line_items: list[tuple[int, int]]
     invalid: list[InvalidLine]
     source: str
+    line_ids: dict[int, str] = field(default_factory=dict)  # line -> the line's own id
 
     @property
     def total_micros(self) -> int:
@@ -112,11 +113,13 @@ class BatchPlan:
             item.index: [item.fingerprint] + ([item.alias] if item.alias is not None else [])
             for item in self.items
         }
-        body = {
+        body: dict[str, object] = {
             "alias": alias,
             "lines": [[line, *fps[index]] for line, index in self.line_items],
             "invalid": [bad.line for bad in self.invalid],
         }
+        if self.line_ids:  # only then: earlier batches keep their digests
+            body["ids"] = sorted(self.line_ids.items())
         return hashlib.sha256(json.dumps(body, separators=(",", ":")).encode()).hexdigest()
 
 
@@ -139,4 +142,5 @@ def plan_batch(parsed: ParsedBatch, *, prices: PriceTable | None = None) -> Batc
         PlannedItem(index, fp, to_micros(table.estimate(request)), request, tuple(lines), alias)
         for index, (fp, request, lines, alias) in enumerate(requests)
     ]
-    return BatchPlan(items, line_items, list(parsed.invalid), parsed.source)
+    line_ids = {ln.line: ln.line_id for ln in parsed.lines if ln.line_id is not None}
+    return BatchPlan(items, line_items, list(parsed.invalid), parsed.source, line_ids)

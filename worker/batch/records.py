@@ -19,7 +19,7 @@ from worker.errors import InvalidRequest
 __all__ = ["BatchFileError", "Unparsable", "csv_records", "jsonl_records"]
 
 _SCALARS = ("model", "prompt", "seconds", "ratio", "resolution", "generate_audio",
-            "first_frame", "last_frame", "mode", "upscale", "key")  # fmt: skip
+            "first_frame", "last_frame", "mode", "upscale", "key", "id")  # fmt: skip
 _MEDIA = {"image": ("images", 9), "video": ("videos", 3), "audio": ("audio", 3)}
 _LIST_COLUMNS = {"images": "image", "image": "image", "videos": "video", "video": "video",
                  "audio": "audio", "audios": "audio"}  # fmt: skip

@@ -4,11 +4,14 @@ Columns: line, job_id, state, output_path (a local output's file), output_uri (f
 s3://), sha256, seconds (of video), estimated_cost, billing (none, pending, unknown,
 billed, not_billed: what the provider may have charged), error, note, key (the alias that
 rendered it), actual_cost (what the provider said it charged, when it says: Kinovi's
-``creditsUsed``); the last two come last so that earlier columns keep their places. A
-request that several lines repeat is priced on its first line only (the others say ``same
-request as line N``); a reused render costs nothing here. Text cells that a spreadsheet
-would run as a formula (starting ``=``, ``+``, ``-``, ``@``, tab or CR: a field name from
-the batch file can) get a leading ``'``.
+``creditsUsed``), id (the line's own ``id``), model, prompt (the job's: a retake's edited
+prompt), earlier_takes (job ids of the line's earlier takes, ``;``-separated, oldest
+first; ``job_id`` is the latest take). Columns are only ever added at the end, so that
+earlier columns keep their places. A request that several lines repeat is priced on its
+first line only (the others say ``same request as line N``); a reused render costs
+nothing here. Text cells that a spreadsheet would run as a formula (starting ``=``, ``+``,
+``-``, ``@``, tab or CR: a prompt or a field name from the batch file can) get a leading
+``'``.
 """
 
 from __future__ import annotations
@@ -21,18 +24,20 @@ from typing import Any, Literal
 
 from worker.batch.budget import SKIPPED_BUDGET, from_micros
 from worker.batch.parse import InvalidLine
-from worker.batch.status import BatchStatus
+from worker.batch.status import BatchStatus, is_final_line_state
 from worker.batch.store import REUSE_PREFIX, job_of
 from worker.batch.tracker import BatchTracker
 
 __all__ = ["COLUMNS", "ReportRow", "batch_report", "progress_line", "render_report"]
 
 COLUMNS = ("line", "job_id", "state", "output_path", "output_uri", "sha256", "seconds",
-           "estimated_cost", "billing", "error", "note", "key", "actual_cost")  # fmt: skip
+           "estimated_cost", "billing", "error", "note", "key", "actual_cost", "id", "model",
+           "prompt", "earlier_takes")  # fmt: skip
 # Cells starting with these are formulas (or become one) in Excel, LibreOffice and Sheets.
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_ALWAYS_SHOWN = ("done", "running", "waiting", "failed")
 _JOB_FIELDS = ["output_path", "output_uri", "sha256", "error_code", "error_message", "billing",
-               "orphans", "actual_cost"]  # fmt: skip
+               "orphans", "actual_cost", "request"]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -52,13 +57,18 @@ class ReportRow:
     note: str | None = None
     key: str | None = None
     actual_cost: float | None = None
+    id: str | None = None  # the line's own id
+    model: str | None = None
+    prompt: str | None = None
+    earlier_takes: str | None = None  # job ids, ";"-separated, oldest first
 
 
 def batch_report(batches: BatchTracker, batch_id: str) -> tuple[BatchStatus, list[ReportRow]]:
-    """The batch's status and one row per line, in line order."""
+    """The batch's status and one row per line, in line order (each line's latest take)."""
     status, view = batches.view(batch_id)
     record = view.record
     details = _job_details(batches, view.values)
+    takes = batches.store.takes(record.id)
     first_line: dict[int, int] = {}
     for line, index in record.lines:
         first_line.setdefault(index, line)
@@ -67,7 +77,7 @@ def batch_report(batches: BatchTracker, batch_id: str) -> tuple[BatchStatus, lis
         item = view.items[index]
         state = view.states[index]
         value = view.values.get(index, "")
-        output, uri, sha, code, message, billing, orphans, actual = details.get(index) or [None] * 8
+        job = details.get(index, {})
         reused = value.startswith(REUSE_PREFIX)
         duplicate = first_line[index] != line
         note = None
@@ -75,24 +85,31 @@ def batch_report(batches: BatchTracker, batch_id: str) -> tuple[BatchStatus, lis
             note = f"same request as line {first_line[index]}"
         elif reused:
             note = "reused an earlier render of the same request"
-        error = _line_error(state, code, message, budget=status.budget_usd)
+        error = _line_error(state, job.get("error_code"), job.get("error_message"),
+                            budget=status.budget_usd, batch_id=status.id)  # fmt: skip
+        billing, orphans, actual = job.get("billing"), job.get("orphans"), job.get("actual_cost")
         if billing and int(orphans or 0):
             billing = f"{billing} (+{orphans} possibly billed)"
+        request = json.loads(job.get("request") or "null") or item.request
         rows.append(
             ReportRow(
                 line=line,
                 key=item.alias or record.alias,
                 job_id=job_of(value),
                 state=state,
-                output_path=output,
-                output_uri=uri,
-                sha256=sha,
+                output_path=job.get("output_path"),
+                output_uri=job.get("output_uri"),
+                sha256=job.get("sha256"),
                 seconds=int(item.request.get("seconds", 0)),
                 estimated_cost=0.0 if (duplicate or reused) else from_micros(item.cost_micros),
                 actual_cost=None if (duplicate or reused or actual is None) else float(actual),
                 billing=None if (duplicate or reused) else billing,
                 error=error,
                 note=note,
+                id=record.line_ids.get(line),
+                model=str(request.get("model", "")) or None,
+                prompt=request.get("prompt"),
+                earlier_takes=";".join(takes.get(index, [])) or None,
             )
         )
     rows += [_invalid_row(bad) for bad in record.invalid]
@@ -100,18 +117,21 @@ def batch_report(batches: BatchTracker, batch_id: str) -> tuple[BatchStatus, lis
     return status, rows
 
 
-def _job_details(batches: BatchTracker, values: dict[int, str]) -> dict[int, list[Any]]:
+def _job_details(batches: BatchTracker, values: dict[int, str]) -> dict[int, dict[str, Any]]:
     """The report's fields of each line's job, read in one round trip."""
     jobs = {index: job for index, value in values.items() if (job := job_of(value))}
     pipe = batches.engine.redis.pipeline(transaction=False)
     ordered = sorted(jobs.items())
     for _, job_id in ordered:
         pipe.hmget(batches.engine.store.key(job_id), _JOB_FIELDS)
-    return {index: row for (index, _), row in zip(ordered, pipe.execute(), strict=True)}
+    return {
+        index: dict(zip(_JOB_FIELDS, row, strict=True))
+        for (index, _), row in zip(ordered, pipe.execute(), strict=True)
+    }
 
 
 def _line_error(
-    state: str, code: str | None, message: str | None, *, budget: float | None
+    state: str, code: str | None, message: str | None, *, budget: float | None, batch_id: str
 ) -> str | None:
     """What went wrong with a line, and what to do about it."""
     if state == "failed":
@@ -121,7 +141,7 @@ def _line_error(
     if state == SKIPPED_BUDGET:
         return (
             f"not submitted: the budget (${budget:.2f}) would have been exceeded; "
-            "raise it with: relaydance batch resume ID --budget USD"
+            f"raise it with: relaydance batch resume {batch_id} --budget USD"
         )
     if state == "canceled":
         return "canceled; resume the batch to render it"
@@ -150,6 +170,7 @@ def _invalid_row(bad: InvalidLine) -> ReportRow:
         billing=None,
         error=problems,
         note="skipped",
+        id=bad.line_id,
     )
 
 
@@ -187,26 +208,22 @@ def _duration(seconds: float | None) -> str:
 
 
 def progress_line(status: BatchStatus, *, elapsed: float, done_before: int, width: int = 20) -> str:
-    """``[#####.....] 12/50 done | 4 running | ... | 0.8/s | ETA 45s | $2.40 spent``.
+    """``[#####.....] 12/50 done | 4 running | ... | 2 invalid | 0.8/s | ETA 45s | $2.40 spent``.
 
     Throughput counts lines done since following began (``done_before`` were done then).
+    Done, running, waiting and failed are always shown; the other groups of
+    :data:`~worker.batch.status.LINE_GROUPS` when they hold a line.
     """
     total = max(status.lines, 1)
-    settled = sum(1 for s in status.line_states.values() if s in ("done", "failed", "lost",
-                  "canceled", SKIPPED_BUDGET, "invalid"))  # fmt: skip
+    settled = sum(1 for s in status.line_states.values() if is_final_line_state(s))
     filled = int(width * settled / total)
     rate = (status.done - done_before) / elapsed if elapsed > 0 else 0.0
     left = status.lines - settled
     eta = left / rate if rate > 0 else (0.0 if left == 0 else None)
-    parts = [
-        f"[{'#' * filled}{'.' * (width - filled)}] {status.done}/{status.lines} done",
-        f"{status.running} running",
-        f"{status.waiting} waiting",
-        f"{status.failed} failed",
-    ]
-    for state in ("submit_unknown", "canceled", SKIPPED_BUDGET):
-        if status.counts.get(state):
-            parts.append(f"{status.counts[state]} {state}")
+    parts = [f"[{'#' * filled}{'.' * (width - filled)}] {status.done}/{status.lines} done"]
+    for group, count in status.grouped():
+        if group.key in _ALWAYS_SHOWN[1:] or (count and group.key not in _ALWAYS_SHOWN):
+            parts.append(f"{count} {group.label}")
     parts.append(f"{rate:.2f}/s")
     parts.append(f"ETA {_duration(eta)}")
     money = f"${status.spent_usd:.2f} spent, ${status.committed_usd:.2f} committed"

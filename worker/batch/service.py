@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Sequence
 
 from worker.batch.budget import Claim, Settlement, from_micros, to_micros
+from worker.batch.naming import check_plan_names, job_name
 from worker.batch.parse import ParsedBatch
 from worker.batch.plan import BatchPlan, InvalidBatch, plan_batch
 from worker.batch.status import REQUEUE_STATES, ItemView, Submission
@@ -54,6 +55,7 @@ class Batches(BatchTracker):
         schedule: str | None = None,
         resume_existing: bool = True,
         prices: PriceTable | None = None,
+        output_name: str | None = None,
     ) -> Submission:
         """Enqueue a checked batch; a name already used continues that batch instead.
 
@@ -66,6 +68,8 @@ class Batches(BatchTracker):
         if not parsed.lines:
             raise InvalidRequest([("file", "no valid line left to submit; fix the lines above")])
         plan = plan_batch(parsed, prices=prices)
+        if output_name is not None:  # every clip's name, checked before anything is written
+            check_plan_names(output_name, plan, batch=name, key=key, now=time.time())
         digest = plan.digest(key)
         # A name already in use is the common case of a resubmission: skip writing a copy.
         existing = self.store.find_name(name) if name else None
@@ -81,24 +85,32 @@ class Batches(BatchTracker):
                 lines=plan.line_items, invalid=plan.invalid, alias=key, source=parsed.source,
                 digest=digest, name=name,
                 budget_micros=None if budget is None else to_micros(budget),
-                reuse=reuse, on_done=on_done, schedule=schedule,
+                reuse=reuse, on_done=on_done, schedule=schedule, line_ids=plan.line_ids,
+                output_template=output_name,
             )  # fmt: skip
         record = self.store.load(batch_id)
         if not created:
             record = self._continue(record, digest=digest, name=name, reuse=reuse,
-                                    budget=budget, resume=resume_existing)  # fmt: skip
+                                    budget=budget, resume=resume_existing,
+                                    output_name=output_name)  # fmt: skip
         counts = self._enqueue(record, requeue=not created and resume_existing)
         return self._submission(record, plan, created=created, counts=counts)
 
     def _continue(
         self, record: BatchRecord, *, digest: str, name: str | None, reuse: bool,
-        budget: float | None, resume: bool,
+        budget: float | None, resume: bool, output_name: str | None,
     ) -> BatchRecord:  # fmt: skip
-        """A batch submitted again by name: the same requests and key, or refused."""
+        """A batch submitted again by name: the same requests, key and names, or refused."""
         if record.digest != digest:
             raise InvalidRequest(
                 [("name", f"batch {name!r} ({record.id}) already exists with other requests "
                   "or another key; choose another --name, or resume it by id")]
+            )  # fmt: skip
+        if output_name is not None and output_name != record.output_template:
+            raise InvalidRequest(
+                [("output_name", f"batch {name!r} ({record.id}) names its clips "
+                  f"{record.output_template or '<job id>'!r}; give the same --output-name, "
+                  "or choose another --name")]
             )  # fmt: skip
         changes = {"reuse": "1"} if reuse and not record.reuse else {}
         if budget is not None:
@@ -262,6 +274,11 @@ class Batches(BatchTracker):
         due = now + self.engine.settings.step_grace_seconds
         pipe = self.engine.redis.pipeline(transaction=False)
         for item, job_id in jobs:
+            # One field, not two: a job hash is big enough already (see the benchmark).
+            extra = {"batch": f"{record.id}:{item.index}"}
+            named = job_name(record, item, job_id)
+            if named is not None and record.output_template is not None:
+                extra |= {"output_name": named, "output_template": record.output_template}
             fields = store.new_fields(
                 request=item.request,
                 alias=item.alias or record.alias,
@@ -269,8 +286,7 @@ class Batches(BatchTracker):
                 now=now,
                 due=due,
                 on_done=JOB_DONE_TASK,
-                # One field, not two: a job hash is big enough already (see the benchmark).
-                extra={"batch": f"{record.id}:{item.index}"},
+                extra=extra,
             )
             store.queue_create(pipe, job_id, fields, due=due)
         pipe.execute()

@@ -9,7 +9,7 @@ written because its submitter died; a resume re-queues it).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from worker.batch.budget import SKIPPED_BUDGET
 from worker.batch.parse import InvalidLine
@@ -18,9 +18,11 @@ from worker.job.record import FINAL_STATES
 
 __all__ = [
     "FINAL_JOB_STATES",
+    "LINE_GROUPS",
     "REQUEUE_STATES",
     "BatchStatus",
     "ItemView",
+    "LineGroup",
     "Submission",
     "is_final_line_state",
 ]
@@ -28,6 +30,31 @@ __all__ = [
 FINAL_JOB_STATES = frozenset(s.value for s in FINAL_STATES)
 REQUEUE_STATES = frozenset({"failed", "canceled", "lost", SKIPPED_BUDGET})
 _LINE_FINAL = FINAL_JOB_STATES | {"lost", SKIPPED_BUDGET, "invalid"}
+
+
+class LineGroup(NamedTuple):
+    """Lines counted together wherever a batch is shown: a key, a label, their states."""
+
+    key: str  # for markup (a CSS class, a data attribute)
+    label: str
+    states: tuple[str, ...]
+
+
+# Every line state in exactly one group, in the progress bar's order: the batch page's
+# legend and ``relaydance batch status`` both read this table. Lines that will never
+# render are told apart: canceled (a resume renders them), skipped for the budget (a resume
+# with a higher --budget does) and invalid (refused at submission; fix the file).
+LINE_GROUPS: tuple[LineGroup, ...] = (
+    LineGroup("done", "done", ("done",)),
+    LineGroup("running", "running",
+              ("submitting", "submitted", "running", "generated", "downloading")),
+    LineGroup("waiting", "waiting", ("pending", "queued", "waiting_for_slot")),
+    LineGroup("unknown", "unknown", ("submit_unknown",)),
+    LineGroup("failed", "failed", ("failed", "lost")),
+    LineGroup("canceled", "canceled", ("canceled",)),
+    LineGroup("skipped", "skipped (budget)", (SKIPPED_BUDGET,)),
+    LineGroup("invalid", "invalid", ("invalid",)),
+)  # fmt: skip
 
 
 def is_final_line_state(state: str) -> bool:
@@ -106,6 +133,10 @@ class BatchStatus:
         """Lines whose submission may have reached the provider (its reply was lost)."""
         return self.group("submit_unknown")
 
+    def grouped(self) -> list[tuple[LineGroup, int]]:
+        """Each group of :data:`LINE_GROUPS` with its line count, in order."""
+        return [(group, self.group(*group.states)) for group in LINE_GROUPS]
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready view."""
         return {
@@ -116,6 +147,7 @@ class BatchStatus:
             "lines": self.lines,
             "unique": self.unique,
             "counts": dict(sorted(self.counts.items())),
+            "groups": {group.key: count for group, count in self.grouped()},
             "finished": self.finished,
             "canceled": self.canceled,
             "budget_usd": self.budget_usd,

@@ -3,11 +3,12 @@
 Keys (all expire after the job retention period, renewed on every write)::
 
     rd:batch:<id>          hash   name, key alias, budget and reserved micros, the line map,
-                                  refused lines, flags
+                                  refused lines, the lines' own ids, --output-name, flags
     rd:batch:<id>:items    hash   item -> {"fp", "cost", "req"}: each distinct request once
     rd:batch:<id>:jobs     hash   item -> job id | "reuse:<job id>" | "skipped_budget"
     rd:batch:<id>:final    hash   job id -> the final state it was first seen in
     rd:batch:<id>:busy     zset   submitters enqueueing now, scored by lease expiry
+    rd:batch:<id>:takes    hash   item -> JSON list of its earlier jobs (retakes), oldest first
     rd:batchname:<name>    string the batch id of a name (creation by name is idempotent)
     rd:reuse:<alias>:<fp>  string the job id of a finished render of that content
     rd:batches:created     zset   batch id -> creation time (the jobs page lists from it;
@@ -96,6 +97,8 @@ class BatchRecord:
     canceled: bool = False
     on_done: str | None = None
     schedule: str | None = None
+    line_ids: dict[int, str] = field(default_factory=dict)  # line -> the line's own id
+    output_template: str | None = None  # --output-name; None: clips are <job id>.mp4
     extra: dict[str, str] = field(default_factory=dict)
 
 
@@ -127,7 +130,8 @@ class BatchStore:
         return f"{PREFIX}:reuse:{alias}:{fingerprint}"
 
     def _keys(self, batch_id: str) -> list[str]:
-        return [self.key(batch_id, part) for part in ("", "items", "jobs", "final", "busy")]
+        return [self.key(batch_id, part)
+                for part in ("", "items", "jobs", "final", "busy", "takes")]  # fmt: skip
 
     # Writing ----------------------------------------------------------------------------------
 
@@ -145,6 +149,8 @@ class BatchStore:
         reuse: bool = False,
         on_done: str | None = None,
         schedule: str | None = None,
+        line_ids: Mapping[int, str] | None = None,
+        output_template: str | None = None,
     ) -> tuple[str, bool]:
         """Write a new batch; with a name already taken, return that batch instead.
 
@@ -155,7 +161,9 @@ class BatchStore:
         meta = _meta(
             alias=alias, created_at=now, source=source, digest=digest, lines=lines,
             invalid=invalid, budget_micros=budget_micros, reuse=reuse,
-            optional={"name": name, "on_done": on_done, "schedule": schedule},
+            optional={"name": name, "on_done": on_done, "schedule": schedule,
+                      "output_name": output_template,
+                      "line_ids": json.dumps(dict(line_ids)) if line_ids else None},
         )  # fmt: skip
         pipe = self.redis.pipeline(transaction=False)
         pipe.hset(self.key(batch_id), mapping=meta)
@@ -244,7 +252,7 @@ class BatchStore:
         data = {_text(k): _text(v) for k, v in raw.items()}
         known = {"alias", "created_at", "source", "digest", "lines", "invalid", "budget_micros",
                  "reserved_micros", "spent_micros", "unknown_micros", "reuse", "canceled",
-                 "name", "on_done", "schedule"}  # fmt: skip
+                 "name", "on_done", "schedule", "output_name", "line_ids"}  # fmt: skip
         return BatchRecord(
             id=batch_id,
             name=data.get("name"),
@@ -253,10 +261,7 @@ class BatchStore:
             source=data.get("source", ""),
             digest=data.get("digest", ""),
             lines=[(int(a), int(b)) for a, b in json.loads(data["lines"])],
-            invalid=[
-                InvalidLine(int(line), [(str(f), str(m)) for f, m in problems])
-                for line, problems in json.loads(data.get("invalid", "[]"))
-            ],
+            invalid=[InvalidLine.from_json(bad) for bad in json.loads(data.get("invalid", "[]"))],
             budget_micros=int(data["budget_micros"]) if data.get("budget_micros") else None,
             reserved_micros=int(data.get("reserved_micros", "0")),
             spent_micros=int(data.get("spent_micros", "0")),
@@ -265,6 +270,8 @@ class BatchStore:
             canceled=data.get("canceled") == "1",
             on_done=data.get("on_done"),
             schedule=data.get("schedule"),
+            line_ids={int(k): str(v) for k, v in json.loads(data.get("line_ids", "{}")).items()},
+            output_template=data.get("output_name"),
             extra={k: v for k, v in data.items() if k not in known},
         )
 
@@ -289,6 +296,11 @@ class BatchStore:
         """Each claimed item's value: a job id, ``reuse:<job id>`` or ``skipped_budget``."""
         raw = self.redis.hgetall(self.key(batch_id, "jobs"))
         return {int(_text(k)): _text(v) for k, v in raw.items()}
+
+    def takes(self, batch_id: str) -> dict[int, list[str]]:
+        """Each retaken item's earlier jobs, oldest first (the item's value is the latest)."""
+        raw = self.redis.hgetall(self.key(batch_id, "takes"))
+        return {int(_text(k)): json.loads(_text(v)) for k, v in raw.items()}
 
     def finals(self, batch_id: str) -> dict[str, str]:
         """The final state each of the batch's jobs was first seen in."""
@@ -326,7 +338,7 @@ def _meta(
         "source": source,
         "digest": digest,
         "lines": json.dumps([list(pair) for pair in lines], separators=(",", ":")),
-        "invalid": json.dumps([[bad.line, bad.problems] for bad in invalid]),
+        "invalid": json.dumps([bad.to_json() for bad in invalid]),
         "budget_micros": "" if budget_micros is None else str(budget_micros),
         "reserved_micros": "0",
         "reuse": "1" if reuse else "0",

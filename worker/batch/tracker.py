@@ -62,18 +62,20 @@ class BatchTracker:
         spent = unknown = 0
         if live:
             rows = self.engine.store.fields_of(
-                [job_id for _, job_id in live], ["state", "billing", "orphans", "actual_cost"]
+                [job_id for _, job_id in live],
+                ["state", "billing", "orphans", "actual_cost", "retake_of"],
             )
             lost = self._lost(record.id, [job for (_, job), row in zip(live, rows, strict=True)
                                           if row[0] is None])  # fmt: skip
             for (index, job_id), row in zip(live, rows, strict=True):
-                state, billing, orphans, actual = row
+                state, billing, orphans, actual, retake_of = row
                 if state is None and job_id not in lost:
                     states[index] = "pending"  # claimed; its record is being written
                     continue
                 money = self._money(items[index], values[index], state or "lost", billing,
                                     int(orphans or 0), actual)  # fmt: skip
-                states[index] = self._settle(record, items[index], job_id, state or "lost", money)
+                states[index] = self._settle(record, items[index], job_id, state or "lost", money,
+                                             reusable=not retake_of)  # fmt: skip
                 if states[index] not in FINAL_JOB_STATES:
                     spent, unknown = spent + money.spent, unknown + money.unknown
         return ItemView(record, items, values, states, live_spent=spent, live_unknown=unknown)
@@ -101,14 +103,16 @@ class BatchTracker:
         return settlement(item.cost_micros, billing, orphans, actual_micros=spent)
 
     def _settle(
-        self, record: BatchRecord, item: Item, job_id: str, state: str, money: Settlement
-    ) -> str:
-        """Record a final state once, with its money; live states pass."""
+        self, record: BatchRecord, item: Item, job_id: str, state: str, money: Settlement,
+        *, reusable: bool = True,
+    ) -> str:  # fmt: skip
+        """Record a final state once, with its money; live states pass. A retake (whose
+        prompt may have been edited) is never offered for reuse as the line's request."""
         if state not in FINAL_JOB_STATES and state != "lost":
             return state
         meta, final = self.store.key(record.id), self.store.key(record.id, "final")
         if self.ledger.settle(meta, final, job_id, state, money):
-            if state == "done" and money.spent:
+            if state == "done" and money.spent and reusable:
                 self._index_done(item.alias or record.alias, item.fingerprint, job_id)
             if money.release and not money.spent:
                 logger.info("batch %s job %s %s; released $%.4f (not billed)", record.id,
@@ -228,7 +232,8 @@ class BatchTracker:
         if summary.get("state", "done") != "done":
             self._view(record)  # failed or canceled: settled by what the provider billed
         elif item is not None and self.ledger.settle(meta, final, job_id, "done", done):
-            self._index_done(item.alias or record.alias, item.fingerprint, job_id)
+            if not job.retake_of:
+                self._index_done(item.alias or record.alias, item.fingerprint, job_id)
         if record.on_done:
             self.engine.send(record.on_done, {**summary, "batch_id": batch_id})
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -17,6 +18,7 @@ from config.settings import SettingsError
 from worker.batch import (
     BatchFileError,
     BatchNotFound,
+    BatchPlan,
     InvalidBatch,
     ParsedBatch,
     Submission,
@@ -51,9 +53,13 @@ def _read(path: str, *, key: str) -> ParsedBatch:
         die(f"cannot use {path}", [f"{name}: {message}" for name, message in exc.problems])
 
 
-def _echo_invalid_skipped(parsed: ParsedBatch) -> None:
+def _echo_invalid_skipped(parsed: ParsedBatch, *, would: bool = False) -> None:
+    """The lines --skip-invalid leaves out, each problem once, on stderr."""
     if parsed.invalid:
-        click.echo(f"skipped {len(parsed.invalid)} invalid lines (--skip-invalid):", err=True)
+        count = len(parsed.invalid)
+        verb = "would skip" if would else "skipped"
+        click.echo(f"{verb} {count} invalid line{'s' if count != 1 else ''} (--skip-invalid):",
+                   err=True)  # fmt: skip
         for message in parsed.messages():
             click.echo(f"  {message}", err=True)
 
@@ -101,6 +107,11 @@ def batch() -> None:
 @click.option(
     "--dry-run", is_flag=True, help="Print the count and estimated cost; enqueue nothing."
 )
+@click.option(
+    "--output-name",
+    help='Name clips by a template, e.g. "{batch}/{line:04d}-{slug}" (fields: batch, batch_id, '
+    "line, id, slug, model, seconds, key, date, job); default: <job id>.mp4.",
+)
 @click.option("--reuse", is_flag=True, help="Reuse earlier finished renders of the same request.")
 @click.option("--skip-invalid", is_flag=True, help="Submit the valid lines, list the others.")
 @click.option(
@@ -111,20 +122,24 @@ def batch() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def submit(
     file: str, key: str, budget: float | None, name: str | None, wait_: bool, timeout: float,
-    dry_run: bool, reuse: bool, skip_invalid: bool, on_done: str | None, as_json: bool,
+    dry_run: bool, output_name: str | None, reuse: bool, skip_invalid: bool,
+    on_done: str | None, as_json: bool,
 ) -> None:  # fmt: skip
     """Validate a JSON Lines or CSV batch file and enqueue it (prints the batch id)."""
     parsed = _read(file, key=key)
+    if dry_run:  # a dry run shows the invalid lines with the rest, then refuses as a submit would
+        _dry_run(parsed, budget=budget, as_json=as_json, skip_invalid=skip_invalid,
+                 naming=(output_name, name, key))  # fmt: skip
     if parsed.invalid and not skip_invalid:
         _die_invalid(InvalidBatch(parsed.invalid), source=file)
     if dry_run:
-        _dry_run(parsed, budget=budget, as_json=as_json)
         return
     from tasks.batches import enqueue_batch
 
     try:
         sub = enqueue_batch(parsed, key=key, budget=budget, name=name, reuse=reuse,
-                            skip_invalid=skip_invalid, on_done=on_done)  # fmt: skip
+                            skip_invalid=skip_invalid, on_done=on_done,
+                            output_name=output_name)  # fmt: skip
     except (InvalidRequest, SettingsError) as exc:
         _die_invalid(exc, source=file)
     click.echo(_submission_json(sub) if as_json and not wait_ else sub.batch_id)
@@ -135,11 +150,15 @@ def submit(
         sys.exit(follow_batch(sub.batch_id, timeout=timeout, as_json=as_json))
 
 
-def _dry_run(parsed: ParsedBatch, *, budget: float | None, as_json: bool) -> None:
+def _dry_run(
+    parsed: ParsedBatch, *, budget: float | None, as_json: bool, skip_invalid: bool,
+    naming: tuple[str | None, str | None, str],
+) -> None:  # fmt: skip
     try:
         plan = plan_batch(parsed)
     except SettingsError as exc:
         die(str(exc))
+    names = _dry_run_names(plan, naming)
     admitted = plan.fitting(None if budget is None else to_micros(budget))
     estimated = plan.total_micros / 1e6
     within = sum(item.cost_micros for item in admitted) / 1e6
@@ -149,19 +168,53 @@ def _dry_run(parsed: ParsedBatch, *, budget: float | None, as_json: bool) -> Non
             "duplicates": plan.duplicates, "invalid_lines": [b.line for b in plan.invalid],
             "estimated_usd": estimated, "budget_usd": budget,
             "within_budget": len(admitted), "within_budget_usd": within,
-            "skipped_budget": len(plan.items) - len(admitted),
+            "skipped_budget": len(plan.items) - len(admitted), "output_names": names,
         }))  # fmt: skip
         return
+    total = len(plan.line_items) + len(plan.invalid)
+    invalid = ""
+    if plan.invalid:
+        invalid = f", {len(plan.invalid)} invalid " + (
+            "(left out: --skip-invalid)" if skip_invalid else "(a submit would be refused)"
+        )
     click.echo(
-        f"{len(plan.line_items)} lines, {len(plan.items)} distinct requests "
-        f"({plan.duplicates} duplicates): estimated ${estimated:.2f} (not enqueued: --dry-run)"
+        f"{total} lines: {len(plan.line_items)} valid ({len(plan.items)} distinct requests, "
+        f"{plan.duplicates} duplicates){invalid}: estimated ${estimated:.2f} "
+        "(not enqueued: --dry-run)"
     )
     if budget is not None:
         click.echo(
-            f"budget ${budget:.2f}: {len(admitted)} requests (${within:.2f}) would be "
+            f"budget ${budget:.2f}: {len(admitted)} request{'s' if len(admitted) != 1 else ''} "
+            f"(${within:.2f}) would be "
             f"submitted, {len(plan.items) - len(admitted)} skipped_budget"
         )
-    _echo_invalid_skipped(parsed)
+    if names:
+        shown = ", ".join(f"{n}.mp4" for n in names[:3]) + (", ..." if len(names) > 3 else "")
+        click.echo(f"clips named: {shown}")
+    if skip_invalid:
+        _echo_invalid_skipped(parsed, would=True)
+
+
+def _dry_run_names(plan: BatchPlan, naming: tuple[str | None, str | None, str]) -> list[str]:
+    """The names --output-name would give (the batch's id not known yet: a stand-in)."""
+    from worker.batch.naming import check_plan_names, job_name
+    from worker.batch.store import BatchRecord, Item
+
+    template, name, key = naming
+    if template is None or not plan.items:
+        return []
+    try:
+        check_plan_names(template, plan, batch=name, key=key, now=time.time())
+    except InvalidRequest as exc:
+        _die_invalid(exc)
+    record = BatchRecord(id="rdb_<id>", name=name, alias=key, created_at=time.time(), source="",
+                         digest="", lines=plan.line_items, invalid=[], line_ids=plan.line_ids,
+                         output_template=template)  # fmt: skip
+    return [
+        job_name(record, Item(i.index, i.fingerprint, i.cost_micros,
+                              i.request.model_dump(mode="json"), i.alias), "rdj_<job id>") or ""
+        for i in plan.items
+    ]  # fmt: skip
 
 
 def _not_found(exc: Exception) -> NoReturn:
@@ -184,7 +237,8 @@ def status(batch_id: str, as_json: bool) -> None:
         return
     click.echo(f"batch {info.id}" + (f" ({info.name})" if info.name else "") + f" key={info.alias}")
     click.echo(progress_line(info, elapsed=0.0, done_before=info.done))
-    click.echo("lines by state: " + ", ".join(f"{k}={v}" for k, v in sorted(info.counts.items())))
+    click.echo("lines: " + ", ".join(f"{n} {group.label}" for group, n in info.grouped()))
+    click.echo("by state: " + ", ".join(f"{k}={v}" for k, v in sorted(info.counts.items())))
     if info.invalid:
         click.echo(f"invalid lines skipped: {', '.join(str(b.line) for b in info.invalid)}")
     click.echo("finished" if info.finished else ("canceled" if info.canceled else "in progress"))

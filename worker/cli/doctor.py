@@ -1,10 +1,12 @@
 """``relaydance doctor``: check the whole setup, one pass/fail line per part.
 
-Settings, Redis, API keys, the provider (reached with each key), the webhook receiver
-(through the public base URL, and the count of jobs that ended without their webhook),
-the output directory, beat (the sweeper's last run) and the workers. Each check says what
-it found and, on failure, what to do. Nothing here costs money: the provider is asked for
-a task that does not exist, which it answers 404 to a valid key and 401 to a wrong one.
+Settings, Redis (and whether it keeps what it is given: eviction policy, persistence,
+replicas), API keys, the provider (reached with each key), the webhook receiver (through
+the public base URL, and the count of jobs that ended without their webhook), the output
+directory, the sweep (run by the workers in turn), beat (only needed for schedules) and
+the workers. Each check says what it found and, on failure, what to do. Nothing here
+costs money: the provider is asked for a task that does not exist, which it answers 404
+to a valid key and 401 to a wrong one.
 """
 
 from __future__ import annotations
@@ -20,13 +22,16 @@ from typing import Literal
 import redis
 from kombu.exceptions import KombuError
 
-from config.redis_url import describe_redis_url
+from config.redis_url import DEFAULT_REDIS_URL, describe_redis_url, is_sentinel
 from config.settings import Settings, SettingsError, load_settings
+from worker.cli.devenv import redis_source
 from worker.errors import AccountFault, NotFound, PermanentError, TransientError, Unauthorized
 from worker.infra.connections import redis_client
+from worker.infra.outage import is_redis_outage
+from worker.infra.redis_checks import durability_findings
 from worker.infra.timefmt import span
 from worker.job.reachability import check_receiver, missed_count
-from worker.job.sweeper import LAST_SWEEP_KEY
+from worker.job.sweep_health import sweep_health
 from worker.limits import KeyLimits
 from worker.limits.breaker import route_id
 from worker.provider.client import ApiClient
@@ -46,19 +51,23 @@ class Check:
     detail: str
 
 
-def _redis(settings: Settings) -> tuple[Check, redis.Redis | None]:
-    url = settings.redis_url or "redis://127.0.0.1:6379/0"
+def _redis(settings: Settings) -> tuple[list[Check], redis.Redis | None]:
+    url = settings.redis_url or DEFAULT_REDIS_URL
     where = describe_redis_url(url, master=settings.redis_sentinel_master)
-    source = "REDIS_URL" if settings.redis_url else "the default: REDIS_URL is not set"
+    source = redis_source(settings)
     client = redis_client(
         url, master=settings.redis_sentinel_master, socket_timeout=3.0, socket_connect_timeout=3.0
     )
     try:
         client.ping()
+        findings = durability_findings(client, sentinel=is_sentinel(url))
     except (redis.RedisError, OSError) as exc:
-        return Check("redis", "fail", f"{where} ({source}) does not answer: "
-                                      f"{type(exc).__name__}"), None  # fmt: skip
-    return Check("redis", "pass", f"{where} answers ({source})"), client
+        return [Check("redis", "fail", f"Redis at {where} ({source}) is unreachable "
+                      f"({type(exc).__name__}): start it, or set REDIS_URL to the fleet's "
+                      "Redis")], None  # fmt: skip
+    checks = [Check("redis", "pass", f"Redis at {where} answers ({source})")]
+    checks += [Check(f.name, f.status, f.detail) for f in findings]
+    return checks, client
 
 
 def _keys(settings: Settings) -> Check:
@@ -143,15 +152,29 @@ def _output_dir(settings: Settings) -> Check:
     return Check("output", "pass", f"{path} writable, {free:.1f} GiB free")
 
 
-def _beat(settings: Settings, client: redis.Redis) -> Check:
-    raw = client.get(LAST_SWEEP_KEY)
-    if raw is None:
-        return Check("beat", "fail", "the sweeper has never run: start `celery -A worker beat "
-                                     "--loglevel INFO` (exactly one)")  # fmt: skip
-    ago = time.time() - float(raw)
-    if ago > 3 * settings.sweep_interval_seconds + 10:
-        return Check("beat", "fail", f"the sweeper last ran {span(ago)} ago: is beat running?")
-    return Check("beat", "pass", f"the sweeper ran {span(ago)} ago")
+def _sweep(settings: Settings, client: redis.Redis) -> Check:
+    health = sweep_health(client, settings)
+    # A fleet younger than one interval is starting, not failing.
+    status: Status = (
+        "pass" if health.state == "running" else "warn" if health.state == "starting" else "fail"
+    )
+    return Check("sweep", status, health.describe())
+
+
+def _beat(client: redis.Redis) -> Check:
+    from redbeat.schedulers import ensure_conf
+
+    from worker.infra.celery_app import app
+
+    conf = ensure_conf(app)
+    entries = int(client.zcard(conf.schedule_key))
+    held = client.pttl(conf.lock_key)
+    if held is not None and int(held) > 0:
+        return Check("beat", "pass", f"beat holds its lock; {entries} schedule(s)")
+    if not entries:
+        return Check("beat", "skip", "no schedule (relaydance schedule add): beat is not needed")
+    return Check("beat", "fail", f"{entries} schedule(s) but no beat runs them: start "
+                 "`celery -A worker beat --loglevel INFO` (more wait as standbys)")  # fmt: skip
 
 
 def _workers(timeout: float) -> Check:
@@ -176,14 +199,23 @@ def run_checks(
     except SettingsError as exc:
         return [Check("settings", "fail", str(exc))]
     checks = [Check("settings", "pass", f"valid (provider dialect {loaded.dialect})")]
-    redis_check, client = _redis(loaded)
-    checks += [redis_check, _keys(loaded)]
+    redis_checks, client = _redis(loaded)
+    checks += [*redis_checks, _keys(loaded)]
     checks += _provider(loaded) if loaded.keys() else []
     checks += _receiver(loaded, client)
     checks.append(_output_dir(loaded))
     if client is None:
-        checks += [Check("beat", "skip", "needs Redis"), Check("workers", "skip", "needs Redis")]
-    else:
-        checks += [_beat(loaded, client), _pauses(loaded, client), _workers(ping_timeout)]
+        checks += [
+            Check(name, "skip", "needs Redis") for name in ("sweep", "beat", "pauses", "workers")
+        ]
+        return checks
+    try:
+        checks += [_sweep(loaded, client), _beat(client), _pauses(loaded, client),
+                   _workers(ping_timeout)]  # fmt: skip
+    except Exception as exc:  # Redis went away halfway: say so, never a traceback
+        if not is_redis_outage(exc):
+            raise
+        checks.append(Check("redis", "fail", f"Redis stopped answering ({type(exc).__name__})"))
+    finally:
         client.close()
     return checks

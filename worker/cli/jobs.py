@@ -10,59 +10,144 @@ exists, is billed too); ``relaydance cancel JOB_ID`` gives up on it.
 from __future__ import annotations
 
 import json
+import shlex
 import sys
+import time
+from dataclasses import replace
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from worker.cli.errors import EXIT_FAILED, EXIT_OK, die
-from worker.job.record import FINAL_STATES, JobState
+from worker.cli.errors import EXIT_FAILED, EXIT_OK, die, die_not_found
+from worker.job.record import JobState
+
+if TYPE_CHECKING:
+    from worker.job.engine import Engine
+    from worker.job.listing import JobFilter, Row
 
 __all__ = ["jobs", "resubmit", "timing"]
 
-_LISTED = [s.value for s in JobState if s not in FINAL_STATES]
+MAX_WINDOWS = 5  # a sparse filter reads at most this many windows of records per command
+_DECIDE = (
+    "\nEach may already be generating (and billed) at the provider. Decide per job:\n"
+    "  relaydance resubmit JOB_ID   submit again (may pay twice)\n"
+    "  relaydance cancel JOB_ID     give up (a task that exists may still be billed)"
+)
 
 
-@click.command("jobs")
+@click.command("jobs", short_help="List jobs, newest first, in any state; filter and page.")
 @click.option(
     "--state",
-    "state",
-    type=click.Choice(_LISTED),
-    default=JobState.SUBMIT_UNKNOWN.value,
-    show_default=True,
-    help="List the jobs now in this (non-final) state.",
+    type=click.Choice([s.value for s in JobState]),
+    help="Only jobs now in this state (any state: done, failed, canceled too).",
 )
+@click.option("--since", help="Only jobs created since: 30m, 2h, 7d, or a UTC date or time.")
+@click.option("--batch", "batch", help="Only the jobs of this batch (id or name).")
+@click.option("--key", help="Only the jobs of this API key alias.")
+@click.option("--model", help="Only the jobs of this model.")
+@click.option(
+    "--limit",
+    type=click.IntRange(1, 1000),
+    default=50,
+    show_default=True,
+    help="At most this many jobs.",
+)
+@click.option("--after", help="Go on after this job id (the last one a previous page listed).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per job, per line.")
-def jobs(state: str, as_json: bool) -> None:
-    """List the jobs in a state, e.g. those whose submission is unknown."""
-    from worker.job.engine import get_engine
+def jobs(
+    state: str | None, since: str | None, batch: str | None, key: str | None,
+    model: str | None, limit: int, after: str | None, as_json: bool,
+) -> None:  # fmt: skip
+    """List jobs newest first, in any state, from the index the jobs page pages through.
 
-    store = get_engine().store
-    ids = store.in_state(JobState(state))
-    found = [job for job in store.get_many(ids) if job is not None]
+    Without --state every state is listed. Jobs whose submission is unknown
+    (submit_unknown) are listed with the evidence and what to decide.
+    """
+    from worker.job.engine import get_engine
+    from worker.job.listing import JobFilter
+
+    engine = get_engine()
+    wanted = JobFilter(state=state or "", batch=_batch_id(engine, batch), alias=key or "",
+                       model=model or "", after=after or "", since=_since(since))  # fmt: skip
+    rows, cursor = _collect(engine, wanted, limit)
     if as_json:
-        for job in found:
-            click.echo(json.dumps(job.summary()))
+        _print_json(engine, rows)
+    else:
+        _print_rows(rows, state=state)
+    if cursor:
+        given = {"--state": state, "--since": since, "--batch": batch, "--key": key,
+                 "--model": model, "--limit": str(limit), "--after": cursor}  # fmt: skip
+        options = " ".join(f"{flag} {shlex.quote(v)}" for flag, v in given.items() if v)
+        click.echo(f"more: relaydance jobs {options}{' --json' if as_json else ''}", err=True)
+    if not as_json and state is None and engine.store.in_state(JobState.SUBMIT_UNKNOWN):
+        count = len(engine.store.in_state(JobState.SUBMIT_UNKNOWN))
+        click.echo(f"{count} job(s) may have been billed without an answer (submit_unknown): "
+                   "relaydance jobs --state submit_unknown", err=True)  # fmt: skip
+
+
+def _since(text: str | None) -> float | None:
+    from worker.infra.timefmt import parse_since
+
+    if text is None:
+        return None
+    try:
+        return parse_since(text, now=time.time())
+    except ValueError as exc:
+        die(f"--since: {exc}")
+
+
+def _batch_id(engine: Engine, batch: str | None) -> str:
+    from worker.batch.store import BatchNotFound, BatchStore
+
+    if not batch:
+        return ""
+    try:
+        return BatchStore(engine.redis).resolve(batch)
+    except BatchNotFound as exc:
+        die_not_found(str(exc).strip("'\""))
+
+
+def _collect(engine: Engine, wanted: JobFilter, limit: int) -> tuple[list[Row], str]:
+    """Up to ``limit`` rows, and the job id the next page starts after ('' at the end)."""
+    from worker.job.listing import list_jobs
+
+    rows: list[Row] = []
+    cursor = wanted.after
+    for _ in range(MAX_WINDOWS):
+        page = list_jobs(engine.redis, engine.store, replace(wanted, after=cursor),
+                         page_size=limit - len(rows))  # fmt: skip
+        rows += page.rows
+        cursor = page.next_after
+        if len(rows) >= limit or not cursor:
+            break
+    return rows, cursor
+
+
+def _print_json(engine: Engine, rows: list[Row]) -> None:
+    jobs = engine.store.get_many([row.id for row in rows])
+    for row, job in zip(rows, jobs, strict=True):
+        if job is not None:
+            extra: dict[str, Any] = {"created_at": row.created_at, "prompt": row.prompt}
+            click.echo(json.dumps({**job.summary(), **extra}))
+
+
+def _print_rows(rows: list[Row], *, state: str | None) -> None:
+    if not rows:
+        click.echo(f"no job is {state}" if state else "no job matches")
         return
-    if not found:
-        click.echo(f"no job is {state}")
-        return
-    for job in found:
-        since = job.times.get(state, job.updated_at)
-        when = datetime.fromtimestamp(since, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-        line = f"{job.id}  key={job.alias}  model={job.request.get('model')}  since {when}"
-        if job.cost:
-            line += f"  ${job.cost:.2f}"
-        click.echo(line)
-        if job.state is JobState.SUBMIT_UNKNOWN and job.error_message:
-            click.echo(f"    evidence: {job.error_message}")
+    for row in rows:
+        when = datetime.fromtimestamp(row.created_at, UTC).strftime("%Y-%m-%d %H:%M:%S")
+        cost = row.actual_cost if row.actual_cost is not None else row.cost
+        money = "-" if cost is None else f"${cost:.2f}"
+        prompt = row.prompt if len(row.prompt) <= 60 else row.prompt[:59] + "…"
+        click.echo(f"{when}  {row.id}  {row.state:<16} key={row.alias}  {row.model} "
+                   f"{row.seconds}s  {money}  {prompt!r}")  # fmt: skip
+        if row.error:
+            label = "evidence" if row.state == JobState.SUBMIT_UNKNOWN.value else "error"
+            click.echo(f"    {label}: {row.error}")
     if state == JobState.SUBMIT_UNKNOWN.value:
-        click.echo(
-            "\nEach may already be generating (and billed) at the provider. Decide per job:\n"
-            "  relaydance resubmit JOB_ID   submit again (may pay twice)\n"
-            "  relaydance cancel JOB_ID     give up (a task that exists may still be billed)",
-            err=True,
-        )
+        click.echo(_DECIDE, err=True)
 
 
 @click.command("resubmit")

@@ -1,13 +1,19 @@
 """The ``relaydance`` command line: an entry point, so it may use both ``tasks`` and ``worker``.
 
-Exit codes of ``render``: 0 done (or enqueued without --wait), 1 failed or canceled,
-2 invalid input or configuration.
+Exit codes (worker/cli/errors.py): 0 done (or enqueued without --wait), 1 failed or
+canceled, 2 invalid input or configuration, 3 cannot tell (Redis unreachable, or --wait
+ran out of time): the job may still finish.
+
+The group (worker/cli/group.py) imports commands lazily, takes the Redis of a
+``relaydance dev`` running in this project when REDIS_URL is not set explicitly, and
+turns a Redis outage in any command into one plain line and exit 3, never a traceback.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
+import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -20,6 +26,7 @@ import click
 from config.settings import SettingsError, get_settings
 from worker.cli.errors import EXIT_FAILED, EXIT_OK, die, die_invalid, die_not_found, redis_asked
 from worker.cli.follow import follow_job
+from worker.cli.group import LazyGroup, whole_summaries
 from worker.cli.providers import provider_body, provider_of, refuse_foreign_flags
 from worker.errors import InvalidRequest
 from worker.render.pricing import estimate_cost
@@ -27,34 +34,6 @@ from worker.render.request import RenderRequest
 from worker.render.validation import validate_request
 
 __all__ = ["main"]
-
-
-# Imported only when run or listed: `render` loads no simulator, uvicorn or batch code.
-LAZY_COMMANDS = {
-    **{name: f"worker.cli.jobs:{name}" for name in ("jobs", "resubmit", "timing")},
-    "simulate": "simulator.cli:simulate",
-    "batch": "worker.cli.batch:batch",
-    "schedule": "worker.cli.batch:schedule",
-    "storage": "worker.cli.storage:storage",
-    "models": "worker.cli.setup:models",
-    "doctor": "worker.cli.setup:doctor",
-    "keys": "worker.cli.keys:keys",
-}
-
-
-class LazyGroup(click.Group):
-    """A group that imports a command's module when the command is first asked for."""
-
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted({*super().list_commands(ctx), *LAZY_COMMANDS})
-
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        if cmd_name not in self.commands and cmd_name in LAZY_COMMANDS:
-            module, _, attr = LAZY_COMMANDS[cmd_name].partition(":")
-            command = getattr(importlib.import_module(module), attr)
-            _whole_summaries(command)
-            self.add_command(command, cmd_name)
-        return super().get_command(ctx, cmd_name)
 
 
 @click.group(cls=LazyGroup)
@@ -236,8 +215,13 @@ def web(host: str, port: int, workers: int) -> None:
 @click.option("--concurrency", default=8, show_default=True, help="Worker concurrency.")
 def dev(pool: str, concurrency: int) -> None:
     """Run the whole stack in the foreground until Ctrl-C."""
+    from worker.cli.devenv import DEV_ENV, read_dev_env, remove_dev_env, write_dev_env
     from worker.cli.devstack import DevStack
 
+    running = read_dev_env(Path.cwd() / DEV_ENV)
+    if running is not None and running.alive():
+        die(f"relaydance dev already runs in this directory (pid {running.pid}); its other "
+            "terminals use it. Stop it first, or run this one in another directory")  # fmt: skip
     stack = DevStack(pool=pool, concurrency=concurrency)
     stopping = False
 
@@ -250,12 +234,18 @@ def dev(pool: str, concurrency: int) -> None:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     with stack:
-        for note in stack.notes:
-            click.echo(f"relaydance dev: {note}", err=True)
-        click.echo("relaydance dev: worker and beat running; Ctrl-C stops", err=True)
-        while not stopping and stack.alive():
-            time.sleep(0.5)
-        click.echo("relaydance dev: stopping", err=True)
+        env_file = write_dev_env(Path.cwd(), stack.environment(), pid=os.getpid())
+        try:
+            for note in stack.notes:
+                click.echo(f"relaydance dev: {note}", err=True)
+            click.echo(f"relaydance dev: environment in {env_file}: relaydance commands in "
+                       "other terminals here use it", err=True)  # fmt: skip
+            click.echo("relaydance dev: worker and beat running; Ctrl-C stops", err=True)
+            while not stopping and stack.alive():
+                time.sleep(0.5)
+            click.echo("relaydance dev: stopping", err=True)
+        finally:
+            remove_dev_env(env_file, pid=os.getpid())
 
 
 @main.command(short_help="Start the stack, render one clip, print the mp4 path, stop.")
@@ -278,30 +268,26 @@ def demo(model: str, prompt: str, seconds: int, timeout: float) -> None:
     except InvalidRequest as exc:
         die_invalid(exc)
     log_file = Path(tempfile.mkdtemp(prefix="relaydance-demo-")) / "fleet.log"
-    with DevStack(log_file=log_file) as stack:
-        for note in stack.notes:
-            click.echo(f"demo: {note}", err=True)
-        click.echo(f"demo: worker and beat logs in {log_file}", err=True)
-        from tasks import enqueue_render
+    code = EXIT_FAILED
+    try:
+        with DevStack(log_file=log_file) as stack:
+            for note in stack.notes:
+                click.echo(f"demo: {note}", err=True)
+            click.echo(f"demo: worker and beat logs in {log_file}", err=True)
+            from tasks import enqueue_render
 
-        job_id = enqueue_render(request)
-        click.echo(f"demo: job {job_id} enqueued ({request.summary()})", err=True)
-        code = follow_job(job_id, timeout=timeout, as_json=False)
+            job_id = enqueue_render(request)
+            click.echo(f"demo: job {job_id} enqueued ({request.summary()})", err=True)
+            code = follow_job(job_id, timeout=timeout, as_json=False)
+    finally:
+        if code == EXIT_OK:  # a failed demo keeps its logs, the evidence
+            shutil.rmtree(log_file.parent, ignore_errors=True)
+        else:
+            click.echo(f"demo: logs kept in {log_file}", err=True)
     sys.exit(code)
 
 
-def _whole_summaries(command: click.Command) -> None:
-    # click cuts a summary it derives to fit the terminal ("Per key alias: configured
-    # and..."); a summary given explicitly is wrapped instead, never cut.
-    if command.short_help is None and command.help:
-        first = command.help.split("\n\n", 1)[0]
-        command.short_help = " ".join(first.split())
-    if isinstance(command, click.Group):
-        for sub in command.commands.values():
-            _whole_summaries(sub)
-
-
-_whole_summaries(main)
+whole_summaries(main)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -12,6 +12,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import redis
@@ -43,13 +44,24 @@ class RedisServer:
     """A redis-server child process on a free loopback port, stopped by :meth:`stop`."""
 
     def __init__(
-        self, *, port: int | None = None, appendonly: bool = False, appendfsync: str = "everysec"
+        self,
+        *,
+        port: int | None = None,
+        appendonly: bool = False,
+        appendfsync: str = "everysec",
+        extra: Sequence[str] = (),
     ) -> None:
         self.port = port or free_port()
         self._dir = tempfile.mkdtemp(prefix="relaydance-redis-")
         self._appendonly = appendonly
         self._appendfsync = appendfsync
+        self._extra = list(extra)  # more redis-server options, e.g. --replicaof; they win
         self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """The server's process id while it runs."""
+        return self._proc.pid if self._proc is not None and self._proc.poll() is None else None
 
     @property
     def url(self) -> str:
@@ -70,6 +82,7 @@ class RedisServer:
             "--hash-max-ziplist-value", "1024",  # the compact encoding for job hashes
             "--daemonize", "no",
             "--logfile", str(Path(self._dir) / "redis.log"),
+            *self._extra,
         ]  # fmt: skip
         self._proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
@@ -79,7 +92,7 @@ class RedisServer:
                 try:
                     if client.ping():
                         return self
-                except redis.ConnectionError:
+                except (redis.ConnectionError, redis.ResponseError):  # loading, or syncing
                     if self._proc.poll() is not None or time.monotonic() > deadline:
                         raise RuntimeError(
                             f"redis-server did not start on port {self.port}; "

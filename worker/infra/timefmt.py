@@ -7,8 +7,12 @@ get both the epoch and its ISO 8601 form, so neither has to guess a time zone.
 from __future__ import annotations
 
 import datetime as dt
+import re
 
-__all__ = ["at", "iso", "relative", "span"]
+__all__ = ["at", "iso", "parse_since", "relative", "span"]
+
+_AGO = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h|d|w)$")
+_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
 def iso(epoch: float | None) -> str | None:
@@ -52,3 +56,22 @@ def at(epoch: float | None, *, now: float) -> str:
     moment = dt.datetime.fromtimestamp(epoch, tz=dt.UTC)
     shape = "%H:%M:%S UTC" if abs(epoch - now) < 86400 else "%Y-%m-%d %H:%M:%S UTC"
     return f"{moment.strftime(shape)} ({relative(epoch, now=now)})"
+
+
+def parse_since(text: str, *, now: float) -> float:
+    """Epoch seconds from ``30m``, ``2h``, ``7d`` (that long before ``now``) or an ISO 8601
+    date or time (UTC unless it names a zone); raises ValueError saying what it takes."""
+    value = text.strip().lower()
+    found = _AGO.match(value)
+    if found:
+        return now - float(found.group(1)) * _UNIT[found.group(2)]
+    try:
+        moment = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(
+            f"{text!r} is neither a span nor a time; give e.g. 30m, 2h, 7d, 2025-01-02 or "
+            "2025-01-02T12:00"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.timestamp()

@@ -50,7 +50,7 @@ class Alert:
     @property
     def scope(self) -> str:
         """What the alert is about, once per fleet: the kind and the key or provider."""
-        return f"{self.kind}:{self.alias or self.provider}"
+        return f"{self.kind}:{self.alias or self.provider or 'fleet'}"
 
 
 def raise_alert(engine: Engine, alert: Alert) -> bool:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 from typing import Any
 
 from worker.errors import AccountFault, Deferred, PermanentError, StorageError, TransientError
@@ -30,7 +29,7 @@ from worker.job.step import (
     stop,
     transient,
 )
-from worker.provider.download import UrlExpired, cleanup_partials
+from worker.provider.download import UrlExpired
 from worker.storage import StoredClip
 
 __all__ = ["download", "finish"]
@@ -84,9 +83,8 @@ def _transfer(
 ) -> StoredClip | Outcome:
     """Fetch the clip into the output, with its manifest; an Outcome when it did not."""
     settings = engine.settings
-    out_dir = Path(settings.output_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    cleanup_partials(out_dir, job.id, older_than=HEARTBEAT_GRACE)
+    name = job.output_name or job.id
+    engine.storage.clean_partials(name, older_than=HEARTBEAT_GRACE)
     started = time.time()
     heartbeat = _Heartbeat(engine, job.id, claim)
     try:
@@ -98,14 +96,15 @@ def _transfer(
         # The seam to the output: a local directory or a bucket (worker/storage/).
         result = engine.storage.save_clip(
             url,
-            name=job.id,
+            name=name,
             client=engine.downloads,
             max_bytes=settings.download_max_bytes,
             allow_local=settings.allow_local_urls,
             overall_timeout=settings.download_timeout,
             on_progress=heartbeat,
         )
-        engine.storage.save_manifest(job.id, _manifest(job, result, seconds=time.time() - started))
+        manifest = _manifest(job, result, seconds=time.time() - started)
+        engine.storage.save_manifest(name, manifest)
     except Superseded:
         return stop("a later download took over")
     except Deferred as exc:
@@ -203,6 +202,11 @@ def _manifest(job: Job, clip: StoredClip, *, seconds: float) -> dict[str, Any]:
         "actual_cost_usd": job.actual_cost,
         "times": {**job.times, "download_seconds": round(seconds, 3)},
         "polls": job.poll_count,
+        # Where it was filed and why: a batch's naming template, its line; a retake's original.
+        **({"batch": job.batch.partition(":")[0]} if job.batch else {}),
+        **({"output_name": job.output_name} if job.output_name else {}),
+        **({"output_name_template": job.output_template} if job.output_template else {}),
+        **({"retake_of": job.retake_of} if job.retake_of else {}),
     }
 
 

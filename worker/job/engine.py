@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import redis
 
+from config.redis_url import DEFAULT_REDIS_URL
 from config.settings import Settings, get_settings
 from worker.infra.celery_app import app
 from worker.infra.connections import redis_client
@@ -70,7 +71,7 @@ class Engine:
     @classmethod
     def from_settings(cls, settings: Settings) -> Engine:
         """Connect to Redis and build the clients the settings describe."""
-        url = settings.redis_url or "redis://127.0.0.1:6379/0"
+        url = settings.redis_url or DEFAULT_REDIS_URL
         client = redis_client(
             url,
             master=settings.redis_sentinel_master,

@@ -12,6 +12,7 @@ that reads and changes records with compare-and-sets is :mod:`worker.job.store`.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -19,9 +20,10 @@ from typing import Any
 
 from worker.job.states import FINAL_STATES, Billing, JobState
 
-__all__ = ["FINAL_STATES", "PREFIX", "Billing", "Job", "JobState", "new_job_id"]
+__all__ = ["FINAL_STATES", "JOB_ID", "PREFIX", "Billing", "Job", "JobState", "new_job_id"]
 
 PREFIX = "rd"
+JOB_ID = re.compile(r"^rdj_[0-9a-f]{32}$")  # exactly what new_job_id makes
 
 
 def new_job_id() -> str:
@@ -77,6 +79,12 @@ class Job:
     # idempotent retry): claim number -> when its POST was about to leave.
     orphan_claims: dict[str, float] = field(default_factory=dict)
     batch: str | None = None  # "<batch id>:<line index>" for a batch's job
+    # Where the clip goes under the output: None is "<job id>"; a batch's --output-name
+    # template gives a path ("shoot/0001-a-paper-boat"), kept with the template it came from.
+    output_name: str | None = None
+    output_template: str | None = None
+    retake_of: str | None = None  # the job this one takes again
+    retakes: list[str] = field(default_factory=list)  # the jobs that took this one again
     webhook_at: float | None = None  # when a verified webhook last arrived
     notified_final: bool = False  # the fleet has learned how the job ended
     on_done_status: str | None = None  # sent, retrying or unregistered
@@ -162,7 +170,7 @@ def _text_or_none(value: str) -> str | None:
 _TEXT_FIELDS = (
     "alias", "remote_task_id", "remote_status", "error_code", "error_message", "output_path",
     "output_uri", "sha256", "etag", "on_done", "canceled_from", "adopted_from", "batch",
-    "on_done_status", "on_done_error",
+    "on_done_status", "on_done_error", "output_name", "output_template", "retake_of",
 )  # fmt: skip
 _INT_FIELDS = (
     "seq", "poll_count", "size", "duplicate_spend", "submit_claim", "download_claim",
@@ -187,4 +195,5 @@ _PARSE: dict[str, Callable[[str], Any]] = {
     "media_urls": json.loads,
     "duplicate_remote_ids": json.loads,
     "orphan_claims": json.loads,
+    "retakes": lambda value: [v for v in value.split(",") if v],
 }

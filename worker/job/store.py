@@ -32,6 +32,16 @@ from worker.render.request import RenderRequest
 __all__ = ["JobStore"]
 
 
+# KEYS: the job hash. ARGV: the retake's job id. Appends it to ``retakes`` (a comma list)
+# of a record that still exists; a final record changes no state, so no CAS is needed.
+_ADD_RETAKE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local cur = redis.call('HGET', KEYS[1], 'retakes') or ''
+redis.call('HSET', KEYS[1], 'retakes', cur == '' and ARGV[1] or (cur .. ',' .. ARGV[1]))
+return 1
+"""
+
+
 class JobStore:
     """Reads and changes job records; every change is an atomic compare-and-set."""
 
@@ -39,6 +49,7 @@ class JobStore:
         self._redis = client
         self._retention = retention_seconds
         self._cas = client.register_script(CAS)
+        self._add_retake = client.register_script(_ADD_RETAKE)
         self.active_key = f"{PREFIX}:jobs:active"
         self.counts_key = f"{PREFIX}:jobs:counts"
         self.state_prefix = f"{PREFIX}:jobs:in:"
@@ -143,9 +154,11 @@ class JobStore:
         on_done: str | None = None,
         pending: bool = False,
         due_in: float = 120.0,
+        extra: Mapping[str, str] | None = None,
+        job_id: str | None = None,
     ) -> str:
-        """Record a validated request as a new ``queued`` job; return its new id."""
-        job_id = new_job_id()
+        """Record a validated request as a new ``queued`` job; return its (new) id."""
+        job_id = job_id or new_job_id()
         self.create(
             job_id,
             request=request.model_dump(mode="json"),
@@ -154,8 +167,13 @@ class JobStore:
             on_done=on_done,
             pending=pending,
             due_in=due_in,
+            extra=extra,
         )
         return job_id
+
+    def add_retake(self, job_id: str, retake_id: str) -> bool:
+        """Link a (final) job to a new job that takes it again; False if it expired."""
+        return bool(self._add_retake(keys=[self.key(job_id)], args=[retake_id]))
 
     def confirm(self, job_id: str, *, due_in: float = 120.0) -> bool:
         """The producer's message left: steps may act on the pending job from now on."""

@@ -1,8 +1,9 @@
 """The sweeper: move every job whose next step is overdue, whatever happened to its message.
 
 Celery messages are nudges: a worker killed mid-step takes its message with it until the
-broker's visibility timeout (an hour or more). The sweeper, run by beat every ~20 s,
-finds non-final jobs whose next step is overdue and moves them on:
+broker's visibility timeout (an hour or more). The sweeper, run every ~20 s by one of the
+workers in turn (:mod:`worker.job.sweep_loop`), finds non-final jobs whose next step is
+overdue and moves them on:
 
 - most are resumed: their ``seq`` is bumped (any old message still somewhere becomes
   stale) and the chain from their current state is sent again;
@@ -17,10 +18,10 @@ Then the slot reconciler (:mod:`worker.job.slots`) frees slots jobs no longer ne
 back slots live jobs lost, and hands free slots to the jobs waiting in line. A paused line
 (a key held by its account, a provider whose breaker is open, a held model) gets its probe:
 the job at its head is nudged when the probe is due, and an ongoing pause is told again
-every hour (:mod:`worker.job.alerts`). It also
-retries ``on_done`` notices the broker did not take (:func:`worker.job.notify.deliver_due`),
-and leaves the time of its last run in Redis, which ``relaydance doctor`` reads to tell
-that beat is alive.
+every hour (:mod:`worker.job.alerts`). It also retries ``on_done`` notices the broker did
+not take (:func:`worker.job.notify.deliver_due`). Whoever runs it records the time of each
+completed sweep under :data:`LAST_SWEEP_KEY`, which ``relaydance doctor`` and ``/metrics``
+read (:mod:`worker.job.sweep_health`).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ __all__ = ["LAST_SWEEP_KEY", "SweepReport", "sweep"]
 logger = logging.getLogger(__name__)
 
 S = JobState
-LAST_SWEEP_KEY = "rd:sweep:last"
+LAST_SWEEP_KEY = "rd:sweep:last"  # when the last completed sweep began (epoch seconds)
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,6 @@ def sweep(engine: Engine, *, grace: float | None = None, limit: int = 2000) -> S
     if grace is None:
         grace = engine.settings.sweep_grace_seconds
     now = time.time()
-    engine.redis.set(LAST_SWEEP_KEY, repr(now))
     resumed: list[str] = []
     unknown: list[str] = []
     due = engine.store.due(before=now - grace, limit=limit)

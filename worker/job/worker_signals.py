@@ -12,14 +12,18 @@ import logging
 import threading
 from typing import Any
 
-from celery.signals import worker_init, worker_process_init, worker_ready
+from celery.signals import worker_init, worker_process_init, worker_ready, worker_shutdown
 
+from config.redis_url import DEFAULT_REDIS_URL, is_sentinel
 from config.settings import get_settings
 from worker.errors import StorageError
 from worker.infra.celery_app import app
+from worker.infra.outage import is_redis_outage
+from worker.infra.redis_checks import durability_findings, forgetful_redis_line
 from worker.job.engine import get_engine, reset_engine
 from worker.job.notify import set_task_registry
 from worker.job.reachability import check_at_worker_start
+from worker.job.sweep_loop import SweepLoop
 from worker.storage import check_output
 
 __all__: list[str] = []
@@ -59,3 +63,47 @@ def _check_the_webhook_receiver(**_: Any) -> None:
 
     if get_settings().webhook_base_url:
         threading.Thread(target=check, name="webhook-self-check", daemon=True).start()
+
+
+_sweep: list[SweepLoop] = []
+
+
+@worker_init.connect
+def _say_which_redis_when_unset(**_: Any) -> None:
+    # Never silently someone else's Redis: the default is named, with the fix.
+    if get_settings().redis_url is None:
+        logger.warning(
+            "REDIS_URL is not set: this worker uses %s, the default; set REDIS_URL to the "
+            "fleet's Redis", DEFAULT_REDIS_URL,
+        )  # fmt: skip
+
+
+@worker_ready.connect
+def _say_when_redis_may_forget(**_: Any) -> None:
+    # An evicting or non-persistent Redis drops paid jobs: one loud line at every start.
+    settings = get_settings()
+    try:
+        findings = durability_findings(
+            get_engine().redis, sentinel=is_sentinel(settings.redis_url or "")
+        )
+    except Exception as exc:
+        if not is_redis_outage(exc):
+            raise
+        return  # Redis went away again; the next start says it
+    line = forgetful_redis_line(findings)
+    if line:
+        logger.error("%s", line)
+
+
+@worker_ready.connect
+def _start_the_sweep(sender: Any = None, **_: Any) -> None:
+    # Every worker takes its turn at the sweep (worker/job/sweep_loop.py), so no single
+    # process, and no process supervisor, is needed to keep jobs moving.
+    node = str(getattr(sender, "hostname", None) or app.conf.get("worker_name") or "worker")
+    _sweep.append(SweepLoop(get_engine, node=node).start())
+
+
+@worker_shutdown.connect
+def _stop_the_sweep(**_: Any) -> None:
+    while _sweep:
+        _sweep.pop().stop()

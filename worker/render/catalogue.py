@@ -17,9 +17,19 @@ money. Widen them when the provider's model page confirms more.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-__all__ = ["KINOVI_MODELS", "MODELS", "Model", "find_model", "get_model", "known_models"]
+__all__ = [
+    "KINOVI_MODELS",
+    "MODELS",
+    "Model",
+    "did_you_mean",
+    "find_model",
+    "get_model",
+    "known_models",
+]
 
 SEEDANCE_RATIOS = ("16:9", "9:16", "1:1", "3:4", "4:3", "21:9")  # seed 003
 COMMON_RATIOS = ("16:9", "9:16", "1:1")  # conservative: the three seed 001 names
@@ -49,6 +59,8 @@ class Model:
     # Whether a request body spells out the defaults (ratio, resolution) the user left
     # unset; a provider that applies its own gets only what the user chose.
     send_defaults: bool = True
+    # Audio comes with every clip, unasked: the model takes no ``generate_audio`` option.
+    audio_always: bool = False
 
     @property
     def default_resolution(self) -> str:
@@ -81,7 +93,7 @@ MODELS: dict[str, Model] = {
             False,  # audio is always generated; the flag is a Seedance 2.0 option
             9, 0, 0, True,  # conservative: references images only
             usd_per_second=0.15, expected_seconds=90,  # conservative price estimate
-            notes="Generated audio included",
+            notes="Generated audio included", audio_always=True,
         ),
         Model(
             "seedance-1-5-pro-no-audio", "Seedance 1.5", 4, 12, COMMON_RATIOS,
@@ -156,3 +168,14 @@ def get_model(model_id: str) -> Model | None:
 def find_model(model_id: str) -> Model | None:
     """The catalogue entry of a model id, whichever provider offers it."""
     return MODELS.get(model_id) or KINOVI_MODELS.get(model_id)
+
+
+def did_you_mean(model_id: str, candidates: Iterable[str]) -> str:
+    """``"; did you mean 'x'?"`` for a near-miss model id (a typo, a dropped suffix), else ''."""
+    names = sorted(candidates)
+    wanted = model_id.strip().lower()
+    # A dropped version suffix ("...-fast" for "...-fast-260128") is the usual slip.
+    found = [name for name in names if wanted and name.startswith(wanted)]
+    if len(found) != 1:
+        found = difflib.get_close_matches(wanted, names, n=1, cutoff=0.75)
+    return f"; did you mean {found[0]!r}?" if found else ""

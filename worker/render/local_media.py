@@ -2,13 +2,16 @@
 
 A render request may name local files, which the ``prepare`` step uploads to the provider.
 Without a rule, any readable file that looks like media could be sent off the machine, so
-``RELAYDANCE_MEDIA_DIRS`` is an allow-list: by default the working directory and the
-output directory when it is local. Every path is resolved (``~`` expanded, symlinks
-followed, ``..`` collapsed) and must fall inside one of them, and the file must be a
-format its field accepts (:mod:`worker.render.media`). The producer checks at validation; the
-worker checks again with its own settings just before it opens the file, opens the very
-path it checked without following a last-moment symlink, and compares where the open
-file really is, so a swap after validation cannot redirect the upload.
+``RELAYDANCE_MEDIA_DIRS`` is an allow-list of absolute directories. Unset, no local file is
+taken: the list must be the same wherever a request is checked, and a default drawn from
+the working directory differs between the process that enqueues (a shell, a web app) and
+the worker that uploads, which then refused what the producer had let through. Every path
+is resolved (``~`` expanded, symlinks followed, ``..`` collapsed) and must fall inside one
+of the directories, and the file must be a format its field accepts
+(:mod:`worker.render.media`). The producer checks at validation; the worker checks again
+with its own settings just before it opens the file, opens the very path it checked
+without following a last-moment symlink, and compares where the open file really is, so a
+swap after validation cannot redirect the upload.
 """
 
 from __future__ import annotations
@@ -35,6 +38,11 @@ __all__ = [
 ]
 
 _FIX = "move the file into one of them, or add its directory to RELAYDANCE_MEDIA_DIRS"
+_UNSET = (
+    "RELAYDANCE_MEDIA_DIRS is unset, so no local file may be used; set it to the absolute "
+    "directories media may come from (the same value for the producer and the workers, "
+    "e.g. RELAYDANCE_MEDIA_DIRS=/srv/media), or give a URL"
+)
 _OPEN_FLAGS = (
     os.O_RDONLY
     | getattr(os, "O_NOFOLLOW", 0)
@@ -48,22 +56,24 @@ class MediaFileRefused(ValueError):
 
 
 def allowed_dirs(settings: Settings | None = None) -> tuple[Path, ...]:
-    """The resolved directories local media may come from, by ``settings`` (else the process's)."""
+    """The resolved directories local media may come from, by ``settings`` (else the process's).
+
+    The same settings give the same list in every process, wherever it runs: nothing is
+    taken from the working directory. Empty when ``RELAYDANCE_MEDIA_DIRS`` is unset.
+    """
     if settings is None:
         from config.settings import get_settings
 
         settings = get_settings()
-    local_output = str(settings.output_dir) if settings.output_bucket() is None else None
-    return _resolved_dirs(settings.media_dirs or "", local_output, os.getcwd())
+    return _resolved_dirs(settings.media_dirs or "")
 
 
 @lru_cache(maxsize=64)
-def _resolved_dirs(media_dirs: str, local_output: str | None, cwd: str) -> tuple[Path, ...]:
-    # Resolved once per configuration: validation runs on every request.
-    dirs = [Path(d.strip()) for d in media_dirs.split(os.pathsep) if d.strip()]
-    if not dirs:
-        dirs = [Path(cwd)] + ([Path(local_output)] if local_output else [])
-    return tuple(Path(cwd, d.expanduser()).resolve() for d in dirs)
+def _resolved_dirs(media_dirs: str) -> tuple[Path, ...]:
+    # Resolved once per configuration: validation runs on every request. The settings
+    # refuse relative entries, so the working directory never enters here.
+    dirs = [Path(d.strip()).expanduser() for d in media_dirs.split(os.pathsep) if d.strip()]
+    return tuple(d.resolve() for d in dirs if d.is_absolute())
 
 
 def expected_kind(field_kind: str) -> MediaKind:
@@ -93,6 +103,8 @@ def _resolve(source: str, dirs: Sequence[Path]) -> str:
         raise MediaFileRefused(
             f"local file {source!r} cannot be resolved (a symlink loop?); check the path"
         ) from None
+    if not dirs:
+        raise MediaFileRefused(f"local file {source!r} cannot be used: {_UNSET}")
     if not _inside(resolved, dirs):
         how = " (through a symlink or '..')" if resolved != absolute else ""
         where = ", ".join(str(d) for d in dirs) or "none"

@@ -91,7 +91,8 @@ def model_rows(found: Mapping[str, Mapping[str, Any]]) -> dict[str, list[dict[st
                 "seconds": _seconds(entry),
                 "ratios": list(_get(entry, "ratios", "aspect_ratios", default=())),
                 "resolutions": list(_get(entry, "resolutions", default=())),
-                "generate_audio": audio,
+                "generate_audio": audio,  # whether the generate_audio option is taken
+                "audio": _audio(entry),
                 "references": _references(entry),
                 "usd_per_second": _price(provider, model_id, entry),
                 "notes": _get(entry, "notes", default=""),
@@ -99,15 +100,23 @@ def model_rows(found: Mapping[str, Mapping[str, Any]]) -> dict[str, list[dict[st
     return rows
 
 
+def _audio(entry: Any) -> str | None:
+    """Whether a clip has sound: ``always``, ``optional`` (on request) or ``no``."""
+    if _get(entry, "audio_always"):
+        return "always"
+    option = _get(entry, "generate_audio")
+    return None if option is None else ("optional" if option else "no")
+
+
 def _cells(row: Mapping[str, Any]) -> tuple[str, ...]:
-    audio = row["generate_audio"]
+    audio = row["audio"]
     price = row["usd_per_second"]
     return (
         row["model"],
         row["seconds"],
         _join(row["ratios"]) or "-",
         _join(row["resolutions"]) or "-",
-        "-" if audio is None else ("optional" if audio else "no"),
+        audio or "-",
         row["references"],
         "-" if price is None else f"{price:.3f}",
         str(row["notes"] or ""),

@@ -4,6 +4,7 @@
 
     Storage             base.py   the interface the download step writes through
     ├── LocalStorage    local.py  a checked, atomic download into a directory
+    │                   modes.py  the delivered files' permissions (umask or a setting)
     └── S3Storage       s3.py     a streaming multipart upload, committed when complete
 
 :func:`make_storage` picks one from the settings. boto3 is imported only for a bucket, so
@@ -23,7 +24,7 @@ def make_storage(settings: Settings) -> Storage:
     """The storage ``RELAYDANCE_OUTPUT`` names: a directory, or a bucket and prefix."""
     bucket = settings.output_bucket()
     if bucket is None:
-        return LocalStorage(settings.output_dir)
+        return LocalStorage(settings.output_dir, mode=settings.file_mode())
     try:
         from worker.storage.s3 import S3Storage
     except ImportError as exc:

@@ -38,7 +38,8 @@ class Storage(ABC):
     """Takes a clip from its provider URL to its final name, and its manifest beside it.
 
     Every implementation commits a clip only once it is whole and checked, under a name
-    derived from the job id alone, so a retried delivery replaces, never duplicates.
+    fixed when the job was recorded (its id, or the path its batch's ``--output-name``
+    gave it), so a retried delivery replaces, never duplicates. A name may hold ``/``.
     """
 
     #: What the storage is, for messages: a directory or ``s3://bucket/prefix``.
@@ -74,6 +75,9 @@ class Storage(ABC):
 
         Raises :class:`~worker.errors.StorageError` naming the problem and the fix.
         """
+
+    def clean_partials(self, name: str, *, older_than: float) -> None:  # noqa: B027
+        """Remove what a killed delivery of ``name`` left behind (nothing, by default)."""
 
     def presigned_url(self, uri: str, *, expires_in: int | None = None) -> str | None:
         """A time-limited HTTPS URL to read a stored clip, or None where there is none."""

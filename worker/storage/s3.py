@@ -130,7 +130,10 @@ class S3Storage(Storage):
         return self._client
 
     def key_for(self, name: str, suffix: str) -> str:
-        """The object key of ``<name><suffix>`` under the prefix."""
+        """The object key of ``<name><suffix>`` under the prefix; a name with an empty,
+        ``.`` or ``..`` part (which a sync to disk would follow) is refused."""
+        if any(part in ("", ".", "..") or "\x00" in part for part in name.split("/")):
+            raise StorageRefused(f"output name {name!r} is not a plain relative path")
         return f"{self.prefix}/{name}{suffix}" if self.prefix else f"{name}{suffix}"
 
     def save_clip(

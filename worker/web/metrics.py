@@ -25,6 +25,7 @@ from config.settings import Settings
 from worker.job.counters import METRICS_KEY
 from worker.job.engine import Engine
 from worker.job.record import JobState
+from worker.job.sweep_health import sweep_health
 
 __all__ = [
     "CONTENT_TYPE",
@@ -72,6 +73,7 @@ class JobCollector(Collector):
         )
         yield from _per_key(engine)
         yield from _totals(engine)
+        yield from _sweep(engine)
 
 
 def _per_key(engine: Engine) -> Iterator[Metric]:
@@ -128,6 +130,21 @@ def _totals(engine: Engine) -> Iterator[Metric]:
         "Spend on generated jobs: the provider's reported cost where it gives one, else the "
         "estimate (failed generations are not billed).",
         value=float(totals.get("spend_usd", 0.0)),
+    )
+
+
+def _sweep(engine: Engine) -> Iterator[Metric]:
+    health = sweep_health(engine.redis, engine.settings)
+    yield GaugeMetricFamily(
+        "relaydance_sweep_stopped",
+        "1 while workers run the sweep loop but no sweep has completed for several intervals "
+        "(jobs whose message was lost are not resumed), or while no worker runs it; else 0.",
+        value=float(health.state in ("stopped", "absent")),
+    )
+    yield GaugeMetricFamily(
+        "relaydance_sweep_age_seconds",
+        "Seconds since the last completed sweep (NaN: never).",
+        value=float("nan") if health.last_age is None else health.last_age,
     )
 
 

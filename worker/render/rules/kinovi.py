@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 from worker.render.catalogue import KINOVI_MODELS as MODELS
 from worker.render.catalogue import KINOVI_RESOLUTIONS as RESOLUTIONS
-from worker.render.catalogue import SEEDANCE_RATIOS, Model
+from worker.render.catalogue import SEEDANCE_RATIOS, Model, did_you_mean
 from worker.render.request import MAX_PROMPT_CHARS, Problems, RenderRequest, is_url, url_problem
 
 __all__ = ["MODELS", "KinoviRules"]
@@ -55,9 +55,10 @@ def _reference(request: RenderRequest) -> bool:
 def _check_model(request: RenderRequest) -> Problems:
     if request.model in MODELS:
         return []
+    hint = did_you_mean(request.model, MODELS) or ";"
     return [
-        ("model", f"{request.model!r} is not a Kinovi model; use seedance-20 (standard, 40 "
-         "credits/s) or seedance2-fast (about 2x faster, 28 credits/s)")
+        ("model", f"{request.model!r} is not a Kinovi model{hint} use seedance-20 (standard, "
+         "40 credits/s) or seedance2-fast (about 2x faster, 28 credits/s)")
     ]  # fmt: skip
 
 

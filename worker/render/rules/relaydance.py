@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from worker.render.catalogue import MODELS, Model, get_model, known_models
+from worker.render.catalogue import MODELS, Model, did_you_mean, get_model, known_models
 from worker.render.request import (
     FIELD_OF_KIND,
     LIMITS,
@@ -66,8 +66,9 @@ def _check(
                 f" ({request.model} is a {elsewhere.provider} model: render it with a key "
                 f"alias whose provider is {elsewhere.provider})"
             )
+        hint = "" if elsewhere is not None else did_you_mean(request.model, known_models())
         problems.append(
-            ("model", f"unknown model {request.model!r}{where}; known models: "
+            ("model", f"unknown model {request.model!r}{where}{hint or ';'} known models: "
              f"{', '.join(known_models())}")
         )  # fmt: skip
     if request.upscale is not None:
@@ -119,7 +120,11 @@ def _check_options(request: RenderRequest, model: Model) -> Problems:
             ("resolution", f"{request.resolution!r} is not offered by {model.id}; use one of "
              f"{', '.join(model.resolutions)}")
         )  # fmt: skip
-    if request.generate_audio and not model.generate_audio:
+    if request.generate_audio and model.audio_always:
+        problems.append(
+            ("generate_audio", f"{model.id} always generates audio; drop the option")
+        )  # fmt: skip
+    elif request.generate_audio and not model.generate_audio:
         problems.append(
             ("generate_audio", f"{model.id} cannot generate audio; drop the option or use "
              f"one of {_models_with(lambda m: m.generate_audio)}")

@@ -4,7 +4,6 @@
 
     http.py      the page's own request and response (adapters translate to them)
     auth.py      credentials, session cookie, CSRF tokens; never open off loopback
-    listing.py   a page of jobs from the creation-time indexes, bounded Redis work
     detail.py    one job: timeline, request without secrets, money, manifest, clip
     media.py     the clip file, found safely, answered in byte ranges
     batches.py   batch progress by state, spend against budget, throughput, ETA
@@ -16,7 +15,8 @@
                  live in :mod:`worker.web.integrations`
 
 Server-rendered HTML; a small script refreshes the live part of each page every few
-seconds and the pages work without it.
+seconds and the pages work without it. The list of jobs is :mod:`worker.job.listing`,
+which ``relaydance jobs`` pages through too.
 """
 
 from __future__ import annotations

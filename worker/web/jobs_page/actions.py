@@ -1,4 +1,5 @@
-"""What the page's buttons do, through the producer API (``tasks``), as the CLI does.
+"""What the page's buttons do (cancel, resubmit, retake), through the producer API
+(``tasks``), as the CLI does.
 
 The page is an entry point, like the CLI: it may use the producer functions, imported
 when first needed so that nothing below ``worker`` imports ``tasks`` at load time.
@@ -18,15 +19,6 @@ class ActionRefused(Exception):
     """The job is not in a state the action allows; the message says which and why."""
 
 
-@dataclass(frozen=True)
-class Actions:
-    """Cancel, resubmit and the bucket URL of a clip; tests may pass their own."""
-
-    cancel: Callable[[str], bool]
-    resubmit: Callable[[str], Job]
-    clip_url: Callable[[Job], str | None]
-
-
 def _cancel(job_id: str) -> bool:
     from tasks import cancel
 
@@ -43,12 +35,34 @@ def _resubmit(job_id: str) -> Job:
         raise ActionRefused(str(exc)) from None
 
 
+def _retake(job_id: str, prompt: str | None) -> str:
+    from tasks import JobNotFound, retake
+    from worker.errors import InvalidRequest
+
+    try:
+        return retake(job_id, prompt=prompt)  # ``relaydance retake``: a new take, linked
+    except JobNotFound as exc:
+        raise ActionRefused(str(exc)) from None
+    except InvalidRequest as exc:
+        raise ActionRefused("; ".join(f"{f}: {m}" for f, m in exc.problems)) from None
+
+
 def _clip_url(job: Job) -> str | None:
     from tasks import clip_url
 
     return clip_url(job)
 
 
+@dataclass(frozen=True)
+class Actions:
+    """Cancel, resubmit, retake and the bucket URL of a clip; tests may pass their own."""
+
+    cancel: Callable[[str], bool]
+    resubmit: Callable[[str], Job]
+    clip_url: Callable[[Job], str | None]
+    retake: Callable[[str, str | None], str] = _retake
+
+
 def producer_actions() -> Actions:
-    """The producer API's cancel, resubmit and clip URL."""
-    return Actions(cancel=_cancel, resubmit=_resubmit, clip_url=_clip_url)
+    """The producer API's cancel, resubmit, clip URL and retake."""
+    return Actions(cancel=_cancel, resubmit=_resubmit, clip_url=_clip_url, retake=_retake)

@@ -37,15 +37,22 @@ _GET: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"^/?$"), "home"),
     (re.compile(r"^/jobs$"), "jobs"),
     (re.compile(r"^/jobs/([^/]+)$"), "job"),
-    (re.compile(r"^/jobs/([^/]+)/(cancel|resubmit)$"), "confirm"),
+    (re.compile(r"^/jobs/([^/]+)/(cancel|resubmit|retake)$"), "confirm"),
     (re.compile(r"^/batches$"), "batches"),
     (re.compile(r"^/batches/([^/]+)$"), "batch"),
     (re.compile(r"^/batches/([^/]+)/report\.(csv|json)$"), "report"),
     (re.compile(r"^/keys$"), "keys"),
-    (re.compile(r"^/media/([^/]+)\.mp4$"), "media"),
+    (re.compile(r"^/media/([^/]+)\.(mp4|json)$"), "media"),
     (re.compile(r"^/static/([^/]+)$"), "static"),
 ]
-_ACTION = re.compile(r"^/jobs/([^/]+)/(cancel|resubmit)$")
+_ACTION = re.compile(r"^/jobs/([^/]+)/(cancel|resubmit|retake)$")
+
+
+def _attachment(filename: str) -> str:
+    """A Content-Disposition that saves as ``filename`` (RFC 6266, any characters)."""
+    plain = "".join(c if c.isascii() and c.isprintable() and c not in '"\\' else "_"
+                    for c in filename)  # fmt: skip
+    return f"attachment; filename=\"{plain}\"; filename*=UTF-8''{quote(filename)}"
 
 
 class JobsPage:
@@ -152,7 +159,7 @@ class JobsPage:
             data, content_type = found
             return UiResponse(200, [("Content-Type", content_type), *security_headers()], data)
         if name == "media":
-            return self._media(request, args[0])
+            return self._media(request, args[0], args[1])
         ctx = self._context(request, session)
         if name == "confirm":
             return self._confirm(request, ctx, args[0], args[1])
@@ -162,18 +169,30 @@ class JobsPage:
         }  # fmt: skip
         return views[name](request, ctx, *args)
 
-    def _media(self, request: UiRequest, job_id: str) -> UiResponse:
+    def _media(self, request: UiRequest, job_id: str, kind: str) -> UiResponse:
         engine = self.engine()
-        path = clip_path(engine.settings.output_dir, job_id)
+        job = engine.store.get(job_id) if JOB_ID.fullmatch(job_id) else None
+        path = None
+        if job is not None:
+            path = clip_path(engine.settings.output_dir, job_id, suffix=f".{kind}",
+                             recorded=job.output_path)  # fmt: skip
         if path is None:
-            return text_response("no such clip\n", 404)
-        return serve_file(path, range_header=request.header("range"),
-                          head=request.method == "HEAD")  # fmt: skip
+            return text_response(f"no such {'clip' if kind == 'mp4' else 'manifest'}\n", 404)
+        content_type = "video/mp4" if kind == "mp4" else "application/json"
+        response = serve_file(path, range_header=request.header("range"),
+                              head=request.method == "HEAD", content_type=content_type)  # fmt: skip
+        if request.query.get("download") == "1":  # a link that saves the file under its name
+            response.headers.append(("Content-Disposition", _attachment(path.name)))
+        return response
 
     def _confirm(self, request: UiRequest, ctx: pages.Context, job_id: str, act: str) -> UiResponse:
         job = ctx.engine.store.get(job_id) if JOB_ID.fullmatch(job_id) else None
         if job is None:
             return text_response("no such job\n", 404)
+        if act == "retake":
+            body = render("retake.html", **ctx.base(request, "jobs", fragment=False), job=job,
+                          allowed=job.is_final)  # fmt: skip
+            return html_response(body, 200 if job.is_final else 409)
         allowed = not job.is_final if act == "cancel" else job.state in RESUBMITTABLE
         body = render("confirm.html", **ctx.base(request, "jobs", fragment=False), job=job,
                       act=act, allowed=allowed, remote=job.state in REMOTE_MAY_LIVE)  # fmt: skip
@@ -195,7 +214,18 @@ class JobsPage:
         if found is None or not JOB_ID.fullmatch(found.group(1)):
             return text_response("not found\n", 404)
         job_id, act = found.groups()
+        if act == "retake":
+            return self._retake(request, job_id, form.get("prompt"))
         return self._act(request, job_id, act)
+
+    def _retake(self, request: UiRequest, job_id: str, prompt: str | None) -> UiResponse:
+        try:
+            # An emptied prompt is refused by the validation, not taken as "the old one".
+            new_id = self.actions.retake(job_id, None if prompt is None else prompt.strip())
+        except ActionRefused as exc:
+            return text_response(f"refused: {exc}\n", 409)
+        logger.info("job %s retaken from the jobs page as %s", job_id, new_id)
+        return redirect(f"{request.root}/jobs/{quote(new_id)}?notice=retake")
 
     def _act(self, request: UiRequest, job_id: str, act: str) -> UiResponse:
         back = f"{request.root}/jobs/{quote(job_id)}"

@@ -13,31 +13,22 @@ import time
 from dataclasses import dataclass
 
 from worker.batch import BatchStatus
-from worker.batch.budget import SKIPPED_BUDGET
 from worker.batch.status import is_final_line_state
 from worker.batch.store import BatchNotFound
 from worker.batch.tracker import BatchTracker
 from worker.job.engine import Engine
 
-__all__ = ["BAR_GROUPS", "BATCH_PAGE", "BatchView", "batch_view", "list_batches"]
+__all__ = ["BATCH_PAGE", "BatchView", "batch_view", "list_batches"]
 
 BATCH_PAGE = 10
-# The progress bar's segments, in order, and the line states each counts.
-BAR_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("done", ("done",)),
-    ("running", ("submitting", "submitted", "running", "generated", "downloading")),
-    ("waiting", ("pending", "queued", "waiting_for_slot")),
-    ("unknown", ("submit_unknown",)),
-    ("failed", ("failed", "lost")),
-    ("canceled", ("canceled", SKIPPED_BUDGET, "invalid")),
-)
 
 
 @dataclass(frozen=True)
 class Segment:
     """One part of a progress bar."""
 
-    group: str
+    group: str  # the group's key
+    label: str
     count: int
     x: float  # where it starts, in percent
     width: float  # its share, in percent
@@ -61,15 +52,17 @@ class BatchView:
 
 
 def batch_view(status: BatchStatus, *, now: float | None = None) -> BatchView:
-    """Progress segments, throughput since creation and the ETA of ``status``."""
+    """Progress segments, throughput since creation and the ETA of ``status``.
+
+    The segments are the line groups ``relaydance batch status`` prints, in order.
+    """
     total = max(status.lines, 1)
     segments: list[Segment] = []
     x = 0.0
-    for group, states in BAR_GROUPS:
-        count = status.group(*states)
+    for group, count in status.grouped():
         if count:
             width = 100.0 * count / total
-            segments.append(Segment(group, count, round(x, 3), round(width, 3)))
+            segments.append(Segment(group.key, group.label, count, round(x, 3), round(width, 3)))
             x += width
     settled = sum(1 for s in status.line_states.values() if is_final_line_state(s))
     elapsed = (time.time() if now is None else now) - status.created_at

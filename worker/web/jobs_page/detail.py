@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from worker.errors import StorageError
 from worker.job.engine import Engine
 from worker.job.record import FINAL_STATES, Job, JobState
 from worker.web.jobs_page.media import clip_path
@@ -51,6 +52,8 @@ class JobDetail:
     clip_src: str | None  # a URL under the page's root, or a presigned bucket URL
     media_origin: str = ""  # the bucket's origin, for the page's media-src policy
     warnings: list[str] = field(default_factory=list)
+    clip_download: str | None = None  # links that save the clip and its manifest
+    manifest_download: str | None = None
 
     @property
     def can_cancel(self) -> bool:
@@ -61,6 +64,11 @@ class JobDetail:
     def can_resubmit(self) -> bool:
         """Whether the resubmit button is offered."""
         return self.job.state in RESUBMITTABLE
+
+    @property
+    def can_retake(self) -> bool:
+        """Whether the retake button is offered: any finished job may render again."""
+        return self.job.is_final
 
     @property
     def remote_may_live(self) -> bool:
@@ -100,7 +108,7 @@ def _manifest(engine: Engine, job: Job) -> str | None:
     """The manifest next to a local clip, pretty-printed; None when there is none."""
     if engine.settings.output_bucket() is not None:
         return None
-    path = clip_path(engine.settings.output_dir, job.id, suffix=".json")
+    path = clip_path(engine.settings.output_dir, job.id, suffix=".json", recorded=job.output_path)
     if path is None:
         return None
     try:
@@ -119,10 +127,29 @@ def job_detail(engine: Engine, job: Job, *, root: str, bucket_url: str | None) -
             clip_src = bucket_url
             parts = urlsplit(bucket_url)
             origin = f"{parts.scheme}://{parts.netloc}"
-        elif clip_path(engine.settings.output_dir, job.id) is not None:
+        elif clip_path(engine.settings.output_dir, job.id, recorded=job.output_path) is not None:
             clip_src = f"{root}/media/{job.id}.mp4"
     request_json = json.dumps(redacted(job.request), indent=2, sort_keys=True)
-    detail = JobDetail(job, timeline(job), request_json, _manifest(engine, job), clip_src, origin)
+    manifest = _manifest(engine, job)
+    detail = JobDetail(job, timeline(job), request_json, manifest, clip_src, origin)
     if job.state is JobState.DONE and clip_src is None:
         detail.warnings.append("the clip is not in the output directory any more")
+    elif clip_src and bucket_url:
+        detail.clip_download = bucket_url
+        detail.manifest_download = _bucket_manifest_url(engine, job)
+    elif clip_src:
+        detail.clip_download = f"{root}/media/{job.id}.mp4?download=1"
+        if manifest is not None:
+            detail.manifest_download = f"{root}/media/{job.id}.json?download=1"
     return detail
+
+
+def _bucket_manifest_url(engine: Engine, job: Job) -> str | None:
+    """A presigned URL of the manifest beside a clip in a bucket, or None."""
+    uri = job.output_uri or ""
+    if not uri.endswith(".mp4"):
+        return None
+    try:
+        return engine.storage.presigned_url(uri[: -len(".mp4")] + ".json")
+    except StorageError:
+        return None

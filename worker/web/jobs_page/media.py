@@ -1,10 +1,12 @@
-"""The finished clip for the page's ``<video>``: one file, found safely, in byte ranges.
+"""A job's clip and manifest for the page: found safely, the clip served in byte ranges.
 
-Only ``<output dir>/<job id>.mp4`` is ever served, for a job id of the exact form the
-store makes (``rdj_`` and 32 hex digits), and only when the resolved path (symlinks
-followed) still lies directly in the resolved output directory: no ``..``, encoded dots,
-absolute path, NUL or link can name another file. Browsers seek in a video with
-``Range`` requests, so single ranges are answered ``206`` with ``Content-Range``.
+A job's files are where its record says (``output_path``: ``<output dir>/<job id>.mp4``,
+or the path its batch's ``--output-name`` gave it), with the manifest beside the clip. A
+file is served only for a job id of the exact form the store makes (``rdj_`` and 32 hex
+digits), and only when its resolved path (symlinks followed) still lies inside the
+resolved output directory: no ``..``, encoded dots, absolute path, NUL or link can name
+another file, whatever a record holds. Browsers seek in a video with ``Range`` requests,
+so single ranges are answered ``206`` with ``Content-Range``.
 """
 
 from __future__ import annotations
@@ -13,26 +15,33 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+from worker.job.record import JOB_ID
 from worker.web.jobs_page.http import UiResponse, security_headers, text_response
 
 __all__ = ["JOB_ID", "clip_path", "parse_range", "serve_file"]
 
-JOB_ID = re.compile(r"^rdj_[0-9a-f]{32}$")
 _CHUNK = 64 * 1024
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
-def clip_path(output_dir: Path, job_id: str, *, suffix: str = ".mp4") -> Path | None:
-    """The job's file in the output directory, or None when the id or the path is unsafe
-    or the file does not exist."""
+def clip_path(
+    output_dir: Path, job_id: str, *, suffix: str = ".mp4", recorded: str | None = None
+) -> Path | None:
+    """The job's file (``suffix``: ``.mp4`` or ``.json``) in the output directory, or None
+    when the id or the path is unsafe or the file does not exist.
+
+    ``recorded`` is the record's ``output_path`` (a named clip); without it the file is
+    ``<output dir>/<job id><suffix>``.
+    """
     if not JOB_ID.fullmatch(job_id):
         return None
     try:
         base = output_dir.resolve(strict=True)
-        path = (base / f"{job_id}{suffix}").resolve(strict=True)
+        wanted = Path(recorded).with_suffix(suffix) if recorded else base / f"{job_id}{suffix}"
+        path = wanted.resolve(strict=True)
     except (OSError, RuntimeError, ValueError):
         return None
-    if path.parent != base or not path.is_file():
+    if base not in path.parents or not path.is_file():
         return None
     return path
 

@@ -16,13 +16,13 @@ from worker.batch.report import batch_report, render_report
 from worker.batch.store import BatchNotFound
 from worker.batch.tracker import BatchTracker
 from worker.job.engine import Engine
+from worker.job.listing import WINDOW, JobFilter, list_jobs
 from worker.job.record import JobState
 from worker.render.catalogue import MODELS
-from worker.web.jobs_page.batches import BAR_GROUPS, list_batches, one_batch
+from worker.web.jobs_page.batches import list_batches, one_batch
 from worker.web.jobs_page.detail import job_detail
 from worker.web.jobs_page.http import UiRequest, UiResponse, html_response, text_response
 from worker.web.jobs_page.keys import CHART_HEIGHT, chart_bars, key_rows, timing_rows
-from worker.web.jobs_page.listing import WINDOW, JobFilter, list_jobs
 from worker.web.jobs_page.media import JOB_ID
 from worker.web.jobs_page.render import render
 
@@ -34,6 +34,7 @@ _NOTICES = {
     "canceled": "The job was canceled.",
     "resubmitted": "The job was submitted again.",
     "not_canceled": "The job was not canceled: it had already ended.",
+    "retake": "This is a retake: a new job from the earlier one's request.",
 }
 
 
@@ -102,7 +103,7 @@ def job_page(request: UiRequest, ctx: Context, job_id: str) -> UiResponse:
 def batches_page(request: UiRequest, ctx: Context) -> UiResponse:
     """The newest batches with their progress and money."""
     views, after = list_batches(ctx.engine, after=request.query.get("after", ""))
-    context = ctx.base(request, "batches", views=views, groups=BAR_GROUPS,
+    context = ctx.base(request, "batches", views=views,
                        older=f"{ctx.root}/batches?after={after}" if after else "")  # fmt: skip
     return _page("batches.html", context)
 
@@ -113,7 +114,7 @@ def batch_page(request: UiRequest, ctx: Context, batch_id: str) -> UiResponse:
         view = one_batch(ctx.engine, batch_id)
     except BatchNotFound:
         return _not_found(ctx, request, f"No batch {batch_id!r} (unknown, or expired).")
-    context = ctx.base(request, "batches", v=view, groups=BAR_GROUPS)
+    context = ctx.base(request, "batches", v=view)
     return _page("batch.html", context)
 
 

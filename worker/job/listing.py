@@ -1,24 +1,26 @@
 """A page of jobs, newest first, with bounded Redis work however many jobs there are.
 
-Jobs are read through the creation-time indexes the job store writes (every job, and by
-alias, model and batch; see :class:`worker.job.store.JobStore`): a page is one ``ZREVRANK``
-(where the last page ended), one ``ZREVRANGE`` and one pipeline of ``HMGET`` per row. A
-filter the indexes cannot answer (the state, a second filter, a prompt search) walks the
-chosen index in chunks and stops after :data:`WINDOW` jobs, saying so, with a cursor to
-go on from there: never a ``KEYS`` or full ``SCAN``. A job id is looked up directly.
-Entries whose record has expired are skipped and dropped from the index.
+The jobs page and ``relaydance jobs`` both list through here. Jobs are read through the
+creation-time indexes the job store writes (every job, and by alias, model and batch; see
+:class:`worker.job.store.JobStore`): a page is one ``ZREVRANK`` (where the last page
+ended), one ``ZREVRANGE`` and one pipeline of ``HMGET`` per row. A filter the indexes
+cannot answer (the state, a second filter, a prompt search) walks the chosen index in
+chunks and stops after :data:`WINDOW` jobs, saying so, with a cursor to go on from there:
+never a ``KEYS`` or full ``SCAN``. A job id is looked up directly. Entries whose record
+has expired are skipped and dropped from the index. ``since`` stops the walk at the first
+job created before it (the index is ordered by creation time).
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import redis
 
+from worker.job.record import JOB_ID
 from worker.job.store import JobStore
-from worker.web.jobs_page.media import JOB_ID
 
 __all__ = ["CHUNK", "PAGE_SIZE", "WINDOW", "JobFilter", "JobPage", "Row", "list_jobs"]
 
@@ -40,6 +42,7 @@ class JobFilter:
     model: str = ""
     q: str = ""
     after: str = ""  # the last job id of the previous page
+    since: float | None = None  # only jobs created at or after this epoch time
 
     def index(self) -> tuple[str, str]:
         """The most selective creation-time index that answers one filter exactly."""
@@ -61,6 +64,8 @@ class JobFilter:
             return False
         checks = ((self.batch, row.batch), (self.alias, row.alias), (self.model, row.model))
         if any(want and want != have for want, have in checks):
+            return False
+        if self.since is not None and row.created_at < self.since:
             return False
         needle = self.q.strip().lower()
         return not needle or needle in row.id or needle in row.prompt.lower()
@@ -144,17 +149,27 @@ def list_jobs(
     limit = WINDOW if wanted.needs_records else page_size
     while len(page.rows) < page_size and page.examined < limit:
         size = min(CHUNK, limit - page.examined) if wanted.needs_records else page_size
-        ids = [_text(m) for m in client.zrevrange(index, start, start + size - 1)]
-        start += len(ids)
+        entries = cast(
+            list[tuple[Any, float]],
+            client.zrevrange(index, start, start + size - 1, withscores=True),
+        )
+        ids = [_text(m) for m, created in entries if _newer(created, wanted.since)]
+        start += len(entries)
         _read_chunk(client, store, index, ids, wanted, page, page_size)
-        if len(ids) < size:
-            page.next_after = ""  # the index ends here
+        if len(page.rows) >= page_size:
+            return page  # filled, maybe mid-chunk: the next page starts after its last row
+        if len(entries) < size or len(ids) < len(entries):
+            page.next_after = ""  # the index (or the --since window) ends here
             return page
         if not wanted.needs_records:
             break
     if len(page.rows) < page_size and page.examined >= limit:
         page.window_full = True
     return page
+
+
+def _newer(created: Any, since: float | None) -> bool:
+    return since is None or float(created) >= since
 
 
 def _read_chunk(
