@@ -388,7 +388,6 @@ def resubmit(engine: Engine, job_id: str) -> Job:
         job_id,
         states={S.SUBMIT_UNKNOWN},
         to=S.WAITING_FOR_SLOT,
-        where={"submit_claim": job.submit_claim},
         set={
             "billing": Billing.NONE.value,
             "error_code": "",
