@@ -162,7 +162,18 @@ class BatchTracker:
             canceled=record.canceled,
             invalid=record.invalid,
             line_states=line_states,
+            paused=self._paused(view),
         )
+
+    def _paused(self, view: ItemView) -> dict[str, str]:
+        """Why the keys of a batch with lines still waiting are paused, if they are."""
+        if not view.record.alias or all(
+            state not in ("pending", "queued", "waiting_for_slot") for state in view.states.values()
+        ):
+            return {}
+        aliases = {item.alias or view.record.alias for item in view.items.values()}
+        found = {alias: self.engine.limits.pause_summary(alias)[0] for alias in sorted(aliases)}
+        return {alias: text for alias, text in found.items() if text}
 
     def view(self, batch_id: str) -> tuple[BatchStatus, ItemView]:
         """The status and the settled items (for reports)."""

@@ -16,9 +16,8 @@ import redis
 
 from config.settings import load_settings
 from tests.pipeline_helpers import RecordingEngine, make_engine, make_job
-from worker.render.validation import validate_request
-from worker.batch.service import Batches
 from worker.batch.parse import parse_records
+from worker.batch.service import Batches
 from worker.infra.redis_server import RedisServer
 from worker.job import pipeline
 from worker.job.callback import claim_proof, token_for
@@ -26,6 +25,7 @@ from worker.job.record import JobState
 from worker.job.submit import SubmitRefused
 from worker.job.webhook import on_webhook
 from worker.provider.client import ApiClient
+from worker.render.validation import validate_request
 from worker.web.receiver import handle_webhook
 
 SECRET = "security-money-webhook-secret-0001"
