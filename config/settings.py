@@ -46,6 +46,10 @@ PROVIDERS: dict[str, str] = {
     "kinovi": "https://kinovi.ai/api/v1",
     "relaydance": "https://relaydance.com/v1",
 }
+# Providers whose API takes no Idempotency-Key (Kinovi documents none): a repeated POST
+# creates, and bills, a second task. No operator may declare them idempotent (a test keeps
+# this equal to the dialects' own word).
+WITHOUT_IDEMPOTENCY = frozenset({"kinovi"})
 REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+socket", "sentinel")
 _REDIS_NAMES = ("RELAYDANCE_REDIS_URL", "REDIS_URL")
 
@@ -88,6 +92,9 @@ class KeyRoute(BaseModel):
     key: SecretStr
     provider: str | None = None
     base_url: str | None = None
+    # Declares (or denies) that this key's provider honours Idempotency-Key; unset:
+    # RELAYDANCE_PROVIDER_IDEMPOTENT decides.
+    idempotent: bool | None = None
 
     @field_validator("key")
     @classmethod
@@ -247,8 +254,10 @@ class Settings(BaseSettings):
     )
     provider_idempotent: bool = Field(
         False,
-        description="Declare that the provider honours Idempotency-Key: an ambiguous "
-        "submission is then retried automatically. Off: it waits for the operator.",
+        description="Declare that RelayDance honours Idempotency-Key: an ambiguous submission "
+        "of a RelayDance key is then retried automatically (each retry counted as possibly "
+        'billed). Per key: "idempotent" in RELAYDANCE_API_KEYS. Refused for Kinovi, which '
+        "documents none. Off: it waits for the operator.",
     )
 
     # Polling.
@@ -535,7 +544,20 @@ class Settings(BaseSettings):
             raise ValueError(
                 "RELAYDANCE_WEBHOOK_SECRET is required when RELAYDANCE_WEBHOOK_BASE_URL is set"
             )
+        if self.provider_idempotent and self.dialect in WITHOUT_IDEMPOTENCY:
+            raise ValueError(
+                f"RELAYDANCE_PROVIDER_IDEMPOTENT cannot be true while the default provider is "
+                f"{self.dialect}: it documents no Idempotency-Key, so a repeated POST would "
+                "create and bill a second task; unset it"
+            )
         for alias, route in self.api_keys.items():
+            provider = route.provider or self.dialect
+            if route.idempotent and provider in WITHOUT_IDEMPOTENCY:
+                raise ValueError(
+                    f"RELAYDANCE_API_KEYS: alias {alias!r} is a {provider} key, and {provider} "
+                    "documents no Idempotency-Key: a repeated POST would create and bill a "
+                    'second task; remove "idempotent" from it'
+                )
             if not alias or not alias.replace("-", "").replace("_", "").isalnum():
                 raise ValueError(
                     f"RELAYDANCE_API_KEYS: alias {alias!r} must be letters, digits, - or _"
@@ -574,6 +596,18 @@ class Settings(BaseSettings):
             return route.base_url
         provider = self.provider_for(alias)
         return self.base_url if provider == self.dialect else PROVIDERS[provider]
+
+    def idempotent_for(self, alias: str) -> bool:
+        """Whether an ambiguous submission of the alias may be retried with the same
+        Idempotency-Key: its own declaration, else the global one, never for a provider
+        that documents none."""
+        route = self.api_keys.get(alias)
+        provider = self.provider_for(alias)
+        if provider in WITHOUT_IDEMPOTENCY:
+            return False
+        if route is not None and route.idempotent is not None:
+            return route.idempotent
+        return self.provider_idempotent
 
     def key_for(self, alias: str) -> SecretStr:
         """The key of an alias; raises :class:`SettingsError` naming the variables to set."""

@@ -17,6 +17,7 @@ from worker.infra.waiting import wait_until_final
 from worker.job import pipeline
 from worker.job.engine import Engine, get_engine
 from worker.job.record import Job, JobState, new_job_id
+from worker.job.submit import SubmitRefused
 from worker.render.aliases import alias_problem
 from worker.render.request import RenderRequest
 from worker.render.validation import validate_request
@@ -243,6 +244,21 @@ def cancel(job_id: str) -> bool:
 def resubmit(job_id: str) -> Job:
     """Submit a ``submit_unknown`` job again: the operator's decision, which may pay twice.
 
-    Raises :class:`~worker.job.submit.SubmitRefused` for a job in another state.
+    A job of a budgeted batch first reserves the second submission's cost, so that the
+    batch's billed and possibly billed spend stays within its budget. Raises
+    :class:`~worker.job.submit.SubmitRefused` for a job in another state, or when the
+    batch's budget has no room.
     """
-    return pipeline.resubmit(get_engine(), job_id)
+    from worker.batch.tracker import BatchTracker
+
+    engine = get_engine()
+    job = get_job(job_id)
+    if job.state is not JobState.SUBMIT_UNKNOWN:
+        return pipeline.resubmit(engine, job_id)  # refuses it, saying why
+    tracker = BatchTracker(engine)
+    reserved = tracker.reserve_resubmission(job)
+    try:
+        return pipeline.resubmit(engine, job_id)
+    except SubmitRefused:
+        tracker.unreserve_resubmission(job, reserved)
+        raise

@@ -29,13 +29,18 @@ logger = logging.getLogger(__name__)
 
 
 @app.task(bind=True, name="relaydance.webhook", max_retries=None)
-def webhook(self: Task, job_id: str, task_id: str | None = None, attempt: int = 0) -> None:
-    """Verify the remote task a webhook named, by fetching it, and move the job."""
+def webhook(
+    self: Task, job_id: str, task_id: str | None = None, attempt: int = 0, claim: int | None = None
+) -> None:
+    """Verify the remote task a webhook named, by fetching it, and move the job.
+
+    ``claim`` is the submission the delivery's callback URL was made for (proven by the
+    receiver): only a task of that submission may be adopted."""
     engine = get_engine()
     note_webhook_received(engine, job_id)  # the provider reached us: not a missed delivery
-    outcome = on_webhook(engine, job_id, task_id=task_id, attempt=attempt)
+    outcome = on_webhook(engine, job_id, task_id=task_id, attempt=attempt, claim=claim)
     if outcome.action != "next":
-        follow(self, outcome, job_id, task_id=task_id, attempt=attempt)
+        follow(self, outcome, job_id, task_id=task_id, attempt=attempt, claim=claim)
         return
     job = engine.store.get(job_id)
     if job is not None and outcome.url and job.state is JobState.GENERATED:

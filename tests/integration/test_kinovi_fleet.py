@@ -252,9 +252,12 @@ def test_a_kinovi_job_whose_submit_reply_was_lost_adopts_its_task_from_the_webho
     })  # fmt: skip
     job_id = kinovi_job(engine)
     # Intent written and the POST sent; the worker died before it read the reply.
-    engine.store.change(job_id, states={S.QUEUED}, to=S.SUBMITTING, set={"submit_attempts": 1})
+    engine.store.change(job_id, states={S.QUEUED}, to=S.SUBMITTING,
+                        set={"submit_attempts": 1, "submit_claim": 0, "billing": "pending",
+                             "submit_intent_at": time.time()})  # fmt: skip
     request = validate_request(get_job_request(engine, job_id), provider="kinovi")
-    body = request.to_body(callback_url=callback_url_for(engine.settings, job_id))
+    callback = callback_url_for(engine.settings, job_id, claim=0) or ""
+    body = request.to_body(callback_url=callback)
     task = engine.client_for("kin").submit(body, api_key=engine.settings.key_for("kin"))
     sim_task = httpx.get(f"{sim.root}/_sim/tasks/{task.task_id}").json()
     wait_until(lambda: httpx.get(f"{sim.root}/_sim/tasks/{task.task_id}").json()["status"]
@@ -262,11 +265,13 @@ def test_a_kinovi_job_whose_submit_reply_was_lost_adopts_its_task_from_the_webho
     # The provider's webhook, in Kinovi's envelope, at the job's callback URL.
     envelope = {"code": 200, "message": "success", "data": {"taskId": task.task_id,
                 "state": "success", "model": "seedance-20"}}  # fmt: skip
-    token = (callback_url_for(engine.settings, job_id) or "").rsplit("/", 1)[1]
-    status, _ = handle_webhook(job_id, token, json.dumps(envelope).encode(), "application/json",
+    path, _, query = callback.partition("?")
+    status, _ = handle_webhook(job_id, path.rsplit("/", 1)[1], json.dumps(envelope).encode(),
+                               "application/json", claim=query.removeprefix("c="),
                                engine=engine)  # fmt: skip
-    assert status == 202 and engine.sent[-1] == ("relaydance.webhook", (job_id, task.task_id), None)
-    assert on_webhook(engine, job_id, task_id=task.task_id).action == "next"
+    sent = ("relaydance.webhook", (job_id, task.task_id, 0, 0), None)
+    assert status == 202 and engine.sent[-1] == sent
+    assert on_webhook(engine, job_id, task_id=task.task_id, claim=0).action == "next"
     job = drive(engine, job_id)
     assert job.state is S.DONE and job.remote_task_id == task.task_id
     assert job.adopted_from == "webhook"

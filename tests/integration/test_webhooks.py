@@ -33,7 +33,13 @@ from tests.fleet import Fleet, point_this_process_at, wait_for, webhook_env
 from tests.pipeline_helpers import RecordingEngine, make_engine, make_job
 from worker.infra.redis_server import RedisServer, free_port
 from worker.job import pipeline
-from worker.job.callback import TOKEN_GRACE_SECONDS, callback_url_for, token_for, verify_token
+from worker.job.callback import (
+    TOKEN_GRACE_SECONDS,
+    callback_url_for,
+    token_for,
+    verify_claim,
+    verify_token,
+)
 from worker.job.engine import reset_engine
 from worker.job.record import Job, JobState
 from worker.job.webhook import on_webhook
@@ -121,6 +127,12 @@ def _set(engine: RecordingEngine, job_id: str, state: JobState, **fields: object
     return job
 
 
+def _in_doubt(engine: RecordingEngine, job_id: str, **fields: object) -> Job:
+    """A job whose first submission (claim 0) left and whose reply was never recorded."""
+    return _set(engine, job_id, S.SUBMITTING, submit_attempts=1, submit_claim=0,
+                billing="pending", submit_intent_at=time.time(), **fields)  # fmt: skip
+
+
 def _hook(
     engine: RecordingEngine, job_id: str, body: Any, **kwargs: Any
 ) -> tuple[int, dict[str, Any]]:
@@ -143,8 +155,11 @@ def test_submit_puts_the_callback_url_in_the_request_metadata(engine: RecordingE
     job_id = make_job(engine, seconds=5)
     assert pipeline.submit(engine, job_id, seq=0).action == "next"
     callback = bodies[0]["metadata"]["callback_url"]
-    base, token = callback.rsplit("/", 1)
+    path, _, query = callback.partition("?")
+    base, token = path.rsplit("/", 1)
     assert base == f"https://app.example/hooks/{job_id}" and verify_token(SECRET, job_id, token)
+    # The query proves which submission (claim) the URL was made for.
+    assert verify_claim(SECRET, job_id, query.removeprefix("c=")) == 0
     # Valid well past the poll deadline, and not a moment longer than a day after it.
     deadline = time.time() + engine.settings.poll_deadline_seconds
     assert deadline + TOKEN_GRACE_SECONDS - 60 < int(token.split(".")[1]) <= deadline + 86400
@@ -219,7 +234,7 @@ def test_a_valid_webhook_is_accepted_and_only_enqueues_the_webhook_task(
     body = {"task_id": "task_a", "status": "succeeded", "url": "https://evil.test/x.mp4"}
     status, answer = _hook(engine, job_id, body, content_type="application/json; charset=utf-8")
     assert (status, answer["status"]) == (202, "accepted")
-    assert engine.sent == [("relaydance.webhook", (job_id, "task_a"), None)]
+    assert engine.sent == [("relaydance.webhook", (job_id, "task_a", 0, None), None)]
     assert engine.store.get(job_id).state is S.SUBMITTED  # type: ignore[union-attr]
     assert provider.requests == []  # the handler itself never calls the provider
 
@@ -265,7 +280,7 @@ def test_the_asgi_app_routes_under_its_prefix_and_refuses_a_declared_oversized_b
         return [a.status_code for a in answers]
 
     assert asyncio.run(calls()) == [202, 404, 405, 413, 200]
-    assert engine.sent == [("relaydance.webhook", (job_id, "task_a"), None)]
+    assert engine.sent == [("relaydance.webhook", (job_id, "task_a", 0, None), None)]
 
 
 def test_the_step_moves_the_job_by_the_refetched_task_never_by_the_body(
@@ -306,9 +321,9 @@ def test_a_job_with_no_remote_id_adopts_the_task_of_its_first_submission(
 ) -> None:
     job_id = make_job(engine)
     # The worker died after the POST and before recording the task id.
-    _set(engine, job_id, S.SUBMITTING, submit_attempts=1)
+    _in_doubt(engine, job_id)
     provider.task("task_first", "succeeded")
-    assert on_webhook(engine, job_id, task_id="task_first").action == "next"
+    assert on_webhook(engine, job_id, task_id="task_first", claim=0).action == "next"
     job = engine.store.get(job_id)
     assert job is not None
     assert (job.state, job.remote_task_id) == (S.GENERATED, "task_first")
@@ -320,9 +335,9 @@ def test_an_adopted_task_still_running_gets_a_poll_chain(
     engine: RecordingEngine, provider: Provider
 ) -> None:
     job_id = make_job(engine)
-    _set(engine, job_id, S.SUBMITTING, submit_attempts=1)
+    _in_doubt(engine, job_id)
     provider.task("task_first", "running")
-    assert on_webhook(engine, job_id, task_id="task_first").action == "next"  # polls next
+    assert on_webhook(engine, job_id, task_id="task_first", claim=0).action == "next"
     job = engine.store.get(job_id)
     assert job is not None and (job.state, job.remote_task_id) == (S.RUNNING, "task_first")
     assert job.next_due is not None and job.next_due > time.time() + 60  # the safety poll
@@ -361,10 +376,12 @@ def test_a_second_billed_task_is_recorded_as_duplicate_spend_once(
     _set(engine, job_id, S.DONE, remote_task_id="task_a")
     provider.task("task_b", "succeeded")
     provider.task("task_c", "running")
-    engine.store.change(job_id, states={S.DONE}, incr={"orphans": 1})  # it was resubmitted
+    # It was resubmitted: its first submission (claim 0) may have made a task as well.
+    engine.store.change(job_id, states={S.DONE}, incr={"orphans": 1},
+                        set={"orphan_claims": json.dumps({"0": time.time()})})  # fmt: skip
     for _ in range(2):
-        assert on_webhook(engine, job_id, task_id="task_b").action == "stop"
-    on_webhook(engine, job_id, task_id="task_c")
+        assert on_webhook(engine, job_id, task_id="task_b", claim=0).action == "stop"
+    on_webhook(engine, job_id, task_id="task_c", claim=0)
     job = engine.store.get(job_id)
     assert job is not None
     assert (job.state, job.remote_task_id) == (S.DONE, "task_a")
@@ -643,9 +660,11 @@ def test_a_webhook_that_never_comes_is_replaced_by_the_safety_poll(
     assert live.counters()["webhooks_dropped"] - before["webhooks_dropped"] == 1
 
 
-def _post_to_provider(live: Live, job_id: str, *, idempotency_key: str | None) -> str:
+def _post_to_provider(
+    live: Live, job_id: str, *, idempotency_key: str | None, claim: int = 0
+) -> str:
     request = RenderRequest.model_validate(live.job(job_id).request)
-    body = request.to_body(callback_url=callback_url_for(live.settings, job_id))
+    body = request.to_body(callback_url=callback_url_for(live.settings, job_id, claim=claim))
     headers = {"Authorization": f"Bearer {KEY}"}
     if idempotency_key:
         headers["Idempotency-Key"] = idempotency_key
@@ -664,7 +683,9 @@ def test_a_job_whose_submit_reply_was_lost_adopts_its_task_from_the_webhook(live
     request = validate_request({"model": MODEL, "prompt": "a lost reply", "seconds": 5})
     store.create(job_id, request=request.model_dump(mode="json"), alias="default", cost=0.7)
     # Intent written, POST sent, worker gone before the reply was recorded.
-    store.change(job_id, states={S.QUEUED}, to=S.SUBMITTING, set={"submit_attempts": 1})
+    store.change(job_id, states={S.QUEUED}, to=S.SUBMITTING,
+                 set={"submit_attempts": 1, "submit_claim": 0, "billing": "pending",
+                      "submit_intent_at": time.time()})  # fmt: skip
     live.expect(5, 30.0)
     task_id = _post_to_provider(live, job_id, idempotency_key=job_id)
     job = live.wait_state(job_id)
@@ -683,10 +704,12 @@ def test_a_second_submission_found_by_its_webhook_is_recorded_as_duplicate_spend
     try:
         job_id = live.enqueue()
         wait_for(lambda: live.job(job_id).remote_task_id, what="the job's own task")
-        # As after an operator's resubmit: the job counts a submission that may be billed.
-        get_engine().store.change(job_id, states=None, incr={"orphans": 1})
+        # As after an operator's resubmit: the job counts a submission that may be billed,
+        # made with claim 7 (its own claim is 0), whose URL the extra task's webhook uses.
+        get_engine().store.change(job_id, states=None, incr={"orphans": 1},
+                                  set={"orphan_claims": json.dumps({"7": time.time()})})  # fmt: skip
         live.sim.configure(gen_time_mean=0.3)  # ... when the second one's webhook comes
-        extra = _post_to_provider(live, job_id, idempotency_key=None)
+        extra = _post_to_provider(live, job_id, idempotency_key=None, claim=7)
         found = wait_for(lambda: (j := live.job(job_id)).duplicate_spend and j, what="spend")
     finally:
         live.sim.configure(gen_time_mean=0.3)

@@ -408,10 +408,11 @@ def test_a_bad_route_names_the_alias_and_field_and_never_the_key() -> None:
 
 
 def test_the_provider_names_of_the_settings_are_the_dialects() -> None:
-    from config.settings import PROVIDERS
+    from config.settings import PROVIDERS, WITHOUT_IDEMPOTENCY
     from worker.provider.dialects import get_dialect, known_dialects
     from worker.render.rules import provider_names
 
     assert tuple(sorted(PROVIDERS)) == known_dialects() == provider_names()
     for name, url in PROVIDERS.items():
         assert get_dialect(name).default_base_url == url
+        assert get_dialect(name).takes_idempotency_key == (name not in WITHOUT_IDEMPOTENCY)

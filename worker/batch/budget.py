@@ -71,6 +71,18 @@ end
 return out
 """
 
+# KEYS: batch meta hash. ARGV: cost in micros. Reserves it if the budget has room.
+_RESERVE = """
+local cost = tonumber(ARGV[1])
+local budget = redis.call('HGET', KEYS[1], 'budget_micros')
+if budget and budget ~= '' then
+  local reserved = tonumber(redis.call('HGET', KEYS[1], 'reserved_micros') or '0')
+  if reserved + cost > tonumber(budget) then return 0 end
+end
+redis.call('HINCRBY', KEYS[1], 'reserved_micros', cost)
+return 1
+"""
+
 # KEYS: batch meta hash, job -> final state hash. ARGV: job id, final state, micros to
 # give back (negative: a job that cost more than reserved), micros billed, micros possibly
 # billed. Records the final state once; only the first caller releases and counts the spend.
@@ -94,22 +106,33 @@ class Settlement:
 
 
 def settlement(
-    cost_micros: int, billing: str | None, orphans: int = 0, *, actual_micros: int | None = None
+    cost_micros: int,
+    billing: str | None,
+    orphans: int = 0,
+    *,
+    actual_micros: int | None = None,
+    duplicates: int = 0,
 ) -> Settlement:
-    """The money of a job whose reservation is ``cost_micros``, by its ``billing``.
+    """The money of a job whose line reserved ``cost_micros`` per submission, by its
+    ``billing``, its ``orphans`` (earlier submissions that may have made a billed task;
+    each reserved its own cost when it was resubmitted) and its ``duplicates`` (those the
+    provider showed were billed).
 
-    ``actual_micros`` is what the provider said the job cost, when it says: a billed job
-    then spends that, and its reservation is trued up to it.
+    ``actual_micros`` is what the provider said the job's own task cost, when it says: a
+    billed job then spends that, and its reservation is trued up to it. Whatever the order
+    of events, billed plus possibly billed never exceeds what the line reserved, except by
+    the provider charging more than the estimate.
     """
     paid = Billing(billing or Billing.NONE.value)
-    in_doubt = orphans + (1 if paid in (Billing.PENDING, Billing.UNKNOWN) else 0)
-    if paid is Billing.BILLED and actual_micros is not None and not orphans:
-        return Settlement(release=cost_micros - actual_micros, spent=actual_micros)
-    return Settlement(
-        release=cost_micros if paid.refundable and not orphans else 0,
-        spent=cost_micros if paid is Billing.BILLED else 0,
-        unknown=cost_micros * in_doubt,
-    )
+    confirmed = min(max(duplicates, 0), orphans)
+    own = 0
+    if paid is Billing.BILLED:
+        own = cost_micros if actual_micros is None else actual_micros
+    spent = own + cost_micros * confirmed
+    doubt = 1 if paid in (Billing.PENDING, Billing.UNKNOWN) else 0
+    unknown = cost_micros * (orphans - confirmed + doubt)
+    reserved = cost_micros * (1 + orphans)
+    return Settlement(release=reserved - spent - unknown, spent=spent, unknown=unknown)
 
 
 def to_micros(usd: float) -> int:
@@ -136,8 +159,18 @@ class Ledger:
     """The atomic budget operations of batches."""
 
     def __init__(self, client: redis.Redis) -> None:
+        self._redis = client
         self._claim = client.register_script(_CLAIM)
         self._settle = client.register_script(_SETTLE)
+        self._reserve = client.register_script(_RESERVE)
+
+    def reserve(self, meta_key: str, cost_micros: int) -> bool:
+        """Reserve ``cost_micros`` more if the batch's budget has room; whether it did."""
+        return bool(self._reserve(keys=[meta_key], args=[cost_micros]))
+
+    def unreserve(self, meta_key: str, cost_micros: int) -> None:
+        """Give back a reservation that was not used."""
+        self._redis.hincrby(meta_key, "reserved_micros", -cost_micros)
 
     def claim(
         self, meta_key: str, jobs_key: str, claims: Sequence[Claim], *, exhausted: bool = False

@@ -98,6 +98,8 @@ class BatchStatus:
     unknown_usd: float = 0.0  # possibly billed: submissions whose outcome is in doubt
     invalid: list[InvalidLine] = field(default_factory=list)
     line_states: dict[int, str] = field(default_factory=dict, repr=False)
+    # Why a key of the batch is paused (its account, a model, its provider), per key alias.
+    paused: dict[str, str] = field(default_factory=dict)
 
     @property
     def finished(self) -> bool:
@@ -156,6 +158,7 @@ class BatchStatus:
             "possibly_billed_usd": round(self.unknown_usd, 6),
             "estimated_usd": round(self.estimated_usd, 6),
             "invalid_lines": [bad.line for bad in self.invalid],
+            "paused": dict(self.paused),
         }
 
 

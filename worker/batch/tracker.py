@@ -25,6 +25,8 @@ from worker.batch.status import FINAL_JOB_STATES, BatchStatus, ItemView, is_fina
 from worker.batch.store import REUSE_PREFIX, BatchRecord, BatchStore, Item, job_of
 from worker.infra.waiting import wait_until_final
 from worker.job.engine import Engine
+from worker.job.record import Job
+from worker.job.submit import SubmitRefused
 
 __all__ = ["BatchTracker"]
 
@@ -63,17 +65,17 @@ class BatchTracker:
         if live:
             rows = self.engine.store.fields_of(
                 [job_id for _, job_id in live],
-                ["state", "billing", "orphans", "actual_cost", "retake_of"],
+                ["state", "billing", "orphans", "actual_cost", "retake_of", "duplicate_spend"],
             )
             lost = self._lost(record.id, [job for (_, job), row in zip(live, rows, strict=True)
                                           if row[0] is None])  # fmt: skip
             for (index, job_id), row in zip(live, rows, strict=True):
-                state, billing, orphans, actual, retake_of = row
+                state, billing, orphans, actual, retake_of, duplicates = row
                 if state is None and job_id not in lost:
                     states[index] = "pending"  # claimed; its record is being written
                     continue
                 money = self._money(items[index], values[index], state or "lost", billing,
-                                    int(orphans or 0), actual)  # fmt: skip
+                                    int(orphans or 0), actual, int(duplicates or 0))  # fmt: skip
                 states[index] = self._settle(record, items[index], job_id, state or "lost", money,
                                              reusable=not retake_of)  # fmt: skip
                 if states[index] not in FINAL_JOB_STATES:
@@ -93,14 +95,16 @@ class BatchTracker:
 
     @staticmethod
     def _money(
-        item: Item, value: str, state: str, billing: str | None, orphans: int, actual: str | None
-    ) -> Settlement:
+        item: Item, value: str, state: str, billing: str | None, orphans: int,
+        actual: str | None, duplicates: int = 0,
+    ) -> Settlement:  # fmt: skip
         if value.startswith(REUSE_PREFIX):
             return Settlement()  # an earlier render: nothing reserved, nothing paid
         if state == "lost":
             return Settlement(release=item.cost_micros)  # its record was never written
         spent = to_micros(float(actual)) if actual else None
-        return settlement(item.cost_micros, billing, orphans, actual_micros=spent)
+        return settlement(item.cost_micros, billing, orphans, actual_micros=spent,
+                          duplicates=duplicates)  # fmt: skip
 
     def _settle(
         self, record: BatchRecord, item: Item, job_id: str, state: str, money: Settlement,
@@ -158,7 +162,18 @@ class BatchTracker:
             canceled=record.canceled,
             invalid=record.invalid,
             line_states=line_states,
+            paused=self._paused(view),
         )
+
+    def _paused(self, view: ItemView) -> dict[str, str]:
+        """Why the keys of a batch with lines still waiting are paused, if they are."""
+        if not view.record.alias or all(
+            state not in ("pending", "queued", "waiting_for_slot") for state in view.states.values()
+        ):
+            return {}
+        aliases = {item.alias or view.record.alias for item in view.items.values()}
+        found = {alias: self.engine.limits.pause_summary(alias)[0] for alias in sorted(aliases)}
+        return {alias: text for alias, text in found.items() if text}
 
     def view(self, batch_id: str) -> tuple[BatchStatus, ItemView]:
         """The status and the settled items (for reports)."""
@@ -224,18 +239,46 @@ class BatchTracker:
         index = int(index_text or "-1")
         item = self.store.items(batch_id, [index]).get(index)
         meta, final = self.store.key(batch_id), self.store.key(batch_id, "final")
-        actual = summary.get("actual_cost")
-        spent = None if actual is None else to_micros(float(actual))
-        done = Settlement()
-        if item is not None:
-            done = settlement(item.cost_micros, "billed", actual_micros=spent)
-        if summary.get("state", "done") != "done":
+        if summary.get("state", "done") != "done" or item is None:
             self._view(record)  # failed or canceled: settled by what the provider billed
-        elif item is not None and self.ledger.settle(meta, final, job_id, "done", done):
-            if not job.retake_of:
+        else:
+            # The job's own money: what it, and any earlier submission of it, may have cost.
+            actual = None if job.actual_cost is None else to_micros(job.actual_cost)
+            done = settlement(item.cost_micros, job.billing.value, job.orphans,
+                              actual_micros=actual, duplicates=job.duplicate_spend)  # fmt: skip
+            settled = self.ledger.settle(meta, final, job_id, "done", done)
+            if settled and not job.retake_of:  # a retake never stands for the line's request
                 self._index_done(item.alias or record.alias, item.fingerprint, job_id)
         if record.on_done:
             self.engine.send(record.on_done, {**summary, "batch_id": batch_id})
+
+    def reserve_resubmission(self, job: Job) -> int:
+        """Reserve a second submission's cost for a job of a budgeted batch, before the
+        operator's resubmit: the first, in doubt, may be billed too. Returns the micros
+        reserved (0 outside a batch); raises :class:`SubmitRefused` when there is no room."""
+        if job.batch is None:
+            return 0
+        batch_id, _, index_text = job.batch.partition(":")
+        try:
+            record = self.store.load(batch_id)
+        except LookupError:
+            return 0
+        item = self.store.items(batch_id, [int(index_text or "-1")]).get(int(index_text or "-1"))
+        if item is None or item.cost_micros <= 0:
+            return 0
+        if not self.ledger.reserve(self.store.key(batch_id), item.cost_micros):
+            raise SubmitRefused(
+                f"resubmitting may pay twice (about ${from_micros(item.cost_micros):.2f} more), "
+                f"and batch {record.id} has ${from_micros(record.reserved_micros):.2f} of its "
+                f"${from_micros(record.budget_micros or 0):.2f} budget committed; raise it "
+                f"with: relaydance batch resume {record.id} --budget USD"
+            )
+        return item.cost_micros
+
+    def unreserve_resubmission(self, job: Job, micros: int) -> None:
+        """Give back :meth:`reserve_resubmission`'s reservation (the resubmit did not happen)."""
+        if micros and job.batch is not None:
+            self.ledger.unreserve(self.store.key(job.batch.partition(":")[0]), micros)
 
     def job_ids(self, batch_id: str) -> dict[int, str]:
         """Each item's current job id (items without a job are left out)."""

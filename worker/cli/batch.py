@@ -241,6 +241,8 @@ def status(batch_id: str, as_json: bool) -> None:
     click.echo("by state: " + ", ".join(f"{k}={v}" for k, v in sorted(info.counts.items())))
     if info.invalid:
         click.echo(f"invalid lines skipped: {', '.join(str(b.line) for b in info.invalid)}")
+    for alias, why in info.paused.items():
+        click.echo(f"key {alias} PAUSED: {why} (relaydance keys)")
     click.echo("finished" if info.finished else ("canceled" if info.canceled else "in progress"))
 
 

@@ -75,6 +75,9 @@ class Job:
     adopted_from: str | None = None
     duplicate_spend: int = 0
     duplicate_remote_ids: list[str] = field(default_factory=list)
+    # Earlier submissions that may have made a task (before a resubmit or a declared-
+    # idempotent retry): claim number -> when its POST was about to leave.
+    orphan_claims: dict[str, float] = field(default_factory=dict)
     batch: str | None = None  # "<batch id>:<line index>" for a batch's job
     # Where the clip goes under the output: None is "<job id>"; a batch's --output-name
     # template gives a path ("shoot/0001-a-paper-boat"), kept with the template it came from.
@@ -95,6 +98,14 @@ class Job:
     def is_final(self) -> bool:
         """Whether the job has reached done, failed or canceled."""
         return self.state in FINAL_STATES
+
+    def claim_sent_at(self, claim: int) -> float | None:
+        """When the POST of submission ``claim`` left, if that submission may have made a
+        task the job has not recorded (its reply lost): else None."""
+        if claim == self.submit_claim and not self.remote_task_id and self.submit_intent_at:
+            if self.billing in (Billing.PENDING, Billing.UNKNOWN):
+                return self.submit_intent_at
+        return self.orphan_claims.get(str(claim))
 
     @property
     def model(self) -> str:
@@ -183,5 +194,6 @@ _PARSE: dict[str, Callable[[str], Any]] = {
     "notified_final": _flag,
     "media_urls": json.loads,
     "duplicate_remote_ids": json.loads,
+    "orphan_claims": json.loads,
     "retakes": lambda value: [v for v in value.split(",") if v],
 }

@@ -16,7 +16,7 @@ from worker.job.step import NEXT, Outcome, again, fail, log_transition, release,
 from worker.job.timing import next_poll_delay, sample_from
 from worker.provider.dialects import RemoteTask, TaskStatus
 
-__all__ = ["apply_remote"]
+__all__ = ["apply_remote", "charged"]
 
 S = JobState
 
@@ -48,6 +48,12 @@ def apply_remote(
     if task.status is TaskStatus.FAILED:
         if spent:
             engine.store.change(job.id, states=live, set=spent)
+        if charged(task):
+            # The provider says it charged for a failed task: the money is spent, never
+            # given back to a budget.
+            said = task.error or "the provider reported the generation failed"
+            message = f"{said} (billed: the provider reports ${task.actual_cost:.4f} used)"
+            return fail(engine, job, "generation_failed", message, billing=Billing.BILLED.value)
         message = task.error or "the provider reported the generation failed (not billed)"
         return fail(engine, job, "generation_failed", message, billing=Billing.NOT_BILLED.value)
     submitted_at = job.times.get("submitted", job.created_at)
@@ -69,6 +75,11 @@ def apply_remote(
     if job.state is S.SUBMITTED and task.status is TaskStatus.RUNNING:
         log_transition(job, "running")
     return again(delay, n=polls_done, attempt=0)
+
+
+def charged(task: RemoteTask) -> bool:
+    """Whether a failed task was billed after all: its provider reports spend above zero."""
+    return task.actual_cost is not None and task.actual_cost > 0
 
 
 def _learn_duration(engine: Engine, job: Job, *, polls_done: int, now: float, exact: bool) -> None:

@@ -28,6 +28,7 @@ is never thrown away: its task id is recorded on the job, adopted when it can be
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 
@@ -64,7 +65,7 @@ from worker.job.step import (
 )
 from worker.render.request import RenderRequest
 
-__all__ = ["SubmitRefused", "record_task", "resubmit", "submit"]
+__all__ = ["SubmitRefused", "count_possible_orphan", "record_task", "resubmit", "submit"]
 
 logger = logging.getLogger(__name__)
 
@@ -118,7 +119,8 @@ def submit(engine: Engine, job_id: str, *, seq: int, attempt: int = 0) -> Outcom
     log_transition(job, "submitting", attempt=job.submit_attempts + 1)
     request = RenderRequest.model_validate(job.request)
     urls = job.media_urls
-    body = request.to_body(callback_url=callback_url_for(engine.settings, job_id), media_urls=urls)
+    callback = callback_url_for(engine.settings, job_id, claim=claim, now=now)
+    body = request.to_body(callback_url=callback, media_urls=urls)
     try:
         task = calls.perform(
             engine,
@@ -142,7 +144,7 @@ def submit(engine: Engine, job_id: str, *, seq: int, attempt: int = 0) -> Outcom
                 return waiting
         return transient(engine, job, exc, attempt)
     except (TransientError, UnexpectedResponse) as exc:
-        return _ambiguous(engine, job, claim, exc, attempt)
+        return _ambiguous(engine, job, claim, exc, attempt, sent_at=now)
     except PermanentError as exc:
         return fail(engine, job, exc.code, str(exc), billing=Billing.NONE.value)
     return record_task(engine, job, claim, task_id=task.task_id, status=task.raw_status)
@@ -186,18 +188,38 @@ def _nothing_billed(engine: Engine, job_id: str, claim: int) -> None:
     )
 
 
-def _ambiguous(engine: Engine, job: Job, claim: int, exc: RelayDanceError, attempt: int) -> Outcome:
+def _ambiguous(
+    engine: Engine, job: Job, claim: int, exc: RelayDanceError, attempt: int, *, sent_at: float
+) -> Outcome:
     """The POST may have created a task: never POST again blindly."""
     settings = engine.settings
     if (
-        settings.provider_idempotent
+        settings.idempotent_for(job.alias)
         and isinstance(exc, TransientError)
         and attempt < settings.max_transient_retries
+        and job.batch is None  # a budget has no room reserved for a second task
+        and count_possible_orphan(engine, job, claim=claim, sent_at=sent_at)
     ):
-        # Declared safe: the provider answers a repeated key with the task it made.
+        # Declared safe for this key: the provider answers a repeated key with the task it
+        # made. Should it not, the earlier POST is counted as possibly billed.
         return transient(engine, job, exc, attempt)
     mark_unknown(engine, job.id, claim=claim, evidence=f"{exc.code}: {exc}")
     return stop("submission outcome unknown")
+
+
+def count_possible_orphan(engine: Engine, job: Job, *, claim: int, sent_at: float) -> bool:
+    """Before a declared-idempotent retry: the POST in doubt may have made a billed task of
+    its own (if the provider did not honour the key), so it counts in ``orphans``, and its
+    claim is kept, for its task's webhook to be recognised."""
+    claims = {**job.orphan_claims, str(claim): sent_at}
+    applied, _ = engine.store.change(
+        job.id,
+        states={S.SUBMITTING},
+        where={"submit_claim": claim, "billing": Billing.PENDING.value},
+        set={"billing": Billing.NONE.value, "orphan_claims": json.dumps(claims)},
+        incr={"orphans": 1},
+    )
+    return applied
 
 
 def mark_unknown(engine: Engine, job_id: str, *, claim: int | None, evidence: str) -> bool:
@@ -360,11 +382,18 @@ def resubmit(engine: Engine, job_id: str) -> Job:
         raise SubmitRefused(
             f"job {job_id} is {job.state.value}; only a job in submit_unknown is resubmitted"
         )
+    # The submission in doubt stays an orphan: its task's webhook is still recognised.
+    claims = {**job.orphan_claims, str(job.submit_claim): job.submit_intent_at or job.updated_at}
     applied, _ = engine.store.change(
         job_id,
         states={S.SUBMIT_UNKNOWN},
         to=S.WAITING_FOR_SLOT,
-        set={"billing": Billing.NONE.value, "error_code": "", "error_message": ""},
+        set={
+            "billing": Billing.NONE.value,
+            "error_code": "",
+            "error_message": "",
+            "orphan_claims": json.dumps(claims),
+        },
         incr={"seq": 1, "orphans": 1},
         due=time.time() + engine.settings.step_grace_seconds,
     )

@@ -36,7 +36,7 @@ from worker.job.notify import deliver_due
 from worker.job.record import Billing, Job, JobState
 from worker.job.slots import reconcile
 from worker.job.step import ENQUEUE_GRACE, resume_granted
-from worker.job.submit import mark_unknown
+from worker.job.submit import count_possible_orphan, mark_unknown
 
 __all__ = ["LAST_SWEEP_KEY", "SweepReport", "sweep"]
 
@@ -147,8 +147,15 @@ def _overdue(engine: Engine, job: Job, *, now: float) -> str:
             )
             return ""
     if job.state is S.SUBMITTING:
-        if job.billing is Billing.NONE or settings.provider_idempotent:
-            return "resume"  # the last attempt provably never left, or repeating is safe
+        if job.billing is Billing.NONE:
+            return "resume"  # the last attempt provably never left
+        sent_at = job.submit_intent_at or now
+        if (
+            settings.idempotent_for(job.alias)
+            and job.batch is None
+            and count_possible_orphan(engine, job, claim=job.submit_claim, sent_at=sent_at)
+        ):
+            return "resume"  # declared safe for this key; the attempt counts as an orphan
         evidence = "no reply was recorded: the worker stopped during the POST"
         return "unknown" if mark_unknown(engine, job.id, claim=None, evidence=evidence) else ""
     if job.state is S.SUBMIT_UNKNOWN:

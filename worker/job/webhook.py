@@ -44,7 +44,7 @@ from worker.errors import (
 from worker.job import calls
 from worker.job.engine import Engine
 from worker.job.record import FINAL_STATES, Billing, Job, JobState
-from worker.job.remote import apply_remote
+from worker.job.remote import apply_remote, charged
 from worker.job.step import NEXT, Outcome, backoff, first_poll_delay, log_transition
 from worker.provider.dialects import RemoteTask, TaskStatus
 
@@ -63,6 +63,7 @@ S = JobState
 DUPLICATE_SPEND_FIELD = "duplicate_spend"
 DUPLICATE_IDS_FIELD = "duplicate_remote_ids"
 MAX_ATTEMPTS = 5  # re-fetch attempts before leaving the job to its safety poll
+CLOCK_SKEW = 120.0  # seconds the provider's clock may be off ours
 
 _MOVABLE = frozenset({S.SUBMITTING, S.SUBMITTED, S.RUNNING})
 # States a job with no remote id may adopt an orphaned submission's task in: a POST may
@@ -89,8 +90,14 @@ def _stop(reason: str) -> Outcome:
     return Outcome("stop", reason=reason)
 
 
-def on_webhook(engine: Engine, job_id: str, *, task_id: str | None, attempt: int = 0) -> Outcome:
+def on_webhook(
+    engine: Engine, job_id: str, *, task_id: str | None, attempt: int = 0, claim: int | None = None
+) -> Outcome:
     """Verify the task a webhook named by fetching it, then move or annotate the job.
+
+    ``claim`` is the submission whose callback URL the delivery came through (proven by the
+    receiver); a task the job never recorded is taken only for a submission in doubt, and
+    only if the provider says it was created while that submission's POST was out.
 
     ``next`` means the job needs its chain from its current state now (the download after
     a final task, polling after adopting a running one); the task sends it at once.
@@ -102,17 +109,27 @@ def on_webhook(engine: Engine, job_id: str, *, task_id: str | None, attempt: int
     hint = task_id or recorded
     if hint is None:
         return _stop("no remote task to look at")
+    sent_at = None if claim is None else job.claim_sent_at(claim)
     if recorded is None:
         if not may_have_orphan(job):
             return _stop(f"job is {job.state} with no submission that could be orphaned")
+        if sent_at is None:
+            return _stop("no submission in doubt sent this delivery's callback URL")
     elif hint == recorded and job.state not in _MOVABLE:
         return _stop(f"job is already {job.state}")
-    elif hint != recorded and job.orphans == 0:
-        # One submission created a task, and it is recorded: another id is not this job's.
-        return _stop("task is not the job's; it never had a second submission")
+    elif hint != recorded and (job.orphans == 0 or sent_at is None):
+        # One submission created a task, and it is recorded: another id is not this job's,
+        # unless it came through the URL of another submission of the job in doubt.
+        return _stop("task is not the job's; no other submission of it sent this URL")
     fetched = _fetch(engine, job, hint, attempt)
     if isinstance(fetched, Outcome):
         return fetched
+    if sent_at is not None and not _made_while_out(engine, fetched, sent_at):
+        logger.warning(
+            "job %s: webhook task %s was not created while the submission was out",
+            job.id, fetched.task_id,
+        )  # fmt: skip
+        return _stop("task was created outside its submission's window")
     if recorded is None:
         return _adopt(engine, job, fetched)
     if hint != recorded:
@@ -157,6 +174,16 @@ def _retry_or_leave(job: Job, attempt: int, *, countdown: float, why: str) -> Ou
     return Outcome("again", countdown=countdown, kwargs={"attempt": attempt + 1})
 
 
+def _made_while_out(engine: Engine, task: RemoteTask, sent_at: float) -> bool:
+    """Whether the provider's own creation time of ``task`` (when it gives one) lies within
+    the submission's window: from its POST, to its call's deadline, give or take the two
+    clocks' skew."""
+    if task.created_at is None:
+        return True  # RelayDance's task names no creation time: the claim binds it alone
+    deadline = engine.settings.http_call_deadline
+    return sent_at - CLOCK_SKEW <= task.created_at <= sent_at + deadline + CLOCK_SKEW
+
+
 def _matches(job: Job, task: RemoteTask) -> bool:
     # A task of the same key made for another request is not this job's submission.
     model = task.extra.get("model")
@@ -188,7 +215,8 @@ def _adopt(engine: Engine, job: Job, task: RemoteTask) -> Outcome:
         return _stop("task does not match the job's request")
     if job.state in FINAL_STATES:
         # Canceled or failed with a submission in doubt: keep the id, it may be billed.
-        billing = Billing.NOT_BILLED if task.status is TaskStatus.FAILED else Billing.BILLED
+        failed = task.status is TaskStatus.FAILED and not charged(task)
+        billing = Billing.NOT_BILLED if failed else Billing.BILLED
         engine.store.change(
             job.id,
             states={job.state},
@@ -259,7 +287,7 @@ def record_duplicate_spend(
     ``fetched`` is the task as the provider described it (from a webhook's re-fetch); a
     task this fleet's own POST created needs no check.
     """
-    if fetched is not None and fetched.status is TaskStatus.FAILED:
+    if fetched is not None and fetched.status is TaskStatus.FAILED and not charged(fetched):
         return _stop("the extra task failed, which is not billed")
     if fetched is not None and not _matches(job, fetched):
         return _stop("task does not match the job's request")

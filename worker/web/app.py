@@ -61,6 +61,7 @@ def create_web_app(
             str(request.path_params["token"]),
             body,
             request.headers.get("content-type", ""),
+            request.query_params.get("c"),
         )
         return JSONResponse(payload, status_code=status)
 
@@ -92,9 +93,14 @@ def create_web_app(
 
 
 def _handle(
-    engine: Callable[[], Engine], job_id: str, token: str, body: bytes, content_type: str
+    engine: Callable[[], Engine],
+    job_id: str,
+    token: str,
+    body: bytes,
+    content_type: str,
+    claim: str | None,
 ) -> tuple[int, dict[str, object]]:
-    return handle_webhook(job_id, token, body, content_type, engine=engine())
+    return handle_webhook(job_id, token, body, content_type, claim=claim, engine=engine())
 
 
 def _log_ui(host: str, port: int) -> None:

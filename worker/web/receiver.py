@@ -34,6 +34,7 @@ from redis.commands.core import Script
 
 from worker.job.callback import (
     token_status,
+    verify_claim,
 )
 from worker.job.engine import Engine, get_engine
 from worker.job.record import Job, JobState
@@ -103,6 +104,7 @@ def handle_webhook(
     body: bytes,
     content_type: str,
     *,
+    claim: str | None = None,
     engine: Engine | None = None,
 ) -> Reply:
     """Answer one webhook delivery: ``(HTTP status, JSON body)``; see the module docstring.
@@ -121,6 +123,10 @@ def handle_webhook(
     if status != "ok":
         logger.warning("webhook for job %s refused: %s token", job_id, status)
         return _EXPIRED if status == "expired" else _NOT_FOUND
+    submission = None if claim is None else verify_claim(secret.get_secret_value(), job_id, claim)
+    if claim is not None and submission is None:
+        logger.warning("webhook for job %s refused: wrong submission proof", job_id)
+        return _NOT_FOUND
     if len(body) > MAX_BODY_BYTES:
         return 413, {"ok": False, "error": f"body larger than {MAX_BODY_BYTES} bytes"}
     if not is_json_content_type(content_type):
@@ -135,7 +141,7 @@ def handle_webhook(
         return 400, {"ok": False, "error": "body must be a JSON object"}
     try:
         digest = hashlib.sha256(body).hexdigest()[:32]
-        return _dispatch(engine, job_id, payload, digest)
+        return _dispatch(engine, job_id, payload, digest, submission)
     except (redis.RedisError, KombuError, OSError) as exc:
         # The provider retries a failed delivery; the safety poll covers the rest.
         logger.warning("webhook for job %s not taken: %s", job_id, type(exc).__name__)
@@ -180,7 +186,9 @@ def receiver_health(*, engine: Engine | None = None) -> Reply:
     return 200, {"ok": True}
 
 
-def _dispatch(engine: Engine, job_id: str, payload: dict[str, Any], digest: str) -> Reply:
+def _dispatch(
+    engine: Engine, job_id: str, payload: dict[str, Any], digest: str, claim: int | None
+) -> Reply:
     # The job and the per-job re-fetch gate in one round trip: the gate is opened on every
     # verified delivery (one that is then ignored only holds it for the short window).
     window_ms = max(1, int(engine.settings.webhook_refetch_seconds * 1000))
@@ -203,23 +211,25 @@ def _dispatch(engine: Engine, job_id: str, payload: dict[str, Any], digest: str)
         return 400, {"ok": False, "error": str(exc)}
     recorded = job.remote_task_id
     if recorded is None:
-        # Only a first submission whose reply was lost can be adopted; a job back in line
-        # after a plain 429 created nothing and has nothing to adopt.
-        wanted = hint is not None and may_have_orphan(job)
+        # Only a submission whose reply was lost can be adopted, through its own callback
+        # URL (which proves the submission); a job back in line after a plain 429 created
+        # nothing and has nothing to adopt.
+        wanted = hint is not None and claim is not None and may_have_orphan(job)
     elif hint is None or hint == recorded:
         wanted = job.state in _LISTENING
     else:
         # Another task than the recorded one: a second billed submission only when the
-        # operator resubmitted (orphans); otherwise a replay of someone else's task.
-        wanted = job.orphans > 0
+        # job had another submission (orphans), through whose URL it came; otherwise a
+        # replay of someone else's task.
+        wanted = job.orphans > 0 and claim is not None
     if not wanted:
         logger.debug("job %s: webhook ignored, job is %s", job_id, job.state)
         return _IGNORED
-    return _queue_refetch(engine, job_id, hint, digest, opened=opened == 1)
+    return _queue_refetch(engine, job_id, hint, digest, claim, opened=opened == 1)
 
 
 def _queue_refetch(
-    engine: Engine, job_id: str, hint: str | None, digest: str, *, opened: bool
+    engine: Engine, job_id: str, hint: str | None, digest: str, claim: int | None, *, opened: bool
 ) -> Reply:
     """Queue the re-fetch now, or once at the end of the job's window, or not at all.
 
@@ -229,7 +239,7 @@ def _queue_refetch(
     re-fetch, so a final status is never lost, and any more are folded into it.
     """
     if opened:  # this delivery opened the window: re-fetch now
-        engine.send(WEBHOOK_TASK, job_id, hint)
+        engine.send(WEBHOOK_TASK, job_id, hint, 0, claim)
         logger.info("job %s: webhook accepted (task %s)", job_id, hint or "recorded")
         return 202, {"ok": True, "status": "accepted"}
     window_ms = max(1, int(engine.settings.webhook_refetch_seconds * 1000))
@@ -237,6 +247,6 @@ def _queue_refetch(
     if holder is not None and _text(holder) == digest:
         return 202, {"ok": True, "status": "coalesced"}
     if engine.redis.set(_TRAIL + job_id, "1", nx=True, px=window_ms):
-        engine.send(WEBHOOK_TASK, job_id, hint, countdown=window_ms / 1000)
+        engine.send(WEBHOOK_TASK, job_id, hint, 0, claim, countdown=window_ms / 1000)
         return 202, {"ok": True, "status": "accepted"}
     return 202, {"ok": True, "status": "coalesced"}

@@ -15,7 +15,15 @@ from typing import Any, Literal, Protocol
 
 from worker.provider.urlsafety import redact_url
 
-__all__ = ["Dialect", "Endpoint", "ForbiddenScope", "RemoteTask", "TaskStatus", "forbidden_scope"]
+__all__ = [
+    "Dialect",
+    "Endpoint",
+    "ForbiddenScope",
+    "RemoteTask",
+    "TaskStatus",
+    "forbidden_scope",
+    "unix_seconds",
+]
 
 ForbiddenScope = Literal["balance", "key", "model", "task", "unknown"]
 
@@ -26,6 +34,13 @@ _FORBIDDEN_WORDS: tuple[tuple[ForbiddenScope, re.Pattern[str]], ...] = (
     ("model", re.compile(r"\bmodels?\b")),
     ("key", re.compile(r"not enabled|disabled|suspended|banned|blocked|access|permission")),
 )
+
+
+def unix_seconds(value: Any, *, millis: bool = False) -> float | None:
+    """A provider's timestamp (seconds, or milliseconds when ``millis``) as Unix seconds."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        return None
+    return value / 1000 if millis else float(value)
 
 
 def forbidden_scope(message: str | None) -> ForbiddenScope:
@@ -68,6 +83,8 @@ class RemoteTask:
     retry_after: float | None = None
     # What the provider says the task cost, in USD, when it says (Kinovi's creditsUsed).
     actual_cost: float | None = None
+    # When the provider says it created the task (Unix seconds), when it says.
+    created_at: float | None = None
 
     @property
     def is_final(self) -> bool:
@@ -81,7 +98,8 @@ class RemoteTask:
             f"RemoteTask(task_id={self.task_id!r}, status={self.status.value!r}, "
             f"raw_status={self.raw_status!r}, url={shown_url!r}, "
             f"error={self.error!r}, extra_keys={sorted(self.extra)!r}, "
-            f"retry_after={self.retry_after!r}, actual_cost={self.actual_cost!r})"
+            f"retry_after={self.retry_after!r}, actual_cost={self.actual_cost!r}, "
+            f"created_at={self.created_at!r})"
         )
 
 
@@ -99,6 +117,8 @@ class Dialect(Protocol):
     name: str
     # Where the provider lives when a key names no base_url.
     default_base_url: str
+    # Whether its API takes an Idempotency-Key at all (else none may declare it honoured).
+    takes_idempotency_key: bool
 
     def submit_endpoint(self) -> Endpoint:
         """Where a new task is POSTed."""

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from worker.errors import PermanentError, UnexpectedResponse
-from worker.provider.dialects.base import Endpoint, RemoteTask, TaskStatus
+from worker.provider.dialects.base import Endpoint, RemoteTask, TaskStatus, unix_seconds
 
 __all__ = [
     "USD_PER_CREDIT",
@@ -152,6 +152,7 @@ def parse_task(data: Any, *, task_id: str | None = None) -> RemoteTask:
         raw_status="" if raw is None else str(raw),
         extra={k: v for k, v in body.items() if k not in _KNOWN_TASK_FIELDS},
         actual_cost=_cost(body.get("creditsUsed")),
+        created_at=unix_seconds(body.get("createTime"), millis=True),
     )
 
 
@@ -206,6 +207,8 @@ class KinoviDialect:
 
     name = "kinovi"
     default_base_url = "https://kinovi.ai/api/v1"
+    # Kinovi documents no ``Idempotency-Key``: a repeated POST is a second, billed task.
+    takes_idempotency_key = False
 
     def submit_endpoint(self) -> Endpoint:
         """``POST /jobs/createTask``."""

@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import quote
 
 from worker.errors import UnexpectedResponse
-from worker.provider.dialects.base import Endpoint, RemoteTask, TaskStatus
+from worker.provider.dialects.base import Endpoint, RemoteTask, TaskStatus, unix_seconds
 
 __all__ = [
     "RelayDanceDialect",
@@ -136,6 +136,7 @@ def parse_task(data: Any, *, task_id: str | None = None) -> RemoteTask:
         error=error,
         raw_status="" if raw is None else str(raw),
         extra={k: v for k, v in body.items() if k not in _KNOWN_TASK_FIELDS},
+        created_at=unix_seconds(body.get("created_at", body.get("created"))),
     )
 
 
@@ -171,6 +172,9 @@ class RelayDanceDialect:
 
     name = "relaydance"
     default_base_url = "https://relaydance.com/v1"
+    # OpenAI-compatible: it takes an ``Idempotency-Key`` header; whether it honours it is for
+    # the operator to declare (RELAYDANCE_PROVIDER_IDEMPOTENT): its pages promise nothing.
+    takes_idempotency_key = True
 
     def submit_endpoint(self) -> Endpoint:
         """``POST /video/generations``."""

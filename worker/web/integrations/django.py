@@ -38,7 +38,9 @@ def receive(request: HttpRequest, job_id: str, token: str) -> JsonResponse:
     else:
         # read(), not .body: .body would take the whole upload into memory first.
         body = request.read(MAX_BODY_BYTES + 1)
-    status, payload = handle_webhook(job_id, token, body, request.META.get("CONTENT_TYPE", ""))
+    status, payload = handle_webhook(
+        job_id, token, body, request.META.get("CONTENT_TYPE", ""), claim=request.GET.get("c")
+    )
     return JsonResponse(payload, status=status)
 
 

@@ -32,7 +32,9 @@ def relaydance_blueprint(
             body = b"\0" * (MAX_BODY_BYTES + 1)  # refused by size; not worth reading
         else:
             body = request.stream.read(MAX_BODY_BYTES + 1)
-        status, payload = handle_webhook(job_id, token, body, request.content_type or "")
+        status, payload = handle_webhook(
+            job_id, token, body, request.content_type or "", claim=request.args.get("c")
+        )
         return jsonify(payload), status
 
     return blueprint
