@@ -181,3 +181,21 @@ def test_signatures_and_sizes_are_read_from_the_header_not_the_name() -> None:
     assert identify_image(webp(7, 9)[:16]) is WEBP and image_size(webp(7, 9), WEBP) == (7, 9)
     assert identify_image(b"\x89PNG\r\n\x1a\n" + bytes(8)) is None  # no IHDR: not a PNG
     assert image_size(b"\xff\xd8\xff\xe0\x00", JPEG) is None  # cut before its frame header
+
+
+def test_a_redirect_to_the_metadata_service_is_refused_before_it_is_requested(
+    tmp_path: Path,
+) -> None:
+    asked: list[str] = []
+
+    def respond(request: httpx.Request) -> httpx.Response:
+        asked.append(str(request.url))
+        if request.url.host == "93.184.216.34":
+            return httpx.Response(302, headers={"location": "https://169.254.169.254/latest/"})
+        return httpx.Response(200, content=PNG_BODY)
+
+    with httpx.Client(transport=httpx.MockTransport(respond)) as client, pytest.raises(UnsafeUrl):
+        store(LocalStorage(tmp_path), "https://93.184.216.34/i.png?sig=s", client,
+              allow_local=False)  # fmt: skip
+    assert asked == ["https://93.184.216.34/i.png?sig=s"]
+    assert list(tmp_path.iterdir()) == []
