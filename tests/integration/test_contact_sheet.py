@@ -10,12 +10,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 from starlette.testclient import TestClient
 
 from config.settings import get_settings, load_settings
 from simulator import image_png
 from tests.batch_requests import req
-from tests.integration.test_jobs_page import MP4, TOKEN, client_for, signed_in
+from tests.integration.test_jobs_page import MP4, TOKEN, client_for, commands_for, signed_in
 from tests.pipeline_helpers import make_engine
 from worker.batch import Batches, parse_records
 from worker.job.engine import Engine, get_engine, reset_engine
@@ -170,3 +171,15 @@ def test_a_jobs_page_shows_a_stored_still_as_an_image_with_its_download(engine: 
     assert f'<img id="still" src="/ui/media/{jobs[0]}.png"' in page and 'id="clip"' not in page
     saved = re.search(r'id="download-clip" href="([^"]+)"', page)
     assert saved and client.get(saved.group(1).replace("&amp;", "&")).content == PNG
+
+
+def test_the_sheet_costs_what_the_batch_page_does_plus_one_read_per_tile(
+    engine: Engine, redis_client: redis.Redis
+) -> None:
+    client = sheet_client(engine)
+    for lines in (SHEET_PAGE // 2, 5 * SHEET_PAGE):
+        batch_id, _ = batch_of(engine, [req(f"shot {lines}-{i}") for i in range(lines)])
+        page = commands_for(redis_client, lambda: client.get(f"/ui/batches/{batch_id}?fragment=1"))  # noqa: B023
+        sheet = commands_for(redis_client, lambda: client.get(f"/ui/batches/{batch_id}/sheet"))  # noqa: B023
+        # The batch's settled view, as its page reads it; then one HMGET per tile shown.
+        assert sheet - page == min(lines, SHEET_PAGE), (lines, page, sheet)
