@@ -371,6 +371,13 @@ class Settings(BaseSettings):
         '{"usd_per_second" | "credits_per_second": n, "usd_per_credit": x, '
         '"resolutions": {"1080p": 1.5}}.',
     )
+    image_default_price: float = Field(
+        0.10,
+        ge=0,
+        le=100,
+        description="USD per image counted against budgets for an image model with no price "
+        "(RelayDance publishes none), unless RELAYDANCE_PRICES names the model.",
+    )
 
     @field_validator("api_keys", mode="before")
     @classmethod

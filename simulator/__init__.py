@@ -19,6 +19,7 @@ from simulator.media import (
     video_size,
 )
 from simulator.server import serve
+from simulator.stills import image_png, image_sha256, png_size
 
 __all__ = [
     "PNG_BYTES",
@@ -26,8 +27,11 @@ __all__ = [
     "SimConfig",
     "SimConfigError",
     "create_app",
+    "image_png",
+    "image_sha256",
     "iter_video",
     "movie_duration",
+    "png_size",
     "serve",
     "video_bytes",
     "video_sha256",

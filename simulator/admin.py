@@ -38,6 +38,8 @@ async def stats(request: Request) -> Response:
     body["uploads_stored"] = len(sim.uploads)
     body["webhooks_pending"] = sim.webhooks.pending
     body["credits_left"] = sim.credits_left
+    body["image_downloads"] = sim.store.counters["image_downloads"]
+    body.update(sim.images.stats())
     return JSONResponse(body)
 
 

@@ -1,4 +1,4 @@
-"""RelayDance's ``/v1`` endpoints: submit, poll, upload and image generation.
+"""RelayDance's ``/v1`` endpoints: submit, poll and upload (images: :mod:`simulator.images`).
 
 :func:`guarded` holds what every dialect's routes share (authentication, injected 5xx,
 latency, trickled replies); Kinovi's routes (:mod:`simulator.kinovi`) use it too.
@@ -7,7 +7,6 @@ latency, trickled replies); Kinovi's routes (:mod:`simulator.kinovi`) use it too
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 import json
 from collections.abc import Awaitable, Callable
@@ -19,11 +18,10 @@ from starlette.routing import Route
 
 from simulator.core import Simulator, Upload
 from simulator.faults import DroppedReply, GatewayPage, TrickledReply
-from simulator.media import PNG_BYTES
 from simulator.multipart import MultipartError, parse_form
 from simulator.validation import Refusal, validate_submit
 
-__all__ = ["base_url", "error", "guarded", "read_json", "routes"]
+__all__ = ["base_url", "error", "guarded", "read_json", "routes", "v1"]
 
 Handler = Callable[[Request, Simulator, str], Awaitable[Response]]
 
@@ -227,39 +225,10 @@ async def upload(request: Request, sim: Simulator, owner: str) -> Response:
     )
 
 
-async def images(request: Request, sim: Simulator, owner: str) -> Response:
-    """``POST /v1/images/generations``: OpenAI-style ``{"created", "data": [{"url"}]}``."""
-    try:
-        body = await _json_body(request)
-        if not isinstance(body, dict):
-            raise Refusal("body", "must be a JSON object")
-        prompt, n = body.get("prompt"), body.get("n", 1)
-        if not isinstance(prompt, str) or not prompt.strip():
-            raise Refusal("prompt", "is required")
-        if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 10:
-            raise Refusal("n", "must be a whole number from 1 to 10")
-        fmt = body.get("response_format", "url")
-        if fmt not in ("url", "b64_json"):
-            raise Refusal("response_format", "must be 'url' or 'b64_json'")
-    except Refusal as exc:
-        sim.store.counters["bad_requests"] += 1
-        return error(400, exc.message, param=exc.param)
-    sim.store.counters["images"] += n
-    base = base_url(request, sim)
-    data: list[dict[str, str]] = []
-    for _ in range(n):
-        if fmt == "b64_json":
-            data.append({"b64_json": base64.b64encode(PNG_BYTES).decode()})
-        else:
-            data.append({"url": sim.signed_url(base, f"images/{sim.new_id('img')}.png")})
-    return JSONResponse({"created": int(sim.clock()), "data": data})
-
-
 def routes() -> list[Route]:
     """The routes mounted at ``/v1``."""
     return [
         Route("/video/generations", v1(submit), methods=["POST"]),
         Route("/video/generations/{task_id}", v1(poll), methods=["GET"]),
         Route("/files", v1(upload), methods=["POST"]),
-        Route("/images/generations", v1(images), methods=["POST"]),
     ]

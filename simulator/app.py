@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount
 
-from simulator import admin, api, files, kinovi
+from simulator import admin, api, files, images, kinovi
 from simulator.config import SimConfig
 from simulator.core import Simulator
 
@@ -43,7 +43,7 @@ def create_app(
 
     app = Starlette(
         routes=[
-            Mount("/v1", routes=api.routes()),
+            Mount("/v1", routes=[*api.routes(), *images.routes()]),
             Mount("/api/v1", routes=kinovi.routes()),
             Mount("/_files", routes=files.routes()),
             Mount("/_sim", routes=admin.routes()),

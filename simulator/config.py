@@ -43,6 +43,13 @@ class SimConfig(BaseSettings):
         0.2, ge=0, le=1, description="Generation time varies by +/- this fraction of the mean."
     )
     failure_rate: float = Field(0.0, ge=0, le=1, description="Share of tasks that end failed.")
+    image_gen_time: float = Field(
+        0.0,
+        ge=0,
+        le=3600,
+        description="Seconds a synchronous image request generates before it answers (the "
+        "images are billed first); it counts against concurrency_cap meanwhile.",
+    )
 
     # Limits and faults.
     concurrency_cap: int = Field(
@@ -56,13 +63,14 @@ class SimConfig(BaseSettings):
         0.0,
         ge=0,
         le=1,
-        description="Share of accepted submits answered 502 although the task exists (billed).",
+        description="Share of accepted submits (and image requests) answered 502 although the "
+        "task (the images) exists (billed).",
     )
     drop_reply_every: int = Field(
         0,
         ge=0,
-        description="Every Nth accepted submit: the task exists (billed), then the connection "
-        "drops before the reply; 0: never.",
+        description="Every Nth accepted submit (and, counted apart, image request): the task "
+        "(the images) exists (billed), then the connection drops before the reply; 0: never.",
     )
     trickle_seconds: float = Field(
         0.0,
@@ -90,9 +98,9 @@ class SimConfig(BaseSettings):
     credit_clips: int | None = Field(
         None,
         ge=0,
-        description="The account's credit, in clips: each accepted submission spends one; at "
-        "0 a submission is refused (RelayDance: 403 insufficient balance; Kinovi: 402). "
-        "Setting it again tops up. Unset: unlimited.",
+        description="The account's credit, in clips: each accepted submission spends one, "
+        "and each image one; with too little left a request is refused (RelayDance: 403 "
+        "insufficient balance; Kinovi: 402). Setting it again tops up. Unset: unlimited.",
     )
     revoked_keys: list[str] = Field(
         default_factory=list,

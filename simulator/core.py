@@ -15,6 +15,7 @@ from urllib.parse import urlencode
 
 from simulator.config import SimConfig, update_config
 from simulator.kinovi_format import envelope
+from simulator.stills import ImageStore
 from simulator.store import Task, TaskStore
 from simulator.validation import ValidRequest
 from simulator.webhooks import WebhookDispatcher
@@ -43,6 +44,7 @@ class Simulator:
         self.rng = random.Random(config.seed)  # noqa: S311 - simulation, not security
         self.store = TaskStore()
         self.uploads: dict[str, Upload] = {}
+        self.images = ImageStore()
         self.webhooks = WebhookDispatcher(self)
         # The account's remaining credit, in clips (None: unlimited); the knob tops it up.
         self.credits_left: int | None = config.credit_clips
@@ -65,28 +67,31 @@ class Simulator:
         revoked = self.config.revoked_keys
         return "*" in revoked or any(owner.startswith(p) for p in revoked if p)
 
-    def account_refusal(self, model: str, *, dialect: str) -> tuple[int, str] | None:
+    def account_refusal(
+        self, model: str, *, dialect: str, units: int = 1
+    ) -> tuple[int, str] | None:
         """Why the account refuses a submission of ``model`` (status, message), if it does:
-        the model is not allowed for the key, or the credit is spent."""
+        the model is not allowed for the key, or less than ``units`` of credit is left."""
         if model in self.config.forbidden_models:
             self.store.counters["refused_model"] += 1
             return 403, f"this API key may not use model {model}"
-        if self.credits_left is not None and self.credits_left <= 0:
+        if self.credits_left is not None and self.credits_left < units:
             self.store.counters["refused_credits"] += 1
             if dialect == "kinovi":
                 return 402, "Insufficient credits: please recharge your account"
             return 403, "Insufficient balance: please top up your account"
         return None
 
-    def spend_credit(self) -> None:
-        """An accepted submission spends one clip of credit."""
+    def spend_credit(self, units: int = 1) -> None:
+        """An accepted submission spends one unit of credit (a clip, or one image)."""
         if self.credits_left is not None:
-            self.credits_left = max(0, self.credits_left - 1)
+            self.credits_left = max(0, self.credits_left - units)
 
     def reset(self) -> None:
         """Forget tasks, uploads, pending webhooks and counters; keep the knobs."""
         self.store.clear()
         self.uploads.clear()
+        self.images.clear()
         self.webhooks.clear()
 
     def chance(self, rate: float) -> bool:
@@ -168,6 +173,19 @@ class Simulator:
             return "drop"
         if self.chance(cfg.lost_response_rate):
             self.store.counters["lost_responses"] += 1
+            return "error"
+        return None
+
+    def image_fault(self) -> str | None:
+        """The fault an accepted image request meets after its images were made and billed:
+        ``"drop"`` (every ``drop_reply_every``-th) or ``"error"`` (``lost_response_rate``)."""
+        cfg, counters = self.config, self.store.counters
+        counters["images_accepted"] += 1
+        if cfg.drop_reply_every and counters["images_accepted"] % cfg.drop_reply_every == 0:
+            counters["dropped_replies"] += 1
+            return "drop"
+        if self.chance(cfg.lost_response_rate):
+            counters["lost_responses"] += 1
             return "error"
         return None
 

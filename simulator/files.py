@@ -11,7 +11,8 @@ from starlette.routing import Route
 
 from simulator.api import error
 from simulator.core import Simulator
-from simulator.media import PNG_BYTES, iter_video, video_size
+from simulator.media import iter_video, video_size
+from simulator.stills import image_png
 
 __all__ = ["routes"]
 
@@ -65,13 +66,19 @@ async def video(request: Request) -> Response:
 
 
 async def image(request: Request) -> Response:
-    """``GET /_files/images/{image_id}.png``."""
+    """``GET /_files/images/{image_id}.png``: the generated image, a PNG of its size."""
     sim: Simulator = request.app.state.sim
-    refused = _refusal(request, sim, f"images/{request.path_params['image_id']}.png")
+    image_id = request.path_params["image_id"]
+    refused = _refusal(request, sim, f"images/{image_id}.png")
     if refused is not None:
         return refused
-    sim.store.counters["downloads"] += 1
-    return Response(PNG_BYTES, media_type="image/png")
+    record = sim.images.get(image_id)
+    if record is None:
+        sim.store.counters["not_found"] += 1
+        return error(404, "no such file", kind="not_found_error")
+    sim.store.counters["image_downloads"] += 1
+    data = image_png(record.image_id, record.width, record.height)
+    return Response(data, media_type="image/png", headers={"Cache-Control": "private, max-age=0"})
 
 
 async def uploaded(request: Request) -> Response:

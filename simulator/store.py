@@ -87,6 +87,12 @@ class TaskStore:
         heap = self._ready.get(owner)
         return heap[0] if heap else None
 
+    def occupy(self, owner: str, *, until: float, now: float) -> None:
+        """Count one generation with no task (an image) as in flight for ``owner`` until then."""
+        heapq.heappush(self._ready[owner], until)
+        stats = self.keys[owner]
+        stats.peak_in_flight = max(stats.peak_in_flight, self.in_flight(owner, now))
+
     def add(self, task: Task, *, now: float, body_hash: str) -> None:
         """Record a new task and what it does to its key's counters."""
         self.tasks[task.task_id] = task

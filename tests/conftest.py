@@ -101,6 +101,7 @@ SIM_DEFAULTS = {
     "gen_time_mean": 0.3,
     "gen_time_jitter": 0.0,
     "failure_rate": 0.0,
+    "image_gen_time": 0.0,
     "concurrency_cap": 0,
     "error_5xx_rate": 0.0,
     "lost_response_rate": 0.0,

@@ -16,14 +16,21 @@ __all__ = ["doctor", "models"]
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable: rows per provider.")
 def models(as_json: bool) -> None:
     """Every model of every provider catalogue: durations, ratios, resolutions, audio,
-    reference limits and price per second (with RELAYDANCE_PRICES applied)."""
-    from worker.render.model_list import catalogues, model_rows, render_table
+    reference limits and price per second (with RELAYDANCE_PRICES applied); then the image
+    models: sizes, images per request and the price counted per image."""
+    from worker.render.model_list import (
+        catalogues,
+        image_rows,
+        model_rows,
+        render_image_table,
+        render_table,
+    )
 
-    rows = model_rows(catalogues())
+    rows, images = model_rows(catalogues()), image_rows()
     if as_json:
-        click.echo(json.dumps({"providers": rows}))
+        click.echo(json.dumps({"providers": rows, "images": images}))
         return
-    click.echo(render_table(rows))
+    click.echo(render_table(rows) + "\n\n" + render_image_table(images))
 
 
 @click.command(short_help="Check Redis, keys, provider, receiver, output dir, beat, workers.")

@@ -17,15 +17,16 @@ leave as :mod:`worker.errors` types, never httpx ones::
     HTTP 5xx, provider's JSON    -> ErroredRequest (it errored; not billed)
     HTTP 5xx, anything else      -> ServerError (a gateway's page: it may have been done)
     other 4xx                    -> PermanentError, code "http_<status>"
-    not JSON, missing task id    -> UnexpectedResponse
+    not JSON, missing task id    -> UnexpectedResponse (or no image url)
 
-A task reported ``failed`` is returned, not raised: its status says so.
+A task reported ``failed`` is returned, not raised: its status says so. The mapping lives
+in :mod:`worker.provider.statuses`; an image generation reads its answer as a submission
+does (it creates something, and bills on success).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json as jsonlib
 import logging
 import mimetypes
 import time
@@ -38,35 +39,10 @@ import httpx
 from pydantic import SecretStr
 
 from config.settings import Settings
-from worker.errors import (
-    AccountFault,
-    BadRequest,
-    ErroredRequest,
-    Forbidden,
-    InsufficientCredits,
-    InvalidRequest,
-    KeyForbidden,
-    ModelForbidden,
-    NotFound,
-    NotSent,
-    PermanentError,
-    RateLimited,
-    RelayDanceError,
-    RetryableStatus,
-    ServerError,
-    TransportFailure,
-    Unauthorized,
-    UnexpectedResponse,
-)
-from worker.provider.dialects import (
-    Dialect,
-    Endpoint,
-    RemoteTask,
-    TaskStatus,
-    forbidden_scope,
-    get_dialect,
-)
+from worker.errors import InvalidRequest, RelayDanceError, UnexpectedResponse
+from worker.provider.dialects import Dialect, Endpoint, RemoteTask, TaskStatus, get_dialect
 from worker.provider.retry_after import parse_retry_after
+from worker.provider.statuses import request_error, status_error
 from worker.provider.transport import deadline, make_transport
 
 __all__ = [
@@ -79,26 +55,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 USER_AGENT = "relaydance-worker/0.1"
-_REDACTED = "[redacted]"
-
-_BY_STATUS: dict[int, type[PermanentError] | type[AccountFault]] = {
-    400: BadRequest,
-    401: Unauthorized,
-    402: InsufficientCredits,
-    404: NotFound,
-}
-# A 403's scope, by its message; a submission's unexplained 403 pauses only its model.
-_FORBIDDEN: dict[str, type[PermanentError] | type[AccountFault]] = {
-    "balance": InsufficientCredits,
-    "key": KeyForbidden,
-    "model": ModelForbidden,
-    "task": Forbidden,
-}
-
-
-def _scrub(text: str, secret: str) -> str:
-    # Providers sometimes quote the key back ("invalid key sk-..."): never pass it on.
-    return text.replace(secret, _REDACTED) if secret else text
 
 
 class ApiClient:
@@ -218,6 +174,26 @@ class ApiClient:
             )
         return self._dialect.parse_upload(data)
 
+    def generate_images(
+        self,
+        body: Mapping[str, Any],
+        *,
+        api_key: SecretStr,
+        idempotency_key: str | None = None,
+    ) -> list[str]:
+        """POST a synchronous image generation; return the urls of the images, in order.
+
+        ``body`` is the documented ``/images/generations`` body (``ImageRequest.to_body``).
+        There is no task id: the reply is the only record of the (billed) images, so a
+        failure after the request may have left is ambiguous, exactly as for :meth:`submit`.
+        Raises ``PermanentError`` (code ``images_unsupported``) on a provider with no images.
+        """
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        endpoint = self._dialect.images_endpoint()  # a provider without images refuses here
+        data, _ = self._call("POST", endpoint, api_key=api_key, headers=headers, submits=True,
+                             json=self._dialect.images_body(body))  # fmt: skip
+        return self._dialect.parse_images(data)
+
     def close(self) -> None:
         """Close the connection pool."""
         self._http.close()
@@ -263,12 +239,12 @@ class ApiClient:
                     headers=request_headers,
                 )
         except httpx.RequestError as exc:
-            error = _request_error(where, exc, secret)
+            error = request_error(where, exc, secret)
         else:
             elapsed_ms = (time.perf_counter() - started) * 1000
             logger.debug("%s -> %d in %.0f ms", where, response.status_code, elapsed_ms)
             if not response.is_success:
-                raise self._status_error(where, response, secret, submits=submits)
+                raise status_error(self._dialect, where, response, secret, submits=submits)
             try:
                 return response.json(), response
             except ValueError:
@@ -282,60 +258,3 @@ class ApiClient:
             "%s failed after %.0f ms: %s", where, (time.perf_counter() - started) * 1000, error
         )
         raise error
-
-    def _status_error(
-        self, where: str, response: httpx.Response, secret: str, *, submits: bool
-    ) -> RelayDanceError:
-        status = response.status_code
-        # Scrub before parsing and cutting short, so no fragment of an echoed key survives.
-        text = _scrub(response.text, secret)
-        try:
-            body: Any = jsonlib.loads(text)
-        except ValueError:
-            body = text
-        said = self._dialect.error_message(body, status=status)
-        message = f"{where} -> HTTP {status}" + (f": {said}" if said else "")
-        if status == 429:
-            return RateLimited(
-                message, retry_after=parse_retry_after(response.headers.get("Retry-After"))
-            )
-        if status >= 500:
-            # Only the provider's own error JSON proves the request errored (not billed); a
-            # gateway's page or an empty 502/504 says nothing of what happened behind it.
-            own = _is_json(response) and bool(self._dialect.is_own_error(body))
-            return (ErroredRequest if own else ServerError)(message, status_code=status)
-        if status in (408, 409):
-            return RetryableStatus(message, status_code=status)
-        if status == 403:
-            scope = forbidden_scope(self._dialect.error_message(body))
-            if scope == "unknown":
-                scope = "model" if submits else "task"
-            return _FORBIDDEN[scope](message, status_code=status)
-        if status in _BY_STATUS:
-            return _BY_STATUS[status](message, status_code=status)
-        if 400 <= status < 500:
-            error = PermanentError(message, status_code=status)
-            error.code = f"http_{status}"
-            return error
-        # 1xx/3xx: the API never answers these; following a redirect could leak the key.
-        return UnexpectedResponse(message, status_code=status)
-
-
-def _is_json(response: httpx.Response) -> bool:
-    kind = str(response.headers.get("content-type", "")).split(";")[0].strip().lower()
-    return kind == "application/json" or kind.endswith("+json")
-
-
-def _request_error(where: str, exc: httpx.RequestError, secret: str) -> RelayDanceError:
-    """Our error for a request that got no answer: provably unsent, or ambiguous."""
-    name = type(exc).__name__
-    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
-        # No connection was made: the request provably never reached the provider.
-        return NotSent(f"{where}: not sent ({name}: {_scrub(str(exc), secret)[:200]})")
-    if isinstance(exc, httpx.TimeoutException):
-        return TransportFailure(f"{where}: timed out ({name})")
-    if isinstance(exc, httpx.TransportError):
-        return TransportFailure(f"{where}: {name}: {_scrub(str(exc), secret)[:200]}")
-    if isinstance(exc, httpx.DecodingError):
-        return UnexpectedResponse(f"{where}: response body could not be decoded")
-    return TransportFailure(f"{where}: {name}")

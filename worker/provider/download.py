@@ -40,13 +40,16 @@ from worker.provider.urlsafety import check_url, connect_only_to, redact_url
 
 __all__ = [
     "MAX_REDIRECTS",
+    "MP4_HEAD",
     "ByteSink",
     "DownloadResult",
+    "HeadCheck",
     "Streamed",
     "UrlExpired",
     "cleanup_partials",
     "download_video",
     "make_download_client",
+    "stream_checked",
     "stream_video",
     "write_manifest",
 ]
@@ -57,8 +60,24 @@ MAX_REDIRECTS = 5
 _REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
 _EXPIRED_CODES = frozenset({403, 404, 410})
 _RETRY_CODES = frozenset({408, 409})
-# An ISO-BMFF file opens with a box: 4 bytes of size, then its type, "ftyp" for mp4.
-_HEAD_LEN = 8
+
+
+@dataclass(frozen=True)
+class HeadCheck:
+    """What a body must open with: its first ``length`` bytes, which ``refusal`` judges
+    (the reason they are refused, or None); ``what`` names the file in messages."""
+
+    length: int
+    refusal: Callable[[bytes], str | None]
+    what: str = "clip"
+
+
+def _mp4_refusal(head: bytes) -> str | None:
+    # An ISO-BMFF file opens with a box: 4 bytes of size, then its type, "ftyp" for mp4.
+    return None if head[4:8] == b"ftyp" else "not an mp4 (no ftyp box)"
+
+
+MP4_HEAD = HeadCheck(8, _mp4_refusal)
 
 
 class UrlExpired(NotFound):
@@ -131,11 +150,13 @@ def _open(url: str, *, client: httpx.Client, allow_local: bool, deadline: float)
     raise UnsafeUrl(f"more than {MAX_REDIRECTS} redirects from {redact_url(url)}")
 
 
-def _check_declared_size(response: httpx.Response, max_bytes: int, shown: str) -> None:
+def _check_declared_size(
+    response: httpx.Response, max_bytes: int, shown: str, *, what: str = "clip"
+) -> None:
     declared = response.headers.get("content-length")
     if declared is not None and declared.strip().isdigit() and int(declared) > max_bytes:
         raise DownloadRejected(
-            f"clip is {int(declared)} bytes, over the cap of {max_bytes}: {shown}"
+            f"{what} is {int(declared)} bytes, over the cap of {max_bytes}: {shown}"
         )
 
 
@@ -148,6 +169,7 @@ def _stream_to(
     chunk_size: int,
     shown: str,
     on_progress: Callable[[int], None] | None = None,
+    check: HeadCheck = MP4_HEAD,
 ) -> tuple[int, str]:
     """Write the body to ``handle``; return (size, hex sha256) after the checks pass."""
     digest = hashlib.sha256()
@@ -156,19 +178,21 @@ def _stream_to(
     for chunk in response.iter_bytes(chunk_size):
         size += len(chunk)
         if size > max_bytes:
-            raise DownloadRejected(f"clip exceeds the cap of {max_bytes} bytes: {shown}")
-        if len(head) < _HEAD_LEN:
-            head += chunk[: _HEAD_LEN - len(head)]
-            if len(head) == _HEAD_LEN and head[4:8] != b"ftyp":
-                raise DownloadRejected(f"not an mp4 (no ftyp box): {shown}")
+            raise DownloadRejected(f"{check.what} exceeds the cap of {max_bytes} bytes: {shown}")
+        if len(head) < check.length:
+            head += chunk[: check.length - len(head)]
+            reason = check.refusal(head) if len(head) == check.length else None
+            if reason:
+                raise DownloadRejected(f"{reason}: {shown}")
         digest.update(chunk)
         handle.write(chunk)
         if on_progress is not None:
             on_progress(size)
         if time.monotonic() > deadline:
             raise TransportFailure(f"download deadline passed after {size} bytes: {shown}")
-    if len(head) < _HEAD_LEN:
-        raise DownloadRejected(f"not an mp4 ({size} bytes): {shown}")
+    if len(head) < check.length:
+        reason = check.refusal(head) or f"{check.what} too short"
+        raise DownloadRejected(f"{reason} ({size} bytes): {shown}")
     return size, digest.hexdigest()
 
 
@@ -191,6 +215,7 @@ def _fetch(
     overall_timeout: float,
     chunk_size: int,
     on_progress: Callable[[int], None] | None,
+    check: HeadCheck = MP4_HEAD,
 ) -> Streamed:
     """Stream ``url`` into the sink ``open_sink`` gives once the clip answered 200; the
     sink's block ends (a file is committed) before the time is taken."""
@@ -201,11 +226,11 @@ def _fetch(
         response = _open(url, client=client, allow_local=allow_local, deadline=deadline)
         try:
             shown = redact_url(str(response.url))
-            _check_declared_size(response, max_bytes, shown)
+            _check_declared_size(response, max_bytes, shown, what=check.what)
             with open_sink() as sink:
                 size, sha256 = _stream_to(response, sink, max_bytes=max_bytes, deadline=deadline,
                                           chunk_size=chunk_size, shown=shown,
-                                          on_progress=on_progress)  # fmt: skip
+                                          on_progress=on_progress, check=check)  # fmt: skip
         finally:
             response.close()
     except (httpx.HTTPError, httpx.StreamError, httpx.InvalidURL) as exc:
@@ -231,9 +256,27 @@ def stream_video(
     it on any exception. Raises what :func:`download_video` raises; errors of the sink
     itself pass through unchanged.
     """
+    return stream_checked(url, sink, check=MP4_HEAD, client=client, max_bytes=max_bytes,
+                          allow_local=allow_local, overall_timeout=overall_timeout,
+                          chunk_size=chunk_size, on_progress=on_progress)  # fmt: skip
+
+
+def stream_checked(
+    url: str,
+    sink: ByteSink,
+    *,
+    check: HeadCheck,
+    client: httpx.Client,
+    max_bytes: int,
+    allow_local: bool,
+    overall_timeout: float,
+    chunk_size: int = 1 << 16,
+    on_progress: Callable[[int], None] | None = None,
+) -> Streamed:
+    """:func:`stream_video` for any kind of file: the body must open as ``check`` says."""
     return _fetch(url, lambda: contextlib.nullcontext(sink), client=client, max_bytes=max_bytes,
                   allow_local=allow_local, overall_timeout=overall_timeout,
-                  chunk_size=chunk_size, on_progress=on_progress)  # fmt: skip
+                  chunk_size=chunk_size, on_progress=on_progress, check=check)  # fmt: skip
 
 
 def download_video(

@@ -13,10 +13,11 @@ from typing import Any
 from config.settings import SettingsError
 from worker.render.rules import provider_names, rules_for
 
-__all__ = ["catalogues", "model_rows", "render_table"]
+__all__ = ["catalogues", "image_rows", "model_rows", "render_image_table", "render_table"]
 
 USD_PER_CREDIT = 0.005  # seed 003
 COLUMNS = ("model", "seconds", "ratios", "resolutions", "audio", "references", "usd/s", "notes")
+IMAGE_COLUMNS = ("model", "sizes", "n", "usd/image", "notes")
 
 
 def _get(entry: Any, *names: str, default: Any = None) -> Any:
@@ -134,3 +135,39 @@ def render_table(rows: Mapping[str, list[dict[str, Any]]]) -> str:
                   for line in cells]  # fmt: skip
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
+
+
+def image_rows() -> list[dict[str, Any]]:
+    """One JSON-ready row per image model: sizes, ``n`` range and the price counted."""
+    from worker.render.image_catalogue import IMAGE_MODELS
+    from worker.render.pricing import price_table
+
+    table = price_table()
+    rows = []
+    for model_id in sorted(IMAGE_MODELS):
+        model = IMAGE_MODELS[model_id]
+        usd, priced = table.image_price(model_id)
+        rows.append({
+            "model": model_id, "provider": model.provider, "family": model.family,
+            "sizes": list(model.sizes), "default_size": model.default_size,
+            "min_n": model.min_n, "max_n": model.max_n,
+            "usd_per_image": usd, "price_published": priced, "notes": model.notes,
+        })  # fmt: skip
+    return rows
+
+
+def render_image_table(rows: list[dict[str, Any]]) -> str:
+    """The image models as a plain-text table, with what an unpriced model counts."""
+    cells = [IMAGE_COLUMNS]
+    for row in rows:
+        price = f"{row['usd_per_image']:.3f}" + ("" if row["price_published"] else "*")
+        cells.append((row["model"], ",".join(row["sizes"]), f"{row['min_n']}-{row['max_n']}",
+                      price, str(row["notes"] or "")))  # fmt: skip
+    widths = [max(len(line[i]) for line in cells) for i in range(len(IMAGE_COLUMNS))]
+    lines = [f"relaydance images ({len(rows)} models, POST /v1/images/generations)"]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
+              for line in cells]  # fmt: skip
+    if any(not row["price_published"] for row in rows):
+        lines.append("* no image price is published: counted at RELAYDANCE_IMAGE_DEFAULT_PRICE "
+                     "per image unless RELAYDANCE_PRICES names the model")  # fmt: skip
+    return "\n".join(lines)

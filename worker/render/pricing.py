@@ -18,6 +18,11 @@ the price when a request asks for (or defaults to) that resolution, and optional
 for the 4K upscale. A model the table
 does not name keeps its default price; a name the catalogue does not know is refused, so
 a typo never silently prices a model at the default.
+
+Image models (:mod:`worker.render.image_catalogue`) are priced per image: a number, or
+``{"usd_per_image": x}``. RelayDance publishes no image price, so an image model the table
+does not name counts ``RELAYDANCE_IMAGE_DEFAULT_PRICE`` per image against budgets, and
+says so (:meth:`PriceTable.image_price` returns whether the price is only that default).
 """
 
 from __future__ import annotations
@@ -29,10 +34,13 @@ from functools import lru_cache
 from typing import Any
 
 from config.settings import SettingsError
+from worker.render.image_catalogue import IMAGE_MODELS
+from worker.render.image_request import ImageRequest
 from worker.render.request import RenderRequest
 from worker.render.rules import all_models, find_model, provider_names, rules_for
 
 __all__ = [
+    "IMAGE_DEFAULT_PRICE",
     "PRICES_ENV",
     "USD_PER_CREDIT",
     "Price",
@@ -44,6 +52,7 @@ __all__ = [
 ]
 
 PRICES_ENV = "RELAYDANCE_PRICES"
+IMAGE_DEFAULT_PRICE = 0.10  # USD per image of an unpriced image model; the setting's default
 USD_PER_CREDIT = 0.005  # seed 003
 _FIELDS = frozenset({"usd_per_second", "credits_per_second", "usd_per_credit", "resolutions",
                      "upscale_usd_per_second", "upscale_credits_per_second"})  # fmt: skip
@@ -72,6 +81,9 @@ class PriceTable:
     """Prices of every catalogue model."""
 
     prices: Mapping[str, Price]
+    # USD per image of the image models the table names (an override or a published price).
+    image_prices: Mapping[str, float] = field(default_factory=dict)
+    image_default: float = IMAGE_DEFAULT_PRICE
 
     def price(self, model: str) -> Price:
         """The price of a model; raises :class:`KeyError` for a model not in the catalogue."""
@@ -88,6 +100,19 @@ class PriceTable:
         if request.upscale:
             per_second += price.upscale_usd_per_second
         return round(per_second * request.seconds, 4)
+
+    def image_price(self, model: str) -> tuple[float, bool]:
+        """(USD per image, whether it is a real price); an image model with no price counts
+        the default, ``False``. Raises :class:`KeyError` for a model that is no image model."""
+        if model not in IMAGE_MODELS:
+            raise KeyError(model)
+        if model in self.image_prices:
+            return self.image_prices[model], True
+        return self.image_default, False
+
+    def estimate_image(self, request: ImageRequest) -> float:
+        """Estimated USD of one image request: its ``n`` images at the model's price."""
+        return round(self.image_price(request.model)[0] * request.n, 4)
 
 
 def _defaults() -> dict[str, Price]:
@@ -160,11 +185,26 @@ def _entry(model_id: str, value: Any) -> Price:
     )
 
 
-def load_prices(raw: str | Mapping[str, Any] | None) -> PriceTable:
-    """The default table with the overrides of ``raw`` (JSON text or a mapping) applied."""
+def _image_entry(model_id: str, value: Any) -> float:
+    if isinstance(value, Mapping):
+        if set(value) != {"usd_per_image"}:
+            raise SettingsError(
+                f"{PRICES_ENV}: {model_id} is an image model, priced per image; give a number "
+                'or {"usd_per_image": n}'
+            )
+        value = value["usd_per_image"]
+    return _number(value, f"{model_id}.usd_per_image")
+
+
+def load_prices(
+    raw: str | Mapping[str, Any] | None, *, image_default: float = IMAGE_DEFAULT_PRICE
+) -> PriceTable:
+    """The default table with the overrides of ``raw`` (JSON text or a mapping) applied;
+    ``image_default``: USD per image of an image model with no price."""
     prices = _defaults()
+    images = {m.id: m.usd_per_image for m in IMAGE_MODELS.values() if m.usd_per_image is not None}
     if raw is None or (isinstance(raw, str) and not raw.strip()):
-        return PriceTable(prices)
+        return PriceTable(prices, images, image_default)
     if isinstance(raw, str):
         try:
             overrides = json.loads(raw)
@@ -176,13 +216,16 @@ def load_prices(raw: str | Mapping[str, Any] | None) -> PriceTable:
         raise SettingsError(f'{PRICES_ENV}: must be a JSON object, e.g. {{"model-id": 0.1}}')
     known = all_models()
     for model_id, value in overrides.items():
+        if model_id in IMAGE_MODELS:
+            images[model_id] = _image_entry(model_id, value)
+            continue
         if model_id not in known:
             raise SettingsError(
                 f"{PRICES_ENV}: unknown model {model_id!r}; known models: "
-                f"{', '.join(sorted(known))}"
+                f"{', '.join(sorted([*known, *IMAGE_MODELS]))}"
             )
         prices[model_id] = _entry(model_id, value)
-    return PriceTable(prices)
+    return PriceTable(prices, images, image_default)
 
 
 def configured_prices() -> str | None:
@@ -194,15 +237,21 @@ def configured_prices() -> str | None:
 
 
 @lru_cache(maxsize=4)
-def _table_for(raw: str | None) -> PriceTable:
-    return load_prices(raw)
+def _table_for(raw: str | None, image_default: float) -> PriceTable:
+    return load_prices(raw, image_default=image_default)
 
 
 def price_table() -> PriceTable:
     """The configured price table; raises :class:`SettingsError` on a bad setting."""
-    return _table_for(configured_prices())
+    from config.settings import get_settings
+
+    return _table_for(configured_prices(), get_settings().image_default_price)
 
 
-def estimate_cost(request: RenderRequest, *, table: PriceTable | None = None) -> float:
-    """Estimated USD of a request with the configured (or given) price table."""
+def estimate_cost(
+    request: RenderRequest | ImageRequest, *, table: PriceTable | None = None
+) -> float:
+    """Estimated USD of a request (a clip, or stills) with the configured (or given) table."""
+    if isinstance(request, ImageRequest):
+        return (table or price_table()).estimate_image(request)
     return (table or price_table()).estimate(request)

@@ -1,5 +1,8 @@
 """Where finished clips go: a local directory (the default) or an S3-compatible bucket.
 
+Generated stills go beside them (:meth:`Storage.save_image`: ``<name>.png``, ``.jpg`` or
+``.webp`` by the image's real signature, with its manifest), through the same rules.
+
 ::
 
     Storage             base.py   the interface the download step writes through

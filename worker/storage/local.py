@@ -23,6 +23,7 @@ import httpx
 from worker.errors import StorageError, StorageRefused, StorageUnavailable
 from worker.provider.download import cleanup_partials, stream_video
 from worker.provider.files import atomic_file
+from worker.provider.image_download import FetchedImage
 from worker.provider.urlsafety import redact_url
 from worker.storage.base import Storage, StoredClip
 from worker.storage.modes import directory_mode, new_file_mode
@@ -98,6 +99,20 @@ class LocalStorage(Storage):
                     got.size, got.seconds)  # fmt: skip
         return StoredClip(uri=target.resolve().as_uri(), size=got.size, sha256=got.sha256,
                           seconds=got.seconds, path=target)  # fmt: skip
+
+    def put_image(self, name: str, image: FetchedImage) -> StoredClip:
+        """Write ``<dir>/<name>.<ext>`` atomically (temp file, mode, fsync, rename)."""
+        target = self._target(name, f".{image.format.extension}")
+        try:
+            with atomic_file(target) as handle:
+                os.fchmod(handle.fileno(), new_file_mode(self.mode))
+                handle.write(image.data)
+        except OSError as exc:
+            raise _storage_error(exc, self.directory) from None
+        return StoredClip(uri=target.resolve().as_uri(), size=image.size, sha256=image.sha256,
+                          seconds=image.seconds, path=target,
+                          content_type=image.format.content_type, width=image.width,
+                          height=image.height)  # fmt: skip
 
     def save_manifest(self, name: str, data: Mapping[str, object]) -> str:
         """Write ``<dir>/<name>.json`` atomically, with the clip's permissions."""

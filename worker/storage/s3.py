@@ -27,6 +27,7 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from config.settings import S3_SCHEME, Settings
 from worker.errors import StorageError, StorageRefused, StorageUnavailable
 from worker.provider.download import stream_video
+from worker.provider.image_download import FetchedImage
 from worker.storage.base import Storage, StoredClip
 from worker.storage.multipart import MultipartUpload
 
@@ -178,6 +179,17 @@ class S3Storage(Storage):
             seconds=streamed.seconds,
             etag=etag,
         )
+
+    def put_image(self, name: str, image: FetchedImage) -> StoredClip:
+        """Put ``<prefix>/<name>.<ext>`` in one PUT (atomic: whole or absent)."""
+        key = self.key_for(name, f".{image.format.extension}")
+        answer = self.call("PutObject", key, lambda: self.client.put_object(
+            Bucket=self.bucket, Key=key, Body=image.data, ContentType=image.format.content_type
+        ))  # fmt: skip
+        return StoredClip(uri=self._uri(key), size=image.size, sha256=image.sha256,
+                          seconds=image.seconds, etag=str(answer.get("ETag", "")).strip('"'),
+                          content_type=image.format.content_type, width=image.width,
+                          height=image.height)  # fmt: skip
 
     def save_manifest(self, name: str, data: Mapping[str, object]) -> str:
         """Put ``<prefix>/<name>.json`` (a single PUT is atomic)."""

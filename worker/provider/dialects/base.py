@@ -132,6 +132,19 @@ class Dialect(Protocol):
         """Where a local file is POSTed as multipart field ``file``."""
         ...
 
+    def images_endpoint(self) -> Endpoint:
+        """Where a synchronous image generation is POSTed; a provider without images raises
+        a ``PermanentError`` here, before anything is sent."""
+        ...
+
+    def images_body(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Translate a RelayDance-format image request body into this provider's format."""
+        ...
+
+    def parse_images(self, data: Any) -> list[str]:
+        """The image urls an image generation answered; raises UnexpectedResponse without."""
+        ...
+
     def submit_body(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """Translate a RelayDance-format request body into this provider's format."""
         ...

@@ -28,6 +28,7 @@ from worker.provider.dialects.base import Endpoint, RemoteTask, TaskStatus, unix
 __all__ = [
     "USD_PER_CREDIT",
     "KinoviDialect",
+    "NoImageEndpoint",
     "NoUploadEndpoint",
     "error_message",
     "is_own_error",
@@ -55,6 +56,12 @@ class NoUploadEndpoint(PermanentError):
     """Kinovi hosts no files: reference media must already be public URLs."""
 
     code = "uploads_unsupported"
+
+
+class NoImageEndpoint(PermanentError):
+    """Kinovi generates no images: stills come from a RelayDance key alias."""
+
+    code = "images_unsupported"
 
 
 def _short(text: str) -> str | None:
@@ -224,9 +231,24 @@ class KinoviDialect:
             "Kinovi has no upload endpoint; give reference media as public https URLs"
         )
 
+    def images_endpoint(self) -> Endpoint:
+        """Kinovi has none; validation refuses an image request for a Kinovi alias first."""
+        raise NoImageEndpoint(
+            "Kinovi generates no images; generate stills with a key alias whose provider "
+            "is relaydance"
+        )
+
     def submit_body(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """See :func:`submit_body`."""
         return submit_body(body)
+
+    def images_body(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Never called: see :meth:`images_endpoint`."""
+        raise NoImageEndpoint("Kinovi generates no images")
+
+    def parse_images(self, data: Any) -> list[str]:
+        """Never called: see :meth:`images_endpoint`."""
+        raise NoImageEndpoint("Kinovi generates no images")
 
     def parse_submit(self, data: Any) -> RemoteTask:
         """See :func:`parse_submit`."""

@@ -19,6 +19,7 @@ __all__ = [
     "RelayDanceDialect",
     "error_message",
     "is_own_error",
+    "parse_images",
     "parse_status",
     "parse_submit",
     "parse_task",
@@ -28,6 +29,7 @@ __all__ = [
 SUBMIT_PATH = "/video/generations"
 TASK_PATH = "/video/generations/{task_id}"
 UPLOAD_PATH = "/files"
+IMAGES_PATH = "/images/generations"
 
 # Provider messages end up in job records and logs; a page of HTML is not a message.
 MAX_MESSAGE_CHARS = 500
@@ -167,6 +169,30 @@ def parse_upload(data: Any) -> str:
     return url
 
 
+def parse_images(data: Any) -> list[str]:
+    """The urls of ``{"data": [{"url": ...}, ...]}`` (the Generate Image page), in order.
+
+    A 2xx is billed: a reply without a usable url for every image is an
+    :class:`UnexpectedResponse`, which the caller treats as an answer it could not read.
+    """
+    if not isinstance(data, Mapping):
+        raise UnexpectedResponse(f"image response is not a JSON object (got {type(data).__name__})")
+    items = data.get("data")
+    if not isinstance(items, list) or not items:
+        hint = error_message(data)
+        raise UnexpectedResponse(
+            "image response has no images" + (f" (provider said: {hint})" if hint else "")
+        )
+    urls: list[str] = []
+    for number, item in enumerate(items, start=1):
+        url = item.get("url") if isinstance(item, Mapping) else None
+        if not isinstance(url, str) or not url.strip():
+            kinds = sorted(item) if isinstance(item, Mapping) else type(item).__name__
+            raise UnexpectedResponse(f"image {number} of {len(items)} has no url (got {kinds})")
+        urls.append(url.strip())
+    return urls
+
+
 class RelayDanceDialect:
     """RelayDance's own format; request bodies are already in it and pass through."""
 
@@ -188,9 +214,21 @@ class RelayDanceDialect:
         """``POST /files``."""
         return Endpoint(UPLOAD_PATH)
 
+    def images_endpoint(self) -> Endpoint:
+        """``POST /images/generations``."""
+        return Endpoint(IMAGES_PATH)
+
     def submit_body(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """The body unchanged: RenderRequest.to_body() already speaks RelayDance."""
         return dict(body)
+
+    def images_body(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """The body unchanged: ImageRequest.to_body() already speaks RelayDance."""
+        return dict(body)
+
+    def parse_images(self, data: Any) -> list[str]:
+        """See :func:`parse_images`."""
+        return parse_images(data)
 
     def parse_submit(self, data: Any) -> RemoteTask:
         """See :func:`parse_submit`."""

@@ -5,8 +5,9 @@
     http.py      the page's own request and response (adapters translate to them)
     auth.py      credentials, session cookie, CSRF tokens; never open off loopback
     detail.py    one job: timeline, request without secrets, money, manifest, clip
-    media.py     the clip file, found safely, answered in byte ranges
+    media.py     the clip (or still) file, found safely, answered in byte ranges
     batches.py   batch progress by state, spend against budget, throughput, ETA
+    sheet.py     a batch's contact sheet: its clips and stills in a grid, line by line
     keys.py      per-alias limits, use, request rate, 429s per minute, learned timings
     actions.py   cancel and resubmit through the producer API
     pages.py     the read-only pages; app.py routing, sign-in and the actions

@@ -26,7 +26,7 @@ from worker.web.jobs_page.http import (
     security_headers,
     text_response,
 )
-from worker.web.jobs_page.media import JOB_ID, clip_path, serve_file
+from worker.web.jobs_page.media import JOB_ID, MEDIA_TYPES, clip_path, serve_file
 from worker.web.jobs_page.render import render, static_file
 
 __all__ = ["JobsPage"]
@@ -41,8 +41,9 @@ _GET: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"^/batches$"), "batches"),
     (re.compile(r"^/batches/([^/]+)$"), "batch"),
     (re.compile(r"^/batches/([^/]+)/report\.(csv|json)$"), "report"),
+    (re.compile(r"^/batches/([^/]+)/sheet$"), "sheet"),
     (re.compile(r"^/keys$"), "keys"),
-    (re.compile(r"^/media/([^/]+)\.(mp4|json)$"), "media"),
+    (re.compile(r"^/media/([^/]+)\.(mp4|json|png|jpg|webp)$"), "media"),
     (re.compile(r"^/static/([^/]+)$"), "static"),
 ]
 _ACTION = re.compile(r"^/jobs/([^/]+)/(cancel|resubmit|retake)$")
@@ -166,6 +167,7 @@ class JobsPage:
         views: dict[str, Callable[..., UiResponse]] = {
             "jobs": pages.jobs_page, "job": pages.job_page, "batches": pages.batches_page,
             "batch": pages.batch_page, "report": pages.report_download, "keys": pages.keys_page,
+            "sheet": pages.sheet_page,
         }  # fmt: skip
         return views[name](request, ctx, *args)
 
@@ -177,10 +179,10 @@ class JobsPage:
             path = clip_path(engine.settings.output_dir, job_id, suffix=f".{kind}",
                              recorded=job.output_path)  # fmt: skip
         if path is None:
-            return text_response(f"no such {'clip' if kind == 'mp4' else 'manifest'}\n", 404)
-        content_type = "video/mp4" if kind == "mp4" else "application/json"
+            return text_response(f"no such {'manifest' if kind == 'json' else 'file'}\n", 404)
         response = serve_file(path, range_header=request.header("range"),
-                              head=request.method == "HEAD", content_type=content_type)  # fmt: skip
+                              head=request.method == "HEAD",
+                              content_type=MEDIA_TYPES[f".{kind}"])  # fmt: skip
         if request.query.get("download") == "1":  # a link that saves the file under its name
             response.headers.append(("Content-Disposition", _attachment(path.name)))
         return response

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 from worker.errors import StorageError
 from worker.job.engine import Engine
 from worker.job.record import FINAL_STATES, Job, JobState
-from worker.web.jobs_page.media import clip_path
+from worker.web.jobs_page.media import IMAGE_SUFFIXES, clip_path, output_suffix
 
 __all__ = ["CANCELABLE", "RESUBMITTABLE", "JobDetail", "job_detail", "redacted"]
 
@@ -54,6 +54,7 @@ class JobDetail:
     warnings: list[str] = field(default_factory=list)
     clip_download: str | None = None  # links that save the clip and its manifest
     manifest_download: str | None = None
+    still: bool = False  # the stored file is an image (shown as one), not a clip
 
     @property
     def can_cancel(self) -> bool:
@@ -122,23 +123,26 @@ def job_detail(engine: Engine, job: Job, *, root: str, bucket_url: str | None) -
     """The page's view of ``job``; ``bucket_url``: its presigned clip URL, in a bucket."""
     clip_src: str | None = None
     origin = ""
+    suffix = output_suffix(job.output_uri or job.output_path)
     if job.state is JobState.DONE:
         if bucket_url:
             clip_src = bucket_url
             parts = urlsplit(bucket_url)
             origin = f"{parts.scheme}://{parts.netloc}"
-        elif clip_path(engine.settings.output_dir, job.id, recorded=job.output_path) is not None:
-            clip_src = f"{root}/media/{job.id}.mp4"
+        elif clip_path(engine.settings.output_dir, job.id, suffix=suffix,
+                       recorded=job.output_path) is not None:  # fmt: skip
+            clip_src = f"{root}/media/{job.id}{suffix}"
     request_json = json.dumps(redacted(job.request), indent=2, sort_keys=True)
     manifest = _manifest(engine, job)
-    detail = JobDetail(job, timeline(job), request_json, manifest, clip_src, origin)
+    detail = JobDetail(job, timeline(job), request_json, manifest, clip_src, origin,
+                       still=suffix in IMAGE_SUFFIXES)  # fmt: skip
     if job.state is JobState.DONE and clip_src is None:
         detail.warnings.append("the clip is not in the output directory any more")
     elif clip_src and bucket_url:
         detail.clip_download = bucket_url
         detail.manifest_download = _bucket_manifest_url(engine, job)
     elif clip_src:
-        detail.clip_download = f"{root}/media/{job.id}.mp4?download=1"
+        detail.clip_download = f"{root}/media/{job.id}{suffix}?download=1"
         if manifest is not None:
             detail.manifest_download = f"{root}/media/{job.id}.json?download=1"
     return detail
@@ -147,9 +151,10 @@ def job_detail(engine: Engine, job: Job, *, root: str, bucket_url: str | None) -
 def _bucket_manifest_url(engine: Engine, job: Job) -> str | None:
     """A presigned URL of the manifest beside a clip in a bucket, or None."""
     uri = job.output_uri or ""
-    if not uri.endswith(".mp4"):
+    suffix = output_suffix(uri)
+    if not uri.endswith(suffix):
         return None
     try:
-        return engine.storage.presigned_url(uri[: -len(".mp4")] + ".json")
+        return engine.storage.presigned_url(uri[: -len(suffix)] + ".json")
     except StorageError:
         return None

@@ -24,7 +24,7 @@ MAX_FORM_BYTES = 16 * 1024  # the forms post a token and a confirmation, nothing
 # No script, style or media from anywhere else; nothing may frame the page; links leave
 # no referrer outside the site (with "no-referrer" a browser posts "Origin: null").
 _CSP = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:{media}; "
     "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; "
     "media-src 'self'{media}"
 )

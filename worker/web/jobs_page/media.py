@@ -1,4 +1,4 @@
-"""A job's clip and manifest for the page: found safely, the clip served in byte ranges.
+"""A job's clip (or still) and manifest for the page: found safely, served in byte ranges.
 
 A job's files are where its record says (``output_path``: ``<output dir>/<job id>.mp4``,
 or the path its batch's ``--output-name`` gave it), with the manifest beside the clip. A
@@ -6,20 +6,26 @@ file is served only for a job id of the exact form the store makes (``rdj_`` and
 digits), and only when its resolved path (symlinks followed) still lies inside the
 resolved output directory: no ``..``, encoded dots, absolute path, NUL or link can name
 another file, whatever a record holds. Browsers seek in a video with ``Range`` requests,
-so single ranges are answered ``206`` with ``Content-Range``.
+so single ranges are answered ``206`` with ``Content-Range``. A job's stored file is a
+clip (``.mp4``) or a still (``.png``, ``.jpg``, ``.webp``), told by its recorded name.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from worker.job.record import JOB_ID
 from worker.web.jobs_page.http import UiResponse, security_headers, text_response
 
-__all__ = ["JOB_ID", "clip_path", "parse_range", "serve_file"]
+__all__ = ["IMAGE_SUFFIXES", "JOB_ID", "MEDIA_TYPES", "clip_path", "output_suffix",
+           "parse_range", "serve_file"]  # fmt: skip
 
+# What the page serves of a job's files, by suffix: the clip or still, and its manifest.
+MEDIA_TYPES = {".mp4": "video/mp4", ".json": "application/json", ".png": "image/png",
+               ".jpg": "image/jpeg", ".webp": "image/webp"}  # fmt: skip
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".webp"})
 _CHUNK = 64 * 1024
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
@@ -44,6 +50,13 @@ def clip_path(
     if base not in path.parents or not path.is_file():
         return None
     return path
+
+
+def output_suffix(output: str | None) -> str:
+    """The suffix of a job's stored file: a still's (``.png``, ``.jpg``, ``.webp``) when
+    its recorded path or URI names one, else ``.mp4``."""
+    suffix = PurePosixPath(output or "").suffix.lower()
+    return suffix if suffix in IMAGE_SUFFIXES else ".mp4"
 
 
 def parse_range(header: str, size: int) -> tuple[int, int] | str | None:

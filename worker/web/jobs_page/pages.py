@@ -25,9 +25,10 @@ from worker.web.jobs_page.http import UiRequest, UiResponse, html_response, text
 from worker.web.jobs_page.keys import CHART_HEIGHT, chart_bars, key_rows, timing_rows
 from worker.web.jobs_page.media import JOB_ID
 from worker.web.jobs_page.render import render
+from worker.web.jobs_page.sheet import contact_sheet
 
 __all__ = ["POLL_SECONDS", "Context", "batch_page", "batches_page", "job_page", "jobs_page",
-           "keys_page", "report_download"]  # fmt: skip
+           "keys_page", "report_download", "sheet_page"]  # fmt: skip
 
 POLL_SECONDS = 3
 _NOTICES = {
@@ -116,6 +117,21 @@ def batch_page(request: UiRequest, ctx: Context, batch_id: str) -> UiResponse:
         return _not_found(ctx, request, f"No batch {batch_id!r} (unknown, or expired).")
     context = ctx.base(request, "batches", v=view)
     return _page("batch.html", context)
+
+
+def sheet_page(request: UiRequest, ctx: Context, batch_id: str) -> UiResponse:
+    """The batch's contact sheet: a grid of its outputs, each with its line, prompt, state."""
+    wanted = request.query.get("page", "1")
+    page = int(wanted) if wanted.isascii() and wanted.isdigit() and len(wanted) < 7 else 1
+    try:
+        sheet = contact_sheet(ctx.engine, batch_id, root=ctx.root, page=page)
+    except BatchNotFound:
+        return _not_found(ctx, request, f"No batch {batch_id!r} (unknown, or expired).")
+    link = f"{ctx.root}/batches/{sheet.status.id}/sheet?page="
+    newer = f"{link}{sheet.page - 1}" if sheet.page > 1 else ""
+    later = f"{link}{sheet.page + 1}" if sheet.page < sheet.pages else ""
+    context = ctx.base(request, "batches", sheet=sheet, st=sheet.status, newer=newer, later=later)
+    return _page("sheet.html", context, media=sheet.media_origin)
 
 
 def report_download(request: UiRequest, ctx: Context, batch_id: str, fmt: str) -> UiResponse:

@@ -1,7 +1,18 @@
-// The jobs page's only script: refresh the live part of the page every few seconds.
+// The jobs page's only script: refresh the live part of the page every few seconds, and
+// play a contact sheet's clip on hover.
 // The page works without it (reload to update); nothing here is fetched from elsewhere.
 (function () {
   "use strict";
+  // The contact sheet: a clip plays, muted, while the pointer (or focus) is on its tile.
+  Array.prototype.forEach.call(document.querySelectorAll("video.clip"), function (video) {
+    var tile = video.closest(".tile") || video;
+    var play = function () { video.play().catch(function () {}); };
+    var stop = function () { video.pause(); };
+    tile.addEventListener("mouseenter", play);
+    tile.addEventListener("focusin", play);
+    tile.addEventListener("mouseleave", stop);
+    tile.addEventListener("focusout", stop);
+  });
   var live = document.getElementById("live");
   if (!live || !live.dataset.poll) {
     return;

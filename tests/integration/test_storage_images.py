@@ -1,0 +1,51 @@
+"""A still in a bucket on a real S3-compatible server (moto): one PUT beside the clips, with
+its content type, hash and manifest; the local directory is in tests/unit/test_storage_images.py."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import httpx
+import pytest
+
+from simulator import image_png
+from tests.clip_server import ClipServer
+from tests.integration.test_storage import s3_storage
+from tests.s3_server import Bucket
+from worker.errors import DownloadRejected
+
+PNG = image_png("img_bucket", 320, 180)
+
+
+def test_a_still_is_put_under_the_prefix_with_its_type_hash_and_manifest(
+    bucket: Bucket, clips: ClipServer, http_client: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clips.body = PNG
+    storage = s3_storage(bucket, monkeypatch)
+    stored = storage.save_image(clips.url, name="shoot/0001-keyframe", client=http_client,
+                                max_bytes=1 << 30, allow_local=True, overall_timeout=30,
+                                manifest={"job_id": "rdj_s3"})  # fmt: skip
+    key = "renders/shoot/0001-keyframe.png"
+    assert bucket.keys() == ["renders/shoot/0001-keyframe.json", key]
+    assert bucket.read(key) == PNG
+    assert stored.uri == f"s3://clips/{key}" and stored.path is None
+    assert stored.sha256 == hashlib.sha256(PNG).hexdigest()
+    assert (stored.width, stored.height) == (320, 180)
+    head = bucket.head(key)
+    assert head["ContentType"] == "image/png" and stored.etag == head["ETag"].strip('"')
+    manifest = json.loads(bucket.read("renders/shoot/0001-keyframe.json"))
+    assert (manifest["job_id"], manifest["uri"], manifest["etag"]) == ("rdj_s3", stored.uri,
+                                                                      stored.etag)  # fmt: skip
+    assert bucket.uploads() == []
+
+
+def test_a_body_that_is_not_an_image_puts_nothing(
+    bucket: Bucket, clips: ClipServer, http_client: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clips.body = b"<html><body>AccessDenied</body></html>"
+    storage = s3_storage(bucket, monkeypatch)
+    with pytest.raises(DownloadRejected, match="HTML"):
+        storage.save_image(clips.url, name="rdj_bad", client=http_client, max_bytes=1 << 30,
+                           allow_local=True, overall_timeout=30, manifest={})  # fmt: skip
+    assert bucket.keys() == []
