@@ -34,7 +34,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET = 1.05
-SECRET = "bench-security-secret"
+SECRET = "bench-security-secret-uW51ToQUPoBlqqvspUMKkQRJc0foVstj"
 
 
 def _measure(calls: int) -> dict[str, float]:

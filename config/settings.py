@@ -21,11 +21,14 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings import SettingsError as SourceError
+
+from config.secret_strength import weakness
 
 __all__ = [
     "ENV_PREFIX",
@@ -54,6 +57,14 @@ S3_SCHEME = "s3://"
 ADDRESSING_STYLES = ("auto", "path", "virtual")
 # S3's bucket naming rules (the common subset every S3-compatible store accepts).
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+# What each secret setting guards, for the message refusing a weak one.
+_GUARDS = {
+    "webhook_secret": "sign callback URLs",
+    "metrics_token": "guard /metrics",
+    "ui_token": "guard the jobs page",
+    "ui_password": "guard the jobs page",
+}
 
 Concurrency = Annotated[int, Field(ge=1, le=100_000)]
 Rate = Annotated[float, Field(gt=0, le=10000)]
@@ -262,7 +273,9 @@ class Settings(BaseSettings):
         None, description="Public base URL of the `web` process, e.g. https://host/hooks."
     )
     webhook_secret: SecretStr | None = Field(
-        None, description="Secret for webhook URL tokens; required with a webhook base URL."
+        None,
+        description="Secret for webhook URL tokens; required with a webhook base URL. At "
+        "least 128 bits, like every secret here: `secrets.token_urlsafe(32)` makes one.",
     )
     webhook_safety_poll_seconds: float = Field(
         600.0, gt=0, description="With webhooks on, the first safety poll comes this late."
@@ -283,11 +296,17 @@ class Settings(BaseSettings):
     # The jobs page (served by `relaydance web` under its prefix).
     ui_prefix: str = Field("/ui", description="Path prefix of the jobs page; empty turns it off.")
     ui_token: SecretStr | None = Field(
-        None, description="Token that opens the jobs page (sign-in form or Bearer header)."
+        None,
+        description="Token that opens the jobs page (sign-in form or Bearer header); at least "
+        "128 bits.",
     )
-    ui_user: str | None = Field(None, description="Basic-auth user of the jobs page.")
+    ui_user: str | None = Field(
+        None, description="User of the jobs page (the sign-in form or HTTP Basic)."
+    )
     ui_password: SecretStr | None = Field(
-        None, description="Basic-auth password of the jobs page (with RELAYDANCE_UI_USER)."
+        None,
+        description="Password of the jobs page (with RELAYDANCE_UI_USER; the sign-in form or "
+        "HTTP Basic); at least 128 bits.",
     )
 
     # Jobs and tasks.
@@ -312,7 +331,8 @@ class Settings(BaseSettings):
     metrics_token: SecretStr | None = Field(
         None,
         description="With it, the public receiver also serves /metrics, to requests with "
-        "`Authorization: Bearer <token>` only; without it, the receiver has no /metrics.",
+        "`Authorization: Bearer <token>` only; without it, the receiver has no /metrics. At least "
+        "128 bits.",
     )
     task_events: bool = Field(
         True, description="Workers send task events (Flower needs them; they cost CPU)."
@@ -370,6 +390,17 @@ class Settings(BaseSettings):
         # A key read from a file often ends in a newline, which no HTTP header may carry.
         if isinstance(value, str):
             return value.strip() or None
+        return value
+
+    @field_validator(*_GUARDS)
+    @classmethod
+    def _strong_enough(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        # Guessable secrets open the page, /metrics, or (offline, from one captured
+        # callback URL) every job's webhook: each needs 128 bits (config/secret_strength.py).
+        if value is not None and info.field_name is not None:
+            problem = weakness(value.get_secret_value(), purpose=_GUARDS[info.field_name])
+            if problem is not None:
+                raise ValueError(problem)
         return value
 
     @field_validator("redis_url")

@@ -26,7 +26,7 @@ from worker.web.jobs_page.actions import Actions
 from worker.web.jobs_page.listing import WINDOW, JobFilter, list_jobs
 from worker.web.jobs_page.media import clip_path, parse_range
 
-TOKEN = "ui-token-for-tests"
+TOKEN = "ui-token-for-tests-VZ5Y7j1nWO85nasBorCPhccPVVj2gsak"
 MP4 = b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 40
 
 
