@@ -503,6 +503,13 @@ class Settings(BaseSettings):
             raise ValueError(
                 "RELAYDANCE_WEBHOOK_SECRET is required when RELAYDANCE_WEBHOOK_BASE_URL is set"
             )
+        values = {key.get_secret_value().strip() for key in self.keys().values()}
+        if any(alias in values for alias in self.keys()):
+            # Never echoed: it is a key. An alias is stored, logged and shown everywhere.
+            raise ValueError(
+                "RELAYDANCE_API_KEYS: an alias is the same text as a configured key; name "
+                'each key by a short alias (e.g. {"tenant-a": "sk-..."})'
+            )
         for alias, route in self.api_keys.items():
             if not alias or not alias.replace("-", "").replace("_", "").isalnum():
                 raise ValueError(
