@@ -5,6 +5,7 @@ Keys are :class:`~pydantic.SecretStr`; call ``get_secret_value()`` only at the p
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -308,6 +309,13 @@ class Settings(BaseSettings):
         description="Password of the jobs page (with RELAYDANCE_UI_USER; the sign-in form or "
         "HTTP Basic); at least 128 bits.",
     )
+    trusted_proxies: str = Field(
+        "127.0.0.1",
+        description="Reverse proxies `relaydance web` believes about the client's address and "
+        "scheme (X-Forwarded-For, X-Forwarded-Proto; uvicorn's --forwarded-allow-ips): "
+        "addresses or networks, comma-separated, or *. Set it to your TLS proxy's so the jobs "
+        "page knows https (Secure cookie, HSTS) and whom to throttle.",
+    )
 
     # Jobs and tasks.
     job_retention_seconds: int = Field(
@@ -402,6 +410,22 @@ class Settings(BaseSettings):
             if problem is not None:
                 raise ValueError(problem)
         return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: str) -> str:
+        items = [item.strip() for item in value.split(",") if item.strip()]
+        for item in items:
+            if item == "*":
+                continue
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"{item!r} is not an address or network; write e.g. 10.0.0.5, "
+                    "172.16.0.0/12 or * (comma-separated)"
+                ) from None
+        return ",".join(items)
 
     @field_validator("redis_url")
     @classmethod
