@@ -32,6 +32,7 @@ __all__ = [
     "CLIENT_LIMIT",
     "SESSION_SECONDS",
     "WINDOW",
+    "Opening",
     "SessionStore",
     "SignInThrottle",
     "Verdict",
@@ -49,6 +50,16 @@ def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+@dataclass(frozen=True)
+class Opening:
+    """A session about to be opened: its id (the cookie) and its Redis record."""
+
+    session_id: str
+    key: str
+    fingerprint: str
+    seconds: int
+
+
 class SessionStore:
     """Open, check and end jobs page sessions."""
 
@@ -59,11 +70,11 @@ class SessionStore:
     def _key(self, session_id: str) -> str:
         return f"{_PREFIX}session:{_digest(session_id)}"
 
-    def open(self, fingerprint: str) -> str:
-        """A new session for the credentials ``fingerprint`` names; its id (the cookie)."""
+    def opening(self, fingerprint: str) -> Opening:
+        """A new session for the credentials ``fingerprint`` names, not yet written: the
+        throttle writes it when the sign-in is right and allowed."""
         session_id = secrets.token_urlsafe(32)
-        self._redis.set(self._key(session_id), fingerprint, ex=self.seconds)
-        return session_id
+        return Opening(session_id, self._key(session_id), fingerprint, self.seconds)
 
     def valid(self, session_id: str, fingerprint: str) -> bool:
         """Whether ``session_id`` is a live session of these credentials."""
@@ -89,8 +100,10 @@ class Verdict:
     retry_after: int = 0  # seconds, when refused
 
 
-# KEYS: client counter, account counter. ARGV: ok (1/0), client limit, account limit, window.
-# Returns {allowed (1/0), seconds to wait}. A refused attempt is not counted again.
+# KEYS: client counter, account counter, and optionally a session to open when the attempt
+# is right and allowed. ARGV: ok (1/0), client limit, account limit, window, and the
+# session's value and lifetime. Returns {allowed (1/0), seconds to wait}. A refused attempt
+# is not counted again. One round trip for a sign-in, session included.
 _RECORD = """
 local limits = {tonumber(ARGV[2]), tonumber(ARGV[3])}
 local function wait()
@@ -103,7 +116,10 @@ local function wait()
 end
 local before = wait()
 if before ~= 0 then return {0, math.max(before, 1)} end
-if ARGV[1] == '1' then return {1, 0} end
+if ARGV[1] == '1' then
+  if KEYS[3] then redis.call('SET', KEYS[3], ARGV[5], 'EX', ARGV[6]) end
+  return {1, 0}
+end
 for i = 1, 2 do
   if redis.call('INCR', KEYS[i]) == 1 then redis.call('EXPIRE', KEYS[i], ARGV[4]) end
 end
@@ -138,9 +154,15 @@ class SignInThrottle:
         self.window = window
         self._script: Script = client.register_script(_RECORD)
 
-    def record(self, *, client: str | None, account: str, ok: bool) -> Verdict:
-        """Check, then count, one attempt: refused while either count is at its limit."""
+    def record(
+        self, *, client: str | None, account: str, ok: bool, session: Opening | None = None
+    ) -> Verdict:
+        """Check, then count, one attempt: refused while either count is at its limit.
+        A right, allowed attempt opens ``session`` in the same round trip."""
         keys = [f"{_PREFIX}fail:client:{client_group(client)}", f"{_PREFIX}fail:account:{account}"]
-        args = [1 if ok else 0, *self.limits, self.window]
+        args: list[str | int] = [1 if ok else 0, *self.limits, self.window]
+        if session is not None:
+            keys.append(session.key)
+            args += [session.fingerprint, session.seconds]
         allowed, wait = self._script(keys=keys, args=args)
         return Verdict(bool(int(allowed)), int(wait))

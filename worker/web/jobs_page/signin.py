@@ -150,16 +150,17 @@ class Gate:
         attempt = self.credentials.form_attempt(form)
         if attempt is None:
             return self.form(request, target=target, error="Fill in the form.", status=400)
+        opening = self.sessions().opening(self.credentials.fingerprint)
         verdict = self.throttle().record(client=request.client, account=attempt.account,
-                                         ok=attempt.ok)  # fmt: skip
+                                         ok=attempt.ok, session=opening)  # fmt: skip
         if not verdict.allowed:
             return self._too_many(request, verdict, target=target)
         if not attempt.ok:
             wrong = "That token is not the one configured." if attempt.account == "token" \
                 else "That user and password are not the ones configured."  # fmt: skip
             return self.form(request, target=target, error=wrong, status=401)
-        session_id = self.sessions().open(self.credentials.fingerprint)
-        return redirect(target, extra=[("Set-Cookie", self._cookie(request, session_id))])
+        cookie = self._cookie(request, opening.session_id)
+        return redirect(target, extra=[("Set-Cookie", cookie)])
 
     def logout(self, request: UiRequest, session: Session) -> UiResponse:
         """``POST /logout``: end the session everywhere and forget the cookie."""
