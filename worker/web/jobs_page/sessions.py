@@ -36,6 +36,7 @@ __all__ = [
     "SessionStore",
     "SignInThrottle",
     "Verdict",
+    "client_group",
 ]
 
 SESSION_SECONDS = 12 * 3600
@@ -160,6 +161,12 @@ class SignInThrottle:
         """Check, then count, one attempt: refused while either count is at its limit.
         A right, allowed attempt opens ``session`` in the same round trip."""
         keys = [f"{_PREFIX}fail:client:{client_group(client)}", f"{_PREFIX}fail:account:{account}"]
+        if ok and session is None:
+            # The common case (a script's right Bearer token, on every request): a plain
+            # read of both counts, cheaper than the script; nothing to write.
+            counts = self._redis.mget(keys)
+            if all(int(c or 0) < limit for c, limit in zip(counts, self.limits, strict=True)):
+                return Verdict(True)
         args: list[str | int] = [1 if ok else 0, *self.limits, self.window]
         if session is not None:
             keys.append(session.key)
