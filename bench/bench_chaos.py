@@ -80,7 +80,7 @@ def scaled_env(
     }
     if web_port is not None:
         extra["RELAYDANCE_WEBHOOK_BASE_URL"] = f"http://127.0.0.1:{web_port}/hooks"
-        extra["RELAYDANCE_WEBHOOK_SECRET"] = "bench-webhook-secret"
+        extra["RELAYDANCE_WEBHOOK_SECRET"] = "bench-webhook-secret-0cjo7tvD5dI9GXuglS42MwgixIbU9bWV"
         extra["RELAYDANCE_WEBHOOK_SAFETY_POLL_SECONDS"] = t(600)
     return fleet_env(redis_url, sim_url, out, **extra)
 

@@ -88,7 +88,7 @@ POLL_TUNED = {
     "RELAYDANCE_POLL_INTERVAL_MIN": "0.1",
     "RELAYDANCE_POLL_INTERVAL_MAX": "0.1",
 }
-WEBHOOK_SECRET = "fleet-bench-webhook-secret"
+WEBHOOK_SECRET = "fleet-bench-webhook-secret-kGR4a0AB79cUM1hjg7MDcp2AYEhnR6Vw"
 TARGETS = {"throughput": 0.95, "slot_use": 0.95, "limit15_429s": 5, "limit15_throughput": 0.9}
 
 

@@ -27,7 +27,7 @@ from bench.harness import machine, median, percentile, write_results  # noqa: E4
 from worker.infra.redis_server import RedisServer  # noqa: E402
 
 MODEL = "doubao-seedance-2-0-fast-260128"
-TOKEN = "bench-token"
+TOKEN = "bench-token-e8FOEPmb3TuSDaeuYCON0P8qlCF0NOz-"
 
 
 def fill(engine: Any, count: int) -> list[str]:

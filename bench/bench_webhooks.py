@@ -58,7 +58,7 @@ from worker.infra.redis_server import RedisServer, free_port
 
 MODEL = "doubao-seedance-2-0-fast-260128"
 GEN = 2.0
-SECRET = "bench-webhook-secret"
+SECRET = "bench-webhook-secret-XcbWNFC1VQhnzJNaCtmT3P6mlO9Ehoex"
 TARGET_P95_S = 0.5
 
 

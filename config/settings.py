@@ -5,6 +5,7 @@ Keys are :class:`~pydantic.SecretStr`; call ``get_secret_value()`` only at the p
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -21,11 +22,14 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings import SettingsError as SourceError
+
+from config.secret_strength import weakness
 
 __all__ = [
     "ENV_PREFIX",
@@ -58,6 +62,14 @@ S3_SCHEME = "s3://"
 ADDRESSING_STYLES = ("auto", "path", "virtual")
 # S3's bucket naming rules (the common subset every S3-compatible store accepts).
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+# What each secret setting guards, for the message refusing a weak one.
+_GUARDS = {
+    "webhook_secret": "sign callback URLs",
+    "metrics_token": "guard /metrics",
+    "ui_token": "guard the jobs page",
+    "ui_password": "guard the jobs page",
+}
 
 Concurrency = Annotated[int, Field(ge=1, le=100_000)]
 Rate = Annotated[float, Field(gt=0, le=10000)]
@@ -300,7 +312,9 @@ class Settings(BaseSettings):
         None, description="Public base URL of the `web` process, e.g. https://host/hooks."
     )
     webhook_secret: SecretStr | None = Field(
-        None, description="Secret for webhook URL tokens; required with a webhook base URL."
+        None,
+        description="Secret for webhook URL tokens; required with a webhook base URL. At "
+        "least 128 bits, like every secret here: `secrets.token_urlsafe(32)` makes one.",
     )
     webhook_safety_poll_seconds: float = Field(
         600.0, gt=0, description="With webhooks on, the first safety poll comes this late."
@@ -321,11 +335,24 @@ class Settings(BaseSettings):
     # The jobs page (served by `relaydance web` under its prefix).
     ui_prefix: str = Field("/ui", description="Path prefix of the jobs page; empty turns it off.")
     ui_token: SecretStr | None = Field(
-        None, description="Token that opens the jobs page (sign-in form or Bearer header)."
+        None,
+        description="Token that opens the jobs page (sign-in form or Bearer header); at least "
+        "128 bits.",
     )
-    ui_user: str | None = Field(None, description="Basic-auth user of the jobs page.")
+    ui_user: str | None = Field(
+        None, description="User of the jobs page (the sign-in form or HTTP Basic)."
+    )
     ui_password: SecretStr | None = Field(
-        None, description="Basic-auth password of the jobs page (with RELAYDANCE_UI_USER)."
+        None,
+        description="Password of the jobs page (with RELAYDANCE_UI_USER; the sign-in form or "
+        "HTTP Basic); at least 128 bits.",
+    )
+    trusted_proxies: str = Field(
+        "127.0.0.1",
+        description="Reverse proxies `relaydance web` believes about the client's address and "
+        "scheme (X-Forwarded-For, X-Forwarded-Proto; uvicorn's --forwarded-allow-ips): "
+        "addresses or networks, comma-separated, or *. Set it to your TLS proxy's so the jobs "
+        "page knows https (Secure cookie, HSTS) and whom to throttle.",
     )
 
     # Jobs and tasks.
@@ -353,7 +380,8 @@ class Settings(BaseSettings):
     metrics_token: SecretStr | None = Field(
         None,
         description="With it, the public receiver also serves /metrics, to requests with "
-        "`Authorization: Bearer <token>` only; without it, the receiver has no /metrics.",
+        "`Authorization: Bearer <token>` only; without it, the receiver has no /metrics. At least "
+        "128 bits.",
     )
     task_events: bool = Field(
         True, description="Workers send task events (Flower needs them; they cost CPU)."
@@ -419,6 +447,33 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return value.strip() or None
         return value
+
+    @field_validator(*_GUARDS)
+    @classmethod
+    def _strong_enough(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        # Guessable secrets open the page, /metrics, or (offline, from one captured
+        # callback URL) every job's webhook: each needs 128 bits (config/secret_strength.py).
+        if value is not None and info.field_name is not None:
+            problem = weakness(value.get_secret_value(), purpose=_GUARDS[info.field_name])
+            if problem is not None:
+                raise ValueError(problem)
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: str) -> str:
+        items = [item.strip() for item in value.split(",") if item.strip()]
+        for item in items:
+            if item == "*":
+                continue
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"{item!r} is not an address or network; write e.g. 10.0.0.5, "
+                    "172.16.0.0/12 or * (comma-separated)"
+                ) from None
+        return ",".join(items)
 
     @field_validator("redis_url")
     @classmethod
@@ -556,6 +611,13 @@ class Settings(BaseSettings):
                 f"RELAYDANCE_PROVIDER_IDEMPOTENT cannot be true while the default provider is "
                 f"{self.dialect}: it documents no Idempotency-Key, so a repeated POST would "
                 "create and bill a second task; unset it"
+            )
+        values = {key.get_secret_value().strip() for key in self.keys().values()}
+        if any(alias in values for alias in self.keys()):
+            # Never echoed: it is a key. An alias is stored, logged and shown everywhere.
+            raise ValueError(
+                "RELAYDANCE_API_KEYS: an alias is the same text as a configured key; name "
+                'each key by a short alias (e.g. {"tenant-a": "sk-..."})'
             )
         for alias, route in self.api_keys.items():
             provider = route.provider or self.dialect

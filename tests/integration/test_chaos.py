@@ -64,7 +64,7 @@ def chaos_env(redis_url: str, sim_url: str, output: Path, *, webhooks: bool) -> 
     }
     if webhooks:
         env["RELAYDANCE_WEBHOOK_BASE_URL"] = f"http://127.0.0.1:{free_port()}/hooks"
-        env["RELAYDANCE_WEBHOOK_SECRET"] = "chaos-webhook-secret"
+        env["RELAYDANCE_WEBHOOK_SECRET"] = "chaos-webhook-secret-64ylFfLC6u5mVpsBpydQKc2p0ao4OfAM"
         env["RELAYDANCE_WEBHOOK_SAFETY_POLL_SECONDS"] = "20"  # 600 s
     return env
 

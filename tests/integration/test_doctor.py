@@ -37,7 +37,7 @@ def doctor_env(
         "RELAYDANCE_BASE_URL": sim.url,
         "RELAYDANCE_OUTPUT_DIR": str(tmp_path / "renders"),
         "RELAYDANCE_WEBHOOK_BASE_URL": f"http://127.0.0.1:{free_port()}/hooks",  # no one there
-        "RELAYDANCE_WEBHOOK_SECRET": "test-doctor-secret",
+        "RELAYDANCE_WEBHOOK_SECRET": "test-doctor-secret-6IoRNMEhz1LTm7oxebztKLpxcwQMSEVN",
     }
     point_this_process_at(env, monkeypatch)
     return env

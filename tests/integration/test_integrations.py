@@ -88,7 +88,7 @@ def stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -
     server = make_server("127.0.0.1", port, switch, threaded=True, request_handler=_Quiet)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     env = webhook_env(redis_server.url, sim.url, port, tmp_path_factory.mktemp("renders"),
-                      key="sk-test-integrations", secret="test-integrations-secret")  # fmt: skip
+                      key="sk-test-integrations", secret="test-integrations-secret-uE7JK3FXMPSDcLk5xzXVPrnR-KnnFX_a")  # fmt: skip
     fleet = Fleet(env, tmp_path_factory.mktemp("logs"), concurrency=4, includes=INCLUDES)
     with pytest.MonkeyPatch.context() as monkeypatch:
         point_this_process_at(env, monkeypatch)

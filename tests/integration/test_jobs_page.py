@@ -25,9 +25,10 @@ from worker.render.validation import validate_request
 from worker.web.app import create_web_app
 from worker.web.jobs_page import Credentials, JobsPage, asgi_app
 from worker.web.jobs_page.actions import Actions
+from worker.web.jobs_page.auth import Session
 from worker.web.jobs_page.media import clip_path, parse_range
 
-TOKEN = "ui-token-for-tests"
+TOKEN = "ui-token-for-tests-VZ5Y7j1nWO85nasBorCPhccPVVj2gsak"
 MP4 = b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 40
 
 
@@ -114,38 +115,43 @@ def test_every_page_and_asset_refuses_without_credentials(engine: Engine) -> Non
     assert client.get("/ui/jobs", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
 
 
-def test_without_configured_credentials_a_non_loopback_server_refuses_everything(
+def test_without_configured_credentials_or_the_opt_in_the_page_refuses_everything(
     engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("RELAYDANCE_UI_TOKEN")
     get_settings.cache_clear()
-    client = TestClient(create_web_app(ui_loopback=False))
-    answer = client.get("/ui/jobs")
+    client = TestClient(create_web_app(), client=("127.0.0.1", 50000))
+    answer = client.get("/ui/jobs", headers={"Host": "127.0.0.1:8000"})
     assert answer.status_code == 403
     assert "RELAYDANCE_UI_TOKEN" in answer.text
 
 
-def test_the_loopback_opening_needs_a_local_client_and_a_local_host_name() -> None:
+def test_the_loopback_opening_needs_a_local_client_a_local_host_name_and_no_proxy() -> None:
     creds = Credentials(open_on_loopback=True)
-    assert creds.session(authorization="", cookie="", client="127.0.0.1", host="127.0.0.1:8000")
-    assert creds.session(authorization="", cookie="", client="::1", host="[::1]:8000")
+    assert not creds.local_refusal(client="127.0.0.1", host="127.0.0.1:8000", headers={})
+    assert not creds.local_refusal(client="::1", host="[::1]:8000", headers={})
     # DNS rebinding: a public name resolving to 127.0.0.1 is refused.
-    assert not creds.session(authorization="", cookie="", client="127.0.0.1", host="evil.test")
-    assert not creds.session(authorization="", cookie="", client="10.0.0.5", host="localhost")
-    configured = Credentials(token="t", open_on_loopback=True)
-    assert not configured.session(authorization="", cookie="", client="127.0.0.1",
-                                  host="localhost")  # fmt: skip
+    assert creds.local_refusal(client="127.0.0.1", host="evil.test", headers={})
+    assert creds.local_refusal(client="10.0.0.5", host="localhost", headers={})
+    assert "x-forwarded-for" in creds.local_refusal(
+        client="127.0.0.1", host="localhost", headers={"x-forwarded-for": "203.0.113.9"}
+    )
+    configured = Credentials(token=TOKEN, open_on_loopback=True)
+    assert configured.local_refusal(client="127.0.0.1", host="localhost", headers={})
 
 
 def test_basic_auth_works_and_a_changed_password_ends_sessions() -> None:
-    creds = Credentials(user="ops", password="s3cret")
-    header = "Basic " + base64.b64encode(b"ops:s3cret").decode()
-    session = creds.session(authorization=header, cookie="", client=None, host="h")
-    assert session is not None
+    password = "Zq8-Rt5wXy2KpL9mNb4VcH7jDf3GsA6e"
+    creds = Credentials(user="ops", password=password)
+    attempt = creds.header_attempt("Basic " + base64.b64encode(f"ops:{password}".encode()).decode())
+    assert attempt is not None and attempt.ok and attempt.account == "user"
+    session = Session(attempt.kind, attempt.ident)
     token = creds.csrf_token(session)
-    assert not Credentials(user="ops", password="other").csrf_ok(session, token)
-    wrong = "Basic " + base64.b64encode(b"ops:nope").decode()
-    assert creds.session(authorization=wrong, cookie="", client=None, host="h") is None
+    assert creds.csrf_ok(session, token)
+    assert not Credentials(user="ops", password=password + "x").csrf_ok(session, token)
+    assert creds.fingerprint != Credentials(user="ops", password=password + "x").fingerprint
+    wrong = creds.header_attempt("Basic " + base64.b64encode(b"ops:nope").decode())
+    assert wrong is not None and not wrong.ok
 
 
 def test_ui_user_without_a_password_is_refused_by_the_settings(redis_url: str) -> None:
@@ -165,11 +171,7 @@ def test_cancel_needs_the_confirmation_form_csrf_token(engine: Engine) -> None:
     url = f"/ui/jobs/{job_id}/cancel"
     assert client.post(url, data={}, follow_redirects=False).status_code == 403
     assert client.post(url, data={"csrf": "forged"}, follow_redirects=False).status_code == 403
-    other = Credentials(token="another-token").csrf_token(
-        Credentials(token="another-token").session(
-            authorization="Bearer another-token", cookie="", client=None, host=""
-        )  # type: ignore[arg-type]
-    )
+    other = Credentials(token=TOKEN + "x").csrf_token(Session("bearer", "bearer"))
     assert client.post(url, data={"csrf": other}, follow_redirects=False).status_code == 403
     token = csrf_of(confirm.text)
     cross = client.post(url, data={"csrf": token}, headers={"Origin": "https://evil.test"},

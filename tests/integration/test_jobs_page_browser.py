@@ -40,7 +40,7 @@ pytestmark = [
         reason="needs Chromium and chromedriver: apt-get install chromium chromium-driver",
     ),
 ]
-TOKEN = "browser-test-token"
+TOKEN = "browser-test-token-0hEAPGMLyTgvllJwj-7AuXRsjgKNGj5M"
 MODEL = "doubao-seedance-2-0-fast-260128"
 
 

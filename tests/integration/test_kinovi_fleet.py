@@ -113,7 +113,7 @@ def test_one_fleet_takes_both_providers_webhooks_and_never_polls(
         redis_url=redis_server.url, sim_url=fresh.url, output_dir=tmp_path / "out",
         RELAYDANCE_API_KEYS=routes(fresh),
         RELAYDANCE_WEBHOOK_BASE_URL=f"http://127.0.0.1:{port}/hooks",
-        RELAYDANCE_WEBHOOK_SECRET="fleet-kinovi-secret",
+        RELAYDANCE_WEBHOOK_SECRET="fleet-kinovi-secret-K3lYj4KpS0iS35fvq0a3RROTopDaUGgi",
         RELAYDANCE_WEBHOOK_SAFETY_POLL_SECONDS="60",  # any poll would show as a poll_count
     )  # fmt: skip
     (tmp_path / "logs").mkdir()
@@ -248,7 +248,7 @@ def test_a_kinovi_job_whose_submit_reply_was_lost_adopts_its_task_from_the_webho
 
     engine.settings = engine.settings.model_copy(update={
         "webhook_base_url": "http://127.0.0.1:9/hooks",
-        "webhook_secret": load_settings(webhook_secret="s-1").webhook_secret,
+        "webhook_secret": load_settings(webhook_secret="s-1-rT-KFJyEBhRidykjWUN14GNlXS87L2zu").webhook_secret,
     })  # fmt: skip
     job_id = kinovi_job(engine)
     # Intent written and the POST sent; the worker died before it read the reply.

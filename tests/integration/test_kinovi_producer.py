@@ -41,7 +41,7 @@ def env(
             "kin": {"key": KINOVI_KEY, "provider": "kinovi", "base_url": sim.kinovi_url},
         }),
         "RELAYDANCE_WEBHOOK_BASE_URL": "http://127.0.0.1:9/hooks",
-        "RELAYDANCE_WEBHOOK_SECRET": "producer-secret",
+        "RELAYDANCE_WEBHOOK_SECRET": "producer-secret-Yg2lvPC7IX-9vFUmXt7orMomBYIRoQVY",
     }  # fmt: skip
     point_this_process_at(settings, monkeypatch)
     yield settings

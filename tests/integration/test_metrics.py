@@ -89,13 +89,12 @@ def test_the_public_receiver_serves_metrics_only_to_the_bearer_of_the_token(
     app = create_web_app(engine=lambda: engine, prefix="/hooks")
     with TestClient(app) as client:
         assert client.get("/metrics").status_code == 404  # no token configured: no route
-        engine.settings = engine.settings.model_copy(
-            update={"metrics_token": SecretStr("metrics-token-123")}
-        )
+        token = "metrics-token-123-HRX5PcAEStYhsJ5NvcFEmSYfR12kCfgZ"
+        engine.settings = engine.settings.model_copy(update={"metrics_token": SecretStr(token)})
         assert client.get("/metrics").status_code == 404
-        wrong = {"Authorization": "Bearer metrics-token-12"}
+        wrong = {"Authorization": f"Bearer {token[:-1]}"}
         assert client.get("/metrics", headers=wrong).status_code == 404
-        response = client.get("/metrics", headers={"Authorization": "Bearer metrics-token-123"})
+        response = client.get("/metrics", headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
     assert 'relaydance_jobs{state="done"} 1.0' in response.text

@@ -31,7 +31,7 @@ def fleet(redis_server: RedisServer, sim: SimulatorProcess, tmp_path: Path) -> I
     redis.Redis.from_url(redis_server.url).flushall()
     sim.configure(gen_time_mean=0.5, latency=0.05, webhooks=True)
     env = webhook_env(redis_server.url, sim.url, free_port(), tmp_path / "renders",
-                      key="sk-test-queues", secret="queues-secret")  # fmt: skip
+                      key="sk-test-queues", secret="queues-secret-_Vq9MShnPJwhUmss8wsccx_PH3w1D8VJ")  # fmt: skip
     env["RELAYDANCE_MAX_CONCURRENCY"] = "1000"
     env["RELAYDANCE_REQUESTS_PER_SECOND"] = "1000"
     (tmp_path / "logs").mkdir()

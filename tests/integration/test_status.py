@@ -35,7 +35,9 @@ def cli_env(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("REDIS_URL", redis_url)
     monkeypatch.setenv("RELAYDANCE_WEBHOOK_BASE_URL", "http://127.0.0.1:9/hooks")
-    monkeypatch.setenv("RELAYDANCE_WEBHOOK_SECRET", "test-status-secret")
+    monkeypatch.setenv(
+        "RELAYDANCE_WEBHOOK_SECRET", "test-status-secret-13Sj09lc6gElcg7RcmopVurNHzap4Wmw"
+    )
     get_settings.cache_clear()
     reset_engine()
     yield get_engine()

@@ -50,7 +50,7 @@ def fleet(
         "RELAYDANCE_OUTPUT_DIR": str(tmp_path / "renders"),
         # The Django README's port while the app runs elsewhere: nothing listens here.
         "RELAYDANCE_WEBHOOK_BASE_URL": f"http://127.0.0.1:{free_port()}/hooks",
-        "RELAYDANCE_WEBHOOK_SECRET": "test-reachability-secret",
+        "RELAYDANCE_WEBHOOK_SECRET": "test-reachability-secret-Jgz7rrk4mc4kc6PuWXsiKT_4XlaimcNW",
     }
     logs = tmp_path / "logs"
     logs.mkdir()

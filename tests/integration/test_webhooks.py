@@ -49,7 +49,7 @@ from worker.render.validation import validate_request
 from worker.web.app import create_web_app
 from worker.web.receiver import MAX_BODY_BYTES, handle_webhook
 
-SECRET = "test-webhook-secret"
+SECRET = "test-webhook-secret-F5x5cGfW3ZXlII0HfDYRorz5jenEQcAi"
 KEY = "sk-test-webhooks"
 MODEL = "doubao-seedance-2-0-fast-260128"
 S = JobState

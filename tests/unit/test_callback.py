@@ -13,7 +13,7 @@ from config.settings import load_settings
 from worker.infra.logs import RedactingFilter, redact
 from worker.job.callback import TOKEN_GRACE_SECONDS, callback_url_for, token_for
 
-SECRET = "test-webhook-secret"
+SECRET = "test-webhook-secret-FfKlv3oGMcpjWVecymoUGZKRZkEDKkU5"
 
 
 def test_callback_url_is_the_base_the_job_id_and_its_expiring_hmac_token() -> None:

@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # process command, not by config/settings.py, and each is documented in .env.example.
 ALLOWED_EXTRA_ENV = {
     "FLOWER_BASIC_AUTH": "Flower's login (Flower reads FLOWER_* itself); required to start it",
+    "FLOWER_ADDRESS": "Flower's listening address (loopback unless set)",
     "FLOWER_PORT": "Flower's port",
     "PORT": "the web process's port; Heroku-style hosts and honcho set it",
     "RELAYDANCE_WORKER_CONCURRENCY": "threads per worker process (a Celery CLI option)",

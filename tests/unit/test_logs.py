@@ -23,7 +23,7 @@ from worker.infra.logs import (
 )
 
 CANARY_KEY = "canary-key-3f9c2a7b1e"  # deliberately not sk-shaped: only settings know it
-CANARY_SECRET = "canary-webhook-secret-81d0"
+CANARY_SECRET = "canary-webhook-secret-81d0-4mM2E2wRizg4ZDlfzzx_aK3llL7C-i-B"
 TOKEN = "ab" * 32
 JOB = "rdj_" + "0123456789abcdef" * 2
 

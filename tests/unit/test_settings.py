@@ -17,7 +17,7 @@ from config.settings import Settings, SettingsError, env_name, get_settings, loa
 
 SECRET = "sk-live-0123456789abcdef"
 OTHER_SECRET = "sk-tenant-fedcba9876543210"
-HOOK_SECRET = "whsec-very-private-42"
+HOOK_SECRET = "whsec-very-private-42-YupXoteT7P2iKQbs6sDxUwyiwbezROdF"
 
 
 @pytest.fixture(autouse=True)

@@ -200,14 +200,31 @@ def limits(as_json: bool) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, type=int, help="Port to listen on.")
 @click.option("--workers", default=1, show_default=True, help="uvicorn worker processes.")
-def web(host: str, port: int, workers: int) -> None:
+@click.option(
+    "--open-ui-on-loopback",
+    is_flag=True,
+    help="With no UI credentials set, open the jobs page to loopback clients that come "
+    "through no proxy. Anything forwarding a port here (socat, ssh -R) opens it to others.",
+)
+@click.option(
+    "--forwarded-allow-ips",
+    default=None,
+    help="Proxies whose X-Forwarded-For/-Proto are believed; default RELAYDANCE_TRUSTED_PROXIES.",
+)
+def web(
+    host: str, port: int, workers: int, open_ui_on_loopback: bool, forwarded_allow_ips: str | None
+) -> None:
     """Serve the webhook receiver (the Procfile's web process), and /metrics on its own
     listener, loopback by default (RELAYDANCE_METRICS_BIND, RELAYDANCE_METRICS_PORT)."""
     from worker.infra.logs import setup_logging
-    from worker.web.app import serve
+    from worker.web.app import serve, web_options_problem
 
+    problem = web_options_problem(host, workers=workers, open_ui_on_loopback=open_ui_on_loopback)
+    if problem:
+        raise click.UsageError(problem)
     setup_logging(json=get_settings().log_json)
-    serve(host, port, workers=workers)
+    serve(host, port, workers=workers, open_ui_on_loopback=open_ui_on_loopback,
+          forwarded_allow_ips=forwarded_allow_ips)  # fmt: skip
 
 
 @main.command()

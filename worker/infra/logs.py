@@ -6,11 +6,13 @@ including records propagated from libraries. It rewrites the record in place (me
 its arguments applied, exception and stack text), so every later handler and formatter
 sees only the scrubbed text.
 
-What is scrubbed: ``Bearer`` tokens, ``sk-...`` key-like values, every configured API key
-and the webhook secret, the cloud credentials in the environment (``AWS_SECRET_ACCESS_KEY``,
-``AWS_SESSION_TOKEN``), ``key=value`` pairs named like credentials, passwords in URLs,
-query strings of URLs (signed URLs carry their signature there) and 64-hex path segments
-(webhook callback tokens, ``/hooks/<job id>/<token>``).
+What is scrubbed: ``Bearer`` tokens and ``Basic`` credentials, ``sk-...`` key-like values,
+the value of every ``SecretStr`` in the settings (API keys, the webhook secret, the UI
+token and password, the metrics token, and any secret setting added later: they are
+found by type, not by name), the cloud credentials in the environment
+(``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``), ``key=value`` pairs named like
+credentials, passwords in URLs, query strings of URLs (signed URLs carry their signature
+there) and 64-hex path segments (webhook callback tokens, ``/hooks/<job id>/<token>``).
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
+
+from pydantic import BaseModel, SecretStr
 
 __all__ = [
     "REDACTED",
@@ -31,6 +35,7 @@ __all__ = [
     "add_redaction",
     "install_celery_logging",
     "redact",
+    "secret_values",
     "setup_logging",
 ]
 
@@ -48,6 +53,11 @@ EXTRA_FIELDS = ("job_id", "key", "state")
 MIN_SECRET_LENGTH = 6
 
 _BEARER = re.compile(r"(?i)\b(bearer\s+)(?!<redacted>)[A-Za-z0-9\-._~+/]+=*")
+# An HTTP Basic credential (base64 of user:password): a digit, + or /, or a capital past
+# the first letter, so that "basic auth" or "Basic Authentication" in prose is kept.
+_BASIC = re.compile(
+    r"\b([Bb]asic\s+)(?!<redacted>)(?=[A-Za-z0-9+/]*[0-9+/]|[A-Za-z0-9+/]+[A-Z])[A-Za-z0-9+/]{8,}=*"
+)
 _SK_KEY = re.compile(r"\bsk-[A-Za-z0-9][A-Za-z0-9_\-]{7,}")
 _CREDENTIAL_PAIR = re.compile(
     r"(?i)\b((?:api[_-]?key|secret|password|passwd|token)[\"']?\s*[=:]\s*[\"']?)"
@@ -72,6 +82,7 @@ def redact(text: str, *, secrets: Iterable[str] = ()) -> str:
     text = _PATH_QUERY.sub(r"\1?" + REDACTED, text)
     text = _URL_PASSWORD.sub(r"\1" + REDACTED + "@", text)
     text = _BEARER.sub(r"\1" + REDACTED, text)
+    text = _BASIC.sub(r"\1" + REDACTED, text)
     text = _SK_KEY.sub(REDACTED, text)
     text = _CREDENTIAL_PAIR.sub(r"\1" + REDACTED, text)
     text = _HEX_TOKEN.sub(REDACTED, text)
@@ -87,11 +98,24 @@ def _configured_settings() -> Any:
         return None
 
 
+def secret_values(value: Any) -> Iterator[str]:
+    """Every ``SecretStr`` value inside ``value`` (settings, their models, dicts, lists)."""
+    if isinstance(value, SecretStr):
+        yield value.get_secret_value()
+    elif isinstance(value, BaseModel):
+        for name in type(value).model_fields:
+            yield from secret_values(getattr(value, name))
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from secret_values(item)
+    elif isinstance(value, list | tuple | set | frozenset):
+        for item in value:
+            yield from secret_values(item)
+
+
 def _secrets_of(settings: Any) -> tuple[str, ...]:
-    values = [key.get_secret_value() for key in settings.keys().values()]
-    if settings.webhook_secret is not None:
-        values.append(settings.webhook_secret.get_secret_value())
-    values += [os.environ.get(name, "") for name in CLOUD_SECRET_ENV]
+    # By type, not by name: a secret setting added later is scrubbed without a change here.
+    values = [*secret_values(settings), *(os.environ.get(n, "") for n in CLOUD_SECRET_ENV)]
     return tuple(v for v in values if v)
 
 

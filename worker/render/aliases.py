@@ -7,13 +7,16 @@ where an alias belongs would spread everywhere, most of all in a producer that h
 keys configured and so cannot tell a known alias from anything else. An alias must
 therefore look like a name (:data:`ALIAS`); one that looks like a key is refused with a
 message that never repeats it, and an unknown alias is never echoed either (it may be a
-mistyped key): the message lists the configured ones instead.
+mistyped key): the message lists the configured ones instead. A configured key given
+as an alias is refused whatever its shape, by comparing it with every configured key
+(a producer that holds no keys cannot tell, and relies on the shape rules).
 """
 
 from __future__ import annotations
 
+import hmac
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 
 __all__ = ["ALIAS", "alias_problem", "looks_like_key"]
 
@@ -38,14 +41,30 @@ def looks_like_key(text: str) -> bool:
     )
 
 
+def _is_a_configured_key(alias: str, configured: Collection[str]) -> bool:
+    if not isinstance(configured, Mapping):
+        return False
+    given = alias.strip().encode()
+    found = False
+    for key in configured.values():
+        secret = key.get_secret_value() if hasattr(key, "get_secret_value") else str(key)
+        # Constant time, and every key compared: the answer says nothing of which matched.
+        found |= bool(secret) and hmac.compare_digest(given, secret.strip().encode())
+    return found
+
+
 def alias_problem(alias: object, configured: Collection[str]) -> str | None:
     """Why ``alias`` cannot name a key here, without repeating it; None when it can.
 
-    ``configured`` is the process's aliases; when it is empty (a producer without keys)
-    any well-formed name passes and the workers, which hold the keys, decide.
+    ``configured`` is the process's aliases; when it is the mapping of alias to key
+    (``settings.keys()``, as every caller passes), an alias equal to any configured key is
+    refused whatever its shape. When it is empty (a producer without keys) any
+    well-formed name passes and the workers, which hold the keys, decide.
     """
     if not isinstance(alias, str) or not alias.strip():
         return "give a key alias as text (a name such as tenant-a)"
+    if _is_a_configured_key(alias, configured):
+        return f"is one of the configured API keys, not an alias; never pass the key: {_HOW}"
     if alias in configured:
         return None
     if looks_like_key(alias):

@@ -41,6 +41,8 @@ from worker.web.metrics import render_metrics
 MODEL = "doubao-seedance-2-0-1080p"
 KEY = "sk-live-9f8e7d6c5b4a39281706f5e4d3c2b1a0"  # a key pasted where an alias belongs
 HEX_TOKEN = "a3f9c2e18b7d4056e9f1a2b3c4d5e6f7a8b9c0d1"
+# A real key can look like a name: 32 characters or fewer, no segment of 20 or more.
+SHORT_KEY = "kv7.ab3-x9.zq-m2"
 SECRET = "hunter2"  # inside the files that must never leave the machine
 UTF16_SECRET = f"secret={SECRET}\n".encode("utf-16")  # starts with the FF FE byte order mark
 MP3_FRAME = b"\xff\xfb\x90\x64" + bytes(413)  # MPEG-1 Layer III, 128 kbit/s, 44.1 kHz
@@ -69,6 +71,11 @@ class World:
         """A producer with no keys configured: the workers hold them."""
         env = {k: v for k, v in self.env.items() if k != "RELAYDANCE_API_KEY"}
         point_this_process_at(env, self.monkeypatch)
+
+    def with_short_key(self) -> None:
+        """A producer holding, besides ``default``, a key shaped like a name."""
+        keys = json.dumps({"tenant-b": SHORT_KEY})
+        point_this_process_at({**self.env, "RELAYDANCE_API_KEYS": keys}, self.monkeypatch)
 
 
 @pytest.fixture
@@ -242,6 +249,16 @@ def _key_as_batch_alias(w: World) -> str:
     return via_batch_api(jsonl(w, _request()), key=KEY)
 
 
+def _short_key_as_alias(w: World) -> str:
+    w.with_short_key()
+    return via_api({}, key=SHORT_KEY)
+
+
+def _short_key_as_cli_key(w: World) -> str:
+    w.with_short_key()
+    return via_cli_render({}, key=SHORT_KEY)
+
+
 def _unknown_alias(w: World) -> str:
     return via_api({}, key="tenant-zz")
 
@@ -306,6 +323,8 @@ ROWS = {
     "raw-key-as-cli-key": Row(_key_as_cli_alias, "--key", "looks like an API key", KEY),
     "raw-key-in-batch-key-column": Row(_key_in_batch_column, "key", "looks like an API key", KEY),
     "raw-key-as-batch-key": Row(_key_as_batch_alias, "key", "looks like an API key", KEY),
+    "configured-name-shaped-key-as-alias": Row(_short_key_as_alias, "key", "configured API keys", SHORT_KEY),
+    "configured-name-shaped-key-as-cli-key": Row(_short_key_as_cli_key, "--key", "configured API keys", SHORT_KEY),
     "unknown-alias-is-not-echoed": Row(_unknown_alias, "key", "configured: default", "tenant-zz"),
     "batch-file-over-64-mib": Row(_oversized_file, "file", "more than 67108864"),
     "batch-line-over-64-kib": Row(_endless_line, "file", "line 1 is longer than 65536 bytes"),
@@ -359,7 +378,7 @@ def test_hostile_input_is_refused_before_anything_is_spent_or_stored(
 
 def test_every_row_is_hostile_and_counted() -> None:
     # docs/security.md states this count; a new row must be added there too.
-    assert len(ROWS) == 27
+    assert len(ROWS) == 29
 
 
 # The worker's own check, on the handle it uploads ----------------------------------------

@@ -34,7 +34,7 @@ from worker.job.webhook import on_webhook
 from worker.provider.client import ApiClient
 from worker.web.app import create_web_app
 
-SECRET = "security-webhook-secret"
+SECRET = "security-webhook-secret-IrOjV7dDqZ22Nlk9Rysmk4maK2k0mKUE"
 KEY = "sk-test-security-net"
 MODEL = "doubao-seedance-2-0-fast-260128"
 S = JobState
@@ -196,14 +196,15 @@ def test_a_hostile_webhook_is_refused_spends_nothing_and_writes_nothing(
 
 # --- metrics -------------------------------------------------------------------------------
 
+METRICS_TOKEN = "metrics-token-Vq3xL8pN2sK7dR5wT9mB4yH6cJ1fG0aZ"
 METRICS = [
     pytest.param({}, None, id="metrics-no-token-configured"),
-    pytest.param({}, "token-for-metrics-1", id="metrics-anonymous"),
-    pytest.param({"Authorization": "Bearer token-for-metrics-2"}, "token-for-metrics-1",
+    pytest.param({}, METRICS_TOKEN, id="metrics-anonymous"),
+    pytest.param({"Authorization": "Bearer metrics-token-Wq3xL8pN2sK7dR5wT9mB4yH6cJ1fG0aZ"}, METRICS_TOKEN,
                  id="metrics-wrong-bearer"),
-    pytest.param({"Authorization": "Basic dG9rZW4tZm9yLW1ldHJpY3MtMQ=="}, "token-for-metrics-1",
+    pytest.param({"Authorization": "Basic bWV0cmljcy10b2tlbi1WcTN4TDhwTjJzSzdkUjV3VDltQjR5SDZjSjFmRzBhWg=="}, METRICS_TOKEN,
                  id="metrics-token-as-basic-auth"),
-    pytest.param({"Authorization": "Bearer "}, "token-for-metrics-1", id="metrics-empty-bearer"),
+    pytest.param({"Authorization": "Bearer "}, METRICS_TOKEN, id="metrics-empty-bearer"),
 ]  # fmt: skip
 
 

@@ -25,6 +25,7 @@ from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
+from worker.web.bodies import MalformedLength, declared_length
 from worker.web.receiver import MAX_BODY_BYTES, handle_webhook, receiver_health
 
 __all__ = ["health", "receive", "urlpatterns", "webhook_view"]
@@ -32,8 +33,11 @@ __all__ = ["health", "receive", "urlpatterns", "webhook_view"]
 
 def receive(request: HttpRequest, job_id: str, token: str) -> JsonResponse:
     """``POST <mount>/<job_id>/<token>``: the webhook receiver (undecorated)."""
-    declared = request.META.get("CONTENT_LENGTH") or ""
-    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+    try:
+        declared = declared_length(request.META.get("CONTENT_LENGTH"))
+    except MalformedLength as exc:
+        return JsonResponse({"ok": False, "error": str(exc)}, status=400)
+    if declared is not None and declared > MAX_BODY_BYTES:
         body = b"\0" * (MAX_BODY_BYTES + 1)  # refused by size; not worth reading
     else:
         # read(), not .body: .body would take the whole upload into memory first.

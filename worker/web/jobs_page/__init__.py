@@ -3,7 +3,9 @@
 ::
 
     http.py      the page's own request and response (adapters translate to them)
-    auth.py      credentials, session cookie, CSRF tokens; never open off loopback
+    auth.py      credentials, CSRF tokens, the loopback opening (an explicit opt-in)
+    sessions.py  revocable sessions and the failed sign-in throttle, in Redis
+    signin.py    who is let in: the sign-in form, sign-out, 401/403/429 answers
     detail.py    one job: timeline, request without secrets, money, manifest, clip
     media.py     the clip (or still) file, found safely, answered in byte ranges
     batches.py   batch progress by state, spend against budget, throughput, ETA

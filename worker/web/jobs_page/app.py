@@ -1,9 +1,11 @@
 """The jobs page as one callable, :class:`JobsPage`: a :class:`UiRequest` in, a response out.
 
-Every path below the mount needs a session (see :mod:`worker.web.jobs_page.auth`), assets and
-clips included; only the sign-in form's POST does not. A POST also needs the session's
+Every path below the mount needs a session (see :mod:`worker.web.jobs_page.signin`), assets
+and clips included; only the sign-in form's POST does not. A POST also needs the session's
 CSRF token and, when the browser sends an ``Origin``, one naming this host. Cancel and
-resubmit each have a confirmation page (GET) whose form makes the POST.
+resubmit each have a confirmation page (GET) whose form makes the POST. A header the page
+reads that does not parse is answered 400 (a ``Range`` the clip cannot serve, 416), and a
+Redis that does not answer 503, never a 500. Over https every answer carries HSTS.
 """
 
 from __future__ import annotations
@@ -11,12 +13,14 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
+
+import redis
 
 from worker.job.engine import Engine, get_engine
 from worker.web.jobs_page import pages
 from worker.web.jobs_page.actions import ActionRefused, Actions, producer_actions
-from worker.web.jobs_page.auth import COOKIE, SESSION_SECONDS, Credentials, Session
+from worker.web.jobs_page.auth import Credentials, MalformedHeader, Session
 from worker.web.jobs_page.detail import REMOTE_MAY_LIVE, RESUBMITTABLE
 from worker.web.jobs_page.http import (
     UiRequest,
@@ -28,6 +32,7 @@ from worker.web.jobs_page.http import (
 )
 from worker.web.jobs_page.media import JOB_ID, MEDIA_TYPES, clip_path, serve_file
 from worker.web.jobs_page.render import render, static_file
+from worker.web.jobs_page.signin import Gate, same_origin
 
 __all__ = ["JobsPage"]
 
@@ -47,6 +52,7 @@ _GET: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"^/static/([^/]+)$"), "static"),
 ]
 _ACTION = re.compile(r"^/jobs/([^/]+)/(cancel|resubmit|retake)$")
+HSTS = ("Strict-Transport-Security", "max-age=31536000")
 
 
 def _attachment(filename: str) -> str:
@@ -69,17 +75,27 @@ class JobsPage:
         self.credentials = credentials
         self.engine = engine
         self.actions = actions or producer_actions()
+        self.gate = Gate(credentials, engine)
 
     def __call__(self, request: UiRequest) -> UiResponse:
         """Answer one request."""
+        try:
+            response = self._answer(request)
+        except MalformedHeader as exc:
+            response = text_response(f"{exc}\n", 400)
+        except redis.RedisError as exc:
+            logger.warning("jobs page: Redis did not answer (%s)", type(exc).__name__)
+            response = text_response("the jobs page cannot reach Redis; try again shortly\n", 503)
+        if request.https:
+            response.headers.append(HSTS)
+        return response
+
+    def _answer(self, request: UiRequest) -> UiResponse:
         if request.method == "POST" and request.path == "/login":
-            return self._login(request)
-        session = self.credentials.session(
-            authorization=request.header("authorization"), cookie=request.cookie(COOKIE),
-            client=request.client, host=request.header("host"),
-        )  # fmt: skip
-        if session is None:
-            return self._refuse(request)
+            return self.gate.login(request)
+        session = self.gate.admit(request)
+        if not isinstance(session, Session):
+            return session
         if request.method == "POST":
             return self._post(request, session)
         if request.method not in ("GET", "HEAD"):
@@ -89,57 +105,11 @@ class JobsPage:
             response.body = b""
         return response
 
-    # Sign-in ------------------------------------------------------------------------------
-
-    def _refuse(self, request: UiRequest) -> UiResponse:
-        creds = self.credentials
-        if not creds.configured and not creds.open_on_loopback:
-            return text_response(
-                "The jobs page needs credentials: set RELAYDANCE_UI_TOKEN, or "
-                "RELAYDANCE_UI_USER and RELAYDANCE_UI_PASSWORD.\n", 403)  # fmt: skip
-        if not creds.configured:
-            return text_response("The jobs page opens only to this machine (loopback).\n", 403)
-        extra = [("WWW-Authenticate", 'Basic realm="relaydance", charset="UTF-8"')]
-        if not creds.token or request.path.startswith(("/static/", "/media/")):
-            return text_response("sign in to see the jobs page\n", 401,
-                                 extra=extra if creds.basic else [])  # fmt: skip
-        body = render("login.html", root=request.root, next=self._here(request), error="")
-        return html_response(body, 401, extra=extra if creds.basic else [])
-
-    @staticmethod
-    def _here(request: UiRequest) -> str:
-        return request.root + request.path
-
-    def _login(self, request: UiRequest) -> UiResponse:
-        if not self._same_origin(request):
-            return text_response("cross-site sign-in refused\n", 403)
-        form = request.form()
-        target = form.get("next", "")
-        if not target.startswith(request.root + "/") or target.startswith("//") or "\\" in target:
-            target = request.root + "/jobs"
-        if not self.credentials.check_token(form.get("token", "")):
-            body = render("login.html", root=request.root, next=target,
-                          error="That token is not the one configured.")  # fmt: skip
-            return html_response(body, 401)
-        cookie = f"{COOKIE}={self.credentials.new_cookie()}; Path={request.root or '/'}; " \
-                 f"HttpOnly; SameSite=Strict; Max-Age={SESSION_SECONDS}"  # fmt: skip
-        if request.https:
-            cookie += "; Secure"
-        return redirect(target, extra=[("Set-Cookie", cookie)])
-
-    @staticmethod
-    def _same_origin(request: UiRequest) -> bool:
-        """A browser's POST names its page's origin; it must be this host."""
-        origin = request.header("origin")
-        if not origin:
-            return True  # not a browser, or an old one; the CSRF token still decides
-        return urlsplit(origin).netloc == request.header("host")
-
     # Reading ------------------------------------------------------------------------------
 
     def _context(self, request: UiRequest, session: Session) -> pages.Context:
         return pages.Context(self.engine(), request.root, self.credentials.csrf_token(session),
-                             self.actions.clip_url)  # fmt: skip
+                             self.actions.clip_url, sign_out=session.kind == "cookie")  # fmt: skip
 
     def _get(self, request: UiRequest, session: Session) -> UiResponse:
         for pattern, name in _GET:
@@ -204,14 +174,11 @@ class JobsPage:
 
     def _post(self, request: UiRequest, session: Session) -> UiResponse:
         form = request.form()
-        if not self._same_origin(request) or not self.credentials.csrf_ok(
-            session, form.get("csrf", "")
-        ):
+        if not same_origin(request) or not self.credentials.csrf_ok(session, form.get("csrf", "")):
             return text_response("refused: this form's CSRF token is missing or stale; "
                                  "reload the page and try again\n", 403)  # fmt: skip
         if request.path == "/logout":
-            gone = f"{COOKIE}=; Path={request.root or '/'}; HttpOnly; SameSite=Strict; Max-Age=0"
-            return redirect(request.root + "/jobs", extra=[("Set-Cookie", gone)])
+            return self.gate.logout(request, session)
         found = _ACTION.match(request.path)
         if found is None or not JOB_ID.fullmatch(found.group(1)):
             return text_response("not found\n", 404)

@@ -12,9 +12,9 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from worker.web.bodies import read_limited
+from worker.web.bodies import MalformedLength, read_limited
 from worker.web.jobs_page.app import JobsPage
-from worker.web.jobs_page.http import MAX_FORM_BYTES, UiRequest, UiResponse
+from worker.web.jobs_page.http import MAX_FORM_BYTES, UiRequest, UiResponse, text_response
 
 __all__ = ["asgi_app", "to_starlette"]
 
@@ -37,9 +37,14 @@ def asgi_app(page: JobsPage, *, root: str) -> Starlette:
     """An app answering every path below the mount point ``root`` with ``page``."""
 
     async def endpoint(request: Request) -> Response:
-        body = (
-            await read_limited(request, limit=MAX_FORM_BYTES) if request.method == "POST" else b""
-        )
+        # The scheme as the server (and a trusted proxy, through uvicorn) set it: never
+        # request.url, which parses the Host header and raises on a malformed one.
+        https = request.scope.get("scheme") == "https"
+        try:
+            body = await read_limited(request, limit=MAX_FORM_BYTES) \
+                if request.method == "POST" else b""  # fmt: skip
+        except MalformedLength as exc:
+            return to_starlette(text_response(f"malformed Content-Length header: {exc}\n", 400))
         ui = UiRequest(
             method=request.method,
             path="/" + str(request.path_params.get("path", "")),
@@ -48,7 +53,7 @@ def asgi_app(page: JobsPage, *, root: str) -> Starlette:
             headers={k.lower(): v for k, v in request.headers.items()},
             body=body,
             client=request.client.host if request.client else None,
-            https=request.url.scheme == "https",
+            https=https,
         )
         return to_starlette(await run_in_threadpool(page, ui))
 

@@ -27,7 +27,8 @@ MEDIA_TYPES = {".mp4": "video/mp4", ".json": "application/json", ".png": "image/
                ".jpg": "image/jpeg", ".webp": "image/webp"}  # fmt: skip
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".webp"})
 _CHUNK = 64 * 1024
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_SPEC = re.compile(r"[0-9]+-[0-9]*|-[0-9]+")  # first-last, first-, -suffix (ASCII digits)
+_MAX_DIGITS = 18
 
 
 def clip_path(
@@ -59,22 +60,32 @@ def output_suffix(output: str | None) -> str:
     return suffix if suffix in IMAGE_SUFFIXES else ".mp4"
 
 
+def _number(digits: str) -> int:
+    # More digits than any file size needs: read as "beyond the end" instead of asking
+    # int() to convert thousands of digits (which it refuses past 4,300).
+    return int(digits) if len(digits) <= _MAX_DIGITS else 10**_MAX_DIGITS
+
+
 def parse_range(header: str, size: int) -> tuple[int, int] | str | None:
     """The inclusive (first, last) byte of a single ``Range``; None for the whole file
-    (no header, or one this server ignores: several ranges); ``"unsatisfiable"``."""
-    found = _RANGE.match(header.strip().replace(" ", "")) if header else None
-    if found is None:
+    (no header, or several ranges, which this server answers whole); ``"unsatisfiable"``
+    for a range past the end and for any header that does not parse (answered 416)."""
+    if not header:
         return None
-    first_text, last_text = found.groups()
-    if not first_text and not last_text:
+    unit, equals, spec = header.replace(" ", "").replace("\t", "").partition("=")
+    parts = spec.split(",")
+    if unit.lower() != "bytes" or not equals or not all(_SPEC.fullmatch(p) for p in parts):
+        return "unsatisfiable"
+    if len(parts) > 1:
         return None
+    first_text, _, last_text = parts[0].partition("-")
     if not first_text:  # a suffix: the last N bytes
-        length = int(last_text)
+        length = _number(last_text)
         if length == 0 or size == 0:
             return "unsatisfiable"
         return max(size - length, 0), size - 1
-    first = int(first_text)
-    last = min(int(last_text), size - 1) if last_text else size - 1
+    first = _number(first_text)
+    last = min(_number(last_text), size - 1) if last_text else size - 1
     if first >= size or first > last:
         return "unsatisfiable"
     return first, last

@@ -47,12 +47,14 @@ class Context:
     root: str
     csrf: str
     clip_url: Callable[[Any], str | None]  # a done job's presigned URL, in a bucket
+    sign_out: bool = False  # signed in through the form: the header offers to sign out
 
     def base(self, request: UiRequest, active: str, **extra: Any) -> dict[str, Any]:
         """The template context shared by every page."""
         fragment = request.query.get("fragment") == "1"
         live = dict(request.query) | {"fragment": "1"}
         return {"root": self.root, "csrf": self.csrf, "active": active, "fragment": fragment,
+                "sign_out": self.sign_out,
                 "poll_url": f"{self.root}{request.path}?{urlencode(live)}",
                 "poll_seconds": POLL_SECONDS, **extra}  # fmt: skip
 
