@@ -114,7 +114,7 @@ def test_worker_beat_and_receiver_outlive_a_redis_restart_and_every_job_finishes
 ) -> None:  # fmt: skip
     sim.configure(webhooks=True, gen_time_mean=2.0, webhook_retry_base=1.0, webhook_max_attempts=8)
     env = webhook_env(server.url, sim.url, free_port(), tmp_path / "renders",
-                      key="sk-test-restart", secret="restart-webhook-secret")  # fmt: skip
+                      key="sk-test-restart", secret="restart-webhook-secret-PjTxoLViaz5L9HEswpZUcunNt57gddc1")  # fmt: skip
     env |= {"RELAYDANCE_SWEEP_INTERVAL_SECONDS": "1", "RELAYDANCE_SWEEP_GRACE_SECONDS": "2",
             "RELAYDANCE_STEP_GRACE_SECONDS": "5", "RELAYDANCE_HTTP_CALL_DEADLINE": "5"}  # fmt: skip
     point_this_process_at(env, monkeypatch)

@@ -26,7 +26,7 @@ from worker.job.record import JobState
 from worker.web.jobs_page import Credentials, JobsPage, asgi_app
 
 CLIP = 0.70
-TOKEN = "ui-token-for-retakes"
+TOKEN = "ui-token-for-retakes-7akOx-0PPkBgx3ZzoMmmguXwYBqTGBrd"
 
 
 @pytest.fixture

@@ -50,7 +50,7 @@ def test_the_fleet_follows_a_failover_by_itself(
     sim.configure(webhooks=True, gen_time_mean=1.0, webhook_retry_base=1.0)
     web_port = free_port()
     env = webhook_env(sentinel_group.url, sim.url, web_port, tmp_path / "renders",
-                      key="sk-test-sentinel", secret="sentinel-webhook-secret")  # fmt: skip
+                      key="sk-test-sentinel", secret="sentinel-webhook-secret-3E_RYAgA1pKLvvLyOGQ_Oam6A3n6PsRg")  # fmt: skip
     env |= {"RELAYDANCE_REDIS_SENTINEL_MASTER": MASTER, "RELAYDANCE_SWEEP_INTERVAL_SECONDS": "1",
             "RELAYDANCE_SWEEP_GRACE_SECONDS": "2", "RELAYDANCE_STEP_GRACE_SECONDS": "5",
             "RELAYDANCE_HTTP_CALL_DEADLINE": "5"}  # fmt: skip

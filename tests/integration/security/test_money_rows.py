@@ -28,7 +28,7 @@ from worker.provider.client import ApiClient
 from worker.render.validation import validate_request
 from worker.web.receiver import handle_webhook
 
-SECRET = "security-money-webhook-secret-0001"
+SECRET = "money-webhook-secret-bmUaaYSRkhNY1WczSB3zaPH-sPHMvrti"
 S = JobState
 KIN = "seedance2-fast"
 
