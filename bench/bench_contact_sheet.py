@@ -33,7 +33,7 @@ from bench.harness import machine, median, percentile, write_results  # noqa: E4
 from worker.infra.redis_server import RedisServer  # noqa: E402
 
 MODEL = "doubao-seedance-2-0-fast-260128"
-TOKEN = "bench-token"
+TOKEN = "bench-token--Zn0R4hprV_9eC2dFPb776pZfQm5gKXj"
 MP4 = b"\x00\x00\x00\x18ftypmp42" + bytes(4096)
 
 

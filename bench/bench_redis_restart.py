@@ -77,7 +77,7 @@ def run_one(*, outage: float, jobs: int) -> dict[str, Any]:
     web_port = free_port()
     env = fleet_env(server.url, sim.url, work / "renders",
                     RELAYDANCE_WEBHOOK_BASE_URL=f"http://127.0.0.1:{web_port}/hooks",
-                    RELAYDANCE_WEBHOOK_SECRET="bench-restart-secret",
+                    RELAYDANCE_WEBHOOK_SECRET="bench-restart-secret-dvn1ClWgJGzFpZNVUoDefNVsa1QHUGuG",
                     RELAYDANCE_WEBHOOK_SAFETY_POLL_SECONDS="10",
                     RELAYDANCE_METRICS_PORT="0")  # fmt: skip
     use_env(env)
