@@ -8,6 +8,7 @@ the simulator over real HTTP; ``WAIT`` is Redis's own.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import threading
@@ -18,12 +19,15 @@ from pathlib import Path
 
 import pytest
 import redis
+from click.testing import CliRunner
 
 from config.settings import load_settings
 from simulator.testing import SimulatorProcess
-from tests.batch_requests import req
+from tests.batch_requests import jsonl, req
+from tests.fleet import point_this_process_at
 from tests.pipeline_helpers import RecordingEngine, drive, make_engine, make_job, run_step
 from worker.batch import Batches, parse_records
+from worker.cli.main import main
 from worker.errors import NotDurable
 from worker.infra.redis_server import RedisServer
 from worker.job import pipeline
@@ -219,3 +223,44 @@ def test_a_budget_reservation_no_replica_confirms_makes_no_job_and_a_resume_take
     resumed = batches.resume(batch_id)
     assert resumed.enqueued == 3 and len(engine.store.in_state(S.QUEUED)) == 3
     assert batches.status(batch_id).committed_usd == pytest.approx(3 * 0.70)
+
+
+def test_the_cli_says_a_reservation_no_replica_confirmed_was_not_enqueued_and_what_next(
+    pair: Pair, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pair.client.flushall()
+    pair.in_sync()
+    point_this_process_at({"REDIS_URL": pair.primary.url, "RELAYDANCE_API_KEY": KEY,
+                           "RELAYDANCE_REDIS_WAIT_MS": "100",
+                           "RELAYDANCE_OUTPUT_DIR": str(tmp_path)}, monkeypatch)  # fmt: skip
+    lines = tmp_path / "shoot.jsonl"
+    lines.write_text(jsonl([req("one"), req("two")]))
+    with pair.replica_stopped():
+        result = CliRunner().invoke(main, ["batch", "submit", str(lines), "--name", "shoot"])
+    assert result.exit_code == 3, result.output  # cannot tell: nothing paid hangs on it
+    assert "was not confirmed by 1 Redis replica(s) within 100 ms" in result.output
+    assert "its remaining lines were not enqueued: run `relaydance batch resume rdb_" in (
+        result.output
+    )
+    assert "Traceback" not in result.output
+
+
+def test_a_redis_that_refuses_wait_submits_nothing_and_says_how_to_turn_the_wait_off(
+    sim: SimulatorProcess, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with RedisServer(extra=["--rename-command", "WAIT", ""]) as server:
+        engine = make_engine(_settings(server.url, sim, tmp_path, redis_min_replicas=1))  # type: ignore[arg-type]
+        try:
+            job_id = make_job(engine)
+            with caplog.at_level(logging.ERROR, logger="worker.infra.durability"):
+                assert run_step(engine, "submit", job_id, seq=0).action == "stop"
+            job = engine.store.get(job_id)
+            assert job is not None and (job.state, job.billing) == (
+                S.WAITING_FOR_SLOT,
+                Billing.NONE,
+            )
+            assert sim.stats()["submissions"] == 0
+            assert "this Redis refuses WAIT" in caplog.text
+            assert "RELAYDANCE_REDIS_MIN_REPLICAS=0" in caplog.text
+        finally:
+            engine.close()

@@ -32,6 +32,7 @@ class StandIn:
         self.zsets: dict[str, dict[str, float]] = {}
         self._info = info or {}
         self._config = config
+        self.wait_refused = False  # a proxy or managed service without WAIT
 
     def get(self, key: str) -> str | None:
         return self.values.get(key)
@@ -53,6 +54,11 @@ class StandIn:
 
     def info(self, section: str) -> dict[str, Any]:
         return self._info.get(section, {})
+
+    def wait(self, replicas: int, timeout_ms: int) -> int:
+        if self.wait_refused:
+            raise redis.ResponseError("unknown command 'WAIT'")
+        return 0
 
     def config_get(self, name: str) -> dict[str, str]:
         if self._config is None:
@@ -207,3 +213,12 @@ def test_min_replicas_to_write_as_high_as_the_replicas_warns_that_one_loss_stops
     found = _failover(_redis("noeviction", aof=True, save="", replicas=1, to_write=1))
     assert found.status == "warn" and "losing one stops every write" in found.detail
     assert "consider" not in _failover(_redis("noeviction", aof=True, save="", replicas=1)).detail
+
+
+def test_a_redis_that_refuses_wait_fails_as_no_claim_could_be_confirmed() -> None:
+    client = _redis("noeviction", aof=True, save="", replicas=1)
+    client.wait_refused = True
+    found = _failover(client)
+    assert found.status == "fail" and "refuses WAIT" in found.detail
+    assert "RELAYDANCE_REDIS_MIN_REPLICAS=0" in found.detail
+    assert _failover(client, setting=0).status == "warn"  # off: WAIT is never sent

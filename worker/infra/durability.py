@@ -29,6 +29,10 @@ __all__ = ["AUTO_CAP", "Durability", "connected_replicas", "replicas_wanted"]
 logger = logging.getLogger(__name__)
 
 AUTO_CAP = 1  # unset, the fleet waits for at most this many replicas
+_NO_WAIT_FIX = (
+    "set RELAYDANCE_REDIS_MIN_REPLICAS=0 to submit without failover safety (a failover may "
+    "then pay twice)"
+)
 
 
 def connected_replicas(client: redis.Redis) -> int:
@@ -51,6 +55,7 @@ class Durability:
         self.timeout_ms = timeout_ms
         self._lock = threading.Lock()
         self._loaded: set[str] = set()  # scripts this process put in the server's cache
+        self.refusal: str | None = None  # what the server said when it refused WAIT
 
     @property
     def replicas(self) -> int:
@@ -92,14 +97,24 @@ class Durability:
                 # A new primary (a failover, a restart) has an empty script cache.
                 self._client.script_load(script.script)
                 continue
-            for found in (result, acks):
-                if isinstance(found, Exception):
-                    raise found
+            if isinstance(result, Exception):
+                raise result
+            if isinstance(acks, redis.ResponseError):  # a proxy or service without WAIT
+                if self.refusal is None:
+                    logger.error("this Redis refuses WAIT (%s): no claim can be confirmed, so "
+                                 "no job is submitted; %s", acks, _NO_WAIT_FIX)  # fmt: skip
+                self.refusal = str(acks)
+                return result, 0
+            if isinstance(acks, Exception):
+                raise acks
             return result, int(acks)
         raise redis.exceptions.NoScriptError("the script vanished twice from Redis's cache")
 
     def refused(self, what: str) -> NotDurable:
         """The error for a write ``what`` that too few replicas confirmed."""
+        if self.refusal is not None:
+            return NotDurable(f"{what} could not be confirmed: this Redis refuses WAIT "
+                              f"({self.refusal}); {_NO_WAIT_FIX}")  # fmt: skip
         return NotDurable(
             f"{what} was not confirmed by {self.replicas} Redis replica(s) within "
             f"{self.timeout_ms} ms (RELAYDANCE_REDIS_MIN_REPLICAS, RELAYDANCE_REDIS_WAIT_MS)"

@@ -118,6 +118,12 @@ def failover_finding(
         return Finding("failover", status, f"failover safety is off ({why}): claims are not "
                        "confirmed by a replica before their POST, so a failover could lose one "
                        f"and pay twice ({DOCS})")  # fmt: skip
+    try:
+        client.wait(0, 1)  # answers at once where WAIT exists
+    except redis.ResponseError as exc:
+        return Finding("failover", "fail", f"this Redis refuses WAIT ({exc}): no claim can be "
+                       "confirmed, so no job is submitted; set RELAYDANCE_REDIS_MIN_REPLICAS=0 "
+                       "to submit without failover safety")  # fmt: skip
     detail = (f"claims wait for {wanted} of {count} replica(s) before their POST (WAIT, up "
               f"to {wait_ms} ms)")  # fmt: skip
     return _min_replicas_advice(client, count, detail)
