@@ -14,7 +14,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ORDER = ["validation", "simulator", "download", "limits", "pipeline", "fleet_limits",
-         "webhooks", "batches", "cpu", "realorder", "chaos", "night", "redis_restart", "jobs_page"]  # fmt: skip
+         "webhooks", "batches", "cpu", "realorder", "chaos", "night", "redis_restart", "jobs_page",
+         "wait"]  # fmt: skip
 
 
 def main() -> int:
