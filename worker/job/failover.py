@@ -89,6 +89,8 @@ def mark_in_doubt(engine: Engine, job: Job, *, evidence: str, claim: int | None 
         logger.warning("job %s: its record went back in time (%s); left %s", job.id, evidence,
                        job.state.value)  # fmt: skip
         return False
+    if job.state is S.SUBMIT_UNKNOWN and claim is None:
+        return False  # in doubt already, and no submission named to keep
     now, settings = time.time(), engine.settings
     fields: dict[str, object] = {}
     if claim is not None:

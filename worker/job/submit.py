@@ -89,14 +89,14 @@ def submit(engine: Engine, job_id: str, *, seq: int, attempt: int = 0) -> Outcom
     job = load(engine, job_id, seq, "submit")
     if isinstance(job, Outcome):
         return job
+    if job.remote_task_id:  # recorded, but the state change after it was lost
+        engine.store.change(job_id, states={S.SUBMITTING}, to=S.SUBMITTED, due=time.time())
+        return NEXT
     if attempt and job.submit_claim < claim_number(seq, attempt - 1):
         # This retry follows its own earlier claim, which the record no longer has.
         evidence = f"submit attempt {attempt} found no claim of attempt {attempt - 1}"
         mark_in_doubt(engine, job, evidence=evidence)
         return stop("the record went back in time")
-    if job.remote_task_id:  # recorded, but the state change after it was lost
-        engine.store.change(job_id, states={S.SUBMITTING}, to=S.SUBMITTED, due=time.time())
-        return NEXT
     try:
         api_key(engine, job)  # a job of an alias with no key fails before it takes a slot
     except SettingsError as exc:
