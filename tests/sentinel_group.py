@@ -32,6 +32,8 @@ from worker.infra.redis_server import RedisServer, find_redis_server, free_port
 __all__ = ["MASTER", "SentinelGroup"]
 
 MASTER = "mymaster"
+# A replica's full sync starts at once (Redis waits 5 s by default, for more replicas).
+_NO_SYNC_DELAY = ["--repl-diskless-sync-delay", "0"]
 
 
 class SentinelGroup:
@@ -40,7 +42,7 @@ class SentinelGroup:
     def __init__(
         self, *, replicas: int = 2, down_after_ms: int = 1000, failover_timeout_ms: int = 4000
     ) -> None:
-        self.primary = RedisServer(appendonly=True, appendfsync="always")
+        self.primary = RedisServer(appendonly=True, appendfsync="always", extra=_NO_SYNC_DELAY)
         self.replicas: list[RedisServer] = []
         self._replica_count = replicas
         self.sentinel_ports = [free_port() for _ in range(3)]
@@ -66,7 +68,7 @@ class SentinelGroup:
             for _ in range(self._replica_count):
                 self.replicas.append(RedisServer(
                     appendonly=True, appendfsync="always",
-                    extra=["--replicaof", "127.0.0.1", str(self.primary.port)],
+                    extra=[*_NO_SYNC_DELAY, "--replicaof", "127.0.0.1", str(self.primary.port)],
                 ).start())  # fmt: skip
             for replica in self.replicas:
                 _wait(lambda r=replica: _link_up(_client(r)), what="the replicas to sync")
