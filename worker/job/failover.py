@@ -118,21 +118,30 @@ def mark_in_doubt(engine: Engine, job: Job, *, evidence: str, claim: int | None 
     return applied
 
 
-def notice_new_primary(engine: Engine) -> bool:
+def notice_new_primary(engine: Engine, *, record: bool = True) -> bool:
     """Whether the Redis primary is not the one the fleet last saw (a failover, or a
-    restart); the first process to notice quiets the learned limits of every key."""
+    restart); if so, the learned limits of every key are quiet for a while.
+
+    ``record``: this process takes the notice (the sweep, which then recovers); without it
+    (a 429 meeting a new primary before the sweep does) it only quiets the limits.
+    """
     try:
         replid = str(engine.redis.info("replication").get("master_replid", ""))
     except redis.ResponseError:
         return False  # INFO refused (some managed services): nothing to compare
     if not replid:
         return False
-    seen = engine.redis.set(PRIMARY_KEY, replid, get=True)
+    if record:
+        seen = engine.redis.set(PRIMARY_KEY, replid, get=True)
+    else:
+        seen = engine.redis.get(PRIMARY_KEY)
     if seen is None or seen == replid:
         return False
     aliases = sorted(set(engine.settings.keys()) | set(engine.limits.aliases_seen()))
     for alias in aliases:
         engine.limits.adaptive.quiet(alias, LEARNING_QUIET_SECONDS)
+    if not record:
+        return True
     logger.warning(
         "Redis has a new primary (a failover or a restart): writes of the old one's last "
         "moments may be lost; slots are reconciled from the job records at the next sweep, "

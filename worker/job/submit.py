@@ -312,7 +312,7 @@ def _refused_by_account(engine: Engine, job: Job, claim: int, exc: AccountFault)
 
 def _back_in_line(engine: Engine, job: Job, claim: int, exc: RateLimited) -> Outcome:
     """HTTP 429 on submit: nothing was created. Lower the key's limit and queue at the head."""
-    notice_new_primary(engine)  # a new primary quiets learning before this 429 can teach
+    notice_new_primary(engine, record=False)  # a new primary: this 429 teaches nothing
     effective = engine.limits.on_rate_limited(
         job.alias,
         retry_after=exc.retry_after,
