@@ -134,6 +134,8 @@ def _task_config(settings: Settings) -> dict[str, Any]:
         # Flower builds its task list from the workers' events; "sent" events from every
         # producer (including each poll's countdown re-send) would only add CPU and traffic.
         "task_send_sent_event": False,
+        # Back on the broker within 2 s of Redis answering again (worker/infra/consumer.py).
+        "worker_consumer": "worker.infra.consumer:Consumer",
         "worker_hijack_root_logger": False,
         "worker_redirect_stdouts": False,
         "include": [

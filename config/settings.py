@@ -169,6 +169,23 @@ class Settings(BaseSettings):
     redis_sentinel_master: str | None = Field(
         None, description="Master name when REDIS_URL lists sentinels (sentinel://...;...)."
     )
+    redis_min_replicas: int | None = Field(
+        None,
+        ge=0,
+        le=16,
+        description="Redis replicas that must confirm a submission's claim (WAIT) before its "
+        "POST leaves, and every write a payment depends on; unset: the replicas connected at "
+        "start, at most 1. 0 turns failover safety off (a failover may then pay twice); more "
+        "than stay connected after a failover stops submissions until one is back.",
+    )
+    redis_wait_ms: int = Field(
+        500,
+        ge=1,
+        le=4000,  # below the Redis client's 5 s socket timeout
+        description="How long such a write waits for its replicas, ms: longer rides out a "
+        "slow replica, shorter frees a worker sooner when one is gone; a claim not confirmed "
+        "in time is not sent (the job waits in line, unbilled).",
+    )
     output_dir: Path = Field(
         Path("./renders"),
         description="Where finished mp4 files go, unless RELAYDANCE_OUTPUT names a bucket; "

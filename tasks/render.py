@@ -26,13 +26,15 @@ from tasks.canvas import send_chain
 from worker import app
 from worker.infra.outage import is_redis_outage
 from worker.job import pipeline
-from worker.job.engine import get_engine
+from worker.job.engine import Engine, get_engine
+from worker.job.failover import CONFIRM_TASK
 from worker.job.notify import notify_final
 from worker.job.pipeline import Outcome
 from worker.job.step import backoff, grant_waiters
 from worker.job.sweep_loop import run_sweep
 
 __all__ = [
+    "confirm_task",
     "download",
     "finish",
     "follow",
@@ -123,6 +125,20 @@ def download(self: Task, job_id: str, seq: int, attempt: int = 0) -> None:
 def finish(self: Task, job_id: str, seq: int) -> None:
     """Mark the job done and notify the producer."""
     _run(self, pipeline.finish, job_id, seq=seq)
+
+
+@app.task(bind=True, name=CONFIRM_TASK, max_retries=None)
+def confirm_task(self: Task, job_id: str, task_id: str, claim: int, tries: int = 0) -> None:
+    """Make a submission's recorded task id durable on the Redis replicas."""
+    _run(self, _confirmed, job_id, task_id=task_id, claim=claim, tries=tries)
+
+
+def _confirmed(engine: Engine, job_id: str, **kwargs: Any) -> Outcome:
+    outcome = pipeline.confirm_task(engine, job_id, **kwargs)
+    if outcome.action == "next":  # recorded again after a failover: its chain goes on
+        send_chain(engine.store.get(job_id))
+        return Outcome("stop", reason="recorded again; chain sent")
+    return outcome
 
 
 @app.task(name="relaydance.resume")

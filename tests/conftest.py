@@ -75,7 +75,7 @@ def redis_url(redis_server: RedisServer) -> str:
 
 @pytest.fixture
 def sentinel_group() -> Iterator[SentinelGroup]:
-    """A primary, a replica and three sentinels, all real (tests/sentinel_group.py)."""
+    """A primary, two replicas and three sentinels, all real (tests/sentinel_group.py)."""
     with SentinelGroup() as group:
         yield group
 

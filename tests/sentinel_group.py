@@ -1,14 +1,17 @@
-"""A Redis Sentinel group from real processes: a primary, a replica and three sentinels.
+"""A Redis Sentinel group from real processes: a primary, replicas and three sentinels.
 
-Both data nodes keep an append-only file. The sentinels watch the primary as ``mymaster``
+Every data node keeps an append-only file. The sentinels watch the primary as ``mymaster``
 with a quorum of two and a short ``down-after-milliseconds``, so killing the primary
-promotes the replica within a few seconds. ``url`` is the fleet's ``REDIS_URL`` (the
-three sentinels, as Celery's transport reads them) and :data:`MASTER` its
-``RELAYDANCE_REDIS_SENTINEL_MASTER``.
+promotes a replica within a few seconds. With two replicas (the default) the other one
+follows the new primary, so writes confirmed by a replica (``WAIT``) go on after a
+failover. ``url`` is the fleet's ``REDIS_URL`` (the three sentinels, as Celery's transport
+reads them) and :data:`MASTER` its ``RELAYDANCE_REDIS_SENTINEL_MASTER``.
 
 For a partition (acknowledged writes that die with the primary), :meth:`pause_replica`
-stops the replica's process (SIGSTOP) so it reads nothing from the primary, and
-:meth:`resume_replica` lets it go on; kill the primary in between.
+stops the replicas' processes (SIGSTOP) so they read nothing from the primary, and
+:meth:`resume_replica` lets them go on; kill the primary in between. The kernel still
+buffers what the primary sent to a stopped replica, and a resumed one reads it: push more
+than that (:meth:`fill_socket_buffers`) before the writes that must be lost.
 """
 
 from __future__ import annotations
@@ -29,14 +32,19 @@ from worker.infra.redis_server import RedisServer, find_redis_server, free_port
 __all__ = ["MASTER", "SentinelGroup"]
 
 MASTER = "mymaster"
+# A replica's full sync starts at once (Redis waits 5 s by default, for more replicas).
+_NO_SYNC_DELAY = ["--repl-diskless-sync-delay", "0"]
 
 
 class SentinelGroup:
     """Start with ``with SentinelGroup() as group:``; everything is stopped on exit."""
 
-    def __init__(self, *, down_after_ms: int = 1000, failover_timeout_ms: int = 4000) -> None:
-        self.primary = RedisServer(appendonly=True, appendfsync="always")
-        self.replica: RedisServer | None = None
+    def __init__(
+        self, *, replicas: int = 2, down_after_ms: int = 1000, failover_timeout_ms: int = 4000
+    ) -> None:
+        self.primary = RedisServer(appendonly=True, appendfsync="always", extra=_NO_SYNC_DELAY)
+        self.replicas: list[RedisServer] = []
+        self._replica_count = replicas
         self.sentinel_ports = [free_port() for _ in range(3)]
         self._down_after_ms = down_after_ms
         self._failover_timeout_ms = failover_timeout_ms
@@ -48,15 +56,22 @@ class SentinelGroup:
         """``REDIS_URL`` for the fleet: the three sentinels."""
         return ";".join(f"sentinel://127.0.0.1:{port}/0" for port in self.sentinel_ports)
 
+    @property
+    def replica(self) -> RedisServer:
+        """The first replica."""
+        return self.replicas[0]
+
     def start(self) -> SentinelGroup:
-        """Start the primary, the replica (in sync) and the sentinels (each seeing the rest)."""
+        """Start the primary, the replicas (in sync) and the sentinels (each seeing the rest)."""
         try:
             self.primary.start()
-            self.replica = RedisServer(
-                appendonly=True, appendfsync="always",
-                extra=["--replicaof", "127.0.0.1", str(self.primary.port)],
-            ).start()  # fmt: skip
-            _wait(lambda: _link_up(self.replica_client()), what="the replica to sync")
+            for _ in range(self._replica_count):
+                self.replicas.append(RedisServer(
+                    appendonly=True, appendfsync="always",
+                    extra=[*_NO_SYNC_DELAY, "--replicaof", "127.0.0.1", str(self.primary.port)],
+                ).start())  # fmt: skip
+            for replica in self.replicas:
+                _wait(lambda r=replica: _link_up(_client(r)), what="the replicas to sync")
             for port in self.sentinel_ports:
                 self._sentinels.append(self._start_sentinel(port))
             _wait(self._sentinels_see_each_other, what="the sentinels to find each other")
@@ -83,7 +98,9 @@ class SentinelGroup:
             client = redis.Redis(port=port, socket_connect_timeout=0.5, decode_responses=True)
             try:
                 master = client.sentinel_master(MASTER)
-                if int(master["num-other-sentinels"]) < 2 or int(master["num-slaves"]) < 1:
+                if int(master["num-other-sentinels"]) < 2 or int(master["num-slaves"]) < len(
+                    self.replicas
+                ):
                     return False
             except redis.RedisError:
                 return False
@@ -114,9 +131,14 @@ class SentinelGroup:
         return redis.Redis(port=self.primary.port, decode_responses=True)
 
     def replica_client(self) -> redis.Redis:
-        """A direct client of the original replica."""
-        assert self.replica is not None
-        return redis.Redis(port=self.replica.port, decode_responses=True)
+        """A direct client of the first replica."""
+        return _client(self.replica)
+
+    def new_primary_client(self) -> redis.Redis:
+        """A direct client of the primary the sentinels name now."""
+        port = self.master_port()
+        assert port is not None
+        return redis.Redis(port=port, decode_responses=True)
 
     def kill_primary(self) -> None:
         """SIGKILL the primary (it is not started again)."""
@@ -124,39 +146,66 @@ class SentinelGroup:
             os.kill(self.primary.pid, signal.SIGKILL)
 
     def wait_for_failover(self, *, timeout: float = 30.0) -> int:
-        """Wait until the replica is primary, as a client of the sentinels finds it (every
-        sentinel agreeing, none still flagging it down), and takes writes; its port."""
-        assert self.replica is not None
-        port = self.replica.port
+        """Wait until a replica is primary, as a client of the sentinels finds it (every
+        sentinel agreeing, none still flagging it down), takes writes and, with more than
+        one replica, has the others following it again; its port."""
         sentinels = [("127.0.0.1", p) for p in self.sentinel_ports]
+        ports = {r.port for r in self.replicas}
+        found_port: list[int] = []
 
         def promoted() -> bool:
-            client = self.replica_client()
             try:
-                if client.info("replication")["role"] != "master":
+                found = {
+                    int(Sentinel([address], socket_timeout=0.5).discover_master(MASTER)[1])  # type: ignore[no-untyped-call]
+                    for address in sentinels  # each alone, as a client may ask any first
+                }
+            except redis.RedisError:
+                return False
+            if len(found) != 1 or not found <= ports:
+                return False
+            port = found.pop()
+            client = redis.Redis(port=port, decode_responses=True)
+            try:
+                info = client.info("replication")
+                if info["role"] != "master":
                     return False
-                for address in sentinels:  # each alone, as a client may ask any first
-                    found = Sentinel([address], socket_timeout=0.5).discover_master(MASTER)  # type: ignore[no-untyped-call]
-                    if int(found[1]) != port:
-                        return False
-                return True
+                if int(info.get("connected_slaves", 0)) < len(self.replicas) - 1:
+                    return False
             except redis.RedisError:
                 return False
             finally:
                 client.close()
+            found_port[:] = [port]
+            return True
 
-        _wait(promoted, timeout=timeout, what="the sentinels to promote the replica")
-        return port
+        _wait(promoted, timeout=timeout, what="the sentinels to promote a replica")
+        return found_port[0]
 
     def pause_replica(self) -> None:
-        """Stop the replica's process: it reads nothing more from the primary."""
-        assert self.replica is not None and self.replica.pid is not None
-        os.kill(self.replica.pid, signal.SIGSTOP)
+        """Stop the replicas' processes: they read nothing more from the primary."""
+        for replica in self.replicas:
+            assert replica.pid is not None
+            os.kill(replica.pid, signal.SIGSTOP)
 
     def resume_replica(self) -> None:
-        """Let a paused replica run again."""
-        assert self.replica is not None and self.replica.pid is not None
-        os.kill(self.replica.pid, signal.SIGCONT)
+        """Let paused replicas run again."""
+        for replica in self.replicas:
+            assert replica.pid is not None
+            os.kill(replica.pid, signal.SIGCONT)
+
+    def fill_socket_buffers(self) -> int:
+        """Write to the primary more than the kernel can buffer towards a stopped replica
+        (its send and the replica's receive buffer, at their largest), so that whatever
+        is written next waits in the primary's own memory and dies with it; the bytes."""
+        chunk = 4 * 1024 * 1024
+        total = _sysctl_max("net/ipv4/tcp_wmem") + _sysctl_max("net/ipv4/tcp_rmem") + chunk
+        client = self.primary_client()
+        try:
+            for n in range(0, total, chunk):
+                client.set(f"filler:{n}", "x" * chunk)
+        finally:
+            client.close()
+        return total
 
     def stop(self) -> None:
         """Stop the sentinels and both servers; remove their files."""
@@ -170,10 +219,10 @@ class SentinelGroup:
                 proc.kill()
                 proc.wait()
         self._sentinels.clear()
-        if self.replica is not None:
-            if self.replica.pid is not None:
-                os.kill(self.replica.pid, signal.SIGCONT)  # a paused one must hear SIGTERM
-            self.replica.stop()
+        for replica in self.replicas:
+            if replica.pid is not None:
+                os.kill(replica.pid, signal.SIGCONT)  # a paused one must hear SIGTERM
+            replica.stop()
         self.primary.stop()
         shutil.rmtree(self._dir, ignore_errors=True)
 
@@ -182,6 +231,18 @@ class SentinelGroup:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _client(server: RedisServer) -> redis.Redis:
+    return redis.Redis(port=server.port, decode_responses=True)
+
+
+def _sysctl_max(name: str) -> int:
+    """The largest size of a TCP buffer (``tcp_wmem``, ``tcp_rmem``: min default max)."""
+    try:
+        return int(Path("/proc/sys", name).read_text().split()[-1])
+    except (OSError, ValueError, IndexError):
+        return 8 * 1024 * 1024
 
 
 def _link_up(client: redis.Redis) -> bool:

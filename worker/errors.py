@@ -22,6 +22,8 @@
     │                           (or the 403 does not say why: the narrower pause first)
     ├── Deferred                not an answer: the call may not go yet (a paused key, an
     │                           open breaker, the request rate); wait ``seconds``
+    ├── NotDurable              a write was applied on the Redis primary, but too few
+    │                           replicas confirmed it in time: what depends on it waits
     ├── PermanentError          fail the job now
     │   ├── BadRequest          HTTP 400, with the provider's message
     │   ├── Forbidden           HTTP 403 to a read: the task belongs to another key
@@ -59,6 +61,7 @@ __all__ = [
     "InvalidRequest",
     "KeyForbidden",
     "ModelForbidden",
+    "NotDurable",
     "NotFound",
     "NotSent",
     "PermanentError",
@@ -196,6 +199,13 @@ class Deferred(RelayDanceError):
         super().__init__(message)
         self.seconds = seconds
         self.reason = reason
+
+
+class NotDurable(RelayDanceError):
+    """A write the primary applied that too few replicas confirmed in time (Redis ``WAIT``):
+    a failover could still lose it, so nothing paid may depend on it yet."""
+
+    code = "not_durable"
 
 
 class PermanentError(RelayDanceError):

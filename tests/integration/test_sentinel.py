@@ -1,9 +1,9 @@
 """Redis Sentinel: the fleet follows a failover by itself.
 
-A real Sentinel group (tests/sentinel_group.py: a primary, a replica and three sentinels)
+A real Sentinel group (tests/sentinel_group.py: a primary, two replicas and three sentinels)
 and a fleet that knows only the sentinels: worker, beat and the webhook receiver, with
 this process as the producer and the CLI. The primary is SIGKILLed; the sentinels
-promote the replica. Nothing is restarted: every process must still run, jobs enqueued
+promote a replica. Nothing is restarted: every process must still run, jobs enqueued
 after the election must finish, beat must hold its lock and a worker must sweep on the
 new primary.
 """
@@ -65,7 +65,8 @@ def test_the_fleet_follows_a_failover_by_itself(
         assert first.state is JobState.DONE, fleet.logs()
         doctor = CliRunner().invoke(main, ["doctor"])
         assert f"sentinel master {MASTER} via 127.0.0.1:" in doctor.output
-        assert "1 replica(s) connected to the primary" in doctor.output, doctor.output
+        assert "2 replica(s) connected to the primary" in doctor.output, doctor.output
+        assert "claims wait for 1 of 2 replica(s) before their POST" in doctor.output
 
         sentinel_group.kill_primary()
         # During the election the CLI says so plainly (exit 3: cannot tell), no traceback.
@@ -75,7 +76,7 @@ def test_the_fleet_follows_a_failover_by_itself(
         assert "is unreachable" in during.output and "Traceback" not in during.output
         sentinel_group.wait_for_failover()
         promoted = time.time()
-        new_primary = sentinel_group.replica_client()
+        new_primary = sentinel_group.new_primary_client()
         after = [enqueue_render({"model": MODEL, "prompt": f"after the failover {n}"})
                  for n in range(3)]  # fmt: skip
         done = wait_until(lambda: all(get_job(j).state is JobState.DONE for j in after),

@@ -15,7 +15,7 @@ import pytest
 import redis
 
 from config.settings import load_settings
-from worker.infra.redis_checks import durability_findings, forgetful_redis_line
+from worker.infra.redis_checks import durability_findings, failover_finding, forgetful_redis_line
 from worker.job.sweep_health import LOOPS_KEY, report_if_stopped, sweep_health
 from worker.job.sweeper import LAST_SWEEP_KEY
 
@@ -32,6 +32,7 @@ class StandIn:
         self.zsets: dict[str, dict[str, float]] = {}
         self._info = info or {}
         self._config = config
+        self.wait_refused = False  # a proxy or managed service without WAIT
 
     def get(self, key: str) -> str | None:
         return self.values.get(key)
@@ -54,10 +55,15 @@ class StandIn:
     def info(self, section: str) -> dict[str, Any]:
         return self._info.get(section, {})
 
+    def wait(self, replicas: int, timeout_ms: int) -> int:
+        if self.wait_refused:
+            raise redis.ResponseError("unknown command 'WAIT'")
+        return 0
+
     def config_get(self, name: str) -> dict[str, str]:
         if self._config is None:
             raise redis.ResponseError("unknown command 'CONFIG'")
-        return {name: self._config[name]}
+        return {name: self._config[name]} if name in self._config else {}
 
 
 def _fleet(*, last_ago: float | None, started_ago: list[float]) -> StandIn:
@@ -129,12 +135,12 @@ def test_a_stopped_sweep_is_told_once_an_hour_by_one_worker_and_its_end_once(
 
 
 def _redis(policy: str, *, aof: bool, save: str, fsync: str = "always",
-           replicas: int = 0) -> StandIn:  # fmt: skip
+           replicas: int = 0, to_write: int = 0) -> StandIn:  # fmt: skip
     return StandIn(
         info={"memory": {"maxmemory_policy": policy},
               "persistence": {"aof_enabled": int(aof)},
               "replication": {"role": "master", "connected_slaves": replicas}},
-        config={"save": save, "appendfsync": fsync},
+        config={"save": save, "appendfsync": fsync, "min-replicas-to-write": str(to_write)},
     )  # fmt: skip
 
 
@@ -153,7 +159,8 @@ def test_an_evicting_redis_without_persistence_fails_both_and_names_each_fix() -
 def test_a_redis_that_keeps_everything_passes_and_the_worker_says_nothing() -> None:
     findings = durability_findings(_redis("noeviction", aof=True, save="", replicas=1))  # type: ignore[arg-type]
     assert [(f.name, f.status) for f in findings] == [
-        ("eviction", "pass"), ("persistence", "pass"), ("replicas", "pass")]  # fmt: skip
+        ("eviction", "pass"), ("persistence", "pass"), ("replicas", "pass"),
+        ("failover", "pass")]  # fmt: skip
     assert forgetful_redis_line(findings) is None
 
 
@@ -175,3 +182,43 @@ def test_replicas_are_reported_and_a_sentinel_group_without_one_warns() -> None:
     assert lone["replicas"].status == "skip" and "a lone Redis" in lone["replicas"].detail
     watched = durability_findings(_redis("noeviction", aof=True, save=""), sentinel=True)  # type: ignore[arg-type]
     assert watched[2].status == "warn" and "nothing to promote" in watched[2].detail
+
+
+def _failover(client: StandIn, *, setting: int | None = None, sentinel: bool = False) -> Any:
+    return failover_finding(client, setting=setting, wait_ms=500, sentinel=sentinel)  # type: ignore[arg-type]
+
+
+def test_a_lone_redis_says_failover_safety_is_off_and_claims_wait_for_nothing() -> None:
+    lone = _failover(_redis("noeviction", aof=True, save=""))
+    assert lone.status == "skip" and lone.detail.startswith("failover safety is off (a lone Redis)")
+    watched = _failover(_redis("noeviction", aof=True, save=""), sentinel=True)
+    assert watched.status == "warn"  # sentinels with nothing to promote
+
+
+def test_claims_wait_for_one_replica_by_default_and_zero_turns_it_off_with_a_warning() -> None:
+    one = _failover(_redis("noeviction", aof=True, save="", replicas=3))
+    assert one.status == "pass"
+    assert one.detail.startswith("claims wait for 1 of 3 replica(s) before their POST (WAIT")
+    assert "consider min-replicas-to-write 1" in one.detail  # replicas enough to spare one
+    off = _failover(_redis("noeviction", aof=True, save="", replicas=1), setting=0)
+    assert off.status == "warn" and "RELAYDANCE_REDIS_MIN_REPLICAS=0 with 1" in off.detail
+
+
+def test_more_replicas_wanted_than_connected_fails_as_no_job_could_submit() -> None:
+    found = _failover(_redis("noeviction", aof=True, save="", replicas=1), setting=2)
+    assert found.status == "fail" and "no claim can be confirmed" in found.detail
+
+
+def test_min_replicas_to_write_as_high_as_the_replicas_warns_that_one_loss_stops_writes() -> None:
+    found = _failover(_redis("noeviction", aof=True, save="", replicas=1, to_write=1))
+    assert found.status == "warn" and "losing one stops every write" in found.detail
+    assert "consider" not in _failover(_redis("noeviction", aof=True, save="", replicas=1)).detail
+
+
+def test_a_redis_that_refuses_wait_fails_as_no_claim_could_be_confirmed() -> None:
+    client = _redis("noeviction", aof=True, save="", replicas=1)
+    client.wait_refused = True
+    found = _failover(client)
+    assert found.status == "fail" and "refuses WAIT" in found.detail
+    assert "RELAYDANCE_REDIS_MIN_REPLICAS=0" in found.detail
+    assert _failover(client, setting=0).status == "warn"  # off: WAIT is never sent

@@ -23,6 +23,7 @@ from typing import Literal
 
 import redis
 
+from worker.infra.durability import Durability
 from worker.job.record import Billing
 
 __all__ = [
@@ -173,18 +174,32 @@ class Ledger:
         self._redis.hincrby(meta_key, "reserved_micros", -cost_micros)
 
     def claim(
-        self, meta_key: str, jobs_key: str, claims: Sequence[Claim], *, exhausted: bool = False
+        self,
+        meta_key: str,
+        jobs_key: str,
+        claims: Sequence[Claim],
+        *,
+        exhausted: bool = False,
+        durability: Durability | None = None,
     ) -> list[ClaimResult]:
         """Reserve and claim items in order; the first that does not fit skips the rest.
 
-        Returns one result per claim, or ``["canceled"]`` when the batch is canceled.
+        Returns one result per claim, or ``["canceled"]`` when the batch is canceled. With
+        ``durability``, the reservation waits for the Redis replicas before any job is made
+        for it, and raises :class:`~worker.errors.NotDurable` when too few confirm in time.
         """
         if not claims:
             return []
         args: list[str | int] = ["skip" if exhausted else "claim"]
         for claim in claims:
             args += [claim.item, claim.expect, claim.new, claim.cost_micros]
-        raw = self._claim(keys=[meta_key, jobs_key], args=args)
+        keys = [meta_key, jobs_key]
+        if durability is None:
+            raw = self._claim(keys=keys, args=args)
+        else:
+            raw, confirmed = durability.run(self._claim, keys=keys, args=args)
+            if not confirmed and any(_text(value) == "ok" for value in raw):
+                raise durability.refused("the budget reservation")
         return [_text(value) for value in raw]  # type: ignore[misc]
 
     def settle(

@@ -17,14 +17,14 @@ import time
 import uuid
 from collections.abc import Sequence
 
-from worker.batch.budget import Claim, Settlement, from_micros, to_micros
+from worker.batch.budget import Claim, ClaimResult, Settlement, from_micros, to_micros
 from worker.batch.naming import check_plan_names, job_name
 from worker.batch.parse import ParsedBatch
 from worker.batch.plan import BatchPlan, InvalidBatch, plan_batch
 from worker.batch.status import REQUEUE_STATES, ItemView, Submission
 from worker.batch.store import REUSE_PREFIX, BatchRecord, Item
 from worker.batch.tracker import BatchTracker
-from worker.errors import InvalidRequest
+from worker.errors import InvalidRequest, NotDurable
 from worker.job.record import JobState, new_job_id
 from worker.render.aliases import alias_problem
 from worker.render.pricing import PriceTable
@@ -204,7 +204,7 @@ class Batches(BatchTracker):
             for start in range(0, len(candidates), _CHUNK):
                 chunk = candidates[start : start + _CHUNK]
                 claims = self._claims(record, view, chunk)
-                results = self.ledger.claim(meta, jobs_key, claims, exhausted=exhausted)
+                results = self._reserve(record, meta, jobs_key, claims, exhausted=exhausted)
                 if results == ["canceled"]:
                     logger.info("batch %s canceled; enqueueing stopped", record.id)
                     break
@@ -221,6 +221,23 @@ class Batches(BatchTracker):
             counts["conflict"],
         )  # fmt: skip
         return counts
+
+    def _reserve(
+        self, record: BatchRecord, meta: str, jobs_key: str, claims: list[Claim], *,
+        exhausted: bool,
+    ) -> list[ClaimResult]:  # fmt: skip
+        """Claim and reserve a chunk; no job is made for a reservation a failover could lose
+        (its lines count as lost once the submitter's lease ends: a resume takes them)."""
+        durability = self.engine.store.durability
+        try:
+            return self.ledger.claim(meta, jobs_key, claims, exhausted=exhausted,
+                                     durability=durability)  # fmt: skip
+        except NotDurable as exc:
+            raise NotDurable(
+                f"batch {record.id}: {exc}; its remaining lines were not enqueued: run "
+                f"`relaydance batch resume {record.id}` once `relaydance doctor` shows the "
+                "replicas connected"
+            ) from exc
 
     def _claims(
         self, record: BatchRecord, view: ItemView, chunk: list[tuple[int, str]]

@@ -1,11 +1,12 @@
 """``relaydance doctor``: check the whole setup, one pass/fail line per part.
 
 Settings, Redis (and whether it keeps what it is given: eviction policy, persistence,
-replicas), API keys, the provider (reached with each key), the webhook receiver (through
-the public base URL, and the count of jobs that ended without their webhook), the output
-directory, the sweep (run by the workers in turn), beat (only needed for schedules) and
-the workers. Each check says what it found and, on failure, what to do. Nothing here
-costs money: the provider is asked for a task that does not exist, which it answers 404
+replicas, and failover safety: whether a claim waits for a replica before its POST), API
+keys, the provider (reached with each key), the webhook receiver (through the public base
+URL, and the count of jobs that ended without their webhook), the output directory, the
+sweep (run by the workers in turn), beat (only needed for schedules) and the workers. Each
+check says what it found and, on failure, what to do. Nothing here costs money: the
+provider is asked for a task that does not exist, which it answers 404
 to a valid key and 401 to a wrong one.
 """
 
@@ -60,7 +61,10 @@ def _redis(settings: Settings) -> tuple[list[Check], redis.Redis | None]:
     )
     try:
         client.ping()
-        findings = durability_findings(client, sentinel=is_sentinel(url))
+        findings = durability_findings(
+            client, sentinel=is_sentinel(url), min_replicas=settings.redis_min_replicas,
+            wait_ms=settings.redis_wait_ms,
+        )  # fmt: skip
     except (redis.RedisError, OSError) as exc:
         return [Check("redis", "fail", f"Redis at {where} ({source}) is unreachable "
                       f"({type(exc).__name__}): start it, or set REDIS_URL to the fleet's "

@@ -4,17 +4,19 @@ Commands are imported when run or listed, so ``render`` loads no simulator, uvic
 batch code. Before a command runs, the Redis of a ``relaydance dev`` in this project is
 taken when REDIS_URL is not set explicitly (:mod:`worker.cli.devenv`), and the command
 says which Redis it uses; a Redis outage in any command becomes one plain line and exit 3
-(:func:`worker.cli.errors.die_unreachable`), never a traceback.
+(:func:`worker.cli.errors.die_unreachable`), never a traceback, and so does a write the Redis
+replicas did not confirm in time.
 """
 
 from __future__ import annotations
 
 import importlib
+import sys
 from typing import Any
 
 import click
 
-from worker.cli.errors import die_unreachable
+from worker.cli.errors import EXIT_UNKNOWN, die_unreachable
 
 __all__ = ["LAZY_COMMANDS", "LazyGroup", "whole_summaries"]
 
@@ -59,9 +61,13 @@ class LazyGroup(click.Group):
         try:
             return super().invoke(ctx)
         except Exception as exc:
+            from worker.errors import NotDurable
             from worker.infra.outage import is_redis_outage
 
             cause = exc.__cause__
+            if isinstance(exc, NotDurable):  # replicas did not confirm: nothing paid hangs on it
+                click.echo(f"error: {exc}", err=True)
+                sys.exit(EXIT_UNKNOWN)
             if is_redis_outage(exc):
                 die_unreachable(exc)
             if cause is not None and is_redis_outage(cause):  # e.g. EnqueueFailed

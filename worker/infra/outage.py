@@ -1,9 +1,10 @@
 """Telling a Redis outage from other errors, and saying so once per outage, not per try.
 
 A Redis restart, a failover election (no master known yet), a replica that was primary a
-moment ago (``READONLY``), or the broker's publish failing for the same reason: each is a
-pause that every long-running process waits out, logging one line when it starts and one
-when it ends (:class:`OutageLog`), never one per tick and never by exiting.
+moment ago (``READONLY``), a primary refusing writes for want of replicas (``NOREPLICAS``),
+or the broker's publish failing for the same reason: each is a pause that every
+long-running process waits out, logging one line when it starts and one when it ends
+(:class:`OutageLog`), never one per tick and never by exiting.
 """
 
 from __future__ import annotations
@@ -21,12 +22,19 @@ _REDIS_DOWN: tuple[type[BaseException], ...] = (
     redis.ConnectionError,
     redis.TimeoutError,
     redis.ReadOnlyError,
+    redis.exceptions.MasterDownError,  # a replica that lost its primary refuses reads
 )
+
+
+# A primary with ``min-replicas-to-write`` refuses writes while too few replicas keep up.
+_REFUSED_FOR_NOW = "NOREPLICAS"
 
 
 def is_redis_outage(exc: BaseException) -> bool:
     """Whether ``exc`` says Redis (or the broker on it) cannot be reached right now."""
     if isinstance(exc, _REDIS_DOWN):
+        return True
+    if isinstance(exc, redis.ResponseError) and str(exc).startswith(_REFUSED_FOR_NOW):
         return True
     from kombu.exceptions import OperationalError  # the broker's own wrapper of the same
 

@@ -78,6 +78,9 @@ def _log(alert: Alert) -> None:
             "%s: %s ended (it had lasted since %s): %s", about, alert.kind, since, alert.reason
         )
         return
+    if not (alert.alias or alert.provider):  # the fleet's own (a stopped sweep): its words first
+        logger.error("%s (%s since %s). Fix: %s", alert.reason, alert.kind, since, alert.fix)
+        return
     logger.error("%s: %s since %s: %s. Fix: %s", about, alert.kind, since, alert.reason, alert.fix)
 
 

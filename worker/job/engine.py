@@ -19,6 +19,7 @@ from config.redis_url import DEFAULT_REDIS_URL
 from config.settings import Settings, get_settings
 from worker.infra.celery_app import app
 from worker.infra.connections import redis_client
+from worker.infra.durability import Durability
 from worker.job.store import JobStore
 from worker.job.timing import Timing
 from worker.limits import KeyLimits, LimitSnapshot
@@ -78,10 +79,15 @@ class Engine:
             decode_responses=True,
             health_check_interval=30,
         )
+        durability = Durability(
+            client, replicas=settings.redis_min_replicas, timeout_ms=settings.redis_wait_ms
+        )
         return cls(
             settings=settings,
             redis=client,
-            store=JobStore(client, retention_seconds=settings.job_retention_seconds),
+            store=JobStore(
+                client, retention_seconds=settings.job_retention_seconds, durability=durability
+            ),
             limits=KeyLimits(client),
             timing=Timing(client, scale=settings.time_scale),
             client=ApiClient.from_settings(settings),

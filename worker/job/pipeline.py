@@ -22,10 +22,11 @@ from typing import BinaryIO
 from pydantic import SecretStr
 
 from config.settings import SettingsError
-from worker.errors import AccountFault, Deferred, PermanentError, TransientError
+from worker.errors import AccountFault, Deferred, NotDurable, PermanentError, TransientError
 from worker.job import calls
 from worker.job.deliver import download, finish
 from worker.job.engine import Engine
+from worker.job.failover import confirm_later
 from worker.job.notify import notify_final
 from worker.job.record import Job, JobState
 from worker.job.remote import apply_remote
@@ -43,7 +44,7 @@ from worker.job.step import (
     stop,
     transient,
 )
-from worker.job.submit import resubmit, submit
+from worker.job.submit import record_task, resubmit, submit
 from worker.provider.client import ApiClient
 from worker.render.local_media import MediaFileRefused, allowed_dirs, expected_kind, open_media
 from worker.render.request import RenderRequest, is_url
@@ -51,6 +52,7 @@ from worker.render.request import RenderRequest, is_url
 __all__ = [
     "Outcome",
     "cancel",
+    "confirm_task",
     "download",
     "finish",
     "first_poll_delay",
@@ -184,6 +186,24 @@ def _poll_later(engine: Engine, job: Job, wait: float, *, n: int, attempt: int) 
     wait = min(wait, engine.settings.poll_interval_max)
     engine.store.change(job.id, states=STEP_STATES["poll"], due=time.time() + wait)
     return again(wait, n=n, attempt=attempt)
+
+
+def confirm_task(
+    engine: Engine, job_id: str, *, task_id: str, claim: int, tries: int = 0
+) -> Outcome:
+    """Make a recorded task id durable on the Redis replicas (``relaydance.confirm_task``),
+    or record it again where a failover lost it; ``next`` when the job's chain is needed."""
+    job = engine.store.get(job_id)
+    if job is None:
+        return stop("unknown or expired job")
+    if job.remote_task_id != task_id:  # lost with the old primary: recorded or adopted again
+        return record_task(engine, job, claim, task_id=task_id)
+    try:
+        engine.store.change(job_id, states=None, where={"remote_task_id": task_id}, durable=True)
+    except NotDurable:
+        confirm_later(engine, job_id, task_id=task_id, claim=claim, tries=tries + 1)
+        return stop("not confirmed yet")
+    return stop("confirmed")
 
 
 # States in which the job's remote task exists or may exist: canceling one does not stop

@@ -25,6 +25,7 @@ import redis
 from config.settings import Settings
 from worker.infra.timefmt import span
 from worker.job.engine import Engine
+from worker.job.failover import FAILOVER_POLL_FIELD
 from worker.job.record import Job
 from worker.provider.urlsafety import redact_url
 
@@ -158,8 +159,8 @@ def note_final(engine: Engine, job: Job) -> bool:
     base = engine.settings.webhook_base_url
     if not base or not job.remote_task_id or not _provider_finished(job):
         return False
-    if job.webhook_at is not None:
-        return False
+    if job.webhook_at is not None or FAILOVER_POLL_FIELD in job.extra:
+        return False  # received, or maybe received by a primary a failover lost
     pipe = engine.redis.pipeline(transaction=True)
     pipe.hincrby(MISSED_KEY, "count", 1)
     pipe.hset(MISSED_KEY, mapping={"last_job": job.id, "last_at": repr(time.time())})

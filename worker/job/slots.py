@@ -7,7 +7,9 @@ their jobs:
 
 - a holder whose job no longer needs a slot gives it back, and the key's line moves: the
   job is final, gone, past generation, or its task can no longer be alive;
-- a job whose task is live but holds no slot takes one back, over the limit if need be.
+- a job whose task is live but holds no slot takes one back, over the limit if need be;
+  the key's slots were miscounted (a Redis failover can bring them back so), so for a
+  while its 429s teach its learned limit nothing.
 
 A job needs its slot while it is about to submit (granted, queued), submitting, submitted
 or running; in ``submit_unknown`` for ``RELAYDANCE_SUBMIT_UNKNOWN_HOLD_SECONDS`` after the
@@ -25,6 +27,7 @@ from dataclasses import dataclass, field
 from worker.errors import Deferred, NotFound, RelayDanceError
 from worker.job import calls
 from worker.job.engine import Engine
+from worker.job.failover import LEARNING_QUIET_SECONDS
 from worker.job.record import Billing, Job, JobState
 
 __all__ = ["Reconciled", "needs_slot", "reconcile"]
@@ -34,6 +37,7 @@ logger = logging.getLogger(__name__)
 S = JobState
 _HOLDING = (S.QUEUED, S.WAITING_FOR_SLOT, S.SUBMITTING, S.SUBMITTED, S.RUNNING)
 _LIVE = (S.SUBMITTING, S.SUBMIT_UNKNOWN, S.SUBMITTED, S.RUNNING)
+_GRANTED = (S.QUEUED, S.WAITING_FOR_SLOT)
 
 
 @dataclass
@@ -85,23 +89,30 @@ def _task_is_final(engine: Engine, job: Job) -> bool:
     return task.is_final
 
 
-def reconcile(engine: Engine, aliases: list[str]) -> Reconciled:
-    """Free the slots jobs no longer need, take back those live jobs lost; fill the lines."""
+def reconcile(engine: Engine, aliases: list[str], *, regrant: bool = False) -> Reconciled:
+    """Take back the slots live jobs lost, free those jobs no longer need; fill the lines.
+
+    Live tasks come first: the provider counts them, so a slot freed in the same pass
+    goes to one of them before the line. ``regrant`` (after a failover, whose lost
+    messages may have been the ones to start them): jobs holding a slot but not yet
+    submitting count as granted again, for the sweeper to start.
+    """
     report = Reconciled()
     now = time.time()
-    held: set[tuple[str, str]] = set()
+    holders = {alias: engine.limits.holders(alias) for alias in aliases}
+    held = {(alias, h) for alias, found in holders.items() for h in found}
+    report.taken = _take_back(engine, set(aliases), held, now=now)
     for alias in aliases:
-        holders = engine.limits.holders(alias)
-        held.update((alias, h) for h in holders)
-        for job_id, job in zip(holders, engine.store.get_many(holders), strict=True):
+        found = holders[alias]
+        for job_id, job in zip(found, engine.store.get_many(found), strict=True):
             if not needs_slot(engine, job, now=now):
                 report.granted += engine.limits.release(alias, job_id)
                 report.freed.append(job_id)
                 logger.info("key %s: slot of job %s freed (job is %s)", alias, job_id,
                             job.state.value if job else "gone")  # fmt: skip
+            elif regrant and job is not None and job.state in _GRANTED:
+                report.granted.append(job_id)
         report.granted += engine.limits.grant_waiters(alias)
-    held.update((a, g) for a in aliases for g in report.granted)  # conservative: skip them
-    report.taken = _take_back(engine, set(aliases), held, now=now)
     return report
 
 
@@ -123,6 +134,7 @@ def _take_back(
                 continue
             if engine.limits.take(job.alias, job_id):
                 taken.append(job_id)
+                engine.limits.adaptive.quiet(job.alias, LEARNING_QUIET_SECONDS)
                 logger.warning("key %s: job %s (%s) held no slot; taken back", job.alias,
                                job_id, job.state.value)  # fmt: skip
     return taken

@@ -6,6 +6,7 @@ States are one-way::
     queued -> waiting_for_slot -> submitting -> submitted -> running -> generated
            -> downloading -> done            (or failed / canceled from any non-final state)
             (ambiguous reply) submitting -> submit_unknown -> submitted (its task found)
+            (a record that went back in time) queued, waiting_for_slot -> submit_unknown
 
 ``submit_unknown`` is the ambiguous submission: the POST may have reached the provider
 (its reply was lost), so the task may exist and be billed. Only an operator's
@@ -77,8 +78,10 @@ _ENDS = frozenset({S.FAILED, S.CANCELED})
 
 # Every change of state a step may make (besides failing or canceling a live job).
 MOVES: dict[JobState, frozenset[JobState]] = {
-    S.QUEUED: frozenset({S.WAITING_FOR_SLOT, S.SUBMITTING, S.SUBMITTED}),  # adopted: orphans
-    S.WAITING_FOR_SLOT: frozenset({S.SUBMITTING, S.SUBMITTED}),  # adopted: orphans
+    # To submitted: an orphan's task adopted. To submit_unknown: the record went back in
+    # time (a failover lost a claim), see worker.job.failover.
+    S.QUEUED: frozenset({S.WAITING_FOR_SLOT, S.SUBMITTING, S.SUBMITTED, S.SUBMIT_UNKNOWN}),
+    S.WAITING_FOR_SLOT: frozenset({S.SUBMITTING, S.SUBMITTED, S.SUBMIT_UNKNOWN}),
     S.SUBMITTING: frozenset({S.WAITING_FOR_SLOT, S.SUBMIT_UNKNOWN, S.SUBMITTED}),
     S.SUBMIT_UNKNOWN: frozenset({S.WAITING_FOR_SLOT, S.SUBMITTED}),
     S.SUBMITTED: frozenset({S.RUNNING, S.GENERATED}),

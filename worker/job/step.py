@@ -18,6 +18,7 @@ from pydantic import SecretStr
 
 from worker.errors import RateLimited, TransientError
 from worker.job.engine import Engine
+from worker.job.failover import mark_in_doubt
 from worker.job.notify import notify_final
 from worker.job.record import Job, JobState
 from worker.job.states import STEP_STATES
@@ -78,12 +79,17 @@ def load(engine: Engine, job_id: str, seq: int, step: str) -> Job | Outcome:
     (:data:`~worker.job.states.STEP_STATES`).
 
     A job its producer has not confirmed yet (the message raced the confirmation) is
-    waited for briefly; one never confirmed is abandoned by the sweeper, never run.
+    waited for briefly; one never confirmed is abandoned by the sweeper, never run. A
+    message whose seq is above the record's proves the record went back in time (a Redis
+    failover lost writes): a job with no task recorded is then in doubt, never submitted.
     """
     job = engine.store.get(job_id)
     if job is None:
         return stop("unknown or expired job")
     if job.seq != seq:
+        if seq > job.seq:
+            evidence = f"a {step} message at seq {seq} found the record at seq {job.seq}"
+            mark_in_doubt(engine, job, evidence=evidence)
         return stop(f"stale message (seq {seq}, job at {job.seq})")
     if job.state not in STEP_STATES[step]:
         return stop(f"job is {job.state}")

@@ -23,6 +23,7 @@ from typing import Any
 
 import redis
 
+from worker.infra.durability import Durability
 from worker.job.cas import CAS, as_json, text
 from worker.job.record import PREFIX, Job, new_job_id
 from worker.job.states import FINAL_STATES, JobState, check_move
@@ -45,9 +46,17 @@ return 1
 class JobStore:
     """Reads and changes job records; every change is an atomic compare-and-set."""
 
-    def __init__(self, client: redis.Redis, *, retention_seconds: int = 7 * 24 * 3600) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        retention_seconds: int = 7 * 24 * 3600,
+        durability: Durability | None = None,
+    ) -> None:
         self._redis = client
         self._retention = retention_seconds
+        # Which replicas a durable change waits for; none unless the engine says.
+        self.durability = durability or Durability(client, replicas=0, timeout_ms=1)
         self._cas = client.register_script(CAS)
         self._add_retake = client.register_script(_ADD_RETAKE)
         self.active_key = f"{PREFIX}:jobs:active"
@@ -245,10 +254,15 @@ class JobStore:
         due: float | None = None,
         drop_due: bool = False,
         below: Mapping[str, int] | None = None,
+        durable: bool = False,
     ) -> tuple[bool, JobState | None]:
         """Compare-and-set: apply only if the job is in ``states`` (None: any non-final)
         and every ``where`` field equals its value, no ``where_not`` field does, and every
         ``below`` field (a claim number; missing counts as -1) is below its value.
+
+        ``durable``: a change a payment depends on; it waits for the replicas
+        (:mod:`worker.infra.durability`) and raises :class:`~worker.errors.NotDurable` when
+        it applied but too few confirmed it in time.
 
         Returns (applied, the state found before the change).
         """
@@ -257,23 +271,28 @@ class JobStore:
             check_move(states, to)
         state_arg = "*" if states is None else ",".join(s.value for s in states)
         due_arg = "-" if drop_due else ("" if due is None else repr(due))
-        applied, found = self._cas(
-            keys=[self.key(job_id), self.active_key, self.counts_key],
-            args=[
-                state_arg,
-                to.value if to else "",
-                repr(time.time()),
-                due_arg,
-                self._retention,
-                as_json(where),
-                as_json(where_not),
-                as_json(set),
-                as_json(incr),
-                job_id,
-                as_json(below),
-                self.state_prefix,
-            ],
-        )
+        keys = [self.key(job_id), self.active_key, self.counts_key]
+        args = [
+            state_arg,
+            to.value if to else "",
+            repr(time.time()),
+            due_arg,
+            self._retention,
+            as_json(where),
+            as_json(where_not),
+            as_json(set),
+            as_json(incr),
+            job_id,
+            as_json(below),
+            self.state_prefix,
+        ]
+        confirmed = True
+        if durable:
+            (applied, found), confirmed = self.durability.run(self._cas, keys=keys, args=args)
+        else:
+            applied, found = self._cas(keys=keys, args=args)
+        if applied and not confirmed:
+            raise self.durability.refused(f"job {job_id}'s change")
         found_text = text(found)
         return bool(applied), JobState(found_text) if found_text else None
 

@@ -2,7 +2,10 @@
 
 The submit step takes a concurrency slot (or waits in line), claims the job with a number
 that only moves forward, POSTs once, and records the remote task id the moment the reply
-arrives. Its failures split by what they prove:
+arrives. Where Redis has replicas, the claim is confirmed by them before the POST leaves
+(a claim a failover could lose is not sent: the job waits at the head of its line,
+unbilled), and so is the recorded task id (:mod:`worker.job.failover`). Its failures split
+by what they prove:
 
 - **nothing was created**: the request never left (:class:`~worker.errors.NotSent`), the
   provider answered a 5xx in its own error JSON (:class:`~worker.errors.ErroredRequest`:
@@ -37,6 +40,7 @@ from worker.errors import (
     AccountFault,
     Deferred,
     ErroredRequest,
+    NotDurable,
     NotSent,
     PermanentError,
     RateLimited,
@@ -47,6 +51,7 @@ from worker.errors import (
 from worker.job import calls
 from worker.job.callback import callback_url_for
 from worker.job.engine import Engine
+from worker.job.failover import confirm_later, lost_claim, mark_in_doubt, notice_new_primary
 from worker.job.record import Billing, Job, JobState
 from worker.job.states import STEP_STATES
 from worker.job.step import (
@@ -71,6 +76,8 @@ logger = logging.getLogger(__name__)
 
 S = JobState
 _PAUSES = frozenset({"breaker", "held", "model"})
+_IN_LINE = frozenset({S.QUEUED, S.WAITING_FOR_SLOT})
+NOT_DURABLE_RETRY = 5.0  # a claim no replica confirmed is tried again after this long
 
 
 class SubmitRefused(ValueError):
@@ -85,6 +92,11 @@ def submit(engine: Engine, job_id: str, *, seq: int, attempt: int = 0) -> Outcom
     if job.remote_task_id:  # recorded, but the state change after it was lost
         engine.store.change(job_id, states={S.SUBMITTING}, to=S.SUBMITTED, due=time.time())
         return NEXT
+    if attempt and job.submit_claim < claim_number(seq, attempt - 1):
+        # This retry follows its own earlier claim, which the record no longer has.
+        evidence = f"submit attempt {attempt} found no claim of attempt {attempt - 1}"
+        mark_in_doubt(engine, job, evidence=evidence)
+        return stop("the record went back in time")
     try:
         api_key(engine, job)  # a job of an alias with no key fails before it takes a slot
     except SettingsError as exc:
@@ -104,16 +116,20 @@ def submit(engine: Engine, job_id: str, *, seq: int, attempt: int = 0) -> Outcom
         return again(min(exc.seconds, engine.settings.step_grace_seconds), attempt=attempt)
     claim = claim_number(seq, attempt)
     now = time.time()
-    applied, _ = engine.store.change(
-        job_id,
-        states=STEP_STATES["submit"],
-        to=S.SUBMITTING,
-        where={"seq": seq},
-        below={"submit_claim": claim},
-        set={"submit_claim": claim, "billing": Billing.PENDING.value, "submit_intent_at": now},
-        incr={"submit_attempts": 1},
-        due=now + engine.settings.http_call_deadline + engine.settings.step_grace_seconds,
-    )
+    try:
+        applied, _ = engine.store.change(
+            job_id,
+            states=STEP_STATES["submit"],
+            to=S.SUBMITTING,
+            where={"seq": seq},
+            below={"submit_claim": claim},
+            set={"submit_claim": claim, "billing": Billing.PENDING.value, "submit_intent_at": now},
+            incr={"submit_attempts": 1},
+            due=now + engine.settings.http_call_deadline + engine.settings.step_grace_seconds,
+            durable=True,
+        )
+    except NotDurable as exc:
+        return _not_durable(engine, job, claim, exc)
     if not applied:
         return stop("submit claimed by a later message, or the job moved on")
     log_transition(job, "submitting", attempt=job.submit_attempts + 1)
@@ -271,6 +287,17 @@ def _requeue(engine: Engine, job: Job, claim: int, *, due_in: float) -> bool:
     return applied
 
 
+def _not_durable(engine: Engine, job: Job, claim: int, exc: NotDurable) -> Outcome:
+    """The claim is on the primary alone: a failover could lose it and let the job be paid
+    for twice. Nothing is sent; the job waits at the head of its line, unbilled."""
+    _requeue(engine, job, claim, due_in=NOT_DURABLE_RETRY)
+    engine.limits.push_front(job.alias, job.id)  # no learning: the provider said nothing
+    engine.send("relaydance.grant", job.alias, countdown=NOT_DURABLE_RETRY)
+    logger.warning("job %s key=%s: not sent: %s", job.id, job.alias, exc)
+    log_transition(job, "waiting_for_slot", reason="claim not durable")
+    return stop("claim not durable; back in line")
+
+
 def _refused_by_account(engine: Engine, job: Job, claim: int, exc: AccountFault) -> Outcome:
     """401, 402 or a 403 for balance, access or the model: nothing was created. The key (or
     its use of the model) is paused now; the job waits at the head of its line, unbilled."""
@@ -285,6 +312,7 @@ def _refused_by_account(engine: Engine, job: Job, claim: int, exc: AccountFault)
 
 def _back_in_line(engine: Engine, job: Job, claim: int, exc: RateLimited) -> Outcome:
     """HTTP 429 on submit: nothing was created. Lower the key's limit and queue at the head."""
+    notice_new_primary(engine, record=False)  # a new primary: this 429 teaches nothing
     effective = engine.limits.on_rate_limited(
         job.alias,
         retry_after=exc.retry_after,
@@ -318,27 +346,32 @@ def _live_at_provider(engine: Engine, job: Job) -> int:
 def record_task(engine: Engine, job: Job, claim: int, *, task_id: str, status: str = "") -> Outcome:
     """Record the task a POST created; a job that moved on meanwhile still keeps its id."""
     expected = first_poll_delay(engine, str(job.request["model"]), int(job.request["seconds"]))
-    recorded, _ = engine.store.change(
-        job.id,
-        states={S.SUBMITTING},
-        to=S.SUBMITTED,
-        where={"submit_claim": claim},
-        set={
-            "remote_task_id": task_id,
-            "remote_status": status,
-            "billing": Billing.BILLED.value,
-        },
-        due=time.time() + expected,
-    )
+    try:
+        recorded, _ = engine.store.change(
+            job.id,
+            states={S.SUBMITTING},
+            to=S.SUBMITTED,
+            where={"submit_claim": claim},
+            set={
+                "remote_task_id": task_id,
+                "remote_status": status,
+                "billing": Billing.BILLED.value,
+            },
+            due=time.time() + expected,
+            durable=True,
+        )
+    except NotDurable:
+        recorded = True  # on the primary: the job goes on, and the id is confirmed later
+        confirm_later(engine, job.id, task_id=task_id, claim=claim)
     if recorded:
         engine.limits.on_success(job.alias)
         log_transition(job, "submitted", remote=task_id, first_poll=f"{expected:.1f}s")
         # Scheduled once: recorded as the job's due time, and the chain's poll waits it out.
         return Outcome("next", countdown=expected, reason="submitted")
-    return _record_late(engine, job.id, task_id=task_id, status=status)
+    return _record_late(engine, job.id, task_id=task_id, status=status, claim=claim)
 
 
-def _record_late(engine: Engine, job_id: str, *, task_id: str, status: str) -> Outcome:
+def _record_late(engine: Engine, job_id: str, *, task_id: str, status: str, claim: int) -> Outcome:
     from worker.job.webhook import adopt_task, record_duplicate_spend  # it builds on us
 
     job = engine.store.get(job_id)
@@ -349,7 +382,11 @@ def _record_late(engine: Engine, job_id: str, *, task_id: str, status: str) -> O
         return stop("task already recorded")
     if job.remote_task_id:
         return record_duplicate_spend(engine, job, task_id=task_id)
-    if job.state is S.SUBMIT_UNKNOWN:
+    if lost_claim(job, claim):  # a failover took the claim back: in doubt, then adopted
+        evidence = f"the reply of submission {claim} (task {task_id}) found it without the claim"
+        if mark_in_doubt(engine, job, evidence=evidence, claim=claim):
+            job = engine.store.get(job_id) or job
+    if job.state is S.SUBMIT_UNKNOWN or (job.orphans and job.state in _IN_LINE):
         return adopt_task(engine, job, task_id=task_id, status=status, source="late reply")
     # Canceled or failed while the POST was in flight: the task exists and may be billed.
     applied, _ = engine.store.change(
@@ -384,23 +421,32 @@ def resubmit(engine: Engine, job_id: str) -> Job:
         )
     # The submission in doubt stays an orphan: its task's webhook is still recognised.
     claims = {**job.orphan_claims, str(job.submit_claim): job.submit_intent_at or job.updated_at}
-    applied, _ = engine.store.change(
-        job_id,
-        states={S.SUBMIT_UNKNOWN},
-        to=S.WAITING_FOR_SLOT,
-        set={
-            "billing": Billing.NONE.value,
-            "error_code": "",
-            "error_message": "",
-            "orphan_claims": json.dumps(claims),
-        },
-        incr={"seq": 1, "orphans": 1},
-        due=time.time() + engine.settings.step_grace_seconds,
-    )
+    durable = True
+    try:
+        applied, _ = engine.store.change(
+            job_id,
+            states={S.SUBMIT_UNKNOWN},
+            to=S.WAITING_FOR_SLOT,
+            set={
+                "billing": Billing.NONE.value,
+                "error_code": "",
+                "error_message": "",
+                "orphan_claims": json.dumps(claims),
+            },
+            incr={"seq": 1, "orphans": 1},
+            due=time.time() + engine.settings.step_grace_seconds,
+            durable=True,
+        )
+    except NotDurable as exc:
+        # Resubmitted on the primary; it is not started now: the sweeper starts it when
+        # due, and its own claim waits for a replica like every claim.
+        applied, durable = True, False
+        logger.warning("job %s: resubmitted, not started yet: %s", job_id, exc)
     if not applied:
         raise SubmitRefused(f"job {job_id} changed meanwhile; look at it again")
     log_transition(job, "waiting_for_slot", reason="resubmitted by the operator")
-    engine.send("relaydance.resume", job_id)
+    if durable:
+        engine.send("relaydance.resume", job_id)
     fresh = engine.store.get(job_id)
     assert fresh is not None
     return fresh

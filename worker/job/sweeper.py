@@ -15,7 +15,9 @@ overdue and moves them on:
 - a job its producer never confirmed (the enqueue failed) is canceled, never run.
 
 Then the slot reconciler (:mod:`worker.job.slots`) frees slots jobs no longer need, takes
-back slots live jobs lost, and hands free slots to the jobs waiting in line. A paused line
+back slots live jobs lost, and hands free slots to the jobs waiting in line: after a Redis
+failover (noticed first, :func:`worker.job.failover.notice_new_primary`) this one sweep
+puts the slots right from the job records. A paused line
 (a key held by its account, a provider whose breaker is open, a held model) gets its probe:
 the job at its head is nudged when the probe is due, and an ongoing pause is told again
 every hour (:mod:`worker.job.alerts`). It also retries ``on_done`` notices the broker did
@@ -32,6 +34,7 @@ from dataclasses import dataclass, field
 
 from worker.job.alerts import Alert, raise_alert
 from worker.job.engine import Engine
+from worker.job.failover import FAILOVER_POLL_FIELD, notice_new_primary
 from worker.job.notify import deliver_due
 from worker.job.record import Billing, Job, JobState
 from worker.job.slots import reconcile
@@ -63,7 +66,14 @@ def sweep(engine: Engine, *, grace: float | None = None, limit: int = 2000) -> S
     """Move overdue jobs on, reconcile slots, and fill free slots from each key's line."""
     if grace is None:
         grace = engine.settings.sweep_grace_seconds
+    # A new primary (a failover) may have lost the messages that were to move jobs, and what
+    # polls and webhooks had learned: every job due is moved now, every live task is asked
+    # about now, and every job granted a slot is started again.
+    new_primary = notice_new_primary(engine)
     now = time.time()
+    if new_primary:
+        grace = 0.0
+        _poll_live_now(engine, now=now)
     resumed: list[str] = []
     unknown: list[str] = []
     due = engine.store.due(before=now - grace, limit=limit)
@@ -80,7 +90,7 @@ def sweep(engine: Engine, *, grace: float | None = None, limit: int = 2000) -> S
         elif action == "unknown":
             unknown.append(job_id)
     aliases = sorted(set(engine.settings.keys()) | set(engine.limits.aliases_seen()))
-    reconciled = reconcile(engine, aliases)
+    reconciled = reconcile(engine, aliases, regrant=new_primary)
     resume_granted(engine, reconciled.granted)
     probed = _nudge_probes(engine, aliases)
     _remind(engine, aliases)
@@ -94,6 +104,15 @@ def sweep(engine: Engine, *, grace: float | None = None, limit: int = 2000) -> S
         taken=reconciled.taken,
         probed=probed,
     )
+
+
+def _poll_live_now(engine: Engine, *, now: float) -> None:
+    """Make every job whose task is live due now (its webhook's effect may be lost)."""
+    live = {S.SUBMITTED, S.RUNNING}
+    for state in live:
+        for job_id in engine.store.in_state(state):
+            # Marked: a job that then ends by this poll did not miss its webhook.
+            engine.store.change(job_id, states=live, due=now, set={FAILOVER_POLL_FIELD: now})
 
 
 def _nudge_probes(engine: Engine, aliases: list[str]) -> list[str]:

@@ -10,7 +10,8 @@ with the job's own key and then, by what the provider says:
   the safety poll's schedule;
 - a task the job never recorded while it has no remote id and may have an orphaned
   submission (``submitting``, ``submit_unknown``, or waiting again after an operator's
-  resubmit): the first submission of an ambiguous submit, whose reply was lost. The job
+  resubmit, or one a failover took back to an earlier state: its webhook's claim is above
+  the record's): the first submission of an ambiguous submit, whose reply was lost. The job
   adopts it (records the id, ``-> submitted``) and moves on as above. A job canceled or
   failed with such a submission records the id (it may be billed) without moving. A job
   back in line after a 429 created nothing, so it adopts nothing;
@@ -36,6 +37,7 @@ from config.settings import SettingsError
 from worker.errors import (
     AccountFault,
     Deferred,
+    NotDurable,
     NotFound,
     PermanentError,
     RateLimited,
@@ -43,6 +45,7 @@ from worker.errors import (
 )
 from worker.job import calls
 from worker.job.engine import Engine
+from worker.job.failover import confirm_later, lost_claim, mark_in_doubt
 from worker.job.record import FINAL_STATES, Billing, Job, JobState
 from worker.job.remote import apply_remote, charged
 from worker.job.step import NEXT, Outcome, backoff, first_poll_delay, log_transition
@@ -75,10 +78,13 @@ _EVERY_STATE = frozenset(JobState)
 _UNSETTLED = frozenset({Billing.PENDING, Billing.UNKNOWN})
 
 
-def may_have_orphan(job: Job) -> bool:
-    """Whether the job may have a submission whose task it never recorded."""
+def may_have_orphan(job: Job, claim: int | None = None) -> bool:
+    """Whether the job may have a submission whose task it never recorded (``claim``, a
+    submission the record lost to a failover, counts: see :mod:`worker.job.failover`)."""
     if job.remote_task_id:
         return False
+    if claim is not None and lost_claim(job, claim):
+        return True
     if job.state in (S.SUBMITTING, S.SUBMIT_UNKNOWN):
         return True
     if job.state in FINAL_STATES:
@@ -109,6 +115,10 @@ def on_webhook(
     hint = task_id or recorded
     if hint is None:
         return _stop("no remote task to look at")
+    if claim is not None and lost_claim(job, claim):
+        evidence = f"a webhook came through the URL of submission {claim}, which it lacks"
+        if mark_in_doubt(engine, job, evidence=evidence, claim=claim):
+            job = engine.store.get(job_id) or job
     sent_at = None if claim is None else job.claim_sent_at(claim)
     if recorded is None:
         if not may_have_orphan(job):
@@ -251,21 +261,26 @@ def adopt_task(engine: Engine, job: Job, *, task_id: str, status: str, source: s
     takes back a slot, over the limit if need be: the provider counts the task already.
     """
     expected = first_poll_delay(engine, str(job.request["model"]), int(job.request["seconds"]))
-    applied, found = engine.store.change(
-        job.id,
-        states=_IN_DOUBT | _IN_LINE if job.orphans > 0 else _IN_DOUBT,
-        to=S.SUBMITTED,
-        where={"remote_task_id": ""},
-        set={
-            "remote_task_id": task_id,
-            "remote_status": status,
-            "billing": Billing.BILLED.value,
-            "adopted_from": source,
-            "error_code": "",
-            "error_message": "",
-        },
-        due=time.time() + expected,
-    )
+    try:
+        applied, found = engine.store.change(
+            job.id,
+            states=_IN_DOUBT | _IN_LINE if job.orphans > 0 else _IN_DOUBT,
+            to=S.SUBMITTED,
+            where={"remote_task_id": ""},
+            set={
+                "remote_task_id": task_id,
+                "remote_status": status,
+                "billing": Billing.BILLED.value,
+                "adopted_from": source,
+                "error_code": "",
+                "error_message": "",
+            },
+            due=time.time() + expected,
+            durable=True,
+        )
+    except NotDurable:  # adopted on the primary: confirmed later, never submitted again
+        applied, found = True, job.state
+        confirm_later(engine, job.id, task_id=task_id, claim=job.submit_claim)
     if not applied:
         return _stop(f"job is {found}; not adopted")
     engine.limits.take(job.alias, job.id)

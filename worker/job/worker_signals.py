@@ -66,6 +66,7 @@ def _check_the_webhook_receiver(**_: Any) -> None:
 
 
 _sweep: list[SweepLoop] = []
+_LEVELS = {"warn": logging.WARNING, "fail": logging.ERROR}
 
 
 @worker_init.connect
@@ -80,12 +81,15 @@ def _say_which_redis_when_unset(**_: Any) -> None:
 
 @worker_ready.connect
 def _say_when_redis_may_forget(**_: Any) -> None:
-    # An evicting or non-persistent Redis drops paid jobs: one loud line at every start.
-    settings = get_settings()
+    # An evicting or non-persistent Redis drops paid jobs: one loud line at every start. The
+    # replicas a claim waits for are counted now, at start (unless the setting says).
+    settings, engine = get_settings(), get_engine()
     try:
         findings = durability_findings(
-            get_engine().redis, sentinel=is_sentinel(settings.redis_url or "")
-        )
+            engine.redis, sentinel=is_sentinel(settings.redis_url or ""),
+            min_replicas=settings.redis_min_replicas, wait_ms=settings.redis_wait_ms,
+        )  # fmt: skip
+        engine.store.durability.replicas  # noqa: B018 - read once, here
     except Exception as exc:
         if not is_redis_outage(exc):
             raise
@@ -93,6 +97,9 @@ def _say_when_redis_may_forget(**_: Any) -> None:
     line = forgetful_redis_line(findings)
     if line:
         logger.error("%s", line)
+    for finding in findings:
+        if finding.name == "failover" and finding.status in ("warn", "fail"):
+            logger.log(_LEVELS[finding.status], "failover safety: %s", finding.detail)
 
 
 @worker_ready.connect

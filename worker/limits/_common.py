@@ -155,6 +155,12 @@ class LimitKeys:
         return self._key("rejections")
 
     @property
+    def quiet(self) -> str:
+        """Present while the key's 429s teach its learned limit nothing (a new Redis
+        primary, or slots the reconciler had to repair, may have miscounted them)."""
+        return self._key("quiet")
+
+    @property
     def hold(self) -> str:
         """Hash, present while the key is paused by an account fault or an operator: kind,
         reason, since, probe_at and probe (the one job that may try the key)."""

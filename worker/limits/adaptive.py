@@ -9,6 +9,10 @@ cooldown, up to the configured limit. A learned limit that nothing refreshes is 
 after ``forget_seconds``. The state lives in Redis, so every worker applies the same limit,
 and :mod:`worker.limits.semaphore` reads it inside its scripts. 429s are counted per minute
 for "429s in the last hour".
+
+While a key is quiet (:meth:`AdaptiveLimit.quiet`: after a Redis failover, or a slot the
+reconciler had to take back) its 429s are counted but cut nothing: they may answer the
+fleet's own miscount of slots, not the provider's cap.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ logger = logging.getLogger(__name__)
 REJECTION_BUCKET_US = 60_000_000
 REJECTION_BUCKETS = 60
 
-# KEYS: adaptive rejections registry; ARGV: now configured factor cooldown forget alias
+# KEYS: adaptive rejections registry quiet; ARGV: now configured factor cooldown forget alias
 # in_flight ('' when unknown). Returns {effective limit, 1 if this 429 cut it}.
 _ON_RATE_LIMITED = (
     LUA_PRELUDE
@@ -35,6 +39,7 @@ local now = clock(ARGV[1])
 redis.call('SADD', KEYS[3], ARGV[6])
 ring_add(KEYS[2], now, {REJECTION_BUCKET_US}, {REJECTION_BUCKETS})
 local limit = effective(KEYS[1], tonumber(ARGV[2]))
+if redis.call('EXISTS', KEYS[4]) == 1 then return {{limit, 0}} end
 redis.call('HSET', KEYS[1], 'ok', 0)
 -- With the key's in-flight count at the refusal, the provider's cap is known: that count.
 local observed = tonumber(ARGV[7])
@@ -158,7 +163,7 @@ class AdaptiveLimit:
         """
         k = self._keys(alias)
         effective, cut = self._on_rate_limited(
-            keys=[k.adaptive, k.rejections, k.registry],
+            keys=[k.adaptive, k.rejections, k.registry, k.quiet],
             args=[
                 now_arg(self._clock),
                 limit,
@@ -190,6 +195,15 @@ class AdaptiveLimit:
         if raised:
             logger.info("key %s: effective concurrency raised to %d", alias, effective)
         return int(effective)
+
+    def quiet(self, alias: str, seconds: float) -> None:
+        """Let the key's 429s teach nothing for ``seconds`` (they are still counted)."""
+        self._redis.set(self._keys(alias).quiet, "1", px=max(1, round(seconds * 1000)))
+        logger.info("key %s: 429s teach the learned limit nothing for %.0fs", alias, seconds)
+
+    def is_quiet(self, alias: str) -> bool:
+        """Whether the key's 429s teach nothing now."""
+        return bool(self._redis.exists(self._keys(alias).quiet))
 
     def rate_limited_last_hour(self, alias: str) -> int:
         """429s counted in the last hour (per-minute buckets)."""

@@ -150,15 +150,16 @@ def handle_webhook(
 
 # The fields the decision reads, and the per-job gate opened (SET NX PX) for a job that
 # is not final, as one command: no more round trips than the plain read it replaces.
-_FIELDS = ("state", "alias", "remote_task_id", "billing", "orphans")
+_FIELDS = ("state", "alias", "remote_task_id", "billing", "orphans", "submit_claim")
 _READ_AND_GATE = """
-local f = redis.call('HMGET', KEYS[1], 'state', 'alias', 'remote_task_id', 'billing', 'orphans')
+local f = redis.call('HMGET', KEYS[1], 'state', 'alias', 'remote_task_id', 'billing', 'orphans',
+                     'submit_claim')
 if not f[1] then return {} end
 local opened = 0
 if f[1] ~= 'done' and f[1] ~= 'failed' and f[1] ~= 'canceled' then
   if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then opened = 1 end
 end
-return {f[1], f[2] or false, f[3] or false, f[4] or false, f[5] or false, opened}
+return {f[1], f[2] or false, f[3] or false, f[4] or false, f[5] or false, f[6] or false, opened}
 """
 _scripts: dict[int, Script] = {}
 
@@ -214,7 +215,7 @@ def _dispatch(
         # Only a submission whose reply was lost can be adopted, through its own callback
         # URL (which proves the submission); a job back in line after a plain 429 created
         # nothing and has nothing to adopt.
-        wanted = hint is not None and claim is not None and may_have_orphan(job)
+        wanted = hint is not None and claim is not None and may_have_orphan(job, claim)
     elif hint is None or hint == recorded:
         wanted = job.state in _LISTENING
     else:

@@ -129,7 +129,10 @@ def test_a_delivery_without_its_submissions_proof_adopts_nothing(
     assert engine.sent == []
     assert on_webhook(engine, job_id, task_id="task_x").action == "stop"
     assert _deliver(engine, job_id, "task_x", claim="0." + "0" * 32) == 404  # forged proof
-    assert on_webhook(engine, job_id, task_id="task_x", claim=5).action == "stop"  # not in doubt
+    # A genuine proof of an earlier submission of the job that is not in doubt (the job's
+    # own is claim 0 here; a later claim than the record's would be one a failover lost).
+    engine.store.change(job_id, states=None, set={"submit_claim": 7})
+    assert on_webhook(engine, job_id, task_id="task_x", claim=3).action == "stop"
     assert engine.store.get(job_id).state is S.SUBMIT_UNKNOWN  # type: ignore[union-attr]
     assert not provider.tasks["task_x"].get("fetched")
 
