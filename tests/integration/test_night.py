@@ -1,16 +1,18 @@
 """An unattended night: the faults of what the fleet depends on pause it; nothing fails.
 
-A batch of jobs on two keys, one RelayDance and one Kinovi, meets in turn: the account's
-credit running out (RelayDance's 403 "insufficient balance", Kinovi's 402) and a top-up, a
-revoked key and its restoration, and a provider outage (every route 503 in the provider's
-own JSON). Every timer is scaled down by the same factor (1/30), so a generation (90 s
+A batch of jobs on two keys, one RelayDance and one Kinovi (a ``key`` per line), meets in
+turn: the account's credit running out (RelayDance's 403 "insufficient balance", Kinovi's
+402) and a top-up, a revoked key and its restoration, a provider outage (every route 503
+in the provider's own JSON), and Redis SIGKILLed and restarted from its append-only file. Every timer is scaled down by the same factor (1/30), so a generation (90 s
 real, 3 s here) outlasts the step grace, and the probe interval (300 s real) is 10 s here.
-Workers and beat run as real processes, and nothing restarts them.
+Workers and beat run as real processes, and nothing restarts them: not after the Redis
+restart either.
 
 What must hold at the end: every job done, none failed, none left ``submit_unknown``,
 nothing billed twice; each pause drew a handful of refusals (the submissions already in
 flight, then one per probe), not one per waiting job; and while each fault lasted, the
-reason was shown (a waiting job's status, the key's limits, /metrics). Each pause ended
+reason was shown (a waiting job's status, the key's limits, ``batch status``, /metrics).
+Every process outlived the Redis restart. Each pause ended
 through a probe, and a chat channel was paged through ``RELAYDANCE_ON_ALERT``.
 """
 
@@ -125,7 +127,7 @@ def _down() -> list[str]:
     return sorted(r for r in routes if limits.breakers.state(r) is not None)
 
 
-def _shown(alias: str, ids: list[str]) -> list[str]:
+def _shown(alias: str, ids: list[str], batch_id: str) -> list[str]:
     """What every view says of the alias's pause while it lasts (asserts each says it)."""
     from worker.job.engine import get_engine
     from worker.job.explain import explain, facts_for
@@ -139,14 +141,23 @@ def _shown(alias: str, ids: list[str]) -> list[str]:
                and j.state in (S.QUEUED, S.WAITING_FOR_SLOT)]  # fmt: skip
     texts = [explain(job, facts_for(engine, job)).text for job in waiting]
     assert all(text.startswith("paused: ") for text in texts), texts
-    return [snap["paused"], *texts]
+    return [snap["paused"], *texts, *_batch_says(batch_id, alias)]
+
+
+def _batch_says(batch_id: str, alias: str) -> list[str]:
+    from tasks.batches import get_batch
+
+    paused = get_batch(batch_id).paused  # what `relaydance batch status` prints
+    assert alias in paused, paused
+    return [paused[alias]]
 
 
 @pytest.mark.timeout(420)
 def test_a_night_of_outside_faults_pauses_the_fleet_and_fails_nothing(
     server: RedisServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tasks import enqueue_render, get_job
+    from tasks import get_job
+    from tasks.batches import enqueue_batch
 
     knobs = {
         "gen_time_mean": 90.0, "gen_time_jitter": 0.2, "time_scale": SCALE, "seed": 5,
@@ -168,14 +179,12 @@ def test_a_night_of_outside_faults_pauses_the_fleet_and_fails_nothing(
         try:
             for fleet in fleets:
                 fleet.start()
-            ids = [
-                enqueue_render(
-                    {"model": "doubao-seedance-2-0-fast-260128" if n % 2 else "seedance2-fast",
-                     "prompt": f"night shot {n}", "seconds": 5},
-                    key="studio" if n % 2 else "kin",
-                )
-                for n in range(JOBS)
-            ]  # fmt: skip
+            lines = [{"model": "doubao-seedance-2-0-fast-260128" if n % 2 else "seedance2-fast",
+                      "prompt": f"night shot {n}", "seconds": 5,
+                      "key": "studio" if n % 2 else "kin"} for n in range(JOBS)]  # fmt: skip
+            night = enqueue_batch(lines, key="studio", name="night")
+            ids = list(wait_for(lambda: _jobs_of(night.batch_id), timeout=30,
+                                what="every line's job").values())  # fmt: skip
 
             # 1. The credit runs out after 8 clips: both keys pause; a top-up resumes them.
             wait_for(lambda: all(_holds(a) for a in ("studio", "kin")), timeout=60,
@@ -183,7 +192,7 @@ def test_a_night_of_outside_faults_pauses_the_fleet_and_fails_nothing(
             assert {h.kind for a in ("studio", "kin") for h in _holds(a)} == {
                 "insufficient_credits"
             }
-            shown += _shown("studio", ids) + _shown("kin", ids)
+            shown += _shown("studio", ids, night.batch_id) + _shown("kin", ids, night.batch_id)
             time.sleep(PROBE * 1.2)  # a probe is refused meanwhile
             refused_on_credit = sim.stats()["refused_credits"]
             sim.configure(credit_clips=1000)
@@ -194,7 +203,7 @@ def test_a_night_of_outside_faults_pauses_the_fleet_and_fails_nothing(
             sim.configure(revoked_keys=[_fingerprint(STUDIO_KEY)])
             wait_for(lambda: [h.kind for h in _holds("studio")] == ["unauthorized"],
                      timeout=60, what="studio paused by its revoked key")  # fmt: skip
-            shown += _shown("studio", ids)
+            shown += _shown("studio", ids, night.batch_id)
             assert _holds("kin") == []
             sim.configure(revoked_keys=[])
             wait_for(lambda: not _holds("studio"), timeout=4 * PROBE,
@@ -204,14 +213,20 @@ def test_a_night_of_outside_faults_pauses_the_fleet_and_fails_nothing(
             before = sim.stats()["outage_requests"]
             sim.configure(outage=True)
             wait_for(lambda: len(_down()) == 2, timeout=60, what="both breakers open")
-            shown += _shown("studio", ids)
+            shown += _shown("studio", ids, night.batch_id)
             time.sleep(PROBE)
             sim.configure(outage=False)
             during = sim.stats()["outage_requests"] - before
             wait_for(lambda: not _down(), timeout=4 * PROBE, what="the breakers to close")
 
+            # 4. Redis is SIGKILLed and comes back from its append-only file: nothing restarts
+            # the workers or beat, and the night goes on.
+            server.restart(crash=True, down_for=2.0)
+
             assert wait_until(lambda: all(get_job(i).is_final for i in ids), timeout=240,
                               interval=0.5), _states(ids) + str(tmp_path)  # fmt: skip
+            procs = [p for f in fleets for p in (f.worker, f.beat) if p is not None]
+            alive = len(procs) == 3 and all(p.poll() is None for p in procs)
         finally:
             for fleet in fleets:
                 fleet.stop()
@@ -219,6 +234,8 @@ def test_a_night_of_outside_faults_pauses_the_fleet_and_fails_nothing(
         jobs = [get_job(i) for i in ids]
         stats = sim.stats()
 
+    assert alive, "a process died of the Redis restart"
+    assert fleets[1].beat is None  # only the first fleet runs beat
     assert [(j.id, j.error_code) for j in jobs if j.state is not S.DONE] == []
     assert stats["paid_twice"] == 0 and stats["billed_tasks"] == JOBS, stats
     # A handful of refusals per pause: the submissions in flight, then one per probe.
@@ -230,6 +247,13 @@ def test_a_night_of_outside_faults_pauses_the_fleet_and_fails_nothing(
     pages = "\n".join(chat.texts)
     for kind in ("key_paused", "provider_down", "resolved: key_paused"):
         assert kind in pages, pages
+
+
+def _jobs_of(batch_id: str) -> dict[int, str] | None:
+    from tasks.batches import _batches
+
+    jobs = _batches().job_ids(batch_id)
+    return jobs if len(jobs) == JOBS else None
 
 
 def _dir(path: Path) -> Path:

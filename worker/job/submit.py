@@ -48,6 +48,7 @@ from worker.errors import (
     TransientError,
     UnexpectedResponse,
 )
+from worker.infra.outage import is_redis_outage
 from worker.job import calls
 from worker.job.callback import callback_url_for
 from worker.job.engine import Engine
@@ -75,6 +76,7 @@ __all__ = ["SubmitRefused", "count_possible_orphan", "record_task", "resubmit", 
 logger = logging.getLogger(__name__)
 
 S = JobState
+HOLD_REPLY_SECONDS = 60.0  # how long a task id waits in the worker for Redis to return
 _PAUSES = frozenset({"breaker", "held", "model"})
 _IN_LINE = frozenset({S.QUEUED, S.WAITING_FOR_SLOT})
 NOT_DURABLE_RETRY = 5.0  # a claim no replica confirmed is tried again after this long
@@ -163,7 +165,7 @@ def submit(engine: Engine, job_id: str, *, seq: int, attempt: int = 0) -> Outcom
         return _ambiguous(engine, job, claim, exc, attempt, sent_at=now)
     except PermanentError as exc:
         return fail(engine, job, exc.code, str(exc), billing=Billing.NONE.value)
-    return record_task(engine, job, claim, task_id=task.task_id, status=task.raw_status)
+    return _record_through_outage(engine, job, claim, task_id=task.task_id, status=task.raw_status)
 
 
 def _take_slot(engine: Engine, job: Job, seq: int, *, claimed: bool = False) -> Outcome | None:
@@ -341,6 +343,30 @@ def _live_at_provider(engine: Engine, job: Job) -> int:
         return 0
     live = {S.SUBMIT_UNKNOWN.value, S.SUBMITTED.value, S.RUNNING.value, S.CANCELED.value}
     return sum(1 for state in engine.store.field_of(holders, "state") if state in live)
+
+
+def _record_through_outage(
+    engine: Engine, job: Job, claim: int, *, task_id: str, status: str
+) -> Outcome:
+    """Record the task a POST just created, holding its id here while Redis is away.
+
+    The reply exists only in this process: a retry message would need the broker, which is
+    the same Redis, and a job left ``submitting`` would be judged in doubt. So the write is
+    tried again, with back-off, for up to :data:`HOLD_REPLY_SECONDS` (a Redis restart).
+    """
+    waited, delay = 0.0, 0.2
+    while True:
+        try:
+            return record_task(engine, job, claim, task_id=task_id, status=status)
+        except Exception as exc:
+            if not is_redis_outage(exc) or waited >= HOLD_REPLY_SECONDS:
+                raise
+            logger.warning(
+                "job %s: Redis is away (%s); holding task %s until it answers",
+                job.id, type(exc).__name__, task_id,
+            )  # fmt: skip
+            time.sleep(delay)
+            waited, delay = waited + delay, min(delay * 2, 5.0)
 
 
 def record_task(engine: Engine, job: Job, claim: int, *, task_id: str, status: str = "") -> Outcome:
