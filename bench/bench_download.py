@@ -4,10 +4,10 @@
                                              [--storage both|local|s3]
 
 A child process serves an mp4-looking body (an ftyp box, then zeros, generated on the
-fly) on 127.0.0.1. This process delivers it the way the worker does, through
-``worker.storage``: ``LocalStorage`` (``download_video``: temp file, fsync, rename) and
-``S3Storage`` (a streaming multipart upload into moto's S3 server, started here on
-loopback as a second child process). A thread samples this process's RSS every 10 ms.
+fly) on 127.0.0.1. This process delivers it the way the worker's download step does: the
+download (``stream_video``) streams into the sink the storage opens, then commits it:
+``LocalStorage`` (a temp file, fsync, rename) and ``S3Storage`` (a streaming multipart
+upload into moto's S3 server, started here on loopback as a second child process). A thread samples this process's RSS every 10 ms.
 
 Per run: MB/s, peak RSS growth over the level just before the delivery (targets: under
 32 MB to disk, under 64 MB into S3, i.e. memory stays flat whatever the clip's size) and
@@ -40,8 +40,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from worker.infra.redis_server import free_port  # noqa: E402
-from worker.provider.download import make_download_client  # noqa: E402
-from worker.storage import LocalStorage, Storage  # noqa: E402
+from worker.provider.download import make_download_client, stream_video  # noqa: E402
+from worker.storage import LocalStorage, Storage, StoredClip  # noqa: E402
 
 MIB = 1 << 20
 TARGET_GROWTH_MB = {"local": 32.0, "s3": 64.0}
@@ -166,19 +166,26 @@ class MotoServer:
         self.proc.wait(timeout=10)
 
 
+def deliver(storage: Storage, url: str, name: str, **options: Any) -> StoredClip:
+    """Stream ``url`` into the storage's sink for ``name`` and commit it, as the job does."""
+    with storage.open_clip(name) as sink:
+        got = stream_video(url, sink, **options)
+        return sink.commit(sha256=got.sha256, seconds=got.seconds)
+
+
 def deliver_once(storage: Storage, url: str, size: int, chunk_kb: int) -> dict[str, Any]:
     """One measured delivery of ``url``; the storage is warm (imports, pools, client)."""
     with make_download_client(connect_timeout=5, read_timeout=60) as client:
         options: dict[str, Any] = {"client": client, "max_bytes": size + 1,
                                    "allow_local": True, "overall_timeout": 900.0}  # fmt: skip
-        storage.save_clip(url.replace("/clip.mp4", "/warmup"), name="warmup", **options)
+        deliver(storage, url.replace("/clip.mp4", "/warmup"), "warmup", **options)
         proc = psutil.Process()
         baseline = proc.memory_info().rss
         sampler = RssSampler()
         sampler.start()
         cpu_before = proc.cpu_times()
         started = time.perf_counter()
-        clip = storage.save_clip(url, name="big", **options)
+        clip = deliver(storage, url, "big", **options)
         wall = time.perf_counter() - started
         cpu_after = proc.cpu_times()
         sampler.stop()

@@ -1,4 +1,6 @@
-"""A clip served over loopback HTTP, and a helper that stores it: the storage tests' source.
+"""A clip served over loopback HTTP, and a helper that stores it as the job's download step
+does (the download streams into the storage's sink, which is then committed): the storage
+tests' source.
 
 Shared by the local-directory tests (tests/unit/) and the S3 ones (tests/integration/); the
 ``clips`` and ``http_client`` fixtures in tests/conftest.py build on it.
@@ -11,8 +13,8 @@ from typing import Any
 
 import httpx
 
-from worker.storage import LocalStorage, StoredClip
-from worker.storage.s3 import S3Storage
+from worker.provider.download import stream_video
+from worker.storage import Storage, StoredClip
 
 MIB = 1 << 20
 FTYP = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2"
@@ -48,9 +50,11 @@ class ClipServer:
 
 
 def save(
-    storage: S3Storage | LocalStorage, url: str, client: httpx.Client, **kw: Any
+    storage: Storage, url: str, client: httpx.Client, *, name: str = "rdj_job1", **kw: Any
 ) -> StoredClip:
-    options: dict[str, Any] = {"name": "rdj_job1", "client": client, "max_bytes": 64 * MIB,
-                               "allow_local": True, "overall_timeout": 60.0}  # fmt: skip
+    options: dict[str, Any] = {"client": client, "max_bytes": 64 * MIB, "allow_local": True,
+                               "overall_timeout": 60.0}  # fmt: skip
     options.update(kw)
-    return storage.save_clip(url, **options)
+    with storage.open_clip(name) as sink:
+        got = stream_video(url, sink, **options)
+        return sink.commit(sha256=got.sha256, seconds=got.seconds)

@@ -233,6 +233,16 @@ def _answers(url: str) -> bool:
         return False
 
 
+def flower_sees_a_worker(port: int, auth: tuple[str, str]) -> bool:
+    """Whether Flower on ``port`` lists a worker: only then do a job's task events reach it
+    (those sent before it connected are lost to it, and a loaded machine starts it late)."""
+    try:
+        url = f"http://127.0.0.1:{port}/api/workers?refresh=1"
+        return bool(httpx.get(url, auth=auth, timeout=2).json())
+    except (httpx.HTTPError, ValueError):
+        return False
+
+
 def wait_until(predicate, *, timeout: float, interval: float = 0.05) -> bool:  # type: ignore[no-untyped-def]
     """Poll ``predicate`` until it is true or ``timeout`` seconds pass."""
     deadline = time.monotonic() + timeout

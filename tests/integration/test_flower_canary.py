@@ -17,7 +17,7 @@ import redis
 
 from simulator.testing import SimulatorProcess
 from tasks import enqueue_render, wait
-from tests.fleet import Fleet, fleet_env, use_env, wait_until
+from tests.fleet import Fleet, fleet_env, flower_sees_a_worker, use_env, wait_until
 from worker.infra.redis_server import RedisServer, free_port
 from worker.job.record import JobState
 
@@ -81,15 +81,8 @@ def test_flower_lists_our_tasks_and_the_canary_key_is_nowhere(
         fleet.start()
         try:
             auth = ("ops", "test-pass")
-
-            def flower_sees_the_worker() -> bool:
-                try:
-                    url = f"http://127.0.0.1:{port}/api/workers?refresh=1"
-                    return bool(httpx.get(url, auth=auth, timeout=2).json())
-                except (httpx.HTTPError, ValueError):
-                    return False
-
-            assert wait_until(flower_sees_the_worker, timeout=30, interval=0.5), fleet.logs()
+            ready = wait_until(lambda: flower_sees_a_worker(port, auth), timeout=30, interval=0.5)
+            assert ready, fleet.logs()
             ids = [enqueue_render({"model": "doubao-seedance-2-0-fast-260128",
                                    "prompt": f"canary clip {i}"}) for i in range(3)]  # fmt: skip
             jobs = [wait(i, timeout=60) for i in ids]

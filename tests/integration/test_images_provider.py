@@ -13,6 +13,7 @@ from pydantic import SecretStr
 from simulator import image_sha256
 from simulator.testing import SimulatorProcess
 from worker.errors import ErroredRequest, ServerError, TransportFailure
+from worker.job.stills import save_image
 from worker.provider.client import ApiClient
 from worker.provider.download import make_download_client
 from worker.render.image_request import validate_image_request
@@ -35,8 +36,8 @@ def test_stored_images_are_the_pngs_the_simulator_served_and_paid_once(
     ):
         urls = client.generate_images(BODY.to_body(), api_key=KEY, idempotency_key="rdj_img1")
         storage = LocalStorage(tmp_path)
-        stored = [storage.save_image(url, name=f"rdj_img1-{i}", client=http, max_bytes=1 << 30,
-                                     allow_local=True, overall_timeout=30, manifest={"n": i})
+        stored = [save_image(storage, url, name=f"rdj_img1-{i}", client=http, max_bytes=1 << 30,
+                             allow_local=True, overall_timeout=30, manifest={"n": i})
                   for i, url in enumerate(urls, start=1)]  # fmt: skip
     ids = [url.split("/images/")[1].split(".png")[0] for url in urls]
     assert [s.sha256 for s in stored] == [image_sha256(i, 1024, 1024) for i in ids]

@@ -211,6 +211,7 @@ def store_a_still(job_id: str) -> None:
 
     from worker.job.engine import get_engine
     from worker.job.record import JobState
+    from worker.job.stills import save_image
     from worker.provider.client import ApiClient
     from worker.render.image_request import validate_image_request
 
@@ -219,9 +220,9 @@ def store_a_still(job_id: str) -> None:
     key = SecretStr(engine.settings.api_key.get_secret_value())  # type: ignore[union-attr]
     with ApiClient(base_url=engine.settings.base_url) as client:
         url = client.generate_images(ask.to_body(), api_key=key, idempotency_key=job_id)[0]
-    stored = engine.storage.save_image(url, name=job_id, client=engine.downloads,
-                                       max_bytes=1 << 30, allow_local=True, overall_timeout=30,
-                                       manifest={"job_id": job_id})  # fmt: skip
+    stored = save_image(engine.storage, url, name=job_id, client=engine.downloads,
+                        max_bytes=1 << 30, allow_local=True, overall_timeout=30,
+                        manifest={"job_id": job_id})  # fmt: skip
     applied, _ = engine.store.change(job_id, states={JobState.DONE}, set=stored.record_fields())
     assert applied
 

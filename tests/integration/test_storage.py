@@ -135,6 +135,17 @@ def test_a_failed_stream_leaves_no_object_and_no_incomplete_upload(
     assert bucket.uploads() == []
 
 
+def test_a_clip_sink_left_without_a_commit_aborts_its_upload_after_a_part_went_up(
+    bucket: Bucket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    storage = s3_storage(bucket, monkeypatch)
+    with storage.open_clip("rdj_job1") as sink:
+        sink.write(mp4(PART + 1))
+        assert len(bucket.uploads()) == 1  # a part is up, nothing is visible
+        assert bucket.keys() == []
+    assert bucket.uploads() == [] and bucket.keys() == []
+
+
 def test_a_retried_delivery_overwrites_one_object_and_aborts_a_killed_attempts_upload(
     bucket: Bucket, clips: ClipServer, http_client: httpx.Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:

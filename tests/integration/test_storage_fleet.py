@@ -24,7 +24,7 @@ from click.testing import CliRunner
 from simulator import VIDEO_SHA256
 from simulator.testing import SimulatorProcess
 from tasks import batch_report, clip_url, enqueue_batch, enqueue_render, get_job, wait, wait_batch
-from tests.fleet import ROOT, Fleet, fleet_env, use_env, wait_until
+from tests.fleet import ROOT, Fleet, fleet_env, flower_sees_a_worker, use_env, wait_until
 from tests.s3_server import Bucket
 from worker.batch.report import render_report
 from worker.cli.main import main
@@ -260,6 +260,8 @@ def test_cloud_credentials_never_appear_in_logs_flower_or_records(
         fleet.start()
         try:
             auth = ("ops", "test-pass")
+            ready = wait_until(lambda: flower_sees_a_worker(port, auth), timeout=60, interval=0.5)
+            assert ready, fleet.logs()
             ids = [enqueue_render({"model": MODEL, "prompt": f"canary {i}"}) for i in range(2)]
             jobs = [wait(i, timeout=60) for i in ids]
             signed = [clip_url(j) for j in jobs]  # presigned in the producer, never stored

@@ -14,6 +14,7 @@ from tests.clip_server import ClipServer
 from tests.integration.test_storage import s3_storage
 from tests.s3_server import Bucket
 from worker.errors import DownloadRejected
+from worker.job.stills import save_image
 
 PNG = image_png("img_bucket", 320, 180)
 
@@ -23,9 +24,9 @@ def test_a_still_is_put_under_the_prefix_with_its_type_hash_and_manifest(
 ) -> None:
     clips.body = PNG
     storage = s3_storage(bucket, monkeypatch)
-    stored = storage.save_image(clips.url, name="shoot/0001-keyframe", client=http_client,
-                                max_bytes=1 << 30, allow_local=True, overall_timeout=30,
-                                manifest={"job_id": "rdj_s3"})  # fmt: skip
+    stored = save_image(storage, clips.url, name="shoot/0001-keyframe", client=http_client,
+                        max_bytes=1 << 30, allow_local=True, overall_timeout=30,
+                        manifest={"job_id": "rdj_s3"})  # fmt: skip
     key = "renders/shoot/0001-keyframe.png"
     assert bucket.keys() == ["renders/shoot/0001-keyframe.json", key]
     assert bucket.read(key) == PNG
@@ -46,6 +47,6 @@ def test_a_body_that_is_not_an_image_puts_nothing(
     clips.body = b"<html><body>AccessDenied</body></html>"
     storage = s3_storage(bucket, monkeypatch)
     with pytest.raises(DownloadRejected, match="HTML"):
-        storage.save_image(clips.url, name="rdj_bad", client=http_client, max_bytes=1 << 30,
-                           allow_local=True, overall_timeout=30, manifest={})  # fmt: skip
+        save_image(storage, clips.url, name="rdj_bad", client=http_client, max_bytes=1 << 30,
+                   allow_local=True, overall_timeout=30, manifest={})  # fmt: skip
     assert bucket.keys() == []

@@ -60,6 +60,19 @@ def test_the_cli_loads_a_lazy_command_when_it_is_asked_for() -> None:
     assert "simulator.cli" in _loaded_after(statement, ["simulator"])
 
 
+def test_the_storage_loads_no_http_and_the_download_no_storage() -> None:
+    # The storage knows bytes, not HTTP; the download knows HTTP, not storage. A sink is
+    # where they meet, in the job's step (STYLE.md, habit 17).
+    storage = "import worker.storage, worker.storage.local, worker.storage.s3"
+    loaded = _loaded_after(storage, ["httpx", "httpcore", "worker"])
+    assert "worker.storage.s3" in loaded
+    assert [m for m in loaded if not m.startswith("worker") or "provider" in m] == []
+    download = "import worker.provider.download, worker.provider.image_download"
+    loaded = _loaded_after(download, ["worker"])
+    assert "worker.provider.download" in loaded
+    assert [m for m in loaded if m.startswith("worker.storage")] == []
+
+
 def test_celery_finds_the_app_on_the_worker_package() -> None:
     statement = "import worker\nfrom celery import Celery\nassert isinstance(worker.app, Celery)"
     assert "worker.infra.celery_app" in _loaded_after(statement, ["worker"])
@@ -167,7 +180,7 @@ LAYERS: dict[str, set[str]] = {
     "web": {"batch", "job", "provider", "limits", "render", "infra"},
     "batch": {"job", "render", "infra"},
     "job": {"provider", "render", "limits", "storage", "infra"},
-    "storage": {"provider"},
+    "storage": set(),
     "provider": set(),
     "limits": set(),
     "render": set(),

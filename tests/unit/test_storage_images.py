@@ -1,6 +1,7 @@
-"""Stills stored beside the clips in a local directory: the clip's download rules and caps, a
-real PNG/JPEG/WebP signature, a hash, an atomic write with the output's file mode, and a
-manifest. A bucket is in tests/integration/test_storage_images.py."""
+"""Stills stored beside the clips in a local directory (:func:`worker.job.stills.save_image`):
+the clip's download rules and caps, a real PNG/JPEG/WebP signature, a hash, an atomic write
+through the storage's sink with the output's file mode, and a manifest. A bucket is in
+tests/integration/test_storage_images.py."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import pytest
 from simulator import image_png
 from tests.clip_server import ClipServer, mp4
 from worker.errors import DownloadRejected, StorageRefused, TransportFailure, UnsafeUrl
+from worker.job.stills import save_image
 from worker.provider.image_download import (
     JPEG,
     MAX_IMAGE_BYTES,
@@ -49,7 +51,7 @@ def store(storage: LocalStorage, url: str, client: httpx.Client, **kw: Any) -> S
     options: dict[str, Any] = {"name": "rdj_still1", "client": client, "max_bytes": 1 << 30,
                                "allow_local": True, "overall_timeout": 30.0}  # fmt: skip
     options.update(kw)
-    return storage.save_image(url, **options)
+    return save_image(storage, url, **options)
 
 
 def test_a_png_is_stored_beside_the_clips_hashed_with_its_size_and_type(

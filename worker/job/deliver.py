@@ -1,8 +1,9 @@
 """Delivering a generated clip: download it safely, then mark the job done and notify.
 
 The download re-fetches the task for a fresh url (never stored: it is signed), streams it
-through :func:`worker.provider.download.download_video`, writes the manifest, and heartbeats while
-bytes arrive so that a dead download is resumed by the sweeper within about a minute.
+through :func:`worker.provider.download.stream_video` into the storage's sink, writes the
+manifest, and heartbeats while bytes arrive so that a dead download is resumed by the
+sweeper within about a minute.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from worker.job.step import (
     stop,
     transient,
 )
-from worker.provider.download import UrlExpired
+from worker.provider.download import UrlExpired, stream_video
 from worker.storage import StoredClip
 
 __all__ = ["download", "finish"]
@@ -84,7 +85,6 @@ def _transfer(
     """Fetch the clip into the output, with its manifest; an Outcome when it did not."""
     settings = engine.settings
     name = job.output_name or job.id
-    engine.storage.clean_partials(name, older_than=HEARTBEAT_GRACE)
     started = time.time()
     heartbeat = _Heartbeat(engine, job.id, claim)
     try:
@@ -93,16 +93,15 @@ def _transfer(
             url = calls.call(engine, job, calls.read_task(job.remote_task_id or "")).url
         if not url:
             return fail(engine, job, "unexpected_response", "the succeeded task has no url")
-        # The seam to the output: a local directory or a bucket (worker/storage/).
-        result = engine.storage.save_clip(
-            url,
-            name=name,
-            client=engine.downloads,
-            max_bytes=settings.download_max_bytes,
-            allow_local=settings.allow_local_urls,
-            overall_timeout=settings.download_timeout,
-            on_progress=heartbeat,
-        )
+        # The seam to the output (worker/storage/): a sink that shows the clip only once
+        # committed; any exception here (a refusal, Superseded) discards what it took.
+        with engine.storage.open_clip(name) as sink:
+            got = stream_video(url, sink, client=engine.downloads,
+                               max_bytes=settings.download_max_bytes,
+                               allow_local=settings.allow_local_urls,
+                               overall_timeout=settings.download_timeout,
+                               on_progress=heartbeat)  # fmt: skip
+            result = sink.commit(sha256=got.sha256, seconds=got.seconds)
         manifest = _manifest(job, result, seconds=time.time() - started)
         engine.storage.save_manifest(name, manifest)
     except Superseded:

@@ -1,24 +1,22 @@
-"""Safe, streaming download of a finished clip, into a file or any other sink.
+"""Safe, streaming download of a finished clip (or a still) into any byte sink.
 
 The provider URL is untrusted and signed: every hop is checked by the SSRF rules,
 redirects are followed by hand (at most :data:`MAX_REDIRECTS`), and the body is streamed
-while it is counted against a cap and hashed; memory stays flat whatever the size.
-:func:`download_video` streams into a temp file beside the final name and renames only a
-complete mp4 into place (:mod:`worker.provider.files`); a failure leaves neither a temp
-file nor a file under the final name. The client and the telling of its failures without
-the signed URL are in :mod:`worker.provider.download_client`.
+into the sink while it is counted against a cap, checked at its head and hashed; memory
+stays flat whatever the size. The download knows nothing of where the bytes go: a sink
+is anything with ``write`` (:class:`ByteSink`), and committing or discarding what it took
+is its opener's business (the job's step, through :mod:`worker.storage`). The client and
+the telling of its failures without the signed URL are in
+:mod:`worker.provider.download_client`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 
 import httpx
@@ -34,7 +32,6 @@ from worker.errors import (
     UnsafeUrl,
 )
 from worker.provider.download_client import dirty, hop_timeout, make_download_client, translated
-from worker.provider.files import atomic_file, check_name, cleanup_partials, write_manifest
 from worker.provider.retry_after import parse_retry_after
 from worker.provider.urlsafety import check_url, connect_only_to, redact_url
 
@@ -42,16 +39,12 @@ __all__ = [
     "MAX_REDIRECTS",
     "MP4_HEAD",
     "ByteSink",
-    "DownloadResult",
     "HeadCheck",
     "Streamed",
     "UrlExpired",
-    "cleanup_partials",
-    "download_video",
     "make_download_client",
     "stream_checked",
     "stream_video",
-    "write_manifest",
 ]
 
 logger = logging.getLogger(__name__)
@@ -86,18 +79,8 @@ class UrlExpired(NotFound):
     code = "url_expired"
 
 
-@dataclass(frozen=True)
-class DownloadResult:
-    """A clip in its final place: path, byte count, hex sha256, seconds spent."""
-
-    path: Path
-    size: int
-    sha256: str
-    seconds: float
-
-
 class ByteSink(Protocol):
-    """Where a streamed body goes: a file, or an upload that takes it part by part."""
+    """Where a streamed body goes: a file, an upload that takes it part by part, memory."""
 
     def write(self, data: bytes, /) -> object: ...
 
@@ -205,39 +188,6 @@ class Streamed:
     seconds: float
 
 
-def _fetch(
-    url: str,
-    open_sink: Callable[[], AbstractContextManager[ByteSink]],
-    *,
-    client: httpx.Client,
-    max_bytes: int,
-    allow_local: bool,
-    overall_timeout: float,
-    chunk_size: int,
-    on_progress: Callable[[int], None] | None,
-    check: HeadCheck = MP4_HEAD,
-) -> Streamed:
-    """Stream ``url`` into the sink ``open_sink`` gives once the clip answered 200; the
-    sink's block ends (a file is committed) before the time is taken."""
-    started = time.monotonic()
-    deadline = started + overall_timeout
-    shown = redact_url(url)
-    try:
-        response = _open(url, client=client, allow_local=allow_local, deadline=deadline)
-        try:
-            shown = redact_url(str(response.url))
-            _check_declared_size(response, max_bytes, shown, what=check.what)
-            with open_sink() as sink:
-                size, sha256 = _stream_to(response, sink, max_bytes=max_bytes, deadline=deadline,
-                                          chunk_size=chunk_size, shown=shown,
-                                          on_progress=on_progress, check=check)  # fmt: skip
-        finally:
-            response.close()
-    except (httpx.HTTPError, httpx.StreamError, httpx.InvalidURL) as exc:
-        raise translated(exc, url, shown) from (None if dirty(exc, url) else exc)
-    return Streamed(size=size, sha256=sha256, seconds=time.monotonic() - started)
-
-
 def stream_video(
     url: str,
     sink: ByteSink,
@@ -249,12 +199,22 @@ def stream_video(
     chunk_size: int = 1 << 16,
     on_progress: Callable[[int], None] | None = None,
 ) -> Streamed:
-    """Stream ``url`` into ``sink`` with the checks of :func:`download_video`.
+    """Stream the clip at ``url`` into ``sink``, checked, capped and hashed.
 
-    It returns only when the whole body arrived, within the cap and the deadline, and
-    opens with an ``ftyp`` box; the caller then commits what the sink holds, and discards
-    it on any exception. Raises what :func:`download_video` raises; errors of the sink
-    itself pass through unchanged.
+    It returns only when the whole body arrived, within ``max_bytes`` and
+    ``overall_timeout``, and opens with an ``ftyp`` box; the caller then commits what the
+    sink holds, and discards it on any exception. Nothing reaches the sink before the URL
+    (and every redirect) passed the SSRF rules and answered 200 with an acceptable size.
+    ``on_progress`` is called with the byte count after every chunk (a heartbeat; what it
+    raises ends the download).
+
+    Raises:
+        UnsafeUrl: the url or a redirect is refused by the SSRF rules, or too many hops.
+        UrlExpired: HTTP 403/404/410; re-fetch the task for a fresh url and retry.
+        DownloadRejected: over ``max_bytes``, not an mp4, or another unusable answer.
+        RateLimited, RetryableStatus (408/409), ServerError, TransportFailure: transient;
+            retry later.
+        Errors of the sink itself pass through unchanged.
     """
     return stream_checked(url, sink, check=MP4_HEAD, client=client, max_bytes=max_bytes,
                           allow_local=allow_local, overall_timeout=overall_timeout,
@@ -274,39 +234,19 @@ def stream_checked(
     on_progress: Callable[[int], None] | None = None,
 ) -> Streamed:
     """:func:`stream_video` for any kind of file: the body must open as ``check`` says."""
-    return _fetch(url, lambda: contextlib.nullcontext(sink), client=client, max_bytes=max_bytes,
-                  allow_local=allow_local, overall_timeout=overall_timeout,
-                  chunk_size=chunk_size, on_progress=on_progress, check=check)  # fmt: skip
-
-
-def download_video(
-    url: str,
-    *,
-    dest_dir: Path,
-    name: str,
-    client: httpx.Client,
-    max_bytes: int,
-    allow_local: bool,
-    overall_timeout: float,
-    chunk_size: int = 1 << 16,
-    on_progress: Callable[[int], None] | None = None,
-) -> DownloadResult:
-    """Stream ``url`` to ``dest_dir/<name>.mp4`` atomically, checked, capped and hashed.
-
-    ``on_progress`` is called with the byte count after every chunk (a heartbeat).
-
-    Raises:
-        UnsafeUrl: the url or a redirect is refused by the SSRF rules, or too many hops.
-        UrlExpired: HTTP 403/404/410; re-fetch the task for a fresh url and retry.
-        DownloadRejected: over ``max_bytes``, not an mp4, or another unusable answer.
-        RateLimited, RetryableStatus (408/409), ServerError, TransportFailure: transient;
-            retry later.
-    """
-    check_name(name)
-    final = dest_dir / f"{name}.mp4"
-    got = _fetch(url, lambda: atomic_file(final), client=client, max_bytes=max_bytes,
-                 allow_local=allow_local, overall_timeout=overall_timeout,
-                 chunk_size=chunk_size, on_progress=on_progress)  # fmt: skip
-    logger.info("downloaded %s to %s: %d bytes in %.2f s", redact_url(url), final, got.size,
-                got.seconds)  # fmt: skip
-    return DownloadResult(path=final, size=got.size, sha256=got.sha256, seconds=got.seconds)
+    started = time.monotonic()
+    deadline = started + overall_timeout
+    shown = redact_url(url)
+    try:
+        response = _open(url, client=client, allow_local=allow_local, deadline=deadline)
+        try:
+            shown = redact_url(str(response.url))
+            _check_declared_size(response, max_bytes, shown, what=check.what)
+            size, sha256 = _stream_to(response, sink, max_bytes=max_bytes, deadline=deadline,
+                                      chunk_size=chunk_size, shown=shown,
+                                      on_progress=on_progress, check=check)  # fmt: skip
+        finally:
+            response.close()
+    except (httpx.HTTPError, httpx.StreamError, httpx.InvalidURL) as exc:
+        raise translated(exc, url, shown) from (None if dirty(exc, url) else exc)
+    return Streamed(size=size, sha256=sha256, seconds=time.monotonic() - started)

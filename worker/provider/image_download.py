@@ -155,7 +155,7 @@ def fetch_image(
     """Download the image at ``url`` with the clip's checks; refuse all but PNG/JPEG/WebP.
 
     ``max_bytes`` is the clip cap (``RELAYDANCE_DOWNLOAD_MAX_BYTES``); an image is further
-    held to :data:`MAX_IMAGE_BYTES`. Raises what :func:`~worker.provider.download.download_video`
+    held to :data:`MAX_IMAGE_BYTES`. Raises what :func:`~worker.provider.download.stream_video`
     raises: ``UnsafeUrl``, ``UrlExpired``, ``DownloadRejected`` (too large, not an image)
     and the transient errors.
     """

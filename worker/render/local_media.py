@@ -33,7 +33,6 @@ __all__ = [
     "allowed_dirs",
     "check_file",
     "expected_kind",
-    "file_problem",
     "open_media",
 ]
 
@@ -155,11 +154,6 @@ def check_file(source: str, expected: MediaKind, dirs: Sequence[Path]) -> tuple[
     except MediaFileRefused as exc:
         return str(exc), source
     return None, resolved
-
-
-def file_problem(source: str, expected: MediaKind, dirs: Sequence[Path]) -> str | None:
-    """Why the local file ``source`` may not be used as ``expected`` media, or None."""
-    return check_file(source, expected, dirs)[0]
 
 
 def _opened_path(fd: int, resolved: str, status: os.stat_result) -> bool:

@@ -13,7 +13,6 @@ error can say what to convert.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 __all__ = [
@@ -22,8 +21,6 @@ __all__ = [
     "MediaKind",
     "accepted_names",
     "identify",
-    "sniff",
-    "sniff_file",
 ]
 
 MediaKind = Literal["image", "video", "audio"]
@@ -140,15 +137,3 @@ def identify(head: bytes) -> MediaFormat | None:
     if head.startswith(b"OggS\x00"):
         return OGG
     return MP3 if _is_mp3(head) else None
-
-
-def sniff(head: bytes) -> MediaKind | None:
-    """The kind of media whose file starts with ``head``, or None (any recognised format)."""
-    found = identify(head)
-    return found.kind if found else None
-
-
-def sniff_file(path: Path) -> MediaKind | None:
-    """The kind of media stored at ``path``, judged by its signature."""
-    with path.open("rb") as fh:
-        return sniff(fh.read(HEAD_BYTES))

@@ -1,12 +1,16 @@
 """Where finished clips go: a local directory (the default) or an S3-compatible bucket.
 
-Generated stills go beside them (:meth:`Storage.save_image`: ``<name>.png``, ``.jpg`` or
-``.webp`` by the image's real signature, with its manifest), through the same rules.
+Generated stills go beside them (:meth:`Storage.open_image`: ``<name>.png``, ``.jpg`` or
+``.webp`` by the image's real signature), through the same rules. The storage knows bytes,
+not HTTP: it opens a :class:`Sink` for a name, and whoever writes into it (the download,
+in the job's step) commits it or lets it go.
 
 ::
 
-    Storage             base.py   the interface the download step writes through
-    ├── LocalStorage    local.py  a checked, atomic download into a directory
+    Sink, StoredClip    sink.py   bytes on their way to a name; what a commit gives back
+    Storage             base.py   the interface: a sink per clip or still, the manifests
+    ├── LocalStorage    local.py  a temp file beside the name, synced and renamed
+    │                   files.py  that temp file, and the cleanup of killed writes' ones
     │                   modes.py  the delivered files' permissions (umask or a setting)
     └── S3Storage       s3.py     a streaming multipart upload, committed when complete
 
@@ -17,10 +21,11 @@ the local default works without it.
 from __future__ import annotations
 
 from config.settings import Settings, SettingsError
-from worker.storage.base import Storage, StoredClip
+from worker.storage.base import Storage
 from worker.storage.local import LocalStorage
+from worker.storage.sink import Sink, StoredClip
 
-__all__ = ["LocalStorage", "Storage", "StoredClip", "check_output", "make_storage"]
+__all__ = ["LocalStorage", "Sink", "Storage", "StoredClip", "check_output", "make_storage"]
 
 
 def make_storage(settings: Settings) -> Storage:

@@ -5,7 +5,8 @@ the path a batch's ``--output-name`` template gave it (``shoot/0001-a-paper-boat
 subdirectories are created on the way. Each file is written to a temp file beside its final
 name, given its permissions, synced and renamed into place, so a reader never sees a
 partial file or one with other permissions. Permissions are those ``cp`` would give a new
-file (0666 less the worker's umask), or ``RELAYDANCE_OUTPUT_MODE``.
+file (0666 less the worker's umask), or ``RELAYDANCE_OUTPUT_MODE``. Opening a name first
+removes the temp files a killed write of it left (:mod:`worker.storage.files`).
 """
 
 from __future__ import annotations
@@ -15,18 +16,14 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
-import httpx
-
 from worker.errors import StorageError, StorageRefused, StorageUnavailable
-from worker.provider.download import cleanup_partials, stream_video
-from worker.provider.files import atomic_file
-from worker.provider.image_download import FetchedImage
-from worker.provider.urlsafety import redact_url
-from worker.storage.base import Storage, StoredClip
+from worker.storage.base import Storage
+from worker.storage.files import TempFile, cleanup_partials
 from worker.storage.modes import directory_mode, new_file_mode
+from worker.storage.sink import Sink, StoredClip
 
 __all__ = ["LocalStorage"]
 
@@ -46,6 +43,10 @@ def _storage_error(exc: OSError, directory: Path) -> StorageError:
 
 class LocalStorage(Storage):
     """Writes ``<dir>/<name>.mp4`` (temp file, mode, fsync, rename) and ``<name>.json``."""
+
+    #: A temp file untouched this long has no live writer: a download writes as bytes
+    #: arrive, and its job gives it up (worker/job/deliver.py) after as long without any.
+    stale_after = 15.0
 
     def __init__(self, directory: Path, *, mode: int | None = None) -> None:
         self.directory = Path(directory)
@@ -74,64 +75,35 @@ class LocalStorage(Storage):
             raise StorageRefused(f"output name {name!r} leads out of {self.directory}")
         return folder / f"{parts[-1]}{suffix}"
 
-    def save_clip(
-        self,
-        url: str,
-        *,
-        name: str,
-        client: httpx.Client,
-        max_bytes: int,
-        allow_local: bool,
-        overall_timeout: float,
-        on_progress: Callable[[int], None] | None = None,
-    ) -> StoredClip:
-        """Stream the clip into place through :func:`~worker.provider.download.stream_video`."""
-        target = self._target(name, ".mp4")
-        try:
-            with atomic_file(target) as handle:
-                os.fchmod(handle.fileno(), new_file_mode(self.mode))
-                got = stream_video(url, handle, client=client, max_bytes=max_bytes,
-                                   allow_local=allow_local, overall_timeout=overall_timeout,
-                                   on_progress=on_progress)  # fmt: skip
-        except OSError as exc:
-            raise _storage_error(exc, self.directory) from None
-        logger.info("downloaded %s to %s: %d bytes in %.2f s", redact_url(url), target,
-                    got.size, got.seconds)  # fmt: skip
-        return StoredClip(uri=target.resolve().as_uri(), size=got.size, sha256=got.sha256,
-                          seconds=got.seconds, path=target)  # fmt: skip
+    def open_clip(self, name: str) -> Sink:
+        """A temp file beside ``<dir>/<name>.mp4``, renamed onto it by the commit."""
+        return self._open(name, ".mp4", "video/mp4")
 
-    def put_image(self, name: str, image: FetchedImage) -> StoredClip:
-        """Write ``<dir>/<name>.<ext>`` atomically (temp file, mode, fsync, rename)."""
-        target = self._target(name, f".{image.format.extension}")
+    def open_image(self, name: str, *, extension: str, content_type: str) -> Sink:
+        """A temp file beside ``<dir>/<name>.<extension>``, renamed onto it by the commit."""
+        return self._open(name, f".{extension}", content_type)
+
+    def _open(self, name: str, suffix: str, content_type: str) -> Sink:
+        target = self._target(name, suffix)
         try:
-            with atomic_file(target) as handle:
-                os.fchmod(handle.fileno(), new_file_mode(self.mode))
-                handle.write(image.data)
+            # What a killed write of this name left: its writer stopped long enough ago.
+            cleanup_partials(target.parent, target.stem, older_than=self.stale_after)
+            temp = TempFile(target, mode=new_file_mode(self.mode))
         except OSError as exc:
             raise _storage_error(exc, self.directory) from None
-        return StoredClip(uri=target.resolve().as_uri(), size=image.size, sha256=image.sha256,
-                          seconds=image.seconds, path=target,
-                          content_type=image.format.content_type, width=image.width,
-                          height=image.height)  # fmt: skip
+        return _FileSink(temp, self.directory, content_type)
 
     def save_manifest(self, name: str, data: Mapping[str, object]) -> str:
         """Write ``<dir>/<name>.json`` atomically, with the clip's permissions."""
         target = self._target(name, ".json")
         body = json.dumps(dict(data), indent=2, sort_keys=True, default=str).encode() + b"\n"
         try:
-            with atomic_file(target, suffix=".json.part") as handle:
-                os.fchmod(handle.fileno(), new_file_mode(self.mode))
-                handle.write(body)
+            with TempFile(target, mode=new_file_mode(self.mode), suffix=".json.part") as temp:
+                temp.write(body)
+                temp.commit()
         except OSError as exc:
             raise _storage_error(exc, self.directory) from None
         return target.resolve().as_uri()
-
-    def clean_partials(self, name: str, *, older_than: float) -> None:
-        """Remove temp files a killed delivery of ``name`` left, untouched ``older_than`` s."""
-        folder, _, base = f"/{name}".rpartition("/")
-        directory = self.directory / folder.lstrip("/")
-        if directory.is_dir():
-            cleanup_partials(directory, base, older_than=older_than)
 
     def check(self) -> str:
         """Create the directory if needed, then write, fsync and remove a probe file."""
@@ -146,3 +118,29 @@ class LocalStorage(Storage):
         except OSError as exc:
             raise _storage_error(exc, self.directory) from None
         return f"{self.directory.resolve()}: a probe file was written, fsynced and removed"
+
+
+class _FileSink(Sink):
+    """A temp file in the output directory, its OS errors told as storage errors."""
+
+    def __init__(self, temp: TempFile, directory: Path, content_type: str) -> None:
+        self.temp, self.directory, self.content_type = temp, directory, content_type
+
+    def _write(self, data: bytes) -> None:
+        try:
+            self.temp.write(data)
+        except OSError as exc:
+            raise _storage_error(exc, self.directory) from None
+
+    def _commit(self, *, sha256: str, seconds: float) -> StoredClip:
+        try:
+            self.temp.commit()
+        except OSError as exc:
+            raise _storage_error(exc, self.directory) from None
+        target = self.temp.target
+        logger.info("stored %s: %d bytes in %.2f s", target, self.size, seconds)
+        return StoredClip(uri=target.resolve().as_uri(), size=self.size, sha256=sha256,
+                          seconds=seconds, path=target, content_type=self.content_type)  # fmt: skip
+
+    def _abort(self) -> None:
+        self.temp.discard()

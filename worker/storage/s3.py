@@ -1,9 +1,10 @@
 """Clips in an S3-compatible bucket (AWS S3, R2, GCS's S3 API, MinIO), through boto3.
 
-The provider's body is streamed into a multipart upload part by part, so memory holds one
-part whatever the clip's size, while :func:`worker.provider.download.stream_video` counts, hashes
-and checks it. Only a whole, checked clip is committed (CompleteMultipartUpload), under
-``<prefix>/<job id>.mp4``: until then nothing is visible under that name. A failed
+A clip's sink is a multipart upload that takes the body part by part as it is written, so
+memory holds one part whatever the clip's size. Only a committed sink (its writer checked
+the clip whole) completes the upload (CompleteMultipartUpload), under
+``<prefix>/<job id>.mp4``: until then nothing is visible under that name. A still's sink
+holds it in memory (stills are small) and puts it in one PutObject when committed. A failed
 attempt aborts its upload; an upload left by a killed worker is aborted by the attempt
 that commits the clip (and, as a safety net, by the bucket's lifecycle rule, see
 docs/operations.md). A retried delivery writes the same key again: never two objects.
@@ -20,16 +21,14 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 import boto3
-import httpx
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from config.settings import S3_SCHEME, Settings
 from worker.errors import StorageError, StorageRefused, StorageUnavailable
-from worker.provider.download import stream_video
-from worker.provider.image_download import FetchedImage
-from worker.storage.base import Storage, StoredClip
+from worker.storage.base import Storage
 from worker.storage.multipart import MultipartUpload
+from worker.storage.sink import Sink, StoredClip
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -77,8 +76,10 @@ class S3Storage(Storage):
         presign_seconds: int = 3600,
         connect_timeout: float = 10.0,
         read_timeout: float = 60.0,
+        max_clip_bytes: int = 1 << 30,
     ) -> None:
         self.bucket, self.prefix = bucket, prefix.strip("/")
+        self.max_clip_bytes = max_clip_bytes  # the download cap: a clip at it must fit
         self.where = f"{S3_SCHEME}{bucket}/{self.prefix}" if self.prefix else f"{S3_SCHEME}{bucket}"
         self.part_size = part_size
         self.presign_seconds = presign_seconds
@@ -113,6 +114,7 @@ class S3Storage(Storage):
             presign_seconds=settings.s3_presign_seconds,
             connect_timeout=settings.http_connect_timeout,
             read_timeout=settings.http_read_timeout,
+            max_clip_bytes=settings.download_max_bytes,
         )
 
     @property
@@ -137,59 +139,18 @@ class S3Storage(Storage):
             raise StorageRefused(f"output name {name!r} is not a plain relative path")
         return f"{self.prefix}/{name}{suffix}" if self.prefix else f"{name}{suffix}"
 
-    def save_clip(
-        self,
-        url: str,
-        *,
-        name: str,
-        client: httpx.Client,
-        max_bytes: int,
-        allow_local: bool,
-        overall_timeout: float,
-        on_progress: Callable[[int], None] | None = None,
-    ) -> StoredClip:
-        """Stream the clip into a multipart upload; complete it only when checked."""
-        key = self.key_for(name, ".mp4")
-        # A clip at the cap must still fit in S3's 10,000 parts.
-        part_size = max(self.part_size, math.ceil(max_bytes / MAX_PARTS))
-        upload = MultipartUpload(self, key, part_size)
-        try:
-            streamed = stream_video(
-                url,
-                upload,
-                client=client,
-                max_bytes=max_bytes,
-                allow_local=allow_local,
-                overall_timeout=overall_timeout,
-                on_progress=on_progress,
-            )
-            etag = upload.complete()
-        except BaseException:
-            upload.abort()
-            raise
-        self._abort_others(key, keep=upload.upload_id)
-        logger.info(
-            "uploaded %s to %s: %d bytes in %d parts, %.2f s",
-            name, self._uri(key), streamed.size, len(upload.parts), streamed.seconds,
-        )  # fmt: skip
-        return StoredClip(
-            uri=self._uri(key),
-            size=streamed.size,
-            sha256=streamed.sha256,
-            seconds=streamed.seconds,
-            etag=etag,
-        )
+    def clip_part_size(self) -> int:
+        """The part size of a clip's upload: a clip at the cap must fit in S3's 10,000 parts."""
+        return max(self.part_size, math.ceil(self.max_clip_bytes / MAX_PARTS))
 
-    def put_image(self, name: str, image: FetchedImage) -> StoredClip:
-        """Put ``<prefix>/<name>.<ext>`` in one PUT (atomic: whole or absent)."""
-        key = self.key_for(name, f".{image.format.extension}")
-        answer = self.call("PutObject", key, lambda: self.client.put_object(
-            Bucket=self.bucket, Key=key, Body=image.data, ContentType=image.format.content_type
-        ))  # fmt: skip
-        return StoredClip(uri=self._uri(key), size=image.size, sha256=image.sha256,
-                          seconds=image.seconds, etag=str(answer.get("ETag", "")).strip('"'),
-                          content_type=image.format.content_type, width=image.width,
-                          height=image.height)  # fmt: skip
+    def open_clip(self, name: str) -> Sink:
+        """A multipart upload of ``<prefix>/<name>.mp4``, completed by the commit."""
+        key = self.key_for(name, ".mp4")
+        return _UploadSink(self, name, MultipartUpload(self, key, self.clip_part_size()))
+
+    def open_image(self, name: str, *, extension: str, content_type: str) -> Sink:
+        """``<prefix>/<name>.<extension>``, put in one PUT (atomic) by the commit."""
+        return _ObjectSink(self, self.key_for(name, f".{extension}"), content_type)
 
     def save_manifest(self, name: str, data: Mapping[str, object]) -> str:
         """Put ``<prefix>/<name>.json`` (a single PUT is atomic)."""
@@ -283,3 +244,47 @@ class S3Storage(Storage):
 
     def _uri(self, key: str) -> str:
         return f"{S3_SCHEME}{self.bucket}/{key}"
+
+
+class _UploadSink(Sink):
+    """A clip's multipart upload: completed by the commit, aborted otherwise."""
+
+    def __init__(self, storage: S3Storage, name: str, upload: MultipartUpload) -> None:
+        self.storage, self.name, self.upload = storage, name, upload
+
+    def _write(self, data: bytes) -> None:
+        self.upload.write(data)
+
+    def _commit(self, *, sha256: str, seconds: float) -> StoredClip:
+        upload, uri = self.upload, self.storage._uri(self.upload.key)
+        etag = upload.complete()
+        self.storage._abort_others(upload.key, keep=upload.upload_id)
+        logger.info("uploaded %s to %s: %d bytes in %d parts, %.2f s",
+                    self.name, uri, self.size, len(upload.parts), seconds)  # fmt: skip
+        return StoredClip(uri=uri, size=self.size, sha256=sha256, seconds=seconds, etag=etag)
+
+    def _abort(self) -> None:
+        self.upload.abort()
+
+
+class _ObjectSink(Sink):
+    """A still, held in memory and put whole by the commit."""
+
+    def __init__(self, storage: S3Storage, key: str, content_type: str) -> None:
+        self.storage, self.key, self.content_type = storage, key, content_type
+        self.body = bytearray()
+
+    def _write(self, data: bytes) -> None:
+        self.body += data
+
+    def _commit(self, *, sha256: str, seconds: float) -> StoredClip:
+        storage, key = self.storage, self.key
+        answer = storage.call("PutObject", key, lambda: storage.client.put_object(
+            Bucket=storage.bucket, Key=key, Body=bytes(self.body), ContentType=self.content_type
+        ))  # fmt: skip
+        return StoredClip(uri=storage._uri(key), size=self.size, sha256=sha256, seconds=seconds,
+                          etag=str(answer.get("ETag", "")).strip('"'),
+                          content_type=self.content_type)  # fmt: skip
+
+    def _abort(self) -> None:
+        self.body.clear()

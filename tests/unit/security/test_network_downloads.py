@@ -1,23 +1,23 @@
 """Hostile downloads: a provider URL whose name rebinds or resolves to a refused address,
-driven through ``download_video`` with the real download client. The resolver and the OS
+driven through ``stream_video`` with the real download client. The resolver and the OS
 connect are replaced, so nothing leaves the host; for every row the test asserts that no
-connection went to a refused address, nothing was written, and the error is the specified
+connection went to a refused address, nothing reached the sink, and the error is the specified
 one. docs/security.md lists the rows; the webhook and metrics tables, which need a real
 Redis, are in tests/integration/security/test_network.py.
 """
 
 from __future__ import annotations
 
+import io
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from worker.errors import TransportFailure, UnsafeUrl
-from worker.provider.download import download_video, make_download_client
+from worker.provider.download import make_download_client, stream_video
 
 PUBLIC = "93.184.216.34"
 
@@ -55,7 +55,7 @@ class Fetch:
     error: type[Exception]
     message: str
     dialled: tuple[str, ...] = ()  # the only addresses a connect may be attempted to
-    direct: bool = False  # the client used outside download_video (no pinned addresses)
+    direct: bool = False  # the client used outside stream_video (no pinned addresses)
 
 
 FETCHES = [
@@ -80,8 +80,9 @@ FETCHES = [
 
 @pytest.mark.parametrize("case", FETCHES)
 def test_a_download_never_connects_to_an_address_the_rules_refuse(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, case: Fetch
+    monkeypatch: pytest.MonkeyPatch, case: Fetch
 ) -> None:
+    sink = io.BytesIO()
     net = Net(case.answers)
     monkeypatch.setattr(socket, "getaddrinfo", net.getaddrinfo)
     monkeypatch.setattr(socket, "create_connection", net.create_connection)
@@ -90,8 +91,8 @@ def test_a_download_never_connects_to_an_address_the_rules_refuse(
     if case.direct:
         call = lambda: client.get(case.url)  # noqa: E731
     else:
-        call = lambda: download_video(  # noqa: E731
-            case.url, dest_dir=tmp_path, name="job1", client=client, max_bytes=1 << 20,
+        call = lambda: stream_video(  # noqa: E731
+            case.url, sink, client=client, max_bytes=1 << 20,
             allow_local=False, overall_timeout=10.0,
         )  # fmt: skip
     with client, pytest.raises(case.error) as caught:
@@ -99,4 +100,4 @@ def test_a_download_never_connects_to_an_address_the_rules_refuse(
 
     assert case.message in str(caught.value) and "sig=s" not in str(caught.value)  # the error
     assert tuple(net.dialled) == case.dialled  # no connection to a refused address
-    assert list(tmp_path.iterdir()) == []  # nothing written
+    assert sink.getvalue() == b""  # nothing written

@@ -3,10 +3,8 @@ adapters all drive the same handlers (as :func:`worker.web.receiver.handle_webho
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 from urllib.parse import parse_qsl
 
 __all__ = [
@@ -14,7 +12,6 @@ __all__ = [
     "UiRequest",
     "UiResponse",
     "html_response",
-    "json_response",
     "redirect",
     "text_response",
 ]
@@ -107,12 +104,6 @@ def text_response(
     return UiResponse(
         status, [("Content-Type", content_type), *security_headers(), *extra], body.encode()
     )
-
-
-def json_response(payload: Mapping[str, Any], status: int = 200) -> UiResponse:
-    """A JSON document (the live fragments' counterpart for scripts)."""
-    body = json.dumps(payload, default=str).encode()
-    return UiResponse(status, [("Content-Type", "application/json"), *security_headers()], body)
 
 
 def redirect(location: str, *, extra: Iterable[tuple[str, str]] = ()) -> UiResponse:
