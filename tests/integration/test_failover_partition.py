@@ -71,7 +71,7 @@ def test_a_partition_then_failover_pays_for_no_job_twice(
     web_port = free_port()
     if mode == "webhooks":
         env = webhook_env(group.url, sim.url, web_port, tmp_path / "renders",
-                          key="sk-test-partition", secret="partition-webhook-secret")  # fmt: skip
+                          key="sk-test-partition", secret="partition-webhook-secret-Zq8Lm3RtV6wXy1Kb9NcD4pHs7JfG2aEu")  # fmt: skip
     else:
         env = fleet_env(redis_url=group.url, sim_url=sim.url, output_dir=tmp_path / "renders")
     env |= {"RELAYDANCE_REDIS_SENTINEL_MASTER": MASTER, "RELAYDANCE_MAX_CONCURRENCY": str(CAP),

@@ -30,7 +30,7 @@ from worker.web.receiver import handle_webhook
 
 S = JobState
 KEY = "sk-test-back-in-time"
-SECRET = "back-in-time-webhook-secret"
+SECRET = "back-in-time-webhook-secret-Gm4wQ9zLr2VtX7bKc1NpY8sHd3JfA6eU"
 MODEL = "doubao-seedance-2-0-fast-260128"
 
 
