@@ -332,3 +332,15 @@ class JobStore:
         if state in FINAL_STATES:
             raise ValueError(f"final states are not indexed: {state}")
         return sorted(text(m) for m in self._redis.smembers(self.state_prefix + state.value))
+
+    def read_gated(
+        self, job_id: str, names: Iterable[str], *, gate: str, holder: str, window_ms: int
+    ) -> tuple[dict[str, str] | None, bool]:
+        """Some fields of a job (None when unknown or expired) and whether the caller's gate
+        key was opened for ``window_ms`` (SET NX PX ``holder``; only while the job is not
+        final), in one round trip; see :mod:`worker.job.gated_read`."""
+        from worker.job.gated_read import GatedRead
+
+        read = self.__dict__.get("_read_gated") or GatedRead(self._redis)
+        self.__dict__["_read_gated"] = read
+        return read(self.key(job_id), names, gate=gate, holder=holder, window_ms=window_ms)
