@@ -1,0 +1,19 @@
+"""The money contracts (tests/contracts) on fakeredis with its Lua support: the same suites
+run on a real redis-server in tests/integration/test_money_contracts.py."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+
+from tests.contracts.harness import fake_backend
+from tests.contracts.submit import SubmitContract
+
+
+@pytest.fixture(params=["fake"])
+def redis_backend() -> redis.Redis:
+    return fake_backend()
+
+
+class TestSubmit(SubmitContract):
+    pass
