@@ -6,12 +6,27 @@ from __future__ import annotations
 import pytest
 import redis
 
+from tests.contracts.adoption import AdoptionContract
+from tests.contracts.budget import BudgetContract
+from tests.contracts.slots import SlotsContract
 from tests.contracts.submit import SubmitContract
 
 
 @pytest.fixture(params=["real"])
 def redis_backend(redis_client: redis.Redis) -> redis.Redis:
     return redis_client
+
+
+class TestAdoption(AdoptionContract):
+    pass
+
+
+class TestSlots(SlotsContract):
+    pass
+
+
+class TestBudget(BudgetContract):
+    pass
 
 
 class TestSubmit(SubmitContract):

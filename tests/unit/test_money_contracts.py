@@ -6,13 +6,28 @@ from __future__ import annotations
 import pytest
 import redis
 
+from tests.contracts.adoption import AdoptionContract
+from tests.contracts.budget import BudgetContract
 from tests.contracts.harness import fake_backend
+from tests.contracts.slots import SlotsContract
 from tests.contracts.submit import SubmitContract
 
 
 @pytest.fixture(params=["fake"])
 def redis_backend() -> redis.Redis:
     return fake_backend()
+
+
+class TestAdoption(AdoptionContract):
+    pass
+
+
+class TestSlots(SlotsContract):
+    pass
+
+
+class TestBudget(BudgetContract):
+    pass
 
 
 class TestSubmit(SubmitContract):
