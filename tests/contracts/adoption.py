@@ -9,6 +9,7 @@ POSTs the provider saw and what the record says was billed.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from tests.contracts.harness import FakeProvider, MoneyContract, job_of, money_s
 from tests.pipeline_helpers import RecordingEngine, make_job, run_step
 from worker.job.callback import claim_proof, token_for
 from worker.job.record import Billing, JobState
+from worker.job.slots import reconcile
 from worker.job.step import claim_number
 from worker.job.submit import resubmit
 from worker.job.webhook import on_webhook
@@ -70,6 +72,19 @@ class AdoptionContract(MoneyContract):
         assert job.adopted_from == "webhook" and job.possibly_billed == 0
         assert engine.limits.holds("default", job_id)
         assert (provider.posts, provider.created) == (1, 1)
+
+    def test_a_task_adopted_after_its_hold_ran_out_takes_its_slot_back(
+        self, engine: RecordingEngine, provider: FakeProvider
+    ) -> None:
+        provider.replies = ["drop"]
+        job_id = make_job(engine)
+        run_step(engine, "submit", job_id, seq=0)
+        since = time.time() - engine.settings.submit_unknown_hold_seconds - 1
+        engine.store.change(job_id, states={S.SUBMIT_UNKNOWN}, set={"unknown_since": since})
+        assert reconcile(engine, ["default"]).freed == [job_id]
+        assert on_webhook(engine, job_id, task_id="task_1", claim=FIRST).action == "next"
+        assert engine.limits.holders("default") == [job_id]  # the provider counts it
+        assert job_of(engine, job_id).state is S.SUBMITTED
 
     def test_an_adopted_task_that_already_finished_goes_straight_to_its_download(
         self, engine: RecordingEngine, provider: FakeProvider
@@ -171,6 +186,8 @@ class AdoptionContract(MoneyContract):
         assert engine.store.cancel(job_id)
         assert self.deliver(engine, job_id, {"task_id": "task_1"})[0] == 200
         assert self.deliver(engine, "rdj_nobody", {"task_id": "task_1"})[0] == 404
+        gates = [f"rd:hookgate:{j}" for j in (job_id, "rdj_nobody")]
+        assert engine.redis.exists(*gates) == 0  # nothing to re-fetch: no window opened
         found, opened = engine.store.read_gated(
             job_id, ["alias"], gate="rd:hookgate:" + job_id, holder="x", window_ms=1000
         )
