@@ -6,12 +6,14 @@ Each test counts what the provider saw (POSTs, tasks created) and what the recor
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from tests.contracts.harness import FakeProvider, MoneyContract, job_of
 from tests.pipeline_helpers import RecordingEngine, make_job, run_step
 from worker.infra.durability import Durability
-from worker.job import pipeline
+from worker.job import calls, pipeline
 from worker.job.record import Billing, Job, JobState
 from worker.job.step import claim_number
 from worker.job.submit import NOT_DURABLE_RETRY
@@ -168,6 +170,23 @@ class SubmitContract(MoneyContract):
         )
         assert engine.limits.holds("default", job_id)  # the task generates on
         assert provider.posts == 1
+
+    def test_a_message_whose_job_moved_on_after_it_was_read_makes_no_post(
+        self, engine: RecordingEngine, provider: FakeProvider, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        job_id = make_job(engine)
+        admit = calls.admit
+
+        def requeued_meanwhile(*args: Any, **kwargs: Any) -> Any:
+            # Between this message's read and its claim, another chain moved the job on.
+            engine.store.change(job_id, states={S.QUEUED}, to=S.WAITING_FOR_SLOT, incr={"seq": 1})
+            return admit(*args, **kwargs)
+
+        monkeypatch.setattr(calls, "admit", requeued_meanwhile)
+        outcome = run_step(engine, "submit", job_id, seq=0)
+        assert (outcome.action, provider.posts) == ("stop", 0)
+        job = job_of(engine, job_id)
+        assert (job.state, job.seq, job.billing) == (S.WAITING_FOR_SLOT, 1, Billing.NONE)
 
     def test_a_recorded_task_whose_state_change_was_lost_is_not_posted_again(
         self, engine: RecordingEngine, provider: FakeProvider

@@ -9,7 +9,9 @@ import redis
 from tests.contracts.adoption import AdoptionContract
 from tests.contracts.budget import BudgetContract
 from tests.contracts.slots import SlotsContract
+from tests.contracts.store import StoreContract
 from tests.contracts.submit import SubmitContract
+from tests.contracts.sweeper import SweeperContract
 
 
 @pytest.fixture(params=["real"])
@@ -30,4 +32,12 @@ class TestBudget(BudgetContract):
 
 
 class TestSubmit(SubmitContract):
+    pass
+
+
+class TestSweeper(SweeperContract):
+    pass
+
+
+class TestStore(StoreContract):
     pass

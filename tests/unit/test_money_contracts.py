@@ -10,7 +10,9 @@ from tests.contracts.adoption import AdoptionContract
 from tests.contracts.budget import BudgetContract
 from tests.contracts.harness import fake_backend
 from tests.contracts.slots import SlotsContract
+from tests.contracts.store import StoreContract
 from tests.contracts.submit import SubmitContract
+from tests.contracts.sweeper import SweeperContract
 
 
 @pytest.fixture(params=["fake"])
@@ -31,4 +33,12 @@ class TestBudget(BudgetContract):
 
 
 class TestSubmit(SubmitContract):
+    pass
+
+
+class TestSweeper(SweeperContract):
+    pass
+
+
+class TestStore(StoreContract):
     pass
