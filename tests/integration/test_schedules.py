@@ -243,6 +243,7 @@ def _acquired(log: Path) -> bool:
 
 
 @pytest.mark.integration
+@pytest.mark.timeout(300)
 def test_a_schedule_set_a_minute_ahead_fires_once_with_two_beats_and_after_a_takeover(
     cli: redis.Redis, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
