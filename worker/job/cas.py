@@ -1,7 +1,7 @@
 """The job record's compare-and-set, in Lua, and the plain values it is given.
 
 One script applies a change only when the job is in an expected state and expected field
-values hold; see :meth:`worker.job.store.JobStore.change`.
+values hold; see :meth:`worker.job.store.JobStore.apply`.
 """
 
 from __future__ import annotations

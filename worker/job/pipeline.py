@@ -138,15 +138,12 @@ def poll(engine: Engine, job_id: str, *, seq: int, n: int = 0, attempt: int = 0)
         gate = calls.admit(engine, job)
     except Deferred as exc:
         return _poll_later(engine, job, exc.seconds, n=n, attempt=attempt)
+    # One call with an overall deadline: a poll not done by then lost its worker.
     applied, _ = engine.store.update_fields(
-        job_id,
-        states=live,
-        where={"seq": seq, "poll_count": n},
-        incr={"poll_count": 1},
+        job_id, states=live, where={"seq": seq, "poll_count": n}, incr={"poll_count": 1},
         set={"last_poll_at": now},
-        # One call with an overall deadline: a poll not done by then lost its worker.
         due=now + engine.settings.http_call_deadline + engine.settings.sweep_grace_seconds,
-    )
+    )  # fmt: skip
     if not applied:
         return stop("poll already claimed")
     try:
