@@ -57,7 +57,7 @@ S = JobState
 V = TypeVar("V")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # one object per declared move: compared by identity
 class Transition:
     """One named move: from any of ``sources`` to ``to``, writing ``sets`` and ``incr``."""
 
