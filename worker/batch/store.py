@@ -210,9 +210,12 @@ class BatchStore:
         """Remove fields of the batch hash."""
         self.redis.hdel(self.key(batch_id), *names)
 
-    def enter(self, batch_id: str, token: str, *, lease: float) -> None:
-        """Mark one submitter as enqueueing this batch for ``lease`` seconds (renewable)."""
-        self.redis.zadd(self.key(batch_id, "busy"), {token: time.time() + lease})
+    def enter(
+        self, batch_id: str, token: str, *, lease: float, pipe: redis.client.Pipeline | None = None
+    ) -> None:
+        """Mark one submitter as enqueueing this batch for ``lease`` seconds (renewable);
+        with ``pipe``, as one more command of that pipeline."""
+        (pipe or self.redis).zadd(self.key(batch_id, "busy"), {token: time.time() + lease})
 
     def leave(self, batch_id: str, token: str) -> None:
         """The submitter ``token`` is done enqueueing."""

@@ -134,7 +134,7 @@ def submit(
         _die_invalid(InvalidBatch(parsed.invalid), source=file)
     if dry_run:
         return
-    from tasks.batches import enqueue_batch
+    from worker.api import enqueue_batch
 
     try:
         sub = enqueue_batch(parsed, key=key, budget=budget, name=name, reuse=reuse,
@@ -226,7 +226,7 @@ def _not_found(exc: Exception) -> NoReturn:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def status(batch_id: str, as_json: bool) -> None:
     """Show a batch's progress by id or name."""
-    from tasks.batches import get_batch
+    from worker.api import get_batch
 
     try:
         info = get_batch(batch_id)
@@ -250,7 +250,7 @@ def status(batch_id: str, as_json: bool) -> None:
 @click.argument("batch_id")
 def cancel(batch_id: str) -> None:
     """Stop enqueueing a batch and cancel its jobs not final yet."""
-    from tasks.batches import cancel_batch
+    from worker.api import cancel_batch
 
     try:
         count = cancel_batch(batch_id)
@@ -266,7 +266,7 @@ def cancel(batch_id: str) -> None:
 @click.option("--timeout", type=float, default=24 * 3600, show_default=True, help="For --wait, s.")
 def resume(batch_id: str, budget: float | None, wait_: bool, timeout: float) -> None:
     """Re-queue failed, canceled and budget-skipped lines; finished lines stay."""
-    from tasks.batches import resume_batch
+    from worker.api import resume_batch
 
     try:
         sub = resume_batch(batch_id, budget=budget)
@@ -293,7 +293,7 @@ def resume(batch_id: str, budget: float | None, wait_: bool, timeout: float) -> 
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here, not stdout.")
 def report(batch_id: str, fmt: str, output: str | None) -> None:
     """One row per line: job id, state, output path and URI, sha256, seconds, cost, error."""
-    from tasks.batches import batch_report
+    from worker.api import batch_report
 
     try:
         info, rows = batch_report(batch_id)

@@ -98,7 +98,7 @@ def render(
     if dry_run:
         _print_dry_run(request, provider=provider, as_json=as_json)
         return
-    from tasks import enqueue_render  # entry point: the producer API
+    from worker.api import enqueue_render  # entry point: the producer API
 
     try:
         job_id = enqueue_render(request, key=key, on_done=on_done)
@@ -138,7 +138,7 @@ def _print_dry_run(request: RenderRequest, *, provider: str, as_json: bool) -> N
 )
 def status(job_id: str, as_json: bool) -> None:
     """Show a job's state, what it waits for and until when, and its record."""
-    from tasks import JobNotFound, get_job
+    from worker.api import JobNotFound, get_job
     from worker.cli.status_view import status_lines, status_view
     from worker.job.engine import get_engine
 
@@ -158,8 +158,8 @@ def status(job_id: str, as_json: bool) -> None:
 @click.argument("job_id")
 def cancel(job_id: str) -> None:
     """Cancel a job that is not final yet."""
-    from tasks import JobNotFound
-    from tasks import cancel as cancel_job
+    from worker.api import JobNotFound
+    from worker.api import cancel as cancel_job
 
     try:
         canceled = cancel_job(job_id)
@@ -291,7 +291,7 @@ def demo(model: str, prompt: str, seconds: int, timeout: float) -> None:
             for note in stack.notes:
                 click.echo(f"demo: {note}", err=True)
             click.echo(f"demo: worker and beat logs in {log_file}", err=True)
-            from tasks import enqueue_render
+            from worker.api import enqueue_render
 
             job_id = enqueue_render(request)
             click.echo(f"demo: job {job_id} enqueued ({request.summary()})", err=True)
