@@ -244,6 +244,11 @@ def main() -> None:
     command = "python bench/bench_batches.py " + " ".join(sys.argv[1:])
     data = {"machine": machine(), "command": command.strip(), "enqueue": enqueue, "run": run}
     path = write_results("batches", data)
+    print_table(enqueue, run)
+    print(f"\nwrote {path}")
+
+
+def print_table(enqueue: dict[str, Any], run: dict[str, Any]) -> None:
     print("| measure | value | target |\n|---|---|---|")
     print(
         f"| validate + enqueue {enqueue['lines']} lines | {enqueue['total_s']} s "
@@ -277,7 +282,6 @@ def main() -> None:
         f"{run['sim_peak_in_flight']} | 0 / {CAP} |"
     )
     print(f"| report of {run['report_rows']} rows | {run['report_s']} s | < 1 s |")
-    print(f"\nwrote {path}")
 
 
 if __name__ == "__main__":

@@ -91,17 +91,18 @@ def render(
     data = {k: v for k, v in fields.items() if v not in (None, ())}
     provider = provider_of(key)
     refuse_foreign_flags(provider, key=key, fields=data)
-    try:
-        request = validate_request(data, provider=provider)
-    except InvalidRequest as exc:
+    from worker.api import check_render, enqueue_checked  # entry point: the producer API
+
+    try:  # checked (and its files sniffed) once: the enqueue takes it as it is
+        checked = check_render(data, key=key, on_done=None if dry_run else on_done)
+    except (InvalidRequest, SettingsError) as exc:
         die_invalid(exc)
+    request = checked.request
     if dry_run:
         _print_dry_run(request, provider=provider, as_json=as_json)
         return
-    from worker.api import enqueue_render  # entry point: the producer API
-
     try:
-        job_id = enqueue_render(request, key=key, on_done=on_done)
+        job_id = enqueue_checked(checked)
     except (InvalidRequest, SettingsError) as exc:
         die_invalid(exc)
     if not wait_:
