@@ -18,6 +18,7 @@ import re
 import time
 import uuid
 from collections.abc import Sequence
+from functools import partial
 
 from worker.batch.budget import Claim, ClaimResult, Settlement, from_micros, to_micros
 from worker.batch.naming import check_plan_names, job_name
@@ -314,9 +315,9 @@ class Batches(BatchTracker):
             )
             for item, job_id in jobs
         ]  # fmt: skip
-        ids = [job.id for job in new]
         try:
-            enqueue_jobs(engine, new, lambda: engine.send(RESUME_MANY_TASK, ids), pipe=pipe)
+            send = partial(engine.send, RESUME_MANY_TASK, [job.id for job in new])
+            enqueue_jobs(engine, new, send, pipe=pipe, canceled_ok=True)
         except EnqueueFailed as exc:
             raise EnqueueFailed(
                 f"batch {record.id}: {exc}; its remaining lines were not enqueued: run "

@@ -74,16 +74,18 @@ def enqueue_jobs(
     send: Callable[[], None],
     *,
     pipe: redis.client.Pipeline | None = None,
+    canceled_ok: bool = False,
 ) -> None:
     """Write ``jobs`` pending, call ``send``, then confirm them; all or nothing.
 
     ``pipe``: the caller's pipeline, for writes of its own in the same round trip.
+    ``canceled_ok``: a job canceled while it was enqueued (its batch was) is no failure.
 
     Raises :class:`~worker.errors.EnqueueFailed` when the message may not have left (the
     jobs are canceled) or the confirmation did not land (the sweeper cancels them).
     """
     write_pending(engine, jobs, pipe=pipe)
-    let_go(engine, jobs, send)
+    let_go(engine, jobs, send, canceled_ok=canceled_ok)
 
 
 def write_pending(
@@ -97,7 +99,9 @@ def write_pending(
     pipe.execute()
 
 
-def let_go(engine: Engine, jobs: Sequence[NewJob], send: Callable[[], None]) -> None:
+def let_go(
+    engine: Engine, jobs: Sequence[NewJob], send: Callable[[], None], *, canceled_ok: bool = False
+) -> None:
     """Send the message that starts the written pending ``jobs``, then confirm them."""
     if not jobs:
         return
@@ -110,7 +114,7 @@ def let_go(engine: Engine, jobs: Sequence[NewJob], send: Callable[[], None]) -> 
         raise EnqueueFailed(
             f"{_which(jobs)} not enqueued ({type(exc).__name__}); {_never(jobs)}"
         ) from exc
-    confirm_all(engine, [new.id for new in jobs])
+    confirm_all(engine, [new.id for new in jobs], canceled_ok=canceled_ok)
 
 
 def _which(jobs: Sequence[NewJob]) -> str:
@@ -121,12 +125,12 @@ def _never(jobs: Sequence[object]) -> str:
     return "it will never run" if len(jobs) == 1 else "they will never run"
 
 
-def confirm_all(engine: Engine, job_ids: Sequence[str]) -> None:
+def confirm_all(engine: Engine, job_ids: Sequence[str], *, canceled_ok: bool = False) -> None:
     """Let pending jobs run, in one round trip; on a Redis error, try again.
 
     A compare-and-set that finds the job ``queued`` but not pending was confirmed by an
-    earlier try whose reply was lost. A batch's job canceled meanwhile (its batch was)
-    stays canceled; a single job found canceled or gone raises, as nobody asked for that.
+    earlier try whose reply was lost. A job found canceled (or gone) raises, unless
+    ``canceled_ok`` (a batch's job canceled meanwhile with its batch stays canceled).
     """
     for attempt in range(_CONFIRM_TRIES):
         try:
@@ -134,7 +138,7 @@ def confirm_all(engine: Engine, job_ids: Sequence[str]) -> None:
         except redis.RedisError:
             time.sleep(0.2 * (attempt + 1))
             continue
-        if len(job_ids) > 1 or found[0] not in ("", JobState.CANCELED.value):
+        if canceled_ok or all(state not in ("", JobState.CANCELED.value) for state in found):
             return
         break
     which = f"job {job_ids[0]}" if len(job_ids) == 1 else f"{len(job_ids)} jobs"
