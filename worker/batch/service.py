@@ -299,7 +299,8 @@ class Batches(BatchTracker):
         submitter's lease), nudged with one message, confirmed in one round trip.
 
         A message per job cost about a millisecond each to build and publish; a worker
-        fans ``relaydance.resume_many`` out to each job's chain instead.
+        fans ``relaydance.resume_many`` out to each job's chain instead. Should that
+        message be lost once it left, the sweeper resumes the jobs once they are overdue.
         """
         pipe = self.engine.redis.pipeline(transaction=False)
         self.store.enter(record.id, token, lease=BUSY_LEASE, pipe=pipe)
