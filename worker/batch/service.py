@@ -2,10 +2,9 @@
 its job and send it on.
 
 A chunk's jobs are enqueued by the one protocol of single jobs (:mod:`worker.job.enqueue`):
-their records written pending, one ``relaydance.resume_many`` sent (by name, so the engine
-never imports the task package), then confirmed; a job whose message never went is
-canceled unsent (a resume re-queues its line). Each job's ``on_done`` is
-``relaydance.batch_job_done``, which
+written pending, one ``relaydance.resume_many`` sent (by name: the engine never imports
+the task package), then confirmed; a job whose message never went is canceled unsent (a
+resume re-queues its line). Each job's ``on_done`` is ``relaydance.batch_job_done``, which
 settles it in its batch. A claim names the job id before the job exists; a submitter
 holds a lease on the batch meanwhile, so that a job whose submitter died between claim
 and write can be told from one being written (see :meth:`BatchTracker._lost`).
