@@ -33,7 +33,7 @@ from tests.pipeline_helpers import RecordingEngine, make_engine
 from tests.schedule_helpers import at, celery_app
 from worker.batch import Batches, InvalidBatch, parse_records
 from worker.batch.schedules import Schedules
-from worker.cli.batch import schedule
+from worker.cli.schedule import schedule
 from worker.errors import InvalidRequest
 from worker.infra.redis_server import RedisServer
 from worker.job.engine import Engine, reset_engine

@@ -194,13 +194,13 @@ def test_a_declared_idempotent_retry_counts_the_earlier_post_as_a_possible_orpha
 def test_a_resubmit_in_a_budgeted_batch_reserves_its_cost_or_is_refused(
     redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import tasks.api
+    from worker.api import jobs
 
     url = redis_server.url[: -len("/0")] + "/2"
     redis.Redis.from_url(url).flushdb()
     monkeypatch.delenv("RELAYDANCE_PRICES", raising=False)
     engine = make_engine(load_settings(redis_url=url, api_key="sk-test"))
-    monkeypatch.setattr(tasks.api, "get_engine", lambda: engine)
+    monkeypatch.setattr(jobs, "get_engine", lambda: engine)
     lines = [{"model": "doubao-seedance-2-0-fast-260128", "prompt": f"shot {n}", "seconds": 5}
              for n in range(2)]  # fmt: skip
     batches = Batches(engine)
@@ -209,10 +209,10 @@ def test_a_resubmit_in_a_budgeted_batch_reserves_its_cost_or_is_refused(
     for job_id in (first, second):
         engine.store._change(job_id, states=None, to=S.SUBMIT_UNKNOWN,
                             set={"billing": "unknown", "submit_intent_at": time.time()})  # fmt: skip
-    tasks.api.resubmit(first)  # room for one more submission: reserved
+    jobs.resubmit(first)  # room for one more submission: reserved
     assert batches.status(sub.batch_id).committed_usd == pytest.approx(3 * 0.70)
     with pytest.raises(SubmitRefused, match="budget committed; raise it"):
-        tasks.api.resubmit(second)
+        jobs.resubmit(second)
     assert engine.store.get(second).state is S.SUBMIT_UNKNOWN  # type: ignore[union-attr]
     assert batches.status(sub.batch_id).committed_usd == pytest.approx(3 * 0.70)
     # The resubmitted job is done, its orphan still possibly billed: within the budget.
