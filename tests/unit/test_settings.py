@@ -447,3 +447,17 @@ def test_no_two_parts_of_the_settings_name_a_validator_alike() -> None:
     assert sorted(names) == sorted(set(names))
     composed = Settings.__pydantic_decorators__
     assert set(names) <= set(composed.field_validators) | set(composed.model_validators)
+
+
+def test_the_provider_package_reads_nothing_of_config() -> None:
+    # config composes the provider's settings part: an import back would close a circle.
+    from tests.unit.test_imports import import_graph
+
+    wrong = sorted(
+        f"{module} -> {target}"
+        for module, targets in import_graph().items()
+        if module.startswith("worker.provider")
+        for target in targets
+        if target.split(".")[0] == "config"
+    )
+    assert not wrong
