@@ -22,9 +22,11 @@ from worker.render.request import RenderRequest
 __all__ = ["chain_for", "describe", "send_chain", "steps_for"]
 
 
-def steps_for(job: Job) -> list[str]:
-    """The steps still to run for a job, from its current state."""
-    uploads = bool(RenderRequest.model_validate(job.request).local_paths())
+def steps_for(job: Job, *, uploads: bool | None = None) -> list[str]:
+    """The steps still to run for a job, from its current state; ``uploads`` (whether it
+    has local files), when the caller knows, spares parsing the request again."""
+    if uploads is None:
+        uploads = bool(RenderRequest.model_validate(job.request).local_paths())
     return steps_from(job.state, uploads=uploads, downloaded=job.downloaded)
 
 
@@ -35,16 +37,19 @@ def describe(job: Job) -> str:
     return f"job={job.id} model={job.request.get('model')} prompt={excerpt!r}"
 
 
-def chain_for(job: Job, *, attempt: int = 0, countdown: float | None = None) -> Signature | None:
+def chain_for(
+    job: Job, *, attempt: int = 0, countdown: float | None = None, uploads: bool | None = None
+) -> Signature | None:
     """A chain of immutable step signatures for the job at its current ``seq``, or None.
 
     ``attempt`` and ``countdown`` apply to the first step: a step that already claimed
     the job in this process continues it, as its own retry would. A chain that starts
-    with a poll waits for the job's recorded due time.
+    with a poll waits for the job's recorded due time. ``uploads`` as for
+    :func:`steps_for`.
     """
     shown = describe(job)
     signatures: list[Signature] = []
-    for step in steps_for(job):
+    for step in steps_for(job, uploads=uploads):
         kwargs: dict[str, Any] = {"job_id": job.id, "seq": job.seq}
         if attempt and not signatures:
             kwargs["attempt"] = attempt

@@ -19,9 +19,9 @@ from tests.contracts.harness import FakeProvider, MoneyContract, job_of, money_s
 from tests.pipeline_helpers import RecordingEngine, make_job, run_step
 from worker.job.callback import claim_proof, token_for
 from worker.job.record import Billing, JobState
+from worker.job.resubmit import resubmit
 from worker.job.slots import reconcile
 from worker.job.step import claim_number
-from worker.job.submit import resubmit
 from worker.job.webhook import on_webhook
 from worker.web.receiver import WEBHOOK_TASK, handle_webhook
 
@@ -80,7 +80,7 @@ class AdoptionContract(MoneyContract):
         job_id = make_job(engine)
         run_step(engine, "submit", job_id, seq=0)
         since = time.time() - engine.settings.submit_unknown_hold_seconds - 1
-        engine.store.change(job_id, states={S.SUBMIT_UNKNOWN}, set={"unknown_since": since})
+        engine.store.update_fields(job_id, states={S.SUBMIT_UNKNOWN}, set={"unknown_since": since})
         assert reconcile(engine, ["default"]).freed == [job_id]
         assert on_webhook(engine, job_id, task_id="task_1", claim=FIRST).action == "next"
         assert engine.limits.holders("default") == [job_id]  # the provider counts it
@@ -189,7 +189,7 @@ class AdoptionContract(MoneyContract):
         gates = [f"rd:hookgate:{j}" for j in (job_id, "rdj_nobody")]
         assert engine.redis.exists(*gates) == 0  # nothing to re-fetch: no window opened
         found, opened = engine.store.read_gated(
-            job_id, ["alias"], gate="rd:hookgate:" + job_id, holder="x", window_ms=1000
+            job_id, names=["alias"], gate="rd:hookgate:" + job_id, holder="x", window_ms=1000
         )
         assert found == {"state": "canceled", "alias": "default"} and not opened
         assert self.hooks(engine) == [] and provider.posts == 0

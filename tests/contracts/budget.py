@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.contracts.harness import MODEL, FakeProvider, MoneyContract, job_of
+from tests.contracts.harness import MODEL, FakeProvider, MoneyContract, job_of, set_up
 from tests.pipeline_helpers import RecordingEngine, run_step
 from worker.batch import Batches, parse_records
 from worker.batch.budget import Ledger, settlement, to_micros
@@ -84,7 +84,7 @@ class BudgetContract(MoneyContract):
         batches, batch_id, (job_id,) = batch_of(engine, 1, budget=COST)
         assert run_step(engine, "submit", job_id, seq=0).action == "next"
         provider.finish("task_1", "failed")
-        engine.store.change(job_id, states=None, due=0.0)
+        set_up(engine, job_id, due=0.0)
         assert run_step(engine, "poll", job_id, seq=0).action == "stop"
         assert job_of(engine, job_id).billing is Billing.NOT_BILLED
         assert money(batches, batch_id) == (0.0, 0.0, 0.0)

@@ -115,6 +115,15 @@ def job_of(engine: Engine, job_id: str) -> Job:
     return job
 
 
+def set_up(engine: Engine, job_id: str, **change: Any) -> bool:
+    """Put a record in the shape a case needs (what a killed worker or a lost write leaves,
+    which no transition declares): the store's raw compare-and-set, any non-final state
+    unless ``states`` says."""
+    change.setdefault("states", None)
+    applied, _ = engine.store._change(job_id, **change)
+    return applied
+
+
 def money_settings(tmp_path: Path, **overrides: Any) -> Settings:
     """Settings of a fleet with one key, fast timings and no real network."""
     values: dict[str, Any] = {

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from config.settings import Settings
-from tests.contracts.harness import FakeProvider, MoneyContract, job_of, money_settings
+from tests.contracts.harness import FakeProvider, MoneyContract, job_of, money_settings, set_up
 from tests.pipeline_helpers import RecordingEngine, make_job, run_step
 from worker.job.record import Billing, JobState
 from worker.job.slots import reconcile
@@ -27,7 +27,7 @@ def resumed(engine: RecordingEngine) -> list[str]:
 
 
 def poll_now(engine: RecordingEngine, job_id: str) -> str:
-    engine.store.change(job_id, states=None, due=0.0)  # the first poll is due now
+    set_up(engine, job_id, due=0.0)  # the first poll is due now
     return run_step(engine, "poll", job_id, seq=0).action
 
 
@@ -91,7 +91,7 @@ class SlotsContract(MoneyContract):
         assert reconcile(engine, [KEY]).freed == []  # within the hold: its task may generate
         assert engine.limits.holders(KEY) == [unknown]
         since = time.time() - 31
-        engine.store.change(unknown, states={S.SUBMIT_UNKNOWN}, set={"unknown_since": since})
+        engine.store.update_fields(unknown, states={S.SUBMIT_UNKNOWN}, set={"unknown_since": since})
         report = reconcile(engine, [KEY])
         assert report.freed == [unknown] and report.granted == [waiting]
         assert engine.limits.holders(KEY) == [waiting]

@@ -10,14 +10,15 @@ from typing import Any
 
 import pytest
 
-from tests.contracts.harness import FakeProvider, MoneyContract, job_of
+from tests.contracts.harness import FakeProvider, MoneyContract, job_of, set_up
 from tests.pipeline_helpers import RecordingEngine, make_job, run_step
 from worker.infra.durability import Durability
 from worker.job import calls, pipeline
 from worker.job.record import Billing, Job, JobState
 from worker.job.step import claim_number
-from worker.job.submit import NOT_DURABLE_RETRY
+from worker.job.submit_refusals import NOT_DURABLE_RETRY
 from worker.job.sweeper import sweep
+from worker.job.transitions import WAIT_FOR_SLOT
 
 S = JobState
 
@@ -179,7 +180,7 @@ class SubmitContract(MoneyContract):
 
         def requeued_meanwhile(*args: Any, **kwargs: Any) -> Any:
             # Between this message's read and its claim, another chain moved the job on.
-            engine.store.change(job_id, states={S.QUEUED}, to=S.WAITING_FOR_SLOT, incr={"seq": 1})
+            engine.store.apply(job_id, WAIT_FOR_SLOT, incr={"seq": 1})
             return admit(*args, **kwargs)
 
         monkeypatch.setattr(calls, "admit", requeued_meanwhile)
@@ -192,7 +193,8 @@ class SubmitContract(MoneyContract):
         self, engine: RecordingEngine, provider: FakeProvider
     ) -> None:
         job_id = make_job(engine)
-        engine.store.change(
+        set_up(
+            engine,
             job_id, states={S.QUEUED}, to=S.SUBMITTING,
             set={"remote_task_id": "task_9", "billing": "billed", "submit_claim": 0},
         )  # fmt: skip

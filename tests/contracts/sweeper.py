@@ -3,7 +3,7 @@ proves, and a job whose producer never confirmed it can never be posted."""
 
 from __future__ import annotations
 
-from tests.contracts.harness import MODEL, FakeProvider, MoneyContract, job_of
+from tests.contracts.harness import MODEL, FakeProvider, MoneyContract, job_of, set_up
 from tests.pipeline_helpers import RecordingEngine, make_job, run_step
 from worker.job.record import Billing, JobState
 from worker.job.sweeper import sweep
@@ -15,12 +15,13 @@ S = JobState
 def left_submitting(engine: RecordingEngine, billing: str) -> str:
     """A job whose worker stopped after its claim, with ``billing`` as the record says."""
     job_id = make_job(engine)
-    engine.store.change(
+    set_up(
+        engine,
         job_id, states={S.QUEUED}, to=S.SUBMITTING,
         set={"billing": billing, "submit_claim": 0, "submit_intent_at": 1.0},
     )  # fmt: skip
     engine.limits.acquire("default", job_id, limit=10)
-    engine.store.change(job_id, states=None, due=0.0)  # overdue
+    set_up(engine, job_id, due=0.0)  # overdue
     return job_id
 
 
@@ -53,7 +54,8 @@ class SweeperContract(MoneyContract):
         assert run_step(engine, "submit", job_id, seq=0).action == "again"  # not confirmed
         assert engine.store.abandon(job_id, reason="enqueue failed: OperationalError")
         assert run_step(engine, "submit", job_id, seq=0).action == "stop"
-        assert not engine.store.confirm(job_id)  # too late: the producer raised
+        found = engine.store.confirm_pending([job_id], due=0.0)  # too late: the producer raised
+        assert found == ["canceled"]
         job = job_of(engine, job_id)
         assert (job.state, job.error_code) == (S.CANCELED, "enqueue_failed")
         assert provider.posts == 0 and engine.limits.in_use("default") == 0

@@ -8,25 +8,20 @@ the one table in :mod:`worker.job.states`.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 
 import redis
-from redis.commands.core import Script
 
 from worker.job.cas import text
-from worker.job.states import FINAL_STATES
+from worker.job.states import FINAL_STATES_LUA
 
-__all__ = ["GatedRead"]
+__all__ = ["read_gated"]
 
 # KEYS: the job hash, the gate key. ARGV: the gate's holder, its window in ms, the field
 # names ('state' first). Returns {} for no job, else the fields (nil where missing) then
 # 1 when this call opened the gate (only for a job that is not final), else 0.
-_SCRIPT = (
-    "local finals = {"
-    + ", ".join(f"[{json.dumps(s.value)}] = true" for s in sorted(FINAL_STATES))
-    + "}\n"
-    + """
+_SCRIPT = """
+local finals = FINAL_STATES
 local f = redis.call('HMGET', KEYS[1], unpack(ARGV, 3))
 if not f[1] then return {} end
 local opened = 0
@@ -35,24 +30,27 @@ if not finals[f[1]] and redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2])
 end
 f[#f + 1] = opened
 return f
-"""
-)
+""".replace("FINAL_STATES", FINAL_STATES_LUA, 1)  # the final states, from the one table
 
 
-class GatedRead:
-    """The script, registered once per client."""
-
-    def __init__(self, client: redis.Redis) -> None:
-        self._script: Script = client.register_script(_SCRIPT)
-
-    def __call__(
-        self, key: str, names: Iterable[str], *, gate: str, holder: str, window_ms: int
-    ) -> tuple[dict[str, str] | None, bool]:
-        """The fields present (None when there is no record) and whether the gate opened."""
-        fields = ["state", *(name for name in names if name != "state")]
-        found = self._script(keys=[key, gate], args=[holder, window_ms, *fields])
-        if not found:
-            return None, False
-        *values, opened = found
-        data = {k: text(v) for k, v in zip(fields, values, strict=True) if v is not None}
-        return data, int(opened) == 1
+def read_gated(
+    client: redis.Redis,
+    key: str,
+    *,
+    names: Iterable[str],
+    gate: str,
+    holder: str,
+    window_ms: int,
+) -> tuple[dict[str, str] | None, bool]:
+    """The fields of the job hash ``key`` that are present (None when there is no record)
+    and whether this call opened ``gate`` for ``window_ms`` (SET NX PX ``holder``; only
+    for a job that is not final)."""
+    # A Script object is only its text and hash: made per call, it still runs as EVALSHA.
+    script = client.register_script(_SCRIPT)
+    fields = ["state", *(name for name in names if name != "state")]
+    found = script(keys=[key, gate], args=[holder, window_ms, *fields])
+    if not found:
+        return None, False
+    *values, opened = found
+    data = {k: text(v) for k, v in zip(fields, values, strict=True) if v is not None}
+    return data, int(opened) == 1

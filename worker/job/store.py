@@ -18,15 +18,18 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import redis
+from redis.exceptions import NoScriptError
+from typing_extensions import Unpack
 
 from worker.infra.durability import Durability
-from worker.job.cas import CAS, as_json, text
+from worker.job.cas import CAS, Change, as_json, text
 from worker.job.record import PREFIX, Job, new_job_id
-from worker.job.states import FINAL_STATES, JobState, check_move
+from worker.job.states import FINAL_STATES, JobState
+from worker.job.transitions import ABANDON_UNSENT, CANCEL, FAIL, Transition, check
 from worker.render.pricing import estimate_cost
 from worker.render.request import RenderRequest
 
@@ -110,10 +113,7 @@ class JobStore:
         pending: bool = False,
     ) -> None:
         """Write a new ``queued`` job; the record exists before any message is sent.
-
-        ``pending``: no step may act on the job until :meth:`confirm` (the producer's
-        message was published); see :func:`tasks.api.enqueue_render`.
-        """
+        ``pending``: no step acts on it until :meth:`confirm_pending` (worker.job.enqueue)."""
         now = time.time()
         fields = self.new_fields(
             request=request, alias=alias, cost=cost, now=now, due=now + due_in,
@@ -168,39 +168,20 @@ class JobStore:
     ) -> str:
         """Record a validated request as a new ``queued`` job; return its (new) id."""
         job_id = job_id or new_job_id()
-        self.create(
-            job_id,
-            request=request.model_dump(mode="json"),
-            alias=alias,
-            cost=estimate_cost(request),
-            on_done=on_done,
-            pending=pending,
-            due_in=due_in,
-            extra=extra,
-        )
+        self.create(job_id, request=request.model_dump(mode="json"), alias=alias,
+                    cost=estimate_cost(request), on_done=on_done, pending=pending,
+                    due_in=due_in, extra=extra)  # fmt: skip
         return job_id
 
     def add_retake(self, job_id: str, retake_id: str) -> bool:
         """Link a (final) job to a new job that takes it again; False if it expired."""
         return bool(self._add_retake(keys=[self.key(job_id)], args=[retake_id]))
 
-    def confirm(self, job_id: str, *, due_in: float = 120.0) -> bool:
-        """The producer's message left: steps may act on the pending job from now on."""
-        applied, _ = self.change(
-            job_id,
-            states={JobState.QUEUED},
-            where={"enqueue_pending": 1},
-            set={"enqueue_pending": 0},
-            due=time.time() + due_in,
-        )
-        return applied
-
     def abandon(self, job_id: str, *, reason: str) -> bool:
         """Cancel a job whose enqueue was never confirmed, so that it can never submit."""
-        applied, _ = self.change(
+        applied, _ = self.apply(
             job_id,
-            states={JobState.QUEUED},
-            to=JobState.CANCELED,
+            ABANDON_UNSENT,
             where={"enqueue_pending": 1},
             set={"error_code": "enqueue_failed", "error_message": reason[:2000]},
         )
@@ -241,7 +222,38 @@ class JobStore:
         """Drop a job whose record expired from the schedule the sweeper reads."""
         self._redis.zrem(self.active_key, job_id)
 
-    def change(
+    def apply(
+        self,
+        job_id: str,
+        transition: Transition,
+        *,
+        only: Iterable[JobState] | None = None,
+        **change: Unpack[Change],
+    ) -> tuple[bool, JobState | None]:
+        """Move the job by a declared ``transition`` (:mod:`worker.job.transitions`), the one
+        way a job changes state: a compare-and-set that applies only if the job is in one
+        of its from-states (or of ``only``, a subset: the state the caller read) and the
+        :class:`Change`'s conditions hold. It writes the transition's own fields, then the
+        change's ``set`` and ``incr`` (which add to them, never override them).
+
+        Returns (applied, the state found before the change). Raises ValueError for an
+        undeclared transition or a from-state it does not have.
+        """
+        states = check(transition, only)
+        change["set"] = transition.fields(transition.sets, change.get("set"))
+        change["incr"] = transition.fields(transition.incr, change.get("incr"))
+        return self._change(job_id, states=states, to=transition.to, **change)
+
+    def update_fields(
+        self, job_id: str, *, states: Iterable[JobState], drop_due: bool = False,
+        **change: Unpack[Change],
+    ) -> tuple[bool, JobState | None]:  # fmt: skip
+        """Write fields (and the due time: ``drop_due`` takes the job off the schedule) of
+        a job in one of ``states``, leaving its state as it is; the same compare-and-set as
+        :meth:`apply`. Returns (applied, the state found)."""
+        return self._change(job_id, states=frozenset(states), drop_due=drop_due, **change)
+
+    def _change(
         self,
         job_id: str,
         *,
@@ -255,37 +267,21 @@ class JobStore:
         drop_due: bool = False,
         below: Mapping[str, int] | None = None,
         durable: bool = False,
+        pipe: redis.client.Pipeline | None = None,
     ) -> tuple[bool, JobState | None]:
-        """Compare-and-set: apply only if the job is in ``states`` (None: any non-final)
-        and every ``where`` field equals its value, no ``where_not`` field does, and every
-        ``below`` field (a claim number; missing counts as -1) is below its value.
-
-        ``durable``: a change a payment depends on; it waits for the replicas
-        (:mod:`worker.infra.durability`) and raises :class:`~worker.errors.NotDurable` when
-        it applied but too few confirmed it in time.
-
-        Returns (applied, the state found before the change).
-        """
-        states = None if states is None else list(states)
-        if to is not None:
-            check_move(states, to)
+        # The raw compare-and-set, unguarded: ``states`` None is any non-final state. Only
+        # apply, update_fields and confirm_pending call it (and tests, to set a record up).
         state_arg = "*" if states is None else ",".join(s.value for s in states)
-        due_arg = "-" if drop_due else ("" if due is None else repr(due))
         keys = [self.key(job_id), self.active_key, self.counts_key]
         args = [
-            state_arg,
-            to.value if to else "",
-            repr(time.time()),
-            due_arg,
-            self._retention,
-            as_json(where),
-            as_json(where_not),
-            as_json(set),
-            as_json(incr),
-            job_id,
-            as_json(below),
-            self.state_prefix,
-        ]
+            state_arg, to.value if to else "", repr(time.time()),
+            "-" if drop_due else ("" if due is None else repr(due)), self._retention,
+            as_json(where), as_json(where_not), as_json(set), as_json(incr), job_id,
+            as_json(below), self.state_prefix,
+        ]  # fmt: skip
+        if pipe is not None:
+            pipe.evalsha(self._cas.sha, len(keys), *keys, *args)
+            return False, None
         confirmed = True
         if durable:
             (applied, found), confirmed = self.durability.run(self._cas, keys=keys, args=args)
@@ -296,19 +292,33 @@ class JobStore:
         found_text = text(found)
         return bool(applied), JobState(found_text) if found_text else None
 
+    def confirm_pending(self, job_ids: Sequence[str], *, due: float) -> list[str]:
+        """Let pending jobs run (``enqueue_pending`` 1 -> 0, due at ``due``), in one round
+        trip for them all; each job's state as found ("" for a record that is gone)."""
+        for _ in range(2):  # a Redis restarted since the script was loaded: NOSCRIPT
+            pipe = self._redis.pipeline(transaction=False)
+            for job_id in job_ids:
+                self._change(job_id, states=[JobState.QUEUED], where={"enqueue_pending": 1},
+                             set={"enqueue_pending": 0}, due=due, pipe=pipe)  # fmt: skip
+            results = pipe.execute(raise_on_error=False)
+            if not any(isinstance(r, NoScriptError) for r in results):
+                break
+            self._redis.script_load(CAS)
+        for result in results:
+            if isinstance(result, Exception):
+                raise result
+        return [text(found) for _, found in results]
+
     def fail(self, job_id: str, *, code: str, message: str) -> bool:
         """Move a non-final job to ``failed`` with its error code and message."""
-        applied, _ = self.change(
-            job_id,
-            states=None,
-            to=JobState.FAILED,
-            set={"error_code": code, "error_message": message[:2000]},
+        applied, _ = self.apply(
+            job_id, FAIL, set={"error_code": code, "error_message": message[:2000]}
         )
         return applied
 
     def cancel(self, job_id: str) -> bool:
         """Move a non-final job to ``canceled``."""
-        applied, _ = self.change(job_id, states=None, to=JobState.CANCELED)
+        applied, _ = self.apply(job_id, CANCEL)
         return applied
 
     def due(self, *, before: float, limit: int = 1000) -> list[tuple[str, float]]:
@@ -333,14 +343,8 @@ class JobStore:
             raise ValueError(f"final states are not indexed: {state}")
         return sorted(text(m) for m in self._redis.smembers(self.state_prefix + state.value))
 
-    def read_gated(
-        self, job_id: str, names: Iterable[str], *, gate: str, holder: str, window_ms: int
-    ) -> tuple[dict[str, str] | None, bool]:
-        """Some fields of a job (None when unknown or expired) and whether the caller's gate
-        key was opened for ``window_ms`` (SET NX PX ``holder``; only while the job is not
-        final), in one round trip; see :mod:`worker.job.gated_read`."""
-        from worker.job.gated_read import GatedRead
+    def read_gated(self, job_id: str, **how: Any) -> tuple[dict[str, str] | None, bool]:
+        """A job's fields and whether its webhook gate opened: :func:`.gated_read.read_gated`."""
+        from worker.job.gated_read import read_gated
 
-        read = self.__dict__.get("_read_gated") or GatedRead(self._redis)
-        self.__dict__["_read_gated"] = read
-        return read(self.key(job_id), names, gate=gate, holder=holder, window_ms=window_ms)
+        return read_gated(self._redis, self.key(job_id), **how)

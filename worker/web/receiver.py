@@ -36,7 +36,8 @@ from worker.job.callback import (
     verify_claim,
 )
 from worker.job.engine import Engine, get_engine
-from worker.job.record import Job, JobState
+from worker.job.record import Job
+from worker.job.states import WEBHOOK_MOVABLE
 from worker.provider.dialects import Dialect
 
 __all__ = [
@@ -57,8 +58,6 @@ _JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _GATE = "rd:hookgate:"  # a re-fetch started in the window (SET NX PX)
 _TRAIL = "rd:hooktrail:"  # a trailing re-fetch is already queued for the window
 _TASK_ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
-# States in which a verified webhook can still move the job.
-_LISTENING = frozenset({JobState.SUBMITTING, JobState.SUBMITTED, JobState.RUNNING})
 
 Reply = tuple[int, dict[str, Any]]
 _NOT_FOUND: Reply = (404, {"ok": False, "error": "not found"})
@@ -175,7 +174,7 @@ def _dispatch(
     # verified delivery (one that is then ignored only holds it for the short window).
     window_ms = max(1, int(engine.settings.webhook_refetch_seconds * 1000))
     found, opened = engine.store.read_gated(
-        job_id, _FIELDS, gate=_GATE + job_id, holder=digest, window_ms=window_ms
+        job_id, names=_FIELDS, gate=_GATE + job_id, holder=digest, window_ms=window_ms
     )
     if found is None:
         return _NOT_FOUND
@@ -198,7 +197,7 @@ def _dispatch(
         # nothing and has nothing to adopt.
         wanted = hint is not None and claim is not None and may_have_orphan(job, claim)
     elif hint is None or hint == recorded:
-        wanted = job.state in _LISTENING
+        wanted = job.state in WEBHOOK_MOVABLE
     else:
         # Another task than the recorded one: a second billed submission only when the
         # job had another submission (orphans), through whose URL it came; otherwise a
