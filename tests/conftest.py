@@ -159,7 +159,10 @@ def task_registry() -> Iterator[set[str]]:
 def clips() -> Iterator[ClipServer]:
     """A clip server on a free loopback port, in this process; set ``body`` and ``cut``."""
     served = ClipServer()
-    thread = threading.Thread(target=served.server.serve_forever, daemon=True)
+    # Polled often, so that the shutdown at each test's end takes milliseconds, not 0.5 s.
+    thread = threading.Thread(
+        target=served.server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
+    )
     thread.start()
     try:
         yield served

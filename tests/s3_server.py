@@ -18,9 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import boto3
 import httpx
-from botocore.config import Config
 
 from worker.infra.redis_server import free_port
 
@@ -99,6 +97,10 @@ class S3Server:
         return cached
 
     def _new_client(self, service: str, access_key: str, secret_key: str) -> Any:
+        # Imported here: every test process loads this module, few make a client (~0.3 s).
+        import boto3
+        from botocore.config import Config
+
         session = boto3.session.Session(
             aws_access_key_id=access_key or ADMIN["AWS_ACCESS_KEY_ID"],
             aws_secret_access_key=secret_key or ADMIN["AWS_SECRET_ACCESS_KEY"],

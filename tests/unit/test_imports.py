@@ -13,6 +13,7 @@ and so does a listed one that is gone (so the list only shrinks).
 from __future__ import annotations
 
 import ast
+import functools
 import json
 import subprocess
 import sys
@@ -105,7 +106,13 @@ def _imported(node: ast.Import | ast.ImportFrom, module: str, is_package: bool) 
 
 
 def import_graph() -> dict[str, set[str]]:
-    """Each module of the packages and the modules of the packages it imports anywhere."""
+    """Each module of the packages and the modules of the packages it imports anywhere
+    (a fresh copy of the graph, parsed once per process: the sources do not change)."""
+    return {module: set(edges) for module, edges in _parsed_graph().items()}
+
+
+@functools.cache
+def _parsed_graph() -> dict[str, set[str]]:
     files = _module_files()
 
     def owner(name: str) -> str | None:  # the module itself, or the one that defines it

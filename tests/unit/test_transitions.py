@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from worker.job import transitions
+from worker.job import gated_read, transitions
 from worker.job.cas import CAS
 from worker.job.states import (
     FINAL_STATES,
@@ -33,7 +33,6 @@ from worker.job.transitions import (
     Transition,
     check,
 )
-from worker.web import receiver
 
 S = JobState
 ROOT = Path(__file__).resolve().parents[2]
@@ -88,7 +87,7 @@ def test_the_final_and_live_sets_partition_the_states_and_the_lua_reads_the_same
     assert FAIL.sources == CANCEL.sources == LIVE_STATES
     assert FINAL_STATES_LUA == "{canceled=true, done=true, failed=true}"
     assert f"local finals = {FINAL_STATES_LUA}" in CAS
-    assert f"local finals = {FINAL_STATES_LUA}" in receiver._READ_AND_GATE
+    assert f"local finals = {FINAL_STATES_LUA}" in gated_read._SCRIPT  # the webhook receiver's read
 
 
 def test_an_undeclared_transition_or_from_state_is_refused() -> None:

@@ -342,3 +342,9 @@ class JobStore:
         if state in FINAL_STATES:
             raise ValueError(f"final states are not indexed: {state}")
         return sorted(text(m) for m in self._redis.smembers(self.state_prefix + state.value))
+
+    def read_gated(self, job_id: str, **how: Any) -> tuple[dict[str, str] | None, bool]:
+        """A job's fields and whether its webhook gate opened: :func:`.gated_read.read_gated`."""
+        from worker.job.gated_read import read_gated
+
+        return read_gated(self._redis, self.key(job_id), **how)

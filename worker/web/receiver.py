@@ -30,7 +30,6 @@ from typing import Any
 
 import redis
 from kombu.exceptions import KombuError
-from redis.commands.core import Script
 
 from worker.job.callback import (
     token_status,
@@ -38,7 +37,7 @@ from worker.job.callback import (
 )
 from worker.job.engine import Engine, get_engine
 from worker.job.record import Job
-from worker.job.states import FINAL_STATES_LUA, WEBHOOK_MOVABLE
+from worker.job.states import WEBHOOK_MOVABLE
 from worker.provider.dialects import Dialect
 
 __all__ = [
@@ -147,28 +146,9 @@ def handle_webhook(
         return 503, {"ok": False, "error": "temporarily unavailable"}
 
 
-# The fields the decision reads, and the per-job gate opened (SET NX PX) for a job that
-# is not final, as one command: no more round trips than the plain read it replaces.
+# The fields the decision reads; the store opens the per-job re-fetch gate (SET NX PX) in
+# the same round trip for a job that is not final.
 _FIELDS = ("state", "alias", "remote_task_id", "billing", "orphans", "submit_claim")
-_READ_AND_GATE = """
-local f = redis.call('HMGET', KEYS[1], 'state', 'alias', 'remote_task_id', 'billing', 'orphans',
-                     'submit_claim')
-if not f[1] then return {} end
-local opened = 0
-local finals = FINAL_STATES
-if not finals[f[1]] then
-  if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then opened = 1 end
-end
-return {f[1], f[2] or false, f[3] or false, f[4] or false, f[5] or false, f[6] or false, opened}
-""".replace("FINAL_STATES", FINAL_STATES_LUA, 1)  # the final states, from the one table
-_scripts: dict[int, Script] = {}
-
-
-def _read_and_gate(client: redis.Redis) -> Script:
-    script = _scripts.get(id(client))
-    if script is None:
-        script = _scripts.setdefault(id(client), client.register_script(_READ_AND_GATE))
-    return script
 
 
 def _text(value: object) -> str:
@@ -193,13 +173,13 @@ def _dispatch(
     # The job and the per-job re-fetch gate in one round trip: the gate is opened on every
     # verified delivery (one that is then ignored only holds it for the short window).
     window_ms = max(1, int(engine.settings.webhook_refetch_seconds * 1000))
-    keys = [engine.store.key(job_id), _GATE + job_id]
-    found = _read_and_gate(engine.redis)(keys=keys, args=[digest, window_ms])
-    if not found:
+    found, opened = engine.store.read_gated(
+        job_id, names=_FIELDS, gate=_GATE + job_id, holder=digest, window_ms=window_ms
+    )
+    if found is None:
         return _NOT_FOUND
-    *values, opened = found
     # A partial snapshot: only the fields this decision reads (the step reads the whole).
-    data = {"request": "{}"} | {k: _text(v) for k, v in zip(_FIELDS, values, strict=True) if v}
+    data = {"request": "{}"} | {k: v for k, v in found.items() if v}
     job = Job.from_hash(job_id, data)
     if job.is_final:  # nothing a delivery says can change a final job: no work, no GET
         return _IGNORED
@@ -226,7 +206,7 @@ def _dispatch(
     if not wanted:
         logger.debug("job %s: webhook ignored, job is %s", job_id, job.state)
         return _IGNORED
-    return _queue_refetch(engine, job_id, hint, digest, claim, opened=opened == 1)
+    return _queue_refetch(engine, job_id, hint, digest, claim, opened=opened)
 
 
 def _queue_refetch(
