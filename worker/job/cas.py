@@ -12,7 +12,7 @@ from typing import Any, TypedDict
 
 from worker.job.states import FINAL_STATES_LUA
 
-__all__ = ["CAS", "Change", "as_json", "text"]
+__all__ = ["ADD_RETAKE", "CAS", "Change", "as_json", "text"]
 
 # KEYS: job hash, active zset, state counts hash.
 # ARGV: states (comma list, '*' = any non-final), new state ('' = keep), now, due
@@ -101,3 +101,13 @@ class Change(TypedDict, total=False):
     incr: Mapping[str, int] | None
     due: float | None
     durable: bool
+
+
+# KEYS: the job hash. ARGV: the retake's job id. Appends it to ``retakes`` (a comma list)
+# of a record that still exists; a final record changes no state, so no CAS is needed.
+ADD_RETAKE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local cur = redis.call('HGET', KEYS[1], 'retakes') or ''
+redis.call('HSET', KEYS[1], 'retakes', cur == '' and ARGV[1] or (cur .. ',' .. ARGV[1]))
+return 1
+"""

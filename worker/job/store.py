@@ -26,7 +26,7 @@ from redis.exceptions import NoScriptError
 from typing_extensions import Unpack
 
 from worker.infra.durability import Durability
-from worker.job.cas import CAS, Change, as_json, text
+from worker.job.cas import ADD_RETAKE, CAS, Change, as_json, text
 from worker.job.record import PREFIX, Job, new_job_id
 from worker.job.states import FINAL_STATES, JobState
 from worker.job.transitions import ABANDON_UNSENT, CANCEL, FAIL, Transition, check
@@ -34,16 +34,6 @@ from worker.render.pricing import estimate_cost
 from worker.render.request import RenderRequest
 
 __all__ = ["JobStore"]
-
-
-# KEYS: the job hash. ARGV: the retake's job id. Appends it to ``retakes`` (a comma list)
-# of a record that still exists; a final record changes no state, so no CAS is needed.
-_ADD_RETAKE = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-local cur = redis.call('HGET', KEYS[1], 'retakes') or ''
-redis.call('HSET', KEYS[1], 'retakes', cur == '' and ARGV[1] or (cur .. ',' .. ARGV[1]))
-return 1
-"""
 
 
 class JobStore:
@@ -61,7 +51,7 @@ class JobStore:
         # Which replicas a durable change waits for; none unless the engine says.
         self.durability = durability or Durability(client, replicas=0, timeout_ms=1)
         self._cas = client.register_script(CAS)
-        self._add_retake = client.register_script(_ADD_RETAKE)
+        self._add_retake = client.register_script(ADD_RETAKE)
         self.active_key = f"{PREFIX}:jobs:active"
         self.counts_key = f"{PREFIX}:jobs:counts"
         self.state_prefix = f"{PREFIX}:jobs:in:"
@@ -343,8 +333,11 @@ class JobStore:
             raise ValueError(f"final states are not indexed: {state}")
         return sorted(text(m) for m in self._redis.smembers(self.state_prefix + state.value))
 
-    def read_gated(self, job_id: str, **how: Any) -> tuple[dict[str, str] | None, bool]:
+    def read_gated(
+        self, job_id: str, *, names: Iterable[str], gate: str, holder: str, window_ms: int
+    ) -> tuple[dict[str, str] | None, bool]:
         """A job's fields and whether its webhook gate opened: :func:`.gated_read.read_gated`."""
         from worker.job.gated_read import read_gated
 
-        return read_gated(self._redis, self.key(job_id), **how)
+        return read_gated(self._redis, self.key(job_id), names=names, gate=gate,
+                          holder=holder, window_ms=window_ms)  # fmt: skip
