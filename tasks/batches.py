@@ -35,6 +35,7 @@ from worker.batch import (
 from worker.batch import batch_report as build_report
 from worker.batch.schedules import Schedules
 from worker.job.engine import get_engine
+from worker.job.task_names import BATCH_JOB_DONE, BATCH_RUN
 from worker.render.request import RenderRequest
 
 __all__ = [
@@ -127,13 +128,13 @@ def batch_report(batch_id: str) -> tuple[BatchStatus, list[ReportRow]]:
     return build_report(_batches(), batch_id)
 
 
-@app.task(name="relaydance.batch_job_done")
+@app.task(name=BATCH_JOB_DONE)
 def batch_job_done(summary: dict[str, Any]) -> None:
     """A batch's job is done: settle it in its batch and pass the news on."""
     _batches().job_done(summary)
 
 
-@app.task(name="relaydance.batch_run")
+@app.task(name=BATCH_RUN)
 def batch_run(schedule: str, at: str | None = None) -> str | None:
     """Create (or continue) this run's batch of a schedule; ``at`` names the run's time."""
     when = datetime.fromisoformat(at) if at else None

@@ -33,6 +33,7 @@ from worker.batch.service import Batches
 from worker.errors import InvalidRequest
 from worker.job.engine import Engine
 from worker.job.record import PREFIX
+from worker.job.task_names import BATCH_RUN as SCHEDULE_TASK
 from worker.render.aliases import alias_problem
 from worker.render.local_media import allowed_dirs
 
@@ -48,7 +49,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-SCHEDULE_TASK = "relaydance.batch_run"
 ENTRY_PREFIX = "relaydance-batch:"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 # How far back a run's instant is looked for: 29 February on a given weekday recurs

@@ -26,6 +26,8 @@ from worker.batch.store import REUSE_PREFIX, BatchRecord, Item
 from worker.batch.tracker import BatchTracker
 from worker.errors import InvalidRequest, NotDurable
 from worker.job.record import JobState, new_job_id
+from worker.job.task_names import BATCH_JOB_DONE as JOB_DONE_TASK
+from worker.job.task_names import RESUME_MANY
 from worker.render.aliases import alias_problem
 from worker.render.pricing import PriceTable
 
@@ -33,7 +35,6 @@ __all__ = ["JOB_DONE_TASK", "Batches"]
 
 logger = logging.getLogger(__name__)
 
-JOB_DONE_TASK = "relaydance.batch_job_done"
 BUSY_LEASE = 60.0  # a submitter renews it per chunk; a job missing after it is lost
 _CHUNK = 200
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
@@ -307,7 +308,7 @@ class Batches(BatchTracker):
             )
             store.queue_create(pipe, job_id, fields, due=due)
         pipe.execute()
-        self.engine.send("relaydance.resume_many", [job_id for _, job_id in jobs])
+        self.engine.send(RESUME_MANY, [job_id for _, job_id in jobs])
 
     def _reusable(self, alias: str, items: list[Item]) -> dict[int, str]:
         """Items whose content an earlier job already rendered (and that job is done)."""

@@ -116,9 +116,24 @@ class Engine:
         aliases = sorted(set(self.settings.keys()) | set(self.limits.aliases_seen()))
         return {alias: self.limits.snapshot(alias) for alias in aliases}
 
-    def send(self, name: str, *args: Any, countdown: float | None = None) -> None:
-        """Send a task by name: the engine never imports the tasks package."""
-        app.send_task(name, args=list(args), countdown=countdown, ignore_result=True)
+    def send(
+        self,
+        name: str,
+        *args: Any,
+        countdown: float | None = None,
+        shown: str | None = None,
+        producer: Any = None,
+    ) -> None:
+        """Send a task by name: the engine never imports the tasks package.
+
+        ``shown`` is what Flower shows for its arguments (never a secret); ``producer``
+        one the caller holds for many sends.
+        """
+        options: dict[str, Any] = {} if shown is None else {"argsrepr": "()", "kwargsrepr": shown}
+        app.send_task(
+            name, args=list(args), countdown=countdown, ignore_result=True, producer=producer,
+            **options,
+        )  # fmt: skip
 
     def close(self) -> None:
         """Close connections and pools."""

@@ -31,6 +31,7 @@ from kombu.exceptions import KombuError
 from worker.job.engine import Engine
 from worker.job.reachability import note_final
 from worker.job.record import FINAL_STATES, Job
+from worker.job.task_names import NOTIFY as NOTIFY_TASK
 
 __all__ = [
     "NOTIFY_TASK",
@@ -43,7 +44,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-NOTIFY_TASK = "relaydance.notify"
 OUTBOX_KEY = "rd:notify:due"
 CLAIM_SECONDS = 30  # one sender at a time per job; a crashed sender's claim lapses
 RETRY_MIN, RETRY_MAX = 5.0, 300.0

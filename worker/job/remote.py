@@ -12,7 +12,7 @@ import time
 from worker.job.counters import record_generated
 from worker.job.engine import Engine
 from worker.job.record import Billing, Job, JobState
-from worker.job.step import NEXT, Outcome, again, fail, log_transition, release, stop
+from worker.job.step import Outcome, again, fail, log_transition, moved_on, release, stop
 from worker.job.timing import next_poll_delay, sample_from
 from worker.provider.dialects import RemoteTask, TaskStatus
 
@@ -44,7 +44,7 @@ def apply_remote(
         cost = job.cost if task.actual_cost is None else task.actual_cost
         record_generated(engine, polls=polls_done, cost=cost)
         log_transition(job, "generated", polls=polls_done)
-        return NEXT
+        return moved_on(job, S.GENERATED, remote_status=task.raw_status)
     if task.status is TaskStatus.FAILED:
         if spent:
             engine.store.change(job.id, states=live, set=spent)

@@ -50,13 +50,13 @@ from worker.errors import (
 )
 from worker.infra.outage import is_redis_outage
 from worker.job import calls
+from worker.job.advance import advance
 from worker.job.callback import callback_url_for
 from worker.job.engine import Engine
 from worker.job.failover import confirm_later, lost_claim, mark_in_doubt, notice_new_primary
 from worker.job.record import Billing, Job, JobState
 from worker.job.states import STEP_STATES
 from worker.job.step import (
-    NEXT,
     Outcome,
     again,
     api_key,
@@ -65,10 +65,12 @@ from worker.job.step import (
     first_poll_delay,
     load,
     log_transition,
+    moved_on,
     resume_granted,
     stop,
     transient,
 )
+from worker.job.task_names import GRANT
 from worker.render.request import RenderRequest
 
 __all__ = ["SubmitRefused", "count_possible_orphan", "record_task", "resubmit", "submit"]
@@ -93,7 +95,7 @@ def submit(engine: Engine, job_id: str, *, seq: int, attempt: int = 0) -> Outcom
         return job
     if job.remote_task_id:  # recorded, but the state change after it was lost
         engine.store.change(job_id, states={S.SUBMITTING}, to=S.SUBMITTED, due=time.time())
-        return NEXT
+        return moved_on(job, S.SUBMITTED, next_due=time.time())
     if attempt and job.submit_claim < claim_number(seq, attempt - 1):
         # This retry follows its own earlier claim, which the record no longer has.
         evidence = f"submit attempt {attempt} found no claim of attempt {attempt - 1}"
@@ -294,7 +296,7 @@ def _not_durable(engine: Engine, job: Job, claim: int, exc: NotDurable) -> Outco
     for twice. Nothing is sent; the job waits at the head of its line, unbilled."""
     _requeue(engine, job, claim, due_in=NOT_DURABLE_RETRY)
     engine.limits.push_front(job.alias, job.id)  # no learning: the provider said nothing
-    engine.send("relaydance.grant", job.alias, countdown=NOT_DURABLE_RETRY)
+    engine.send(GRANT, job.alias, countdown=NOT_DURABLE_RETRY)
     logger.warning("job %s key=%s: not sent: %s", job.id, job.alias, exc)
     log_transition(job, "waiting_for_slot", reason="claim not durable")
     return stop("claim not durable; back in line")
@@ -325,7 +327,7 @@ def _back_in_line(engine: Engine, job: Job, claim: int, exc: RateLimited) -> Out
     # push_front gives up the slot and queues the job first, without handing the slot
     # to another waiter who would submit into the same overload.
     engine.limits.push_front(job.alias, job.id)
-    engine.send("relaydance.grant", job.alias, countdown=wait)
+    engine.send(GRANT, job.alias, countdown=wait)
     log_transition(
         job, "waiting_for_slot", reason="429", retry_after=wait, effective_limit=effective
     )
@@ -372,6 +374,7 @@ def _record_through_outage(
 def record_task(engine: Engine, job: Job, claim: int, *, task_id: str, status: str = "") -> Outcome:
     """Record the task a POST created; a job that moved on meanwhile still keeps its id."""
     expected = first_poll_delay(engine, str(job.request["model"]), int(job.request["seconds"]))
+    first_poll = time.time() + expected  # as recorded: the poll sent next waits for it
     try:
         recorded, _ = engine.store.change(
             job.id,
@@ -392,8 +395,8 @@ def record_task(engine: Engine, job: Job, claim: int, *, task_id: str, status: s
     if recorded:
         engine.limits.on_success(job.alias)
         log_transition(job, "submitted", remote=task_id, first_poll=f"{expected:.1f}s")
-        # Scheduled once: recorded as the job's due time, and the chain's poll waits it out.
-        return Outcome("next", countdown=expected, reason="submitted")
+        # Scheduled once: recorded as the job's due time, which the next poll waits out.
+        return moved_on(job, S.SUBMITTED, next_due=first_poll, remote_task_id=task_id)
     return _record_late(engine, job.id, task_id=task_id, status=status, claim=claim)
 
 
@@ -471,8 +474,8 @@ def resubmit(engine: Engine, job_id: str) -> Job:
     if not applied:
         raise SubmitRefused(f"job {job_id} changed meanwhile; look at it again")
     log_transition(job, "waiting_for_slot", reason="resubmitted by the operator")
-    if durable:
-        engine.send("relaydance.resume", job_id)
     fresh = engine.store.get(job_id)
     assert fresh is not None
+    if durable:
+        advance(engine, fresh)
     return fresh

@@ -48,7 +48,7 @@ from worker.job.engine import Engine
 from worker.job.failover import confirm_later, lost_claim, mark_in_doubt
 from worker.job.record import FINAL_STATES, Billing, Job, JobState
 from worker.job.remote import apply_remote, charged
-from worker.job.step import NEXT, Outcome, backoff, first_poll_delay, log_transition
+from worker.job.step import Outcome, backoff, first_poll_delay, log_transition, moved_on
 from worker.provider.dialects import RemoteTask, TaskStatus
 
 __all__ = [
@@ -261,6 +261,7 @@ def adopt_task(engine: Engine, job: Job, *, task_id: str, status: str, source: s
     takes back a slot, over the limit if need be: the provider counts the task already.
     """
     expected = first_poll_delay(engine, str(job.request["model"]), int(job.request["seconds"]))
+    first_poll = time.time() + expected  # as recorded: the poll sent next waits for it
     try:
         applied, found = engine.store.change(
             job.id,
@@ -291,7 +292,7 @@ def adopt_task(engine: Engine, job: Job, *, task_id: str, status: str, source: s
         source,
     )
     log_transition(job, "submitted", remote=task_id, adopted_from=source)
-    return NEXT
+    return moved_on(job, S.SUBMITTED, next_due=first_poll, remote_task_id=task_id)
 
 
 def record_duplicate_spend(

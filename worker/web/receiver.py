@@ -38,6 +38,7 @@ from worker.job.callback import (
 )
 from worker.job.engine import Engine, get_engine
 from worker.job.record import Job, JobState
+from worker.job.task_names import WEBHOOK as WEBHOOK_TASK
 from worker.provider.dialects import Dialect
 
 __all__ = [
@@ -52,7 +53,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024  # a task JSON is well under 2 KiB
-WEBHOOK_TASK = "relaydance.webhook"
 
 _JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _GATE = "rd:hookgate:"  # a re-fetch started in the window (SET NX PX)
