@@ -116,6 +116,7 @@ def test_duplicate_poll_download_and_finish_messages_do_nothing(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     task_registry.add("app.record")
+    engine.registered = task_registry.__contains__
     job_id = make_job(engine, on_done="app.record")
     assert run_step(engine, "submit", job_id, seq=0).action == "next"
     # Poll until generated, then replay the same poll message.
