@@ -192,7 +192,7 @@ def confirm_task(
     engine: Engine, job_id: str, *, task_id: str, claim: int, tries: int = 0
 ) -> Outcome:
     """Make a recorded task id durable on the Redis replicas (``relaydance.confirm_task``),
-    or record it again where a failover lost it; ``next`` when the job's chain is needed."""
+    or record it again where a failover lost it; ``next`` when the job moves on."""
     job = engine.store.get(job_id)
     if job is None:
         return stop("unknown or expired job")

@@ -179,7 +179,7 @@ def _take_slot(engine: Engine, job: Job, seq: int, *, claimed: bool = False) -> 
         return None
     # Parked off the line, the job is looked at again when its model's next probe is due.
     wait = slot.wait if slot.paused == "model" else 0.0
-    # Back from a claim (this message's, or an earlier one's): the next chain claims above it.
+    # Back from a claim (this message's, or an earlier one's): the next submit claims above it.
     claimed = claimed or job.state is S.SUBMITTING
     applied, _ = engine.store.change(
         job.id,
@@ -278,7 +278,7 @@ def mark_unknown(engine: Engine, job_id: str, *, claim: int | None, evidence: st
 
 def _requeue(engine: Engine, job: Job, claim: int, *, due_in: float) -> bool:
     """Back to ``waiting_for_slot`` after a refusal that created nothing; the seq moves on,
-    so the chain that a later grant starts claims above this one."""
+    so the submit that a later grant sends claims above this one."""
     applied, _ = engine.store.change(
         job.id,
         states={S.SUBMITTING},

@@ -5,7 +5,7 @@ named a remote task id, which is a hint and nothing more. This step re-fetches t
 with the job's own key and then, by what the provider says:
 
 - the job's recorded task: move the job with :func:`worker.job.remote.apply_remote` when
-  the task is final (then the task sends the rest of the chain, so the download starts at
+  the task is final (then the task sends the job's next step, so the download starts at
   once, without waiting for the late safety poll), or note ``running`` without touching
   the safety poll's schedule;
 - a task the job never recorded while it has no remote id and may have an orphaned
@@ -105,8 +105,8 @@ def on_webhook(
     receiver); a task the job never recorded is taken only for a submission in doubt, and
     only if the provider says it was created while that submission's POST was out.
 
-    ``next`` means the job needs its chain from its current state now (the download after
-    a final task, polling after adopting a running one); the task sends it at once.
+    ``next`` means the job needs its next step now (the download after a final task,
+    polling after adopting a running one); the task sends it at once.
     """
     job = engine.store.get(job_id)
     if job is None:
@@ -249,7 +249,7 @@ def _adopt(engine: Engine, job: Job, task: RemoteTask) -> Outcome:
             return _stop(f"job is {fresh.state}; not adopted")
     outcome = _apply(engine, fresh, task)
     if adopted.action == "next" and not task.is_final:
-        # No chain polls the adopted task: start one; its first poll waits for its due time.
+        # Nothing polls the adopted task yet: its first poll waits for its due time.
         return Outcome("next", reason="adopted; polls as a safety net")
     return outcome
 
@@ -257,7 +257,7 @@ def _adopt(engine: Engine, job: Job, task: RemoteTask) -> Outcome:
 def adopt_task(engine: Engine, job: Job, *, task_id: str, status: str, source: str) -> Outcome:
     """Make a task of the job's orphaned submission its task: ``-> submitted``.
 
-    ``next`` when adopted (the caller continues the chain from ``submitted``); the job
+    ``next`` when adopted (the job moves on from ``submitted``); the job
     takes back a slot, over the limit if need be: the provider counts the task already.
     """
     expected = first_poll_delay(engine, str(job.request["model"]), int(job.request["seconds"]))
