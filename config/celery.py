@@ -6,9 +6,9 @@ from typing import Any
 
 from kombu.entity import Exchange, Queue
 
+from config import task_names as names
 from config.redis_url import DEFAULT_REDIS_URL, parse_sentinel_url
 from config.settings import Settings
-from worker.job import task_names as names
 
 __all__ = [
     "DELIVERY_QUEUE",

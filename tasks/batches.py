@@ -20,6 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from config.task_names import BATCH_JOB_DONE, BATCH_RUN
 from tasks.api import JobNotFound
 from tasks.api import cancel as cancel_job
 from worker import app
@@ -35,7 +36,6 @@ from worker.batch import (
 from worker.batch import batch_report as build_report
 from worker.batch.schedules import Schedules
 from worker.job.engine import get_engine
-from worker.job.task_names import BATCH_JOB_DONE, BATCH_RUN
 from worker.render.request import RenderRequest
 
 __all__ = [

@@ -22,10 +22,10 @@ from typing import Any
 from celery import Task
 from celery.exceptions import Ignore
 
+from config import task_names as names
 from worker import app
 from worker.infra.outage import is_redis_outage
 from worker.job import pipeline
-from worker.job import task_names as names
 from worker.job.advance import advance, advance_ids
 from worker.job.engine import Engine, get_engine
 from worker.job.notify import notify_final

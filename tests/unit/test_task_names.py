@@ -6,9 +6,9 @@ from __future__ import annotations
 import tasks.batches
 import tasks.render
 import tasks.webhooks
+from config import task_names as names
 from config.celery import DELIVERY_QUEUE, DELIVERY_TASKS, QUEUE, STEP_TIME_LIMITS
 from worker.infra.celery_app import app
-from worker.job import task_names as names
 
 MODULES = (tasks.render, tasks.batches, tasks.webhooks)  # what a worker includes
 

@@ -26,6 +26,7 @@ from typing import Any
 from celery import Celery
 from celery.schedules import crontab
 
+from config.task_names import BATCH_RUN as SCHEDULE_TASK
 from worker.batch.budget import from_micros, to_micros
 from worker.batch.parse import ParsedBatch, parse_records
 from worker.batch.plan import InvalidBatch
@@ -33,7 +34,6 @@ from worker.batch.service import Batches
 from worker.errors import InvalidRequest
 from worker.job.engine import Engine
 from worker.job.record import PREFIX
-from worker.job.task_names import BATCH_RUN as SCHEDULE_TASK
 from worker.render.aliases import alias_problem
 from worker.render.local_media import allowed_dirs
 

@@ -17,6 +17,8 @@ import time
 import uuid
 from collections.abc import Sequence
 
+from config.task_names import BATCH_JOB_DONE as JOB_DONE_TASK
+from config.task_names import RESUME_MANY
 from worker.batch.budget import Claim, ClaimResult, Settlement, from_micros, to_micros
 from worker.batch.naming import check_plan_names, job_name
 from worker.batch.parse import ParsedBatch
@@ -26,8 +28,6 @@ from worker.batch.store import REUSE_PREFIX, BatchRecord, Item
 from worker.batch.tracker import BatchTracker
 from worker.errors import InvalidRequest, NotDurable
 from worker.job.record import JobState, new_job_id
-from worker.job.task_names import BATCH_JOB_DONE as JOB_DONE_TASK
-from worker.job.task_names import RESUME_MANY
 from worker.render.aliases import alias_problem
 from worker.render.pricing import PriceTable
 

@@ -19,10 +19,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from config.task_names import STEP_TASKS
 from worker.job.engine import Engine
 from worker.job.record import Job, JobState
 from worker.job.states import steps_from
-from worker.job.task_names import STEP_TASKS
 from worker.render.request import RenderRequest
 
 __all__ = ["Message", "advance", "advance_ids", "describe", "next_message", "plan_for"]

@@ -30,9 +30,9 @@ import time
 
 import redis
 
+from config.task_names import CONFIRM_TASK
 from worker.job.engine import Engine
 from worker.job.record import Billing, Job, JobState
-from worker.job.task_names import CONFIRM_TASK
 
 __all__ = [
     "BEFORE_TASK",

@@ -28,10 +28,10 @@ from typing import Any
 import redis
 from kombu.exceptions import KombuError
 
+from config.task_names import NOTIFY as NOTIFY_TASK
 from worker.job.engine import Engine
 from worker.job.reachability import note_final
 from worker.job.record import FINAL_STATES, Job
-from worker.job.task_names import NOTIFY as NOTIFY_TASK
 
 __all__ = [
     "NOTIFY_TASK",

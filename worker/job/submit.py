@@ -36,6 +36,7 @@ import logging
 import time
 
 from config.settings import SettingsError
+from config.task_names import GRANT
 from worker.errors import (
     AccountFault,
     Deferred,
@@ -70,7 +71,6 @@ from worker.job.step import (
     stop,
     transient,
 )
-from worker.job.task_names import GRANT
 from worker.render.request import RenderRequest
 
 __all__ = ["SubmitRefused", "count_possible_orphan", "record_task", "resubmit", "submit"]

@@ -32,13 +32,13 @@ import redis
 from kombu.exceptions import KombuError
 from redis.commands.core import Script
 
+from config.task_names import WEBHOOK as WEBHOOK_TASK
 from worker.job.callback import (
     token_status,
     verify_claim,
 )
 from worker.job.engine import Engine, get_engine
 from worker.job.record import Job, JobState
-from worker.job.task_names import WEBHOOK as WEBHOOK_TASK
 from worker.provider.dialects import Dialect
 
 __all__ = [
