@@ -52,7 +52,7 @@ def fill(lines: int, out: Path) -> str:
     for index, job_id in Batches(engine).job_ids(sub.batch_id).items():
         path = out / f"{job_id}{'.png' if index % 2 else '.mp4'}"
         path.write_bytes(png if index % 2 else MP4)
-        engine.store.change(job_id, states=None, to=JobState.DONE,
+        engine.store._change(job_id, states=None, to=JobState.DONE,
                             set={"output_path": str(path), "output_uri": path.as_uri()})  # fmt: skip
     return sub.batch_id
 

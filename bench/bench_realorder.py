@@ -138,7 +138,7 @@ def run_one(*, name: str, jobs: int, cap: int, scale: float) -> dict[str, Any]:
 
 
 def _batch_jobs(batch_id: str) -> list[str]:
-    from tasks.batches import _batches
+    from worker.api.batches import batches as _batches
 
     return list(_batches().job_ids(batch_id).values())
 

@@ -116,7 +116,7 @@ def _webhooks(engine: Any) -> dict[str, tuple[Call, Call | None]]:
         jobs = []
         for _ in range(count):
             job_id = engine.store.create_render(request, alias="default")
-            engine.store.change(
+            engine.store._change(
                 job_id, states=None, to=state, set={"remote_task_id": f"t_{job_id}"}
             )
             jobs.append((job_id, token_for(SECRET, job_id)))

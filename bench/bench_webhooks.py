@@ -216,7 +216,7 @@ def run_mode(
         if web is not None and hammer_seconds > 0:
             live_id, finished_id = "rdj_" + "b" * 32, ids[0]
             store.create(live_id, request=records[0].request, alias="default", cost=0.0)
-            store.change(
+            store._change(
                 live_id, states=None, to=JobState.SUBMITTED, set={"remote_task_id": "task_bench"}
             )
             for name, job_id in (

@@ -1,6 +1,7 @@
-"""Thin Celery tasks and the producer API.
+"""Thin Celery tasks; the producer API's names, kept importable from here.
 
-Producers (Django, Flask, scripts) use::
+The producer API lives in :mod:`worker.api`; earlier releases documented these imports,
+and they keep working::
 
     from tasks import enqueue_render, get_job, wait, cancel, clip_url, retake
 """

@@ -19,14 +19,18 @@ from worker.job.record import Job
 __all__ = ["chain_for", "describe", "send_chain", "steps_for"]
 
 
-def steps_for(job: Job) -> list[str]:
-    """The steps still to run for a job, from its current state."""
-    return plan_for(job)
+def steps_for(job: Job, *, uploads: bool | None = None) -> list[str]:
+    """The steps still to run for a job, from its current state; ``uploads`` (whether it
+    has local files), when the caller knows, spares parsing the request again."""
+    return plan_for(job, uploads=uploads)
 
 
-def chain_for(job: Job, *, attempt: int = 0, countdown: float | None = None) -> Signature | None:
-    """The signature of the job's next step at its current ``seq``, or None."""
-    message = next_message(job, attempt=attempt, countdown=countdown)
+def chain_for(
+    job: Job, *, attempt: int = 0, countdown: float | None = None, uploads: bool | None = None
+) -> Signature | None:
+    """The signature of the job's next step at its current ``seq``, or None; ``uploads``
+    as for :func:`steps_for`."""
+    message = next_message(job, attempt=attempt, countdown=countdown, uploads=uploads)
     if message is None:
         return None
     signature = app.signature(message.task, args=message.args, immutable=True)

@@ -28,7 +28,7 @@ from flask import (
 from werkzeug.wrappers import Response
 
 from config.settings import get_settings
-from tasks import JobNotFound, clip_url, enqueue_render, get_job
+from worker.api import JobNotFound, clip_url, enqueue_render, get_job
 from worker.cli.status_view import status_view
 from worker.errors import InvalidRequest
 from worker.infra.logs import RedactingFilter

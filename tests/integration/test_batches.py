@@ -216,7 +216,7 @@ def test_a_done_job_is_indexed_for_reuse_and_the_batch_on_done_is_told(
     batches = Batches(engine)
     sub = batches.submit(batch_of(1), on_done="myapp.rendered")
     job_id = batches.job_ids(sub.batch_id)[0]
-    engine.store.change(job_id, states=None, to=JobState.DONE)
+    engine.store._change(job_id, states=None, to=JobState.DONE)
     engine.sent.clear()
     batches.job_done({"job_id": job_id, "state": "done"})
     assert [(name, args) for name, args, _ in engine.sent] == [("myapp.rendered", ({"job_id": job_id, "state": "done",

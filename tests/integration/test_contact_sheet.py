@@ -54,7 +54,7 @@ def finish(engine: Engine, job_id: str, name: str, body: bytes) -> None:
     job will store it), the way the download step records it."""
     path = engine.settings.output_dir / name
     path.write_bytes(body)
-    engine.store.change(job_id, states=None, to=JobState.DONE,
+    engine.store._change(job_id, states=None, to=JobState.DONE,
                         set={"output_path": str(path), "output_uri": path.as_uri()})  # fmt: skip
 
 
@@ -113,7 +113,7 @@ def test_a_still_that_left_the_output_directory_shows_its_state_not_a_broken_ima
 ) -> None:
     batch_id, jobs = batch_of(engine, [req("a still")])
     (tmp_path / "elsewhere.png").write_bytes(PNG)
-    engine.store.change(jobs[0], states=None, to=JobState.DONE,
+    engine.store._change(jobs[0], states=None, to=JobState.DONE,
                         set={"output_path": str(tmp_path / "elsewhere.png")})  # fmt: skip
     html = sheet_client(engine).get(f"/ui/batches/{batch_id}/sheet").text
     assert tiles(html) == [{"line": "1", "state": "done", "kind": "none"}]
@@ -153,7 +153,7 @@ def test_in_a_bucket_tiles_use_presigned_urls_and_the_policy_allows_their_origin
     engine = make_engine(settings)
     batch_id, jobs = batch_of(engine, [req("a still"), req("a clip")])
     for job_id, suffix in zip(jobs, (".png", ".mp4"), strict=True):
-        engine.store.change(job_id, states=None, to=JobState.DONE,
+        engine.store._change(job_id, states=None, to=JobState.DONE,
                             set={"output_uri": f"s3://clips/renders/{job_id}{suffix}"})  # fmt: skip
     answer = sheet_client(engine).get(f"/ui/batches/{batch_id}/sheet")
     assert [t["kind"] for t in tiles(answer.text)] == ["image", "video"]

@@ -164,7 +164,7 @@ def test_a_task_id_no_replica_confirms_goes_on_and_is_recorded_again_if_a_failov
         confirm = {"task_id": task_id, "claim": job.submit_claim}
         assert pipeline.confirm_task(engine, job_id, **confirm).reason == "not confirmed yet"
         # A failover that lost the recorded id takes the record back to its claim.
-        engine.store.change(job_id, states=None, to=S.SUBMITTING,
+        engine.store._change(job_id, states=None, to=S.SUBMITTING,
                             set={"remote_task_id": "", "billing": "pending"})  # fmt: skip
     sim.configure(latency=0.0)
     again = pipeline.confirm_task(engine, job_id, **confirm)
@@ -180,7 +180,7 @@ def test_an_adoption_no_replica_confirms_stands_and_is_confirmed_later(
     engine: RecordingEngine, pair: Pair
 ) -> None:
     job_id = make_job(engine)
-    engine.store.change(job_id, states=None, to=S.SUBMIT_UNKNOWN,
+    engine.store._change(job_id, states=None, to=S.SUBMIT_UNKNOWN,
                         set={"billing": "unknown", "submit_claim": 0})  # fmt: skip
     job = engine.store.get(job_id)
     assert job is not None
@@ -196,14 +196,14 @@ def test_an_operators_resubmit_no_replica_confirms_is_not_started_until_it_is_du
     engine: RecordingEngine, pair: Pair
 ) -> None:
     job_id = make_job(engine)
-    engine.store.change(job_id, states=None, to=S.SUBMIT_UNKNOWN,
+    engine.store._change(job_id, states=None, to=S.SUBMIT_UNKNOWN,
                         set={"billing": "unknown", "submit_claim": 0})  # fmt: skip
     with pair.replica_stopped():
         job = resubmit(engine, job_id)
     assert job.state is S.WAITING_FOR_SLOT and job.orphans == 1
     assert not [s for s in engine.sent if s[0] == "relaydance.submit"]  # the sweeper starts it
     confirmed = make_job(engine)
-    engine.store.change(confirmed, states=None, to=S.SUBMIT_UNKNOWN,
+    engine.store._change(confirmed, states=None, to=S.SUBMIT_UNKNOWN,
                         set={"billing": "unknown", "submit_claim": 0})  # fmt: skip
     resubmit(engine, confirmed)
     assert ("relaydance.submit", (confirmed, 1, 0), None) in engine.sent

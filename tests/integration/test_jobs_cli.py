@@ -54,7 +54,7 @@ def job_at(engine: RecordingEngine, prompt: str, *, age: float, alias: str = "de
     if state is JobState.FAILED:
         engine.store.fail(job_id, code="generation_failed", message="the model refused")
     elif state is not None:
-        engine.store.change(job_id, states=None, to=state)
+        engine.store._change(job_id, states=None, to=state)
     return job_id
 
 
@@ -131,7 +131,7 @@ def test_submit_unknown_jobs_keep_their_evidence_and_the_decision(
     engine: RecordingEngine,
 ) -> None:
     job_id = job_at(engine, "in doubt", age=5)
-    engine.store.change(job_id, states=None, to=JobState.SUBMIT_UNKNOWN,
+    engine.store._change(job_id, states=None, to=JobState.SUBMIT_UNKNOWN,
                         set={"error_message": "read timeout after the POST"})  # fmt: skip
     _, out, err = run("--state", "submit_unknown")
     assert "evidence: read timeout after the POST" in out

@@ -187,7 +187,7 @@ def test_resubmit_is_offered_only_for_an_unknown_submission(engine: Engine) -> N
     client = signed_in(client_for(JobsPage(Credentials(token=TOKEN))))
     assert client.get(f"/ui/jobs/{job_id}/resubmit").status_code == 409
     assert "Resubmit" not in client.get(f"/ui/jobs/{job_id}").text
-    engine.store.change(job_id, states=None, to=JobState.SUBMIT_UNKNOWN)
+    engine.store._change(job_id, states=None, to=JobState.SUBMIT_UNKNOWN)
     page = client.get(f"/ui/jobs/{job_id}").text
     assert 'id="resubmit"' in page
     assert "may pay twice" in client.get(f"/ui/jobs/{job_id}/resubmit").text
@@ -343,7 +343,7 @@ def test_the_batch_page_shows_invalid_skipped_canceled_and_unknown_lines_apart(
     sub = Batches(fake).submit(parsed, skip_invalid=True, budget=3 * 0.7)
     jobs = Batches(fake).job_ids(sub.batch_id)
     fake.store.cancel(jobs[1])
-    fake.store.change(jobs[2], states=None, to=JobState.SUBMIT_UNKNOWN)
+    fake.store._change(jobs[2], states=None, to=JobState.SUBMIT_UNKNOWN)
     client = signed_in(client_for(JobsPage(Credentials(token=TOKEN), engine=lambda: fake)))
     page = client.get(f"/ui/batches/{sub.batch_id}").text
     legend = dict(re.findall(r'data-group="([a-z]+)">(\d+)<', page))
@@ -364,7 +364,7 @@ def test_a_named_clip_and_its_manifest_are_served_from_where_the_record_says(
     shoot.mkdir()
     (shoot / "0001-a-paper-boat.mp4").write_bytes(MP4)
     (shoot / "0001-a-paper-boat.json").write_text(json.dumps({"job_id": job_id}))
-    engine.store.change(job_id, states=None, to=JobState.DONE,
+    engine.store._change(job_id, states=None, to=JobState.DONE,
                         set={"output_path": str(shoot / "0001-a-paper-boat.mp4")})  # fmt: skip
     client = signed_in(client_for(JobsPage(Credentials(token=TOKEN))))
     assert client.get(f"/ui/media/{job_id}.mp4").content == MP4
@@ -391,7 +391,7 @@ def test_the_job_page_opens_with_the_prompt_and_links_to_save_the_clip_and_manif
     assert "download-clip" not in waiting  # nothing to save yet
     (engine.settings.output_dir / f"{job_id}.mp4").write_bytes(MP4)
     (engine.settings.output_dir / f"{job_id}.json").write_text(json.dumps({"job_id": job_id}))
-    engine.store.change(job_id, states=None, to=JobState.DONE, set={
+    engine.store._change(job_id, states=None, to=JobState.DONE, set={
         "output_path": str(engine.settings.output_dir / f"{job_id}.mp4")})  # fmt: skip
     page = client.get(f"/ui/jobs/{job_id}").text
     clip = re.search(r'id="download-clip" href="([^"]+)"', page)

@@ -223,7 +223,7 @@ def store_a_still(job_id: str) -> None:
     stored = save_image(engine.storage, url, name=job_id, client=engine.downloads,
                         max_bytes=1 << 30, allow_local=True, overall_timeout=30,
                         manifest={"job_id": job_id})  # fmt: skip
-    applied, _ = engine.store.change(job_id, states={JobState.DONE}, set=stored.record_fields())
+    applied, _ = engine.store._change(job_id, states={JobState.DONE}, set=stored.record_fields())
     assert applied
 
 

@@ -252,7 +252,7 @@ def test_a_kinovi_job_whose_submit_reply_was_lost_adopts_its_task_from_the_webho
     })  # fmt: skip
     job_id = kinovi_job(engine)
     # Intent written and the POST sent; the worker died before it read the reply.
-    engine.store.change(job_id, states={S.QUEUED}, to=S.SUBMITTING,
+    engine.store._change(job_id, states={S.QUEUED}, to=S.SUBMITTING,
                         set={"submit_attempts": 1, "submit_claim": 0, "billing": "pending",
                              "submit_intent_at": time.time()})  # fmt: skip
     request = validate_request(get_job_request(engine, job_id), provider="kinovi")

@@ -111,11 +111,11 @@ def test_a_worker_killed_mid_post_leaves_the_job_unknown_never_posted_again(
 ) -> None:
     job_id = make_job(engine)
     # What a killed worker leaves: the claim written, billing pending, no reply recorded.
-    engine.store.change(
+    engine.store._change(
         job_id, states={S.QUEUED}, to=S.SUBMITTING, set={"billing": "pending", "submit_claim": 0}
     )
     engine.limits.acquire("default", job_id, limit=10)
-    engine.store.change(job_id, states=None, due=0.0)
+    engine.store._change(job_id, states=None, due=0.0)
     report = sweep(engine, grace=0.0)
     assert report.unknown == [job_id] and report.resumed == []
     job = engine.store.get(job_id)
@@ -129,10 +129,10 @@ def test_an_attempt_that_provably_never_left_is_resumed_not_left_unknown(
 ) -> None:
     job_id = make_job(engine)
     # A connect error was answered (billing none) but the retry message was lost.
-    engine.store.change(
+    engine.store._change(
         job_id, states={S.QUEUED}, to=S.SUBMITTING, set={"billing": "none", "submit_claim": 0}
     )
-    engine.store.change(job_id, states=None, due=0.0)
+    engine.store._change(job_id, states=None, due=0.0)
     assert sweep(engine, grace=0.0).resumed == [job_id]
     assert drive(engine, job_id).state is S.DONE
     assert sim.stats()["submissions"] == 1

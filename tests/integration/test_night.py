@@ -250,7 +250,7 @@ def test_a_night_of_outside_faults_pauses_the_fleet_and_fails_nothing(
 
 
 def _jobs_of(batch_id: str) -> dict[int, str] | None:
-    from tasks.batches import _batches
+    from worker.api.batches import batches as _batches
 
     jobs = _batches().job_ids(batch_id)
     return jobs if len(jobs) == JOBS else None

@@ -98,7 +98,7 @@ def test_a_second_submit_message_for_the_same_step_submits_nothing(
 
 def test_a_stale_message_from_an_older_seq_changes_nothing(engine: RecordingEngine) -> None:
     job_id = make_job(engine)
-    engine.store.change(job_id, states=None, incr={"seq": 1})
+    engine.store._change(job_id, states=None, incr={"seq": 1})
     before = engine.store.get(job_id)
     outcome = run_step(engine, "submit", job_id, seq=0)
     after = engine.store.get(job_id)
@@ -163,7 +163,7 @@ def test_a_request_the_provider_refuses_fails_with_bad_request(
 ) -> None:
     job_id = make_job(engine)
     # Write a request the local checks would have refused, to see the provider's 400.
-    engine.store.change(
+    engine.store._change(
         job_id,
         states=None,
         set={"request": json.dumps({"model": "doubao-seedance-2-0-fast-260128",
@@ -313,7 +313,7 @@ def test_a_lost_reply_makes_the_job_unknown_and_no_second_task_is_created(
     assert job is not None and job.state is JobState.SUBMIT_UNKNOWN
     assert job.remote_task_id is None and job.billing.value == "unknown"
     sim.configure(lost_response_rate=0.0)
-    engine.store.change(job_id, states=None, due=0.0)
+    engine.store._change(job_id, states=None, due=0.0)
     sweep(engine, grace=0.0)  # the hold passes: the job waits for the operator, off schedule
     job = drive(engine, job_id)
     assert job.state is JobState.SUBMIT_UNKNOWN
@@ -329,7 +329,7 @@ def test_a_provider_declared_idempotent_gets_the_same_key_again_after_a_lost_rep
     assert run_step(engine, "submit", job_id, seq=0).action == "again"
     sim.configure(lost_response_rate=0.0)
     # The worker dies here. The sweeper finds the step overdue and resumes the job.
-    engine.store.change(job_id, states=None, due=0.0)
+    engine.store._change(job_id, states=None, due=0.0)
     report = sweep(engine, grace=0.0)
     assert job_id in report.resumed
     job = drive(engine, job_id)
@@ -342,7 +342,7 @@ def test_a_provider_declared_idempotent_gets_the_same_key_again_after_a_lost_rep
 def test_the_sweeper_resumes_a_job_whose_poll_message_was_lost(engine: RecordingEngine) -> None:
     job_id = make_job(engine)
     assert run_step(engine, "submit", job_id, seq=0).action == "next"
-    engine.store.change(job_id, states=None, due=1.0)  # long overdue: the message is gone
+    engine.store._change(job_id, states=None, due=1.0)  # long overdue: the message is gone
     report = sweep(engine, grace=0.0)
     assert report.resumed == [job_id]
     job = engine.store.get(job_id)
@@ -361,7 +361,7 @@ def test_the_sweeper_resumes_a_job_that_had_already_polled(
 
     time.sleep(0.25)
     assert run_step(engine, "poll", job_id, seq=0, n=0).action == "again"
-    engine.store.change(job_id, states=None, due=1.0)  # the rescheduled poll was lost
+    engine.store._change(job_id, states=None, due=1.0)  # the rescheduled poll was lost
     assert sweep(engine, grace=0.0).resumed == [job_id]
     # Its next poll, at the bumped seq, counting the poll it made; due now, it goes at once.
     resumed = [s for s in engine.sent if s[0] == "relaydance.poll"]

@@ -48,7 +48,7 @@ def engine(redis_url: str, sim: SimulatorProcess, tmp_path: Path) -> Iterator[Re
 def _waiting(engine: RecordingEngine, *, seq: int = 0) -> str:
     """A job back in line at ``seq``, as the record of a promoted replica may show it."""
     job_id = make_job(engine)
-    engine.store.change(job_id, states=None, to=S.WAITING_FOR_SLOT, set={"seq": seq})
+    engine.store._change(job_id, states=None, to=S.WAITING_FOR_SLOT, set={"seq": seq})
     return job_id
 
 
@@ -85,7 +85,7 @@ def test_a_submit_retry_whose_earlier_claim_the_record_lacks_is_in_doubt(
     assert sim.stats()["submissions"] == 0
     # The same retry with its claim on record submits as usual.
     kept = _waiting(engine)
-    engine.store.change(kept, states=None, to=S.SUBMITTING,
+    engine.store._change(kept, states=None, to=S.SUBMITTING,
                         set={"submit_claim": claim_number(0, 1), "billing": "none"})  # fmt: skip
     assert run_step(engine, "submit", kept, seq=0, attempt=2).action == "next"
     assert sim.stats()["submissions"] == 1
@@ -148,7 +148,7 @@ def test_a_webhook_through_a_lost_submissions_url_is_queued_and_its_task_adopted
         assert job.adopted_from == "webhook"
         # The webhook of a submission the record has (claim 0, a plain 429's) adopts nothing.
         other = _waiting(engine)
-        engine.store.change(other, states=None, set={"submit_claim": 0})
+        engine.store._change(other, states=None, set={"submit_claim": 0})
         assert on_webhook(engine, other, task_id="task_lost", claim=0).action == "stop"
         assert engine.store.get(other).state is S.WAITING_FOR_SLOT  # type: ignore[union-attr]
     finally:

@@ -40,7 +40,7 @@ def engine(redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> E
 def finish(engine: Engine, job_id: str, state: JobState = JobState.DONE) -> None:
     """End a job as a worker would have: done (billed) or failed (not billed)."""
     billing = "billed" if state is JobState.DONE else "not_billed"
-    assert engine.store.change(job_id, states=None, to=state, set={"billing": billing})[0]
+    assert engine.store._change(job_id, states=None, to=state, set={"billing": billing})[0]
 
 
 def test_a_retake_is_a_new_job_from_the_old_request_linked_both_ways(engine: Engine) -> None:

@@ -33,7 +33,7 @@ from tests.pipeline_helpers import RecordingEngine, make_engine
 from tests.schedule_helpers import at, celery_app
 from worker.batch import Batches, InvalidBatch, parse_records
 from worker.batch.schedules import Schedules
-from worker.cli.batch import schedule
+from worker.cli.schedule import schedule
 from worker.errors import InvalidRequest
 from worker.infra.redis_server import RedisServer
 from worker.job.engine import Engine, reset_engine
@@ -243,6 +243,7 @@ def _acquired(log: Path) -> bool:
 
 
 @pytest.mark.integration
+@pytest.mark.timeout(300)
 def test_a_schedule_set_a_minute_ahead_fires_once_with_two_beats_and_after_a_takeover(
     cli: redis.Redis, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -277,7 +278,7 @@ def test_a_schedule_set_a_minute_ahead_fires_once_with_two_beats_and_after_a_tak
         ]
         try:
             assert wait_until(
-                lambda: any(_acquired(log) for log in logs), timeout=20, interval=0.2
+                lambda: any(_acquired(log) for log in logs), timeout=60, interval=0.2
             ), logs[0].read_text()
             now = datetime.now(UTC)
             target = (now + timedelta(minutes=1)).replace(second=0, microsecond=0)

@@ -36,7 +36,7 @@ def engine(redis_url: str, tmp_path: Path) -> Iterator[RecordingEngine]:
 
 def _job(engine: RecordingEngine, state: JobState, **fields: object) -> str:
     job_id = make_job(engine)
-    engine.store.change(job_id, states=None, to=state, set=fields or None, due=9e9)
+    engine.store._change(job_id, states=None, to=state, set=fields or None, due=9e9)
     return job_id
 
 
@@ -68,7 +68,7 @@ def test_one_sweep_after_a_failover_puts_the_slots_right_from_the_job_records(
     # Once slots are free, a job holding one but never started is started by the sweep
     # after a failover, as the waiter the same sweep grants a slot to.
     for live in (running, submitted):
-        engine.store.change(live, states=None, to=S.DONE)
+        engine.store._change(live, states=None, to=S.DONE)
     engine.limits.acquire("default", granted, limit=3)
     engine.redis.set(PRIMARY_KEY, "another-primary-again")
     assert sorted(sweep(engine).granted) == sorted([granted, waiting])

@@ -47,7 +47,7 @@ def cli_env(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]
 
 def _submitted(engine: Engine, *, due_in: float, **fields: Any) -> str:
     job_id = make_job(engine)
-    engine.store.change(
+    engine.store._change(
         job_id, states=None, to=JobState.SUBMITTED, due=time.time() + due_in,
         set={"remote_task_id": "task_1", "remote_status": "submitted", **fields},
     )  # fmt: skip
@@ -87,7 +87,7 @@ def test_a_job_in_line_says_its_place_and_the_slots_in_use(cli_env: Engine) -> N
     cli_env.limits.acquire("default", "c", limit=2)  # first in line
     job_id = make_job(cli_env)
     assert not cli_env.limits.acquire("default", job_id, limit=2).granted
-    cli_env.store.change(job_id, states=None, to=JobState.WAITING_FOR_SLOT, due=time.time() + 60)
+    cli_env.store._change(job_id, states=None, to=JobState.WAITING_FOR_SLOT, due=time.time() + 60)
     job = cli_env.store.get(job_id)
     assert job is not None
     found = explain(job, facts_for(cli_env, job))
@@ -99,7 +99,7 @@ def test_a_job_in_line_says_its_place_and_the_slots_in_use(cli_env: Engine) -> N
 def test_a_polled_job_says_what_the_provider_said_at_the_last_poll(cli_env: Engine) -> None:
     now = time.time()
     job_id = _submitted(cli_env, due_in=12, last_poll_at=repr(now - 5), remote_status="running")
-    cli_env.store.change(job_id, states=None, incr={"poll_count": 3})
+    cli_env.store._change(job_id, states=None, incr={"poll_count": 3})
     job = cli_env.store.get(job_id)
     assert job is not None
     facts = replace(facts_for(cli_env, job, now=now), webhooks=False)

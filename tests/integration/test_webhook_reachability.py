@@ -66,7 +66,7 @@ def fleet(
 def _safety_poll_now(job_id: str) -> None:
     """Bring the job's safety poll forward, as the sweeper does once it is overdue."""
     engine = get_engine()
-    engine.store.change(job_id, states=None, due=time.time() - 3600)
+    engine.store._change(job_id, states=None, due=time.time() - 3600)
     assert job_id in sweep(engine).resumed
 
 

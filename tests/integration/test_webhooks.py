@@ -120,7 +120,7 @@ def engine(unit_redis: str, provider: Provider, tmp_path: Path) -> Iterator[Reco
 
 
 def _set(engine: RecordingEngine, job_id: str, state: JobState, **fields: object) -> Job:
-    applied, _ = engine.store.change(job_id, states=None, to=state, set=fields or None)
+    applied, _ = engine.store._change(job_id, states=None, to=state, set=fields or None)
     assert applied
     job = engine.store.get(job_id)
     assert job is not None
@@ -377,7 +377,7 @@ def test_a_second_billed_task_is_recorded_as_duplicate_spend_once(
     provider.task("task_b", "succeeded")
     provider.task("task_c", "running")
     # It was resubmitted: its first submission (claim 0) may have made a task as well.
-    engine.store.change(job_id, states={S.DONE}, incr={"orphans": 1},
+    engine.store._change(job_id, states={S.DONE}, incr={"orphans": 1},
                         set={"orphan_claims": json.dumps({"0": time.time()})})  # fmt: skip
     for _ in range(2):
         assert on_webhook(engine, job_id, task_id="task_b", claim=0).action == "stop"
@@ -683,7 +683,7 @@ def test_a_job_whose_submit_reply_was_lost_adopts_its_task_from_the_webhook(live
     request = validate_request({"model": MODEL, "prompt": "a lost reply", "seconds": 5})
     store.create(job_id, request=request.model_dump(mode="json"), alias="default", cost=0.7)
     # Intent written, POST sent, worker gone before the reply was recorded.
-    store.change(job_id, states={S.QUEUED}, to=S.SUBMITTING,
+    store._change(job_id, states={S.QUEUED}, to=S.SUBMITTING,
                  set={"submit_attempts": 1, "submit_claim": 0, "billing": "pending",
                       "submit_intent_at": time.time()})  # fmt: skip
     live.expect(5, 30.0)
@@ -706,7 +706,7 @@ def test_a_second_submission_found_by_its_webhook_is_recorded_as_duplicate_spend
         wait_for(lambda: live.job(job_id).remote_task_id, what="the job's own task")
         # As after an operator's resubmit: the job counts a submission that may be billed,
         # made with claim 7 (its own claim is 0), whose URL the extra task's webhook uses.
-        get_engine().store.change(job_id, states=None, incr={"orphans": 1},
+        get_engine().store._change(job_id, states=None, incr={"orphans": 1},
                                   set={"orphan_claims": json.dumps({"7": time.time()})})  # fmt: skip
         live.sim.configure(gen_time_mean=0.3)  # ... when the second one's webhook comes
         extra = _post_to_provider(live, job_id, idempotency_key=None, claim=7)

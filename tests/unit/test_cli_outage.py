@@ -129,9 +129,9 @@ def test_an_outage_that_outlasts_the_timeout_is_raised_for_exit_3(
 def test_a_job_nobody_takes_is_said_to_be_untaken_and_the_timeout_exits_3(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import tasks
+    import worker.api
 
-    monkeypatch.setattr(tasks, "get_job", lambda job_id: _queued())
+    monkeypatch.setattr(worker.api, "get_job", lambda job_id: _queued())
     monkeypatch.setenv("REDIS_URL", "redis://:pw@127.0.0.1:6390/2")
     from config.settings import get_settings
 

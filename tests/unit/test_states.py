@@ -6,13 +6,12 @@ import pytest
 
 from worker.job.states import (
     FINAL_STATES,
-    MOVES,
     PLAN,
     STEP_STATES,
     JobState,
-    check_move,
     steps_from,
 )
+from worker.job.transitions import BACK_IN_TIME, FAIL, MOVES, SUBMIT_AMBIGUOUS, check
 
 S = JobState
 
@@ -39,7 +38,8 @@ def test_prepare_is_skipped_without_local_files_and_a_downloaded_clip_only_finis
 
 
 def test_a_move_the_table_does_not_allow_is_refused() -> None:
-    with pytest.raises(ValueError, match="from running to submitted"):
-        check_move({S.RUNNING}, S.SUBMITTED)
-    check_move({S.RUNNING}, S.FAILED)  # any live job may fail or be canceled
-    check_move({S.SUBMITTING}, S.SUBMIT_UNKNOWN)
+    assert S.SUBMITTED not in MOVES[S.RUNNING]
+    with pytest.raises(ValueError, match="back_in_time does not start from running"):
+        check(BACK_IN_TIME, {S.RUNNING})
+    check(FAIL, {S.RUNNING})  # any live job may fail or be canceled
+    check(SUBMIT_AMBIGUOUS, {S.SUBMITTING})

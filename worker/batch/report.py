@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from worker.batch.budget import SKIPPED_BUDGET, from_micros
 from worker.batch.parse import InvalidLine
-from worker.batch.status import BatchStatus, is_final_line_state
+from worker.batch.status import BatchStatus, ItemView, is_final_line_state
 from worker.batch.store import REUSE_PREFIX, job_of
 from worker.batch.tracker import BatchTracker
 
@@ -72,49 +72,57 @@ def batch_report(batches: BatchTracker, batch_id: str) -> tuple[BatchStatus, lis
     first_line: dict[int, int] = {}
     for line, index in record.lines:
         first_line.setdefault(index, line)
-    rows: list[ReportRow] = []
-    for line, index in record.lines:
-        item = view.items[index]
-        state = view.states[index]
-        value = view.values.get(index, "")
-        job = details.get(index, {})
-        reused = value.startswith(REUSE_PREFIX)
-        duplicate = first_line[index] != line
-        note = None
-        if duplicate:
-            note = f"same request as line {first_line[index]}"
-        elif reused:
-            note = "reused an earlier render of the same request"
-        error = _line_error(state, job.get("error_code"), job.get("error_message"),
-                            budget=status.budget_usd, batch_id=status.id)  # fmt: skip
-        billing, orphans, actual = job.get("billing"), job.get("orphans"), job.get("actual_cost")
-        if billing and int(orphans or 0):
-            billing = f"{billing} (+{orphans} possibly billed)"
-        request = json.loads(job.get("request") or "null") or item.request
-        rows.append(
-            ReportRow(
-                line=line,
-                key=item.alias or record.alias,
-                job_id=job_of(value),
-                state=state,
-                output_path=job.get("output_path"),
-                output_uri=job.get("output_uri"),
-                sha256=job.get("sha256"),
-                seconds=int(item.request.get("seconds", 0)),
-                estimated_cost=0.0 if (duplicate or reused) else from_micros(item.cost_micros),
-                actual_cost=None if (duplicate or reused or actual is None) else float(actual),
-                billing=None if (duplicate or reused) else billing,
-                error=error,
-                note=note,
-                id=record.line_ids.get(line),
-                model=str(request.get("model", "")) or None,
-                prompt=request.get("prompt"),
-                earlier_takes=";".join(takes.get(index, [])) or None,
-            )
-        )
+    rows = [
+        _line_row(view, status, line, index, details.get(index, {}), takes.get(index, []),
+                  first=first_line[index])
+        for line, index in record.lines
+    ]  # fmt: skip
     rows += [_invalid_row(bad) for bad in record.invalid]
     rows.sort(key=lambda row: row.line)
     return status, rows
+
+
+def _line_row(
+    view: ItemView, status: BatchStatus, line: int, index: int, job: dict[str, Any],
+    takes: list[str], *, first: int,
+) -> ReportRow:  # fmt: skip
+    """One line's row: its latest take's job, or the note that it shares or reuses one."""
+    record = view.record
+    item = view.items[index]
+    state = view.states[index]
+    value = view.values.get(index, "")
+    reused = value.startswith(REUSE_PREFIX)
+    duplicate = first != line
+    note = None
+    if duplicate:
+        note = f"same request as line {first}"
+    elif reused:
+        note = "reused an earlier render of the same request"
+    error = _line_error(state, job.get("error_code"), job.get("error_message"),
+                        budget=status.budget_usd, batch_id=status.id)  # fmt: skip
+    billing, orphans, actual = job.get("billing"), job.get("orphans"), job.get("actual_cost")
+    if billing and int(orphans or 0):
+        billing = f"{billing} (+{orphans} possibly billed)"
+    request = json.loads(job.get("request") or "null") or item.request
+    return ReportRow(
+        line=line,
+        key=item.alias or record.alias,
+        job_id=job_of(value),
+        state=state,
+        output_path=job.get("output_path"),
+        output_uri=job.get("output_uri"),
+        sha256=job.get("sha256"),
+        seconds=int(item.request.get("seconds", 0)),
+        estimated_cost=0.0 if (duplicate or reused) else from_micros(item.cost_micros),
+        actual_cost=None if (duplicate or reused or actual is None) else float(actual),
+        billing=None if (duplicate or reused) else billing,
+        error=error,
+        note=note,
+        id=record.line_ids.get(line),
+        model=str(request.get("model", "")) or None,
+        prompt=request.get("prompt"),
+        earlier_takes=";".join(takes) or None,
+    )
 
 
 def _job_details(batches: BatchTracker, values: dict[int, str]) -> dict[int, dict[str, Any]]:

@@ -19,7 +19,9 @@ from worker.batch.service import JOB_DONE_TASK
 from worker.batch.store import BatchNotFound, BatchRecord, Item, job_of
 from worker.batch.tracker import BatchTracker
 from worker.errors import InvalidRequest
+from worker.job.enqueue import NewJob, new_job, write_pending
 from worker.job.record import Job, new_job_id
+from worker.render.pricing import estimate_cost
 from worker.render.request import RenderRequest
 
 __all__ = ["retake_in_batch"]
@@ -49,11 +51,12 @@ return 'ok'
 """
 
 
-def retake_in_batch(tracker: BatchTracker, old: Job, request: RenderRequest) -> str | None:
-    """Record a pending retake of ``old`` (a batch's job) and return its id; None when the
+def retake_in_batch(tracker: BatchTracker, old: Job, request: RenderRequest) -> NewJob | None:
+    """Write a pending retake of ``old`` (a batch's job) and return it; None when the
     batch has expired (the caller then retakes the job on its own).
 
-    The caller sends the job's chain and confirms it, as for any enqueue. Raises
+    The caller sends the job's chain and confirms it (:func:`worker.job.enqueue.let_go`),
+    as for any enqueue. Raises
     :class:`InvalidRequest` when the reservation would exceed the batch's budget.
     """
     assert old.batch is not None
@@ -73,17 +76,18 @@ def retake_in_batch(tracker: BatchTracker, old: Job, request: RenderRequest) -> 
         current = store.jobs(batch_id).get(index, "")
         _claim(tracker, record, item, current, new_id)
         takes = len(store.takes(batch_id).get(index, [])) + 1
-        tracker.engine.store.create_render(
-            request, alias=old.alias, on_done=JOB_DONE_TASK, pending=True, job_id=new_id,
-            due_in=tracker.engine.settings.step_grace_seconds,
+        new = new_job(
+            tracker.engine, new_id, request=request.model_dump(mode="json"), alias=old.alias,
+            cost=estimate_cost(request), on_done=JOB_DONE_TASK,
             extra=_fields(record, item, new_id, old, take=takes),
         )  # fmt: skip
+        write_pending(tracker.engine, [new])
     finally:
         store.leave(batch_id, token)
         store.touch(batch_id, record.name)
     logger.info("batch %s line item %d: job %s retakes %s (take %d, $%.4f reserved)",
                 batch_id, index, new_id, old.id, takes, from_micros(item.cost_micros))  # fmt: skip
-    return new_id
+    return new
 
 
 def _claim(tracker: BatchTracker, record: BatchRecord, item: Item, current: str,

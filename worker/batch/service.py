@@ -1,9 +1,10 @@
 """Submitting batches: claim each distinct request in line order, reserve its cost, write
 its job and send it on.
 
-A job is an ordinary job record written first, then nudged with ``relaydance.resume``
-(sent by name, so the engine never imports the task package; the sweeper recovers a job
-whose message is lost). Each job's ``on_done`` is ``relaydance.batch_job_done``, which
+A chunk's jobs are enqueued by the one protocol of single jobs (:mod:`worker.job.enqueue`):
+written pending, one ``relaydance.resume_many`` sent (by name: the engine never imports
+the task package), then confirmed; a job whose message never went is canceled unsent (a
+resume re-queues its line). Each job's ``on_done`` is ``relaydance.batch_job_done``, which
 settles it in its batch. A claim names the job id before the job exists; a submitter
 holds a lease on the batch meanwhile, so that a job whose submitter died between claim
 and write can be told from one being written (see :meth:`BatchTracker._lost`).
@@ -16,9 +17,10 @@ import re
 import time
 import uuid
 from collections.abc import Sequence
+from functools import partial
 
 from config.task_names import BATCH_JOB_DONE as JOB_DONE_TASK
-from config.task_names import RESUME_MANY
+from config.task_names import RESUME_MANY as RESUME_MANY_TASK
 from worker.batch.budget import Claim, ClaimResult, Settlement, from_micros, to_micros
 from worker.batch.naming import check_plan_names, job_name
 from worker.batch.parse import ParsedBatch
@@ -26,7 +28,8 @@ from worker.batch.plan import BatchPlan, InvalidBatch, plan_batch
 from worker.batch.status import REQUEUE_STATES, ItemView, Submission
 from worker.batch.store import REUSE_PREFIX, BatchRecord, Item
 from worker.batch.tracker import BatchTracker
-from worker.errors import InvalidRequest, NotDurable
+from worker.errors import EnqueueFailed, InvalidRequest, NotDurable
+from worker.job.enqueue import enqueue_jobs, new_job
 from worker.job.record import JobState, new_job_id
 from worker.render.aliases import alias_problem
 from worker.render.pricing import PriceTable
@@ -72,23 +75,10 @@ class Batches(BatchTracker):
         if output_name is not None:  # every clip's name, checked before anything is written
             check_plan_names(output_name, plan, batch=name, key=key, now=time.time())
         digest = plan.digest(key)
-        # A name already in use is the common case of a resubmission: skip writing a copy.
-        existing = self.store.find_name(name) if name else None
-        if existing is not None:
-            batch_id, created = existing, False
-        else:
-            batch_id, created = self.store.create(
-                items=[
-                    Item(i.index, i.fingerprint, i.cost_micros,
-                         i.request.model_dump(mode="json"), i.alias)
-                    for i in plan.items
-                ],
-                lines=plan.line_items, invalid=plan.invalid, alias=key, source=parsed.source,
-                digest=digest, name=name,
-                budget_micros=None if budget is None else to_micros(budget),
-                reuse=reuse, on_done=on_done, schedule=schedule, line_ids=plan.line_ids,
-                output_template=output_name,
-            )  # fmt: skip
+        batch_id, created = self._find_or_create(
+            plan, parsed, key=key, digest=digest, name=name, budget=budget, reuse=reuse,
+            on_done=on_done, schedule=schedule, output_name=output_name,
+        )  # fmt: skip
         record = self.store.load(batch_id)
         if not created:
             record = self._continue(record, digest=digest, name=name, reuse=reuse,
@@ -96,6 +86,29 @@ class Batches(BatchTracker):
                                     output_name=output_name)  # fmt: skip
         counts = self._enqueue(record, requeue=not created and resume_existing)
         return self._submission(record, plan, created=created, counts=counts)
+
+    def _find_or_create(
+        self, plan: BatchPlan, parsed: ParsedBatch, *, key: str, digest: str, name: str | None,
+        budget: float | None, reuse: bool, on_done: str | None, schedule: str | None,
+        output_name: str | None,
+    ) -> tuple[str, bool]:  # fmt: skip
+        """The batch of this name (a resubmission, the common case: no copy is written), or
+        a new batch; its id, and whether it was created."""
+        existing = self.store.find_name(name) if name else None
+        if existing is not None:
+            return existing, False
+        return self.store.create(
+            items=[
+                Item(i.index, i.fingerprint, i.cost_micros,
+                     i.request.model_dump(mode="json"), i.alias)
+                for i in plan.items
+            ],
+            lines=plan.line_items, invalid=plan.invalid, alias=key, source=parsed.source,
+            digest=digest, name=name,
+            budget_micros=None if budget is None else to_micros(budget),
+            reuse=reuse, on_done=on_done, schedule=schedule, line_ids=plan.line_ids,
+            output_template=output_name,
+        )  # fmt: skip
 
     def _continue(
         self, record: BatchRecord, *, digest: str, name: str | None, reuse: bool,
@@ -211,8 +224,7 @@ class Batches(BatchTracker):
                     break
                 created = self._settle_claims(record, view, claims, results, counts)
                 exhausted = exhausted or "skipped" in results
-                self._create_jobs(record, created)
-                self.store.enter(record.id, token, lease=BUSY_LEASE)
+                self._create_jobs(record, created, token=token)
         finally:
             self.store.leave(record.id, token)
             self.store.touch(record.id, record.name)
@@ -279,36 +291,38 @@ class Batches(BatchTracker):
                 counts["conflict"] += 1
         return created
 
-    def _create_jobs(self, record: BatchRecord, jobs: list[tuple[Item, str]]) -> None:
-        """Write a chunk's jobs in one round trip and nudge them with one message.
+    def _create_jobs(
+        self, record: BatchRecord, jobs: list[tuple[Item, str]], *, token: str
+    ) -> None:
+        """Enqueue a chunk's jobs: written pending in one round trip (which also renews the
+        submitter's lease), nudged with one message, confirmed in one round trip.
 
         A message per job cost about a millisecond each to build and publish; a worker
         fans ``relaydance.resume_many`` out to each job's chain instead. Should that
-        message be lost, the sweeper resumes the jobs once they are overdue.
+        message be lost once it left, the sweeper resumes the jobs once they are overdue.
         """
-        if not jobs:
-            return
-        store, now = self.engine.store, time.time()
-        due = now + self.engine.settings.step_grace_seconds
         pipe = self.engine.redis.pipeline(transaction=False)
-        for item, job_id in jobs:
-            # One field, not two: a job hash is big enough already (see the benchmark).
-            extra = {"batch": f"{record.id}:{item.index}"}
-            named = job_name(record, item, job_id)
-            if named is not None and record.output_template is not None:
-                extra |= {"output_name": named, "output_template": record.output_template}
-            fields = store.new_fields(
-                request=item.request,
-                alias=item.alias or record.alias,
-                cost=from_micros(item.cost_micros),
-                now=now,
-                due=due,
-                on_done=JOB_DONE_TASK,
-                extra=extra,
+        self.store.enter(record.id, token, lease=BUSY_LEASE, pipe=pipe)
+        if not jobs:
+            pipe.execute()
+            return
+        engine, now = self.engine, time.time()
+        new = [
+            new_job(
+                engine, job_id, request=item.request, alias=item.alias or record.alias,
+                cost=from_micros(item.cost_micros), on_done=JOB_DONE_TASK,
+                extra=_job_fields(record, item, job_id), now=now,
             )
-            store.queue_create(pipe, job_id, fields, due=due)
-        pipe.execute()
-        self.engine.send(RESUME_MANY, [job_id for _, job_id in jobs])
+            for item, job_id in jobs
+        ]  # fmt: skip
+        try:
+            send = partial(engine.send, RESUME_MANY_TASK, [job.id for job in new])
+            enqueue_jobs(engine, new, send, pipe=pipe, canceled_ok=True)
+        except EnqueueFailed as exc:
+            raise EnqueueFailed(
+                f"batch {record.id}: {exc}; its remaining lines were not enqueued: run "
+                f"`relaydance batch resume {record.id}` once the broker answers"
+            ) from exc
 
     def _reusable(self, alias: str, items: list[Item]) -> dict[int, str]:
         """Items whose content an earlier job already rendered (and that job is done)."""
@@ -324,3 +338,13 @@ class Batches(BatchTracker):
             for (item, job_id), state in zip(found, states, strict=True)
             if state == JobState.DONE.value
         }
+
+
+def _job_fields(record: BatchRecord, item: Item, job_id: str) -> dict[str, str]:
+    """A batch job's own fields: its line (one field, not two: a job hash is big enough
+    already, see the benchmark) and its clip's name."""
+    extra = {"batch": f"{record.id}:{item.index}"}
+    named = job_name(record, item, job_id)
+    if named is not None and record.output_template is not None:
+        extra |= {"output_name": named, "output_template": record.output_template}
+    return extra

@@ -32,6 +32,7 @@ from typing import Any
 import redis
 
 from worker.batch.parse import InvalidLine
+from worker.job.cas import text as _text
 from worker.job.record import PREFIX
 
 __all__ = [
@@ -152,10 +153,7 @@ class BatchStore:
         line_ids: Mapping[int, str] | None = None,
         output_template: str | None = None,
     ) -> tuple[str, bool]:
-        """Write a new batch; with a name already taken, return that batch instead.
-
-        Returns (batch id, created).
-        """
+        """Write a new batch; with a name already taken, that batch: (batch id, created)."""
         batch_id = new_batch_id()
         now = time.time()
         meta = _meta(
@@ -165,19 +163,7 @@ class BatchStore:
                       "output_name": output_template,
                       "line_ids": json.dumps(dict(line_ids)) if line_ids else None},
         )  # fmt: skip
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.hset(self.key(batch_id), mapping=meta)
-        for start in range(0, len(items), _CHUNK):
-            chunk = items[start : start + _CHUNK]
-            pipe.hset(
-                self.key(batch_id, "items"),
-                mapping={str(item.index): _item_json(item) for item in chunk},
-            )
-        for key in self._keys(batch_id)[:2]:
-            pipe.expire(key, self.retention)
-        pipe.zadd(self.created_key, {batch_id: now})
-        pipe.zremrangebyscore(self.created_key, "-inf", now - 2 * self.retention)
-        pipe.execute()
+        self._write(batch_id, meta, items, now=now)
         if not name:
             return batch_id, True
         winner = str(
@@ -191,6 +177,24 @@ class BatchStore:
             self.redis.zrem(self.created_key, batch_id)
             return winner, False
         return batch_id, True
+
+    def _write(
+        self, batch_id: str, meta: Mapping[Any, Any], items: Sequence[Item], *, now: float
+    ) -> None:
+        """A new batch's hash and items, and its entry in the creation index: one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hset(self.key(batch_id), mapping=dict(meta))
+        for start in range(0, len(items), _CHUNK):
+            chunk = items[start : start + _CHUNK]
+            pipe.hset(
+                self.key(batch_id, "items"),
+                mapping={str(item.index): _item_json(item) for item in chunk},
+            )
+        for key in self._keys(batch_id)[:2]:
+            pipe.expire(key, self.retention)
+        pipe.zadd(self.created_key, {batch_id: now})
+        pipe.zremrangebyscore(self.created_key, "-inf", now - 2 * self.retention)
+        pipe.execute()
 
     def touch(self, batch_id: str, name: str | None = None) -> None:
         """Renew the expiry of every key of the batch (and its name)."""
@@ -210,9 +214,11 @@ class BatchStore:
         """Remove fields of the batch hash."""
         self.redis.hdel(self.key(batch_id), *names)
 
-    def enter(self, batch_id: str, token: str, *, lease: float) -> None:
-        """Mark one submitter as enqueueing this batch for ``lease`` seconds (renewable)."""
-        self.redis.zadd(self.key(batch_id, "busy"), {token: time.time() + lease})
+    def enter(
+        self, batch_id: str, token: str, *, lease: float, pipe: redis.client.Pipeline | None = None
+    ) -> None:
+        """Mark one submitter as enqueueing for ``lease`` seconds (renewable), in ``pipe``."""
+        (pipe or self.redis).zadd(self.key(batch_id, "busy"), {token: time.time() + lease})
 
     def leave(self, batch_id: str, token: str) -> None:
         """The submitter ``token`` is done enqueueing."""
@@ -320,10 +326,6 @@ def job_of(value: str) -> str | None:
     if value.startswith(REUSE_PREFIX):
         return value[len(REUSE_PREFIX) :]
     return value if value.startswith("rdj_") else None
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _meta(

@@ -125,7 +125,7 @@ def follow_job(
     job_id: str, *, timeout: float, as_json: bool, untaken_after: float = UNTAKEN_AFTER
 ) -> int:
     """Show the job's progress until it is final, then its clip (or error); the exit code."""
-    from tasks import get_job
+    from worker.api import get_job
     from worker.infra.waiting import wait_until_final
 
     progress = Progress(quiet=as_json)
@@ -165,7 +165,7 @@ def follow_job(
 
 def follow_batch(batch_id: str, *, timeout: float, as_json: bool) -> int:
     """Show the batch's progress until every line is final; the exit code."""
-    from tasks.batches import get_batch, wait_batch
+    from worker.api import get_batch, wait_batch
     from worker.batch import progress_line
 
     progress = Progress(quiet=as_json)
@@ -191,7 +191,7 @@ def follow_batch(batch_id: str, *, timeout: float, as_json: bool) -> int:
 
 def _warn_about_on_done(job: Any, *, within: float = 3.0) -> None:
     """Say on stderr when the job's on_done task could not be told (a misspelt name)."""
-    from tasks import get_job
+    from worker.api import get_job
 
     deadline = time.monotonic() + within  # the notice follows the final state at once
     while job.on_done and job.on_done_status is None and time.monotonic() < deadline:

@@ -26,7 +26,7 @@ LAZY_COMMANDS = {
     **{name: f"worker.cli.jobs:{name}" for name in ("jobs", "resubmit", "timing")},
     "simulate": "simulator.cli:simulate",
     "batch": "worker.cli.batch:batch",
-    "schedule": "worker.cli.batch:schedule",
+    "schedule": "worker.cli.schedule:schedule",
     "storage": "worker.cli.storage:storage",
     "retake": "worker.cli.retake:retake",
     "models": "worker.cli.setup:models",

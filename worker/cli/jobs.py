@@ -155,7 +155,7 @@ def _print_rows(rows: list[Row], *, state: str | None) -> None:
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def resubmit(job_id: str, yes: bool) -> None:
     """Submit a job in submit_unknown again, knowing it may pay twice."""
-    from tasks import resubmit as resubmit_job
+    from worker.api import resubmit as resubmit_job
     from worker.job.submit import SubmitRefused
 
     if not yes:

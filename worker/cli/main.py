@@ -91,17 +91,18 @@ def render(
     data = {k: v for k, v in fields.items() if v not in (None, ())}
     provider = provider_of(key)
     refuse_foreign_flags(provider, key=key, fields=data)
-    try:
-        request = validate_request(data, provider=provider)
-    except InvalidRequest as exc:
+    from worker.api import check_render, enqueue_checked  # entry point: the producer API
+
+    try:  # checked (and its files sniffed) once: the enqueue takes it as it is
+        checked = check_render(data, key=key, on_done=None if dry_run else on_done)
+    except (InvalidRequest, SettingsError) as exc:
         die_invalid(exc)
+    request = checked.request
     if dry_run:
         _print_dry_run(request, provider=provider, as_json=as_json)
         return
-    from tasks import enqueue_render  # entry point: the producer API
-
     try:
-        job_id = enqueue_render(request, key=key, on_done=on_done)
+        job_id = enqueue_checked(checked)
     except (InvalidRequest, SettingsError) as exc:
         die_invalid(exc)
     if not wait_:
@@ -138,7 +139,7 @@ def _print_dry_run(request: RenderRequest, *, provider: str, as_json: bool) -> N
 )
 def status(job_id: str, as_json: bool) -> None:
     """Show a job's state, what it waits for and until when, and its record."""
-    from tasks import JobNotFound, get_job
+    from worker.api import JobNotFound, get_job
     from worker.cli.status_view import status_lines, status_view
     from worker.job.engine import get_engine
 
@@ -158,8 +159,8 @@ def status(job_id: str, as_json: bool) -> None:
 @click.argument("job_id")
 def cancel(job_id: str) -> None:
     """Cancel a job that is not final yet."""
-    from tasks import JobNotFound
-    from tasks import cancel as cancel_job
+    from worker.api import JobNotFound
+    from worker.api import cancel as cancel_job
 
     try:
         canceled = cancel_job(job_id)
@@ -291,7 +292,7 @@ def demo(model: str, prompt: str, seconds: int, timeout: float) -> None:
             for note in stack.notes:
                 click.echo(f"demo: {note}", err=True)
             click.echo(f"demo: worker and beat logs in {log_file}", err=True)
-            from tasks import enqueue_render
+            from worker.api import enqueue_render
 
             job_id = enqueue_render(request)
             click.echo(f"demo: job {job_id} enqueued ({request.summary()})", err=True)

@@ -28,8 +28,8 @@ def retake(job_id: str, prompt: str | None, wait_: bool, timeout: float, as_json
     retakes); a batch's job is that line's next take, and its cost counts against the
     batch's budget. Exit 2 when it cannot be made (nothing is enqueued).
     """
-    from tasks import JobNotFound
-    from tasks import retake as retake_job
+    from worker.api import JobNotFound
+    from worker.api import retake as retake_job
 
     try:
         new_id = retake_job(job_id, prompt=prompt)

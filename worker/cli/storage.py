@@ -47,7 +47,7 @@ def check(as_json: bool) -> None:
 @click.option("--expires-in", type=click.IntRange(1, 7 * 24 * 3600), help="Seconds.")
 def url(job_id: str, expires_in: int | None) -> None:
     """Print a time-limited presigned URL of a finished job's clip in a bucket."""
-    from tasks import JobNotFound, clip_url, get_job
+    from worker.api import JobNotFound, clip_url, get_job
 
     try:
         job = get_job(job_id)

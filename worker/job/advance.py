@@ -38,13 +38,16 @@ class Message:
     shown: str
 
 
-def plan_for(job: Job, *, after: str | None = None) -> list[str]:
+def plan_for(job: Job, *, after: str | None = None, uploads: bool | None = None) -> list[str]:
     """The steps still to run for the job from its state; those after ``after`` (the step
-    just done) when the state still plans it (a prepare leaves the job queued)."""
+    just done) when the state still plans it (a prepare leaves the job queued).
+    ``uploads`` (whether it has local files), when the caller knows, spares parsing the
+    request again."""
     # Only a queued job may need a prepare: one without local files to upload skips it.
-    uploads = job.state is JobState.QUEUED and bool(
-        RenderRequest.model_validate(job.request).local_paths()
-    )
+    if uploads is None:
+        uploads = job.state is JobState.QUEUED and bool(
+            RenderRequest.model_validate(job.request).local_paths()
+        )
     steps = steps_from(job.state, uploads=uploads)
     if after in steps:
         steps = steps[steps.index(after) + 1 :]
@@ -64,15 +67,17 @@ def next_message(
     after: str | None = None,
     attempt: int = 0,
     countdown: float | None = None,
+    uploads: bool | None = None,
 ) -> Message | None:
     """The message of the job's next step, or None (final, or a state no step moves).
 
     ``attempt`` and ``countdown`` are the step's own: a step this process already claimed
     goes on as its retry would. A poll otherwise waits for the job's recorded due time.
+    ``uploads`` as for :func:`plan_for`.
     """
     if job is None or job.is_final:
         return None
-    steps = plan_for(job, after=after)
+    steps = plan_for(job, after=after, uploads=uploads)
     if not steps:
         return None
     step = steps[0]
@@ -93,9 +98,10 @@ def advance(
     attempt: int = 0,
     countdown: float | None = None,
     producer: Any = None,
+    uploads: bool | None = None,
 ) -> str | None:
     """Send the job's next step (see :func:`next_message`); the task sent, or None."""
-    message = next_message(job, after=after, attempt=attempt, countdown=countdown)
+    message = next_message(job, after=after, attempt=attempt, countdown=countdown, uploads=uploads)
     if message is None:
         return None
     engine.send(

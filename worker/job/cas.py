@@ -1,16 +1,18 @@
 """The job record's compare-and-set, in Lua, and the plain values it is given.
 
 One script applies a change only when the job is in an expected state and expected field
-values hold; see :meth:`worker.job.store.JobStore.change`.
+values hold; see :meth:`worker.job.store.JobStore.apply`.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypedDict
 
-__all__ = ["CAS", "as_json", "text"]
+from worker.job.states import FINAL_STATES_LUA
+
+__all__ = ["CAS", "Change", "as_json", "text"]
 
 # KEYS: job hash, active zset, state counts hash.
 # ARGV: states (comma list, '*' = any non-final), new state ('' = keep), now, due
@@ -21,7 +23,7 @@ __all__ = ["CAS", "as_json", "text"]
 CAS = """
 local cur = redis.call('HGET', KEYS[1], 'state')
 if not cur then return {0, ''} end
-local finals = {done=true, failed=true, canceled=true}
+local finals = FINAL_STATES
 local ok = false
 if ARGV[1] == '*' then
   ok = not finals[cur]
@@ -63,7 +65,7 @@ elseif ARGV[4] ~= '' then
   redis.call('HSET', KEYS[1], 'next_due', ARGV[4])
 end
 return {1, cur}
-"""
+""".replace("FINAL_STATES", FINAL_STATES_LUA, 1)  # the final states, from the one table
 
 
 def text(value: Any) -> str:
@@ -79,3 +81,23 @@ def _plain(value: object) -> object:
     if isinstance(value, float):
         return repr(value)
     return value if isinstance(value, (str, int, bool)) else str(value)
+
+
+class Change(TypedDict, total=False):
+    """What a change checks and writes besides the state (:meth:`~worker.job.store.JobStore.apply`).
+
+    It applies only if every ``where`` field equals its value, no ``where_not`` field
+    does, and every ``below`` field (a claim number; missing counts as -1) is below its
+    value; it then writes ``set``, adds ``incr`` and makes the job due at ``due``.
+    ``durable``: a change a payment depends on; it waits for the replicas
+    (:mod:`worker.infra.durability`) and raises :class:`~worker.errors.NotDurable` when it
+    applied but too few confirmed it in time.
+    """
+
+    where: Mapping[str, object] | None
+    where_not: Mapping[str, object] | None
+    below: Mapping[str, int] | None
+    set: Mapping[str, object] | None
+    incr: Mapping[str, int] | None
+    due: float | None
+    durable: bool

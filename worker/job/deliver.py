@@ -18,7 +18,6 @@ from worker.job.engine import Engine
 from worker.job.notify import notify_final
 from worker.job.record import Job, JobState
 from worker.job.redeliver import REFUSED_SINCE, retry_delivery_later
-from worker.job.states import STEP_STATES
 from worker.job.step import (
     Outcome,
     again,
@@ -30,6 +29,7 @@ from worker.job.step import (
     stop,
     transient,
 )
+from worker.job.transitions import DONE, DOWNLOAD_STARTED
 from worker.provider.download import UrlExpired, stream_video
 from worker.storage import StoredClip
 
@@ -59,10 +59,9 @@ def download(
     if isinstance(job, Outcome):
         return job
     claim = claim_number(seq, attempt)
-    applied, _ = engine.store.change(
+    applied, _ = engine.store.apply(
         job_id,
-        states=STEP_STATES["download"],
-        to=S.DOWNLOADING,
+        DOWNLOAD_STARTED,
         where={"seq": seq},
         below={"download_claim": claim},
         set={"download_claim": claim},
@@ -127,7 +126,7 @@ def _transfer(
 
 def _later(engine: Engine, job: Job, claim: int, wait: float, *, attempt: int) -> Outcome:
     """Try the download again after ``wait``, with the job due then (not failed)."""
-    engine.store.change(
+    engine.store.update_fields(
         job.id,
         states={S.DOWNLOADING},
         where={"download_claim": claim},
@@ -140,12 +139,11 @@ def _done(engine: Engine, job: Job, claim: int, result: StoredClip) -> Outcome:
     """Mark the job done, unless a later download claimed it meanwhile, and notify."""
     job_id = job.id
     # The clip and its manifest are in place: the job is done, in the same change.
-    done, _ = engine.store.change(
+    done, _ = engine.store.apply(
         job_id,
-        states={S.DOWNLOADING},
-        to=S.DONE,
+        DONE,
         where={"download_claim": claim},
-        set={**result.record_fields(), "downloaded": "1", **_CLEARED_STORAGE_ERROR},
+        set={**result.record_fields(), **_CLEARED_STORAGE_ERROR},
     )
     if not done:
         return stop("a later download took over")
@@ -171,7 +169,7 @@ class _Heartbeat:
         if now - self.last < HEARTBEAT_EVERY:
             return
         self.last = now
-        alive, _ = self.engine.store.change(
+        alive, _ = self.engine.store.update_fields(
             self.job_id,
             states={S.DOWNLOADING},
             where={"download_claim": self.claim},

@@ -33,9 +33,9 @@ import redis
 from config.task_names import CONFIRM_TASK
 from worker.job.engine import Engine
 from worker.job.record import Billing, Job, JobState
+from worker.job.transitions import BACK_IN_TIME
 
 __all__ = [
-    "BEFORE_TASK",
     "CONFIRM_TASK",
     "FAILOVER_POLL_FIELD",
     "LEARNING_QUIET_SECONDS",
@@ -56,8 +56,6 @@ PRIMARY_KEY = "rd:redis:primary"  # the replication id of the primary the fleet 
 # After a new primary, or a slot the reconciler had to take back, 429s teach nothing this
 # long: past the longest generation, so a task the lost state hid has finished.
 LEARNING_QUIET_SECONDS = 300.0
-# States in which a job has no task recorded and a submit would POST.
-BEFORE_TASK = frozenset({S.QUEUED, S.WAITING_FOR_SLOT, S.SUBMITTING})
 
 
 def confirm_later(engine: Engine, job_id: str, *, task_id: str, claim: int, tries: int = 0) -> None:
@@ -73,7 +71,7 @@ def confirm_later(engine: Engine, job_id: str, *, task_id: str, claim: int, trie
 def lost_claim(job: Job, claim: int) -> bool:
     """Whether the record lost submission ``claim``: its claim is above the record's last,
     no task is recorded, and it is none of the submissions the record keeps as orphans."""
-    if job.remote_task_id or job.state not in BEFORE_TASK | {S.SUBMIT_UNKNOWN}:
+    if job.remote_task_id or job.state not in BACK_IN_TIME.sources:
         return False
     return claim > job.submit_claim and str(claim) not in job.orphan_claims
 
@@ -85,7 +83,7 @@ def mark_in_doubt(engine: Engine, job: Job, *, evidence: str, claim: int | None 
     with the orphaned submissions, so that its task's webhook is recognised. A job with a
     task recorded, or past submission, is left alone: it has what a submission made.
     """
-    if job.remote_task_id or job.state not in BEFORE_TASK | {S.SUBMIT_UNKNOWN}:
+    if job.remote_task_id or job.state not in BACK_IN_TIME.sources:
         logger.warning("job %s: its record went back in time (%s); left %s", job.id, evidence,
                        job.state.value)  # fmt: skip
         return False
@@ -101,10 +99,10 @@ def mark_in_doubt(engine: Engine, job: Job, *, evidence: str, claim: int | None 
         fields |= {"billing": Billing.UNKNOWN.value, "unknown_since": now,
                    "error_code": "submit_unknown",
                    "error_message": f"the record went back in time: {evidence}"[:2000]}  # fmt: skip
-    applied, _ = engine.store.change(
+    applied, _ = engine.store.apply(
         job.id,
-        states={job.state},
-        to=S.SUBMIT_UNKNOWN,
+        BACK_IN_TIME,
+        only={job.state},
         where={"seq": job.seq, "remote_task_id": ""},
         set=fields,
         due=None if job.state is S.SUBMIT_UNKNOWN else now + settings.submit_unknown_hold_seconds,

@@ -55,7 +55,7 @@ def summary_for(job: Job) -> dict[str, Any]:
 
 
 def _record(engine: Engine, job: Job, **fields: object) -> None:
-    engine.store.change(job.id, states=FINAL_STATES, set=fields)
+    engine.store.update_fields(job.id, states=FINAL_STATES, set=fields)
 
 
 def _later(engine: Engine, job: Job, delay: float) -> None:

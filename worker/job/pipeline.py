@@ -31,7 +31,7 @@ from worker.job.failover import confirm_later
 from worker.job.notify import notify_final
 from worker.job.record import Job, JobState
 from worker.job.remote import apply_remote
-from worker.job.states import STEP_STATES
+from worker.job.states import LIVE_STATES, REMOTE_MAY_BE_LIVE, STEP_STATES
 from worker.job.step import (
     Outcome,
     again,
@@ -46,6 +46,7 @@ from worker.job.step import (
     transient,
 )
 from worker.job.submit import record_task, resubmit, submit
+from worker.job.transitions import CANCEL
 from worker.provider.client import ApiClient
 from worker.render.local_media import MediaFileRefused, allowed_dirs, expected_kind, open_media
 from worker.render.request import RenderRequest, is_url
@@ -97,7 +98,7 @@ def prepare(engine: Engine, job_id: str, *, seq: int, attempt: int = 0) -> Outco
             return fail(engine, job, exc.code, f"upload of {Path(path).name}: {exc}")
         except OSError as exc:
             return fail(engine, job, "file_unreadable", f"{path}: {exc.strerror}")
-        engine.store.change(
+        engine.store.update_fields(
             job_id, states={S.QUEUED}, where={"seq": seq}, set={"media_urls": json.dumps(urls)}
         )
         log_transition(job, "uploaded", file=Path(path).name)
@@ -137,15 +138,12 @@ def poll(engine: Engine, job_id: str, *, seq: int, n: int = 0, attempt: int = 0)
         gate = calls.admit(engine, job)
     except Deferred as exc:
         return _poll_later(engine, job, exc.seconds, n=n, attempt=attempt)
-    applied, _ = engine.store.change(
-        job_id,
-        states=live,
-        where={"seq": seq, "poll_count": n},
-        incr={"poll_count": 1},
+    # One call with an overall deadline: a poll not done by then lost its worker.
+    applied, _ = engine.store.update_fields(
+        job_id, states=live, where={"seq": seq, "poll_count": n}, incr={"poll_count": 1},
         set={"last_poll_at": now},
-        # One call with an overall deadline: a poll not done by then lost its worker.
         due=now + engine.settings.http_call_deadline + engine.settings.sweep_grace_seconds,
-    )
+    )  # fmt: skip
     if not applied:
         return stop("poll already claimed")
     try:
@@ -162,7 +160,7 @@ def poll(engine: Engine, job_id: str, *, seq: int, n: int = 0, attempt: int = 0)
         # A failed poll is just a poll: it comes again no later than the longest interval.
         retry = transient(engine, job, exc, attempt, cap=engine.settings.poll_interval_max, n=n + 1)
         if retry.action == "again":  # the retry is the next poll: due then, not at the grace
-            engine.store.change(job_id, states=live, due=time.time() + retry.countdown)
+            engine.store.update_fields(job_id, states=live, due=time.time() + retry.countdown)
         return retry
     except PermanentError as exc:
         return fail(engine, job, exc.code, str(exc))
@@ -184,7 +182,7 @@ def _poll_later(engine: Engine, job: Job, wait: float, *, n: int, attempt: int) 
     """Poll again after ``wait`` (at most the longest poll interval: a pause may end sooner,
     and the gate costs nothing at the provider); the due time follows."""
     wait = min(wait, engine.settings.poll_interval_max)
-    engine.store.change(job.id, states=STEP_STATES["poll"], due=time.time() + wait)
+    engine.store.update_fields(job.id, states=STEP_STATES["poll"], due=time.time() + wait)
     return again(wait, n=n, attempt=attempt)
 
 
@@ -199,17 +197,13 @@ def confirm_task(
     if job.remote_task_id != task_id:  # lost with the old primary: recorded or adopted again
         return record_task(engine, job, claim, task_id=task_id)
     try:
-        engine.store.change(job_id, states=None, where={"remote_task_id": task_id}, durable=True)
+        engine.store.update_fields(
+            job_id, states=LIVE_STATES, where={"remote_task_id": task_id}, durable=True
+        )
     except NotDurable:
         confirm_later(engine, job_id, task_id=task_id, claim=claim, tries=tries + 1)
         return stop("not confirmed yet")
     return stop("confirmed")
-
-
-# States in which the job's remote task exists or may exist: canceling one does not stop
-# the provider (it documents no cancel endpoint), so the job keeps its slot until the
-# reconciler (worker.job.slots) sees the task final.
-_REMOTE_MAY_LIVE = frozenset({S.SUBMITTING, S.SUBMIT_UNKNOWN, S.SUBMITTED, S.RUNNING})
 
 
 def cancel(engine: Engine, job_id: str) -> bool:
@@ -223,13 +217,13 @@ def cancel(engine: Engine, job_id: str) -> bool:
     job = engine.store.get(job_id)
     if job is None:
         return False
-    applied, found = engine.store.change(
-        job_id, states=None, to=S.CANCELED, set={"canceled_from": job.state.value}
-    )
+    applied, found = engine.store.apply(job_id, CANCEL, set={"canceled_from": job.state.value})
     if not applied:
         return False
     log_transition(job, "canceled", was=found.value if found else "?")
-    if found not in _REMOTE_MAY_LIVE:
+    # A task that exists or may runs on (the provider documents no cancel endpoint): the
+    # job keeps its slot until the reconciler (worker.job.slots) sees the task final.
+    if found not in REMOTE_MAY_BE_LIVE:
         release(engine, job)
     notify_final(engine, job_id)
     return True

@@ -27,6 +27,7 @@ from worker.infra.timefmt import span
 from worker.job.engine import Engine
 from worker.job.failover import FAILOVER_POLL_FIELD
 from worker.job.record import Job
+from worker.job.states import LIVE_STATES
 from worker.provider.urlsafety import redact_url
 
 __all__ = [
@@ -147,7 +148,7 @@ def check_at_worker_start(engine: Engine) -> ReceiverCheck | None:
 
 def note_webhook_received(engine: Engine, job_id: str) -> None:
     """Mark on a job that a webhook (with a valid token) reached the fleet."""
-    engine.store.change(job_id, states=None, set={RECEIVED_FIELD: repr(time.time())})
+    engine.store.update_fields(job_id, states=LIVE_STATES, set={RECEIVED_FIELD: repr(time.time())})
 
 
 def _provider_finished(job: Job) -> bool:

@@ -42,7 +42,7 @@ def retry_delivery_later(engine: Engine, job: Job, exc: StorageError, *, claim: 
             "while its url lives",
         )
     retry_in = settings.storage_retry_interval
-    applied, _ = engine.store.change(
+    applied, _ = engine.store.update_fields(
         job.id,
         states={JobState.DOWNLOADING},
         where={"download_claim": claim},

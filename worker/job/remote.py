@@ -12,8 +12,10 @@ import time
 from worker.job.counters import record_generated
 from worker.job.engine import Engine
 from worker.job.record import Billing, Job, JobState
+from worker.job.states import AT_PROVIDER
 from worker.job.step import Outcome, again, fail, log_transition, moved_on, release, stop
 from worker.job.timing import next_poll_delay, sample_from
+from worker.job.transitions import GENERATED, POLL_RUNNING
 from worker.provider.dialects import RemoteTask, TaskStatus
 
 __all__ = ["apply_remote", "charged"]
@@ -26,28 +28,13 @@ def apply_remote(
 ) -> Outcome:
     """Move a job by what the provider says of its task (from a poll or a verified webhook)."""
     now = time.time()
-    live = {S.SUBMITTED, S.RUNNING}
     # What the provider says it charged, when it says, is the job's actual spend.
     spent = {} if task.actual_cost is None else {"actual_cost": task.actual_cost}
     if task.status is TaskStatus.SUCCEEDED:
-        applied, _ = engine.store.change(
-            job.id,
-            states=live,
-            to=S.GENERATED,
-            set={"remote_status": task.raw_status, **spent},
-            due=now + engine.settings.step_grace_seconds,
-        )
-        if not applied:
-            return stop("already past generation")
-        release(engine, job)
-        _learn_duration(engine, job, polls_done=polls_done, now=now, exact=by_webhook)
-        cost = job.cost if task.actual_cost is None else task.actual_cost
-        record_generated(engine, polls=polls_done, cost=cost)
-        log_transition(job, "generated", polls=polls_done)
-        return moved_on(job, S.GENERATED, remote_status=task.raw_status)
+        return _generated(engine, job, task, spent, now=now, polls=polls_done, exact=by_webhook)
     if task.status is TaskStatus.FAILED:
         if spent:
-            engine.store.change(job.id, states=live, set=spent)
+            engine.store.update_fields(job.id, states=AT_PROVIDER, set=spent)
         if charged(task):
             # The provider says it charged for a failed task: the money is spent, never
             # given back to a budget.
@@ -65,16 +52,35 @@ def apply_remote(
         maximum=engine.settings.poll_interval_max,
         hint=task.retry_after,
     )
-    engine.store.change(
-        job.id,
-        states=live,
-        to=S.RUNNING if task.status is TaskStatus.RUNNING else None,
-        set={"remote_status": task.raw_status},
-        due=now + delay,
-    )
+    status = {"remote_status": task.raw_status}
+    if task.status is TaskStatus.RUNNING:
+        engine.store.apply(job.id, POLL_RUNNING, set=status, due=now + delay)
+    else:
+        engine.store.update_fields(job.id, states=AT_PROVIDER, set=status, due=now + delay)
     if job.state is S.SUBMITTED and task.status is TaskStatus.RUNNING:
         log_transition(job, "running")
     return again(delay, n=polls_done, attempt=0)
+
+
+def _generated(
+    engine: Engine, job: Job, task: RemoteTask, spent: dict[str, float], *, now: float,
+    polls: int, exact: bool,
+) -> Outcome:  # fmt: skip
+    """The clip is ready: ``-> generated``, the slot goes back, the estimate learns."""
+    applied, _ = engine.store.apply(
+        job.id,
+        GENERATED,
+        set={"remote_status": task.raw_status, **spent},
+        due=now + engine.settings.step_grace_seconds,
+    )
+    if not applied:
+        return stop("already past generation")
+    release(engine, job)
+    _learn_duration(engine, job, polls_done=polls, now=now, exact=exact)
+    cost = job.cost if task.actual_cost is None else task.actual_cost
+    record_generated(engine, polls=polls, cost=cost)
+    log_transition(job, "generated", polls=polls)
+    return moved_on(job, S.GENERATED, remote_status=task.raw_status)
 
 
 def charged(task: RemoteTask) -> bool:

@@ -29,15 +29,13 @@ from worker.job import calls
 from worker.job.engine import Engine
 from worker.job.failover import LEARNING_QUIET_SECONDS
 from worker.job.record import Billing, Job, JobState
+from worker.job.states import HOLDS_SLOT, IN_LINE, REMOTE_MAY_BE_LIVE
 
 __all__ = ["Reconciled", "needs_slot", "reconcile"]
 
 logger = logging.getLogger(__name__)
 
 S = JobState
-_HOLDING = (S.QUEUED, S.WAITING_FOR_SLOT, S.SUBMITTING, S.SUBMITTED, S.RUNNING)
-_LIVE = (S.SUBMITTING, S.SUBMIT_UNKNOWN, S.SUBMITTED, S.RUNNING)
-_GRANTED = (S.QUEUED, S.WAITING_FOR_SLOT)
 
 
 @dataclass
@@ -54,7 +52,7 @@ def needs_slot(engine: Engine, job: Job | None, *, now: float) -> bool:
     if job is None:
         return False
     hold = engine.settings.submit_unknown_hold_seconds
-    if job.state in _HOLDING:
+    if job.state in HOLDS_SLOT:
         return True
     if job.state is S.SUBMIT_UNKNOWN:
         return now < (job.unknown_since or job.updated_at) + hold
@@ -85,7 +83,7 @@ def _task_is_final(engine: Engine, job: Job) -> bool:
         logger.info("job %s: could not ask whether its task is final: %s", job.id, exc)
         return False
     if task.is_final:
-        engine.store.change(job.id, states={S.CANCELED}, set={"remote_final": "1"})
+        engine.store.update_fields(job.id, states={S.CANCELED}, set={"remote_final": "1"})
     return task.is_final
 
 
@@ -110,7 +108,7 @@ def reconcile(engine: Engine, aliases: list[str], *, regrant: bool = False) -> R
                 report.freed.append(job_id)
                 logger.info("key %s: slot of job %s freed (job is %s)", alias, job_id,
                             job.state.value if job else "gone")  # fmt: skip
-            elif regrant and job is not None and job.state in _GRANTED:
+            elif regrant and job is not None and job.state in IN_LINE:
                 report.granted.append(job_id)
         report.granted += engine.limits.grant_waiters(alias)
     return report
@@ -121,7 +119,7 @@ def _take_back(
 ) -> list[str]:
     """Jobs whose remote task is live but hold no slot: take one for each."""
     taken: list[str] = []
-    for state in _LIVE:
+    for state in [s for s in JobState if s in REMOTE_MAY_BE_LIVE]:  # in order of progress
         ids = engine.store.in_state(state)
         # Most live jobs hold their slot: load only the others.
         lost = [

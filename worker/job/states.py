@@ -14,8 +14,11 @@ States are one-way::
 ``submitting`` job back too (nothing was created).
 
 The steps load a job only in the states they own (:data:`STEP_STATES`); the canvas sends
-the chain of :func:`steps_from` the job's state; the job store refuses a change of state
-this table does not allow (:func:`check_move`). Nothing here reads Redis or Celery.
+the chain of :func:`steps_from` the job's state. Each move is a named transition
+(:mod:`worker.job.transitions`), and the job store applies nothing else. The named sets
+below answer the questions several modules ask of a state ("is it final?", "may its
+task be live at the provider?"); the Lua scripts get the final states from here too.
+Nothing here reads Redis or Celery.
 """
 
 from __future__ import annotations
@@ -24,13 +27,24 @@ from collections.abc import Iterable
 from enum import StrEnum
 
 __all__ = [
+    "ALL_STATES",
+    "AT_PROVIDER",
+    "COUNTED_AT_PROVIDER",
     "FINAL_STATES",
-    "MOVES",
+    "FINAL_STATES_LUA",
+    "HOLDS_SLOT",
+    "IN_LINE",
+    "LIVE_STATES",
     "PLAN",
+    "REMOTE_MAY_BE_LIVE",
     "STEP_STATES",
+    "SUBMISSION_IN_DOUBT",
+    "TASK_MAY_EXIST",
+    "WEBHOOK_MOVABLE",
     "Billing",
     "JobState",
-    "check_move",
+    "is_final",
+    "lua_set",
     "steps_from",
 ]
 
@@ -52,6 +66,22 @@ class JobState(StrEnum):
 
 
 FINAL_STATES = frozenset({JobState.DONE, JobState.FAILED, JobState.CANCELED})
+ALL_STATES = frozenset(JobState)
+# Not final: a step, a webhook or the operator may still move the job.
+LIVE_STATES = ALL_STATES - FINAL_STATES
+
+
+def is_final(state: JobState) -> bool:
+    """Whether ``state`` is done, failed or canceled: nothing moves the job any more."""
+    return state in FINAL_STATES
+
+
+def lua_set(states: Iterable[JobState]) -> str:
+    """A Lua table literal for ``states`` (``{done=true, ...}``), to test membership in."""
+    return "{" + ", ".join(f"{s.value}=true" for s in sorted(states)) + "}"
+
+
+FINAL_STATES_LUA = lua_set(FINAL_STATES)
 
 
 class Billing(StrEnum):
@@ -74,21 +104,30 @@ class Billing(StrEnum):
 
 
 S = JobState
-_ENDS = frozenset({S.FAILED, S.CANCELED})
 
-# Every change of state a step may make (besides failing or canceling a live job).
-MOVES: dict[JobState, frozenset[JobState]] = {
-    # To submitted: an orphan's task adopted. To submit_unknown: the record went back in
-    # time (a failover lost a claim), see worker.job.failover.
-    S.QUEUED: frozenset({S.WAITING_FOR_SLOT, S.SUBMITTING, S.SUBMITTED, S.SUBMIT_UNKNOWN}),
-    S.WAITING_FOR_SLOT: frozenset({S.SUBMITTING, S.SUBMITTED, S.SUBMIT_UNKNOWN}),
-    S.SUBMITTING: frozenset({S.WAITING_FOR_SLOT, S.SUBMIT_UNKNOWN, S.SUBMITTED}),
-    S.SUBMIT_UNKNOWN: frozenset({S.WAITING_FOR_SLOT, S.SUBMITTED}),
-    S.SUBMITTED: frozenset({S.RUNNING, S.GENERATED}),
-    S.RUNNING: frozenset({S.GENERATED}),
-    S.GENERATED: frozenset({S.DOWNLOADING}),
-    S.DOWNLOADING: frozenset({S.DONE}),
-}
+# Waiting for their POST: in line for a slot, or holding one not yet used.
+IN_LINE = frozenset({S.QUEUED, S.WAITING_FOR_SLOT})
+# A POST may have left and its reply been lost: a task may exist that the job never
+# recorded (a webhook naming it may be adopted).
+SUBMISSION_IN_DOUBT = frozenset({S.SUBMITTING, S.SUBMIT_UNKNOWN})
+# The recorded task is generating at the provider: the poll step asks about it.
+AT_PROVIDER = frozenset({S.SUBMITTED, S.RUNNING})
+# The provider's task exists or may (a POST in flight, an unknown submission, a task
+# generating): canceling does not stop it, and it counts against the key until final.
+REMOTE_MAY_BE_LIVE = SUBMISSION_IN_DOUBT | AT_PROVIDER
+# A task exists or may, from the POST on, including a finished clip not yet stored: a
+# job canceled in these states may have been billed (the jobs page warns so).
+TASK_MAY_EXIST = REMOTE_MAY_BE_LIVE | {S.GENERATED, S.DOWNLOADING}
+# A verified webhook of the job's recorded task can still move it (the receiver queues
+# the re-fetch only for these, or for a job that may own an orphaned submission).
+WEBHOOK_MOVABLE = frozenset({S.SUBMITTING}) | AT_PROVIDER
+# The job holds its concurrency slot for as long as it is in these (``submit_unknown``
+# and ``canceled`` only for a while: see worker.job.slots).
+HOLDS_SLOT = IN_LINE | {S.SUBMITTING} | AT_PROVIDER
+# Other holders of a key that the provider counted when it refused a POST with a 429:
+# their task exists or may, and a canceled one's task runs on. Jobs still submitting
+# are left out: their POST may not have reached it yet.
+COUNTED_AT_PROVIDER = frozenset({S.SUBMIT_UNKNOWN, S.CANCELED}) | AT_PROVIDER
 
 # The steps still to run from each state, in order (the download finishes the job itself).
 PLAN: dict[JobState, tuple[str, ...]] = {
@@ -105,7 +144,7 @@ PLAN: dict[JobState, tuple[str, ...]] = {
 STEP_STATES: dict[str, frozenset[JobState]] = {
     "prepare": frozenset({S.QUEUED}),
     "submit": frozenset({S.QUEUED, S.WAITING_FOR_SLOT, S.SUBMITTING}),
-    "poll": frozenset({S.SUBMITTED, S.RUNNING}),
+    "poll": AT_PROVIDER,
     "download": frozenset({S.GENERATED, S.DOWNLOADING}),
     # A clip recorded as downloaded by an earlier version of the fleet, not yet done.
     "finish": frozenset({S.DOWNLOADING}),
@@ -121,16 +160,3 @@ def steps_from(state: JobState, *, uploads: bool = True, downloaded: bool = Fals
     if state is S.DOWNLOADING and downloaded:
         steps = ["finish"]
     return steps
-
-
-def check_move(states: Iterable[JobState] | None, to: JobState) -> None:
-    """Refuse a step's change of state the machine does not allow (a programming error).
-
-    ``states`` None is not a step's change: failing or canceling a live job, or setting
-    a state by hand (tests, repairs).
-    """
-    if to in _ENDS or states is None:
-        return  # any live job may fail or be canceled
-    for state in states:
-        if state is not to and to not in MOVES.get(state, frozenset()):
-            raise ValueError(f"a job may not move from {state} to {to}")

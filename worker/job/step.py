@@ -25,6 +25,7 @@ from worker.job.notify import notify_final
 from worker.job.record import Job, JobState
 from worker.job.states import STEP_STATES
 from worker.job.timing import first_poll_delay_for
+from worker.job.transitions import FAIL
 
 __all__ = [
     "CLAIM_SPAN",
@@ -139,11 +140,8 @@ def backoff(attempt: int, *, hint: float | None = None, cap: float = 60.0) -> fl
 
 def fail(engine: Engine, job: Job, code: str, message: str, **fields: object) -> Outcome:
     """Fail the job (unless it is final already) and free its slot or place in line."""
-    applied, _ = engine.store.change(
-        job.id,
-        states=None,
-        to=JobState.FAILED,
-        set={"error_code": code, "error_message": message[:2000], **fields},
+    applied, _ = engine.store.apply(
+        job.id, FAIL, set={"error_code": code, "error_message": message[:2000], **fields}
     )
     if applied:
         log_transition(job, "failed", code=code)

@@ -22,11 +22,13 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import redis
+from typing_extensions import Unpack
 
 from worker.infra.durability import Durability
-from worker.job.cas import CAS, as_json, text
+from worker.job.cas import CAS, Change, as_json, text
 from worker.job.record import PREFIX, Job, new_job_id
-from worker.job.states import FINAL_STATES, JobState, check_move
+from worker.job.states import FINAL_STATES, JobState
+from worker.job.transitions import ABANDON_UNSENT, CANCEL, FAIL, Transition, check
 from worker.render.pricing import estimate_cost
 from worker.render.request import RenderRequest
 
@@ -186,7 +188,7 @@ class JobStore:
 
     def confirm(self, job_id: str, *, due_in: float = 120.0) -> bool:
         """The producer's message left: steps may act on the pending job from now on."""
-        applied, _ = self.change(
+        applied, _ = self.update_fields(
             job_id,
             states={JobState.QUEUED},
             where={"enqueue_pending": 1},
@@ -197,10 +199,9 @@ class JobStore:
 
     def abandon(self, job_id: str, *, reason: str) -> bool:
         """Cancel a job whose enqueue was never confirmed, so that it can never submit."""
-        applied, _ = self.change(
+        applied, _ = self.apply(
             job_id,
-            states={JobState.QUEUED},
-            to=JobState.CANCELED,
+            ABANDON_UNSENT,
             where={"enqueue_pending": 1},
             set={"error_code": "enqueue_failed", "error_message": reason[:2000]},
         )
@@ -241,7 +242,38 @@ class JobStore:
         """Drop a job whose record expired from the schedule the sweeper reads."""
         self._redis.zrem(self.active_key, job_id)
 
-    def change(
+    def apply(
+        self,
+        job_id: str,
+        transition: Transition,
+        *,
+        only: Iterable[JobState] | None = None,
+        **change: Unpack[Change],
+    ) -> tuple[bool, JobState | None]:
+        """Move the job by a declared ``transition`` (:mod:`worker.job.transitions`), the one
+        way a job changes state: a compare-and-set that applies only if the job is in one
+        of its from-states (or of ``only``, a subset: the state the caller read) and the
+        :class:`Change`'s conditions hold. It writes the transition's own fields, then the
+        change's ``set`` and ``incr`` (which add to them, never override them).
+
+        Returns (applied, the state found before the change). Raises ValueError for an
+        undeclared transition or a from-state it does not have.
+        """
+        states = check(transition, only)
+        change["set"] = transition.fields(transition.sets, change.get("set"))
+        change["incr"] = transition.fields(transition.incr, change.get("incr"))
+        return self._change(job_id, states=states, to=transition.to, **change)
+
+    def update_fields(
+        self, job_id: str, *, states: Iterable[JobState], drop_due: bool = False,
+        **change: Unpack[Change],
+    ) -> tuple[bool, JobState | None]:  # fmt: skip
+        """Write fields (and the due time: ``drop_due`` takes the job off the schedule) of
+        a job in one of ``states``, leaving its state as it is; the same compare-and-set as
+        :meth:`apply`. Returns (applied, the state found)."""
+        return self._change(job_id, states=frozenset(states), drop_due=drop_due, **change)
+
+    def _change(
         self,
         job_id: str,
         *,
@@ -256,36 +288,16 @@ class JobStore:
         below: Mapping[str, int] | None = None,
         durable: bool = False,
     ) -> tuple[bool, JobState | None]:
-        """Compare-and-set: apply only if the job is in ``states`` (None: any non-final)
-        and every ``where`` field equals its value, no ``where_not`` field does, and every
-        ``below`` field (a claim number; missing counts as -1) is below its value.
-
-        ``durable``: a change a payment depends on; it waits for the replicas
-        (:mod:`worker.infra.durability`) and raises :class:`~worker.errors.NotDurable` when
-        it applied but too few confirmed it in time.
-
-        Returns (applied, the state found before the change).
-        """
-        states = None if states is None else list(states)
-        if to is not None:
-            check_move(states, to)
+        # The raw compare-and-set, unguarded: ``states`` None is any non-final state. Only
+        # apply and update_fields call it (and tests, to set a record up by hand).
         state_arg = "*" if states is None else ",".join(s.value for s in states)
-        due_arg = "-" if drop_due else ("" if due is None else repr(due))
         keys = [self.key(job_id), self.active_key, self.counts_key]
         args = [
-            state_arg,
-            to.value if to else "",
-            repr(time.time()),
-            due_arg,
-            self._retention,
-            as_json(where),
-            as_json(where_not),
-            as_json(set),
-            as_json(incr),
-            job_id,
-            as_json(below),
-            self.state_prefix,
-        ]
+            state_arg, to.value if to else "", repr(time.time()),
+            "-" if drop_due else ("" if due is None else repr(due)), self._retention,
+            as_json(where), as_json(where_not), as_json(set), as_json(incr), job_id,
+            as_json(below), self.state_prefix,
+        ]  # fmt: skip
         confirmed = True
         if durable:
             (applied, found), confirmed = self.durability.run(self._cas, keys=keys, args=args)
@@ -298,17 +310,14 @@ class JobStore:
 
     def fail(self, job_id: str, *, code: str, message: str) -> bool:
         """Move a non-final job to ``failed`` with its error code and message."""
-        applied, _ = self.change(
-            job_id,
-            states=None,
-            to=JobState.FAILED,
-            set={"error_code": code, "error_message": message[:2000]},
+        applied, _ = self.apply(
+            job_id, FAIL, set={"error_code": code, "error_message": message[:2000]}
         )
         return applied
 
     def cancel(self, job_id: str) -> bool:
         """Move a non-final job to ``canceled``."""
-        applied, _ = self.change(job_id, states=None, to=JobState.CANCELED)
+        applied, _ = self.apply(job_id, CANCEL)
         return applied
 
     def due(self, *, before: float, limit: int = 1000) -> list[tuple[str, float]]:

@@ -31,12 +31,10 @@ is never thrown away: its task id is recorded on the job, adopted when it can be
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 
 from config.settings import SettingsError
-from config.task_names import GRANT
 from worker.errors import (
     AccountFault,
     Deferred,
@@ -45,18 +43,17 @@ from worker.errors import (
     NotSent,
     PermanentError,
     RateLimited,
-    RelayDanceError,
     TransientError,
     UnexpectedResponse,
 )
 from worker.infra.outage import is_redis_outage
 from worker.job import calls
-from worker.job.advance import advance
 from worker.job.callback import callback_url_for
 from worker.job.engine import Engine
-from worker.job.failover import confirm_later, lost_claim, mark_in_doubt, notice_new_primary
+from worker.job.failover import confirm_later, lost_claim, mark_in_doubt
 from worker.job.record import Billing, Job, JobState
-from worker.job.states import STEP_STATES
+from worker.job.resubmit import SubmitRefused, resubmit
+from worker.job.states import IN_LINE
 from worker.job.step import (
     Outcome,
     again,
@@ -71,21 +68,34 @@ from worker.job.step import (
     stop,
     transient,
 )
+from worker.job.submit_refusals import (
+    ambiguous,
+    back_in_line,
+    count_possible_orphan,
+    mark_unknown,
+    not_durable,
+    refused_by_account,
+)
+from worker.job.transitions import SUBMIT_ACCEPTED, SUBMIT_RECORDED, SUBMIT_STARTED, WAIT_FOR_SLOT
+from worker.limits.rate import Gate
 from worker.render.request import RenderRequest
 
-__all__ = ["SubmitRefused", "count_possible_orphan", "record_task", "resubmit", "submit"]
+# Re-exported: SubmitRefused and resubmit (worker.job.resubmit), count_possible_orphan and
+# mark_unknown (worker.job.submit_refusals) are imported from here by other parts.
+__all__ = [
+    "SubmitRefused",
+    "count_possible_orphan",
+    "mark_unknown",
+    "record_task",
+    "resubmit",
+    "submit",
+]
 
 logger = logging.getLogger(__name__)
 
 S = JobState
 HOLD_REPLY_SECONDS = 60.0  # how long a task id waits in the worker for Redis to return
 _PAUSES = frozenset({"breaker", "held", "model"})
-_IN_LINE = frozenset({S.QUEUED, S.WAITING_FOR_SLOT})
-NOT_DURABLE_RETRY = 5.0  # a claim no replica confirmed is tried again after this long
-
-
-class SubmitRefused(ValueError):
-    """An operator's resubmit that does not apply to the job; the message says why."""
 
 
 def submit(engine: Engine, job_id: str, *, seq: int, attempt: int = 0) -> Outcome:
@@ -94,7 +104,7 @@ def submit(engine: Engine, job_id: str, *, seq: int, attempt: int = 0) -> Outcom
     if isinstance(job, Outcome):
         return job
     if job.remote_task_id:  # recorded, but the state change after it was lost
-        engine.store.change(job_id, states={S.SUBMITTING}, to=S.SUBMITTED, due=time.time())
+        engine.store.apply(job_id, SUBMIT_RECORDED, due=time.time())
         return moved_on(job, S.SUBMITTED, next_due=time.time())
     if attempt and job.submit_claim < claim_number(seq, attempt - 1):
         # This retry follows its own earlier claim, which the record no longer has.
@@ -105,11 +115,36 @@ def submit(engine: Engine, job_id: str, *, seq: int, attempt: int = 0) -> Outcom
         api_key(engine, job)  # a job of an alias with no key fails before it takes a slot
     except SettingsError as exc:
         return fail(engine, job, "unknown_key", str(exc))
+    gate = _admitted(engine, job, seq, attempt)
+    if isinstance(gate, Outcome):
+        return gate
+    claim = claim_number(seq, attempt)
+    now = time.time()
+    try:
+        applied, _ = engine.store.apply(
+            job_id,
+            SUBMIT_STARTED,
+            where={"seq": seq},
+            below={"submit_claim": claim},
+            set={"submit_claim": claim, "submit_intent_at": now},
+            due=now + engine.settings.http_call_deadline + engine.settings.step_grace_seconds,
+            durable=True,
+        )
+    except NotDurable as exc:
+        return not_durable(engine, job, claim, exc)
+    if not applied:
+        return stop("submit claimed by a later message, or the job moved on")
+    log_transition(job, "submitting", attempt=job.submit_attempts + 1)
+    return _post(engine, job, gate, seq=seq, claim=claim, attempt=attempt, sent_at=now)
+
+
+def _admitted(engine: Engine, job: Job, seq: int, attempt: int) -> Gate | Outcome:
+    """The gate's word on the POST once the job holds a slot; an Outcome while it waits."""
     waiting = _take_slot(engine, job, seq)
     if waiting is not None:
         return waiting
     try:
-        gate = calls.admit(engine, job, submit=True)
+        return calls.admit(engine, job, submit=True)
     except Deferred as exc:
         if exc.reason not in _PAUSES:
             return again(exc.seconds, attempt=attempt)
@@ -118,44 +153,30 @@ def submit(engine: Engine, job_id: str, *, seq: int, attempt: int = 0) -> Outcom
         if waiting is not None:
             return waiting
         return again(min(exc.seconds, engine.settings.step_grace_seconds), attempt=attempt)
-    claim = claim_number(seq, attempt)
-    now = time.time()
-    try:
-        applied, _ = engine.store.change(
-            job_id,
-            states=STEP_STATES["submit"],
-            to=S.SUBMITTING,
-            where={"seq": seq},
-            below={"submit_claim": claim},
-            set={"submit_claim": claim, "billing": Billing.PENDING.value, "submit_intent_at": now},
-            incr={"submit_attempts": 1},
-            due=now + engine.settings.http_call_deadline + engine.settings.step_grace_seconds,
-            durable=True,
-        )
-    except NotDurable as exc:
-        return _not_durable(engine, job, claim, exc)
-    if not applied:
-        return stop("submit claimed by a later message, or the job moved on")
-    log_transition(job, "submitting", attempt=job.submit_attempts + 1)
+
+
+def _post(
+    engine: Engine, job: Job, gate: Gate, *, seq: int, claim: int, attempt: int, sent_at: float
+) -> Outcome:
+    """POST the claimed job's request once; record its task, or act on what went wrong."""
     request = RenderRequest.model_validate(job.request)
-    urls = job.media_urls
-    callback = callback_url_for(engine.settings, job_id, claim=claim, now=now)
-    body = request.to_body(callback_url=callback, media_urls=urls)
+    callback = callback_url_for(engine.settings, job.id, claim=claim, now=sent_at)
+    body = request.to_body(callback_url=callback, media_urls=job.media_urls)
     try:
         task = calls.perform(
             engine,
             job,
             gate,
-            lambda client, key: client.submit(body, api_key=key, idempotency_key=job_id),
+            lambda client, key: client.submit(body, api_key=key, idempotency_key=job.id),
             submit=True,
         )
     except RateLimited as exc:
-        return _back_in_line(engine, job, claim, exc)
+        return back_in_line(engine, job, claim, exc)
     except AccountFault as exc:
-        return _refused_by_account(engine, job, claim, exc)
+        return refused_by_account(engine, job, claim, exc)
     except (NotSent, ErroredRequest) as exc:
         # Never left, or the provider answered in its own words that it errored: not billed.
-        _nothing_billed(engine, job_id, claim)
+        _nothing_billed(engine, job.id, claim)
         if engine.limits.provider_down(job.alias):
             # That opened the breaker (or it was open): wait in the paused line, which
             # moves the moment a probe gets through, instead of on a growing countdown.
@@ -164,7 +185,7 @@ def submit(engine: Engine, job_id: str, *, seq: int, attempt: int = 0) -> Outcom
                 return waiting
         return transient(engine, job, exc, attempt)
     except (TransientError, UnexpectedResponse) as exc:
-        return _ambiguous(engine, job, claim, exc, attempt, sent_at=now)
+        return ambiguous(engine, job, claim, exc, attempt, sent_at=sent_at)
     except PermanentError as exc:
         return fail(engine, job, exc.code, str(exc), billing=Billing.NONE.value)
     return _record_through_outage(engine, job, claim, task_id=task.task_id, status=task.raw_status)
@@ -181,10 +202,9 @@ def _take_slot(engine: Engine, job: Job, seq: int, *, claimed: bool = False) -> 
     wait = slot.wait if slot.paused == "model" else 0.0
     # Back from a claim (this message's, or an earlier one's): the next submit claims above it.
     claimed = claimed or job.state is S.SUBMITTING
-    applied, _ = engine.store.change(
+    applied, _ = engine.store.apply(
         job.id,
-        states={S.QUEUED, S.WAITING_FOR_SLOT, S.SUBMITTING},
-        to=S.WAITING_FOR_SLOT,
+        WAIT_FOR_SLOT,
         where={"seq": seq},
         where_not={"billing": Billing.PENDING.value},
         set={"billing": Billing.NONE.value} if claimed else None,
@@ -200,151 +220,12 @@ def _take_slot(engine: Engine, job: Job, seq: int, *, claimed: bool = False) -> 
 
 
 def _nothing_billed(engine: Engine, job_id: str, claim: int) -> None:
-    engine.store.change(
+    engine.store.update_fields(
         job_id,
         states={S.SUBMITTING},
         where={"submit_claim": claim},
         set={"billing": Billing.NONE.value},
     )
-
-
-def _ambiguous(
-    engine: Engine, job: Job, claim: int, exc: RelayDanceError, attempt: int, *, sent_at: float
-) -> Outcome:
-    """The POST may have created a task: never POST again blindly."""
-    settings = engine.settings
-    if (
-        settings.idempotent_for(job.alias)
-        and isinstance(exc, TransientError)
-        and attempt < settings.max_transient_retries
-        and job.batch is None  # a budget has no room reserved for a second task
-        and count_possible_orphan(engine, job, claim=claim, sent_at=sent_at)
-    ):
-        # Declared safe for this key: the provider answers a repeated key with the task it
-        # made. Should it not, the earlier POST is counted as possibly billed.
-        return transient(engine, job, exc, attempt)
-    mark_unknown(engine, job.id, claim=claim, evidence=f"{exc.code}: {exc}")
-    return stop("submission outcome unknown")
-
-
-def count_possible_orphan(engine: Engine, job: Job, *, claim: int, sent_at: float) -> bool:
-    """Before a declared-idempotent retry: the POST in doubt may have made a billed task of
-    its own (if the provider did not honour the key), so it counts in ``orphans``, and its
-    claim is kept, for its task's webhook to be recognised."""
-    claims = {**job.orphan_claims, str(claim): sent_at}
-    applied, _ = engine.store.change(
-        job.id,
-        states={S.SUBMITTING},
-        where={"submit_claim": claim, "billing": Billing.PENDING.value},
-        set={"billing": Billing.NONE.value, "orphan_claims": json.dumps(claims)},
-        incr={"orphans": 1},
-    )
-    return applied
-
-
-def mark_unknown(engine: Engine, job_id: str, *, claim: int | None, evidence: str) -> bool:
-    """Move a ``submitting`` job to ``submit_unknown``: its task may exist and be billed."""
-    now = time.time()
-    applied, _ = engine.store.change(
-        job_id,
-        states={S.SUBMITTING},
-        to=S.SUBMIT_UNKNOWN,
-        where={"submit_claim": claim} if claim is not None else None,
-        set={
-            "billing": Billing.UNKNOWN.value,
-            "unknown_since": now,
-            "error_code": "submit_unknown",
-            "error_message": evidence[:2000],
-        },
-        due=now + engine.settings.submit_unknown_hold_seconds,
-    )
-    if applied:
-        job = engine.store.get(job_id)
-        then = (
-            "waiting for its task's webhook"
-            if engine.settings.webhook_base_url
-            else "the operator decides: relaydance resubmit or relaydance cancel"
-        )
-        logger.warning(
-            "job %s key=%s state=submit_unknown: the submission may have reached the provider "
-            "(%s); %s",
-            job_id,
-            job.alias if job else "?",
-            evidence[:200],
-            then,
-        )
-    return applied
-
-
-def _requeue(engine: Engine, job: Job, claim: int, *, due_in: float) -> bool:
-    """Back to ``waiting_for_slot`` after a refusal that created nothing; the seq moves on,
-    so the submit that a later grant sends claims above this one."""
-    applied, _ = engine.store.change(
-        job.id,
-        states={S.SUBMITTING},
-        to=S.WAITING_FOR_SLOT,
-        where={"submit_claim": claim},
-        set={"billing": Billing.NONE.value},
-        incr={"seq": 1},
-        due=time.time() + due_in + engine.settings.step_grace_seconds,
-    )
-    return applied
-
-
-def _not_durable(engine: Engine, job: Job, claim: int, exc: NotDurable) -> Outcome:
-    """The claim is on the primary alone: a failover could lose it and let the job be paid
-    for twice. Nothing is sent; the job waits at the head of its line, unbilled."""
-    _requeue(engine, job, claim, due_in=NOT_DURABLE_RETRY)
-    engine.limits.push_front(job.alias, job.id)  # no learning: the provider said nothing
-    engine.send(GRANT, job.alias, countdown=NOT_DURABLE_RETRY)
-    logger.warning("job %s key=%s: not sent: %s", job.id, job.alias, exc)
-    log_transition(job, "waiting_for_slot", reason="claim not durable")
-    return stop("claim not durable; back in line")
-
-
-def _refused_by_account(engine: Engine, job: Job, claim: int, exc: AccountFault) -> Outcome:
-    """401, 402 or a 403 for balance, access or the model: nothing was created. The key (or
-    its use of the model) is paused now; the job waits at the head of its line, unbilled."""
-    _requeue(engine, job, claim, due_in=engine.settings.pause_probe_seconds)
-    # The line is paused: acquiring again puts the job first in it (or parks it off the
-    # line, for a held model) and gives its slot back without handing it on.
-    slot = engine.limits.acquire(job.alias, job.id, model=job.model)
-    resume_granted(engine, slot.also_granted)
-    log_transition(job, "waiting_for_slot", refused=exc.code, paused=slot.paused or "?")
-    return stop(f"{exc.code}: the key is paused; the job waits, unbilled")
-
-
-def _back_in_line(engine: Engine, job: Job, claim: int, exc: RateLimited) -> Outcome:
-    """HTTP 429 on submit: nothing was created. Lower the key's limit and queue at the head."""
-    notice_new_primary(engine, record=False)  # a new primary: this 429 teaches nothing
-    effective = engine.limits.on_rate_limited(
-        job.alias,
-        retry_after=exc.retry_after,
-        in_flight=_live_at_provider(engine, job),
-    )
-    wait = exc.retry_after if exc.retry_after is not None else 5.0
-    _requeue(engine, job, claim, due_in=wait)
-    # push_front gives up the slot and queues the job first, without handing the slot
-    # to another waiter who would submit into the same overload.
-    engine.limits.push_front(job.alias, job.id)
-    engine.send(GRANT, job.alias, countdown=wait)
-    log_transition(
-        job, "waiting_for_slot", reason="429", retry_after=wait, effective_limit=effective
-    )
-    return stop("rate limited; back in line")
-
-
-def _live_at_provider(engine: Engine, job: Job) -> int:
-    """How many of the key's tasks the provider counted when it refused this one.
-
-    Only holders whose task exists (or may) count: jobs still in line for their POST,
-    or this job itself, do not. This is the cap the provider enforces for the key.
-    """
-    holders = [h for h in engine.limits.holders(job.alias) if h != job.id]
-    if not holders:
-        return 0
-    live = {S.SUBMIT_UNKNOWN.value, S.SUBMITTED.value, S.RUNNING.value, S.CANCELED.value}
-    return sum(1 for state in engine.store.field_of(holders, "state") if state in live)
 
 
 def _record_through_outage(
@@ -376,16 +257,11 @@ def record_task(engine: Engine, job: Job, claim: int, *, task_id: str, status: s
     expected = first_poll_delay(engine, str(job.request["model"]), int(job.request["seconds"]))
     first_poll = time.time() + expected  # as recorded: the poll sent next waits for it
     try:
-        recorded, _ = engine.store.change(
+        recorded, _ = engine.store.apply(
             job.id,
-            states={S.SUBMITTING},
-            to=S.SUBMITTED,
+            SUBMIT_ACCEPTED,
             where={"submit_claim": claim},
-            set={
-                "remote_task_id": task_id,
-                "remote_status": status,
-                "billing": Billing.BILLED.value,
-            },
+            set={"remote_task_id": task_id, "remote_status": status},
             due=time.time() + expected,
             durable=True,
         )
@@ -415,10 +291,10 @@ def _record_late(engine: Engine, job_id: str, *, task_id: str, status: str, clai
         evidence = f"the reply of submission {claim} (task {task_id}) found it without the claim"
         if mark_in_doubt(engine, job, evidence=evidence, claim=claim):
             job = engine.store.get(job_id) or job
-    if job.state is S.SUBMIT_UNKNOWN or (job.orphans and job.state in _IN_LINE):
+    if job.state is S.SUBMIT_UNKNOWN or (job.orphans and job.state in IN_LINE):
         return adopt_task(engine, job, task_id=task_id, status=status, source="late reply")
     # Canceled or failed while the POST was in flight: the task exists and may be billed.
-    applied, _ = engine.store.change(
+    applied, _ = engine.store.update_fields(
         job_id,
         states={job.state},
         where={"remote_task_id": ""},
@@ -432,50 +308,3 @@ def _record_late(engine: Engine, job_id: str, *, task_id: str, status: str, clai
             task_id,
         )
     return stop(f"job is {job.state}; task id kept")
-
-
-def resubmit(engine: Engine, job_id: str) -> Job:
-    """The operator's decision for a ``submit_unknown`` job: submit again, knowingly.
-
-    The earlier attempt's task, if it exists, may be billed as well: it is counted in
-    ``orphans`` (possibly billed) and its webhook, should it come, is recorded as a
-    duplicate spend. Raises :class:`SubmitRefused` when the job is in another state.
-    """
-    job = engine.store.get(job_id)
-    if job is None:
-        raise SubmitRefused(f"no job {job_id!r} (unknown, or expired)")
-    if job.state is not S.SUBMIT_UNKNOWN:
-        raise SubmitRefused(
-            f"job {job_id} is {job.state.value}; only a job in submit_unknown is resubmitted"
-        )
-    # The submission in doubt stays an orphan: its task's webhook is still recognised.
-    claims = {**job.orphan_claims, str(job.submit_claim): job.submit_intent_at or job.updated_at}
-    durable = True
-    try:
-        applied, _ = engine.store.change(
-            job_id,
-            states={S.SUBMIT_UNKNOWN},
-            to=S.WAITING_FOR_SLOT,
-            set={
-                "billing": Billing.NONE.value,
-                "error_code": "",
-                "error_message": "",
-                "orphan_claims": json.dumps(claims),
-            },
-            incr={"seq": 1, "orphans": 1},
-            due=time.time() + engine.settings.step_grace_seconds,
-            durable=True,
-        )
-    except NotDurable as exc:
-        # Resubmitted on the primary; it is not started now: the sweeper starts it when
-        # due, and its own claim waits for a replica like every claim.
-        applied, durable = True, False
-        logger.warning("job %s: resubmitted, not started yet: %s", job_id, exc)
-    if not applied:
-        raise SubmitRefused(f"job {job_id} changed meanwhile; look at it again")
-    log_transition(job, "waiting_for_slot", reason="resubmitted by the operator")
-    fresh = engine.store.get(job_id)
-    assert fresh is not None
-    if durable:
-        advance(engine, fresh)
-    return fresh

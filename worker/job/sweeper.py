@@ -39,8 +39,9 @@ from worker.job.failover import FAILOVER_POLL_FIELD, notice_new_primary
 from worker.job.notify import deliver_due
 from worker.job.record import Billing, Job, JobState
 from worker.job.slots import reconcile
+from worker.job.states import AT_PROVIDER, LIVE_STATES
 from worker.job.step import ENQUEUE_GRACE, resume_granted
-from worker.job.submit import count_possible_orphan, mark_unknown
+from worker.job.submit_refusals import count_possible_orphan, mark_unknown
 
 __all__ = ["LAST_SWEEP_KEY", "SweepReport", "sweep"]
 
@@ -109,11 +110,12 @@ def sweep(engine: Engine, *, grace: float | None = None, limit: int = 2000) -> S
 
 def _poll_live_now(engine: Engine, *, now: float) -> None:
     """Make every job whose task is live due now (its webhook's effect may be lost)."""
-    live = {S.SUBMITTED, S.RUNNING}
-    for state in live:
+    for state in (S.SUBMITTED, S.RUNNING):  # AT_PROVIDER, in order of progress
         for job_id in engine.store.in_state(state):
             # Marked: a job that then ends by this poll did not miss its webhook.
-            engine.store.change(job_id, states=live, due=now, set={FAILOVER_POLL_FIELD: now})
+            engine.store.update_fields(
+                job_id, states=AT_PROVIDER, due=now, set={FAILOVER_POLL_FIELD: now}
+            )
 
 
 def _nudge_probes(engine: Engine, aliases: list[str]) -> list[str]:
@@ -162,7 +164,7 @@ def _overdue(engine: Engine, job: Job, *, now: float) -> str:
     if job.state is S.WAITING_FOR_SLOT and not engine.limits.holds(job.alias, job.id):
         if engine.limits.position(job.alias, job.id) is not None:
             # Still in line: nothing is lost, look again later.
-            engine.store.change(
+            engine.store.update_fields(
                 job.id, states={S.WAITING_FOR_SLOT}, due=now + engine.settings.step_grace_seconds
             )
             return ""
@@ -181,7 +183,7 @@ def _overdue(engine: Engine, job: Job, *, now: float) -> str:
     if job.state is S.SUBMIT_UNKNOWN:
         # The hold has passed: any task of that submission is final by now. The slot
         # goes back (the reconciler frees it); the job waits for the operator.
-        applied, _ = engine.store.change(job.id, states={S.SUBMIT_UNKNOWN}, drop_due=True)
+        applied, _ = engine.store.update_fields(job.id, states={S.SUBMIT_UNKNOWN}, drop_due=True)
         if applied:
             logger.warning(
                 "job %s key=%s state=submit_unknown: slot freed after the hold; waiting for "
@@ -195,10 +197,10 @@ def _overdue(engine: Engine, job: Job, *, now: float) -> str:
 
 def _resume(engine: Engine, job: Job, *, now: float) -> bool:
     # A resumed poll runs at once; other steps get time to run before the next sweep.
-    polling = job.state in (S.SUBMITTED, S.RUNNING)
-    applied, _ = engine.store.change(
+    polling = job.state in AT_PROVIDER
+    applied, _ = engine.store.update_fields(
         job.id,
-        states=None,
+        states=LIVE_STATES,
         where={"seq": job.seq},
         incr={"seq": 1},
         due=now if polling else now + engine.settings.step_grace_seconds,

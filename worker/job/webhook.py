@@ -48,7 +48,14 @@ from worker.job.engine import Engine
 from worker.job.failover import confirm_later, lost_claim, mark_in_doubt
 from worker.job.record import FINAL_STATES, Billing, Job, JobState
 from worker.job.remote import apply_remote, charged
+from worker.job.states import ALL_STATES, SUBMISSION_IN_DOUBT, WEBHOOK_MOVABLE
 from worker.job.step import Outcome, backoff, first_poll_delay, log_transition, moved_on
+from worker.job.transitions import (
+    ADOPT_AFTER_RESUBMIT,
+    ADOPT_ORPHAN,
+    SUBMIT_RECORDED,
+    WEBHOOK_RUNNING,
+)
 from worker.provider.dialects import RemoteTask, TaskStatus
 
 __all__ = [
@@ -68,13 +75,6 @@ DUPLICATE_IDS_FIELD = "duplicate_remote_ids"
 MAX_ATTEMPTS = 5  # re-fetch attempts before leaving the job to its safety poll
 CLOCK_SKEW = 120.0  # seconds the provider's clock may be off ours
 
-_MOVABLE = frozenset({S.SUBMITTING, S.SUBMITTED, S.RUNNING})
-# States a job with no remote id may adopt an orphaned submission's task in: a POST may
-# have left and its reply been lost. In line again only after an operator's resubmit
-# (orphans > 0); a job back in line after a plain 429 created nothing.
-_IN_DOUBT = frozenset({S.SUBMITTING, S.SUBMIT_UNKNOWN})
-_IN_LINE = frozenset({S.QUEUED, S.WAITING_FOR_SLOT})
-_EVERY_STATE = frozenset(JobState)
 _UNSETTLED = frozenset({Billing.PENDING, Billing.UNKNOWN})
 
 
@@ -85,7 +85,7 @@ def may_have_orphan(job: Job, claim: int | None = None) -> bool:
         return False
     if claim is not None and lost_claim(job, claim):
         return True
-    if job.state in (S.SUBMITTING, S.SUBMIT_UNKNOWN):
+    if job.state in SUBMISSION_IN_DOUBT:
         return True
     if job.state in FINAL_STATES:
         return job.billing in _UNSETTLED or job.orphans > 0
@@ -120,17 +120,9 @@ def on_webhook(
         if mark_in_doubt(engine, job, evidence=evidence, claim=claim):
             job = engine.store.get(job_id) or job
     sent_at = None if claim is None else job.claim_sent_at(claim)
-    if recorded is None:
-        if not may_have_orphan(job):
-            return _stop(f"job is {job.state} with no submission that could be orphaned")
-        if sent_at is None:
-            return _stop("no submission in doubt sent this delivery's callback URL")
-    elif hint == recorded and job.state not in _MOVABLE:
-        return _stop(f"job is already {job.state}")
-    elif hint != recorded and (job.orphans == 0 or sent_at is None):
-        # One submission created a task, and it is recorded: another id is not this job's,
-        # unless it came through the URL of another submission of the job in doubt.
-        return _stop("task is not the job's; no other submission of it sent this URL")
+    refused = _not_the_jobs(job, hint, sent_at)
+    if refused is not None:
+        return refused
     fetched = _fetch(engine, job, hint, attempt)
     if isinstance(fetched, Outcome):
         return fetched
@@ -146,9 +138,26 @@ def on_webhook(
         return record_duplicate_spend(engine, job, task_id=fetched.task_id, fetched=fetched)
     if job.state is S.SUBMITTING:
         # The id was recorded but the state change after it was lost.
-        engine.store.change(job.id, states={S.SUBMITTING}, to=S.SUBMITTED)
+        engine.store.apply(job.id, SUBMIT_RECORDED)
         job = engine.store.get(job.id) or job
     return _apply(engine, job, fetched)
+
+
+def _not_the_jobs(job: Job, hint: str, sent_at: float | None) -> Outcome | None:
+    """Why a delivery naming task ``hint`` cannot move the job, or None when it may."""
+    recorded = job.remote_task_id
+    if recorded is None:
+        if not may_have_orphan(job):
+            return _stop(f"job is {job.state} with no submission that could be orphaned")
+        if sent_at is None:
+            return _stop("no submission in doubt sent this delivery's callback URL")
+    elif hint == recorded and job.state not in WEBHOOK_MOVABLE:
+        return _stop(f"job is already {job.state}")
+    elif hint != recorded and (job.orphans == 0 or sent_at is None):
+        # One submission created a task, and it is recorded: another id is not this job's,
+        # unless it came through the URL of another submission of the job in doubt.
+        return _stop("task is not the job's; no other submission of it sent this URL")
+    return None
 
 
 def _fetch(engine: Engine, job: Job, task_id: str, attempt: int) -> RemoteTask | Outcome:
@@ -213,9 +222,7 @@ def _apply(engine: Engine, job: Job, task: RemoteTask) -> Outcome:
     if task.status is TaskStatus.RUNNING:
         # Not apply_remote: it would pull the next poll forward, and with webhooks on
         # the safety poll should stay late.
-        engine.store.change(
-            job.id, states={S.SUBMITTED}, to=S.RUNNING, set={"remote_status": task.raw_status}
-        )
+        engine.store.apply(job.id, WEBHOOK_RUNNING, set={"remote_status": task.raw_status})
     return _stop(f"task is {task.raw_status or task.status.value}; waiting")
 
 
@@ -227,7 +234,7 @@ def _adopt(engine: Engine, job: Job, task: RemoteTask) -> Outcome:
         # Canceled or failed with a submission in doubt: keep the id, it may be billed.
         failed = task.status is TaskStatus.FAILED and not charged(task)
         billing = Billing.NOT_BILLED if failed else Billing.BILLED
-        engine.store.change(
+        engine.store.update_fields(
             job.id,
             states={job.state},
             where={"remote_task_id": ""},
@@ -245,7 +252,7 @@ def _adopt(engine: Engine, job: Job, task: RemoteTask) -> Outcome:
         if fresh.remote_task_id and fresh.remote_task_id != task.task_id and fresh.orphans:
             # A resubmission won the race: this task is a second, billed one.
             return record_duplicate_spend(engine, fresh, task_id=task.task_id, fetched=task)
-        if fresh.remote_task_id != task.task_id or fresh.state not in _MOVABLE:
+        if fresh.remote_task_id != task.task_id or fresh.state not in WEBHOOK_MOVABLE:
             return _stop(f"job is {fresh.state}; not adopted")
     outcome = _apply(engine, fresh, task)
     if adopted.action == "next" and not task.is_final:
@@ -262,20 +269,15 @@ def adopt_task(engine: Engine, job: Job, *, task_id: str, status: str, source: s
     """
     expected = first_poll_delay(engine, str(job.request["model"]), int(job.request["seconds"]))
     first_poll = time.time() + expected  # as recorded: the poll sent next waits for it
+    # In line again only after an operator's resubmit (orphans > 0); a job back in line
+    # after a plain 429 created nothing.
+    adopt = ADOPT_AFTER_RESUBMIT if job.orphans > 0 else ADOPT_ORPHAN
     try:
-        applied, found = engine.store.change(
+        applied, found = engine.store.apply(
             job.id,
-            states=_IN_DOUBT | _IN_LINE if job.orphans > 0 else _IN_DOUBT,
-            to=S.SUBMITTED,
+            adopt,
             where={"remote_task_id": ""},
-            set={
-                "remote_task_id": task_id,
-                "remote_status": status,
-                "billing": Billing.BILLED.value,
-                "adopted_from": source,
-                "error_code": "",
-                "error_message": "",
-            },
+            set={"remote_task_id": task_id, "remote_status": status, "adopted_from": source},
             due=time.time() + expected,
             durable=True,
         )
@@ -315,9 +317,9 @@ def record_duplicate_spend(
         raw = json.dumps(known) if known else ""  # as written: the compare-and-set's value
         if task_id in known:
             return _stop("duplicate spend already recorded")
-        applied, _ = engine.store.change(
+        applied, _ = engine.store.update_fields(
             current.id,
-            states=_EVERY_STATE,
+            states=ALL_STATES,
             where={DUPLICATE_IDS_FIELD: raw},
             set={DUPLICATE_IDS_FIELD: json.dumps([*known, task_id])},
             incr={DUPLICATE_SPEND_FIELD: 1},

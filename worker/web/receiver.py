@@ -38,7 +38,8 @@ from worker.job.callback import (
     verify_claim,
 )
 from worker.job.engine import Engine, get_engine
-from worker.job.record import Job, JobState
+from worker.job.record import Job
+from worker.job.states import FINAL_STATES_LUA, WEBHOOK_MOVABLE
 from worker.provider.dialects import Dialect
 
 __all__ = [
@@ -58,8 +59,6 @@ _JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _GATE = "rd:hookgate:"  # a re-fetch started in the window (SET NX PX)
 _TRAIL = "rd:hooktrail:"  # a trailing re-fetch is already queued for the window
 _TASK_ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
-# States in which a verified webhook can still move the job.
-_LISTENING = frozenset({JobState.SUBMITTING, JobState.SUBMITTED, JobState.RUNNING})
 
 Reply = tuple[int, dict[str, Any]]
 _NOT_FOUND: Reply = (404, {"ok": False, "error": "not found"})
@@ -156,11 +155,12 @@ local f = redis.call('HMGET', KEYS[1], 'state', 'alias', 'remote_task_id', 'bill
                      'submit_claim')
 if not f[1] then return {} end
 local opened = 0
-if f[1] ~= 'done' and f[1] ~= 'failed' and f[1] ~= 'canceled' then
+local finals = FINAL_STATES
+if not finals[f[1]] then
   if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then opened = 1 end
 end
 return {f[1], f[2] or false, f[3] or false, f[4] or false, f[5] or false, f[6] or false, opened}
-"""
+""".replace("FINAL_STATES", FINAL_STATES_LUA, 1)  # the final states, from the one table
 _scripts: dict[int, Script] = {}
 
 
@@ -217,7 +217,7 @@ def _dispatch(
         # nothing and has nothing to adopt.
         wanted = hint is not None and claim is not None and may_have_orphan(job, claim)
     elif hint is None or hint == recorded:
-        wanted = job.state in _LISTENING
+        wanted = job.state in WEBHOOK_MOVABLE
     else:
         # Another task than the recorded one: a second billed submission only when the
         # job had another submission (orphans), through whose URL it came; otherwise a

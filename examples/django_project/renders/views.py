@@ -25,7 +25,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from config.settings import get_settings
-from tasks import JobNotFound, clip_url, enqueue_render, get_job
+from worker.api import JobNotFound, clip_url, enqueue_render, get_job
 from worker.cli.status_view import status_view
 from worker.errors import InvalidRequest
 from worker.job.engine import get_engine

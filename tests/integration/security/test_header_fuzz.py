@@ -116,7 +116,7 @@ class Fuzzed:
         transport = httpx.ASGITransport(app=app, client=("198.51.100.9", 40000))
         self.client = httpx.AsyncClient(transport=transport, base_url="http://testserver")
         self.job_id = make_job(engine)
-        engine.store.change(self.job_id, states=None, to=JobState.RUNNING,
+        engine.store._change(self.job_id, states=None, to=JobState.RUNNING,
                             set={"remote_task_id": "t_1"})  # fmt: skip
         self.token = token_for(SECRET, self.job_id)
         (engine.settings.output_dir / f"{self.job_id}.mp4").write_bytes(MP4)

@@ -146,7 +146,7 @@ def job_in_doubt(redis_url: str) -> Iterator[tuple[JobStore, str]]:
     store = JobStore(client)
     request = validate_request({"model": "doubao-seedance-2-0-fast-260128", "prompt": "a boat"})
     job_id = store.create_render(request, alias="default")
-    store.change(job_id, states=None, to=JobState.SUBMIT_UNKNOWN)
+    store._change(job_id, states=None, to=JobState.SUBMIT_UNKNOWN)
     yield store, job_id
     client.close()
 

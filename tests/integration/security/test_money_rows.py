@@ -92,7 +92,7 @@ def kinovi_job(engine: RecordingEngine) -> str:
 
 def _in_doubt(engine: RecordingEngine, *, sent_at: float) -> str:
     job_id = kinovi_job(engine)
-    engine.store.change(job_id, states=None, to=S.SUBMIT_UNKNOWN,
+    engine.store._change(job_id, states=None, to=S.SUBMIT_UNKNOWN,
                         set={"submit_claim": 0, "billing": "unknown",
                              "submit_intent_at": sent_at})  # fmt: skip
     return job_id
@@ -131,7 +131,7 @@ def test_a_delivery_without_its_submissions_proof_adopts_nothing(
     assert _deliver(engine, job_id, "task_x", claim="0." + "0" * 32) == 404  # forged proof
     # A genuine proof of an earlier submission of the job that is not in doubt (the job's
     # own is claim 0 here; a later claim than the record's would be one a failover lost).
-    engine.store.change(job_id, states=None, set={"submit_claim": 7})
+    engine.store._change(job_id, states=None, set={"submit_claim": 7})
     assert on_webhook(engine, job_id, task_id="task_x", claim=3).action == "stop"
     assert engine.store.get(job_id).state is S.SUBMIT_UNKNOWN  # type: ignore[union-attr]
     assert not provider.tasks["task_x"].get("fetched")
@@ -141,10 +141,10 @@ def test_a_failed_task_that_was_charged_keeps_its_money(
     engine: RecordingEngine, provider: Provider
 ) -> None:
     job_id = kinovi_job(engine)
-    engine.store.change(job_id, states=None, to=S.SUBMITTED,
+    engine.store._change(job_id, states=None, to=S.SUBMITTED,
                         set={"remote_task_id": "task_f", "billing": "billed"})  # fmt: skip
     provider.task("task_f", created=time.time(), state="fail", credits=140)
-    engine.store.change(job_id, states=None, due=0.0)
+    engine.store._change(job_id, states=None, due=0.0)
     pipeline.poll(engine, job_id, seq=0)
     job = engine.store.get(job_id)
     assert job is not None and job.state is S.FAILED
@@ -194,29 +194,29 @@ def test_a_declared_idempotent_retry_counts_the_earlier_post_as_a_possible_orpha
 def test_a_resubmit_in_a_budgeted_batch_reserves_its_cost_or_is_refused(
     redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import tasks.api
+    from worker.api import jobs
 
     url = redis_server.url[: -len("/0")] + "/2"
     redis.Redis.from_url(url).flushdb()
     monkeypatch.delenv("RELAYDANCE_PRICES", raising=False)
     engine = make_engine(load_settings(redis_url=url, api_key="sk-test"))
-    monkeypatch.setattr(tasks.api, "get_engine", lambda: engine)
+    monkeypatch.setattr(jobs, "get_engine", lambda: engine)
     lines = [{"model": "doubao-seedance-2-0-fast-260128", "prompt": f"shot {n}", "seconds": 5}
              for n in range(2)]  # fmt: skip
     batches = Batches(engine)
     sub = batches.submit(parse_records(lines), budget=3 * 0.70)
     first, second = (batches.job_ids(sub.batch_id)[i] for i in (0, 1))
     for job_id in (first, second):
-        engine.store.change(job_id, states=None, to=S.SUBMIT_UNKNOWN,
+        engine.store._change(job_id, states=None, to=S.SUBMIT_UNKNOWN,
                             set={"billing": "unknown", "submit_intent_at": time.time()})  # fmt: skip
-    tasks.api.resubmit(first)  # room for one more submission: reserved
+    jobs.resubmit(first)  # room for one more submission: reserved
     assert batches.status(sub.batch_id).committed_usd == pytest.approx(3 * 0.70)
     with pytest.raises(SubmitRefused, match="budget committed; raise it"):
-        tasks.api.resubmit(second)
+        jobs.resubmit(second)
     assert engine.store.get(second).state is S.SUBMIT_UNKNOWN  # type: ignore[union-attr]
     assert batches.status(sub.batch_id).committed_usd == pytest.approx(3 * 0.70)
     # The resubmitted job is done, its orphan still possibly billed: within the budget.
-    engine.store.change(first, states=None, to=S.DONE, set={"billing": "billed"})
+    engine.store._change(first, states=None, to=S.DONE, set={"billing": "billed"})
     status = batches.status(sub.batch_id)
     assert status.spent_usd + status.unknown_usd <= 3 * 0.70 + 1e-9
     engine.close()

@@ -82,11 +82,11 @@ def test_a_poll_answered_408_or_409_is_retried_a_bounded_number_of_times(
 ) -> None:
     engine, answers = answered
     job_id = make_job(engine)
-    engine.store.change(job_id, states=None, to=S.SUBMITTED, set={"remote_task_id": "task_1"})
+    engine.store._change(job_id, states=None, to=S.SUBMITTED, set={"remote_task_id": "task_1"})
     n, attempt = 0, 0
     outcomes = []
     for _ in range(10):  # bounded: max_transient_retries is 2
-        engine.store.change(job_id, states=None, due=0.0)
+        engine.store._change(job_id, states=None, due=0.0)
         outcome = pipeline.poll(engine, job_id, seq=0, n=n, attempt=attempt)
         outcomes.append(outcome.action)
         if outcome.action != "again":

@@ -173,7 +173,7 @@ def test_a_hostile_webhook_is_refused_spends_nothing_and_writes_nothing(
     engine: RecordingEngine, provider: Provider, case: Hook
 ) -> None:
     job_id = make_job(engine)
-    applied, _ = engine.store.change(
+    applied, _ = engine.store._change(
         job_id, states=None, to=case.state, set=dict(case.fields) or None
     )
     assert applied or case.state is S.QUEUED

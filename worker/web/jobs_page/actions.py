@@ -20,13 +20,13 @@ class ActionRefused(Exception):
 
 
 def _cancel(job_id: str) -> bool:
-    from tasks import cancel
+    from worker.api import cancel
 
     return cancel(job_id)  # ``relaydance cancel``: frees its slot or place in line
 
 
 def _resubmit(job_id: str) -> Job:
-    from tasks import resubmit
+    from worker.api import resubmit
     from worker.job.submit import SubmitRefused
 
     try:
@@ -36,7 +36,7 @@ def _resubmit(job_id: str) -> Job:
 
 
 def _retake(job_id: str, prompt: str | None) -> str:
-    from tasks import JobNotFound, retake
+    from worker.api import JobNotFound, retake
     from worker.errors import InvalidRequest
 
     try:
@@ -48,7 +48,7 @@ def _retake(job_id: str, prompt: str | None) -> str:
 
 
 def _clip_url(job: Job) -> str | None:
-    from tasks import clip_url
+    from worker.api import clip_url
 
     return clip_url(job)
 

@@ -14,20 +14,19 @@ from urllib.parse import urlsplit, urlunsplit
 
 from worker.errors import StorageError
 from worker.job.engine import Engine
-from worker.job.record import FINAL_STATES, Job, JobState
+from worker.job.record import Job, JobState
+from worker.job.states import TASK_MAY_EXIST
+from worker.job.transitions import CANCEL, RESUBMIT
 from worker.web.jobs_page.media import IMAGE_SUFFIXES, clip_path, output_suffix
 
 __all__ = ["CANCELABLE", "RESUBMITTABLE", "JobDetail", "job_detail", "redacted"]
 
 # Any job not final may be canceled (as ``relaydance cancel`` does); once its task may
 # exist at the provider, it may still be billed, which the confirmation says.
-CANCELABLE = frozenset(s for s in JobState if s not in FINAL_STATES)
-REMOTE_MAY_LIVE = frozenset(
-    {JobState.SUBMITTING, JobState.SUBMIT_UNKNOWN, JobState.SUBMITTED, JobState.RUNNING,
-     JobState.GENERATED, JobState.DOWNLOADING}
-)  # fmt: skip
+CANCELABLE = CANCEL.sources
+REMOTE_MAY_LIVE = TASK_MAY_EXIST
 # Only an ambiguous submission is sent again, and only as the operator's decision.
-RESUBMITTABLE = frozenset({JobState.SUBMIT_UNKNOWN})
+RESUBMITTABLE = RESUBMIT.sources
 _MAX_VALUE = 300
 _MAX_MANIFEST = 64 * 1024
 

@@ -1,0 +1,75 @@
+"""Every check an enqueue makes before anything is written or sent, made once.
+
+:func:`check_render` returns a :class:`CheckedRender`: the request normalised by the
+rules of the provider behind its key alias, its local files found and sniffed. The
+enqueue takes it as it is, so a caller that checked first (the CLI, to show a dry run)
+does not have every file read again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from config.settings import get_settings
+from worker.errors import InvalidRequest
+from worker.render.aliases import alias_problem
+from worker.render.request import RenderRequest
+from worker.render.validation import validate_request
+
+__all__ = ["CheckedRender", "check_render"]
+
+
+@dataclass(frozen=True)
+class CheckedRender:
+    """A render request that passed :func:`check_render`, with the key and ``on_done``
+    it was checked for. Make it with :func:`check_render` only."""
+
+    request: RenderRequest
+    key: str
+    on_done: str | None = None
+
+    @property
+    def uploads(self) -> bool:
+        """Whether local files go up before the submission (a ``prepare`` step first)."""
+        return bool(self.request.local_paths())
+
+
+def check_render(
+    request: RenderRequest | Mapping[str, Any],
+    *,
+    key: str = "default",
+    on_done: str | None = None,
+    check_on_done: bool = False,
+) -> CheckedRender:
+    """Check a render request by the rules of the provider behind ``key``.
+
+    Raises :class:`~worker.errors.InvalidRequest` listing every problem. With
+    ``check_on_done``, ``on_done`` must name a task registered on the fleet's app in
+    this process.
+    """
+    settings = get_settings()
+    bad_key = alias_problem(key, settings.keys())
+    if bad_key:  # before anything else reads it: a key given as the alias goes no further
+        raise InvalidRequest([("key", bad_key)])
+    valid = validate_request(request, provider=settings.provider_for(key))
+    if on_done is not None and not on_done.strip():
+        raise InvalidRequest([("on_done", "is empty; give a Celery task name or leave it out")])
+    if on_done is not None and check_on_done:
+        _check_registered(on_done)
+    return CheckedRender(valid, key, on_done)
+
+
+def _check_registered(name: str) -> None:
+    from worker import app
+
+    if name in app.tasks:
+        return
+    ours = sorted(n for n in app.tasks if not n.startswith(("celery.", "relaydance.")))
+    known = ", ".join(ours) or "none"
+    raise InvalidRequest([(
+        "on_done",
+        f"no task named {name!r} is registered on the fleet's app (registered: {known}); "
+        "check the spelling, and import the module that defines it",
+    )])  # fmt: skip
