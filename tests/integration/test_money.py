@@ -212,7 +212,9 @@ def test_a_step_waits_for_the_producers_confirmation_and_never_runs_an_abandoned
     assert run_step(engine, "submit", job_id, seq=0).action == "stop"
     job = engine.store.get(job_id)
     assert job is not None and (job.state, job.error_code) == (S.CANCELED, "enqueue_failed")
-    assert not engine.store.confirm(job_id)  # too late: the producer raised
+    assert engine.store.confirm_pending([job_id], due=0) == [
+        "canceled"
+    ]  # too late: the producer raised
     assert sim.stats()["submissions"] == 0
 
 

@@ -407,12 +407,57 @@ def test_a_bad_route_names_the_alias_and_field_and_never_the_key() -> None:
     assert SECRET not in message
 
 
-def test_the_provider_names_of_the_settings_are_the_dialects() -> None:
-    from config.settings import PROVIDERS, WITHOUT_IDEMPOTENCY
+def test_the_settings_route_to_the_providers_the_dialects_define() -> None:
+    # One source: a provider's name, home and Idempotency-Key word are its dialect's.
     from worker.provider.dialects import get_dialect, known_dialects
     from worker.render.rules import provider_names
 
-    assert tuple(sorted(PROVIDERS)) == known_dialects() == provider_names()
-    for name, url in PROVIDERS.items():
-        assert get_dialect(name).default_base_url == url
-        assert get_dialect(name).takes_idempotency_key == (name not in WITHOUT_IDEMPOTENCY)
+    assert known_dialects() == provider_names()
+    for name in known_dialects():
+        dialect = get_dialect(name)
+        route = {"key": SECRET, "provider": name}
+        settings = load_settings(api_keys={"a": route})
+        assert settings.provider_for("a") == name
+        assert settings.base_url_for("a") == dialect.default_base_url
+        if dialect.takes_idempotency_key:
+            declared = load_settings(api_keys={"a": {**route, "idempotent": True}})
+            assert declared.idempotent_for("a") is True
+        else:
+            with pytest.raises(SettingsError, match="documents no Idempotency-Key"):
+                load_settings(api_keys={"a": {**route, "idempotent": True}})
+
+
+def test_no_two_parts_of_the_settings_name_a_validator_alike() -> None:
+    # Composed by inheritance, a validator named like another part's would hide it.
+    from pydantic import BaseModel
+
+    parts = [
+        base
+        for base in Settings.__mro__[1:]
+        if issubclass(base, BaseModel) and base.__module__.startswith(("config.", "worker."))
+    ]
+    assert len(parts) >= 7
+    names = [
+        name
+        for part in parts
+        for kind in ("field_validators", "model_validators")
+        for name in getattr(part.__pydantic_decorators__, kind)
+        if name in vars(part)
+    ]
+    assert sorted(names) == sorted(set(names))
+    composed = Settings.__pydantic_decorators__
+    assert set(names) <= set(composed.field_validators) | set(composed.model_validators)
+
+
+def test_the_provider_package_reads_nothing_of_config() -> None:
+    # config composes the provider's settings part: an import back would close a circle.
+    from tests.unit.test_imports import import_graph
+
+    wrong = sorted(
+        f"{module} -> {target}"
+        for module, targets in import_graph().items()
+        if module.startswith("worker.provider")
+        for target in targets
+        if target.split(".")[0] == "config"
+    )
+    assert not wrong

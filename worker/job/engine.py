@@ -115,8 +115,7 @@ class Engine:
         with self._routes_lock:
             found = self.routes.get(route)
             if found is None:
-                routed = settings.model_copy(update={"dialect": route[0], "base_url": route[1]})
-                found = self.routes[route] = ApiClient.from_settings(routed)
+                found = self.routes[route] = ApiClient.from_settings(settings, alias=alias)
             return found
 
     def limit_snapshots(self) -> dict[str, LimitSnapshot]:

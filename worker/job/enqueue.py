@@ -14,17 +14,14 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import redis
-from redis.exceptions import NoScriptError
 
 from worker.errors import EnqueueFailed
-from worker.job.cas import CAS, as_json, text
 from worker.job.engine import Engine
 from worker.job.record import Job
 from worker.job.states import JobState
@@ -32,7 +29,6 @@ from worker.job.states import JobState
 __all__ = ["NewJob", "confirm_all", "enqueue_jobs", "let_go", "new_job", "write_pending"]
 
 _CONFIRM_TRIES = 3
-_CAS_SHA = hashlib.sha1(CAS.encode()).hexdigest()  # noqa: S324 - how Redis names a script
 
 
 @dataclass(frozen=True)
@@ -149,24 +145,7 @@ def confirm_all(engine: Engine, job_ids: Sequence[str], *, canceled_ok: bool = F
 
 
 def _confirm(engine: Engine, job_ids: Sequence[str]) -> list[str]:
-    """The store's confirm (``enqueue_pending`` 1 -> 0, due after the step grace) for
-    many jobs in one pipeline of its compare-and-set; each job's state as found."""
-    store, sha = engine.store, _CAS_SHA
-    due = repr(time.time() + engine.settings.step_grace_seconds)
-    where, sets = as_json({"enqueue_pending": 1}), as_json({"enqueue_pending": 0})
-    retention = str(engine.settings.job_retention_seconds)
-    for _ in range(2):  # a Redis restarted since the script was loaded answers NOSCRIPT
-        pipe = engine.redis.pipeline(transaction=False)
-        for job_id in job_ids:
-            keys = [store.key(job_id), store.active_key, store.counts_key]
-            args: list[str] = [JobState.QUEUED.value, "", repr(time.time()), due, retention, where,
-                    "{}", sets, "{}", job_id, "{}", store.state_prefix]  # fmt: skip
-            pipe.evalsha(sha, len(keys), *keys, *args)
-        results = pipe.execute(raise_on_error=False)
-        if not any(isinstance(r, NoScriptError) for r in results):
-            break
-        engine.redis.script_load(CAS)
-    for result in results:
-        if isinstance(result, Exception):
-            raise result
-    return [text(found) for _, found in results]
+    """The store's confirm, due after the step grace; each job's state as found."""
+    return engine.store.confirm_pending(
+        job_ids, due=time.time() + engine.settings.step_grace_seconds
+    )

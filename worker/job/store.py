@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import redis
+from redis.exceptions import NoScriptError
 from typing_extensions import Unpack
 
 from worker.infra.durability import Durability
@@ -112,10 +113,7 @@ class JobStore:
         pending: bool = False,
     ) -> None:
         """Write a new ``queued`` job; the record exists before any message is sent.
-
-        ``pending``: no step may act on the job until :meth:`confirm` (the producer's
-        message was published); see :func:`tasks.api.enqueue_render`.
-        """
+        ``pending``: no step acts on it until :meth:`confirm_pending` (worker.job.enqueue)."""
         now = time.time()
         fields = self.new_fields(
             request=request, alias=alias, cost=cost, now=now, due=now + due_in,
@@ -170,32 +168,14 @@ class JobStore:
     ) -> str:
         """Record a validated request as a new ``queued`` job; return its (new) id."""
         job_id = job_id or new_job_id()
-        self.create(
-            job_id,
-            request=request.model_dump(mode="json"),
-            alias=alias,
-            cost=estimate_cost(request),
-            on_done=on_done,
-            pending=pending,
-            due_in=due_in,
-            extra=extra,
-        )
+        self.create(job_id, request=request.model_dump(mode="json"), alias=alias,
+                    cost=estimate_cost(request), on_done=on_done, pending=pending,
+                    due_in=due_in, extra=extra)  # fmt: skip
         return job_id
 
     def add_retake(self, job_id: str, retake_id: str) -> bool:
         """Link a (final) job to a new job that takes it again; False if it expired."""
         return bool(self._add_retake(keys=[self.key(job_id)], args=[retake_id]))
-
-    def confirm(self, job_id: str, *, due_in: float = 120.0) -> bool:
-        """The producer's message left: steps may act on the pending job from now on."""
-        applied, _ = self.update_fields(
-            job_id,
-            states={JobState.QUEUED},
-            where={"enqueue_pending": 1},
-            set={"enqueue_pending": 0},
-            due=time.time() + due_in,
-        )
-        return applied
 
     def abandon(self, job_id: str, *, reason: str) -> bool:
         """Cancel a job whose enqueue was never confirmed, so that it can never submit."""
@@ -287,9 +267,10 @@ class JobStore:
         drop_due: bool = False,
         below: Mapping[str, int] | None = None,
         durable: bool = False,
+        pipe: redis.client.Pipeline | None = None,
     ) -> tuple[bool, JobState | None]:
         # The raw compare-and-set, unguarded: ``states`` None is any non-final state. Only
-        # apply and update_fields call it (and tests, to set a record up by hand).
+        # apply, update_fields and confirm_pending call it (and tests, to set a record up).
         state_arg = "*" if states is None else ",".join(s.value for s in states)
         keys = [self.key(job_id), self.active_key, self.counts_key]
         args = [
@@ -298,6 +279,9 @@ class JobStore:
             as_json(where), as_json(where_not), as_json(set), as_json(incr), job_id,
             as_json(below), self.state_prefix,
         ]  # fmt: skip
+        if pipe is not None:
+            pipe.evalsha(self._cas.sha, len(keys), *keys, *args)
+            return False, None
         confirmed = True
         if durable:
             (applied, found), confirmed = self.durability.run(self._cas, keys=keys, args=args)
@@ -307,6 +291,23 @@ class JobStore:
             raise self.durability.refused(f"job {job_id}'s change")
         found_text = text(found)
         return bool(applied), JobState(found_text) if found_text else None
+
+    def confirm_pending(self, job_ids: Sequence[str], *, due: float) -> list[str]:
+        """Let pending jobs run (``enqueue_pending`` 1 -> 0, due at ``due``), in one round
+        trip for them all; each job's state as found ("" for a record that is gone)."""
+        for _ in range(2):  # a Redis restarted since the script was loaded: NOSCRIPT
+            pipe = self._redis.pipeline(transaction=False)
+            for job_id in job_ids:
+                self._change(job_id, states=[JobState.QUEUED], where={"enqueue_pending": 1},
+                             set={"enqueue_pending": 0}, due=due, pipe=pipe)  # fmt: skip
+            results = pipe.execute(raise_on_error=False)
+            if not any(isinstance(r, NoScriptError) for r in results):
+                break
+            self._redis.script_load(CAS)
+        for result in results:
+            if isinstance(result, Exception):
+                raise result
+        return [text(found) for _, found in results]
 
     def fail(self, job_id: str, *, code: str, message: str) -> bool:
         """Move a non-final job to ``failed`` with its error code and message."""

@@ -38,10 +38,10 @@ from typing import Any, BinaryIO
 import httpx
 from pydantic import SecretStr
 
-from config.settings import Settings
 from worker.errors import InvalidRequest, RelayDanceError, UnexpectedResponse
 from worker.provider.dialects import Dialect, Endpoint, RemoteTask, TaskStatus, get_dialect
 from worker.provider.retry_after import parse_retry_after
+from worker.provider.settings import ProviderSettings
 from worker.provider.statuses import request_error, status_error
 from worker.provider.transport import deadline, make_transport
 
@@ -87,17 +87,22 @@ class ApiClient:
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, *, transport: httpx.BaseTransport | None = None
+        cls,
+        settings: ProviderSettings,
+        *,
+        alias: str | None = None,
+        transport: httpx.BaseTransport | None = None,
     ) -> ApiClient:
-        """A client configured by ``settings`` (base url, timeouts, dialect)."""
+        """A client configured by ``settings`` (timeouts; dialect and base url: the default
+        provider's, or the route of ``alias``)."""
         return cls(
-            base_url=settings.base_url,
+            base_url=settings.base_url if alias is None else settings.base_url_for(alias),
             connect_timeout=settings.http_connect_timeout,
             read_timeout=settings.http_read_timeout,
             call_deadline=settings.http_call_deadline,
             upload_deadline=settings.download_timeout,
             transport=transport,
-            dialect=settings.dialect,
+            dialect=settings.dialect if alias is None else settings.provider_for(alias),
         )
 
     @property

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, BinaryIO
 from worker.render.media import HEAD_BYTES, MediaFormat, MediaKind, accepted_names, identify
 
 if TYPE_CHECKING:
-    from config.settings import Settings
+    from config.parts.storage import StorageSettings
 
 __all__ = [
     "MediaFileRefused",
@@ -54,7 +54,7 @@ class MediaFileRefused(ValueError):
     """A local media file that may not be used; the message names the fix."""
 
 
-def allowed_dirs(settings: Settings | None = None) -> tuple[Path, ...]:
+def allowed_dirs(settings: StorageSettings | None = None) -> tuple[Path, ...]:
     """The resolved directories local media may come from, by ``settings`` (else the process's).
 
     The same settings give the same list in every process, wherever it runs: nothing is

@@ -20,10 +20,16 @@ the local default works without it.
 
 from __future__ import annotations
 
-from config.settings import Settings, SettingsError
+from typing import TYPE_CHECKING
+
+from config.errors import SettingsError
 from worker.storage.base import Storage
 from worker.storage.local import LocalStorage
 from worker.storage.sink import Sink, StoredClip
+
+if TYPE_CHECKING:
+    # The storage part and the HTTP limits a bucket's client shares with the provider's.
+    from config.settings import Settings
 
 __all__ = ["LocalStorage", "Sink", "Storage", "StoredClip", "check_output", "make_storage"]
 

@@ -24,7 +24,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-from config.settings import S3_SCHEME, Settings
+from config.parts.storage import S3_SCHEME
 from worker.errors import StorageError, StorageRefused, StorageUnavailable
 from worker.storage.base import Storage
 from worker.storage.multipart import MultipartUpload
@@ -32,6 +32,8 @@ from worker.storage.sink import Sink, StoredClip
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+
+    from config.settings import Settings
 
 __all__ = ["S3Storage", "parse_s3_uri"]
 

@@ -21,7 +21,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.registry import Collector
 
-from config.settings import Settings
+from config.parts.web import WebSettings
 from worker.job.counters import METRICS_KEY
 from worker.job.engine import Engine
 from worker.job.record import JobState
@@ -164,7 +164,7 @@ def render_metrics(engine: Engine) -> str:
     return generate_latest(registry_for(lambda: engine)).decode()
 
 
-def bearer_allows(settings: Settings, authorization: str) -> bool:
+def bearer_allows(settings: WebSettings, authorization: str) -> bool:
     """Whether an ``Authorization`` header carries ``RELAYDANCE_METRICS_TOKEN``."""
     token = settings.metrics_token
     if token is None:
@@ -174,7 +174,7 @@ def bearer_allows(settings: Settings, authorization: str) -> bool:
     return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), expected)
 
 
-def start_metrics_listener(settings: Settings, engine: Callable[[], Engine]) -> int | None:
+def start_metrics_listener(settings: WebSettings, engine: Callable[[], Engine]) -> int | None:
     """Serve /metrics on ``metrics_bind:metrics_port`` in a daemon thread; the port, or
     None when ``metrics_port`` is 0 or already taken (logged: the receiver serves on).
     Loopback by default: Prometheus scrapes it from the same host (or network

@@ -31,7 +31,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from config.settings import Settings
+from config.parts.web import WebSettings
 
 __all__ = [
     "COOKIE",
@@ -111,7 +111,7 @@ class Credentials:
     _local_key: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, open_on_loopback: bool = False) -> Credentials:
+    def from_settings(cls, settings: WebSettings, *, open_on_loopback: bool = False) -> Credentials:
         """The settings' credentials; ``open_on_loopback`` (an explicit opt-in) allows the
         local opening when there are none."""
         token = settings.ui_token.get_secret_value() if settings.ui_token else None
