@@ -6,6 +6,7 @@ from typing import Any
 
 from kombu.entity import Exchange, Queue
 
+from config import task_names as names
 from config.redis_url import DEFAULT_REDIS_URL, parse_sentinel_url
 from config.settings import Settings
 
@@ -25,25 +26,25 @@ QUEUE = "relaydance"
 # transport takes from them in turn.
 DELIVERY_QUEUE = "relaydance.delivery"
 DELIVERY_TASKS = (
-    "relaydance.webhook",
-    "relaydance.download",
-    "relaydance.finish",
-    "relaydance.notify",
-    "relaydance.batch_job_done",
+    names.WEBHOOK,
+    names.DOWNLOAD,
+    names.FINISH,
+    names.NOTIFY,
+    names.BATCH_JOB_DONE,
 )
 
-# Soft time limit of each step, in seconds; the hard limit is 30 s above it. The download
-# gets the overall download timeout: a large clip on a slow link is not a hung task.
+# Soft time limit of each task, in seconds; the hard limit is 30 s above it. The download
+# (and the webhook task, which may download) get the overall download timeout instead: a
+# large clip on a slow link is not a hung task. Others have the default soft limit.
 STEP_TIME_LIMITS = {
-    "prepare": 300.0,
-    "submit": 60.0,
-    "poll": 60.0,
-    "finish": 30.0,
-    "sweep": 60.0,
-    "webhook": 60.0,
-    "resume": 30.0,
-    "grant": 30.0,
-    "notify": 30.0,
+    names.PREPARE: 300.0,
+    names.SUBMIT: 60.0,
+    names.POLL: 60.0,
+    names.FINISH: 30.0,
+    names.SWEEP: 60.0,
+    names.RESUME: 30.0,
+    names.GRANT: 30.0,
+    names.NOTIFY: 30.0,
 }
 
 
@@ -108,12 +109,12 @@ def _task_config(settings: Settings) -> dict[str, Any]:
     """How tasks run: acked late, one at a time per process, within their time limits."""
     soft = settings.task_soft_time_limit
     annotations: dict[str, dict[str, float]] = {
-        f"relaydance.{step}": {"soft_time_limit": limit, "time_limit": limit + 30}
-        for step, limit in STEP_TIME_LIMITS.items()
+        name: {"soft_time_limit": limit, "time_limit": limit + 30}
+        for name, limit in STEP_TIME_LIMITS.items()
     }
     # The download gets the overall download timeout, and so does the webhook task, which
     # downloads a clip it has just verified with the URL the provider gave it.
-    for long_step in ("relaydance.download", "relaydance.webhook"):
+    for long_step in (names.DOWNLOAD, names.WEBHOOK):
         annotations[long_step] = {
             "soft_time_limit": settings.download_timeout + 30,
             "time_limit": settings.download_timeout + 60,

@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from config.task_names import BATCH_JOB_DONE, BATCH_RUN
 from worker import app
 from worker.api.batches import (
     batch_report,
@@ -39,13 +40,13 @@ __all__ = [
 ]
 
 
-@app.task(name="relaydance.batch_job_done")
+@app.task(name=BATCH_JOB_DONE)
 def batch_job_done(summary: dict[str, Any]) -> None:
     """A batch's job is done: settle it in its batch and pass the news on."""
     batches().job_done(summary)
 
 
-@app.task(name="relaydance.batch_run")
+@app.task(name=BATCH_RUN)
 def batch_run(schedule: str, at: str | None = None) -> str | None:
     """Create (or continue) this run's batch of a schedule; ``at`` names the run's time."""
     when = datetime.fromisoformat(at) if at else None

@@ -1,23 +1,20 @@
-"""The canvas: the chain of steps that takes a job from its current state to ``done``.
+"""The signature of a job's next step, for a producer that sends it itself.
 
-The steps still to run come from the state machine (:mod:`worker.job.states`); the first
-poll waits for the job's recorded due time, which the step that scheduled it (submit, or
-the adoption of a task) wrote once. :func:`send_chain` is the one place a chain is sent.
+What the step is, and when it leaves, is decided in one place,
+:func:`worker.job.advance.next_message` (the state machine's plan, timed from the
+record); :func:`worker.job.advance.advance` sends it. A job moves one step, one message,
+at a time: each step's task sends the next when it is done.
 """
 
 from __future__ import annotations
 
-import time
-from typing import Any
-
-from celery import chain
 from celery.canvas import Signature
 from kombu.messaging import Producer
 
 from worker import app
+from worker.job.advance import advance, describe, next_message, plan_for
+from worker.job.engine import get_engine
 from worker.job.record import Job
-from worker.job.states import steps_from
-from worker.render.request import RenderRequest
 
 __all__ = ["chain_for", "describe", "send_chain", "steps_for"]
 
@@ -25,49 +22,23 @@ __all__ = ["chain_for", "describe", "send_chain", "steps_for"]
 def steps_for(job: Job, *, uploads: bool | None = None) -> list[str]:
     """The steps still to run for a job, from its current state; ``uploads`` (whether it
     has local files), when the caller knows, spares parsing the request again."""
-    if uploads is None:
-        uploads = bool(RenderRequest.model_validate(job.request).local_paths())
-    return steps_from(job.state, uploads=uploads, downloaded=job.downloaded)
-
-
-def describe(job: Job) -> str:
-    """What Flower shows for a step: job id, model and a prompt excerpt, never a secret."""
-    prompt = str(job.request.get("prompt", ""))
-    excerpt = prompt if len(prompt) <= 40 else prompt[:39] + "…"
-    return f"job={job.id} model={job.request.get('model')} prompt={excerpt!r}"
+    return plan_for(job, uploads=uploads)
 
 
 def chain_for(
     job: Job, *, attempt: int = 0, countdown: float | None = None, uploads: bool | None = None
 ) -> Signature | None:
-    """A chain of immutable step signatures for the job at its current ``seq``, or None.
-
-    ``attempt`` and ``countdown`` apply to the first step: a step that already claimed
-    the job in this process continues it, as its own retry would. A chain that starts
-    with a poll waits for the job's recorded due time. ``uploads`` as for
-    :func:`steps_for`.
-    """
-    shown = describe(job)
-    signatures: list[Signature] = []
-    for step in steps_for(job, uploads=uploads):
-        kwargs: dict[str, Any] = {"job_id": job.id, "seq": job.seq}
-        if attempt and not signatures:
-            kwargs["attempt"] = attempt
-        if step == "poll":
-            kwargs["n"] = job.poll_count  # the poll claim counts from the job's polls so far
-        sig = app.signature(f"relaydance.{step}", kwargs=kwargs, immutable=True)
-        # The job record is the result: no producer waits on a result backend channel.
-        sig = sig.set(argsrepr="()", kwargsrepr=shown, ignore_result=True)
-        if not signatures:
-            wait = countdown
-            if step == "poll" and job.next_due is not None and not countdown:
-                wait = job.next_due - time.time()  # the schedule its submission recorded
-            if wait and wait > 0:
-                sig = sig.set(countdown=wait)
-        signatures.append(sig)
-    if not signatures:
+    """The signature of the job's next step at its current ``seq``, or None; ``uploads``
+    as for :func:`steps_for`."""
+    message = next_message(job, attempt=attempt, countdown=countdown, uploads=uploads)
+    if message is None:
         return None
-    return signatures[0] if len(signatures) == 1 else chain(*signatures)
+    signature = app.signature(message.task, args=message.args, immutable=True)
+    # The job record is the result: no producer waits on a result backend channel.
+    options = {"argsrepr": "()", "kwargsrepr": message.shown, "ignore_result": True}
+    if message.countdown:
+        options["countdown"] = message.countdown
+    return signature.set(**options)
 
 
 def send_chain(
@@ -77,11 +48,6 @@ def send_chain(
     countdown: float | None = None,
     producer: Producer | None = None,
 ) -> bool:
-    """Send the job's chain from its current state; False when there is none to send."""
-    if job is None or job.is_final:
-        return False
-    signature = chain_for(job, attempt=attempt, countdown=countdown)
-    if signature is None:
-        return False
-    signature.apply_async(producer=producer)
-    return True
+    """Send the job's next step; False when there is none to send."""
+    sent = advance(get_engine(), job, attempt=attempt, countdown=countdown, producer=producer)
+    return sent is not None

@@ -1,10 +1,10 @@
 """Thin Celery tasks: parse ids, call one step in ``worker.job.pipeline``, map its outcome.
 
-:func:`follow` is the one mapping of a step's outcome to Celery: ``next`` returns (Celery
-sends the chain's next step, after the outcome's countdown when it has one: the first
-poll after a submission), ``stop`` ends the chain quietly
-(:class:`~celery.exceptions.Ignore`), ``again`` re-sends this step by countdown with
-``self.retry``, which keeps the rest of the chain. No task ever sleeps.
+:func:`follow` is the one mapping of a step's outcome to Celery: ``next`` sends the job's
+next step (:func:`worker.job.advance.advance`: read from the state table, timed from the
+record, so the first poll after a submission waits on the broker for its recorded due
+time), ``stop`` ends quietly (:class:`~celery.exceptions.Ignore`), ``again`` re-sends this
+step by countdown with ``self.retry``. No task ever sleeps.
 
 A step that meets a Redis outage (a restart, a failover's election) is sent again by
 countdown with the same arguments; every change it makes is a compare-and-set, so a
@@ -22,18 +22,19 @@ from typing import Any
 from celery import Task
 from celery.exceptions import Ignore
 
-from tasks.canvas import send_chain
+from config import task_names as names
 from worker import app
 from worker.infra.outage import is_redis_outage
 from worker.job import pipeline
+from worker.job.advance import advance, advance_ids
 from worker.job.engine import Engine, get_engine
-from worker.job.failover import CONFIRM_TASK
 from worker.job.notify import notify_final
 from worker.job.pipeline import Outcome
 from worker.job.step import backoff, grant_waiters
 from worker.job.sweep_loop import run_sweep
 
 __all__ = [
+    "carry_on",
     "confirm_task",
     "download",
     "finish",
@@ -51,14 +52,16 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-def _run(task: Task, step: Callable[..., Outcome], job_id: str, **kwargs: Any) -> None:
+def _run(
+    task: Task, step: Callable[..., Outcome], job_id: str, *, after: str | None, **kwargs: Any
+) -> None:
     try:
         outcome = step(get_engine(), job_id, **kwargs)
     except Exception as exc:
         if not is_redis_outage(exc):
             raise
         outcome = _redis_outage(task, job_id, exc)
-    follow(task, outcome, job_id, **kwargs)
+    follow(task, outcome, job_id, after=after, **kwargs)
 
 
 def _redis_outage(task: Task, job_id: str, exc: BaseException) -> Outcome:
@@ -71,14 +74,15 @@ def _redis_outage(task: Task, job_id: str, exc: BaseException) -> Outcome:
     return Outcome("again", countdown=delay)
 
 
-def follow(task: Task, outcome: Outcome, job_id: str, **kwargs: Any) -> None:
-    """Do what a step's outcome says; ``kwargs`` are the task's own, kept on a retry."""
+def follow(
+    task: Task, outcome: Outcome, job_id: str, *, after: str | None = None, **kwargs: Any
+) -> None:
+    """Do what a step's outcome says; ``after`` is the step just run (None for a task
+    that is no step), ``kwargs`` are the task's own, kept on a retry."""
     if outcome.action == "next":
-        links = task.request.chain
-        if outcome.countdown > 0 and links:
-            # The chain's next message leaves when this task returns: it waits on the
-            # broker for the time the step scheduled (and recorded), never polling early.
-            links[-1] = app.signature(links[-1]).set(countdown=outcome.countdown)
+        # A chain an earlier release sent still carries its next steps: Celery sends them.
+        if not task.request.chain:
+            _advance(get_engine(), outcome, job_id, after=after)
         return
     if outcome.action == "stop":
         logger.debug("job %s %s: %s", job_id, task.name, outcome.reason)
@@ -92,85 +96,91 @@ def follow(task: Task, outcome: Outcome, job_id: str, **kwargs: Any) -> None:
     )
 
 
-def resume_job(job_id: str) -> bool:
-    """The one resume path: send the job's chain from its current state, if it has one."""
-    return send_chain(get_engine().store.get(job_id))
+def carry_on(engine: Engine, outcome: Outcome, job_id: str, *, after: str) -> None:
+    """Do what the outcome of step ``after``, run in another task, says: ``next`` sends the
+    step after it, ``again`` sends the step itself by countdown, ``stop`` ends quietly."""
+    if outcome.action == "next":
+        _advance(engine, outcome, job_id, after=after)
+    elif outcome.action == "again":
+        attempt = int(outcome.kwargs.get("attempt", 1))
+        advance(engine, engine.store.get(job_id), attempt=attempt, countdown=outcome.countdown)
+    else:
+        logger.debug("job %s %s: %s", job_id, after, outcome.reason)
 
 
-@app.task(bind=True, name="relaydance.prepare", max_retries=None)
+def _advance(engine: Engine, outcome: Outcome, job_id: str, *, after: str | None) -> None:
+    # The job as the step left it, when the step said: no second read of the record.
+    advance(engine, outcome.job or engine.store.get(job_id), after=after)
+
+
+@app.task(bind=True, name=names.PREPARE, max_retries=None)
 def prepare(self: Task, job_id: str, seq: int, attempt: int = 0) -> None:
     """Upload local reference files."""
-    _run(self, pipeline.prepare, job_id, seq=seq, attempt=attempt)
+    _run(self, pipeline.prepare, job_id, after="prepare", seq=seq, attempt=attempt)
 
 
-@app.task(bind=True, name="relaydance.submit", max_retries=None)
+@app.task(bind=True, name=names.SUBMIT, max_retries=None)
 def submit(self: Task, job_id: str, seq: int, attempt: int = 0) -> None:
     """Take a slot and submit the job once."""
-    _run(self, pipeline.submit, job_id, seq=seq, attempt=attempt)
+    _run(self, pipeline.submit, job_id, after="submit", seq=seq, attempt=attempt)
 
 
-@app.task(bind=True, name="relaydance.poll", max_retries=None)
+@app.task(bind=True, name=names.POLL, max_retries=None)
 def poll(self: Task, job_id: str, seq: int, n: int = 0, attempt: int = 0) -> None:
     """Poll the remote task; reschedules itself by countdown until it is final."""
-    _run(self, pipeline.poll, job_id, seq=seq, n=n, attempt=attempt)
+    _run(self, pipeline.poll, job_id, after="poll", seq=seq, n=n, attempt=attempt)
 
 
-@app.task(bind=True, name="relaydance.download", max_retries=None)
+@app.task(bind=True, name=names.DOWNLOAD, max_retries=None)
 def download(self: Task, job_id: str, seq: int, attempt: int = 0) -> None:
-    """Download the finished clip."""
-    _run(self, pipeline.download, job_id, seq=seq, attempt=attempt)
+    """Download the finished clip; the download finishes the job."""
+    _run(self, pipeline.download, job_id, after="download", seq=seq, attempt=attempt)
 
 
-@app.task(bind=True, name="relaydance.finish", max_retries=None)
-def finish(self: Task, job_id: str, seq: int) -> None:
-    """Mark the job done and notify the producer."""
-    _run(self, pipeline.finish, job_id, seq=seq)
+@app.task(name=names.FINISH)
+def finish(job_id: str, seq: int) -> None:
+    """An earlier release's last step, kept for one release for the messages it queued:
+    a current one moves its job on (the download finishes a job now)."""
+    engine = get_engine()
+    job = engine.store.get(job_id)
+    if job is not None and job.seq == seq:
+        advance(engine, job)
 
 
-@app.task(bind=True, name=CONFIRM_TASK, max_retries=None)
+@app.task(bind=True, name=names.CONFIRM_TASK, max_retries=None)
 def confirm_task(self: Task, job_id: str, task_id: str, claim: int, tries: int = 0) -> None:
-    """Make a submission's recorded task id durable on the Redis replicas."""
-    _run(self, _confirmed, job_id, task_id=task_id, claim=claim, tries=tries)
+    """Make a submission's recorded task id durable on the Redis replicas; a task id
+    recorded again after a failover moves its job on."""
+    _run(self, pipeline.confirm_task, job_id, after=None, task_id=task_id, claim=claim,
+         tries=tries)  # fmt: skip
 
 
-def _confirmed(engine: Engine, job_id: str, **kwargs: Any) -> Outcome:
-    outcome = pipeline.confirm_task(engine, job_id, **kwargs)
-    if outcome.action == "next":  # recorded again after a failover: its chain goes on
-        send_chain(engine.store.get(job_id))
-        return Outcome("stop", reason="recorded again; chain sent")
-    return outcome
-
-
-@app.task(name="relaydance.resume")
+@app.task(name=names.RESUME)
 def resume(job_id: str) -> None:
-    """Send the chain of steps that takes a job from its current state to done."""
-    resume_job(job_id)
+    """Move a job on from its current state."""
+    advance_ids(get_engine(), [job_id])
 
 
-@app.task(name="relaydance.resume_many")
+@app.task(name=names.RESUME_MANY)
 def resume_many(job_ids: list[str]) -> int:
-    """Send each job's chain (a batch's chunk); returns how many were sent."""
-    sent = 0
-    jobs = get_engine().store.get_many(list(job_ids))
+    """Move each job of a batch's chunk on; returns how many steps were sent."""
     with app.producer_or_acquire() as producer:  # one producer for the whole chunk
-        for job in jobs:
-            sent += send_chain(job, producer=producer)
-    return sent
+        return advance_ids(get_engine(), job_ids, producer=producer)
 
 
-@app.task(name="relaydance.grant")
+@app.task(name=names.GRANT)
 def grant(alias: str) -> None:
     """Hand free slots of a key to the jobs at the head of its line."""
     grant_waiters(get_engine(), alias)
 
 
-@app.task(name="relaydance.notify")
+@app.task(name=names.NOTIFY)
 def notify(job_id: str) -> str:
     """Send a final job's summary to its on_done task (checked against this worker)."""
     return notify_final(get_engine(), job_id, hand_off=False)
 
 
-@app.task(name="relaydance.sweep")
+@app.task(name=names.SWEEP)
 def sweep() -> dict[str, int]:
     """Resume overdue jobs and fill free slots, unless another sweep holds the lock.
 

@@ -17,7 +17,6 @@ from tests.clip_server import ClipServer
 from tests.s3_server import Bucket, S3Server
 from tests.sentinel_group import SentinelGroup
 from worker.infra.redis_server import RedisServer
-from worker.job.notify import set_task_registry
 from worker.provider.download import make_download_client
 
 # Tests keep their media files in pytest's temporary directories: allow those (the
@@ -147,12 +146,10 @@ def bucket(s3_server: S3Server) -> Bucket:
 
 
 @pytest.fixture
-def task_registry() -> Iterator[set[str]]:
-    """Act as a worker whose task registry holds the names the test adds."""
-    names: set[str] = set()
-    set_task_registry(names.__contains__)
-    yield names
-    set_task_registry(None)
+def task_registry() -> set[str]:
+    """A worker's task registry, holding the names the test adds: an engine given its
+    ``__contains__`` as ``registered`` acts as a worker's."""
+    return set()
 
 
 @pytest.fixture

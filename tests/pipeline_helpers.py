@@ -7,8 +7,8 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from config.settings import Settings
-from tasks.canvas import chain_for
 from worker.job import pipeline
+from worker.job.advance import plan_for
 from worker.job.engine import Engine
 from worker.job.record import Job
 from worker.render.validation import validate_request
@@ -18,8 +18,8 @@ STEPS: dict[str, Callable[..., pipeline.Outcome]] = {
     "submit": pipeline.submit,
     "poll": pipeline.poll,
     "download": pipeline.download,
-    "finish": pipeline.finish,
 }
+STEP_TASKS = {f"relaydance.{step}" for step in STEPS}
 
 
 class RecordingEngine(Engine):
@@ -27,7 +27,7 @@ class RecordingEngine(Engine):
 
     sent: list[tuple[str, tuple[Any, ...], float | None]]
 
-    def send(self, name: str, *args: Any, countdown: float | None = None) -> None:
+    def send(self, name: str, *args: Any, countdown: float | None = None, **_: Any) -> None:
         self.sent.append((name, args, countdown))
 
 
@@ -58,18 +58,24 @@ def run_step(engine: Engine, step: str, job_id: str, **kwargs: Any) -> pipeline.
 
 
 def chain_plan(engine: Engine, job: Job) -> list[tuple[str, dict[str, Any]]]:
-    """The steps, with their arguments, of the chain a worker would send for ``job``."""
-    signature = chain_for(job)
-    if signature is None:
-        return []
-    signatures = signature.tasks if signature.task == "celery.chain" else [signature]
-    return [
-        (
-            str(sig.task).removeprefix("relaydance."),
-            {k: v for k, v in sig.kwargs.items() if k != "job_id"},
-        )
-        for sig in signatures
-    ]
+    """The steps, with their arguments, that would take ``job`` to its end from its state:
+    the first as :func:`worker.job.advance.advance` would send it, each next one as the
+    step before it would."""
+    plan: list[tuple[str, dict[str, Any]]] = []
+    for step in plan_for(job):
+        kwargs: dict[str, Any] = {"seq": job.seq}
+        if step == "poll":
+            kwargs["n"] = job.poll_count
+        plan.append((step, kwargs))
+    return plan
+
+
+def sent_steps(engine: RecordingEngine, job_id: str) -> list[tuple[str, tuple[Any, ...]]]:
+    """The steps of ``job_id`` the engine sent (a job moved on), taken off ``sent``."""
+    steps = [s for s in engine.sent if s[0] in STEP_TASKS and s[1][:1] == (job_id,)]
+    for entry in steps:
+        engine.sent.remove(entry)
+    return [(name.removeprefix("relaydance."), args) for name, args, _ in steps]
 
 
 def drive(
@@ -81,7 +87,7 @@ def drive(
     settle: bool = True,
 ) -> Job:
     """Run the job's remaining steps, following outcomes and countdowns (capped) and
-    resuming when the engine asked for ``relaydance.resume``; returns the final record.
+    going on when the engine sent one of the job's steps; returns the final record.
 
     A job still moving after ``max_calls`` step calls fails the test, unless ``settle`` is
     False: then its record is returned as it stands (a job that waits out an outage)."""
@@ -108,9 +114,7 @@ def drive(
                 break
             if stopped:
                 break
-        resumes = [s for s in engine.sent if s[0] == "relaydance.resume" and s[1] == (job_id,)]
-        for entry in resumes:
-            engine.sent.remove(entry)
+        resumes = sent_steps(engine, job_id)
         job = engine.store.get(job_id)
         assert job is not None
         if job.is_final:

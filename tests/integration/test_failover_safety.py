@@ -201,12 +201,12 @@ def test_an_operators_resubmit_no_replica_confirms_is_not_started_until_it_is_du
     with pair.replica_stopped():
         job = resubmit(engine, job_id)
     assert job.state is S.WAITING_FOR_SLOT and job.orphans == 1
-    assert not [s for s in engine.sent if s[0] == "relaydance.resume"]  # the sweeper starts it
+    assert not [s for s in engine.sent if s[0] == "relaydance.submit"]  # the sweeper starts it
     confirmed = make_job(engine)
     engine.store._change(confirmed, states=None, to=S.SUBMIT_UNKNOWN,
                         set={"billing": "unknown", "submit_claim": 0})  # fmt: skip
     resubmit(engine, confirmed)
-    assert ("relaydance.resume", (confirmed,), None) in engine.sent
+    assert ("relaydance.submit", (confirmed, 1, 0), None) in engine.sent
 
 
 def test_a_budget_reservation_no_replica_confirms_makes_no_job_and_a_resume_takes_its_lines(

@@ -100,7 +100,7 @@ def test_an_unknown_job_gives_its_slot_back_only_after_the_hold(
     report = sweep(engine, grace=0.0)
     assert unknown in report.freed
     assert engine.limits.holds("default", waiting)
-    assert ("relaydance.resume", (waiting,), None) in engine.sent
+    assert ("relaydance.submit", (waiting, 0, 0), None) in engine.sent  # it goes on now
     job = engine.store.get(unknown)
     assert job is not None and job.state is S.SUBMIT_UNKNOWN and job.next_due is None
     assert engine.store.in_state(S.SUBMIT_UNKNOWN) == [unknown]
@@ -147,7 +147,7 @@ def test_resubmit_is_the_operators_knowing_second_payment(
     sim.configure(drop_reply_every=0)
     job = resubmit(engine, job_id)
     assert (job.state, job.seq, job.orphans) == (S.WAITING_FOR_SLOT, 1, 1)
-    assert ("relaydance.resume", (job_id,), None) in engine.sent
+    assert ("relaydance.submit", (job_id, 1, 0), None) in engine.sent  # its submit, at seq 1
     assert run_step(engine, "submit", job_id, seq=0).action == "stop"  # old messages are stale
     done = drive(engine, job_id)
     assert done.state is S.DONE

@@ -53,6 +53,7 @@ def test_on_done_hears_done_failed_and_canceled_with_state_error_and_dedupe_key(
     engine: RecordingEngine, sim: SimulatorProcess, task_registry: set[str]
 ) -> None:
     task_registry.add(TASK)
+    engine.registered = task_registry.__contains__
     done = drive(engine, make_job(engine, on_done=TASK))
     sim.configure(failure_rate=1.0)
     failed = drive(engine, make_job(engine, on_done=TASK))
@@ -77,6 +78,7 @@ def test_a_second_notice_for_the_same_job_is_not_sent_again(
     engine: RecordingEngine, task_registry: set[str]
 ) -> None:
     task_registry.add(TASK)
+    engine.registered = task_registry.__contains__
     job_id = make_job(engine, on_done=TASK)
     assert pipeline.cancel(engine, job_id)
     assert notify_final(engine, job_id) == "already sent"
@@ -97,6 +99,7 @@ def test_an_unregistered_on_done_is_reported_on_the_job_and_in_the_log_and_sent_
     engine: RecordingEngine, task_registry: set[str], caplog: pytest.LogCaptureFixture
 ) -> None:
     typo = "myapp.recrod_render"
+    engine.registered = task_registry.__contains__
     job_id = make_job(engine, on_done=typo)
     with caplog.at_level(logging.ERROR, logger="worker.job.notify"):
         assert pipeline.cancel(engine, job_id)
@@ -145,7 +148,9 @@ def test_a_notice_the_broker_refuses_is_retried_until_the_broker_takes_it(
     redis_url: str, sim: SimulatorProcess, tmp_path: Path, broker: str, task_registry: set[str]
 ) -> None:
     task_registry.add(TASK)
-    engine = Engine.from_settings(_settings(redis_url, sim, tmp_path))
+    engine = Engine.from_settings(
+        _settings(redis_url, sim, tmp_path), registered=task_registry.__contains__
+    )
     job_id = make_job(engine, on_done=TASK)
     _use_broker(f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
     assert pipeline.cancel(engine, job_id)
@@ -172,7 +177,7 @@ def test_a_notice_the_broker_refuses_is_retried_until_the_broker_takes_it(
 class RefusingBroker(RecordingEngine):
     """The broker refuses the on_done message, as kombu does when Redis is unreachable."""
 
-    def send(self, name: str, *args: Any, countdown: float | None = None) -> None:
+    def send(self, name: str, *args: Any, countdown: float | None = None, **_: Any) -> None:
         if name == TASK:
             raise OperationalError("Error 111 connecting to 127.0.0.1:1. Connection refused.")
         super().send(name, *args, countdown=countdown)
@@ -184,6 +189,7 @@ def test_a_broker_error_after_the_job_is_done_is_logged_and_never_fails_the_step
 ) -> None:  # fmt: skip
     task_registry.add(TASK)
     engine = make_engine(_settings(redis_url, sim, tmp_path), RefusingBroker)
+    engine.registered = task_registry.__contains__
     job_id = make_job(engine, on_done=TASK)
     with caplog.at_level(logging.WARNING, logger="worker.job.notify"):
         job = drive(engine, job_id)  # a step that raised would end this test here

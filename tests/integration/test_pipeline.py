@@ -110,9 +110,13 @@ def test_a_stale_message_from_an_older_seq_changes_nothing(engine: RecordingEngi
 
 
 def test_duplicate_poll_download_and_finish_messages_do_nothing(
-    engine: RecordingEngine, sim: SimulatorProcess, task_registry: set[str]
+    engine: RecordingEngine,
+    sim: SimulatorProcess,
+    task_registry: set[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     task_registry.add("app.record")
+    engine.registered = task_registry.__contains__
     job_id = make_job(engine, on_done="app.record")
     assert run_step(engine, "submit", job_id, seq=0).action == "next"
     # Poll until generated, then replay the same poll message.
@@ -132,7 +136,12 @@ def test_duplicate_poll_download_and_finish_messages_do_nothing(
     assert run_step(engine, "download", job_id, seq=0).action == "next"  # it finishes the job
     assert run_step(engine, "download", job_id, seq=0).action == "stop"  # a replay: done
     assert sim.stats()["downloads"] == 1
-    assert run_step(engine, "finish", job_id, seq=0).action == "stop"  # nothing left to do
+    # An earlier release's finish message, still queued, finds nothing left to do.
+    from tasks import render
+
+    monkeypatch.setattr(render, "get_engine", lambda: engine)
+    render.finish.run(job_id, 0)
+    assert [s for s in engine.sent if s[0].startswith("relaydance.")] == []
     notified = [s for s in engine.sent if s[0] == "app.record"]
     assert len(notified) == 1
     assert notified[0][1][0]["state"] == "done"
@@ -354,16 +363,9 @@ def test_the_sweeper_resumes_a_job_that_had_already_polled(
     assert run_step(engine, "poll", job_id, seq=0, n=0).action == "again"
     engine.store._change(job_id, states=None, due=1.0)  # the rescheduled poll was lost
     assert sweep(engine, grace=0.0).resumed == [job_id]
-    resumed = [s for s in engine.sent if s[0] == "relaydance.resume"]
-    assert resumed == [("relaydance.resume", (job_id,), None)]
-    job = engine.store.get(job_id)
-    assert job is not None
-    from tasks.canvas import chain_for
-
-    first = chain_for(job)
-    assert first is not None
-    poll_kwargs = first.tasks[0].kwargs if hasattr(first, "tasks") else first.kwargs
-    assert poll_kwargs == {"job_id": job_id, "seq": 1, "n": 1}
+    # Its next poll, at the bumped seq, counting the poll it made; due now, it goes at once.
+    resumed = [s for s in engine.sent if s[0] == "relaydance.poll"]
+    assert resumed == [("relaydance.poll", (job_id, 1, 1, 0), None)]
     assert drive(engine, job_id).state is JobState.DONE
 
 
@@ -450,11 +452,11 @@ def test_a_job_refused_with_429_waits_at_the_head_of_the_line_and_submits_when_g
     assert engine.limits.position("default", second) == 1
     assert engine.limits.effective_limit("default", limit=10) < 10
     assert [s[0] for s in engine.sent] == ["relaydance.grant"]
-    # The first job finishes; its slot goes to the waiting job, which is nudged ...
+    # The first job finishes; its slot goes to the waiting job, whose submit is sent ...
     assert drive(engine, first).state is JobState.DONE
-    assert ("relaydance.resume", (second,), None) in engine.sent
-    # ... and the chain that nudge sends (the 429 moved the job to seq 1) submits it. The
-    # refused message itself is stale now: it can never POST again.
+    assert ("relaydance.submit", (second, 1, 0), None) in engine.sent
+    # ... at seq 1 (the 429 moved the job on), and it submits it. The refused message
+    # itself is stale now: it can never POST again.
     assert run_step(engine, "submit", second, seq=0).action == "stop"
     time.sleep(0.25)  # the provider's Retry-After
     outcome = run_step(engine, "submit", second, seq=1)
@@ -513,7 +515,7 @@ def test_a_canceled_running_job_keeps_its_slot_until_its_task_is_final(
     report = sweep(engine, grace=0.0)
     assert running in report.freed
     assert engine.limits.holds("default", last)
-    assert ("relaydance.resume", (last,), None) in engine.sent
+    assert ("relaydance.submit", (last, 0, 0), None) in engine.sent  # it goes on now
     job = engine.store.get(running)
     assert job is not None and job.billing.value == "billed"  # it may still be charged
 
@@ -521,17 +523,20 @@ def test_a_canceled_running_job_keeps_its_slot_until_its_task_is_final(
 def test_the_first_poll_is_scheduled_once_by_the_submission_and_the_chain_waits_for_it(
     engine: RecordingEngine, sim: SimulatorProcess
 ) -> None:
-    from tasks.canvas import chain_for
+    from worker.job.advance import advance
 
     job_id = make_job(engine)
     outcome = run_step(engine, "submit", job_id, seq=0)
     job = engine.store.get(job_id)
     assert job is not None and job.next_due is not None
-    # The submission's outcome carries the delay it recorded as the job's due time ...
-    assert outcome.action == "next" and outcome.countdown > 0
-    assert abs(job.next_due - (job.updated_at + outcome.countdown)) < 1.0
-    # ... and a chain sent from submitted (a resume) waits for that same due time.
-    resumed = chain_for(job)
-    assert resumed is not None
-    first = resumed.tasks[0] if hasattr(resumed, "tasks") else resumed
-    assert 0 < first.options["countdown"] <= outcome.countdown
+    # The submission's outcome carries the job as it left it: its recorded due time ...
+    assert outcome.action == "next" and outcome.job is not None
+    assert outcome.job.state is JobState.SUBMITTED
+    assert abs(outcome.job.next_due - job.next_due) < 0.05  # type: ignore[operator]
+    # ... which the poll sent next waits for, as does one sent from the record (a resume).
+    assert advance(engine, outcome.job, after="submit") == "relaydance.poll"
+    assert advance(engine, job) == "relaydance.poll"
+    (_, args, first), (_, _, resumed) = engine.sent
+    assert args == (job_id, 0, 0, 0)
+    assert first is not None and resumed is not None
+    assert 0 < resumed <= first <= job.next_due - job.updated_at

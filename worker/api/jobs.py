@@ -1,8 +1,8 @@
 """Single jobs for Django, Flask, scripts and the CLI: enqueue, inspect, wait, cancel.
 
 Every enqueue follows the one protocol of :mod:`worker.job.enqueue`: the record is written
-pending, its chain is sent, then it is confirmed. The chain is built from the record as
-written, never read back.
+pending, its first step is sent (:func:`worker.job.advance.advance`), then it is
+confirmed. The step is decided from the record as written, never read back.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from worker.api.checks import CheckedRender, check_render
 from worker.errors import InvalidRequest
 from worker.infra.waiting import wait_until_final
 from worker.job import pipeline
+from worker.job.advance import advance
 from worker.job.engine import Engine, get_engine
 from worker.job.enqueue import NewJob, enqueue_jobs, let_go, new_job, write_pending
 from worker.job.record import Job, JobState, new_job_id
@@ -72,7 +73,7 @@ def enqueue_checked(checked: CheckedRender) -> str:
     already checked: nothing is checked or read again."""
     engine = get_engine()
     new = _new_render(engine, checked, on_done=checked.on_done)
-    enqueue_jobs(engine, [new], _chain_sender(new, checked))
+    enqueue_jobs(engine, [new], _first_step(engine, new, checked))
     logger.info(
         "job %s key=%s state=queued model=%s", new.id, checked.key, checked.request.model,
         extra={"job_id": new.id, "key": checked.key, "state": "queued"},
@@ -94,15 +95,11 @@ def _new_render(
     )  # fmt: skip
 
 
-def _chain_sender(new: NewJob, checked: CheckedRender) -> Callable[[], None]:
-    """Send the new job's chain, built from the record as written."""
+def _first_step(engine: Engine, new: NewJob, checked: CheckedRender) -> Callable[[], None]:
+    """Send the new job's first step, decided from the record as written."""
 
     def send() -> None:
-        from tasks.canvas import chain_for  # the chain's tasks live in the tasks package
-
-        signature = chain_for(new.job(), uploads=checked.uploads)
-        if signature is not None:
-            signature.apply_async()
+        advance(engine, new.job(), uploads=checked.uploads)
 
     return send
 
@@ -137,7 +134,7 @@ def retake(job_id: str, *, prompt: str | None = None) -> str:
         new = _new_render(engine, checked, on_done=old.on_done, extra={"retake_of": old.id})
         write_pending(engine, [new])
     engine.store.add_retake(old.id, new.id)
-    let_go(engine, [new], _chain_sender(new, checked))
+    let_go(engine, [new], _first_step(engine, new, checked))
     logger.info("job %s key=%s state=queued retakes %s", new.id, old.alias, old.id,
                 extra={"job_id": new.id, "key": old.alias, "state": "queued"})  # fmt: skip
     return new.id

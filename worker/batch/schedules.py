@@ -26,6 +26,7 @@ from typing import Any
 from celery import Celery
 from celery.schedules import crontab
 
+from config.task_names import BATCH_RUN as SCHEDULE_TASK
 from worker.batch.budget import from_micros, to_micros
 from worker.batch.parse import ParsedBatch, parse_records
 from worker.batch.plan import InvalidBatch
@@ -48,7 +49,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-SCHEDULE_TASK = "relaydance.batch_run"
 ENTRY_PREFIX = "relaydance-batch:"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 # How far back a run's instant is looked for: 29 February on a given weekday recurs

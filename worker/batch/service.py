@@ -19,6 +19,8 @@ import uuid
 from collections.abc import Sequence
 from functools import partial
 
+from config.task_names import BATCH_JOB_DONE as JOB_DONE_TASK
+from config.task_names import RESUME_MANY as RESUME_MANY_TASK
 from worker.batch.budget import Claim, ClaimResult, Settlement, from_micros, to_micros
 from worker.batch.naming import check_plan_names, job_name
 from worker.batch.parse import ParsedBatch
@@ -36,8 +38,6 @@ __all__ = ["JOB_DONE_TASK", "Batches"]
 
 logger = logging.getLogger(__name__)
 
-JOB_DONE_TASK = "relaydance.batch_job_done"
-RESUME_MANY_TASK = "relaydance.resume_many"
 BUSY_LEASE = 60.0  # a submitter renews it per chunk; a job missing after it is lost
 _CHUNK = 200
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")

@@ -35,6 +35,7 @@ from worker.errors import (
     RetryableStatus,
     TransientError,
 )
+from worker.job.advance import advance_ids
 from worker.job.alerts import Alert, raise_alert
 from worker.job.engine import Engine
 from worker.job.record import Job
@@ -205,8 +206,7 @@ def resume_line(engine: Engine, alias: str, *, also: tuple[str, ...] = ()) -> li
     """A pause ended: fill the key's free slots from its line and nudge those jobs (and
     ``also``: jobs parked off the line). Returns the jobs nudged."""
     granted = engine.limits.grant_waiters(alias)
-    for job_id in [*granted, *also]:
-        engine.send("relaydance.resume", job_id)
+    advance_ids(engine, [*granted, *also])
     if granted or also:
         logger.info("key %s: line moving again (%d jobs nudged)", alias, len(granted) + len(also))
     return [*granted, *also]

@@ -1,4 +1,4 @@
-"""Delivering a generated clip: download it safely, then mark the job done and notify.
+"""Delivering a generated clip: download it safely, mark the job done and notify.
 
 The download re-fetches the task for a fresh url (never stored: it is signed), streams it
 through :func:`worker.provider.download.stream_video` into the storage's sink, writes the
@@ -19,13 +19,13 @@ from worker.job.notify import notify_final
 from worker.job.record import Job, JobState
 from worker.job.redeliver import REFUSED_SINCE, retry_delivery_later
 from worker.job.step import (
-    NEXT,
     Outcome,
     again,
     claim_number,
     fail,
     load,
     log_transition,
+    moved_on,
     stop,
     transient,
 )
@@ -33,7 +33,7 @@ from worker.job.transitions import DONE, DOWNLOAD_STARTED
 from worker.provider.download import UrlExpired, stream_video
 from worker.storage import StoredClip
 
-__all__ = ["download", "finish"]
+__all__ = ["download"]
 
 logger = logging.getLogger(__name__)
 
@@ -58,8 +58,6 @@ def download(
     job = load(engine, job_id, seq, "download")
     if isinstance(job, Outcome):
         return job
-    if job.downloaded:
-        return NEXT
     claim = claim_number(seq, attempt)
     applied, _ = engine.store.apply(
         job_id,
@@ -152,7 +150,7 @@ def _done(engine: Engine, job: Job, claim: int, result: StoredClip) -> Outcome:
     log_transition(job, "done", bytes=result.size, seconds=f"{result.seconds:.2f}",
                    output=result.record_fields().get("output_uri"))  # fmt: skip
     notify_final(engine, job_id)
-    return NEXT
+    return moved_on(job, S.DONE)
 
 
 class _Heartbeat:
@@ -205,20 +203,3 @@ def _manifest(job: Job, clip: StoredClip, *, seconds: float) -> dict[str, Any]:
         **({"output_name_template": job.output_template} if job.output_template else {}),
         **({"retake_of": job.retake_of} if job.retake_of else {}),
     }
-
-
-def finish(engine: Engine, job_id: str, *, seq: int) -> Outcome:
-    """Mark a downloaded job done and notify the producer's own task, when one was named.
-
-    The download finishes the job itself; this step remains for a job whose clip was
-    recorded as downloaded by an earlier version of the fleet, and for its messages.
-    """
-    job = load(engine, job_id, seq, "finish")
-    if isinstance(job, Outcome):
-        return job
-    applied, _ = engine.store.apply(job_id, DONE, where={"seq": seq, "downloaded": "1"})
-    if not applied:
-        return stop("not ready to finish, or already finished")
-    log_transition(job, "done", output=job.output_uri)
-    notify_final(engine, job_id)
-    return NEXT

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +46,9 @@ class Engine:
     client: ApiClient
     downloads: httpx.Client
     storage: Storage  # where finished clips go: a directory or a bucket
+    # Whether a task name is registered with the workers: a worker's own registry, which
+    # holds every task it runs; None where this process cannot know (a producer, the CLI).
+    registered: Callable[[str], bool] | None = field(default=None, repr=False)
     # Clients of the other (provider, base URL) routes, made on first use.
     routes: dict[tuple[str, str], ApiClient] = field(default_factory=dict, repr=False)
     _routes_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -70,8 +74,11 @@ class Engine:
         return route_id(self.settings.provider_for(alias), self.settings.base_url_for(alias))
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Engine:
-        """Connect to Redis and build the clients the settings describe."""
+    def from_settings(
+        cls, settings: Settings, *, registered: Callable[[str], bool] | None = None
+    ) -> Engine:
+        """Connect to Redis and build the clients the settings describe; ``registered``
+        tells a registered task name, in a worker."""
         url = settings.redis_url or DEFAULT_REDIS_URL
         client = redis_client(
             url,
@@ -96,6 +103,7 @@ class Engine:
                 read_timeout=settings.http_read_timeout,
             ),
             storage=make_storage(settings),
+            registered=registered,
         )
 
     def client_for(self, alias: str) -> ApiClient:
@@ -115,9 +123,24 @@ class Engine:
         aliases = sorted(set(self.settings.keys()) | set(self.limits.aliases_seen()))
         return {alias: self.limits.snapshot(alias) for alias in aliases}
 
-    def send(self, name: str, *args: Any, countdown: float | None = None) -> None:
-        """Send a task by name: the engine never imports the tasks package."""
-        app.send_task(name, args=list(args), countdown=countdown, ignore_result=True)
+    def send(
+        self,
+        name: str,
+        *args: Any,
+        countdown: float | None = None,
+        shown: str | None = None,
+        producer: Any = None,
+    ) -> None:
+        """Send a task by name: the engine never imports the tasks package.
+
+        ``shown`` is what Flower shows for its arguments (never a secret); ``producer``
+        one the caller holds for many sends.
+        """
+        options: dict[str, Any] = {} if shown is None else {"argsrepr": "()", "kwargsrepr": shown}
+        app.send_task(
+            name, args=list(args), countdown=countdown, ignore_result=True, producer=producer,
+            **options,
+        )  # fmt: skip
 
     def close(self) -> None:
         """Close connections and pools."""
@@ -131,6 +154,7 @@ class Engine:
 
 _lock = threading.Lock()
 _engine: Engine | None = None
+_registered: Callable[[str], bool] | None = None
 
 
 def get_engine() -> Engine:
@@ -139,12 +163,13 @@ def get_engine() -> Engine:
     if _engine is None:
         with _lock:
             if _engine is None:
-                _engine = Engine.from_settings(get_settings())
+                _engine = Engine.from_settings(get_settings(), registered=_registered)
     return _engine
 
 
-def reset_engine() -> None:
-    """Forget the process-wide engine (after a fork, or between tests)."""
-    global _engine
+def reset_engine(*, registered: Callable[[str], bool] | None = None) -> None:
+    """Forget the process-wide engine (after a fork, or between tests); the next is built
+    with ``registered`` (a worker's task registry, see :attr:`Engine.registered`)."""
+    global _engine, _registered
     with _lock:
-        _engine = None
+        _engine, _registered = None, registered

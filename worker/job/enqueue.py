@@ -2,7 +2,7 @@
 
 1. **Pending**: the new records are written with ``enqueue_pending``, in one round trip.
    No step acts on a pending job (:func:`worker.job.step.load` waits for it briefly).
-2. **Message**: the caller's ``send`` publishes what starts them (a job's chain, or one
+2. **Message**: the caller's ``send`` publishes what starts them (a job's first step, or one
    ``relaydance.resume_many`` for a chunk). When it raises, the message may not exist:
    the jobs are canceled unsent and :class:`~worker.errors.EnqueueFailed` is raised.
 3. **Confirm**: the flag is cleared on every job in one round trip; from then on the

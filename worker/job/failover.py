@@ -30,6 +30,7 @@ import time
 
 import redis
 
+from config.task_names import CONFIRM_TASK
 from worker.job.engine import Engine
 from worker.job.record import Billing, Job, JobState
 from worker.job.transitions import BACK_IN_TIME
@@ -48,7 +49,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 S = JobState
-CONFIRM_TASK = "relaydance.confirm_task"
 # Set on a live job the sweep polled at once after a new primary: the webhook it may then
 # seem to have missed was received, by the old primary.
 FAILOVER_POLL_FIELD = "failover_poll_at"

@@ -8,7 +8,8 @@ notice, since delivery is at least once:
 - the send is retried until the broker takes it: a failed send leaves the job in an
   outbox (``rd:notify:due``) that the sweeper works through with growing intervals;
 - a task name the worker has not registered would be dropped by the worker that receives
-  it (Celery logs "unregistered task" and discards the message). Inside a worker the name
+  it (Celery logs "unregistered task" and discards the message). Inside a worker (whose
+  engine knows its task registry, :attr:`~worker.job.engine.Engine.registered`) the name
   is checked first: an unknown one is recorded on the job (``relaydance status`` shows
   it), logged as an error, and retried later in case a worker that knows it starts;
 - outside a worker (a ``cancel`` from the CLI), this process cannot know which tasks the
@@ -22,12 +23,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from typing import Any
 
 import redis
 from kombu.exceptions import KombuError
 
+from config.task_names import NOTIFY as NOTIFY_TASK
 from worker.job.engine import Engine
 from worker.job.reachability import note_final
 from worker.job.record import FINAL_STATES, Job
@@ -37,26 +38,15 @@ __all__ = [
     "OUTBOX_KEY",
     "deliver_due",
     "notify_final",
-    "set_task_registry",
     "summary_for",
 ]
 
 logger = logging.getLogger(__name__)
 
-NOTIFY_TASK = "relaydance.notify"
 OUTBOX_KEY = "rd:notify:due"
 CLAIM_SECONDS = 30  # one sender at a time per job; a crashed sender's claim lapses
 RETRY_MIN, RETRY_MAX = 5.0, 300.0
 UNREGISTERED_RECHECK = 300.0
-
-# Whether a task name is registered with the workers; None where that cannot be known.
-_registry: Callable[[str], bool] | None = None
-
-
-def set_task_registry(registered: Callable[[str], bool] | None) -> None:
-    """Say how to tell a registered task name (a worker sets this at start), or unset it."""
-    global _registry
-    _registry = registered
 
 
 def summary_for(job: Job) -> dict[str, Any]:
@@ -108,9 +98,10 @@ def _deliver(engine: Engine, job: Job, *, hand_off: bool) -> str:
     attempts = job.on_done_attempts + 1
     name = job.on_done or ""
     args: tuple[Any, ...]
-    if _registry is None and hand_off:
+    registered = engine.registered
+    if registered is None and hand_off:
         target, args = NOTIFY_TASK, (job.id,)
-    elif _registry is not None and not _registry(name):
+    elif registered is not None and not registered(name):
         _later(engine, job, UNREGISTERED_RECHECK)
         if job.on_done_status != "unregistered":
             problem = (

@@ -1,14 +1,15 @@
-"""The steps of a render job: prepare (upload), submit, poll, download, finish.
+"""The steps of a render job: prepare (upload), submit, poll, download (it finishes the job).
 
 Each step is a plain function ``step(engine, job_id, *, seq, ...) -> Outcome`` that the thin
 Celery tasks in ``tasks/`` call. A step loads the job record, checks that the message is
 current (its ``seq`` matches the job's, and its claim is above the last one), changes the
 record with a compare-and-set, and says what the task should do next: go on to the next
-step of the chain, stop the chain quietly, or run again after a countdown. A duplicate,
-late or stale message therefore finds the job past its step and does nothing.
+step (:func:`worker.job.advance.advance` sends it), stop quietly, or run again after a
+countdown. A duplicate, late or stale message therefore finds the job past its step and
+does nothing.
 
 Submission, the step that spends money, and its policy for ambiguous failures live in
-:mod:`worker.job.submit`; delivery (download, finish) in :mod:`worker.job.deliver`.
+:mod:`worker.job.submit`; delivery in :mod:`worker.job.deliver`.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pydantic import SecretStr
 from config.settings import SettingsError
 from worker.errors import AccountFault, Deferred, NotDurable, PermanentError, TransientError
 from worker.job import calls
-from worker.job.deliver import download, finish
+from worker.job.deliver import download
 from worker.job.engine import Engine
 from worker.job.failover import confirm_later
 from worker.job.notify import notify_final
@@ -32,7 +33,6 @@ from worker.job.record import Job, JobState
 from worker.job.remote import apply_remote
 from worker.job.states import LIVE_STATES, REMOTE_MAY_BE_LIVE, STEP_STATES
 from worker.job.step import (
-    NEXT,
     Outcome,
     again,
     api_key,
@@ -40,6 +40,7 @@ from worker.job.step import (
     first_poll_delay,
     load,
     log_transition,
+    moved_on,
     release,
     stop,
     transient,
@@ -55,7 +56,6 @@ __all__ = [
     "cancel",
     "confirm_task",
     "download",
-    "finish",
     "first_poll_delay",
     "poll",
     "prepare",
@@ -102,7 +102,7 @@ def prepare(engine: Engine, job_id: str, *, seq: int, attempt: int = 0) -> Outco
             job_id, states={S.QUEUED}, where={"seq": seq}, set={"media_urls": json.dumps(urls)}
         )
         log_transition(job, "uploaded", file=Path(path).name)
-    return NEXT
+    return moved_on(job, S.QUEUED, media_urls=urls)
 
 
 def _upload(path: str, handle: BinaryIO, mime: str | None) -> Callable[[ApiClient, SecretStr], str]:
@@ -190,7 +190,7 @@ def confirm_task(
     engine: Engine, job_id: str, *, task_id: str, claim: int, tries: int = 0
 ) -> Outcome:
     """Make a recorded task id durable on the Redis replicas (``relaydance.confirm_task``),
-    or record it again where a failover lost it; ``next`` when the job's chain is needed."""
+    or record it again where a failover lost it; ``next`` when the job moves on."""
     job = engine.store.get(job_id)
     if job is None:
         return stop("unknown or expired job")

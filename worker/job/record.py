@@ -68,7 +68,6 @@ class Job:
     submit_attempts: int = 0
     submit_intent_at: float | None = None  # when the last POST was about to leave
     last_poll_at: float | None = None
-    downloaded: bool = False  # the clip is stored (set with done; older fleets: before)
     remote_final: bool = False  # a canceled job's task was seen final
     storage_refused_at: float | None = None  # the output's first refusal of the clip
     canceled_from: str | None = None
@@ -189,7 +188,6 @@ _PARSE: dict[str, Callable[[str], Any]] = {
     "request": json.loads,
     "state": JobState,
     "billing": lambda value: Billing(value) if value else Billing.NONE,
-    "downloaded": _flag,
     "remote_final": _flag,
     "notified_final": _flag,
     "media_urls": json.loads,

@@ -13,7 +13,7 @@ from worker.job.counters import record_generated
 from worker.job.engine import Engine
 from worker.job.record import Billing, Job, JobState
 from worker.job.states import AT_PROVIDER
-from worker.job.step import NEXT, Outcome, again, fail, log_transition, release, stop
+from worker.job.step import Outcome, again, fail, log_transition, moved_on, release, stop
 from worker.job.timing import next_poll_delay, sample_from
 from worker.job.transitions import GENERATED, POLL_RUNNING
 from worker.provider.dialects import RemoteTask, TaskStatus
@@ -80,7 +80,7 @@ def _generated(
     cost = job.cost if task.actual_cost is None else task.actual_cost
     record_generated(engine, polls=polls, cost=cost)
     log_transition(job, "generated", polls=polls)
-    return NEXT
+    return moved_on(job, S.GENERATED, remote_status=task.raw_status)
 
 
 def charged(task: RemoteTask) -> bool:

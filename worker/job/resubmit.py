@@ -7,6 +7,7 @@ import logging
 import time
 
 from worker.errors import NotDurable
+from worker.job.advance import advance
 from worker.job.engine import Engine
 from worker.job.record import Job, JobState
 from worker.job.step import log_transition
@@ -56,8 +57,8 @@ def resubmit(engine: Engine, job_id: str) -> Job:
     if not applied:
         raise SubmitRefused(f"job {job_id} changed meanwhile; look at it again")
     log_transition(job, "waiting_for_slot", reason="resubmitted by the operator")
-    if durable:
-        engine.send("relaydance.resume", job_id)
     fresh = engine.store.get(job_id)
     assert fresh is not None
+    if durable:
+        advance(engine, fresh)
     return fresh

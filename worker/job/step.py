@@ -1,8 +1,9 @@
 """What every step of a render job shares: its outcome, loading the job, failing it.
 
 A step is a plain function ``step(engine, job_id, *, seq, ...) -> Outcome``; the thin
-Celery tasks in ``tasks/`` map the outcome to returning (the chain's next step runs),
-``Ignore`` (the chain ends quietly) or ``self.retry(countdown=...)``.
+Celery tasks in ``tasks/`` map the outcome to sending the job's next step
+(:func:`worker.job.advance.advance`), ``Ignore`` (the job waits for whatever moves it
+next) or ``self.retry(countdown=...)``.
 """
 
 from __future__ import annotations
@@ -11,16 +12,17 @@ import logging
 import random
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from pydantic import SecretStr
 
 from worker.errors import RateLimited, TransientError
+from worker.job.advance import advance_ids
 from worker.job.engine import Engine
 from worker.job.failover import mark_in_doubt
 from worker.job.notify import notify_final
-from worker.job.record import Job
+from worker.job.record import Job, JobState
 from worker.job.states import STEP_STATES
 from worker.job.timing import first_poll_delay_for
 from worker.job.transitions import FAIL
@@ -39,6 +41,7 @@ __all__ = [
     "grant_waiters",
     "load",
     "log_transition",
+    "moved_on",
     "release",
     "resume_granted",
     "stop",
@@ -62,9 +65,17 @@ class Outcome:
     # The clip's signed url, when the step has just read it from the provider: the task
     # may download with it at once. Never put in a message: it is a secret.
     url: str | None = field(default=None, repr=False, compare=False)
+    # With ``next``: the job as the step left it (its state, its recorded due time), so
+    # the next step is sent without reading the record again; None reads it.
+    job: Job | None = field(default=None, repr=False, compare=False)
 
 
 NEXT = Outcome("next")
+
+
+def moved_on(job: Job, state: JobState, **fields: Any) -> Outcome:
+    """``next``, with the job as the step left it: in ``state``, with ``fields`` changed."""
+    return Outcome("next", job=replace(job, state=state, **fields))
 
 
 def stop(reason: str) -> Outcome:
@@ -145,9 +156,8 @@ def release(engine: Engine, job: Job) -> None:
 
 
 def resume_granted(engine: Engine, job_ids: Iterable[str]) -> None:
-    """Start the jobs that were just given a slot: each resumes from its state."""
-    for job_id in job_ids:
-        engine.send("relaydance.resume", job_id)
+    """Start the jobs that were just given a slot: each moves on from its state."""
+    advance_ids(engine, job_ids)
 
 
 def grant_waiters(engine: Engine, alias: str) -> list[str]:

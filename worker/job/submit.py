@@ -55,7 +55,6 @@ from worker.job.record import Billing, Job, JobState
 from worker.job.resubmit import SubmitRefused, resubmit
 from worker.job.states import IN_LINE
 from worker.job.step import (
-    NEXT,
     Outcome,
     again,
     api_key,
@@ -64,6 +63,7 @@ from worker.job.step import (
     first_poll_delay,
     load,
     log_transition,
+    moved_on,
     resume_granted,
     stop,
     transient,
@@ -105,7 +105,7 @@ def submit(engine: Engine, job_id: str, *, seq: int, attempt: int = 0) -> Outcom
         return job
     if job.remote_task_id:  # recorded, but the state change after it was lost
         engine.store.apply(job_id, SUBMIT_RECORDED, due=time.time())
-        return NEXT
+        return moved_on(job, S.SUBMITTED, next_due=time.time())
     if attempt and job.submit_claim < claim_number(seq, attempt - 1):
         # This retry follows its own earlier claim, which the record no longer has.
         evidence = f"submit attempt {attempt} found no claim of attempt {attempt - 1}"
@@ -200,7 +200,7 @@ def _take_slot(engine: Engine, job: Job, seq: int, *, claimed: bool = False) -> 
         return None
     # Parked off the line, the job is looked at again when its model's next probe is due.
     wait = slot.wait if slot.paused == "model" else 0.0
-    # Back from a claim (this message's, or an earlier one's): the next chain claims above it.
+    # Back from a claim (this message's, or an earlier one's): the next submit claims above it.
     claimed = claimed or job.state is S.SUBMITTING
     applied, _ = engine.store.apply(
         job.id,
@@ -255,6 +255,7 @@ def _record_through_outage(
 def record_task(engine: Engine, job: Job, claim: int, *, task_id: str, status: str = "") -> Outcome:
     """Record the task a POST created; a job that moved on meanwhile still keeps its id."""
     expected = first_poll_delay(engine, str(job.request["model"]), int(job.request["seconds"]))
+    first_poll = time.time() + expected  # as recorded: the poll sent next waits for it
     try:
         recorded, _ = engine.store.apply(
             job.id,
@@ -270,8 +271,8 @@ def record_task(engine: Engine, job: Job, claim: int, *, task_id: str, status: s
     if recorded:
         engine.limits.on_success(job.alias)
         log_transition(job, "submitted", remote=task_id, first_poll=f"{expected:.1f}s")
-        # Scheduled once: recorded as the job's due time, and the chain's poll waits it out.
-        return Outcome("next", countdown=expected, reason="submitted")
+        # Scheduled once: recorded as the job's due time, which the next poll waits out.
+        return moved_on(job, S.SUBMITTED, next_due=first_poll, remote_task_id=task_id)
     return _record_late(engine, job.id, task_id=task_id, status=status, claim=claim)
 
 

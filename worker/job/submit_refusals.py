@@ -14,6 +14,7 @@ import json
 import logging
 import time
 
+from config.task_names import GRANT
 from worker.errors import AccountFault, NotDurable, RateLimited, RelayDanceError, TransientError
 from worker.job.engine import Engine
 from worker.job.failover import notice_new_primary
@@ -117,7 +118,7 @@ def not_durable(engine: Engine, job: Job, claim: int, exc: NotDurable) -> Outcom
     for twice. Nothing is sent; the job waits at the head of its line, unbilled."""
     _requeue(engine, job, claim, due_in=NOT_DURABLE_RETRY)
     engine.limits.push_front(job.alias, job.id)  # no learning: the provider said nothing
-    engine.send("relaydance.grant", job.alias, countdown=NOT_DURABLE_RETRY)
+    engine.send(GRANT, job.alias, countdown=NOT_DURABLE_RETRY)
     logger.warning("job %s key=%s: not sent: %s", job.id, job.alias, exc)
     log_transition(job, "waiting_for_slot", reason="claim not durable")
     return stop("claim not durable; back in line")
@@ -148,7 +149,7 @@ def back_in_line(engine: Engine, job: Job, claim: int, exc: RateLimited) -> Outc
     # push_front gives up the slot and queues the job first, without handing the slot
     # to another waiter who would submit into the same overload.
     engine.limits.push_front(job.alias, job.id)
-    engine.send("relaydance.grant", job.alias, countdown=wait)
+    engine.send(GRANT, job.alias, countdown=wait)
     log_transition(
         job, "waiting_for_slot", reason="429", retry_after=wait, effective_limit=effective
     )

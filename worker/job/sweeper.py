@@ -6,7 +6,7 @@ workers in turn (:mod:`worker.job.sweep_loop`), finds non-final jobs whose next 
 overdue and moves them on:
 
 - most are resumed: their ``seq`` is bumped (any old message still somewhere becomes
-  stale) and the chain from their current state is sent again;
+  stale) and their next step is sent again (:func:`worker.job.advance.advance`);
 - a job overdue in ``submitting`` lost its worker during the POST, or its reply: unless
   that attempt provably never left, it becomes ``submit_unknown`` (never POSTed again,
   unless ``RELAYDANCE_PROVIDER_IDEMPOTENT`` says it is safe);
@@ -32,6 +32,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+from worker.job.advance import advance_ids
 from worker.job.alerts import Alert, raise_alert
 from worker.job.engine import Engine
 from worker.job.failover import FAILOVER_POLL_FIELD, notice_new_primary
@@ -122,7 +123,7 @@ def _nudge_probes(engine: Engine, aliases: list[str]) -> list[str]:
     nudged = []
     for alias in aliases:
         for job_id in engine.limits.probes_due(alias):
-            engine.send("relaydance.resume", job_id)
+            advance_ids(engine, [job_id])
             nudged.append(job_id)
             logger.info("key %s: probe due; job %s nudged to try the paused line", alias, job_id)
     return nudged
@@ -205,6 +206,6 @@ def _resume(engine: Engine, job: Job, *, now: float) -> bool:
         due=now if polling else now + engine.settings.step_grace_seconds,
     )
     if applied:
-        engine.send("relaydance.resume", job.id)
+        advance_ids(engine, [job.id])  # from the record as the bump left it
         logger.info("job %s key=%s state=%s overdue; resumed", job.id, job.alias, job.state)
     return applied

@@ -5,7 +5,7 @@ named a remote task id, which is a hint and nothing more. This step re-fetches t
 with the job's own key and then, by what the provider says:
 
 - the job's recorded task: move the job with :func:`worker.job.remote.apply_remote` when
-  the task is final (then the task sends the rest of the chain, so the download starts at
+  the task is final (then the task sends the job's next step, so the download starts at
   once, without waiting for the late safety poll), or note ``running`` without touching
   the safety poll's schedule;
 - a task the job never recorded while it has no remote id and may have an orphaned
@@ -49,7 +49,7 @@ from worker.job.failover import confirm_later, lost_claim, mark_in_doubt
 from worker.job.record import FINAL_STATES, Billing, Job, JobState
 from worker.job.remote import apply_remote, charged
 from worker.job.states import ALL_STATES, SUBMISSION_IN_DOUBT, WEBHOOK_MOVABLE
-from worker.job.step import NEXT, Outcome, backoff, first_poll_delay, log_transition
+from worker.job.step import Outcome, backoff, first_poll_delay, log_transition, moved_on
 from worker.job.transitions import (
     ADOPT_AFTER_RESUBMIT,
     ADOPT_ORPHAN,
@@ -105,8 +105,8 @@ def on_webhook(
     receiver); a task the job never recorded is taken only for a submission in doubt, and
     only if the provider says it was created while that submission's POST was out.
 
-    ``next`` means the job needs its chain from its current state now (the download after
-    a final task, polling after adopting a running one); the task sends it at once.
+    ``next`` means the job needs its next step now (the download after a final task,
+    polling after adopting a running one); the task sends it at once.
     """
     job = engine.store.get(job_id)
     if job is None:
@@ -256,7 +256,7 @@ def _adopt(engine: Engine, job: Job, task: RemoteTask) -> Outcome:
             return _stop(f"job is {fresh.state}; not adopted")
     outcome = _apply(engine, fresh, task)
     if adopted.action == "next" and not task.is_final:
-        # No chain polls the adopted task: start one; its first poll waits for its due time.
+        # Nothing polls the adopted task yet: its first poll waits for its due time.
         return Outcome("next", reason="adopted; polls as a safety net")
     return outcome
 
@@ -264,10 +264,11 @@ def _adopt(engine: Engine, job: Job, task: RemoteTask) -> Outcome:
 def adopt_task(engine: Engine, job: Job, *, task_id: str, status: str, source: str) -> Outcome:
     """Make a task of the job's orphaned submission its task: ``-> submitted``.
 
-    ``next`` when adopted (the caller continues the chain from ``submitted``); the job
+    ``next`` when adopted (the job moves on from ``submitted``); the job
     takes back a slot, over the limit if need be: the provider counts the task already.
     """
     expected = first_poll_delay(engine, str(job.request["model"]), int(job.request["seconds"]))
+    first_poll = time.time() + expected  # as recorded: the poll sent next waits for it
     # In line again only after an operator's resubmit (orphans > 0); a job back in line
     # after a plain 429 created nothing.
     adopt = ADOPT_AFTER_RESUBMIT if job.orphans > 0 else ADOPT_ORPHAN
@@ -293,7 +294,7 @@ def adopt_task(engine: Engine, job: Job, *, task_id: str, status: str, source: s
         source,
     )
     log_transition(job, "submitted", remote=task_id, adopted_from=source)
-    return NEXT
+    return moved_on(job, S.SUBMITTED, next_due=first_poll, remote_task_id=task_id)
 
 
 def record_duplicate_spend(

@@ -21,7 +21,6 @@ from worker.infra.celery_app import app
 from worker.infra.outage import is_redis_outage
 from worker.infra.redis_checks import durability_findings, forgetful_redis_line
 from worker.job.engine import get_engine, reset_engine
-from worker.job.notify import set_task_registry
 from worker.job.reachability import check_at_worker_start
 from worker.job.sweep_loop import SweepLoop
 from worker.storage import check_output
@@ -31,10 +30,21 @@ __all__: list[str] = []
 logger = logging.getLogger(__name__)
 
 
+def _registered(name: str) -> bool:
+    # A worker has imported every task module it runs (-I included): an on_done name
+    # missing from its registry would be dropped on receipt, so it is reported instead.
+    return name in app.tasks
+
+
+@worker_init.connect
+def _an_engine_that_knows_the_worker_task_registry(**_: Any) -> None:
+    reset_engine(registered=_registered)
+
+
 @worker_process_init.connect
 def _fresh_clients_after_fork(**_: Any) -> None:
     # Connections and pools made before a prefork worker forked belong to the parent.
-    reset_engine()
+    reset_engine(registered=_registered)
 
 
 @worker_init.connect
@@ -46,13 +56,6 @@ def _refuse_to_work_without_a_writable_output(**_: Any) -> None:
         logger.critical("this worker will not start: the output is not writable: %s", exc)
         raise SystemExit(3) from None
     logger.info("output writable: %s", checked)
-
-
-@worker_init.connect
-def _trust_the_worker_task_registry(**_: Any) -> None:
-    # A worker has imported every task module it runs (-I included): an on_done name
-    # missing from its registry would be dropped on receipt, so it is reported instead.
-    set_task_registry(lambda name: name in app.tasks)
 
 
 @worker_ready.connect

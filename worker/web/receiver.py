@@ -31,6 +31,7 @@ from typing import Any
 import redis
 from kombu.exceptions import KombuError
 
+from config.task_names import WEBHOOK as WEBHOOK_TASK
 from worker.job.callback import (
     token_status,
     verify_claim,
@@ -52,7 +53,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024  # a task JSON is well under 2 KiB
-WEBHOOK_TASK = "relaydance.webhook"
 
 _JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _GATE = "rd:hookgate:"  # a re-fetch started in the window (SET NX PX)
