@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from config.settings import Settings
+from config.task_names import SUBMIT
 from tests.contracts.harness import FakeProvider, MoneyContract, job_of, money_settings, set_up
 from tests.pipeline_helpers import RecordingEngine, make_job, run_step
 from worker.job.record import Billing, JobState
@@ -23,7 +24,8 @@ DAY = 86400.0
 
 
 def resumed(engine: RecordingEngine) -> list[str]:
-    return [args[0] for name, args, _ in engine.sent if name == "relaydance.resume"]
+    """The jobs sent on to their submit step (a slot given to the next in line)."""
+    return [args[0] for name, args, _ in engine.sent if name == SUBMIT]
 
 
 def poll_now(engine: RecordingEngine, job_id: str) -> str:
