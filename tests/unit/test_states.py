@@ -31,9 +31,10 @@ def test_moves_go_forward_only() -> None:
             assert back_in_line or order.index(target) > order.index(state), (state, target)
 
 
-def test_prepare_is_skipped_without_local_files_and_a_downloaded_clip_only_finishes() -> None:
+def test_prepare_is_skipped_without_local_files() -> None:
     assert steps_from(S.QUEUED, uploads=False) == ["submit", "poll", "download"]
-    assert steps_from(S.DOWNLOADING, downloaded=True) == ["finish"]
+    assert steps_from(S.QUEUED) == ["prepare", "submit", "poll", "download"]
+    assert steps_from(S.DOWNLOADING) == ["download"]
     assert steps_from(S.SUBMIT_UNKNOWN) == [] and steps_from(S.DONE) == []
 
 

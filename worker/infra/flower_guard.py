@@ -12,7 +12,7 @@ are read:
   require it like every other page (:func:`protect_open_endpoints`): the metrics name
   every task and worker. Prometheus scrapes Flower with ``basic_auth`` in its job;
 - Flower's default task columns gain ``kwargs``, which carry ``job=<job id> model=...``
-  (see ``tasks.canvas.describe``), so the task list shows which job each task moves.
+  (see ``worker.job.advance.describe``), so the task list shows which job each task moves.
   A ``--tasks-columns`` of your own is left alone.
 
 Any other process that imports the app (workers, beat, the CLI, web apps) is untouched.

@@ -179,11 +179,8 @@ def _read_chunk(
     """Read a chunk's records, keep the matching rows, drop index entries that expired."""
     if not ids:
         return
-    pipe = client.pipeline(transaction=False)
-    for job_id in ids:
-        pipe.hmget(store.key(job_id), _FIELDS)
     expired: list[str] = []
-    for job_id, values in zip(ids, pipe.execute(), strict=True):
+    for job_id, values in zip(ids, store.fields_of(ids, list(_FIELDS)), strict=True):
         page.examined += 1
         page.next_after = job_id
         if values[0] is None:
@@ -199,7 +196,7 @@ def _read_chunk(
 
 
 def _by_id(client: redis.Redis, store: JobStore, wanted: JobFilter, job_id: str) -> JobPage:
-    values = client.hmget(store.key(job_id), _FIELDS)
+    (values,) = store.fields_of([job_id], list(_FIELDS))
     page = JobPage(examined=1, indexed=1)
     if values[0] is not None:
         row = Row.from_values(job_id, values)

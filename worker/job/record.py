@@ -15,7 +15,7 @@ import json
 import re
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from worker.job.states import FINAL_STATES, Billing, JobState
@@ -166,32 +166,26 @@ def _text_or_none(value: str) -> str | None:
     return value or None
 
 
-_TEXT_FIELDS = (
-    "alias", "remote_task_id", "remote_status", "error_code", "error_message", "output_path",
-    "output_uri", "sha256", "etag", "on_done", "canceled_from", "adopted_from", "batch",
-    "on_done_status", "on_done_error", "output_name", "output_template", "retake_of",
-)  # fmt: skip
-_INT_FIELDS = (
-    "seq", "poll_count", "size", "duplicate_spend", "submit_claim", "download_claim",
-    "enqueue_pending", "orphans", "submit_attempts", "on_done_attempts",
-)  # fmt: skip
-_FLOAT_FIELDS = (
-    "next_due", "cost", "actual_cost", "created_at", "updated_at", "unknown_since",
-    "submit_intent_at", "last_poll_at", "storage_refused_at", "webhook_at", "on_done_sent_at",
-)  # fmt: skip
-# How each typed field of the hash is read (an empty value keeps the default).
-_PARSE: dict[str, Callable[[str], Any]] = {
-    **{name: _text_or_none for name in _TEXT_FIELDS},
-    **{name: int for name in _INT_FIELDS},
-    **{name: float for name in _FLOAT_FIELDS},
-    "alias": str,
-    "request": json.loads,
+def _comma_list(value: str) -> list[str]:
+    return [v for v in value.split(",") if v]
+
+
+# How each field of the hash is read, by its type on :class:`Job` (an empty value keeps
+# the default, except for text); the few whose text is not their type's are named.
+_BY_TYPE: dict[str, Callable[[str], Any]] = {
+    "str": str, "str | None": _text_or_none, "int": int, "float": float,
+    "float | None": float, "int | None": int, "bool": _flag, "dict[str, Any]": json.loads,
+    "dict[str, str]": json.loads, "dict[str, float]": json.loads, "list[str]": json.loads,
+}  # fmt: skip
+_NAMED: dict[str, Callable[[str], Any]] = {
     "state": JobState,
     "billing": lambda value: Billing(value) if value else Billing.NONE,
-    "remote_final": _flag,
-    "notified_final": _flag,
-    "media_urls": json.loads,
-    "duplicate_remote_ids": json.loads,
-    "orphan_claims": json.loads,
-    "retakes": lambda value: [v for v in value.split(",") if v],
+    "retakes": _comma_list,
 }
+_UNTYPED = ("id", "times", "extra")  # not hash fields: the key, ``t_*`` fields, the rest
+_PARSE: dict[str, Callable[[str], Any]] = {
+    f.name: _NAMED.get(f.name) or _BY_TYPE[str(f.type)]
+    for f in fields(Job)
+    if f.name not in _UNTYPED
+}
+_TEXT_FIELDS = frozenset(name for name, parse in _PARSE.items() if parse in (str, _text_or_none))

@@ -13,12 +13,12 @@ States are one-way::
 ``relaydance resubmit`` sends such a job back to ``waiting_for_slot``; a 429 sends a
 ``submitting`` job back too (nothing was created).
 
-The steps load a job only in the states they own (:data:`STEP_STATES`); the canvas sends
-the chain of :func:`steps_from` the job's state. Each move is a named transition
-(:mod:`worker.job.transitions`), and the job store applies nothing else. The named sets
-below answer the questions several modules ask of a state ("is it final?", "may its
-task be live at the provider?"); the Lua scripts get the final states from here too.
-Nothing here reads Redis or Celery.
+The steps load a job only in the states they own (:data:`STEP_STATES`);
+:func:`worker.job.advance.advance` sends the first of :func:`steps_from` the job's state.
+Each move is a named transition (:mod:`worker.job.transitions`), and the job store
+applies nothing else. The named sets below answer the questions several modules ask of
+a state ("is it final?", "may its task be live at the provider?"); the Lua scripts get
+the final states from here too. Nothing here reads Redis or Celery.
 """
 
 from __future__ import annotations
@@ -146,17 +146,13 @@ STEP_STATES: dict[str, frozenset[JobState]] = {
     "submit": frozenset({S.QUEUED, S.WAITING_FOR_SLOT, S.SUBMITTING}),
     "poll": AT_PROVIDER,
     "download": frozenset({S.GENERATED, S.DOWNLOADING}),
-    # A clip recorded as downloaded by an earlier version of the fleet, not yet done.
-    "finish": frozenset({S.DOWNLOADING}),
 }
 
 
-def steps_from(state: JobState, *, uploads: bool = True, downloaded: bool = False) -> list[str]:
+def steps_from(state: JobState, *, uploads: bool = True) -> list[str]:
     """The steps still to run from ``state``: without local files to ``uploads``, no
-    prepare; a clip already ``downloaded`` only needs finishing."""
+    prepare."""
     steps = list(PLAN.get(state, ()))
     if steps[:1] == ["prepare"] and not uploads:
         steps = steps[1:]  # nothing to upload: skip a task
-    if state is S.DOWNLOADING and downloaded:
-        steps = ["finish"]
     return steps

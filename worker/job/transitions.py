@@ -152,7 +152,7 @@ GENERATED = _t("generated", AT_PROVIDER, S.GENERATED, then="download")
 # The download step claims the job.
 DOWNLOAD_STARTED = _t("download_started", STEP_STATES["download"], S.DOWNLOADING, then="download")
 # The clip and its manifest are stored.
-DONE = _t("done", {S.DOWNLOADING}, S.DONE, sets={"downloaded": "1"})
+DONE = _t("done", {S.DOWNLOADING}, S.DONE)
 
 # -- the ends -------------------------------------------------------------------------------
 FAIL = _t("fail", LIVE_STATES, S.FAILED)

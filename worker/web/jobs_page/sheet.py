@@ -138,10 +138,7 @@ def _lines(engine: Engine, view: ItemView, page: int) -> tuple[list[_Line], int,
     jobs = {line: job_of(view.values.get(what, "")) for line, what in chosen
             if isinstance(what, int)}  # fmt: skip
     wanted = [(line, job) for line, job in jobs.items() if job]
-    pipe = engine.redis.pipeline(transaction=False)
-    for _, job in wanted:
-        pipe.hmget(engine.store.key(job), _FIELDS)
-    answers = pipe.execute() if wanted else []
+    answers = engine.store.fields_of([job for _, job in wanted], list(_FIELDS)) if wanted else []
     found = {line: dict(zip(_FIELDS, row, strict=True))
              for (line, _), row in zip(wanted, answers, strict=True)}  # fmt: skip
     rows = [_invalid(what) if isinstance(what, InvalidLine) else
