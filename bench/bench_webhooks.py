@@ -212,6 +212,15 @@ def _receiver_rows(
     return row
 
 
+def _warm_up(engine: Any, enqueue_render: Any) -> None:
+    """Tell the fleet the true generation time and run three jobs through it."""
+    # Polling at its best: the fleet already knows the true generation time, so the
+    # first poll lands on it (webhook mode ignores it: its safety poll comes late).
+    engine.redis.hset("rd:timing", f"{MODEL}:5", str(GEN))
+    warm = [enqueue_render({"model": MODEL, "prompt": f"warm {i}", "seconds": 5}) for i in range(3)]
+    _wait_all(engine.store, warm, timeout=180)
+
+
 def run_mode(
     *,
     mode: str,
@@ -243,13 +252,7 @@ def run_mode(
         workers = start_worker(env, pool="threads", concurrency=concurrency, log=log,
                                include="tasks.webhooks")  # fmt: skip
         time.sleep(3.0)  # let the worker connect before the clock starts
-        # Polling at its best: the fleet already knows the true generation time, so the
-        # first poll lands on it (webhook mode ignores it: its safety poll comes late).
-        get_engine().redis.hset("rd:timing", f"{MODEL}:5", str(GEN))
-        warm = [
-            enqueue_render({"model": MODEL, "prompt": f"warm {i}", "seconds": 5}) for i in range(3)
-        ]
-        _wait_all(store, warm, timeout=180)
+        _warm_up(get_engine(), enqueue_render)
         sim.reset()
         started, ids = _enqueue_jobs(enqueue_render, jobs=jobs, rate=rate)
         records = _wait_all(store, ids, timeout=300)
