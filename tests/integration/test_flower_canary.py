@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import httpx
 import pytest
@@ -18,7 +15,15 @@ import redis
 
 from simulator.testing import SimulatorProcess
 from tasks import enqueue_render, wait
-from tests.fleet import Fleet, fleet_env, flower_sees_a_worker, use_env, wait_until
+from tests.fleet import (
+    Fleet,
+    fleet_env,
+    flower_lists_downloads,
+    flower_sees_a_worker,
+    start_flower,
+    use_env,
+    wait_until,
+)
 from worker.infra.redis_server import RedisServer, free_port
 from worker.job.record import JobState
 
@@ -59,24 +64,6 @@ def _decoded(value: bytes) -> bytes:
     return value
 
 
-def _start_flower(port: int, env: dict[str, str], log: IO[bytes]) -> subprocess.Popen[bytes]:
-    """Flower on the loopback, behind a basic-auth login."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "worker", "flower", f"--port={port}",
-         "--address=127.0.0.1", "--basic-auth=ops:test-pass"],
-        env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-
-
-def _lists_downloads(api: str, auth: tuple[str, str], count: int) -> bool:
-    """Whether Flower's task list shows at least ``count`` downloads."""
-    try:
-        tasks = httpx.get(api, auth=auth, timeout=2).json()
-    except (httpx.HTTPError, ValueError):
-        return False
-    return sum(t.get("name") == "relaydance.download" for t in tasks.values()) >= count
-
-
 def _assert_readable_kwargs(tasks: dict[str, Any]) -> None:
     """The submit shows the job, model and prompt; so does a poll re-sent by countdown."""
     submit = next(t for t in tasks.values() if t["name"] == "relaydance.submit")
@@ -103,9 +90,8 @@ def test_flower_lists_our_tasks_and_the_canary_key_is_nowhere(
     logs.mkdir()
     fleet = Fleet(env, logs, beat=True)
     port = free_port()
-    flower_log = (logs / "flower.log").open("wb")
     with use_env(env):
-        flower = _start_flower(port, env, flower_log)
+        flower = start_flower(port, env, (logs / "flower.log").open("wb"))
         fleet.start()
         try:
             auth = ("ops", "test-pass")
@@ -115,7 +101,8 @@ def test_flower_lists_our_tasks_and_the_canary_key_is_nowhere(
                                    "prompt": f"canary clip {i}"}) for i in range(3)]  # fmt: skip
             jobs = [wait(i, timeout=60) for i in ids]
             api = f"http://127.0.0.1:{port}/api/tasks"
-            listed = wait_until(lambda: _lists_downloads(api, auth, 3), timeout=30, interval=0.5)
+            listed = wait_until(lambda: flower_lists_downloads(api, auth, 3), timeout=30,
+                                interval=0.5)  # fmt: skip
             assert listed, fleet.logs()
             assert httpx.get(api, timeout=2).status_code == 401  # never open without auth
             flower_text = httpx.get(api, auth=auth, timeout=5).text
