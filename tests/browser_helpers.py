@@ -12,8 +12,6 @@ import httpx
 from tests.fleet import wait_for
 
 TOKEN = "browser-test-token-0hEAPGMLyTgvllJwj-7AuXRsjgKNGj5M"
-
-
 MODEL = "doubao-seedance-2-0-fast-260128"
 
 

@@ -27,17 +27,9 @@ ALLOWED_EXTRA_ENV = {
     "PORT": "the web process's port; Heroku-style hosts and honcho set it",
     "RELAYDANCE_WORKER_CONCURRENCY": "threads per worker process (a Celery CLI option)",
 }
-
-
 APP_SERVICES = ("worker", "beat", "flower", "web")
-
-
 SECRET_NAME = re.compile(r"KEY|SECRET|AUTH|PASSWORD|TOKEN")
-
-
 ENV_REF = re.compile(r"\$\$?\{?([A-Za-z_][A-Za-z0-9_]*)")
-
-
 ENV_LINE = re.compile(r"^#?\s*([A-Z][A-Z0-9_]*)=(.*)$")
 
 

@@ -17,8 +17,6 @@ from worker.web.jobs_page import JobsPage, asgi_app
 from worker.web.jobs_page.actions import Actions
 
 TOKEN = "ui-token-for-tests-VZ5Y7j1nWO85nasBorCPhccPVVj2gsak"
-
-
 MP4 = b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 40
 
 

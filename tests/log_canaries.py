@@ -7,14 +7,8 @@ import logging
 from collections.abc import Iterator
 
 CANARY_KEY = "canary-key-3f9c2a7b1e"  # deliberately not sk-shaped: only settings know it
-
-
 CANARY_SECRET = "canary-webhook-secret-81d0-4mM2E2wRizg4ZDlfzzx_aK3llL7C-i-B"
-
-
 TOKEN = "ab" * 32
-
-
 JOB = "rdj_" + "0123456789abcdef" * 2
 
 

@@ -14,14 +14,8 @@ from worker.job.record import Job, JobState
 from worker.web.receiver import handle_webhook
 
 SECRET = "test-webhook-secret-F5x5cGfW3ZXlII0HfDYRorz5jenEQcAi"
-
-
 KEY = "sk-test-webhooks"
-
-
 MODEL = "doubao-seedance-2-0-fast-260128"
-
-
 S = JobState
 
 

@@ -46,8 +46,7 @@ def oversized(path: Path) -> Iterator[str]:
             length = (node.end_lineno or node.lineno) - node.lineno + 1
             if length > MAX_FUNCTION_LINES:
                 yield (
-                    f"{where}:{node.lineno} {node.name} {length} lines "
-                    f"(limit {MAX_FUNCTION_LINES})"
+                    f"{where}:{node.lineno} {node.name} {length} lines (limit {MAX_FUNCTION_LINES})"
                 )
 
 

@@ -18,30 +18,16 @@ from worker.cli.main import main
 from worker.errors import InvalidRequest
 
 MODEL = "doubao-seedance-2-0-1080p"
-
-
 KEY = "sk-live-9f8e7d6c5b4a39281706f5e4d3c2b1a0"  # a key pasted where an alias belongs
-
-
 HEX_TOKEN = "a3f9c2e18b7d4056e9f1a2b3c4d5e6f7a8b9c0d1"
 
 
 # A real key can look like a name: 32 characters or fewer, no segment of 20 or more.
 SHORT_KEY = "kv7.ab3-x9.zq-m2"
-
-
 SECRET = "hunter2"  # inside the files that must never leave the machine
-
-
 UTF16_SECRET = f"secret={SECRET}\n".encode("utf-16")  # starts with the FF FE byte order mark
-
-
 MP3_FRAME = b"\xff\xfb\x90\x64" + bytes(413)  # MPEG-1 Layer III, 128 kbit/s, 44.1 kHz
-
-
 HEIC = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64)
-
-
 AVIF = b"\x00\x00\x00\x1cftypavif\x00\x00\x00\x00avifmif1miaf" + bytes(64)
 
 

@@ -9,25 +9,15 @@ import httpx
 from pydantic import SecretStr
 
 KEY_VALUE = "sk-live-7f3a9c2e5b1d4e6f8a0b"
-
-
 KEY = SecretStr(KEY_VALUE)
-
-
 BASE = "https://relaydance.test/v1"
-
-
 SIGNED = "https://cdn.relaydance.test/out/clip.mp4?X-Signature=deadbeefcafe&Expires=99"
-
-
 BODY = {
     "model": "doubao-seedance-2-0-1080p",
     "prompt": "A dancer spins in golden hour light, cinematic",
     "seconds": "10",
     "metadata": {"ratio": "16:9", "resolution": "1080p", "generate_audio": True},
 }
-
-
 Handler = Callable[[httpx.Request], httpx.Response]
 
 

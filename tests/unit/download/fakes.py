@@ -9,11 +9,7 @@ import httpx
 from worker.provider.download import Streamed, stream_video
 
 SECRET = "X-Amz-Signature=s3cr3tsig0123"
-
-
 GOOD = f"https://cdn.example.com/out/clip.mp4?{SECRET}&X-Amz-Expires=600"
-
-
 CAP = 1 << 20
 
 

@@ -20,8 +20,6 @@ _JSON = st.recursive(
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner),
     max_leaves=6,
 )
-
-
 _FIELD_NAMES = [*RenderRequest.model_fields, "extra"]
 
 

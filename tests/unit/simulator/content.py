@@ -9,8 +9,6 @@ import httpx
 from tests.simulator_requests import BASIC, SUBMIT
 
 Client = httpx.AsyncClient
-
-
 OTHER_KEY = "sk-other-key-0002"
 
 
