@@ -11,6 +11,7 @@ also drop the broker's queue bindings the running worker relies on).
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -282,3 +283,48 @@ def test_cli_skip_invalid_lists_each_invalid_line_once(
     assert result.exit_code == 0, result.output
     assert result.output.count("line 2: seconds: 99 is outside") == 1
     assert result.output.count("invalid line") == 1
+
+
+def test_cli_batch_status_counts_invalid_skipped_and_canceled_lines_apart(
+    cli_env: RecordingEngine, tmp_path: Path
+) -> None:
+    file = tmp_path / "shots.jsonl"
+    file.write_text(jsonl([req("a"), req("b", seconds=99), req("c"), req("d"), req("e")]))
+    result = CliRunner().invoke(batch, ["submit", str(file), "--skip-invalid", "--budget", "1.5",
+                                        "--json"])  # fmt: skip
+    batch_id = json.loads(result.stdout)["batch_id"]
+    Batches(cli_env).cancel(batch_id, cancel_job=cli_env.store.cancel)
+    shown = CliRunner().invoke(batch, ["status", batch_id])
+    assert shown.exit_code == 0, shown.output
+    assert ("lines: 0 done, 0 running, 0 waiting, 0 unknown, 0 failed, 2 canceled, "
+            "2 skipped (budget), 1 invalid") in shown.stdout  # fmt: skip
+    assert "| 2 canceled | 2 skipped (budget) | 1 invalid |" in shown.stdout
+    groups = json.loads(CliRunner().invoke(batch, ["status", batch_id, "--json"]).stdout)["groups"]
+    assert (groups["canceled"], groups["skipped"], groups["invalid"]) == (2, 2, 1)
+
+
+def test_a_template_that_would_collide_enqueues_nothing(
+    cli_env: RecordingEngine, tmp_path: Path
+) -> None:
+    file = tmp_path / "shots.jsonl"
+    file.write_text(jsonl([req("a boat"), req("A boat!", seconds=6)]))
+    result = CliRunner().invoke(batch, ["submit", str(file), "--output-name", "{batch}/{slug}"])
+    assert result.exit_code == 2
+    assert (
+        "line 2: output_name: '<batch id>/a-boat'" in result.stderr
+        and "is line 1's name too" in result.stderr
+    )
+    result = CliRunner().invoke(batch, ["submit", str(file), "--output-name", "/abs/{line}"])
+    assert result.exit_code == 2 and "would let two batches write the same file" in result.stderr
+    assert cli_env.redis.keys("*") == []
+    dry = CliRunner().invoke(batch, ["submit", str(file), "--dry-run", "--name", "wk",
+                                     "--output-name", "{batch}/{line:03d}"])  # fmt: skip
+    assert dry.exit_code == 0 and "clips named: wk/001.mp4, wk/002.mp4" in dry.stdout
+
+
+def test_an_invalid_lines_row_keeps_its_id(engine: RecordingEngine) -> None:
+    parsed = parse_records([req("fine", id="sh010"), req("too long", seconds=99, id="sh020")])
+    sub = Batches(engine).submit(parsed, skip_invalid=True)
+    _, rows = batch_report(Batches(engine), sub.batch_id)
+    assert [(r.line, r.state, r.id) for r in rows] == [(1, "queued", "sh010"),
+                                                      (2, "invalid", "sh020")]  # fmt: skip

@@ -22,8 +22,7 @@ from tests.batch_fleet import (
 )
 from tests.batch_requests import jsonl, req
 from tests.fleet import wait_until
-from tests.pipeline_helpers import RecordingEngine
-from worker.batch import Batches, render_report
+from worker.batch import render_report
 from worker.cli.batch import batch
 from worker.infra.redis_server import RedisServer
 
@@ -178,21 +177,3 @@ def test_the_json_report_has_one_row_per_line_with_the_batch_summary(live: Stack
     assert body["rows"][1]["note"] == "same request as line 1"
     assert body["rows"][0]["sha256"] == body["rows"][1]["sha256"]
     assert body["rows"][1]["estimated_cost"] == 0.0
-
-
-def test_cli_batch_status_counts_invalid_skipped_and_canceled_lines_apart(
-    cli_env: RecordingEngine, tmp_path: Path
-) -> None:
-    file = tmp_path / "shots.jsonl"
-    file.write_text(jsonl([req("a"), req("b", seconds=99), req("c"), req("d"), req("e")]))
-    result = CliRunner().invoke(batch, ["submit", str(file), "--skip-invalid", "--budget", "1.5",
-                                        "--json"])  # fmt: skip
-    batch_id = json.loads(result.stdout)["batch_id"]
-    Batches(cli_env).cancel(batch_id, cancel_job=cli_env.store.cancel)
-    shown = CliRunner().invoke(batch, ["status", batch_id])
-    assert shown.exit_code == 0, shown.output
-    assert ("lines: 0 done, 0 running, 0 waiting, 0 unknown, 0 failed, 2 canceled, "
-            "2 skipped (budget), 1 invalid") in shown.stdout  # fmt: skip
-    assert "| 2 canceled | 2 skipped (budget) | 1 invalid |" in shown.stdout
-    groups = json.loads(CliRunner().invoke(batch, ["status", batch_id, "--json"]).stdout)["groups"]
-    assert (groups["canceled"], groups["skipped"], groups["invalid"]) == (2, 2, 1)
