@@ -152,20 +152,52 @@ def bench_enqueue(rs: RedisServer, lines: int, tmp: Path) -> dict[str, Any]:
         }
 
 
+def _run_env(redis_url: str, sim_url: str, out: Path, *, gen_time: float) -> dict[str, str]:
+    """The fleet's settings for the run: polls timed to the generation, a quick sweep."""
+    return fleet_env(
+        redis_url, sim_url, out,
+        RELAYDANCE_MAX_CONCURRENCY=str(CAP),
+        RELAYDANCE_REQUESTS_PER_SECOND="1000",
+        RELAYDANCE_POLL_FIRST_DELAY=str(gen_time),
+        RELAYDANCE_POLL_INTERVAL_MIN="0.2",
+        RELAYDANCE_POLL_INTERVAL_MAX="0.5",
+        RELAYDANCE_SWEEP_INTERVAL_SECONDS="2",
+        RELAYDANCE_SWEEP_GRACE_SECONDS="5",
+    )  # fmt: skip
+
+
+def _wait_batch(
+    batches: Any, batch_id: str, *, started: float, bound: float
+) -> tuple[Any, float | None]:
+    """Wait until the batch is finished; its status and when its first job was done."""
+    first_done: float | None = None
+    status = batches.status(batch_id)
+    while not status.finished:
+        time.sleep(0.5)
+        status = batches.status(batch_id)
+        if first_done is None and status.done:
+            first_done = time.perf_counter()
+        if time.perf_counter() - started > bound:
+            raise RuntimeError(f"batch stalled: {status.counts}")
+    return status, first_done
+
+
+def _finished_memory(client: Any, batch_id: str, lines: int, *, used: int) -> dict[str, int]:
+    """Redis memory once the batch is finished: per job hash, per line, per index."""
+    return {
+        "finished_job_hash_bytes": round(job_memory(client)),
+        "finished_job_hash_listpack_bytes": round(compact_job_memory(client)),
+        "reuse_index_per_done_bytes": round(keys_memory(client, "rd:reuse:*") / lines),
+        "all_keys_per_finished_line_bytes": round(keys_memory(client, "rd:*") / lines),
+        "batch_keys_per_line_bytes": round(batch_memory(client, batch_id) / lines),
+        "used_memory_per_finished_line_bytes": round(used / lines),
+    }
+
+
 def bench_run(rs: RedisServer, lines: int, gen_time: float, tmp: Path) -> dict[str, Any]:
-    out = tmp / "renders"
     redis.Redis.from_url(rs.url).flushall()
     with SimulatorProcess(gen_time_mean=gen_time, concurrency_cap=CAP) as sim:
-        env = fleet_env(
-            rs.url, sim.url, out,
-            RELAYDANCE_MAX_CONCURRENCY=str(CAP),
-            RELAYDANCE_REQUESTS_PER_SECOND="1000",
-            RELAYDANCE_POLL_FIRST_DELAY=str(gen_time),
-            RELAYDANCE_POLL_INTERVAL_MIN="0.2",
-            RELAYDANCE_POLL_INTERVAL_MAX="0.5",
-            RELAYDANCE_SWEEP_INTERVAL_SECONDS="2",
-            RELAYDANCE_SWEEP_GRACE_SECONDS="5",
-        )  # fmt: skip
+        env = _run_env(rs.url, sim.url, tmp / "renders", gen_time=gen_time)
         use(env)
         procs = start_worker(env, pool="threads", concurrency=16, log=tmp / "worker.log",
                              include="tasks.batches", beat=True)  # fmt: skip
@@ -180,15 +212,9 @@ def bench_run(rs: RedisServer, lines: int, gen_time: float, tmp: Path) -> dict[s
             before = int(client.info("memory")["used_memory"])
             started = time.perf_counter()
             sub = batches.submit(read_batch_file(file))
-            first_done: float | None = None
-            status = batches.status(sub.batch_id)
-            while not status.finished:
-                time.sleep(0.5)
-                status = batches.status(sub.batch_id)
-                if first_done is None and status.done:
-                    first_done = time.perf_counter()
-                if time.perf_counter() - started > lines / (CAP / gen_time) * 4 + 120:
-                    raise RuntimeError(f"batch stalled: {status.counts}")
+            status, first_done = _wait_batch(
+                batches, sub.batch_id, started=started, bound=lines / (CAP / gen_time) * 4 + 120
+            )
             elapsed = time.perf_counter() - started
             report_started = time.perf_counter()
             info, rows = batch_report(batches, sub.batch_id)
@@ -214,12 +240,7 @@ def bench_run(rs: RedisServer, lines: int, gen_time: float, tmp: Path) -> dict[s
                 "sim_peak_in_flight": max(stats["peak_in_flight_by_key"].values(), default=0),
                 "report_rows": len(rows),
                 "report_s": round(report_s, 3),
-                "finished_job_hash_bytes": round(job_memory(client)),
-                "finished_job_hash_listpack_bytes": round(compact_job_memory(client)),
-                "reuse_index_per_done_bytes": round(keys_memory(client, "rd:reuse:*") / lines),
-                "all_keys_per_finished_line_bytes": round(keys_memory(client, "rd:*") / lines),
-                "batch_keys_per_line_bytes": round(batch_memory(client, sub.batch_id) / lines),
-                "used_memory_per_finished_line_bytes": round((after - before) / lines),
+                **_finished_memory(client, sub.batch_id, lines, used=after - before),
             }
         finally:
             stop(procs)

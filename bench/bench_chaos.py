@@ -116,6 +116,77 @@ class Workers:
         stop([*self.workers, self.beat])
 
 
+def _unleash(
+    server: Any, workers: Workers, *, kills: int, halt: threading.Event, killed: list[int]
+) -> None:
+    """Every 2.5 s SIGKILL a worker, ``kills`` times; a third of the way in, crash Redis."""
+    for n in range(kills):
+        if halt.wait(2.5):
+            return
+        if n == kills // 3:
+            server.restart(crash=True)  # SIGKILL; back from the append-only file
+        workers.kill(n % 2)
+        killed[0] += 1
+
+
+def _wait_settled(store: Any, ids: list[str], *, timeout: float) -> None:
+    """Wait (bounded) until every job is final or in doubt; reads fail while Redis is down."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            found = [store.get(i) for i in ids]
+        except Exception:
+            time.sleep(0.5)
+            continue
+        if all(j is not None and (j.is_final or j.state.value == "submit_unknown")
+               for j in found):  # fmt: skip
+            break
+        time.sleep(0.5)
+
+
+def _generation_rate(records: list[Any]) -> float:
+    """Jobs generated per second, from the first submit to the last generation."""
+    generated = [j for j in records if j and "generated" in j.times and "submitted" in j.times]
+    if not generated:
+        return 0.0
+    first = min(j.times["submitted"] for j in generated)
+    last = max(j.times["generated"] for j in generated)
+    return len(generated) / max(last - first, 1e-9)
+
+
+def _row(
+    spec: dict[str, Any], *, kills: int, killed: int, records: list[Any], stats: dict[str, Any],
+    seconds: float, survived: bool,
+) -> dict[str, Any]:  # fmt: skip
+    """The run's row: what became of the jobs, what was paid, how fast."""
+    states: dict[str, int] = {}
+    for job in records:
+        state = job.state.value if job else "missing"
+        states[state] = states.get(state, 0) + 1
+    rate = _generation_rate(records)
+    limit = spec["cap"] / (GEN_REAL * SCALE)
+    polls = sum(j.poll_count for j in records if j)
+    return {
+        **spec,
+        "kills": killed,
+        "redis_restarts": 1 if spec["chaos"] and killed > kills // 3 else 0,
+        "dropped_replies": stats["dropped_replies"],
+        "states": states,
+        "done": states.get("done", 0),
+        "unknown": states.get("submit_unknown", 0),
+        "failed": states.get("failed", 0),
+        "paid_twice": stats["paid_twice"],
+        "rate_limited_429": stats["rate_limited"],
+        "adopted": sum(1 for j in records if j and j.adopted_from),
+        "throughput_fraction": round(rate / limit, 3),
+        "jobs_per_s": round(rate, 3),
+        "physical_limit_jobs_per_s": round(limit, 3),
+        "polls_per_job": round(polls / max(len(records), 1), 2),
+        "wall_s": round(seconds, 1),
+        "survived": survived,
+    }
+
+
 def run_one(*, mode: str, chaos: bool, jobs: int, cap: int, kills: int) -> dict[str, Any]:
     from simulator.testing import SimulatorProcess
     from worker.infra.redis_server import RedisServer, free_port
@@ -138,35 +209,18 @@ def run_one(*, mode: str, chaos: bool, jobs: int, cap: int, kills: int) -> dict[
     workers = Workers(env, work)
     done_killing = threading.Event()
     killed = [0]
-
-    def unleash() -> None:
-        for n in range(kills):
-            if done_killing.wait(2.5):
-                return
-            if n == kills // 3:
-                server.restart(crash=True)  # SIGKILL; back from the append-only file
-            workers.kill(n % 2)
-            killed[0] += 1
-
     try:
         started = time.time()
         ids = [enqueue_render({"model": MODEL, "prompt": f"bench {i}", "seconds": 5})
                for i in range(jobs)]  # fmt: skip
-        chaos_thread = threading.Thread(target=unleash, daemon=True)
+        chaos_thread = threading.Thread(
+            target=_unleash, args=(server, workers),
+            kwargs={"kills": kills, "halt": done_killing, "killed": killed}, daemon=True,
+        )  # fmt: skip
         if chaos:
             chaos_thread.start()
         store = get_engine().store
-        deadline = time.monotonic() + 900
-        while time.monotonic() < deadline:
-            try:
-                found = [store.get(i) for i in ids]
-            except Exception:
-                time.sleep(0.5)
-                continue
-            if all(j is not None and (j.is_final or j.state.value == "submit_unknown")
-                   for j in found):  # fmt: skip
-                break
-            time.sleep(0.5)
+        _wait_settled(store, ids, timeout=900)
         done_killing.set()
         chaos_thread.join(timeout=30) if chaos else None
         finished = time.time()
@@ -180,41 +234,9 @@ def run_one(*, mode: str, chaos: bool, jobs: int, cap: int, kills: int) -> dict[
             stop([web])
         sim.stop()
         server.stop()
-    states: dict[str, int] = {}
-    for job in records:
-        state = job.state.value if job else "missing"
-        states[state] = states.get(state, 0) + 1
-    generated = [j for j in records if j and "generated" in j.times and "submitted" in j.times]
-    if generated:
-        first = min(j.times["submitted"] for j in generated)
-        last = max(j.times["generated"] for j in generated)
-        rate = len(generated) / max(last - first, 1e-9)
-    else:
-        rate = 0.0
-    limit = cap / (GEN_REAL * SCALE)
-    polls = sum(j.poll_count for j in records if j)
-    return {
-        "mode": mode,
-        "chaos": chaos,
-        "jobs": jobs,
-        "cap": cap,
-        "kills": killed[0],
-        "redis_restarts": 1 if chaos and killed[0] > kills // 3 else 0,
-        "dropped_replies": stats["dropped_replies"],
-        "states": states,
-        "done": states.get("done", 0),
-        "unknown": states.get("submit_unknown", 0),
-        "failed": states.get("failed", 0),
-        "paid_twice": stats["paid_twice"],
-        "rate_limited_429": stats["rate_limited"],
-        "adopted": sum(1 for j in records if j and j.adopted_from),
-        "throughput_fraction": round(rate / limit, 3),
-        "jobs_per_s": round(rate, 3),
-        "physical_limit_jobs_per_s": round(limit, 3),
-        "polls_per_job": round(polls / max(len(records), 1), 2),
-        "wall_s": round(finished - started, 1),
-        "survived": survived,
-    }
+    spec = {"mode": mode, "chaos": chaos, "jobs": jobs, "cap": cap}
+    return _row(spec, kills=kills, killed=killed[0], records=records, stats=stats,
+                seconds=finished - started, survived=survived)  # fmt: skip
 
 
 def scenario(**spec: Any) -> dict[str, Any]:

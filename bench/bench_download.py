@@ -202,6 +202,35 @@ def deliver_once(storage: Storage, url: str, size: int, chunk_kb: int) -> dict[s
     }
 
 
+def _summary(
+    runs: list[dict[str, Any]], *, kind: str, size_mb: int, chunk_kb: int, part_mb: int,
+    source_mb_s: float, repeat: int,
+) -> dict[str, Any]:  # fmt: skip
+    """The medians of the runs, the worst memory growth and the verdict on its target."""
+
+    def median(name: str) -> float:
+        return round(statistics.median(r[name] for r in runs), 2)
+
+    growth = median("peak_rss_growth_mb")
+    return {
+        "storage": kind,
+        "size_mb": size_mb,
+        "chunk_kb": chunk_kb,
+        "part_mb": part_mb if kind == "s3" else None,
+        "source_mb_s": source_mb_s or None,
+        "runs": repeat,
+        "seconds": median("seconds"),
+        "throughput_mb_s": median("throughput_mb_s"),
+        "baseline_rss_mb": median("baseline_rss_mb"),
+        "peak_rss_growth_mb": growth,
+        "peak_rss_growth_max_mb": round(max(r["peak_rss_growth_mb"] for r in runs), 2),
+        "cpu_ms_per_mb": median("cpu_ms_per_mb"),
+        "target_growth_mb": TARGET_GROWTH_MB[kind],
+        "within_target": growth < TARGET_GROWTH_MB[kind],
+        "content_verified": all(r["content_verified"] for r in runs),
+    }
+
+
 def run(kind: str, size_mb: int, chunk_kb: int, repeat: int, dest_root: str | None,
         part_mb: int, source_mb_s: float) -> dict[str, Any]:  # fmt: skip
     size = size_mb * MIB
@@ -234,27 +263,8 @@ def run(kind: str, size_mb: int, chunk_kb: int, repeat: int, dest_root: str | No
             moto.stop()
         shutil.rmtree(dest, ignore_errors=True)
 
-    def median(name: str) -> float:
-        return round(statistics.median(r[name] for r in runs), 2)
-
-    growth = median("peak_rss_growth_mb")
-    return {
-        "storage": kind,
-        "size_mb": size_mb,
-        "chunk_kb": chunk_kb,
-        "part_mb": part_mb if kind == "s3" else None,
-        "source_mb_s": source_mb_s or None,
-        "runs": repeat,
-        "seconds": median("seconds"),
-        "throughput_mb_s": median("throughput_mb_s"),
-        "baseline_rss_mb": median("baseline_rss_mb"),
-        "peak_rss_growth_mb": growth,
-        "peak_rss_growth_max_mb": round(max(r["peak_rss_growth_mb"] for r in runs), 2),
-        "cpu_ms_per_mb": median("cpu_ms_per_mb"),
-        "target_growth_mb": TARGET_GROWTH_MB[kind],
-        "within_target": growth < TARGET_GROWTH_MB[kind],
-        "content_verified": all(r["content_verified"] for r in runs),
-    }
+    return _summary(runs, kind=kind, size_mb=size_mb, chunk_kb=chunk_kb, part_mb=part_mb,
+                    source_mb_s=source_mb_s, repeat=repeat)  # fmt: skip
 
 
 def main() -> None:

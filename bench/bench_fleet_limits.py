@@ -46,35 +46,39 @@ scenario's worker, beat and receiver logs stay in the temporary directory it pri
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import math
 import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import fleet_env, machine, percentile, start_web, stop, use_env, write_results
+from fleet_limits_measures import (
+    CAP,
+    GEN,
+    JITTER,
+    KEYS,
+    KINOVI_MODEL,
+    MODEL,
+    Sampler,
+    fair_figures,
+    main_figures,
+    physical_rate,
+    remote_tasks,
+)
+from fleet_limits_report import keep_other_rows, report, verdicts
+from harness import fleet_env, machine, start_web, stop, use_env, write_results
 
 from simulator.testing import SimulatorProcess
 from worker.infra.redis_server import RedisServer, free_port
 
-MODEL = "doubao-seedance-2-0-fast-260128"
-KINOVI_MODEL = "seedance2-fast"
-GEN, JITTER, CAP = 2.0, 0.2, 10
-KEYS = {"key-a": "sk-fleet-bench-a", "key-b": "sk-fleet-bench-b", "key-c": "sk-fleet-bench-c"}
 WORKERS, THREADS = 2, 8
 BASELINE_RATE = "7.5/s"  # per worker: two workers x 7.5/s = 15 jobs/s, the physical limit
-SAMPLE_EVERY = 0.05
 FLEET_ENV = {
     "RELAYDANCE_API_KEYS": json.dumps(KEYS),
     "RELAYDANCE_REQUESTS_PER_SECOND": "200",
@@ -89,7 +93,6 @@ POLL_TUNED = {
     "RELAYDANCE_POLL_INTERVAL_MAX": "0.1",
 }
 WEBHOOK_SECRET = "fleet-bench-webhook-secret-kGR4a0AB79cUM1hjg7MDcp2AYEhnR6Vw"
-TARGETS = {"throughput": 0.95, "slot_use": 0.95, "limit15_429s": 5, "limit15_throughput": 0.9}
 
 
 def api_keys(kinovi: list[str], kinovi_url: str) -> str:
@@ -100,16 +103,6 @@ def api_keys(kinovi: list[str], kinovi_url: str) -> str:
         for alias, key in KEYS.items()
     }  # fmt: skip
     return json.dumps(routes)
-
-
-def fingerprint(key: str) -> str:
-    """How the simulator's stats name a key: the first 8 hex digits of its sha256."""
-    return hashlib.sha256(key.encode()).hexdigest()[:8]
-
-
-def physical_rate(keys: int) -> float:
-    """Jobs per second the provider allows: keys x cap / generation time."""
-    return keys * CAP / GEN
 
 
 # Fleet processes -------------------------------------------------------------------------
@@ -145,160 +138,6 @@ def wait_ready(workers: int, *, timeout: float = 60.0) -> None:
     raise RuntimeError(f"fewer than {workers} workers answered within {timeout:.0f} s")
 
 
-class Sampler(threading.Thread):
-    """Every 50 ms: the simulator's 429 counters and each key's effective limit."""
-
-    def __init__(self, sim_root: str, limits: Any, *, configured: int) -> None:
-        super().__init__(daemon=True)
-        self._http = httpx.Client(base_url=sim_root, timeout=5.0)
-        self._limits = limits
-        self._configured = configured
-        self._halt = threading.Event()
-        self.samples: list[tuple[float, dict[str, int], dict[str, int]]] = []
-
-    def run(self) -> None:
-        while not self._halt.is_set():
-            t = time.time()
-            keys = self._http.get("/_sim/stats").json()["keys"]
-            limited = {fp: v["rate_limited"] for fp, v in keys.items()}
-            effective = {a: self._limits.effective_limit(a, limit=self._configured) for a in KEYS}
-            self.samples.append((t, limited, effective))
-            self._halt.wait(max(0.0, SAMPLE_EVERY - (time.time() - t)))
-
-    def finish(self) -> None:
-        """Stop sampling and close the client."""
-        self._halt.set()
-        self.join(timeout=5)
-        self._http.close()
-
-    def rejections(self, alias: str, t0: float) -> list[tuple[float, int]]:
-        """(seconds since t0, new 429s) at each sample where the key's 429 count rose."""
-        fp, out, before = fingerprint(KEYS[alias]), [], 0
-        for t, limited, _ in self.samples:
-            if limited.get(fp, 0) > before:
-                out.append((round(t - t0, 2), limited[fp] - before))
-            before = limited.get(fp, 0)
-        return out
-
-    def limit_changes(self, alias: str, t0: float) -> list[tuple[float, int]]:
-        """(seconds since t0, effective limit) each time the key's effective limit changed."""
-        out: list[tuple[float, int]] = []
-        for t, _, effective in self.samples:
-            if not out or out[-1][1] != effective[alias]:
-                out.append((round(t - t0, 2), effective[alias]))
-        return out
-
-
-# Measures ---------------------------------------------------------------------------------
-
-
-def slot_use(intervals: list[tuple[float, float]], start: float, end: float, cap: int) -> float:
-    """Time-weighted share of ``cap`` slots in use over [start, end] (exact, from intervals)."""
-    if end <= start:
-        return float("nan")
-    events: list[tuple[float, int]] = []
-    for begin, finish in intervals:
-        lo, hi = max(begin, start), min(finish, end)
-        if hi > lo:
-            events += [(lo, 1), (hi, -1)]
-    busy, level, last = 0.0, 0, start
-    for t, step in sorted(events):
-        busy += min(level, cap) * (t - last)
-        level, last = level + step, t
-    return (busy + min(level, cap) * (end - last)) / (cap * (end - start))
-
-
-def _r(value: float | None, digits: int = 3) -> float | None:
-    return None if value is None or math.isnan(value) else round(value, digits)
-
-
-def _main_figures(run: dict[str, Any], sampler: Sampler, limit: int) -> dict[str, Any]:
-    ids, records, remote, stats = run["ids"], run["records"], run["remote"], run["stats"]
-    t0, stopped = run["t0"], run["stopped_at"]
-    jobs = [j for _, j in ids]
-    states: dict[str, int] = {}
-    for j in jobs:
-        state = records[j].state.value if records[j] is not None else "missing"
-        states[state] = states.get(state, 0) + 1
-    done = [j for j in jobs if records[j] is not None and records[j].state.value == "done"]
-    tasks = [remote[j] for j in jobs if j in remote]
-    ready = [t["ready_at"] for t in tasks if t["ready_at"] <= stopped]
-    span = max(ready) - min(t["created_at"] for t in tasks) if ready else None
-    last_done = max((records[j].times["done"] for j in done), default=None)
-    rate = physical_rate(len(KEYS))
-    per_key: dict[str, dict[str, Any]] = {}
-    for alias in KEYS:
-        mine = [j for a, j in ids if a == alias]
-        spans = [(remote[j]["created_at"], remote[j]["ready_at"]) for j in mine if j in remote]
-        start = min(records[j].created_at for j in mine if records[j] is not None)
-        end = max((b for b, _ in spans), default=start)
-        hits = sampler.rejections(alias, t0)
-        mine_ready = [b for _, b in spans if b <= stopped]
-        key_span = max(mine_ready) - min(a for a, _ in spans) if mine_ready else None
-        per_key[alias] = {
-            "provider": "kinovi" if alias in run["kinovi"] else "relaydance",
-            # The key's jobs over its own span, against one key's limit C / T.
-            "throughput_fraction": _r(len(mine_ready) / key_span / (CAP / GEN))
-            if key_span
-            else None,
-            "rate_limited": stats["keys"].get(fingerprint(KEYS[alias]), {}).get("rate_limited", 0),
-            "rate_limited_at_s": hits,
-            "last_429_s": hits[-1][0] if hits else None,
-            "slot_use_while_waiting": _r(slot_use(spans, start, end, CAP)),
-            "waiting_window_s": round(end - start, 2),
-            "peak_in_flight": stats["peak_in_flight_by_key"].get(fingerprint(KEYS[alias]), 0),
-            "effective_limit_changes": sampler.limit_changes(alias, t0),
-        }
-    seen = [records[j].times["generated"] - remote[j]["ready_at"] for j in done if j in remote]
-    return {
-        "jobs": len(jobs),
-        "done": len(done),
-        "states": states,
-        "submissions": stats["submissions"],
-        "rate_limited": stats["rate_limited"],
-        "submit_attempts_per_s": round(
-            (stats["submissions"] + stats["rate_limited"]) / (stopped - t0), 2
-        ),
-        "seconds_submit_to_last_remote": _r(span, 2),
-        "seconds_enqueue_to_last_done": _r(last_done - t0 if last_done else None, 2),
-        "throughput_fraction_remote": _r(len(ready) / span / rate if span else None),
-        "throughput_fraction_done": _r(len(done) / (last_done - t0) / rate if last_done else None),
-        "ready_to_seen_p50_s": _r(percentile(seen, 50)),
-        "ready_to_seen_p95_s": _r(percentile(seen, 95)),
-        "polls_per_job": round(sum(records[j].poll_count for j in done) / max(len(done), 1), 2),
-        "mean_generation_s": _r(
-            sum(t["ready_at"] - t["created_at"] for t in tasks) / max(len(tasks), 1)
-        ),
-        "keys": per_key,
-    }
-
-
-def _fair_figures(run: dict[str, Any]) -> dict[str, Any]:
-    ids, records, remote, sent = run["ids"], run["records"], run["remote"], run["sent"]
-    b_jobs = [j for a, j in ids if a == "key-b"]
-    first = min(sent[j] for j in b_jobs)
-    done = [records[j].times["done"] for j in b_jobs if records[j] and "done" in records[j].times]
-    accepted = [remote[j] for j in b_jobs if j in remote]
-    every_b = len(done) == len(b_jobs)
-    return {
-        "jobs": len(ids),
-        "b_jobs": len(b_jobs),
-        "b_done": len(done),
-        "b_sent_to_all_done_s": _r(max(done) - first if every_b else None, 2),
-        "b_sent_to_last_remote_ready_s": _r(
-            max(t["ready_at"] for t in accepted) - first if len(accepted) == len(b_jobs) else None,
-            2,
-        ),
-        "b_sent_to_first_accepted_s": _r(
-            min(t["created_at"] for t in accepted) - first if accepted else None, 2
-        ),
-        "rate_limited_by_key": {
-            alias: run["stats"]["keys"].get(fingerprint(key), {}).get("rate_limited", 0)
-            for alias, key in KEYS.items()
-        },
-    }
-
-
 # One scenario -----------------------------------------------------------------------------
 
 
@@ -329,29 +168,53 @@ def _wait(store: Any, ids: list[str], *, timeout: float, few: bool) -> bool:
     return False
 
 
-def _remote_tasks(root: str, records: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The simulator's internals of every job's accepted task, by job id."""
-    found: dict[str, dict[str, Any]] = {}
-    with httpx.Client(base_url=root, timeout=10.0) as http:
-        for job_id, job in records.items():
-            if job is not None and job.remote_task_id:
-                response = http.get(f"/_sim/tasks/{job.remote_task_id}")
-                if response.status_code == 200:
-                    found[job_id] = response.json()
-    return found
+def _extra_env(spec: dict[str, Any], port: int) -> dict[str, str]:
+    """The scenario's settings on top of :data:`FLEET_ENV` (the keys are set once known)."""
+    extra = {**FLEET_ENV, "RELAYDANCE_MAX_CONCURRENCY": str(int(spec["limit"])),
+             **spec.get("env", {})}  # fmt: skip
+    if spec["design"] == "baseline":
+        extra["BENCH_SUBMIT_RATE_LIMIT"] = BASELINE_RATE
+    if spec.get("webhooks"):
+        extra["RELAYDANCE_WEBHOOK_BASE_URL"] = f"http://127.0.0.1:{port}/hooks"
+        extra["RELAYDANCE_WEBHOOK_SECRET"] = WEBHOOK_SECRET
+    return extra
+
+
+def _drive(
+    spec: dict[str, Any], engine: Any, sim: Any, *, kinovi: list[str]
+) -> tuple[dict[str, Any], Sampler]:
+    """On a ready fleet: enqueue the plan, wait for it (bounded), collect the records."""
+    from tasks import enqueue_render
+
+    for model in (MODEL, KINOVI_MODEL):  # the fleet's state after one finished job
+        engine.timing.record(model, 5, GEN)
+    sim.reset()
+    sampler = Sampler(sim.root, engine.limits, configured=int(spec["limit"]))
+    sampler.start()
+    run: dict[str, Any] = {"t0": time.time(), "sent": {}, "ids": [], "kinovi": kinovi}
+    for alias, i in _plan(spec):
+        sent_at = time.time()
+        job_id = enqueue_render(_request(alias, i, kinovi), key=alias)
+        run["sent"][job_id] = sent_at
+        run["ids"].append((alias, job_id))
+    run["enqueue_seconds"] = time.time() - run["t0"]
+    fair = spec["plan"] == "fair"
+    watched = [j for a, j in run["ids"] if a == "key-b" or not fair]
+    run["timed_out"] = not _wait(engine.store, watched, timeout=spec["timeout"], few=fair)
+    sampler.finish()
+    run["stopped_at"] = time.time()
+    run["stats"] = sim.stats()
+    run["records"] = {j: engine.store.get(j) for _, j in run["ids"]}
+    run["remote"] = remote_tasks(sim.root, run["records"])
+    return run, sampler
 
 
 def run_scenario(spec: dict[str, Any]) -> dict[str, Any]:
     """Start the fleet, enqueue the plan, wait, measure; in this (fresh) interpreter."""
     design, limit, fair = spec["design"], int(spec["limit"]), spec["plan"] == "fair"
     out = Path(tempfile.mkdtemp(prefix=f"bench-fleet-{spec['name']}-"))
-    extra = {**FLEET_ENV, "RELAYDANCE_MAX_CONCURRENCY": str(limit), **spec.get("env", {})}
-    if design == "baseline":
-        extra["BENCH_SUBMIT_RATE_LIMIT"] = BASELINE_RATE
     port = free_port()
-    if spec.get("webhooks"):
-        extra["RELAYDANCE_WEBHOOK_BASE_URL"] = f"http://127.0.0.1:{port}/hooks"
-        extra["RELAYDANCE_WEBHOOK_SECRET"] = WEBHOOK_SECRET
+    extra = _extra_env(spec, port)
     with (
         RedisServer() as rs,
         SimulatorProcess(gen_time_mean=GEN, gen_time_jitter=JITTER, concurrency_cap=CAP,
@@ -362,7 +225,6 @@ def run_scenario(spec: dict[str, Any]) -> dict[str, Any]:
         env = fleet_env(rs.url, sim.url, out / "renders", **extra)
         env.pop("RELAYDANCE_API_KEY", None)  # the three aliases only
         use_env(env)
-        from tasks import enqueue_render
         from worker.job.engine import get_engine
 
         engine = get_engine()
@@ -370,29 +232,11 @@ def run_scenario(spec: dict[str, Any]) -> dict[str, Any]:
         procs += start_fleet(env, app="baseline_app" if design == "baseline" else "worker", out=out)
         try:
             wait_ready(WORKERS)
-            for model in (MODEL, KINOVI_MODEL):  # the fleet's state after one finished job
-                engine.timing.record(model, 5, GEN)
-            sim.reset()
-            sampler = Sampler(sim.root, engine.limits, configured=limit)
-            sampler.start()
-            run: dict[str, Any] = {"t0": time.time(), "sent": {}, "ids": [], "kinovi": kinovi}
-            for alias, i in _plan(spec):
-                sent_at = time.time()
-                job_id = enqueue_render(_request(alias, i, kinovi), key=alias)
-                run["sent"][job_id] = sent_at
-                run["ids"].append((alias, job_id))
-            enqueue_seconds = time.time() - run["t0"]
-            watched = [j for a, j in run["ids"] if a == "key-b" or not fair]
-            timed_out = not _wait(engine.store, watched, timeout=spec["timeout"], few=fair)
-            sampler.finish()
-            run["stopped_at"] = time.time()
-            run["stats"] = sim.stats()
-            run["records"] = {j: engine.store.get(j) for _, j in run["ids"]}
-            run["remote"] = _remote_tasks(sim.root, run["records"])
+            run, sampler = _drive(spec, engine, sim, kinovi=kinovi)
         finally:
             stop(procs)
             shutil.rmtree(out / "renders", ignore_errors=True)  # the clips; the logs stay
-    figures = _fair_figures(run) if fair else _main_figures(run, sampler, limit)
+    figures = fair_figures(run) if fair else main_figures(run, sampler, limit)
     return {
         "name": spec["name"],
         "design": design,
@@ -401,8 +245,8 @@ def run_scenario(spec: dict[str, Any]) -> dict[str, Any]:
         "kinovi_keys": spec.get("kinovi", []),
         "env": spec.get("env", {}),
         "webhooks": bool(spec.get("webhooks")),
-        "enqueue_seconds": round(enqueue_seconds, 2),
-        "timed_out": timed_out,
+        "enqueue_seconds": round(run["enqueue_seconds"], 2),
+        "timed_out": run["timed_out"],
         "duplicates": run["stats"]["duplicates"],
         "logs": str(out),
         **figures,
@@ -447,111 +291,6 @@ def specs(args: argparse.Namespace) -> list[dict[str, Any]]:
     ]
 
 
-def verdicts(rows: list[dict[str, Any]]) -> list[str]:
-    """One line per target and row of ours: the figure and whether it meets the target."""
-    lines = []
-    for r in rows:
-        if r["design"] != "ours":
-            continue
-        if r["plan"] == "fair":
-            met = r["b_sent_to_all_done_s"] is not None and r["b_sent_to_all_done_s"] <= 8.0
-            lines.append(f"{r['name']}: B sent -> all done {r['b_sent_to_all_done_s']} s "
-                         f"(<= 8 s): {'met' if met else 'MISSED'}")  # fmt: skip
-            continue
-        keys, fraction = r["keys"].values(), r["throughput_fraction_remote"] or 0.0
-        if r.get("kinovi_keys"):
-            for alias, k in r["keys"].items():
-                per_key = k.get("throughput_fraction") or 0.0
-                lines.append(f"{r['name']}: {alias} ({k['provider']}) 429s {k['rate_limited']} "
-                             f"(== 0): {'met' if k['rate_limited'] == 0 else 'MISSED'}")  # fmt: skip
-                if r["webhooks"]:
-                    met = per_key >= TARGETS["throughput"]
-                    lines.append(f"{r['name']}: {alias} throughput {per_key} of C/T (>= 0.95): "
-                                 f"{'met' if met else 'MISSED'}")  # fmt: skip
-            if r["webhooks"]:
-                met = fraction >= TARGETS["throughput"]
-                lines.append(f"{r['name']}: throughput {fraction} of K x C / T (>= 0.95): "
-                             f"{'met' if met else 'MISSED'}")  # fmt: skip
-            continue
-        if r["configured_limit"] == CAP:
-            checks = [
-                ("429s", max(k["rate_limited"] for k in keys), "== 0", r["rate_limited"] == 0),
-                ("throughput", fraction, ">= 0.95", fraction >= TARGETS["throughput"]),
-                ("slot use (worst key)", min(k["slot_use_while_waiting"] for k in keys),
-                 ">= 0.95", all(k["slot_use_while_waiting"] >= TARGETS["slot_use"]
-                                for k in keys)),
-            ]  # fmt: skip
-        else:
-            worst = max(k["rate_limited"] for k in keys)
-            checks = [
-                ("429s (worst key)", worst, "<= 5", worst <= TARGETS["limit15_429s"]),
-                ("throughput", fraction, ">= 0.9", fraction >= TARGETS["limit15_throughput"]),
-            ]
-        for label, value, target, met in checks:
-            lines.append(f"{r['name']}: {label} {value} ({target}): {'met' if met else 'MISSED'}")
-    return lines
-
-
-def _table(cols: list[str], rows: list[list[Any]]) -> None:
-    print("| " + " | ".join(cols) + " |")
-    print("|" + "---|" * len(cols))
-    for cells in rows:
-        print("| " + " | ".join(str(c) for c in cells) + " |")
-
-
-def report(rows: list[dict[str, Any]]) -> None:
-    """Print the Markdown tables and the targets."""
-
-    def by_key(r: dict[str, Any], field: str) -> str:
-        return " / ".join(str(r["keys"][a][field]) for a in KEYS)
-
-    _table(
-        ["scenario", "limit", "done", "429s A / B / C", "last 429 at s",
-         "throughput (submit -> last remote done)", "throughput (enqueue -> last done)",
-         "slot use while waiting A / B / C", "ready -> seen p50 / p95 s", "polls/job",
-         "submits + 429s /s", "submit -> last remote done s"],
-        [[r["name"], r["configured_limit"], f"{r['done']}/{r['jobs']}",
-          by_key(r, "rate_limited"), by_key(r, "last_429_s"), r["throughput_fraction_remote"],
-          r["throughput_fraction_done"], by_key(r, "slot_use_while_waiting"),
-          f"{r['ready_to_seen_p50_s']} / {r['ready_to_seen_p95_s']}", r["polls_per_job"],
-          r["submit_attempts_per_s"], r["seconds_submit_to_last_remote"]]
-         for r in rows if r["plan"] == "mixed" and not r.get("kinovi_keys")],
-    )  # fmt: skip
-    print()
-    mixed = [r for r in rows if r.get("kinovi_keys")]
-    if mixed:
-        _table(
-            ["scenario", "done", "key", "provider", "429s", "throughput of C / T",
-             "slot use while waiting", "throughput of K x C / T (all keys)"],
-            [[r["name"], f"{r['done']}/{r['jobs']}", alias, k["provider"], k["rate_limited"],
-              k["throughput_fraction"], k["slot_use_while_waiting"],
-              r["throughput_fraction_remote"]]
-             for r in mixed for alias, k in r["keys"].items()],
-        )  # fmt: skip
-        print()
-    _table(
-        ["scenario", "B done", "B sent -> all B done s", "B sent -> last B remote done s",
-         "B sent -> first B accepted s", "429s A / B", "target s"],
-        [[r["name"], f"{r['b_done']}/{r['b_jobs']}", r["b_sent_to_all_done_s"],
-          r["b_sent_to_last_remote_ready_s"], r["b_sent_to_first_accepted_s"],
-          f"{r['rate_limited_by_key']['key-a']} / {r['rate_limited_by_key']['key-b']}",
-          2 * math.ceil(r["b_jobs"] / CAP) * GEN]
-         for r in rows if r["plan"] == "fair"],
-    )  # fmt: skip
-    print("\nTargets:\n" + "\n".join(f"- {line}" for line in verdicts(rows)))
-
-
-def _keep_other_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The rows just run, plus the earlier results' rows of scenarios not rerun (in order)."""
-    path = Path(__file__).resolve().parent / "results" / "fleet_limits.json"
-    if not path.exists():
-        return rows
-    fresh = {row["name"]: row for row in rows}
-    earlier = json.loads(path.read_text()).get("rows", [])
-    kept = [fresh.pop(row["name"], row) for row in earlier]
-    return kept + list(fresh.values())
-
-
 def main() -> None:
     """Run every scenario (or one, with --one) and report."""
     parser = argparse.ArgumentParser(
@@ -572,7 +311,7 @@ def main() -> None:
     for row in rows:
         row["command"] = " ".join([".venv/bin/python", "bench/bench_fleet_limits.py",
                                    *sys.argv[1:]])  # fmt: skip
-    rows = _keep_other_rows(rows)
+    rows = keep_other_rows(rows)
     report(rows)
     # A row run with --only carries its own command; the file's is the full run's.
     full = " ".join([".venv/bin/python", "bench/bench_fleet_limits.py", *sys.argv[1:]])

@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -72,6 +73,51 @@ def micros(values: list[float]) -> dict[str, float]:
     }
 
 
+def latency_rows(client: redis.Redis, limits: KeyLimits, n: int) -> dict[str, dict[str, float]]:
+    """Median and p99 of ``n`` sequential calls of each operation, a PING the floor."""
+    latencies(lambda i: limits.throttle("warm-up", rate=1e9), n)  # connections, caches
+    rows: dict[str, dict[str, float]] = {}
+    rows["PING (floor)"] = micros(latencies(lambda i: client.ping(), n))
+    rows["acquire (granted)"] = micros(
+        latencies(lambda i: limits.acquire("bench", f"a{i}", limit=LIMIT), n)
+    )
+    rows["release"] = micros(latencies(lambda i: limits.release("bench", f"a{i}", limit=LIMIT), n))
+    limits.acquire("full", "holder", limit=1)
+    rows["acquire (joins line)"] = micros(
+        latencies(lambda i: limits.acquire("full", f"w{i}", limit=1), n)
+    )
+    rows["release (hands off)"] = micros(
+        latencies(lambda i: limits.release("full", "holder" if i == 0 else f"w{i - 1}", limit=1), n)
+    )
+    rows["throttle (go)"] = micros(latencies(lambda i: limits.throttle("bench", rate=1e6), n))
+    rows["throttle (defer)"] = micros(
+        latencies(lambda i: limits.throttle("slow", rate=0.001, burst=1), n)
+    )
+    rows["on_success"] = micros(latencies(lambda i: limits.on_success("bench", limit=10), n))
+    rows["snapshot"] = micros(latencies(lambda i: limits.snapshot("bench", limit=10), n))
+    return rows
+
+
+def print_report(result: dict[str, Any], out: Path) -> None:
+    """The Markdown tables of ``result``."""
+    rows, n = result["latency"], result["sequential_calls"]
+    print(
+        f"Per-key limits, redis-server {result['redis_server']}, Python {result['python']}, "
+        f"{result['cpus']} CPUs, {n} sequential calls each\n"
+    )
+    print("| operation | median µs | p99 µs |")
+    print("|---|---:|---:|")
+    for name, figures in rows.items():
+        print(f"| {name} | {figures['median_us']} | {figures['p99_us']} |")
+    print(f"\n| {result['throughput']['threads']} threads, one client | calls/s |")
+    print("|---|---:|")
+    print(
+        f"| acquire + release (pairs/s) | {result['throughput']['acquire_release_pairs_per_s']} |"
+    )
+    print(f"| throttle | {result['throughput']['throttle_calls_per_s']} |")
+    print(f"\nwritten: {out.relative_to(ROOT)}")
+
+
 def main() -> None:
     """Run every measurement and report it."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -85,32 +131,7 @@ def main() -> None:
         client = redis.Redis.from_url(server.url, decode_responses=True)
         limits = KeyLimits(client)
         n = args.count
-
-        latencies(lambda i: limits.throttle("warm-up", rate=1e9), n)  # connections, caches
-        rows: dict[str, dict[str, float]] = {}
-        rows["PING (floor)"] = micros(latencies(lambda i: client.ping(), n))
-        rows["acquire (granted)"] = micros(
-            latencies(lambda i: limits.acquire("bench", f"a{i}", limit=LIMIT), n)
-        )
-        rows["release"] = micros(
-            latencies(lambda i: limits.release("bench", f"a{i}", limit=LIMIT), n)
-        )
-        limits.acquire("full", "holder", limit=1)
-        rows["acquire (joins line)"] = micros(
-            latencies(lambda i: limits.acquire("full", f"w{i}", limit=1), n)
-        )
-        rows["release (hands off)"] = micros(
-            latencies(
-                lambda i: limits.release("full", "holder" if i == 0 else f"w{i - 1}", limit=1), n
-            )
-        )
-        rows["throttle (go)"] = micros(latencies(lambda i: limits.throttle("bench", rate=1e6), n))
-        rows["throttle (defer)"] = micros(
-            latencies(lambda i: limits.throttle("slow", rate=0.001, burst=1), n)
-        )
-        rows["on_success"] = micros(latencies(lambda i: limits.on_success("bench", limit=10), n))
-        rows["snapshot"] = micros(latencies(lambda i: limits.snapshot("bench", limit=10), n))
-
+        rows = latency_rows(client, limits, n)
         client.flushall()
         pair = throughput(
             lambda t, i: (
@@ -144,20 +165,7 @@ def main() -> None:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-
-    print(
-        f"Per-key limits, redis-server {result['redis_server']}, Python {result['python']}, "
-        f"{result['cpus']} CPUs, {n} sequential calls each\n"
-    )
-    print("| operation | median µs | p99 µs |")
-    print("|---|---:|---:|")
-    for name, figures in rows.items():
-        print(f"| {name} | {figures['median_us']} | {figures['p99_us']} |")
-    print(f"\n| {args.threads} threads, one client | calls/s |")
-    print("|---|---:|")
-    print(f"| acquire + release (pairs/s) | {round(pair)} |")
-    print(f"| throttle | {round(throttles)} |")
-    print(f"\nwritten: {args.out.relative_to(ROOT)}")
+    print_report(result, args.out)
 
 
 if __name__ == "__main__":

@@ -59,7 +59,6 @@ def run_one(*, jobs: int, cap: int, scale: float, window: float, gap: float) -> 
 
     procs = start_worker(env, pool="threads", concurrency=8, log=work / "w0.log", beat=True)
     procs += start_worker(env, pool="threads", concurrency=8, log=work / "w1.log")
-    faults: list[dict[str, Any]] = []
     try:
         started = time.time()
         ids = [
@@ -68,27 +67,9 @@ def run_one(*, jobs: int, cap: int, scale: float, window: float, gap: float) -> 
                            key="studio" if n % 2 else "kin")
             for n in range(jobs)
         ]  # fmt: skip
-        plan = [("credit", {"credit_clips": 0}, {"credit_clips": None}, ("studio", "kin")),
-                ("revoked", {"revoked_keys": [_fp(STUDIO_KEY)]}, {"revoked_keys": []},
-                 ("studio",)),
-                ("outage", {"outage": True}, {"outage": False}, ("studio", "kin"))]  # fmt: skip
-        for name, on, off, aliases in plan:
-            time.sleep(gap * scale)
-            before = sim.stats()
-            begin = time.time()
-            sim.configure(**on)
-            time.sleep(window * scale)
-            after = sim.stats()
-            sim.configure(**off)
-            faults.append({"fault": name, "begin": begin, "end": time.time(), "aliases": aliases,
-                           "during": _delta(before, after)})  # fmt: skip
+        faults = _night(sim, scale=scale, window=window, gap=gap)
         store = get_engine().store
-        deadline = time.monotonic() + 1800
-        while time.monotonic() < deadline:
-            found = store.get_many(ids)
-            if all(j is not None and j.is_final for j in found):
-                break
-            time.sleep(0.5)
+        _wait_final(store, ids, timeout=1800)
         records = store.get_many(ids)
         created = {i: [t["created_at"] for t in sim.tasks_for(i)] for i in ids}
         stats = sim.stats()
@@ -98,6 +79,35 @@ def run_one(*, jobs: int, cap: int, scale: float, window: float, gap: float) -> 
         server.stop()
     return _report(records, created, stats, faults, jobs=jobs, cap=cap, scale=scale,
                    started=started, window=window)  # fmt: skip
+
+
+def _night(sim: Any, *, scale: float, window: float, gap: float) -> list[dict[str, Any]]:
+    """The night's faults one after the other, each for ``window``: what the fleet sent."""
+    faults: list[dict[str, Any]] = []
+    plan = [("credit", {"credit_clips": 0}, {"credit_clips": None}, ("studio", "kin")),
+            ("revoked", {"revoked_keys": [_fp(STUDIO_KEY)]}, {"revoked_keys": []},
+             ("studio",)),
+            ("outage", {"outage": True}, {"outage": False}, ("studio", "kin"))]  # fmt: skip
+    for name, on, off, aliases in plan:
+        time.sleep(gap * scale)
+        before = sim.stats()
+        begin = time.time()
+        sim.configure(**on)
+        time.sleep(window * scale)
+        after = sim.stats()
+        sim.configure(**off)
+        faults.append({"fault": name, "begin": begin, "end": time.time(), "aliases": aliases,
+                       "during": _delta(before, after)})  # fmt: skip
+    return faults
+
+
+def _wait_final(store: Any, ids: list[str], *, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = store.get_many(ids)
+        if all(j is not None and j.is_final for j in found):
+            break
+        time.sleep(0.5)
 
 
 def _fp(key: str) -> str:

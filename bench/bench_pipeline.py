@@ -57,6 +57,89 @@ def _wait_all(store: Any, ids: list[str], timeout: float) -> tuple[float, list[A
     return time.time(), [store.get(i) for i in ids]
 
 
+def _ours_settings(*, jobs: int, events: bool, poll_first: str | None) -> dict[str, str]:
+    extra = {
+        "RELAYDANCE_POLL_INTERVAL_MIN": "0.5",
+        "RELAYDANCE_POLL_INTERVAL_MAX": "2",
+        "RELAYDANCE_MAX_CONCURRENCY": str(max(jobs, 10)),
+        "RELAYDANCE_REQUESTS_PER_SECOND": "10000",
+        "RELAYDANCE_TASK_EVENTS": "true" if events else "false",
+    }
+    if poll_first is not None:
+        extra["RELAYDANCE_POLL_FIRST_DELAY"] = poll_first
+    return extra
+
+
+def _idle_cpu_rate(pid: int) -> float:
+    """CPU seconds per second the worker spends at rest, measured over 5 s."""
+    idle0, _ = tree_cpu_and_rss(pid)
+    time.sleep(5.0)
+    idle1, _ = tree_cpu_and_rss(pid)
+    return (idle1 - idle0) / 5.0
+
+
+def _watch_peaks(store: Any, client: Any, pid: int) -> tuple[int, int]:
+    """Until no job is active (bounded): the worker's peak RSS and Redis's peak memory."""
+    peak_rss, peak_mem = 0, 0
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        _, rss = tree_cpu_and_rss(pid)
+        peak_rss = max(peak_rss, rss)
+        peak_mem = max(peak_mem, int(client.info("memory")["used_memory"]))
+        if store.active_count() == 0:
+            break
+        time.sleep(0.5)
+    return peak_rss, peak_mem
+
+
+def _finish_to_disk(sim_root: str, records: list[Any]) -> list[float]:
+    """Seconds from each remote task finishing to its job being done."""
+    delays: list[float] = []
+    for job in records:
+        if job is None or job.remote_task_id is None or "done" not in job.times:
+            continue
+        info = httpx.get(f"{sim_root}/_sim/tasks/{job.remote_task_id}").json()
+        delays.append(job.times["done"] - float(info["ready_at"]))
+    return delays
+
+
+def _design(pool: str, jobs: int, *, inflight: bool, events: bool) -> str:
+    design = f"chain ({pool}), {jobs} in flight" if inflight else f"chain ({pool})"
+    return design if events else design + ", task events off"
+
+
+def _ours_row(
+    *, design: str, pool: str, concurrency: int, jobs: int, records: list[Any],
+    stats: dict[str, Any], started: float, finished: float, cpu: float, idle_rate: float,
+    peak_rss: int, redis_bytes: int, delays: list[float],
+) -> dict[str, Any]:  # fmt: skip
+    """One row of our design: throughput, CPU, polls, memory and finish-to-disk delays."""
+    done = sum(1 for j in records if j is not None and j.state.value == "done")
+    end = max((j.times.get("done", 0.0) for j in records if j is not None), default=finished)
+    elapsed = end - started
+    # Idle sweeps (one per second) are not per-job work; count them out as measured at rest.
+    return {
+        "design": design,
+        "pool": pool,
+        "concurrency": concurrency,
+        "jobs": jobs,
+        "done": done,
+        "seconds": round(elapsed, 2),
+        "jobs_per_s": round(done / elapsed, 2) if elapsed > 0 else 0.0,
+        "cpu_ms_per_job": round(cpu * 1000 / max(done, 1), 2),
+        "cpu_ms_per_job_net_of_idle": round((cpu - idle_rate * elapsed) * 1000 / max(done, 1), 2),
+        "polls_per_job": round(
+            sum(j.poll_count for j in records if j is not None) / max(done, 1), 2
+        ),
+        "submissions": stats["submissions"],
+        "peak_in_flight": max(stats["peak_in_flight_by_key"].values(), default=0),
+        "worker_peak_rss_mb": round(peak_rss / 2**20, 1),
+        "redis_bytes_per_job": round(redis_bytes / max(jobs, 1)),
+        "finish_to_disk_p50_s": round(percentile(delays, 50), 3),
+        "finish_to_disk_p95_s": round(percentile(delays, 95), 3),
+    }
+
+
 def run_ours(*, jobs: int, pool: str, concurrency: int, gen: float, inflight: bool = False,
              poll_first: str | None = None, events: bool = True) -> dict[str, Any]:  # fmt: skip
     """Enqueue ``jobs`` renders at once and measure until all are final."""
@@ -65,15 +148,7 @@ def run_ours(*, jobs: int, pool: str, concurrency: int, gen: float, inflight: bo
         SimulatorProcess(gen_time_mean=gen, gen_time_jitter=0.2, seed=1) as sim,
     ):
         out = Path(tempfile.mkdtemp(prefix="bench-out-"))
-        extra = {
-            "RELAYDANCE_POLL_INTERVAL_MIN": "0.5",
-            "RELAYDANCE_POLL_INTERVAL_MAX": "2",
-            "RELAYDANCE_MAX_CONCURRENCY": str(max(jobs, 10)),
-            "RELAYDANCE_REQUESTS_PER_SECOND": "10000",
-            "RELAYDANCE_TASK_EVENTS": "true" if events else "false",
-        }
-        if poll_first is not None:
-            extra["RELAYDANCE_POLL_FIRST_DELAY"] = poll_first
+        extra = _ours_settings(jobs=jobs, events=events, poll_first=poll_first)
         env = make_env(rs.url, sim.url, out, **extra)
         use_env(env)
         from tasks import enqueue_render
@@ -88,10 +163,7 @@ def run_ours(*, jobs: int, pool: str, concurrency: int, gen: float, inflight: bo
         # The fleet learns each model's generation time from finished jobs; start from the
         # state it reaches after one finished job instead of the catalogue's cold prior.
         get_engine().timing.record(MODEL, 5, gen)
-        idle0, _ = tree_cpu_and_rss(procs[0].pid)
-        time.sleep(5.0)
-        idle1, _ = tree_cpu_and_rss(procs[0].pid)
-        idle_rate = (idle1 - idle0) / 5.0
+        idle_rate = _idle_cpu_rate(procs[0].pid)
         sim.reset()
         cpu0, _ = tree_cpu_and_rss(procs[0].pid)
         started = time.time()
@@ -99,56 +171,18 @@ def run_ours(*, jobs: int, pool: str, concurrency: int, gen: float, inflight: bo
             enqueue_render({"model": MODEL, "prompt": f"clip {i}", "seconds": 5})
             for i in range(jobs)
         ]
-        peak_rss, peak_mem = 0, 0
-        deadline = time.monotonic() + 600
-        while time.monotonic() < deadline:
-            _, rss = tree_cpu_and_rss(procs[0].pid)
-            peak_rss = max(peak_rss, rss)
-            peak_mem = max(peak_mem, int(client.info("memory")["used_memory"]))
-            if store.active_count() == 0:
-                break
-            time.sleep(0.5)
+        peak_rss, peak_mem = _watch_peaks(store, client, procs[0].pid)
         finished, records = _wait_all(store, ids, timeout=30)
         cpu1, _ = tree_cpu_and_rss(procs[0].pid)
         stats = sim.stats()
-        delays: list[float] = []
-        for job in records:
-            if job is None or job.remote_task_id is None or "done" not in job.times:
-                continue
-            info = httpx.get(f"{sim.root}/_sim/tasks/{job.remote_task_id}").json()
-            delays.append(job.times["done"] - float(info["ready_at"]))
+        delays = _finish_to_disk(sim.root, records)
         stop(procs)
-        done = sum(1 for j in records if j is not None and j.state.value == "done")
-        end = max((j.times.get("done", 0.0) for j in records if j is not None), default=finished)
-        elapsed = end - started
-        # Idle sweeps (one per second) are not per-job work; count them out as measured at rest.
-        result = {
-            "design": f"chain ({pool})",
-            "pool": pool,
-            "concurrency": concurrency,
-            "jobs": jobs,
-            "done": done,
-            "seconds": round(elapsed, 2),
-            "jobs_per_s": round(done / elapsed, 2) if elapsed > 0 else 0.0,
-            "cpu_ms_per_job": round((cpu1 - cpu0) * 1000 / max(done, 1), 2),
-            "cpu_ms_per_job_net_of_idle": round(
-                (cpu1 - cpu0 - idle_rate * elapsed) * 1000 / max(done, 1), 2
-            ),
-            "polls_per_job": round(
-                sum(j.poll_count for j in records if j is not None) / max(done, 1), 2
-            ),
-            "submissions": stats["submissions"],
-            "peak_in_flight": max(stats["peak_in_flight_by_key"].values(), default=0),
-            "worker_peak_rss_mb": round(peak_rss / 2**20, 1),
-            "redis_bytes_per_job": round((peak_mem - base_mem) / max(jobs, 1)),
-            "finish_to_disk_p50_s": round(percentile(delays, 50), 3),
-            "finish_to_disk_p95_s": round(percentile(delays, 95), 3),
-        }
-        if inflight:
-            result["design"] = f"chain ({pool}), {jobs} in flight"
-        if not events:
-            result["design"] += ", task events off"
-        return result
+        return _ours_row(
+            design=_design(pool, jobs, inflight=inflight, events=events), pool=pool,
+            concurrency=concurrency, jobs=jobs, records=records, stats=stats, started=started,
+            finished=finished, cpu=cpu1 - cpu0, idle_rate=idle_rate, peak_rss=peak_rss,
+            redis_bytes=peak_mem - base_mem, delays=delays,
+        )  # fmt: skip
 
 
 def run_naive(*, jobs: int, concurrency: int, gen: float, interval: float) -> dict[str, Any]:

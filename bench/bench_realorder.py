@@ -53,61 +53,29 @@ def _learned(engine: Any, kind: str, t: float) -> None:
         engine.redis.hset("rd:timing:n", f"{MODEL}:5", 0)  # a prior, not an observation
 
 
-def run_one(*, name: str, jobs: int, cap: int, scale: float) -> dict[str, Any]:
-    from simulator.testing import SimulatorProcess
-    from worker.infra.redis_server import RedisServer, free_port
-
-    webhooks = name in ("webhooks", "burst")
-    work = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
-    server = RedisServer().start()
-    sim = SimulatorProcess(
-        gen_time_mean=GEN_REAL, gen_time_jitter=0.15, time_scale=scale, seed=3,
-        concurrency_cap=cap, webhooks=webhooks, webhook_retry_base=15.0,
-    ).start()  # fmt: skip
-    web_port = free_port() if webhooks else None
-    env = scaled_env(server.url, sim.url, work / "renders", cap=cap, web_port=web_port,
-                     scale=scale)  # fmt: skip
-    env["RELAYDANCE_TASK_EVENTS"] = "true"  # as Flower needs them
-    use_env(env)
+def _enqueue(name: str, jobs: int) -> list[str]:
+    """The scenario's jobs: one batch for the burst, single renders otherwise."""
     from tasks import enqueue_batch, enqueue_render
-    from worker.job.engine import get_engine
 
-    engine = get_engine()
-    T = GEN_REAL * scale
-    _learned(engine, name.removeprefix("polling-"), T)
-    web = start_web(env, web_port, work / "web.log") if web_port else None
-    workers = Workers(env, work)
-    time.sleep(6.0)  # the workers start (imports, connections) before any figure is taken
-    try:
-        started = time.time()
-        if name == "burst":
-            sub = enqueue_batch(
-                [{"model": MODEL, "prompt": f"burst {i}", "seconds": 5} for i in range(jobs)]
-            )
-            ids = _batch_jobs(sub.batch_id)
-        else:
-            ids = [enqueue_render({"model": MODEL, "prompt": f"{name} {i}", "seconds": 5})
-                   for i in range(jobs)]  # fmt: skip
-        enqueued = time.time() - started
-        store = engine.store
-        deadline = time.monotonic() + 900
-        while time.monotonic() < deadline:
-            if all(j is not None and j.is_final for j in store.get_many(ids)):
-                break
-            time.sleep(0.5)
-        records = [j for j in store.get_many(ids) if j is not None]
-        stats = sim.stats()
-        ready = _ready_at(sim, records)
-        lag = [j.times["downloading"] - ready[j.id] for j in records
-               if "downloading" in j.times and j.id in ready] if name == "burst" else []  # fmt: skip
-        seen = [j.times["generated"] - ready[j.id] for j in records
-                if "generated" in j.times and j.id in ready]  # fmt: skip
-    finally:
-        workers.stop()
-        if web is not None:
-            stop([web])
-        sim.stop()
-        server.stop()
+    if name == "burst":
+        sub = enqueue_batch(
+            [{"model": MODEL, "prompt": f"burst {i}", "seconds": 5} for i in range(jobs)]
+        )
+        return _batch_jobs(sub.batch_id)
+    return [enqueue_render({"model": MODEL, "prompt": f"{name} {i}", "seconds": 5})
+            for i in range(jobs)]  # fmt: skip
+
+
+def _wait_final(store: Any, ids: list[str], *, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all(j is not None and j.is_final for j in store.get_many(ids)):
+            break
+        time.sleep(0.5)
+
+
+def _rates(records: list[Any], T: float) -> tuple[float, float]:
+    """Jobs generated per second over the whole run, and in its steady state."""
     generated = [j for j in records if "generated" in j.times and "submitted" in j.times]
     first = min(j.times["submitted"] for j in generated)
     last = max(j.times["generated"] for j in generated)
@@ -117,6 +85,19 @@ def run_one(*, name: str, jobs: int, cap: int, scale: float) -> dict[str, Any]:
     window = (first + T, last - 1.5 * T)
     inside = [j for j in generated if window[0] <= j.times["generated"] <= window[1]]
     steady = len(inside) / (window[1] - window[0]) if window[1] > window[0] else 0.0
+    return rate, steady
+
+
+def _row(
+    name: str, *, cap: int, T: float, ids: list[str], records: list[Any],
+    stats: dict[str, Any], enqueued: float, ready: dict[str, float],
+) -> dict[str, Any]:  # fmt: skip
+    """The scenario's row: throughput against the cap, polls, and how soon clips were seen."""
+    lag = [j.times["downloading"] - ready[j.id] for j in records
+           if "downloading" in j.times and j.id in ready] if name == "burst" else []  # fmt: skip
+    seen = [j.times["generated"] - ready[j.id] for j in records
+            if "generated" in j.times and j.id in ready]  # fmt: skip
+    rate, steady = _rates(records, T)
     return {
         "scenario": name,
         "jobs": len(ids),
@@ -135,6 +116,49 @@ def run_one(*, name: str, jobs: int, cap: int, scale: float) -> dict[str, Any]:
         "ready_to_seen_mean_of_T": round(sum(seen) / len(seen) / T, 3) if seen else None,
         "handoff_mean_of_T": round(_handoff(records) / T, 3),
     }
+
+
+def run_one(*, name: str, jobs: int, cap: int, scale: float) -> dict[str, Any]:
+    from simulator.testing import SimulatorProcess
+    from worker.infra.redis_server import RedisServer, free_port
+
+    webhooks = name in ("webhooks", "burst")
+    work = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
+    server = RedisServer().start()
+    sim = SimulatorProcess(
+        gen_time_mean=GEN_REAL, gen_time_jitter=0.15, time_scale=scale, seed=3,
+        concurrency_cap=cap, webhooks=webhooks, webhook_retry_base=15.0,
+    ).start()  # fmt: skip
+    web_port = free_port() if webhooks else None
+    env = scaled_env(server.url, sim.url, work / "renders", cap=cap, web_port=web_port,
+                     scale=scale)  # fmt: skip
+    env["RELAYDANCE_TASK_EVENTS"] = "true"  # as Flower needs them
+    use_env(env)
+    from worker.job.engine import get_engine
+
+    engine = get_engine()
+    T = GEN_REAL * scale
+    _learned(engine, name.removeprefix("polling-"), T)
+    web = start_web(env, web_port, work / "web.log") if web_port else None
+    workers = Workers(env, work)
+    time.sleep(6.0)  # the workers start (imports, connections) before any figure is taken
+    try:
+        started = time.time()
+        ids = _enqueue(name, jobs)
+        enqueued = time.time() - started
+        store = engine.store
+        _wait_final(store, ids, timeout=900)
+        records = [j for j in store.get_many(ids) if j is not None]
+        stats = sim.stats()
+        ready = _ready_at(sim, records)
+    finally:
+        workers.stop()
+        if web is not None:
+            stop([web])
+        sim.stop()
+        server.stop()
+    return _row(name, cap=cap, T=T, ids=ids, records=records, stats=stats, enqueued=enqueued,
+                ready=ready)  # fmt: skip
 
 
 def _batch_jobs(batch_id: str) -> list[str]:

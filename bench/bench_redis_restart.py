@@ -26,6 +26,7 @@ import json
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,21 @@ def _watch(checks: dict[str, Any], *, timeout: float) -> dict[str, float | None]
     return found
 
 
+def _beat_ticked(client: Any, lock_key: str) -> Callable[[], bool]:
+    """A check that beat ticks again, from the time to live of its lock as of now."""
+    low = [client.pttl(lock_key)]  # -2 once the lock has lapsed
+
+    def beat_ticked() -> bool:
+        # Each tick extends the lock to its full timeout (a lapsed one is taken anew):
+        # its time to live going up is beat at work again.
+        now = client.pttl(lock_key)
+        ticked = now > low[0] + 500
+        low[0] = min(low[0], now)
+        return ticked
+
+    return beat_ticked
+
+
 def run_one(*, outage: float, jobs: int) -> dict[str, Any]:
     import redis
 
@@ -99,16 +115,7 @@ def run_one(*, outage: float, jobs: int) -> dict[str, Any]:
         server.restart(crash=True, down_for=outage)  # returns once Redis answers
         back = time.time()
         second = [enqueue_render({"model": MODEL, "prompt": f"after {n}"}) for n in range(jobs)]
-        low = [client.pttl(lock_key)]  # -2 once the lock has lapsed
-
-        def beat_ticked() -> bool:
-            # Each tick extends the lock to its full timeout (a lapsed one is taken anew):
-            # its time to live going up is beat at work again.
-            now = client.pttl(lock_key)
-            ticked = now > low[0] + 500
-            low[0] = min(low[0], now)
-            return ticked
-
+        beat_ticked = _beat_ticked(client, lock_key)
         found = _watch({
             "worker_s": lambda: any("submitting" in get_job(j).times for j in second),
             "sweep_s": lambda: float(client.get(LAST_SWEEP_KEY) or 0) > back,

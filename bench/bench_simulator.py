@@ -187,6 +187,42 @@ def table(rows: list[tuple[str, str, str]]) -> str:
     return "\n".join(lines)
 
 
+def summary(
+    args: argparse.Namespace, *, in_flight: int, idle_rss: float, loaded_rss: float,
+    submit_rate: float, raw: dict[str, float], via_httpx: dict[str, float],
+    download: dict[str, float],
+) -> str:  # fmt: skip
+    """The Markdown table of the figures against their targets."""
+    return table(
+        [
+            ("tasks in flight", f"{in_flight:,}", f"{args.tasks:,}"),
+            ("simulator RSS, idle", f"{idle_rss:.0f} MB", ""),
+            (
+                f"simulator RSS, {args.tasks:,} tasks in flight",
+                f"{loaded_rss:.0f} MB",
+                "< 300 MB",
+            ),
+            ("submits/s (32 keep-alive connections)", f"{submit_rate:,.0f}", ""),
+            (
+                f"polls/s ({args.procs} procs x {args.conns} keep-alive connections)",
+                f"{raw['polls_per_s']:,.0f}",
+                ">= 2,000",
+            ),
+            (
+                "polls/s (one httpx.AsyncClient, 16 connections)",
+                f"{via_httpx['polls_per_s']:,.0f}",
+                "",
+            ),
+            ("non-200 poll answers", f"{raw['non_200'] + via_httpx['non_200']}", "0"),
+            (
+                f"{args.download_mb} MB download",
+                f"{download['mb_per_s']:,.0f} MB/s, peak RSS {download['peak_rss_mb']:.0f} MB",
+                "flat memory",
+            ),
+        ]
+    )
+
+
 def main() -> None:
     """Run every measurement and report."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -226,35 +262,9 @@ def main() -> None:
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     in_flight = sum(stats["in_flight_by_key"].values())
     print(
-        table(
-            [
-                ("tasks in flight", f"{in_flight:,}", f"{args.tasks:,}"),
-                ("simulator RSS, idle", f"{idle_rss:.0f} MB", ""),
-                (
-                    f"simulator RSS, {args.tasks:,} tasks in flight",
-                    f"{loaded_rss:.0f} MB",
-                    "< 300 MB",
-                ),
-                ("submits/s (32 keep-alive connections)", f"{submit_rate:,.0f}", ""),
-                (
-                    f"polls/s ({args.procs} procs x {args.conns} keep-alive connections)",
-                    f"{raw['polls_per_s']:,.0f}",
-                    ">= 2,000",
-                ),
-                (
-                    "polls/s (one httpx.AsyncClient, 16 connections)",
-                    f"{via_httpx['polls_per_s']:,.0f}",
-                    "",
-                ),
-                ("non-200 poll answers", f"{raw['non_200'] + via_httpx['non_200']}", "0"),
-                (
-                    f"{args.download_mb} MB download",
-                    f"{download['mb_per_s']:,.0f} MB/s, peak RSS {download['peak_rss_mb']:.0f} MB",
-                    "flat memory",
-                ),
-            ]
-        )
-    )
+        summary(args, in_flight=in_flight, idle_rss=idle_rss, loaded_rss=loaded_rss,
+                submit_rate=submit_rate, raw=raw, via_httpx=via_httpx, download=download)
+    )  # fmt: skip
     print(f"\nwritten to {RESULTS}")
 
 

@@ -68,51 +68,31 @@ def one_run(engine: Any, jobs: int, trips: RoundTrips) -> dict[str, float]:
     }
 
 
-def run(jobs: int, runs: int) -> dict[str, Any]:
-    import redis
-
+def _warm_engines(redis_url: str, sim_url: str, out: Path) -> dict[str, Any]:
+    """An engine with the wait on and one with it off, each past one warm-up job."""
     from config.settings import load_settings
-    from simulator.testing import SimulatorProcess
     from tests.pipeline_helpers import make_engine, run_step
-    from worker.infra.redis_server import RedisServer
     from worker.render.validation import validate_request
 
-    out = Path(tempfile.mkdtemp(prefix="bench-wait-"))
-    primary = RedisServer(extra=["--repl-diskless-sync-delay", "0"]).start()
-    replica = RedisServer(extra=["--replicaof", "127.0.0.1", str(primary.port)]).start()
-    client = redis.Redis.from_url(primary.url, decode_responses=True)
-    try:
-        deadline = time.monotonic() + 30
-        while not _replica_online(client):
-            assert time.monotonic() < deadline, "the replica never synced"
-            time.sleep(0.05)
-        with SimulatorProcess(gen_time_mean=0.0, gen_time_jitter=0.0) as sim:
-            engines = {}
-            for name, replicas in (("wait on", 1), ("wait off", 0)):
-                settings = load_settings(
-                    redis_url=primary.url, api_key="sk-bench-wait", base_url=sim.url,
-                    allow_local_urls=True, output_dir=out, poll_first_delay=0.0,
-                    requests_per_second=10000, max_concurrency=100000,
-                    redis_min_replicas=replicas,
-                )  # fmt: skip
-                engines[name] = make_engine(settings)
-                warm = engines[name].store.create_render(
-                    validate_request({"model": MODEL, "prompt": "warm"}), alias="default"
-                )
-                for step in ("submit", "poll", "download"):
-                    run_step(engines[name], step, warm, seq=0)
-            trips = RoundTrips()
-            rows: dict[str, list[dict[str, float]]] = {name: [] for name in engines}
-            for n in range(runs):
-                order = list(engines) if n % 2 == 0 else list(reversed(engines))
-                for name in order:
-                    rows[name].append(one_run(engines[name], jobs, trips))
-            for engine in engines.values():
-                engine.close()
-    finally:
-        client.close()
-        replica.stop()
-        primary.stop()
+    engines = {}
+    for name, replicas in (("wait on", 1), ("wait off", 0)):
+        settings = load_settings(
+            redis_url=redis_url, api_key="sk-bench-wait", base_url=sim_url,
+            allow_local_urls=True, output_dir=out, poll_first_delay=0.0,
+            requests_per_second=10000, max_concurrency=100000,
+            redis_min_replicas=replicas,
+        )  # fmt: skip
+        engines[name] = make_engine(settings)
+        warm = engines[name].store.create_render(
+            validate_request({"model": MODEL, "prompt": "warm"}), alias="default"
+        )
+        for step in ("submit", "poll", "download"):
+            run_step(engines[name], step, warm, seq=0)
+    return engines
+
+
+def _summary(rows: dict[str, list[dict[str, float]]]) -> dict[str, Any]:
+    """The medians of each setting's runs and the ratios of wait on to wait off."""
     summary: dict[str, Any] = {}
     for name, found in rows.items():
         summary[name] = {key: round(median([row[key] for row in found]), 3) for key in found[0]} | {
@@ -132,7 +112,39 @@ def run(jobs: int, runs: int) -> dict[str, Any]:
             median([a["submit_ms_p50"] / b["submit_ms_p50"] for a, b in pairs]), 3
         ),
     }
-    return {"jobs_per_run": jobs, "runs": runs, **summary}
+    return summary
+
+
+def run(jobs: int, runs: int) -> dict[str, Any]:
+    import redis
+
+    from simulator.testing import SimulatorProcess
+    from worker.infra.redis_server import RedisServer
+
+    out = Path(tempfile.mkdtemp(prefix="bench-wait-"))
+    primary = RedisServer(extra=["--repl-diskless-sync-delay", "0"]).start()
+    replica = RedisServer(extra=["--replicaof", "127.0.0.1", str(primary.port)]).start()
+    client = redis.Redis.from_url(primary.url, decode_responses=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not _replica_online(client):
+            assert time.monotonic() < deadline, "the replica never synced"
+            time.sleep(0.05)
+        with SimulatorProcess(gen_time_mean=0.0, gen_time_jitter=0.0) as sim:
+            engines = _warm_engines(primary.url, sim.url, out)
+            trips = RoundTrips()
+            rows: dict[str, list[dict[str, float]]] = {name: [] for name in engines}
+            for n in range(runs):
+                order = list(engines) if n % 2 == 0 else list(reversed(engines))
+                for name in order:
+                    rows[name].append(one_run(engines[name], jobs, trips))
+            for engine in engines.values():
+                engine.close()
+    finally:
+        client.close()
+        replica.stop()
+        primary.stop()
+    return {"jobs_per_run": jobs, "runs": runs, **_summary(rows)}
 
 
 def main() -> None:

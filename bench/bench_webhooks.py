@@ -122,6 +122,105 @@ async def _hammer(url: str, body: bytes, *, seconds: float, connections: int) ->
     }
 
 
+def _fleet_settings(*, jobs: int, webhooks: bool, port: int) -> dict[str, str]:
+    """The fleet's settings for one mode; webhook mode adds the receiver's URL and secret."""
+    extra = {
+        "RELAYDANCE_POLL_INTERVAL_MIN": "0.5",
+        "RELAYDANCE_POLL_INTERVAL_MAX": "2",
+        "RELAYDANCE_MAX_CONCURRENCY": str(min(max(jobs, 10), 1000)),
+        "RELAYDANCE_REQUESTS_PER_SECOND": "10000",
+    }
+    if webhooks:
+        extra["RELAYDANCE_WEBHOOK_BASE_URL"] = f"http://127.0.0.1:{port}/hooks"
+        extra["RELAYDANCE_WEBHOOK_SECRET"] = SECRET
+    return extra
+
+
+def _enqueue_jobs(enqueue_render: Any, *, jobs: int, rate: float) -> tuple[float, list[str]]:
+    """Enqueue ``jobs`` renders at ``rate`` per second (0: one burst); the start and the ids."""
+    started = time.time()
+    ids = []
+    for i in range(jobs):
+        if rate > 0:  # steady arrivals; rate 0 is one burst
+            time.sleep(max(0.0, started + i / rate - time.time()))
+        ids.append(enqueue_render({"model": MODEL, "prompt": f"clip {i}", "seconds": 5}))
+    return started, ids
+
+
+def _delivery_row(
+    *, mode: str, rate: float, jobs: int, records: list[Any], started: float, sim: Any
+) -> dict[str, Any]:
+    """The mode's row: polls per job and the delays from the remote finish to the download."""
+    from worker.job.record import JobState
+
+    elapsed = max((j.times.get("done", 0.0) for j in records if j is not None), default=0) - started
+    stats = sim.stats()
+    to_download: list[float] = []
+    to_done: list[float] = []
+    polls: list[int] = []
+    for job in records:
+        if job is None or job.state is not JobState.DONE or job.remote_task_id is None:
+            continue
+        ready = float(httpx.get(f"{sim.root}/_sim/tasks/{job.remote_task_id}").json()["ready_at"])
+        to_download.append(job.times["downloading"] - ready)
+        to_done.append(job.times["done"] - ready)
+        polls.append(job.poll_count)
+    done = len(polls)
+    return {
+        "mode": mode,
+        "arrival": f"{rate:g} jobs/s" if rate > 0 else "burst",
+        "jobs": jobs,
+        "done": done,
+        "seconds": round(elapsed, 2),
+        "polls_per_job": round(sum(polls) / max(done, 1), 2),
+        "max_polls": max(polls, default=0),
+        "jobs_with_0_polls": sum(1 for p in polls if p == 0),
+        "provider_gets_per_job": round(stats["polls"] / max(done, 1), 2),
+        "webhooks_sent": stats["webhooks_sent"],
+        "finish_to_download_p50_s": round(percentile(to_download, 50), 3),
+        "finish_to_download_p95_s": round(percentile(to_download, 95), 3),
+        "finish_to_done_p50_s": round(percentile(to_done, 50), 3),
+        "finish_to_done_p95_s": round(percentile(to_done, 95), 3),
+    }
+
+
+def _receiver_rows(
+    store: Any, records: list[Any], finished_id: str, *, port: int, seconds: float,
+    connections: int,
+) -> dict[str, Any]:  # fmt: skip
+    """The receiver alone: POSTs for a live job and for a finished one (the worker stopped)."""
+    from worker.job.callback import token_for
+    from worker.job.record import JobState
+
+    row: dict[str, Any] = {}
+    live_id = "rdj_" + "b" * 32
+    store.create(live_id, request=records[0].request, alias="default", cost=0.0)
+    store._change(live_id, states=None, to=JobState.SUBMITTED, set={"remote_task_id": "task_bench"})
+    for name, job_id in (
+        ("receiver_live_job", live_id),
+        ("receiver_done_job", finished_id),
+    ):
+        url = f"http://127.0.0.1:{port}/hooks/{job_id}/{token_for(SECRET, job_id)}"
+        remote = "task_bench" if job_id == live_id else records[0].remote_task_id
+        body = json.dumps({"task_id": remote, "status": "succeeded"}).encode()
+        asyncio.run(_hammer(url, body, seconds=0.5, connections=connections))  # warm-up
+        row[name] = asyncio.run(_hammer(url, body, seconds=seconds, connections=connections))
+        # One connection: the latency a lone delivery sees, with no queue.
+        row[f"{name}_1_connection"] = asyncio.run(
+            _hammer(url, body, seconds=min(seconds, 2.0), connections=1)
+        )
+    return row
+
+
+def _warm_up(engine: Any, enqueue_render: Any) -> None:
+    """Tell the fleet the true generation time and run three jobs through it."""
+    # Polling at its best: the fleet already knows the true generation time, so the
+    # first poll lands on it (webhook mode ignores it: its safety poll comes late).
+    engine.redis.hset("rd:timing", f"{MODEL}:5", str(GEN))
+    warm = [enqueue_render({"model": MODEL, "prompt": f"warm {i}", "seconds": 5}) for i in range(3)]
+    _wait_all(engine.store, warm, timeout=180)
+
+
 def run_mode(
     *,
     mode: str,
@@ -141,99 +240,30 @@ def run_mode(
         out = Path(tempfile.mkdtemp(prefix=f"bench-webhooks-{mode}-"))
         log = out / "fleet.log"
         port = free_port()
-        extra = {
-            "RELAYDANCE_POLL_INTERVAL_MIN": "0.5",
-            "RELAYDANCE_POLL_INTERVAL_MAX": "2",
-            "RELAYDANCE_MAX_CONCURRENCY": str(min(max(jobs, 10), 1000)),
-            "RELAYDANCE_REQUESTS_PER_SECOND": "10000",
-        }
-        if webhooks:
-            extra["RELAYDANCE_WEBHOOK_BASE_URL"] = f"http://127.0.0.1:{port}/hooks"
-            extra["RELAYDANCE_WEBHOOK_SECRET"] = SECRET
+        extra = _fleet_settings(jobs=jobs, webhooks=webhooks, port=port)
         env = {k: v for k, v in fleet_env(rs.url, sim.url, out, **extra).items()
                if k != "RELAYDANCE_POLL_FIRST_DELAY"}  # fmt: skip
         use_env(env)
         from tasks import enqueue_render
-        from worker.job.callback import token_for
         from worker.job.engine import get_engine
-        from worker.job.record import JobState
 
         store = get_engine().store
         web = start_web(env, port, log, workers=web_workers) if webhooks else None
         workers = start_worker(env, pool="threads", concurrency=concurrency, log=log,
                                include="tasks.webhooks")  # fmt: skip
         time.sleep(3.0)  # let the worker connect before the clock starts
-        # Polling at its best: the fleet already knows the true generation time, so the
-        # first poll lands on it (webhook mode ignores it: its safety poll comes late).
-        get_engine().redis.hset("rd:timing", f"{MODEL}:5", str(GEN))
-        warm = [
-            enqueue_render({"model": MODEL, "prompt": f"warm {i}", "seconds": 5}) for i in range(3)
-        ]
-        _wait_all(store, warm, timeout=180)
+        _warm_up(get_engine(), enqueue_render)
         sim.reset()
-        started = time.time()
-        ids = []
-        for i in range(jobs):
-            if rate > 0:  # steady arrivals; rate 0 is one burst
-                time.sleep(max(0.0, started + i / rate - time.time()))
-            ids.append(enqueue_render({"model": MODEL, "prompt": f"clip {i}", "seconds": 5}))
+        started, ids = _enqueue_jobs(enqueue_render, jobs=jobs, rate=rate)
         records = _wait_all(store, ids, timeout=300)
-        elapsed = (
-            max((j.times.get("done", 0.0) for j in records if j is not None), default=0) - started
+        row = _delivery_row(
+            mode=mode, rate=rate, jobs=jobs, records=records, started=started, sim=sim
         )
-        stats = sim.stats()
-        to_download: list[float] = []
-        to_done: list[float] = []
-        polls: list[int] = []
-        for job in records:
-            if job is None or job.state is not JobState.DONE or job.remote_task_id is None:
-                continue
-            ready = float(
-                httpx.get(f"{sim.root}/_sim/tasks/{job.remote_task_id}").json()["ready_at"]
-            )
-            to_download.append(job.times["downloading"] - ready)
-            to_done.append(job.times["done"] - ready)
-            polls.append(job.poll_count)
-        done = len(polls)
-        row: dict[str, Any] = {
-            "mode": mode,
-            "arrival": f"{rate:g} jobs/s" if rate > 0 else "burst",
-            "jobs": jobs,
-            "done": done,
-            "seconds": round(elapsed, 2),
-            "polls_per_job": round(sum(polls) / max(done, 1), 2),
-            "max_polls": max(polls, default=0),
-            "jobs_with_0_polls": sum(1 for p in polls if p == 0),
-            "provider_gets_per_job": round(stats["polls"] / max(done, 1), 2),
-            "webhooks_sent": stats["webhooks_sent"],
-            "finish_to_download_p50_s": round(percentile(to_download, 50), 3),
-            "finish_to_download_p95_s": round(percentile(to_download, 95), 3),
-            "finish_to_done_p50_s": round(percentile(to_done, 50), 3),
-            "finish_to_done_p95_s": round(percentile(to_done, 95), 3),
-        }
         # The receiver alone, with the worker stopped so the enqueued tasks just wait.
         stop(workers)
         if web is not None and hammer_seconds > 0:
-            live_id, finished_id = "rdj_" + "b" * 32, ids[0]
-            store.create(live_id, request=records[0].request, alias="default", cost=0.0)
-            store._change(
-                live_id, states=None, to=JobState.SUBMITTED, set={"remote_task_id": "task_bench"}
-            )
-            for name, job_id in (
-                ("receiver_live_job", live_id),
-                ("receiver_done_job", finished_id),
-            ):
-                url = f"http://127.0.0.1:{port}/hooks/{job_id}/{token_for(SECRET, job_id)}"
-                remote = "task_bench" if job_id == live_id else records[0].remote_task_id
-                body = json.dumps({"task_id": remote, "status": "succeeded"}).encode()
-                asyncio.run(_hammer(url, body, seconds=0.5, connections=connections))  # warm-up
-                row[name] = asyncio.run(
-                    _hammer(url, body, seconds=hammer_seconds, connections=connections)
-                )
-                # One connection: the latency a lone delivery sees, with no queue.
-                row[f"{name}_1_connection"] = asyncio.run(
-                    _hammer(url, body, seconds=min(hammer_seconds, 2.0), connections=1)
-                )
+            row |= _receiver_rows(store, records, ids[0], port=port, seconds=hammer_seconds,
+                                  connections=connections)  # fmt: skip
         if web is not None:
             stop([web])
         return row
@@ -242,6 +272,30 @@ def run_mode(
 def scenario(**spec: Any) -> dict[str, Any]:
     """Run one mode in a fresh interpreter."""
     return run_child(__file__, spec)
+
+
+def _print_receiver(rows: list[dict[str, Any]], *, connections: int, web_workers: int) -> None:
+    """The receiver's table, from the first row (webhook mode, steady arrivals)."""
+    print(f"\n| receiver ({connections} connections unless noted, {web_workers} process) "
+          "| requests | requests/s | p50 ms | p99 ms | statuses |")  # fmt: skip
+    print("|---|---|---|---|---|---|")
+    names = ("receiver_live_job", "receiver_done_job")
+    for name in [*names, *(f"{n}_1_connection" for n in names)]:
+        r = rows[0][name]
+        print(f"| {name} | {r['requests']} | {r['requests_per_s']} | {r['p50_ms']} | {r['p99_ms']} "
+              f"| {r['statuses']} |")  # fmt: skip
+
+
+def _verdict(hook: dict[str, Any]) -> str:
+    """Whether webhook mode met its targets, printed: "met" or "MISSED"."""
+    verdict = (
+        "met"
+        if hook["finish_to_download_p95_s"] < TARGET_P95_S and hook["max_polls"] <= 1
+        else "MISSED"
+    )
+    print(f"\nwebhook mode, steady arrivals, targets (p95 finish->download < {TARGET_P95_S} s, "
+          f"<= 1 poll/job): {verdict}")  # fmt: skip
+    return verdict
 
 
 def main() -> None:
@@ -271,22 +325,8 @@ def main() -> None:
             "finish_to_download_p50_s", "finish_to_download_p95_s", "finish_to_done_p50_s",
             "finish_to_done_p95_s"]  # fmt: skip
     print_table(rows, cols)
-    print(f"\n| receiver ({args.connections} connections unless noted, {args.web_workers} process) "
-          "| requests | requests/s | p50 ms | p99 ms | statuses |")  # fmt: skip
-    print("|---|---|---|---|---|---|")
-    names = ("receiver_live_job", "receiver_done_job")
-    for name in [*names, *(f"{n}_1_connection" for n in names)]:
-        r = rows[0][name]
-        print(f"| {name} | {r['requests']} | {r['requests_per_s']} | {r['p50_ms']} | {r['p99_ms']} "
-              f"| {r['statuses']} |")  # fmt: skip
-    hook = rows[0]  # webhook mode, steady arrivals
-    verdict = (
-        "met"
-        if hook["finish_to_download_p95_s"] < TARGET_P95_S and hook["max_polls"] <= 1
-        else "MISSED"
-    )
-    print(f"\nwebhook mode, steady arrivals, targets (p95 finish->download < {TARGET_P95_S} s, "
-          f"<= 1 poll/job): {verdict}")  # fmt: skip
+    _print_receiver(rows, connections=args.connections, web_workers=args.web_workers)
+    verdict = _verdict(rows[0])  # webhook mode, steady arrivals
     path = write_results("webhooks", {
         "machine": machine(),
         "generation_s": GEN,

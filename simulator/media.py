@@ -139,7 +139,8 @@ def _full_box(kind: bytes, version: int, flags: int, *parts: bytes) -> bytes:
 _MATRIX = struct.pack(">9I", 0x10000, 0, 0, 0, 0x10000, 0, 0, 0, 0x40000000)
 
 
-def _moov(sample_size: int, sample_offset: int, duration: int) -> bytes:
+def _avc1() -> bytes:
+    """The sample description: an H.264 track of ``_WIDTH`` by ``_HEIGHT``."""
     sps, pps = _sps(), _pps()
     avcc = _box(
         b"avcC",
@@ -150,7 +151,7 @@ def _moov(sample_size: int, sample_offset: int, duration: int) -> bytes:
         struct.pack(">H", len(pps)),
         pps,
     )
-    avc1 = _box(
+    return _box(
         b"avc1",
         bytes(6) + struct.pack(">H", 1) + bytes(16),
         struct.pack(">HHIIIH", _WIDTH, _HEIGHT, 0x480000, 0x480000, 0, 1),
@@ -158,6 +159,10 @@ def _moov(sample_size: int, sample_offset: int, duration: int) -> bytes:
         struct.pack(">Hh", 0x18, -1),
         avcc,
     )
+
+
+def _moov(sample_size: int, sample_offset: int, duration: int) -> bytes:
+    avc1 = _avc1()
     stbl = _box(
         b"stbl",
         _full_box(b"stsd", 0, 0, struct.pack(">I", 1), avc1),

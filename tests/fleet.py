@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -241,6 +241,24 @@ def flower_sees_a_worker(port: int, auth: tuple[str, str]) -> bool:
         return bool(httpx.get(url, auth=auth, timeout=2).json())
     except (httpx.HTTPError, ValueError):
         return False
+
+
+def start_flower(port: int, env: dict[str, str], log: IO[bytes]) -> subprocess.Popen[bytes]:
+    """Flower on the loopback, behind a basic-auth login."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "worker", "flower", f"--port={port}",
+         "--address=127.0.0.1", "--basic-auth=ops:test-pass"],
+        env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+
+
+def flower_lists_downloads(api: str, auth: tuple[str, str], count: int) -> bool:
+    """Whether Flower's task list shows at least ``count`` downloads."""
+    try:
+        tasks = httpx.get(api, auth=auth, timeout=2).json()
+    except (httpx.HTTPError, ValueError):
+        return False
+    return sum(t.get("name") == "relaydance.download" for t in tasks.values()) >= count
 
 
 def wait_until(predicate, *, timeout: float, interval: float = 0.05) -> bool:  # type: ignore[no-untyped-def]

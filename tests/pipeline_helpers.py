@@ -78,6 +78,27 @@ def sent_steps(engine: RecordingEngine, job_id: str) -> list[tuple[str, tuple[An
     return [(name.removeprefix("relaydance."), args) for name, args, _ in steps]
 
 
+def _run_plan(
+    engine: RecordingEngine, job_id: str, plan: list[tuple[str, dict[str, Any]]], *,
+    calls: int, max_calls: int, cap: float,
+) -> tuple[int, bool]:  # fmt: skip
+    """Run the plan's steps in order, each until it stops asking to run again (countdowns
+    capped at ``cap``); the step calls made so far, and whether a step said stop."""
+    for step, planned in plan:
+        kwargs = dict(planned)
+        while calls < max_calls:
+            calls += 1
+            outcome = run_step(engine, step, job_id, **kwargs)
+            if outcome.action == "again":
+                time.sleep(min(outcome.countdown, cap))
+                kwargs.update(outcome.kwargs)
+                continue
+            if outcome.action == "stop":
+                return calls, True
+            break
+    return calls, False
+
+
 def drive(
     engine: RecordingEngine,
     job_id: str,
@@ -100,20 +121,7 @@ def drive(
         plan = chain_plan(engine, job)
         if not plan:
             return job  # a state no chain moves (submit_unknown): the operator's turn
-        stopped = False
-        for step, planned in plan:
-            kwargs = dict(planned)
-            while calls < max_calls:
-                calls += 1
-                outcome = run_step(engine, step, job_id, **kwargs)
-                if outcome.action == "again":
-                    time.sleep(min(outcome.countdown, cap))
-                    kwargs.update(outcome.kwargs)
-                    continue
-                stopped = outcome.action == "stop"
-                break
-            if stopped:
-                break
+        calls, stopped = _run_plan(engine, job_id, plan, calls=calls, max_calls=max_calls, cap=cap)
         resumes = sent_steps(engine, job_id)
         job = engine.store.get(job_id)
         assert job is not None

@@ -108,6 +108,13 @@ def create_app() -> Flask:
     if not any(isinstance(f, RedactingFilter) for f in server_log.filters):
         server_log.addFilter(RedactingFilter())
     app.register_blueprint(relaydance_blueprint(url_prefix="/hooks"))
+    _add_enqueue_routes(app)
+    _add_status_routes(app)
+    return app
+
+
+def _add_enqueue_routes(app: Flask) -> None:
+    """The form and the JSON endpoint that enqueue a render."""
 
     @app.get("/")
     def index() -> str:
@@ -132,6 +139,10 @@ def create_app() -> Flask:
             return jsonify(problems_json(exc)), 400
         status_url = url_for("status_page", job_id=job_id)
         return jsonify({"job_id": job_id, "status_url": status_url}), 202
+
+
+def _add_status_routes(app: Flask) -> None:
+    """A job's status as JSON and as a page, and its finished clip."""
 
     @app.get("/api/renders/<job_id>")
     def status_json(job_id: str) -> tuple[Response, int]:
@@ -159,5 +170,3 @@ def create_app() -> Flask:
             return redirect(signed, code=302)
         directory = get_settings().output_dir.resolve()
         return send_from_directory(directory, f"{job_id}.mp4", mimetype="video/mp4")
-
-    return app

@@ -12,12 +12,8 @@ also drop the broker's queue bindings the running worker relies on).
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,27 +22,16 @@ import redis
 from click.testing import CliRunner
 
 from config.settings import get_settings, load_settings
-from simulator.testing import SimulatorProcess
-from tests.batch_requests import FAST, jsonl, req
-from tests.fleet import wait_until
+from tests.batch_fleet import CLIP, fifty_lines_with_three_bad
+from tests.batch_requests import jsonl, req
 from tests.pipeline_helpers import RecordingEngine, make_engine
-from worker.batch import (
-    Batches,
-    InvalidBatch,
-    batch_report,
-    parse_records,
-    render_report,
-)
+from worker.batch import Batches, InvalidBatch, batch_report, parse_records
 from worker.batch.budget import Claim, to_micros
 from worker.cli.batch import batch
 from worker.errors import InvalidRequest
 from worker.infra.redis_server import RedisServer
 from worker.job.engine import reset_engine
 from worker.job.record import JobState
-
-ROOT = Path(__file__).resolve().parents[2]
-CLIP = 0.70
-
 
 # Fixtures: no worker ---------------------------------------------------------------------
 
@@ -230,14 +215,6 @@ def test_a_done_job_is_indexed_for_reuse_and_the_batch_on_done_is_told(
 # CLI without a worker ----------------------------------------------------------------------
 
 
-def fifty_lines_with_three_bad() -> str:
-    lines: list[Any] = [req(f"shot {i}") for i in range(50)]
-    lines[6] = req("shot 6", seconds=40)
-    lines[19] = req("shot 19", ratio="5:4")
-    lines[41] = {"prompt": "shot 41"}
-    return jsonl(lines)
-
-
 @pytest.fixture
 def cli_env(engine: RecordingEngine, monkeypatch: pytest.MonkeyPatch) -> Iterator[RecordingEngine]:
     monkeypatch.setenv("REDIS_URL", str(engine.settings.redis_url))
@@ -308,244 +285,6 @@ def test_cli_skip_invalid_lists_each_invalid_line_once(
     assert result.output.count("invalid line") == 1
 
 
-# Integration: a real worker and the simulator -----------------------------------------------
-
-
-@dataclass
-class Stack:
-    sim: SimulatorProcess
-    env: dict[str, str]
-    log: Path
-    redis: redis.Redis
-
-
-@pytest.fixture(scope="module")
-def stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    tmp = tmp_path_factory.mktemp("batches")
-    with SimulatorProcess(gen_time_mean=0.2, gen_time_jitter=0.1) as sim:
-        env = {
-            "REDIS_URL": redis_server.url,
-            "RELAYDANCE_API_KEY": "sk-test-batches",
-            "RELAYDANCE_BASE_URL": sim.url,
-            "RELAYDANCE_ALLOW_LOCAL_URLS": "true",
-            "RELAYDANCE_OUTPUT_DIR": str(tmp / "renders"),
-            "RELAYDANCE_POLL_FIRST_DELAY": "0.3",
-            "RELAYDANCE_POLL_INTERVAL_MIN": "0.2",
-            "RELAYDANCE_POLL_INTERVAL_MAX": "0.5",
-            # Far above what the tests send: no step waits on the request-rate limiter.
-            "RELAYDANCE_REQUESTS_PER_SECOND": "1000",
-        }
-        log = tmp / "worker.log"
-        with log.open("wb") as out:
-            worker = subprocess.Popen(
-                [sys.executable, "-m", "celery", "-A", "worker", "worker", "--pool", "threads",
-                 "-c", "4", "-I", "tasks.batches", "--without-gossip", "--without-mingle",
-                 "--loglevel", "INFO", "--hostname", f"batches-{os.getpid()}@%h"],
-                env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
-            )  # fmt: skip
-        client = redis.Redis.from_url(redis_server.url, decode_responses=True)
-        try:
-            yield Stack(sim, env, log, client)
-        finally:
-            worker.terminate()
-            try:
-                worker.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-                worker.wait()
-            client.close()
-
-
-@pytest.fixture
-def live(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
-    for name, value in stack.env.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("RELAYDANCE_PRICES", raising=False)
-    get_settings.cache_clear()
-    reset_engine()
-    _point_celery_at(stack.env["REDIS_URL"])
-    keys = [k for k in stack.redis.scan_iter("rd:*")]
-    if keys:
-        stack.redis.delete(*keys)
-    stack.sim.reset()
-    stack.sim.configure(gen_time_mean=0.2, failure_rate=0.0)
-    yield stack
-    get_settings.cache_clear()
-    reset_engine()
-
-
-def _point_celery_at(url: str) -> None:
-    """Make this process publish to ``url`` even if an earlier test configured another."""
-    from worker import app
-
-    if app.conf.broker_url == url:
-        return
-    app.conf.update(broker_url=url, result_backend=url)
-    # The connection and producer pools were built for the old url: drop them.
-    if app._pool is not None:
-        app._pool.force_close_all()
-        app._pool = None
-    app.amqp._producer_pool = None
-
-
-def _wait(batch_id: str, stack: Stack, timeout: float = 60.0) -> Any:
-    from tasks.batches import wait_batch
-
-    try:
-        return wait_batch(batch_id, timeout=timeout, interval=0.2)
-    except TimeoutError:
-        print(stack.log.read_text(errors="replace")[-4000:])
-        raise
-
-
-def test_cli_skip_invalid_renders_the_rest_and_reports_every_line(
-    live: Stack, tmp_path: Path
-) -> None:
-    file = tmp_path / "shots.jsonl"
-    file.write_text(fifty_lines_with_three_bad())
-    result = CliRunner().invoke(batch, ["submit", str(file), "--skip-invalid", "--wait",
-                                        "--timeout", "90"])  # fmt: skip
-
-    assert result.exit_code == 0, (result.output, live.log.read_text()[-3000:])
-    batch_id = result.stdout.strip()
-    assert "skipped 3 invalid lines" in result.stderr
-    assert "47/50 done" in result.stderr  # the progress line, plain text off a terminal
-    out = tmp_path / "report.csv"
-    report = CliRunner().invoke(batch, ["report", batch_id, "--format", "csv", "-o", str(out)])
-    assert report.exit_code == 0, report.output
-    import csv
-
-    rows = list(csv.DictReader(out.open()))
-    assert len(rows) == 50
-    done = [r for r in rows if r["state"] == "done"]
-    assert len(done) == 47 and all(Path(r["output_path"]).is_file() and r["sha256"] for r in done)
-    assert all(r["seconds"] == "5" and float(r["estimated_cost"]) == CLIP for r in done)
-    invalid = [r for r in rows if r["state"] == "invalid"]
-    assert [r["line"] for r in invalid] == ["7", "20", "42"]
-    assert "seconds: 40 is outside" in invalid[0]["error"]
-    assert live.sim.stats()["submissions"] == 47
-
-
-def test_a_budget_cap_reached_mid_batch_skips_the_rest_and_spend_stays_under_it(
-    live: Stack,
-) -> None:
-    from tasks.batches import batch_report as report_of
-    from tasks.batches import enqueue_batch
-
-    sub = enqueue_batch([req(f"budgeted {i}") for i in range(8)], budget=3.0)
-    status = _wait(sub.batch_id, live)
-    assert status.counts == {"done": 4, "skipped_budget": 4}
-    assert status.committed_usd == status.spent_usd == pytest.approx(4 * CLIP)
-    assert status.spent_usd <= 3.0
-    assert live.sim.stats()["submissions"] == 4
-    _, rows = report_of(sub.batch_id)
-    assert [r.state for r in rows] == ["done"] * 4 + ["skipped_budget"] * 4
-
-
-def test_duplicate_lines_render_once_and_reuse_renders_nothing_again(live: Stack) -> None:
-    from tasks.batches import enqueue_batch
-
-    requests = [req("twin a"), req("twin b"), req("twin a"), req("twin b"), req("twin a")]
-    first = enqueue_batch(requests)
-    assert (first.unique, first.duplicates, first.enqueued) == (2, 3, 2)
-    assert _wait(first.batch_id, live).done == 5
-    assert live.sim.stats()["submissions"] == 2
-    second = enqueue_batch(requests, reuse=True)
-    assert (second.enqueued, second.reused) == (0, 2)
-    status = _wait(second.batch_id, live)
-    assert status.done == 5 and status.spent_usd == 0.0
-    assert live.sim.stats()["submissions"] == 2
-    without = enqueue_batch(requests)  # the control: no --reuse renders (and pays) again
-    _wait(without.batch_id, live)
-    assert live.sim.stats()["submissions"] == 4
-
-
-def test_resume_after_canceling_half_a_batch_renders_only_the_canceled_half(
-    live: Stack,
-) -> None:
-    from tasks import cancel
-    from tasks.batches import enqueue_batch, resume_batch
-
-    sub = enqueue_batch([req(f"half {i}") for i in range(10)], name="halves")
-    before = live_batches().job_ids(sub.batch_id)
-    canceled = {index for index in range(5) if cancel(before[index])}
-    assert canceled  # the jobs were just enqueued: at least the first ones are still queued
-    status = _wait(sub.batch_id, live)
-    assert status.counts == {"done": 10 - len(canceled), "canceled": len(canceled)}
-    result = CliRunner().invoke(batch, ["resume", "halves"])
-    assert result.exit_code == 0, result.output
-    status = _wait(sub.batch_id, live)
-    assert status.counts == {"done": 10}
-    after = live_batches().job_ids(sub.batch_id)
-    assert {i for i in range(10) if after[i] != before[i]} == canceled
-    remote = live.sim.stats()["submissions"]
-    assert 10 <= remote <= 10 + len(canceled)  # a job canceled after submission was sent once
-    assert resume_batch(sub.batch_id).enqueued == 0  # nothing left to re-queue
-
-
-def live_batches() -> Batches:
-    from worker.job.engine import get_engine
-
-    return Batches(get_engine())
-
-
-def test_batch_cancel_stops_running_jobs_and_a_resubmission_by_name_finishes_them(
-    live: Stack, tmp_path: Path
-) -> None:
-    live.sim.configure(gen_time_mean=30.0)
-    file = tmp_path / "slow.jsonl"
-    file.write_text(jsonl([req(f"slow {i}") for i in range(3)]))
-    result = CliRunner().invoke(batch, ["submit", str(file), "--name", "slow", "--json"])
-    assert result.exit_code == 0, result.output
-    batch_id = json.loads(result.stdout)["batch_id"]
-    assert wait_until(lambda: live.sim.stats()["submissions"] == 3, timeout=30)
-    result = CliRunner().invoke(batch, ["cancel", batch_id])
-    assert result.exit_code == 0 and "canceled 3 jobs" in result.stdout
-    status = json.loads(CliRunner().invoke(batch, ["status", batch_id, "--json"]).stdout)
-    assert status["counts"] == {"canceled": 3} and status["finished"]
-    # Sent to the provider before the cancel: possibly billed, so still committed.
-    assert status["committed_usd"] == pytest.approx(3 * CLIP)
-    live.sim.configure(gen_time_mean=0.2)
-    again = CliRunner().invoke(batch, ["submit", str(file), "--name", "slow", "--wait"])
-    assert again.exit_code == 0, (again.output, live.log.read_text()[-3000:])
-    assert again.stdout.strip() == batch_id
-    assert live.sim.stats()["submissions"] == 6
-
-
-def test_failed_generations_are_not_billed_and_resubmitting_by_name_retries_them(
-    live: Stack,
-) -> None:
-    from tasks.batches import enqueue_batch
-
-    live.sim.configure(failure_rate=1.0)
-    requests = [req(f"flaky {i}") for i in range(3)]
-    sub = enqueue_batch(requests, name="flaky", budget=10)
-    status = _wait(sub.batch_id, live)
-    assert status.counts == {"failed": 3}
-    assert status.committed_usd == 0.0  # every reservation was given back
-    live.sim.configure(failure_rate=0.0)
-    again = enqueue_batch(requests, name="flaky")
-    assert again.batch_id == sub.batch_id and again.enqueued == 3
-    status = _wait(sub.batch_id, live)
-    assert status.counts == {"done": 3}
-    assert status.committed_usd == pytest.approx(3 * CLIP)
-
-
-def test_the_json_report_has_one_row_per_line_with_the_batch_summary(live: Stack) -> None:
-    from tasks.batches import batch_report as report_of
-    from tasks.batches import enqueue_batch
-
-    sub = enqueue_batch([req("solo"), req("solo")])
-    _wait(sub.batch_id, live)
-    status, rows = report_of(sub.batch_id)
-    body = json.loads(render_report(status, rows, fmt="json"))
-    assert body["batch"]["counts"] == {"done": 2}
-    assert [r["line"] for r in body["rows"]] == [1, 2]
-    assert body["rows"][1]["note"] == "same request as line 1"
-    assert body["rows"][0]["sha256"] == body["rows"][1]["sha256"]
-    assert body["rows"][1]["estimated_cost"] == 0.0
-
-
 def test_cli_batch_status_counts_invalid_skipped_and_canceled_lines_apart(
     cli_env: RecordingEngine, tmp_path: Path
 ) -> None:
@@ -562,56 +301,6 @@ def test_cli_batch_status_counts_invalid_skipped_and_canceled_lines_apart(
     assert "| 2 canceled | 2 skipped (budget) | 1 invalid |" in shown.stdout
     groups = json.loads(CliRunner().invoke(batch, ["status", batch_id, "--json"]).stdout)["groups"]
     assert (groups["canceled"], groups["skipped"], groups["invalid"]) == (2, 2, 1)
-
-
-def test_clips_are_named_by_the_template_and_the_report_maps_lines_to_files(
-    live: Stack, tmp_path: Path
-) -> None:
-    import csv
-
-    file = tmp_path / "shots.csv"
-    file.write_text(
-        "id,model,prompt,seconds\n"
-        "sh010,doubao-seedance-2-0-fast-260128,A paper boat in the rain,5\n"
-        "sh020,doubao-seedance-2-0-fast-260128,A fox in the snow,5\n"
-        "sh030,doubao-seedance-2-0-fast-260128,A paper boat in the rain,5\n"
-    )
-    template = "{batch}/{line:04d}-{id}-{slug}"
-    result = CliRunner().invoke(
-        batch,
-        [
-            "submit",
-            str(file),
-            "--name",
-            "shoot",
-            "--output-name",
-            template,
-            "--wait",
-            "--timeout",
-            "60",
-        ],
-    )
-    assert result.exit_code == 0, (result.output, live.log.read_text()[-3000:])
-    out = Path(live.env["RELAYDANCE_OUTPUT_DIR"])
-    first = out / "shoot" / "0002-sh010-a-paper-boat-in-the-rain"
-    second = out / "shoot" / "0003-sh020-a-fox-in-the-snow"
-    assert first.with_suffix(".mp4").is_file() and second.with_suffix(".mp4").is_file()
-    assert sorted(p.name for p in (out / "shoot").iterdir()) == sorted(
-        [first.name + ".mp4", first.name + ".json", second.name + ".mp4", second.name + ".json"]
-    )
-    manifest = json.loads(first.with_suffix(".json").read_text())
-    assert manifest["output_name"] == "shoot/0002-sh010-a-paper-boat-in-the-rain"
-    assert manifest["output_name_template"] == template
-    assert manifest["batch"] == result.stdout.strip()
-    report = CliRunner().invoke(batch, ["report", "shoot"])
-    rows = {r["line"]: r for r in csv.DictReader(report.stdout.splitlines())}
-    assert [(r["id"], r["model"], r["prompt"], r["seconds"]) for r in rows.values()] == [
-        ("sh010", FAST, "A paper boat in the rain", "5"),
-        ("sh020", FAST, "A fox in the snow", "5"),
-        ("sh030", FAST, "A paper boat in the rain", "5"),
-    ]  # fmt: skip
-    assert rows["2"]["output_path"] == str(first.with_suffix(".mp4").resolve())
-    assert rows["4"]["output_path"] == rows["2"]["output_path"]  # the same request, one clip
 
 
 def test_a_template_that_would_collide_enqueues_nothing(
@@ -631,35 +320,6 @@ def test_a_template_that_would_collide_enqueues_nothing(
     dry = CliRunner().invoke(batch, ["submit", str(file), "--dry-run", "--name", "wk",
                                      "--output-name", "{batch}/{line:03d}"])  # fmt: skip
     assert dry.exit_code == 0 and "clips named: wk/001.mp4, wk/002.mp4" in dry.stdout
-
-
-def test_a_retake_renders_beside_the_first_take_and_the_report_shows_the_latest(
-    live: Stack,
-) -> None:
-    from tasks import retake
-    from tasks.batches import batch_report as report_of
-    from tasks.batches import enqueue_batch
-
-    sub = enqueue_batch([req("a heron takes off", id="sh040")], budget=2 * CLIP, name="takes",
-                        output_name="{batch}/{id}")  # fmt: skip
-    _wait(sub.batch_id, live)
-    first = report_of(sub.batch_id)[1][0]
-    second = retake(str(first.job_id), prompt="a heron takes off at dawn")
-    status = _wait(sub.batch_id, live)
-    assert status.counts == {"done": 1}
-    assert status.spent_usd == pytest.approx(2 * CLIP) == status.committed_usd
-    row = report_of(sub.batch_id)[1][0]
-    assert (row.job_id, row.earlier_takes, row.prompt) == (
-        second,
-        first.job_id,
-        "a heron takes off at dawn",
-    )
-    out = Path(live.env["RELAYDANCE_OUTPUT_DIR"]) / "takes"
-    assert row.output_path == str((out / "sh040-take2.mp4").resolve())
-    assert first.output_path == str((out / "sh040.mp4").resolve())  # kept, not overwritten
-    assert (out / "sh040.mp4").is_file() and (out / "sh040-take2.mp4").is_file()
-    assert json.loads((out / "sh040-take2.json").read_text())["retake_of"] == first.job_id
-    assert live.sim.stats()["submissions"] == 2
 
 
 def test_an_invalid_lines_row_keeps_its_id(engine: RecordingEngine) -> None:

@@ -22,6 +22,7 @@ import hashlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -107,19 +108,11 @@ def test_no_job_is_lost_or_paid_twice_under_kills_and_redis_restarts(
 
     webhooks = mode == "webhooks"
     output = tmp_path / "renders"
-    knobs = {
-        "gen_time_mean": 90.0, "gen_time_jitter": 0.2, "time_scale": SCALE, "seed": 11,
-        "concurrency_cap": CAP, "retry_after": 30.0, "drop_reply_every": 9,
-        "webhooks": webhooks, "webhook_retry_base": 15.0, "webhook_max_attempts": 6,
-    }  # fmt: skip
     redis.Redis.from_url(server.url).flushall()
-    with SimulatorProcess(**knobs) as sim:
+    with SimulatorProcess(**_chaos_knobs(webhooks=webhooks)) as sim:
         env = chaos_env(server.url, sim.url, output, webhooks=webhooks)
         point_this_process_at(env, monkeypatch)
-        fleets = [
-            Fleet(env, _dir(tmp_path / "a"), concurrency=4, beat=True, web=webhooks, name="a"),
-            Fleet(env, _dir(tmp_path / "b"), concurrency=4, name="b"),
-        ]
+        fleets = _two_fleets(env, tmp_path, web=webhooks)
         try:
             for fleet in fleets:
                 fleet.start()
@@ -129,16 +122,10 @@ def test_no_job_is_lost_or_paid_twice_under_kills_and_redis_restarts(
                 for n in range(JOBS)
             ]  # fmt: skip
             kills = unleash(fleets, server)
-
-            def settled() -> bool:
-                return all(get_job(i).is_final or get_job(i).state is S.SUBMIT_UNKNOWN
-                           for i in ids)  # fmt: skip
-
-            assert wait_until(settled, timeout=150, interval=0.5), _states(ids) + str(tmp_path)
-            # Nothing was restarted for them: beat, the receiver and the workers lived on.
-            assert [f.beat.poll() for f in fleets if f.beat is not None] == [None]
-            assert all(f.worker is not None and f.worker.poll() is None for f in fleets)
-            assert all(f.receiver.poll() is None for f in fleets if f.receiver is not None)
+            assert wait_until(lambda: _settled(ids), timeout=150, interval=0.5), _states(ids) + str(
+                tmp_path
+            )
+            _assert_nothing_restarted(fleets)
         finally:
             for fleet in fleets:
                 fleet.stop()
@@ -160,10 +147,45 @@ def test_no_job_is_lost_or_paid_twice_under_kills_and_redis_restarts(
         assert any(j.adopted_from for j in jobs)
     assert len([j for j in jobs if j.state is S.DONE]) >= JOBS - len(unknown)
     assert list(output.glob(".*.part")) == []  # no partial file
+    _assert_every_clip_whole(jobs)
+
+
+def _two_fleets(env: dict[str, str], tmp_path: Path, *, web: bool) -> list[Fleet]:
+    """Two fleets of one worker each; the first runs beat (and the receiver, with ``web``)."""
+    return [
+        Fleet(env, _dir(tmp_path / "a"), concurrency=4, beat=True, web=web, name="a"),
+        Fleet(env, _dir(tmp_path / "b"), concurrency=4, name="b"),
+    ]
+
+
+def _assert_nothing_restarted(fleets: list[Fleet]) -> None:
+    """Nothing was restarted for them: beat, the receiver and the workers lived on."""
+    assert [f.beat.poll() for f in fleets if f.beat is not None] == [None]
+    assert all(f.worker is not None and f.worker.poll() is None for f in fleets)
+    assert all(f.receiver.poll() is None for f in fleets if f.receiver is not None)
+
+
+def _assert_every_clip_whole(jobs: list[Any]) -> None:
     for job in jobs:
         if job.state is S.DONE:
             path = Path(job.output_path or "")
             assert hashlib.sha256(path.read_bytes()).hexdigest() == VIDEO_SHA256
+
+
+def _chaos_knobs(*, webhooks: bool) -> dict[str, Any]:
+    """The simulator: 90 s generations at SCALE, every ninth reply dropped."""
+    return {
+        "gen_time_mean": 90.0, "gen_time_jitter": 0.2, "time_scale": SCALE, "seed": 11,
+        "concurrency_cap": CAP, "retry_after": 30.0, "drop_reply_every": 9,
+        "webhooks": webhooks, "webhook_retry_base": 15.0, "webhook_max_attempts": 6,
+    }  # fmt: skip
+
+
+def _settled(ids: list[str]) -> bool:
+    """Every job final, or in doubt (its submit's reply lost)."""
+    from tasks import get_job
+
+    return all(get_job(i).is_final or get_job(i).state is S.SUBMIT_UNKNOWN for i in ids)
 
 
 def _dir(path: Path) -> Path:

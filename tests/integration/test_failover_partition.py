@@ -57,6 +57,45 @@ def _posted(sim: SimulatorProcess, ids: list[str]) -> list[float]:
     return sorted(float(t["created_at"]) for job_id in ids for t in sim.tasks_for(job_id))
 
 
+def _partition_env(mode: str, redis_url: str, sim_url: str, output: Path) -> dict[str, str]:
+    """The fleet's settings: through Sentinel, claims waiting 300 ms for a replica."""
+    web_port = free_port()
+    if mode == "webhooks":
+        env = webhook_env(redis_url, sim_url, web_port, output,
+                          key="sk-test-partition", secret="partition-webhook-secret-Zq8Lm3RtV6wXy1Kb9NcD4pHs7JfG2aEu")  # fmt: skip
+    else:
+        env = fleet_env(redis_url=redis_url, sim_url=sim_url, output_dir=output)
+    env |= {"RELAYDANCE_REDIS_SENTINEL_MASTER": MASTER, "RELAYDANCE_MAX_CONCURRENCY": str(CAP),
+            "RELAYDANCE_REDIS_WAIT_MS": "300", "RELAYDANCE_SWEEP_INTERVAL_SECONDS": "1",
+            "RELAYDANCE_SWEEP_GRACE_SECONDS": "2", "RELAYDANCE_STEP_GRACE_SECONDS": "5",
+            "RELAYDANCE_HTTP_CALL_DEADLINE": "5"}  # fmt: skip
+    return env
+
+
+def _partition_until_claims_fall_due(
+    group: SentinelGroup, primary: redis.Redis, fleet: Fleet, sim: SimulatorProcess, ids: list[str]
+) -> None:
+    """Cut the replicas off the primary and wait for a wave of claims none can confirm."""
+    # The partition: from here on, nothing the primary acknowledges reaches a replica.
+    group.pause_replica()
+    group.fill_socket_buffers()
+    primary.set(MARKER, "written during the partition")
+    sent_before = len(_posted(sim, ids))
+
+    def due_in_partition() -> set[str]:
+        refused = {m.group(1) for line in fleet.log_lines(": not sent: ")
+                   if (m := REFUSED.search(line))}  # fmt: skip
+        return refused
+
+    def fell_due() -> int:  # refused; or, before claims waited for a replica, sent
+        return len(due_in_partition()) + len(_posted(sim, ids)) - sent_before
+
+    # The first wave finishes; its slots fall to the next jobs, whose claims no replica
+    # can confirm (before the change, they were sent: paid, and lost with the primary).
+    assert wait_until(lambda: fell_due() >= CAP, timeout=60, interval=0.2), fleet.logs()
+    assert len(_posted(sim, ids)) == sent_before  # not one of them was sent
+
+
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("mode", ["polling", "webhooks"])
 def test_a_partition_then_failover_pays_for_no_job_twice(
@@ -68,16 +107,7 @@ def test_a_partition_then_failover_pays_for_no_job_twice(
     group = sentinel_group
     sim.configure(concurrency_cap=CAP, gen_time_mean=3.0, webhooks=mode == "webhooks",
                   webhook_retry_base=1.0, webhook_max_attempts=8)  # fmt: skip
-    web_port = free_port()
-    if mode == "webhooks":
-        env = webhook_env(group.url, sim.url, web_port, tmp_path / "renders",
-                          key="sk-test-partition", secret="partition-webhook-secret-Zq8Lm3RtV6wXy1Kb9NcD4pHs7JfG2aEu")  # fmt: skip
-    else:
-        env = fleet_env(redis_url=group.url, sim_url=sim.url, output_dir=tmp_path / "renders")
-    env |= {"RELAYDANCE_REDIS_SENTINEL_MASTER": MASTER, "RELAYDANCE_MAX_CONCURRENCY": str(CAP),
-            "RELAYDANCE_REDIS_WAIT_MS": "300", "RELAYDANCE_SWEEP_INTERVAL_SECONDS": "1",
-            "RELAYDANCE_SWEEP_GRACE_SECONDS": "2", "RELAYDANCE_STEP_GRACE_SECONDS": "5",
-            "RELAYDANCE_HTTP_CALL_DEADLINE": "5"}  # fmt: skip
+    env = _partition_env(mode, group.url, sim.url, tmp_path / "renders")
     point_this_process_at(env, monkeypatch)
     (tmp_path / "logs").mkdir()
     fleet = Fleet(env, tmp_path / "logs", concurrency=8, web=mode == "webhooks")
@@ -88,24 +118,7 @@ def test_a_partition_then_failover_pays_for_no_job_twice(
                for n in range(JOBS)]  # fmt: skip
         first_wave = wait_until(lambda: len(_posted(sim, ids)) >= CAP, timeout=60, interval=0.2)
         assert first_wave, fleet.logs()
-        # The partition: from here on, nothing the primary acknowledges reaches a replica.
-        group.pause_replica()
-        group.fill_socket_buffers()
-        primary.set(MARKER, "written during the partition")
-        sent_before = len(_posted(sim, ids))
-
-        def due_in_partition() -> set[str]:
-            refused = {m.group(1) for line in fleet.log_lines(": not sent: ")
-                       if (m := REFUSED.search(line))}  # fmt: skip
-            return refused
-
-        def fell_due() -> int:  # refused; or, before claims waited for a replica, sent
-            return len(due_in_partition()) + len(_posted(sim, ids)) - sent_before
-
-        # The first wave finishes; its slots fall to the next jobs, whose claims no replica
-        # can confirm (before the change, they were sent: paid, and lost with the primary).
-        assert wait_until(lambda: fell_due() >= CAP, timeout=60, interval=0.2), fleet.logs()
-        assert len(_posted(sim, ids)) == sent_before  # not one of them was sent
+        _partition_until_claims_fall_due(group, primary, fleet, sim, ids)
         group.kill_primary()
         # Nothing is claimed or sent while there is no primary, so whatever is sent from
         # here on is sent on the new one; the fleet may find it before wait_for_failover

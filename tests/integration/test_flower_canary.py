@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -17,7 +15,15 @@ import redis
 
 from simulator.testing import SimulatorProcess
 from tasks import enqueue_render, wait
-from tests.fleet import Fleet, fleet_env, flower_sees_a_worker, use_env, wait_until
+from tests.fleet import (
+    Fleet,
+    fleet_env,
+    flower_lists_downloads,
+    flower_sees_a_worker,
+    start_flower,
+    use_env,
+    wait_until,
+)
 from worker.infra.redis_server import RedisServer, free_port
 from worker.job.record import JobState
 
@@ -58,6 +64,19 @@ def _decoded(value: bytes) -> bytes:
     return value
 
 
+def _assert_readable_kwargs(tasks: dict[str, Any]) -> None:
+    """The submit shows the job, model and prompt; so does a poll re-sent by countdown."""
+    submit = next(t for t in tasks.values() if t["name"] == "relaydance.submit")
+    assert "job=rdj_" in submit["kwargs"]
+    assert "model=doubao-seedance-2-0-fast-260128" in submit["kwargs"]
+    assert "prompt='canary clip" in submit["kwargs"]
+    # A poll re-sent by countdown keeps the readable kwargs, not just the job id.
+    polls = [t for t in tasks.values() if t["name"] == "relaydance.poll"]
+    assert polls
+    assert all("model=doubao-seedance-2-0-fast-260128" in t["kwargs"] for t in polls)
+    assert any(t.get("retries", 0) >= 1 for t in polls)
+
+
 def test_flower_lists_our_tasks_and_the_canary_key_is_nowhere(
     redis_server: RedisServer, sim: SimulatorProcess, tmp_path: Path
 ) -> None:
@@ -71,13 +90,8 @@ def test_flower_lists_our_tasks_and_the_canary_key_is_nowhere(
     logs.mkdir()
     fleet = Fleet(env, logs, beat=True)
     port = free_port()
-    flower_log = (logs / "flower.log").open("wb")
     with use_env(env):
-        flower = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "worker", "flower", f"--port={port}",
-             "--address=127.0.0.1", "--basic-auth=ops:test-pass"],
-            env={**os.environ, **env}, stdout=flower_log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+        flower = start_flower(port, env, (logs / "flower.log").open("wb"))
         fleet.start()
         try:
             auth = ("ops", "test-pass")
@@ -87,15 +101,9 @@ def test_flower_lists_our_tasks_and_the_canary_key_is_nowhere(
                                    "prompt": f"canary clip {i}"}) for i in range(3)]  # fmt: skip
             jobs = [wait(i, timeout=60) for i in ids]
             api = f"http://127.0.0.1:{port}/api/tasks"
-
-            def listed() -> bool:
-                try:
-                    tasks = httpx.get(api, auth=auth, timeout=2).json()
-                except (httpx.HTTPError, ValueError):
-                    return False
-                return sum(t.get("name") == "relaydance.download" for t in tasks.values()) >= 3
-
-            assert wait_until(listed, timeout=30, interval=0.5), fleet.logs()
+            listed = wait_until(lambda: flower_lists_downloads(api, auth, 3), timeout=30,
+                                interval=0.5)  # fmt: skip
+            assert listed, fleet.logs()
             assert httpx.get(api, timeout=2).status_code == 401  # never open without auth
             flower_text = httpx.get(api, auth=auth, timeout=5).text
             page = httpx.get(f"http://127.0.0.1:{port}/tasks", auth=auth, timeout=5).text
@@ -111,15 +119,7 @@ def test_flower_lists_our_tasks_and_the_canary_key_is_nowhere(
         "relaydance.poll",
         "relaydance.download",  # it finishes the job
     } <= names
-    submit = next(t for t in tasks.values() if t["name"] == "relaydance.submit")
-    assert "job=rdj_" in submit["kwargs"]
-    assert "model=doubao-seedance-2-0-fast-260128" in submit["kwargs"]
-    assert "prompt='canary clip" in submit["kwargs"]
-    # A poll re-sent by countdown keeps the readable kwargs, not just the job id.
-    polls = [t for t in tasks.values() if t["name"] == "relaydance.poll"]
-    assert polls
-    assert all("model=doubao-seedance-2-0-fast-260128" in t["kwargs"] for t in polls)
-    assert any(t.get("retries", 0) >= 1 for t in polls)
+    _assert_readable_kwargs(tasks)
     assert canary not in flower_text
     assert canary not in page
     for log in logs.glob("*.log"):

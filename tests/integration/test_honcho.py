@@ -37,6 +37,39 @@ def _free_base(count: int) -> int:
     raise RuntimeError("no free port range for honcho")
 
 
+def _honcho_env(
+    redis_url: str, sim_url: str, output: Path, *, flower_port: int, metrics_port: int
+) -> dict[str, str]:
+    """The environment honcho starts the Procfile in: this Python first on the PATH."""
+    bin_dir = str(Path(sys.executable).parent)
+    return {
+        **{k: v for k, v in os.environ.items() if not k.startswith("RELAYDANCE_")},
+        "PATH": f"{bin_dir}:{os.environ.get('PATH', '')}",
+        "REDIS_URL": redis_url,
+        "RELAYDANCE_API_KEY": "sk-test-honcho",
+        "RELAYDANCE_BASE_URL": sim_url,
+        "RELAYDANCE_ALLOW_LOCAL_URLS": "true",
+        "RELAYDANCE_OUTPUT_DIR": str(output),
+        "RELAYDANCE_POLL_FIRST_DELAY": "0.3",
+        "RELAYDANCE_POLL_INTERVAL_MIN": "0.2",
+        "RELAYDANCE_WORKER_CONCURRENCY": "4",
+        "FLOWER_PORT": str(flower_port),
+        "RELAYDANCE_METRICS_PORT": str(metrics_port),
+        "FLOWER_BASIC_AUTH": "ops:test-pass",
+    }
+
+
+def _up(web_port: int, flower_port: int) -> bool:
+    """Whether the receiver and Flower both answer."""
+    try:
+        web = httpx.get(f"http://127.0.0.1:{web_port}/healthz", timeout=2)
+        flower = httpx.get(f"http://127.0.0.1:{flower_port}/workers", timeout=5,
+                           auth=("ops", "test-pass"))  # fmt: skip
+    except httpx.HTTPError:
+        return False
+    return web.status_code == 200 and flower.status_code == 200
+
+
 def test_honcho_runs_the_procfile_fleet_renders_a_clip_and_stops_cleanly(
     redis_server: RedisServer, sim: SimulatorProcess, tmp_path: Path
 ) -> None:
@@ -47,22 +80,8 @@ def test_honcho_runs_the_procfile_fleet_renders_a_clip_and_stops_cleanly(
     base = _free_base(len(names))
     web_port, flower_port = base + 100 * names.index("web"), free_port()
     metrics_port = free_port()  # metrics have their own loopback listener
-    bin_dir = str(Path(sys.executable).parent)
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("RELAYDANCE_")},
-        "PATH": f"{bin_dir}:{os.environ.get('PATH', '')}",
-        "REDIS_URL": redis_server.url,
-        "RELAYDANCE_API_KEY": "sk-test-honcho",
-        "RELAYDANCE_BASE_URL": sim.url,
-        "RELAYDANCE_ALLOW_LOCAL_URLS": "true",
-        "RELAYDANCE_OUTPUT_DIR": str(tmp_path / "renders"),
-        "RELAYDANCE_POLL_FIRST_DELAY": "0.3",
-        "RELAYDANCE_POLL_INTERVAL_MIN": "0.2",
-        "RELAYDANCE_WORKER_CONCURRENCY": "4",
-        "FLOWER_PORT": str(flower_port),
-        "RELAYDANCE_METRICS_PORT": str(metrics_port),
-        "FLOWER_BASIC_AUTH": "ops:test-pass",
-    }
+    env = _honcho_env(redis_server.url, sim.url, tmp_path / "renders", flower_port=flower_port,
+                      metrics_port=metrics_port)  # fmt: skip
     log = (tmp_path / "honcho.log").open("wb")
     honcho = subprocess.Popen(
         [sys.executable, "-m", "honcho", "-f", str(ROOT / "Procfile"), "-d", str(ROOT), "start",
@@ -70,17 +89,8 @@ def test_honcho_runs_the_procfile_fleet_renders_a_clip_and_stops_cleanly(
         env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
     try:
-
-        def up() -> bool:
-            try:
-                web = httpx.get(f"http://127.0.0.1:{web_port}/healthz", timeout=2)
-                flower = httpx.get(f"http://127.0.0.1:{flower_port}/workers", timeout=5,
-                                   auth=("ops", "test-pass"))  # fmt: skip
-            except httpx.HTTPError:
-                return False
-            return web.status_code == 200 and flower.status_code == 200
-
-        assert wait_until(up, timeout=60, interval=0.5), (tmp_path / "honcho.log").read_text()
+        up = wait_until(lambda: _up(web_port, flower_port), timeout=60, interval=0.5)
+        assert up, (tmp_path / "honcho.log").read_text()
         render = subprocess.run(
             [sys.executable, "-m", "worker.cli.main", "render", "--model",
              "doubao-seedance-2-0-fast-260128", "--prompt", "a harbour at dawn", "--wait",

@@ -1,4 +1,4 @@
-"""The jobs page without a browser: auth, CSRF, safe clip paths, ranges, bounded Redis work.
+"""The jobs page without a browser: auth, bounded Redis work, batches, named clips and manifests.
 
 Real redis-server; the app in-process (Starlette's test client, Flask's and Django's).
 """
@@ -18,77 +18,19 @@ import redis
 from starlette.testclient import TestClient
 
 from config.settings import SettingsError, get_settings, load_settings
-from worker.job.engine import Engine, get_engine, reset_engine
+from tests.jobs_page_helpers import MP4, TOKEN, client_for, engine_with_ui_token, new_job, signed_in
+from worker.job.engine import Engine
 from worker.job.listing import WINDOW, JobFilter, list_jobs
-from worker.job.record import Job, JobState
+from worker.job.record import JobState
 from worker.render.validation import validate_request
 from worker.web.app import create_web_app
-from worker.web.jobs_page import Credentials, JobsPage, asgi_app
-from worker.web.jobs_page.actions import Actions
+from worker.web.jobs_page import Credentials, JobsPage
 from worker.web.jobs_page.auth import Session
-from worker.web.jobs_page.media import clip_path, parse_range
-
-TOKEN = "ui-token-for-tests-VZ5Y7j1nWO85nasBorCPhccPVVj2gsak"
-MP4 = b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 40
 
 
 @pytest.fixture
 def engine(redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
-    for name in ("RELAYDANCE_UI_USER", "RELAYDANCE_UI_PASSWORD", "RELAYDANCE_OUTPUT"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("REDIS_URL", redis_url)
-    monkeypatch.setenv("RELAYDANCE_API_KEY", "sk-test-ui")
-    monkeypatch.setenv("RELAYDANCE_UI_TOKEN", TOKEN)
-    monkeypatch.setenv("RELAYDANCE_OUTPUT_DIR", str(tmp_path / "out"))
-    (tmp_path / "out").mkdir()
-    get_settings.cache_clear()
-    reset_engine()
-    yield get_engine()
-    get_settings.cache_clear()
-    reset_engine()
-
-
-def new_job(engine: Engine, prompt: str = "a paper boat", *, alias: str = "default") -> str:
-    request = validate_request({"model": "doubao-seedance-2-0-fast-260128", "prompt": prompt,
-                                "seconds": 5})  # fmt: skip
-    return engine.store.create_render(request, alias=alias)
-
-
-class Recorder:
-    """Actions that only record what the page asked for."""
-
-    def __init__(self) -> None:
-        self.canceled: list[str] = []
-
-    def actions(self) -> Actions:
-        def cancel(job_id: str) -> bool:
-            self.canceled.append(job_id)
-            return True
-
-        def resubmit(job_id: str) -> Job:
-            raise AssertionError("not expected")
-
-        return Actions(cancel=cancel, resubmit=resubmit, clip_url=lambda job: None)
-
-
-def client_for(page: JobsPage) -> TestClient:
-    from starlette.applications import Starlette
-    from starlette.routing import Mount
-
-    return TestClient(Starlette(routes=[Mount("/ui", app=asgi_app(page, root="/ui"))]))
-
-
-def signed_in(client: TestClient) -> TestClient:
-    answer = client.post("/ui/login", data={"token": TOKEN, "next": "/ui/jobs"},
-                         follow_redirects=False)  # fmt: skip
-    assert answer.status_code == 303, answer.text
-    return client
-
-
-def csrf_of(html: str) -> str:
-    found = re.search(r'name="csrf" value="([^"]+)"', html)
-    assert found
-    return found.group(1)
+    yield from engine_with_ui_token(redis_url, tmp_path, monkeypatch)
 
 
 # Auth ------------------------------------------------------------------------------------
@@ -157,92 +99,6 @@ def test_basic_auth_works_and_a_changed_password_ends_sessions() -> None:
 def test_ui_user_without_a_password_is_refused_by_the_settings(redis_url: str) -> None:
     with pytest.raises(SettingsError, match="RELAYDANCE_UI_PASSWORD"):
         load_settings(redis_url=redis_url, ui_user="ops")
-
-
-# CSRF --------------------------------------------------------------------------------------
-
-
-def test_cancel_needs_the_confirmation_form_csrf_token(engine: Engine) -> None:
-    job_id = new_job(engine)
-    recorder = Recorder()
-    client = signed_in(client_for(JobsPage(Credentials(token=TOKEN), actions=recorder.actions())))
-    confirm = client.get(f"/ui/jobs/{job_id}/cancel")
-    assert confirm.status_code == 200 and "Yes, cancel this job" in confirm.text
-    url = f"/ui/jobs/{job_id}/cancel"
-    assert client.post(url, data={}, follow_redirects=False).status_code == 403
-    assert client.post(url, data={"csrf": "forged"}, follow_redirects=False).status_code == 403
-    other = Credentials(token=TOKEN + "x").csrf_token(Session("bearer", "bearer"))
-    assert client.post(url, data={"csrf": other}, follow_redirects=False).status_code == 403
-    token = csrf_of(confirm.text)
-    cross = client.post(url, data={"csrf": token}, headers={"Origin": "https://evil.test"},
-                        follow_redirects=False)  # fmt: skip
-    assert cross.status_code == 403
-    assert recorder.canceled == []
-    done = client.post(url, data={"csrf": token}, follow_redirects=False)
-    assert done.status_code == 303 and recorder.canceled == [job_id]
-
-
-def test_resubmit_is_offered_only_for_an_unknown_submission(engine: Engine) -> None:
-    job_id = new_job(engine)
-    client = signed_in(client_for(JobsPage(Credentials(token=TOKEN))))
-    assert client.get(f"/ui/jobs/{job_id}/resubmit").status_code == 409
-    assert "Resubmit" not in client.get(f"/ui/jobs/{job_id}").text
-    engine.store._change(job_id, states=None, to=JobState.SUBMIT_UNKNOWN)
-    page = client.get(f"/ui/jobs/{job_id}").text
-    assert 'id="resubmit"' in page
-    assert "may pay twice" in client.get(f"/ui/jobs/{job_id}/resubmit").text
-
-
-# The clip ------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "trick",
-    ["../secret", "..%2fsecret", "%2e%2e%2fsecret", "%2e%2e/secret", "/etc/passwd",
-     "%2fetc%2fpasswd", "rdj_" + "0" * 32 + "%00", "rdj_%00../secret", "....//secret",
-     "rdj_" + "0" * 31 + "/..", "RDJ_" + "A" * 32],
-)  # fmt: skip
-def test_a_job_id_with_path_tricks_serves_nothing_outside_the_output_directory(
-    engine: Engine, trick: str
-) -> None:
-    out = engine.settings.output_dir
-    (out.parent / "secret.mp4").write_bytes(b"SECRET")
-    client = signed_in(client_for(JobsPage(Credentials(token=TOKEN))))
-    answer = client.get(f"/ui/media/{trick}.mp4")
-    assert answer.status_code == 404
-    assert b"SECRET" not in answer.content
-
-
-def test_clip_path_refuses_ids_and_links_that_leave_the_directory(tmp_path: Path) -> None:
-    out = tmp_path / "out"
-    out.mkdir()
-    (tmp_path / "secret.mp4").write_bytes(b"SECRET")
-    good = "rdj_" + "a" * 32
-    (out / f"{good}.mp4").write_bytes(MP4)
-    link = "rdj_" + "b" * 32
-    (out / f"{link}.mp4").symlink_to(tmp_path / "secret.mp4")
-    assert clip_path(out, good) == (out / f"{good}.mp4").resolve()
-    assert clip_path(out, link) is None
-    for bad in ("../secret", str(tmp_path / "secret"), good + "\0", good + "/../x", ""):
-        assert clip_path(out, bad) is None
-
-
-def test_the_clip_is_served_in_ranges(engine: Engine) -> None:
-    job_id = new_job(engine)
-    (engine.settings.output_dir / f"{job_id}.mp4").write_bytes(MP4)
-    client = signed_in(client_for(JobsPage(Credentials(token=TOKEN))))
-    whole = client.get(f"/ui/media/{job_id}.mp4")
-    assert whole.status_code == 200 and whole.content == MP4
-    assert whole.headers["accept-ranges"] == "bytes"
-    part = client.get(f"/ui/media/{job_id}.mp4", headers={"Range": "bytes=100-199"})
-    assert part.status_code == 206 and part.content == MP4[100:200]
-    assert part.headers["content-range"] == f"bytes 100-199/{len(MP4)}"
-    tail = client.get(f"/ui/media/{job_id}.mp4", headers={"Range": "bytes=-10"})
-    assert tail.status_code == 206 and tail.content == MP4[-10:]
-    past = client.get(f"/ui/media/{job_id}.mp4", headers={"Range": f"bytes={len(MP4)}-"})
-    assert past.status_code == 416 and past.headers["content-range"] == f"bytes */{len(MP4)}"
-    assert parse_range("bytes=0-", 10) == (0, 9)
-    assert parse_range("bytes=0-1,4-5", 10) is None
 
 
 # Bounded Redis work ----------------------------------------------------------------------------

@@ -16,18 +16,27 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from simulator.testing import SimulatorProcess
+from tests.browser_helpers import (
+    MODEL,
+    TOKEN,
+    Stack,
+    answers,
+    assert_the_clip_plays,
+    free_port,
+    listed,
+    sign_in,
+    store_a_still,
+    studio_night,
+    text,
+)
 from tests.fleet import ROOT, Fleet, fleet_env, point_this_process_at, wait_for
 from worker.infra.redis_server import RedisServer
 
@@ -40,21 +49,6 @@ pytestmark = [
         reason="needs Chromium and chromedriver: apt-get install chromium chromium-driver",
     ),
 ]
-TOKEN = "browser-test-token-0hEAPGMLyTgvllJwj-7AuXRsjgKNGj5M"
-MODEL = "doubao-seedance-2-0-fast-260128"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class Stack:
-    env: dict[str, str]
-    base: str  # http://127.0.0.1:PORT/ui
-    shots: Path
 
 
 @pytest.fixture(scope="module")
@@ -77,19 +71,12 @@ def stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -
                  **env}, cwd=ROOT, stdout=(tmp / "web.log").open("wb"), stderr=subprocess.STDOUT,
         )  # fmt: skip
         try:
-            wait_for(lambda: _answers(f"http://127.0.0.1:{port}/healthz"), what="relaydance web")
+            wait_for(lambda: answers(f"http://127.0.0.1:{port}/healthz"), what="relaydance web")
             yield Stack(env, f"http://127.0.0.1:{port}/ui", shots)
         finally:
             web.terminate()
             web.wait(timeout=15)
             fleet.stop()
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1.0).status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 @pytest.fixture(scope="module")
@@ -117,52 +104,13 @@ def live(stack: Stack, browser: Any, monkeypatch: pytest.MonkeyPatch) -> Stack:
     return stack
 
 
-def text(browser: Any, css: str) -> str | None:
-    """An element's text, read in one step: the live part may be replaced at any moment."""
-    return browser.execute_script(  # type: ignore[no-any-return]
-        "const e = document.querySelector(arguments[0]); return e ? e.textContent.trim() : null;",
-        css,
-    )
-
-
-def listed(browser: Any) -> list[tuple[str, str]]:
-    """(job id, state) of each row of the job list, read in one step."""
-    rows = browser.execute_script(
-        "return Array.from(document.querySelectorAll('#jobs-table tr[data-job]'))"
-        ".map(r => [r.dataset.job, r.dataset.state]);"
-    )
-    return [(job, state) for job, state in rows]
-
-
-def sign_in(browser: Any, stack: Stack) -> None:
-    from selenium.webdriver.common.by import By
-
-    browser.get(stack.base + "/jobs")
-    if not browser.find_elements(By.ID, "token"):
-        return  # the session cookie from an earlier test
-    browser.find_element(By.ID, "token").send_keys(TOKEN)
-    browser.find_element(By.ID, "signin").click()
-    wait_for(
-        lambda: browser.find_elements(By.ID, "jobs-table"),
-        what="the jobs list after signing in: " + browser.page_source[:500],
-    )
-
-
 def test_a_batch_reaches_100_percent_and_its_finished_clip_plays(live: Stack, browser: Any) -> None:
     from selenium.webdriver.common.by import By
 
     from tasks.batches import enqueue_batch
 
     sign_in(browser, live)
-    # A studio's night: twelve shots, two of them mistyped, and a budget for ten.
-    lines: list[dict[str, Any]] = [
-        {"id": f"sh{10 * (i + 1):03d}", "model": MODEL, "prompt": f"harbour at dawn, shot {i}",
-         "seconds": 5} for i in range(12)
-    ]  # fmt: skip
-    lines[3]["model"] = "doubao-seedance-2-0-fast"
-    lines[7]["ratio"] = "5:4"
-    lines += [dict(lines[3], model=MODEL, id="sh041"), dict(lines[7], ratio="16:9", id="sh081")]
-    batch = enqueue_batch(lines, name="tonight", budget=10 * 0.7 + 0.1, skip_invalid=True,
+    batch = enqueue_batch(studio_night(), name="tonight", budget=10 * 0.7 + 0.1, skip_invalid=True,
                           output_name="{batch}/{line:04d}-{id}-{slug}")  # fmt: skip
     browser.get(f"{live.base}/batches/{batch.batch_id}")
     # The page is not reloaded: its script fetches the live part every few seconds.
@@ -181,50 +129,11 @@ def test_a_batch_reaches_100_percent_and_its_finished_clip_plays(live: Stack, br
     assert len(rows) == 10 and {state for _, state in rows} == {"done"}
     browser.get(f"{live.base}/jobs/{rows[0][0]}")
     assert (text(browser, "#prompt") or "").startswith("harbour at dawn, shot")
-    video = wait_for(lambda: browser.find_elements(By.ID, "clip"), what="the video element")[0]
-    state = wait_for(
-        lambda: browser.execute_script(
-            "const v = arguments[0]; return v.error ? 'error ' + v.error.code :"
-            " (v.readyState >= 1 ? 'ready' : '');", video),
-        timeout=20, what="the video to load its metadata",
-    )  # fmt: skip
-    assert state == "ready"
-    probe = browser.execute_async_script(
-        "const done = arguments[arguments.length - 1];"
-        "fetch(arguments[0].currentSrc, {headers: {Range: 'bytes=0-11'}})"
-        ".then(r => r.arrayBuffer().then(b => done([r.status, r.headers.get('Content-Range'),"
-        " Array.from(new Uint8Array(b))])));", video,
-    )  # fmt: skip
-    status, content_range, head = probe
-    assert status == 206 and content_range.startswith("bytes 0-11/")
-    assert bytes(head[4:8]) == b"ftyp"
+    assert_the_clip_plays(browser)
     assert "done" in (text(browser, "#timeline") or "")
     assert browser.find_elements(By.ID, "download-clip")
     assert browser.find_elements(By.ID, "download-manifest")
     browser.save_screenshot(str(live.shots / "job.png"))
-
-
-def store_a_still(job_id: str) -> None:
-    """Give a finished line a still as its output, as an image job records one: generated by
-    the simulator, stored beside the clips through the storage, recorded on the job."""
-    from pydantic import SecretStr
-
-    from worker.job.engine import get_engine
-    from worker.job.record import JobState
-    from worker.job.stills import save_image
-    from worker.provider.client import ApiClient
-    from worker.render.image_request import validate_image_request
-
-    engine = get_engine()
-    ask = validate_image_request({"model": "grok-imagine-image", "prompt": "a keyframe"})
-    key = SecretStr(engine.settings.api_key.get_secret_value())  # type: ignore[union-attr]
-    with ApiClient(base_url=engine.settings.base_url) as client:
-        url = client.generate_images(ask.to_body(), api_key=key, idempotency_key=job_id)[0]
-    stored = save_image(engine.storage, url, name=job_id, client=engine.downloads,
-                        max_bytes=1 << 30, allow_local=True, overall_timeout=30,
-                        manifest={"job_id": job_id})  # fmt: skip
-    applied, _ = engine.store._change(job_id, states={JobState.DONE}, set=stored.record_fields())
-    assert applied
 
 
 def test_the_contact_sheet_shows_each_line_and_a_clip_plays_on_hover(

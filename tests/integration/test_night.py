@@ -157,67 +157,23 @@ def test_a_night_of_outside_faults_pauses_the_fleet_and_fails_nothing(
     server: RedisServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from tasks import get_job
-    from tasks.batches import enqueue_batch
 
-    knobs = {
-        "gen_time_mean": 90.0, "gen_time_jitter": 0.2, "time_scale": SCALE, "seed": 5,
-        "concurrency_cap": CAP, "retry_after": 30.0, "webhooks": False, "credit_clips": 8,
-    }  # fmt: skip
     redis.Redis.from_url(server.url).flushall()
     chat = ChatChannel()
-    with SimulatorProcess(**knobs) as sim:
+    with SimulatorProcess(**_night_knobs()) as sim:
         env = night_env(server.url, sim, tmp_path / "renders", chat.url)
         point_this_process_at(env, monkeypatch)
         monkeypatch.setenv("STUDIO_CHAT_WEBHOOK", chat.url)
-        fleets = [
-            Fleet(env, _dir(tmp_path / "a"), concurrency=4, beat=True, name="a",
-                  includes=["examples.alerts.chat"]),
-            Fleet(env, _dir(tmp_path / "b"), concurrency=4, name="b",
-                  includes=["examples.alerts.chat"]),
-        ]  # fmt: skip
+        fleets = _two_fleets(env, tmp_path)
         shown: list[str] = []
         try:
             for fleet in fleets:
                 fleet.start()
-            lines = [{"model": "doubao-seedance-2-0-fast-260128" if n % 2 else "seedance2-fast",
-                      "prompt": f"night shot {n}", "seconds": 5,
-                      "key": "studio" if n % 2 else "kin"} for n in range(JOBS)]  # fmt: skip
-            night = enqueue_batch(lines, key="studio", name="night")
-            ids = list(wait_for(lambda: _jobs_of(night.batch_id), timeout=30,
-                                what="every line's job").values())  # fmt: skip
+            night, ids = _enqueue_the_night()
 
-            # 1. The credit runs out after 8 clips: both keys pause; a top-up resumes them.
-            wait_for(lambda: all(_holds(a) for a in ("studio", "kin")), timeout=60,
-                     what="both keys paused by the empty balance")  # fmt: skip
-            assert {h.kind for a in ("studio", "kin") for h in _holds(a)} == {
-                "insufficient_credits"
-            }
-            shown += _shown("studio", ids, night.batch_id) + _shown("kin", ids, night.batch_id)
-            time.sleep(PROBE * 1.2)  # a probe is refused meanwhile
-            refused_on_credit = sim.stats()["refused_credits"]
-            sim.configure(credit_clips=1000)
-            wait_for(lambda: not _holds("studio") and not _holds("kin"), timeout=4 * PROBE,
-                     what="the probes after the top-up to lift both pauses")  # fmt: skip
-
-            # 2. Studio's key is revoked, then restored: only studio's line pauses.
-            sim.configure(revoked_keys=[_fingerprint(STUDIO_KEY)])
-            wait_for(lambda: [h.kind for h in _holds("studio")] == ["unauthorized"],
-                     timeout=60, what="studio paused by its revoked key")  # fmt: skip
-            shown += _shown("studio", ids, night.batch_id)
-            assert _holds("kin") == []
-            sim.configure(revoked_keys=[])
-            wait_for(lambda: not _holds("studio"), timeout=4 * PROBE,
-                     what="a probe with the restored key to lift the pause")  # fmt: skip
-
-            # 3. A provider outage: both routes' breakers open, then close by probes.
-            before = sim.stats()["outage_requests"]
-            sim.configure(outage=True)
-            wait_for(lambda: len(_down()) == 2, timeout=60, what="both breakers open")
-            shown += _shown("studio", ids, night.batch_id)
-            time.sleep(PROBE)
-            sim.configure(outage=False)
-            during = sim.stats()["outage_requests"] - before
-            wait_for(lambda: not _down(), timeout=4 * PROBE, what="the breakers to close")
+            refused_on_credit = _credit_runs_out(sim, ids, night.batch_id, shown)
+            _studio_key_revoked(sim, ids, night.batch_id, shown)
+            during = _provider_outage(sim, ids, night.batch_id, shown)
 
             # 4. Redis is SIGKILLed and comes back from its append-only file: nothing restarts
             # the workers or beat, and the night goes on.
@@ -247,6 +203,80 @@ def test_a_night_of_outside_faults_pauses_the_fleet_and_fails_nothing(
     pages = "\n".join(chat.texts)
     for kind in ("key_paused", "provider_down", "resolved: key_paused"):
         assert kind in pages, pages
+
+
+def _night_knobs() -> dict[str, Any]:
+    """The simulator of the night: 90 s generations at SCALE, 8 clips of credit."""
+    return {
+        "gen_time_mean": 90.0, "gen_time_jitter": 0.2, "time_scale": SCALE, "seed": 5,
+        "concurrency_cap": CAP, "retry_after": 30.0, "webhooks": False, "credit_clips": 8,
+    }  # fmt: skip
+
+
+def _two_fleets(env: dict[str, str], tmp_path: Path) -> list[Fleet]:
+    """Two fleets of one worker each; only the first runs beat."""
+    return [
+        Fleet(env, _dir(tmp_path / "a"), concurrency=4, beat=True, name="a",
+              includes=["examples.alerts.chat"]),
+        Fleet(env, _dir(tmp_path / "b"), concurrency=4, name="b",
+              includes=["examples.alerts.chat"]),
+    ]  # fmt: skip
+
+
+def _enqueue_the_night() -> tuple[Any, list[str]]:
+    """The night's batch, studio's and Kinovi's lines alternating, and its jobs' ids."""
+    from tasks.batches import enqueue_batch
+
+    lines = [{"model": "doubao-seedance-2-0-fast-260128" if n % 2 else "seedance2-fast",
+              "prompt": f"night shot {n}", "seconds": 5,
+              "key": "studio" if n % 2 else "kin"} for n in range(JOBS)]  # fmt: skip
+    night = enqueue_batch(lines, key="studio", name="night")
+    ids = list(wait_for(lambda: _jobs_of(night.batch_id), timeout=30,
+                        what="every line's job").values())  # fmt: skip
+    return night, ids
+
+
+def _credit_runs_out(sim: SimulatorProcess, ids: list[str], batch_id: str, shown: list[str]) -> int:
+    """1. The credit runs out after 8 clips: both keys pause; a top-up resumes them. Returns
+    the submissions refused for credit meanwhile."""
+    wait_for(lambda: all(_holds(a) for a in ("studio", "kin")), timeout=60,
+             what="both keys paused by the empty balance")  # fmt: skip
+    assert {h.kind for a in ("studio", "kin") for h in _holds(a)} == {"insufficient_credits"}
+    shown += _shown("studio", ids, batch_id) + _shown("kin", ids, batch_id)
+    time.sleep(PROBE * 1.2)  # a probe is refused meanwhile
+    refused_on_credit = int(sim.stats()["refused_credits"])
+    sim.configure(credit_clips=1000)
+    wait_for(lambda: not _holds("studio") and not _holds("kin"), timeout=4 * PROBE,
+             what="the probes after the top-up to lift both pauses")  # fmt: skip
+    return refused_on_credit
+
+
+def _studio_key_revoked(
+    sim: SimulatorProcess, ids: list[str], batch_id: str, shown: list[str]
+) -> None:
+    """2. Studio's key is revoked, then restored: only studio's line pauses."""
+    sim.configure(revoked_keys=[_fingerprint(STUDIO_KEY)])
+    wait_for(lambda: [h.kind for h in _holds("studio")] == ["unauthorized"],
+             timeout=60, what="studio paused by its revoked key")  # fmt: skip
+    shown += _shown("studio", ids, batch_id)
+    assert _holds("kin") == []
+    sim.configure(revoked_keys=[])
+    wait_for(lambda: not _holds("studio"), timeout=4 * PROBE,
+             what="a probe with the restored key to lift the pause")  # fmt: skip
+
+
+def _provider_outage(sim: SimulatorProcess, ids: list[str], batch_id: str, shown: list[str]) -> int:
+    """3. A provider outage: both routes' breakers open, then close by probes. Returns the
+    requests the provider saw during the outage."""
+    before = sim.stats()["outage_requests"]
+    sim.configure(outage=True)
+    wait_for(lambda: len(_down()) == 2, timeout=60, what="both breakers open")
+    shown += _shown("studio", ids, batch_id)
+    time.sleep(PROBE)
+    sim.configure(outage=False)
+    during = int(sim.stats()["outage_requests"] - before)
+    wait_for(lambda: not _down(), timeout=4 * PROBE, what="the breakers to close")
+    return during
 
 
 def _jobs_of(batch_id: str) -> dict[int, str] | None:

@@ -238,6 +238,38 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
+def _schedules_env(redis_url: str, sim_url: str, output: Path) -> dict[str, str]:
+    return {
+        "REDIS_URL": redis_url,
+        "RELAYDANCE_API_KEY": "sk-test-schedules",
+        "RELAYDANCE_BASE_URL": sim_url,
+        "RELAYDANCE_ALLOW_LOCAL_URLS": "true",
+        "RELAYDANCE_OUTPUT_DIR": str(output),
+        "RELAYDANCE_POLL_FIRST_DELAY": "0.3",
+        "RELAYDANCE_POLL_INTERVAL_MIN": "0.2",
+        "RELAYDANCE_POLL_INTERVAL_MAX": "0.5",
+        "RELAYDANCE_REQUESTS_PER_SECOND": "1000",
+    }
+
+
+def _spawn_worker(log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """A worker that runs the batch tasks a schedule sends."""
+    return _spawn(
+        [sys.executable, "-m", "celery", "-A", "worker", "worker", "--pool", "threads", "-c",
+         "4", "-I", "tasks.batches", "--without-gossip", "--without-mingle", "--loglevel",
+         "INFO", "--hostname", f"schedules-{os.getpid()}@%h"],
+        log, env,
+    )  # fmt: skip
+
+
+def _next_whole_minute(now: datetime) -> datetime:
+    """The next whole minute at least 3 s away: time for the schedule to be written."""
+    target = (now + timedelta(minutes=1)).replace(second=0, microsecond=0)
+    if (target - now).total_seconds() < 3:
+        target += timedelta(minutes=1)
+    return target
+
+
 def _acquired(log: Path) -> bool:
     return "beat: Acquired lock" in log.read_text(errors="replace")
 
@@ -250,27 +282,12 @@ def test_a_schedule_set_a_minute_ahead_fires_once_with_two_beats_and_after_a_tak
     url = cli.connection_pool.connection_kwargs
     redis_url = f"redis://127.0.0.1:{url['port']}/0"
     with SimulatorProcess(gen_time_mean=0.2, gen_time_jitter=0.1) as sim:
-        env = {
-            "REDIS_URL": redis_url,
-            "RELAYDANCE_API_KEY": "sk-test-schedules",
-            "RELAYDANCE_BASE_URL": sim.url,
-            "RELAYDANCE_ALLOW_LOCAL_URLS": "true",
-            "RELAYDANCE_OUTPUT_DIR": str(tmp_path / "renders"),
-            "RELAYDANCE_POLL_FIRST_DELAY": "0.3",
-            "RELAYDANCE_POLL_INTERVAL_MIN": "0.2",
-            "RELAYDANCE_POLL_INTERVAL_MAX": "0.5",
-            "RELAYDANCE_REQUESTS_PER_SECOND": "1000",
-        }
+        env = _schedules_env(redis_url, sim.url, tmp_path / "renders")
         for name, value in env.items():
             monkeypatch.setenv(name, value)
         get_settings.cache_clear()
         reset_engine()
-        worker = _spawn(
-            [sys.executable, "-m", "celery", "-A", "worker", "worker", "--pool", "threads", "-c",
-             "4", "-I", "tasks.batches", "--without-gossip", "--without-mingle", "--loglevel",
-             "INFO", "--hostname", f"schedules-{os.getpid()}@%h"],
-            tmp_path / "worker.log", env,
-        )  # fmt: skip
+        worker = _spawn_worker(tmp_path / "worker.log", env)
         logs = [tmp_path / "beat-a.log", tmp_path / "beat-b.log"]
         beats = [
             _spawn([sys.executable, "-c", BEAT, redis_url, str(LOCK_TIMEOUT)], log, env)
@@ -281,9 +298,7 @@ def test_a_schedule_set_a_minute_ahead_fires_once_with_two_beats_and_after_a_tak
                 lambda: any(_acquired(log) for log in logs), timeout=60, interval=0.2
             ), logs[0].read_text()
             now = datetime.now(UTC)
-            target = (now + timedelta(minutes=1)).replace(second=0, microsecond=0)
-            if (target - now).total_seconds() < 3:
-                target += timedelta(minutes=1)
+            target = _next_whole_minute(now)
             engine = Engine.from_settings(get_settings())
             app = celery_app(redis_url)
             added = Schedules(engine, app).add(

