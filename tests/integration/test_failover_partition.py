@@ -120,9 +120,8 @@ def test_a_partition_then_failover_pays_for_no_job_twice(
         assert first_wave, fleet.logs()
         _partition_until_claims_fall_due(group, primary, fleet, sim, ids)
         group.kill_primary()
-        # Nothing is claimed or sent while there is no primary, so whatever is sent from
-        # here on is sent on the new one; the fleet may find it before wait_for_failover
-        # (which waits for every sentinel to agree) returns.
+        # Nothing is sent without a primary; the fleet may find the new one before
+        # wait_for_failover (every sentinel agreeing) returns.
         elected = time.time()
         group.resume_replica()
         group.wait_for_failover()
