@@ -8,8 +8,8 @@ from urllib.parse import urlencode
 
 import pytest
 
-from tests.integration.test_jobs_page import TOKEN, csrf_of, new_job
 from tests.integration.test_jobs_page import engine as engine  # the fixture, found by its name
+from tests.jobs_page_helpers import TOKEN, csrf_of, new_job
 from worker.job.engine import Engine
 from worker.job.record import JobState
 

@@ -19,8 +19,8 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 from starlette.testclient import TestClient
 
-from tests.integration.test_jobs_page import TOKEN, csrf_of
 from tests.integration.test_jobs_page import engine as engine  # the fixture, found by its name
+from tests.jobs_page_helpers import TOKEN, csrf_of
 from worker.job.engine import Engine
 from worker.web.jobs_page import Credentials, JobsPage, asgi_app
 from worker.web.jobs_page.sessions import ACCOUNT_LIMIT, CLIENT_LIMIT, WINDOW
