@@ -6,6 +6,7 @@ import hashlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from config.settings import load_settings
 from simulator.testing import SimulatorProcess
@@ -16,21 +17,16 @@ KEY = "sk-test-pipeline-key"
 
 
 def pipeline_engine(
-    redis_url: str, sim: SimulatorProcess, tmp_path: Path
+    redis_url: str, sim: SimulatorProcess, tmp_path: Path, *, key: str = KEY, **overrides: Any
 ) -> Iterator[RecordingEngine]:
-    """A recording engine on the simulator: short polls, two transient retries, quick probes."""
-    settings = load_settings(
-        redis_url=redis_url,
-        api_key=KEY,
-        base_url=sim.url,
-        allow_local_urls=True,
-        output_dir=tmp_path / "renders",
-        poll_first_delay=0.2,
-        poll_interval_min=0.1,
-        poll_interval_max=0.3,
-        max_transient_retries=2,
-        pause_probe_seconds=0.5,
-    )
+    """A recording engine on the simulator: short polls, two transient retries, quick
+    probes (``overrides``: other settings, or these changed)."""
+    settings = load_settings(**{
+        "redis_url": redis_url, "api_key": key, "base_url": sim.url, "allow_local_urls": True,
+        "output_dir": tmp_path / "renders", "poll_first_delay": 0.2, "poll_interval_min": 0.1,
+        "poll_interval_max": 0.3, "max_transient_retries": 2, "pause_probe_seconds": 0.5,
+        **overrides,
+    })  # fmt: skip
     eng = make_engine(settings)
     yield eng
     eng.close()

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from config.settings import load_settings
 from simulator.testing import SimulatorProcess
-from tests.pipeline_helpers import RecordingEngine, drive, make_engine, make_job, run_step
+from tests.pipeline_engine import pipeline_engine
+from tests.pipeline_helpers import RecordingEngine, drive, make_job, run_step
 from worker.batch import Batches, parse_records
 from worker.job import pipeline
 from worker.job.record import Billing, JobState
@@ -29,22 +29,9 @@ S = JobState
 
 @pytest.fixture
 def engine(redis_url: str, sim: SimulatorProcess, tmp_path: Path) -> Iterator[RecordingEngine]:
-    settings = load_settings(
-        redis_url=redis_url,
-        api_key=KEY,
-        base_url=sim.url,
-        allow_local_urls=True,
-        output_dir=tmp_path / "renders",
-        poll_first_delay=0.2,
-        poll_interval_min=0.1,
-        poll_interval_max=0.3,
-        max_transient_retries=2,
-        submit_unknown_hold_seconds=30,
-        step_grace_seconds=5,
-    )
-    eng = make_engine(settings)
-    yield eng
-    eng.close()
+    # The pipeline's engine, with the default probe interval and a short hold and grace.
+    yield from pipeline_engine(redis_url, sim, tmp_path, key=KEY, pause_probe_seconds=300,
+                               submit_unknown_hold_seconds=30, step_grace_seconds=5)  # fmt: skip
 
 
 def in_thread(target: object, *args: object, **kwargs: object) -> tuple[threading.Thread, list]:
