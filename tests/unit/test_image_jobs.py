@@ -262,3 +262,5 @@ def test_render_takes_n_and_size_for_an_image_model_and_refuses_a_clips_flags() 
     video = ["render", "--model", "doubao-seedance-2-0-fast-260128", "--prompt", "x"]
     refused = CliRunner().invoke(main, [*video, "--n", "2", "--dry-run"])
     assert refused.exit_code == 2 and "--n: only an image model takes it" in refused.output
+    assert "--model" not in refused.output and "--prompt" not in refused.output
+    assert CliRunner().invoke(main, [*video, "--dry-run"]).exit_code == 0

@@ -30,6 +30,7 @@ __all__ = [
 
 # Render options that not every provider takes: option name -> request field.
 FLAG_FIELDS = {"--generate-audio": "generate_audio", "--mode": "mode", "--upscale": "upscale"}
+_IMAGE_ONLY = frozenset(IMAGE_FIELDS) - {"model", "prompt"}  # a clip's request has the rest
 
 
 def provider_of(key: str) -> str:
@@ -65,14 +66,18 @@ def request_fields(fields: dict[str, Any], *, given: set[str]) -> dict[str, Any]
     model's all but those; an option of the other kind given (in ``given``) exits 2."""
     image = is_image_model(fields.get("model"))
     data = {k: v for k, v in fields.items() if v not in (None, ())}
-    foreign = [k for k in data if (k in IMAGE_FIELDS) is not image and k in given]
+
+    def takes(name: str) -> bool:
+        return name in IMAGE_FIELDS if image else name not in _IMAGE_ONLY
+
+    foreign = [k for k in data if not takes(k) and k in given]
     if foreign:
         model = fields.get("model")
         what = (f"{model} is an image model: it takes --prompt, --n and --size" if image
                 else "only an image model takes it (e.g. grok-imagine-image)")  # fmt: skip
         die("the render request is invalid; nothing was enqueued",
             [f"--{k.replace('_', '-')}: {what}" for k in foreign])  # fmt: skip
-    return {k: v for k, v in data.items() if (k in IMAGE_FIELDS) is image}
+    return {k: v for k, v in data.items() if takes(k)}
 
 
 def provider_body(
