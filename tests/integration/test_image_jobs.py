@@ -5,6 +5,7 @@ lost after the images were made leaves the job for the operator, paid once."""
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,13 +14,18 @@ import redis
 from click.testing import CliRunner
 
 from simulator import image_sha256
+from simulator.stills import image_png
 from simulator.testing import SimulatorProcess
 from tasks import enqueue_render, get_job, wait
 from tests.fleet import Fleet, fleet_env, use_env, wait_until
+from tests.jobs_page_helpers import TOKEN, client_for, engine_with_ui_token, signed_in
 from worker.cli.main import main
 from worker.infra.redis_server import RedisServer
+from worker.job.engine import Engine
 from worker.job.record import Billing, JobKind, JobState
-from worker.render.pricing import IMAGE_DEFAULT_PRICE
+from worker.render.image_request import validate_image_request
+from worker.render.pricing import IMAGE_DEFAULT_PRICE, estimate_cost
+from worker.web.jobs_page import Credentials, JobsPage
 
 pytestmark = pytest.mark.integration
 STILLS = {"model": "grok-imagine-image", "prompt": "a lighthouse keyframe", "n": 2,
@@ -93,3 +99,35 @@ def test_a_lost_image_reply_is_submit_unknown_and_paid_once(
                           timeout=5)  # sweeps pass; it waits for the operator  # fmt: skip
     stats = sim.stats()
     assert (stats["image_requests"], stats["images_billed"]) == (1, 2)
+
+
+@pytest.fixture
+def page_engine(
+    redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Engine]:
+    yield from engine_with_ui_token(redis_url, tmp_path, monkeypatch)
+
+
+def test_the_jobs_page_shows_an_image_job_its_stills_and_serves_the_first(
+    page_engine: Engine,
+) -> None:
+    engine = page_engine
+    request = validate_image_request(STILLS)
+    job_id = "rdj_" + "ab" * 16
+    engine.store.create(job_id, request=request.model_dump(mode="json"), alias="default",
+                        cost=estimate_cost(request), extra={"kind": "image"})  # fmt: skip
+    out = engine.settings.output_dir
+    stills = [out / f"{job_id}-{n}.png" for n in (1, 2)]
+    for n, path in enumerate(stills, start=1):
+        path.write_bytes(image_png(f"img_{n}", 16, 16))
+    outputs = [{"uri": p.as_uri(), "path": str(p), "sha256": "x"} for p in stills]
+    engine.store._change(job_id, states=None, to=JobState.DONE, set={
+        "output_path": str(stills[0]), "output_uri": stills[0].as_uri(),
+        "outputs": json.dumps(outputs)})  # fmt: skip
+    client = signed_in(client_for(JobsPage(Credentials(token=TOKEN))))
+    listed = client.get("/ui/jobs?fragment=1").text
+    assert "grok-imagine-image · 2 stills, 2 stored" in listed
+    page = client.get(f"/ui/jobs/{job_id}").text
+    assert "grok-imagine-image · 2 still(s)" in page
+    assert all(p.as_uri() in page for p in stills)
+    assert client.get(f"/ui/media/{job_id}.png").content == stills[0].read_bytes()
