@@ -23,6 +23,7 @@ from tests.pipeline_helpers import RecordingEngine, run_step
 from worker.api.checks import check_render
 from worker.cli.main import main
 from worker.errors import InvalidRequest
+from worker.job import pipeline
 from worker.job.advance import plan_for
 from worker.job.record import Billing, JobKind, JobState
 from worker.job.sweeper import sweep
@@ -264,3 +265,14 @@ def test_render_takes_n_and_size_for_an_image_model_and_refuses_a_clips_flags() 
     assert refused.exit_code == 2 and "--n: only an image model takes it" in refused.output
     assert "--model" not in refused.output and "--prompt" not in refused.output
     assert CliRunner().invoke(main, [*video, "--dry-run"]).exit_code == 0
+
+
+def test_images_made_for_a_job_canceled_during_the_post_are_kept_as_billed(
+    engine: RecordingEngine, provider: FakeImages
+) -> None:
+    job_id = make_image_job(engine)
+    provider.on_post = lambda: pipeline.cancel(engine, job_id)
+    assert run_step(engine, "submit", job_id, seq=0).action == "stop"
+    job = job_of(engine, job_id)
+    assert (job.state, job.billing, len(job.image_urls)) == (S.CANCELED, Billing.BILLED, 2)
+    assert provider.posts == 1

@@ -61,12 +61,19 @@ def record_images(engine: Engine, job: Job, claim: int, *, urls: list[str]) -> O
 
 
 def _record_late(engine: Engine, job_id: str, *, urls: list[str]) -> Outcome:
-    """The job moved on while the POST was in flight (canceled, failed, or claimed again
-    after a failover): the images were still made and billed, so they are kept on it."""
+    """The job moved on while the POST was in flight: the images were still made and
+    billed. A job that ended meanwhile (canceled, failed) keeps them; one that a later
+    claim owns now (a failover took this one back) is told of them in the log."""
     job = engine.store.get(job_id)
     if job is None:
         logger.error("job %s expired; the provider made %d images for it", job_id, len(urls))
         return stop("job expired")
+    if not job.is_final:
+        logger.warning(
+            "job %s is %s under a later claim, but an earlier POST made %d images for it; "
+            "they may be billed", job_id, job.state, len(urls),
+        )  # fmt: skip
+        return stop(f"job is {job.state} under a later claim")
     applied, _ = engine.store.update_fields(
         job_id,
         states={job.state},
