@@ -276,3 +276,15 @@ def test_images_made_for_a_job_canceled_during_the_post_are_kept_as_billed(
     job = job_of(engine, job_id)
     assert (job.state, job.billing, len(job.image_urls)) == (S.CANCELED, Billing.BILLED, 2)
     assert provider.posts == 1
+
+
+def test_an_image_url_gone_before_the_download_fails_the_job_billed(
+    engine: RecordingEngine, provider: FakeImages
+) -> None:
+    job_id = make_image_job(engine)
+    assert run_step(engine, "submit", job_id, seq=0).action == "next"
+    provider.made.clear()  # the provider no longer serves them: there is no task to ask
+    assert run_step(engine, "download", job_id, seq=0).action == "stop"
+    job = job_of(engine, job_id)
+    assert (job.state, job.error_code, job.billing) == (S.FAILED, "url_expired", Billing.BILLED)
+    assert provider.posts == 1 and not job.outputs

@@ -135,6 +135,8 @@ def _transfer_images(
 ) -> list[StoredClip] | Outcome:
     """Store the job's images (:mod:`worker.job.images`); an Outcome when they were not.
     Their urls are all there is: one that expired cannot be asked for again."""
+    if not job.image_urls:  # a record that lost them: nothing to fetch them again from
+        return fail(engine, job, "unexpected_response", "the image job has no image urls")
     heartbeat = _Heartbeat(engine, job.id, claim)
     try:
         return images.store_images(engine, job, on_stored=lambda: heartbeat(0))
