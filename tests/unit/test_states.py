@@ -8,6 +8,7 @@ from worker.job.states import (
     FINAL_STATES,
     PLAN,
     STEP_STATES,
+    JobKind,
     JobState,
     steps_from,
 )
@@ -36,6 +37,14 @@ def test_prepare_is_skipped_without_local_files() -> None:
     assert steps_from(S.QUEUED) == ["prepare", "submit", "poll", "download"]
     assert steps_from(S.DOWNLOADING) == ["download"]
     assert steps_from(S.SUBMIT_UNKNOWN) == [] and steps_from(S.DONE) == []
+
+
+def test_an_image_job_never_polls_nor_prepares() -> None:
+    image = JobKind.IMAGE
+    assert steps_from(S.QUEUED, kind=image) == ["submit", "download"]
+    assert steps_from(S.SUBMITTING, kind=image) == ["submit", "download"]
+    assert steps_from(S.GENERATED, kind=image) == ["download"]
+    assert steps_from(S.SUBMITTED, kind=image) == []  # never there: its reply holds the images
 
 
 def test_a_move_the_table_does_not_allow_is_refused() -> None:

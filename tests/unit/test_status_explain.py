@@ -16,7 +16,7 @@ from config.settings import get_settings
 from worker.cli.errors import redis_asked
 from worker.infra.timefmt import at, iso, relative, span
 from worker.job.explain import ROWS, Explanation, Facts, explain
-from worker.job.record import Job, JobState
+from worker.job.record import Job, JobKind, JobState
 
 
 def test_spans_and_clock_times_read_as_people_say_them() -> None:
@@ -60,6 +60,13 @@ def test_an_unknown_submission_says_why_who_decides_and_until_when_it_keeps_its_
     assert with_hooks.waiting_for == "webhook" and "adopts" in with_hooks.text
     assert "(in 5 m)" in with_hooks.text and "(10 s ago)" in with_hooks.text
     assert "evidence: transport: POST /v1/video/generations: ReadTimeout" in with_hooks.text
+
+
+def test_an_unknown_image_submission_waits_for_the_operator_even_with_webhooks() -> None:
+    image = _job("submit_unknown", kind=JobKind.IMAGE, error_message="server_error: HTTP 502")
+    found = explain(image, Facts(now=1_000.0, webhooks=True))
+    assert found.waiting_for == "operator" and "relaydance resubmit" in found.text
+    assert "webhook" not in found.text
 
 
 def test_a_state_without_a_row_still_says_when_its_next_step_is_due() -> None:

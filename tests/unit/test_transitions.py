@@ -15,6 +15,7 @@ from worker.job.cas import CAS
 from worker.job.states import (
     FINAL_STATES,
     FINAL_STATES_LUA,
+    IMAGE_PLAN,
     LIVE_STATES,
     PLAN,
     REMOTE_MAY_BE_LIVE,
@@ -70,12 +71,35 @@ def test_every_transition_starts_from_live_states_and_schedules_its_plan() -> No
         assert t.name == name and t.sources, name
         assert not t.sources & FINAL_STATES, f"{name} starts from a final state"
         assert t.then == (PLAN[t.to][0] if t.to in PLAN else None), name
+        if t.to in IMAGE_PLAN:  # an image job's plan agrees wherever it goes
+            assert t.then == IMAGE_PLAN[t.to][0], name
         if t.then is not None:
             assert t.to in STEP_STATES[t.then], f"{name}: {t.then} does not act in {t.to}"
         for source in t.sources - {t.to}:
             back_in_line = t.to is S.WAITING_FOR_SLOT  # a 429, or an operator's resubmit
             final = t.to in FINAL_STATES
             assert back_in_line or final or order.index(t.to) > order.index(source), name
+
+
+def test_an_image_job_reaches_done_without_a_poll_by_moves_of_its_own_plan() -> None:
+    steps = {step for plan in IMAGE_PLAN.values() for step in plan}
+    assert steps == {"submit", "download"}
+    image_moves = {
+        t.name for t in TRANSITIONS.values()
+        if t.to in set(IMAGE_PLAN) | FINAL_STATES | {S.SUBMIT_UNKNOWN} and t.sources & set(IMAGE_PLAN)
+    }  # fmt: skip
+    seen, todo = {S.QUEUED}, deque([S.QUEUED])
+    while todo:
+        state = todo.popleft()
+        for name in image_moves:
+            t = TRANSITIONS[name]
+            if state in t.sources and t.to not in seen:
+                seen.add(t.to)
+                todo.append(t.to)
+    assert S.DONE in seen and not seen & {S.SUBMITTED, S.RUNNING}
+    for state, plan in IMAGE_PLAN.items():
+        assert state in STEP_STATES[plan[0]], state
+        assert {S.FAILED, S.CANCELED} <= MOVES[state], state
 
 
 def test_the_final_and_live_sets_partition_the_states_and_the_lua_reads_the_same_table() -> None:

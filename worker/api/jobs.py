@@ -18,8 +18,9 @@ from worker.job import pipeline
 from worker.job.advance import advance
 from worker.job.engine import Engine, get_engine
 from worker.job.enqueue import NewJob, enqueue_jobs, let_go, new_job, write_pending
-from worker.job.record import Job, JobState, new_job_id
+from worker.job.record import Job, JobKind, JobState, new_job_id
 from worker.job.submit import SubmitRefused
+from worker.render.image_request import ImageRequest
 from worker.render.pricing import estimate_cost
 from worker.render.request import RenderRequest
 
@@ -44,13 +45,17 @@ class JobNotFound(LookupError):
 
 
 def enqueue_render(
-    request: RenderRequest | Mapping[str, Any],
+    request: RenderRequest | ImageRequest | Mapping[str, Any],
     *,
     key: str = "default",
     on_done: str | None = None,
     check_on_done: bool = False,
 ) -> str:
     """Validate a render request, record the job and enqueue it; return the job id at once.
+
+    A request naming an image model (``{"model": "grok-imagine-image", "prompt": ...,
+    "n": 2, "size": "1024x1024"}``) makes an image job: its stills are stored as a clip
+    is, each checked by its signature and hashed, and listed in the job's ``outputs``.
 
     The request is checked by the rules of the provider behind ``key`` (RelayDance or
     Kinovi). All or nothing: either the job id comes back and the job runs, or an
@@ -89,6 +94,8 @@ def _new_render(
     extra: Mapping[str, str] | None = None,
 ) -> NewJob:
     request = checked.request
+    if checked.kind is JobKind.IMAGE:  # a clip's record says nothing: every older one is one
+        extra = {**(extra or {}), "kind": checked.kind.value}
     return new_job(
         engine, new_job_id(), request=request.model_dump(mode="json"), alias=checked.key,
         cost=estimate_cost(request), on_done=on_done, extra=extra,
@@ -129,7 +136,9 @@ def retake(job_id: str, *, prompt: str | None = None) -> str:
         data["prompt"] = prompt
     checked = check_render(data, key=old.alias)
     engine = get_engine()
-    new = retake_in_batch(BatchTracker(engine), old, checked.request) if old.batch else None
+    new = None
+    if old.batch and isinstance(checked.request, RenderRequest):  # a batch makes no stills
+        new = retake_in_batch(BatchTracker(engine), old, checked.request)
     if new is None:  # on its own (or its batch expired): the producer's on_done again
         new = _new_render(engine, checked, on_done=old.on_done, extra={"retake_of": old.id})
         write_pending(engine, [new])

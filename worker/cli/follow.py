@@ -154,8 +154,9 @@ def follow_job(
     _warn_about_on_done(job)
     if as_json:
         click.echo(json.dumps(job.summary()))
-    elif job.state.value == "done":
-        click.echo(job.output_path or job.output_uri)
+    elif job.state.value == "done":  # each still of an image job on a line of its own
+        stills = [str(out.get("path") or out.get("uri")) for out in job.outputs]
+        click.echo("\n".join(stills) if stills else job.output_path or job.output_uri)
     else:
         click.echo(
             f"job {job_id} {job.state.value}: {job.error_code}: {job.error_message}", err=True

@@ -142,7 +142,7 @@ def _print_rows(rows: list[Row], *, state: str | None) -> None:
         money = "-" if cost is None else f"${cost:.2f}"
         prompt = row.prompt if len(row.prompt) <= 60 else row.prompt[:59] + "…"
         click.echo(f"{when}  {row.id}  {row.state:<16} key={row.alias}  {row.model} "
-                   f"{row.seconds}s  {money}  {prompt!r}")  # fmt: skip
+                   f"{row.length}  {money}  {prompt!r}")  # fmt: skip
         if row.error:
             label = "evidence" if row.state == JobState.SUBMIT_UNKNOWN.value else "error"
             click.echo(f"    {label}: {row.error}")

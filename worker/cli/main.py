@@ -22,13 +22,20 @@ from pathlib import Path
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from config.settings import SettingsError, get_settings
 from worker.cli.errors import EXIT_FAILED, EXIT_OK, die, die_invalid, die_not_found, redis_asked
 from worker.cli.follow import follow_job
 from worker.cli.group import LazyGroup, whole_summaries
-from worker.cli.providers import provider_body, provider_of, refuse_foreign_flags
+from worker.cli.providers import (
+    provider_body,
+    provider_of,
+    refuse_foreign_flags,
+    request_fields,
+)
 from worker.errors import InvalidRequest
+from worker.render.image_request import ImageRequest
 from worker.render.pricing import estimate_cost
 from worker.render.request import RenderRequest
 from worker.render.validation import validate_request
@@ -53,6 +60,8 @@ def main() -> None:
 @click.option(
     "--seconds", type=int, default=5, show_default=True, help="Clip length (per model: see models)."
 )
+@click.option("--n", type=int, help="Image models: how many stills (default 1).")
+@click.option("--size", help="Image models: WIDTHxHEIGHT, e.g. 1024x1024.")
 @click.option("--ratio", help="Aspect ratio, e.g. 16:9.")
 @click.option("--resolution", help="480p, 720p or 1080p, as the model offers.")
 @click.option("--generate-audio", is_flag=True, default=None, help="Ask for a soundtrack.")
@@ -87,8 +96,13 @@ def render(
     as_json: bool,
     **fields: Any,
 ) -> None:
-    """Validate a render request and enqueue it (prints the job id)."""
-    data = {k: v for k, v in fields.items() if v not in (None, ())}
+    """Validate a render request and enqueue it (prints the job id).
+
+    An image model (e.g. grok-imagine-image) makes stills: --prompt, --n and --size.
+    """
+    ctx = click.get_current_context()
+    given = {k for k in fields if ctx.get_parameter_source(k) is not ParameterSource.DEFAULT}
+    data = request_fields(fields, given=given)
     provider = provider_of(key)
     refuse_foreign_flags(provider, key=key, fields=data)
     from worker.api import check_render, enqueue_checked  # entry point: the producer API
@@ -113,7 +127,7 @@ def render(
     sys.exit(follow_job(job_id, timeout=timeout, as_json=as_json))
 
 
-def _print_dry_run(request: RenderRequest, *, provider: str, as_json: bool) -> None:
+def _print_dry_run(request: RenderRequest | ImageRequest, *, provider: str, as_json: bool) -> None:
     body, uploads = provider_body(provider, request)
     try:
         cost = estimate_cost(request)

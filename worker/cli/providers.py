@@ -2,7 +2,9 @@
 
 Kept apart from :mod:`worker.cli.main` so the command stays one list of options: a flag only
 one provider takes (``--generate-audio`` for RelayDance, ``--mode``/``--upscale`` for
-Kinovi) is refused, with exit 2, when the key alias's provider does not take it.
+Kinovi) is refused, with exit 2, when the key alias's provider does not take it. So is a
+clip's flag given with an image model (which takes ``--prompt``, ``--n`` and ``--size``),
+and ``--n`` or ``--size`` with a video model.
 """
 
 from __future__ import annotations
@@ -13,13 +15,22 @@ from config.settings import SettingsError, get_settings
 from worker.cli.errors import die
 from worker.provider.dialects import get_dialect
 from worker.render.aliases import alias_problem
+from worker.render.image_catalogue import is_image_model
+from worker.render.image_request import IMAGE_FIELDS, ImageRequest
 from worker.render.request import RenderRequest
 from worker.render.rules import provider_names, rules_for
 
-__all__ = ["FLAG_FIELDS", "provider_body", "provider_of", "refuse_foreign_flags"]
+__all__ = [
+    "FLAG_FIELDS",
+    "provider_body",
+    "provider_of",
+    "refuse_foreign_flags",
+    "request_fields",
+]
 
 # Render options that not every provider takes: option name -> request field.
 FLAG_FIELDS = {"--generate-audio": "generate_audio", "--mode": "mode", "--upscale": "upscale"}
+_IMAGE_ONLY = frozenset(IMAGE_FIELDS) - {"model", "prompt"}  # a clip's request has the rest
 
 
 def provider_of(key: str) -> str:
@@ -50,8 +61,31 @@ def refuse_foreign_flags(provider: str, *, key: str, fields: dict[str, Any]) -> 
         die("the render request is invalid; nothing was enqueued", problems)
 
 
-def provider_body(provider: str, request: RenderRequest) -> tuple[dict[str, Any], list[str]]:
+def request_fields(fields: dict[str, Any], *, given: set[str]) -> dict[str, Any]:
+    """The request the options make: an image model's takes only its own fields, a video
+    model's all but those; an option of the other kind given (in ``given``) exits 2."""
+    image = is_image_model(fields.get("model"))
+    data = {k: v for k, v in fields.items() if v not in (None, ())}
+
+    def takes(name: str) -> bool:
+        return name in IMAGE_FIELDS if image else name not in _IMAGE_ONLY
+
+    foreign = [k for k in data if not takes(k) and k in given]
+    if foreign:
+        model = fields.get("model")
+        what = (f"{model} is an image model: it takes --prompt, --n and --size" if image
+                else "only an image model takes it (e.g. grok-imagine-image)")  # fmt: skip
+        die("the render request is invalid; nothing was enqueued",
+            [f"--{k.replace('_', '-')}: {what}" for k in foreign])  # fmt: skip
+    return {k: v for k, v in data.items() if takes(k)}
+
+
+def provider_body(
+    provider: str, request: RenderRequest | ImageRequest
+) -> tuple[dict[str, Any], list[str]]:
     """The body the provider would receive, and the local files uploaded first."""
+    if isinstance(request, ImageRequest):
+        return request.to_body(), []
     uploads = {p: f"<uploaded: {p}>" for p in request.local_paths()}
     body = get_dialect(provider).submit_body(request.to_body(media_urls=uploads))
     return body, list(uploads)

@@ -43,6 +43,11 @@ def status_lines(view: dict[str, Any], *, now: float) -> list[str]:
     for name in shown:
         if view.get(name) not in (None, "", 0) or name == "polls":
             lines.append(f"{name:>15}: {view[name]}")
+    if view.get("kind") == "image":  # its stills, each where it is stored and its hash
+        lines.append(f"{'kind':>15}: image, {len(view.get('outputs') or [])} stored")
+        for n, out in enumerate(view.get("outputs") or [], start=1):
+            lines.append(f"{f'image {n}':>15}: {out.get('path') or out.get('uri')} "
+                         f"({out.get('sha256')})")  # fmt: skip
     if view.get("duplicate_spend"):
         lines.append(f"{'duplicate_spend':>15}: {view['duplicate_spend']} "
                      f"({', '.join(view['duplicate_remote_ids'])})")  # fmt: skip

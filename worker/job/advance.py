@@ -21,7 +21,7 @@ from typing import Any
 
 from config.task_names import STEP_TASKS
 from worker.job.engine import Engine
-from worker.job.record import Job, JobState
+from worker.job.record import Job, JobKind, JobState
 from worker.job.states import steps_from
 from worker.render.request import RenderRequest
 
@@ -43,12 +43,14 @@ def plan_for(job: Job, *, after: str | None = None, uploads: bool | None = None)
     just done) when the state still plans it (a prepare leaves the job queued).
     ``uploads`` (whether it has local files), when the caller knows, spares parsing the
     request again."""
-    # Only a queued job may need a prepare: one without local files to upload skips it.
+    # Only a queued clip may need a prepare: one without local files to upload skips it.
     if uploads is None:
-        uploads = job.state is JobState.QUEUED and bool(
-            RenderRequest.model_validate(job.request).local_paths()
+        uploads = (
+            job.state is JobState.QUEUED
+            and job.kind is JobKind.VIDEO
+            and bool(RenderRequest.model_validate(job.request).local_paths())
         )
-    steps = steps_from(job.state, uploads=uploads)
+    steps = steps_from(job.state, uploads=uploads, kind=job.kind)
     if after in steps:
         steps = steps[steps.index(after) + 1 :]
     return steps

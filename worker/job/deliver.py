@@ -13,10 +13,10 @@ import time
 from typing import Any
 
 from worker.errors import AccountFault, Deferred, PermanentError, StorageError, TransientError
-from worker.job import calls
+from worker.job import calls, images
 from worker.job.engine import Engine
 from worker.job.notify import notify_final
-from worker.job.record import Job, JobState
+from worker.job.record import Job, JobKind, JobState
 from worker.job.redeliver import REFUSED_SINCE, retry_delivery_later
 from worker.job.step import (
     Outcome,
@@ -70,10 +70,16 @@ def download(
     if not applied:
         return stop("download claimed by a later message")
     log_transition(job, "downloading")
+    if job.kind is JobKind.IMAGE:
+        stills = _transfer_images(engine, job, claim, attempt=attempt)
+        if isinstance(stills, Outcome):
+            return stills
+        return _done(engine, job, claim, images.done_fields(stills), stills[0],
+                     images=len(stills))  # fmt: skip
     stored = _transfer(engine, job, claim, url=url, attempt=attempt)
     if isinstance(stored, Outcome):
         return stored
-    return _done(engine, job, claim, stored)
+    return _done(engine, job, claim, stored.record_fields(), stored)
 
 
 def _transfer(
@@ -124,6 +130,26 @@ def _transfer(
     return result
 
 
+def _transfer_images(
+    engine: Engine, job: Job, claim: int, *, attempt: int
+) -> list[StoredClip] | Outcome:
+    """Store the job's images (:mod:`worker.job.images`); an Outcome when they were not.
+    Their urls are all there is: one that expired cannot be asked for again."""
+    if not job.image_urls:  # a record that lost them: nothing to fetch them again from
+        return fail(engine, job, "unexpected_response", "the image job has no image urls")
+    heartbeat = _Heartbeat(engine, job.id, claim)
+    try:
+        return images.store_images(engine, job, on_stored=lambda: heartbeat(0))
+    except Superseded:
+        return stop("a later download took over")
+    except StorageError as exc:
+        return retry_delivery_later(engine, job, exc, claim=claim)
+    except TransientError as exc:
+        return transient(engine, job, exc, attempt)
+    except PermanentError as exc:  # an expired url, an unsafe one, not an image
+        return fail(engine, job, exc.code, str(exc))
+
+
 def _later(engine: Engine, job: Job, claim: int, wait: float, *, attempt: int) -> Outcome:
     """Try the download again after ``wait``, with the job due then (not failed)."""
     engine.store.update_fields(
@@ -135,20 +161,25 @@ def _later(engine: Engine, job: Job, claim: int, wait: float, *, attempt: int) -
     return again(wait, attempt=attempt)
 
 
-def _done(engine: Engine, job: Job, claim: int, result: StoredClip) -> Outcome:
-    """Mark the job done, unless a later download claimed it meanwhile, and notify."""
+def _done(
+    engine: Engine,
+    job: Job,
+    claim: int,
+    fields: dict[str, object],
+    result: StoredClip,
+    **details: object,
+) -> Outcome:
+    """Mark the job done with ``fields`` (the stored output's), unless a later download
+    claimed it meanwhile, and notify."""
     job_id = job.id
-    # The clip and its manifest are in place: the job is done, in the same change.
+    # The output and its manifest are in place: the job is done, in the same change.
     done, _ = engine.store.apply(
-        job_id,
-        DONE,
-        where={"download_claim": claim},
-        set={**result.record_fields(), **_CLEARED_STORAGE_ERROR},
+        job_id, DONE, where={"download_claim": claim}, set={**fields, **_CLEARED_STORAGE_ERROR}
     )
     if not done:
         return stop("a later download took over")
     log_transition(job, "done", bytes=result.size, seconds=f"{result.seconds:.2f}",
-                   output=result.record_fields().get("output_uri"))  # fmt: skip
+                   output=result.uri, **details)  # fmt: skip
     notify_final(engine, job_id)
     return moved_on(job, S.DONE)
 

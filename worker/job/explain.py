@@ -21,7 +21,7 @@ from worker.infra.timefmt import at, iso, span
 from worker.job.calls import why_waiting
 from worker.job.engine import Engine
 from worker.job.reachability import ReceiverCheck, last_check, missed_count
-from worker.job.record import Job
+from worker.job.record import Job, JobKind
 
 __all__ = ["ROWS", "Explanation", "Facts", "explain", "facts_for"]
 
@@ -155,7 +155,7 @@ def _submit_unknown(job: Job, facts: Facts) -> Explanation:
         slot = f"; its slot is kept until {at(hold_until, now=facts.now)} in case it generates"
     else:
         slot = "; its slot has been given back"
-    if facts.webhooks:
+    if facts.webhooks and job.kind is JobKind.VIDEO:  # an image POST has no task to call back
         text = f"{lead}{slot}. Waiting for that task's webhook, which the job adopts"
         waiting = "webhook"
     else:
@@ -217,9 +217,10 @@ def _generated(job: Job, facts: Facts) -> Explanation:
 
 def _downloading(job: Job, facts: Facts) -> Explanation:
     until = _due(job)
+    what = "stills" if job.kind is JobKind.IMAGE else "clip"
     return Explanation(
         "downloading", "download",
-        f"downloading the clip; a stalled download is resumed at {_check(until, facts)}",
+        f"downloading the {what}; a stalled download is resumed at {_check(until, facts)}",
         until,
     )  # fmt: skip
 
@@ -261,7 +262,7 @@ def _unknown_state(job: Job, facts: Facts) -> Explanation:
 
 def _notes(job: Job, facts: Facts) -> tuple[str, ...]:
     notes: list[str] = []
-    if facts.webhooks and not job.is_final and str(job.state) not in ("queued",):
+    if facts.webhooks and job.kind is JobKind.VIDEO and not job.is_final and job.state != "queued":
         receiver = facts.receiver
         if receiver is not None and not receiver.ok:
             checked = at(receiver.checked_at, now=facts.now)

@@ -29,7 +29,7 @@ CHUNK = 200
 WINDOW = 2000  # jobs examined per request when a filter needs reading records
 _FIELDS = ("state", "alias", "request", "poll_count", "cost", "actual_cost", "error_code",
            "error_message", "created_at", "updated_at", "remote_task_id", "batch",
-           "billing")  # fmt: skip
+           "billing", "kind", "outputs")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -90,6 +90,17 @@ class Row:
     remote_task_id: str | None
     batch: str
     billing: str
+    kind: str = "video"
+    images: int = 0  # an image job's: how many it asked for
+    outputs: int = 0  # an image job's: how many are stored
+
+    @property
+    def length(self) -> str:
+        """What the job makes, in a few words: a clip's seconds, or its stills."""
+        if self.kind != "image":
+            return f"{self.seconds}s"
+        stored = f", {self.outputs} stored" if self.outputs else ""
+        return f"{self.images} still{'' if self.images == 1 else 's'}{stored}"
 
     @classmethod
     def from_values(cls, job_id: str, values: list[Any]) -> Row:
@@ -113,6 +124,9 @@ class Row:
             remote_task_id=data["remote_task_id"] or None,
             batch=(data["batch"] or "").partition(":")[0],
             billing=data["billing"] or "none",
+            kind=data["kind"] or "video",
+            images=int(request.get("n") or 1) if data["kind"] == "image" else 0,
+            outputs=len(json.loads(data["outputs"] or "[]")),
         )
 
 

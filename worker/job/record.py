@@ -18,9 +18,18 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from worker.job.states import FINAL_STATES, Billing, JobState
+from worker.job.states import FINAL_STATES, Billing, JobKind, JobState
 
-__all__ = ["FINAL_STATES", "JOB_ID", "PREFIX", "Billing", "Job", "JobState", "new_job_id"]
+__all__ = [
+    "FINAL_STATES",
+    "JOB_ID",
+    "PREFIX",
+    "Billing",
+    "Job",
+    "JobKind",
+    "JobState",
+    "new_job_id",
+]
 
 PREFIX = "rd"
 JOB_ID = re.compile(r"^rdj_[0-9a-f]{32}$")  # exactly what new_job_id makes
@@ -39,6 +48,7 @@ class Job:
     state: JobState
     alias: str
     request: dict[str, Any]
+    kind: JobKind = JobKind.VIDEO  # a clip, or stills (an image job)
     seq: int = 0
     poll_count: int = 0
     remote_task_id: str | None = None
@@ -90,6 +100,11 @@ class Job:
     on_done_error: str | None = None
     on_done_attempts: int = 0
     on_done_sent_at: float | None = None
+    # An image job's: the urls its POST's reply named (the only record of the billed
+    # images: there is no task to ask again), and each stored image (uri, path, sha256,
+    # size, width, height), in order. ``output_*``, ``size`` and ``sha256`` are the first's.
+    image_urls: list[str] = field(default_factory=list)
+    outputs: list[dict[str, Any]] = field(default_factory=list)
     times: dict[str, float] = field(default_factory=dict)
     extra: dict[str, str] = field(default_factory=dict)  # fields no step reads as typed
 
@@ -123,6 +138,7 @@ class Job:
             "job_id": self.id,
             "state": self.state.value,
             "key": self.alias,
+            "kind": self.kind.value,
             "model": self.request.get("model"),
             "seconds": self.request.get("seconds"),
             "remote_task_id": self.remote_task_id,
@@ -132,6 +148,7 @@ class Job:
             "size": self.size,
             "sha256": self.sha256,
             "etag": self.etag,
+            "outputs": [dict(output) for output in self.outputs],
             "estimated_cost": self.cost,
             "actual_cost": self.actual_cost,
             "billing": self.billing.value,
@@ -176,9 +193,11 @@ _BY_TYPE: dict[str, Callable[[str], Any]] = {
     "str": str, "str | None": _text_or_none, "int": int, "float": float,
     "float | None": float, "int | None": int, "bool": _flag, "dict[str, Any]": json.loads,
     "dict[str, str]": json.loads, "dict[str, float]": json.loads, "list[str]": json.loads,
+    "list[dict[str, Any]]": json.loads,
 }  # fmt: skip
 _NAMED: dict[str, Callable[[str], Any]] = {
     "state": JobState,
+    "kind": lambda value: JobKind(value) if value else JobKind.VIDEO,
     "billing": lambda value: Billing(value) if value else Billing.NONE,
     "retakes": _comma_list,
 }

@@ -7,11 +7,16 @@ States are one-way::
            -> downloading -> done            (or failed / canceled from any non-final state)
             (ambiguous reply) submitting -> submit_unknown -> submitted (its task found)
             (a record that went back in time) queued, waiting_for_slot -> submit_unknown
+    an image job: queued -> waiting_for_slot -> submitting -> generated -> downloading -> done
 
 ``submit_unknown`` is the ambiguous submission: the POST may have reached the provider
 (its reply was lost), so the task may exist and be billed. Only an operator's
 ``relaydance resubmit`` sends such a job back to ``waiting_for_slot``; a 429 sends a
 ``submitting`` job back too (nothing was created).
+
+A job is of a :class:`JobKind`: a clip (``video``) or stills (``image``). An image POST
+is synchronous: its reply holds the images, so an image job goes from ``submitting``
+straight to ``generated`` (:data:`IMAGE_PLAN` has no poll), and the download stores them.
 
 The steps load a job only in the states they own (:data:`STEP_STATES`);
 :func:`worker.job.advance.advance` sends the first of :func:`steps_from` the job's state.
@@ -33,6 +38,7 @@ __all__ = [
     "FINAL_STATES",
     "FINAL_STATES_LUA",
     "HOLDS_SLOT",
+    "IMAGE_PLAN",
     "IN_LINE",
     "LIVE_STATES",
     "PLAN",
@@ -42,6 +48,7 @@ __all__ = [
     "TASK_MAY_EXIST",
     "WEBHOOK_MOVABLE",
     "Billing",
+    "JobKind",
     "JobState",
     "is_final",
     "lua_set",
@@ -63,6 +70,14 @@ class JobState(StrEnum):
     DONE = "done"
     FAILED = "failed"
     CANCELED = "canceled"
+
+
+class JobKind(StrEnum):
+    """What a job makes: a clip (the default, and every record written before kinds), or
+    stills from the synchronous image endpoint."""
+
+    VIDEO = "video"
+    IMAGE = "image"
 
 
 FINAL_STATES = frozenset({JobState.DONE, JobState.FAILED, JobState.CANCELED})
@@ -140,6 +155,17 @@ PLAN: dict[JobState, tuple[str, ...]] = {
     S.DOWNLOADING: ("download",),
 }
 
+# An image job's plan: its POST's reply holds the images, so no poll. No prepare either:
+# an image request names no local files.
+IMAGE_PLAN: dict[JobState, tuple[str, ...]] = {
+    S.QUEUED: ("submit", "download"),
+    S.WAITING_FOR_SLOT: ("submit", "download"),
+    S.SUBMITTING: ("submit", "download"),
+    S.GENERATED: ("download",),
+    S.DOWNLOADING: ("download",),
+}
+_PLANS = {JobKind.VIDEO: PLAN, JobKind.IMAGE: IMAGE_PLAN}
+
 # The states each step acts in; a message that finds its job elsewhere does nothing.
 STEP_STATES: dict[str, frozenset[JobState]] = {
     "prepare": frozenset({S.QUEUED}),
@@ -149,10 +175,12 @@ STEP_STATES: dict[str, frozenset[JobState]] = {
 }
 
 
-def steps_from(state: JobState, *, uploads: bool = True) -> list[str]:
-    """The steps still to run from ``state``: without local files to ``uploads``, no
-    prepare."""
-    steps = list(PLAN.get(state, ()))
+def steps_from(
+    state: JobState, *, uploads: bool = True, kind: JobKind = JobKind.VIDEO
+) -> list[str]:
+    """The steps still to run from ``state`` for a job of ``kind``: without local files to
+    ``uploads``, no prepare."""
+    steps = list(_PLANS[kind].get(state, ()))
     if steps[:1] == ["prepare"] and not uploads:
         steps = steps[1:]  # nothing to upload: skip a task
     return steps

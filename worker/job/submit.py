@@ -27,12 +27,19 @@ by what they prove:
 
 A reply that arrives after the job moved on (canceled, or marked unknown by the sweeper)
 is never thrown away: its task id is recorded on the job, adopted when it can be.
+
+An image job's POST (:mod:`worker.job.images`) is read by the same rules; its reply holds
+the images themselves. A lost one has no task and no webhook: the operator decides.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from pydantic import SecretStr
 
 from config.settings import SettingsError
 from worker.errors import (
@@ -47,11 +54,11 @@ from worker.errors import (
     UnexpectedResponse,
 )
 from worker.infra.outage import is_redis_outage
-from worker.job import calls
+from worker.job import calls, images
 from worker.job.callback import callback_url_for
 from worker.job.engine import Engine
 from worker.job.failover import confirm_later, lost_claim, mark_in_doubt
-from worker.job.record import Billing, Job, JobState
+from worker.job.record import Billing, Job, JobKind, JobState
 from worker.job.resubmit import SubmitRefused, resubmit
 from worker.job.states import IN_LINE
 from worker.job.step import (
@@ -78,6 +85,7 @@ from worker.job.submit_refusals import (
 )
 from worker.job.transitions import SUBMIT_ACCEPTED, SUBMIT_RECORDED, SUBMIT_STARTED, WAIT_FOR_SLOT
 from worker.limits.rate import Gate
+from worker.provider.client import ApiClient
 from worker.render.request import RenderRequest
 
 # Re-exported: SubmitRefused and resubmit (worker.job.resubmit), count_possible_orphan and
@@ -94,6 +102,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 S = JobState
+T = TypeVar("T")
 HOLD_REPLY_SECONDS = 60.0  # how long a task id waits in the worker for Redis to return
 _PAUSES = frozenset({"breaker", "held", "model"})
 
@@ -158,18 +167,44 @@ def _admitted(engine: Engine, job: Job, seq: int, attempt: int) -> Gate | Outcom
 def _post(
     engine: Engine, job: Job, gate: Gate, *, seq: int, claim: int, attempt: int, sent_at: float
 ) -> Outcome:
-    """POST the claimed job's request once; record its task, or act on what went wrong."""
+    """POST the claimed job's request once; record its task (or its images), or act on
+    what went wrong."""
+    if job.kind is JobKind.IMAGE:
+        urls = _call(engine, job, gate, images.sender(job), seq=seq, claim=claim,
+                     attempt=attempt, sent_at=sent_at)  # fmt: skip
+        if isinstance(urls, Outcome):
+            return urls
+        return _hold_reply(job, lambda: images.record_images(engine, job, claim, urls=urls),
+                           what=f"{len(urls)} image urls")  # fmt: skip
     request = RenderRequest.model_validate(job.request)
     callback = callback_url_for(engine.settings, job.id, claim=claim, now=sent_at)
     body = request.to_body(callback_url=callback, media_urls=job.media_urls)
+    task = _call(
+        engine,
+        job,
+        gate,
+        lambda client, key: client.submit(body, api_key=key, idempotency_key=job.id),
+        seq=seq,
+        claim=claim,
+        attempt=attempt,
+        sent_at=sent_at,
+    )
+    if isinstance(task, Outcome):
+        return task
+    return _hold_reply(
+        job,
+        lambda: record_task(engine, job, claim, task_id=task.task_id, status=task.raw_status),
+        what=f"task {task.task_id}",
+    )
+
+
+def _call(
+    engine: Engine, job: Job, gate: Gate, send: Callable[[ApiClient, SecretStr], T], *,
+    seq: int, claim: int, attempt: int, sent_at: float,
+) -> T | Outcome:  # fmt: skip
+    """Make the POST; its reply, or the Outcome of a failure, read by what it proves."""
     try:
-        task = calls.perform(
-            engine,
-            job,
-            gate,
-            lambda client, key: client.submit(body, api_key=key, idempotency_key=job.id),
-            submit=True,
-        )
+        return calls.perform(engine, job, gate, send, submit=True)
     except RateLimited as exc:
         return back_in_line(engine, job, claim, exc)
     except AccountFault as exc:
@@ -188,7 +223,6 @@ def _post(
         return ambiguous(engine, job, claim, exc, attempt, sent_at=sent_at)
     except PermanentError as exc:
         return fail(engine, job, exc.code, str(exc), billing=Billing.NONE.value)
-    return _record_through_outage(engine, job, claim, task_id=task.task_id, status=task.raw_status)
 
 
 def _take_slot(engine: Engine, job: Job, seq: int, *, claimed: bool = False) -> Outcome | None:
@@ -228,10 +262,8 @@ def _nothing_billed(engine: Engine, job_id: str, claim: int) -> None:
     )
 
 
-def _record_through_outage(
-    engine: Engine, job: Job, claim: int, *, task_id: str, status: str
-) -> Outcome:
-    """Record the task a POST just created, holding its id here while Redis is away.
+def _hold_reply(job: Job, record: Callable[[], Outcome], *, what: str) -> Outcome:
+    """Record what a POST just created (``record``), holding it here while Redis is away.
 
     The reply exists only in this process: a retry message would need the broker, which is
     the same Redis, and a job left ``submitting`` would be judged in doubt. So the write is
@@ -240,13 +272,13 @@ def _record_through_outage(
     waited, delay = 0.0, 0.2
     while True:
         try:
-            return record_task(engine, job, claim, task_id=task_id, status=status)
+            return record()
         except Exception as exc:
             if not is_redis_outage(exc) or waited >= HOLD_REPLY_SECONDS:
                 raise
             logger.warning(
-                "job %s: Redis is away (%s); holding task %s until it answers",
-                job.id, type(exc).__name__, task_id,
+                "job %s: Redis is away (%s); holding %s until it answers",
+                job.id, type(exc).__name__, what,
             )  # fmt: skip
             time.sleep(delay)
             waited, delay = waited + delay, min(delay * 2, 5.0)

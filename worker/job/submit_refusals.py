@@ -18,7 +18,7 @@ from config.task_names import GRANT
 from worker.errors import AccountFault, NotDurable, RateLimited, RelayDanceError, TransientError
 from worker.job.engine import Engine
 from worker.job.failover import notice_new_primary
-from worker.job.record import Billing, Job, JobState
+from worker.job.record import Billing, Job, JobKind, JobState
 from worker.job.states import COUNTED_AT_PROVIDER
 from worker.job.step import Outcome, log_transition, resume_granted, stop, transient
 from worker.job.transitions import REQUEUE, SUBMIT_AMBIGUOUS
@@ -49,6 +49,7 @@ def ambiguous(
         and isinstance(exc, TransientError)
         and attempt < settings.max_transient_retries
         and job.batch is None  # a budget has no room reserved for a second task
+        and job.kind is not JobKind.IMAGE  # no task id: a second POST's images are new ones
         and count_possible_orphan(engine, job, claim=claim, sent_at=sent_at)
     ):
         # Declared safe for this key: the provider answers a repeated key with the task it
@@ -87,7 +88,7 @@ def mark_unknown(engine: Engine, job_id: str, *, claim: int | None, evidence: st
         job = engine.store.get(job_id)
         then = (
             "waiting for its task's webhook"
-            if engine.settings.webhook_base_url
+            if engine.settings.webhook_base_url and not (job and job.kind is JobKind.IMAGE)
             else "the operator decides: relaydance resubmit or relaydance cancel"
         )
         logger.warning(

@@ -37,7 +37,7 @@ from worker.job.alerts import Alert, raise_alert
 from worker.job.engine import Engine
 from worker.job.failover import FAILOVER_POLL_FIELD, notice_new_primary
 from worker.job.notify import deliver_due
-from worker.job.record import Billing, Job, JobState
+from worker.job.record import Billing, Job, JobKind, JobState
 from worker.job.slots import reconcile
 from worker.job.states import AT_PROVIDER, LIVE_STATES
 from worker.job.step import ENQUEUE_GRACE, resume_granted
@@ -175,6 +175,7 @@ def _overdue(engine: Engine, job: Job, *, now: float) -> str:
         if (
             settings.idempotent_for(job.alias)
             and job.batch is None
+            and job.kind is not JobKind.IMAGE  # nothing to adopt: a second POST pays again
             and count_possible_orphan(engine, job, claim=job.submit_claim, sent_at=sent_at)
         ):
             return "resume"  # declared safe for this key; the attempt counts as an orphan

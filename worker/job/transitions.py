@@ -38,6 +38,7 @@ __all__ = [
     "DOWNLOAD_STARTED",
     "FAIL",
     "GENERATED",
+    "IMAGES_RECEIVED",
     "MOVES",
     "POLL_RUNNING",
     "REQUEUE",
@@ -140,6 +141,14 @@ ADOPT_AFTER_RESUBMIT = _t(
     sets={**_BILLED, **_NO_ERROR}, then="poll",
 )  # fmt: skip
 
+# An image POST's reply holds its images (billed): nothing to poll, they are stored next.
+# A reply that comes after the sweeper judged the job in doubt is still its own (the
+# call site narrows to the claim that POSTed).
+IMAGES_RECEIVED = _t(
+    "images_received", SUBMISSION_IN_DOUBT, S.GENERATED, sets={**_BILLED, **_NO_ERROR},
+    then="download",
+)  # fmt: skip
+
 # -- the generation -----------------------------------------------------------------------
 # A poll found the task running (or still running).
 POLL_RUNNING = _t("poll_running", AT_PROVIDER, S.RUNNING, then="poll")
@@ -174,6 +183,7 @@ TRANSITIONS: Mapping[str, Transition] = MappingProxyType(
             RESUBMIT,
             ADOPT_ORPHAN,
             ADOPT_AFTER_RESUBMIT,
+            IMAGES_RECEIVED,
             POLL_RUNNING,
             WEBHOOK_RUNNING,
             GENERATED,
