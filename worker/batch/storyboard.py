@@ -1,0 +1,165 @@
+"""A batch file's dependencies as a whole: what each line's ``refs`` name, and an order.
+
+Each line was checked on its own (:mod:`worker.batch.refs`). Here, before anything is
+enqueued, every ref must name exactly one line of the file, that line must be valid, make
+one still (an image line with ``n`` 1) and not wait, through its own refs, on the line
+that names it. A line that fails gets a ``refs`` error naming the ref and the fix, and a
+line whose ref names a refused line is refused too (its still would never come), so the
+valid lines of a file always form a complete, acyclic storyboard.
+
+:func:`topological` orders lines so that each image line comes before the lines that use
+it, otherwise keeping line order.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
+
+from worker.render.image_request import ImageRequest
+
+if TYPE_CHECKING:
+    from worker.batch.parse import BatchLine
+
+__all__ = ["Claims", "Refs", "check_refs", "topological"]
+
+Claims = Mapping[str, Sequence[int]]  # a line id -> every line that gave it, in order
+Refs = dict[int, tuple[int, ...]]  # a line -> the lines its refs name, in order
+
+
+def check_refs(
+    valid: Sequence[BatchLine], claims: Claims, refused: set[int]
+) -> tuple[Refs, dict[int, list[str]]]:
+    """The lines each valid line's refs name, and the ``refs`` problems of each line that
+    fails on its refs (or on a refused line it names)."""
+    by_line = {ln.line: ln for ln in valid}
+    targets, problems = _targets(valid, claims, refused)
+    for number, messages in _cycles(targets).items():
+        problems.setdefault(number, []).extend(messages)
+    for number, message in _non_images(targets, by_line, problems):
+        problems.setdefault(number, []).append(message)
+    _cascade(targets, problems)
+    return targets, problems
+
+
+def _targets(
+    valid: Iterable[BatchLine], claims: Claims, refused: set[int]
+) -> tuple[Refs, dict[int, list[str]]]:
+    """Each line's named lines, and the refs that name no line, two, or a refused one."""
+    targets: Refs = {}
+    problems: dict[int, list[str]] = {}
+    for ln in valid:
+        found: list[int] = []
+        for ref in ln.refs:
+            lines = claims.get(ref, ())
+            if not lines:
+                problems.setdefault(ln.line, []).append(
+                    f"{ref!r} is no line's id; give the id of an image line in this file"
+                )
+            elif len(lines) > 1:
+                problems.setdefault(ln.line, []).append(
+                    f"{ref!r} is the id of lines {', '.join(map(str, lines))}; give each line "
+                    "its own id")  # fmt: skip
+            elif lines[0] in refused:
+                problems.setdefault(ln.line, []).append(
+                    f"{ref!r} is line {lines[0]}, which is refused; fix line {lines[0]} first"
+                )
+            else:
+                found.append(lines[0])
+        targets[ln.line] = tuple(found)
+    return targets, problems
+
+
+def _cycles(targets: Mapping[int, tuple[int, ...]]) -> dict[int, list[str]]:
+    """A problem for each line on a cycle of refs, naming the cycle."""
+    state: dict[int, int] = {}  # 1: on the current path, 2: done
+    problems: dict[int, list[str]] = {}
+    for start in sorted(targets):
+        if state.get(start):
+            continue
+        path, stack = [start], [iter(targets.get(start, ()))]
+        state[start] = 1
+        while stack:
+            nxt = next(stack[-1], None)
+            if nxt is None:
+                state[path.pop()] = 2
+                stack.pop()
+            elif state.get(nxt) == 1:
+                loop = path[path.index(nxt) :]
+                shown = " -> ".join(f"line {n}" for n in [*loop, nxt])
+                for number in loop:
+                    problems.setdefault(number, []).append(
+                        f"its refs wait on themselves ({shown}); a line cannot wait for its "
+                        "own output: remove one ref of the cycle")  # fmt: skip
+            elif not state.get(nxt) and nxt in targets:
+                state[nxt] = 1
+                path.append(nxt)
+                stack.append(iter(targets[nxt]))
+    return problems
+
+
+def _non_images(
+    targets: Mapping[int, tuple[int, ...]], by_line: Mapping[int, BatchLine],
+    problems: Mapping[int, list[str]],
+) -> Iterable[tuple[int, str]]:  # fmt: skip
+    """Refs that name a video line, or an image line making more than one still."""
+    for number, named in targets.items():
+        if number in problems:
+            continue  # a cycle, or a ref that names no line, says it already
+        for target in named:
+            request = by_line[target].request
+            ref = f"line {target}"
+            if not isinstance(request, ImageRequest):
+                yield (
+                    number,
+                    (
+                        f"{ref} is a video line; refs name image lines (an image "
+                        "model such as grok-imagine-image): give an image line's id"
+                    ),
+                )
+            elif request.n != 1:
+                yield (
+                    number,
+                    (
+                        f"{ref} makes {request.n} images and a ref takes one; set "
+                        f"its n to 1, or split it into lines of one image each"
+                    ),
+                )
+
+
+def _cascade(targets: Mapping[int, tuple[int, ...]], problems: dict[int, list[str]]) -> None:
+    """A line whose named line is refused here is refused too, until nothing changes."""
+    changed = True
+    while changed:
+        changed = False
+        for number, named in targets.items():
+            gone = [t for t in named if t in problems]
+            if number not in problems and gone:
+                problems[number] = [f"line {gone[0]} is refused (its refs); fix it first"]
+                changed = True
+
+
+def topological(refs: Mapping[int, Iterable[int]]) -> list[int]:
+    """Every key of ``refs`` (a line -> the lines it names) in ascending order, except that
+    a line comes after each line it names; raises :class:`ValueError` on a cycle."""
+    waiting = {n: 0 for n in refs}
+    users: dict[int, list[int]] = {}
+    for number, named in refs.items():
+        for target in named:
+            if target in waiting:
+                waiting[number] += 1
+                users.setdefault(target, []).append(number)
+    ready = [n for n, count in waiting.items() if count == 0]
+    heapq.heapify(ready)
+    ordered: list[int] = []
+    while ready:
+        number = heapq.heappop(ready)
+        ordered.append(number)
+        for user in users.get(number, ()):
+            waiting[user] -= 1
+            if waiting[user] == 0:
+                heapq.heappush(ready, user)
+    if len(ordered) != len(waiting):
+        raise ValueError("refs form a cycle; check_refs refuses such lines first")
+    return ordered
