@@ -159,6 +159,7 @@ def _without_placeholders(request: RenderRequest, refs: tuple[str, ...]) -> Rend
 
 def _noted(problems: Problems, count: int) -> Problems:
     """Problems of the images say that the line's refs count as its first images."""
-    note = f" (its {count} ref{'s' if count != 1 else ''} count as its first images)"
+    refs = "its ref counts" if count == 1 else f"its {count} refs count"
+    note = f" ({refs} as its first images)"
     return [(name, message + note if name == "images" or "@image" in message.lower() else message)
             for name, message in problems]  # fmt: skip

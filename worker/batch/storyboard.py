@@ -3,9 +3,9 @@
 Each line was checked on its own (:mod:`worker.batch.refs`). Here, before anything is
 enqueued, every ref must name exactly one line of the file, that line must be valid, make
 one still (an image line with ``n`` 1) and not wait, through its own refs, on the line
-that names it. A line that fails gets a ``refs`` error naming the ref and the fix, and a
-line whose ref names a refused line is refused too (its still would never come), so the
-valid lines of a file always form a complete, acyclic storyboard.
+that names it. A line that fails gets a ``refs`` error naming the ref and the fix; a line
+whose ref names a refused line is refused too (its still would never come), so the valid
+lines of a file always form a complete, acyclic storyboard.
 
 :func:`topological` orders lines so that each image line comes before the lines that use
 it, otherwise keeping line order.
@@ -32,14 +32,18 @@ def check_refs(
     valid: Sequence[BatchLine], claims: Claims, refused: set[int]
 ) -> tuple[Refs, dict[int, list[str]]]:
     """The lines each valid line's refs name, and the ``refs`` problems of each line that
-    fails on its refs (or on a refused line it names)."""
+    fails on its refs.
+
+    A refused line never leaves a valid one waiting: a ref to a refused line is itself
+    refused, and only image lines can be named, which take no refs of their own (each line's
+    check), so no line refused here is one that another line names.
+    """
     by_line = {ln.line: ln for ln in valid}
     targets, problems = _targets(valid, claims, refused)
     for number, messages in _cycles(targets).items():
         problems.setdefault(number, []).extend(messages)
     for number, message in _non_images(targets, by_line, problems):
         problems.setdefault(number, []).append(message)
-    _cascade(targets, problems)
     return targets, problems
 
 
@@ -126,18 +130,6 @@ def _non_images(
                         f"its n to 1, or split it into lines of one image each"
                     ),
                 )
-
-
-def _cascade(targets: Mapping[int, tuple[int, ...]], problems: dict[int, list[str]]) -> None:
-    """A line whose named line is refused here is refused too, until nothing changes."""
-    changed = True
-    while changed:
-        changed = False
-        for number, named in targets.items():
-            gone = [t for t in named if t in problems]
-            if number not in problems and gone:
-                problems[number] = [f"line {gone[0]} is refused (its refs); fix it first"]
-                changed = True
 
 
 def topological(refs: Mapping[int, Iterable[int]]) -> list[int]:
