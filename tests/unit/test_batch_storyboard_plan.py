@@ -26,17 +26,19 @@ PRICES = load_prices(None, image_default=0.25)  # a FAST 5 s clip is $0.70
 def test_an_image_line_is_planned_before_the_lines_that_use_its_still() -> None:
     parsed = parse([req("first", refs=["k1"]), req("plain"), still("k1"), req("last")])
     plan = plan_batch(parsed, prices=PRICES)
-    assert [item.lines for item in plan.items] == [((2,)), (3,), (1,), (4,)]
+    # The still first, its clip next (a chain stays together, where its first line is).
+    assert [item.lines for item in plan.items] == [(3,), (1,), (2,), (4,)]
     assert [item.index for item in plan.items] == [0, 1, 2, 3]
-    assert plan.items[2].refs == (1,) and plan.items[1].is_image
-    assert plan.line_items == [(1, 2), (2, 0), (3, 1), (4, 3)]  # still by line, for reports
+    assert plan.items[1].refs == (0,) and plan.items[0].is_image
+    assert plan.line_items == [(1, 1), (2, 2), (3, 0), (4, 3)]  # still by line, for reports
 
 
 def test_without_refs_the_plan_keeps_line_order() -> None:
     plan = plan_batch(parse([req("b"), req("a"), req("b"), req("c")]), prices=PRICES)
     assert [item.lines for item in plan.items] == [(1, 3), (2,), (4,)]
     assert topological({3: (), 1: (), 2: ()}) == [1, 2, 3]
-    assert topological({1: (3,), 2: (), 3: ()}) == [2, 3, 1]
+    assert topological({1: (3,), 2: (), 3: ()}) == [3, 1, 2]
+    assert topological({1: (4,), 2: (5,), 3: (4,), 4: (), 5: ()}) == [4, 1, 3, 5, 2]
     with pytest.raises(ValueError, match="cycle"):
         topological({1: (2,), 2: (1,)})
 

@@ -9,10 +9,10 @@ Storyboards: an image line's request is an image request, priced per image (an u
 image model counts the table's image default). A line with ``refs`` has a fingerprint that
 also holds each named line's (its still's), so two clips of one request made from two
 different stills stay two items. Items are numbered in a topological order: an image item
-before every item that uses its still, otherwise line order (a file without refs keeps
-exactly its line order). A chain (items joined by refs, e.g. a still and the clips made
-from it) is admitted by a budget whole or not at all: a still whose clip cannot be paid
-for is not made.
+before every item that uses its still, a chain's items together where its first line is,
+otherwise line order (a file without refs keeps exactly its line order). A chain (items
+joined by refs: a still and the clips made from it) is admitted by a budget whole or not
+at all: a still whose clip cannot be paid for is not made.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from functools import lru_cache
 from worker.batch.budget import to_micros
 from worker.batch.parse import BatchLine, InvalidLine, ParsedBatch
 from worker.batch.refs import LineRequest
-from worker.batch.storyboard import topological
+from worker.batch.storyboard import chain_roots, topological
 from worker.errors import InvalidRequest
 from worker.render.image_request import ImageRequest
 from worker.render.pricing import PriceTable, price_table
@@ -112,22 +112,11 @@ class BatchPlan:
 
     def chains(self) -> list[tuple[int, ...]]:
         """The items joined by refs (a still and the clips made from it), each chain's
-        items in order, chains by their first item; an item without refs is its own."""
-        root = list(range(len(self.items)))
-
-        def find(index: int) -> int:
-            while root[index] != index:
-                root[index] = root[root[index]]
-                index = root[index]
-            return index
-
-        for item in self.items:
-            for ref in item.refs:
-                low, high = sorted((find(item.index), find(ref)))
-                root[high] = low
+        items in order, chains in order; an item without refs is a chain of its own. A
+        chain's items are consecutive (see :func:`~worker.batch.storyboard.topological`)."""
         chains: dict[int, list[int]] = {}
-        for item in self.items:
-            chains.setdefault(find(item.index), []).append(item.index)
+        for index, root in chain_roots({i.index: i.refs for i in self.items}).items():
+            chains.setdefault(root, []).append(index)
         return [tuple(members) for _, members in sorted(chains.items())]
 
     def fitting(self, budget_micros: int | None) -> list[PlannedItem]:

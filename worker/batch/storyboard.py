@@ -8,7 +8,8 @@ whose ref names a refused line is refused too (its still would never come), so t
 lines of a file always form a complete, acyclic storyboard.
 
 :func:`topological` orders lines so that each image line comes before the lines that use
-it, otherwise keeping line order.
+it and a chain's lines stay together (so a budget can take a chain whole in one pass),
+otherwise keeping line order.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from worker.render.image_request import ImageRequest
 if TYPE_CHECKING:
     from worker.batch.parse import BatchLine
 
-__all__ = ["Claims", "Refs", "check_refs", "topological"]
+__all__ = ["Claims", "Refs", "chain_roots", "check_refs", "topological"]
 
 Claims = Mapping[str, Sequence[int]]  # a line id -> every line that gave it, in order
 Refs = dict[int, tuple[int, ...]]  # a line -> the lines its refs name, in order
@@ -132,9 +133,30 @@ def _non_images(
                 )
 
 
+def chain_roots(refs: Mapping[int, Iterable[int]]) -> dict[int, int]:
+    """Each key of ``refs`` (a node -> the nodes it names) -> the smallest node of its chain,
+    the nodes joined by refs either way (a still and every clip made from it)."""
+    root = {n: n for n in refs}
+
+    def find(node: int) -> int:
+        while root[node] != node:
+            root[node] = root[root[node]]
+            node = root[node]
+        return node
+
+    for number, named in refs.items():
+        for target in named:
+            if target in root:
+                low, high = sorted((find(number), find(target)))
+                root[high] = low
+    return {n: find(n) for n in refs}
+
+
 def topological(refs: Mapping[int, Iterable[int]]) -> list[int]:
-    """Every key of ``refs`` (a line -> the lines it names) in ascending order, except that
-    a line comes after each line it names; raises :class:`ValueError` on a cycle."""
+    """Every key of ``refs`` (a line -> the lines it names) in a topological order: each
+    line after the lines it names, each chain's lines together (a chain where its first
+    line is), otherwise ascending. Raises :class:`ValueError` on a cycle."""
+    chain = chain_roots(refs)
     waiting = {n: 0 for n in refs}
     users: dict[int, list[int]] = {}
     for number, named in refs.items():
@@ -142,16 +164,16 @@ def topological(refs: Mapping[int, Iterable[int]]) -> list[int]:
             if target in waiting:
                 waiting[number] += 1
                 users.setdefault(target, []).append(number)
-    ready = [n for n, count in waiting.items() if count == 0]
+    ready = [(chain[n], n) for n, count in waiting.items() if count == 0]
     heapq.heapify(ready)
     ordered: list[int] = []
     while ready:
-        number = heapq.heappop(ready)
+        _, number = heapq.heappop(ready)
         ordered.append(number)
         for user in users.get(number, ()):
             waiting[user] -= 1
             if waiting[user] == 0:
-                heapq.heappush(ready, user)
+                heapq.heappush(ready, (chain[user], user))
     if len(ordered) != len(waiting):
         raise ValueError("refs form a cycle; check_refs refuses such lines first")
     return ordered
