@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from tests.batch_requests import jsonl, req
 from tests.unit.test_batch_storyboard import IMAGE, _keys, parse, still
-from worker.batch.budget import to_micros
+from worker.batch.budget import Claim, Ledger, chain_checks, to_micros
 from worker.batch.plan import InvalidBatch, plan_batch, plan_for_submit, refuse_storyboards
 from worker.batch.storyboard import topological
 from worker.cli.batch import batch
@@ -117,3 +117,38 @@ def test_a_dry_run_of_a_valid_storyboard_prices_its_chains(tmp_path: Path) -> No
     assert "budget $0.75: 0 requests ($0.00) would be submitted, 3 skipped_budget" in (
         result.stdout
     )
+
+
+def claims_of(plan_costs: list[int]) -> list[Claim]:
+    return [Claim(index, "", f"job_{index}", cost) for index, cost in enumerate(plan_costs)]
+
+
+@pytest.mark.parametrize(
+    ("budget", "expected", "reserved"),
+    [
+        (0.90, ["skipped", "skipped", "skipped"], 0.0),  # no still made for a refused clip
+        (0.95, ["ok", "ok", "skipped"], 0.95),
+        (1.65, ["ok", "ok", "ok"], 1.65),
+    ],
+)
+def test_the_ledger_reserves_a_chain_whole_or_skips_it(
+    budget: float, expected: list[str], reserved: float
+) -> None:
+    from tests.contracts.harness import fake_backend
+
+    client = fake_backend()
+    ledger, meta, jobs = Ledger(client), "rd:test:batch", "rd:test:jobs"
+    client.hset(meta, "budget_micros", to_micros(budget))
+    plan = plan_batch(parse([still("k1"), req("a", refs=["k1"]), req("plain")]), prices=PRICES)
+    chain_of = {index: chain[0] for chain in plan.chains() for index in chain}
+    claims = chain_checks(claims_of([item.cost_micros for item in plan.items]), chain_of)
+    assert [claim.room_micros for claim in claims] == [950_000, 700_000, 700_000]
+    assert ledger.claim(meta, jobs, claims) == expected
+    assert int(client.hget(meta, "reserved_micros") or 0) == to_micros(reserved)
+
+
+def test_a_claim_without_a_chain_is_checked_for_its_own_cost_as_before() -> None:
+    claims = claims_of([1, 2, 3])
+    assert chain_checks(claims, {}) == claims
+    assert chain_checks(claims, {0: 0, 2: 2}) == claims  # chains of one
+    assert [c.room_micros for c in chain_checks(claims, {1: 1, 2: 1})] == [1, 5, 3]
