@@ -36,6 +36,7 @@ from worker.batch.refs import MAX_ID, LineRequest, clean_id, take_refs, validate
 from worker.batch.storyboard import check_refs
 from worker.errors import InvalidRequest
 from worker.render.aliases import alias_problem
+from worker.render.image_request import ImageRequest
 from worker.render.request import RenderRequest, is_url
 from worker.render.validation import validate_request
 
@@ -217,7 +218,7 @@ def _check_one(line: int, data: Any, checks: _Checks) -> BatchLine | InvalidLine
 
 
 def _check_line(line: int, data: Any, checks: _Checks) -> BatchLine | InvalidLine:
-    if isinstance(data, RenderRequest):
+    if isinstance(data, RenderRequest | ImageRequest):
         data = data.model_dump(mode="json")
     alias = line_id = None
     refs: tuple[str, ...] = ()
@@ -263,7 +264,8 @@ def parse_records(
     key: str = "default",
     media_dirs: Sequence[Path] | None = None,
 ) -> ParsedBatch:
-    """Validate requests (mappings or :class:`RenderRequest`); lines count from 1.
+    """Validate requests (mappings, :class:`RenderRequest` or :class:`ImageRequest`); lines
+    count from 1.
 
     With ``numbered`` the records are ``(line, data)`` pairs that carry their own numbers.
     ``key`` is the batch's alias: the provider of lines that name none. Local files must
