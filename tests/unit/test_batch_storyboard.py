@@ -16,7 +16,7 @@ import pytest
 
 from config.settings import get_settings
 from tests.batch_requests import FAST, jsonl, req
-from worker.batch import ParsedBatch, parse_text
+from worker.batch import ParsedBatch, parse_records, parse_text
 from worker.render.image_request import ImageRequest
 from worker.render.request import RenderRequest
 
@@ -66,6 +66,13 @@ def test_a_video_line_takes_its_refs_stills_first_and_keeps_its_own_images() -> 
     assert isinstance(first.request, ImageRequest) and first.is_image
     assert video.record()["refs"] == ["k1", "k2"]  # a schedule stores it and parses it again
     assert parse([video.record(), first.record(), second.record()]).ok
+
+
+def test_request_objects_are_read_as_lines_of_their_kind() -> None:
+    parsed = parse_records([ImageRequest(model=IMAGE, prompt="a still"),
+                            RenderRequest(model=FAST, prompt="a clip")])  # fmt: skip
+    assert parsed.ok, parsed.messages()
+    assert [ln.is_image for ln in parsed.lines] == [True, False]
 
 
 def test_a_model_that_needs_an_image_is_satisfied_by_a_ref() -> None:
