@@ -202,6 +202,14 @@ def plan_for_submit(parsed: ParsedBatch, *, prices: PriceTable | None = None) ->
     return plan_batch(parsed, prices=prices)
 
 
+def refuse_unsubmittable(parsed: ParsedBatch) -> None:
+    """Raise :class:`InvalidBatch` for the batch's refused lines, or else for its image lines
+    and lines with refs (:func:`refuse_storyboards`)."""
+    if parsed.invalid:
+        raise InvalidBatch(parsed.invalid)
+    refuse_storyboards(parsed)
+
+
 def refuse_storyboards(parsed: ParsedBatch) -> None:
     """Raise :class:`InvalidBatch` for each image line and line with refs: a batch does not
     make image jobs, nor clips that wait for one, and a clip sent without the stills its

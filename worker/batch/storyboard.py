@@ -16,17 +16,27 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from worker.render.image_request import ImageRequest
-
-if TYPE_CHECKING:
-    from worker.batch.parse import BatchLine
 
 __all__ = ["Claims", "Refs", "chain_roots", "check_refs", "topological"]
 
 Claims = Mapping[str, Sequence[int]]  # a line id -> every line that gave it, in order
 Refs = dict[int, tuple[int, ...]]  # a line -> the lines its refs name, in order
+
+
+class BatchLine(Protocol):
+    """What this module reads of a checked line (:class:`worker.batch.parse.BatchLine`)."""
+
+    @property
+    def line(self) -> int: ...
+
+    @property
+    def refs(self) -> tuple[str, ...]: ...
+
+    @property
+    def request(self) -> object: ...
 
 
 def check_refs(
