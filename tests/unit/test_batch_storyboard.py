@@ -195,3 +195,14 @@ def test_every_line_of_a_storyboard_is_reported_at_once() -> None:
     assert sorted(refusals(parsed)) == [1, 2, 3, 4]
     assert [m.split(":")[0] for m in parsed.messages()] == [
         "line 1", "line 2", "line 3", "line 4"]  # fmt: skip
+
+
+def test_a_line_hears_of_every_bad_ref_at_once() -> None:
+    parsed = parse([req("a", refs=["nope", "v2", "k1"]), req("b", id="v2"), still("k1", n=2)])
+    assert refusals(parsed)[1] == [
+        "refs: 'nope' is no line's id; give the id of an image line in this file",
+        "refs: line 2 is a video line; refs name image lines (an image model such as "
+        "grok-imagine-image): give an image line's id",
+        "refs: line 3 makes 2 images and a ref takes one; set its n to 1, or split it into "
+        "lines of one image each",
+    ]

@@ -42,18 +42,19 @@ class BatchLine(Protocol):
 def check_refs(
     valid: Sequence[BatchLine], claims: Claims, refused: set[int]
 ) -> tuple[Refs, dict[int, list[str]]]:
-    """The lines each valid line's refs name, and the ``refs`` problems of each line that
+    """The lines each valid line's refs name, and every ``refs`` problem of each line that
     fails on its refs.
 
     A refused line never leaves a valid one waiting: a ref to a refused line is itself
     refused, and only image lines can be named, which take no refs of their own (each line's
-    check), so no line refused here is one that another line names.
+    check), so no line refused here is one that another valid line names.
     """
     by_line = {ln.line: ln for ln in valid}
     targets, problems = _targets(valid, claims, refused)
-    for number, messages in _cycles(targets).items():
+    cycles = _cycles(targets)
+    for number, messages in cycles.items():
         problems.setdefault(number, []).extend(messages)
-    for number, message in _non_images(targets, by_line, problems):
+    for number, message in _non_images(targets, by_line, set(cycles)):
         problems.setdefault(number, []).append(message)
     return targets, problems
 
@@ -115,32 +116,25 @@ def _cycles(targets: Mapping[int, tuple[int, ...]]) -> dict[int, list[str]]:
 
 
 def _non_images(
-    targets: Mapping[int, tuple[int, ...]], by_line: Mapping[int, BatchLine],
-    problems: Mapping[int, list[str]],
-) -> Iterable[tuple[int, str]]:  # fmt: skip
-    """Refs that name a video line, or an image line making more than one still."""
+    targets: Mapping[int, tuple[int, ...]], by_line: Mapping[int, BatchLine], cycles: set[int]
+) -> Iterable[tuple[int, str]]:
+    """Refs that name a video line, or an image line making more than one still (a line on
+    a cycle is told of its cycle instead)."""
     for number, named in targets.items():
-        if number in problems:
-            continue  # a cycle, or a ref that names no line, says it already
-        for target in named:
+        for target in () if number in cycles else named:
             request = by_line[target].request
-            ref = f"line {target}"
             if not isinstance(request, ImageRequest):
-                yield (
-                    number,
-                    (
-                        f"{ref} is a video line; refs name image lines (an image "
-                        "model such as grok-imagine-image): give an image line's id"
-                    ),
+                message = (
+                    f"line {target} is a video line; refs name image lines (an image "
+                    "model such as grok-imagine-image): give an image line's id"
                 )
+                yield number, message
             elif request.n != 1:
-                yield (
-                    number,
-                    (
-                        f"{ref} makes {request.n} images and a ref takes one; set "
-                        f"its n to 1, or split it into lines of one image each"
-                    ),
+                message = (
+                    f"line {target} makes {request.n} images and a ref takes one; "
+                    "set its n to 1, or split it into lines of one image each"
                 )
+                yield number, message
 
 
 def chain_roots(refs: Mapping[int, Iterable[int]]) -> dict[int, int]:
