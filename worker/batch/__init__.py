@@ -4,6 +4,8 @@ cancel and resume it, and report on it line by line.
 ::
 
     parse.py    JSON Lines / CSV text -> checked lines (every bad line reported at once)
+    refs.py     one line's refs (image lines' stills as its first images), checked alone
+    storyboard.py  the file's refs as a whole (ids, image lines, cycles) and their order
     reading.py  batch files read as a stream within caps (size, line length, lines)
     plan.py     checked lines -> distinct requests by content fingerprint, with costs
     budget.py   atomic reservations in Redis (Lua), in micro-dollars

@@ -13,11 +13,17 @@ keeps its reservation, and so does one whose submission is in doubt, so that a r
 never takes the spend past the budget. A billed job whose provider said what it charged
 (Kinovi's ``creditsUsed``) counts that actual spend instead of its estimate, and its
 reservation is trued up to it: the difference goes back, or is added if it cost more.
+
+A storyboard's chain (a still and the clips made from it, consecutive in claim order) is
+reserved whole or not at all: its first claim is checked against the budget with the
+chain's whole cost (:func:`chain_checks`), so a still is never made for a clip the budget
+would then refuse.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -31,6 +37,7 @@ __all__ = [
     "Claim",
     "Ledger",
     "Settlement",
+    "chain_checks",
     "from_micros",
     "settlement",
     "to_micros",
@@ -42,22 +49,24 @@ MICROS = 1_000_000
 ClaimResult = Literal["ok", "skipped", "conflict", "canceled"]
 
 # KEYS: batch meta hash, item -> job hash. ARGV[1]: 'claim' or 'skip' (the budget is
-# already exhausted), then (item, expected value, new value, cost in micros) per item.
+# already exhausted), then (item, expected value, new value, cost in micros, micros the
+# budget must have room for: the cost, or a chain's whole cost on its first item) per item.
 _CLAIM = """
 if redis.call('HGET', KEYS[1], 'canceled') == '1' then return {'canceled'} end
 local budget = redis.call('HGET', KEYS[1], 'budget_micros')
 if budget == '' then budget = false end
 local over = ARGV[1] == 'skip'
 local out = {}
-for i = 2, #ARGV, 4 do
+for i = 2, #ARGV, 5 do
   local item, expect, new, cost = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
+  local room = tonumber(ARGV[i + 4])
   local cur = redis.call('HGET', KEYS[2], item) or ''
   if cur ~= expect then
     out[#out + 1] = 'conflict'
   else
-    if not over and budget and cost > 0 then
+    if not over and budget and room > 0 then
       local reserved = tonumber(redis.call('HGET', KEYS[1], 'reserved_micros') or '0')
-      if reserved + cost > tonumber(budget) then over = true end
+      if reserved + room > tonumber(budget) then over = true end
     end
     if over then
       redis.call('HSET', KEYS[2], item, 'skipped_budget')
@@ -148,12 +157,43 @@ def from_micros(micros: int) -> float:
 
 @dataclass(frozen=True)
 class Claim:
-    """One item to claim: its expected current value, the value to set, and its cost."""
+    """One item to claim: its expected current value, the value to set, and its cost.
+
+    ``check_micros`` is what the budget must have room for to admit it: its own cost when
+    None, or its chain's whole cost on a chain's first claim (:func:`chain_checks`).
+    """
 
     item: int
     expect: str
     new: str
     cost_micros: int
+    check_micros: int | None = None
+
+    @property
+    def room_micros(self) -> int:
+        """What the budget must have room for to admit this claim."""
+        return self.cost_micros if self.check_micros is None else self.check_micros
+
+
+def chain_checks(claims: Sequence[Claim], chain_of: Mapping[int, int]) -> list[Claim]:
+    """The claims with each chain's first one checked for the chain's whole cost.
+
+    ``chain_of`` maps an item to its chain (items missing from it are chains of their own);
+    a chain's claims must be consecutive, as a plan numbers them. Its later claims keep
+    their own cost as their check: once the first fits, they fit too.
+    """
+    out = list(claims)
+    start = 0
+    while start < len(out):
+        chain = chain_of.get(out[start].item, -1 - start)
+        end = start + 1
+        while end < len(out) and chain_of.get(out[end].item, -1 - end) == chain:
+            end += 1
+        whole = sum(claim.cost_micros for claim in out[start:end])
+        if end - start > 1:
+            out[start] = dataclasses.replace(out[start], check_micros=whole)
+        start = end
+    return out
 
 
 class Ledger:
@@ -192,7 +232,7 @@ class Ledger:
             return []
         args: list[str | int] = ["skip" if exhausted else "claim"]
         for claim in claims:
-            args += [claim.item, claim.expect, claim.new, claim.cost_micros]
+            args += [claim.item, claim.expect, claim.new, claim.cost_micros, claim.room_micros]
         keys = [meta_key, jobs_key]
         if durability is None:
             raw = self._claim(keys=keys, args=args)

@@ -15,19 +15,28 @@ mix RelayDance and Kinovi lines, each checked by its own provider's rules. A lin
 one uses the batch's ``--key``. An ``id`` column (or field) is the line's own name for its
 shot (``sh010``): the report carries it, and ``--output-name`` may use it; two lines may
 not share one.
+
+A line with an image model (``grok-imagine-image``) asks for stills. A video line may take
+its first reference images from image lines: ``"refs": ["k1", ...]`` names them by their
+``id`` (a ``refs`` column: ``k1;k2``). Each line is checked alone (:mod:`worker.batch.refs`),
+then the file's dependencies as a whole (:mod:`worker.batch.storyboard`): a line refused
+for its refs carries the same ``line N: refs: ...`` error as any other.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
 from config.settings import Settings, SettingsError, get_settings
 from worker.batch.records import BatchFileError, Unparsable, csv_records, jsonl_records
+from worker.batch.refs import MAX_ID, LineRequest, clean_id, take_refs, validate_line
+from worker.batch.storyboard import check_refs
 from worker.errors import InvalidRequest
 from worker.render.aliases import alias_problem
+from worker.render.image_request import ImageRequest
 from worker.render.request import RenderRequest, is_url
 from worker.render.validation import validate_request
 
@@ -42,27 +51,39 @@ __all__ = [
 
 Format = Literal["jsonl", "csv"]
 MAX_LINES = 100_000  # a bigger batch is better split; it keeps one batch record small
-MAX_ID = 128
 _PATH_FIELDS = ("images", "videos", "audio", "first_frame", "last_frame")
 
 
 @dataclass(frozen=True)
 class BatchLine:
-    """One valid request, the line it came from, and the line's own key alias if it named one."""
+    """One valid request, the line it came from, and the line's own key alias if it named one.
+
+    ``refs`` are the image lines' ids whose stills come first in the line's images, and
+    ``ref_lines`` the lines they name, in the same order (both empty without refs).
+    """
 
     line: int
-    request: RenderRequest
+    request: LineRequest
     key: str | None = None
     line_id: str | None = None  # the line's own ``id``
+    refs: tuple[str, ...] = ()
+    ref_lines: tuple[int, ...] = ()
+
+    @property
+    def is_image(self) -> bool:
+        """Whether the line asks for stills (an image model) rather than a clip."""
+        return not isinstance(self.request, RenderRequest)
 
     def record(self) -> dict[str, Any]:
-        """The line as a request mapping again (with its ``key`` and ``id``), to be parsed
-        later."""
+        """The line as a request mapping again (with its ``key``, ``id`` and ``refs``), to
+        be parsed later."""
         data = self.request.model_dump(mode="json")
         if self.key is not None:
             data["key"] = self.key
         if self.line_id is not None:
             data["id"] = self.line_id
+        if self.refs:
+            data["refs"] = list(self.refs)
         return data
 
 
@@ -165,8 +186,8 @@ def _line_id(data: dict[str, Any]) -> tuple[str | None, str | None]:
         return None, None
     if isinstance(value, bool) or not isinstance(value, str | int):
         return None, 'give the line\'s id as text, e.g. "sh010", or leave it out'
-    text = str(value).strip()
-    if not text or len(text) > MAX_ID or any(ord(c) < 32 or ord(c) == 127 for c in text):
+    text = clean_id(value)
+    if text is None:
         return None, f'give an id of 1 to {MAX_ID} printable characters, e.g. "sh010"'
     return text, None
 
@@ -180,6 +201,11 @@ class _Checks:
     providers: _Providers
     media_dirs: Sequence[Path] | None
 
+    def validate(self, data: Mapping[str, Any], provider: str) -> RenderRequest:
+        """A video request checked by ``provider``'s rules."""
+        return validate_request(data, provider=provider, check_files=self.check_files,
+                                media_dirs=self.media_dirs)  # fmt: skip
+
 
 def _check_one(line: int, data: Any, checks: _Checks) -> BatchLine | InvalidLine:
     """One line checked; whatever it holds, a failure is that line's error, never the batch's."""
@@ -192,9 +218,10 @@ def _check_one(line: int, data: Any, checks: _Checks) -> BatchLine | InvalidLine
 
 
 def _check_line(line: int, data: Any, checks: _Checks) -> BatchLine | InvalidLine:
-    if isinstance(data, RenderRequest):
+    if isinstance(data, RenderRequest | ImageRequest):
         data = data.model_dump(mode="json")
     alias = line_id = None
+    refs: tuple[str, ...] = ()
     if isinstance(data, Mapping):
         data, alias, bad_key = _line_key(data)
         if bad_key:
@@ -202,18 +229,19 @@ def _check_line(line: int, data: Any, checks: _Checks) -> BatchLine | InvalidLin
         line_id, bad_id = _line_id(data)
         if bad_id:
             return InvalidLine(line, [("id", bad_id)])
+        refs, bad_refs = take_refs(data)
+        if bad_refs:
+            return InvalidLine(line, [("refs", bad_refs)], line_id)
         if checks.base_dir is not None:
             data = _resolve_paths(data, checks.base_dir)
     provider, problem = checks.providers.of(alias)
     if problem is not None:
         return InvalidLine(line, [problem], line_id)
     try:
-        request = validate_request(
-            data, provider=provider, check_files=checks.check_files, media_dirs=checks.media_dirs
-        )
+        request = validate_line(data, refs, provider=provider, validate=checks.validate)
     except InvalidRequest as exc:
         return InvalidLine(line, list(exc.problems), line_id)
-    return BatchLine(line, request, alias, line_id)
+    return BatchLine(line, request, alias, line_id, refs)
 
 
 def _unique_id(checked: BatchLine, ids: dict[str, int]) -> BatchLine | InvalidLine:
@@ -236,7 +264,8 @@ def parse_records(
     key: str = "default",
     media_dirs: Sequence[Path] | None = None,
 ) -> ParsedBatch:
-    """Validate requests (mappings or :class:`RenderRequest`); lines count from 1.
+    """Validate requests (mappings, :class:`RenderRequest` or :class:`ImageRequest`); lines
+    count from 1.
 
     With ``numbered`` the records are ``(line, data)`` pairs that carry their own numbers.
     ``key`` is the batch's alias: the provider of lines that name none. Local files must
@@ -245,6 +274,7 @@ def parse_records(
     valid: list[BatchLine] = []
     invalid: list[InvalidLine] = []
     ids: dict[str, int] = {}  # line id -> the line that has it
+    claims: dict[str, list[int]] = {}  # line id -> every line that gave it, refused or not
     checks = _Checks(base_dir, check_files, _Providers(key), media_dirs)
     for index, record in enumerate(records, start=1):
         if index > MAX_LINES:  # refused before the rest is validated
@@ -253,15 +283,31 @@ def parse_records(
             )
         line, data = record if numbered else (index, record)
         checked = _check_one(line, data, checks)
-        if isinstance(checked, BatchLine) and checked.line_id is not None:
-            checked = _unique_id(checked, ids)
+        if checked.line_id is not None:
+            claims.setdefault(checked.line_id, []).append(checked.line)
+            if isinstance(checked, BatchLine):
+                checked = _unique_id(checked, ids)
         if isinstance(checked, BatchLine):
             valid.append(checked)
         else:
             invalid.append(checked)
     if not valid and not invalid:
         raise BatchFileError([("file", f"{source} holds no requests; add one request per line")])
+    if any(ln.refs for ln in valid):
+        valid, invalid = _resolve(valid, invalid, claims)
     return ParsedBatch(valid, invalid, source)
+
+
+def _resolve(
+    valid: list[BatchLine], invalid: list[InvalidLine], claims: dict[str, list[int]]
+) -> tuple[list[BatchLine], list[InvalidLine]]:
+    """The file's refs checked as a whole: the lines kept, with the lines their refs name,
+    and the refused ones, with those that fail on their refs."""
+    refs, problems = check_refs(valid, claims, {bad.line for bad in invalid})
+    kept = [replace(ln, ref_lines=refs[ln.line]) for ln in valid if ln.line not in problems]
+    refused = [InvalidLine(ln.line, [("refs", message) for message in problems[ln.line]],
+                           ln.line_id) for ln in valid if ln.line in problems]  # fmt: skip
+    return kept, sorted([*invalid, *refused], key=lambda bad: bad.line)
 
 
 def parse_text(

@@ -4,6 +4,15 @@ A request's fingerprint is :meth:`RenderRequest.fingerprint` (the canonical JSON
 validated request), extended with the sha256 of each local reference file it names, so a
 file edited in place between two batches is not mistaken for the old one. Lines are one
 item when both their fingerprint and their key alias match.
+
+Storyboards: an image line's request is an image request, priced per image (an unpriced
+image model counts the table's image default). A line with ``refs`` has a fingerprint that
+also holds each named line's (its still's), so two clips of one request made from two
+different stills stay two items. Items are numbered in a topological order: an image item
+before every item that uses its still, a chain's items together where its first line is,
+otherwise line order (a file without refs keeps exactly its line order). A chain (items
+joined by refs: a still and the clips made from it) is admitted by a budget whole or not
+at all: a still whose clip cannot be paid for is not made.
 """
 
 from __future__ import annotations
@@ -15,10 +24,12 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from worker.batch.budget import to_micros
-from worker.batch.parse import InvalidLine, ParsedBatch
+from worker.batch.parse import BatchLine, InvalidLine, ParsedBatch
+from worker.batch.refs import LineRequest
+from worker.batch.storyboard import chain_roots, topological
 from worker.errors import InvalidRequest
+from worker.render.image_request import ImageRequest
 from worker.render.pricing import PriceTable, price_table
-from worker.render.request import RenderRequest
 
 __all__ = ["BatchPlan", "InvalidBatch", "PlannedItem", "content_fingerprint", "plan_batch"]
 
@@ -44,9 +55,9 @@ def _file_digest(path: str, size: int, mtime_ns: int) -> str:
     return digest.hexdigest()
 
 
-def content_fingerprint(request: RenderRequest) -> str:
+def content_fingerprint(request: LineRequest) -> str:
     """Identical content, identical fingerprint: the request plus its local files' hashes."""
-    paths = request.local_paths()
+    paths = [] if isinstance(request, ImageRequest) else request.local_paths()
     if not paths:
         return request.fingerprint()
     digest = hashlib.sha256(request.fingerprint().encode())
@@ -68,9 +79,15 @@ class PlannedItem:
     index: int
     fingerprint: str
     cost_micros: int
-    request: RenderRequest
+    request: LineRequest
     lines: tuple[int, ...]
     alias: str | None = None  # the lines' own key alias; None: the batch's
+    refs: tuple[int, ...] = ()  # the items whose stills come first in its images, in order
+
+    @property
+    def is_image(self) -> bool:
+        """Whether the item makes stills (an image request) rather than a clip."""
+        return isinstance(self.request, ImageRequest)
 
 
 @dataclass(frozen=True)
@@ -93,18 +110,29 @@ class BatchPlan:
         """Lines that repeat an earlier line's request (they share its job)."""
         return len(self.line_items) - len(self.items)
 
+    def chains(self) -> list[tuple[int, ...]]:
+        """The items joined by refs (a still and the clips made from it), each chain's
+        items in order, chains in order; an item without refs is a chain of its own. A
+        chain's items are consecutive (see :func:`~worker.batch.storyboard.topological`)."""
+        chains: dict[int, list[int]] = {}
+        for index, root in chain_roots({i.index: i.refs for i in self.items}).items():
+            chains.setdefault(root, []).append(index)
+        return [tuple(members) for _, members in sorted(chains.items())]
+
     def fitting(self, budget_micros: int | None) -> list[PlannedItem]:
-        """The items a budget admits: in order, until the next would exceed it."""
+        """The items a budget admits: chain by chain, in order, each whole, until the next
+        chain would exceed it."""
         if budget_micros is None:
             return list(self.items)
         admitted: list[PlannedItem] = []
         spent = 0
-        for item in self.items:
-            if spent + item.cost_micros > budget_micros:
+        for chain in self.chains():
+            cost = sum(self.items[index].cost_micros for index in chain)
+            if spent + cost > budget_micros:
                 break
-            spent += item.cost_micros
-            admitted.append(item)
-        return admitted
+            spent += cost
+            admitted += [self.items[index] for index in chain]
+        return sorted(admitted, key=lambda item: item.index)
 
     def digest(self, alias: str) -> str:
         """A hash of the batch's content: the same file with the same key gives the same."""
@@ -123,24 +151,79 @@ class BatchPlan:
         return hashlib.sha256(json.dumps(body, separators=(",", ":")).encode()).hexdigest()
 
 
+def _estimate(table: PriceTable, request: LineRequest) -> int:
+    if isinstance(request, ImageRequest):
+        return to_micros(table.estimate_image(request))
+    return to_micros(table.estimate(request))
+
+
+def _fingerprint(line: BatchLine, ref_keys: list[tuple[str | None, str]]) -> str:
+    """The line's content; with refs, the content of each still it is made from too."""
+    own = content_fingerprint(line.request)
+    if not ref_keys:
+        return own
+    body = json.dumps([own, [list(key) for key in ref_keys]], separators=(",", ":"))
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
 def plan_batch(parsed: ParsedBatch, *, prices: PriceTable | None = None) -> BatchPlan:
-    """Group lines by content fingerprint and price each distinct request."""
+    """Group lines by content fingerprint, in topological order, and price each request."""
     table = prices or price_table()
+    by_line = {ln.line: ln for ln in parsed.lines}
     # The same request on two keys is two renders (two providers, or two tenants).
     by_fp: dict[tuple[str | None, str], int] = {}
-    requests: list[tuple[str, RenderRequest, list[int], str | None]] = []
-    line_items: list[tuple[int, int]] = []
-    for line in sorted(parsed.lines, key=lambda ln: ln.line):
-        fp = content_fingerprint(line.request)
+    requests: list[tuple[str, LineRequest, list[int], str | None, tuple[int, ...]]] = []
+    line_index: dict[int, int] = {}
+    line_key: dict[int, tuple[str | None, str]] = {}
+    for number in topological({n: ln.ref_lines for n, ln in by_line.items()}):
+        line = by_line[number]
+        fp = _fingerprint(line, [line_key[ref] for ref in line.ref_lines])
         index = by_fp.get((line.key, fp))
         if index is None:
             index = by_fp[(line.key, fp)] = len(requests)
-            requests.append((fp, line.request, [], line.key))
-        requests[index][2].append(line.line)
-        line_items.append((line.line, index))
+            refs = tuple(line_index[ref] for ref in line.ref_lines)
+            requests.append((fp, line.request, [], line.key, refs))
+        requests[index][2].append(number)
+        line_index[number], line_key[number] = index, (line.key, fp)
     items = [
-        PlannedItem(index, fp, to_micros(table.estimate(request)), request, tuple(lines), alias)
-        for index, (fp, request, lines, alias) in enumerate(requests)
-    ]
+        PlannedItem(index, fp, _estimate(table, request), request, tuple(sorted(lines)), alias,
+                    refs)
+        for index, (fp, request, lines, alias, refs) in enumerate(requests)
+    ]  # fmt: skip
+    line_items = sorted(line_index.items())
     line_ids = {ln.line: ln.line_id for ln in parsed.lines if ln.line_id is not None}
     return BatchPlan(items, line_items, list(parsed.invalid), parsed.source, line_ids)
+
+
+def plan_for_submit(parsed: ParsedBatch, *, prices: PriceTable | None = None) -> BatchPlan:
+    """:func:`plan_batch` for a batch about to be enqueued; refuses its image lines and refs
+    (:func:`refuse_storyboards`)."""
+    refuse_storyboards(parsed)
+    return plan_batch(parsed, prices=prices)
+
+
+def refuse_unsubmittable(parsed: ParsedBatch) -> None:
+    """Raise :class:`InvalidBatch` for the batch's refused lines, or else for its image lines
+    and lines with refs (:func:`refuse_storyboards`)."""
+    if parsed.invalid:
+        raise InvalidBatch(parsed.invalid)
+    refuse_storyboards(parsed)
+
+
+def refuse_storyboards(parsed: ParsedBatch) -> None:
+    """Raise :class:`InvalidBatch` for each image line and line with refs: a batch does not
+    make image jobs, nor clips that wait for one, and a clip sent without the stills its
+    refs name would be billed for another render than the one asked for."""
+    refused = [InvalidLine(ln.line, [_not_enqueued(ln)], ln.line_id)
+               for ln in parsed.lines if ln.is_image or ln.refs]  # fmt: skip
+    if refused:
+        raise InvalidBatch(refused)
+
+
+def _not_enqueued(line: BatchLine) -> tuple[str, str]:
+    if line.refs:
+        return ("refs", "a batch does not enqueue lines with refs; give the still's URL in "
+                f"images instead of {line.refs[0]!r}")  # fmt: skip
+    return ("model", "a batch does not enqueue image lines; generate the still with "
+            f"`relaydance render --model {line.request.model}` and give its URL in a video "
+            "line's images")  # fmt: skip

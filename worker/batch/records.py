@@ -19,7 +19,8 @@ from worker.errors import InvalidRequest
 __all__ = ["BatchFileError", "Unparsable", "csv_records", "jsonl_records"]
 
 _SCALARS = ("model", "prompt", "seconds", "ratio", "resolution", "generate_audio",
-            "first_frame", "last_frame", "mode", "upscale", "key", "id")  # fmt: skip
+            "first_frame", "last_frame", "mode", "upscale", "key", "id", "n", "size",
+            "refs")  # fmt: skip
 _MEDIA = {"image": ("images", 9), "video": ("videos", 3), "audio": ("audio", 3)}
 _LIST_COLUMNS = {"images": "image", "image": "image", "videos": "video", "video": "video",
                  "audio": "audio", "audios": "audio"}  # fmt: skip
@@ -140,7 +141,9 @@ def _csv_row(columns: list[tuple[str, int]], row: list[str]) -> dict[str, Any]:
         value = cell.strip()
         if not value or not name:
             continue
-        if number == 0:
+        if name == "refs":  # other lines' ids, ``;``-separated like the media lists
+            data[name] = [part.strip() for part in value.split(";") if part.strip()]
+        elif number == 0:
             data[name] = value
         elif number < 0:
             items = [part.strip() for part in value.split(";") if part.strip()]

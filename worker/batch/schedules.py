@@ -29,7 +29,7 @@ from celery.schedules import crontab
 from config.task_names import BATCH_RUN as SCHEDULE_TASK
 from worker.batch.budget import from_micros, to_micros
 from worker.batch.parse import ParsedBatch, parse_records
-from worker.batch.plan import InvalidBatch
+from worker.batch.plan import refuse_unsubmittable
 from worker.batch.service import Batches
 from worker.errors import InvalidRequest
 from worker.job.engine import Engine
@@ -196,8 +196,7 @@ class Schedules:
         if problems:
             raise InvalidRequest(problems)
         schedule = parse_cron(cron, app=self.app)
-        if parsed.invalid:
-            raise InvalidBatch(parsed.invalid)
+        refuse_unsubmittable(parsed)
         if self.redis.exists(self.key(name)) and not replace:
             raise InvalidRequest(
                 [("name", f"a schedule {name!r} exists; remove it first (schedule remove)")]

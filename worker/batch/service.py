@@ -24,7 +24,7 @@ from config.task_names import RESUME_MANY as RESUME_MANY_TASK
 from worker.batch.budget import Claim, ClaimResult, Settlement, from_micros, to_micros
 from worker.batch.naming import check_plan_names, job_name
 from worker.batch.parse import ParsedBatch
-from worker.batch.plan import BatchPlan, InvalidBatch, plan_batch
+from worker.batch.plan import BatchPlan, InvalidBatch, plan_for_submit
 from worker.batch.status import REQUEUE_STATES, ItemView, Submission
 from worker.batch.store import REUSE_PREFIX, BatchRecord, Item
 from worker.batch.tracker import BatchTracker
@@ -71,7 +71,7 @@ class Batches(BatchTracker):
         self._check_options(key=key, budget=budget, name=name, on_done=on_done)
         if not parsed.lines:
             raise InvalidRequest([("file", "no valid line left to submit; fix the lines above")])
-        plan = plan_batch(parsed, prices=prices)
+        plan = plan_for_submit(parsed, prices=prices)
         if output_name is not None:  # every clip's name, checked before anything is written
             check_plan_names(output_name, plan, batch=name, key=key, now=time.time())
         digest = plan.digest(key)
