@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, overload
 
 __all__ = [
     "LUA_PRELUDE",
@@ -104,6 +105,20 @@ end
 """
 
 
+class _Key:
+    """One key of an alias's limits, named by attribute: ``keys.holders`` is its name."""
+
+    def __init__(self, name: str, doc: str) -> None:
+        self.name, self.__doc__ = name, doc
+
+    @overload
+    def __get__(self, keys: None, owner: type[Any]) -> _Key: ...
+    @overload
+    def __get__(self, keys: LimitKeys, owner: type[Any]) -> str: ...
+    def __get__(self, keys: LimitKeys | None, owner: type[Any]) -> _Key | str:
+        return self if keys is None else keys._key(self.name)
+
+
 @dataclass(frozen=True)
 class LimitKeys:
     """Names of the Redis keys that hold one alias's limits."""
@@ -114,75 +129,38 @@ class LimitKeys:
     def _key(self, name: str) -> str:
         return f"{self.prefix}:{{{self.alias}}}:{name}"
 
-    @property
-    def holders(self) -> str:
-        """Sorted set: holder id -> when it took the slot (microseconds)."""
-        return self._key("holders")
-
-    @property
-    def line(self) -> str:
-        """Sorted set: waiting holder id -> place in line (lower goes first)."""
-        return self._key("line")
-
-    @property
-    def seq(self) -> str:
-        """Counter that numbers arrivals at the tail of the line."""
-        return self._key("seq")
-
-    @property
-    def adaptive(self) -> str:
-        """Hash: learned limit, time of the last cut and change, successes since."""
-        return self._key("adaptive")
-
-    @property
-    def tat(self) -> str:
-        """GCRA theoretical arrival time of the next request (microseconds)."""
-        return self._key("tat")
-
-    @property
-    def pause(self) -> str:
-        """Time before which no request may go (a provider's ``Retry-After``)."""
-        return self._key("pause")
-
-    @property
-    def requests(self) -> str:
-        """Ring of per-second request counters (last minute)."""
-        return self._key("requests")
-
-    @property
-    def rejections(self) -> str:
-        """Ring of per-minute 429 counters (last hour)."""
-        return self._key("rejections")
-
-    @property
-    def quiet(self) -> str:
-        """Present while the key's 429s teach its learned limit nothing (a new Redis
-        primary, or slots the reconciler had to repair, may have miscounted them)."""
-        return self._key("quiet")
-
-    @property
-    def hold(self) -> str:
-        """Hash, present while the key is paused by an account fault or an operator: kind,
-        reason, since, probe_at and probe (the one job that may try the key)."""
-        return self._key("hold")
+    holders = _Key("holders", "Sorted set: holder id -> when it took the slot (microseconds).")
+    line = _Key("line", "Sorted set: waiting holder id -> place in line (lower goes first).")
+    seq = _Key("seq", "Counter that numbers arrivals at the tail of the line.")
+    adaptive = _Key(
+        "adaptive", "Hash: learned limit, time of the last cut and change, successes since."
+    )
+    tat = _Key("tat", "GCRA theoretical arrival time of the next request (microseconds).")
+    pause = _Key("pause", "Time before which no request may go (a provider's Retry-After).")
+    requests = _Key("requests", "Ring of per-second request counters (last minute).")
+    rejections = _Key("rejections", "Ring of per-minute 429 counters (last hour).")
+    quiet = _Key(
+        "quiet",
+        "Present while the key's 429s teach its learned limit nothing (a new Redis "
+        "primary, or slots the reconciler had to repair, may have miscounted them).",
+    )
+    hold = _Key(
+        "hold",
+        "Hash, present while the key is paused by an account fault or an operator: kind, "
+        "reason, since, probe_at and probe (the one job that may try the key).",
+    )
+    held_models = _Key("held-models", "Set of the models with a model_hold.")
+    outages = _Key(
+        "outages", "Sorted set of the windows in which the key could make no call (a revoked key)."
+    )
 
     def model_hold(self, model: str) -> str:
         """Hash, present while the key may not use ``model`` (a 403): as :attr:`hold`."""
         return self._key(f"hold:m:{check_model(model)}")
 
-    @property
-    def held_models(self) -> str:
-        """Set of the models with a :meth:`model_hold`."""
-        return self._key("held-models")
-
     def parked(self, model: str) -> str:
         """Sorted set: jobs of a held ``model``, waiting off the line, in arrival order."""
         return self._key(f"parked:m:{check_model(model)}")
-
-    @property
-    def outages(self) -> str:
-        """Sorted set of the windows in which the key could make no call (a revoked key)."""
-        return self._key("outages")
 
     @property
     def registry(self) -> str:
