@@ -9,20 +9,23 @@ call deadline, and long before the webhook safety poll, as in production. For ea
 
 - **clean**: no fault; throughput against the physical limit K x C / T (one key, cap C,
   generation T), measured from the first submission to the last generation;
-- **chaos**: the provider drops the reply of one accepted submission in nine (the task
-  exists and is billed), the two workers are SIGKILLed in turn ``--kills`` times, and Redis
+- **chaos**: one job in five is a still (a synchronous image request, no task id); the
+  provider drops the reply of one accepted submission in nine (the task exists and is
+  billed) and of one image request in three (the still is billed), the two workers are SIGKILLed in turn ``--kills`` times, and Redis
   is SIGKILLed and restarted from its append-only file once. Nothing restarts a process
   that the Redis restart might stop (no supervisor): the workers, beat and the receiver
   must ride it out; ``survived`` says whether they did.
 
-Reported per run: jobs done, jobs left unknown, jobs paid twice (target 0), 429s (target
-0), throughput as a fraction of K x C / T (target 0.9 clean), polls per job. Figures go
+Reported per run: jobs done, jobs left unknown, jobs paid twice (target 0; stills apart,
+by their billed image requests), stills done and whether each stored still is the PNG the
+simulator served, 429s (target 0), throughput of the clips as a fraction of K x C / T (target 0.9 clean), polls per job. Figures go
 to ``bench/results/chaos.json``; docs/benchmarks.md quotes them.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import signal
@@ -51,6 +54,8 @@ from harness import (
 SCALE = 1 / 30
 GEN_REAL = 90.0  # seconds: the simulator's mean generation before scaling
 MODEL = "doubao-seedance-2-0-fast-260128"
+IMAGE_EVERY = 5  # under chaos, one job in five is a still
+IMAGE_DROP_EVERY = 3  # under chaos, the reply of one image request in three is dropped
 
 
 def scaled_env(
@@ -154,6 +159,33 @@ def _generation_rate(records: list[Any]) -> float:
     return len(generated) / max(last - first, 1e-9)
 
 
+def _request(i: int, *, chaos: bool) -> dict[str, Any]:
+    """The ``i``-th job's request: under chaos a still for one job in IMAGE_EVERY."""
+    if chaos and i % IMAGE_EVERY == IMAGE_EVERY - 2:
+        return {"model": "grok-imagine-image", "prompt": f"bench still {i}", "n": 1,
+                "size": "1024x1024"}  # fmt: skip
+    return {"model": MODEL, "prompt": f"bench {i}", "seconds": 5}
+
+
+def _stills(records: list[Any], stats: dict[str, Any]) -> dict[str, Any]:
+    """The stills: how many, done, paid twice, and whether each stored one is as served."""
+    from simulator import image_sha256
+
+    stills = [j for j in records if j and j.kind.value == "image"]
+    posts = stats["image_requests_by_idempotency_key"]
+    done = [j for j in stills if j.state.value == "done"]
+    served = [image_sha256(u.split("/images/")[1].split(".png")[0], 1024, 1024)
+              for j in done for u in j.image_urls]  # fmt: skip
+    stored = [hashlib.sha256(Path(out["path"]).read_bytes()).hexdigest()
+              for j in done for out in j.outputs]  # fmt: skip
+    return {
+        "stills": len(stills),
+        "stills_done": len(done),
+        "stills_as_served": served == stored,
+        "image_paid_twice": sum(1 for j in stills if posts.get(j.id, 0) > 1),
+    }
+
+
 def _row(
     spec: dict[str, Any], *, kills: int, killed: int, records: list[Any], stats: dict[str, Any],
     seconds: float, survived: bool,
@@ -176,6 +208,7 @@ def _row(
         "unknown": states.get("submit_unknown", 0),
         "failed": states.get("failed", 0),
         "paid_twice": stats["paid_twice"],
+        **_stills(records, stats),
         "rate_limited_429": stats["rate_limited"],
         "adopted": sum(1 for j in records if j and j.adopted_from),
         "throughput_fraction": round(rate / limit, 3),
@@ -197,6 +230,7 @@ def run_one(*, mode: str, chaos: bool, jobs: int, cap: int, kills: int) -> dict[
     sim = SimulatorProcess(
         gen_time_mean=GEN_REAL, gen_time_jitter=0.2, time_scale=SCALE, seed=5,
         concurrency_cap=cap, retry_after=30.0, drop_reply_every=9 if chaos else 0,
+        image_drop_reply_every=IMAGE_DROP_EVERY if chaos else 0,
         webhooks=webhooks, webhook_retry_base=15.0, webhook_max_attempts=6,
     ).start()  # fmt: skip
     web_port = free_port() if webhooks else None
@@ -211,8 +245,7 @@ def run_one(*, mode: str, chaos: bool, jobs: int, cap: int, kills: int) -> dict[
     killed = [0]
     try:
         started = time.time()
-        ids = [enqueue_render({"model": MODEL, "prompt": f"bench {i}", "seconds": 5})
-               for i in range(jobs)]  # fmt: skip
+        ids = [enqueue_render(_request(i, chaos=chaos)) for i in range(jobs)]
         chaos_thread = threading.Thread(
             target=_unleash, args=(server, workers),
             kwargs={"kills": kills, "halt": done_killing, "killed": killed}, daemon=True,
@@ -264,6 +297,7 @@ def main() -> None:
             rows.append(scenario(mode=mode, chaos=chaos, jobs=args.jobs, cap=args.cap,
                                  kills=args.kills))  # fmt: skip
     cols = ["mode", "chaos", "jobs", "done", "unknown", "failed", "paid_twice",
+            "stills", "stills_done", "stills_as_served", "image_paid_twice",
             "rate_limited_429", "adopted", "kills", "dropped_replies", "throughput_fraction",
             "polls_per_job", "wall_s", "survived"]  # fmt: skip
     print_table(rows, cols)

@@ -72,6 +72,12 @@ class SimConfig(BaseSettings):
         description="Every Nth accepted submit (and, counted apart, image request): the task "
         "(the images) exists (billed), then the connection drops before the reply; 0: never.",
     )
+    image_drop_reply_every: int | None = Field(
+        None,
+        ge=0,
+        description="Every Nth accepted image request has its connection dropped after the "
+        "images exist (billed); unset: drop_reply_every's N, counted apart; 0: never.",
+    )
     trickle_seconds: float = Field(
         0.0,
         ge=0,

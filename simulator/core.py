@@ -178,10 +178,16 @@ class Simulator:
 
     def image_fault(self) -> str | None:
         """The fault an accepted image request meets after its images were made and billed:
-        ``"drop"`` (every ``drop_reply_every``-th) or ``"error"`` (``lost_response_rate``)."""
+        ``"drop"`` (every ``image_drop_reply_every``-th, by default ``drop_reply_every``)
+        or ``"error"`` (``lost_response_rate``)."""
         cfg, counters = self.config, self.store.counters
         counters["images_accepted"] += 1
-        if cfg.drop_reply_every and counters["images_accepted"] % cfg.drop_reply_every == 0:
+        every = (
+            cfg.drop_reply_every
+            if cfg.image_drop_reply_every is None
+            else cfg.image_drop_reply_every
+        )
+        if every and counters["images_accepted"] % every == 0:
             counters["dropped_replies"] += 1
             return "drop"
         if self.chance(cfg.lost_response_rate):

@@ -112,7 +112,8 @@ class ImageStore:
         self.requests = 0
 
     def stats(self) -> dict[str, Any]:
-        """What ``/_sim/stats`` shows of images: requests and images billed, jobs paid twice.
+        """What ``/_sim/stats`` shows of images: requests and images billed, jobs paid twice,
+        and the billed requests of each Idempotency-Key (a job's image POSTs).
 
         Every accepted request is billed, whatever became of its reply (a lost reply is
         billed too); two billed requests under one Idempotency-Key are one job paid twice.
@@ -123,4 +124,5 @@ class ImageStore:
             "images_billed": len(self.images),
             "image_paid_twice": len(twice),
             "extra_billed_image_requests": sum(n - 1 for n in twice.values()),
+            "image_requests_by_idempotency_key": dict(self.billed_by_key),
         }

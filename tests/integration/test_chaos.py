@@ -4,16 +4,23 @@ Every timer is scaled down by the same factor (1/30) so that their order is prod
 a generation (90 s real, 3 s here) is longer than the step grace and the call deadline,
 the first poll comes after it, and the webhook safety poll long after. On top of that:
 the provider loses the reply of one accepted submission in nine (the task exists and is
-billed), both workers are SIGKILLed in turn, Redis is SIGKILLed and restarted from its
-append-only file once and is down for a few seconds once. Nothing restarts a process that
-the faults might stop: beat and the workers ride out the Redis restarts by themselves
-(only the workers the test kills are started again, as the fault itself).
+billed) and of one image request in three (the stills exist and are billed), both workers
+are SIGKILLed in turn, Redis is SIGKILLed and restarted from its append-only file once
+and is down for a few seconds once. Nothing restarts a process that the faults might
+stop: beat and the workers ride out the Redis restarts by themselves (only the workers
+the test kills are started again, as the fault itself).
 
 What must hold, in polling and in webhook mode: no job is paid twice, the provider never
 answers 429 (the fleet's limit equals its cap), no job fails, no partial file is left,
 and every job either finishes or is left, honestly, in ``submit_unknown``: in webhook
 mode only when its POST never reached the provider at all (a worker killed between its
 claim and the request leaving), so that nothing it could adopt exists.
+
+A few of the jobs are stills (a synchronous ``POST /v1/images/generations``, no task id,
+no webhook). In both modes each made at most one billed request, and either is done with
+stored stills whose sha256 is that of the PNGs the simulator served, or is in
+``submit_unknown`` with nothing stored: its reply was lost (dropped, or its worker killed
+while it waited) or its POST never left, and with no task to adopt the operator decides.
 """
 
 from __future__ import annotations
@@ -27,16 +34,18 @@ from typing import Any
 import pytest
 import redis
 
-from simulator import VIDEO_SHA256
+from simulator import VIDEO_SHA256, image_sha256
 from simulator.testing import SimulatorProcess
 from tests.fleet import Fleet, point_this_process_at, wait_until
 from worker.infra.redis_server import RedisServer, free_port
-from worker.job.record import JobState
+from worker.job.record import Billing, JobKind, JobState
 
 pytestmark = pytest.mark.integration
 
 SCALE = 1 / 30
 JOBS = 20
+IMAGE_EVERY = 5  # one job in five a still: 4 of the 20
+IMAGE_DROP_EVERY = 3  # the provider drops the reply of one image request in three
 CAP = 4
 S = JobState
 
@@ -116,11 +125,7 @@ def test_no_job_is_lost_or_paid_twice_under_kills_and_redis_restarts(
         try:
             for fleet in fleets:
                 fleet.start()
-            ids = [
-                enqueue_render({"model": "doubao-seedance-2-0-fast-260128",
-                                "prompt": f"chaos {n}", "seconds": 5})
-                for n in range(JOBS)
-            ]  # fmt: skip
+            ids = [enqueue_render(_render(n)) for n in range(JOBS)]
             kills = unleash(fleets, server)
             # With webhooks, a job in doubt whose task exists waits for its webhook.
             found = sim.tasks_for if webhooks else None
@@ -137,19 +142,21 @@ def test_no_job_is_lost_or_paid_twice_under_kills_and_redis_restarts(
 
     assert kills >= 8
     assert stats["dropped_replies"] >= 1  # the fault happened
-    assert stats["paid_twice"] == 0, stats
+    assert (stats["paid_twice"], stats["image_paid_twice"]) == (0, 0), stats
     assert stats["rate_limited"] == 0, stats
     assert [j.id for j in jobs if j.state is S.FAILED] == [], [j.error_message for j in jobs]
     unknown = [j for j in jobs if j.state is S.SUBMIT_UNKNOWN]
-    assert all(j.billing.value == "unknown" for j in unknown)  # kept, possibly billed
+    assert all(j.billing is Billing.UNKNOWN for j in unknown)  # kept, possibly billed
     if webhooks:
         # Every task the provider made was found, through its webhook when the reply was
-        # lost; a job is left unknown only when nothing of it ever reached the provider.
-        assert {j.id for j in unknown} <= never_sent, _states(ids)
+        # lost; a clip is left unknown only when nothing of it ever reached the provider.
+        clips = {j.id for j in unknown if j.kind is not JobKind.IMAGE}
+        assert clips <= never_sent, _states(ids)
         assert any(j.adopted_from for j in jobs)
     assert len([j for j in jobs if j.state is S.DONE]) >= JOBS - len(unknown)
     assert list(output.glob(".*.part")) == []  # no partial file
     _assert_every_clip_whole(jobs)
+    _assert_every_still_paid_once_and_whole(jobs, stats)
 
 
 def _two_fleets(env: dict[str, str], tmp_path: Path, *, web: bool) -> list[Fleet]:
@@ -169,16 +176,50 @@ def _assert_nothing_restarted(fleets: list[Fleet]) -> None:
 
 def _assert_every_clip_whole(jobs: list[Any]) -> None:
     for job in jobs:
-        if job.state is S.DONE:
+        if job.state is S.DONE and job.kind is not JobKind.IMAGE:
             path = Path(job.output_path or "")
             assert hashlib.sha256(path.read_bytes()).hexdigest() == VIDEO_SHA256
 
 
+def _assert_every_still_paid_once_and_whole(jobs: list[Any], stats: dict[str, Any]) -> None:
+    """Each image job POSTed at most once; done with the stills served, or unknown with none
+    stored; and every image request whose reply the provider dropped left its job unknown."""
+    stills = [j for j in jobs if j.kind is JobKind.IMAGE]
+    posts = stats["image_requests_by_idempotency_key"]
+    assert len(stills) == JOBS // IMAGE_EVERY
+    assert all(posts.get(j.id, 0) <= 1 for j in stills), posts  # never paid twice
+    for job in stills:
+        if job.state is S.DONE:
+            assert posts.get(job.id) == 1 and len(job.outputs) == len(job.image_urls) == 1
+            for out, url in zip(job.outputs, job.image_urls, strict=True):
+                assert out["sha256"] == _served(url)
+                assert hashlib.sha256(Path(out["path"]).read_bytes()).hexdigest() == _served(url)
+        else:
+            assert job.state is S.SUBMIT_UNKNOWN and job.outputs == [], job.state
+    lost = [j for j in stills if j.state is S.SUBMIT_UNKNOWN and posts.get(j.id) == 1]
+    assert len(lost) >= stats["image_requests"] // IMAGE_DROP_EVERY, (posts, stats)
+
+
+def _served(url: str) -> str:
+    """The sha256 of the 1024x1024 PNG the simulator serves at ``url`` (its id names it)."""
+    return image_sha256(url.split("/images/")[1].split(".png")[0], 1024, 1024)
+
+
+def _render(n: int) -> dict[str, Any]:
+    """The ``n``-th job's request: a still for one job in IMAGE_EVERY, otherwise a clip."""
+    if n % IMAGE_EVERY == IMAGE_EVERY - 2:
+        return {"model": "grok-imagine-image", "prompt": f"chaos still {n}", "n": 1,
+                "size": "1024x1024"}  # fmt: skip
+    return {"model": "doubao-seedance-2-0-fast-260128", "prompt": f"chaos {n}", "seconds": 5}
+
+
 def _chaos_knobs(*, webhooks: bool) -> dict[str, Any]:
-    """The simulator: 90 s generations at SCALE, every ninth reply dropped."""
+    """The simulator: 90 s generations at SCALE, every ninth submit's reply dropped and
+    every IMAGE_DROP_EVERY-th image request's."""
     return {
         "gen_time_mean": 90.0, "gen_time_jitter": 0.2, "time_scale": SCALE, "seed": 11,
         "concurrency_cap": CAP, "retry_after": 30.0, "drop_reply_every": 9,
+        "image_drop_reply_every": IMAGE_DROP_EVERY,
         "webhooks": webhooks, "webhook_retry_base": 15.0, "webhook_max_attempts": 6,
     }  # fmt: skip
 

@@ -17,6 +17,8 @@ import httpx
 import pytest
 
 from simulator import image_png, image_sha256, png_size
+from simulator.config import SimConfig
+from simulator.core import Simulator
 from tests.conftest import FakeClock
 from tests.simulator_requests import BASIC, SUBMIT, fp
 from tests.simulator_requests import KEY as SIM_KEY
@@ -134,6 +136,20 @@ async def test_a_lost_reply_comes_after_the_images_were_made_and_billed(
     assert (found["images_billed"], found["lost_responses"]) == (2, 1)
 
 
+@pytest.mark.parametrize(("knobs", "dropped"), [
+    ({"drop_reply_every": 3}, [3, 6]),  # video's N, counted apart
+    ({"drop_reply_every": 9, "image_drop_reply_every": 2}, [2, 4, 6]),
+    ({"drop_reply_every": 2, "image_drop_reply_every": 0}, []),
+])  # fmt: skip
+def test_image_replies_are_dropped_every_nth_by_their_own_knob_or_videos(
+    knobs: dict[str, int], dropped: list[int]
+) -> None:
+    sim = Simulator(SimConfig(**knobs))
+    faults = [sim.image_fault() for _ in range(6)]
+    assert [n for n, fault in enumerate(faults, start=1) if fault == "drop"] == dropped
+    assert sim.store.counters["accepted"] == 0  # video's count is its own
+
+
 async def test_an_injected_5xx_is_the_providers_own_json_and_bills_nothing(
     make_client: Callable[..., Client],
 ) -> None:
@@ -213,6 +229,10 @@ async def test_a_repeated_idempotency_key_bills_again_unless_the_provider_honour
     assert first.json()["data"] != second.json()["data"]
     found = await stats(client)
     assert (found["image_paid_twice"], found["extra_billed_image_requests"]) == (1, 1)
+    await generate(client, **{"Idempotency-Key": "rdj_c"})
+    await generate(client)  # no key: billed, counted by no job
+    by_key = (await stats(client))["image_requests_by_idempotency_key"]
+    assert by_key == {"rdj_a": 2, "rdj_c": 1}
 
     honest = make_client(honour_idempotency=True)
     first = await generate(honest, **{"Idempotency-Key": "rdj_b"})
