@@ -84,16 +84,15 @@ def test_a_budget_takes_a_still_and_its_clips_whole_or_not_at_all() -> None:
     assert admitted(0.69) == []
 
 
-def test_submitting_a_storyboard_is_refused_line_by_line_until_batches_make_image_jobs() -> None:
+def test_submitting_refs_is_refused_line_by_line_until_clips_wait_for_stills() -> None:
     parsed = parse([req("plain"), still("k1"), req("a", id="v1", refs=["k1"])])
     assert parsed.ok
     with pytest.raises(InvalidBatch) as exc:
         plan_for_submit(parsed, prices=PRICES)
-    assert [bad.line for bad in exc.value.lines] == [2, 3]
-    assert exc.value.lines[0].problems[0][0] == "model"
-    assert exc.value.lines[1].problems[0][0] == "refs"
-    assert exc.value.lines[1].line_id == "v1"
-    refuse_storyboards(parse([req("plain")]))  # a file without stills is enqueued as before
+    assert [bad.line for bad in exc.value.lines] == [3]  # the image line is enqueued
+    assert exc.value.lines[0].problems[0][0] == "refs"
+    assert exc.value.lines[0].line_id == "v1"
+    refuse_storyboards(parse([req("plain"), still("k1")]))  # stills without refs go
 
 
 def test_a_dry_run_prints_every_storyboard_refusal_and_exits_2(tmp_path: Path) -> None:

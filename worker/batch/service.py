@@ -30,8 +30,9 @@ from worker.batch.store import REUSE_PREFIX, BatchRecord, Item
 from worker.batch.tracker import BatchTracker
 from worker.errors import EnqueueFailed, InvalidRequest, NotDurable
 from worker.job.enqueue import enqueue_jobs, new_job
-from worker.job.record import JobState, new_job_id
+from worker.job.record import JobKind, JobState, new_job_id
 from worker.render.aliases import alias_problem
+from worker.render.image_catalogue import is_image_model
 from worker.render.pricing import PriceTable
 
 __all__ = ["JOB_DONE_TASK", "Batches"]
@@ -342,8 +343,10 @@ class Batches(BatchTracker):
 
 def _job_fields(record: BatchRecord, item: Item, job_id: str) -> dict[str, str]:
     """A batch job's own fields: its line (one field, not two: a job hash is big enough
-    already, see the benchmark) and its clip's name."""
+    already, see the benchmark), an image line's kind, and its output's name."""
     extra = {"batch": f"{record.id}:{item.index}"}
+    if is_image_model(item.request.get("model")):  # a clip's record says nothing of its kind
+        extra["kind"] = JobKind.IMAGE.value
     named = job_name(record, item, job_id)
     if named is not None and record.output_template is not None:
         extra |= {"output_name": named, "output_template": record.output_template}
