@@ -4,17 +4,21 @@ and reported with the batch's clips."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.batch_fleet import CLIP, Stack, _wait, batch_stack, live_batches, live_stack
 from tests.batch_requests import req
+from tests.fleet import wait_until
 from worker.batch import batch_report, parse_records
 from worker.infra.redis_server import RedisServer
 from worker.job.record import Billing, JobKind, JobState
 from worker.render.pricing import IMAGE_DEFAULT_PRICE
+from worker.render.request import RenderRequest
 
 pytestmark = pytest.mark.integration
 
@@ -54,3 +58,68 @@ def test_image_lines_become_image_jobs_priced_counted_and_reported(live: Stack) 
         assert row.output_path and Path(row.output_path).read_bytes().startswith(b"\x89PNG")
     stats = live.sim.stats()
     assert (stats["image_requests"], stats["images_billed"], stats["submissions"]) == (2, 2, 1)
+
+
+def _clip_body(job: Any) -> dict[str, Any]:
+    """The body the clip's POST carried: its request as the submit step sends it."""
+    return RenderRequest.model_validate(job.request).to_body()
+
+
+def test_a_storyboard_ends_with_its_stills_and_clips_each_clip_citing_its_still(
+    live: Stack,
+) -> None:
+    from tasks import get_job
+
+    lines = [
+        {**STILL, "id": "k1"}, req("from the first still", refs=["k1"]),
+        {**STILL, "id": "k2", "prompt": "a harbour keyframe"},
+        req("from the second still", refs=["k2"]), req("a plain clip"),
+    ]  # fmt: skip
+    batches = live_batches()
+    sub = batches.submit(parse_records(lines), budget=2 * IMAGE_DEFAULT_PRICE + 3 * CLIP)
+    assert (sub.enqueued, sub.skipped_budget) == (5, 0)
+    status = _wait(sub.batch_id, live)
+    assert status.done == 5, live.log.read_text()[-3000:]
+    _, rows = batch_report(batches, sub.batch_id)
+    jobs = {row.line: get_job(row.job_id or "") for row in rows}
+    assert [jobs[n].kind for n in (1, 3)] == [JobKind.IMAGE, JobKind.IMAGE]
+    for still, clip in ((1, 2), (3, 4)):
+        (url,) = jobs[still].image_urls
+        assert jobs[clip].request["images"] == [url]
+        assert url in json.dumps(_clip_body(jobs[clip]))
+        assert jobs[clip].times["queued"] >= jobs[still].times["done"] - 0.01
+        assert jobs[clip].billing is Billing.BILLED and jobs[clip].output_path
+    assert jobs[5].request["images"] == []
+    stats = live.sim.stats()
+    assert (stats["image_requests"], stats["submissions"]) == (2, 3)
+
+
+def test_a_canceled_still_cancels_its_clip_unbilled_and_nothing_is_submitted(
+    live: Stack,
+) -> None:
+    live.sim.configure(image_gen_time=3.0)
+    try:
+        _cancel_the_still_in_flight(live)
+    finally:
+        live.sim.configure(image_gen_time=0.0)
+
+
+def _cancel_the_still_in_flight(live: Stack) -> None:
+    from tasks import cancel, get_job
+
+    batches = live_batches()
+    lines = [{**STILL, "id": "k1"}, req("from the still", refs=["k1"])]
+    sub = batches.submit(parse_records(lines), budget=1.0)
+    _, rows = batch_report(batches, sub.batch_id)
+    still, clip = rows[0].job_id or "", rows[1].job_id or ""
+    assert get_job(clip).state is JobState.WAITING_FOR_INPUT
+    assert wait_until(lambda: get_job(still).state is JobState.SUBMITTING, timeout=20)
+    assert cancel(still)
+    status = _wait(sub.batch_id, live)
+    job = get_job(clip)
+    assert (job.state, job.billing, job.error_code) == (
+        JobState.CANCELED, Billing.NONE, "input_failed",
+    )  # fmt: skip
+    assert job.error_message == f"its still {still} canceled; the clip was never sent"
+    assert live.sim.stats()["submissions"] == 0
+    assert status.counts.get("canceled") == 2

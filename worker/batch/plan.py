@@ -31,7 +31,10 @@ from worker.errors import InvalidRequest
 from worker.render.image_request import ImageRequest
 from worker.render.pricing import PriceTable, price_table
 
-__all__ = ["BatchPlan", "InvalidBatch", "PlannedItem", "content_fingerprint", "plan_batch"]
+__all__ = [
+    "BatchPlan", "InvalidBatch", "PlannedItem", "content_fingerprint", "plan_batch",
+    "refuse_unsubmittable",
+]  # fmt: skip
 
 
 class InvalidBatch(InvalidRequest):
@@ -195,29 +198,7 @@ def plan_batch(parsed: ParsedBatch, *, prices: PriceTable | None = None) -> Batc
     return BatchPlan(items, line_items, list(parsed.invalid), parsed.source, line_ids)
 
 
-def plan_for_submit(parsed: ParsedBatch, *, prices: PriceTable | None = None) -> BatchPlan:
-    """:func:`plan_batch` for a batch about to be enqueued; refuses its lines with refs
-    (:func:`refuse_storyboards`)."""
-    refuse_storyboards(parsed)
-    return plan_batch(parsed, prices=prices)
-
-
 def refuse_unsubmittable(parsed: ParsedBatch) -> None:
-    """Raise :class:`InvalidBatch` for the batch's refused lines, or else for its lines
-    with refs (:func:`refuse_storyboards`)."""
+    """Raise :class:`InvalidBatch` for the batch's refused lines, if any."""
     if parsed.invalid:
         raise InvalidBatch(parsed.invalid)
-    refuse_storyboards(parsed)
-
-
-def refuse_storyboards(parsed: ParsedBatch) -> None:
-    """Raise :class:`InvalidBatch` for each line with refs: a batch makes image jobs, but
-    not yet clips that wait for one, and a clip sent without the stills its refs name would
-    be billed for another render than the one asked for."""
-    refused = [
-        InvalidLine(ln.line, [("refs", "a batch does not enqueue lines with refs; give the "
-                               f"still's URL in images instead of {ln.refs[0]!r}")], ln.line_id)
-        for ln in parsed.lines if ln.refs
-    ]  # fmt: skip
-    if refused:
-        raise InvalidBatch(refused)
