@@ -10,11 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
 from tests.batch_fleet import CLIP, Stack, _wait, batch_stack, live_batches, live_stack
 from tests.batch_requests import req
 from tests.fleet import wait_until
 from worker.batch import batch_report, parse_records
+from worker.cli.batch import batch
 from worker.infra.redis_server import RedisServer
 from worker.job.record import Billing, JobKind, JobState
 from worker.render.pricing import IMAGE_DEFAULT_PRICE
@@ -90,6 +92,10 @@ def test_a_storyboard_ends_with_its_stills_and_clips_each_clip_citing_its_still(
         assert jobs[clip].times["queued"] >= jobs[still].times["done"] - 0.01
         assert jobs[clip].billing is Billing.BILLED and jobs[clip].output_path
     assert jobs[5].request["images"] == []
+    assert [row.made_from for row in rows] == [None, "1", None, "3", None]  # the report
+    shown = CliRunner().invoke(batch, ["status", sub.batch_id])
+    assert "storyboard: line 2 (done) <- still line 1 (done)" in shown.stdout
+    assert "storyboard: line 4 (done) <- still line 3 (done)" in shown.stdout
     stats = live.sim.stats()
     assert (stats["image_requests"], stats["submissions"]) == (2, 3)
 
