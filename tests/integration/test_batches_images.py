@@ -129,3 +129,28 @@ def _cancel_the_still_in_flight(live: Stack) -> None:
     assert job.error_message == f"its still {still} canceled; the clip was never sent"
     assert live.sim.stats()["submissions"] == 0
     assert status.counts.get("canceled") == 2
+
+
+def test_a_failed_still_cancels_its_clip_unbilled_and_nothing_is_submitted(live: Stack) -> None:
+    from tasks import get_job
+
+    live.sim.configure(url_ttl=0.001)  # the still's url is gone before it is stored
+    try:
+        batches = live_batches()
+        lines = [{**STILL, "id": "k1"}, req("from the still", refs=["k1"])]
+        sub = batches.submit(parse_records(lines), budget=1.0)
+        status = _wait(sub.batch_id, live)
+    finally:
+        live.sim.configure(url_ttl=3600.0)
+    _, rows = batch_report(batches, sub.batch_id)
+    still, clip = get_job(rows[0].job_id or ""), get_job(rows[1].job_id or "")
+    assert still.state is JobState.FAILED, live.log.read_text()[-3000:]
+    assert (clip.state, clip.billing, clip.error_code) == (
+        JobState.CANCELED, Billing.NONE, "input_failed",
+    )  # fmt: skip
+    assert clip.error_message == f"its still {still.id} failed; the clip was never sent"
+    assert rows[1].billing == "none" and rows[1].made_from == "1"
+    stats = live.sim.stats()
+    assert (stats["image_requests"], stats["submissions"]) == (1, 0)
+    assert status.counts == {"failed": 1, "canceled": 1}
+    assert status.spent_usd == pytest.approx(IMAGE_DEFAULT_PRICE)  # the still was billed
