@@ -154,3 +154,8 @@ def test_a_failed_still_cancels_its_clip_unbilled_and_nothing_is_submitted(live:
     assert (stats["image_requests"], stats["submissions"]) == (1, 0)
     assert status.counts == {"failed": 1, "canceled": 1}
     assert status.spent_usd == pytest.approx(IMAGE_DEFAULT_PRICE)  # the still was billed
+    resumed = batches.resume(sub.batch_id, budget=2.0)  # the still and its clip again, linked
+    assert resumed.enqueued == 2 and _wait(sub.batch_id, live).done == 2
+    _, rows = batch_report(batches, sub.batch_id)
+    still, clip = get_job(rows[0].job_id or ""), get_job(rows[1].job_id or "")
+    assert clip.request["images"] == still.image_urls and live.sim.stats()["submissions"] == 1
