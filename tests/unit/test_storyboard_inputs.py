@@ -15,7 +15,7 @@ from tests.batch_requests import req
 from tests.contracts.harness import fake_backend, job_of, money_engine, money_settings
 from tests.pipeline_helpers import RecordingEngine, run_step
 from tests.unit.test_image_jobs import FakeImages, make_image_job
-from worker.batch.chains import chunks, links
+from worker.batch.chains import chain_of, chunks, links
 from worker.batch.store import Item
 from worker.job.inputs import FEEDS, settle_waiting, waiting_fields
 from worker.job.notify import notify_final
@@ -108,11 +108,12 @@ def test_chunks_never_split_a_chain_and_links_name_both_ends() -> None:
     items = {i: Item(i, f"fp{i}", 1, {"model": "m"}, refs=refs)
              for i, refs in enumerate([(), (0,), (0,), (), ()])}  # fmt: skip
     candidates = [(i, "") for i in items]
-    assert [[c[0] for c in chunk] for chunk in chunks(candidates, items, 2)] == [
+    assert [[c[0] for c in chunk] for chunk in chunks(candidates, chain_of(items), 2)] == [
         [0, 1, 2], [3, 4],
     ]  # fmt: skip
     created = [(items[0], "rdj_s"), (items[1], "rdj_a"), (items[2], "rdj_b")]
     linked = links(created, {})
     assert linked["rdj_s"] == {FEEDS: "rdj_a,rdj_b"}
     assert linked["rdj_a"]["state"] == "waiting_for_input"
+    assert chain_of({0: items[0], 3: items[3]}) == {}  # no refs: each item its own chain
     assert links([(items[1], "rdj_a")], {0: "reuse:rdj_old"})["rdj_a"]["waits_for"] == "rdj_old"

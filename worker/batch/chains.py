@@ -32,15 +32,16 @@ _UNCLAIMED = "unclaimed"  # a still no job was claimed for: the clip waiting for
 
 
 def chain_of(items: Mapping[int, Item]) -> dict[int, int]:
-    """Each item's chain (the index of its first item); an item without refs or
-    dependants is a chain of its own."""
+    """Each item's chain (the index of its first item); empty for a batch without refs
+    (every item is then a chain of its own)."""
+    if not any(item.refs for item in items.values()):
+        return {}
     return chain_roots({index: item.refs for index, item in items.items()})
 
 
-def chunks(candidates: Sequence[T], items: Mapping[int, Item], size: int) -> Iterator[list[T]]:
+def chunks(candidates: Sequence[T], roots: Mapping[int, int], size: int) -> Iterator[list[T]]:
     """``candidates`` (item, expected value) in chunks of about ``size``; a chunk ends only
-    where a chain does, so a chain is claimed in one call."""
-    roots = chain_of(items) if any(item.refs for item in items.values()) else {}
+    where a chain does (``roots``: :func:`chain_of`), so a chain is claimed in one call."""
     chunk: list[T] = []
     for candidate in candidates:
         root = roots.get(candidate[0], candidate[0])

@@ -216,8 +216,9 @@ class Batches(BatchTracker):
         token = uuid.uuid4().hex
         self.store.enter(record.id, token, lease=BUSY_LEASE)
         try:
-            for chunk in chunks(candidates, view.items, _CHUNK):  # a chain in one claim call
-                claims = self._claims(record, view, chunk)
+            roots = chain_of(view.items)
+            for chunk in chunks(candidates, roots, _CHUNK):  # a chain in one claim call
+                claims = chain_checks(self._claims(record, view, chunk), roots)  # reserved whole
                 results = self._reserve(record, meta, jobs_key, claims, exhausted=exhausted)
                 if results == ["canceled"]:
                     logger.info("batch %s canceled; enqueueing stopped", record.id)
@@ -266,7 +267,7 @@ class Batches(BatchTracker):
                 claims.append(Claim(index, expect, REUSE_PREFIX + found, 0))
             else:
                 claims.append(Claim(index, expect, new_job_id(), view.items[index].cost_micros))
-        return chain_checks(claims, chain_of(view.items))  # --budget reserves a chain whole
+        return claims
 
     def _settle_claims(
         self, record: BatchRecord, view: ItemView, claims: list[Claim], results: Sequence[str],
