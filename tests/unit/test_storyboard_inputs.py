@@ -117,3 +117,18 @@ def test_chunks_never_split_a_chain_and_links_name_both_ends() -> None:
     assert linked["rdj_a"]["state"] == "waiting_for_input"
     assert chain_of({0: items[0], 3: items[3]}) == {}  # no refs: each item its own chain
     assert links([(items[1], "rdj_a")], {0: "reuse:rdj_old"})["rdj_a"]["waits_for"] == "rdj_old"
+
+
+def test_the_sweeper_moves_on_a_clip_whose_stills_end_was_never_told(
+    engine: RecordingEngine,
+) -> None:
+    still, clip = storyboard(engine)
+    engine.store.update_fields(still, states={S.QUEUED}, set={FEEDS: ""})  # the notice is lost
+    engine.store.fail(still, code="bad_request", message="refused")
+    notify_final(engine, still)
+    assert job_of(engine, clip).state is S.WAITING_FOR_INPUT
+    engine.store.update_fields(clip, states={S.WAITING_FOR_INPUT}, due=time.time() - 1)
+    sweep(engine, grace=0)
+    job = job_of(engine, clip)
+    assert (job.state, job.error_code, job.notified_final) == (S.CANCELED, "input_failed", True)
+    assert sent_for(engine, clip) == []
