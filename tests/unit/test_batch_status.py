@@ -6,9 +6,12 @@ and a submission whose outcome is unknown has its own group.
 
 from __future__ import annotations
 
+import dataclasses
+
 from worker.batch.budget import SKIPPED_BUDGET
 from worker.batch.report import progress_line
-from worker.batch.status import LINE_GROUPS, BatchStatus
+from worker.batch.status import LINE_GROUPS, BatchStatus, made_from
+from worker.batch.store import Item
 from worker.job.record import JobState
 
 LINE_STATES = {s.value for s in JobState} | {"pending", "lost", SKIPPED_BUDGET, "invalid"}
@@ -47,3 +50,21 @@ def test_groups_with_no_line_beyond_the_usual_four_are_left_out_of_the_progress_
     line = progress_line(status_of({1: "done", 2: "running"}), elapsed=1.0, done_before=0)
     assert "invalid" not in line and "skipped" not in line and "canceled" not in line
     assert "| 1 running | 0 waiting | 0 failed |" in line
+
+
+def test_a_storyboard_status_shows_each_clip_beside_its_stills() -> None:
+    items = {0: Item(0, "a", 1, {}), 1: Item(1, "b", 1, {}, refs=(0,)),
+             2: Item(2, "c", 1, {}, refs=(0, 3)), 3: Item(3, "d", 1, {})}  # fmt: skip
+    lines = [(1, 1), (2, 0), (3, 2), (4, 3), (5, 1)]  # line 5 repeats line 1's request
+    chains = made_from(lines, items)
+    assert chains == {1: (2,), 3: (2, 4), 5: (2,)}
+    status = dataclasses.replace(status_of({
+        1: "waiting_for_input", 2: "submitting", 3: "canceled", 4: "failed",
+        5: "waiting_for_input",
+    }), made_from=chains)  # fmt: skip
+    assert status.chains()[:2] == [
+        "line 1 (waiting_for_input) <- still line 2 (submitting)",
+        "line 3 (canceled) <- still line 2 (submitting), line 4 (failed)",
+    ]
+    assert status.to_dict()["made_from"] == {"1": [2], "3": [2, 4], "5": [2]}
+    assert "made_from" not in status_of({1: "done"}).to_dict()

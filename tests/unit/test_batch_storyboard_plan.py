@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from tests.batch_requests import jsonl, req
 from tests.unit.test_batch_storyboard import IMAGE, _keys, parse, still
 from worker.batch.budget import Claim, Ledger, chain_checks, to_micros
-from worker.batch.plan import InvalidBatch, plan_batch, plan_for_submit, refuse_storyboards
+from worker.batch.plan import plan_batch
 from worker.batch.storyboard import topological
 from worker.cli.batch import batch
 from worker.render.pricing import load_prices
@@ -82,18 +82,6 @@ def test_a_budget_takes_a_still_and_its_clips_whole_or_not_at_all() -> None:
     assert admitted(2.35) == [(1,), (2,), (3,), (4,)]
     assert admitted(3.05) == [(1,), (2,), (3,), (4,), (5,)]
     assert admitted(0.69) == []
-
-
-def test_submitting_a_storyboard_is_refused_line_by_line_until_batches_make_image_jobs() -> None:
-    parsed = parse([req("plain"), still("k1"), req("a", id="v1", refs=["k1"])])
-    assert parsed.ok
-    with pytest.raises(InvalidBatch) as exc:
-        plan_for_submit(parsed, prices=PRICES)
-    assert [bad.line for bad in exc.value.lines] == [2, 3]
-    assert exc.value.lines[0].problems[0][0] == "model"
-    assert exc.value.lines[1].problems[0][0] == "refs"
-    assert exc.value.lines[1].line_id == "v1"
-    refuse_storyboards(parse([req("plain")]))  # a file without stills is enqueued as before
 
 
 def test_a_dry_run_prints_every_storyboard_refusal_and_exits_2(tmp_path: Path) -> None:

@@ -15,19 +15,25 @@ from worker.job.cas import CAS
 from worker.job.states import (
     FINAL_STATES,
     FINAL_STATES_LUA,
+    HOLDS_SLOT,
     IMAGE_PLAN,
     LIVE_STATES,
     PLAN,
     REMOTE_MAY_BE_LIVE,
     STEP_STATES,
+    TASK_MAY_EXIST,
     JobState,
     is_final,
+    steps_from,
 )
 from worker.job.store import JobStore
 from worker.job.transitions import (
+    ABANDON_UNSENT,
     BACK_IN_TIME,
     CANCEL,
     FAIL,
+    INPUT_FAILED,
+    INPUT_READY,
     MOVES,
     SUBMIT_ACCEPTED,
     TRANSITIONS,
@@ -39,8 +45,10 @@ S = JobState
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_every_state_is_reachable_from_queued() -> None:
-    seen, todo = {S.QUEUED}, deque([S.QUEUED])
+def test_every_state_is_reachable_from_the_states_a_job_is_written_in() -> None:
+    created = {S.QUEUED, S.WAITING_FOR_INPUT}  # a storyboard's clip waits for its stills
+    assert ABANDON_UNSENT.sources == created
+    seen, todo = set(created), deque(created)
     while todo:
         for target in MOVES[todo.popleft()]:
             if target not in seen:
@@ -71,7 +79,7 @@ def test_every_transition_starts_from_live_states_and_schedules_its_plan() -> No
         assert t.name == name and t.sources, name
         assert not t.sources & FINAL_STATES, f"{name} starts from a final state"
         assert t.then == (PLAN[t.to][0] if t.to in PLAN else None), name
-        if t.to in IMAGE_PLAN:  # an image job's plan agrees wherever it goes
+        if t.to in IMAGE_PLAN and t is not INPUT_READY:  # only a clip waits for stills
             assert t.then == IMAGE_PLAN[t.to][0], name
         if t.then is not None:
             assert t.to in STEP_STATES[t.then], f"{name}: {t.then} does not act in {t.to}"
@@ -100,6 +108,16 @@ def test_an_image_job_reaches_done_without_a_poll_by_moves_of_its_own_plan() -> 
     for state, plan in IMAGE_PLAN.items():
         assert state in STEP_STATES[plan[0]], state
         assert {S.FAILED, S.CANCELED} <= MOVES[state], state
+
+
+def test_a_clip_waiting_for_its_stills_is_queued_or_canceled_unbilled_and_holds_no_slot() -> None:
+    assert MOVES[S.WAITING_FOR_INPUT] == {S.QUEUED, S.CANCELED, S.FAILED}
+    assert (INPUT_READY.sources, INPUT_READY.to) == ({S.WAITING_FOR_INPUT}, S.QUEUED)
+    assert (INPUT_FAILED.sources, INPUT_FAILED.to) == ({S.WAITING_FOR_INPUT}, S.CANCELED)
+    assert INPUT_FAILED.sets["billing"] == "none" and not INPUT_READY.sets
+    assert not any(S.WAITING_FOR_INPUT in states for states in STEP_STATES.values())
+    assert S.WAITING_FOR_INPUT not in HOLDS_SLOT | REMOTE_MAY_BE_LIVE | TASK_MAY_EXIST
+    assert steps_from(S.WAITING_FOR_INPUT) == []  # nothing is sent while it waits
 
 
 def test_the_final_and_live_sets_partition_the_states_and_the_lua_reads_the_same_table() -> None:

@@ -13,6 +13,7 @@ cancel and resume it, and report on it line by line.
     status.py   a submission's result and a batch's status; line states
     tracker.py  follow a batch: settle finished jobs, status, wait, cancel, job-done
     service.py  submit and resume (claim, reserve, write, send)
+    chains.py   a storyboard's chains as they are enqueued: claimed whole, jobs linked
     report.py   one row per line as CSV or JSON; the progress line
 """
 

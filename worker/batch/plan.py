@@ -31,7 +31,10 @@ from worker.errors import InvalidRequest
 from worker.render.image_request import ImageRequest
 from worker.render.pricing import PriceTable, price_table
 
-__all__ = ["BatchPlan", "InvalidBatch", "PlannedItem", "content_fingerprint", "plan_batch"]
+__all__ = [
+    "BatchPlan", "InvalidBatch", "PlannedItem", "content_fingerprint", "plan_batch",
+    "refuse_unsubmittable",
+]  # fmt: skip
 
 
 class InvalidBatch(InvalidRequest):
@@ -195,35 +198,7 @@ def plan_batch(parsed: ParsedBatch, *, prices: PriceTable | None = None) -> Batc
     return BatchPlan(items, line_items, list(parsed.invalid), parsed.source, line_ids)
 
 
-def plan_for_submit(parsed: ParsedBatch, *, prices: PriceTable | None = None) -> BatchPlan:
-    """:func:`plan_batch` for a batch about to be enqueued; refuses its image lines and refs
-    (:func:`refuse_storyboards`)."""
-    refuse_storyboards(parsed)
-    return plan_batch(parsed, prices=prices)
-
-
 def refuse_unsubmittable(parsed: ParsedBatch) -> None:
-    """Raise :class:`InvalidBatch` for the batch's refused lines, or else for its image lines
-    and lines with refs (:func:`refuse_storyboards`)."""
+    """Raise :class:`InvalidBatch` for the batch's refused lines, if any."""
     if parsed.invalid:
         raise InvalidBatch(parsed.invalid)
-    refuse_storyboards(parsed)
-
-
-def refuse_storyboards(parsed: ParsedBatch) -> None:
-    """Raise :class:`InvalidBatch` for each image line and line with refs: a batch does not
-    make image jobs, nor clips that wait for one, and a clip sent without the stills its
-    refs name would be billed for another render than the one asked for."""
-    refused = [InvalidLine(ln.line, [_not_enqueued(ln)], ln.line_id)
-               for ln in parsed.lines if ln.is_image or ln.refs]  # fmt: skip
-    if refused:
-        raise InvalidBatch(refused)
-
-
-def _not_enqueued(line: BatchLine) -> tuple[str, str]:
-    if line.refs:
-        return ("refs", "a batch does not enqueue lines with refs; give the still's URL in "
-                f"images instead of {line.refs[0]!r}")  # fmt: skip
-    return ("model", "a batch does not enqueue image lines; generate the still with "
-            f"`relaydance render --model {line.request.model}` and give its URL in a video "
-            "line's images")  # fmt: skip

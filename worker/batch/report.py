@@ -1,17 +1,18 @@
 """What a batch produced, one row per line, as CSV or JSON; and its one-line progress.
 
 Columns: line, job_id, state, output_path (a local output's file), output_uri (file:// or
-s3://), sha256, seconds (of video), estimated_cost, billing (none, pending, unknown,
-billed, not_billed: what the provider may have charged), error, note, key (the alias that
-rendered it), actual_cost (what the provider said it charged, when it says: Kinovi's
-``creditsUsed``), id (the line's own ``id``), model, prompt (the job's: a retake's edited
-prompt), earlier_takes (job ids of the line's earlier takes, ``;``-separated, oldest
-first; ``job_id`` is the latest take). Columns are only ever added at the end, so that
-earlier columns keep their places. A request that several lines repeat is priced on its
-first line only (the others say ``same request as line N``); a reused render costs
-nothing here. Text cells that a spreadsheet would run as a formula (starting ``=``, ``+``,
-``-``, ``@``, tab or CR: a prompt or a field name from the batch file can) get a leading
-``'``.
+s3://), sha256, seconds (of video; empty for stills), estimated_cost, billing (none,
+pending, unknown, billed, not_billed: what the provider may have charged), error, note,
+key (the alias that rendered it), actual_cost (what the provider said it charged, when it
+says: Kinovi's ``creditsUsed``), id (the line's own ``id``), model, prompt (the job's: a
+retake's edited prompt), earlier_takes (job ids of the line's earlier takes,
+``;``-separated, oldest first; ``job_id`` is the latest take), made_from (a storyboard
+clip's: the lines of the stills it is made from, ``;``-separated, in the order of its
+refs). Columns are only ever added at the end, so that earlier columns keep their places.
+A request that several lines repeat is priced on its first line only (the others say
+``same request as line N``); a reused render costs nothing here. Text cells that a
+spreadsheet would run as a formula (starting ``=``, ``+``, ``-``, ``@``, tab or CR: a
+prompt or a field name from the batch file can) get a leading ``'``.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ __all__ = ["COLUMNS", "ReportRow", "batch_report", "progress_line", "render_repo
 
 COLUMNS = ("line", "job_id", "state", "output_path", "output_uri", "sha256", "seconds",
            "estimated_cost", "billing", "error", "note", "key", "actual_cost", "id", "model",
-           "prompt", "earlier_takes")  # fmt: skip
+           "prompt", "earlier_takes", "made_from")  # fmt: skip
 # Cells starting with these are formulas (or become one) in Excel, LibreOffice and Sheets.
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 _ALWAYS_SHOWN = ("done", "running", "waiting", "failed")
@@ -61,6 +62,7 @@ class ReportRow:
     model: str | None = None
     prompt: str | None = None
     earlier_takes: str | None = None  # job ids, ";"-separated, oldest first
+    made_from: str | None = None  # a clip's stills' lines, ";"-separated, in order
 
 
 def batch_report(batches: BatchTracker, batch_id: str) -> tuple[BatchStatus, list[ReportRow]]:
@@ -74,7 +76,7 @@ def batch_report(batches: BatchTracker, batch_id: str) -> tuple[BatchStatus, lis
         first_line.setdefault(index, line)
     rows = [
         _line_row(view, status, line, index, details.get(index, {}), takes.get(index, []),
-                  first=first_line[index])
+                  first_line=first_line)
         for line, index in record.lines
     ]  # fmt: skip
     rows += [_invalid_row(bad) for bad in record.invalid]
@@ -84,11 +86,11 @@ def batch_report(batches: BatchTracker, batch_id: str) -> tuple[BatchStatus, lis
 
 def _line_row(
     view: ItemView, status: BatchStatus, line: int, index: int, job: dict[str, Any],
-    takes: list[str], *, first: int,
+    takes: list[str], *, first_line: dict[int, int],
 ) -> ReportRow:  # fmt: skip
     """One line's row: its latest take's job, or the note that it shares or reuses one."""
     record = view.record
-    item = view.items[index]
+    item, first = view.items[index], first_line[index]
     state = view.states[index]
     value = view.values.get(index, "")
     reused = value.startswith(REUSE_PREFIX)
@@ -112,7 +114,7 @@ def _line_row(
         output_path=job.get("output_path"),
         output_uri=job.get("output_uri"),
         sha256=job.get("sha256"),
-        seconds=int(item.request.get("seconds", 0)),
+        seconds=int(item.request["seconds"]) if "seconds" in item.request else None,
         estimated_cost=0.0 if (duplicate or reused) else from_micros(item.cost_micros),
         actual_cost=None if (duplicate or reused or actual is None) else float(actual),
         billing=None if (duplicate or reused) else billing,
@@ -122,6 +124,7 @@ def _line_row(
         model=str(request.get("model", "")) or None,
         prompt=request.get("prompt"),
         earlier_takes=";".join(takes) or None,
+        made_from=";".join(str(first_line[ref]) for ref in item.refs) or None,
     )
 
 

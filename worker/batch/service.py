@@ -21,10 +21,11 @@ from functools import partial
 
 from config.task_names import BATCH_JOB_DONE as JOB_DONE_TASK
 from config.task_names import RESUME_MANY as RESUME_MANY_TASK
-from worker.batch.budget import Claim, ClaimResult, Settlement, from_micros, to_micros
-from worker.batch.naming import check_plan_names, job_name
+from worker.batch.budget import Claim, ClaimResult, Settlement, chain_checks, from_micros, to_micros
+from worker.batch.chains import chain_of, chunks, job_fields, links, settle_clips
+from worker.batch.naming import check_plan_names
 from worker.batch.parse import ParsedBatch
-from worker.batch.plan import BatchPlan, InvalidBatch, plan_for_submit
+from worker.batch.plan import BatchPlan, InvalidBatch, plan_batch
 from worker.batch.status import REQUEUE_STATES, ItemView, Submission
 from worker.batch.store import REUSE_PREFIX, BatchRecord, Item
 from worker.batch.tracker import BatchTracker
@@ -71,7 +72,7 @@ class Batches(BatchTracker):
         self._check_options(key=key, budget=budget, name=name, on_done=on_done)
         if not parsed.lines:
             raise InvalidRequest([("file", "no valid line left to submit; fix the lines above")])
-        plan = plan_for_submit(parsed, prices=prices)
+        plan = plan_batch(parsed, prices=prices)
         if output_name is not None:  # every clip's name, checked before anything is written
             check_plan_names(output_name, plan, batch=name, key=key, now=time.time())
         digest = plan.digest(key)
@@ -100,7 +101,7 @@ class Batches(BatchTracker):
         return self.store.create(
             items=[
                 Item(i.index, i.fingerprint, i.cost_micros,
-                     i.request.model_dump(mode="json"), i.alias)
+                     i.request.model_dump(mode="json"), i.alias, i.refs)
                 for i in plan.items
             ],
             lines=plan.line_items, invalid=plan.invalid, alias=key, source=parsed.source,
@@ -215,9 +216,9 @@ class Batches(BatchTracker):
         token = uuid.uuid4().hex
         self.store.enter(record.id, token, lease=BUSY_LEASE)
         try:
-            for start in range(0, len(candidates), _CHUNK):
-                chunk = candidates[start : start + _CHUNK]
-                claims = self._claims(record, view, chunk)
+            roots = chain_of(view.items)
+            for chunk in chunks(candidates, roots, _CHUNK):  # a chain in one claim call
+                claims = chain_checks(self._claims(record, view, chunk), roots)  # reserved whole
                 results = self._reserve(record, meta, jobs_key, claims, exhausted=exhausted)
                 if results == ["canceled"]:
                     logger.info("batch %s canceled; enqueueing stopped", record.id)
@@ -307,11 +308,12 @@ class Batches(BatchTracker):
             pipe.execute()
             return
         engine, now = self.engine, time.time()
+        linked = links(jobs, self.store.jobs(record.id) if any(i.refs for i, _ in jobs) else {})
         new = [
             new_job(
                 engine, job_id, request=item.request, alias=item.alias or record.alias,
                 cost=from_micros(item.cost_micros), on_done=JOB_DONE_TASK,
-                extra=_job_fields(record, item, job_id), now=now,
+                extra=job_fields(record, item, job_id, linked), now=now,
             )
             for item, job_id in jobs
         ]  # fmt: skip
@@ -323,6 +325,7 @@ class Batches(BatchTracker):
                 f"batch {record.id}: {exc}; its remaining lines were not enqueued: run "
                 f"`relaydance batch resume {record.id}` once the broker answers"
             ) from exc
+        settle_clips(engine, linked)
 
     def _reusable(self, alias: str, items: list[Item]) -> dict[int, str]:
         """Items whose content an earlier job already rendered (and that job is done)."""
@@ -338,13 +341,3 @@ class Batches(BatchTracker):
             for (item, job_id), state in zip(found, states, strict=True)
             if state == JobState.DONE.value
         }
-
-
-def _job_fields(record: BatchRecord, item: Item, job_id: str) -> dict[str, str]:
-    """A batch job's own fields: its line (one field, not two: a job hash is big enough
-    already, see the benchmark) and its clip's name."""
-    extra = {"batch": f"{record.id}:{item.index}"}
-    named = job_name(record, item, job_id)
-    if named is not None and record.output_template is not None:
-        extra |= {"output_name": named, "output_template": record.output_template}
-    return extra

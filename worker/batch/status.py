@@ -25,6 +25,7 @@ __all__ = [
     "LineGroup",
     "Submission",
     "is_final_line_state",
+    "made_from",
 ]
 
 FINAL_JOB_STATES = frozenset(s.value for s in FINAL_STATES)
@@ -48,7 +49,8 @@ LINE_GROUPS: tuple[LineGroup, ...] = (
     LineGroup("done", "done", ("done",)),
     LineGroup("running", "running",
               ("submitting", "submitted", "running", "generated", "downloading")),
-    LineGroup("waiting", "waiting", ("pending", "queued", "waiting_for_slot")),
+    LineGroup("waiting", "waiting",
+              ("pending", "waiting_for_input", "queued", "waiting_for_slot")),
     LineGroup("unknown", "unknown", ("submit_unknown",)),
     LineGroup("failed", "failed", ("failed", "lost")),
     LineGroup("canceled", "canceled", ("canceled",)),
@@ -100,6 +102,8 @@ class BatchStatus:
     line_states: dict[int, str] = field(default_factory=dict, repr=False)
     # Why a key of the batch is paused (its account, a model, its provider), per key alias.
     paused: dict[str, str] = field(default_factory=dict)
+    # A storyboard's chains: each clip's line -> the lines of the stills it is made from.
+    made_from: dict[int, tuple[int, ...]] = field(default_factory=dict, repr=False)
 
     @property
     def finished(self) -> bool:
@@ -159,7 +163,29 @@ class BatchStatus:
             "estimated_usd": round(self.estimated_usd, 6),
             "invalid_lines": [bad.line for bad in self.invalid],
             "paused": dict(self.paused),
-        }
+            **({"made_from": {str(k): list(v) for k, v in self.made_from.items()}}
+               if self.made_from else {}),
+        }  # fmt: skip
+
+    def chains(self) -> list[str]:
+        """Each clip made from stills, beside them: ``line 2 (done) <- still line 1 (done)``."""
+
+        def shown(line: int) -> str:
+            return f"line {line} ({self.line_states.get(line, '?')})"
+
+        return [f"{shown(clip)} <- still {', '.join(shown(s) for s in stills)}"
+                for clip, stills in sorted(self.made_from.items())]  # fmt: skip
+
+
+def made_from(lines: list[tuple[int, int]], items: dict[int, Item]) -> dict[int, tuple[int, ...]]:
+    """Each line whose item has refs -> the first lines of the items it names, in order."""
+    first: dict[int, int] = {}
+    for line, index in lines:
+        first.setdefault(index, line)
+    return {
+        line: tuple(first[ref] for ref in items[index].refs if ref in first)
+        for line, index in lines if index in items and items[index].refs
+    }  # fmt: skip
 
 
 @dataclass

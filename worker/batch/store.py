@@ -4,7 +4,7 @@ Keys (all expire after the job retention period, renewed on every write)::
 
     rd:batch:<id>          hash   name, key alias, budget and reserved micros, the line map,
                                   refused lines, the lines' own ids, --output-name, flags
-    rd:batch:<id>:items    hash   item -> {"fp", "cost", "req"}: each distinct request once
+    rd:batch:<id>:items    hash   item -> {"fp", "cost", "req", "refs"}: each request once
     rd:batch:<id>:jobs     hash   item -> job id | "reuse:<job id>" | "skipped_budget"
     rd:batch:<id>:final    hash   job id -> the final state it was first seen in
     rd:batch:<id>:busy     zset   submitters enqueueing now, scored by lease expiry
@@ -76,6 +76,7 @@ class Item:
     cost_micros: int
     request: dict[str, Any]
     alias: str | None = None  # the line's own key alias; None: the batch's
+    refs: tuple[int, ...] = ()  # the image items whose stills it is made from, in order
 
 
 @dataclass(frozen=True)
@@ -293,9 +294,9 @@ class BatchStore:
         items: dict[int, Item] = {}
         for index, text in raw.items():
             data = json.loads(text)
-            items[int(index)] = Item(
-                int(index), data["fp"], int(data["cost"]), data["req"], data.get("key")
-            )
+            refs = tuple(data.get("refs", ()))
+            items[int(index)] = Item(int(index), data["fp"], int(data["cost"]), data["req"],
+                                     data.get("key"), refs)  # fmt: skip
         return items
 
     def jobs(self, batch_id: str) -> dict[int, str]:
@@ -316,8 +317,8 @@ class BatchStore:
 
 def _item_json(item: Item) -> str:
     data: dict[str, Any] = {"fp": item.fingerprint, "cost": item.cost_micros, "req": item.request}
-    if item.alias is not None:
-        data["key"] = item.alias
+    data |= {"key": item.alias} if item.alias is not None else {}
+    data |= {"refs": list(item.refs)} if item.refs else {}
     return json.dumps(data, separators=(",", ":"))
 
 

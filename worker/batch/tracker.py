@@ -21,7 +21,13 @@ from worker.batch.budget import (
     settlement,
     to_micros,
 )
-from worker.batch.status import FINAL_JOB_STATES, BatchStatus, ItemView, is_final_line_state
+from worker.batch.status import (
+    FINAL_JOB_STATES,
+    BatchStatus,
+    ItemView,
+    is_final_line_state,
+    made_from,
+)  # fmt: skip
 from worker.batch.store import REUSE_PREFIX, BatchRecord, BatchStore, Item, job_of
 from worker.infra.waiting import wait_until_final
 from worker.job.engine import Engine
@@ -163,6 +169,7 @@ class BatchTracker:
             invalid=record.invalid,
             line_states=line_states,
             paused=self._paused(view),
+            made_from=made_from(record.lines, view.items),
         )
 
     def _paused(self, view: ItemView) -> dict[str, str]:

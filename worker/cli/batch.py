@@ -29,6 +29,8 @@ from worker.errors import InvalidRequest
 
 __all__ = ["batch"]
 
+_CHAINS_SHOWN = 20  # a storyboard's clips listed beside their stills; the report has all
+
 
 @click.group(short_help="Batches of render requests: submit, status, cancel, resume, report.")
 def batch() -> None:
@@ -116,6 +118,12 @@ def status(batch_id: str, as_json: bool) -> None:
         click.echo(f"invalid lines skipped: {', '.join(str(b.line) for b in info.invalid)}")
     for alias, why in info.paused.items():
         click.echo(f"key {alias} PAUSED: {why} (relaydance keys)")
+    chains = info.chains()
+    for chain in chains[:_CHAINS_SHOWN]:
+        click.echo(f"storyboard: {chain}")
+    if len(chains) > _CHAINS_SHOWN:
+        click.echo(f"storyboard: {len(chains) - _CHAINS_SHOWN} more clips made from stills "
+                   "(batch report: made_from)")  # fmt: skip
     click.echo("finished" if info.finished else ("canceled" if info.canceled else "in progress"))
 
 

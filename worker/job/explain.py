@@ -113,6 +113,16 @@ def _queued(job: Job, facts: Facts) -> Explanation:
     )  # fmt: skip
 
 
+def _waiting_for_input(job: Job, facts: Facts) -> Explanation:
+    stills = job.extra.get("waits_for", "").replace(",", ", ") or "its stills"
+    return Explanation(
+        "waiting_for_input", "input",
+        f"waiting for {stills} to be done: their images come first in its images; it holds "
+        f"no slot, and ends canceled, unbilled, if one fails; checked again at "
+        f"{_check(_due(job), facts)}", _due(job),
+    )  # fmt: skip
+
+
 def _waiting_for_slot(job: Job, facts: Facts) -> Explanation:
     until = _due(job)
     where = f"number {facts.position} in line" if facts.position is not None else "next in line"
@@ -240,6 +250,7 @@ def _canceled(job: Job, facts: Facts) -> Explanation:
 
 
 ROWS: dict[str, Row] = {
+    "waiting_for_input": _waiting_for_input,
     "queued": _queued,
     "waiting_for_slot": _waiting_for_slot,
     "submitting": _submitting,

@@ -16,7 +16,8 @@ notice, since delivery is at least once:
   workers registered, so it hands the job to ``relaydance.notify``, which a worker runs.
 
 The job records what happened in ``on_done_status`` (sent, retrying, unregistered),
-``on_done_error``, ``on_done_attempts`` and ``on_done_sent_at``.
+``on_done_error``, ``on_done_attempts`` and ``on_done_sent_at``. The first notice of a
+still also moves on the storyboard clips waiting for it (:mod:`worker.job.inputs`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from kombu.exceptions import KombuError
 
 from config.task_names import NOTIFY as NOTIFY_TASK
 from worker.job.engine import Engine
+from worker.job.inputs import dependants, settle_waiting
 from worker.job.reachability import note_final
 from worker.job.record import FINAL_STATES, Job
 
@@ -80,6 +82,7 @@ def notify_final(engine: Engine, job_id: str, *, hand_off: bool = True) -> str:
     if not job.notified_final:
         _record(engine, job, notified_final="1")
         note_final(engine, job)  # what the fleet learns from how the job ended
+        _settle_dependants(engine, job, hand_off=hand_off)
     if not job.on_done:
         return "none"
     if job.on_done_status == "sent":
@@ -92,6 +95,14 @@ def notify_final(engine: Engine, job_id: str, *, hand_off: bool = True) -> str:
         return _deliver(engine, job, hand_off=hand_off)
     finally:
         engine.redis.delete(claim)
+
+
+def _settle_dependants(engine: Engine, job: Job, *, hand_off: bool) -> None:
+    """A still that ended moves the clips waiting for it on (see :mod:`worker.job.inputs`);
+    a clip it canceled is final in turn, and told so."""
+    for clip in dependants(job):
+        if settle_waiting(engine, clip) == "canceled":
+            notify_final(engine, clip, hand_off=hand_off)
 
 
 def _deliver(engine: Engine, job: Job, *, hand_off: bool) -> str:

@@ -8,6 +8,7 @@ States are one-way::
             (ambiguous reply) submitting -> submit_unknown -> submitted (its task found)
             (a record that went back in time) queued, waiting_for_slot -> submit_unknown
     an image job: queued -> waiting_for_slot -> submitting -> generated -> downloading -> done
+    a storyboard's clip: waiting_for_input -> queued (its stills done) or canceled (not)
 
 ``submit_unknown`` is the ambiguous submission: the POST may have reached the provider
 (its reply was lost), so the task may exist and be billed. Only an operator's
@@ -17,6 +18,10 @@ States are one-way::
 A job is of a :class:`JobKind`: a clip (``video``) or stills (``image``). An image POST
 is synchronous: its reply holds the images, so an image job goes from ``submitting``
 straight to ``generated`` (:data:`IMAGE_PLAN` has no poll), and the download stores them.
+
+``waiting_for_input`` is a storyboard's clip waiting for the image jobs whose stills are
+its first reference images (:mod:`worker.job.inputs`): no step acts on it and it holds no
+slot; it is queued once they are done, and canceled unbilled when one is not.
 
 The steps load a job only in the states they own (:data:`STEP_STATES`);
 :func:`worker.job.advance.advance` sends the first of :func:`steps_from` the job's state.
@@ -59,6 +64,7 @@ __all__ = [
 class JobState(StrEnum):
     """Where a job is; the order of declaration is the order of progress."""
 
+    WAITING_FOR_INPUT = "waiting_for_input"
     QUEUED = "queued"
     WAITING_FOR_SLOT = "waiting_for_slot"
     SUBMITTING = "submitting"

@@ -35,6 +35,8 @@ from worker.render.request import RenderRequest
 
 __all__ = ["JobStore"]
 
+_CREATED = ABANDON_UNSENT.sources  # the states a job is written in: queued, or waiting for stills
+
 
 class JobStore:
     """Reads and changes job records; every change is an atomic compare-and-set."""
@@ -122,8 +124,9 @@ class JobStore:
         them) to ``pipe``: many jobs are then written in one round trip."""
         pipe.hset(self.key(job_id), mapping=dict(fields))
         pipe.zadd(self.active_key, {job_id: due})
-        pipe.hincrby(self.counts_key, JobState.QUEUED.value, 1)
-        pipe.sadd(self.state_prefix + JobState.QUEUED.value, job_id)
+        state = str(fields.get("state", JobState.QUEUED.value))  # a clip may wait for stills
+        pipe.hincrby(self.counts_key, state, 1)
+        pipe.sadd(self.state_prefix + state, job_id)
         self._queue_index(pipe, job_id, fields)
 
     def created_index(self, kind: str = "", value: str = "") -> str:
@@ -288,7 +291,7 @@ class JobStore:
         for _ in range(2):  # a Redis restarted since the script was loaded: NOSCRIPT
             pipe = self._redis.pipeline(transaction=False)
             for job_id in job_ids:
-                self._change(job_id, states=[JobState.QUEUED], where={"enqueue_pending": 1},
+                self._change(job_id, states=_CREATED, where={"enqueue_pending": 1},
                              set={"enqueue_pending": 0}, due=due, pipe=pipe)  # fmt: skip
             results = pipe.execute(raise_on_error=False)
             if not any(isinstance(r, NoScriptError) for r in results):

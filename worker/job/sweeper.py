@@ -12,7 +12,9 @@ overdue and moves them on:
   unless ``RELAYDANCE_PROVIDER_IDEMPOTENT`` says it is safe);
 - a ``submit_unknown`` job whose slot hold has passed gives its slot back and waits for
   the operator, off the schedule;
-- a job its producer never confirmed (the enqueue failed) is canceled, never run.
+- a job its producer never confirmed (the enqueue failed) is canceled, never run;
+- a storyboard's clip waiting for its stills is not resumed: its stills are asked again
+  (:func:`worker.job.inputs.settle_waiting`), in case the notice of their end was lost.
 
 Then the slot reconciler (:mod:`worker.job.slots`) frees slots jobs no longer need, takes
 back slots live jobs lost, and hands free slots to the jobs waiting in line: after a Redis
@@ -36,7 +38,8 @@ from worker.job.advance import advance_ids
 from worker.job.alerts import Alert, raise_alert
 from worker.job.engine import Engine
 from worker.job.failover import FAILOVER_POLL_FIELD, notice_new_primary
-from worker.job.notify import deliver_due
+from worker.job.inputs import settle_waiting
+from worker.job.notify import deliver_due, notify_final
 from worker.job.record import Billing, Job, JobKind, JobState
 from worker.job.slots import reconcile
 from worker.job.states import AT_PROVIDER, LIVE_STATES
@@ -156,10 +159,13 @@ def _remind(engine: Engine, aliases: list[str]) -> None:
 def _overdue(engine: Engine, job: Job, *, now: float) -> str:
     """What to do with an overdue job: ``resume``, ``unknown``, or ``""`` (handled here)."""
     settings = engine.settings
-    if job.state is S.QUEUED and job.enqueue_pending:
+    if job.state in (S.QUEUED, S.WAITING_FOR_INPUT) and job.enqueue_pending:
         if now - job.created_at > ENQUEUE_GRACE:
             engine.store.abandon(job.id, reason="the producer never confirmed the job")
             logger.warning("job %s: its enqueue was never confirmed; canceled unsent", job.id)
+        return ""
+    if job.state is S.WAITING_FOR_INPUT:
+        _waiting(engine, job, now=now)
         return ""
     if job.state is S.WAITING_FOR_SLOT and not engine.limits.holds(job.alias, job.id):
         if engine.limits.position(job.alias, job.id) is not None:
@@ -194,6 +200,18 @@ def _overdue(engine: Engine, job: Job, *, now: float) -> str:
             )
         return ""
     return "resume"
+
+
+def _waiting(engine: Engine, job: Job, *, now: float) -> None:
+    """A clip waiting for its stills is never overdue: its stills are asked again (a
+    notice lost with a stopped worker), and it waits on, or moves, or ends."""
+    outcome = settle_waiting(engine, job.id)
+    if outcome == "canceled":
+        notify_final(engine, job.id)
+    elif outcome == "waiting":
+        engine.store.update_fields(
+            job.id, states={S.WAITING_FOR_INPUT}, due=now + engine.settings.step_grace_seconds
+        )
 
 
 def _resume(engine: Engine, job: Job, *, now: float) -> bool:

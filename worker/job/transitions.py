@@ -39,6 +39,8 @@ __all__ = [
     "FAIL",
     "GENERATED",
     "IMAGES_RECEIVED",
+    "INPUT_FAILED",
+    "INPUT_READY",
     "MOVES",
     "POLL_RUNNING",
     "REQUEUE",
@@ -163,11 +165,20 @@ DOWNLOAD_STARTED = _t("download_started", STEP_STATES["download"], S.DOWNLOADING
 # The clip and its manifest are stored.
 DONE = _t("done", {S.DOWNLOADING}, S.DONE)
 
+# -- a storyboard's clip ---------------------------------------------------------------------
+# The stills it waits for are done: their urls are first in its images; it is in line now.
+INPUT_READY = _t("input_ready", {S.WAITING_FOR_INPUT}, S.QUEUED, then="prepare")
+# A still it waits for failed or was canceled: the clip ends unbilled, never sent.
+INPUT_FAILED = _t(
+    "input_failed", {S.WAITING_FOR_INPUT}, S.CANCELED,
+    sets={**_UNBILLED, "error_code": "input_failed"},
+)  # fmt: skip
+
 # -- the ends -------------------------------------------------------------------------------
 FAIL = _t("fail", LIVE_STATES, S.FAILED)
 CANCEL = _t("cancel", LIVE_STATES, S.CANCELED)
 # The producer's message never left: the job is canceled before any step sees it.
-ABANDON_UNSENT = _t("abandon_unsent", {S.QUEUED}, S.CANCELED)
+ABANDON_UNSENT = _t("abandon_unsent", {S.QUEUED, S.WAITING_FOR_INPUT}, S.CANCELED)
 
 TRANSITIONS: Mapping[str, Transition] = MappingProxyType(
     {
@@ -184,6 +195,8 @@ TRANSITIONS: Mapping[str, Transition] = MappingProxyType(
             ADOPT_ORPHAN,
             ADOPT_AFTER_RESUBMIT,
             IMAGES_RECEIVED,
+            INPUT_READY,
+            INPUT_FAILED,
             POLL_RUNNING,
             WEBHOOK_RUNNING,
             GENERATED,

@@ -1,0 +1,89 @@
+"""A storyboard's clip waiting for its stills: moved on when they are done, canceled when not.
+
+A batch writes a clip whose line has ``refs`` in ``waiting_for_input``, with the ids of
+the image jobs it waits for in ``waits_for`` (in the order of its refs), and each of those
+image jobs names its dependants in ``feeds``. :func:`settle_waiting` decides a waiting
+clip from its stills' records, whoever asks:
+
+- every still ``done``: :data:`~worker.job.transitions.INPUT_READY` puts their urls (the
+  provider's, each still's images in order) first in the clip's ``images`` and queues
+  it; its first step is sent (:func:`worker.job.advance.advance`);
+- a still ``failed`` or ``canceled`` (or gone): :data:`~worker.job.transitions.INPUT_FAILED`
+  cancels the clip with the reason, never sent, so never billed;
+- otherwise it waits on: no step acts on it and it holds no slot.
+
+It is asked when a still ends (:func:`worker.job.notify.notify_final`), after a batch
+wrote the clip (a still may be done already: reused, or a resume), and by the sweeper
+when the clip is overdue (a notice lost with a worker that stopped). Each move is a
+compare-and-set from ``waiting_for_input``: asked twice, the clip moves once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+
+from worker.job.advance import advance
+from worker.job.engine import Engine
+from worker.job.record import Job, JobState
+from worker.job.transitions import INPUT_FAILED, INPUT_READY
+
+__all__ = ["FEEDS", "WAITS_FOR", "dependants", "settle_waiting", "waiting_fields"]
+
+logger = logging.getLogger(__name__)
+
+S = JobState
+WAITS_FOR = "waits_for"  # on a clip: the image jobs it waits for, comma-separated, in order
+FEEDS = "feeds"  # on an image job: the clips waiting for it, comma-separated
+
+
+def waiting_fields(stills: Sequence[str]) -> dict[str, str]:
+    """The fields of a new clip that waits for the image jobs ``stills``."""
+    return {"state": S.WAITING_FOR_INPUT.value, WAITS_FOR: ",".join(stills)}
+
+
+def dependants(job: Job) -> list[str]:
+    """The clips waiting for the image job ``job``."""
+    return [job_id for job_id in job.extra.get(FEEDS, "").split(",") if job_id]
+
+
+def settle_waiting(engine: Engine, job_id: str) -> str:
+    """Move a waiting clip on from its stills' records: ``ready``, ``canceled``,
+    ``waiting``, or ``""`` (not waiting, or not yet confirmed by its producer)."""
+    job = engine.store.get(job_id)
+    if job is None or job.state is not S.WAITING_FOR_INPUT or job.enqueue_pending:
+        return ""
+    ids = [still for still in job.extra.get(WAITS_FOR, "").split(",") if still]
+    stills = engine.store.get_many(ids) if ids else []
+    for still_id, still in zip(ids, stills, strict=True):
+        if still is None or still.state in (S.FAILED, S.CANCELED):
+            return _cancel(engine, job, still_id, "expired" if still is None else still.state)
+    if any(still is None or still.state is not S.DONE for still in stills):
+        return "waiting"
+    return _ready(engine, job, [url for still in stills if still for url in still.image_urls])
+
+
+def _ready(engine: Engine, job: Job, urls: list[str]) -> str:
+    request = {**job.request, "images": [*urls, *job.request.get("images", ())]}
+    applied, _ = engine.store.apply(
+        job.id, INPUT_READY, set={"request": json.dumps(request, sort_keys=True)},
+        due=time.time() + engine.settings.step_grace_seconds,
+    )  # fmt: skip
+    if not applied:
+        return ""
+    logger.info("job %s: its %d stills are done; queued", job.id, len(urls),
+                extra={"job_id": job.id, "state": "queued"})  # fmt: skip
+    advance(engine, engine.store.get(job.id))
+    return "ready"
+
+
+def _cancel(engine: Engine, job: Job, still_id: str, state: str) -> str:
+    reason = f"its still {still_id} {state}; the clip was never sent"
+    applied, _ = engine.store.apply(job.id, INPUT_FAILED, set={"error_message": reason})
+    if not applied:
+        return ""
+    logger.warning("job %s canceled: %s", job.id, reason,
+                   extra={"job_id": job.id, "state": "canceled"})  # fmt: skip
+    return "canceled"
