@@ -5,6 +5,7 @@ browser (hover plays a clip) is in tests/integration/test_jobs_page_browser.py."
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -183,3 +184,41 @@ def test_the_sheet_costs_what_the_batch_page_does_plus_one_read_per_tile(
         sheet = commands_for(redis_client, lambda: client.get(f"/ui/batches/{batch_id}/sheet"))  # noqa: B023
         # The batch's settled view, as its page reads it; then one HMGET per tile shown.
         assert sheet - page == min(lines, SHEET_PAGE), (lines, page, sheet)
+
+
+SIGNED = "https://provider.test/stills/k1.png?sig=grant-secret-0123456789abcdef"
+
+
+def storyboard(engine: Engine) -> tuple[str, list[str]]:
+    """A still (done, its provider URL recorded), the clip made from it, and a plain clip."""
+    still = {"model": "grok-imagine-image", "prompt": "a <b>keyframe</b>", "id": "k1"}
+    batch_id, jobs = batch_of(engine, [still, req("from the still", refs=["k1"]), req("plain")])
+    finish(engine, jobs[0], f"{jobs[0]}.png", PNG)
+    engine.store._change(jobs[0], states=None, set={"image_urls": json.dumps([SIGNED])})
+    return batch_id, jobs
+
+
+def test_a_clips_page_shows_its_still_and_the_stills_page_its_clips(engine: Engine) -> None:
+    _, (still, clip, plain) = storyboard(engine)
+    client = sheet_client(engine)
+    page = client.get(f"/ui/jobs/{clip}").text
+    (made_from,) = re.findall(r'<li class="chain-still" data-job="([^"]+)"', page)
+    assert made_from == still and f'href="/ui/jobs/{still}"' in page
+    assert f'<img class="thumb" src="/ui/media/{still}.png"' in page
+    assert "a &lt;b&gt;keyframe&lt;/b&gt;" in page and "<b>keyframe" not in page
+    assert "provider.test" not in page and "grant-secret" not in page
+    page = client.get(f"/ui/jobs/{still}").text
+    assert re.findall(r'<li class="chain-clip" data-job="([^"]+)"', page) == [clip]
+    assert 'data-state="waiting_for_input"' in page and f'href="/ui/jobs/{clip}"' in page
+    assert "provider.test" not in page and "grant-secret" not in page
+    assert 'id="chain"' not in client.get(f"/ui/jobs/{plain}").text
+
+
+def test_the_sheet_names_the_still_beside_each_clip_made_from_it(engine: Engine) -> None:
+    batch_id, (still, clip, _) = storyboard(engine)
+    page = sheet_client(engine).get(f"/ui/batches/{batch_id}/sheet").text
+    assert [t["kind"] for t in tiles(page)] == ["image", "none", "none"]
+    assert re.search(r'data-job="' + clip + r'" id="line-2" data-made-from="1"', page)
+    assert 'made from still <a href="#line-1">line 1</a>' in page
+    assert 'still for <a href="#line-2">line 2</a>' in page
+    assert f'src="/ui/media/{still}.png"' in page and "provider.test" not in page
