@@ -86,16 +86,23 @@ async def task_debug(request: Request) -> Response:
             "start_at": task.start_at,
             "ready_at": task.ready_at,
             "will_fail": task.failed,
+            "input_urls": list(task.input_urls),
         }
     )
 
 
 async def by_idempotency_key(request: Request) -> Response:
-    """``GET /_sim/idempotency/{key}``: every task created under one Idempotency-Key."""
+    """``GET /_sim/idempotency/{key}``: every task created under one Idempotency-Key,
+    with the media URLs its body cited (what a test checks a clip was made from)."""
     sim = _sim(request)
     key = request.path_params["key"]
     tasks = [
-        {"task_id": t.task_id, "failed": t.failed, "created_at": t.created_at}
+        {
+            "task_id": t.task_id,
+            "failed": t.failed,
+            "created_at": t.created_at,
+            "input_urls": list(t.input_urls),
+        }
         for t in sim.store.tasks.values()
         if t.idempotency_key == key
     ]

@@ -138,6 +138,7 @@ class Simulator:
             failed=self.chance(cfg.failure_rate),
             dialect=request.dialect,
             credits=request.credits,
+            input_urls=request.input_urls,
         )
         self.store.add(task, now=now, body_hash=body_hash)
         if task.callback_url is not None:

@@ -127,6 +127,7 @@ def validate_create(body: Any) -> ValidRequest:
     return ValidRequest(
         model, seconds, ratio, resolution, False, callback, dialect="kinovi",
         credits=credits_for(model, seconds, resolution=resolution, upscale=upscale),
+        input_urls=(*inputs.get("urls", []), *inputs.get("audioUrls", [])),
     )  # fmt: skip
 
 

@@ -43,6 +43,7 @@ class Task:
     failed: bool
     dialect: str = "relaydance"
     credits: int = 0
+    input_urls: tuple[str, ...] = ()  # the media URLs its body cited, in order
 
     def status(self, now: float) -> str:
         """The status a poll at ``now`` sees."""

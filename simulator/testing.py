@@ -120,7 +120,8 @@ class SimulatorProcess:
         return result
 
     def tasks_for(self, idempotency_key: str) -> list[dict[str, Any]]:
-        """Every task the simulator created under ``idempotency_key`` (a job id)."""
+        """Every task the simulator created under ``idempotency_key`` (a job id): its
+        ``task_id``, ``failed``, ``created_at`` and ``input_urls`` (the media its body cited)."""
         response = self._client().get(f"/_sim/idempotency/{idempotency_key}")
         response.raise_for_status()
         tasks: list[dict[str, Any]] = response.json()["tasks"]

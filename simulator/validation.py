@@ -47,6 +47,8 @@ class ValidRequest:
     callback_url: str | None
     dialect: str = "relaydance"
     credits: int = 0  # list price, for dialects that report what a task cost
+    # The media URLs the body cited, in its order: what tests check a clip was made from.
+    input_urls: tuple[str, ...] = ()
 
 
 def _is_url(value: Any) -> bool:
@@ -169,4 +171,5 @@ def validate_submit(body: Any) -> ValidRequest:
     if callback is not None and not _is_url(callback):
         raise Refusal("metadata.callback_url", "must be an absolute http(s) URL")
     _citations(prompt, _content(metadata, model))
-    return ValidRequest(model.id, seconds, ratio, resolution, audio, callback)
+    urls = tuple(entry[entry["type"]]["url"] for entry in metadata.get("content", []))
+    return ValidRequest(model.id, seconds, ratio, resolution, audio, callback, input_urls=urls)

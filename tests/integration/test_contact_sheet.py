@@ -5,6 +5,7 @@ browser (hover plays a clip) is in tests/integration/test_jobs_page_browser.py."
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -142,15 +143,20 @@ def test_a_long_batch_is_paged_and_the_sheet_reloads_only_when_a_tile_changes(
     assert (version(1), version(2))[0] == before[0] and version(2) != before[1]
 
 
-def test_in_a_bucket_tiles_use_presigned_urls_and_the_policy_allows_their_origin(
-    redis_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def bucket_engine(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Engine:
+    """An engine storing in a bucket (never reached: presigning needs no request)."""
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIATEST")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
     settings = load_settings(redis_url=redis_url, api_key="sk-test-ui", ui_token=TOKEN,
                              output="s3://clips/renders", s3_endpoint_url="http://127.0.0.1:9",
                              s3_region="us-east-1", s3_addressing_style="path")  # fmt: skip
-    engine = make_engine(settings)
+    return make_engine(settings)
+
+
+def test_in_a_bucket_tiles_use_presigned_urls_and_the_policy_allows_their_origin(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = bucket_engine(redis_url, monkeypatch)
     batch_id, jobs = batch_of(engine, [req("a still"), req("a clip")])
     for job_id, suffix in zip(jobs, (".png", ".mp4"), strict=True):
         engine.store._change(job_id, states=None, to=JobState.DONE,
@@ -183,3 +189,57 @@ def test_the_sheet_costs_what_the_batch_page_does_plus_one_read_per_tile(
         sheet = commands_for(redis_client, lambda: client.get(f"/ui/batches/{batch_id}/sheet"))  # noqa: B023
         # The batch's settled view, as its page reads it; then one HMGET per tile shown.
         assert sheet - page == min(lines, SHEET_PAGE), (lines, page, sheet)
+
+
+SIGNED = "https://provider.test/stills/k1.png?sig=grant-secret-0123456789abcdef"
+
+
+def storyboard(engine: Engine) -> tuple[str, list[str]]:
+    """A still (done, its provider URL recorded), the clip made from it, and a plain clip."""
+    still = {"model": "grok-imagine-image", "prompt": "a <b>keyframe</b>", "id": "k1"}
+    batch_id, jobs = batch_of(engine, [still, req("from the still", refs=["k1"]), req("plain")])
+    finish(engine, jobs[0], f"{jobs[0]}.png", PNG)
+    engine.store._change(jobs[0], states=None, set={"image_urls": json.dumps([SIGNED])})
+    return batch_id, jobs
+
+
+def test_a_clips_page_shows_its_still_and_the_stills_page_its_clips(engine: Engine) -> None:
+    _, (still, clip, plain) = storyboard(engine)
+    client = sheet_client(engine)
+    page = client.get(f"/ui/jobs/{clip}").text
+    (made_from,) = re.findall(r'<li class="chain-still" data-job="([^"]+)"', page)
+    assert made_from == still and f'href="/ui/jobs/{still}"' in page
+    assert f'<img class="thumb" src="/ui/media/{still}.png"' in page
+    assert "a &lt;b&gt;keyframe&lt;/b&gt;" in page and "<b>keyframe" not in page
+    assert "provider.test" not in page and "grant-secret" not in page
+    page = client.get(f"/ui/jobs/{still}").text
+    assert re.findall(r'<li class="chain-clip" data-job="([^"]+)"', page) == [clip]
+    assert 'data-state="waiting_for_input"' in page and f'href="/ui/jobs/{clip}"' in page
+    assert "provider.test" not in page and "grant-secret" not in page
+    assert 'id="chain"' not in client.get(f"/ui/jobs/{plain}").text
+
+
+def test_the_sheet_names_the_still_beside_each_clip_made_from_it(engine: Engine) -> None:
+    batch_id, (still, clip, _) = storyboard(engine)
+    page = sheet_client(engine).get(f"/ui/batches/{batch_id}/sheet").text
+    assert [t["kind"] for t in tiles(page)] == ["image", "none", "none"]
+    assert re.search(r'data-job="' + clip + r'" id="line-2" data-made-from="1"', page)
+    assert 'made from still <a href="#line-1">line 1</a>' in page
+    assert 'still for <a href="#line-2">line 2</a>' in page
+    assert f'src="/ui/media/{still}.png"' in page and "provider.test" not in page
+
+
+def test_in_a_bucket_a_waiting_clips_page_shows_its_still_presigned_and_allowed(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = bucket_engine(redis_url, monkeypatch)
+    still = {"model": "grok-imagine-image", "prompt": "a keyframe", "id": "k1"}
+    _, (still_id, clip) = batch_of(engine, [still, req("from the still", refs=["k1"])])
+    engine.store._change(still_id, states=None, to=JobState.DONE,
+                         set={"output_uri": f"s3://clips/renders/{still_id}.png",
+                              "image_urls": json.dumps([SIGNED])})  # fmt: skip
+    answer = sheet_client(engine).get(f"/ui/jobs/{clip}")
+    thumb = f'<img class="thumb" src="http://127.0.0.1:9/clips/renders/{still_id}.png?'
+    assert thumb in answer.text
+    assert "provider.test" not in answer.text and "grant-secret" not in answer.text
+    assert "img-src 'self' data: http://127.0.0.1:9;" in answer.headers["content-security-policy"]

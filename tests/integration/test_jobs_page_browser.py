@@ -3,8 +3,9 @@
 A batch with two invalid lines and a budget is enqueued and its page watched (through the
 page's own polling) until it reaches 100 %, each kind of line counted apart; a finished
 job's ``<video>`` loads the mp4 (and a range request is answered 206); the batch's contact
-sheet shows a tile per line, a still as an image, and a clip plays while hovered; the job
-list is filtered; a queued job is canceled through the confirmation page, and a finished one
+sheet shows a tile per line, a still as an image, and a clip plays while hovered; a clip
+made from a still shows it and links to its page, which names the clip; the job list is
+filtered; a queued job is canceled through the confirmation page, and a finished one
 retaken with a new prompt through its form.
 
 Skipped only when Chromium or its driver is not installed (``apt-get install chromium
@@ -181,6 +182,32 @@ def test_the_contact_sheet_shows_each_line_and_a_clip_plays_on_hover(
     ActionChains(browser).move_to_element(browser.find_element(By.TAG_NAME, "h1")).perform()
     wait_for(lambda: browser.execute_script("return arguments[0].paused;", video),
              what="the clip to pause when the pointer leaves")  # fmt: skip
+
+
+def test_a_clips_page_shows_the_still_it_was_made_from_and_links_to_it(
+    live: Stack, browser: Any
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    from tasks.batches import enqueue_batch, wait_batch
+    from worker.batch import Batches
+    from worker.job.engine import get_engine
+
+    sign_in(browser, live)
+    lines = [{"id": "k1", "model": "grok-imagine-image", "prompt": "keyframe: the lamp room"},
+             {"model": MODEL, "prompt": "the lamp turns", "seconds": 5, "refs": ["k1"]}]  # fmt: skip
+    batch = enqueue_batch(lines, name="lamp", budget=2.0)
+    wait_batch(batch.batch_id, timeout=90)
+    jobs = Batches(get_engine()).job_ids(batch.batch_id)  # by item, in line order
+    still, clip = jobs[min(jobs)], jobs[max(jobs)]
+    browser.get(f"{live.base}/jobs/{clip}")
+    thumb = browser.find_element(By.CSS_SELECTOR, "#chain li.chain-still img.thumb")
+    wait_for(lambda: browser.execute_script("return arguments[0].naturalWidth;", thumb) > 0,
+             what="the still's thumbnail to load through the media endpoint")  # fmt: skip
+    browser.find_element(By.CSS_SELECTOR, "#chain li.chain-still a").click()
+    wait_for(lambda: browser.current_url.endswith(f"/jobs/{still}"), what="the still's page")
+    made = browser.find_element(By.CSS_SELECTOR, "#chain li.chain-clip")
+    assert made.get_attribute("data-job") == clip
 
 
 def test_a_finished_job_is_retaken_from_its_page_with_a_new_prompt(

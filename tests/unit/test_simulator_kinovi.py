@@ -191,6 +191,17 @@ async def test_the_concurrency_cap_answers_kinovis_429(
     assert (found["submissions"], found["rate_limited"]) == (1, 1)
 
 
+async def test_the_urls_a_kinovi_body_cited_are_kept_in_order_for_the_admin_views(
+    make_sim: Callable[..., InProcessSimulator],
+) -> None:
+    client = make_sim().client
+    body = _with(mode="reference", urls=["https://e/k.png", "https://e/v.mp4"],
+                 audioUrls=["https://e/a.mp3"])  # fmt: skip
+    task_id = (await client.post(CREATE, json=body)).json()["taskId"]
+    shown = (await client.get(f"/_sim/tasks/{task_id}")).json()["input_urls"]
+    assert shown == ["https://e/k.png", "https://e/v.mp4", "https://e/a.mp3"]
+
+
 async def test_idempotency_keys_are_ignored_by_default_and_a_repeat_is_paid_twice(
     make_sim: Callable[..., InProcessSimulator],
 ) -> None:

@@ -8,8 +8,8 @@ import pytest
 
 from simulator import video_bytes
 from tests.conftest import FakeClock
-from tests.simulator_requests import SUBMIT
-from tests.unit.simulator.content import Client, submit
+from tests.simulator_requests import BASIC, SUBMIT
+from tests.unit.simulator.content import Client, image, submit
 
 pytestmark = pytest.mark.anyio
 
@@ -128,3 +128,16 @@ async def test_upload_over_the_size_cap_is_refused_413(make_client: Callable[...
     client = make_client(max_upload_bytes=1000)
     response = await client.post("/v1/files", files={"file": ("big.bin", b"x" * 5000)})
     assert response.status_code == 413
+
+
+async def test_the_media_urls_a_body_cited_are_kept_in_order_for_the_admin_views(
+    client: Client,
+) -> None:
+    first, second = "https://example.com/still.png", "https://example.com/b.jpg"
+    body = {**BASIC, "metadata": {**BASIC["metadata"], "content": [image(first), image(second)]}}
+    task_id = (await submit(client, body, idem="job-cites")).json()["task_id"]
+    (task,) = (await client.get("/_sim/idempotency/job-cites")).json()["tasks"]
+    assert (task["task_id"], task["input_urls"]) == (task_id, [first, second])
+    assert (await client.get(f"/_sim/tasks/{task_id}")).json()["input_urls"] == [first, second]
+    plain = (await submit(client, idem="job-plain")).json()["task_id"]
+    assert (await client.get(f"/_sim/tasks/{plain}")).json()["input_urls"] == []

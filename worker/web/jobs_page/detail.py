@@ -1,4 +1,5 @@
-"""One job, as its page shows it: the timeline, the request, the money, the manifest, the clip.
+"""One job, as its page shows it: the timeline, the request, the money, the manifest, the clip,
+and a storyboard's chain (:mod:`worker.web.jobs_page.chain`).
 
 The request shown is the record's (which holds no key); URLs in it are shown without
 their query string and user part, since a signed reference URL carries its grant there,
@@ -17,6 +18,7 @@ from worker.job.engine import Engine
 from worker.job.record import Job, JobState
 from worker.job.states import TASK_MAY_EXIST
 from worker.job.transitions import CANCEL, RESUBMIT
+from worker.web.jobs_page.chain import Chain, job_chain
 from worker.web.jobs_page.media import IMAGE_SUFFIXES, clip_path, output_suffix
 
 __all__ = ["CANCELABLE", "RESUBMITTABLE", "JobDetail", "job_detail", "redacted"]
@@ -54,6 +56,7 @@ class JobDetail:
     clip_download: str | None = None  # links that save the clip and its manifest
     manifest_download: str | None = None
     still: bool = False  # the stored file is an image (shown as one), not a clip
+    chain: Chain = field(default_factory=Chain)  # a storyboard's stills and clips beside it
 
     @property
     def can_cancel(self) -> bool:
@@ -133,8 +136,10 @@ def job_detail(engine: Engine, job: Job, *, root: str, bucket_url: str | None) -
             clip_src = f"{root}/media/{job.id}{suffix}"
     request_json = json.dumps(redacted(job.request), indent=2, sort_keys=True)
     manifest = _manifest(engine, job)
-    detail = JobDetail(job, timeline(job), request_json, manifest, clip_src, origin,
-                       still=suffix in IMAGE_SUFFIXES)  # fmt: skip
+    chain = job_chain(engine, job, root=root)
+    detail = JobDetail(job, timeline(job), request_json, manifest, clip_src,
+                       origin or chain.media_origin, still=suffix in IMAGE_SUFFIXES,
+                       chain=chain)  # fmt: skip
     if job.state is JobState.DONE and clip_src is None:
         detail.warnings.append("the clip is not in the output directory any more")
     elif clip_src and bucket_url:

@@ -15,12 +15,15 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
+from typing import Literal
 
+from worker.errors import StorageError
+from worker.job.engine import Engine
 from worker.job.record import JOB_ID
 from worker.web.jobs_page.http import UiResponse, security_headers, text_response
 
-__all__ = ["IMAGE_SUFFIXES", "JOB_ID", "MEDIA_TYPES", "clip_path", "output_suffix",
-           "parse_range", "serve_file"]  # fmt: skip
+__all__ = ["IMAGE_SUFFIXES", "JOB_ID", "MEDIA_TYPES", "MediaKind", "clip_path", "output_suffix",
+           "parse_range", "serve_file", "stored_media"]  # fmt: skip
 
 # What the page serves of a job's files, by suffix: the clip or still, and its manifest.
 MEDIA_TYPES = {".mp4": "video/mp4", ".json": "application/json", ".png": "image/png",
@@ -58,6 +61,31 @@ def output_suffix(output: str | None) -> str:
     its recorded path or URI names one, else ``.mp4``."""
     suffix = PurePosixPath(output or "").suffix.lower()
     return suffix if suffix in IMAGE_SUFFIXES else ".mp4"
+
+
+MediaKind = Literal["video", "image", "none"]
+
+
+def stored_media(
+    engine: Engine, job_id: str, output_path: str | None, output_uri: str | None, *, root: str
+) -> tuple[MediaKind, str | None]:
+    """What a finished job stored and where the page shows it from: a local file through the
+    page's media route, a bucket's through a presigned URL; ``("none", None)`` when it is
+    not there. Never the provider's URL of it."""
+    src: str | None = None
+    if engine.settings.output_bucket() is not None:
+        suffix = output_suffix(output_uri)
+        try:
+            src = engine.storage.presigned_url(output_uri) if output_uri else None
+        except StorageError:
+            src = None
+    else:
+        suffix = output_suffix(output_path)
+        found = clip_path(engine.settings.output_dir, job_id, suffix=suffix, recorded=output_path)
+        src = f"{root}/media/{job_id}{suffix}" if found is not None else None
+    if src is None:
+        return "none", None
+    return ("image" if suffix in IMAGE_SUFFIXES else "video"), src
 
 
 def _number(digits: str) -> int:

@@ -7,7 +7,9 @@ line's state; only the page's own jobs are then read, in one round trip, so an o
 that refreshes every few seconds costs the same for 50 lines as for 5,000. A finished
 line's tile shows what was stored: a clip as a muted video that plays while the pointer
 is over it, a still (a ``.png``, ``.jpg`` or ``.webp`` file) as an image; any other line
-shows its state (and why it failed or was refused). Local files go through the page's
+shows its state (and why it failed or was refused). In a storyboard a clip's tile names
+the line of the still it is made from, and the still's the lines of its clips, as links to
+their tiles when they are on the same page. Local files go through the page's
 media endpoint (and its sign-in), never their paths; a bucket's through presigned URLs,
 as the job page's clip does. ``version`` changes when a tile does, so the page's script
 reloads the page only then.
@@ -18,24 +20,23 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import dataclass
-from typing import Any, Literal
+from dataclasses import dataclass, replace
+from typing import Any
 from urllib.parse import urlsplit
 
 from worker.batch.parse import InvalidLine
 from worker.batch.status import BatchStatus, ItemView
 from worker.batch.store import job_of
 from worker.batch.tracker import BatchTracker
-from worker.errors import StorageError
 from worker.job.engine import Engine
-from worker.web.jobs_page.media import IMAGE_SUFFIXES, clip_path, output_suffix
+from worker.web.jobs_page.media import MediaKind, stored_media
 
 __all__ = ["SHEET_PAGE", "Sheet", "Tile", "contact_sheet"]
 
 SHEET_PAGE = 48  # tiles per page: a night's batch reviewed a screenful at a time
 _EXCERPT = 90
 
-TileKind = Literal["video", "image", "none"]
+TileKind = MediaKind
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,8 @@ class Tile:
     kind: TileKind
     src: str | None  # under the page's root, or a presigned bucket URL
     error: str | None = None  # why a line failed or was refused, cut short
+    made_from: tuple[int, ...] = ()  # a clip's stills' lines, in order (a storyboard)
+    makes: tuple[int, ...] = ()  # a still's clips' lines
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,11 @@ class Sheet:
     def done(self) -> int:
         """Lines that ended with a stored output."""
         return self.status.done
+
+    @property
+    def lines(self) -> frozenset[int]:
+        """The lines on this page (a chain's other line is linked when it is one)."""
+        return frozenset(tile.line for tile in self.tiles)
 
 
 _FIELDS = ("output_path", "output_uri", "error_code", "error_message", "request")
@@ -96,21 +104,7 @@ def _media(engine: Engine, row: _Line, *, root: str) -> tuple[TileKind, str | No
     """What a line's tile shows and where from; ``("none", None)`` while there is nothing."""
     if row.state != "done" or not row.job_id:
         return "none", None
-    src: str | None = None
-    if engine.settings.output_bucket() is not None:
-        suffix = output_suffix(row.output_uri)
-        try:
-            src = engine.storage.presigned_url(row.output_uri) if row.output_uri else None
-        except StorageError:
-            src = None
-    else:
-        suffix = output_suffix(row.output_path)
-        found = clip_path(engine.settings.output_dir, row.job_id, suffix=suffix,
-                          recorded=row.output_path)  # fmt: skip
-        src = f"{root}/media/{row.job_id}{suffix}" if found is not None else None
-    if src is None:
-        return "none", None
-    return ("image" if suffix in IMAGE_SUFFIXES else "video"), src
+    return stored_media(engine, row.job_id, row.output_path, row.output_uri, root=root)
 
 
 def _tile(engine: Engine, row: _Line, *, root: str) -> Tile:
@@ -158,11 +152,23 @@ def _line(view: ItemView, line: int, index: int, job: str | None, fields: dict[s
                  error, fields.get("output_path"), fields.get("output_uri"))  # fmt: skip
 
 
+def _chained(tiles: list[Tile], made_from: dict[int, tuple[int, ...]]) -> list[Tile]:
+    """The tiles with a storyboard's chains named: each clip its stills, each still its clips."""
+    if not made_from:
+        return tiles
+    makes: dict[int, list[int]] = {}
+    for clip, stills in sorted(made_from.items()):
+        for still in stills:
+            makes.setdefault(still, []).append(clip)
+    return [replace(t, made_from=made_from.get(t.line, ()), makes=tuple(makes.get(t.line, ())))
+            for t in tiles]  # fmt: skip
+
+
 def contact_sheet(engine: Engine, batch_id: str, *, root: str, page: int = 1) -> Sheet:
     """Page ``page`` of the batch's contact sheet; raises ``BatchNotFound``."""
     status, view = BatchTracker(engine).view(batch_id)
     rows, page, pages = _lines(engine, view, page)
-    tiles = [_tile(engine, row, root=root) for row in rows]
+    tiles = _chained([_tile(engine, row, root=root) for row in rows], status.made_from)
     seen = ";".join(f"{t.line}:{t.job_id}:{t.state}:{t.kind}" for t in tiles)
     version = hashlib.sha256(seen.encode()).hexdigest()[:16]
     origin = ""
