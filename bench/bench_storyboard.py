@@ -1,0 +1,258 @@
+"""Storyboards: enqueueing a file of still -> clip pairs, and the time from a still being
+stored to its clip being submitted.
+
+    .venv/bin/python bench/bench_storyboard.py [--pairs 500] [--runs 3] [--run-pairs 100]
+
+1. Enqueue: a ``--pairs`` storyboard file (``2 * pairs`` lines: an image line with an
+   ``id``, then a clip line whose ``refs`` name it) is read, validated (refs included),
+   planned and enqueued with no worker running: stills queued, clips written in
+   ``waiting_for_input``, linked both ways. Timed ``--runs`` times on an emptied Redis
+   (the median is the figure), with the Redis round trips of the enqueue. Target: under
+   1 s for 1,000 lines.
+2. Chain: a ``--run-pairs`` storyboard through one worker (threads) and beat (the
+   sweeper) against the simulator: stills answer at once, clips generate for
+   ``--gen-time`` s, and no concurrency cap is near (the simulator has none, the fleet's
+   is 1,000), so a clip's slot is always free. Per pair, from the still's record reaching
+   ``done`` (its image stored: ``t_done``) to its clip's record reaching ``submitted``
+   (the provider accepted the POST: ``t_submitted``), with the legs between: the notice
+   that queues the clip (``t_queued``) and the step that starts the POST
+   (``t_submitting``). Target: p95 under 0.5 s.
+
+Writes bench/results/storyboard.json and prints a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import redis
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_batches import RoundTrips, use
+from harness import fleet_env, machine, median, percentile, start_worker, stop, write_results
+
+from simulator.testing import SimulatorProcess
+from worker.infra.redis_server import RedisServer
+
+IMAGE_MODEL = "grok-imagine-image"
+CLIP_MODEL = "doubao-seedance-2-0-fast-260128"
+FLEET_CAP = 1000  # far above the run's clips: a clip never waits for a slot
+LEGS = ("queued", "submitting", "submitted")  # the clip's times after its still's ``done``
+
+
+def write_storyboard(path: Path, pairs: int, tag: str) -> None:
+    """``pairs`` still -> clip pairs: the still's line names itself, the clip refs it."""
+    with path.open("w") as out:
+        for i in range(pairs):
+            key = f"k{i}"
+            still = {"id": key, "model": IMAGE_MODEL, "prompt": f"{tag} keyframe {i}: a harbour"}
+            clip = {"model": CLIP_MODEL, "prompt": f"{tag} shot {i}: the harbour at dusk, "
+                    "boats drifting", "seconds": 5, "refs": [key]}  # fmt: skip
+            out.write(json.dumps(still) + "\n" + json.dumps(clip) + "\n")
+
+
+def _enqueue_once(engine: Any, file: Path) -> dict[str, Any]:
+    """Read, validate and enqueue ``file`` once; its timings and round trips."""
+    from worker.batch import Batches, read_batch_file
+
+    started = time.perf_counter()
+    parsed = read_batch_file(file)
+    validated = time.perf_counter()
+    trips = RoundTrips()
+    batches = Batches(engine)
+    sub = batches.submit(parsed)
+    round_trips = trips.stop()
+    done = time.perf_counter()
+    assert sub.enqueued == sub.lines, sub
+    waiting = batches.status(sub.batch_id).counts.get("waiting_for_input", 0)
+    return {
+        "validate_s": validated - started,
+        "enqueue_s": done - validated,
+        "total_s": done - started,
+        "round_trips": round_trips,
+        "waiting": int(waiting),
+    }
+
+
+def bench_enqueue(rs: RedisServer, pairs: int, runs: int, tmp: Path) -> dict[str, Any]:
+    """The storyboard file enqueued ``runs`` times, Redis emptied before each."""
+    use({"REDIS_URL": rs.url, "RELAYDANCE_API_KEY": "sk-bench"})
+    from worker.job.engine import get_engine
+
+    engine = get_engine()
+    client = engine.redis
+    samples = []
+    for run in range(runs):
+        client.flushall()
+        file = tmp / f"enqueue-{run}.jsonl"
+        write_storyboard(file, pairs, f"enqueue {run}")
+        engine.send("relaydance.resume", "warm-up")  # open the broker connection first
+        samples.append(_enqueue_once(engine, file))
+    lines = 2 * pairs
+    trips = int(median([s["round_trips"] for s in samples]))
+    return {
+        "lines": lines,
+        "pairs": pairs,
+        "runs": runs,
+        "validate_s": round(median([s["validate_s"] for s in samples]), 3),
+        "enqueue_s": round(median([s["enqueue_s"] for s in samples]), 3),
+        "total_s": round(median([s["total_s"] for s in samples]), 3),
+        "total_s_each": [round(s["total_s"], 3) for s in samples],
+        "redis_round_trips": trips,
+        "redis_round_trips_per_line": round(trips / lines, 3),
+        "broker_messages": int(client.llen("relaydance")),
+        "clips_waiting_for_input": samples[-1]["waiting"],
+    }
+
+
+def _run_env(redis_url: str, sim_url: str, out: Path, *, gen_time: float) -> dict[str, str]:
+    """The fleet's settings for the run: no slot limit near, polls timed to the clips."""
+    return fleet_env(
+        redis_url, sim_url, out,
+        RELAYDANCE_MAX_CONCURRENCY=str(FLEET_CAP),
+        RELAYDANCE_REQUESTS_PER_SECOND="1000",
+        RELAYDANCE_POLL_FIRST_DELAY=str(gen_time),
+        RELAYDANCE_POLL_INTERVAL_MIN="0.2",
+        RELAYDANCE_POLL_INTERVAL_MAX="0.5",
+    )  # fmt: skip
+
+
+def _wait_batch(batches: Any, batch_id: str, *, bound: float) -> Any:
+    started = time.perf_counter()
+    status = batches.status(batch_id)
+    while not status.finished:
+        time.sleep(0.5)
+        status = batches.status(batch_id)
+        if time.perf_counter() - started > bound:
+            raise RuntimeError(f"storyboard stalled: {status.counts}")
+    return status
+
+
+def pair_latencies(batches: Any, batch_id: str) -> list[dict[str, float]]:
+    """Per pair: seconds from the still's ``done`` to each of its clip's :data:`LEGS`."""
+    from worker.batch import batch_report
+    from worker.job.engine import get_engine
+
+    _, rows = batch_report(batches, batch_id)
+    ids = [row.job_id or "" for row in rows]
+    jobs = dict(zip(ids, get_engine().store.get_many(ids), strict=True))
+    by_line = {row.line: jobs[row.job_id or ""] for row in rows}
+    pairs = []
+    for row in rows:
+        if row.made_from is None:
+            continue
+        still, clip = by_line[int(row.made_from)], by_line[row.line]
+        assert still is not None, row
+        assert clip is not None, row
+        done = still.times["done"]
+        pairs.append({leg: clip.times[leg] - done for leg in LEGS})
+    return pairs
+
+
+def summarize(pairs: list[dict[str, float]]) -> dict[str, dict[str, float]]:
+    """p50/p95/max of each leg, in seconds."""
+    summary = {}
+    for leg in LEGS:
+        values = [p[leg] for p in pairs]
+        summary[leg] = {
+            "p50": round(percentile(values, 50), 3),
+            "p95": round(percentile(values, 95), 3),
+            "max": round(max(values), 3),
+        }
+    return summary
+
+
+def bench_run(rs: RedisServer, pairs: int, gen_time: float, tmp: Path) -> dict[str, Any]:
+    redis.Redis.from_url(rs.url).flushall()
+    with SimulatorProcess(gen_time_mean=gen_time) as sim:
+        env = _run_env(rs.url, sim.url, tmp / "renders", gen_time=gen_time)
+        use(env)
+        procs = start_worker(env, pool="threads", concurrency=16, log=tmp / "worker.log",
+                             include="tasks.batches", beat=True)  # fmt: skip
+        try:
+            from worker.batch import Batches, read_batch_file
+            from worker.job.engine import get_engine
+
+            file = tmp / "run.jsonl"
+            write_storyboard(file, pairs, "run")
+            batches = Batches(get_engine())
+            started = time.perf_counter()
+            sub = batches.submit(read_batch_file(file))
+            status = _wait_batch(batches, sub.batch_id, bound=pairs * gen_time + 180)
+            elapsed = time.perf_counter() - started
+            latencies = pair_latencies(batches, sub.batch_id)
+            stats = sim.stats()
+        finally:
+            stop(procs)
+    return {
+        "pairs": pairs,
+        "gen_time_s": gen_time,
+        "fleet_cap": FLEET_CAP,
+        "worker_threads": 16,
+        "counts": status.counts,
+        "elapsed_s": round(elapsed, 2),
+        "sim_image_requests": stats["image_requests"],
+        "sim_submissions": stats["submissions"],
+        "sim_rate_limited": stats["rate_limited"],
+        "still_done_to_clip": summarize(latencies),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pairs", type=int, default=500)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--run-pairs", type=int, default=100)
+    parser.add_argument("--gen-time", type=float, default=1.0)
+    parser.add_argument("--enqueue-only", action="store_true", help="Skip the run (step 2).")
+    args = parser.parse_args()
+    with (
+        tempfile.TemporaryDirectory(prefix="relaydance-bench-storyboard-") as tmp,
+        RedisServer() as rs,
+    ):
+        enqueue = bench_enqueue(rs, args.pairs, args.runs, Path(tmp))
+        if args.enqueue_only:
+            print(json.dumps(enqueue, indent=2))
+            return
+        run = bench_run(rs, args.run_pairs, args.gen_time, Path(tmp))
+    command = "python bench/bench_storyboard.py " + " ".join(sys.argv[1:])
+    data = {"machine": machine(), "command": command.strip(), "enqueue": enqueue, "run": run}
+    path = write_results("storyboard", data)
+    print_table(enqueue, run)
+    print(f"\nwrote {path}")
+
+
+def print_table(enqueue: dict[str, Any], run: dict[str, Any]) -> None:
+    print("| measure | value | target |\n|---|---|---|")
+    print(
+        f"| validate + enqueue {enqueue['lines']} lines ({enqueue['pairs']} pairs), median of "
+        f"{enqueue['runs']} | {enqueue['total_s']} s (validate {enqueue['validate_s']} s, "
+        f"enqueue {enqueue['enqueue_s']} s) | < 1 s |"
+    )
+    print(
+        f"| Redis round trips of the enqueue | {enqueue['redis_round_trips']} "
+        f"({enqueue['redis_round_trips_per_line']} per line) | |"
+    )
+    legs = run["still_done_to_clip"]
+    names = {"queued": "clip queued", "submitting": "clip's POST starts",
+             "submitted": "clip submitted"}  # fmt: skip
+    for leg, name in names.items():
+        figures = legs[leg]
+        target = "p95 < 0.5 s" if leg == "submitted" else ""
+        print(
+            f"| {run['pairs']} pairs: still stored -> {name} | p50 {figures['p50']} s, "
+            f"p95 {figures['p95']} s, max {figures['max']} s | {target} |"
+        )
+    print(f"| run: {run['counts']} in {run['elapsed_s']} s, 429s | {run['sim_rate_limited']} | 0 |")
+
+
+if __name__ == "__main__":
+    main()
