@@ -130,15 +130,19 @@ def _run_env(redis_url: str, sim_url: str, out: Path, *, gen_time: float) -> dic
     )  # fmt: skip
 
 
-def _wait_batch(batches: Any, batch_id: str, *, bound: float) -> Any:
+def _wait_batch(batches: Any, batch_id: str, *, bound: float) -> tuple[Any, int]:
+    """Wait until the batch is finished; its status and the longest the broker queue was
+    seen (step messages no thread had taken yet), sampled every 0.2 s."""
     started = time.perf_counter()
     status = batches.status(batch_id)
+    backlog = 0
     while not status.finished:
-        time.sleep(0.5)
+        time.sleep(0.2)
+        backlog = max(backlog, int(batches.engine.redis.llen("relaydance")))
         status = batches.status(batch_id)
         if time.perf_counter() - started > bound:
             raise RuntimeError(f"storyboard stalled: {status.counts}")
-    return status
+    return status, backlog
 
 
 def pair_latencies(batches: Any, batch_id: str) -> list[dict[str, float]]:
@@ -182,12 +186,14 @@ def _storyboards(batches: Any, pairs: int, wave: int, tmp: Path, tag: str) -> di
 
     latencies: list[dict[str, float]] = []
     counts: dict[str, int] = {}
+    backlog = 0
     started = time.perf_counter()
     for first in range(0, pairs, wave):
         file = tmp / f"{tag}-{first}.jsonl"
         write_storyboard(file, min(wave, pairs - first), f"{tag} {first}")
         sub = batches.submit(read_batch_file(file))
-        status = _wait_batch(batches, sub.batch_id, bound=wave * 2 + 120)
+        status, seen = _wait_batch(batches, sub.batch_id, bound=wave * 2 + 120)
+        backlog = max(backlog, seen)
         latencies += pair_latencies(batches, sub.batch_id)
         for state, count in status.counts.items():
             counts[state] = counts.get(state, 0) + count
@@ -196,6 +202,7 @@ def _storyboards(batches: Any, pairs: int, wave: int, tmp: Path, tag: str) -> di
         "pairs_per_storyboard": wave,
         "counts": counts,
         "elapsed_s": round(time.perf_counter() - started, 2),
+        "peak_broker_backlog": backlog,
         "still_done_to_clip": summarize(latencies),
     }
 
@@ -280,6 +287,7 @@ def print_table(enqueue: dict[str, Any], run: dict[str, Any]) -> None:
                 f"| {shape}: still stored -> {name} | p50 {figures['p50']} s, "
                 f"p95 {figures['p95']} s, max {figures['max']} s | {target} |"
             )
+        print(f"| {shape}: most steps waiting in the broker | {part['peak_broker_backlog']} | |")
     print(f"| provider 429s | {run['sim_rate_limited']} | 0 |")
 
 
