@@ -23,6 +23,7 @@ from worker.job.engine import Engine
 from worker.job.inputs import FEEDS, WAITS_FOR, settle_waiting, waiting_fields
 from worker.job.notify import notify_final
 from worker.job.record import JobKind
+from worker.job.states import FINAL_STATES
 from worker.render.image_catalogue import is_image_model
 
 __all__ = ["chain_of", "chunks", "job_fields", "links", "settle_clips"]
@@ -93,7 +94,21 @@ def job_fields(
 
 def settle_clips(engine: Engine, linked: Mapping[str, Mapping[str, str]]) -> None:
     """Move on the chunk's confirmed waiting clips whose stills are done already; a clip
-    whose still failed or was canceled ends canceled, and is told so."""
-    for job_id, fields in linked.items():
-        if WAITS_FOR in fields and settle_waiting(engine, job_id) == "canceled":
+    whose still failed or was canceled ends canceled, and is told so.
+
+    The stills' states are read in one round trip first: a clip whose stills are all
+    still on their way is left to their own notices (they find it confirmed), so only
+    a clip with a still already ended (or gone) is settled one by one."""
+    waits = {job_id: [s for s in fields[WAITS_FOR].split(",") if s]
+             for job_id, fields in linked.items() if WAITS_FOR in fields}  # fmt: skip
+    stills = sorted({still for ids in waits.values() for still in ids})
+    states = dict(zip(stills, engine.store.field_of(stills, "state"), strict=True))
+    for job_id, ids in waits.items():
+        if not any(states[still] in _ENDED for still in ids):
+            continue
+        if settle_waiting(engine, job_id) == "canceled":
             notify_final(engine, job_id)
+
+
+# A still's state as read, or None (gone): either lets its waiting clip be settled now.
+_ENDED = frozenset({None, *(state.value for state in FINAL_STATES)})
