@@ -26,6 +26,8 @@ from tests.unit.test_image_jobs import FakeImages, make_image_job
 from worker.job.inputs import FEEDS, waiting_fields
 from worker.job.notify import notify_final
 from worker.job.record import Billing, JobState
+from worker.render.request import url_problem
+from worker.render.validation import validate_request
 
 S = JobState
 SIGNATURE = "?X-Amz-Signature=c2lnbmVkLXN0aWxsLXVybC1zZWNyZXQ"
@@ -115,3 +117,10 @@ def test_a_clip_whose_stills_url_is_gone_is_canceled_unsent_and_unbilled(
     )
     assert provider.bodies == [] and provider.clips.posts == 0
     assert not engine.limits.holds("default", clip)
+
+
+def test_a_clip_naming_its_stills_is_valid_to_retake_and_nothing_else_of_that_scheme_is() -> None:
+    named = f"still://rdj_{'0a' * 16}/1"
+    assert validate_request(req("again", images=[named, OWN])).images == (named, OWN)
+    for other in ("still://rdj_x/1", f"{named}?a=b", f"still://rdj_{'0a' * 16}/0"):
+        assert "scheme must be http or https" in (url_problem(other) or "")
