@@ -258,9 +258,8 @@ def run_one(*, mode: str, chaos: bool, jobs: int, cap: int, kills: int) -> dict[
         _wait_settled(store, ids, timeout=900)
         done_killing.set()
         chaos_thread.join(timeout=30) if chaos else None
-        finished = time.time()
-        records = [store.get(i) for i in ids]
-        still_urls = dict(zip(ids, store.image_urls(ids), strict=True))  # apart: signed
+        finished, records = time.time(), [store.get(i) for i in ids]
+        urls = dict(zip(ids, store.image_urls(ids), strict=True))  # a still's: kept apart
         stats = sim.stats()
         survived = workers.alive() and (web is None or web.poll() is None)
     finally:
@@ -272,8 +271,7 @@ def run_one(*, mode: str, chaos: bool, jobs: int, cap: int, kills: int) -> dict[
         server.stop()
     spec = {"mode": mode, "chaos": chaos, "jobs": jobs, "cap": cap}
     return _row(spec, kills=kills, killed=killed[0], records=records, stats=stats,
-                seconds=finished - started, survived=survived,
-                still_urls=still_urls)  # fmt: skip
+                seconds=finished - started, survived=survived, still_urls=urls)  # fmt: skip
 
 
 def scenario(**spec: Any) -> dict[str, Any]:
