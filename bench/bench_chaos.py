@@ -167,7 +167,9 @@ def _request(i: int, *, chaos: bool) -> dict[str, Any]:
     return {"model": MODEL, "prompt": f"bench {i}", "seconds": 5}
 
 
-def _stills(records: list[Any], stats: dict[str, Any]) -> dict[str, Any]:
+def _stills(
+    records: list[Any], stats: dict[str, Any], urls: dict[str, list[str] | None]
+) -> dict[str, Any]:
     """The stills: how many, done, paid twice, and whether each stored one is as served."""
     from simulator import image_sha256
 
@@ -175,7 +177,7 @@ def _stills(records: list[Any], stats: dict[str, Any]) -> dict[str, Any]:
     posts = stats["image_requests_by_idempotency_key"]
     done = [j for j in stills if j.state.value == "done"]
     served = [image_sha256(u.split("/images/")[1].split(".png")[0], 1024, 1024)
-              for j in done for u in j.image_urls]  # fmt: skip
+              for j in done for u in urls.get(j.id) or []]  # fmt: skip
     stored = [hashlib.sha256(Path(out["path"]).read_bytes()).hexdigest()
               for j in done for out in j.outputs]  # fmt: skip
     return {
@@ -188,7 +190,7 @@ def _stills(records: list[Any], stats: dict[str, Any]) -> dict[str, Any]:
 
 def _row(
     spec: dict[str, Any], *, kills: int, killed: int, records: list[Any], stats: dict[str, Any],
-    seconds: float, survived: bool,
+    seconds: float, survived: bool, still_urls: dict[str, list[str] | None],
 ) -> dict[str, Any]:  # fmt: skip
     """The run's row: what became of the jobs, what was paid, how fast."""
     states: dict[str, int] = {}
@@ -208,7 +210,7 @@ def _row(
         "unknown": states.get("submit_unknown", 0),
         "failed": states.get("failed", 0),
         "paid_twice": stats["paid_twice"],
-        **_stills(records, stats),
+        **_stills(records, stats, still_urls),
         "rate_limited_429": stats["rate_limited"],
         "adopted": sum(1 for j in records if j and j.adopted_from),
         "throughput_fraction": round(rate / limit, 3),
@@ -256,8 +258,8 @@ def run_one(*, mode: str, chaos: bool, jobs: int, cap: int, kills: int) -> dict[
         _wait_settled(store, ids, timeout=900)
         done_killing.set()
         chaos_thread.join(timeout=30) if chaos else None
-        finished = time.time()
-        records = [store.get(i) for i in ids]
+        finished, records = time.time(), [store.get(i) for i in ids]
+        urls = dict(zip(ids, store.image_urls(ids), strict=True))  # a still's: kept apart
         stats = sim.stats()
         survived = workers.alive() and (web is None or web.poll() is None)
     finally:
@@ -269,7 +271,7 @@ def run_one(*, mode: str, chaos: bool, jobs: int, cap: int, kills: int) -> dict[
         server.stop()
     spec = {"mode": mode, "chaos": chaos, "jobs": jobs, "cap": cap}
     return _row(spec, kills=kills, killed=killed[0], records=records, stats=stats,
-                seconds=finished - started, survived=survived)  # fmt: skip
+                seconds=finished - started, survived=survived, still_urls=urls)  # fmt: skip
 
 
 def scenario(**spec: Any) -> dict[str, Any]:

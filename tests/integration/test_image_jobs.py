@@ -21,7 +21,7 @@ from tests.fleet import Fleet, fleet_env, use_env, wait_until
 from tests.jobs_page_helpers import TOKEN, client_for, engine_with_ui_token, signed_in
 from worker.cli.main import main
 from worker.infra.redis_server import RedisServer
-from worker.job.engine import Engine
+from worker.job.engine import Engine, get_engine
 from worker.job.record import Billing, JobKind, JobState
 from worker.render.image_request import validate_image_request
 from worker.render.pricing import IMAGE_DEFAULT_PRICE, estimate_cost
@@ -60,7 +60,8 @@ def test_an_image_job_ends_as_the_pngs_the_simulator_served(
     assert job.state is JobState.DONE, (job.error_message, fleet.logs())
     assert (job.kind, job.billing, job.poll_count) == (JobKind.IMAGE, Billing.BILLED, 0)
     assert job.cost == pytest.approx(2 * IMAGE_DEFAULT_PRICE)
-    assert [out["sha256"] for out in job.outputs] == [_served(url) for url in job.image_urls]
+    (urls,) = get_engine().store.image_urls([job_id])  # kept apart from the record: signed
+    assert [out["sha256"] for out in job.outputs] == [_served(url) for url in urls or []]
     for out in job.outputs:
         assert hashlib.sha256(Path(out["path"]).read_bytes()).hexdigest() == out["sha256"]
         assert Path(out["path"]).read_bytes().startswith(b"\x89PNG\r\n\x1a\n")

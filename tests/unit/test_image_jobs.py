@@ -46,6 +46,7 @@ class FakeImages:
     posts: int = 0
     made: list[str] = field(default_factory=list)  # every image made: each one is billed
     on_post: Any = None
+    query: str = ""  # after each url: a signature, as the provider's urls carry
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
@@ -69,7 +70,9 @@ class FakeImages:
             raise httpx.ReadTimeout("the reply was lost", request=request)
         if reply == "gateway":
             return httpx.Response(502, text="<html>Bad Gateway</html>")
-        return httpx.Response(200, json={"data": [{"url": f"{BASE}/files/{i}.png"} for i in ids]})
+        return httpx.Response(
+            200, json={"data": [{"url": f"{BASE}/files/{i}.png{self.query}"} for i in ids]}
+        )
 
 
 @pytest.fixture
@@ -111,7 +114,7 @@ def test_an_image_job_posts_once_then_stores_each_still_signature_checked_and_ha
     job_id = make_image_job(engine)
     assert run_step(engine, "submit", job_id, seq=0).action == "next"
     job = job_of(engine, job_id)
-    assert (job.state, job.billing, len(job.image_urls)) == (S.GENERATED, Billing.BILLED, 2)
+    assert (job.state, job.billing, job.image_count) == (S.GENERATED, Billing.BILLED, 2)
     assert not engine.limits.holds("default", job_id)  # nothing generates any more
     assert plan_for(job) == ["download"]
     assert run_step(engine, "submit", job_id, seq=0).action == "stop"  # a redelivery
@@ -274,7 +277,7 @@ def test_images_made_for_a_job_canceled_during_the_post_are_kept_as_billed(
     provider.on_post = lambda: pipeline.cancel(engine, job_id)
     assert run_step(engine, "submit", job_id, seq=0).action == "stop"
     job = job_of(engine, job_id)
-    assert (job.state, job.billing, len(job.image_urls)) == (S.CANCELED, Billing.BILLED, 2)
+    assert (job.state, job.billing, job.image_count) == (S.CANCELED, Billing.BILLED, 2)
     assert provider.posts == 1
 
 

@@ -1,5 +1,5 @@
 """A storyboard's clip waiting for its still, on fakeredis: never sent nor resumed while it
-waits, queued with the still's urls first in its images once the still is done, canceled
+waits, queued with the still's images (named) first in its images once the still is done, canceled
 unbilled with the reason when the still fails or is canceled."""
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ def test_a_done_still_queues_its_clip_with_its_url_first_and_sends_its_first_ste
     notify_final(engine, still)  # the download step told it already: asked twice, moves once
     job = job_of(engine, clip)
     assert job.state is S.QUEUED
-    assert job.request["images"] == [*done.image_urls, OWN]
+    assert job.request["images"] == [f"still://{still}/1", OWN]  # a name: the url is signed
     assert len(sent_for(engine, clip)) == 1  # its first step, once
     assert settle_waiting(engine, clip) == ""
 

@@ -135,11 +135,12 @@ def _transfer_images(
 ) -> list[StoredClip] | Outcome:
     """Store the job's images (:mod:`worker.job.images`); an Outcome when they were not.
     Their urls are all there is: one that expired cannot be asked for again."""
-    if not job.image_urls:  # a record that lost them: nothing to fetch them again from
+    urls = engine.store.image_urls([job.id])[0]
+    if not urls or len(urls) != job.image_count:  # lost: nothing to fetch them again from
         return fail(engine, job, "unexpected_response", "the image job has no image urls")
     heartbeat = _Heartbeat(engine, job.id, claim)
     try:
-        return images.store_images(engine, job, on_stored=lambda: heartbeat(0))
+        return images.store_images(engine, job, urls, on_stored=lambda: heartbeat(0))
     except Superseded:
         return stop("a later download took over")
     except StorageError as exc:

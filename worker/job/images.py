@@ -7,8 +7,10 @@ So the reply is recorded at once (:data:`~worker.job.transitions.IMAGES_RECEIVED
 ``submitting`` straight to ``generated``), the slot is given back (nothing generates any
 more), and the download step stores each image (:func:`store_images`) through
 :func:`worker.job.stills.save_image`: its real signature checked, hashed, committed whole,
-with its manifest. The urls are kept on the record: they are the only record of what was
-paid for, and a retried download needs them (there is no task to ask for fresh ones).
+with its manifest. The urls are the only record of what was paid for, and a retried
+download needs them (there is no task to ask for fresh ones); they are signed, so the
+store keeps them apart from the record (:meth:`~worker.job.store.JobStore.keep_image_urls`),
+which holds only their number.
 """
 
 from __future__ import annotations
@@ -49,15 +51,18 @@ def record_images(engine: Engine, job: Job, claim: int, *, urls: list[str]) -> O
         job.id,
         IMAGES_RECEIVED,
         where={"submit_claim": claim},
-        set={"image_urls": json.dumps(urls)},
+        set={"image_count": len(urls)},
         due=time.time() + engine.settings.step_grace_seconds,
     )
     if not applied:
         return _record_late(engine, job.id, urls=urls)
+    # Kept once the claim's record holds: a late, earlier POST never overwrites them. The
+    # download is sent after this returns, so it finds them.
+    engine.store.keep_image_urls(job.id, urls)
     engine.limits.on_success(job.alias)
     release(engine, job)  # the images exist: nothing generates for this job any more
     log_transition(job, "generated", images=len(urls))
-    return moved_on(job, S.GENERATED, image_urls=urls, billing=Billing.BILLED)
+    return moved_on(job, S.GENERATED, image_count=len(urls), billing=Billing.BILLED)
 
 
 def _record_late(engine: Engine, job_id: str, *, urls: list[str]) -> Outcome:
@@ -77,10 +82,11 @@ def _record_late(engine: Engine, job_id: str, *, urls: list[str]) -> Outcome:
     applied, _ = engine.store.update_fields(
         job_id,
         states={job.state},
-        where={"image_urls": ""},
-        set={"image_urls": json.dumps(urls), "billing": Billing.BILLED.value},
+        where={"image_count": ""},
+        set={"image_count": len(urls), "billing": Billing.BILLED.value},
     )
     if applied:
+        engine.store.keep_image_urls(job_id, urls)
         logger.warning(
             "job %s is %s, but the provider made %d images for it; they are billed",
             job_id, job.state, len(urls),
@@ -92,19 +98,22 @@ def image_names(job: Job) -> list[str]:
     """Where each image goes under the output: the job's name for one image, else the
     name with ``-1``, ``-2``... in the order of the reply."""
     name = job.output_name or job.id
-    if len(job.image_urls) == 1:
+    if job.image_count == 1:
         return [name]
-    return [f"{name}-{i}" for i in range(1, len(job.image_urls) + 1)]
+    return [f"{name}-{i}" for i in range(1, job.image_count + 1)]
 
 
-def store_images(engine: Engine, job: Job, *, on_stored: Callable[[], None]) -> list[StoredClip]:
-    """Store every image of the job, each with its manifest; ``on_stored`` after each.
+def store_images(
+    engine: Engine, job: Job, urls: list[str], *, on_stored: Callable[[], None]
+) -> list[StoredClip]:
+    """Store every image of the job from its ``urls``, each with its manifest;
+    ``on_stored`` after each.
 
     Raises what :func:`~worker.job.stills.save_image` raises; the caller decides."""
     settings = engine.settings
     names = image_names(job)
     stored = []
-    for index, (url, name) in enumerate(zip(job.image_urls, names, strict=True), start=1):
+    for index, (url, name) in enumerate(zip(urls, names, strict=True), start=1):
         stored.append(save_image(
             engine.storage, url, name=name, client=engine.downloads,
             max_bytes=settings.download_max_bytes, allow_local=settings.allow_local_urls,

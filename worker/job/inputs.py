@@ -5,9 +5,10 @@ the image jobs it waits for in ``waits_for`` (in the order of its refs), and eac
 image jobs names its dependants in ``feeds``. :func:`settle_waiting` decides a waiting
 clip from its stills' records, whoever asks:
 
-- every still ``done``: :data:`~worker.job.transitions.INPUT_READY` puts their urls (the
-  provider's, each still's images in order) first in the clip's ``images`` and queues
-  it; its first step is sent (:func:`worker.job.advance.advance`);
+- every still ``done``: :data:`~worker.job.transitions.INPUT_READY` puts the names of
+  their images (each still's in order, :func:`refs`: their urls are signed, and go only
+  in the body the submit step sends, :mod:`worker.job.still_refs`) first in the clip's
+  ``images`` and queues it; its first step is sent (:func:`worker.job.advance.advance`);
 - a still ``failed`` or ``canceled`` (or gone): :data:`~worker.job.transitions.INPUT_FAILED`
   cancels the clip with the reason, never sent, so never billed;
 - otherwise it waits on: no step acts on it and it holds no slot.
@@ -30,13 +31,19 @@ from worker.job.engine import Engine
 from worker.job.record import Job, JobState
 from worker.job.transitions import INPUT_FAILED, INPUT_READY
 
-__all__ = ["FEEDS", "WAITS_FOR", "dependants", "settle_waiting", "waiting_fields"]
+__all__ = ["FEEDS", "REF", "WAITS_FOR", "dependants", "refs", "settle_waiting", "waiting_fields"]
 
 logger = logging.getLogger(__name__)
 
 S = JobState
 WAITS_FOR = "waits_for"  # on a clip: the image jobs it waits for, comma-separated, in order
 FEEDS = "feeds"  # on an image job: the clips waiting for it, comma-separated
+REF = "still://"  # a still's image named in a clip: a url's shape, never taken for a file
+
+
+def refs(still: Job) -> list[str]:
+    """The names of the still's images (``still://<job id>/<n>``), in its reply's order."""
+    return [f"{REF}{still.id}/{n}" for n in range(1, still.image_count + 1)]
 
 
 def waiting_fields(stills: Sequence[str]) -> dict[str, str]:
@@ -62,18 +69,18 @@ def settle_waiting(engine: Engine, job_id: str) -> str:
             return _cancel(engine, job, still_id, "expired" if still is None else still.state)
     if any(still is None or still.state is not S.DONE for still in stills):
         return "waiting"
-    return _ready(engine, job, [url for still in stills if still for url in still.image_urls])
+    return _ready(engine, job, [ref for still in stills if still for ref in refs(still)])
 
 
-def _ready(engine: Engine, job: Job, urls: list[str]) -> str:
-    request = {**job.request, "images": [*urls, *job.request.get("images", ())]}
+def _ready(engine: Engine, job: Job, names: list[str]) -> str:
+    request = {**job.request, "images": [*names, *job.request.get("images", ())]}
     applied, _ = engine.store.apply(
         job.id, INPUT_READY, set={"request": json.dumps(request, sort_keys=True)},
         due=time.time() + engine.settings.step_grace_seconds,
     )  # fmt: skip
     if not applied:
         return ""
-    logger.info("job %s: its %d stills are done; queued", job.id, len(urls),
+    logger.info("job %s: its %d stills are done; queued", job.id, len(names),
                 extra={"job_id": job.id, "state": "queued"})  # fmt: skip
     advance(engine, engine.store.get(job.id))
     return "ready"

@@ -100,10 +100,11 @@ class Job:
     on_done_error: str | None = None
     on_done_attempts: int = 0
     on_done_sent_at: float | None = None
-    # An image job's: the urls its POST's reply named (the only record of the billed
-    # images: there is no task to ask again), and each stored image (uri, path, sha256,
-    # size, width, height), in order. ``output_*``, ``size`` and ``sha256`` are the first's.
-    image_urls: list[str] = field(default_factory=list)
+    # An image job's: how many images its POST's reply named (their urls are signed, kept
+    # apart by the store: :meth:`~worker.job.store.JobStore.image_urls`), and each stored
+    # image (uri, path, sha256, size, width, height), in order. ``output_*``, ``size`` and
+    # ``sha256`` are the first's.
+    image_count: int = 0
     outputs: list[dict[str, Any]] = field(default_factory=list)
     times: dict[str, float] = field(default_factory=dict)
     extra: dict[str, str] = field(default_factory=dict)  # fields no step reads as typed

@@ -172,13 +172,8 @@ class JobStore:
 
     def abandon(self, job_id: str, *, reason: str) -> bool:
         """Cancel a job whose enqueue was never confirmed, so that it can never submit."""
-        applied, _ = self.apply(
-            job_id,
-            ABANDON_UNSENT,
-            where={"enqueue_pending": 1},
-            set={"error_code": "enqueue_failed", "error_message": reason[:2000]},
-        )
-        return applied
+        fields = {"error_code": "enqueue_failed", "error_message": reason[:2000]}
+        return self.apply(job_id, ABANDON_UNSENT, where={"enqueue_pending": 1}, set=fields)[0]
 
     def get(self, job_id: str) -> Job | None:
         """The job's current record, or None when unknown or expired."""
@@ -304,15 +299,12 @@ class JobStore:
 
     def fail(self, job_id: str, *, code: str, message: str) -> bool:
         """Move a non-final job to ``failed`` with its error code and message."""
-        applied, _ = self.apply(
-            job_id, FAIL, set={"error_code": code, "error_message": message[:2000]}
-        )
-        return applied
+        fields = {"error_code": code, "error_message": message[:2000]}
+        return self.apply(job_id, FAIL, set=fields)[0]
 
     def cancel(self, job_id: str) -> bool:
         """Move a non-final job to ``canceled``."""
-        applied, _ = self.apply(job_id, CANCEL)
-        return applied
+        return self.apply(job_id, CANCEL)[0]
 
     def due(self, *, before: float, limit: int = 1000) -> list[tuple[str, float]]:
         """Non-final jobs whose next step was due before ``before``, oldest first."""
@@ -323,8 +315,7 @@ class JobStore:
 
     def counts(self) -> dict[str, int]:
         """Number of jobs per state (final jobs counted until they expire from the index)."""
-        raw = self._redis.hgetall(self.counts_key)
-        return {text(k): int(v) for k, v in raw.items()}
+        return {text(k): int(v) for k, v in self._redis.hgetall(self.counts_key).items()}
 
     def active_count(self) -> int:
         """Number of non-final jobs."""
@@ -344,3 +335,13 @@ class JobStore:
 
         return read_gated(self._redis, self.key(job_id), names=names, gate=gate,
                           holder=holder, window_ms=window_ms)  # fmt: skip
+
+    def keep_image_urls(self, job_id: str, urls: Sequence[str]) -> None:
+        """Hold an image job's urls (signed: never in its record) in their own key, for
+        its download and the clips made from it; it expires a retention period on."""
+        self._redis.set(f"{PREFIX}:urls:{job_id}", json.dumps(list(urls)), ex=self._retention)
+
+    def image_urls(self, job_ids: Sequence[str]) -> list[list[str] | None]:
+        """The urls each image job's POST named (None where gone), in one round trip."""
+        raw = self._redis.mget([f"{PREFIX}:urls:{j}" for j in job_ids]) if job_ids else []
+        return [None if value is None else json.loads(value) for value in raw]

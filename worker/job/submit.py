@@ -54,7 +54,7 @@ from worker.errors import (
     UnexpectedResponse,
 )
 from worker.infra.outage import is_redis_outage
-from worker.job import calls, images
+from worker.job import calls, images, still_refs
 from worker.job.callback import callback_url_for
 from worker.job.engine import Engine
 from worker.job.failover import confirm_later, lost_claim, mark_in_doubt
@@ -86,7 +86,6 @@ from worker.job.submit_refusals import (
 from worker.job.transitions import SUBMIT_ACCEPTED, SUBMIT_RECORDED, SUBMIT_STARTED, WAIT_FOR_SLOT
 from worker.limits.rate import Gate
 from worker.provider.client import ApiClient
-from worker.render.request import RenderRequest
 
 # Re-exported: SubmitRefused and resubmit (worker.job.resubmit), count_possible_orphan and
 # mark_unknown (worker.job.submit_refusals) are imported from here by other parts.
@@ -176,7 +175,9 @@ def _post(
             return urls
         return _hold_reply(job, lambda: images.record_images(engine, job, claim, urls=urls),
                            what=f"{len(urls)} image urls")  # fmt: skip
-    request = RenderRequest.model_validate(job.request)
+    request = still_refs.resolved(engine, job, claim)  # a storyboard's stills' urls
+    if isinstance(request, Outcome):
+        return request
     callback = callback_url_for(engine.settings, job.id, claim=claim, now=sent_at)
     body = request.to_body(callback_url=callback, media_urls=job.media_urls)
     task = _call(

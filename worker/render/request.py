@@ -42,6 +42,9 @@ REFERENCE = re.compile(r"@(image|video|audio)(\d+)", re.IGNORECASE)
 # refuse it (or fetch something else), so it is caught here, before any money is spent.
 _URL_BAD_CHARS = re.compile(r"[\s\x00-\x1f\x7f]")
 FIELD_OF_KIND: dict[str, str] = {"image": "images", "video": "videos", "audio": "audio"}
+# A storyboard still's image in a clip's request (worker.job.inputs.refs): the submit step
+# puts its (signed) url in the body, so a retake of the clip is valid as any request is.
+STILL_REF = re.compile(r"still://rdj_[0-9a-f]{32}/[1-9][0-9]{0,2}")
 _ROLE = {"image": "reference_image", "video": "reference_video", "audio": "reference_audio"}
 
 Problems = list[tuple[str, str]]
@@ -182,6 +185,8 @@ class RenderRequest(BaseModel):
 def url_problem(source: str) -> str | None:
     """Why a media URL is malformed (naming only its scheme and host), or None."""
     # Only scheme and host are echoed: the path or query of a signed URL is a secret.
+    if STILL_REF.fullmatch(source):
+        return None
     try:
         parts = urlsplit(source)
         host = parts.hostname

@@ -1,0 +1,60 @@
+"""A storyboard clip's stills, named in its request and made urls only in its POST's body.
+
+The urls of a still's images are signed, so neither the still's record nor the clip's
+stored request holds them: :func:`worker.job.inputs.refs` names each image
+(``still://<job id>/<n>``, first in the clip's ``images``), and :func:`resolved` puts the
+url the store kept for it (:meth:`~worker.job.store.JobStore.image_urls`) in its place
+only when the submit step builds the body. A url that is gone (expired with its key) is
+never replaced by anything else: the clip is canceled with the reason, never sent, so
+never billed.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from worker.job.engine import Engine
+from worker.job.inputs import REF
+from worker.job.notify import notify_final
+from worker.job.record import Billing, Job
+from worker.job.step import Outcome, release, stop
+from worker.job.transitions import CANCEL
+from worker.render.request import RenderRequest
+
+__all__ = ["resolved"]
+
+logger = logging.getLogger(__name__)
+
+
+def resolved(engine: Engine, job: Job, claim: int) -> RenderRequest | Outcome:
+    """The clip's request with each still's url in place of its name; when one is gone,
+    the clip (claimed by ``claim``, not sent) is canceled unbilled: an Outcome."""
+    request = RenderRequest.model_validate(job.request)
+    named = [source for source in request.images if source.startswith(REF)]
+    if not named:
+        return request
+    ids = sorted({source[len(REF) :].partition("/")[0] for source in named})
+    kept = dict(zip(ids, engine.store.image_urls(ids), strict=True))
+    found: dict[str, str] = {}
+    for source in named:
+        still, _, n = source[len(REF) :].partition("/")
+        urls = kept[still] or []
+        if not (n.isdigit() and 0 < int(n) <= len(urls)):
+            return _cancel(engine, job, claim, still)
+        found[source] = urls[int(n) - 1]
+    return request.model_copy(update={"images": tuple(found.get(s, s) for s in request.images)})
+
+
+def _cancel(engine: Engine, job: Job, claim: int, still: str) -> Outcome:
+    reason = f"the url of its still {still} is gone (expired); the clip was never sent"
+    applied, _ = engine.store.apply(
+        job.id, CANCEL, where={"submit_claim": claim},
+        set={"error_code": "input_expired", "error_message": reason,
+             "billing": Billing.NONE.value},
+    )  # fmt: skip
+    if applied:
+        logger.warning("job %s canceled: %s", job.id, reason,
+                       extra={"job_id": job.id, "state": "canceled"})  # fmt: skip
+        release(engine, job)
+        notify_final(engine, job.id)
+    return stop(f"canceled: {reason}")
