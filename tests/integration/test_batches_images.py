@@ -16,6 +16,7 @@ from tests.fleet import wait_until
 from worker.batch import batch_report, parse_records
 from worker.cli.batch import batch
 from worker.infra.redis_server import RedisServer
+from worker.job.engine import get_engine
 from worker.job.record import Billing, JobKind, JobState
 from worker.render.pricing import IMAGE_DEFAULT_PRICE
 
@@ -50,7 +51,7 @@ def test_image_lines_become_image_jobs_priced_counted_and_reported(live: Stack) 
     assert kinds == [JobKind.IMAGE, JobKind.VIDEO, JobKind.IMAGE]
     for row in (rows[0], rows[2]):
         job = get_job(row.job_id or "")
-        assert (job.state, job.billing, len(job.image_urls)) == (
+        assert (job.state, job.billing, job.image_count) == (
             JobState.DONE, Billing.BILLED, 1,
         )  # fmt: skip
         assert row.estimated_cost == pytest.approx(IMAGE_DEFAULT_PRICE)
@@ -78,8 +79,8 @@ def test_a_storyboard_ends_with_its_stills_and_clips_each_clip_citing_its_still(
     jobs = {row.line: get_job(row.job_id or "") for row in rows}
     assert [jobs[n].kind for n in (1, 3)] == [JobKind.IMAGE, JobKind.IMAGE]
     for still, clip in ((1, 2), (3, 4)):
-        (url,) = jobs[still].image_urls
-        assert jobs[clip].request["images"] == [url]
+        (url,) = get_engine().store.image_urls([jobs[still].id])[0] or []
+        assert jobs[clip].request["images"] == [f"still://{jobs[still].id}/1"]
         (received,) = live.sim.tasks_for(jobs[clip].id)  # the body the provider was sent
         assert received["input_urls"] == [url]
         assert jobs[clip].times["queued"] >= jobs[still].times["done"] - 0.01
@@ -151,4 +152,5 @@ def test_a_failed_still_cancels_its_clip_unbilled_and_nothing_is_submitted(live:
     assert resumed.enqueued == 2 and _wait(sub.batch_id, live).done == 2
     _, rows = batch_report(batches, sub.batch_id)
     still, clip = get_job(rows[0].job_id or ""), get_job(rows[1].job_id or "")
-    assert clip.request["images"] == still.image_urls and live.sim.stats()["submissions"] == 1
+    assert clip.request["images"] == [f"still://{still.id}/1"]
+    assert live.sim.stats()["submissions"] == 1

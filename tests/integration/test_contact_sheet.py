@@ -5,7 +5,6 @@ browser (hover plays a clip) is in tests/integration/test_jobs_page_browser.py."
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -199,7 +198,7 @@ def storyboard(engine: Engine) -> tuple[str, list[str]]:
     still = {"model": "grok-imagine-image", "prompt": "a <b>keyframe</b>", "id": "k1"}
     batch_id, jobs = batch_of(engine, [still, req("from the still", refs=["k1"]), req("plain")])
     finish(engine, jobs[0], f"{jobs[0]}.png", PNG)
-    engine.store._change(jobs[0], states=None, set={"image_urls": json.dumps([SIGNED])})
+    engine.store.keep_image_urls(jobs[0], [SIGNED])
     return batch_id, jobs
 
 
@@ -236,8 +235,8 @@ def test_in_a_bucket_a_waiting_clips_page_shows_its_still_presigned_and_allowed(
     still = {"model": "grok-imagine-image", "prompt": "a keyframe", "id": "k1"}
     _, (still_id, clip) = batch_of(engine, [still, req("from the still", refs=["k1"])])
     engine.store._change(still_id, states=None, to=JobState.DONE,
-                         set={"output_uri": f"s3://clips/renders/{still_id}.png",
-                              "image_urls": json.dumps([SIGNED])})  # fmt: skip
+                         set={"output_uri": f"s3://clips/renders/{still_id}.png"})  # fmt: skip
+    engine.store.keep_image_urls(still_id, [SIGNED])
     answer = sheet_client(engine).get(f"/ui/jobs/{clip}")
     thumb = f'<img class="thumb" src="http://127.0.0.1:9/clips/renders/{still_id}.png?'
     assert thumb in answer.text
