@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+import redis
 
 from config.settings import get_settings
 from worker.job.engine import reset_engine
@@ -213,6 +214,22 @@ class Fleet:
         return "\n".join(
             p.read_text(errors="replace")[-4000:] for p in sorted(self.log_dir.glob("*.log"))
         )
+
+
+def running_fleet(redis_url: str, sim_url: str, tmp_path: Path) -> Iterator[Fleet]:
+    """A worker and beat on an emptied Redis and the simulator, this process pointed at
+    them, stopped at the end (for a fixture to ``yield from``)."""
+    redis.Redis.from_url(redis_url).flushall()
+    env = fleet_env(redis_url=redis_url, sim_url=sim_url, output_dir=tmp_path / "renders")
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    fleet = Fleet(env, logs, beat=True)
+    with use_env(env):
+        fleet.start()
+        try:
+            yield fleet
+        finally:
+            fleet.stop()
 
 
 def wait_for(predicate: Callable[[], Any], *, timeout: float = 20.0, what: str = "") -> Any:

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from simulator import PNG_BYTES, VIDEO_SHA256
 from simulator.testing import SimulatorProcess
 from tasks import enqueue_render, get_job, wait
-from tests.fleet import Fleet, fleet_env, use_env, wait_until
+from tests.fleet import Fleet, fleet_env, running_fleet, use_env, wait_until
 from worker.cli.main import main
 from worker.errors import InvalidRequest
 from worker.infra.redis_server import RedisServer
@@ -26,17 +26,7 @@ MODEL = "doubao-seedance-2-0-fast-260128"
 
 @pytest.fixture
 def fleet(redis_server: RedisServer, sim: SimulatorProcess, tmp_path: Path) -> Iterator[Fleet]:
-    redis.Redis.from_url(redis_server.url).flushall()
-    env = fleet_env(redis_url=redis_server.url, sim_url=sim.url, output_dir=tmp_path / "renders")
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    fleet = Fleet(env, logs, beat=True)
-    with use_env(env):
-        fleet.start()
-        try:
-            yield fleet
-        finally:
-            fleet.stop()
+    yield from running_fleet(redis_server.url, sim.url, tmp_path)
 
 
 def _sha256(path: str | None) -> str:

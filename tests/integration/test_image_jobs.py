@@ -10,14 +10,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 from click.testing import CliRunner
 
 from simulator import image_sha256
 from simulator.stills import image_png
 from simulator.testing import SimulatorProcess
 from tasks import enqueue_render, get_job, wait
-from tests.fleet import Fleet, fleet_env, use_env, wait_until
+from tests.fleet import Fleet, running_fleet, wait_until
 from tests.jobs_page_helpers import TOKEN, client_for, engine_with_ui_token, signed_in
 from worker.cli.main import main
 from worker.infra.redis_server import RedisServer
@@ -34,17 +33,7 @@ STILLS = {"model": "grok-imagine-image", "prompt": "a lighthouse keyframe", "n":
 
 @pytest.fixture
 def fleet(redis_server: RedisServer, sim: SimulatorProcess, tmp_path: Path) -> Iterator[Fleet]:
-    redis.Redis.from_url(redis_server.url).flushall()
-    env = fleet_env(redis_url=redis_server.url, sim_url=sim.url, output_dir=tmp_path / "renders")
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    fleet = Fleet(env, logs, beat=True)
-    with use_env(env):
-        fleet.start()
-        try:
-            yield fleet
-        finally:
-            fleet.stop()
+    yield from running_fleet(redis_server.url, sim.url, tmp_path)
 
 
 def _served(url: str) -> str:

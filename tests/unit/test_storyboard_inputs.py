@@ -5,16 +5,16 @@ unbilled with the reason when the still fails or is canceled."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
-from config.settings import Settings
 from tests.batch_requests import req
-from tests.contracts.harness import fake_backend, job_of, money_engine, money_settings
+from tests.contracts.harness import job_of
 from tests.pipeline_helpers import RecordingEngine, run_step
-from tests.unit.test_image_jobs import FakeImages, make_image_job
+from tests.unit.test_image_jobs import engine as engine  # the fixtures, found by their names
+from tests.unit.test_image_jobs import make_image_job
+from tests.unit.test_image_jobs import provider as provider
+from tests.unit.test_image_jobs import settings as settings
 from worker.batch.chains import chain_of, chunks, links
 from worker.batch.store import Item
 from worker.job.inputs import FEEDS, settle_waiting, waiting_fields
@@ -24,24 +24,6 @@ from worker.job.sweeper import sweep
 
 S = JobState
 OWN = "https://cdn.example/own.png"
-
-
-@pytest.fixture
-def provider() -> FakeImages:
-    return FakeImages()
-
-
-@pytest.fixture
-def settings(tmp_path: Any) -> Settings:
-    return money_settings(tmp_path, allow_local_urls=True)
-
-
-@pytest.fixture
-def engine(provider: FakeImages, settings: Settings) -> Iterator[RecordingEngine]:
-    engine = money_engine(fake_backend(), provider, settings)  # type: ignore[arg-type]
-    yield engine
-    engine.client.close()
-    engine.downloads.close()
 
 
 def storyboard(engine: RecordingEngine) -> tuple[str, str]:
