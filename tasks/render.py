@@ -26,15 +26,14 @@ from config import task_names as names
 from worker import app
 from worker.infra.outage import is_redis_outage
 from worker.job import pipeline
-from worker.job.advance import advance, advance_ids
-from worker.job.engine import Engine, get_engine
+from worker.job.advance import advance, advance_ids, after_step
+from worker.job.engine import get_engine
 from worker.job.notify import notify_final
 from worker.job.pipeline import Outcome
 from worker.job.step import backoff, grant_waiters
 from worker.job.sweep_loop import run_sweep
 
 __all__ = [
-    "carry_on",
     "confirm_task",
     "download",
     "finish",
@@ -82,7 +81,7 @@ def follow(
     if outcome.action == "next":
         # A chain an earlier release sent still carries its next steps: Celery sends them.
         if not task.request.chain:
-            _advance(get_engine(), outcome, job_id, after=after)
+            after_step(get_engine(), outcome, job_id, after=after)
         return
     if outcome.action == "stop":
         logger.debug("job %s %s: %s", job_id, task.name, outcome.reason)
@@ -94,23 +93,6 @@ def follow(
         max_retries=None,
         kwargsrepr=getattr(task.request, "kwargsrepr", None) or f"job={job_id}",
     )
-
-
-def carry_on(engine: Engine, outcome: Outcome, job_id: str, *, after: str) -> None:
-    """Do what the outcome of step ``after``, run in another task, says: ``next`` sends the
-    step after it, ``again`` sends the step itself by countdown, ``stop`` ends quietly."""
-    if outcome.action == "next":
-        _advance(engine, outcome, job_id, after=after)
-    elif outcome.action == "again":
-        attempt = int(outcome.kwargs.get("attempt", 1))
-        advance(engine, engine.store.get(job_id), attempt=attempt, countdown=outcome.countdown)
-    else:
-        logger.debug("job %s %s: %s", job_id, after, outcome.reason)
-
-
-def _advance(engine: Engine, outcome: Outcome, job_id: str, *, after: str | None) -> None:
-    # The job as the step left it, when the step said: no second read of the record.
-    advance(engine, outcome.job or engine.store.get(job_id), after=after)
 
 
 @app.task(bind=True, name=names.PREPARE, max_retries=None)

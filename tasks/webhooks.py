@@ -15,10 +15,10 @@ from __future__ import annotations
 from celery import Task
 
 from config.task_names import WEBHOOK
-from tasks.render import carry_on, follow
+from tasks.render import follow
 from worker import app
 from worker.job import deliver as delivery
-from worker.job.advance import plan_for
+from worker.job.advance import carry_on, plan_for
 from worker.job.engine import get_engine
 from worker.job.reachability import note_webhook_received
 from worker.job.webhook import on_webhook

@@ -14,10 +14,11 @@ or in a state it does not act in, does nothing, so a duplicate is harmless.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from config.task_names import STEP_TASKS
 from worker.job.engine import Engine
@@ -25,7 +26,28 @@ from worker.job.record import Job, JobKind, JobState
 from worker.job.states import steps_from
 from worker.render.request import RenderRequest
 
-__all__ = ["Message", "advance", "advance_ids", "describe", "next_message", "plan_for"]
+logger = logging.getLogger(__name__)
+
+
+class Outcome(Protocol):
+    """What a step said (:class:`worker.job.step.Outcome`, which imports this module)."""
+
+    @property
+    def action(self) -> str: ...
+    @property
+    def countdown(self) -> float: ...
+    @property
+    def reason(self) -> str: ...
+    @property
+    def kwargs(self) -> dict[str, Any]: ...
+    @property
+    def job(self) -> Job | None: ...
+
+
+__all__ = [
+    "Message", "advance", "advance_ids", "after_step", "carry_on", "describe", "next_message",
+    "plan_for",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -123,3 +145,21 @@ def advance_ids(engine: Engine, job_ids: Iterable[str], *, producer: Any = None)
         return 0
     jobs = engine.store.get_many(ids) if len(ids) > 1 else [engine.store.get(ids[0])]
     return sum(advance(engine, job, producer=producer) is not None for job in jobs)
+
+
+def after_step(engine: Engine, outcome: Outcome, job_id: str, *, after: str | None) -> None:
+    """Send the step after ``after`` for a step that said ``next``: the job as the step
+    left it, when it said, so the record is not read again."""
+    advance(engine, outcome.job or engine.store.get(job_id), after=after)
+
+
+def carry_on(engine: Engine, outcome: Outcome, job_id: str, *, after: str) -> None:
+    """Do what the outcome of step ``after``, run outside its own task, says: ``next``
+    sends the step after it, ``again`` sends the step itself by countdown, ``stop`` ends."""
+    if outcome.action == "next":
+        after_step(engine, outcome, job_id, after=after)
+    elif outcome.action == "again":
+        attempt = int(outcome.kwargs.get("attempt", 1))
+        advance(engine, engine.store.get(job_id), attempt=attempt, countdown=outcome.countdown)
+    else:
+        logger.debug("job %s %s: %s", job_id, after, outcome.reason)
