@@ -33,6 +33,14 @@ class JobSettings(BaseModel):
     job_retention_seconds: int = Field(
         7 * 24 * 3600, gt=0, description="Finished jobs expire after this long."
     )
+    input_url_trust_seconds: float = Field(
+        1800.0,
+        ge=1,
+        description="How long after a url was handed out (a storyboard still's by the "
+        "provider, a file's by an upload) a clip still sends it; a clip that waited longer "
+        "uploads its inputs again (the still's stored file) just before its POST. Keep it "
+        "below the urls' real lifetime by the time the provider may take to fetch them.",
+    )
     task_soft_time_limit: float = Field(
         120.0, gt=0, description="Soft time limit of every task except download, s."
     )

@@ -22,9 +22,9 @@ from typing import Any, Protocol
 
 from config.task_names import STEP_TASKS
 from worker.job.engine import Engine
-from worker.job.record import Job, JobKind, JobState
-from worker.job.states import steps_from
-from worker.render.request import RenderRequest
+from worker.job.record import Job, JobKind
+from worker.job.states import IN_LINE, steps_from
+from worker.render.request import STILL_REF, RenderRequest, is_url
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +45,8 @@ class Outcome(Protocol):
 
 
 __all__ = [
-    "Message", "advance", "advance_ids", "after_step", "carry_on", "describe", "next_message",
-    "plan_for",
+    "Message", "advance", "advance_ids", "after_step", "carry_on", "describe", "needs_prepare",
+    "next_message", "plan_for",
 ]  # fmt: skip
 
 
@@ -62,20 +62,29 @@ class Message:
 
 def plan_for(job: Job, *, after: str | None = None, uploads: bool | None = None) -> list[str]:
     """The steps still to run for the job from its state; those after ``after`` (the step
-    just done) when the state still plans it (a prepare leaves the job queued).
-    ``uploads`` (whether it has local files), when the caller knows, spares parsing the
+    just done) when the state still plans it (a prepare leaves the job in line).
+    ``uploads`` (whether it has urls to make), when the caller knows, spares parsing the
     request again."""
-    # Only a queued clip may need a prepare: one without local files to upload skips it.
     if uploads is None:
-        uploads = (
-            job.state is JobState.QUEUED
-            and job.kind is JobKind.VIDEO
-            and bool(RenderRequest.model_validate(job.request).local_paths())
-        )
+        uploads = needs_prepare(job, now=time.time())
     steps = steps_from(job.state, uploads=uploads, kind=job.kind)
     if after in steps:
         steps = steps[steps.index(after) + 1 :]
     return steps
+
+
+def needs_prepare(job: Job, *, now: float) -> bool:
+    """Whether a clip in line has urls to make before its POST (:mod:`worker.job.prepare`):
+    a local file not uploaded, a still named with no trust recorded (a retake), or urls
+    past their trust (``inputs_until``)."""
+    if job.kind is not JobKind.VIDEO or job.state not in IN_LINE:
+        return False
+    if job.inputs_until is not None and now >= job.inputs_until:
+        return True
+    sources = [source for _, source in RenderRequest.model_validate(job.request).media()]
+    if any(not is_url(source) and source not in job.media_urls for source in sources):
+        return True
+    return job.inputs_until is None and any(STILL_REF.fullmatch(source) for source in sources)
 
 
 def describe(job: Job) -> str:

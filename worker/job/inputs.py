@@ -69,13 +69,20 @@ def settle_waiting(engine: Engine, job_id: str) -> str:
             return _cancel(engine, job, still_id, "expired" if still is None else still.state)
     if any(still is None or still.state is not S.DONE for still in stills):
         return "waiting"
-    return _ready(engine, job, [ref for still in stills if still for ref in refs(still)])
+    return _ready(engine, job, [still for still in stills if still])
 
 
-def _ready(engine: Engine, job: Job, names: list[str]) -> str:
+def _ready(engine: Engine, job: Job, stills: list[Job]) -> str:
+    names = [ref for still in stills for ref in refs(still)]
     request = {**job.request, "images": [*names, *job.request.get("images", ())]}
+    # Their urls are sent while trusted (the earliest reply's); past that, the clip's
+    # prepare uploads the stored stills (worker.job.prepare).
+    replied = min((still.times.get("generated", still.updated_at) for still in stills),
+                  default=None)  # fmt: skip
+    until = "" if replied is None else replied + engine.settings.input_url_trust_seconds
     applied, _ = engine.store.apply(
-        job.id, INPUT_READY, set={"request": json.dumps(request, sort_keys=True)},
+        job.id, INPUT_READY, set={"request": json.dumps(request, sort_keys=True),
+                                  "inputs_until": until},
         due=time.time() + engine.settings.step_grace_seconds,
     )  # fmt: skip
     if not applied:

@@ -1,4 +1,4 @@
-"""The steps of a render job: prepare (upload), submit, poll, download (it finishes the job).
+"""The steps of a render job: prepare (uploads), submit, poll, download (it finishes the job).
 
 Each step is a plain function ``step(engine, job_id, *, seq, ...) -> Outcome`` that the thin
 Celery tasks in ``tasks/`` call. A step loads the job record, checks that the message is
@@ -9,47 +9,37 @@ countdown. A duplicate, late or stale message therefore finds the job past its s
 does nothing.
 
 Submission, the step that spends money, and its policy for ambiguous failures live in
-:mod:`worker.job.submit`; delivery in :mod:`worker.job.deliver`.
+:mod:`worker.job.submit`; the uploads before it in :mod:`worker.job.prepare`; delivery in
+:mod:`worker.job.deliver`.
 """
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Callable
-from pathlib import Path
-from typing import BinaryIO
 
-from pydantic import SecretStr
-
-from config.settings import SettingsError
 from worker.errors import AccountFault, Deferred, NotDurable, PermanentError, TransientError
 from worker.job import calls
 from worker.job.deliver import download
 from worker.job.engine import Engine
 from worker.job.failover import confirm_later
 from worker.job.notify import notify_final
+from worker.job.prepare import prepare
 from worker.job.record import Job, JobState
 from worker.job.remote import apply_remote
 from worker.job.states import LIVE_STATES, REMOTE_MAY_BE_LIVE, STEP_STATES
 from worker.job.step import (
     Outcome,
     again,
-    api_key,
     fail,
     first_poll_delay,
     load,
     log_transition,
-    moved_on,
     release,
     stop,
     transient,
 )
 from worker.job.submit import record_task, resubmit, submit
 from worker.job.transitions import CANCEL
-from worker.provider.client import ApiClient
-from worker.render.local_media import MediaFileRefused, allowed_dirs, expected_kind, open_media
-from worker.render.request import RenderRequest, is_url
 
 __all__ = [
     "Outcome",
@@ -64,55 +54,6 @@ __all__ = [
 ]
 
 S = JobState
-
-
-def prepare(engine: Engine, job_id: str, *, seq: int, attempt: int = 0) -> Outcome:
-    """Upload the request's local reference files through ``POST /files``."""
-    job = load(engine, job_id, seq, "prepare")
-    if isinstance(job, Outcome):
-        return job
-    request = RenderRequest.model_validate(job.request)
-    urls = dict(job.media_urls)
-    try:
-        api_key(engine, job)
-    except SettingsError as exc:
-        return fail(engine, job, "unknown_key", str(exc))
-    dirs = allowed_dirs(engine.settings)
-    for kind, path in request.media():
-        if is_url(path) or path in urls:
-            continue
-        try:
-            gate = calls.admit(engine, job)
-            # Checked again here, by this worker's allow-list, on the handle it uploads.
-            handle, mime = open_media(path, expected_kind(kind), dirs)
-            urls[path] = calls.perform(engine, job, gate, _upload(path, handle, mime))
-        except Deferred as exc:
-            return again(min(exc.seconds, engine.settings.poll_interval_max), attempt=attempt)
-        except MediaFileRefused as exc:
-            return fail(engine, job, "file_refused", f"{_field(kind)}: {exc}")
-        except AccountFault:
-            return again(engine.settings.pause_probe_seconds, attempt=attempt)
-        except TransientError as exc:
-            return transient(engine, job, exc, attempt)
-        except PermanentError as exc:
-            return fail(engine, job, exc.code, f"upload of {Path(path).name}: {exc}")
-        except OSError as exc:
-            return fail(engine, job, "file_unreadable", f"{path}: {exc.strerror}")
-        engine.store.update_fields(
-            job_id, states={S.QUEUED}, where={"seq": seq}, set={"media_urls": json.dumps(urls)}
-        )
-        log_transition(job, "uploaded", file=Path(path).name)
-    return moved_on(job, S.QUEUED, media_urls=urls)
-
-
-def _upload(path: str, handle: BinaryIO, mime: str | None) -> Callable[[ApiClient, SecretStr], str]:
-    return lambda client, key: client.upload(
-        Path(path), api_key=key, content_type=mime, handle=handle
-    )
-
-
-def _field(kind: str) -> str:
-    return {"image": "images", "video": "videos"}.get(kind, kind)
 
 
 def poll(engine: Engine, job_id: str, *, seq: int, n: int = 0, attempt: int = 0) -> Outcome:

@@ -75,6 +75,9 @@ class Job:
     updated_at: float = 0.0
     # Written by the steps under these same hash field names; read once, here.
     media_urls: dict[str, str] = field(default_factory=dict)  # local path -> uploaded url
+    # When the urls it cites that the fleet made (its uploads, a storyboard's stills) stop
+    # being sent (RELAYDANCE_INPUT_URL_TRUST_SECONDS): past it, prepare makes them again.
+    inputs_until: float | None = None
     submit_attempts: int = 0
     submit_intent_at: float | None = None  # when the last POST was about to leave
     last_poll_at: float | None = None

@@ -153,7 +153,8 @@ COUNTED_AT_PROVIDER = frozenset({S.SUBMIT_UNKNOWN, S.CANCELED}) | AT_PROVIDER
 # The steps still to run from each state, in order (the download finishes the job itself).
 PLAN: dict[JobState, tuple[str, ...]] = {
     S.QUEUED: ("prepare", "submit", "poll", "download"),
-    S.WAITING_FOR_SLOT: ("submit", "poll", "download"),
+    # A clip that waited past its inputs' trust comes back to prepare before its POST.
+    S.WAITING_FOR_SLOT: ("prepare", "submit", "poll", "download"),
     S.SUBMITTING: ("submit", "poll", "download"),
     S.SUBMITTED: ("poll", "download"),
     S.RUNNING: ("poll", "download"),
@@ -174,7 +175,7 @@ _PLANS = {JobKind.VIDEO: PLAN, JobKind.IMAGE: IMAGE_PLAN}
 
 # The states each step acts in; a message that finds its job elsewhere does nothing.
 STEP_STATES: dict[str, frozenset[JobState]] = {
-    "prepare": frozenset({S.QUEUED}),
+    "prepare": IN_LINE,
     "submit": frozenset({S.QUEUED, S.WAITING_FOR_SLOT, S.SUBMITTING}),
     "poll": AT_PROVIDER,
     "download": frozenset({S.GENERATED, S.DOWNLOADING}),
@@ -184,8 +185,8 @@ STEP_STATES: dict[str, frozenset[JobState]] = {
 def steps_from(
     state: JobState, *, uploads: bool = True, kind: JobKind = JobKind.VIDEO
 ) -> list[str]:
-    """The steps still to run from ``state`` for a job of ``kind``: without local files to
-    ``uploads``, no prepare."""
+    """The steps still to run from ``state`` for a job of ``kind``: with no url to make
+    (``uploads``: local files, a still to upload again), no prepare."""
     steps = list(_PLANS[kind].get(state, ()))
     if steps[:1] == ["prepare"] and not uploads:
         steps = steps[1:]  # nothing to upload: skip a task

@@ -4,9 +4,11 @@ The urls of a still's images are signed, so neither the still's record nor the c
 stored request holds them: :func:`worker.job.inputs.refs` names each image
 (``still://<job id>/<n>``, first in the clip's ``images``), and :func:`resolved` puts the
 url the store kept for it (:meth:`~worker.job.store.JobStore.image_urls`) in its place
-only when the submit step builds the body. A url that is gone (expired with its key) is
-never replaced by anything else: the clip is canceled with the reason, never sent, so
-never billed.
+only when the submit step builds the body; where that url was past its trust, the
+prepare step uploaded the stored still (:mod:`worker.job.prepare`) and the clip's
+``media_urls`` holds the upload's url, sent instead. A url that is gone (expired with its
+key) is never replaced by anything else: the clip is canceled with the reason, never
+sent, so never billed.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from worker.job.step import Outcome, release, stop
 from worker.job.transitions import CANCEL
 from worker.render.request import RenderRequest
 
-__all__ = ["resolved"]
+__all__ = ["cancel_unsent", "resolved"]
 
 logger = logging.getLogger(__name__)
 
@@ -30,25 +32,32 @@ def resolved(engine: Engine, job: Job, claim: int) -> RenderRequest | Outcome:
     """The clip's request with each still's url in place of its name; when one is gone,
     the clip (claimed by ``claim``, not sent) is canceled unbilled: an Outcome."""
     request = RenderRequest.model_validate(job.request)
-    named = [source for source in request.images if source.startswith(REF)]
-    if not named:
+    stills = [source for source in request.images if source.startswith(REF)]
+    if not stills:
         return request
+    # Those past their trust were uploaded again by prepare: the upload's url is sent.
+    found = {source: job.media_urls[source] for source in stills if source in job.media_urls}
+    named = [source for source in stills if source not in found]
     ids = sorted({source[len(REF) :].partition("/")[0] for source in named})
-    kept = dict(zip(ids, engine.store.image_urls(ids), strict=True))
-    found: dict[str, str] = {}
+    kept = dict(zip(ids, engine.store.image_urls(ids), strict=True)) if ids else {}
     for source in named:
         still, _, n = source[len(REF) :].partition("/")
         urls = kept[still] or []
         if not (n.isdigit() and 0 < int(n) <= len(urls)):
-            return _cancel(engine, job, claim, still)
+            return cancel_unsent(engine, job, f"the url of its still {still} is gone (expired)",
+                                 where={"submit_claim": claim})  # fmt: skip
         found[source] = urls[int(n) - 1]
     return request.model_copy(update={"images": tuple(found.get(s, s) for s in request.images)})
 
 
-def _cancel(engine: Engine, job: Job, claim: int, still: str) -> Outcome:
-    reason = f"the url of its still {still} is gone (expired); the clip was never sent"
+def cancel_unsent(
+    engine: Engine, job: Job, why: str, *, where: dict[str, object] | None = None
+) -> Outcome:
+    """Cancel the clip, never sent (so never billed), because ``why`` (its still's url
+    cannot be sent); ``where`` conditions the move (the submit's claim)."""
+    reason = f"{why}; the clip was never sent"
     applied, _ = engine.store.apply(
-        job.id, CANCEL, where={"submit_claim": claim},
+        job.id, CANCEL, where=where,
         set={"error_code": "input_expired", "error_message": reason,
              "billing": Billing.NONE.value},
     )  # fmt: skip

@@ -55,6 +55,7 @@ from worker.errors import (
 )
 from worker.infra.outage import is_redis_outage
 from worker.job import calls, images, still_refs
+from worker.job.advance import advance, needs_prepare
 from worker.job.callback import callback_url_for
 from worker.job.engine import Engine
 from worker.job.failover import confirm_later, lost_claim, mark_in_doubt
@@ -151,6 +152,9 @@ def _admitted(engine: Engine, job: Job, seq: int, attempt: int) -> Gate | Outcom
     waiting = _take_slot(engine, job, seq)
     if waiting is not None:
         return waiting
+    if needs_prepare(job, now=time.time()):  # it waited past its inputs' trust
+        advance(engine, job)  # prepare makes them again (it keeps the slot), then submits
+        return stop("its inputs' urls are made again first")
     try:
         return calls.admit(engine, job, submit=True)
     except Deferred as exc:

@@ -110,12 +110,12 @@ SUBMIT_STARTED = _t(
     sets={"billing": Billing.PENDING.value}, incr={"submit_attempts": 1}, then="submit",
 )  # fmt: skip
 # The job waits in its key's line (or off it); a claim it made is given up.
-WAIT_FOR_SLOT = _t("wait_for_slot", STEP_STATES["submit"], S.WAITING_FOR_SLOT, then="submit")
+WAIT_FOR_SLOT = _t("wait_for_slot", STEP_STATES["submit"], S.WAITING_FOR_SLOT, then="prepare")
 # The provider refused the POST and created nothing (429, the account, a claim no replica
 # confirmed): back to the head of the line, the seq moved on.
 REQUEUE = _t(
     "requeue", {S.SUBMITTING}, S.WAITING_FOR_SLOT, sets=_UNBILLED, incr={"seq": 1},
-    then="submit",
+    then="prepare",
 )  # fmt: skip
 # The POST's reply named its task.
 SUBMIT_ACCEPTED = _t("submit_accepted", {S.SUBMITTING}, S.SUBMITTED, sets=_BILLED, then="poll")
@@ -131,7 +131,7 @@ BACK_IN_TIME = _t("back_in_time", IN_LINE | SUBMISSION_IN_DOUBT, S.SUBMIT_UNKNOW
 # The operator's decision for an ambiguous submission: submit again, knowingly.
 RESUBMIT = _t(
     "resubmit", {S.SUBMIT_UNKNOWN}, S.WAITING_FOR_SLOT, sets={**_UNBILLED, **_NO_ERROR},
-    incr={"seq": 1, "orphans": 1}, then="submit",
+    incr={"seq": 1, "orphans": 1}, then="prepare",
 )  # fmt: skip
 # A task of the job's orphaned submission (a webhook, a late reply) becomes its task.
 ADOPT_ORPHAN = _t(

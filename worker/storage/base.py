@@ -55,6 +55,14 @@ class Storage(ABC):
         Raises :class:`~worker.errors.StorageError` naming the problem and the fix.
         """
 
+    @abstractmethod
+    def read(self, uri: str, *, max_bytes: int) -> bytes:
+        """The bytes of a file this storage stored (a still, to upload it again), by the
+        ``uri`` its commit gave; at most ``max_bytes``.
+
+        Raises :class:`~worker.errors.StorageError` when it is gone, unreadable or bigger.
+        """
+
     def presigned_url(self, uri: str, *, expires_in: int | None = None) -> str | None:
         """A time-limited HTTPS URL to read a stored clip, or None where there is none."""
         return None

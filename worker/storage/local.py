@@ -18,6 +18,7 @@ import os
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 from worker.errors import StorageError, StorageRefused, StorageUnavailable
 from worker.storage.base import Storage
@@ -104,6 +105,22 @@ class LocalStorage(Storage):
         except OSError as exc:
             raise _storage_error(exc, self.directory) from None
         return target.resolve().as_uri()
+
+    def read(self, uri: str, *, max_bytes: int) -> bytes:
+        """The stored file ``file:///...``, which must lie under the directory."""
+        parsed = urlsplit(uri)
+        path = Path(unquote(parsed.path))
+        base = self.directory.resolve()
+        if parsed.scheme != "file" or base not in path.resolve().parents:
+            raise StorageRefused(f"{uri} is not a file stored under {self.directory}")
+        try:
+            with path.open("rb") as handle:
+                data = handle.read(max_bytes + 1)
+        except OSError as exc:
+            raise StorageRefused(f"cannot read {path}: {exc.strerror or exc}") from None
+        if len(data) > max_bytes:
+            raise StorageRefused(f"{path} is over {max_bytes} bytes")
+        return data
 
     def check(self) -> str:
         """Create the directory if needed, then write, fsync and remove a probe file."""

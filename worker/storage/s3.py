@@ -181,6 +181,21 @@ class S3Storage(Storage):
             "nothing was left"
         )
 
+    def read(self, uri: str, *, max_bytes: int) -> bytes:
+        """The object ``s3://bucket/key`` of this storage's bucket."""
+        bucket, key = parse_s3_uri(uri)
+        if bucket != self.bucket:
+            raise StorageRefused(f"{uri} is not in the output bucket {self.bucket!r}")
+        reply = self.call("get", key, lambda: self.client.get_object(Bucket=bucket, Key=key))
+        body = reply["Body"]
+        try:
+            data = bytes(self.call("get", key, lambda: body.read(max_bytes + 1)))
+        finally:
+            body.close()
+        if len(data) > max_bytes:
+            raise StorageRefused(f"{uri} is over {max_bytes} bytes")
+        return data
+
     def presigned_url(self, uri: str, *, expires_in: int | None = None) -> str:
         """A presigned GET URL of ``uri``, valid ``expires_in`` s (default: the setting)."""
         bucket, key = parse_s3_uri(uri)
