@@ -39,6 +39,7 @@ async def stats(request: Request) -> Response:
     body["webhooks_pending"] = sim.webhooks.pending
     body["credits_left"] = sim.credits_left
     body["image_downloads"] = sim.store.counters["image_downloads"]
+    body["stale_inputs"] = sim.store.counters["stale_inputs"]  # clips citing an expired url
     body.update(sim.images.stats())
     return JSONResponse(body)
 

@@ -145,6 +145,11 @@ async def submit(request: Request, sim: Simulator, owner: str) -> Response:
     except Refusal as exc:
         store.counters["bad_requests"] += 1
         return error(400, exc.message, param=exc.param)
+    stale = sim.stale_input(valid.input_urls)  # the provider fetches its inputs: refused
+    if stale is not None:
+        store.counters["bad_requests"] += 1
+        store.counters["stale_inputs"] += 1
+        return error(400, stale, param="metadata.content")
     refused = sim.account_refusal(valid.model, dialect="relaydance")
     if refused is not None:
         kind = "insufficient_quota" if "balance" in refused[1] else "permission_error"

@@ -8,10 +8,10 @@ import math
 import random
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 from simulator.config import SimConfig, update_config
 from simulator.kinovi_format import envelope
@@ -254,6 +254,21 @@ class Simulator:
         expires = f"{self.clock() + self.config.url_ttl * self.config.time_scale:.3f}"
         query = urlencode({"expires": expires, "sig": self._signature(resource, expires)})
         return f"{base_url}{prefix}{resource}?{query}"
+
+    def stale_input(self, urls: Iterable[str]) -> str | None:
+        """Why the provider could not fetch one of a submission's media ``urls``: one of
+        its own signed urls (a still's) that expired; None when it could fetch them all."""
+        for url in urls:
+            parts = urlsplit(url)
+            query = parse_qs(parts.query)
+            if "/_files/" not in parts.path or "sig" not in query:
+                continue  # someone else's url, or an upload's (unsigned)
+            resource = parts.path.split("/_files/", 1)[1].removeprefix("blob/")
+            reason = self.check_signature(resource, query.get("expires", [""])[0],
+                                          query["sig"][0])  # fmt: skip
+            if reason is not None:
+                return f"cannot fetch {parts.path}: {reason}"
+        return None
 
     def check_signature(self, resource: str, expires: str | None, sig: str | None) -> str | None:
         """None when the url is genuine and unexpired, else the reason to refuse it."""

@@ -256,3 +256,26 @@ async def test_an_unknown_or_forged_image_url_is_refused(
     assert (await client.get(forged)).status_code == 403  # the signature covers the id
     await client.post("/_sim/reset")
     assert (await client.get(url)).status_code == 404  # forgotten with the reset
+
+
+async def test_a_clip_citing_a_still_whose_url_expired_is_refused_unbilled_and_an_uploads_is_not(
+    make_client: Callable[..., Client], clock: FakeClock
+) -> None:
+    client = make_client(url_ttl=60.0)
+    (still,) = [item["url"] for item in (await generate(client)).json()["data"]]
+    upload = await client.post("/v1/files", files={"file": ("k.png", image_png("k", 8, 8))})
+    uploaded = upload.json()["url"]
+
+    def citing(url: str) -> dict[str, Any]:
+        entry = {"type": "image_url", "image_url": {"url": url}, "role": "reference_image"}
+        return {**BASIC, "metadata": {**BASIC["metadata"], "content": [entry]}}
+
+    assert (await client.post(SUBMIT, json=citing(still))).status_code == 200
+    clock.advance(61)
+    refused = await client.post(SUBMIT, json=citing(still))
+    assert refused.status_code == 400
+    assert refused.json()["error"]["param"] == "metadata.content"
+    assert "url expired" in refused.json()["error"]["message"]
+    assert (await client.post(SUBMIT, json=citing(uploaded))).status_code == 200
+    found = await stats(client)
+    assert (found["submissions"], found["stale_inputs"]) == (2, 1)
