@@ -35,9 +35,12 @@ class Stack:
 
 
 def batch_stack(
-    redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
+    redis_server: RedisServer,
+    tmp_path_factory: pytest.TempPathFactory,
+    **settings: str,
 ) -> Iterator[Stack]:
-    """A worker on database 0 of the session's redis-server, and the simulator."""
+    """A worker on database 0 of the session's redis-server, and the simulator; with
+    ``settings`` (``RELAYDANCE_...`` names) added to the worker's environment."""
     tmp = tmp_path_factory.mktemp("batches")
     with SimulatorProcess(gen_time_mean=0.2, gen_time_jitter=0.1) as sim:
         env = {
@@ -51,6 +54,7 @@ def batch_stack(
             "RELAYDANCE_POLL_INTERVAL_MAX": "0.5",
             # Far above what the tests send: no step waits on the request-rate limiter.
             "RELAYDANCE_REQUESTS_PER_SECOND": "1000",
+            **settings,
         }
         log = tmp / "worker.log"
         with log.open("wb") as out:

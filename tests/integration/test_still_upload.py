@@ -1,0 +1,71 @@
+"""A storyboard clip that waits in line longer than its still's url lives uploads the stored
+still and cites the upload: against real Redis, a real Celery worker and the simulator,
+whose own still urls expire (``url_ttl``) and which refuses a clip citing an expired one.
+
+The timers keep the real order, scaled down: the still's url is trusted for 2 s
+(RELAYDANCE_INPUT_URL_TRUST_SECONDS) and lives 3 s at the provider, while the clip ahead of
+it holds the key's one slot for a 5 s generation."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.batch_fleet import Stack, _wait, batch_stack, live_batches, live_stack
+from tests.batch_requests import req
+from worker.batch import batch_report, parse_records
+from worker.infra.redis_server import RedisServer
+from worker.job.engine import get_engine
+from worker.job.record import Billing, JobState
+
+pytestmark = pytest.mark.integration
+
+STILL = {"model": "grok-imagine-image", "prompt": "a lighthouse keyframe", "id": "k1"}
+
+
+@pytest.fixture(scope="module")
+def stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    yield from batch_stack(
+        redis_server, tmp_path_factory, RELAYDANCE_MAX_CONCURRENCY="1",
+        RELAYDANCE_INPUT_URL_TRUST_SECONDS="2",
+    )  # fmt: skip
+
+
+@pytest.fixture
+def live(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
+    for stacked in live_stack(stack, monkeypatch):
+        stacked.sim.configure(gen_time_mean=5.0, gen_time_jitter=0.0, url_ttl=3.0)
+        try:
+            yield stacked
+        finally:
+            stacked.sim.configure(gen_time_mean=0.2, gen_time_jitter=0.1, url_ttl=3600.0)
+
+
+def test_a_clip_that_waited_past_its_stills_url_sends_the_stored_still_uploaded(
+    live: Stack,
+) -> None:
+    from tasks import get_job
+
+    lines = [STILL, req("a clip ahead, holding the slot"), req("from the still", refs=["k1"])]
+    batches = live_batches()
+    sub = batches.submit(parse_records(lines), budget=5.0)
+    status = _wait(sub.batch_id, live, timeout=90)
+    assert status.done == 3, live.log.read_text()[-3000:]
+    _, rows = batch_report(batches, sub.batch_id)
+    still, ahead, clip = (get_job(row.job_id or "") for row in rows)
+    assert clip.times["submitting"] > ahead.times["submitted"]  # it waited for the slot
+    assert clip.times["submitting"] - still.times["generated"] > 3.0  # past the url's life
+    (provider_url,) = get_engine().store.image_urls([still.id])[0] or []
+    assert httpx.get(provider_url).status_code == 403  # expired: citing it would be refused
+    (task,) = live.sim.tasks_for(clip.id)
+    (cited,) = task["input_urls"]
+    assert cited == clip.media_urls[f"still://{still.id}/1"]
+    assert cited.startswith(live.sim.url.removesuffix("/v1") + "/_files/uploads/")
+    uploaded = httpx.get(cited).content
+    assert hashlib.sha256(uploaded).hexdigest() == still.sha256  # the stored still, unchanged
+    assert (clip.state, clip.billing) == (JobState.DONE, Billing.BILLED)
+    stats = live.sim.stats()
+    assert (stats["uploads"], stats["stale_inputs"], stats["submissions"]) == (1, 0, 2)
