@@ -13,7 +13,7 @@ from simulator import image_png
 from tests.clip_server import ClipServer
 from tests.integration.test_storage import s3_storage
 from tests.s3_server import Bucket
-from worker.errors import DownloadRejected
+from worker.errors import DownloadRejected, StorageError, StorageRefused
 from worker.job.stills import save_image
 
 PNG = image_png("img_bucket", 320, 180)
@@ -50,3 +50,19 @@ def test_a_body_that_is_not_an_image_puts_nothing(
         save_image(storage, clips.url, name="rdj_bad", client=http_client, max_bytes=1 << 30,
                    allow_local=True, overall_timeout=30, manifest={})  # fmt: skip
     assert bucket.keys() == []
+
+
+def test_a_stored_still_is_read_back_from_its_bucket_and_only_from_it(
+    bucket: Bucket, clips: ClipServer, http_client: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clips.body = PNG
+    storage = s3_storage(bucket, monkeypatch)
+    stored = save_image(storage, clips.url, name="rdj_back", client=http_client,
+                        max_bytes=1 << 30, allow_local=True, overall_timeout=30)  # fmt: skip
+    assert storage.read(stored.uri, max_bytes=1 << 20) == PNG
+    with pytest.raises(StorageRefused, match="is over 64 bytes"):
+        storage.read(stored.uri, max_bytes=64)
+    with pytest.raises(StorageRefused, match="is not in the output bucket"):
+        storage.read("s3://another/renders/rdj_back.png", max_bytes=1 << 20)
+    with pytest.raises(StorageError, match="NoSuchKey"):
+        storage.read(stored.uri.replace("rdj_back", "rdj_gone"), max_bytes=1 << 20)

@@ -207,3 +207,23 @@ def test_a_linked_subdirectory_that_leads_out_is_refused(tmp_path: Path) -> None
     with pytest.raises(StorageRefused, match="leads out of"):
         LocalStorage(tmp_path / "out").save_manifest("shoot/0001", {"a": 1})
     assert list((tmp_path / "elsewhere").iterdir()) == []
+
+
+def test_a_stored_file_is_read_back_by_its_uri_and_nothing_outside_the_directory_is(
+    tmp_path: Path,
+) -> None:
+    storage = LocalStorage(tmp_path / "renders")
+    sink = storage.open_image("shoot/still", extension="png", content_type="image/png")
+    sink.write(b"\x89PNG\r\n\x1a\n still bytes")
+    stored = sink.commit(sha256="-", seconds=0.0)
+    assert storage.read(stored.uri, max_bytes=1024) == b"\x89PNG\r\n\x1a\n still bytes"
+    with pytest.raises(StorageRefused, match="is over 8 bytes"):
+        storage.read(stored.uri, max_bytes=8)
+    outside = tmp_path / "secret.txt"
+    outside.write_text("not a still")
+    for uri in (outside.as_uri(), f"{stored.uri}/../../../secret.txt", "s3://clips/x.png"):
+        with pytest.raises(StorageRefused, match="is not a file stored under"):
+            storage.read(uri, max_bytes=1024)
+    Path(stored.path or "").unlink()
+    with pytest.raises(StorageRefused, match="cannot read"):
+        storage.read(stored.uri, max_bytes=1024)
