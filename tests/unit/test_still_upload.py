@@ -183,3 +183,18 @@ def test_a_local_file_uploaded_before_a_long_wait_is_uploaded_again(
     assert run_step(engine, "prepare", "rdj_local", seq=0).action == "next"
     assert job_of(engine, "rdj_local").media_urls == {str(frame): "https://files.test/up_2"}
     assert len(provider.uploaded) == 2
+
+
+def test_an_upload_past_its_own_trust_is_made_again_and_the_old_url_never_sent(
+    engine: RecordingEngine, provider: WithUploads
+) -> None:
+    still, clip = queued_clip(engine)
+    past_trust(engine, clip, still)
+    assert run_step(engine, "prepare", clip, seq=job_of(engine, clip).seq).action == "next"
+    assert len(provider.uploaded) == 2  # the still's two images
+    engine.store.update_fields(clip, states={S.QUEUED}, set={"inputs_until": time.time() - 1})
+    assert plan_for(job_of(engine, clip))[0] == "prepare"
+    assert run_step(engine, "prepare", clip, seq=job_of(engine, clip).seq).action == "next"
+    assert len(provider.uploaded) == 4
+    assert run_step(engine, "submit", clip, seq=job_of(engine, clip).seq).action == "next"
+    assert sent_urls(provider) == ["https://files.test/up_3", "https://files.test/up_4", OWN]

@@ -80,8 +80,9 @@ def prepare(engine: Engine, job_id: str, *, seq: int, attempt: int = 0) -> Outco
     except SettingsError as exc:
         return fail(engine, job, "unknown_key", str(exc))
     now = time.time()
+    recorded = (job.media_urls, job.inputs_until)  # as the record holds them
     if job.inputs_until is not None and now >= job.inputs_until:
-        job = _forget(engine, job)  # past its trust: every url is made again
+        job = _forget(job)  # past its trust: every url is made again
     request = RenderRequest.model_validate(job.request)
     stills = _still_times(engine, request, job.media_urls)
     trust = engine.settings.input_url_trust_seconds
@@ -95,10 +96,13 @@ def prepare(engine: Engine, job_id: str, *, seq: int, attempt: int = 0) -> Outco
             return made
         until = _earliest(until, time.time() + trust)
         job = _keep(engine, job, seq, source, made, until)
+        recorded = (job.media_urls, until)
         log_transition(job, "uploaded", file=_shown(source))
-    engine.store.update_fields(
-        job_id, states=IN_LINE, where={"seq": seq}, set={"inputs_until": until or ""}
-    )
+    if (job.media_urls, until) != recorded:  # else the last url kept wrote them
+        engine.store.update_fields(
+            job_id, states=IN_LINE, where={"seq": seq},
+            set={"media_urls": json.dumps(job.media_urls), "inputs_until": until or ""},
+        )  # fmt: skip
     return moved_on(job, job.state, inputs_until=until)
 
 
@@ -128,12 +132,9 @@ def _earliest(*times: float | None) -> float | None:
     return min(known) if known else None
 
 
-def _forget(engine: Engine, job: Job) -> Job:
-    """Drop the urls made before: they are past their trust."""
-    engine.store.update_fields(
-        job.id, states=IN_LINE, where={"seq": job.seq},
-        set={"media_urls": "{}", "inputs_until": ""},
-    )  # fmt: skip
+def _forget(job: Job) -> Job:
+    """Drop the urls made before: they are past their trust. Nothing is written: the record
+    stays past its trust until the first url made again is kept."""
     log_transition(job, "inputs_expired", urls=len(job.media_urls))
     return replace(job, media_urls={}, inputs_until=None)
 
