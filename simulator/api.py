@@ -19,7 +19,7 @@ from starlette.routing import Route
 from simulator.core import Simulator, Upload
 from simulator.faults import DroppedReply, GatewayPage, TrickledReply
 from simulator.multipart import MultipartError, parse_form
-from simulator.validation import Refusal, validate_submit
+from simulator.validation import Refusal, ValidRequest, validate_submit
 
 __all__ = ["base_url", "error", "guarded", "read_json", "routes", "v1"]
 
@@ -123,6 +123,16 @@ async def _json_body(request: Request) -> Any:
         raise Refusal("body", "must be valid JSON") from None
 
 
+def _fetchable(sim: Simulator, valid: ValidRequest) -> ValidRequest:
+    """``valid``, if the provider can fetch every media url it cites (one of its own
+    still urls that expired it cannot: refused, counted in ``stale_inputs``)."""
+    stale = sim.stale_input(valid.input_urls)
+    if stale is not None:
+        sim.store.counters["stale_inputs"] += 1
+        raise Refusal("metadata.content", stale)
+    return valid
+
+
 async def submit(request: Request, sim: Simulator, owner: str) -> Response:
     """``POST /v1/video/generations``."""
     store = sim.store
@@ -141,15 +151,10 @@ async def submit(request: Request, sim: Simulator, owner: str) -> Response:
         store.note_duplicate(task)
         return JSONResponse({"task_id": task.task_id, "status": task.status(sim.clock())})
     try:
-        valid = validate_submit(body)
+        valid = _fetchable(sim, validate_submit(body))
     except Refusal as exc:
         store.counters["bad_requests"] += 1
         return error(400, exc.message, param=exc.param)
-    stale = sim.stale_input(valid.input_urls)  # the provider fetches its inputs: refused
-    if stale is not None:
-        store.counters["bad_requests"] += 1
-        store.counters["stale_inputs"] += 1
-        return error(400, stale, param="metadata.content")
     refused = sim.account_refusal(valid.model, dialect="relaydance")
     if refused is not None:
         kind = "insufficient_quota" if "balance" in refused[1] else "permission_error"

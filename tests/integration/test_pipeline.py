@@ -56,8 +56,8 @@ def test_image_to_video_uploads_the_local_file_first(
     assert _sha256(job.output_path) == VIDEO_SHA256
     stats = sim.stats()
     assert stats["uploads"] == 1
-    uploaded = job.media_urls
-    assert list(uploaded) == [str(image.resolve())]
+    assert job.uploaded == [str(image.resolve())]
+    assert list(engine.store.uploads(job)) == [str(image.resolve())]
 
 
 def test_a_second_submit_message_for_the_same_step_submits_nothing(

@@ -62,7 +62,8 @@ def test_a_clip_that_waited_past_its_stills_url_sends_the_stored_still_uploaded(
     assert httpx.get(provider_url).status_code == 403  # expired: citing it would be refused
     (task,) = live.sim.tasks_for(clip.id)
     (cited,) = task["input_urls"]
-    assert cited == clip.media_urls[f"still://{still.id}/1"]
+    assert cited == get_engine().store.uploads(clip)[f"still://{still.id}/1"]
+    assert cited not in str(get_engine().redis.hgetall(f"rd:job:{clip.id}"))  # kept apart
     assert cited.startswith(live.sim.url.removesuffix("/v1") + "/_files/uploads/")
     uploaded = httpx.get(cited).content
     assert hashlib.sha256(uploaded).hexdigest() == still.sha256  # the stored still, unchanged

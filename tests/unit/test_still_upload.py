@@ -19,7 +19,7 @@ import pytest
 from tests.batch_requests import req
 from tests.contracts.harness import fake_backend, job_of, money_engine, money_settings
 from tests.pipeline_helpers import RecordingEngine, run_step
-from tests.unit.test_still_urls import OWN, SIGNATURE, Both, queued_clip
+from tests.unit.test_still_urls import OWN, SIGNATURE, Both, queued_clip, record_values
 from worker.job.advance import plan_for
 from worker.job.record import Billing, JobState
 
@@ -97,8 +97,10 @@ def test_past_its_trust_the_clip_uploads_its_stored_stills_and_sends_those_urls(
         (f"{still}-{n}.png", out["sha256"]) for n, out in enumerate(stored, start=1)
     ]
     job = job_of(engine, clip)
-    assert job.media_urls == {f"still://{still}/1": "https://files.test/up_1",
-                              f"still://{still}/2": "https://files.test/up_2"}  # fmt: skip
+    assert job.uploaded == [f"still://{still}/1", f"still://{still}/2"]
+    assert engine.store.uploads(job) == {f"still://{still}/1": "https://files.test/up_1",
+                                         f"still://{still}/2": "https://files.test/up_2"}  # fmt: skip
+    assert "files.test" not in record_values(engine)  # an upload's url: never in a record
     assert time.time() < job.inputs_until <= time.time() + TRUST  # type: ignore[operator]
     assert plan_for(job)[0] == "submit"
     assert run_step(engine, "submit", clip, seq=job.seq).action == "next"
@@ -162,7 +164,7 @@ def test_a_retake_naming_a_still_goes_through_prepare_which_records_its_trust(
     assert run_step(engine, "prepare", "rdj_retake", seq=0).action == "next"
     job = job_of(engine, "rdj_retake")
     replied = job_of(engine, still).times["generated"]
-    assert job.inputs_until == pytest.approx(replied + TRUST) and job.media_urls == {}
+    assert job.inputs_until == pytest.approx(replied + TRUST) and job.uploaded == []
     assert provider.uploaded == []  # still trusted: its provider url goes as it is
     assert plan_for(job)[0] == "submit"
 
@@ -176,12 +178,14 @@ def test_a_local_file_uploaded_before_a_long_wait_is_uploaded_again(
                         alias="default", cost=0.7)  # fmt: skip
     assert run_step(engine, "prepare", "rdj_local", seq=0).action == "next"
     job = job_of(engine, "rdj_local")
-    assert job.media_urls == {str(frame): "https://files.test/up_1"}
+    assert engine.store.uploads(job) == {str(frame): "https://files.test/up_1"}
     assert job.inputs_until is not None and plan_for(job)[0] == "submit"
     engine.store.update_fields("rdj_local", states={S.QUEUED}, set={"inputs_until": 1.0})
     assert plan_for(job_of(engine, "rdj_local"))[0] == "prepare"
     assert run_step(engine, "prepare", "rdj_local", seq=0).action == "next"
-    assert job_of(engine, "rdj_local").media_urls == {str(frame): "https://files.test/up_2"}
+    job = job_of(engine, "rdj_local")
+    assert job.uploaded == [str(frame)]
+    assert engine.store.uploads(job) == {str(frame): "https://files.test/up_2"}
     assert len(provider.uploaded) == 2
 
 

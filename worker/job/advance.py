@@ -82,7 +82,8 @@ def needs_prepare(job: Job, *, now: float) -> bool:
     if job.inputs_until is not None and now >= job.inputs_until:
         return True
     sources = [source for _, source in RenderRequest.model_validate(job.request).media()]
-    if any(not is_url(source) and source not in job.media_urls for source in sources):
+    made = {*job.uploaded, *job.media_urls}
+    if any(not is_url(source) and source not in made for source in sources):
         return True
     return job.inputs_until is None and any(STILL_REF.fullmatch(source) for source in sources)
 

@@ -11,10 +11,12 @@ Two kinds of source need one (:func:`worker.job.advance.needs_prepare` says when
   the sha256 its record holds, and uploaded, so the clip never cites a url that may have
   expired. A still whose url is still trusted is sent as it is (:mod:`worker.job.still_refs`).
 
-What is made is kept in the clip's ``media_urls`` (source -> url), each one as it comes
-(a retried step goes on where it stopped), with ``inputs_until``: the earliest moment one
-of the urls it will send stops being trusted. A clip that waits in line past it comes back
-here before its POST (:func:`worker.job.submit.submit`), and every url is made again.
+What is made is kept as it comes (a retried step goes on where it stopped): its url apart
+from the record (:meth:`~worker.job.url_keys.UrlKeys.keep_upload`: the provider's upload
+urls may be signed), the source in the record's ``uploaded``, with ``inputs_until``: the
+earliest moment one of the urls the clip will send stops being trusted. A clip that
+waits in line past it comes back here before its POST (:func:`worker.job.submit.submit`),
+and every url is made again.
 
 Nothing here is billed: an upload makes no task, so every failure is retried or ends the
 clip unbilled. A still that cannot be uploaded (its stored file gone or changed, or a
@@ -80,28 +82,28 @@ def prepare(engine: Engine, job_id: str, *, seq: int, attempt: int = 0) -> Outco
     except SettingsError as exc:
         return fail(engine, job, "unknown_key", str(exc))
     now = time.time()
-    recorded = (job.media_urls, job.inputs_until)  # as the record holds them
+    recorded = (job.uploaded, job.inputs_until)  # as the record holds them
     if job.inputs_until is not None and now >= job.inputs_until:
         job = _forget(job)  # past its trust: every url is made again
     request = RenderRequest.model_validate(job.request)
-    stills = _still_times(engine, request, job.media_urls)
+    stills = _still_times(engine, request, _made(job))
     trust = engine.settings.input_url_trust_seconds
     # Stills sent by their provider's url (still trusted) bound the clip's trust.
     until = _earliest(job.inputs_until, *(t for t in stills.values() if t > now))
     for kind, source in request.media():
-        if source in job.media_urls or (is_url(source) and not _to_upload(source, stills, now)):
+        if source in _made(job) or (is_url(source) and not _to_upload(source, stills, now)):
             continue
         made = _make(engine, job, kind, source, attempt)
         if isinstance(made, Outcome):
             return made
         until = _earliest(until, time.time() + trust)
         job = _keep(engine, job, seq, source, made, until)
-        recorded = (job.media_urls, until)
+        recorded = (job.uploaded, until)
         log_transition(job, "uploaded", file=_shown(source))
-    if (job.media_urls, until) != recorded:  # else the last url kept wrote them
+    if (job.uploaded, until) != recorded:  # else the last url kept wrote them
         engine.store.update_fields(
             job_id, states=IN_LINE, where={"seq": seq},
-            set={"media_urls": json.dumps(job.media_urls), "inputs_until": until or ""},
+            set={"uploaded": json.dumps(job.uploaded), "inputs_until": until or ""},
         )  # fmt: skip
     return moved_on(job, job.state, inputs_until=until)
 
@@ -112,7 +114,7 @@ def _to_upload(source: str, stills: dict[str, float], now: float) -> bool:
     return when is not None and when <= now
 
 
-def _still_times(engine: Engine, request: RenderRequest, made: dict[str, str]) -> dict[str, float]:
+def _still_times(engine: Engine, request: RenderRequest, made: set[str]) -> dict[str, float]:
     """For each still the request names (``still://<id>``) and no url was made for: when
     its provider url stops being trusted (0 when its record is gone: trusted no more)."""
     named = [s for _, s in request.media() if STILL_REF.fullmatch(s) and s not in made]
@@ -135,17 +137,23 @@ def _earliest(*times: float | None) -> float | None:
 def _forget(job: Job) -> Job:
     """Drop the urls made before: they are past their trust. Nothing is written: the record
     stays past its trust until the first url made again is kept."""
-    log_transition(job, "inputs_expired", urls=len(job.media_urls))
-    return replace(job, media_urls={}, inputs_until=None)
+    log_transition(job, "inputs_expired", urls=len(_made(job)))
+    return replace(job, uploaded=[], media_urls={}, inputs_until=None)
+
+
+def _made(job: Job) -> set[str]:
+    """The sources whose url an upload made (a record written before: ``media_urls``)."""
+    return {*job.uploaded, *job.media_urls}
 
 
 def _keep(engine: Engine, job: Job, seq: int, source: str, url: str, until: float | None) -> Job:
-    urls = {**job.media_urls, source: url}
+    engine.store.keep_upload(job.id, source, url)  # first: the record then names it
+    uploaded = [*job.uploaded, source]
     engine.store.update_fields(
         job.id, states=IN_LINE, where={"seq": seq},
-        set={"media_urls": json.dumps(urls), "inputs_until": until or ""},
+        set={"uploaded": json.dumps(uploaded), "inputs_until": until or ""},
     )  # fmt: skip
-    return replace(job, media_urls=urls, inputs_until=until)
+    return replace(job, uploaded=uploaded, inputs_until=until)
 
 
 def _make(engine: Engine, job: Job, kind: str, source: str, attempt: int) -> str | Outcome:

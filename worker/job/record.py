@@ -74,7 +74,11 @@ class Job:
     created_at: float = 0.0
     updated_at: float = 0.0
     # Written by the steps under these same hash field names; read once, here.
-    media_urls: dict[str, str] = field(default_factory=dict)  # local path -> uploaded url
+    # The sources (local paths, still://<job>/<n>) its prepare uploaded; their urls are
+    # kept apart (:meth:`~worker.job.url_keys.UrlKeys.uploads`). A record written before
+    # holds them in ``media_urls`` (source -> url), still read.
+    uploaded: list[str] = field(default_factory=list)
+    media_urls: dict[str, str] = field(default_factory=dict)
     # When the urls it cites that the fleet made (its uploads, a storyboard's stills) stop
     # being sent (RELAYDANCE_INPUT_URL_TRUST_SECONDS): past it, prepare makes them again.
     inputs_until: float | None = None

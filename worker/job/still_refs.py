@@ -6,14 +6,15 @@ stored request holds them: :func:`worker.job.inputs.refs` names each image
 url the store kept for it (:meth:`~worker.job.store.JobStore.image_urls`) in its place
 only when the submit step builds the body; where that url was past its trust, the
 prepare step uploaded the stored still (:mod:`worker.job.prepare`) and the clip's
-``media_urls`` holds the upload's url, sent instead. A url that is gone (expired with its
-key) is never replaced by anything else: the clip is canceled with the reason, never
-sent, so never billed.
+uploads (:meth:`~worker.job.url_keys.UrlKeys.uploads`) hold the upload's url, sent
+instead. A url that is gone (expired with its key) is never replaced by anything else:
+the clip is canceled with the reason, never sent, so never billed.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 from worker.job.engine import Engine
 from worker.job.inputs import REF
@@ -28,15 +29,18 @@ __all__ = ["cancel_unsent", "resolved"]
 logger = logging.getLogger(__name__)
 
 
-def resolved(engine: Engine, job: Job, claim: int) -> RenderRequest | Outcome:
-    """The clip's request with each still's url in place of its name; when one is gone,
-    the clip (claimed by ``claim``, not sent) is canceled unbilled: an Outcome."""
+def resolved(
+    engine: Engine, job: Job, claim: int, *, uploads: Mapping[str, str]
+) -> RenderRequest | Outcome:
+    """The clip's request with each still's url in place of its name (its upload's, from
+    ``uploads``, where prepare uploaded it); when one is gone, the clip (claimed by
+    ``claim``, not sent) is canceled unbilled: an Outcome."""
     request = RenderRequest.model_validate(job.request)
     stills = [source for source in request.images if source.startswith(REF)]
     if not stills:
         return request
     # Those past their trust were uploaded again by prepare: the upload's url is sent.
-    found = {source: job.media_urls[source] for source in stills if source in job.media_urls}
+    found = {source: uploads[source] for source in stills if source in uploads}
     named = [source for source in stills if source not in found]
     ids = sorted({source[len(REF) :].partition("/")[0] for source in named})
     kept = dict(zip(ids, engine.store.image_urls(ids), strict=True)) if ids else {}

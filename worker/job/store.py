@@ -30,6 +30,7 @@ from worker.job.cas import ADD_RETAKE, CAS, Change, as_json, text
 from worker.job.record import PREFIX, Job, new_job_id
 from worker.job.states import FINAL_STATES, JobState
 from worker.job.transitions import ABANDON_UNSENT, CANCEL, FAIL, Transition, check
+from worker.job.url_keys import UrlKeys
 from worker.render.pricing import estimate_cost
 from worker.render.request import RenderRequest
 
@@ -38,8 +39,9 @@ __all__ = ["JobStore"]
 _CREATED = ABANDON_UNSENT.sources  # the states a job is written in: queued, or waiting for stills
 
 
-class JobStore:
-    """Reads and changes job records; every change is an atomic compare-and-set."""
+class JobStore(UrlKeys):
+    """Reads and changes job records; every change is an atomic compare-and-set. The urls
+    a record never holds are in keys of their own (:class:`~worker.job.url_keys.UrlKeys`)."""
 
     def __init__(
         self,
@@ -335,13 +337,3 @@ class JobStore:
 
         return read_gated(self._redis, self.key(job_id), names=names, gate=gate,
                           holder=holder, window_ms=window_ms)  # fmt: skip
-
-    def keep_image_urls(self, job_id: str, urls: Sequence[str]) -> None:
-        """Hold an image job's urls (signed: never in its record) in their own key, for
-        its download and the clips made from it; it expires a retention period on."""
-        self._redis.set(f"{PREFIX}:urls:{job_id}", json.dumps(list(urls)), ex=self._retention)
-
-    def image_urls(self, job_ids: Sequence[str]) -> list[list[str] | None]:
-        """The urls each image job's POST named (None where gone), in one round trip."""
-        raw = self._redis.mget([f"{PREFIX}:urls:{j}" for j in job_ids]) if job_ids else []
-        return [None if value is None else json.loads(value) for value in raw]

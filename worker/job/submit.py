@@ -179,11 +179,12 @@ def _post(
             return urls
         return _hold_reply(job, lambda: images.record_images(engine, job, claim, urls=urls),
                            what=f"{len(urls)} image urls")  # fmt: skip
-    request = still_refs.resolved(engine, job, claim)  # a storyboard's stills' urls
+    uploads = engine.store.uploads(job)  # kept apart from the record
+    request = still_refs.resolved(engine, job, claim, uploads=uploads)  # stills' urls
     if isinstance(request, Outcome):
         return request
     callback = callback_url_for(engine.settings, job.id, claim=claim, now=sent_at)
-    body = request.to_body(callback_url=callback, media_urls=job.media_urls)
+    body = request.to_body(callback_url=callback, media_urls=uploads)
     task = _call(
         engine,
         job,

@@ -109,7 +109,7 @@ def test_the_upload_step_checks_again_and_uploads_nothing(
         assert job.state is JobState.FAILED and job.error_code == "file_refused"
         assert says in (job.error_message or ""), job.error_message
         assert SECRET not in (job.error_message or "")
-        assert job.media_urls == {}
+        assert job.uploaded == [] and engine.store.uploads(job) == {}
         assert_nothing_spent(world.sim)
     finally:
         engine.close()
