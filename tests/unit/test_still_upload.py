@@ -19,8 +19,10 @@ import pytest
 from tests.batch_requests import req
 from tests.contracts.harness import fake_backend, job_of, money_engine, money_settings
 from tests.pipeline_helpers import RecordingEngine, run_step
+from tests.unit.test_image_jobs import make_image_job
 from tests.unit.test_still_urls import OWN, SIGNATURE, Both, queued_clip, record_values
 from worker.job.advance import plan_for
+from worker.job.inputs import FEEDS, waiting_fields
 from worker.job.record import Billing, JobState
 
 S = JobState
@@ -202,3 +204,30 @@ def test_an_upload_past_its_own_trust_is_made_again_and_the_old_url_never_sent(
     assert len(provider.uploaded) == 4
     assert run_step(engine, "submit", clip, seq=job_of(engine, clip).seq).action == "next"
     assert sent_urls(provider) == ["https://files.test/up_3", "https://files.test/up_4", OWN]
+
+
+def test_a_still_stored_by_its_task_submits_its_clip_in_that_thread_with_no_message(
+    engine: RecordingEngine, provider: WithUploads, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tasks.render
+
+    still = make_image_job(engine, n=2)
+    engine.store.update_fields(still, states={S.QUEUED}, set={FEEDS: "rdj_clip"})
+    engine.store.create("rdj_clip", request=req("from the still", images=[OWN]),
+                        alias="default", cost=0.7, extra=waiting_fields([still]))  # fmt: skip
+    assert run_step(engine, "submit", still, seq=0).action == "next"
+    monkeypatch.setattr(tasks.render, "get_engine", lambda: engine)
+    engine.sent.clear()
+    tasks.render.download(still, 0)  # the task, as a worker runs it
+    assert job_of(engine, still).state is S.DONE
+    clip = job_of(engine, "rdj_clip")
+    assert (clip.state, provider.clips.posts) == (S.SUBMITTED, 1)
+    assert [name for name, *_ in engine.sent] == ["relaydance.poll"]  # the clip's next
+
+
+def test_a_still_stored_outside_its_task_sends_its_clips_step(
+    engine: RecordingEngine, provider: WithUploads
+) -> None:
+    _, clip = queued_clip(engine)  # the download step run directly: no task
+    assert job_of(engine, clip).state is S.QUEUED and provider.clips.posts == 0
+    assert ("relaydance.submit", (clip, 0, 0), None) in engine.sent

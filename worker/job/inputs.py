@@ -17,6 +17,12 @@ It is asked when a still ends (:func:`worker.job.notify.notify_final`), after a 
 wrote the clip (a still may be done already: reused, or a resume), and by the sweeper
 when the clip is overdue (a notice lost with a worker that stopped). Each move is a
 compare-and-set from ``waiting_for_input``: asked twice, the clip moves once.
+
+A clip made ready by its still's download is handed to that download's task
+(:data:`READY_HERE`), which runs its first step in the same thread once the still is
+stored, rather than sent behind every other step in the broker; anywhere else its step
+is sent as a message. Either way the queued record's due time lets the sweeper resume a
+clip whose step was lost with its worker.
 """
 
 from __future__ import annotations
@@ -25,13 +31,17 @@ import json
 import logging
 import time
 from collections.abc import Sequence
+from contextvars import ContextVar
 
 from worker.job.advance import advance
 from worker.job.engine import Engine
 from worker.job.record import Job, JobState
 from worker.job.transitions import INPUT_FAILED, INPUT_READY
 
-__all__ = ["FEEDS", "REF", "WAITS_FOR", "dependants", "refs", "settle_waiting", "waiting_fields"]
+__all__ = [
+    "FEEDS", "READY_HERE", "REF", "WAITS_FOR", "dependants", "refs", "settle_waiting",
+    "waiting_fields",
+]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +49,9 @@ S = JobState
 WAITS_FOR = "waits_for"  # on a clip: the image jobs it waits for, comma-separated, in order
 FEEDS = "feeds"  # on an image job: the clips waiting for it, comma-separated
 REF = "still://"  # a still's image named in a clip: a url's shape, never taken for a file
+# Set by a still's download task: the clips its still made ready, whose first step that
+# task runs itself; unset, a ready clip's step is sent.
+READY_HERE: ContextVar[list[Job] | None] = ContextVar("ready_here", default=None)
 
 
 def refs(still: Job) -> list[str]:
@@ -89,7 +102,11 @@ def _ready(engine: Engine, job: Job, stills: list[Job]) -> str:
         return ""
     logger.info("job %s: its %d stills are done; queued", job.id, len(names),
                 extra={"job_id": job.id, "state": "queued"})  # fmt: skip
-    advance(engine, engine.store.get(job.id))
+    ready, here = engine.store.get(job.id), READY_HERE.get()
+    if here is not None and ready is not None:
+        here.append(ready)
+    else:
+        advance(engine, ready)
     return "ready"
 
 
