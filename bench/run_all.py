@@ -15,7 +15,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ORDER = ["validation", "simulator", "download", "limits", "pipeline", "fleet_limits",
          "webhooks", "batches", "cpu", "realorder", "chaos", "night", "redis_restart",
-         "jobs_page", "contact_sheet", "wait", "storyboard"]  # fmt: skip
+         "jobs_page", "contact_sheet", "wait", "storyboard", "still_upload"]  # fmt: skip
 
 
 def main() -> int:
