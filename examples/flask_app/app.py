@@ -92,8 +92,10 @@ def _form_page(values: dict[str, str], error: list[tuple[str, str]] | None = Non
 
 
 def _view(job: Job) -> dict[str, Any]:
-    view = status_view(get_engine(), job)
     record = recorded(job.id)
+    if record is not None and not job.is_final:  # it ended after we read it: read it again
+        job = get_job(job.id)
+    view = status_view(get_engine(), job)
     if record is not None:
         record["recorded_at_text"] = when(record.get("recorded_at"))
     view["record"] = record

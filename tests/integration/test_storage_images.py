@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from typing import Any
 
 import httpx
 import pytest
@@ -15,18 +16,33 @@ from tests.integration.test_storage import s3_storage
 from tests.s3_server import Bucket
 from worker.errors import DownloadRejected, StorageError, StorageRefused
 from worker.job.stills import save_image
+from worker.storage.s3 import S3Storage
+from worker.storage.sink import StoredClip
 
 PNG = image_png("img_bucket", 320, 180)
+
+
+def put_still(
+    bucket: Bucket,
+    clips: ClipServer,
+    http_client: httpx.Client,
+    monkeypatch: pytest.MonkeyPatch,
+    name: str,
+    **options: Any,
+) -> tuple[S3Storage, StoredClip]:
+    """:data:`PNG` stored as ``name`` in the bucket, as an image job stores a still."""
+    clips.body = PNG
+    storage = s3_storage(bucket, monkeypatch)
+    stored = save_image(storage, clips.url, name=name, client=http_client, max_bytes=1 << 30,
+                        allow_local=True, overall_timeout=30, **options)  # fmt: skip
+    return storage, stored
 
 
 def test_a_still_is_put_under_the_prefix_with_its_type_hash_and_manifest(
     bucket: Bucket, clips: ClipServer, http_client: httpx.Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    clips.body = PNG
-    storage = s3_storage(bucket, monkeypatch)
-    stored = save_image(storage, clips.url, name="shoot/0001-keyframe", client=http_client,
-                        max_bytes=1 << 30, allow_local=True, overall_timeout=30,
-                        manifest={"job_id": "rdj_s3"})  # fmt: skip
+    _, stored = put_still(bucket, clips, http_client, monkeypatch, "shoot/0001-keyframe",
+                          manifest={"job_id": "rdj_s3"})  # fmt: skip
     key = "renders/shoot/0001-keyframe.png"
     assert bucket.keys() == ["renders/shoot/0001-keyframe.json", key]
     assert bucket.read(key) == PNG
@@ -55,10 +71,7 @@ def test_a_body_that_is_not_an_image_puts_nothing(
 def test_a_stored_still_is_read_back_from_its_bucket_and_only_from_it(
     bucket: Bucket, clips: ClipServer, http_client: httpx.Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    clips.body = PNG
-    storage = s3_storage(bucket, monkeypatch)
-    stored = save_image(storage, clips.url, name="rdj_back", client=http_client,
-                        max_bytes=1 << 30, allow_local=True, overall_timeout=30)  # fmt: skip
+    storage, stored = put_still(bucket, clips, http_client, monkeypatch, "rdj_back")
     assert storage.read(stored.uri, max_bytes=1 << 20) == PNG
     with pytest.raises(StorageRefused, match="is over 64 bytes"):
         storage.read(stored.uri, max_bytes=64)
