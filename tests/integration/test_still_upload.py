@@ -34,14 +34,19 @@ def stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -
     )  # fmt: skip
 
 
-@pytest.fixture
-def live(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
+def expiring_urls(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
+    """The stack, its simulator's urls living 3 s and its clips generating for 5 s."""
     for stacked in live_stack(stack, monkeypatch):
         stacked.sim.configure(gen_time_mean=5.0, gen_time_jitter=0.0, url_ttl=3.0)
         try:
             yield stacked
         finally:
             stacked.sim.configure(gen_time_mean=0.2, gen_time_jitter=0.1, url_ttl=3600.0)
+
+
+@pytest.fixture
+def live(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
+    yield from expiring_urls(stack, monkeypatch)
 
 
 def test_a_clip_that_waited_past_its_stills_url_sends_the_stored_still_uploaded(

@@ -231,3 +231,37 @@ def test_a_still_stored_outside_its_task_sends_its_clips_step(
     _, clip = queued_clip(engine)  # the download step run directly: no task
     assert job_of(engine, clip).state is S.QUEUED and provider.clips.posts == 0
     assert ("relaydance.submit", (clip, 0, 0), None) in engine.sent
+
+
+def test_a_400_citing_a_trusted_still_url_is_sent_once_more_with_the_still_uploaded(
+    engine: RecordingEngine, provider: WithUploads
+) -> None:
+    still, clip = queued_clip(engine)
+    provider.clips.replies = ["400", "400"]  # nothing created either time
+    engine.sent.clear()
+    outcome = run_step(engine, "submit", clip, seq=0)
+    assert outcome.reason == "refused citing its stills' urls: sent again, uploaded"
+    job = job_of(engine, clip)
+    assert (job.state, job.billing, job.seq, job.inputs_resent) == (
+        S.WAITING_FOR_SLOT, Billing.NONE, 1, True,
+    )  # fmt: skip
+    assert [name for name, *_ in engine.sent] == ["relaydance.prepare"]
+    assert engine.limits.holds("default", clip)
+    assert run_step(engine, "prepare", clip, seq=1).action == "next"
+    assert [name for name, _ in provider.uploaded] == [f"{still}-1.png", f"{still}-2.png"]
+    assert run_step(engine, "submit", clip, seq=1).action == "stop"  # refused again: failed
+    job = job_of(engine, clip)
+    assert (job.state, job.billing, job.error_code) == (S.FAILED, Billing.NONE, "bad_request")
+    assert provider.clips.posts == 2 and len(provider.uploaded) == 2
+    assert "files.test/up_1" in provider.bodies[1] and SIGNATURE not in provider.bodies[1]
+
+
+def test_a_400_for_a_clip_citing_no_still_fails_it_at_once(
+    engine: RecordingEngine, provider: WithUploads
+) -> None:
+    engine.store.create("rdj_plain", request=req("plain", images=[OWN]), alias="default",
+                        cost=0.7)  # fmt: skip
+    provider.clips.replies = ["400"]
+    assert run_step(engine, "submit", "rdj_plain", seq=0).action == "stop"
+    job = job_of(engine, "rdj_plain")
+    assert (job.state, job.error_code, provider.clips.posts) == (S.FAILED, "bad_request", 1)

@@ -83,10 +83,13 @@ def prepare(engine: Engine, job_id: str, *, seq: int, attempt: int = 0) -> Outco
         return fail(engine, job, "unknown_key", str(exc))
     now = time.time()
     recorded = (job.uploaded, job.inputs_until)  # as the record holds them
-    if job.inputs_until is not None and now >= job.inputs_until:
+    stale = job.inputs_until is not None and now >= job.inputs_until
+    if stale:
         job = _forget(job)  # past its trust: every url is made again
     request = RenderRequest.model_validate(job.request)
     stills = _still_times(engine, request, _made(job))
+    if stale:  # the stills' provider urls too, whatever their own age
+        stills = dict.fromkeys(stills, 0.0)
     trust = engine.settings.input_url_trust_seconds
     # Stills sent by their provider's url (still trusted) bound the clip's trust.
     until = _earliest(job.inputs_until, *(t for t in stills.values() if t > now))

@@ -82,6 +82,8 @@ class Job:
     # When the urls it cites that the fleet made (its uploads, a storyboard's stills) stop
     # being sent (RELAYDANCE_INPUT_URL_TRUST_SECONDS): past it, prepare makes them again.
     inputs_until: float | None = None
+    # Refused once (400) citing its stills' provider urls: sent again with them uploaded.
+    inputs_resent: bool = False
     submit_attempts: int = 0
     submit_intent_at: float | None = None  # when the last POST was about to leave
     last_poll_at: float | None = None

@@ -14,17 +14,20 @@ the clip is canceled with the reason, never sent, so never billed.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 
+from worker.errors import BadRequest, PermanentError
+from worker.job.advance import advance
 from worker.job.engine import Engine
 from worker.job.inputs import REF
 from worker.job.notify import notify_final
 from worker.job.record import Billing, Job
 from worker.job.step import Outcome, release, stop
-from worker.job.transitions import CANCEL
+from worker.job.transitions import CANCEL, REQUEUE
 from worker.render.request import RenderRequest
 
-__all__ = ["cancel_unsent", "resolved"]
+__all__ = ["cancel_unsent", "resent", "resolved"]
 
 logger = logging.getLogger(__name__)
 
@@ -71,3 +74,25 @@ def cancel_unsent(
         release(engine, job)
         notify_final(engine, job.id)
     return stop(f"canceled: {reason}")
+
+
+def resent(engine: Engine, job: Job, claim: int, exc: PermanentError) -> Outcome | None:
+    """The provider refused the clip's POST of ``claim`` with a 400 (nothing created) while
+    it cited a still by the provider's own url: that url may not be fetchable any more,
+    though still trusted. The first time, the clip goes back to the head of its line, its
+    stills' trust spent, so prepare uploads them and it is sent once more, unbilled so far;
+    None where that does not apply (the refusal then fails the clip)."""
+    cited = [s for s in job.request.get("images", ()) if s.startswith(REF)]
+    if not isinstance(exc, BadRequest) or job.inputs_resent or set(cited) <= set(job.uploaded):
+        return None
+    applied, _ = engine.store.apply(
+        job.id, REQUEUE, where={"submit_claim": claim},
+        set={"inputs_until": 0.0, "inputs_resent": 1},
+        due=time.time() + engine.settings.step_grace_seconds,
+    )  # fmt: skip
+    if not applied:
+        return stop("the job moved on")
+    logger.warning("job %s: refused citing its stills' urls (%s); uploading them to send it "
+                   "once more", job.id, str(exc)[:200], extra={"job_id": job.id})  # fmt: skip
+    advance(engine, engine.store.get(job.id))  # prepare, then submit: it keeps its slot
+    return stop("refused citing its stills' urls: sent again, uploaded")

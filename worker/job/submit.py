@@ -227,8 +227,10 @@ def _call(
         return transient(engine, job, exc, attempt)
     except (TransientError, UnexpectedResponse) as exc:
         return ambiguous(engine, job, claim, exc, attempt, sent_at=sent_at)
-    except PermanentError as exc:
-        return fail(engine, job, exc.code, str(exc), billing=Billing.NONE.value)
+    except PermanentError as exc:  # a 400 citing a still's url may be sent again, uploaded
+        return still_refs.resent(engine, job, claim, exc) or fail(
+            engine, job, exc.code, str(exc), billing=Billing.NONE.value
+        )
 
 
 def _take_slot(engine: Engine, job: Job, seq: int, *, claimed: bool = False) -> Outcome | None:

@@ -1,0 +1,54 @@
+"""A storyboard clip whose still's url died while the fleet still trusted it: the provider
+refuses the POST (400, nothing created), the clip uploads its stored still and is sent once
+more, paid once. Real Redis, a real Celery worker and the simulator, whose still urls live
+3 s while the fleet trusts them for 60 s (RELAYDANCE_INPUT_URL_TRUST_SECONDS set too high
+for this provider), and the clip ahead holds the key's one slot for a 5 s generation."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.batch_fleet import Stack, _wait, batch_stack, live_batches
+from tests.batch_requests import req
+from tests.integration.test_still_upload import STILL, expiring_urls
+from worker.batch import batch_report, parse_records
+from worker.infra.redis_server import RedisServer
+from worker.job.engine import get_engine
+from worker.job.record import Billing, JobState
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    yield from batch_stack(
+        redis_server, tmp_path_factory, RELAYDANCE_MAX_CONCURRENCY="1",
+        RELAYDANCE_INPUT_URL_TRUST_SECONDS="60",
+    )  # fmt: skip
+
+
+@pytest.fixture
+def live(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
+    yield from expiring_urls(stack, monkeypatch)
+
+
+def test_a_clip_refused_for_a_dead_still_url_is_sent_once_more_with_the_still_uploaded(
+    live: Stack,
+) -> None:
+    from tasks import get_job
+
+    lines = [STILL, req("a clip ahead, holding the slot"), req("from the still", refs=["k1"])]
+    batches = live_batches()
+    sub = batches.submit(parse_records(lines), budget=5.0)
+    status = _wait(sub.batch_id, live, timeout=90)
+    assert status.done == 3, live.log.read_text()[-3000:]
+    _, rows = batch_report(batches, sub.batch_id)
+    still, _, clip = (get_job(row.job_id or "") for row in rows)
+    assert clip.inputs_resent and clip.uploaded == [f"still://{still.id}/1"]
+    (task,) = live.sim.tasks_for(clip.id)  # one task: the refused POST created none
+    assert task["input_urls"] == [get_engine().store.uploads(clip)[f"still://{still.id}/1"]]
+    assert (clip.state, clip.billing) == (JobState.DONE, Billing.BILLED)
+    stats = live.sim.stats()
+    assert (stats["stale_inputs"], stats["uploads"], stats["submissions"]) == (1, 1, 2)
