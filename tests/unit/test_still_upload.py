@@ -35,9 +35,14 @@ class WithUploads(Both):
     """:class:`Both`, and ``POST /files``: each upload's bytes kept, its url answered."""
 
     uploaded: list[tuple[str, bytes]] = field(default_factory=list)
+    attempts: int = 0
+    fail_at: set[int] = field(default_factory=set)  # these attempts get the provider's 500
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         if request.method == "POST" and request.url.path == UPLOAD:
+            self.attempts += 1
+            if self.attempts in self.fail_at:
+                return httpx.Response(500, json={"error": {"message": "upstream", "type": "x"}})
             body = request.read()
             name = body.split(b'filename="', 1)[1].split(b'"', 1)[0].decode()
             data = body.split(b"\r\n\r\n", 1)[1].rsplit(b"\r\n--", 1)[0]
@@ -265,3 +270,17 @@ def test_a_400_for_a_clip_citing_no_still_fails_it_at_once(
     assert run_step(engine, "submit", "rdj_plain", seq=0).action == "stop"
     job = job_of(engine, "rdj_plain")
     assert (job.state, job.error_code, provider.clips.posts) == (S.FAILED, "bad_request", 1)
+
+
+def test_a_clip_past_its_trust_stays_so_until_every_url_is_made_again(
+    engine: RecordingEngine, provider: WithUploads
+) -> None:
+    still, clip = queued_clip(engine)  # its still young, but the clip's trust spent
+    engine.store.update_fields(clip, states={S.QUEUED}, set={"inputs_until": 1.0})
+    provider.fail_at = {2}  # the second still image's upload fails: the step comes again
+    assert run_step(engine, "prepare", clip, seq=0).action == "again"
+    assert job_of(engine, clip).inputs_until == 1.0  # still past its trust
+    assert run_step(engine, "prepare", clip, seq=0, attempt=1).action == "next"
+    assert [name for name, _ in provider.uploaded] == [f"{still}-1.png"] * 2 + [f"{still}-2.png"]
+    assert run_step(engine, "submit", clip, seq=0).action == "next"
+    assert sent_urls(provider) == ["https://files.test/up_2", "https://files.test/up_3", OWN]

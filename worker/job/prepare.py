@@ -100,8 +100,10 @@ def prepare(engine: Engine, job_id: str, *, seq: int, attempt: int = 0) -> Outco
         if isinstance(made, Outcome):
             return made
         until = _earliest(until, time.time() + trust)
-        job = _keep(engine, job, seq, source, made, until)
-        recorded = (job.uploaded, until)
+        # Past its trust, the clip stays so until every url is made again (a retry then
+        # starts over); else each url kept renews it at once.
+        job = _keep(engine, job, seq, source, made, renew=None if stale else until)
+        recorded = (job.uploaded, recorded[1] if stale else until)
         log_transition(job, "uploaded", file=_shown(source))
     if (job.uploaded, until) != recorded:  # else the last url kept wrote them
         engine.store.update_fields(
@@ -149,14 +151,15 @@ def _made(job: Job) -> set[str]:
     return {*job.uploaded, *job.media_urls}
 
 
-def _keep(engine: Engine, job: Job, seq: int, source: str, url: str, until: float | None) -> Job:
+def _keep(engine: Engine, job: Job, seq: int, source: str, url: str, *, renew: float | None) -> Job:
+    """Keep the url an upload of ``source`` answered; with ``renew``, the clip's new trust."""
     engine.store.keep_upload(job.id, source, url)  # first: the record then names it
     uploaded = [*job.uploaded, source]
-    engine.store.update_fields(
-        job.id, states=IN_LINE, where={"seq": seq},
-        set={"uploaded": json.dumps(uploaded), "inputs_until": until or ""},
-    )  # fmt: skip
-    return replace(job, uploaded=uploaded, inputs_until=until)
+    fields: dict[str, object] = {"uploaded": json.dumps(uploaded)}
+    if renew is not None:
+        fields["inputs_until"] = renew
+    engine.store.update_fields(job.id, states=IN_LINE, where={"seq": seq}, set=fields)
+    return replace(job, uploaded=uploaded)
 
 
 def _make(engine: Engine, job: Job, kind: str, source: str, attempt: int) -> str | Outcome:
