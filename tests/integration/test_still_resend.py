@@ -10,10 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.batch_fleet import Stack, _wait, batch_stack, live_batches
-from tests.batch_requests import req
-from tests.integration.test_still_upload import STILL, expiring_urls
-from worker.batch import batch_report, parse_records
+from tests.batch_fleet import Stack, batch_stack
+from tests.integration.test_still_upload import expiring_urls, run_storyboard
 from worker.infra.redis_server import RedisServer
 from worker.job.engine import get_engine
 from worker.job.record import Billing, JobState
@@ -37,15 +35,7 @@ def live(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
 def test_a_clip_refused_for_a_dead_still_url_is_sent_once_more_with_the_still_uploaded(
     live: Stack,
 ) -> None:
-    from tasks import get_job
-
-    lines = [STILL, req("a clip ahead, holding the slot"), req("from the still", refs=["k1"])]
-    batches = live_batches()
-    sub = batches.submit(parse_records(lines), budget=5.0)
-    status = _wait(sub.batch_id, live, timeout=90)
-    assert status.done == 3, live.log.read_text()[-3000:]
-    _, rows = batch_report(batches, sub.batch_id)
-    still, _, clip = (get_job(row.job_id or "") for row in rows)
+    still, _, clip = run_storyboard(live)
     assert clip.inputs_resent and clip.uploaded == [f"still://{still.id}/1"]
     (task,) = live.sim.tasks_for(clip.id)  # one task: the refused POST created none
     assert task["input_urls"] == [get_engine().store.uploads(clip)[f"still://{still.id}/1"]]

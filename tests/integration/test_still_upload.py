@@ -16,10 +16,11 @@ import pytest
 
 from tests.batch_fleet import Stack, _wait, batch_stack, live_batches, live_stack
 from tests.batch_requests import req
+from tests.fleet import wait_until
 from worker.batch import batch_report, parse_records
 from worker.infra.redis_server import RedisServer
 from worker.job.engine import get_engine
-from worker.job.record import Billing, JobState
+from worker.job.record import Billing, Job, JobState
 
 pytestmark = pytest.mark.integration
 
@@ -35,13 +36,16 @@ def stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -
 
 
 def expiring_urls(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
-    """The stack, its simulator's urls living 3 s and its clips generating for 5 s."""
+    """The stack, its simulator's urls living 3 s, its stills made in 1 s and its clips
+    generating for 5 s."""
     for stacked in live_stack(stack, monkeypatch):
-        stacked.sim.configure(gen_time_mean=5.0, gen_time_jitter=0.0, url_ttl=3.0)
+        stacked.sim.configure(gen_time_mean=5.0, gen_time_jitter=0.0, url_ttl=3.0,
+                              image_gen_time=1.0)  # fmt: skip
         try:
             yield stacked
         finally:
-            stacked.sim.configure(gen_time_mean=0.2, gen_time_jitter=0.1, url_ttl=3600.0)
+            stacked.sim.configure(gen_time_mean=0.2, gen_time_jitter=0.1, url_ttl=3600.0,
+                                  image_gen_time=0.0)  # fmt: skip
 
 
 @pytest.fixture
@@ -49,18 +53,29 @@ def live(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
     yield from expiring_urls(stack, monkeypatch)
 
 
+def run_storyboard(live: Stack) -> tuple[Job, Job, Job]:
+    """A still and a clip made from it, and a clip ahead enqueued while the still holds
+    the key's one slot: it takes the slot when the still replies, so the clip made from the
+    still waits for its 5 s generation. Their jobs once all three are done."""
+    from tasks import enqueue_render, get_job, wait
+
+    batches = live_batches()
+    lines = [STILL, req("from the still", refs=["k1"])]
+    sub = batches.submit(parse_records(lines), budget=5.0)
+    _, rows = batch_report(batches, sub.batch_id)
+    still_id, clip_id = (row.job_id or "" for row in rows)
+    assert wait_until(lambda: get_job(still_id).state is JobState.SUBMITTING, timeout=20)
+    ahead_id = enqueue_render(req("a clip ahead, holding the slot"))
+    status = _wait(sub.batch_id, live, timeout=90)
+    assert status.done == 2, live.log.read_text()[-3000:]
+    assert wait(ahead_id, timeout=30).state is JobState.DONE
+    return get_job(still_id), get_job(ahead_id), get_job(clip_id)
+
+
 def test_a_clip_that_waited_past_its_stills_url_sends_the_stored_still_uploaded(
     live: Stack,
 ) -> None:
-    from tasks import get_job
-
-    lines = [STILL, req("a clip ahead, holding the slot"), req("from the still", refs=["k1"])]
-    batches = live_batches()
-    sub = batches.submit(parse_records(lines), budget=5.0)
-    status = _wait(sub.batch_id, live, timeout=90)
-    assert status.done == 3, live.log.read_text()[-3000:]
-    _, rows = batch_report(batches, sub.batch_id)
-    still, ahead, clip = (get_job(row.job_id or "") for row in rows)
+    still, ahead, clip = run_storyboard(live)
     assert clip.times["submitting"] > ahead.times["submitted"]  # it waited for the slot
     assert clip.times["submitting"] - still.times["generated"] > 3.0  # past the url's life
     (provider_url,) = get_engine().store.image_urls([still.id])[0] or []
