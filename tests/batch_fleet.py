@@ -17,6 +17,7 @@ import redis
 from config.settings import get_settings
 from simulator.testing import SimulatorProcess
 from tests.batch_requests import jsonl, req
+from tests.fleet import point_this_process_at
 from worker.batch import Batches
 from worker.infra.redis_server import RedisServer
 from worker.job.engine import reset_engine
@@ -78,13 +79,10 @@ def batch_stack(
 
 
 def live_stack(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
-    """This process pointed at the stack, its keys emptied and its simulator reset."""
-    for name, value in stack.env.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("RELAYDANCE_PRICES", raising=False)
-    get_settings.cache_clear()
-    reset_engine()
-    _point_celery_at(stack.env["REDIS_URL"])
+    """This process pointed at the stack (settings, engine and the whole Celery config: an
+    earlier test in this process may have left a Sentinel broker behind), its keys emptied
+    and its simulator reset."""
+    point_this_process_at(stack.env, monkeypatch)
     keys = [k for k in stack.redis.scan_iter("rd:*")]
     if keys:
         stack.redis.delete(*keys)
@@ -93,20 +91,6 @@ def live_stack(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]
     yield stack
     get_settings.cache_clear()
     reset_engine()
-
-
-def _point_celery_at(url: str) -> None:
-    """Make this process publish to ``url`` even if an earlier test configured another."""
-    from worker import app
-
-    if app.conf.broker_url == url:
-        return
-    app.conf.update(broker_url=url, result_backend=url)
-    # The connection and producer pools were built for the old url: drop them.
-    if app._pool is not None:
-        app._pool.force_close_all()
-        app._pool = None
-    app.amqp._producer_pool = None
 
 
 def _wait(batch_id: str, stack: Stack, timeout: float = 60.0) -> Any:
