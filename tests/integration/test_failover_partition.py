@@ -11,9 +11,10 @@ sentinels promote one. The marker is gone on the new primary: the loss was real.
 
 Before claims waited for a replica, the partition's submissions were sent, their claims
 and task ids died with the primary, and the jobs were submitted again: paid twice. Now no
-claim a replica has not confirmed is sent; every job ends done (at most two in
-``submit_unknown``, never failed), none is paid twice, and the line moves again at the
-first sweeps on the new primary.
+claim a replica has not confirmed is sent; every job ends done or, where the partition
+took a claim or a recorded task back (two in most runs, four, the key's cap, seen once on
+a loaded machine), ``submit_unknown``; none fails, none is paid twice, and the line moves
+again at the first sweeps on the new primary.
 """
 
 from __future__ import annotations
@@ -50,6 +51,22 @@ def _states(ids: list[str]) -> dict[str, int]:
             state = "unreadable"  # the election: asked again on the next turn
         found[state] = found.get(state, 0) + 1
     return found
+
+
+def _in_doubt(ids: list[str]) -> list[str]:
+    """The jobs left ``submit_unknown``."""
+    from tasks import get_job
+
+    return [job_id for job_id in ids if get_job(job_id).state.value == "submit_unknown"]
+
+
+def _paid_once_at_most(sim: SimulatorProcess, ids: list[str], states: dict[str, int]) -> None:
+    """No job failed; in doubt only jobs that held one of the key's slots around the loss
+    (at most its cap), each with at most one task; no more tasks than jobs."""
+    assert "failed" not in states, states
+    tasks = {job_id: len(sim.tasks_for(job_id)) for job_id in _in_doubt(ids)}
+    assert len(tasks) <= CAP and all(n <= 1 for n in tasks.values()), tasks
+    assert len(_posted(sim, ids)) <= JOBS
 
 
 def _posted(sim: SimulatorProcess, ids: list[str]) -> list[float]:
@@ -141,8 +158,7 @@ def test_a_partition_then_failover_pays_for_no_job_twice(
         fleet.stop()
         primary.close()
     assert sim.stats()["paid_twice"] == 0, fleet.logs()
-    assert states.get("submit_unknown", 0) <= 2 and "failed" not in states, states
-    assert len(_posted(sim, ids)) <= JOBS
+    _paid_once_at_most(sim, ids, states)
     # The line moved again at once: a submission left before a third sweep on the new
     # primary began (the first one set it moving; the next may be under way meanwhile).
     assert after, "nothing was submitted after the election"
