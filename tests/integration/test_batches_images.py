@@ -4,18 +4,16 @@ and reported with the batch's clips."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-from tests.batch_fleet import CLIP, Stack, _wait, batch_stack, live_batches, live_stack
+from tests.batch_fleet import CLIP, Stack, _wait, live_batches
 from tests.batch_requests import req
 from tests.fleet import wait_until
 from worker.batch import batch_report, parse_records
 from worker.cli.batch import batch
-from worker.infra.redis_server import RedisServer
 from worker.job.engine import get_engine
 from worker.job.record import Billing, JobKind, JobState
 from worker.render.pricing import IMAGE_DEFAULT_PRICE
@@ -23,16 +21,6 @@ from worker.render.pricing import IMAGE_DEFAULT_PRICE
 pytestmark = pytest.mark.integration
 
 STILL = {"model": "grok-imagine-image", "prompt": "a lighthouse keyframe"}
-
-
-@pytest.fixture(scope="module")
-def stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    yield from batch_stack(redis_server, tmp_path_factory)
-
-
-@pytest.fixture
-def live(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
-    yield from live_stack(stack, monkeypatch)
 
 
 def test_image_lines_become_image_jobs_priced_counted_and_reported(live: Stack) -> None:

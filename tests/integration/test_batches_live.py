@@ -5,7 +5,6 @@ duplicates and reuse, cancel, resume and resubmission, reports and status.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,26 +14,13 @@ from tests.batch_fleet import (
     CLIP,
     Stack,
     _wait,
-    batch_stack,
     fifty_lines_with_three_bad,
     live_batches,
-    live_stack,
 )
 from tests.batch_requests import jsonl, req
 from tests.fleet import wait_until
 from worker.batch import render_report
 from worker.cli.batch import batch
-from worker.infra.redis_server import RedisServer
-
-
-@pytest.fixture(scope="module")
-def stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    yield from batch_stack(redis_server, tmp_path_factory)
-
-
-@pytest.fixture
-def live(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
-    yield from live_stack(stack, monkeypatch)
 
 
 def test_cli_skip_invalid_renders_the_rest_and_reports_every_line(

@@ -5,26 +5,14 @@ the first take, and the report's rows mapping lines to files.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-from tests.batch_fleet import CLIP, Stack, _wait, batch_stack, live_stack
+from tests.batch_fleet import CLIP, Stack, _wait
 from tests.batch_requests import FAST, req
 from worker.cli.batch import batch
-from worker.infra.redis_server import RedisServer
-
-
-@pytest.fixture(scope="module")
-def stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    yield from batch_stack(redis_server, tmp_path_factory)
-
-
-@pytest.fixture
-def live(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
-    yield from live_stack(stack, monkeypatch)
 
 
 def test_clips_are_named_by_the_template_and_the_report_maps_lines_to_files(

@@ -13,13 +13,14 @@ import pytest
 import redis
 from starlette.testclient import TestClient
 
-from config.settings import get_settings, load_settings
+from config.settings import load_settings
 from simulator import image_png
 from tests.batch_requests import req
 from tests.integration.test_jobs_page import MP4, TOKEN, client_for, commands_for, signed_in
+from tests.jobs_page_helpers import engine_with_ui_token
 from tests.pipeline_helpers import make_engine
 from worker.batch import Batches, parse_records
-from worker.job.engine import Engine, get_engine, reset_engine
+from worker.job.engine import Engine
 from worker.job.record import JobState
 from worker.web.jobs_page import Credentials, JobsPage
 from worker.web.jobs_page.sheet import SHEET_PAGE
@@ -29,18 +30,9 @@ PNG = image_png("img_sheet", 64, 36)
 
 @pytest.fixture
 def engine(redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
-    for name in ("RELAYDANCE_UI_USER", "RELAYDANCE_UI_PASSWORD", "RELAYDANCE_OUTPUT"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("REDIS_URL", redis_url)
-    monkeypatch.setenv("RELAYDANCE_API_KEY", "sk-test-ui")
-    monkeypatch.setenv("RELAYDANCE_UI_TOKEN", TOKEN)
-    monkeypatch.setenv("RELAYDANCE_OUTPUT_DIR", str(tmp_path / "out"))
-    (tmp_path / "out").mkdir()
-    get_settings.cache_clear()
-    reset_engine()
-    yield make_engine(get_engine().settings)
-    get_settings.cache_clear()
-    reset_engine()
+    """The jobs page's engine (signed into with TOKEN), recording what it sends."""
+    for page_engine in engine_with_ui_token(redis_url, tmp_path, monkeypatch):
+        yield make_engine(page_engine.settings)
 
 
 def batch_of(engine: Engine, lines: list[dict[str, object]]) -> tuple[str, list[str]]:

@@ -10,21 +10,15 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.batch_fleet import Stack, batch_stack
+from tests.batch_fleet import Stack
 from tests.integration.test_still_upload import expiring_urls, run_storyboard
-from worker.infra.redis_server import RedisServer
 from worker.job.engine import get_engine
 from worker.job.record import Billing, JobState
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    yield from batch_stack(
-        redis_server, tmp_path_factory, RELAYDANCE_MAX_CONCURRENCY="1",
-        RELAYDANCE_INPUT_URL_TRUST_SECONDS="60",
-    )  # fmt: skip
+STACK_SETTINGS = {"RELAYDANCE_MAX_CONCURRENCY": "1", "RELAYDANCE_INPUT_URL_TRUST_SECONDS": "60"}
 
 
 @pytest.fixture

@@ -14,11 +14,10 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.batch_fleet import Stack, _wait, batch_stack, live_batches, live_stack
+from tests.batch_fleet import Stack, _wait, live_batches, live_stack
 from tests.batch_requests import req
 from tests.fleet import wait_until
 from worker.batch import batch_report, parse_records
-from worker.infra.redis_server import RedisServer
 from worker.job.engine import get_engine
 from worker.job.record import Billing, Job, JobState
 
@@ -27,12 +26,7 @@ pytestmark = pytest.mark.integration
 STILL = {"model": "grok-imagine-image", "prompt": "a lighthouse keyframe", "id": "k1"}
 
 
-@pytest.fixture(scope="module")
-def stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    yield from batch_stack(
-        redis_server, tmp_path_factory, RELAYDANCE_MAX_CONCURRENCY="1",
-        RELAYDANCE_INPUT_URL_TRUST_SECONDS="2",
-    )  # fmt: skip
+STACK_SETTINGS = {"RELAYDANCE_MAX_CONCURRENCY": "1", "RELAYDANCE_INPUT_URL_TRUST_SECONDS": "2"}
 
 
 def expiring_urls(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
