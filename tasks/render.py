@@ -15,7 +15,6 @@ job from its record once Redis answers: the record, not the message, keeps it al
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -27,12 +26,10 @@ from config import task_names as names
 from worker import app
 from worker.infra.outage import is_redis_outage
 from worker.job import pipeline
-from worker.job.advance import advance, advance_ids, after_step, carry_on, plan_for
+from worker.job.advance import advance, advance_ids, after_step
 from worker.job.engine import get_engine
-from worker.job.inputs import READY_HERE
 from worker.job.notify import notify_final
 from worker.job.pipeline import Outcome
-from worker.job.record import Job
 from worker.job.step import backoff, grant_waiters
 from worker.job.sweep_loop import run_sweep
 
@@ -119,36 +116,9 @@ def poll(self: Task, job_id: str, seq: int, n: int = 0, attempt: int = 0) -> Non
 @app.task(bind=True, name=names.DOWNLOAD, max_retries=None)
 def download(self: Task, job_id: str, seq: int, attempt: int = 0) -> None:
     """Download the finished clip (or stills); the download finishes the job. The clips
-    a still made ready go on in this thread (:data:`~worker.job.inputs.READY_HERE`)."""
-    ready: list[Job] = []
-    token = READY_HERE.set(ready)
-    try:
+    a still made ready go on in this thread (:func:`worker.job.pipeline.ready_clips_here`)."""
+    with pipeline.ready_clips_here(get_engine):
         _run(self, pipeline.download, job_id, after="download", seq=seq, attempt=attempt)
-    finally:
-        READY_HERE.reset(token)
-        for clip in ready:
-            _run_here(clip)
-
-
-def _run_here(job: Job) -> None:
-    """Run the queued clip's next step in this thread and do what it says, as its task
-    would (:func:`~worker.job.advance.carry_on`); should anything go wrong, its step is
-    sent instead (or, with Redis away, the sweeper resumes it from its due time)."""
-    engine = get_engine()
-    step = next((s for s in plan_for(job) if s in _HERE), None)
-    try:
-        if step is None:
-            return
-        outcome = _HERE[step](engine, job.id, seq=job.seq)
-        carry_on(engine, outcome, job.id, after=step)
-    except Exception:
-        logger.exception("job %s: its %s in the still's thread failed; sending it", job.id, step)
-        with contextlib.suppress(Exception):
-            advance(engine, engine.store.get(job.id))
-
-
-_HERE: dict[str, Callable[..., Outcome]] = {"prepare": pipeline.prepare,
-                                            "submit": pipeline.submit}  # fmt: skip
 
 
 @app.task(name=names.FINISH)

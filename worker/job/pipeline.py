@@ -15,13 +15,18 @@ Submission, the step that spends money, and its policy for ambiguous failures li
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import time
+from collections.abc import Callable, Iterator
 
 from worker.errors import AccountFault, Deferred, NotDurable, PermanentError, TransientError
 from worker.job import calls
+from worker.job.advance import advance, carry_on, plan_for
 from worker.job.deliver import download
 from worker.job.engine import Engine
 from worker.job.failover import confirm_later
+from worker.job.inputs import READY_HERE
 from worker.job.notify import notify_final
 from worker.job.prepare import prepare
 from worker.job.record import Job, JobState
@@ -40,6 +45,8 @@ from worker.job.step import (
 )
 from worker.job.submit import record_task, resubmit, submit
 from worker.job.transitions import CANCEL
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "Outcome",
@@ -168,3 +175,39 @@ def cancel(engine: Engine, job_id: str) -> bool:
         release(engine, job)
     notify_final(engine, job_id)
     return True
+
+
+@contextlib.contextmanager
+def ready_clips_here(engine: Callable[[], Engine]) -> Iterator[None]:
+    """Within it (a still's download task), the clips its still's end makes ready are
+    kept (:data:`~worker.job.inputs.READY_HERE`) rather than sent; on leaving, whatever
+    the step did, each one's next step runs in this thread (:func:`run_here`)."""
+    ready: list[Job] = []
+    token = READY_HERE.set(ready)
+    try:
+        yield
+    finally:
+        READY_HERE.reset(token)
+        for clip in ready:
+            run_here(engine(), clip)
+
+
+def run_here(engine: Engine, job: Job) -> None:
+    """Run the queued clip's next step in this thread and do what it says, as its task
+    would (:func:`~worker.job.advance.carry_on`); a step not run here, or anything going
+    wrong, is sent instead (or, with Redis away, the sweeper resumes the clip from its due
+    time)."""
+    steps = plan_for(job)
+    step = steps[0] if steps else ""
+    try:
+        if step not in _RUN_HERE:
+            advance(engine, job)
+            return
+        carry_on(engine, _RUN_HERE[step](engine, job.id, seq=job.seq), job.id, after=step)
+    except Exception:
+        logger.exception("job %s: its %s in the still's thread failed; sending it", job.id, step)
+        with contextlib.suppress(Exception):
+            advance(engine, engine.store.get(job.id))
+
+
+_RUN_HERE: dict[str, Callable[..., Outcome]] = {"prepare": prepare, "submit": submit}
