@@ -84,7 +84,8 @@ def run_clip(engine: Any, clip: str) -> dict[str, float]:
     from worker.job.advance import plan_for
 
     job = engine.store.get(clip)
-    steps = plan_for(job)[: plan_for(job).index("submit") + 1]
+    plan = plan_for(job)
+    steps = plan[: plan.index("submit") + 1]
     trips = RoundTrips()
     started = time.perf_counter()
     prepare_trips = 0

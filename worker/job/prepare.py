@@ -61,11 +61,9 @@ from worker.job.step import (
 from worker.job.still_refs import cancel_unsent
 from worker.provider.client import ApiClient
 from worker.render.local_media import MediaFileRefused, allowed_dirs, expected_kind, open_media
-from worker.render.request import STILL_REF, RenderRequest, is_url
+from worker.render.request import FIELD_OF_KIND, STILL_REF, RenderRequest, is_url
 
 __all__ = ["prepare"]
-
-FIELD_OF = {"image": "images", "video": "videos"}
 
 
 class StillUnavailable(Exception):
@@ -176,7 +174,7 @@ def _make(engine: Engine, job: Job, kind: str, source: str, attempt: int) -> str
     except Deferred as exc:
         return again(min(exc.seconds, engine.settings.poll_interval_max), attempt=attempt)
     except MediaFileRefused as exc:
-        return fail(engine, job, "file_refused", f"{FIELD_OF.get(kind, kind)}: {exc}")
+        return fail(engine, job, "file_refused", f"{FIELD_OF_KIND.get(kind, kind)}: {exc}")
     except StillUnavailable as exc:
         return cancel_unsent(engine, job, str(exc), where={"seq": job.seq})
     except AccountFault:
