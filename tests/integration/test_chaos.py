@@ -21,6 +21,8 @@ no webhook). In both modes each made at most one billed request, and either is d
 stored stills whose sha256 is that of the PNGs the simulator served, or is in
 ``submit_unknown`` with nothing stored: its reply was lost (dropped, or its worker killed
 while it waited) or its POST never left, and with no task to adopt the operator decides.
+Two more stills are a storyboard's, each feeding a clip that runs in the thread that stored
+its still: the clip ends like any other, or waits while its still is in doubt.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from simulator import VIDEO_SHA256, image_sha256
 from simulator.testing import SimulatorProcess
 from tests.fleet import Fleet, point_this_process_at, wait_until
 from worker.infra.redis_server import RedisServer, free_port
+from worker.job.inputs import WAITS_FOR
 from worker.job.record import Billing, JobKind, JobState
 
 pytestmark = pytest.mark.integration
@@ -46,6 +49,7 @@ SCALE = 1 / 30
 JOBS = 20
 IMAGE_EVERY = 5  # one job in five a still: 4 of the 20
 IMAGE_DROP_EVERY = 3  # the provider drops the reply of one image request in three
+PAIRS = 2  # storyboard pairs (a still, then a clip made from it) beside the JOBS
 CAP = 4
 S = JobState
 
@@ -125,7 +129,7 @@ def test_no_job_is_lost_or_paid_twice_under_kills_and_redis_restarts(
         try:
             for fleet in fleets:
                 fleet.start()
-            ids = [enqueue_render(_render(n)) for n in range(JOBS)]
+            ids = [enqueue_render(_render(n)) for n in range(JOBS)] + _storyboard()
             kills = unleash(fleets, server)
             # With webhooks, a job in doubt whose task exists waits for its webhook.
             found = sim.tasks_for if webhooks else None
@@ -153,7 +157,9 @@ def test_no_job_is_lost_or_paid_twice_under_kills_and_redis_restarts(
         clips = {j.id for j in unknown if j.kind is not JobKind.IMAGE}
         assert clips <= never_sent, _states(ids)
         assert any(j.adopted_from for j in jobs)
-    assert len([j for j in jobs if j.state is S.DONE]) >= JOBS - len(unknown)
+    waiting = [j for j in jobs if j.state is S.WAITING_FOR_INPUT]  # their still in doubt
+    assert all(_still_in_doubt(j) for j in waiting), _states(ids)
+    assert len([j for j in jobs if j.state is S.DONE]) == len(ids) - len(unknown) - len(waiting)
     assert list(output.glob(".*.part")) == []  # no partial file
     _assert_every_clip_whole(jobs)
     _assert_every_still_paid_once_and_whole(jobs, stats)
@@ -186,7 +192,7 @@ def _assert_every_still_paid_once_and_whole(jobs: list[Any], stats: dict[str, An
     stored; and every image request whose reply the provider dropped left its job unknown."""
     stills = [j for j in jobs if j.kind is JobKind.IMAGE]
     posts = stats["image_requests_by_idempotency_key"]
-    assert len(stills) == JOBS // IMAGE_EVERY
+    assert len(stills) == JOBS // IMAGE_EVERY + PAIRS
     assert all(posts.get(j.id, 0) <= 1 for j in stills), posts  # never paid twice
     from worker.job.engine import get_engine
 
@@ -238,9 +244,35 @@ def _settled(ids: list[str], tasks_for: Callable[[str], list[Any]] | None = None
         job = get_job(job_id)
         if job.state is S.SUBMIT_UNKNOWN:
             return tasks_for is None or not tasks_for(job_id)
+        if job.state is S.WAITING_FOR_INPUT:  # a storyboard's clip: for as long as its still
+            return _still_in_doubt(job)
         return job.is_final
 
     return all(done(i) for i in ids)
+
+
+def _storyboard() -> list[str]:
+    """PAIRS still -> clip pairs of one storyboard batch, enqueued beside the jobs: each
+    clip waits for its still, then runs in the thread that stored it."""
+    from worker.batch import Batches, batch_report, parse_records
+    from worker.job.engine import get_engine
+
+    lines: list[dict[str, Any]] = []
+    for k in range(PAIRS):
+        lines.append({"model": "grok-imagine-image", "prompt": f"chaos keyframe {k}", "n": 1,
+                      "size": "1024x1024", "id": f"k{k}"})  # fmt: skip
+        lines.append({**_render(0), "prompt": f"from keyframe {k}", "refs": [f"k{k}"]})
+    batches = Batches(get_engine())
+    _, rows = batch_report(batches, batches.submit(parse_records(lines)).batch_id)
+    return [row.job_id or "" for row in rows]
+
+
+def _still_in_doubt(clip: Any) -> bool:
+    """Whether a storyboard clip waits for a still left ``submit_unknown`` (the operator's)."""
+    from tasks import get_job
+
+    stills = [s for s in clip.extra.get(WAITS_FOR, "").split(",") if s]
+    return bool(stills) and any(get_job(s).state is S.SUBMIT_UNKNOWN for s in stills)
 
 
 def _dir(path: Path) -> Path:
