@@ -183,6 +183,17 @@ class Fleet:
         )  # fmt: skip
         self.beat_starts += 1
 
+    @contextmanager
+    def running(self) -> Iterator[Fleet]:
+        """This process pointed at the fleet's environment, the fleet started; stopped
+        on the way out, whatever happened inside."""
+        with use_env(self.env):
+            self.start()
+            try:
+                yield self
+            finally:
+                self.stop()
+
     def kill_worker(self) -> None:
         """SIGKILL the worker and every process it started: no warm shutdown, no acks."""
         assert self.worker is not None
@@ -223,13 +234,8 @@ def running_fleet(redis_url: str, sim_url: str, tmp_path: Path) -> Iterator[Flee
     env = fleet_env(redis_url=redis_url, sim_url=sim_url, output_dir=tmp_path / "renders")
     logs = tmp_path / "logs"
     logs.mkdir()
-    fleet = Fleet(env, logs, beat=True)
-    with use_env(env):
-        fleet.start()
-        try:
-            yield fleet
-        finally:
-            fleet.stop()
+    with Fleet(env, logs, beat=True).running() as fleet:
+        yield fleet
 
 
 def wait_for(predicate: Callable[[], Any], *, timeout: float = 20.0, what: str = "") -> Any:

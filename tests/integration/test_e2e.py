@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from simulator import PNG_BYTES, VIDEO_SHA256
 from simulator.testing import SimulatorProcess
 from tasks import enqueue_render, get_job, wait
-from tests.fleet import Fleet, fleet_env, running_fleet, use_env, wait_until
+from tests.fleet import Fleet, fleet_env, running_fleet, wait_until
 from worker.cli.main import main
 from worker.errors import InvalidRequest
 from worker.infra.redis_server import RedisServer
@@ -108,12 +108,8 @@ def test_a_poll_reschedules_itself_as_often_as_needed_without_the_sweeper(
                     RELAYDANCE_POLL_INTERVAL_MAX="0.3")  # fmt: skip
     (tmp_path / "logs").mkdir()
     fleet = Fleet(env, tmp_path / "logs", beat=False)  # nothing else would rescue a dropped poll
-    with use_env(env):
-        fleet.start()
-        try:
-            job = wait(enqueue_render({"model": MODEL, "prompt": "patience"}), timeout=60)
-        finally:
-            fleet.stop()
+    with fleet.running():
+        job = wait(enqueue_render({"model": MODEL, "prompt": "patience"}), timeout=60)
     assert job.state is JobState.DONE, fleet.logs()
     assert job.poll_count > 4  # Celery's default retry limit (3) must not cut the loop
     assert job.seq == 0

@@ -19,7 +19,7 @@ from config.settings import get_settings, load_settings
 from simulator.media import video_sha256
 from simulator.testing import SimulatorProcess
 from tasks import enqueue_render, get_job, wait
-from tests.fleet import Fleet, fleet_env, use_env, wait_until
+from tests.fleet import Fleet, fleet_env, wait_until
 from tests.pipeline_helpers import RecordingEngine, drive, make_engine, run_step
 from worker.infra.redis_server import RedisServer, free_port
 from worker.job.callback import callback_url_for
@@ -93,13 +93,9 @@ def test_one_fleet_polls_relaydance_and_kinovi_jobs_to_done_at_once(
                     RELAYDANCE_API_KEYS=routes(fresh))  # fmt: skip
     (tmp_path / "logs").mkdir()
     fleet = Fleet(env, tmp_path / "logs", beat=True)
-    with use_env(env):
-        fleet.start()
-        try:
-            ids = [enqueue_render(request, key=alias) for alias, request in MIXED]
-            jobs = [wait(i, timeout=90) for i in ids]
-        finally:
-            fleet.stop()
+    with fleet.running():
+        ids = [enqueue_render(request, key=alias) for alias, request in MIXED]
+        jobs = [wait(i, timeout=90) for i in ids]
     _check_both_done(fresh, jobs, fleet)
     assert all(job.poll_count >= 1 for job in jobs)
 
@@ -118,13 +114,9 @@ def test_one_fleet_takes_both_providers_webhooks_and_never_polls(
     )  # fmt: skip
     (tmp_path / "logs").mkdir()
     fleet = Fleet(env, tmp_path / "logs", web=True)
-    with use_env(env):
-        fleet.start()
-        try:
-            ids = [enqueue_render(request, key=alias) for alias, request in MIXED]
-            jobs = [wait(i, timeout=90) for i in ids]
-        finally:
-            fleet.stop()
+    with fleet.running():
+        ids = [enqueue_render(request, key=alias) for alias, request in MIXED]
+        jobs = [wait(i, timeout=90) for i in ids]
     _check_both_done(fresh, jobs, fleet)
     assert [job.poll_count for job in jobs] == [0] * len(MIXED)
     assert fresh.stats()["webhooks_sent"] == len(MIXED)
@@ -138,18 +130,14 @@ def test_a_kinovi_job_whose_worker_is_killed_mid_poll_finishes_once(
                     RELAYDANCE_API_KEYS=routes(fresh))  # fmt: skip
     (tmp_path / "logs").mkdir()
     fleet = Fleet(env, tmp_path / "logs", beat=True)
-    with use_env(env):
-        fleet.start()
-        try:
-            job_id = enqueue_render({"model": "seedance2-fast", "prompt": "slow"}, key="kin")
-            # Between two polls: the first has been answered and the next one scheduled (a
-            # poll in flight has its step due the step grace ahead, for the sweeper's sake).
-            assert wait_until(lambda: between_polls(get_job(job_id)), timeout=30)
-            fleet.kill_worker()  # its countdown message for the next poll dies with it
-            fleet.start_worker()
-            job = wait(job_id, timeout=60)
-        finally:
-            fleet.stop()
+    with fleet.running():
+        job_id = enqueue_render({"model": "seedance2-fast", "prompt": "slow"}, key="kin")
+        # Between two polls: the first has been answered and the next one scheduled (a
+        # poll in flight has its step due the step grace ahead, for the sweeper's sake).
+        assert wait_until(lambda: between_polls(get_job(job_id)), timeout=30)
+        fleet.kill_worker()  # its countdown message for the next poll dies with it
+        fleet.start_worker()
+        job = wait(job_id, timeout=60)
     assert job.state is S.DONE, (job.error_message, fleet.logs())
     assert job.seq >= 1  # the sweeper resumed it
     stats = fresh.stats()

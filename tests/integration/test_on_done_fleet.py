@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from simulator.testing import SimulatorProcess
 from tasks import cancel, enqueue_render, get_job, wait
-from tests.fleet import Fleet, fleet_env, use_env, wait_for
+from tests.fleet import Fleet, fleet_env, wait_for
 from tests.on_done_recorder import LIST_KEY, TASK_NAME
 from worker.cli.main import main
 from worker.infra.redis_server import RedisServer
@@ -31,12 +31,8 @@ def fleet(redis_server: RedisServer, sim: SimulatorProcess, tmp_path: Path) -> I
     logs = tmp_path / "logs"
     logs.mkdir()
     fleet = Fleet(env, logs, concurrency=4, includes=["tests.on_done_recorder"])
-    with use_env(env):
-        fleet.start()
-        try:
-            yield fleet
-        finally:
-            fleet.stop()
+    with fleet.running():
+        yield fleet
 
 
 def _recorded(redis_url: str) -> dict[str, dict[str, Any]]:

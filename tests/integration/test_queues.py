@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from simulator.testing import SimulatorProcess
-from tests.fleet import Fleet, use_env, wait_for, webhook_env
+from tests.fleet import Fleet, wait_for, webhook_env
 from worker.infra.redis_server import RedisServer, free_port
 from worker.job.record import JobState
 
@@ -36,12 +36,8 @@ def fleet(redis_server: RedisServer, sim: SimulatorProcess, tmp_path: Path) -> I
     env["RELAYDANCE_REQUESTS_PER_SECOND"] = "1000"
     (tmp_path / "logs").mkdir()
     fleet = Fleet(env, tmp_path / "logs", concurrency=1, web=True)
-    with use_env(env):
-        fleet.start()
-        try:
-            yield fleet
-        finally:
-            fleet.stop()
+    with fleet.running():
+        yield fleet
 
 
 def test_a_ready_clip_is_delivered_before_a_burst_of_submissions_drains(fleet: Fleet) -> None:

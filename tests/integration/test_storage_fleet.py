@@ -66,12 +66,8 @@ def fleet(redis_server: RedisServer, sim: SimulatorProcess, bucket: Bucket,
           tmp_path: Path) -> Iterator[Fleet]:  # fmt: skip
     env = s3_env(redis_server, sim, bucket, tmp_path / "work")
     fleet = _fleet(env, tmp_path, beat=True)
-    with use_env(env):
-        fleet.start()
-        try:
-            yield fleet
-        finally:
-            fleet.stop()
+    with fleet.running():
+        yield fleet
 
 
 def test_a_render_ends_with_its_clip_and_manifest_in_the_bucket_with_the_right_sha256(
@@ -151,31 +147,27 @@ def test_a_bucket_that_refuses_writes_keeps_the_paid_job_and_delivers_once_it_ac
                  RELAYDANCE_STORAGE_RETRY_INTERVAL="0.5")  # fmt: skip
     env.update(bucket.env(**writer))
     fleet = _fleet(env, tmp_path, beat=True)
-    with use_env(env):
-        fleet.start()
-        try:
-            with bucket.server.enforcing_iam():  # the bucket now refuses the writer's writes
-                job_id = enqueue_render({"model": MODEL, "prompt": "a refused clip"})
+    with fleet.running():
+        with bucket.server.enforcing_iam():  # the bucket now refuses the writer's writes
+            job_id = enqueue_render({"model": MODEL, "prompt": "a refused clip"})
 
-                def refused() -> bool:
-                    return get_job(job_id).error_code == "storage_refused"
+            def refused() -> bool:
+                return get_job(job_id).error_code == "storage_refused"
 
-                assert wait_until(refused, timeout=60, interval=0.1), fleet.logs()
-                job = get_job(job_id)
-                assert job.state is JobState.DOWNLOADING, job.state  # kept, not failed
-                assert "AccessDenied" in (job.error_message or "")
-                assert "s3:PutObject" in (job.error_message or "")
-                shown = CliRunner().invoke(main, ["status", job_id])
-                assert "storage_refused" in shown.output
-                assert bucket.keys() == [] and bucket.uploads() == []
+            assert wait_until(refused, timeout=60, interval=0.1), fleet.logs()
+            job = get_job(job_id)
+            assert job.state is JobState.DOWNLOADING, job.state  # kept, not failed
+            assert "AccessDenied" in (job.error_message or "")
+            assert "s3:PutObject" in (job.error_message or "")
+            shown = CliRunner().invoke(main, ["status", job_id])
+            assert "storage_refused" in shown.output
+            assert bucket.keys() == [] and bucket.uploads() == []
 
-                bucket.allow("writer", ["s3:*"])  # the operator grants the write
-                job = wait(job_id, timeout=60)
-                assert job.state is JobState.DONE, (job.error_message, fleet.logs())
-                assert bucket.keys() == sorted([f"renders/{job_id}.mp4", f"renders/{job_id}.json"])
-                body = bucket.read(f"renders/{job_id}.mp4")
-        finally:
-            fleet.stop()
+            bucket.allow("writer", ["s3:*"])  # the operator grants the write
+            job = wait(job_id, timeout=60)
+            assert job.state is JobState.DONE, (job.error_message, fleet.logs())
+            assert bucket.keys() == sorted([f"renders/{job_id}.mp4", f"renders/{job_id}.json"])
+            body = bucket.read(f"renders/{job_id}.mp4")
     assert hashlib.sha256(body).hexdigest() == VIDEO_SHA256
     assert job.error_code is None
     stats = sim.stats()

@@ -18,7 +18,7 @@ import pytest
 
 from simulator.testing import SimulatorProcess
 from tests.batch_requests import req
-from tests.fleet import Fleet, fleet_env, use_env, wait_until
+from tests.fleet import Fleet, fleet_env, wait_until
 from worker.job.record import Billing, JobState
 
 pytestmark = pytest.mark.integration
@@ -35,12 +35,8 @@ def fleet(redis_url: str, tmp_path: Path) -> Iterator[tuple[Fleet, SimulatorProc
                         RELAYDANCE_HTTP_CALL_DEADLINE="10")  # fmt: skip
         (tmp_path / "logs").mkdir()
         fleet = Fleet(env, tmp_path / "logs", concurrency=4)
-        with use_env(env):
-            fleet.start()
-            try:
-                yield fleet, sim
-            finally:
-                fleet.stop()
+        with fleet.running():
+            yield fleet, sim
 
 
 def test_a_worker_killed_during_the_clips_post_in_its_stills_thread_never_pays_twice(
